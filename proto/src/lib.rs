@@ -1,0 +1,22 @@
+//! podium's public API as Rust: the messages and gRPC stubs generated from `podium/v1/*.proto`,
+//! and the encoded file descriptor set that the server's reflection service publishes.
+//!
+//! The `.proto` files are the API documentation; read them first.
+
+#![forbid(unsafe_code)]
+
+/// Package `podium.v1`.
+pub mod v1 {
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
+    tonic::include_proto!("podium.v1");
+}
+
+/// The encoded `FileDescriptorSet` of every podium proto file, for server reflection and for
+/// tools that decode events by type name.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/podium_descriptor.bin"));
+
+/// The fully qualified protobuf name of a podium message, used as the event type in the log
+/// (`podium.v1.ConferenceCreated`). Integrators decode an event's payload by this name.
+pub fn type_name<M: prost::Name>() -> String {
+    M::full_name()
+}

@@ -1,0 +1,67 @@
+//! The access service's own read model of the agenda: which conference a join code opens and
+//! which speakers each conference has. Built from the agenda's events, never from the agenda
+//! service's state.
+
+use std::collections::{HashMap, HashSet};
+
+use podium_eventlog::{Projection, RecordedEvent};
+use podium_proto::v1 as pb;
+
+/// Join codes and speakers, by conference.
+#[derive(Debug, Default)]
+pub struct Directory {
+    /// Normalised join code -> conference id.
+    join_codes: HashMap<String, String>,
+    conferences: HashSet<String>,
+    speakers: HashSet<(String, String)>,
+}
+
+/// The event types this read model folds.
+pub fn directory_event_types() -> Vec<String> {
+    use prost::Name;
+    vec![pb::ConferenceCreated::full_name(), pb::SpeakerAdded::full_name()]
+}
+
+/// Join codes compare without case, spaces or dashes: "kq7m 2xhd" opens "KQ7M-2XHD".
+pub fn normalise_join_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+impl Directory {
+    /// The conference a join code opens.
+    pub fn conference_for_code(&self, code: &str) -> Option<&str> {
+        self.join_codes.get(&normalise_join_code(code)).map(String::as_str)
+    }
+
+    pub fn has_conference(&self, conference_id: &str) -> bool {
+        self.conferences.contains(conference_id)
+    }
+
+    pub fn has_speaker(&self, conference_id: &str, speaker_id: &str) -> bool {
+        self.speakers.contains(&(conference_id.to_owned(), speaker_id.to_owned()))
+    }
+}
+
+impl Projection for Directory {
+    fn apply(&mut self, event: &RecordedEvent) {
+        if event.is::<pb::ConferenceCreated>() {
+            match event.decode::<pb::ConferenceCreated>() {
+                Ok(c) => {
+                    self.join_codes.insert(normalise_join_code(&c.join_code), c.conference_id.clone());
+                    self.conferences.insert(c.conference_id);
+                }
+                Err(error) => tracing::error!(%error, "skipping undecodable event"),
+            }
+        } else if event.is::<pb::SpeakerAdded>() {
+            match event.decode::<pb::SpeakerAdded>() {
+                Ok(s) => {
+                    self.speakers.insert((s.conference_id, s.speaker_id));
+                }
+                Err(error) => tracing::error!(%error, "skipping undecodable event"),
+            }
+        }
+    }
+}

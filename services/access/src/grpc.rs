@@ -1,0 +1,262 @@
+//! The gRPC face of access: the interceptor that authenticates every call, the helper every
+//! RPC uses to get its caller, and the `podium.v1.Access` service.
+
+use std::{sync::Arc, time::Duration};
+
+use podium_eventlog::Projector;
+use podium_proto::v1::{self as pb, access_server::Access};
+use tonic::{Request, Response, Status, service::Interceptor};
+
+use crate::{
+    directory::Directory,
+    domain::{AccessError, Principal, Role},
+    tokens::{DEFAULT_TTL, MAX_TTL, TokenKeys},
+};
+
+impl From<AccessError> for Status {
+    fn from(error: AccessError) -> Self {
+        match error {
+            AccessError::Unauthenticated(m) => Status::unauthenticated(m),
+            AccessError::PermissionDenied(m) => Status::permission_denied(m),
+            AccessError::NotFound(m) => Status::not_found(m),
+            e @ AccessError::InvalidArgument { .. } => Status::invalid_argument(e.to_string()),
+            AccessError::Internal(m) => {
+                tracing::error!(error = %m, "access failed");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+/// Authenticates the bearer token of every request, if there is one, and puts the
+/// [`Principal`] into the request's extensions. A request without a token passes (`Join` and
+/// health checks need none); a request with a bad token is refused here.
+#[derive(Clone, Debug)]
+pub struct Authenticator {
+    keys: Arc<TokenKeys>,
+}
+
+impl Authenticator {
+    pub fn new(keys: Arc<TokenKeys>) -> Self {
+        Self { keys }
+    }
+}
+
+impl Interceptor for Authenticator {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(value) = request.metadata().get("authorization") else {
+            return Ok(request);
+        };
+        let value = value
+            .to_str()
+            .map_err(|_| Status::unauthenticated("authorization header is not ASCII"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| Status::unauthenticated("authorization must be \"Bearer <token>\""))?;
+        let principal = self.keys.verify(token.trim())?;
+        request.extensions_mut().insert(principal);
+        Ok(request)
+    }
+}
+
+/// The caller of an RPC, or UNAUTHENTICATED.
+pub fn caller<T>(request: &Request<T>) -> Result<Principal, Status> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("missing bearer token: send \"authorization: Bearer <token>\""))
+}
+
+pub fn role_to_proto(role: Role) -> pb::Role {
+    match role {
+        Role::Admin => pb::Role::Admin,
+        Role::Organiser => pb::Role::Organiser,
+        Role::Moderator => pb::Role::Moderator,
+        Role::Integration => pb::Role::Integration,
+        Role::Speaker => pb::Role::Speaker,
+        Role::Attendee => pb::Role::Attendee,
+    }
+}
+
+fn role_from_proto(role: i32) -> Result<Role, AccessError> {
+    let invalid = || AccessError::InvalidArgument { field: "role", message: "must be one of ROLE_ADMIN, ROLE_ORGANISER, ROLE_MODERATOR, ROLE_INTEGRATION, ROLE_SPEAKER".into() };
+    Ok(match pb::Role::try_from(role).map_err(|_| invalid())? {
+        pb::Role::Unspecified => return Err(invalid()),
+        pb::Role::Admin => Role::Admin,
+        pb::Role::Organiser => Role::Organiser,
+        pb::Role::Moderator => Role::Moderator,
+        pb::Role::Integration => Role::Integration,
+        pb::Role::Speaker => Role::Speaker,
+        pb::Role::Attendee => Role::Attendee,
+    })
+}
+
+pub fn principal_to_proto(p: &Principal) -> pb::Principal {
+    pb::Principal {
+        id: p.id.clone(),
+        name: p.name.clone(),
+        role: role_to_proto(p.role) as i32,
+        conference_id: p.conference_id.clone().unwrap_or_default(),
+        speaker_id: p.speaker_id.clone().unwrap_or_default(),
+        expires_at: p.expires_at.map(prost_types::Timestamp::from),
+    }
+}
+
+/// The `podium.v1.Access` service.
+pub struct AccessService {
+    keys: Arc<TokenKeys>,
+    directory: Projector<Directory>,
+}
+
+impl AccessService {
+    pub fn new(keys: Arc<TokenKeys>, directory: Projector<Directory>) -> Self {
+        Self { keys, directory }
+    }
+
+    fn sign(&self, principal: Principal, ttl: Duration) -> Result<String, Status> {
+        self.keys.issue(&principal, ttl).map_err(|e| {
+            tracing::error!(error = %e, "signing a token failed");
+            Status::internal("could not sign token")
+        })
+    }
+}
+
+fn holder_name(name: &str, default: &str) -> Result<String, AccessError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Ok(default.to_owned());
+    }
+    if name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(AccessError::InvalidArgument {
+            field: "name",
+            message: "must be 1 to 100 characters without control characters".into(),
+        });
+    }
+    Ok(name.to_owned())
+}
+
+fn short_id(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}", &id[..12])
+}
+
+#[tonic::async_trait]
+impl Access for AccessService {
+    async fn issue_token(
+        &self,
+        request: Request<pb::IssueTokenRequest>,
+    ) -> Result<Response<pb::IssueTokenResponse>, Status> {
+        let issuer = caller(&request)?;
+        let req = request.into_inner();
+        let role = role_from_proto(req.role)?;
+        let ttl = match req.ttl_seconds {
+            0 => DEFAULT_TTL,
+            s if Duration::from_secs(s) > MAX_TTL => {
+                return Err(AccessError::InvalidArgument {
+                    field: "ttl_seconds",
+                    message: format!("must be at most {} (400 days)", MAX_TTL.as_secs()),
+                }
+                .into());
+            }
+            s => Duration::from_secs(s),
+        };
+        let name = holder_name(&req.name, role.as_str())?;
+        let principal = if role == Role::Admin {
+            issuer.require_admin("issue admin tokens")?;
+            Principal { id: short_id("admin"), name, ..Principal::admin() }
+        } else {
+            let conference_id = req.conference_id.trim().to_owned();
+            if conference_id.is_empty() {
+                return Err(AccessError::InvalidArgument {
+                    field: "conference_id",
+                    message: format!("is required for a {role} token"),
+                }
+                .into());
+            }
+            issuer.require(&conference_id, &[Role::Admin, Role::Organiser], "issue tokens")?;
+            if role == Role::Attendee {
+                return Err(AccessError::InvalidArgument {
+                    field: "role",
+                    message: "attendees get their token by joining with the join code".into(),
+                }
+                .into());
+            }
+            let speaker_id = (role == Role::Speaker).then(|| req.speaker_id.trim().to_owned());
+            {
+                let directory = self.directory.read();
+                if !directory.has_conference(&conference_id) {
+                    return Err(AccessError::NotFound(format!("conference {conference_id} not found")).into());
+                }
+                match &speaker_id {
+                    Some(s) if s.is_empty() => {
+                        return Err(AccessError::InvalidArgument {
+                            field: "speaker_id",
+                            message: "is required for a speaker token".into(),
+                        }
+                        .into());
+                    }
+                    Some(s) if !directory.has_speaker(&conference_id, s) => {
+                        return Err(AccessError::NotFound(format!("speaker {s} not found")).into());
+                    }
+                    _ => {}
+                }
+            }
+            Principal {
+                id: speaker_id.clone().unwrap_or_else(|| short_id(role.as_str())),
+                name,
+                role,
+                conference_id: Some(conference_id),
+                speaker_id,
+                expires_at: None,
+            }
+        };
+        let token = self.sign(principal.clone(), ttl)?;
+        let issued = self.keys.verify(&token)?;
+        tracing::info!(issuer = %issuer.id, role = %issued.role, principal = %issued.id, "token issued");
+        Ok(Response::new(pb::IssueTokenResponse { token, principal: Some(principal_to_proto(&issued)) }))
+    }
+
+    async fn join(
+        &self,
+        request: Request<pb::JoinRequest>,
+    ) -> Result<Response<pb::JoinResponse>, Status> {
+        let req = request.into_inner();
+        if req.join_code.trim().is_empty() {
+            return Err(AccessError::InvalidArgument { field: "join_code", message: "is required".into() }.into());
+        }
+        let name = holder_name(&req.display_name, "attendee").map_err(|e| match e {
+            AccessError::InvalidArgument { message, .. } => {
+                AccessError::InvalidArgument { field: "display_name", message }
+            }
+            other => other,
+        })?;
+        let conference_id = self
+            .directory
+            .read()
+            .conference_for_code(&req.join_code)
+            .map(str::to_owned)
+            .ok_or_else(|| AccessError::NotFound("no conference has this join code".into()))?;
+        let principal = Principal {
+            id: short_id("att"),
+            name,
+            role: Role::Attendee,
+            conference_id: Some(conference_id),
+            speaker_id: None,
+            expires_at: None,
+        };
+        let token = self.sign(principal, DEFAULT_TTL)?;
+        let joined = self.keys.verify(&token)?;
+        tracing::info!(attendee = %joined.id, conference = ?joined.conference_id, "attendee joined");
+        Ok(Response::new(pb::JoinResponse { token, principal: Some(principal_to_proto(&joined)) }))
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let principal = caller(&request)?;
+        Ok(Response::new(pb::WhoAmIResponse { principal: Some(principal_to_proto(&principal)) }))
+    }
+}

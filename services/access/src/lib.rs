@@ -1,0 +1,19 @@
+//! podium's access model: signed bearer tokens that carry a principal, a role and a scope; the
+//! admin bootstrap; joining a conference with its join code; and the authorisation rule every
+//! RPC of every service applies.
+//!
+//! Layers: [`domain`] (roles and the scope rule), [`tokens`] (signing, verifying, key files),
+//! [`directory`] (this service's read model of conferences and speakers), [`grpc`] (interceptor
+//! and the `podium.v1.Access` service).
+
+#![forbid(unsafe_code)]
+
+pub mod directory;
+pub mod domain;
+pub mod grpc;
+pub mod tokens;
+
+pub use directory::{Directory, directory_event_types};
+pub use domain::{AccessError, EVERYONE, ORGANISERS, Principal, Role, STAFF};
+pub use grpc::{AccessService, Authenticator, caller};
+pub use tokens::TokenKeys;

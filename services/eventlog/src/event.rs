@@ -1,0 +1,105 @@
+//! Events going into the log ([`NewEvent`]) and coming out of it ([`RecordedEvent`]), and their
+//! stored form: the public `podium.v1.Event` protobuf message, so integrators decode exactly
+//! what podium stores.
+
+use std::time::{Duration, SystemTime};
+
+use prost::Message;
+use podium_proto::v1 as pb;
+use uuid::Uuid;
+
+/// An event to append: a caller-chosen id and a protobuf payload with its type name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub id: Uuid,
+    /// Fully qualified protobuf name of the payload, e.g. `podium.v1.RoomAdded`.
+    pub event_type: String,
+    pub payload: Vec<u8>,
+}
+
+impl NewEvent {
+    /// Wraps a podium protobuf message, taking its type name from the message itself.
+    pub fn new<M: Message + prost::Name>(id: Uuid, message: &M) -> Self {
+        Self { id, event_type: M::full_name(), payload: message.encode_to_vec() }
+    }
+}
+
+/// An event as committed: the payload plus where and when it landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub id: Uuid,
+    pub stream: String,
+    pub stream_version: u64,
+    pub position: u64,
+    pub event_type: String,
+    pub payload: Vec<u8>,
+    pub recorded_at: SystemTime,
+}
+
+/// A stored payload did not decode as the message its type names.
+#[derive(Debug, thiserror::Error)]
+#[error("event at position {position} is not a valid {expected}: {reason}")]
+pub struct DecodeError {
+    pub position: u64,
+    pub expected: String,
+    pub reason: String,
+}
+
+impl RecordedEvent {
+    /// True when the payload is a `M`.
+    pub fn is<M: prost::Name>(&self) -> bool {
+        self.event_type == M::full_name()
+    }
+
+    /// Decodes the payload as `M`, checking the stored type name first.
+    pub fn decode<M: Message + prost::Name + Default>(&self) -> Result<M, DecodeError> {
+        let expected = M::full_name();
+        if self.event_type != expected {
+            return Err(DecodeError {
+                position: self.position,
+                reason: format!("its type is {}", self.event_type),
+                expected,
+            });
+        }
+        M::decode(self.payload.as_slice()).map_err(|e| DecodeError {
+            position: self.position,
+            expected,
+            reason: e.to_string(),
+        })
+    }
+
+    /// The public protobuf form, which is also the stored form.
+    pub fn to_proto(&self) -> pb::Event {
+        pb::Event {
+            id: self.id.to_string(),
+            stream: self.stream.clone(),
+            stream_version: self.stream_version,
+            position: self.position,
+            r#type: self.event_type.clone(),
+            payload: self.payload.clone(),
+            recorded_at: Some(prost_types::Timestamp::from(self.recorded_at)),
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn from_proto(event: pb::Event) -> Result<Self, String> {
+        let id = Uuid::parse_str(&event.id).map_err(|e| format!("bad event id: {e}"))?;
+        let recorded_at = match event.recorded_at {
+            Some(ts) => {
+                let secs = u64::try_from(ts.seconds).map_err(|_| "recorded_at before 1970")?;
+                let nanos = u32::try_from(ts.nanos).map_err(|_| "negative nanos")?;
+                SystemTime::UNIX_EPOCH + Duration::new(secs, nanos)
+            }
+            None => return Err("recorded_at missing".to_owned()),
+        };
+        Ok(Self {
+            id,
+            stream: event.stream,
+            stream_version: event.stream_version,
+            position: event.position,
+            event_type: event.r#type,
+            payload: event.payload,
+            recorded_at,
+        })
+    }
+}

@@ -1,0 +1,136 @@
+//! podium's append-only event log. Every state change in podium is an event here; read models
+//! are folds over it. This crate holds the [`EventLog`] trait that services program against,
+//! the sled backend ([`SledEventLog`]), and [`subscribe`], which turns any backend into a
+//! catch-up-then-live stream with no gap and no duplicate at the seam.
+
+#![forbid(unsafe_code)]
+
+mod event;
+mod projection;
+mod sled_log;
+mod subscribe;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+pub use event::{DecodeError, NewEvent, RecordedEvent};
+pub use projection::{Projection, Projector};
+pub use sled_log::{SledEventLog, SledOptions};
+pub use subscribe::{Filter, SubscriptionItem, subscribe};
+
+/// What the caller believes about a stream before appending to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// Append whatever the stream holds.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last event must have this version.
+    Exact(u64),
+}
+
+impl std::fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Any => f.write_str("any"),
+            Self::NoStream => f.write_str("no stream"),
+            Self::Exact(v) => write!(f, "version {v}"),
+        }
+    }
+}
+
+/// Where an append landed. Returned unchanged when the same event ids are appended again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Stream version of the first and last event of the batch.
+    pub first_version: u64,
+    pub last_version: u64,
+    /// Global position of the first and last event of the batch.
+    pub first_position: u64,
+    pub last_position: u64,
+    /// True when every id was already in the stream and nothing was written.
+    pub deduplicated: bool,
+}
+
+/// Everything that can go wrong with the log. The gRPC layers map these to status codes.
+#[derive(Debug, thiserror::Error)]
+pub enum EventLogError {
+    #[error("wrong expected version for stream {stream}: expected {expected}, {}", describe_actual(*.actual))]
+    Conflict { stream: String, expected: ExpectedVersion, actual: Option<u64> },
+    #[error("some but not all event ids of the batch are already in stream {stream}")]
+    PartialDuplicate { stream: String },
+    #[error("invalid append: {0}")]
+    InvalidAppend(String),
+    #[error("event log storage failed: {0}")]
+    Storage(String),
+    #[error("stored event at position {position} is corrupt: {reason}")]
+    Corrupt { position: u64, reason: String },
+    #[error("event log is closed")]
+    Closed,
+}
+
+fn describe_actual(actual: Option<u64>) -> String {
+    match actual {
+        Some(v) => format!("stream is at version {v}"),
+        None => "stream does not exist".to_owned(),
+    }
+}
+
+pub type Result<T, E = EventLogError> = std::result::Result<T, E>;
+
+/// A batch of events committed together, as announced to live subscribers.
+pub type CommittedBatch = Arc<[RecordedEvent]>;
+
+/// The log every podium service writes to and reads from.
+///
+/// **Invariants** every backend upholds: global positions are dense and assigned in commit
+/// order; stream versions are contiguous from 0; an append is all-or-nothing and returns only
+/// once durable; an event id appended twice to a stream is written once, forever; reads only
+/// return durable events.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends `events` to `stream` atomically if the stream matches `expected`.
+    ///
+    /// If every id is already in the stream, returns the original outcome and writes nothing,
+    /// whatever `expected` says: a retry of a write that succeeded is not a conflict.
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome>;
+
+    /// Up to `limit` events of `stream` from `from_version`, in version order.
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>>;
+
+    /// Up to `limit` events of the whole log from global position `from`, in order.
+    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>>;
+
+    /// The position the next event will get: every event below it is durable.
+    fn head(&self) -> u64;
+
+    /// Live batches committed from now on. A receiver that falls behind gets
+    /// `RecvError::Lagged`; [`subscribe`] then goes back to reading storage.
+    fn listen(&self) -> broadcast::Receiver<CommittedBatch>;
+}
+
+/// Reads every event of a stream, for loading an aggregate.
+pub async fn read_whole_stream(log: &dyn EventLog, stream: &str) -> Result<Vec<RecordedEvent>> {
+    const PAGE: usize = 1024;
+    let mut events = Vec::new();
+    loop {
+        let page = log.read_stream(stream, events.len() as u64, PAGE).await?;
+        let done = page.len() < PAGE;
+        events.extend(page);
+        if done {
+            return Ok(events);
+        }
+    }
+}

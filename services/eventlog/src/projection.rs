@@ -1,0 +1,106 @@
+//! Read models: in-memory folds over the log, rebuilt from it at start-up and kept live by a
+//! subscription. Every service's queries are answered from one of these.
+//!
+//! A command handler that has just appended calls [`Projector::wait_for`] with the position it
+//! got back, so that a client reads its own writes.
+
+use std::{
+    sync::{Arc, RwLock, RwLockReadGuard},
+    time::Instant,
+};
+
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use crate::{EventLog, EventLogError, Filter, RecordedEvent, Result, SubscriptionItem, subscribe};
+
+/// A fold over events. `apply` must not fail: an event it cannot use is logged and skipped, so
+/// one bad event never stops a service from starting.
+pub trait Projection: Send + Sync + 'static {
+    fn apply(&mut self, event: &RecordedEvent);
+}
+
+/// A running read model.
+pub struct Projector<P> {
+    state: Arc<RwLock<P>>,
+    /// The position the model has read up to (exclusive).
+    applied: watch::Receiver<u64>,
+}
+
+impl<P> Clone for Projector<P> {
+    fn clone(&self) -> Self {
+        Self { state: self.state.clone(), applied: self.applied.clone() }
+    }
+}
+
+impl<P: Projection> Projector<P> {
+    /// Replays every stored event matching `filter` into `initial`, logs how many and how long,
+    /// then keeps applying live events in a background task until the log closes.
+    pub async fn start(
+        name: &'static str,
+        log: Arc<dyn EventLog>,
+        initial: P,
+        filter: Filter,
+    ) -> Result<Self> {
+        let started = Instant::now();
+        let state = Arc::new(RwLock::new(initial));
+        let (applied_tx, applied) = watch::channel(0u64);
+        let mut events = Box::pin(subscribe(log, 0, filter));
+        let mut replayed = 0u64;
+        // Replay: until the subscription says it has caught up with storage.
+        while let Some(item) = events.next().await {
+            match item? {
+                SubscriptionItem::Event(event) => {
+                    apply(&state, &event);
+                    replayed += 1;
+                }
+                SubscriptionItem::CaughtUp(position) => {
+                    applied_tx.send_replace(position);
+                    break;
+                }
+            }
+        }
+        tracing::info!(
+            read_model = name,
+            events = replayed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "read model replayed"
+        );
+        let live_state = state.clone();
+        tokio::spawn(async move {
+            while let Some(item) = events.next().await {
+                match item {
+                    Ok(SubscriptionItem::Event(event)) => {
+                        apply(&live_state, &event);
+                        applied_tx.send_replace(event.position + 1);
+                    }
+                    Ok(SubscriptionItem::CaughtUp(_)) => {}
+                    Err(error) => {
+                        tracing::error!(read_model = name, %error, "read model stopped");
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Self { state, applied })
+    }
+
+    /// The current state. Do not hold the guard across an `.await`.
+    pub fn read(&self) -> RwLockReadGuard<'_, P> {
+        // A panic inside `apply` poisons the lock; the state is still the last good fold.
+        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits until the event at `position` (and everything before it that matches) has been
+    /// applied.
+    pub async fn wait_for(&self, position: u64) -> Result<()> {
+        let mut applied = self.applied.clone();
+        applied.wait_for(|&next| next > position).await.map_err(|_| EventLogError::Closed)?;
+        Ok(())
+    }
+}
+
+fn apply<P: Projection>(state: &RwLock<P>, event: &RecordedEvent) {
+    let mut guard = state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    guard.apply(event);
+}

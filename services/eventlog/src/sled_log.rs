@@ -1,0 +1,491 @@
+//! The sled backend of [`EventLog`]: podium's embedded default.
+//!
+//! One sled tree holds three key spaces, so that a whole group commit is one atomic
+//! `apply_batch`:
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `L` position (u64 BE) | the event, encoded as `podium.v1.Event` |
+//! | `S` stream `0x00` version (u64 BE) | position |
+//! | `I` stream `0x00` event id (16 bytes) | position, version |
+//!
+//! All writes go through one writer thread. It takes every append request that is waiting,
+//! decides each against the stream heads (including the effects of earlier requests of the same
+//! group), applies them as one batch and calls sled's `flush` once: group commit, so durability
+//! costs one fsync per group, not per append. Only after the flush does it answer the callers,
+//! advance the durable head that readers respect, and announce the batch to live subscribers.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+    time::SystemTime,
+};
+
+use async_trait::async_trait;
+use podium_proto::v1 as pb;
+use prost::Message;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::{
+    AppendOutcome, CommittedBatch, EventLog, EventLogError, ExpectedVersion, NewEvent,
+    RecordedEvent, Result,
+};
+
+const LOG: u8 = b'L';
+const STREAM: u8 = b'S';
+const ID: u8 = b'I';
+
+/// Longest stream name accepted, in bytes.
+pub const MAX_STREAM_LEN: usize = 256;
+/// Most events in one append.
+pub const MAX_BATCH_EVENTS: usize = 1024;
+/// Largest single payload, in bytes.
+pub const MAX_PAYLOAD: usize = 1 << 20;
+
+/// Tuning of the sled backend.
+#[derive(Debug, Clone)]
+pub struct SledOptions {
+    /// Most append requests the writer folds into one flush.
+    pub max_group: usize,
+    /// Append requests that may wait for the writer before callers wait to enqueue.
+    pub queue: usize,
+    /// Committed batches buffered for live subscribers before a slow one lags.
+    pub live_buffer: usize,
+    /// sled's page cache, in bytes.
+    pub cache_bytes: u64,
+}
+
+impl Default for SledOptions {
+    fn default() -> Self {
+        Self { max_group: 512, queue: 4096, live_buffer: 4096, cache_bytes: 256 << 20 }
+    }
+}
+
+struct AppendRequest {
+    stream: String,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<AppendOutcome>>,
+}
+
+struct Shared {
+    tree: sled::Tree,
+    /// Every position below this is flushed; readers never look past it.
+    durable_head: AtomicU64,
+    live: broadcast::Sender<CommittedBatch>,
+}
+
+/// The embedded, durable event log. Cheap to share behind an `Arc`.
+pub struct SledEventLog {
+    shared: Arc<Shared>,
+    db: sled::Db,
+    path: PathBuf,
+    requests: std::sync::Mutex<Option<mpsc::Sender<AppendRequest>>>,
+    writer: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for SledEventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledEventLog").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl SledEventLog {
+    /// Opens (or creates) the log in directory `path` and starts its writer thread.
+    pub fn open(path: impl AsRef<Path>, options: SledOptions) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(options.cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(storage)?;
+        let tree = db.open_tree("events").map_err(storage)?;
+        let head = next_position(&tree)?;
+        let (live, _) = broadcast::channel(options.live_buffer.max(1));
+        let shared = Arc::new(Shared { tree, durable_head: AtomicU64::new(head), live });
+        let (tx, rx) = mpsc::channel(options.queue.max(1));
+        let writer = Writer { shared: shared.clone(), db: db.clone(), next: head, max_group: options.max_group.max(1) };
+        let handle = std::thread::Builder::new()
+            .name("podium-log-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| EventLogError::Storage(format!("cannot start writer thread: {e}")))?;
+        tracing::info!(path = %path.display(), head, "event log opened");
+        Ok(Self {
+            shared,
+            db,
+            path,
+            requests: std::sync::Mutex::new(Some(tx)),
+            writer: std::sync::Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Stops accepting appends, lets the writer commit what it already has, flushes and waits
+    /// for the writer thread. Live subscriptions end. Idempotent.
+    pub fn close(&self) -> Result<()> {
+        drop(self.requests.lock().map_err(|_| EventLogError::Closed)?.take());
+        let handle = self.writer.lock().map_err(|_| EventLogError::Closed)?.take();
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                return Err(EventLogError::Storage("writer thread panicked".into()));
+            }
+        }
+        self.db.flush().map_err(storage)?;
+        Ok(())
+    }
+
+    /// Bytes sled occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        self.db.size_on_disk().map_err(storage)
+    }
+
+    fn sender(&self) -> Result<mpsc::Sender<AppendRequest>> {
+        self.requests
+            .lock()
+            .map_err(|_| EventLogError::Closed)?
+            .clone()
+            .ok_or(EventLogError::Closed)
+    }
+}
+
+impl Drop for SledEventLog {
+    fn drop(&mut self) {
+        if let Err(error) = self.close() {
+            tracing::error!(%error, "closing the event log failed");
+        }
+    }
+}
+
+#[async_trait]
+impl EventLog for SledEventLog {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome> {
+        validate_append(stream, &events)?;
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest { stream: stream.to_owned(), expected, events, reply };
+        self.sender()?.send(request).await.map_err(|_| EventLogError::Closed)?;
+        answer.await.map_err(|_| EventLogError::Closed)?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let durable = self.head();
+        let tree = &self.shared.tree;
+        let start = stream_key(stream, from_version);
+        let end = stream_key(stream, u64::MAX);
+        let mut events = Vec::new();
+        for entry in tree.range(start..=end) {
+            if events.len() >= limit {
+                break;
+            }
+            let (_, value) = entry.map_err(storage)?;
+            let position = be_u64(&value)?;
+            if position >= durable {
+                break;
+            }
+            events.push(load(tree, position)?);
+        }
+        Ok(events)
+    }
+
+    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+        let durable = self.head();
+        if from >= durable {
+            return Ok(Vec::new());
+        }
+        let tree = &self.shared.tree;
+        let end = durable.min(from.saturating_add(limit as u64));
+        let mut events = Vec::with_capacity((end - from) as usize);
+        for entry in tree.range(log_key(from)..log_key(end)) {
+            let (key, value) = entry.map_err(storage)?;
+            let position = be_u64(&key[1..])?;
+            events.push(decode(position, &value)?);
+        }
+        Ok(events)
+    }
+
+    fn head(&self) -> u64 {
+        self.shared.durable_head.load(Ordering::Acquire)
+    }
+
+    fn listen(&self) -> broadcast::Receiver<CommittedBatch> {
+        self.shared.live.subscribe()
+    }
+}
+
+fn validate_append(stream: &str, events: &[NewEvent]) -> Result<()> {
+    let invalid = |m: String| Err(EventLogError::InvalidAppend(m));
+    if stream.is_empty() || stream.len() > MAX_STREAM_LEN {
+        return invalid(format!("stream name must be 1 to {MAX_STREAM_LEN} bytes"));
+    }
+    if !stream.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.:".contains(&b)) {
+        return invalid(format!("stream name {stream:?} may only hold ASCII letters, digits and / - _ . :"));
+    }
+    if events.is_empty() || events.len() > MAX_BATCH_EVENTS {
+        return invalid(format!("a batch holds 1 to {MAX_BATCH_EVENTS} events"));
+    }
+    for event in events {
+        if event.payload.len() > MAX_PAYLOAD {
+            return invalid(format!("event {} is larger than {MAX_PAYLOAD} bytes", event.id));
+        }
+        if event.event_type.is_empty() {
+            return invalid(format!("event {} has no type", event.id));
+        }
+    }
+    let mut ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    ids.sort_unstable();
+    if ids.windows(2).any(|w| w[0] == w[1]) {
+        return invalid("a batch names the same event id twice".into());
+    }
+    Ok(())
+}
+
+/// The single writer: decides, applies, flushes and answers, one group at a time.
+struct Writer {
+    shared: Arc<Shared>,
+    db: sled::Db,
+    next: u64,
+    max_group: usize,
+}
+
+/// Effects of the group being built, not yet in sled.
+#[derive(Default)]
+struct Pending {
+    heads: HashMap<String, u64>,
+    ids: HashMap<(String, Uuid), (u64, u64)>,
+}
+
+impl Writer {
+    fn run(mut self, mut requests: mpsc::Receiver<AppendRequest>) {
+        while let Some(first) = requests.blocking_recv() {
+            let mut group = vec![first];
+            while group.len() < self.max_group {
+                match requests.try_recv() {
+                    Ok(request) => group.push(request),
+                    Err(_) => break,
+                }
+            }
+            self.commit(group);
+        }
+        tracing::debug!("event log writer stopped");
+    }
+
+    fn commit(&mut self, group: Vec<AppendRequest>) {
+        let mut batch = sled::Batch::default();
+        let mut pending = Pending::default();
+        let mut committed: Vec<RecordedEvent> = Vec::new();
+        let mut answers = Vec::with_capacity(group.len());
+        let start = self.next;
+        let now = SystemTime::now();
+        for request in group {
+            let decision = self.decide(&request, &mut pending, &mut batch, &mut committed, now);
+            answers.push((request.reply, decision));
+        }
+        if !committed.is_empty() {
+            let result = self
+                .shared
+                .tree
+                .apply_batch(batch)
+                .and_then(|()| self.db.flush().map(|_| ()));
+            if let Err(error) = result {
+                tracing::error!(%error, "event log commit failed, appends of this group are not acknowledged");
+                // Re-read the head: sled may hold part of what we applied in memory. Those events
+                // were never acknowledged; a retry with the same ids finds them.
+                self.next = next_position(&self.shared.tree).unwrap_or(start);
+                for (reply, decision) in answers {
+                    let answer = match decision {
+                        Ok(outcome) if outcome.deduplicated && outcome.last_position < start => Ok(outcome),
+                        Ok(_) => Err(EventLogError::Storage(error.to_string())),
+                        Err(e) => Err(e),
+                    };
+                    let _ = reply.send(answer);
+                }
+                return;
+            }
+            self.shared.durable_head.store(self.next, Ordering::Release);
+            // No subscriber is not an error.
+            let _ = self.shared.live.send(committed.into());
+        }
+        for (reply, decision) in answers {
+            let _ = reply.send(decision);
+        }
+    }
+
+    fn decide(
+        &mut self,
+        request: &AppendRequest,
+        pending: &mut Pending,
+        batch: &mut sled::Batch,
+        committed: &mut Vec<RecordedEvent>,
+        now: SystemTime,
+    ) -> Result<AppendOutcome> {
+        let stream = request.stream.as_str();
+        // Idempotency first: a retry of a write that succeeded is answered, not rejected.
+        let mut seen = Vec::with_capacity(request.events.len());
+        for event in &request.events {
+            let key = (request.stream.clone(), event.id);
+            let found = match pending.ids.get(&key) {
+                Some(found) => Some(*found),
+                None => lookup_id(&self.shared.tree, stream, event.id)?,
+            };
+            seen.push(found);
+        }
+        if seen.iter().all(Option::is_some) {
+            let (first_position, first_version) = seen[0].unwrap_or_default();
+            let (last_position, last_version) = seen[seen.len() - 1].unwrap_or_default();
+            return Ok(AppendOutcome { first_version, last_version, first_position, last_position, deduplicated: true });
+        }
+        if seen.iter().any(Option::is_some) {
+            return Err(EventLogError::PartialDuplicate { stream: request.stream.clone() });
+        }
+
+        let current = match pending.heads.get(stream) {
+            Some(v) => Some(*v),
+            None => stream_head(&self.shared.tree, stream)?,
+        };
+        let fits = match request.expected {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => current.is_none(),
+            ExpectedVersion::Exact(v) => current == Some(v),
+        };
+        if !fits {
+            return Err(EventLogError::Conflict {
+                stream: request.stream.clone(),
+                expected: request.expected,
+                actual: current,
+            });
+        }
+
+        let first_version = current.map_or(0, |v| v + 1);
+        let first_position = self.next;
+        for (i, event) in request.events.iter().enumerate() {
+            let version = first_version + i as u64;
+            let position = self.next;
+            self.next += 1;
+            let recorded = RecordedEvent {
+                id: event.id,
+                stream: request.stream.clone(),
+                stream_version: version,
+                position,
+                event_type: event.event_type.clone(),
+                payload: event.payload.clone(),
+                recorded_at: now,
+            };
+            batch.insert(log_key(position).to_vec(), recorded.to_proto().encode_to_vec());
+            batch.insert(stream_key(stream, version), position.to_be_bytes().to_vec());
+            let mut id_value = position.to_be_bytes().to_vec();
+            id_value.extend_from_slice(&version.to_be_bytes());
+            batch.insert(id_key(stream, event.id), id_value);
+            pending.ids.insert((request.stream.clone(), event.id), (position, version));
+            committed.push(recorded);
+        }
+        let last_version = first_version + request.events.len() as u64 - 1;
+        pending.heads.insert(request.stream.clone(), last_version);
+        Ok(AppendOutcome {
+            first_version,
+            last_version,
+            first_position,
+            last_position: self.next - 1,
+            deduplicated: false,
+        })
+    }
+}
+
+fn storage(error: sled::Error) -> EventLogError {
+    EventLogError::Storage(error.to_string())
+}
+
+fn log_key(position: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = LOG;
+    key[1..].copy_from_slice(&position.to_be_bytes());
+    key
+}
+
+fn stream_prefix(space: u8, stream: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(stream.len() + 18);
+    key.push(space);
+    key.extend_from_slice(stream.as_bytes());
+    key.push(0);
+    key
+}
+
+fn stream_key(stream: &str, version: u64) -> Vec<u8> {
+    let mut key = stream_prefix(STREAM, stream);
+    key.extend_from_slice(&version.to_be_bytes());
+    key
+}
+
+fn id_key(stream: &str, id: Uuid) -> Vec<u8> {
+    let mut key = stream_prefix(ID, stream);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+fn be_u64(bytes: &[u8]) -> Result<u64> {
+    let array: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| EventLogError::Storage("index entry is shorter than 8 bytes".into()))?;
+    Ok(u64::from_be_bytes(array))
+}
+
+/// The position after the last stored event.
+fn next_position(tree: &sled::Tree) -> Result<u64> {
+    match tree.scan_prefix([LOG]).next_back() {
+        Some(entry) => {
+            let (key, _) = entry.map_err(storage)?;
+            Ok(be_u64(&key[1..])? + 1)
+        }
+        None => Ok(0),
+    }
+}
+
+/// The version of the stream's last stored event, if the stream exists.
+fn stream_head(tree: &sled::Tree, stream: &str) -> Result<Option<u64>> {
+    match tree.scan_prefix(stream_prefix(STREAM, stream)).next_back() {
+        Some(entry) => {
+            let (key, _) = entry.map_err(storage)?;
+            Ok(Some(be_u64(&key[key.len() - 8..])?))
+        }
+        None => Ok(None),
+    }
+}
+
+fn lookup_id(tree: &sled::Tree, stream: &str, id: Uuid) -> Result<Option<(u64, u64)>> {
+    match tree.get(id_key(stream, id)).map_err(storage)? {
+        Some(value) => Ok(Some((be_u64(&value)?, be_u64(value.get(8..).unwrap_or_default())?))),
+        None => Ok(None),
+    }
+}
+
+fn load(tree: &sled::Tree, position: u64) -> Result<RecordedEvent> {
+    match tree.get(log_key(position)).map_err(storage)? {
+        Some(value) => decode(position, &value),
+        None => Err(EventLogError::Corrupt { position, reason: "indexed event is missing".into() }),
+    }
+}
+
+fn decode(position: u64, bytes: &[u8]) -> Result<RecordedEvent> {
+    let corrupt = |reason: String| EventLogError::Corrupt { position, reason };
+    let event = pb::Event::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let event = RecordedEvent::from_proto(event).map_err(corrupt)?;
+    if event.position != position {
+        return Err(corrupt(format!("it claims position {}", event.position)));
+    }
+    Ok(event)
+}
