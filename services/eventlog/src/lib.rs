@@ -8,6 +8,7 @@
 mod event;
 mod projection;
 mod sled_log;
+mod status;
 mod subscribe;
 
 use std::sync::Arc;

@@ -45,14 +45,18 @@ impl<P: Projection> Projector<P> {
         let started = Instant::now();
         let state = Arc::new(RwLock::new(initial));
         let (applied_tx, applied) = watch::channel(0u64);
-        let mut events = Box::pin(subscribe(log, 0, filter));
+        // Unfiltered, so that `applied` moves over every position and `wait_for` works for any
+        // position below the head; the filter is applied here instead.
+        let mut events = Box::pin(subscribe(log, 0, Filter::default()));
         let mut replayed = 0u64;
         // Replay: until the subscription says it has caught up with storage.
         while let Some(item) = events.next().await {
             match item? {
                 SubscriptionItem::Event(event) => {
-                    apply(&state, &event);
-                    replayed += 1;
+                    if filter.matches(&event) {
+                        apply(&state, &event);
+                        replayed += 1;
+                    }
                 }
                 SubscriptionItem::CaughtUp(position) => {
                     applied_tx.send_replace(position);
@@ -71,7 +75,9 @@ impl<P: Projection> Projector<P> {
             while let Some(item) = events.next().await {
                 match item {
                     Ok(SubscriptionItem::Event(event)) => {
-                        apply(&live_state, &event);
+                        if filter.matches(&event) {
+                            apply(&live_state, &event);
+                        }
                         applied_tx.send_replace(event.position + 1);
                     }
                     Ok(SubscriptionItem::CaughtUp(_)) => {}
@@ -91,8 +97,7 @@ impl<P: Projection> Projector<P> {
         self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Waits until the event at `position` (and everything before it that matches) has been
-    /// applied.
+    /// Waits until the model has read past `position` (applying it if it matches).
     pub async fn wait_for(&self, position: u64) -> Result<()> {
         let mut applied = self.applied.clone();
         applied.wait_for(|&next| next > position).await.map_err(|_| EventLogError::Closed)?;

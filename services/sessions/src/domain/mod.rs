@@ -1,0 +1,473 @@
+//! The agenda's rules, with no storage or transport: the state of each conference (a fold of its
+//! events), and the decisions that turn a command into an event or a refusal.
+//!
+//! **Each conference is one aggregate**, stream `conference/<id>/agenda`: rooms, speakers and
+//! sessions live inside it, so that "no room or speaker is booked twice" is checked against one
+//! consistent state and enforced by the stream's expected version.
+
+pub mod time;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use podium_access::AccessError;
+use podium_eventlog::EventLogError;
+use sha2::{Digest, Sha256};
+
+pub use time::{Hours, ZonedView, zoned};
+
+/// Longest title, in characters, per language.
+pub const MAX_TITLE_CHARS: usize = 200;
+/// Longest name of a room or speaker, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+/// Most speakers (main and backup) on one session.
+pub const MAX_SESSION_SPEAKERS: usize = 20;
+/// Longest session.
+pub const MAX_SESSION_HOURS: i64 = 12;
+
+/// Everything the agenda can refuse, and the failures beneath it.
+#[derive(Debug, thiserror::Error)]
+pub enum AgendaError {
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The command clashes with the agenda as it is (a double booking).
+    #[error("{0}")]
+    Clash(String),
+    /// Too many concurrent writers to one conference; the client may retry.
+    #[error("the agenda of conference {0} changed too often while this request ran; retry it")]
+    Contended(String),
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    #[error(transparent)]
+    Log(#[from] EventLogError),
+}
+
+impl AgendaError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid { field, message: message.into() }
+    }
+}
+
+/// Text in several languages; see `podium.v1.LocalizedText`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalizedText(pub BTreeMap<String, String>);
+
+impl LocalizedText {
+    /// Trims every text and checks tags, lengths, control characters and the default language.
+    pub fn validated(
+        field: &'static str,
+        texts: BTreeMap<String, String>,
+        default_language: &str,
+    ) -> Result<Self, AgendaError> {
+        let mut clean = BTreeMap::new();
+        for (tag, text) in texts {
+            let tag = tag.trim().to_owned();
+            if !is_language_tag(&tag) {
+                return Err(AgendaError::invalid(field, format!("{tag:?} is not a language tag like \"en\" or \"km\"")));
+            }
+            let text = text.trim().to_owned();
+            let chars = text.chars().count();
+            if chars == 0 || chars > MAX_TITLE_CHARS {
+                return Err(AgendaError::invalid(field, format!("the {tag} text must be 1 to {MAX_TITLE_CHARS} characters, not {chars}")));
+            }
+            if text.chars().any(char::is_control) {
+                return Err(AgendaError::invalid(field, format!("the {tag} text contains control characters")));
+            }
+            clean.insert(tag, text);
+        }
+        if !clean.contains_key(default_language) {
+            return Err(AgendaError::invalid(field, format!("needs a text in the default language {default_language:?}")));
+        }
+        Ok(Self(clean))
+    }
+
+    /// The text in `language`, else in `default_language`, else any.
+    pub fn get<'a>(&'a self, language: &str, default_language: &str) -> &'a str {
+        self.0
+            .get(language)
+            .or_else(|| self.0.get(default_language))
+            .or_else(|| self.0.values().next())
+            .map_or("", String::as_str)
+    }
+}
+
+/// A BCP 47 tag in its common short forms: "en", "km", "zh-Hant", "pt-BR".
+pub fn is_language_tag(tag: &str) -> bool {
+    let mut parts = tag.split('-');
+    let primary = parts.next().unwrap_or_default();
+    (2..=3).contains(&primary.len())
+        && primary.chars().all(|c| c.is_ascii_lowercase())
+        && parts.all(|p| (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+/// A trimmed, non-empty name without control characters.
+pub fn validated_name(field: &'static str, name: &str, max: usize) -> Result<String, AgendaError> {
+    let name = name.trim();
+    let chars = name.chars().count();
+    if chars == 0 || chars > max {
+        return Err(AgendaError::invalid(field, format!("must be 1 to {max} characters, not {chars}")));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(AgendaError::invalid(field, "contains control characters"));
+    }
+    Ok(name.to_owned())
+}
+
+/// A stable short id derived from the request id, so a retried create names the same thing.
+pub fn derive_id(prefix: &str, request_id: &uuid::Uuid) -> String {
+    let digest = Sha256::digest(request_id.as_bytes());
+    let hex: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}-{hex}")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    Talk,
+    Panel,
+    Breakout,
+    Pitch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failback {
+    Sticky,
+    ReturnWhenStable,
+}
+
+/// How a session falls back to its recording, every default filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailoverPolicy {
+    pub failover_after_ms: u32,
+    pub failback: Failback,
+    pub clear_after_ms: u32,
+    pub max_loss_percent: u32,
+    pub max_round_trip_ms: u32,
+    pub poor_for_ms: u32,
+}
+
+impl Default for FailoverPolicy {
+    fn default() -> Self {
+        Self {
+            failover_after_ms: 1000,
+            failback: Failback::Sticky,
+            clear_after_ms: 10_000,
+            max_loss_percent: 10,
+            max_round_trip_ms: 2500,
+            poor_for_ms: 5000,
+        }
+    }
+}
+
+impl FailoverPolicy {
+    /// Checks the limits a real show needs.
+    pub fn validated(self) -> Result<Self, AgendaError> {
+        if self.failover_after_ms < 100 || self.failover_after_ms > 60_000 {
+            return Err(AgendaError::invalid("failover.failover_after_ms", "must be 100 to 60000"));
+        }
+        if self.clear_after_ms > 600_000 {
+            return Err(AgendaError::invalid("failover.clear_after_ms", "must be at most 600000"));
+        }
+        if self.max_loss_percent == 0 || self.max_loss_percent > 100 {
+            return Err(AgendaError::invalid("failover.max_loss_percent", "must be 1 to 100"));
+        }
+        if self.poor_for_ms > 600_000 {
+            return Err(AgendaError::invalid("failover.poor_for_ms", "must be at most 600000"));
+        }
+        Ok(self)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Room {
+    pub id: String,
+    pub name: String,
+    pub capacity: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Speaker {
+    pub id: String,
+    pub name: String,
+    pub organisation: String,
+    pub zone: Tz,
+    pub hours: Hours,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: String,
+    pub title: LocalizedText,
+    pub kind: SessionKind,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub room_id: String,
+    pub speaker_ids: Vec<String>,
+    pub backup_speaker_ids: Vec<String>,
+    pub failover: FailoverPolicy,
+}
+
+impl Session {
+    /// Main speakers, then backups.
+    pub fn all_speakers(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.speaker_ids
+            .iter()
+            .map(|s| (s.as_str(), false))
+            .chain(self.backup_speaker_ids.iter().map(|s| (s.as_str(), true)))
+    }
+}
+
+/// The facts of a new conference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewConference {
+    pub id: String,
+    pub title: LocalizedText,
+    pub default_language: String,
+    pub zone: Tz,
+    pub join_code: String,
+    pub created_by: String,
+}
+
+/// What happened to an agenda. One-to-one with the `podium.v1` agenda events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgendaEvent {
+    ConferenceCreated(NewConference),
+    RoomAdded { conference_id: String, room: Room },
+    SpeakerAdded { conference_id: String, speaker: Speaker },
+    SessionScheduled { conference_id: String, session: Session },
+}
+
+impl AgendaEvent {
+    pub fn conference_id(&self) -> &str {
+        match self {
+            AgendaEvent::ConferenceCreated(c) => &c.id,
+            AgendaEvent::RoomAdded { conference_id, .. }
+            | AgendaEvent::SpeakerAdded { conference_id, .. }
+            | AgendaEvent::SessionScheduled { conference_id, .. } => conference_id,
+        }
+    }
+}
+
+/// A conference and its agenda, as folded from its stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conference {
+    pub info: NewConference,
+    pub created_at: DateTime<Utc>,
+    pub rooms: BTreeMap<String, Room>,
+    pub speakers: BTreeMap<String, Speaker>,
+    pub sessions: BTreeMap<String, Session>,
+    /// Version of the last event of the conference's stream.
+    pub version: u64,
+    /// Request id -> log position of every event of this conference, so that a retried
+    /// request is answered instead of decided again.
+    pub requests: std::collections::HashMap<uuid::Uuid, u64>,
+}
+
+/// Where and when an event was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub id: uuid::Uuid,
+    pub version: u64,
+    pub position: u64,
+    pub at: DateTime<Utc>,
+}
+
+/// Every conference, by id.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Agenda {
+    pub conferences: BTreeMap<String, Conference>,
+}
+
+impl Agenda {
+    /// Folds one event. Events of conferences that do not exist are ignored (they cannot be
+    /// appended: every command checks the conference first).
+    pub fn apply(&mut self, event: AgendaEvent, meta: Meta) {
+        if let AgendaEvent::ConferenceCreated(info) = event {
+            self.conferences.insert(
+                info.id.clone(),
+                Conference {
+                    info,
+                    created_at: meta.at,
+                    rooms: BTreeMap::new(),
+                    speakers: BTreeMap::new(),
+                    sessions: BTreeMap::new(),
+                    version: meta.version,
+                    requests: [(meta.id, meta.position)].into(),
+                },
+            );
+            return;
+        }
+        let Some(conference) = self.conferences.get_mut(event.conference_id()) else {
+            tracing::warn!(conference = event.conference_id(), "event for an unknown conference skipped");
+            return;
+        };
+        conference.version = meta.version;
+        conference.requests.insert(meta.id, meta.position);
+        match event {
+            AgendaEvent::ConferenceCreated(_) => {}
+            AgendaEvent::RoomAdded { room, .. } => {
+                conference.rooms.insert(room.id.clone(), room);
+            }
+            AgendaEvent::SpeakerAdded { speaker, .. } => {
+                conference.speakers.insert(speaker.id.clone(), speaker);
+            }
+            AgendaEvent::SessionScheduled { session, .. } => {
+                conference.sessions.insert(session.id.clone(), session);
+            }
+        }
+    }
+
+    /// The log position of a request already applied to `conference_id`.
+    pub fn applied_request(&self, conference_id: &str, request_id: &uuid::Uuid) -> Option<u64> {
+        self.conferences.get(conference_id)?.requests.get(request_id).copied()
+    }
+
+    pub fn conference(&self, id: &str) -> Result<&Conference, AgendaError> {
+        self.conferences.get(id).ok_or_else(|| AgendaError::NotFound(format!("conference {id} not found")))
+    }
+}
+
+impl Conference {
+    pub fn room(&self, id: &str) -> Result<&Room, AgendaError> {
+        self.rooms.get(id).ok_or_else(|| AgendaError::NotFound(format!("room {id} not found in conference {}", self.info.id)))
+    }
+
+    pub fn speaker(&self, id: &str) -> Result<&Speaker, AgendaError> {
+        self.speakers
+            .get(id)
+            .ok_or_else(|| AgendaError::NotFound(format!("speaker {id} not found in conference {}", self.info.id)))
+    }
+
+    pub fn session(&self, id: &str) -> Result<&Session, AgendaError> {
+        self.sessions
+            .get(id)
+            .ok_or_else(|| AgendaError::NotFound(format!("session {id} not found in conference {}", self.info.id)))
+    }
+
+    /// Sessions in start order.
+    pub fn sessions_by_start(&self) -> Vec<&Session> {
+        let mut sessions: Vec<&Session> = self.sessions.values().collect();
+        sessions.sort_by(|a, b| (a.start, &a.id).cmp(&(b.start, &b.id)));
+        sessions
+    }
+
+    /// Times already taken in a room or by any of the speakers.
+    pub fn busy_times(&self, room_id: Option<&str>, speaker_ids: &[&str]) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        self.sessions
+            .values()
+            .filter(|s| {
+                room_id == Some(s.room_id.as_str()) || s.all_speakers().any(|(id, _)| speaker_ids.contains(&id))
+            })
+            .map(|s| (s.start, s.end))
+            .collect()
+    }
+
+    /// The speakers of a session whose local hours the session falls outside.
+    pub fn warnings(&self, session: &Session) -> Vec<(String, String)> {
+        session
+            .all_speakers()
+            .filter_map(|(id, _)| self.speakers.get(id))
+            .filter(|sp| !sp.hours.contains(sp.zone, session.start, session.end))
+            .map(|sp| {
+                let local = session.start.with_timezone(&sp.zone);
+                (
+                    sp.id.clone(),
+                    format!(
+                        "{} starts {} in {}, outside their hours {}",
+                        sp.name,
+                        local.format("%a %H:%M"),
+                        sp.zone.name(),
+                        sp.hours.describe()
+                    ),
+                )
+            })
+            .collect()
+    }
+}
+
+// ---- Decisions: command in, event or refusal out. ----
+
+pub fn create_conference(agenda: &Agenda, new: NewConference) -> Result<AgendaEvent, AgendaError> {
+    if agenda.conferences.contains_key(&new.id) {
+        return Err(AgendaError::AlreadyExists(format!("conference {} already exists", new.id)));
+    }
+    let code = podium_access::directory::normalise_join_code(&new.join_code);
+    if agenda
+        .conferences
+        .values()
+        .any(|c| podium_access::directory::normalise_join_code(&c.info.join_code) == code)
+    {
+        return Err(AgendaError::AlreadyExists("another conference uses this join code; choose another".into()));
+    }
+    Ok(AgendaEvent::ConferenceCreated(new))
+}
+
+pub fn add_room(conference: &Conference, room: Room) -> Result<AgendaEvent, AgendaError> {
+    if let Some(existing) = conference.rooms.values().find(|r| r.name.to_lowercase() == room.name.to_lowercase()) {
+        return Err(AgendaError::AlreadyExists(format!("conference {} already has a room named {:?} ({})", conference.info.id, existing.name, existing.id)));
+    }
+    if conference.rooms.contains_key(&room.id) {
+        return Err(AgendaError::AlreadyExists(format!("room {} already exists", room.id)));
+    }
+    Ok(AgendaEvent::RoomAdded { conference_id: conference.info.id.clone(), room })
+}
+
+pub fn add_speaker(conference: &Conference, speaker: Speaker) -> Result<AgendaEvent, AgendaError> {
+    if conference.speakers.contains_key(&speaker.id) {
+        return Err(AgendaError::AlreadyExists(format!("speaker {} already exists", speaker.id)));
+    }
+    Ok(AgendaEvent::SpeakerAdded { conference_id: conference.info.id.clone(), speaker })
+}
+
+pub fn schedule_session(conference: &Conference, session: Session) -> Result<AgendaEvent, AgendaError> {
+    if conference.sessions.contains_key(&session.id) {
+        return Err(AgendaError::AlreadyExists(format!("session {} already exists", session.id)));
+    }
+    if session.end <= session.start {
+        return Err(AgendaError::invalid("end", "must be after start"));
+    }
+    if session.end - session.start > Duration::hours(MAX_SESSION_HOURS) {
+        return Err(AgendaError::invalid("end", format!("a session lasts at most {MAX_SESSION_HOURS} hours")));
+    }
+    let room = conference.room(&session.room_id)?;
+    let named = session.speaker_ids.len() + session.backup_speaker_ids.len();
+    if named > MAX_SESSION_SPEAKERS {
+        return Err(AgendaError::invalid("speaker_ids", format!("a session has at most {MAX_SESSION_SPEAKERS} speakers")));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (id, backup) in session.all_speakers() {
+        conference.speaker(id)?;
+        if !seen.insert(id) {
+            let field = if backup { "backup_speaker_ids" } else { "speaker_ids" };
+            return Err(AgendaError::invalid(field, format!("speaker {id} is named twice")));
+        }
+    }
+    for other in conference.sessions.values() {
+        if !time::overlaps(session.start, session.end, other.start, other.end) {
+            continue;
+        }
+        if other.room_id == session.room_id {
+            return Err(AgendaError::Clash(format!(
+                "room {} ({}) is already booked from {} to {} by session {}",
+                room.id,
+                room.name,
+                zoned(other.start, conference.info.zone).label,
+                zoned(other.end, conference.info.zone).label,
+                other.id
+            )));
+        }
+        if let Some((id, _)) = session.all_speakers().find(|(id, _)| other.all_speakers().any(|(o, _)| o == *id)) {
+            return Err(AgendaError::Clash(format!(
+                "speaker {id} is already in session {} from {} to {}",
+                other.id,
+                zoned(other.start, conference.info.zone).label,
+                zoned(other.end, conference.info.zone).label
+            )));
+        }
+    }
+    Ok(AgendaEvent::SessionScheduled { conference_id: conference.info.id.clone(), session })
+}

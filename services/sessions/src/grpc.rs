@@ -1,0 +1,445 @@
+//! The `podium.v1.Agenda` service: the only place in this crate that sees prost request types
+//! and `tonic::Status`. Requests are checked and converted here (naming the bad field), decided
+//! in [`crate::domain`], stored through [`AgendaStore`], and answered from the read model.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use podium_access::{EVERYONE, ORGANISERS, Principal, caller};
+use podium_proto::v1::{self as pb, agenda_server::Agenda as AgendaRpc};
+use rand::Rng;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::{
+    domain::{
+        self, AgendaError, Conference, Hours, LocalizedText, MAX_NAME_CHARS, NewConference, Room,
+        Session, Speaker, ZonedView, derive_id, is_language_tag,
+        time::{SlotQuery, parse_date, parse_zone, suggest_slots},
+        validated_name, zoned,
+    },
+    store::{AgendaStore, failover_from_proto, failover_to_proto, kind_from_proto, kind_to_proto, text_to_proto},
+};
+
+impl From<AgendaError> for Status {
+    fn from(error: AgendaError) -> Self {
+        match error {
+            e @ AgendaError::Invalid { .. } => Status::invalid_argument(e.to_string()),
+            AgendaError::NotFound(m) => Status::not_found(m),
+            AgendaError::AlreadyExists(m) => Status::already_exists(m),
+            AgendaError::Clash(m) => Status::failed_precondition(m),
+            e @ AgendaError::Contended(_) => Status::aborted(e.to_string()),
+            AgendaError::Access(e) => e.into(),
+            AgendaError::Log(e) => e.into(),
+        }
+    }
+}
+
+/// The agenda service.
+#[derive(Clone)]
+pub struct AgendaService {
+    store: AgendaStore,
+}
+
+impl AgendaService {
+    pub fn new(store: AgendaStore) -> Self {
+        Self { store }
+    }
+
+    /// Reads conference `id` for `principal`, who must be allowed to see it.
+    fn with_conference<T>(
+        &self,
+        principal: &Principal,
+        id: &str,
+        f: impl FnOnce(&Conference) -> Result<T, AgendaError>,
+    ) -> Result<T, Status> {
+        principal.check_conference(id)?;
+        Ok(self.store.read(|agenda| agenda.conference(id).and_then(f))?)
+    }
+}
+
+/// The request id to store the write under: the client's, or a fresh one (then a retry is not
+/// recognised, so clients should always send one).
+fn request_id(text: &str) -> Result<Uuid, AgendaError> {
+    if text.trim().is_empty() {
+        return Ok(Uuid::new_v4());
+    }
+    Uuid::parse_str(text.trim()).map_err(|_| AgendaError::invalid("request_id", "must be a UUID"))
+}
+
+fn conference_slug(text: &str) -> Result<String, AgendaError> {
+    let ok = (2..=40).contains(&text.len())
+        && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !text.starts_with('-');
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err(AgendaError::invalid(
+            "conference_id",
+            format!("{text:?} must be 2 to 40 lowercase letters, digits and dashes, not starting with a dash"),
+        ))
+    }
+}
+
+fn join_code(text: &str) -> Result<String, AgendaError> {
+    let text = text.trim();
+    if text.is_empty() {
+        // Crockford's alphabet: no I, L, O or U to misread on a slide.
+        const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+        let mut rng = rand::rng();
+        let mut code: String = (0..8).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+        code.insert(4, '-');
+        return Ok(code);
+    }
+    let ok = (6..=32).contains(&text.len()) && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if ok {
+        Ok(text.to_ascii_uppercase())
+    } else {
+        Err(AgendaError::invalid("join_code", "must be 6 to 32 letters, digits and dashes"))
+    }
+}
+
+fn texts(text: Option<pb::LocalizedText>) -> BTreeMap<String, String> {
+    text.map(|t| t.text.into_iter().collect()).unwrap_or_default()
+}
+
+fn required_time(field: &'static str, t: Option<prost_types::Timestamp>) -> Result<DateTime<Utc>, AgendaError> {
+    let t = t.ok_or_else(|| AgendaError::invalid(field, "is required"))?;
+    u32::try_from(t.nanos)
+        .ok()
+        .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
+        .ok_or_else(|| AgendaError::invalid(field, "is not a valid timestamp"))
+}
+
+fn ids(list: Vec<String>) -> Vec<String> {
+    list.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()
+}
+
+// ---- Views ----
+
+fn zoned_to_proto(view: ZonedView) -> pb::ZonedTime {
+    pb::ZonedTime {
+        utc: Some(prost_types::Timestamp::from(std::time::SystemTime::from(view.utc))),
+        time_zone: view.zone.name().to_owned(),
+        local: view.local,
+        label: view.label,
+    }
+}
+
+fn room_to_proto(room: &Room) -> pb::Room {
+    pb::Room { id: room.id.clone(), name: room.name.clone(), capacity: room.capacity }
+}
+
+fn speaker_to_proto(s: &Speaker) -> pb::Speaker {
+    pb::Speaker {
+        id: s.id.clone(),
+        name: s.name.clone(),
+        organisation: s.organisation.clone(),
+        time_zone: s.zone.name().to_owned(),
+        available_from: domain::time::hhmm(s.hours.from),
+        available_until: domain::time::hhmm(s.hours.until),
+    }
+}
+
+fn conference_to_proto(c: &Conference, viewer: &Principal) -> pb::Conference {
+    pb::Conference {
+        id: c.info.id.clone(),
+        title: Some(text_to_proto(&c.info.title)),
+        default_language: c.info.default_language.clone(),
+        time_zone: c.info.zone.name().to_owned(),
+        join_code: if viewer.sees_join_code() { c.info.join_code.clone() } else { String::new() },
+        rooms: c.rooms.values().map(room_to_proto).collect(),
+        speakers: c.speakers.values().map(speaker_to_proto).collect(),
+        created_at: Some(prost_types::Timestamp::from(std::time::SystemTime::from(c.created_at))),
+    }
+}
+
+/// A slot as each speaker sees it.
+fn speaker_times(
+    c: &Conference,
+    speakers: impl Iterator<Item = (String, bool)>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Vec<pb::SessionSpeaker> {
+    speakers
+        .filter_map(|(id, backup)| c.speakers.get(&id).map(|s| (s, backup)))
+        .map(|(s, backup)| pb::SessionSpeaker {
+            speaker_id: s.id.clone(),
+            name: s.name.clone(),
+            time_zone: s.zone.name().to_owned(),
+            backup,
+            start: Some(zoned_to_proto(zoned(start, s.zone))),
+            end: Some(zoned_to_proto(zoned(end, s.zone))),
+            within_hours: s.hours.contains(s.zone, start, end),
+        })
+        .collect()
+}
+
+fn session_to_proto(c: &Conference, s: &Session) -> pb::Session {
+    let speakers = s.all_speakers().map(|(id, backup)| (id.to_owned(), backup));
+    pb::Session {
+        id: s.id.clone(),
+        conference_id: c.info.id.clone(),
+        title: Some(text_to_proto(&s.title)),
+        kind: kind_to_proto(s.kind) as i32,
+        start: Some(zoned_to_proto(zoned(s.start, c.info.zone))),
+        end: Some(zoned_to_proto(zoned(s.end, c.info.zone))),
+        room_id: s.room_id.clone(),
+        room_name: c.rooms.get(&s.room_id).map(|r| r.name.clone()).unwrap_or_default(),
+        speakers: speaker_times(c, speakers, s.start, s.end),
+        failover: Some(failover_to_proto(&s.failover)),
+        warnings: c
+            .warnings(s)
+            .into_iter()
+            .map(|(speaker_id, message)| pb::ScheduleWarning { speaker_id, message })
+            .collect(),
+    }
+}
+
+#[tonic::async_trait]
+impl AgendaRpc for AgendaService {
+    async fn create_conference(
+        &self,
+        request: Request<pb::CreateConferenceRequest>,
+    ) -> Result<Response<pb::CreateConferenceResponse>, Status> {
+        let principal = caller(&request)?;
+        principal.require_admin("create conferences")?;
+        let r = request.into_inner();
+        let rid = request_id(&r.request_id)?;
+        let default_language = match r.default_language.trim() {
+            "" => "en".to_owned(),
+            tag if is_language_tag(tag) => tag.to_owned(),
+            tag => return Err(AgendaError::invalid("default_language", format!("{tag:?} is not a language tag like \"en\" or \"km\"")).into()),
+        };
+        let id = match r.conference_id.trim() {
+            "" => derive_id("conf", &rid),
+            slug => conference_slug(slug)?,
+        };
+        let new = NewConference {
+            title: LocalizedText::validated("title", texts(r.title), &default_language)?,
+            zone: parse_zone("time_zone", &r.time_zone)?,
+            join_code: join_code(&r.join_code)?,
+            id: id.clone(),
+            default_language,
+            created_by: principal.id.clone(),
+        };
+        self.store.execute(&id, rid, |agenda| domain::create_conference(agenda, new.clone())).await?;
+        let conference = self.with_conference(&principal, &id, |c| Ok(conference_to_proto(c, &principal)))?;
+        tracing::info!(conference = %id, by = %principal.id, "conference created");
+        Ok(Response::new(pb::CreateConferenceResponse { conference: Some(conference) }))
+    }
+
+    async fn get_conference(
+        &self,
+        request: Request<pb::GetConferenceRequest>,
+    ) -> Result<Response<pb::GetConferenceResponse>, Status> {
+        let principal = caller(&request)?;
+        let id = request.into_inner().conference_id;
+        let conference = self.with_conference(&principal, id.trim(), |c| Ok(conference_to_proto(c, &principal)))?;
+        Ok(Response::new(pb::GetConferenceResponse { conference: Some(conference) }))
+    }
+
+    async fn list_conferences(
+        &self,
+        request: Request<pb::ListConferencesRequest>,
+    ) -> Result<Response<pb::ListConferencesResponse>, Status> {
+        let principal = caller(&request)?;
+        let conferences = self.store.read(|agenda| {
+            agenda
+                .conferences
+                .values()
+                .filter(|c| principal.check_conference(&c.info.id).is_ok())
+                .map(|c| conference_to_proto(c, &principal))
+                .collect()
+        });
+        Ok(Response::new(pb::ListConferencesResponse { conferences }))
+    }
+
+    async fn add_room(
+        &self,
+        request: Request<pb::AddRoomRequest>,
+    ) -> Result<Response<pb::AddRoomResponse>, Status> {
+        let principal = caller(&request)?;
+        let r = request.into_inner();
+        let cid = r.conference_id.trim().to_owned();
+        principal.require(&cid, ORGANISERS, "add rooms")?;
+        let rid = request_id(&r.request_id)?;
+        let room = Room { id: derive_id("room", &rid), name: validated_name("name", &r.name, MAX_NAME_CHARS)?, capacity: r.capacity };
+        if room.capacity > 1_000_000 {
+            return Err(AgendaError::invalid("capacity", "must be at most 1000000").into());
+        }
+        self.store.execute(&cid, rid, |agenda| domain::add_room(agenda.conference(&cid)?, room.clone())).await?;
+        let room = self.with_conference(&principal, &cid, |c| Ok(room_to_proto(c.room(&room.id)?)))?;
+        Ok(Response::new(pb::AddRoomResponse { room: Some(room) }))
+    }
+
+    async fn add_speaker(
+        &self,
+        request: Request<pb::AddSpeakerRequest>,
+    ) -> Result<Response<pb::AddSpeakerResponse>, Status> {
+        let principal = caller(&request)?;
+        let r = request.into_inner();
+        let cid = r.conference_id.trim().to_owned();
+        principal.require(&cid, ORGANISERS, "add speakers")?;
+        let rid = request_id(&r.request_id)?;
+        let organisation = r.organisation.trim();
+        if organisation.chars().count() > 200 || organisation.chars().any(char::is_control) {
+            return Err(AgendaError::invalid("organisation", "must be at most 200 characters without control characters").into());
+        }
+        let speaker = Speaker {
+            id: derive_id("spk", &rid),
+            name: validated_name("name", &r.name, MAX_NAME_CHARS)?,
+            organisation: organisation.to_owned(),
+            zone: parse_zone("time_zone", &r.time_zone)?,
+            hours: Hours::parse(&r.available_from, &r.available_until)?,
+        };
+        self.store.execute(&cid, rid, |agenda| domain::add_speaker(agenda.conference(&cid)?, speaker.clone())).await?;
+        let speaker = self.with_conference(&principal, &cid, |c| Ok(speaker_to_proto(c.speaker(&speaker.id)?)))?;
+        Ok(Response::new(pb::AddSpeakerResponse { speaker: Some(speaker) }))
+    }
+
+    async fn add_session(
+        &self,
+        request: Request<pb::AddSessionRequest>,
+    ) -> Result<Response<pb::AddSessionResponse>, Status> {
+        let principal = caller(&request)?;
+        let r = request.into_inner();
+        let cid = r.conference_id.trim().to_owned();
+        principal.require(&cid, ORGANISERS, "add sessions")?;
+        let rid = request_id(&r.request_id)?;
+        let session_id = derive_id("ses", &rid);
+        let kind = kind_from_proto(r.kind).ok_or_else(|| AgendaError::invalid("kind", "is not a known session kind"))?;
+        let failover = failover_from_proto(&r.failover.unwrap_or_default())
+            .ok_or_else(|| AgendaError::invalid("failover.failback", "is not a known failback mode"))?
+            .validated()?;
+        let start = required_time("start", r.start)?;
+        let end = required_time("end", r.end)?;
+        let room_id = r.room_id.trim().to_owned();
+        if room_id.is_empty() {
+            return Err(AgendaError::invalid("room_id", "is required").into());
+        }
+        let (speaker_ids, backup_speaker_ids) = (ids(r.speaker_ids), ids(r.backup_speaker_ids));
+        let titles = texts(r.title);
+        self.store
+            .execute(&cid, rid, |agenda| {
+                let conference = agenda.conference(&cid)?;
+                let session = Session {
+                    id: session_id.clone(),
+                    title: LocalizedText::validated("title", titles.clone(), &conference.info.default_language)?,
+                    kind,
+                    start,
+                    end,
+                    room_id: room_id.clone(),
+                    speaker_ids: speaker_ids.clone(),
+                    backup_speaker_ids: backup_speaker_ids.clone(),
+                    failover,
+                };
+                domain::schedule_session(conference, session)
+            })
+            .await?;
+        let session = self.with_conference(&principal, &cid, |c| Ok(session_to_proto(c, c.session(&session_id)?)))?;
+        tracing::info!(conference = %cid, session = %session.id, warnings = session.warnings.len(), "session scheduled");
+        Ok(Response::new(pb::AddSessionResponse { session: Some(session) }))
+    }
+
+    async fn list_sessions(
+        &self,
+        request: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let principal = caller(&request)?;
+        let r = request.into_inner();
+        let cid = r.conference_id.trim().to_owned();
+        principal.require(&cid, EVERYONE, "list sessions")?;
+        let (room, speaker) = (r.room_id.trim(), r.speaker_id.trim());
+        let sessions = self.with_conference(&principal, &cid, |c| {
+            if !room.is_empty() {
+                c.room(room)?;
+            }
+            if !speaker.is_empty() {
+                c.speaker(speaker)?;
+            }
+            Ok(c.sessions_by_start()
+                .into_iter()
+                .filter(|s| room.is_empty() || s.room_id == room)
+                .filter(|s| speaker.is_empty() || s.all_speakers().any(|(id, _)| id == speaker))
+                .map(|s| session_to_proto(c, s))
+                .collect())
+        })?;
+        Ok(Response::new(pb::ListSessionsResponse { sessions }))
+    }
+
+    async fn get_session(
+        &self,
+        request: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::GetSessionResponse>, Status> {
+        let principal = caller(&request)?;
+        let r = request.into_inner();
+        let cid = r.conference_id.trim().to_owned();
+        principal.require(&cid, EVERYONE, "read sessions")?;
+        let session = self.with_conference(&principal, &cid, |c| Ok(session_to_proto(c, c.session(r.session_id.trim())?)))?;
+        Ok(Response::new(pb::GetSessionResponse { session: Some(session) }))
+    }
+
+    async fn suggest_slots(
+        &self,
+        request: Request<pb::SuggestSlotsRequest>,
+    ) -> Result<Response<pb::SuggestSlotsResponse>, Status> {
+        let principal = caller(&request)?;
+        let r = request.into_inner();
+        let cid = r.conference_id.trim().to_owned();
+        principal.require(&cid, ORGANISERS, "suggest slots")?;
+        let speaker_ids = ids(r.speaker_ids);
+        if speaker_ids.is_empty() {
+            return Err(AgendaError::invalid("speaker_ids", "name at least one speaker").into());
+        }
+        if !(5..=720).contains(&r.duration_minutes) {
+            return Err(AgendaError::invalid("duration_minutes", "must be 5 to 720").into());
+        }
+        let step = match r.step_minutes {
+            0 => 15,
+            s if (5..=720).contains(&s) => s,
+            _ => return Err(AgendaError::invalid("step_minutes", "must be 5 to 720").into()),
+        };
+        let limit = match r.limit {
+            0 => 10,
+            l if l <= 100 => l as usize,
+            _ => return Err(AgendaError::invalid("limit", "must be at most 100").into()),
+        };
+        let from_date = parse_date("from_date", &r.from_date)?;
+        let to_date = parse_date("to_date", &r.to_date)?;
+        if to_date < from_date {
+            return Err(AgendaError::invalid("to_date", "must not be before from_date").into());
+        }
+        if (to_date - from_date).num_days() > 30 {
+            return Err(AgendaError::invalid("to_date", "the range is at most 31 days").into());
+        }
+        let room_id = r.room_id.trim();
+        let slots = self.with_conference(&principal, &cid, |c| {
+            if !room_id.is_empty() {
+                c.room(room_id)?;
+            }
+            let speakers = speaker_ids.iter().map(|id| c.speaker(id).map(|s| (s.zone, s.hours))).collect::<Result<Vec<_>, _>>()?;
+            let names: Vec<&str> = speaker_ids.iter().map(String::as_str).collect();
+            let busy = c.busy_times((!room_id.is_empty()).then_some(room_id), &names);
+            let query = SlotQuery {
+                zone: c.info.zone,
+                from_date,
+                to_date,
+                duration: Duration::minutes(i64::from(r.duration_minutes)),
+                step: Duration::minutes(i64::from(step)),
+                speakers,
+                busy: &busy,
+                limit,
+            };
+            Ok(suggest_slots(&query)
+                .into_iter()
+                .map(|(start, end)| pb::SuggestedSlot {
+                    start: Some(zoned_to_proto(zoned(start, c.info.zone))),
+                    end: Some(zoned_to_proto(zoned(end, c.info.zone))),
+                    speakers: speaker_times(c, speaker_ids.iter().map(|id| (id.clone(), false)), start, end),
+                })
+                .collect())
+        })?;
+        Ok(Response::new(pb::SuggestSlotsResponse { slots }))
+    }
+}

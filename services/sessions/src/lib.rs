@@ -1,0 +1,15 @@
+//! podium's agenda service: conferences, rooms, speakers and sessions, with every time shown in
+//! the zones of the people concerned, warnings for slots outside a speaker's hours, and a slot
+//! finder.
+//!
+//! Layers: [`domain`] (state and rules, pure), [`store`] (events in and out of the log, the
+//! read model), [`grpc`] (the `podium.v1.Agenda` service).
+
+#![forbid(unsafe_code)]
+
+pub mod domain;
+pub mod grpc;
+pub mod store;
+
+pub use grpc::AgendaService;
+pub use store::{AgendaStore, agenda_stream, conference_prefix};

@@ -1,0 +1,300 @@
+//! The agenda's events in and out of the log: conversion between domain events and their
+//! `podium.v1` protobuf form, the read model, and the command loop (decide against the read
+//! model, append with the expected version, retry on conflict).
+
+use std::{collections::BTreeMap, sync::Arc, time::SystemTime};
+
+use chrono::{DateTime, Utc};
+use podium_eventlog::{
+    EventLog, EventLogError, ExpectedVersion, Filter, NewEvent, Projection, Projector,
+    RecordedEvent,
+};
+use podium_proto::v1 as pb;
+use prost::Name;
+use uuid::Uuid;
+
+use crate::domain::{
+    Agenda, AgendaError, AgendaEvent, Failback, FailoverPolicy, Hours, LocalizedText, Meta,
+    NewConference, Room, Session, SessionKind, Speaker, time::parse_zone,
+};
+
+/// How many times a command is decided again after losing a race for its conference.
+const MAX_ATTEMPTS: usize = 8;
+
+/// The stream that holds a conference's agenda.
+pub fn agenda_stream(conference_id: &str) -> String {
+    format!("conference/{conference_id}/agenda")
+}
+
+/// The prefix shared by every stream of a conference (agenda, status, polls, ...).
+pub fn conference_prefix(conference_id: &str) -> String {
+    format!("conference/{conference_id}/")
+}
+
+/// The event types of the agenda.
+pub fn agenda_event_types() -> Vec<String> {
+    vec![
+        pb::ConferenceCreated::full_name(),
+        pb::RoomAdded::full_name(),
+        pb::SpeakerAdded::full_name(),
+        pb::SessionScheduled::full_name(),
+    ]
+}
+
+/// The read model: every conference's agenda.
+#[derive(Debug, Default)]
+pub struct AgendaModel(pub Agenda);
+
+impl Projection for AgendaModel {
+    fn apply(&mut self, event: &RecordedEvent) {
+        match decode(event) {
+            Ok(Some(decoded)) => {
+                let meta = Meta {
+                    id: event.id,
+                    version: event.stream_version,
+                    position: event.position,
+                    at: DateTime::<Utc>::from(event.recorded_at),
+                };
+                self.0.apply(decoded, meta);
+            }
+            Ok(None) => {}
+            Err(error) => tracing::error!(position = event.position, %error, "skipping agenda event"),
+        }
+    }
+}
+
+/// Commands and queries over the agenda.
+#[derive(Clone)]
+pub struct AgendaStore {
+    log: Arc<dyn EventLog>,
+    model: Projector<AgendaModel>,
+}
+
+impl AgendaStore {
+    /// Replays the agenda from the log and keeps it live.
+    pub async fn open(log: Arc<dyn EventLog>) -> Result<Self, EventLogError> {
+        let filter = Filter { stream_prefix: None, event_types: agenda_event_types() };
+        let model = Projector::start("agenda", log.clone(), AgendaModel::default(), filter).await?;
+        Ok(Self { log, model })
+    }
+
+    /// Runs `f` on the current agenda.
+    pub fn read<T>(&self, f: impl FnOnce(&Agenda) -> T) -> T {
+        f(&self.model.read().0)
+    }
+
+    /// Decides `decide` against the current agenda of `conference_id` and appends its event
+    /// under `request_id`. A request already applied is answered with its original position;
+    /// a lost race is decided again on the newer state. Returns the event's log position, once
+    /// the read model has applied it.
+    pub async fn execute(
+        &self,
+        conference_id: &str,
+        request_id: Uuid,
+        decide: impl Fn(&Agenda) -> Result<AgendaEvent, AgendaError>,
+    ) -> Result<u64, AgendaError> {
+        let stream = agenda_stream(conference_id);
+        for _ in 0..MAX_ATTEMPTS {
+            let (event, expected) = {
+                let model = self.model.read();
+                if let Some(position) = model.0.applied_request(conference_id, &request_id) {
+                    return Ok(position);
+                }
+                let expected = model
+                    .0
+                    .conferences
+                    .get(conference_id)
+                    .map_or(ExpectedVersion::NoStream, |c| ExpectedVersion::Exact(c.version));
+                (decide(&model.0)?, expected)
+            };
+            match self.log.append(&stream, expected, vec![encode(request_id, &event)]).await {
+                Ok(outcome) => {
+                    self.model.wait_for(outcome.last_position).await?;
+                    return Ok(outcome.last_position);
+                }
+                Err(EventLogError::Conflict { .. }) => {
+                    // Someone else wrote first: catch up with the log and decide again.
+                    let head = self.log.head();
+                    if head > 0 {
+                        self.model.wait_for(head - 1).await?;
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(AgendaError::Contended(conference_id.to_owned()))
+    }
+}
+
+// ---- Domain <-> protobuf ----
+
+fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp::from(SystemTime::from(t))
+}
+
+pub fn text_to_proto(text: &LocalizedText) -> pb::LocalizedText {
+    pb::LocalizedText { text: text.0.clone().into_iter().collect() }
+}
+
+pub fn kind_to_proto(kind: SessionKind) -> pb::SessionKind {
+    match kind {
+        SessionKind::Talk => pb::SessionKind::Talk,
+        SessionKind::Panel => pb::SessionKind::Panel,
+        SessionKind::Breakout => pb::SessionKind::Breakout,
+        SessionKind::Pitch => pb::SessionKind::Pitch,
+    }
+}
+
+pub fn kind_from_proto(kind: i32) -> Option<SessionKind> {
+    match pb::SessionKind::try_from(kind).ok()? {
+        pb::SessionKind::Unspecified | pb::SessionKind::Talk => Some(SessionKind::Talk),
+        pb::SessionKind::Panel => Some(SessionKind::Panel),
+        pb::SessionKind::Breakout => Some(SessionKind::Breakout),
+        pb::SessionKind::Pitch => Some(SessionKind::Pitch),
+    }
+}
+
+pub fn failover_to_proto(p: &FailoverPolicy) -> pb::FailoverPolicy {
+    pb::FailoverPolicy {
+        failover_after_ms: p.failover_after_ms,
+        failback: match p.failback {
+            Failback::Sticky => pb::FailbackMode::Sticky,
+            Failback::ReturnWhenStable => pb::FailbackMode::ReturnWhenStable,
+        } as i32,
+        clear_after_ms: p.clear_after_ms,
+        max_loss_percent: p.max_loss_percent,
+        max_round_trip_ms: p.max_round_trip_ms,
+        poor_for_ms: p.poor_for_ms,
+    }
+}
+
+/// Fills every 0 with its default. `None` for an unknown failback mode.
+pub fn failover_from_proto(p: &pb::FailoverPolicy) -> Option<FailoverPolicy> {
+    let d = FailoverPolicy::default();
+    let or = |v: u32, default: u32| if v == 0 { default } else { v };
+    Some(FailoverPolicy {
+        failover_after_ms: or(p.failover_after_ms, d.failover_after_ms),
+        failback: match pb::FailbackMode::try_from(p.failback).ok()? {
+            pb::FailbackMode::Unspecified | pb::FailbackMode::Sticky => Failback::Sticky,
+            pb::FailbackMode::ReturnWhenStable => Failback::ReturnWhenStable,
+        },
+        clear_after_ms: or(p.clear_after_ms, d.clear_after_ms),
+        max_loss_percent: or(p.max_loss_percent, d.max_loss_percent),
+        max_round_trip_ms: or(p.max_round_trip_ms, d.max_round_trip_ms),
+        poor_for_ms: or(p.poor_for_ms, d.poor_for_ms),
+    })
+}
+
+fn encode(request_id: Uuid, event: &AgendaEvent) -> NewEvent {
+    match event {
+        AgendaEvent::ConferenceCreated(c) => NewEvent::new(
+            request_id,
+            &pb::ConferenceCreated {
+                conference_id: c.id.clone(),
+                title: Some(text_to_proto(&c.title)),
+                default_language: c.default_language.clone(),
+                time_zone: c.zone.name().to_owned(),
+                join_code: c.join_code.clone(),
+                created_by: c.created_by.clone(),
+            },
+        ),
+        AgendaEvent::RoomAdded { conference_id, room } => NewEvent::new(
+            request_id,
+            &pb::RoomAdded {
+                conference_id: conference_id.clone(),
+                room_id: room.id.clone(),
+                name: room.name.clone(),
+                capacity: room.capacity,
+            },
+        ),
+        AgendaEvent::SpeakerAdded { conference_id, speaker } => NewEvent::new(
+            request_id,
+            &pb::SpeakerAdded {
+                conference_id: conference_id.clone(),
+                speaker_id: speaker.id.clone(),
+                name: speaker.name.clone(),
+                organisation: speaker.organisation.clone(),
+                time_zone: speaker.zone.name().to_owned(),
+                available_from_minute: speaker.hours.from,
+                available_until_minute: speaker.hours.until,
+            },
+        ),
+        AgendaEvent::SessionScheduled { conference_id, session } => NewEvent::new(
+            request_id,
+            &pb::SessionScheduled {
+                conference_id: conference_id.clone(),
+                session_id: session.id.clone(),
+                title: Some(text_to_proto(&session.title)),
+                kind: kind_to_proto(session.kind) as i32,
+                start: Some(timestamp(session.start)),
+                end: Some(timestamp(session.end)),
+                room_id: session.room_id.clone(),
+                speaker_ids: session.speaker_ids.clone(),
+                backup_speaker_ids: session.backup_speaker_ids.clone(),
+                failover: Some(failover_to_proto(&session.failover)),
+            },
+        ),
+    }
+}
+
+fn stored_text(text: Option<pb::LocalizedText>) -> LocalizedText {
+    LocalizedText(text.map(|t| t.text.into_iter().collect::<BTreeMap<_, _>>()).unwrap_or_default())
+}
+
+fn stored_time(t: Option<prost_types::Timestamp>) -> Result<DateTime<Utc>, String> {
+    let t = t.ok_or("missing time")?;
+    DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)).ok_or_else(|| "time out of range".into())
+}
+
+/// The domain form of a stored agenda event; `None` for other event types.
+pub fn decode(event: &RecordedEvent) -> Result<Option<AgendaEvent>, String> {
+    let zone = |name: &str| parse_zone("time_zone", name).map_err(|e| e.to_string());
+    let decoded = if event.is::<pb::ConferenceCreated>() {
+        let c = event.decode::<pb::ConferenceCreated>().map_err(|e| e.to_string())?;
+        AgendaEvent::ConferenceCreated(NewConference {
+            zone: zone(&c.time_zone)?,
+            id: c.conference_id,
+            title: stored_text(c.title),
+            default_language: c.default_language,
+            join_code: c.join_code,
+            created_by: c.created_by,
+        })
+    } else if event.is::<pb::RoomAdded>() {
+        let r = event.decode::<pb::RoomAdded>().map_err(|e| e.to_string())?;
+        AgendaEvent::RoomAdded {
+            conference_id: r.conference_id,
+            room: Room { id: r.room_id, name: r.name, capacity: r.capacity },
+        }
+    } else if event.is::<pb::SpeakerAdded>() {
+        let s = event.decode::<pb::SpeakerAdded>().map_err(|e| e.to_string())?;
+        AgendaEvent::SpeakerAdded {
+            speaker: Speaker {
+                zone: zone(&s.time_zone)?,
+                hours: Hours::new(s.available_from_minute, s.available_until_minute).map_err(|e| e.to_string())?,
+                id: s.speaker_id,
+                name: s.name,
+                organisation: s.organisation,
+            },
+            conference_id: s.conference_id,
+        }
+    } else if event.is::<pb::SessionScheduled>() {
+        let s = event.decode::<pb::SessionScheduled>().map_err(|e| e.to_string())?;
+        AgendaEvent::SessionScheduled {
+            session: Session {
+                id: s.session_id,
+                title: stored_text(s.title),
+                kind: kind_from_proto(s.kind).ok_or("unknown session kind")?,
+                start: stored_time(s.start)?,
+                end: stored_time(s.end)?,
+                room_id: s.room_id,
+                speaker_ids: s.speaker_ids,
+                backup_speaker_ids: s.backup_speaker_ids,
+                failover: failover_from_proto(&s.failover.unwrap_or_default()).ok_or("unknown failback mode")?,
+            },
+            conference_id: s.conference_id,
+        }
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(decoded))
+}
