@@ -1,0 +1,194 @@
+//! The typed Rust client for podium.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), podium_client::ClientError> {
+//! use podium_client::{Client, pb};
+//! let client = Client::connect("127.0.0.1:50051", Some("<token>".into())).await?;
+//! let conference = client
+//!     .agenda()
+//!     .get_conference(pb::GetConferenceRequest { conference_id: "odc2024".into() })
+//!     .await?
+//!     .into_inner();
+//! # Ok(()) }
+//! ```
+//!
+//! Every stub sends the token as `authorization: Bearer <token>`. [`Client::follow_feed`]
+//! follows a conference's event feed across disconnects and server restarts, resuming from the
+//! last position it delivered, so the caller sees every event exactly once.
+
+#![forbid(unsafe_code)]
+
+mod json;
+
+use std::{str::FromStr, time::Duration};
+
+use futures::{Stream, StreamExt};
+pub use podium_proto::v1 as pb;
+use podium_proto::v1::{
+    access_client::AccessClient, agenda_client::AgendaClient, event_feed_client::EventFeedClient,
+};
+use tonic::{
+    Code, Request, Status,
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Channel, Endpoint},
+};
+
+pub use json::{message_to_json, payload_to_json};
+
+/// Why the client could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0:?} is not a valid podium address; use host:port, e.g. 127.0.0.1:50051")]
+    BadAddress(String),
+    #[error("cannot reach podiumd at {address}: {source}")]
+    Connect { address: String, source: tonic::transport::Error },
+    #[error("the token contains characters that cannot be sent in a header")]
+    BadToken,
+    #[error("{}", .0.message())]
+    Rpc(#[from] Status),
+}
+
+/// Adds the bearer token to every request.
+#[derive(Clone, Debug)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(token) = &self.0 {
+            request.metadata_mut().insert("authorization", token.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel whose requests carry the token.
+pub type Authed = InterceptedService<Channel, Bearer>;
+
+/// A connection to podiumd with one token. Cheap to clone; clones share the connection.
+#[derive(Clone, Debug)]
+pub struct Client {
+    channel: Channel,
+    bearer: Bearer,
+}
+
+/// One item of a followed feed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedItem {
+    Event(pb::Event),
+    /// Everything stored when the (re)subscription started has been delivered.
+    CaughtUp(u64),
+}
+
+impl Client {
+    /// Connects to `address` (`host:port` or `http://host:port`).
+    pub async fn connect(address: &str, token: Option<String>) -> Result<Self, ClientError> {
+        let uri = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
+        let endpoint = Endpoint::from_str(&uri)
+            .map_err(|_| ClientError::BadAddress(address.to_owned()))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|source| ClientError::Connect { address: address.to_owned(), source })?;
+        Ok(Self { channel, bearer: bearer(token)? })
+    }
+
+    /// The same connection with another token.
+    pub fn with_token(&self, token: Option<String>) -> Result<Self, ClientError> {
+        Ok(Self { channel: self.channel.clone(), bearer: bearer(token)? })
+    }
+
+    pub fn agenda(&self) -> AgendaClient<Authed> {
+        AgendaClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn access(&self) -> AccessClient<Authed> {
+        AccessClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn feed(&self) -> EventFeedClient<Authed> {
+        EventFeedClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    /// A fresh request id for a write. Keep it to retry the same write safely.
+    pub fn request_id() -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+
+    /// Follows the conference's event feed from `from_position`, reconnecting with backoff
+    /// when the connection or the server goes away and resuming after the last event it
+    /// delivered. Ends with an error only for problems a retry cannot fix (a bad token, an
+    /// unknown conference, a bad filter).
+    pub fn follow_feed(
+        &self,
+        conference_id: &str,
+        from_position: u64,
+        types: Vec<String>,
+    ) -> impl Stream<Item = Result<FeedItem, Status>> + Send + 'static {
+        let client = self.clone();
+        let conference_id = conference_id.to_owned();
+        async_stream::try_stream! {
+            let mut next = from_position;
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let request = pb::SubscribeRequest {
+                    conference_id: conference_id.clone(),
+                    from_position: next,
+                    types: types.clone(),
+                };
+                let failure = match client.feed().subscribe(request).await {
+                    Ok(response) => {
+                        let mut stream = response.into_inner();
+                        loop {
+                            match stream.next().await {
+                                Some(Ok(pb::SubscribeResponse { item: Some(item) })) => {
+                                    backoff = Duration::from_millis(100);
+                                    match item {
+                                        pb::subscribe_response::Item::Event(event) => {
+                                            next = event.position + 1;
+                                            yield FeedItem::Event(event);
+                                        }
+                                        pb::subscribe_response::Item::CaughtUp(c) => {
+                                            yield FeedItem::CaughtUp(c.position);
+                                        }
+                                    }
+                                }
+                                Some(Ok(pb::SubscribeResponse { item: None })) => {}
+                                Some(Err(status)) => break status,
+                                None => break Status::unavailable("feed ended"),
+                            }
+                        }
+                    }
+                    Err(status) => status,
+                };
+                if !retryable(&failure) {
+                    Err(failure)?;
+                    return;
+                }
+                tracing::debug!(next, code = ?failure.code(), message = failure.message(), ?backoff, "feed interrupted, resuming");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn bearer(token: Option<String>) -> Result<Bearer, ClientError> {
+    let value = match token.filter(|t| !t.trim().is_empty()) {
+        Some(token) => Some(
+            MetadataValue::try_from(format!("Bearer {}", token.trim())).map_err(|_| ClientError::BadToken)?,
+        ),
+        None => None,
+    };
+    Ok(Bearer(value))
+}
+
+/// Failures that a reconnect may cure.
+pub fn retryable(status: &Status) -> bool {
+    matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted)
+}
