@@ -16,10 +16,14 @@ use chrono_tz::Tz;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures::StreamExt;
 use output::{Out, clock, label, print_conference, print_session, table, text};
-use podium_client::{Client, FeedItem, pb, payload_to_json};
+use podium_client::{Client, FeedItem, payload_to_json, pb};
 
 #[derive(Debug, Parser)]
-#[command(name = "podium", version, about = "The command line of podium, the control plane for hybrid conferences")]
+#[command(
+    name = "podium",
+    version,
+    about = "The command line of podium, the control plane for hybrid conferences"
+)]
 struct Cli {
     /// podiumd's address, host:port.
     #[arg(long, global = true, env = "PODIUM_ADDR")]
@@ -290,7 +294,12 @@ impl Ctx {
         if let Some(c) = &self.conference {
             return Ok(c.clone());
         }
-        let me = self.client.access().who_am_i(pb::WhoAmIRequest {}).await?.into_inner();
+        let me = self
+            .client
+            .access()
+            .who_am_i(pb::WhoAmIRequest {})
+            .await?
+            .into_inner();
         me.principal
             .map(|p| p.conference_id)
             .filter(|c| !c.is_empty())
@@ -298,14 +307,27 @@ impl Ctx {
     }
 
     async fn fetch_conference(&self, id: &str) -> anyhow::Result<pb::Conference> {
-        let response = self.client.agenda().get_conference(pb::GetConferenceRequest { conference_id: id.to_owned() }).await?;
-        response.into_inner().conference.context("server sent no conference")
+        let response = self
+            .client
+            .agenda()
+            .get_conference(pb::GetConferenceRequest {
+                conference_id: id.to_owned(),
+            })
+            .await?;
+        response
+            .into_inner()
+            .conference
+            .context("server sent no conference")
     }
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start: {e}");
@@ -326,21 +348,33 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let file = settings::load()?;
-    let addr = cli.addr.clone().or(file.addr.clone()).unwrap_or_else(|| DEFAULT_ADDR.to_owned());
+    let addr = cli
+        .addr
+        .clone()
+        .or(file.addr.clone())
+        .unwrap_or_else(|| DEFAULT_ADDR.to_owned());
     let token = cli.token.clone().or(file.token.clone());
     let conference = cli.conference.clone().or(file.conference.clone());
     let lang: Option<&'static str> = cli.lang.clone().map(|l| &*Box::leak(l.into_boxed_str()));
-    let out = Out { json: cli.json, lang };
+    let out = Out {
+        json: cli.json,
+        lang,
+    };
 
     if let Command::Config(cmd) = &cli.command {
-        let path = settings::config_path().context("no config directory for this user; set PODIUM_CONFIG")?;
+        let path = settings::config_path()
+            .context("no config directory for this user; set PODIUM_CONFIG")?;
         return match cmd {
             ConfigCmd::Path => {
                 println!("{}", path.display());
                 Ok(())
             }
             ConfigCmd::Save => {
-                let path = settings::save(&settings::FileSettings { addr: cli.addr, token: cli.token, conference: cli.conference })?;
+                let path = settings::save(&settings::FileSettings {
+                    addr: cli.addr,
+                    token: cli.token,
+                    conference: cli.conference,
+                })?;
                 println!("saved to {}", path.display());
                 Ok(())
             }
@@ -348,7 +382,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 
     let client = Client::connect(&addr, token).await?;
-    let ctx = Ctx { client, conference, out };
+    let ctx = Ctx {
+        client,
+        conference,
+        out,
+    };
     match cli.command {
         Command::Conference(cmd) => conference_cmd(&ctx, cmd).await,
         Command::Room(RoomCmd::Add { name, capacity }) => {
@@ -356,7 +394,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let room = ctx
                 .client
                 .agenda()
-                .add_room(pb::AddRoomRequest { request_id: Client::request_id(), conference_id, name, capacity })
+                .add_room(pb::AddRoomRequest {
+                    request_id: Client::request_id(),
+                    conference_id,
+                    name,
+                    capacity,
+                })
                 .await?
                 .into_inner();
             if !out.json(&room) {
@@ -367,9 +410,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Speaker(SpeakerCmd::Add { name, time_zone, organisation, hours }) => {
+        Command::Speaker(SpeakerCmd::Add {
+            name,
+            time_zone,
+            organisation,
+            hours,
+        }) => {
             let conference_id = ctx.conference().await?;
-            let (from, until) = hours.split_once('-').ok_or_else(|| anyhow!("--hours must look like 08:00-21:00"))?;
+            let (from, until) = hours
+                .split_once('-')
+                .ok_or_else(|| anyhow!("--hours must look like 08:00-21:00"))?;
             let speaker = ctx
                 .client
                 .agenda()
@@ -387,27 +437,60 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if !out.json(&speaker) {
                 let s = speaker.speaker.unwrap_or_default();
                 println!("{}", s.id);
-                eprintln!("added speaker {} ({}, {} {}-{})", s.id, s.name, s.time_zone, s.available_from, s.available_until);
+                eprintln!(
+                    "added speaker {} ({}, {} {}-{})",
+                    s.id, s.name, s.time_zone, s.available_from, s.available_until
+                );
             }
             Ok(())
         }
         Command::Speaker(SpeakerCmd::List) => {
             let conference = ctx.fetch_conference(&ctx.conference().await?).await?;
             if out.json {
-                let list: Vec<_> = conference.speakers.iter().map(podium_client::message_to_json).collect();
+                let list: Vec<_> = conference
+                    .speakers
+                    .iter()
+                    .map(podium_client::message_to_json)
+                    .collect();
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(());
             }
-            let mut t = table(&["Speaker", "Name", "Organisation", "Time zone", "Hours (local)", "Local time now"]);
+            let mut t = table(&[
+                "Speaker",
+                "Name",
+                "Organisation",
+                "Time zone",
+                "Hours (local)",
+                "Local time now",
+            ]);
             for s in &conference.speakers {
-                let now = s.time_zone.parse::<Tz>().map(|tz| Utc::now().with_timezone(&tz).format("%a %H:%M").to_string()).unwrap_or_default();
-                t.add_row(vec![s.id.clone(), s.name.clone(), s.organisation.clone(), s.time_zone.clone(), format!("{}-{}", s.available_from, s.available_until), now]);
+                let now = s
+                    .time_zone
+                    .parse::<Tz>()
+                    .map(|tz| Utc::now().with_timezone(&tz).format("%a %H:%M").to_string())
+                    .unwrap_or_default();
+                t.add_row(vec![
+                    s.id.clone(),
+                    s.name.clone(),
+                    s.organisation.clone(),
+                    s.time_zone.clone(),
+                    format!("{}-{}", s.available_from, s.available_until),
+                    now,
+                ]);
             }
             println!("{t}");
             Ok(())
         }
         Command::Session(cmd) => session_cmd(&ctx, cmd).await,
-        Command::Slots(SlotsCmd::Suggest { speakers, minutes, from, to, room, limit, step }) => {
+        Command::Slots(SlotsCmd::Suggest {
+            speakers,
+            minutes,
+            from,
+            to,
+            room,
+            limit,
+            step,
+        }) => {
             let conference_id = ctx.conference().await?;
             let slots = ctx
                 .client
@@ -431,19 +514,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("no slot fits every speaker's hours in that range");
                 return Ok(());
             }
-            let names: Vec<String> = slots.slots[0].speakers.iter().map(|s| format!("{} ({})", s.name, s.time_zone)).collect();
+            let names: Vec<String> = slots.slots[0]
+                .speakers
+                .iter()
+                .map(|s| format!("{} ({})", s.name, s.time_zone))
+                .collect();
             let mut header = vec!["Conference time".to_owned()];
             header.extend(names);
             let mut t = table(&header.iter().map(String::as_str).collect::<Vec<_>>());
             for slot in &slots.slots {
                 let mut row = vec![format!("{} - {}", label(&slot.start), clock(&slot.end))];
-                row.extend(slot.speakers.iter().map(|s| format!("{} - {}", label(&s.start), clock(&s.end))));
+                row.extend(
+                    slot.speakers
+                        .iter()
+                        .map(|s| format!("{} - {}", label(&s.start), clock(&s.end))),
+                );
                 t.add_row(row);
             }
             println!("{t}");
             Ok(())
         }
-        Command::Token(TokenCmd::Issue { role, name, speaker, days }) => {
+        Command::Token(TokenCmd::Issue {
+            role,
+            name,
+            speaker,
+            days,
+        }) => {
             let role = match role {
                 RoleArg::Admin => pb::Role::Admin,
                 RoleArg::Organiser => pb::Role::Organiser,
@@ -451,7 +547,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 RoleArg::Integration => pb::Role::Integration,
                 RoleArg::Speaker => pb::Role::Speaker,
             };
-            let conference_id = if role == pb::Role::Admin { String::new() } else { ctx.conference().await? };
+            let conference_id = if role == pb::Role::Admin {
+                String::new()
+            } else {
+                ctx.conference().await?
+            };
             let issued = ctx
                 .client
                 .access()
@@ -468,13 +568,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 // The token alone on stdout, so that `TOKEN=$(podium token issue ...)` works.
                 println!("{}", issued.token);
                 if let Some(p) = issued.principal {
-                    eprintln!("issued a {} token for {} ({})", output::role(p.role), p.name, p.id);
+                    eprintln!(
+                        "issued a {} token for {} ({})",
+                        output::role(p.role),
+                        p.name,
+                        p.id
+                    );
                 }
             }
             Ok(())
         }
         Command::Join(JoinArgs { code, name, save }) => {
-            let joined = ctx.client.access().join(pb::JoinRequest { join_code: code, display_name: name }).await?.into_inner();
+            let joined = ctx
+                .client
+                .access()
+                .join(pb::JoinRequest {
+                    join_code: code,
+                    display_name: name,
+                })
+                .await?
+                .into_inner();
             let principal = joined.principal.clone().unwrap_or_default();
             if save {
                 let path = settings::save(&settings::FileSettings {
@@ -482,16 +595,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     token: Some(joined.token.clone()),
                     conference: Some(principal.conference_id.clone()),
                 })?;
-                eprintln!("saved token for conference {} to {}", principal.conference_id, path.display());
+                eprintln!(
+                    "saved token for conference {} to {}",
+                    principal.conference_id,
+                    path.display()
+                );
             }
             if !out.json(&joined) {
                 println!("{}", joined.token);
-                eprintln!("joined conference {} as {} ({})", principal.conference_id, principal.name, principal.id);
+                eprintln!(
+                    "joined conference {} as {} ({})",
+                    principal.conference_id, principal.name, principal.id
+                );
             }
             Ok(())
         }
         Command::Whoami => {
-            let me = ctx.client.access().who_am_i(pb::WhoAmIRequest {}).await?.into_inner();
+            let me = ctx
+                .client
+                .access()
+                .who_am_i(pb::WhoAmIRequest {})
+                .await?
+                .into_inner();
             if !out.json(&me) {
                 let p = me.principal.unwrap_or_default();
                 println!("{} ({}), role {}", p.name, p.id, output::role(p.role));
@@ -501,13 +626,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 if !p.speaker_id.is_empty() {
                     println!("speaker {}", p.speaker_id);
                 }
-                if let Some(exp) = p.expires_at.and_then(|t| DateTime::<Utc>::from_timestamp(t.seconds, 0)) {
+                if let Some(exp) = p
+                    .expires_at
+                    .and_then(|t| DateTime::<Utc>::from_timestamp(t.seconds, 0))
+                {
                     println!("expires {}", exp.format("%Y-%m-%d %H:%M UTC"));
                 }
             }
             Ok(())
         }
-        Command::Events(EventsCmd::Tail { from, types, no_follow }) => events_tail(&ctx, from, types, no_follow).await,
+        Command::Events(EventsCmd::Tail {
+            from,
+            types,
+            no_follow,
+        }) => events_tail(&ctx, from, types, no_follow).await,
         Command::Config(_) => Ok(()),
     }
 }
@@ -515,7 +647,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn conference_cmd(ctx: &Ctx, cmd: ConferenceCmd) -> anyhow::Result<()> {
     let out = ctx.out;
     match cmd {
-        ConferenceCmd::Create { id, title, time_zone, language, join_code } => {
+        ConferenceCmd::Create {
+            id,
+            title,
+            time_zone,
+            language,
+            join_code,
+        } => {
             let title = localized(&title, &language)?;
             let created = ctx
                 .client
@@ -545,7 +683,12 @@ async fn conference_cmd(ctx: &Ctx, cmd: ConferenceCmd) -> anyhow::Result<()> {
             }
         }
         ConferenceCmd::List => {
-            let list = ctx.client.agenda().list_conferences(pb::ListConferencesRequest {}).await?.into_inner();
+            let list = ctx
+                .client
+                .agenda()
+                .list_conferences(pb::ListConferencesRequest {})
+                .await?
+                .into_inner();
             if !out.json(&list) {
                 let mut t = table(&["Conference", "Title", "Time zone", "Rooms", "Speakers"]);
                 for c in &list.conferences {
@@ -567,9 +710,23 @@ async fn conference_cmd(ctx: &Ctx, cmd: ConferenceCmd) -> anyhow::Result<()> {
 async fn session_cmd(ctx: &Ctx, cmd: SessionCmd) -> anyhow::Result<()> {
     let out = ctx.out;
     let conference = ctx.fetch_conference(&ctx.conference().await?).await?;
-    let zone: Tz = conference.time_zone.parse().map_err(|_| anyhow!("server sent an unknown zone {}", conference.time_zone))?;
+    let zone: Tz = conference
+        .time_zone
+        .parse()
+        .map_err(|_| anyhow!("server sent an unknown zone {}", conference.time_zone))?;
     match cmd {
-        SessionCmd::Add { title, kind, room, start, end, minutes, speakers, backups, failover_after_ms, failback } => {
+        SessionCmd::Add {
+            title,
+            kind,
+            room,
+            start,
+            end,
+            minutes,
+            speakers,
+            backups,
+            failover_after_ms,
+            failback,
+        } => {
             let start = parse_time(&start, zone).context("--start")?;
             let end = match (end, minutes) {
                 (Some(end), _) => parse_time(&end, zone).context("--end")?,
@@ -608,7 +765,11 @@ async fn session_cmd(ctx: &Ctx, cmd: SessionCmd) -> anyhow::Result<()> {
                 .await?
                 .into_inner();
             if !out.json(&session) {
-                print_session(&session.session.unwrap_or_default(), &conference.default_language, out);
+                print_session(
+                    &session.session.unwrap_or_default(),
+                    &conference.default_language,
+                    out,
+                );
             }
         }
         SessionCmd::List { room, speaker } => {
@@ -625,7 +786,14 @@ async fn session_cmd(ctx: &Ctx, cmd: SessionCmd) -> anyhow::Result<()> {
             if out.json(&list) {
                 return Ok(());
             }
-            let mut t = table(&["Session", "Starts", "Ends", "Room", "Title", "Speakers (their time)"]);
+            let mut t = table(&[
+                "Session",
+                "Starts",
+                "Ends",
+                "Room",
+                "Title",
+                "Speakers (their time)",
+            ]);
             for s in &list.sessions {
                 let speakers: Vec<String> = s
                     .speakers
@@ -636,7 +804,11 @@ async fn session_cmd(ctx: &Ctx, cmd: SessionCmd) -> anyhow::Result<()> {
                             sp.name,
                             if sp.backup { " (backup)" } else { "" },
                             label(&sp.start),
-                            if sp.within_hours { "" } else { "  outside hours" }
+                            if sp.within_hours {
+                                ""
+                            } else {
+                                "  outside hours"
+                            }
                         )
                     })
                     .collect();
@@ -659,18 +831,30 @@ async fn session_cmd(ctx: &Ctx, cmd: SessionCmd) -> anyhow::Result<()> {
             let session = ctx
                 .client
                 .agenda()
-                .get_session(pb::GetSessionRequest { conference_id: conference.id.clone(), session_id: id })
+                .get_session(pb::GetSessionRequest {
+                    conference_id: conference.id.clone(),
+                    session_id: id,
+                })
                 .await?
                 .into_inner();
             if !out.json(&session) {
-                print_session(&session.session.unwrap_or_default(), &conference.default_language, out);
+                print_session(
+                    &session.session.unwrap_or_default(),
+                    &conference.default_language,
+                    out,
+                );
             }
         }
     }
     Ok(())
 }
 
-async fn events_tail(ctx: &Ctx, from: u64, types: Vec<String>, no_follow: bool) -> anyhow::Result<()> {
+async fn events_tail(
+    ctx: &Ctx,
+    from: u64,
+    types: Vec<String>,
+    no_follow: bool,
+) -> anyhow::Result<()> {
     use std::io::Write;
     let conference_id = ctx.conference().await?;
     let mut stdout = std::io::stdout().lock();
@@ -679,7 +863,8 @@ async fn events_tail(ctx: &Ctx, from: u64, types: Vec<String>, no_follow: bool) 
     while let Some(item) = feed.next().await {
         match item? {
             FeedItem::Event(event) => {
-                let payload = payload_to_json(&event.r#type, &event.payload).unwrap_or(serde_json::Value::Null);
+                let payload = payload_to_json(&event.r#type, &event.payload)
+                    .unwrap_or(serde_json::Value::Null);
                 let written = if ctx.out.json {
                     let mut json = podium_client::message_to_json(&event);
                     if let Some(object) = json.as_object_mut() {
@@ -693,7 +878,11 @@ async fn events_tail(ctx: &Ctx, from: u64, types: Vec<String>, no_follow: bool) 
                         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
                         .unwrap_or_default();
                     let short = event.r#type.trim_start_matches("podium.v1.");
-                    writeln!(stdout, "#{:<6} {at}  {short:<18} {}  {}", event.position, event.stream, payload)
+                    writeln!(
+                        stdout,
+                        "#{:<6} {at}  {short:<18} {}  {}",
+                        event.position, event.stream, payload
+                    )
                 };
                 match written {
                     Ok(()) => {}
@@ -707,7 +896,9 @@ async fn events_tail(ctx: &Ctx, from: u64, types: Vec<String>, no_follow: bool) 
                     return Ok(());
                 }
                 if !ctx.out.json {
-                    eprintln!("-- caught up at position {position}; following live events (Ctrl-C stops) --");
+                    eprintln!(
+                        "-- caught up at position {position}; following live events (Ctrl-C stops) --"
+                    );
                 }
             }
         }
@@ -743,19 +934,36 @@ fn parse_time(text: &str, zone: Tz) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
-    let naive = ["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
-        .or_else(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
-        .ok_or_else(|| anyhow!("{text:?} is not a time; use \"2024-11-14 09:00\" or RFC 3339"))?;
+    let naive = [
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+    .or_else(|| {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+    })
+    .ok_or_else(|| anyhow!("{text:?} is not a time; use \"2024-11-14 09:00\" or RFC 3339"))?;
     zone.from_local_datetime(&naive)
         .single()
         .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| anyhow!("{text} does not exist or is ambiguous in {} (a daylight-saving change)", zone.name()))
+        .ok_or_else(|| {
+            anyhow!(
+                "{text} does not exist or is ambiguous in {} (a daylight-saving change)",
+                zone.name()
+            )
+        })
 }
 
 fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: t.timestamp(), nanos: 0 }
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: 0,
+    }
 }
 
 #[cfg(test)]
@@ -764,7 +972,11 @@ mod tests {
 
     #[test]
     fn titles_take_a_language_prefix() {
-        let t = localized(&["Open Data Conference".into(), "km=សន្និសីទទិន្នន័យបើកចំហ".into()], "en").unwrap();
+        let t = localized(
+            &["Open Data Conference".into(), "km=សន្និសីទទិន្នន័យបើកចំហ".into()],
+            "en",
+        )
+        .unwrap();
         assert_eq!(t.text["en"], "Open Data Conference");
         assert_eq!(t.text["km"], "សន្និសីទទិន្នន័យបើកចំហ");
         assert!(localized(&["A".into(), "en=B".into()], "en").is_err());
@@ -776,8 +988,14 @@ mod tests {
     #[test]
     fn wall_clock_times_are_read_in_the_conference_zone() {
         let pp = chrono_tz::Asia::Phnom_Penh;
-        assert_eq!(parse_time("2024-11-14 09:00", pp).unwrap().to_rfc3339(), "2024-11-14T02:00:00+00:00");
-        assert_eq!(parse_time("2024-11-14T09:00:00Z", pp).unwrap().to_rfc3339(), "2024-11-14T09:00:00+00:00");
+        assert_eq!(
+            parse_time("2024-11-14 09:00", pp).unwrap().to_rfc3339(),
+            "2024-11-14T02:00:00+00:00"
+        );
+        assert_eq!(
+            parse_time("2024-11-14T09:00:00Z", pp).unwrap().to_rfc3339(),
+            "2024-11-14T09:00:00+00:00"
+        );
         assert!(parse_time("14/11/2024", pp).is_err());
         // 02:30 does not exist in New York on 10 March 2024.
         assert!(parse_time("2024-03-10 02:30", chrono_tz::America::New_York).is_err());

@@ -16,7 +16,10 @@ impl Out {
     /// Prints `message` as JSON if asked to; returns true if it did.
     pub fn json<M: prost::Message + prost::Name>(&self, message: &M) -> bool {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&message_to_json(message)).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&message_to_json(message)).unwrap_or_default()
+            );
         }
         self.json
     }
@@ -24,12 +27,19 @@ impl Out {
 
 pub fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
-    table.load_preset(UTF8_HORIZONTAL_ONLY).set_content_arrangement(ContentArrangement::Dynamic).set_header(header);
+    table
+        .load_preset(UTF8_HORIZONTAL_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header);
     table
 }
 
 /// The text in `lang`, else `default_language`, else any.
-pub fn text<'a>(text: &'a Option<pb::LocalizedText>, lang: Option<&str>, default_language: &str) -> &'a str {
+pub fn text<'a>(
+    text: &'a Option<pb::LocalizedText>,
+    lang: Option<&str>,
+    default_language: &str,
+) -> &'a str {
     let Some(text) = text else { return "" };
     lang.and_then(|l| text.text.get(l))
         .or_else(|| text.text.get(default_language))
@@ -73,7 +83,10 @@ pub fn role(role: i32) -> &'static str {
 
 pub fn print_conference(c: &pb::Conference, out: Out) {
     println!("Conference  {}", c.id);
-    println!("Title       {}", text(&c.title, out.lang, &c.default_language));
+    println!(
+        "Title       {}",
+        text(&c.title, out.lang, &c.default_language)
+    );
     if let Some(title) = &c.title {
         for (lang, t) in &title.text {
             if Some(lang.as_str()) != out.lang && *lang != c.default_language {
@@ -89,12 +102,26 @@ pub fn print_conference(c: &pb::Conference, out: Out) {
     if !c.rooms.is_empty() {
         let mut rooms = table(&["Room", "Name", "Capacity"]);
         for r in &c.rooms {
-            rooms.add_row(vec![r.id.clone(), r.name.clone(), if r.capacity == 0 { String::new() } else { r.capacity.to_string() }]);
+            rooms.add_row(vec![
+                r.id.clone(),
+                r.name.clone(),
+                if r.capacity == 0 {
+                    String::new()
+                } else {
+                    r.capacity.to_string()
+                },
+            ]);
         }
         println!("\n{rooms}");
     }
     if !c.speakers.is_empty() {
-        let mut speakers = table(&["Speaker", "Name", "Organisation", "Time zone", "Hours (local)"]);
+        let mut speakers = table(&[
+            "Speaker",
+            "Name",
+            "Organisation",
+            "Time zone",
+            "Hours (local)",
+        ]);
         for s in &c.speakers {
             speakers.add_row(vec![
                 s.id.clone(),

@@ -26,9 +26,12 @@ pub fn config_path() -> Option<PathBuf> {
 }
 
 pub fn load() -> anyhow::Result<FileSettings> {
-    let Some(path) = config_path() else { return Ok(FileSettings::default()) };
+    let Some(path) = config_path() else {
+        return Ok(FileSettings::default());
+    };
     match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text).with_context(|| format!("cannot read config file {}", path.display())),
+        Ok(text) => toml::from_str(&text)
+            .with_context(|| format!("cannot read config file {}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileSettings::default()),
         Err(e) => Err(e).with_context(|| format!("cannot read config file {}", path.display())),
     }
@@ -59,7 +62,9 @@ pub fn save(update: &FileSettings) -> anyhow::Result<PathBuf> {
         options.mode(0o600);
     }
     use std::io::Write;
-    let mut file = options.open(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     file.write_all(text.as_bytes())?;
     Ok(path)
 }

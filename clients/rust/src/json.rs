@@ -9,7 +9,8 @@ use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 
 fn pool() -> Option<&'static DescriptorPool> {
     static POOL: OnceLock<Option<DescriptorPool>> = OnceLock::new();
-    POOL.get_or_init(|| DescriptorPool::decode(podium_proto::FILE_DESCRIPTOR_SET).ok()).as_ref()
+    POOL.get_or_init(|| DescriptorPool::decode(podium_proto::FILE_DESCRIPTOR_SET).ok())
+        .as_ref()
 }
 
 /// Encodes bytes of protobuf type `type_name` (e.g. `podium.v1.SessionScheduled`) as JSON in
@@ -17,8 +18,12 @@ fn pool() -> Option<&'static DescriptorPool> {
 pub fn payload_to_json(type_name: &str, bytes: &[u8]) -> Option<serde_json::Value> {
     let descriptor = pool()?.get_message_by_name(type_name)?;
     let message = DynamicMessage::decode(descriptor, bytes).ok()?;
-    let options = SerializeOptions::new().skip_default_fields(false).stringify_64_bit_integers(false);
-    message.serialize_with_options(serde_json::value::Serializer, &options).ok()
+    let options = SerializeOptions::new()
+        .skip_default_fields(false)
+        .stringify_64_bit_integers(false);
+    message
+        .serialize_with_options(serde_json::value::Serializer, &options)
+        .ok()
 }
 
 /// Any podium message as JSON.

@@ -42,7 +42,10 @@ pub enum ClientError {
     #[error("{0:?} is not a valid podium address; use host:port, e.g. 127.0.0.1:50051")]
     BadAddress(String),
     #[error("cannot reach podiumd at {address}: {source}")]
-    Connect { address: String, source: tonic::transport::Error },
+    Connect {
+        address: String,
+        source: tonic::transport::Error,
+    },
     #[error("the token contains characters that cannot be sent in a header")]
     BadToken,
     #[error("{}", .0.message())]
@@ -56,7 +59,9 @@ pub struct Bearer(Option<MetadataValue<Ascii>>);
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(token) = &self.0 {
-            request.metadata_mut().insert("authorization", token.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
         }
         Ok(request)
     }
@@ -83,7 +88,11 @@ pub enum FeedItem {
 impl Client {
     /// Connects to `address` (`host:port` or `http://host:port`).
     pub async fn connect(address: &str, token: Option<String>) -> Result<Self, ClientError> {
-        let uri = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
+        let uri = if address.contains("://") {
+            address.to_owned()
+        } else {
+            format!("http://{address}")
+        };
         let endpoint = Endpoint::from_str(&uri)
             .map_err(|_| ClientError::BadAddress(address.to_owned()))?
             .connect_timeout(Duration::from_secs(5))
@@ -94,13 +103,22 @@ impl Client {
         let channel = endpoint
             .connect()
             .await
-            .map_err(|source| ClientError::Connect { address: address.to_owned(), source })?;
-        Ok(Self { channel, bearer: bearer(token)? })
+            .map_err(|source| ClientError::Connect {
+                address: address.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            channel,
+            bearer: bearer(token)?,
+        })
     }
 
     /// The same connection with another token.
     pub fn with_token(&self, token: Option<String>) -> Result<Self, ClientError> {
-        Ok(Self { channel: self.channel.clone(), bearer: bearer(token)? })
+        Ok(Self {
+            channel: self.channel.clone(),
+            bearer: bearer(token)?,
+        })
     }
 
     pub fn agenda(&self) -> AgendaClient<Authed> {
@@ -181,7 +199,8 @@ impl Client {
 fn bearer(token: Option<String>) -> Result<Bearer, ClientError> {
     let value = match token.filter(|t| !t.trim().is_empty()) {
         Some(token) => Some(
-            MetadataValue::try_from(format!("Bearer {}", token.trim())).map_err(|_| ClientError::BadToken)?,
+            MetadataValue::try_from(format!("Bearer {}", token.trim()))
+                .map_err(|_| ClientError::BadToken)?,
         ),
         None => None,
     };
@@ -190,5 +209,14 @@ fn bearer(token: Option<String>) -> Result<Bearer, ClientError> {
 
 /// Failures that a reconnect may cure.
 pub fn retryable(status: &Status) -> bool {
-    matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted)
+    matches!(
+        status.code(),
+        Code::Unavailable
+            | Code::Unknown
+            | Code::Internal
+            | Code::Cancelled
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Aborted
+    )
 }

@@ -19,7 +19,10 @@ pub struct Directory {
 /// The event types this read model folds.
 pub fn directory_event_types() -> Vec<String> {
     use prost::Name;
-    vec![pb::ConferenceCreated::full_name(), pb::SpeakerAdded::full_name()]
+    vec![
+        pb::ConferenceCreated::full_name(),
+        pb::SpeakerAdded::full_name(),
+    ]
 }
 
 /// Join codes compare without case, spaces or dashes: "kq7m 2xhd" opens "KQ7M-2XHD".
@@ -33,7 +36,9 @@ pub fn normalise_join_code(code: &str) -> String {
 impl Directory {
     /// The conference a join code opens.
     pub fn conference_for_code(&self, code: &str) -> Option<&str> {
-        self.join_codes.get(&normalise_join_code(code)).map(String::as_str)
+        self.join_codes
+            .get(&normalise_join_code(code))
+            .map(String::as_str)
     }
 
     pub fn has_conference(&self, conference_id: &str) -> bool {
@@ -41,7 +46,8 @@ impl Directory {
     }
 
     pub fn has_speaker(&self, conference_id: &str, speaker_id: &str) -> bool {
-        self.speakers.contains(&(conference_id.to_owned(), speaker_id.to_owned()))
+        self.speakers
+            .contains(&(conference_id.to_owned(), speaker_id.to_owned()))
     }
 }
 
@@ -50,7 +56,8 @@ impl Projection for Directory {
         if event.is::<pb::ConferenceCreated>() {
             match event.decode::<pb::ConferenceCreated>() {
                 Ok(c) => {
-                    self.join_codes.insert(normalise_join_code(&c.join_code), c.conference_id.clone());
+                    self.join_codes
+                        .insert(normalise_join_code(&c.join_code), c.conference_id.clone());
                     self.conferences.insert(c.conference_id);
                 }
                 Err(error) => tracing::error!(%error, "skipping undecodable event"),

@@ -53,7 +53,12 @@ impl std::fmt::Display for Role {
 /// Roles that may set up a conference.
 pub const ORGANISERS: &[Role] = &[Role::Admin, Role::Organiser];
 /// Roles that run a conference on the day or read all of its events.
-pub const STAFF: &[Role] = &[Role::Admin, Role::Organiser, Role::Moderator, Role::Integration];
+pub const STAFF: &[Role] = &[
+    Role::Admin,
+    Role::Organiser,
+    Role::Moderator,
+    Role::Integration,
+];
 /// Every role.
 pub const EVERYONE: &[Role] = &Role::ALL;
 
@@ -82,7 +87,10 @@ pub enum AccessError {
     #[error("{0}")]
     NotFound(String),
     #[error("{field}: {message}")]
-    InvalidArgument { field: &'static str, message: String },
+    InvalidArgument {
+        field: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     Internal(String),
 }
@@ -105,7 +113,9 @@ impl Principal {
         match (&self.role, &self.conference_id) {
             (Role::Admin, _) => Ok(()),
             (_, Some(own)) if own == conference_id => Ok(()),
-            _ => Err(AccessError::NotFound(format!("conference {conference_id} not found"))),
+            _ => Err(AccessError::NotFound(format!(
+                "conference {conference_id} not found"
+            ))),
         }
     }
 
@@ -134,7 +144,9 @@ impl Principal {
         if self.role == Role::Admin {
             Ok(())
         } else {
-            Err(AccessError::PermissionDenied(format!("only an admin token may {action}")))
+            Err(AccessError::PermissionDenied(format!(
+                "only an admin token may {action}"
+            )))
         }
     }
 
@@ -181,13 +193,19 @@ mod tests {
         let p = scoped(Role::Attendee, "odc2024");
         assert_eq!(
             p.require("odc2024", ORGANISERS, "add sessions"),
-            Err(AccessError::PermissionDenied("an attendee token may not add sessions".into()))
+            Err(AccessError::PermissionDenied(
+                "an attendee token may not add sessions".into()
+            ))
         );
     }
 
     #[test]
     fn admin_sees_every_conference() {
-        assert!(Principal::admin().require("any", ORGANISERS, "add rooms").is_ok());
+        assert!(
+            Principal::admin()
+                .require("any", ORGANISERS, "add rooms")
+                .is_ok()
+        );
     }
 
     #[test]

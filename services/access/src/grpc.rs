@@ -66,7 +66,9 @@ pub fn caller<T>(request: &Request<T>) -> Result<Principal, Status> {
         .extensions()
         .get::<Principal>()
         .cloned()
-        .ok_or_else(|| Status::unauthenticated("missing bearer token: send \"authorization: Bearer <token>\""))
+        .ok_or_else(|| {
+            Status::unauthenticated("missing bearer token: send \"authorization: Bearer <token>\"")
+        })
 }
 
 pub fn role_to_proto(role: Role) -> pb::Role {
@@ -81,7 +83,9 @@ pub fn role_to_proto(role: Role) -> pb::Role {
 }
 
 fn role_from_proto(role: i32) -> Result<Role, AccessError> {
-    let invalid = || AccessError::InvalidArgument { field: "role", message: "must be one of ROLE_ADMIN, ROLE_ORGANISER, ROLE_MODERATOR, ROLE_INTEGRATION, ROLE_SPEAKER".into() };
+    let invalid = || {
+        AccessError::InvalidArgument { field: "role", message: "must be one of ROLE_ADMIN, ROLE_ORGANISER, ROLE_MODERATOR, ROLE_INTEGRATION, ROLE_SPEAKER".into() }
+    };
     Ok(match pb::Role::try_from(role).map_err(|_| invalid())? {
         pb::Role::Unspecified => return Err(invalid()),
         pb::Role::Admin => Role::Admin,
@@ -165,7 +169,11 @@ impl Access for AccessService {
         let name = holder_name(&req.name, role.as_str())?;
         let principal = if role == Role::Admin {
             issuer.require_admin("issue admin tokens")?;
-            Principal { id: short_id("admin"), name, ..Principal::admin() }
+            Principal {
+                id: short_id("admin"),
+                name,
+                ..Principal::admin()
+            }
         } else {
             let conference_id = req.conference_id.trim().to_owned();
             if conference_id.is_empty() {
@@ -175,7 +183,11 @@ impl Access for AccessService {
                 }
                 .into());
             }
-            issuer.require(&conference_id, &[Role::Admin, Role::Organiser], "issue tokens")?;
+            issuer.require(
+                &conference_id,
+                &[Role::Admin, Role::Organiser],
+                "issue tokens",
+            )?;
             if role == Role::Attendee {
                 return Err(AccessError::InvalidArgument {
                     field: "role",
@@ -187,7 +199,10 @@ impl Access for AccessService {
             {
                 let directory = self.directory.read();
                 if !directory.has_conference(&conference_id) {
-                    return Err(AccessError::NotFound(format!("conference {conference_id} not found")).into());
+                    return Err(AccessError::NotFound(format!(
+                        "conference {conference_id} not found"
+                    ))
+                    .into());
                 }
                 match &speaker_id {
                     Some(s) if s.is_empty() => {
@@ -204,7 +219,9 @@ impl Access for AccessService {
                 }
             }
             Principal {
-                id: speaker_id.clone().unwrap_or_else(|| short_id(role.as_str())),
+                id: speaker_id
+                    .clone()
+                    .unwrap_or_else(|| short_id(role.as_str())),
                 name,
                 role,
                 conference_id: Some(conference_id),
@@ -215,7 +232,10 @@ impl Access for AccessService {
         let token = self.sign(principal.clone(), ttl)?;
         let issued = self.keys.verify(&token)?;
         tracing::info!(issuer = %issuer.id, role = %issued.role, principal = %issued.id, "token issued");
-        Ok(Response::new(pb::IssueTokenResponse { token, principal: Some(principal_to_proto(&issued)) }))
+        Ok(Response::new(pb::IssueTokenResponse {
+            token,
+            principal: Some(principal_to_proto(&issued)),
+        }))
     }
 
     async fn join(
@@ -224,12 +244,17 @@ impl Access for AccessService {
     ) -> Result<Response<pb::JoinResponse>, Status> {
         let req = request.into_inner();
         if req.join_code.trim().is_empty() {
-            return Err(AccessError::InvalidArgument { field: "join_code", message: "is required".into() }.into());
+            return Err(AccessError::InvalidArgument {
+                field: "join_code",
+                message: "is required".into(),
+            }
+            .into());
         }
         let name = holder_name(&req.display_name, "attendee").map_err(|e| match e {
-            AccessError::InvalidArgument { message, .. } => {
-                AccessError::InvalidArgument { field: "display_name", message }
-            }
+            AccessError::InvalidArgument { message, .. } => AccessError::InvalidArgument {
+                field: "display_name",
+                message,
+            },
             other => other,
         })?;
         let conference_id = self
@@ -249,7 +274,10 @@ impl Access for AccessService {
         let token = self.sign(principal, DEFAULT_TTL)?;
         let joined = self.keys.verify(&token)?;
         tracing::info!(attendee = %joined.id, conference = ?joined.conference_id, "attendee joined");
-        Ok(Response::new(pb::JoinResponse { token, principal: Some(principal_to_proto(&joined)) }))
+        Ok(Response::new(pb::JoinResponse {
+            token,
+            principal: Some(principal_to_proto(&joined)),
+        }))
     }
 
     async fn who_am_i(
@@ -257,6 +285,8 @@ impl Access for AccessService {
         request: Request<pb::WhoAmIRequest>,
     ) -> Result<Response<pb::WhoAmIResponse>, Status> {
         let principal = caller(&request)?;
-        Ok(Response::new(pb::WhoAmIResponse { principal: Some(principal_to_proto(&principal)) }))
+        Ok(Response::new(pb::WhoAmIResponse {
+            principal: Some(principal_to_proto(&principal)),
+        }))
     }
 }

@@ -80,7 +80,10 @@ impl TokenKeys {
 
     /// Loads or creates the signing key in `data_dir`; writes an admin token file unless an
     /// admin token is configured or a valid file is already there.
-    pub fn bootstrap(data_dir: &Path, configured_admin: Option<String>) -> std::io::Result<Bootstrap> {
+    pub fn bootstrap(
+        data_dir: &Path,
+        configured_admin: Option<String>,
+    ) -> std::io::Result<Bootstrap> {
         fs::create_dir_all(data_dir)?;
         let key_path = data_dir.join("token-signing.key");
         let (secret, new_key) = match fs::read(&key_path) {
@@ -113,15 +116,28 @@ impl TokenKeys {
             }
             admin_token_file = Some(token_path);
         }
-        Ok(Bootstrap { keys, admin_token_file })
+        Ok(Bootstrap {
+            keys,
+            admin_token_file,
+        })
     }
 
     /// Signs a token for `principal` valid for `ttl`.
     pub fn issue(&self, principal: &Principal, ttl: Duration) -> std::io::Result<String> {
-        self.sign(principal, unix_now(), ttl)
+        self.issue_at(principal, SystemTime::now(), ttl)
     }
 
-    fn sign(&self, principal: &Principal, now: u64, ttl: Duration) -> std::io::Result<String> {
+    /// Signs a token as if issued at `issued_at`: for tools and tests that need a token that
+    /// has already expired.
+    pub fn issue_at(
+        &self,
+        principal: &Principal,
+        issued_at: SystemTime,
+        ttl: Duration,
+    ) -> std::io::Result<String> {
+        let now = issued_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let claims = Claims {
             iss: ISSUER.into(),
             sub: principal.id.clone(),
@@ -159,7 +175,9 @@ impl TokenKeys {
         let role = Role::parse(&claims.role)
             .ok_or_else(|| AccessError::Unauthenticated("token names an unknown role".into()))?;
         if role != Role::Admin && claims.conf.is_none() {
-            return Err(AccessError::Unauthenticated("token has no conference scope".into()));
+            return Err(AccessError::Unauthenticated(
+                "token has no conference scope".into(),
+            ));
         }
         Ok(Principal {
             id: claims.sub,
@@ -170,10 +188,6 @@ impl TokenKeys {
             expires_at: Some(UNIX_EPOCH + Duration::from_secs(claims.exp)),
         })
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -234,11 +248,15 @@ mod tests {
         let mut tampered = token.clone().into_bytes();
         let last = tampered.len() - 2;
         tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
-        let err = keys.verify(&String::from_utf8(tampered).unwrap()).unwrap_err();
+        let err = keys
+            .verify(&String::from_utf8(tampered).unwrap())
+            .unwrap_err();
         assert!(matches!(err, AccessError::Unauthenticated(_)));
 
-        let an_hour_ago = unix_now() - 3600;
-        let expired = keys.sign(&organiser(), an_hour_ago, Duration::from_secs(60)).unwrap();
+        let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        let expired = keys
+            .issue_at(&organiser(), an_hour_ago, Duration::from_secs(60))
+            .unwrap();
         assert_eq!(
             keys.verify(&expired).unwrap_err(),
             AccessError::Unauthenticated("token has expired".into())
@@ -276,7 +294,11 @@ mod tests {
             assert_eq!(mode, 0o600);
         }
         let second = TokenKeys::bootstrap(dir.path(), None).unwrap();
-        assert_eq!(fs::read_to_string(&path).unwrap(), token, "a valid token is kept");
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            token,
+            "a valid token is kept"
+        );
         assert!(second.keys.verify(token.trim()).is_ok());
     }
 }

@@ -37,7 +37,12 @@ pub struct Config {
     pub admin_token: Option<String>,
 
     /// Services to run in this process (comma-separated); all by default.
-    #[arg(long, env = "PODIUM_SERVICES", value_delimiter = ',', default_value = "access,agenda,feed")]
+    #[arg(
+        long,
+        env = "PODIUM_SERVICES",
+        value_delimiter = ',',
+        default_value = "access,agenda,feed"
+    )]
     pub services: Vec<ServiceName>,
 
     /// Log format on stderr. Filter with RUST_LOG (default "info").

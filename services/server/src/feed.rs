@@ -21,8 +21,16 @@ pub struct FeedService {
 }
 
 impl FeedService {
-    pub fn new(log: Arc<dyn EventLog>, directory: Projector<Directory>, shutdown: watch::Receiver<bool>) -> Self {
-        Self { log, directory, shutdown }
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        directory: Projector<Directory>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            log,
+            directory,
+            shutdown,
+        }
     }
 }
 
@@ -41,14 +49,19 @@ impl EventFeed for FeedService {
         let conference_id = r.conference_id.trim().to_owned();
         principal.require(&conference_id, STAFF, "follow the event feed")?;
         if !self.directory.read().has_conference(&conference_id) {
-            return Err(Status::not_found(format!("conference {conference_id} not found")));
+            return Err(Status::not_found(format!(
+                "conference {conference_id} not found"
+            )));
         }
         if r.types.len() > MAX_TYPES || r.types.iter().any(|t| t.is_empty() || t.len() > 200) {
             return Err(Status::invalid_argument(format!(
                 "types: at most {MAX_TYPES} names of 1 to 200 characters, like \"podium.v1.SessionScheduled\""
             )));
         }
-        let filter = Filter { stream_prefix: Some(conference_prefix(&conference_id)), event_types: r.types };
+        let filter = Filter {
+            stream_prefix: Some(conference_prefix(&conference_id)),
+            event_types: r.types,
+        };
         let events = subscribe(self.log.clone(), r.from_position, filter);
         let mut shutdown = self.shutdown.clone();
         tracing::info!(conference = %conference_id, from = r.from_position, principal = %principal.id, "feed subscribed");

@@ -1,4 +1,5 @@
-//! podiumd as a library: [`run`] wires the event log, the services, authentication, health and
+//! podiumd as a library: [`Podium::open`] opens the event log, bootstraps the token keys and
+//! replays the read models; [`Podium::serve`] wires the services, authentication, health and
 //! reflection onto an already-bound listener and serves until a shutdown future completes. The
 //! binary only parses configuration, sets up tracing and binds, so tests can run a whole server
 //! in-process.
@@ -28,124 +29,199 @@ pub enum ServerError {
     #[error("event log: {0}")]
     Log(#[from] podium_eventlog::EventLogError),
     #[error("token keys in {path}: {source}")]
-    Keys { path: String, source: std::io::Error },
+    Keys {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
-    #[error("open streams did not end within the drain timeout")]
-    DrainTimeout,
 }
 
-/// Serves podium on `listener` until `shutdown` completes, then ends open streams, drains and
-/// flushes the log.
-pub async fn run(
+/// podium's state, opened and replayed, ready to serve.
+pub struct Podium {
     config: Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServerError> {
-    let started = Instant::now();
-    let sled = Arc::new(SledEventLog::open(config.data_dir.join("log"), SledOptions::default())?);
-    let log: Arc<dyn EventLog> = sled.clone();
+    sled: Arc<SledEventLog>,
+    log: Arc<dyn EventLog>,
+    keys: Arc<TokenKeys>,
+    directory: Projector<Directory>,
+    agenda: Option<AgendaStore>,
+}
 
-    let bootstrap = TokenKeys::bootstrap(&config.data_dir, config.admin_token.clone())
-        .map_err(|source| ServerError::Keys { path: config.data_dir.display().to_string(), source })?;
-    match &bootstrap.admin_token_file {
-        Some(path) => tracing::info!(path = %path.display(), "admin token file (readable by its owner only)"),
-        None => tracing::info!("admin token set by configuration"),
+impl Podium {
+    /// Opens the log in the data directory, loads or creates the token keys (writing the admin
+    /// token file on first start) and replays the read models.
+    pub async fn open(config: Config) -> Result<Self, ServerError> {
+        let started = Instant::now();
+        let sled = Arc::new(SledEventLog::open(
+            config.data_dir.join("log"),
+            SledOptions::default(),
+        )?);
+        let log: Arc<dyn EventLog> = sled.clone();
+
+        let bootstrap = TokenKeys::bootstrap(&config.data_dir, config.admin_token.clone())
+            .map_err(|source| ServerError::Keys {
+                path: config.data_dir.display().to_string(),
+                source,
+            })?;
+        match &bootstrap.admin_token_file {
+            Some(path) => {
+                tracing::info!(path = %path.display(), "admin token file (readable by its owner only)")
+            }
+            None => tracing::info!("admin token set by configuration"),
+        }
+        let keys = Arc::new(bootstrap.keys);
+
+        let directory_filter = Filter {
+            stream_prefix: None,
+            event_types: directory_event_types(),
+        };
+        let directory = Projector::start(
+            "access-directory",
+            log.clone(),
+            Directory::default(),
+            directory_filter,
+        )
+        .await?;
+        let agenda = if config.runs(ServiceName::Agenda) {
+            Some(AgendaStore::open(log.clone()).await?)
+        } else {
+            None
+        };
+        tracing::info!(
+            events = log.head(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "read models ready"
+        );
+        Ok(Self {
+            config,
+            sled,
+            log,
+            keys,
+            directory,
+            agenda,
+        })
     }
-    let keys = Arc::new(bootstrap.keys);
-    let auth = Authenticator::new(keys.clone());
 
-    let directory_filter = Filter { stream_prefix: None, event_types: directory_event_types() };
-    let directory = Projector::start("access-directory", log.clone(), Directory::default(), directory_filter).await?;
-    let agenda = if config.runs(ServiceName::Agenda) {
-        Some(AgendaStore::open(log.clone()).await?)
-    } else {
-        None
-    };
-    tracing::info!(events = log.head(), elapsed_ms = started.elapsed().as_millis() as u64, "read models ready");
+    /// Serves podium on `listener` until `shutdown` completes, then sets health to NOT_SERVING,
+    /// ends open streams with a status, drains and flushes the log.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let Self {
+            config,
+            sled,
+            log,
+            keys,
+            directory,
+            agenda,
+        } = self;
+        let auth = Authenticator::new(keys.clone());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (health, health_service) = tonic_health::server::health_reporter();
+        // Both reflection versions: grpcurl and older tools ask v1alpha, newer ones v1.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(podium_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (health, health_service) = tonic_health::server::health_reporter();
-    // Both reflection versions: grpcurl and older tools ask v1alpha, newer ones v1.
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(podium_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
-
-    let access = config
-        .runs(ServiceName::Access)
-        .then(|| AccessServer::with_interceptor(AccessService::new(keys.clone(), directory.clone()), auth.clone()));
-    let agenda = agenda.map(|store| AgendaServer::with_interceptor(AgendaService::new(store), auth.clone()));
-    let feed = config.runs(ServiceName::Feed).then(|| {
-        EventFeedServer::with_interceptor(FeedService::new(log.clone(), directory.clone(), stop_rx.clone()), auth.clone())
-    });
-    if access.is_some() {
-        health.set_serving::<AccessServer<AccessService>>().await;
-    }
-    if agenda.is_some() {
-        health.set_serving::<AgendaServer<AgendaService>>().await;
-    }
-    if feed.is_some() {
-        health.set_serving::<EventFeedServer<FeedService>>().await;
-    }
-
-    let address = listener.local_addr().ok();
-    let (serve_stop_tx, serve_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_optional_service(access)
-        .add_optional_service(agenda)
-        .add_optional_service(feed)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-            let _ = serve_stop_rx.await;
+        let access = config.runs(ServiceName::Access).then(|| {
+            AccessServer::with_interceptor(
+                AccessService::new(keys.clone(), directory.clone()),
+                auth.clone(),
+            )
         });
-    let mut server = tokio::spawn(server);
-    tracing::info!(address = ?address, services = ?config.services, "podiumd serving");
+        let agenda = agenda
+            .map(|store| AgendaServer::with_interceptor(AgendaService::new(store), auth.clone()));
+        let feed = config.runs(ServiceName::Feed).then(|| {
+            EventFeedServer::with_interceptor(
+                FeedService::new(log.clone(), directory.clone(), stop_rx.clone()),
+                auth.clone(),
+            )
+        });
+        if access.is_some() {
+            health.set_serving::<AccessServer<AccessService>>().await;
+        }
+        if agenda.is_some() {
+            health.set_serving::<AgendaServer<AgendaService>>().await;
+        }
+        if feed.is_some() {
+            health.set_serving::<EventFeedServer<FeedService>>().await;
+        }
 
-    let result = tokio::select! {
-        result = &mut server => {
-            // The server stopped on its own: a transport failure.
-            Some(result)
-        }
-        () = shutdown => None,
-    };
-    let outcome = match result {
-        Some(Ok(served)) => served.map_err(ServerError::from),
-        Some(Err(join)) => {
-            tracing::error!(error = %join, "server task failed");
-            Ok(())
-        }
-        None => {
-            tracing::info!("shutting down: health NOT_SERVING, ending open streams");
-            health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
-            health.set_not_serving::<AccessServer<AccessService>>().await;
-            health.set_not_serving::<AgendaServer<AgendaService>>().await;
-            health.set_not_serving::<EventFeedServer<FeedService>>().await;
-            let _ = stop_tx.send(true);
-            let _ = serve_stop_tx.send(());
-            match tokio::time::timeout(config.drain_timeout, &mut server).await {
-                Ok(Ok(served)) => served.map_err(ServerError::from),
-                Ok(Err(join)) => {
-                    tracing::error!(error = %join, "server task failed");
-                    Ok(())
-                }
-                Err(_) => {
-                    server.abort();
-                    Err(ServerError::DrainTimeout)
+        let address = listener.local_addr().ok();
+        let (serve_stop_tx, serve_stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_optional_service(access)
+            .add_optional_service(agenda)
+            .add_optional_service(feed)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = serve_stop_rx.await;
+            });
+        let mut server = tokio::spawn(server);
+        tracing::info!(address = ?address, services = ?config.services, "podiumd serving");
+
+        let result = tokio::select! {
+            result = &mut server => {
+                // The server stopped on its own: a transport failure.
+                Some(result)
+            }
+            () = shutdown => None,
+        };
+        let outcome = match result {
+            Some(Ok(served)) => served.map_err(ServerError::from),
+            Some(Err(join)) => {
+                tracing::error!(error = %join, "server task failed");
+                Ok(())
+            }
+            None => {
+                tracing::info!("shutting down: health NOT_SERVING, ending open streams");
+                health
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
+                health
+                    .set_not_serving::<AccessServer<AccessService>>()
+                    .await;
+                health
+                    .set_not_serving::<AgendaServer<AgendaService>>()
+                    .await;
+                health
+                    .set_not_serving::<EventFeedServer<FeedService>>()
+                    .await;
+                let _ = stop_tx.send(true);
+                let _ = serve_stop_tx.send(());
+                match tokio::time::timeout(config.drain_timeout, &mut server).await {
+                    Ok(Ok(served)) => served.map_err(ServerError::from),
+                    Ok(Err(join)) => {
+                        tracing::error!(error = %join, "server task failed");
+                        Ok(())
+                    }
+                    Err(_) => {
+                        // Streams were told to end; what is left is connections whose clients
+                        // did not close after GOAWAY. Nothing is lost by cutting them.
+                        tracing::warn!(
+                            timeout_ms = config.drain_timeout.as_millis() as u64,
+                            "connections still open after the drain timeout; closing them"
+                        );
+                        server.abort();
+                        Ok(())
+                    }
                 }
             }
-        }
-    };
-    // Whatever happened above, every acknowledged append is already durable; closing flushes
-    // and stops the writer cleanly.
-    sled.close()?;
-    tracing::info!("event log flushed and closed");
-    outcome
+        };
+        // Whatever happened above, every acknowledged append is already durable; closing flushes
+        // and stops the writer cleanly.
+        sled.close()?;
+        tracing::info!("event log flushed and closed");
+        outcome
+    }
 }

@@ -4,14 +4,16 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use podium_server::{Config, LogFormat, run};
+use podium_server::{Config, LogFormat, Podium};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -20,10 +22,12 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    // One line on stdout with the real address, for scripts and tests that ask for port 0.
+    let podium = Podium::open(config).await?;
+    // One line on stdout once podiumd is ready, with the real address, for scripts and tests
+    // that ask for port 0.
     println!("podiumd listening on {}", listener.local_addr()?);
 
-    if let Err(error) = run(config, listener, shutdown_signal()).await {
+    if let Err(error) = podium.serve(listener, shutdown_signal()).await {
         tracing::error!(%error, "podiumd stopped with an error");
         return Err(error.into());
     }

@@ -18,7 +18,10 @@ use crate::{
         time::{SlotQuery, parse_date, parse_zone, suggest_slots},
         validated_name, zoned,
     },
-    store::{AgendaStore, failover_from_proto, failover_to_proto, kind_from_proto, kind_to_proto, text_to_proto},
+    store::{
+        AgendaStore, failover_from_proto, failover_to_proto, kind_from_proto, kind_to_proto,
+        text_to_proto,
+    },
 };
 
 impl From<AgendaError> for Status {
@@ -54,7 +57,9 @@ impl AgendaService {
         f: impl FnOnce(&Conference) -> Result<T, AgendaError>,
     ) -> Result<T, Status> {
         principal.check_conference(id)?;
-        Ok(self.store.read(|agenda| agenda.conference(id).and_then(f))?)
+        Ok(self
+            .store
+            .read(|agenda| agenda.conference(id).and_then(f))?)
     }
 }
 
@@ -69,14 +74,18 @@ fn request_id(text: &str) -> Result<Uuid, AgendaError> {
 
 fn conference_slug(text: &str) -> Result<String, AgendaError> {
     let ok = (2..=40).contains(&text.len())
-        && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !text.starts_with('-');
     if ok {
         Ok(text.to_owned())
     } else {
         Err(AgendaError::invalid(
             "conference_id",
-            format!("{text:?} must be 2 to 40 lowercase letters, digits and dashes, not starting with a dash"),
+            format!(
+                "{text:?} must be 2 to 40 lowercase letters, digits and dashes, not starting with a dash"
+            ),
         ))
     }
 }
@@ -87,23 +96,33 @@ fn join_code(text: &str) -> Result<String, AgendaError> {
         // Crockford's alphabet: no I, L, O or U to misread on a slide.
         const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
         let mut rng = rand::rng();
-        let mut code: String = (0..8).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+        let mut code: String = (0..8)
+            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+            .collect();
         code.insert(4, '-');
         return Ok(code);
     }
-    let ok = (6..=32).contains(&text.len()) && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let ok = (6..=32).contains(&text.len())
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     if ok {
         Ok(text.to_ascii_uppercase())
     } else {
-        Err(AgendaError::invalid("join_code", "must be 6 to 32 letters, digits and dashes"))
+        Err(AgendaError::invalid(
+            "join_code",
+            "must be 6 to 32 letters, digits and dashes",
+        ))
     }
 }
 
 fn texts(text: Option<pb::LocalizedText>) -> BTreeMap<String, String> {
-    text.map(|t| t.text.into_iter().collect()).unwrap_or_default()
+    text.map(|t| t.text.into_iter().collect())
+        .unwrap_or_default()
 }
 
-fn required_time(field: &'static str, t: Option<prost_types::Timestamp>) -> Result<DateTime<Utc>, AgendaError> {
+fn required_time(
+    field: &'static str,
+    t: Option<prost_types::Timestamp>,
+) -> Result<DateTime<Utc>, AgendaError> {
     let t = t.ok_or_else(|| AgendaError::invalid(field, "is required"))?;
     u32::try_from(t.nanos)
         .ok()
@@ -112,14 +131,19 @@ fn required_time(field: &'static str, t: Option<prost_types::Timestamp>) -> Resu
 }
 
 fn ids(list: Vec<String>) -> Vec<String> {
-    list.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()
+    list.into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 // ---- Views ----
 
 fn zoned_to_proto(view: ZonedView) -> pb::ZonedTime {
     pb::ZonedTime {
-        utc: Some(prost_types::Timestamp::from(std::time::SystemTime::from(view.utc))),
+        utc: Some(prost_types::Timestamp::from(std::time::SystemTime::from(
+            view.utc,
+        ))),
         time_zone: view.zone.name().to_owned(),
         local: view.local,
         label: view.label,
@@ -127,7 +151,11 @@ fn zoned_to_proto(view: ZonedView) -> pb::ZonedTime {
 }
 
 fn room_to_proto(room: &Room) -> pb::Room {
-    pb::Room { id: room.id.clone(), name: room.name.clone(), capacity: room.capacity }
+    pb::Room {
+        id: room.id.clone(),
+        name: room.name.clone(),
+        capacity: room.capacity,
+    }
 }
 
 fn speaker_to_proto(s: &Speaker) -> pb::Speaker {
@@ -147,10 +175,16 @@ fn conference_to_proto(c: &Conference, viewer: &Principal) -> pb::Conference {
         title: Some(text_to_proto(&c.info.title)),
         default_language: c.info.default_language.clone(),
         time_zone: c.info.zone.name().to_owned(),
-        join_code: if viewer.sees_join_code() { c.info.join_code.clone() } else { String::new() },
+        join_code: if viewer.sees_join_code() {
+            c.info.join_code.clone()
+        } else {
+            String::new()
+        },
         rooms: c.rooms.values().map(room_to_proto).collect(),
         speakers: c.speakers.values().map(speaker_to_proto).collect(),
-        created_at: Some(prost_types::Timestamp::from(std::time::SystemTime::from(c.created_at))),
+        created_at: Some(prost_types::Timestamp::from(std::time::SystemTime::from(
+            c.created_at,
+        ))),
     }
 }
 
@@ -185,13 +219,20 @@ fn session_to_proto(c: &Conference, s: &Session) -> pb::Session {
         start: Some(zoned_to_proto(zoned(s.start, c.info.zone))),
         end: Some(zoned_to_proto(zoned(s.end, c.info.zone))),
         room_id: s.room_id.clone(),
-        room_name: c.rooms.get(&s.room_id).map(|r| r.name.clone()).unwrap_or_default(),
+        room_name: c
+            .rooms
+            .get(&s.room_id)
+            .map(|r| r.name.clone())
+            .unwrap_or_default(),
         speakers: speaker_times(c, speakers, s.start, s.end),
         failover: Some(failover_to_proto(&s.failover)),
         warnings: c
             .warnings(s)
             .into_iter()
-            .map(|(speaker_id, message)| pb::ScheduleWarning { speaker_id, message })
+            .map(|(speaker_id, message)| pb::ScheduleWarning {
+                speaker_id,
+                message,
+            })
             .collect(),
     }
 }
@@ -209,7 +250,13 @@ impl AgendaRpc for AgendaService {
         let default_language = match r.default_language.trim() {
             "" => "en".to_owned(),
             tag if is_language_tag(tag) => tag.to_owned(),
-            tag => return Err(AgendaError::invalid("default_language", format!("{tag:?} is not a language tag like \"en\" or \"km\"")).into()),
+            tag => {
+                return Err(AgendaError::invalid(
+                    "default_language",
+                    format!("{tag:?} is not a language tag like \"en\" or \"km\""),
+                )
+                .into());
+            }
         };
         let id = match r.conference_id.trim() {
             "" => derive_id("conf", &rid),
@@ -223,10 +270,17 @@ impl AgendaRpc for AgendaService {
             default_language,
             created_by: principal.id.clone(),
         };
-        self.store.execute(&id, rid, |agenda| domain::create_conference(agenda, new.clone())).await?;
-        let conference = self.with_conference(&principal, &id, |c| Ok(conference_to_proto(c, &principal)))?;
+        self.store
+            .execute(&id, rid, |agenda| {
+                domain::create_conference(agenda, new.clone())
+            })
+            .await?;
+        let conference =
+            self.with_conference(&principal, &id, |c| Ok(conference_to_proto(c, &principal)))?;
         tracing::info!(conference = %id, by = %principal.id, "conference created");
-        Ok(Response::new(pb::CreateConferenceResponse { conference: Some(conference) }))
+        Ok(Response::new(pb::CreateConferenceResponse {
+            conference: Some(conference),
+        }))
     }
 
     async fn get_conference(
@@ -235,8 +289,12 @@ impl AgendaRpc for AgendaService {
     ) -> Result<Response<pb::GetConferenceResponse>, Status> {
         let principal = caller(&request)?;
         let id = request.into_inner().conference_id;
-        let conference = self.with_conference(&principal, id.trim(), |c| Ok(conference_to_proto(c, &principal)))?;
-        Ok(Response::new(pb::GetConferenceResponse { conference: Some(conference) }))
+        let conference = self.with_conference(&principal, id.trim(), |c| {
+            Ok(conference_to_proto(c, &principal))
+        })?;
+        Ok(Response::new(pb::GetConferenceResponse {
+            conference: Some(conference),
+        }))
     }
 
     async fn list_conferences(
@@ -264,12 +322,21 @@ impl AgendaRpc for AgendaService {
         let cid = r.conference_id.trim().to_owned();
         principal.require(&cid, ORGANISERS, "add rooms")?;
         let rid = request_id(&r.request_id)?;
-        let room = Room { id: derive_id("room", &rid), name: validated_name("name", &r.name, MAX_NAME_CHARS)?, capacity: r.capacity };
+        let room = Room {
+            id: derive_id("room", &rid),
+            name: validated_name("name", &r.name, MAX_NAME_CHARS)?,
+            capacity: r.capacity,
+        };
         if room.capacity > 1_000_000 {
             return Err(AgendaError::invalid("capacity", "must be at most 1000000").into());
         }
-        self.store.execute(&cid, rid, |agenda| domain::add_room(agenda.conference(&cid)?, room.clone())).await?;
-        let room = self.with_conference(&principal, &cid, |c| Ok(room_to_proto(c.room(&room.id)?)))?;
+        self.store
+            .execute(&cid, rid, |agenda| {
+                domain::add_room(agenda.conference(&cid)?, room.clone())
+            })
+            .await?;
+        let room =
+            self.with_conference(&principal, &cid, |c| Ok(room_to_proto(c.room(&room.id)?)))?;
         Ok(Response::new(pb::AddRoomResponse { room: Some(room) }))
     }
 
@@ -284,7 +351,11 @@ impl AgendaRpc for AgendaService {
         let rid = request_id(&r.request_id)?;
         let organisation = r.organisation.trim();
         if organisation.chars().count() > 200 || organisation.chars().any(char::is_control) {
-            return Err(AgendaError::invalid("organisation", "must be at most 200 characters without control characters").into());
+            return Err(AgendaError::invalid(
+                "organisation",
+                "must be at most 200 characters without control characters",
+            )
+            .into());
         }
         let speaker = Speaker {
             id: derive_id("spk", &rid),
@@ -293,9 +364,17 @@ impl AgendaRpc for AgendaService {
             zone: parse_zone("time_zone", &r.time_zone)?,
             hours: Hours::parse(&r.available_from, &r.available_until)?,
         };
-        self.store.execute(&cid, rid, |agenda| domain::add_speaker(agenda.conference(&cid)?, speaker.clone())).await?;
-        let speaker = self.with_conference(&principal, &cid, |c| Ok(speaker_to_proto(c.speaker(&speaker.id)?)))?;
-        Ok(Response::new(pb::AddSpeakerResponse { speaker: Some(speaker) }))
+        self.store
+            .execute(&cid, rid, |agenda| {
+                domain::add_speaker(agenda.conference(&cid)?, speaker.clone())
+            })
+            .await?;
+        let speaker = self.with_conference(&principal, &cid, |c| {
+            Ok(speaker_to_proto(c.speaker(&speaker.id)?))
+        })?;
+        Ok(Response::new(pb::AddSpeakerResponse {
+            speaker: Some(speaker),
+        }))
     }
 
     async fn add_session(
@@ -308,9 +387,12 @@ impl AgendaRpc for AgendaService {
         principal.require(&cid, ORGANISERS, "add sessions")?;
         let rid = request_id(&r.request_id)?;
         let session_id = derive_id("ses", &rid);
-        let kind = kind_from_proto(r.kind).ok_or_else(|| AgendaError::invalid("kind", "is not a known session kind"))?;
+        let kind = kind_from_proto(r.kind)
+            .ok_or_else(|| AgendaError::invalid("kind", "is not a known session kind"))?;
         let failover = failover_from_proto(&r.failover.unwrap_or_default())
-            .ok_or_else(|| AgendaError::invalid("failover.failback", "is not a known failback mode"))?
+            .ok_or_else(|| {
+                AgendaError::invalid("failover.failback", "is not a known failback mode")
+            })?
             .validated()?;
         let start = required_time("start", r.start)?;
         let end = required_time("end", r.end)?;
@@ -325,7 +407,11 @@ impl AgendaRpc for AgendaService {
                 let conference = agenda.conference(&cid)?;
                 let session = Session {
                     id: session_id.clone(),
-                    title: LocalizedText::validated("title", titles.clone(), &conference.info.default_language)?,
+                    title: LocalizedText::validated(
+                        "title",
+                        titles.clone(),
+                        &conference.info.default_language,
+                    )?,
                     kind,
                     start,
                     end,
@@ -337,9 +423,13 @@ impl AgendaRpc for AgendaService {
                 domain::schedule_session(conference, session)
             })
             .await?;
-        let session = self.with_conference(&principal, &cid, |c| Ok(session_to_proto(c, c.session(&session_id)?)))?;
+        let session = self.with_conference(&principal, &cid, |c| {
+            Ok(session_to_proto(c, c.session(&session_id)?))
+        })?;
         tracing::info!(conference = %cid, session = %session.id, warnings = session.warnings.len(), "session scheduled");
-        Ok(Response::new(pb::AddSessionResponse { session: Some(session) }))
+        Ok(Response::new(pb::AddSessionResponse {
+            session: Some(session),
+        }))
     }
 
     async fn list_sessions(
@@ -376,8 +466,12 @@ impl AgendaRpc for AgendaService {
         let r = request.into_inner();
         let cid = r.conference_id.trim().to_owned();
         principal.require(&cid, EVERYONE, "read sessions")?;
-        let session = self.with_conference(&principal, &cid, |c| Ok(session_to_proto(c, c.session(r.session_id.trim())?)))?;
-        Ok(Response::new(pb::GetSessionResponse { session: Some(session) }))
+        let session = self.with_conference(&principal, &cid, |c| {
+            Ok(session_to_proto(c, c.session(r.session_id.trim())?))
+        })?;
+        Ok(Response::new(pb::GetSessionResponse {
+            session: Some(session),
+        }))
     }
 
     async fn suggest_slots(
@@ -418,7 +512,10 @@ impl AgendaRpc for AgendaService {
             if !room_id.is_empty() {
                 c.room(room_id)?;
             }
-            let speakers = speaker_ids.iter().map(|id| c.speaker(id).map(|s| (s.zone, s.hours))).collect::<Result<Vec<_>, _>>()?;
+            let speakers = speaker_ids
+                .iter()
+                .map(|id| c.speaker(id).map(|s| (s.zone, s.hours)))
+                .collect::<Result<Vec<_>, _>>()?;
             let names: Vec<&str> = speaker_ids.iter().map(String::as_str).collect();
             let busy = c.busy_times((!room_id.is_empty()).then_some(room_id), &names);
             let query = SlotQuery {
@@ -436,7 +533,12 @@ impl AgendaRpc for AgendaService {
                 .map(|(start, end)| pb::SuggestedSlot {
                     start: Some(zoned_to_proto(zoned(start, c.info.zone))),
                     end: Some(zoned_to_proto(zoned(end, c.info.zone))),
-                    speakers: speaker_times(c, speaker_ids.iter().map(|id| (id.clone(), false)), start, end),
+                    speakers: speaker_times(
+                        c,
+                        speaker_ids.iter().map(|id| (id.clone(), false)),
+                        start,
+                        end,
+                    ),
                 })
                 .collect())
         })?;

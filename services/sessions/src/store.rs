@@ -58,7 +58,9 @@ impl Projection for AgendaModel {
                 self.0.apply(decoded, meta);
             }
             Ok(None) => {}
-            Err(error) => tracing::error!(position = event.position, %error, "skipping agenda event"),
+            Err(error) => {
+                tracing::error!(position = event.position, %error, "skipping agenda event")
+            }
         }
     }
 }
@@ -73,7 +75,10 @@ pub struct AgendaStore {
 impl AgendaStore {
     /// Replays the agenda from the log and keeps it live.
     pub async fn open(log: Arc<dyn EventLog>) -> Result<Self, EventLogError> {
-        let filter = Filter { stream_prefix: None, event_types: agenda_event_types() };
+        let filter = Filter {
+            stream_prefix: None,
+            event_types: agenda_event_types(),
+        };
         let model = Projector::start("agenda", log.clone(), AgendaModel::default(), filter).await?;
         Ok(Self { log, model })
     }
@@ -104,10 +109,16 @@ impl AgendaStore {
                     .0
                     .conferences
                     .get(conference_id)
-                    .map_or(ExpectedVersion::NoStream, |c| ExpectedVersion::Exact(c.version));
+                    .map_or(ExpectedVersion::NoStream, |c| {
+                        ExpectedVersion::Exact(c.version)
+                    });
                 (decide(&model.0)?, expected)
             };
-            match self.log.append(&stream, expected, vec![encode(request_id, &event)]).await {
+            match self
+                .log
+                .append(&stream, expected, vec![encode(request_id, &event)])
+                .await
+            {
                 Ok(outcome) => {
                     self.model.wait_for(outcome.last_position).await?;
                     return Ok(outcome.last_position);
@@ -133,7 +144,9 @@ fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
 }
 
 pub fn text_to_proto(text: &LocalizedText) -> pb::LocalizedText {
-    pb::LocalizedText { text: text.0.clone().into_iter().collect() }
+    pb::LocalizedText {
+        text: text.0.clone().into_iter().collect(),
+    }
 }
 
 pub fn kind_to_proto(kind: SessionKind) -> pb::SessionKind {
@@ -198,7 +211,10 @@ fn encode(request_id: Uuid, event: &AgendaEvent) -> NewEvent {
                 created_by: c.created_by.clone(),
             },
         ),
-        AgendaEvent::RoomAdded { conference_id, room } => NewEvent::new(
+        AgendaEvent::RoomAdded {
+            conference_id,
+            room,
+        } => NewEvent::new(
             request_id,
             &pb::RoomAdded {
                 conference_id: conference_id.clone(),
@@ -207,7 +223,10 @@ fn encode(request_id: Uuid, event: &AgendaEvent) -> NewEvent {
                 capacity: room.capacity,
             },
         ),
-        AgendaEvent::SpeakerAdded { conference_id, speaker } => NewEvent::new(
+        AgendaEvent::SpeakerAdded {
+            conference_id,
+            speaker,
+        } => NewEvent::new(
             request_id,
             &pb::SpeakerAdded {
                 conference_id: conference_id.clone(),
@@ -219,7 +238,10 @@ fn encode(request_id: Uuid, event: &AgendaEvent) -> NewEvent {
                 available_until_minute: speaker.hours.until,
             },
         ),
-        AgendaEvent::SessionScheduled { conference_id, session } => NewEvent::new(
+        AgendaEvent::SessionScheduled {
+            conference_id,
+            session,
+        } => NewEvent::new(
             request_id,
             &pb::SessionScheduled {
                 conference_id: conference_id.clone(),
@@ -238,19 +260,25 @@ fn encode(request_id: Uuid, event: &AgendaEvent) -> NewEvent {
 }
 
 fn stored_text(text: Option<pb::LocalizedText>) -> LocalizedText {
-    LocalizedText(text.map(|t| t.text.into_iter().collect::<BTreeMap<_, _>>()).unwrap_or_default())
+    LocalizedText(
+        text.map(|t| t.text.into_iter().collect::<BTreeMap<_, _>>())
+            .unwrap_or_default(),
+    )
 }
 
 fn stored_time(t: Option<prost_types::Timestamp>) -> Result<DateTime<Utc>, String> {
     let t = t.ok_or("missing time")?;
-    DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)).ok_or_else(|| "time out of range".into())
+    DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+        .ok_or_else(|| "time out of range".into())
 }
 
 /// The domain form of a stored agenda event; `None` for other event types.
 pub fn decode(event: &RecordedEvent) -> Result<Option<AgendaEvent>, String> {
     let zone = |name: &str| parse_zone("time_zone", name).map_err(|e| e.to_string());
     let decoded = if event.is::<pb::ConferenceCreated>() {
-        let c = event.decode::<pb::ConferenceCreated>().map_err(|e| e.to_string())?;
+        let c = event
+            .decode::<pb::ConferenceCreated>()
+            .map_err(|e| e.to_string())?;
         AgendaEvent::ConferenceCreated(NewConference {
             zone: zone(&c.time_zone)?,
             id: c.conference_id,
@@ -263,14 +291,21 @@ pub fn decode(event: &RecordedEvent) -> Result<Option<AgendaEvent>, String> {
         let r = event.decode::<pb::RoomAdded>().map_err(|e| e.to_string())?;
         AgendaEvent::RoomAdded {
             conference_id: r.conference_id,
-            room: Room { id: r.room_id, name: r.name, capacity: r.capacity },
+            room: Room {
+                id: r.room_id,
+                name: r.name,
+                capacity: r.capacity,
+            },
         }
     } else if event.is::<pb::SpeakerAdded>() {
-        let s = event.decode::<pb::SpeakerAdded>().map_err(|e| e.to_string())?;
+        let s = event
+            .decode::<pb::SpeakerAdded>()
+            .map_err(|e| e.to_string())?;
         AgendaEvent::SpeakerAdded {
             speaker: Speaker {
                 zone: zone(&s.time_zone)?,
-                hours: Hours::new(s.available_from_minute, s.available_until_minute).map_err(|e| e.to_string())?,
+                hours: Hours::new(s.available_from_minute, s.available_until_minute)
+                    .map_err(|e| e.to_string())?,
                 id: s.speaker_id,
                 name: s.name,
                 organisation: s.organisation,
@@ -278,7 +313,9 @@ pub fn decode(event: &RecordedEvent) -> Result<Option<AgendaEvent>, String> {
             conference_id: s.conference_id,
         }
     } else if event.is::<pb::SessionScheduled>() {
-        let s = event.decode::<pb::SessionScheduled>().map_err(|e| e.to_string())?;
+        let s = event
+            .decode::<pb::SessionScheduled>()
+            .map_err(|e| e.to_string())?;
         AgendaEvent::SessionScheduled {
             session: Session {
                 id: s.session_id,
@@ -289,7 +326,8 @@ pub fn decode(event: &RecordedEvent) -> Result<Option<AgendaEvent>, String> {
                 room_id: s.room_id,
                 speaker_ids: s.speaker_ids,
                 backup_speaker_ids: s.backup_speaker_ids,
-                failover: failover_from_proto(&s.failover.unwrap_or_default()).ok_or("unknown failback mode")?,
+                failover: failover_from_proto(&s.failover.unwrap_or_default())
+                    .ok_or("unknown failback mode")?,
             },
             conference_id: s.conference_id,
         }

@@ -30,7 +30,10 @@ pub const MAX_SESSION_HOURS: i64 = 12;
 #[derive(Debug, thiserror::Error)]
 pub enum AgendaError {
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -49,7 +52,10 @@ pub enum AgendaError {
 
 impl AgendaError {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid { field, message: message.into() }
+        Self::Invalid {
+            field,
+            message: message.into(),
+        }
     }
 }
 
@@ -68,20 +74,34 @@ impl LocalizedText {
         for (tag, text) in texts {
             let tag = tag.trim().to_owned();
             if !is_language_tag(&tag) {
-                return Err(AgendaError::invalid(field, format!("{tag:?} is not a language tag like \"en\" or \"km\"")));
+                return Err(AgendaError::invalid(
+                    field,
+                    format!("{tag:?} is not a language tag like \"en\" or \"km\""),
+                ));
             }
             let text = text.trim().to_owned();
             let chars = text.chars().count();
             if chars == 0 || chars > MAX_TITLE_CHARS {
-                return Err(AgendaError::invalid(field, format!("the {tag} text must be 1 to {MAX_TITLE_CHARS} characters, not {chars}")));
+                return Err(AgendaError::invalid(
+                    field,
+                    format!(
+                        "the {tag} text must be 1 to {MAX_TITLE_CHARS} characters, not {chars}"
+                    ),
+                ));
             }
             if text.chars().any(char::is_control) {
-                return Err(AgendaError::invalid(field, format!("the {tag} text contains control characters")));
+                return Err(AgendaError::invalid(
+                    field,
+                    format!("the {tag} text contains control characters"),
+                ));
             }
             clean.insert(tag, text);
         }
         if !clean.contains_key(default_language) {
-            return Err(AgendaError::invalid(field, format!("needs a text in the default language {default_language:?}")));
+            return Err(AgendaError::invalid(
+                field,
+                format!("needs a text in the default language {default_language:?}"),
+            ));
         }
         Ok(Self(clean))
     }
@@ -110,7 +130,10 @@ pub fn validated_name(field: &'static str, name: &str, max: usize) -> Result<Str
     let name = name.trim();
     let chars = name.chars().count();
     if chars == 0 || chars > max {
-        return Err(AgendaError::invalid(field, format!("must be 1 to {max} characters, not {chars}")));
+        return Err(AgendaError::invalid(
+            field,
+            format!("must be 1 to {max} characters, not {chars}"),
+        ));
     }
     if name.chars().any(char::is_control) {
         return Err(AgendaError::invalid(field, "contains control characters"));
@@ -167,16 +190,28 @@ impl FailoverPolicy {
     /// Checks the limits a real show needs.
     pub fn validated(self) -> Result<Self, AgendaError> {
         if self.failover_after_ms < 100 || self.failover_after_ms > 60_000 {
-            return Err(AgendaError::invalid("failover.failover_after_ms", "must be 100 to 60000"));
+            return Err(AgendaError::invalid(
+                "failover.failover_after_ms",
+                "must be 100 to 60000",
+            ));
         }
         if self.clear_after_ms > 600_000 {
-            return Err(AgendaError::invalid("failover.clear_after_ms", "must be at most 600000"));
+            return Err(AgendaError::invalid(
+                "failover.clear_after_ms",
+                "must be at most 600000",
+            ));
         }
         if self.max_loss_percent == 0 || self.max_loss_percent > 100 {
-            return Err(AgendaError::invalid("failover.max_loss_percent", "must be 1 to 100"));
+            return Err(AgendaError::invalid(
+                "failover.max_loss_percent",
+                "must be 1 to 100",
+            ));
         }
         if self.poor_for_ms > 600_000 {
-            return Err(AgendaError::invalid("failover.poor_for_ms", "must be at most 600000"));
+            return Err(AgendaError::invalid(
+                "failover.poor_for_ms",
+                "must be at most 600000",
+            ));
         }
         Ok(self)
     }
@@ -236,9 +271,18 @@ pub struct NewConference {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgendaEvent {
     ConferenceCreated(NewConference),
-    RoomAdded { conference_id: String, room: Room },
-    SpeakerAdded { conference_id: String, speaker: Speaker },
-    SessionScheduled { conference_id: String, session: Session },
+    RoomAdded {
+        conference_id: String,
+        room: Room,
+    },
+    SpeakerAdded {
+        conference_id: String,
+        speaker: Speaker,
+    },
+    SessionScheduled {
+        conference_id: String,
+        session: Session,
+    },
 }
 
 impl AgendaEvent {
@@ -302,7 +346,10 @@ impl Agenda {
             return;
         }
         let Some(conference) = self.conferences.get_mut(event.conference_id()) else {
-            tracing::warn!(conference = event.conference_id(), "event for an unknown conference skipped");
+            tracing::warn!(
+                conference = event.conference_id(),
+                "event for an unknown conference skipped"
+            );
             return;
         };
         conference.version = meta.version;
@@ -323,29 +370,46 @@ impl Agenda {
 
     /// The log position of a request already applied to `conference_id`.
     pub fn applied_request(&self, conference_id: &str, request_id: &uuid::Uuid) -> Option<u64> {
-        self.conferences.get(conference_id)?.requests.get(request_id).copied()
+        self.conferences
+            .get(conference_id)?
+            .requests
+            .get(request_id)
+            .copied()
     }
 
     pub fn conference(&self, id: &str) -> Result<&Conference, AgendaError> {
-        self.conferences.get(id).ok_or_else(|| AgendaError::NotFound(format!("conference {id} not found")))
+        self.conferences
+            .get(id)
+            .ok_or_else(|| AgendaError::NotFound(format!("conference {id} not found")))
     }
 }
 
 impl Conference {
     pub fn room(&self, id: &str) -> Result<&Room, AgendaError> {
-        self.rooms.get(id).ok_or_else(|| AgendaError::NotFound(format!("room {id} not found in conference {}", self.info.id)))
+        self.rooms.get(id).ok_or_else(|| {
+            AgendaError::NotFound(format!(
+                "room {id} not found in conference {}",
+                self.info.id
+            ))
+        })
     }
 
     pub fn speaker(&self, id: &str) -> Result<&Speaker, AgendaError> {
-        self.speakers
-            .get(id)
-            .ok_or_else(|| AgendaError::NotFound(format!("speaker {id} not found in conference {}", self.info.id)))
+        self.speakers.get(id).ok_or_else(|| {
+            AgendaError::NotFound(format!(
+                "speaker {id} not found in conference {}",
+                self.info.id
+            ))
+        })
     }
 
     pub fn session(&self, id: &str) -> Result<&Session, AgendaError> {
-        self.sessions
-            .get(id)
-            .ok_or_else(|| AgendaError::NotFound(format!("session {id} not found in conference {}", self.info.id)))
+        self.sessions.get(id).ok_or_else(|| {
+            AgendaError::NotFound(format!(
+                "session {id} not found in conference {}",
+                self.info.id
+            ))
+        })
     }
 
     /// Sessions in start order.
@@ -356,11 +420,16 @@ impl Conference {
     }
 
     /// Times already taken in a room or by any of the speakers.
-    pub fn busy_times(&self, room_id: Option<&str>, speaker_ids: &[&str]) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    pub fn busy_times(
+        &self,
+        room_id: Option<&str>,
+        speaker_ids: &[&str],
+    ) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
         self.sessions
             .values()
             .filter(|s| {
-                room_id == Some(s.room_id.as_str()) || s.all_speakers().any(|(id, _)| speaker_ids.contains(&id))
+                room_id == Some(s.room_id.as_str())
+                    || s.all_speakers().any(|(id, _)| speaker_ids.contains(&id))
             })
             .map(|s| (s.start, s.end))
             .collect()
@@ -393,7 +462,10 @@ impl Conference {
 
 pub fn create_conference(agenda: &Agenda, new: NewConference) -> Result<AgendaEvent, AgendaError> {
     if agenda.conferences.contains_key(&new.id) {
-        return Err(AgendaError::AlreadyExists(format!("conference {} already exists", new.id)));
+        return Err(AgendaError::AlreadyExists(format!(
+            "conference {} already exists",
+            new.id
+        )));
     }
     let code = podium_access::directory::normalise_join_code(&new.join_code);
     if agenda
@@ -401,49 +473,89 @@ pub fn create_conference(agenda: &Agenda, new: NewConference) -> Result<AgendaEv
         .values()
         .any(|c| podium_access::directory::normalise_join_code(&c.info.join_code) == code)
     {
-        return Err(AgendaError::AlreadyExists("another conference uses this join code; choose another".into()));
+        return Err(AgendaError::AlreadyExists(
+            "another conference uses this join code; choose another".into(),
+        ));
     }
     Ok(AgendaEvent::ConferenceCreated(new))
 }
 
 pub fn add_room(conference: &Conference, room: Room) -> Result<AgendaEvent, AgendaError> {
-    if let Some(existing) = conference.rooms.values().find(|r| r.name.to_lowercase() == room.name.to_lowercase()) {
-        return Err(AgendaError::AlreadyExists(format!("conference {} already has a room named {:?} ({})", conference.info.id, existing.name, existing.id)));
+    if let Some(existing) = conference
+        .rooms
+        .values()
+        .find(|r| r.name.to_lowercase() == room.name.to_lowercase())
+    {
+        return Err(AgendaError::AlreadyExists(format!(
+            "conference {} already has a room named {:?} ({})",
+            conference.info.id, existing.name, existing.id
+        )));
     }
     if conference.rooms.contains_key(&room.id) {
-        return Err(AgendaError::AlreadyExists(format!("room {} already exists", room.id)));
+        return Err(AgendaError::AlreadyExists(format!(
+            "room {} already exists",
+            room.id
+        )));
     }
-    Ok(AgendaEvent::RoomAdded { conference_id: conference.info.id.clone(), room })
+    Ok(AgendaEvent::RoomAdded {
+        conference_id: conference.info.id.clone(),
+        room,
+    })
 }
 
 pub fn add_speaker(conference: &Conference, speaker: Speaker) -> Result<AgendaEvent, AgendaError> {
     if conference.speakers.contains_key(&speaker.id) {
-        return Err(AgendaError::AlreadyExists(format!("speaker {} already exists", speaker.id)));
+        return Err(AgendaError::AlreadyExists(format!(
+            "speaker {} already exists",
+            speaker.id
+        )));
     }
-    Ok(AgendaEvent::SpeakerAdded { conference_id: conference.info.id.clone(), speaker })
+    Ok(AgendaEvent::SpeakerAdded {
+        conference_id: conference.info.id.clone(),
+        speaker,
+    })
 }
 
-pub fn schedule_session(conference: &Conference, session: Session) -> Result<AgendaEvent, AgendaError> {
+pub fn schedule_session(
+    conference: &Conference,
+    session: Session,
+) -> Result<AgendaEvent, AgendaError> {
     if conference.sessions.contains_key(&session.id) {
-        return Err(AgendaError::AlreadyExists(format!("session {} already exists", session.id)));
+        return Err(AgendaError::AlreadyExists(format!(
+            "session {} already exists",
+            session.id
+        )));
     }
     if session.end <= session.start {
         return Err(AgendaError::invalid("end", "must be after start"));
     }
     if session.end - session.start > Duration::hours(MAX_SESSION_HOURS) {
-        return Err(AgendaError::invalid("end", format!("a session lasts at most {MAX_SESSION_HOURS} hours")));
+        return Err(AgendaError::invalid(
+            "end",
+            format!("a session lasts at most {MAX_SESSION_HOURS} hours"),
+        ));
     }
     let room = conference.room(&session.room_id)?;
     let named = session.speaker_ids.len() + session.backup_speaker_ids.len();
     if named > MAX_SESSION_SPEAKERS {
-        return Err(AgendaError::invalid("speaker_ids", format!("a session has at most {MAX_SESSION_SPEAKERS} speakers")));
+        return Err(AgendaError::invalid(
+            "speaker_ids",
+            format!("a session has at most {MAX_SESSION_SPEAKERS} speakers"),
+        ));
     }
     let mut seen = std::collections::HashSet::new();
     for (id, backup) in session.all_speakers() {
         conference.speaker(id)?;
         if !seen.insert(id) {
-            let field = if backup { "backup_speaker_ids" } else { "speaker_ids" };
-            return Err(AgendaError::invalid(field, format!("speaker {id} is named twice")));
+            let field = if backup {
+                "backup_speaker_ids"
+            } else {
+                "speaker_ids"
+            };
+            return Err(AgendaError::invalid(
+                field,
+                format!("speaker {id} is named twice"),
+            ));
         }
     }
     for other in conference.sessions.values() {
@@ -460,7 +572,10 @@ pub fn schedule_session(conference: &Conference, session: Session) -> Result<Age
                 other.id
             )));
         }
-        if let Some((id, _)) = session.all_speakers().find(|(id, _)| other.all_speakers().any(|(o, _)| o == *id)) {
+        if let Some((id, _)) = session
+            .all_speakers()
+            .find(|(id, _)| other.all_speakers().any(|(o, _)| o == *id))
+        {
             return Err(AgendaError::Clash(format!(
                 "speaker {id} is already in session {} from {} to {}",
                 other.id,
@@ -469,5 +584,8 @@ pub fn schedule_session(conference: &Conference, session: Session) -> Result<Age
             )));
         }
     }
-    Ok(AgendaEvent::SessionScheduled { conference_id: conference.info.id.clone(), session })
+    Ok(AgendaEvent::SessionScheduled {
+        conference_id: conference.info.id.clone(),
+        session,
+    })
 }

@@ -13,7 +13,10 @@ use super::AgendaError;
 pub fn parse_zone(field: &'static str, name: &str) -> Result<Tz, AgendaError> {
     let name = name.trim();
     if name.is_empty() {
-        return Err(AgendaError::invalid(field, "is required, e.g. \"Asia/Phnom_Penh\""));
+        return Err(AgendaError::invalid(
+            field,
+            "is required, e.g. \"Asia/Phnom_Penh\"",
+        ));
     }
     name.parse::<Tz>().map_err(|_| {
         AgendaError::invalid(
@@ -33,19 +36,29 @@ pub struct Hours {
 
 impl Default for Hours {
     fn default() -> Self {
-        Self { from: 8 * 60, until: 21 * 60 }
+        Self {
+            from: 8 * 60,
+            until: 21 * 60,
+        }
     }
 }
 
 impl Hours {
     pub fn new(from: u32, until: u32) -> Result<Self, AgendaError> {
         if until > 24 * 60 {
-            return Err(AgendaError::invalid("available_until", "must be 24:00 at the latest"));
+            return Err(AgendaError::invalid(
+                "available_until",
+                "must be 24:00 at the latest",
+            ));
         }
         if from >= until {
             return Err(AgendaError::invalid(
                 "available_from",
-                format!("{} must be earlier than available_until {}", hhmm(from), hhmm(until)),
+                format!(
+                    "{} must be earlier than available_until {}",
+                    hhmm(from),
+                    hhmm(until)
+                ),
             ));
         }
         Ok(Self { from, until })
@@ -54,8 +67,16 @@ impl Hours {
     /// Parses "HH:MM" pairs, with the defaults for empty strings.
     pub fn parse(from: &str, until: &str) -> Result<Self, AgendaError> {
         let default = Self::default();
-        let from = if from.trim().is_empty() { default.from } else { parse_hhmm("available_from", from)? };
-        let until = if until.trim().is_empty() { default.until } else { parse_hhmm("available_until", until)? };
+        let from = if from.trim().is_empty() {
+            default.from
+        } else {
+            parse_hhmm("available_from", from)?
+        };
+        let until = if until.trim().is_empty() {
+            default.until
+        } else {
+            parse_hhmm("available_until", until)?
+        };
         Self::new(from, until)
     }
 
@@ -68,7 +89,10 @@ impl Hours {
         let (end_day, end_seconds) = if local_end.num_seconds_from_midnight() == 0 && end > start {
             (local_end.date_naive().pred_opt(), 24 * 3600)
         } else {
-            (Some(local_end.date_naive()), local_end.num_seconds_from_midnight())
+            (
+                Some(local_end.date_naive()),
+                local_end.num_seconds_from_midnight(),
+            )
         };
         end_day == Some(local_start.date_naive())
             && local_start.second() == 0
@@ -83,7 +107,12 @@ impl Hours {
 
 /// "HH:MM" (24-hour clock, "24:00" allowed) to minutes after midnight.
 pub fn parse_hhmm(field: &'static str, text: &str) -> Result<u32, AgendaError> {
-    let bad = || AgendaError::invalid(field, format!("{text:?} is not a time; use HH:MM, e.g. \"08:30\""));
+    let bad = || {
+        AgendaError::invalid(
+            field,
+            format!("{text:?} is not a time; use HH:MM, e.g. \"08:30\""),
+        )
+    };
     let (h, m) = text.trim().split_once(':').ok_or_else(bad)?;
     let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
     if m >= 60 || h > 24 || (h == 24 && m != 0) || text.trim().len() != 5 {
@@ -154,14 +183,22 @@ pub struct SlotQuery<'a> {
 /// within every speaker's hours and overlaps nothing busy.
 pub fn suggest_slots(query: &SlotQuery<'_>) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
     let mut slots = Vec::new();
-    let Some(last_day) = query.to_date.succ_opt() else { return slots };
+    let Some(last_day) = query.to_date.succ_opt() else {
+        return slots;
+    };
     let first = start_of_day(query.from_date, query.zone);
     let stop = start_of_day(last_day, query.zone);
     let mut start = first;
     while start + query.duration <= stop && slots.len() < query.limit {
         let end = start + query.duration;
-        let fits = query.speakers.iter().all(|(zone, hours)| hours.contains(*zone, start, end))
-            && !query.busy.iter().any(|(b_start, b_end)| overlaps(start, end, *b_start, *b_end));
+        let fits = query
+            .speakers
+            .iter()
+            .all(|(zone, hours)| hours.contains(*zone, start, end))
+            && !query
+                .busy
+                .iter()
+                .any(|(b_start, b_end)| overlaps(start, end, *b_start, *b_end));
         if fits {
             slots.push((start, end));
         }
@@ -170,7 +207,12 @@ pub fn suggest_slots(query: &SlotQuery<'_>) -> Vec<(DateTime<Utc>, DateTime<Utc>
     slots
 }
 
-pub fn overlaps(a_start: DateTime<Utc>, a_end: DateTime<Utc>, b_start: DateTime<Utc>, b_end: DateTime<Utc>) -> bool {
+pub fn overlaps(
+    a_start: DateTime<Utc>,
+    a_end: DateTime<Utc>,
+    b_start: DateTime<Utc>,
+    b_end: DateTime<Utc>,
+) -> bool {
     a_start < b_end && b_start < a_end
 }
 
@@ -179,21 +221,44 @@ mod tests {
     use super::*;
 
     fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
     fn unknown_zone_names_the_field() {
         let err = parse_zone("time_zone", "Asia/Phnom_Pen").unwrap_err();
-        assert!(err.to_string().starts_with("time_zone: \"Asia/Phnom_Pen\" is not an IANA time zone"));
-        assert_eq!(parse_zone("time_zone", "Asia/Phnom_Penh").unwrap(), chrono_tz::Asia::Phnom_Penh);
+        assert!(
+            err.to_string()
+                .starts_with("time_zone: \"Asia/Phnom_Pen\" is not an IANA time zone")
+        );
+        assert_eq!(
+            parse_zone("time_zone", "Asia/Phnom_Penh").unwrap(),
+            chrono_tz::Asia::Phnom_Penh
+        );
     }
 
     #[test]
     fn hours_parse_and_reject_nonsense() {
-        assert_eq!(Hours::parse("", "").unwrap(), Hours { from: 480, until: 1260 });
-        assert_eq!(Hours::parse("07:30", "24:00").unwrap(), Hours { from: 450, until: 1440 });
-        assert!(Hours::parse("9:00", "17:00").is_err(), "one-digit hours are ambiguous");
+        assert_eq!(
+            Hours::parse("", "").unwrap(),
+            Hours {
+                from: 480,
+                until: 1260
+            }
+        );
+        assert_eq!(
+            Hours::parse("07:30", "24:00").unwrap(),
+            Hours {
+                from: 450,
+                until: 1440
+            }
+        );
+        assert!(
+            Hours::parse("9:00", "17:00").is_err(),
+            "one-digit hours are ambiguous"
+        );
         assert!(Hours::parse("18:00", "09:00").is_err());
         assert!(Hours::parse("10:61", "12:00").is_err());
     }
@@ -207,7 +272,11 @@ mod tests {
         assert!(hours.contains(chrono_tz::Asia::Phnom_Penh, start, end));
         assert!(!hours.contains(chrono_tz::America::New_York, start, end));
         // Ending exactly at 21:00 local is fine.
-        assert!(hours.contains(chrono_tz::America::New_York, utc("2024-11-14T01:00:00Z"), utc("2024-11-14T02:00:00Z")));
+        assert!(hours.contains(
+            chrono_tz::America::New_York,
+            utc("2024-11-14T01:00:00Z"),
+            utc("2024-11-14T02:00:00Z")
+        ));
     }
 
     #[test]
@@ -238,17 +307,34 @@ mod tests {
             limit: 100,
         };
         let slots = suggest_slots(&query);
-        let starts: Vec<String> =
-            slots.iter().map(|(s, _)| s.with_timezone(&chrono_tz::Asia::Phnom_Penh).format("%H:%M").to_string()).collect();
+        let starts: Vec<String> = slots
+            .iter()
+            .map(|(s, _)| {
+                s.with_timezone(&chrono_tz::Asia::Phnom_Penh)
+                    .format("%H:%M")
+                    .to_string()
+            })
+            .collect();
         // 14:00 is busy (07:00Z); the last one-hour slot ends at 21:00.
-        assert_eq!(starts, ["15:00", "16:00", "17:00", "18:00", "19:00", "20:00"]);
+        assert_eq!(
+            starts,
+            ["15:00", "16:00", "17:00", "18:00", "19:00", "20:00"]
+        );
     }
 
     #[test]
     fn a_day_with_a_daylight_saving_change_still_has_its_hours() {
         // New York springs forward on 10 March 2024: 09:00-10:00 local is 13:00-14:00Z.
         let hours = Hours::default();
-        assert!(hours.contains(chrono_tz::America::New_York, utc("2024-03-10T13:00:00Z"), utc("2024-03-10T14:00:00Z")));
-        assert!(!hours.contains(chrono_tz::America::New_York, utc("2024-03-10T11:00:00Z"), utc("2024-03-10T12:00:00Z")));
+        assert!(hours.contains(
+            chrono_tz::America::New_York,
+            utc("2024-03-10T13:00:00Z"),
+            utc("2024-03-10T14:00:00Z")
+        ));
+        assert!(!hours.contains(
+            chrono_tz::America::New_York,
+            utc("2024-03-10T11:00:00Z"),
+            utc("2024-03-10T12:00:00Z")
+        ));
     }
 }

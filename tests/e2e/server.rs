@@ -1,0 +1,169 @@
+//! podiumd as a process: health, reflection, the admin token file, running one service alone,
+//! and a graceful stop.
+
+use futures::StreamExt;
+use nix::sys::signal::Signal;
+use podium_client::pb;
+use podium_e2e::Podiumd;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use tonic_reflection::pb::v1::{
+    ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+    server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+};
+
+async fn channel(server: &Podiumd) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn health_answers_serving_and_reflection_lists_the_services() {
+    let server = Podiumd::start().unwrap();
+    let channel = channel(&server).await;
+
+    let mut health = HealthClient::new(channel.clone());
+    for service in [
+        "",
+        "podium.v1.Agenda",
+        "podium.v1.Access",
+        "podium.v1.EventFeed",
+    ] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            status.status(),
+            ServingStatus::Serving,
+            "service {service:?}"
+        );
+    }
+
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer {response:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [
+        "podium.v1.Access",
+        "podium.v1.Agenda",
+        "podium.v1.EventFeed",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_generated_admin_token_is_private_and_works() {
+    let server = Podiumd::start().unwrap();
+    let path = server.data_dir.join("admin.token");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let me = server
+        .admin()
+        .await
+        .unwrap()
+        .access()
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(me.principal.unwrap().role(), pb::Role::Admin);
+}
+
+#[tokio::test]
+async fn a_configured_admin_token_replaces_the_generated_one() {
+    let server = Podiumd::start_with(&["--admin-token", "correct-horse-battery-staple"]).unwrap();
+    assert!(!server.data_dir.join("admin.token").exists());
+    let admin = server
+        .client(Some("correct-horse-battery-staple".into()))
+        .await
+        .unwrap();
+    let me = admin
+        .access()
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(me.principal.unwrap().role(), pb::Role::Admin);
+}
+
+#[tokio::test]
+async fn one_service_can_run_alone() {
+    let server = Podiumd::start_with(&["--services", "access,agenda"]).unwrap();
+    let admin = server.admin().await.unwrap();
+    crate::create_odc(&admin, "solo").await.unwrap();
+    let err = admin
+        .feed()
+        .subscribe(pb::SubscribeRequest {
+            conference_id: "solo".into(),
+            from_position: 0,
+            types: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
+}
+
+#[tokio::test]
+async fn sigterm_ends_open_streams_with_a_status_and_exits_cleanly() {
+    let mut server = Podiumd::start().unwrap();
+    let admin = server.admin().await.unwrap();
+    crate::create_odc(&admin, "odc2024").await.unwrap();
+    let mut stream = admin
+        .feed()
+        .subscribe(pb::SubscribeRequest {
+            conference_id: "odc2024".into(),
+            from_position: 0,
+            types: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Read up to the seam, so the stream is live and idle when the signal comes.
+    loop {
+        let item = stream.next().await.unwrap().unwrap();
+        if matches!(item.item, Some(pb::subscribe_response::Item::CaughtUp(_))) {
+            break;
+        }
+    }
+    let status = server.stop(Signal::SIGTERM).await.unwrap();
+    assert!(status.success(), "podiumd exited with {status}");
+    let end = stream.next().await;
+    match end {
+        Some(Err(status)) => {
+            assert_eq!(status.code(), tonic::Code::Unavailable);
+            assert!(
+                status.message().contains("shutting down"),
+                "{}",
+                status.message()
+            );
+        }
+        other => panic!("expected the stream to end with UNAVAILABLE, got {other:?}"),
+    }
+}

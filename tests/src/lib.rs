@@ -1,0 +1,208 @@
+//! The harness of podium's end-to-end tests: builds the real `podiumd` and `podium` binaries,
+//! starts `podiumd` on an ephemeral loopback port with a temporary data directory, and stops it
+//! with the signal a test asks for. Nothing of podium is mocked.
+
+#![forbid(unsafe_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::OnceLock,
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use nix::{sys::signal::Signal, unistd::Pid};
+use podium_client::Client;
+
+/// The directory holding the workspace's binaries for this build profile.
+fn bin_dir() -> anyhow::Result<&'static Path> {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    DIR.get_or_init(|| build_binaries().map_err(|e| format!("{e:#}")))
+        .as_deref()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Builds `podiumd` and `podium` with the same cargo and profile as the running test, so the
+/// test never runs a stale binary.
+fn build_binaries() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/e2e-<hash>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary has no target dir")?
+        .to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.args([
+        "build",
+        "--quiet",
+        "-p",
+        "podium-server",
+        "-p",
+        "podium-cli",
+        "--bins",
+    ]);
+    if dir.file_name().is_some_and(|n| n == "release") {
+        command.arg("--release");
+    }
+    let status = command.status().context("cannot run cargo build")?;
+    if !status.success() {
+        bail!("cargo build of podiumd and podium failed: {status}");
+    }
+    Ok(dir)
+}
+
+/// Path of a workspace binary (`podiumd`, `podium`).
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    Ok(bin_dir()?.join(name))
+}
+
+/// A running `podiumd` with its own data directory.
+pub struct Podiumd {
+    child: Option<Child>,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    extra_args: Vec<String>,
+}
+
+impl Podiumd {
+    /// Starts podiumd on 127.0.0.1:0 in a fresh temporary data directory.
+    pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// Like [`Podiumd::start`], with extra command-line arguments.
+    pub fn start_with(args: &[&str]) -> anyhow::Result<Self> {
+        let temp = tempfile::tempdir()?;
+        let mut server = Self {
+            child: None,
+            addr: String::new(),
+            data_dir: temp.path().join("data"),
+            _temp: Some(temp),
+            extra_args: args.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// Starts the process: on a new ephemeral port the first time, on the same address after a
+    /// restart so that connected clients can reconnect.
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let listen = if self.addr.is_empty() {
+            "127.0.0.1:0".to_owned()
+        } else {
+            self.addr.clone()
+        };
+        let mut child = Command::new(binary("podiumd")?)
+            .arg("--listen")
+            .arg(listen)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.extra_args)
+            .env(
+                "RUST_LOG",
+                std::env::var("PODIUM_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("cannot start podiumd")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("podiumd listening on ")
+            .with_context(|| format!("podiumd did not start: {line:?}"))?
+            .to_owned();
+        self.addr = addr;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// The admin token podiumd generated on first start.
+    pub fn admin_token(&self) -> anyhow::Result<String> {
+        let token = std::fs::read_to_string(self.data_dir.join("admin.token"))?;
+        Ok(token.trim().to_owned())
+    }
+
+    /// A client with the admin token.
+    pub async fn admin(&self) -> anyhow::Result<Client> {
+        Ok(Client::connect(&self.addr, Some(self.admin_token()?)).await?)
+    }
+
+    /// A client with `token`.
+    pub async fn client(&self, token: Option<String>) -> anyhow::Result<Client> {
+        Ok(Client::connect(&self.addr, token).await?)
+    }
+
+    /// Sends `signal` and waits for the process to exit, without blocking the async runtime:
+    /// the test's clients must go on answering the server's GOAWAY while it drains.
+    pub async fn stop(&mut self, signal: Signal) -> anyhow::Result<ExitStatus> {
+        let mut child = self.child.take().context("podiumd is not running")?;
+        nix::sys::signal::kill(Pid::from_raw(child.id() as i32), signal)?;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if tokio::time::Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("podiumd did not exit within {PATIENCE:?} of {signal}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stops podiumd with SIGTERM and starts it again on the same data directory and address.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let status = self.stop(Signal::SIGTERM).await?;
+        if !status.success() {
+            bail!("podiumd exited with {status} on SIGTERM");
+        }
+        self.spawn()
+    }
+
+    /// Kills podiumd with SIGKILL and starts it again.
+    pub async fn crash_and_restart(&mut self) -> anyhow::Result<()> {
+        self.stop(Signal::SIGKILL).await?;
+        self.spawn()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for Podiumd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs the `podium` CLI against `server` with `token`; returns (success, stdout, stderr).
+pub fn cli(server: &Podiumd, token: &str, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+    let output = Command::new(binary("podium")?)
+        .args(args)
+        .env("PODIUM_ADDR", &server.addr)
+        .env("PODIUM_TOKEN", token)
+        .env("PODIUM_CONFIG", server.data_dir.join("cli-config.toml"))
+        .env_remove("PODIUM_CONFERENCE")
+        .stdin(Stdio::null())
+        .output()?;
+    Ok((
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}
+
+/// How long a test waits for something that should happen at once before it gives up.
+pub const PATIENCE: Duration = Duration::from_secs(30);
