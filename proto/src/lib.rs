@@ -13,7 +13,8 @@ pub mod v1 {
 
 /// The encoded `FileDescriptorSet` of every podium proto file, for server reflection and for
 /// tools that decode events by type name.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/podium_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/podium_descriptor.bin"));
 
 /// The fully qualified protobuf name of a podium message, used as the event type in the log
 /// (`podium.v1.ConferenceCreated`). Integrators decode an event's payload by this name.
