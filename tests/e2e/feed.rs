@@ -97,10 +97,10 @@ async fn a_follower_resumes_across_a_restart_without_gap_or_duplicate() {
         let feed = bridge.follow_feed("odc2024", 0, vec![]);
         futures::pin_mut!(feed);
         while let Some(item) = feed.next().await {
-            if let Ok(FeedItem::Event(event)) = item {
-                if tx.send(event).is_err() {
-                    return;
-                }
+            if let Ok(FeedItem::Event(event)) = item
+                && tx.send(event).is_err()
+            {
+                return;
             }
         }
     });

@@ -154,10 +154,10 @@ impl TokenKeys {
 
     /// Authenticates a bearer token.
     pub fn verify(&self, token: &str) -> Result<Principal, AccessError> {
-        if let Some(admin) = &self.configured_admin {
-            if constant_time_eq(admin.as_bytes(), token.as_bytes()) {
-                return Ok(Principal::admin());
-            }
+        if let Some(admin) = &self.configured_admin
+            && constant_time_eq(admin.as_bytes(), token.as_bytes())
+        {
+            return Ok(Principal::admin());
         }
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| {

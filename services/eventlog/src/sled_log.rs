@@ -63,7 +63,12 @@ pub struct SledOptions {
 
 impl Default for SledOptions {
     fn default() -> Self {
-        Self { max_group: 512, queue: 4096, live_buffer: 4096, cache_bytes: 256 << 20 }
+        Self {
+            max_group: 512,
+            queue: 4096,
+            live_buffer: 4096,
+            cache_bytes: 256 << 20,
+        }
     }
 }
 
@@ -78,7 +83,9 @@ struct Shared {
     tree: sled::Tree,
     /// Every position below this is flushed; readers never look past it.
     durable_head: AtomicU64,
-    live: broadcast::Sender<CommittedBatch>,
+    /// Weak, because the writer owns the only strong sender: when it stops, the channel closes
+    /// and live subscriptions end, however many of them still hold the log.
+    live: broadcast::WeakSender<CommittedBatch>,
 }
 
 /// The embedded, durable event log. Cheap to share behind an `Arc`.
@@ -92,7 +99,9 @@ pub struct SledEventLog {
 
 impl std::fmt::Debug for SledEventLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SledEventLog").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("SledEventLog")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -109,9 +118,20 @@ impl SledEventLog {
         let tree = db.open_tree("events").map_err(storage)?;
         let head = next_position(&tree)?;
         let (live, _) = broadcast::channel(options.live_buffer.max(1));
-        let shared = Arc::new(Shared { tree, durable_head: AtomicU64::new(head), live });
+        let shared = Arc::new(Shared {
+            tree,
+            durable_head: AtomicU64::new(head),
+            live: live.downgrade(),
+        });
         let (tx, rx) = mpsc::channel(options.queue.max(1));
-        let writer = Writer { shared: shared.clone(), db: db.clone(), next: head, max_group: options.max_group.max(1) };
+        let writer = Writer {
+            shared: shared.clone(),
+            db: db.clone(),
+            live,
+            next: head,
+            max_group: options.max_group.max(1),
+            unflushed: false,
+        };
         let handle = std::thread::Builder::new()
             .name("podium-log-writer".into())
             .spawn(move || writer.run(rx))
@@ -129,12 +149,21 @@ impl SledEventLog {
     /// Stops accepting appends, lets the writer commit what it already has, flushes and waits
     /// for the writer thread. Live subscriptions end. Idempotent.
     pub fn close(&self) -> Result<()> {
-        drop(self.requests.lock().map_err(|_| EventLogError::Closed)?.take());
-        let handle = self.writer.lock().map_err(|_| EventLogError::Closed)?.take();
-        if let Some(handle) = handle {
-            if handle.join().is_err() {
-                return Err(EventLogError::Storage("writer thread panicked".into()));
-            }
+        drop(
+            self.requests
+                .lock()
+                .map_err(|_| EventLogError::Closed)?
+                .take(),
+        );
+        let handle = self
+            .writer
+            .lock()
+            .map_err(|_| EventLogError::Closed)?
+            .take();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            return Err(EventLogError::Storage("writer thread panicked".into()));
         }
         self.db.flush().map_err(storage)?;
         Ok(())
@@ -172,8 +201,16 @@ impl EventLog for SledEventLog {
     ) -> Result<AppendOutcome> {
         validate_append(stream, &events)?;
         let (reply, answer) = oneshot::channel();
-        let request = AppendRequest { stream: stream.to_owned(), expected, events, reply };
-        self.sender()?.send(request).await.map_err(|_| EventLogError::Closed)?;
+        let request = AppendRequest {
+            stream: stream.to_owned(),
+            expected,
+            events,
+            reply,
+        };
+        self.sender()?
+            .send(request)
+            .await
+            .map_err(|_| EventLogError::Closed)?;
         answer.await.map_err(|_| EventLogError::Closed)?
     }
 
@@ -223,7 +260,11 @@ impl EventLog for SledEventLog {
     }
 
     fn listen(&self) -> broadcast::Receiver<CommittedBatch> {
-        self.shared.live.subscribe()
+        match self.shared.live.upgrade() {
+            Some(live) => live.subscribe(),
+            // Closed: a receiver whose sender is already gone, so it reports `Closed`.
+            None => broadcast::channel(1).1,
+        }
     }
 }
 
@@ -232,15 +273,23 @@ fn validate_append(stream: &str, events: &[NewEvent]) -> Result<()> {
     if stream.is_empty() || stream.len() > MAX_STREAM_LEN {
         return invalid(format!("stream name must be 1 to {MAX_STREAM_LEN} bytes"));
     }
-    if !stream.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.:".contains(&b)) {
-        return invalid(format!("stream name {stream:?} may only hold ASCII letters, digits and / - _ . :"));
+    if !stream
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-_.:".contains(&b))
+    {
+        return invalid(format!(
+            "stream name {stream:?} may only hold ASCII letters, digits and / - _ . :"
+        ));
     }
     if events.is_empty() || events.len() > MAX_BATCH_EVENTS {
         return invalid(format!("a batch holds 1 to {MAX_BATCH_EVENTS} events"));
     }
     for event in events {
         if event.payload.len() > MAX_PAYLOAD {
-            return invalid(format!("event {} is larger than {MAX_PAYLOAD} bytes", event.id));
+            return invalid(format!(
+                "event {} is larger than {MAX_PAYLOAD} bytes",
+                event.id
+            ));
         }
         if event.event_type.is_empty() {
             return invalid(format!("event {} has no type", event.id));
@@ -258,8 +307,12 @@ fn validate_append(stream: &str, events: &[NewEvent]) -> Result<()> {
 struct Writer {
     shared: Arc<Shared>,
     db: sled::Db,
+    live: broadcast::Sender<CommittedBatch>,
     next: u64,
     max_group: usize,
+    /// A failed commit may have left applied but unflushed events in sled, where idempotency
+    /// lookups find them: the next group flushes even if it writes nothing new.
+    unflushed: bool,
 }
 
 /// Effects of the group being built, not yet in sled.
@@ -295,7 +348,7 @@ impl Writer {
             let decision = self.decide(&request, &mut pending, &mut batch, &mut committed, now);
             answers.push((request.reply, decision));
         }
-        if !committed.is_empty() {
+        if !committed.is_empty() || self.unflushed {
             let result = self
                 .shared
                 .tree
@@ -304,11 +357,16 @@ impl Writer {
             if let Err(error) = result {
                 tracing::error!(%error, "event log commit failed, appends of this group are not acknowledged");
                 // Re-read the head: sled may hold part of what we applied in memory. Those events
-                // were never acknowledged; a retry with the same ids finds them.
+                // were never acknowledged; a retry with the same ids finds them, and is answered
+                // only once a later flush has made them durable.
                 self.next = next_position(&self.shared.tree).unwrap_or(start);
+                self.unflushed = true;
+                let durable = self.shared.durable_head.load(Ordering::Acquire);
                 for (reply, decision) in answers {
                     let answer = match decision {
-                        Ok(outcome) if outcome.deduplicated && outcome.last_position < start => Ok(outcome),
+                        Ok(outcome) if outcome.deduplicated && outcome.last_position < durable => {
+                            Ok(outcome)
+                        }
                         Ok(_) => Err(EventLogError::Storage(error.to_string())),
                         Err(e) => Err(e),
                     };
@@ -316,9 +374,13 @@ impl Writer {
                 }
                 return;
             }
+            self.unflushed = false;
             self.shared.durable_head.store(self.next, Ordering::Release);
-            // No subscriber is not an error.
-            let _ = self.shared.live.send(committed.into());
+            // No subscriber is not an error. Events a failed commit left behind are not in this
+            // batch; subscribers see the position jump and read them from storage.
+            if !committed.is_empty() {
+                let _ = self.live.send(committed.into());
+            }
         }
         for (reply, decision) in answers {
             let _ = reply.send(decision);
@@ -347,10 +409,18 @@ impl Writer {
         if seen.iter().all(Option::is_some) {
             let (first_position, first_version) = seen[0].unwrap_or_default();
             let (last_position, last_version) = seen[seen.len() - 1].unwrap_or_default();
-            return Ok(AppendOutcome { first_version, last_version, first_position, last_position, deduplicated: true });
+            return Ok(AppendOutcome {
+                first_version,
+                last_version,
+                first_position,
+                last_position,
+                deduplicated: true,
+            });
         }
         if seen.iter().any(Option::is_some) {
-            return Err(EventLogError::PartialDuplicate { stream: request.stream.clone() });
+            return Err(EventLogError::PartialDuplicate {
+                stream: request.stream.clone(),
+            });
         }
 
         let current = match pending.heads.get(stream) {
@@ -385,12 +455,17 @@ impl Writer {
                 payload: event.payload.clone(),
                 recorded_at: now,
             };
-            batch.insert(log_key(position).to_vec(), recorded.to_proto().encode_to_vec());
+            batch.insert(
+                log_key(position).to_vec(),
+                recorded.to_proto().encode_to_vec(),
+            );
             batch.insert(stream_key(stream, version), position.to_be_bytes().to_vec());
             let mut id_value = position.to_be_bytes().to_vec();
             id_value.extend_from_slice(&version.to_be_bytes());
             batch.insert(id_key(stream, event.id), id_value);
-            pending.ids.insert((request.stream.clone(), event.id), (position, version));
+            pending
+                .ids
+                .insert((request.stream.clone(), event.id), (position, version));
             committed.push(recorded);
         }
         let last_version = first_version + request.events.len() as u64 - 1;
@@ -468,7 +543,10 @@ fn stream_head(tree: &sled::Tree, stream: &str) -> Result<Option<u64>> {
 
 fn lookup_id(tree: &sled::Tree, stream: &str, id: Uuid) -> Result<Option<(u64, u64)>> {
     match tree.get(id_key(stream, id)).map_err(storage)? {
-        Some(value) => Ok(Some((be_u64(&value)?, be_u64(value.get(8..).unwrap_or_default())?))),
+        Some(value) => Ok(Some((
+            be_u64(&value)?,
+            be_u64(value.get(8..).unwrap_or_default())?,
+        ))),
         None => Ok(None),
     }
 }
@@ -476,7 +554,10 @@ fn lookup_id(tree: &sled::Tree, stream: &str, id: Uuid) -> Result<Option<(u64, u
 fn load(tree: &sled::Tree, position: u64) -> Result<RecordedEvent> {
     match tree.get(log_key(position)).map_err(storage)? {
         Some(value) => decode(position, &value),
-        None => Err(EventLogError::Corrupt { position, reason: "indexed event is missing".into() }),
+        None => Err(EventLogError::Corrupt {
+            position,
+            reason: "indexed event is missing".into(),
+        }),
     }
 }
 
