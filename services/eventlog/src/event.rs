@@ -4,8 +4,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use prost::Message;
 use podium_proto::v1 as pb;
+use prost::Message;
 use uuid::Uuid;
 
 /// An event to append: a caller-chosen id and a protobuf payload with its type name.
@@ -20,7 +20,11 @@ pub struct NewEvent {
 impl NewEvent {
     /// Wraps a podium protobuf message, taking its type name from the message itself.
     pub fn new<M: Message + prost::Name>(id: Uuid, message: &M) -> Self {
-        Self { id, event_type: M::full_name(), payload: message.encode_to_vec() }
+        Self {
+            id,
+            event_type: M::full_name(),
+            payload: message.encode_to_vec(),
+        }
     }
 }
 
@@ -101,5 +105,78 @@ impl RecordedEvent {
             payload: event.payload,
             recorded_at,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorded() -> RecordedEvent {
+        let id = Uuid::new_v4();
+        let new = NewEvent::new(
+            id,
+            &prost_types::Duration {
+                seconds: 90,
+                nanos: 5,
+            },
+        );
+        RecordedEvent {
+            id,
+            stream: "conference/odc2024/agenda".into(),
+            stream_version: 3,
+            position: 41,
+            event_type: new.event_type,
+            payload: new.payload,
+            recorded_at: SystemTime::UNIX_EPOCH + Duration::new(1_717_000_000, 123_456_789),
+        }
+    }
+
+    #[test]
+    fn the_stored_form_round_trips() {
+        let event = recorded();
+        assert_eq!(RecordedEvent::from_proto(event.to_proto()), Ok(event));
+    }
+
+    #[test]
+    fn broken_stored_forms_are_refused() {
+        let mut bad_id = recorded().to_proto();
+        bad_id.id = "not-a-uuid".into();
+        assert!(
+            RecordedEvent::from_proto(bad_id)
+                .unwrap_err()
+                .contains("bad event id")
+        );
+        let mut undated = recorded().to_proto();
+        undated.recorded_at = None;
+        assert_eq!(
+            RecordedEvent::from_proto(undated),
+            Err("recorded_at missing".to_owned())
+        );
+        let mut ancient = recorded().to_proto();
+        ancient.recorded_at = Some(prost_types::Timestamp {
+            seconds: -1,
+            nanos: 0,
+        });
+        assert!(RecordedEvent::from_proto(ancient).is_err());
+    }
+
+    #[test]
+    fn payloads_decode_only_as_their_own_type() {
+        let event = recorded();
+        assert_eq!(event.event_type, "google.protobuf.Duration");
+        assert!(event.is::<prost_types::Duration>() && !event.is::<prost_types::Timestamp>());
+        let duration: prost_types::Duration = event.decode().unwrap();
+        assert_eq!((duration.seconds, duration.nanos), (90, 5));
+        let error = event.decode::<prost_types::Timestamp>().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "event at position 41 is not a valid google.protobuf.Timestamp: its type is google.protobuf.Duration"
+        );
+        let garbled = RecordedEvent {
+            payload: vec![0xff],
+            ..recorded()
+        };
+        assert!(garbled.decode::<prost_types::Duration>().is_err());
     }
 }

@@ -59,7 +59,11 @@ pub struct AppendOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum EventLogError {
     #[error("wrong expected version for stream {stream}: expected {expected}, {}", describe_actual(*.actual))]
-    Conflict { stream: String, expected: ExpectedVersion, actual: Option<u64> },
+    Conflict {
+        stream: String,
+        expected: ExpectedVersion,
+        actual: Option<u64>,
+    },
     #[error("some but not all event ids of the batch are already in stream {stream}")]
     PartialDuplicate { stream: String },
     #[error("invalid append: {0}")]
@@ -133,5 +137,40 @@ pub async fn read_whole_stream(log: &dyn EventLog, stream: &str) -> Result<Vec<R
         if done {
             return Ok(events);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_read_as_lowercase_sentences_without_a_period() {
+        let conflict = |expected, actual| EventLogError::Conflict {
+            stream: "poll/7".into(),
+            expected,
+            actual,
+        };
+        let cases = [
+            (
+                conflict(ExpectedVersion::NoStream, Some(4)),
+                "wrong expected version for stream poll/7: expected no stream, stream is at version 4",
+            ),
+            (
+                conflict(ExpectedVersion::Exact(2), None),
+                "wrong expected version for stream poll/7: expected version 2, stream does not exist",
+            ),
+            (
+                EventLogError::PartialDuplicate {
+                    stream: "poll/7".into(),
+                },
+                "some but not all event ids of the batch are already in stream poll/7",
+            ),
+            (EventLogError::Closed, "event log is closed"),
+        ];
+        for (error, message) in cases {
+            assert_eq!(error.to_string(), message);
+        }
+        assert_eq!(ExpectedVersion::Any.to_string(), "any");
     }
 }

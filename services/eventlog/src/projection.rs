@@ -29,7 +29,10 @@ pub struct Projector<P> {
 
 impl<P> Clone for Projector<P> {
     fn clone(&self) -> Self {
-        Self { state: self.state.clone(), applied: self.applied.clone() }
+        Self {
+            state: self.state.clone(),
+            applied: self.applied.clone(),
+        }
     }
 }
 
@@ -94,18 +97,25 @@ impl<P: Projection> Projector<P> {
     /// The current state. Do not hold the guard across an `.await`.
     pub fn read(&self) -> RwLockReadGuard<'_, P> {
         // A panic inside `apply` poisons the lock; the state is still the last good fold.
-        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Waits until the model has read past `position` (applying it if it matches).
     pub async fn wait_for(&self, position: u64) -> Result<()> {
         let mut applied = self.applied.clone();
-        applied.wait_for(|&next| next > position).await.map_err(|_| EventLogError::Closed)?;
+        applied
+            .wait_for(|&next| next > position)
+            .await
+            .map_err(|_| EventLogError::Closed)?;
         Ok(())
     }
 }
 
 fn apply<P: Projection>(state: &RwLock<P>, event: &RecordedEvent) {
-    let mut guard = state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut guard = state
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     guard.apply(event);
 }

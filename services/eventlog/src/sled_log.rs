@@ -570,3 +570,159 @@ fn decode(position: u64, bytes: &[u8]) -> Result<RecordedEvent> {
     }
     Ok(event)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(payload: usize) -> NewEvent {
+        NewEvent {
+            id: Uuid::new_v4(),
+            event_type: "podium.test.A".into(),
+            payload: vec![0; payload],
+        }
+    }
+
+    fn rejected(stream: &str, events: &[NewEvent]) -> bool {
+        matches!(
+            validate_append(stream, events),
+            Err(EventLogError::InvalidAppend(_))
+        )
+    }
+
+    #[test]
+    fn validation_accepts_the_limits() {
+        let longest = "s".repeat(MAX_STREAM_LEN);
+        let full: Vec<NewEvent> = (0..MAX_BATCH_EVENTS).map(|_| event(0)).collect();
+        assert!(validate_append(&longest, &full).is_ok());
+        assert!(validate_append("conference/odc-2024/poll_7.v2:a", &[event(MAX_PAYLOAD)]).is_ok());
+    }
+
+    #[test]
+    fn validation_rejects_what_is_beyond_them() {
+        let one = [event(0)];
+        for stream in [
+            "",
+            "a b",
+            "a\0b",
+            "a\nb",
+            "caf\u{e9}",
+            "a*",
+            &"s".repeat(MAX_STREAM_LEN + 1),
+        ] {
+            assert!(rejected(stream, &one), "stream {stream:?}");
+        }
+        assert!(rejected("s", &[]));
+        let too_many: Vec<NewEvent> = (0..=MAX_BATCH_EVENTS).map(|_| event(0)).collect();
+        assert!(rejected("s", &too_many));
+        assert!(rejected("s", &[event(MAX_PAYLOAD + 1)]));
+        let untyped = NewEvent {
+            event_type: String::new(),
+            ..event(0)
+        };
+        assert!(rejected("s", &[event(0), untyped]));
+        let first = event(0);
+        let twice = NewEvent {
+            payload: vec![1],
+            ..first.clone()
+        };
+        assert!(rejected("s", &[first, event(0), twice]));
+    }
+
+    #[test]
+    fn log_keys_sort_by_position() {
+        let pairs = [
+            (0, 1),
+            (255, 256),
+            (65_535, 65_536),
+            (u64::from(u32::MAX), 1 << 32),
+            (1, u64::MAX),
+        ];
+        for (a, b) in pairs {
+            assert!(log_key(a) < log_key(b), "{a} < {b}");
+            assert_eq!(be_u64(&log_key(b)[1..]).unwrap(), b);
+        }
+    }
+
+    #[test]
+    fn a_streams_key_range_holds_only_that_stream() {
+        let (lo, hi) = (stream_key("a", 0), stream_key("a", u64::MAX));
+        assert!(stream_key("a", 1) < stream_key("a", 256) && stream_key("a", 256) < hi);
+        for other in ["a/b", "ab", "a-", "a.", "A", "b", "conference/a"] {
+            for version in [0, 1, u64::MAX] {
+                let key = stream_key(other, version);
+                assert!(
+                    key < lo || key > hi,
+                    "{other} {version} falls inside stream a"
+                );
+            }
+            let id = Uuid::new_v4();
+            assert!(!id_key(other, id).starts_with(&stream_prefix(ID, "a")));
+        }
+        assert!(!log_key(7).starts_with(&[STREAM]) && !stream_key("a", 7).starts_with(&[ID]));
+    }
+
+    #[test]
+    fn short_index_values_are_errors_not_panics() {
+        assert!(matches!(be_u64(&[1, 2, 3]), Err(EventLogError::Storage(_))));
+        assert_eq!(be_u64(&[0, 0, 0, 0, 0, 0, 1, 0, 9]).unwrap(), 256);
+    }
+
+    #[test]
+    fn heads_are_read_from_the_indexes() -> Result<()> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .map_err(storage)?;
+        let tree = db.open_tree("events").map_err(storage)?;
+        assert_eq!(next_position(&tree)?, 0);
+        assert_eq!(stream_head(&tree, "a")?, None);
+        let mut position = 0u64;
+        for (stream, versions) in [("a", 3u64), ("a-b", 300), ("b", 1)] {
+            for version in 0..versions {
+                tree.insert(log_key(position), vec![]).map_err(storage)?;
+                tree.insert(stream_key(stream, version), &position.to_be_bytes())
+                    .map_err(storage)?;
+                let mut value = position.to_be_bytes().to_vec();
+                value.extend_from_slice(&version.to_be_bytes());
+                tree.insert(id_key(stream, Uuid::from_u64_pair(0, position)), value)
+                    .map_err(storage)?;
+                position += 1;
+            }
+        }
+        assert_eq!(next_position(&tree)?, 304);
+        assert_eq!(stream_head(&tree, "a")?, Some(2));
+        assert_eq!(stream_head(&tree, "a-b")?, Some(299));
+        assert_eq!(stream_head(&tree, "b")?, Some(0));
+        assert_eq!(stream_head(&tree, "c")?, None);
+        assert_eq!(
+            lookup_id(&tree, "a-b", Uuid::from_u64_pair(0, 260))?,
+            Some((260, 257))
+        );
+        assert_eq!(lookup_id(&tree, "a", Uuid::from_u64_pair(0, 260))?, None);
+        Ok(())
+    }
+
+    #[test]
+    fn stored_events_are_checked_against_their_position() {
+        let recorded = RecordedEvent {
+            id: Uuid::new_v4(),
+            stream: "s".into(),
+            stream_version: 0,
+            position: 5,
+            event_type: "podium.test.A".into(),
+            payload: vec![1, 2],
+            recorded_at: SystemTime::now(),
+        };
+        let bytes = recorded.to_proto().encode_to_vec();
+        assert_eq!(decode(5, &bytes).unwrap(), recorded);
+        assert!(matches!(
+            decode(6, &bytes),
+            Err(EventLogError::Corrupt { position: 6, .. })
+        ));
+        assert!(matches!(
+            decode(5, &[0xff, 0xff]),
+            Err(EventLogError::Corrupt { .. })
+        ));
+    }
+}

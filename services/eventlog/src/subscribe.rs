@@ -25,7 +25,9 @@ pub struct Filter {
 
 impl Filter {
     pub fn matches(&self, event: &RecordedEvent) -> bool {
-        self.stream_prefix.as_deref().is_none_or(|p| event.stream.starts_with(p))
+        self.stream_prefix
+            .as_deref()
+            .is_none_or(|p| event.stream.starts_with(p))
             && (self.event_types.is_empty() || self.event_types.contains(&event.event_type))
     }
 }
@@ -98,5 +100,65 @@ pub fn subscribe(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn event(stream: &str, event_type: &str) -> RecordedEvent {
+        RecordedEvent {
+            id: Uuid::new_v4(),
+            stream: stream.into(),
+            stream_version: 0,
+            position: 0,
+            event_type: event_type.into(),
+            payload: Vec::new(),
+            recorded_at: SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn filters_combine_prefix_and_types() {
+        let room = event("conference/odc/room-1", "podium.v1.RoomAdded");
+        let poll = event("conference/odc/poll-1", "podium.v1.PollOpened");
+        let elsewhere = event("conference/other/room-1", "podium.v1.RoomAdded");
+        let odc = Some("conference/odc/".to_owned());
+        let rooms = vec![
+            "podium.v1.RoomAdded".to_owned(),
+            "podium.v1.RoomRenamed".to_owned(),
+        ];
+
+        let all = Filter::default();
+        assert!([&room, &poll, &elsewhere].iter().all(|e| all.matches(e)));
+        let by_prefix = Filter {
+            stream_prefix: odc.clone(),
+            event_types: vec![],
+        };
+        assert_eq!(
+            [&room, &poll, &elsewhere].map(|e| by_prefix.matches(e)),
+            [true, true, false]
+        );
+        let by_type = Filter {
+            stream_prefix: None,
+            event_types: rooms.clone(),
+        };
+        assert_eq!(
+            [&room, &poll, &elsewhere].map(|e| by_type.matches(e)),
+            [true, false, true]
+        );
+        let both = Filter {
+            stream_prefix: odc,
+            event_types: rooms,
+        };
+        assert_eq!(
+            [&room, &poll, &elsewhere].map(|e| both.matches(e)),
+            [true, false, false]
+        );
     }
 }

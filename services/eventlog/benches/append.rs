@@ -1,0 +1,246 @@
+//! The event log's benchmark, not a test: it prints figures. Run it with
+//! `cargo bench -p podium-eventlog --bench append`.
+//!
+//! It measures durable appends per second with 1, 64 and 256 concurrent appenders (each awaits
+//! its append before sending the next; single ~100-byte events, like a ballot, to one stream per
+//! appender) against a same-run baseline of one sled insert plus flush per append, then the
+//! replay rate of a large log: how fast a restarted service reads and decodes every event.
+//! `PODIUM_BENCH_SECS` (default 3) sets the length of each throughput run and
+//! `PODIUM_BENCH_EVENTS` (default 1,000,000) the size of the replayed log. Under
+//! `cargo test --benches` it makes a quick smoke run instead.
+
+#![forbid(unsafe_code)]
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use podium_eventlog::{EventLog, ExpectedVersion, NewEvent, SledEventLog, SledOptions};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+/// Events per append while loading the log to replay.
+const LOAD_BATCH: usize = 1000;
+/// Events per `read_all` page while replaying.
+const REPLAY_PAGE: usize = 10_000;
+/// Target of the design brief for replaying a million events.
+const REPLAY_TARGET: Duration = Duration::from_secs(3);
+
+fn env_number(name: &str, default: u64) -> anyhow::Result<u64> {
+    match std::env::var(name) {
+        Ok(value) => value
+            .parse()
+            .with_context(|| format!("{name} must be a number")),
+        Err(_) => Ok(default),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes `--bench`; `cargo test --benches` does not, and gets a quick smoke run.
+    let smoke = !std::env::args().any(|arg| arg == "--bench");
+    let (seconds, replay_events) = if smoke {
+        (Duration::from_millis(200), 10_000)
+    } else {
+        (
+            Duration::from_secs(env_number("PODIUM_BENCH_SECS", 3)?),
+            env_number("PODIUM_BENCH_EVENTS", 1_000_000)?,
+        )
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    println!(
+        "podium-eventlog append benchmark: {} cpus, {:.1}s per run, debug assertions {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        seconds.as_secs_f64(),
+        if cfg!(debug_assertions) {
+            "on (numbers mean little)"
+        } else {
+            "off"
+        }
+    );
+
+    let baseline = baseline(seconds)?;
+    println!(
+        "baseline      one sled insert + flush per append, no group commit  appends/s={:.0}  p50={:.2}ms  p99={:.2}ms",
+        baseline.rate, baseline.p50_ms, baseline.p99_ms
+    );
+    for appenders in [1, 64, 256] {
+        let run = runtime.block_on(appends(appenders, seconds))?;
+        println!(
+            "appenders={appenders:<4} appends/s={:.0}  p50={:.2}ms  p99={:.2}ms  ratio to baseline={:.1}x",
+            run.rate,
+            run.p50_ms,
+            run.p99_ms,
+            run.rate / baseline.rate
+        );
+    }
+    runtime.block_on(replay(replay_events))
+}
+
+struct Run {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+impl Run {
+    fn new(count: usize, elapsed: Duration, mut latencies: Vec<Duration>) -> Self {
+        latencies.sort_unstable();
+        let at = |q: f64| {
+            let i = ((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1));
+            latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        };
+        Self {
+            rate: count as f64 / elapsed.as_secs_f64(),
+            p50_ms: at(0.50),
+            p99_ms: at(0.99),
+        }
+    }
+}
+
+/// A ballot-sized event: a `google.protobuf.Any` of about 100 bytes.
+fn ballot(id: Uuid) -> NewEvent {
+    let message = prost_types::Any {
+        type_url: "podium.bench/Ballot".into(),
+        value: id.as_bytes().repeat(5),
+    };
+    NewEvent::new(id, &message)
+}
+
+/// What durability costs without group commit: one insert and one flush per append.
+fn baseline(seconds: Duration) -> anyhow::Result<Run> {
+    let dir = TempDir::new()?;
+    let db = sled::Config::new()
+        .path(dir.path())
+        .mode(sled::Mode::HighThroughput)
+        .open()?;
+    let value = vec![7u8; 200];
+    let mut latencies = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < seconds {
+        let began = Instant::now();
+        db.insert((latencies.len() as u64).to_be_bytes(), value.as_slice())?;
+        db.flush()?;
+        latencies.push(began.elapsed());
+    }
+    Ok(Run::new(latencies.len(), start.elapsed(), latencies))
+}
+
+/// `appenders` tasks, each appending one event at a time to its own stream for `seconds`.
+async fn appends(appenders: usize, seconds: Duration) -> anyhow::Result<Run> {
+    let dir = TempDir::new()?;
+    let log = Arc::new(SledEventLog::open(dir.path(), SledOptions::default())?);
+    let start = Instant::now();
+    let deadline = start + seconds;
+    let tasks: Vec<_> = (0..appenders)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let stream = format!("bench/appender-{i}");
+                let mut latencies = Vec::new();
+                let mut expected = ExpectedVersion::NoStream;
+                while Instant::now() < deadline {
+                    let began = Instant::now();
+                    let outcome = log
+                        .append(&stream, expected, vec![ballot(Uuid::new_v4())])
+                        .await?;
+                    latencies.push(began.elapsed());
+                    expected = ExpectedVersion::Exact(outcome.last_version);
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let elapsed = start.elapsed();
+    anyhow::ensure!(
+        log.head() == latencies.len() as u64,
+        "head {} after {} appends",
+        log.head(),
+        latencies.len()
+    );
+    log.close()?;
+    Ok(Run::new(latencies.len(), elapsed, latencies))
+}
+
+/// Loads `events` events in large batches, reopens the log as a restarted service would, and
+/// times reading and decoding all of them.
+async fn replay(events: u64) -> anyhow::Result<()> {
+    let dir = TempDir::new()?;
+    let log = Arc::new(SledEventLog::open(dir.path(), SledOptions::default())?);
+    let started = Instant::now();
+    let batches = events.div_ceil(LOAD_BATCH as u64);
+    // Four loaders so that group commit folds their batches together.
+    let loaders: Vec<_> = (0..4u64)
+        .map(|loader| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                for b in (loader..batches).step_by(4) {
+                    let n = (events - b * LOAD_BATCH as u64).min(LOAD_BATCH as u64);
+                    let batch = (0..n).map(|_| ballot(Uuid::new_v4())).collect();
+                    log.append(
+                        &format!("replay/stream-{}", b % 100),
+                        ExpectedVersion::Any,
+                        batch,
+                    )
+                    .await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for loader in loaders {
+        loader.await??;
+    }
+    let loaded = started.elapsed();
+    log.close()?;
+    let size_mb = log.size_on_disk()? as f64 / 1e6;
+    drop(log);
+    println!(
+        "loaded        events={events}  seconds={:.2}  events/s={:.0}  batches of {LOAD_BATCH}  on disk={size_mb:.0}MB",
+        loaded.as_secs_f64(),
+        events as f64 / loaded.as_secs_f64()
+    );
+
+    let opened = Instant::now();
+    let log = SledEventLog::open(dir.path(), SledOptions::default())?;
+    let open_time = opened.elapsed();
+    let started = Instant::now();
+    let (mut read, mut bytes) = (0u64, 0usize);
+    loop {
+        let page = log.read_all(read, REPLAY_PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        for event in &page {
+            let ballot: prost_types::Any = event.decode()?;
+            bytes += ballot.value.len();
+        }
+        read += page.len() as u64;
+    }
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        read == events && bytes > 0,
+        "replayed {read} of {events} events"
+    );
+    println!(
+        "replay        events={read}  seconds={:.2}  events/s={:.0}  (reopen took {:.2}s; target for 1,000,000: < {}s, {})",
+        elapsed.as_secs_f64(),
+        read as f64 / elapsed.as_secs_f64(),
+        open_time.as_secs_f64(),
+        REPLAY_TARGET.as_secs(),
+        if elapsed.as_secs_f64() * 1e6 / read as f64 <= REPLAY_TARGET.as_secs_f64() {
+            "met"
+        } else {
+            "missed"
+        }
+    );
+    Ok(())
+}

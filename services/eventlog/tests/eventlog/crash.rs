@@ -1,0 +1,268 @@
+//! The crash test: a child process (`podium-log-torture`) appends under load and reports each
+//! acknowledgement; the test kills it with SIGKILL at random moments and, after each restart,
+//! checks that every acknowledged event is present where its acknowledgement said, that the log
+//! is a gap-free prefix of what it was before, and that no batch is torn. 50 cycles by default;
+//! `PODIUM_CRASH_CYCLES` asks for more and `PODIUM_CRASH_SEED` replays a run.
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    os::unix::process::ExitStatusExt,
+    path::Path,
+    process::{Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, SystemTime},
+};
+
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+use podium_eventlog::RecordedEvent;
+use proptest::{
+    prelude::RngExt,
+    test_runner::{RngAlgorithm, TestRng},
+};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+use crate::helpers::{ballot_value, checked_log, open, runtime};
+
+/// One acknowledged append, as the child reported it.
+#[derive(Debug)]
+struct Ack {
+    stream: String,
+    first_version: u64,
+    last_version: u64,
+    first_position: u64,
+    last_position: u64,
+    ids: Vec<Uuid>,
+}
+
+impl Ack {
+    fn parse(line: &str) -> Self {
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert!(
+            fields.len() > 6 && fields[0] == "ack",
+            "malformed line from the child: {line:?}"
+        );
+        let number = |i: usize| {
+            fields[i]
+                .parse::<u64>()
+                .unwrap_or_else(|_| panic!("bad number in {line:?}"))
+        };
+        Self {
+            stream: fields[1].to_owned(),
+            first_version: number(2),
+            last_version: number(3),
+            first_position: number(4),
+            last_position: number(5),
+            ids: fields[6..]
+                .iter()
+                .map(|id| Uuid::parse_str(id).expect("event id"))
+                .collect(),
+        }
+    }
+}
+
+fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok().map(|v| {
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name} must be a number"))
+    })
+}
+
+#[test]
+fn acknowledged_appends_survive_sigkill() {
+    let cycles = env_number("PODIUM_CRASH_CYCLES").unwrap_or(50);
+    let seed = env_number("PODIUM_CRASH_SEED").unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
+    println!("crash test: {cycles} cycles, PODIUM_CRASH_SEED={seed}");
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let mut rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
+
+    let dir = TempDir::new().unwrap();
+    let runtime = runtime();
+    let mut acks: Vec<Ack> = Vec::new();
+    let mut previous: Vec<Uuid> = Vec::new();
+    let mut killed_while_appending = 0;
+    for cycle in 0..cycles {
+        let appenders = rng.random_range(1..=8u32);
+        let before = acks.len();
+        let ready = run_child(dir.path(), appenders, &mut rng, &mut acks);
+        killed_while_appending += u32::from(ready && acks.len() > before);
+        let log = runtime.block_on(verify(dir.path(), &acks, &previous));
+        println!(
+            "cycle {cycle}: {appenders} appenders, {} new acks, log head {}",
+            acks.len() - before,
+            log.len()
+        );
+        previous = log.iter().map(|e| e.id).collect();
+    }
+    // The test proves something only if most kills land while appends are in flight.
+    assert!(
+        killed_while_appending * 2 >= cycles as u32,
+        "only {killed_while_appending} of {cycles} kills came after acknowledged appends"
+    );
+}
+
+/// Starts the child on `dir`, kills it with SIGKILL after a random delay and collects its
+/// acknowledgements. Returns whether it had finished starting.
+fn run_child(dir: &Path, appenders: u32, rng: &mut TestRng, acks: &mut Vec<Ack>) -> bool {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_podium-log-torture"))
+        .arg(dir)
+        .arg(appenders.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start podium-log-torture");
+    let stdout = child.stdout.take().expect("child stdout");
+    let mut stderr = child.stderr.take().expect("child stderr");
+    let (lines, received) = mpsc::channel::<String>();
+    let reader = thread::spawn(move || {
+        let mut stdout = BufReader::new(stdout);
+        let mut line = String::new();
+        // A line cut short by the kill has no newline and was never an acknowledgement.
+        while stdout.read_line(&mut line).is_ok_and(|n| n > 0) && line.ends_with('\n') {
+            if lines.send(line.trim_end().to_owned()).is_err() {
+                break;
+            }
+            line.clear();
+        }
+    });
+    let errors = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+
+    // One kill in five lands while the child starts (opening and recovering sled, resending
+    // its last batches); the others while it appends.
+    let early = rng.random_ratio(1, 5);
+    let mut ready = false;
+    if early {
+        thread::sleep(Duration::from_millis(rng.random_range(0..30)));
+    } else {
+        match received.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line.starts_with("ready ") => ready = true,
+            Ok(line) => panic!("the child said {line:?} before ready"),
+            Err(error) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the child never got ready ({error}): {}",
+                    errors.join().unwrap_or_default()
+                );
+            }
+        }
+        thread::sleep(Duration::from_millis(rng.random_range(1..150)));
+    }
+    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"));
+    kill(pid, Signal::SIGKILL).expect("SIGKILL the child");
+    let status = child.wait().expect("wait for the child");
+    reader.join().expect("stdout reader");
+    let stderr = errors.join().unwrap_or_default();
+    assert_eq!(
+        status.signal(),
+        Some(Signal::SIGKILL as i32),
+        "the child stopped by itself ({status}): {stderr}"
+    );
+
+    for line in received.try_iter() {
+        if line.starts_with("ready ") {
+            ready = true;
+        } else {
+            acks.push(Ack::parse(&line));
+        }
+    }
+    ready
+}
+
+/// Opens the log as a restarted server would and checks it against everything acknowledged
+/// so far and against the log as the previous cycle found it.
+async fn verify(dir: &Path, acks: &[Ack], previous: &[Uuid]) -> Vec<RecordedEvent> {
+    let log = open(dir);
+    // Dense positions, contiguous stream versions, read_stream agreeing with read_all.
+    let all = checked_log(&log).await;
+    assert!(
+        all.len() >= previous.len(),
+        "the log shrank from {} to {} events",
+        previous.len(),
+        all.len()
+    );
+    assert!(
+        all.iter().zip(previous).all(|(e, id)| e.id == *id),
+        "the log changed below its old head"
+    );
+
+    // Every event decodes and is intact, and every batch is whole.
+    let mut position = 0;
+    while position < all.len() {
+        let (index, len) = batch_place(&all[position]);
+        assert_eq!(index, 0, "position {position} starts inside a batch");
+        assert!(
+            position + len <= all.len(),
+            "the batch at position {position} is cut off at the head"
+        );
+        for (k, event) in all[position..position + len].iter().enumerate() {
+            assert_eq!(
+                batch_place(event),
+                (k, len),
+                "the batch at position {position} is torn"
+            );
+            assert_eq!(event.stream, all[position].stream);
+            assert_eq!(
+                event.stream_version,
+                all[position].stream_version + k as u64
+            );
+        }
+        position += len;
+    }
+
+    for ack in acks {
+        assert_eq!(
+            ack.last_position + 1 - ack.first_position,
+            ack.ids.len() as u64,
+            "{ack:?}"
+        );
+        assert_eq!(
+            ack.last_version + 1 - ack.first_version,
+            ack.ids.len() as u64,
+            "{ack:?}"
+        );
+        for (i, id) in ack.ids.iter().enumerate() {
+            let stored = all.get((ack.first_position + i as u64) as usize);
+            let stored =
+                stored.unwrap_or_else(|| panic!("acknowledged event {id} is lost: {ack:?}"));
+            assert_eq!(
+                (stored.id, stored.stream.as_str(), stored.stream_version),
+                (*id, ack.stream.as_str(), ack.first_version + i as u64),
+                "acknowledged event is not where its acknowledgement said: {ack:?}"
+            );
+        }
+    }
+    log.close().expect("close the log");
+    all
+}
+
+/// Where an event sits in its batch, from its payload, after checking the payload is intact.
+fn batch_place(event: &RecordedEvent) -> (usize, usize) {
+    let message: prost_types::Any = event.decode().expect("every stored payload decodes");
+    assert_eq!(
+        message.value,
+        ballot_value(event.id),
+        "payload of {} is not its own",
+        event.id
+    );
+    let place = message
+        .type_url
+        .strip_prefix("podium.test/torture/")
+        .expect("torture payload");
+    let (index, len) = place.split_once('/').expect("index/len");
+    (index.parse().expect("index"), len.parse().expect("len"))
+}

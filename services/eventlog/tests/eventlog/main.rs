@@ -1,0 +1,11 @@
+//! The integration tests of podium-eventlog, one binary with a module per concern: appends and
+//! reads, idempotency, subscriptions, read models, property tests under concurrency, and the
+//! crash test that kills a writing child process with SIGKILL.
+
+mod append;
+mod crash;
+mod helpers;
+mod idempotency;
+mod projection;
+mod properties;
+mod subscribe;
