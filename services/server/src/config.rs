@@ -11,6 +11,9 @@ pub enum ServiceName {
     Agenda,
     /// The public event feed (`podium.v1.EventFeed`).
     Feed,
+    /// Presence, the failover engine, switching and readiness (`podium.v1.Presence`,
+    /// `podium.v1.Stage`, `podium.v1.Recordings`).
+    Status,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, clap::ValueEnum)]
@@ -41,13 +44,18 @@ pub struct Config {
         long,
         env = "PODIUM_SERVICES",
         value_delimiter = ',',
-        default_value = "access,agenda,feed"
+        default_value = "access,agenda,feed,status"
     )]
     pub services: Vec<ServiceName>,
 
     /// Log format on stderr. Filter with RUST_LOG (default "info").
     #[arg(long, env = "PODIUM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// After a restart, how long live sessions keep their source while speakers' agents
+    /// reconnect, before any failover rule fires.
+    #[arg(long, env = "PODIUM_RECONNECT_GRACE", value_parser = parse_seconds, default_value = "5")]
+    pub reconnect_grace: Duration,
 
     /// On SIGINT or SIGTERM, how long open streams get to end before podiumd stops anyway.
     #[arg(long, env = "PODIUM_DRAIN_TIMEOUT", value_parser = parse_seconds, default_value = "10")]

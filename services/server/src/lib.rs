@@ -16,9 +16,15 @@ use podium_eventlog::{EventLog, Filter, Projector, SledEventLog, SledOptions};
 use podium_proto::v1::{
     access_server::AccessServer, agenda_server::AgendaServer, event_feed_server::EventFeedServer,
 };
+use podium_proto::v1::{presence_server::PresenceServer, stage_server::StageServer};
 use podium_sessions::{AgendaService, AgendaStore};
+use podium_status::{
+    Clock, Engine, EngineHandle, PresenceService, StageService, StatusModel,
+    status_model_event_types,
+};
 use tokio::{net::TcpListener, sync::watch};
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::server::NamedService;
 
 pub use config::{Config, LogFormat, ServiceName};
 pub use feed::FeedService;
@@ -37,6 +43,8 @@ pub enum ServerError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("status service: {0}")]
+    Status(#[from] podium_status::StatusError),
 }
 
 /// podium's state, opened and replayed, ready to serve.
@@ -47,6 +55,13 @@ pub struct Podium {
     keys: Arc<TokenKeys>,
     directory: Projector<Directory>,
     agenda: Option<AgendaStore>,
+    status: Option<StatusParts>,
+}
+
+/// The status service's read model and engine, when this process runs it.
+struct StatusParts {
+    model: Projector<StatusModel>,
+    engine: EngineHandle,
 }
 
 impl Podium {
@@ -89,6 +104,19 @@ impl Podium {
         } else {
             None
         };
+        let status = if config.runs(ServiceName::Status) {
+            let filter = Filter {
+                stream_prefix: None,
+                event_types: status_model_event_types(),
+            };
+            let model =
+                Projector::start("status", log.clone(), StatusModel::default(), filter).await?;
+            let grace = config.reconnect_grace.as_millis() as u64;
+            let engine = Engine::spawn(log.clone(), model.clone(), Clock::new(), grace).await?;
+            Some(StatusParts { model, engine })
+        } else {
+            None
+        };
         tracing::info!(
             events = log.head(),
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -101,6 +129,7 @@ impl Podium {
             keys,
             directory,
             agenda,
+            status,
         })
     }
 
@@ -118,6 +147,7 @@ impl Podium {
             keys,
             directory,
             agenda,
+            status,
         } = self;
         let auth = Authenticator::new(keys.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -145,14 +175,48 @@ impl Podium {
                 auth.clone(),
             )
         });
+        let (presence, stage) = match &status {
+            Some(parts) => (
+                Some(PresenceServer::with_interceptor(
+                    PresenceService::new(
+                        parts.engine.clone(),
+                        parts.model.clone(),
+                        log.clone(),
+                        stop_rx.clone(),
+                    ),
+                    auth.clone(),
+                )),
+                Some(StageServer::with_interceptor(
+                    StageService::new(
+                        parts.engine.clone(),
+                        parts.model.clone(),
+                        log.clone(),
+                        stop_rx.clone(),
+                    ),
+                    auth.clone(),
+                )),
+            ),
+            None => (None, None),
+        };
+        // Health per gRPC service name, as generic health checkers ask for them.
+        let mut served: Vec<&'static str> = Vec::new();
         if access.is_some() {
-            health.set_serving::<AccessServer<AccessService>>().await;
+            served.push(<AccessServer<AccessService> as NamedService>::NAME);
         }
         if agenda.is_some() {
-            health.set_serving::<AgendaServer<AgendaService>>().await;
+            served.push(<AgendaServer<AgendaService> as NamedService>::NAME);
         }
         if feed.is_some() {
-            health.set_serving::<EventFeedServer<FeedService>>().await;
+            served.push(<EventFeedServer<FeedService> as NamedService>::NAME);
+        }
+        if status.is_some() {
+            served.push(<PresenceServer<PresenceService> as NamedService>::NAME);
+            served.push(<StageServer<StageService> as NamedService>::NAME);
+        }
+        for name in &served {
+            health
+                .set_service_status(*name, tonic_health::ServingStatus::Serving)
+                .await;
         }
 
         let address = listener.local_addr().ok();
@@ -164,6 +228,8 @@ impl Podium {
             .add_optional_service(access)
             .add_optional_service(agenda)
             .add_optional_service(feed)
+            .add_optional_service(presence)
+            .add_optional_service(stage)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                 let _ = serve_stop_rx.await;
             });
@@ -185,18 +251,11 @@ impl Podium {
             }
             None => {
                 tracing::info!("shutting down: health NOT_SERVING, ending open streams");
-                health
-                    .set_service_status("", tonic_health::ServingStatus::NotServing)
-                    .await;
-                health
-                    .set_not_serving::<AccessServer<AccessService>>()
-                    .await;
-                health
-                    .set_not_serving::<AgendaServer<AgendaService>>()
-                    .await;
-                health
-                    .set_not_serving::<EventFeedServer<FeedService>>()
-                    .await;
+                for name in std::iter::once("").chain(served.iter().copied()) {
+                    health
+                        .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                        .await;
+                }
                 let _ = stop_tx.send(true);
                 let _ = serve_stop_tx.send(());
                 match tokio::time::timeout(config.drain_timeout, &mut server).await {

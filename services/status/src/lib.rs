@@ -10,7 +10,12 @@
 pub mod domain;
 pub mod error;
 pub mod model;
+pub mod presence;
+pub mod stage;
 pub mod store;
 
 pub use error::StatusError;
 pub use model::{StatusModel, status_model_event_types};
+pub use presence::PresenceService;
+pub use stage::StageService;
+pub use store::{Clock, Engine, EngineHandle};

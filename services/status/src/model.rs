@@ -59,6 +59,9 @@ pub struct ConferenceFacts {
     pub tested: HashSet<String>,
     /// Live status per session; sessions never started have none.
     pub live: BTreeMap<String, SessionLive>,
+    /// Per session, the log position of the last event that changed its status or facts, so
+    /// that a watcher resuming from a position gets only what changed since.
+    pub changed: BTreeMap<String, u64>,
 }
 
 impl ConferenceFacts {
@@ -159,6 +162,7 @@ impl StatusModel {
                     recordings: BTreeMap::new(),
                     tested: HashSet::new(),
                     live: BTreeMap::new(),
+                    changed: BTreeMap::new(),
                 },
             );
             return Ok(());
@@ -201,6 +205,7 @@ impl StatusModel {
                 })
                 .cloned()
                 .unwrap_or_default();
+            c.changed.insert(s.session_id.clone(), event.position);
             c.sessions.insert(
                 s.session_id.clone(),
                 SessionFacts {
@@ -221,6 +226,8 @@ impl StatusModel {
             let r = event.decode::<pb::RecordingRegistered>().map_err(e)?;
             let recording = r.recording.ok_or("recording missing")?;
             if let Some(c) = self.conferences.get_mut(&recording.conference_id) {
+                c.changed
+                    .insert(recording.session_id.clone(), event.position);
                 let list = c
                     .recordings
                     .entry(recording.session_id.clone())

@@ -323,6 +323,9 @@ pub fn apply_live_event(model: &mut StatusModel, event: &RecordedEvent) -> Resul
     if let Some((conference_id, session_id, status)) = decode(event)? {
         if let Some(conference) = model.conferences.get_mut(&conference_id) {
             conference
+                .changed
+                .insert(session_id.clone(), event.position);
+            conference
                 .live
                 .entry(session_id)
                 .or_default()

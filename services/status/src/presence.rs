@@ -1,0 +1,272 @@
+//! The `podium.v1.Presence` service: speaker agents' heartbeat streams. Each heartbeat goes to
+//! the engine; the stream's end (a close, a reset, a dead connection found by keepalive) tells
+//! the engine the speaker is gone. A newer agent for the same speaker replaces the older one.
+//! A test connection (the green room) is recorded for readiness and never reaches the engine.
+
+use std::{
+    collections::HashMap,
+    pin::Pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::Stream;
+use podium_access::{Role, caller};
+use podium_eventlog::{EventLog, ExpectedVersion, NewEvent, Projector};
+use podium_proto::v1::{self as pb, presence_server::Presence};
+use tokio::sync::{oneshot, watch};
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+use crate::{
+    domain::Figures,
+    model::{StatusModel, timestamp},
+    store::{EngineHandle, figures_from_proto, figures_to_proto},
+};
+
+/// How often agents send heartbeats.
+pub const HEARTBEAT_INTERVAL_MS: u32 = 250;
+/// Heartbeats a test connection averages before it is recorded.
+const TEST_HEARTBEATS: u32 = 4;
+/// How long an agent has to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Agents = Arc<Mutex<HashMap<(String, String), (u64, oneshot::Sender<()>)>>>;
+
+pub struct PresenceService {
+    engine: EngineHandle,
+    model: Projector<StatusModel>,
+    log: Arc<dyn EventLog>,
+    agents: Agents,
+    next_connection: AtomicU64,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl PresenceService {
+    pub fn new(
+        engine: EngineHandle,
+        model: Projector<StatusModel>,
+        log: Arc<dyn EventLog>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            engine,
+            model,
+            log,
+            agents: Arc::default(),
+            next_connection: AtomicU64::new(1),
+            shutdown,
+        }
+    }
+}
+
+/// Tells the engine and the agent registry that a connection ended, however it ended.
+struct Departure {
+    engine: EngineHandle,
+    agents: Agents,
+    conference_id: String,
+    session_id: String,
+    speaker_id: String,
+    connection: u64,
+    on_air: bool,
+}
+
+impl Drop for Departure {
+    fn drop(&mut self) {
+        if let Ok(mut agents) = self.agents.lock() {
+            let key = (self.conference_id.clone(), self.speaker_id.clone());
+            if agents.get(&key).is_some_and(|(c, _)| *c == self.connection) {
+                agents.remove(&key);
+            }
+        }
+        if self.on_air {
+            let (engine, c, s, sp, connection) = (
+                self.engine.clone(),
+                self.conference_id.clone(),
+                self.session_id.clone(),
+                self.speaker_id.clone(),
+                self.connection,
+            );
+            tokio::spawn(async move {
+                let _ = engine.closed(&c, &s, &sp, connection).await;
+            });
+        }
+        tracing::info!(conference = %self.conference_id, speaker = %self.speaker_id, connection = self.connection, "agent disconnected");
+    }
+}
+
+type LinkStream = Pin<Box<dyn Stream<Item = Result<pb::LinkResponse, Status>> + Send>>;
+
+fn response(message: pb::link_response::Message) -> pb::LinkResponse {
+    pb::LinkResponse {
+        message: Some(message),
+    }
+}
+
+#[tonic::async_trait]
+impl Presence for PresenceService {
+    type LinkStream = LinkStream;
+
+    async fn link(
+        &self,
+        request: Request<Streaming<pb::LinkRequest>>,
+    ) -> Result<Response<Self::LinkStream>, Status> {
+        let principal = caller(&request)?;
+        let (Role::Speaker, Some(conference_id), Some(speaker_id)) = (
+            principal.role,
+            principal.conference_id.clone(),
+            principal.speaker_id.clone(),
+        ) else {
+            return Err(Status::permission_denied(
+                "only a speaker token can connect a speaker agent",
+            ));
+        };
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("send hello within 10 s of connecting"))??;
+        let Some(pb::LinkRequest {
+            message: Some(pb::link_request::Message::Hello(hello)),
+        }) = first
+        else {
+            return Err(Status::invalid_argument(
+                "hello: the first message must be hello",
+            ));
+        };
+        let session_id = hello.session_id.trim().to_owned();
+        let policy = {
+            let model = self.model.read();
+            let session = model
+                .session(&conference_id, &session_id)
+                .ok_or_else(|| Status::not_found(format!("session {session_id} not found")))?;
+            if !session.has_speaker(&speaker_id) {
+                return Err(Status::permission_denied(format!(
+                    "speaker {speaker_id} is not a speaker of session {session_id}"
+                )));
+            }
+            session.policy
+        };
+        let test = hello.test_connection;
+        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let (kick, mut kicked) = oneshot::channel();
+        let replaced = self
+            .agents
+            .lock()
+            .map_err(|_| Status::internal("internal error"))?
+            .insert(
+                (conference_id.clone(), speaker_id.clone()),
+                (connection, kick),
+            );
+        if let Some((_, older)) = replaced {
+            let _ = older.send(());
+        }
+        if !test {
+            self.engine
+                .connected(&conference_id, &session_id, &speaker_id, connection)
+                .await?;
+        }
+        tracing::info!(conference = %conference_id, session = %session_id, speaker = %speaker_id, connection, test, agent = %hello.agent, "agent connected");
+
+        let departure = Departure {
+            engine: self.engine.clone(),
+            agents: self.agents.clone(),
+            conference_id: conference_id.clone(),
+            session_id: session_id.clone(),
+            speaker_id: speaker_id.clone(),
+            connection,
+            on_air: !test,
+        };
+        let welcome = pb::Welcome {
+            conference_id: conference_id.clone(),
+            session_id: session_id.clone(),
+            speaker_id: speaker_id.clone(),
+            heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
+            failover_after_ms: policy.failover_after_ms as u32,
+        };
+        let engine = self.engine.clone();
+        let log = self.log.clone();
+        let mut shutdown = self.shutdown.clone();
+        let stream = async_stream::try_stream! {
+            let _departure = departure;
+            yield response(pb::link_response::Message::Welcome(welcome));
+            let mut tested: Vec<Figures> = Vec::new();
+            loop {
+                let message = tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => Err(Status::unavailable("podiumd is shutting down; the agent reconnects")),
+                    _ = &mut kicked => Err(Status::aborted(format!("replaced by a newer agent for speaker {speaker_id}; this one stops"))),
+                    message = inbound.message() => Ok(message),
+                }?;
+                let heartbeat = match message {
+                    Ok(Some(pb::LinkRequest { message: Some(pb::link_request::Message::Heartbeat(h)) })) => h,
+                    Ok(Some(pb::LinkRequest { message: Some(pb::link_request::Message::Hello(_)) })) => {
+                        Err(Status::invalid_argument("hello: already sent on this stream"))?
+                    }
+                    Ok(Some(pb::LinkRequest { message: None })) => continue,
+                    // The agent closed its side, or the connection died.
+                    Ok(None) | Err(_) => break,
+                };
+                let figures = figures_from_proto(heartbeat.figures);
+                if test {
+                    if tested.len() < TEST_HEARTBEATS as usize {
+                        tested.push(figures);
+                        if tested.len() == TEST_HEARTBEATS as usize {
+                            let average = average(&tested);
+                            record_test(log.as_ref(), &conference_id, &session_id, &speaker_id, average, engine.clock().now()).await?;
+                            yield response(pb::link_response::Message::TestRecorded(pb::TestRecorded { figures: Some(figures_to_proto(&average)) }));
+                        }
+                    }
+                } else {
+                    engine.heartbeat(&conference_id, &session_id, &speaker_id, connection, figures).await?;
+                }
+                yield response(pb::link_response::Message::Ack(pb::HeartbeatAck { seq: heartbeat.seq }));
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+fn average(samples: &[Figures]) -> Figures {
+    let n = samples.len().max(1);
+    Figures {
+        round_trip_ms: (samples
+            .iter()
+            .map(|f| u64::from(f.round_trip_ms))
+            .sum::<u64>()
+            / n as u64) as u32,
+        loss_percent: samples.iter().map(|f| f.loss_percent).sum::<f32>() / n as f32,
+        upstream_kbps: (samples
+            .iter()
+            .map(|f| u64::from(f.upstream_kbps))
+            .sum::<u64>()
+            / n as u64) as u32,
+    }
+}
+
+async fn record_test(
+    log: &dyn EventLog,
+    conference_id: &str,
+    session_id: &str,
+    speaker_id: &str,
+    figures: Figures,
+    at: u64,
+) -> Result<(), Status> {
+    let event = pb::TestConnectionRecorded {
+        conference_id: conference_id.to_owned(),
+        speaker_id: speaker_id.to_owned(),
+        session_id: session_id.to_owned(),
+        figures: Some(figures_to_proto(&figures)),
+        at: Some(timestamp(at)),
+    };
+    let stream = format!("conference/{conference_id}/speaker/{speaker_id}/presence");
+    log.append(
+        &stream,
+        ExpectedVersion::Any,
+        vec![NewEvent::new(Uuid::new_v4(), &event)],
+    )
+    .await?;
+    tracing::info!(conference = %conference_id, speaker = %speaker_id, "test connection recorded");
+    Ok(())
+}

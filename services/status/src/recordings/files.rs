@@ -1,0 +1,303 @@
+//! The recordings' bytes on disk, beside the log: `sha256/<64 hex>` holds each distinct content
+//! once, `tmp/` holds uploads in progress. An upload streams into a temporary file and is hashed
+//! as it arrives, so no file is ever held in memory; only when its size and SHA-256 match the
+//! declared ones is it flushed and renamed into place. Anything else (a mismatch, the size
+//! limit, a stream that ends early, a cancelled request) removes the temporary file: an
+//! [`Upload`] that is dropped before [`Upload::finish`] succeeded leaves nothing behind.
+//!
+//! Every file operation runs on tokio's blocking pool, hashing included.
+
+use std::{
+    fs,
+    io::{self, Read, Seek, SeekFrom, Write},
+    path::PathBuf,
+};
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::MAX_CHUNK_BYTES;
+use crate::error::StatusError;
+
+/// The content-addressed file store of recordings.
+#[derive(Debug)]
+pub struct RecordingStore {
+    dir: PathBuf,
+    max_bytes: u64,
+}
+
+impl RecordingStore {
+    /// Opens (or creates) the store in `dir`, accepting recordings of up to `max_bytes`.
+    /// Uploads left unfinished by an earlier process are removed.
+    pub fn open(dir: PathBuf, max_bytes: u64) -> io::Result<Self> {
+        fs::create_dir_all(dir.join("sha256"))?;
+        let tmp = dir.join("tmp");
+        fs::create_dir_all(&tmp)?;
+        let mut removed = 0u32;
+        for entry in fs::read_dir(&tmp)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                fs::remove_dir_all(&path)?;
+            } else {
+                fs::remove_file(&path)?;
+            }
+            removed += 1;
+        }
+        if removed > 0 {
+            tracing::info!(removed, dir = %tmp.display(), "removed unfinished uploads");
+        }
+        Ok(Self { dir, max_bytes })
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Where content with this SHA-256 (64 lowercase hex digits) is kept.
+    pub fn content_path(&self, sha256: &str) -> PathBuf {
+        self.dir.join("sha256").join(sha256)
+    }
+
+    /// The directory of uploads in progress.
+    pub fn temp_dir(&self) -> PathBuf {
+        self.dir.join("tmp")
+    }
+
+    /// Refuses a declared size above the limit, before any byte is read.
+    pub fn check_size(&self, size_bytes: u64) -> Result<(), StatusError> {
+        if size_bytes > self.max_bytes {
+            return Err(StatusError::TooLarge(format!(
+                "size_bytes: {size_bytes} bytes is over this server's limit of {} bytes",
+                self.max_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Starts receiving `size_bytes` bytes that should hash to `sha256`.
+    pub async fn begin(&self, size_bytes: u64, sha256: &str) -> Result<Upload, StatusError> {
+        self.check_size(size_bytes)?;
+        let temp = self.temp_dir().join(format!("{}.part", Uuid::new_v4()));
+        let path = temp.clone();
+        let file = blocking(move || {
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+        })
+        .await?;
+        Ok(Upload {
+            open: Some((file, Sha256::new())),
+            target: self.content_path(sha256),
+            temp,
+            size_bytes,
+            sha256: sha256.to_owned(),
+            max_bytes: self.max_bytes,
+            received: 0,
+            kept: false,
+        })
+    }
+
+    /// Opens the content `sha256`, which must be `size_bytes` long, at `offset`.
+    pub async fn open_at(
+        &self,
+        sha256: &str,
+        size_bytes: u64,
+        offset: u64,
+    ) -> Result<ContentReader, StatusError> {
+        let path = self.content_path(sha256);
+        let opened = blocking(move || {
+            let mut file = fs::File::open(&path)?;
+            let len = file.metadata()?.len();
+            file.seek(SeekFrom::Start(offset))?;
+            Ok((file, len))
+        })
+        .await;
+        match opened {
+            Ok((file, len)) if len == size_bytes => Ok(ContentReader { file: Some(file) }),
+            Ok((_, len)) => {
+                tracing::error!(sha256, len, size_bytes, "stored recording has the wrong size");
+                Err(StatusError::FailedPrecondition(format!(
+                    "the stored file {sha256} is {len} bytes, not the {size_bytes} registered; upload it again"
+                )))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StatusError::FailedPrecondition(format!(
+                    "the file {sha256} is not in this server's recording store; upload it again"
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// An upload in progress. Dropping it before [`Upload::finish`] succeeds removes its
+/// temporary file, which is how a cancelled request or a failed check keeps nothing.
+#[derive(Debug)]
+pub struct Upload {
+    /// Taken while a chunk is written on the blocking pool; `None` after a failed write.
+    open: Option<(fs::File, Sha256)>,
+    temp: PathBuf,
+    target: PathBuf,
+    size_bytes: u64,
+    sha256: String,
+    max_bytes: u64,
+    received: u64,
+    kept: bool,
+}
+
+impl Upload {
+    /// Bytes received so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Hashes and writes the next chunk, refusing it if it would pass the limit or the
+    /// declared size.
+    pub async fn write(&mut self, chunk: Vec<u8>) -> Result<(), StatusError> {
+        if chunk.len() > MAX_CHUNK_BYTES {
+            return Err(StatusError::invalid(
+                "chunk",
+                format!(
+                    "{} bytes; a chunk is at most {MAX_CHUNK_BYTES} bytes (4 MiB)",
+                    chunk.len()
+                ),
+            ));
+        }
+        let total = self.received + chunk.len() as u64;
+        if total > self.max_bytes {
+            return Err(StatusError::TooLarge(format!(
+                "the upload passed this server's limit of {} bytes; nothing was kept",
+                self.max_bytes
+            )));
+        }
+        if total > self.size_bytes {
+            return Err(StatusError::invalid(
+                "size_bytes",
+                format!(
+                    "the upload sent more than the {} bytes declared; nothing was kept",
+                    self.size_bytes
+                ),
+            ));
+        }
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let (mut file, mut hasher) = self.open.take().ok_or_else(failed_before)?;
+        let (file, hasher) = blocking(move || {
+            hasher.update(&chunk);
+            file.write_all(&chunk)?;
+            Ok((file, hasher))
+        })
+        .await?;
+        self.open = Some((file, hasher));
+        self.received = total;
+        Ok(())
+    }
+
+    /// Checks the size and the SHA-256 of everything received and, if both match, flushes the
+    /// file and moves it into place (or drops it if that content is already stored).
+    pub async fn finish(mut self) -> Result<(), StatusError> {
+        if self.received != self.size_bytes {
+            return Err(StatusError::invalid(
+                "size_bytes",
+                format!(
+                    "the upload ended after {} of the {} bytes declared; nothing was kept",
+                    self.received, self.size_bytes
+                ),
+            ));
+        }
+        let (file, hasher) = self.open.take().ok_or_else(failed_before)?;
+        let actual = hex(&hasher.finalize());
+        if actual != self.sha256 {
+            return Err(StatusError::invalid(
+                "sha256",
+                format!(
+                    "{} does not match the bytes received (their SHA-256 is {actual}); nothing was kept",
+                    self.sha256
+                ),
+            ));
+        }
+        let (temp, target) = (self.temp.clone(), self.target.clone());
+        blocking(move || {
+            file.sync_all()?;
+            drop(file);
+            if target.exists() {
+                fs::remove_file(&temp)?;
+            } else {
+                fs::rename(&temp, &target)?;
+                // The rename is durable only once the directory is.
+                if let Some(dir) = target.parent() {
+                    fs::File::open(dir)?.sync_all()?;
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        self.kept = true;
+        Ok(())
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        // One unlink; cheap enough to do here rather than on the blocking pool.
+        match fs::remove_file(&self.temp) {
+            Ok(()) => tracing::debug!(
+                path = %self.temp.display(),
+                received = self.received,
+                "removed an unfinished upload"
+            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %self.temp.display(), error = %e, "cannot remove an unfinished upload")
+            }
+        }
+    }
+}
+
+fn failed_before() -> StatusError {
+    StatusError::Io(io::Error::other("an earlier write of this upload failed"))
+}
+
+/// Reads a stored recording chunk by chunk.
+#[derive(Debug)]
+pub struct ContentReader {
+    /// Taken while a read runs on the blocking pool.
+    file: Option<fs::File>,
+}
+
+impl ContentReader {
+    /// Reads exactly `len` bytes (the caller knows how many are left).
+    pub async fn read(&mut self, len: usize) -> Result<Vec<u8>, StatusError> {
+        let mut file = self.file.take().ok_or_else(failed_before)?;
+        let (file, chunk) = blocking(move || {
+            let mut chunk = vec![0; len];
+            file.read_exact(&mut chunk)?;
+            Ok((file, chunk))
+        })
+        .await?;
+        self.file = Some(file);
+        Ok(chunk)
+    }
+}
+
+/// Lowercase hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(io::Error::other)?
+}

@@ -1,0 +1,466 @@
+//! The `podium.v1.Stage` service: moderators start and end sessions, switch and pin the source;
+//! boards and switchers watch the status stream; organisers run the pre-flight report.
+
+use std::{pin::Pin, sync::Arc};
+
+use chrono::{DateTime, Duration, Utc};
+use futures::{Stream, StreamExt};
+use podium_access::{Principal, Role, STAFF, caller};
+use podium_eventlog::{EventLog, Filter, Projector, RecordedEvent, SubscriptionItem, subscribe};
+use podium_proto::v1::{self as pb, stage_server::Stage};
+use podium_sessions::domain::{Hours, zoned};
+use prost::Name;
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    domain::{Lifecycle, LinkState, SessionLive, Target},
+    model::{ConferenceFacts, StatusModel, status_model_event_types, timestamp},
+    store::{
+        Command, EngineHandle, alert_to_proto, cause_to_proto, decode, figures_to_proto,
+        link_state_to_proto, source_to_proto,
+    },
+};
+
+/// Roles that run the show.
+const MODERATORS: &[Role] = &[Role::Admin, Role::Organiser, Role::Moderator];
+
+pub struct StageService {
+    engine: EngineHandle,
+    model: Projector<StatusModel>,
+    log: Arc<dyn EventLog>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl StageService {
+    pub fn new(
+        engine: EngineHandle,
+        model: Projector<StatusModel>,
+        log: Arc<dyn EventLog>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            engine,
+            model,
+            log,
+            shutdown,
+        }
+    }
+
+    /// Runs a moderator command and answers with the session's status once the read model
+    /// shows it.
+    async fn command(
+        &self,
+        principal: &Principal,
+        conference_id: &str,
+        session_id: &str,
+        command: Command,
+        action: &str,
+    ) -> Result<pb::SessionStatus, Status> {
+        principal.require(conference_id, MODERATORS, action)?;
+        self.session_exists(conference_id, session_id)?;
+        let position = self
+            .engine
+            .command(conference_id, session_id, command, &principal.id)
+            .await?;
+        self.model.wait_for(position).await?;
+        let model = self.model.read();
+        let conference = model
+            .conference(conference_id)
+            .ok_or_else(|| Status::not_found(format!("conference {conference_id} not found")))?;
+        session_status(conference, session_id)
+            .ok_or_else(|| Status::not_found(format!("session {session_id} not found")))
+    }
+
+    fn session_exists(&self, conference_id: &str, session_id: &str) -> Result<(), Status> {
+        let model = self.model.read();
+        let conference = model
+            .conference(conference_id)
+            .ok_or_else(|| Status::not_found(format!("conference {conference_id} not found")))?;
+        if conference.sessions.contains_key(session_id) {
+            Ok(())
+        } else {
+            Err(Status::not_found(format!(
+                "session {session_id} not found in conference {conference_id}"
+            )))
+        }
+    }
+}
+
+/// A session's status as boards show it.
+pub fn session_status(conference: &ConferenceFacts, session_id: &str) -> Option<pb::SessionStatus> {
+    let facts = conference.sessions.get(session_id)?;
+    let scheduled = SessionLive::default();
+    let live = conference.live.get(session_id).unwrap_or(&scheduled);
+    let links = facts
+        .speaker_ids
+        .iter()
+        .chain(&facts.backup_speaker_ids)
+        .map(|speaker_id| {
+            let link = live.links.get(speaker_id);
+            pb::SpeakerLink {
+                speaker_id: speaker_id.clone(),
+                state: link_state_to_proto(link.map_or(LinkState::Offline, |l| l.state)) as i32,
+                figures: link.map(|l| figures_to_proto(&l.figures)),
+                changed_at: link.map(|l| timestamp(l.changed_at)),
+            }
+        })
+        .collect();
+    Some(pb::SessionStatus {
+        session_id: session_id.to_owned(),
+        room_id: facts.room_id.clone(),
+        state: match live.lifecycle {
+            Lifecycle::Scheduled => pb::SessionState::Scheduled,
+            Lifecycle::Live => pb::SessionState::Live,
+            Lifecycle::Ended => pb::SessionState::Ended,
+        } as i32,
+        source: live.source.as_ref().map(source_to_proto),
+        pinned: live.pinned,
+        links,
+        alerts: live.alerts.iter().map(alert_to_proto).collect(),
+        went_live_at: live.went_live_at.map(timestamp),
+        cause: live.cause.map_or(pb::Cause::Unspecified, cause_to_proto) as i32,
+        title: facts.title.clone(),
+    })
+}
+
+/// The session an event concerns, for the status stream.
+fn affected_session(event: &RecordedEvent) -> Option<String> {
+    if let Ok(Some((_, session_id, _))) = decode(event) {
+        return Some(session_id);
+    }
+    if event.is::<pb::SessionScheduled>() {
+        return event
+            .decode::<pb::SessionScheduled>()
+            .ok()
+            .map(|s| s.session_id);
+    }
+    if event.is::<pb::RecordingRegistered>() {
+        return event
+            .decode::<pb::RecordingRegistered>()
+            .ok()
+            .and_then(|r| r.recording)
+            .map(|r| r.session_id);
+    }
+    None
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchStatusResponse, Status>> + Send>>;
+
+fn target(kind: i32, speaker_id: String, recording_id: String) -> Result<Target, Status> {
+    Ok(match pb::SourceKind::try_from(kind) {
+        Ok(pb::SourceKind::Speaker) => Target::Speaker(speaker_id),
+        Ok(pb::SourceKind::BackupSpeaker) => Target::BackupSpeaker(speaker_id),
+        Ok(pb::SourceKind::Recording) => Target::Recording(recording_id),
+        Ok(pb::SourceKind::Slate) => Target::Slate,
+        _ => {
+            return Err(Status::invalid_argument(
+                "kind: must be SPEAKER, RECORDING, BACKUP_SPEAKER or SLATE",
+            ));
+        }
+    })
+}
+
+#[tonic::async_trait]
+impl Stage for StageService {
+    type WatchStatusStream = WatchStream;
+
+    async fn start_session(
+        &self,
+        request: Request<pb::StartSessionRequest>,
+    ) -> Result<Response<pb::StartSessionResponse>, Status> {
+        let principal = caller(&request)?;
+        let r = request.into_inner();
+        let status = self
+            .command(
+                &principal,
+                r.conference_id.trim(),
+                r.session_id.trim(),
+                Command::Start,
+                "start sessions",
+            )
+            .await?;
+        Ok(Response::new(pb::StartSessionResponse {
+            status: Some(status),
+        }))
+    }
+
+    async fn end_session(
+        &self,
+        request: Request<pb::EndSessionRequest>,
+    ) -> Result<Response<pb::EndSessionResponse>, Status> {
+        let principal = caller(&request)?;
+        let r = request.into_inner();
+        let status = self
+            .command(
+                &principal,
+                r.conference_id.trim(),
+                r.session_id.trim(),
+                Command::End,
+                "end sessions",
+            )
+            .await?;
+        Ok(Response::new(pb::EndSessionResponse {
+            status: Some(status),
+        }))
+    }
+
+    async fn switch_source(
+        &self,
+        request: Request<pb::SwitchSourceRequest>,
+    ) -> Result<Response<pb::SwitchSourceResponse>, Status> {
+        let principal = caller(&request)?;
+        let r = request.into_inner();
+        let target = target(
+            r.kind,
+            r.speaker_id.trim().to_owned(),
+            r.recording_id.trim().to_owned(),
+        )?;
+        let status = self
+            .command(
+                &principal,
+                r.conference_id.trim(),
+                r.session_id.trim(),
+                Command::Switch(target),
+                "switch sources",
+            )
+            .await?;
+        Ok(Response::new(pb::SwitchSourceResponse {
+            status: Some(status),
+        }))
+    }
+
+    async fn pin(
+        &self,
+        request: Request<pb::PinRequest>,
+    ) -> Result<Response<pb::PinResponse>, Status> {
+        let principal = caller(&request)?;
+        let r = request.into_inner();
+        let status = self
+            .command(
+                &principal,
+                r.conference_id.trim(),
+                r.session_id.trim(),
+                Command::Pin(r.pinned),
+                "pin sources",
+            )
+            .await?;
+        Ok(Response::new(pb::PinResponse {
+            status: Some(status),
+        }))
+    }
+
+    async fn watch_status(
+        &self,
+        request: Request<pb::WatchStatusRequest>,
+    ) -> Result<Response<Self::WatchStatusStream>, Status> {
+        let principal = caller(&request)?;
+        let r = request.into_inner();
+        let conference_id = r.conference_id.trim().to_owned();
+        principal.require(&conference_id, STAFF, "watch the status")?;
+        let room = r.room_id.trim().to_owned();
+        let (mut local, position) = {
+            let model = self.model.read();
+            let conference = model.conference(&conference_id).ok_or_else(|| {
+                Status::not_found(format!("conference {conference_id} not found"))
+            })?;
+            let local = StatusModel {
+                conferences: [(conference_id.clone(), conference.clone())].into(),
+                position: model.position,
+            };
+            (local, model.position)
+        };
+        let in_room = move |c: &ConferenceFacts, session_id: &str| {
+            room.is_empty()
+                || c.sessions
+                    .get(session_id)
+                    .is_some_and(|s| s.room_id == room)
+        };
+        let snapshot = {
+            let c = &local.conferences[&conference_id];
+            if !r.room_id.trim().is_empty()
+                && !c.sessions.values().any(|s| s.room_id == r.room_id.trim())
+            {
+                return Err(Status::not_found(format!(
+                    "room {} has no sessions in conference {conference_id}",
+                    r.room_id.trim()
+                )));
+            }
+            let mut sessions: Vec<_> = c.sessions.values().filter(|s| in_room(c, &s.id)).collect();
+            sessions.sort_by_key(|s| (s.start, s.id.clone()));
+            sessions
+                .into_iter()
+                .filter(|s| {
+                    r.from_position == 0
+                        || c.changed.get(&s.id).is_some_and(|p| *p >= r.from_position)
+                })
+                .filter_map(|s| session_status(c, &s.id))
+                .collect()
+        };
+        let filter = Filter {
+            stream_prefix: Some(format!("conference/{conference_id}/")),
+            event_types: status_model_event_types(),
+        };
+        let events = subscribe(self.log.clone(), position, filter);
+        let mut shutdown = self.shutdown.clone();
+        let stream = async_stream::try_stream! {
+            yield pb::WatchStatusResponse { position, update: Some(pb::watch_status_response::Update::Snapshot(pb::StatusSnapshot { sessions: snapshot })) };
+            futures::pin_mut!(events);
+            loop {
+                let next = tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => None,
+                    item = events.next() => Some(item),
+                };
+                let event = match next {
+                    None => Err(Status::unavailable("podiumd is shutting down; reconnect with from_position"))?,
+                    Some(None) => Err(Status::unavailable("event log closed; reconnect with from_position"))?,
+                    Some(Some(Err(e))) => Err(Status::from(e))?,
+                    Some(Some(Ok(SubscriptionItem::CaughtUp(_)))) => continue,
+                    Some(Some(Ok(SubscriptionItem::Event(event)))) => event,
+                };
+                podium_eventlog::Projection::apply(&mut local, &event);
+                let Some(session_id) = affected_session(&event) else { continue };
+                let c = &local.conferences[&conference_id];
+                if !in_room(c, &session_id) {
+                    continue;
+                }
+                if let Some(status) = session_status(c, &session_id) {
+                    yield pb::WatchStatusResponse { position: event.position + 1, update: Some(pb::watch_status_response::Update::Changed(status)) };
+                }
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn preflight(
+        &self,
+        request: Request<pb::PreflightRequest>,
+    ) -> Result<Response<pb::PreflightResponse>, Status> {
+        let principal = caller(&request)?;
+        let r = request.into_inner();
+        let conference_id = r.conference_id.trim().to_owned();
+        principal.require(&conference_id, STAFF, "run the pre-flight report")?;
+        let hours = match r.within_hours {
+            0 => 24,
+            h if h <= 744 => h,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "within_hours: at most 744 (31 days)",
+                ));
+            }
+        };
+        let now = DateTime::<Utc>::from_timestamp_millis(self.engine.clock().now() as i64)
+            .unwrap_or_default();
+        let model = self.model.read();
+        let conference = model
+            .conference(&conference_id)
+            .ok_or_else(|| Status::not_found(format!("conference {conference_id} not found")))?;
+        let mut sessions: Vec<_> = conference
+            .sessions
+            .values()
+            .filter(|s| {
+                conference
+                    .live
+                    .get(&s.id)
+                    .is_none_or(|l| l.lifecycle != Lifecycle::Ended)
+            })
+            .filter(|s| {
+                r.all || (s.start >= now && s.start <= now + Duration::hours(i64::from(hours)))
+            })
+            .collect();
+        sessions.sort_by_key(|s| (s.start, s.id.clone()));
+        let report = sessions
+            .into_iter()
+            .map(|s| readiness(conference, s))
+            .collect();
+        Ok(Response::new(pb::PreflightResponse { sessions: report }))
+    }
+}
+
+fn zoned_proto(at: DateTime<Utc>, zone: chrono_tz::Tz) -> pb::ZonedTime {
+    let view = zoned(at, zone);
+    pb::ZonedTime {
+        utc: Some(timestamp(at.timestamp_millis().max(0) as u64)),
+        time_zone: view.zone.name().to_owned(),
+        local: view.local,
+        label: view.label,
+    }
+}
+
+/// READY, or AT_RISK with the reasons, for one session.
+fn readiness(
+    conference: &ConferenceFacts,
+    session: &crate::model::SessionFacts,
+) -> pb::SessionReadiness {
+    let mut reasons = Vec::new();
+    let mut speakers = Vec::new();
+    for (speaker_id, backup) in session
+        .speaker_ids
+        .iter()
+        .map(|s| (s, false))
+        .chain(session.backup_speaker_ids.iter().map(|s| (s, true)))
+    {
+        let Some(speaker) = conference.speakers.get(speaker_id) else {
+            continue;
+        };
+        let tested = conference.tested.contains(speaker_id);
+        let within_hours = Hours::new(speaker.available_from, speaker.available_until)
+            .map(|h| h.contains(speaker.zone, session.start, session.end))
+            .unwrap_or(false);
+        if !tested && !backup {
+            reasons.push(format!("{} has not done a test connection", speaker.name));
+        }
+        if !within_hours {
+            let local = session.start.with_timezone(&speaker.zone);
+            reasons.push(format!(
+                "starts {} for {} in {}, outside their hours {}",
+                local.format("%a %H:%M"),
+                speaker.name,
+                speaker.zone.name(),
+                Hours::new(speaker.available_from, speaker.available_until)
+                    .map(|h| h.describe())
+                    .unwrap_or_default()
+            ));
+        }
+        speakers.push(pb::SpeakerReadiness {
+            speaker_id: speaker_id.clone(),
+            name: speaker.name.clone(),
+            backup,
+            tested,
+            within_hours,
+            start: Some(zoned_proto(session.start, speaker.zone)),
+        });
+    }
+    let recordings = conference.recordings.get(&session.id).map_or(0, Vec::len) as u32;
+    if recordings == 0 {
+        reasons.push("no verified recording".to_owned());
+    }
+    if session.backup_speaker_ids.is_empty() {
+        reasons.push("no backup speaker named".to_owned());
+    }
+    pb::SessionReadiness {
+        session_id: session.id.clone(),
+        title: session.title.clone(),
+        start: Some(zoned_proto(session.start, conference.zone)),
+        readiness: if reasons.is_empty() {
+            pb::Readiness::Ready
+        } else {
+            pb::Readiness::AtRisk
+        } as i32,
+        reasons,
+        recordings,
+        speakers,
+    }
+}
+
+/// The type name of every status event, for feeds that want only those.
+pub fn status_event_types() -> Vec<String> {
+    vec![
+        pb::SessionWentLive::full_name(),
+        pb::SessionEnded::full_name(),
+        pb::SourceSwitched::full_name(),
+        pb::SourcePinned::full_name(),
+        pb::LinkChanged::full_name(),
+        pb::AlertRaised::full_name(),
+    ]
+}
