@@ -7,6 +7,7 @@
 
 mod output;
 mod settings;
+mod stage;
 
 use std::collections::HashMap;
 
@@ -71,6 +72,17 @@ enum Command {
     /// Follow a conference's event feed.
     #[command(subcommand)]
     Events(EventsCmd),
+    /// The live status of every session.
+    #[command(subcommand)]
+    Status(stage::StatusCmd),
+    /// Put a source on air: the speaker, the recording, a backup speaker, or the slate.
+    Switch(stage::SwitchArgs),
+    /// Pin what is on air: no rule moves it until you unpin.
+    Pin { session: String },
+    /// Let the failover rules move the source again.
+    Unpin { session: String },
+    /// Readiness of the coming sessions: test connection, recording, backup, local hours.
+    Preflight(stage::PreflightArgs),
     /// Save the address, token or conference to the config file.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -131,6 +143,9 @@ enum SpeakerCmd {
     },
     /// List the conference's speakers.
     List,
+    /// Run the speaker agent: keep the link to podium open with heartbeats (needs a speaker
+    /// token). With --test, record a green-room test connection and stop.
+    Connect(stage::ConnectArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -189,6 +204,10 @@ enum SessionCmd {
     },
     /// Show one session, with its times in each speaker's zone.
     Show { id: String },
+    /// Take a session live, on its speaker.
+    Start { id: String },
+    /// End a live session.
+    End { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -482,6 +501,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Session(cmd) => session_cmd(&ctx, cmd).await,
+        Command::Speaker(SpeakerCmd::Connect(args)) => stage::connect(&ctx, args).await,
+        Command::Status(cmd) => stage::watch(&ctx, cmd).await,
+        Command::Switch(args) => stage::switch(&ctx, args).await,
+        Command::Pin { session } => stage::pin(&ctx, session, true).await,
+        Command::Unpin { session } => stage::pin(&ctx, session, false).await,
+        Command::Preflight(args) => stage::preflight(&ctx, args).await,
         Command::Slots(SlotsCmd::Suggest {
             speakers,
             minutes,
@@ -827,6 +852,8 @@ async fn session_cmd(ctx: &Ctx, cmd: SessionCmd) -> anyhow::Result<()> {
                 println!("{warnings} warning(s): see `podium session show <id>`");
             }
         }
+        SessionCmd::Start { id } => stage::session_lifecycle(ctx, id, true).await?,
+        SessionCmd::End { id } => stage::session_lifecycle(ctx, id, false).await?,
         SessionCmd::Show { id } => {
             let session = ctx
                 .client

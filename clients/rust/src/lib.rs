@@ -18,7 +18,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent;
 mod json;
+mod status;
 
 use std::{str::FromStr, time::Duration};
 
@@ -26,6 +28,7 @@ use futures::{Stream, StreamExt};
 pub use podium_proto::v1 as pb;
 use podium_proto::v1::{
     access_client::AccessClient, agenda_client::AgendaClient, event_feed_client::EventFeedClient,
+    presence_client::PresenceClient, stage_client::StageClient,
 };
 use tonic::{
     Code, Request, Status,
@@ -35,6 +38,7 @@ use tonic::{
 };
 
 pub use json::{message_to_json, payload_to_json};
+pub use status::StatusUpdate;
 
 /// Why the client could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +131,14 @@ impl Client {
 
     pub fn access(&self) -> AccessClient<Authed> {
         AccessClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn presence(&self) -> PresenceClient<Authed> {
+        PresenceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn stage(&self) -> StageClient<Authed> {
+        StageClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
     pub fn feed(&self) -> EventFeedClient<Authed> {

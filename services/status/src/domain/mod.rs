@@ -852,3 +852,6 @@ fn clock(ms: Millis) -> String {
         format!("{}:{:02}", s / 60, s % 60)
     }
 }
+
+#[cfg(test)]
+mod tests;

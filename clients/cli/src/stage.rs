@@ -1,0 +1,345 @@
+//! The show on the day: starting and ending sessions, switching and pinning the source, the live
+//! status board, the pre-flight report, and the speaker agent (`podium speaker connect`).
+
+use std::{
+    collections::BTreeMap,
+    io::{IsTerminal, Write},
+    path::PathBuf,
+    sync::Arc,
+};
+
+use anyhow::{Context as _, anyhow};
+use clap::{Args, Subcommand, ValueEnum};
+use futures::StreamExt;
+use podium_client::{
+    StatusUpdate,
+    agent::{AgentConfig, AgentEvent, run_agent},
+    pb,
+};
+
+use crate::{
+    Ctx,
+    output::{label, table},
+};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SourceArg {
+    /// The live speaker.
+    Speaker,
+    /// The pre-recorded talk, from where the live talk had got to.
+    Recording,
+    /// A backup speaker.
+    Backup,
+    /// "Please stand by".
+    Slate,
+}
+
+#[derive(Debug, Args)]
+pub struct SwitchArgs {
+    /// The session.
+    pub session: String,
+    #[arg(value_enum)]
+    pub to: SourceArg,
+    /// Which speaker or backup speaker (default: the first).
+    #[arg(long)]
+    pub speaker: Option<String>,
+    /// Which recording (default: the primary).
+    #[arg(long)]
+    pub recording: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StatusCmd {
+    /// A live board of every room: the session, what is on air, each speaker's link.
+    Watch {
+        /// Only this room.
+        #[arg(long)]
+        room: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PreflightArgs {
+    /// Sessions starting within this many hours.
+    #[arg(long, default_value_t = 24)]
+    pub hours: u32,
+    /// Every session that has not ended.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The session you present.
+    #[arg(long)]
+    pub session: String,
+    /// A green-room test connection: recorded for the pre-flight report, never on air.
+    #[arg(long)]
+    pub test: bool,
+    /// Packet loss of your media link in percent, if your media tool shows it.
+    #[arg(long, default_value_t = 0.0)]
+    pub loss: f32,
+    /// Upstream bitrate of your media link in kbit/s.
+    #[arg(long, default_value_t = 0)]
+    pub kbps: u32,
+    /// A file a media tool keeps up to date with "loss=1.5 kbps=2400"; read at every heartbeat.
+    #[arg(long)]
+    pub media_file: Option<PathBuf>,
+}
+
+fn print_status(s: &pb::SessionStatus, names: &Names) {
+    println!("Session     {} ({})", s.session_id, s.title);
+    println!("State       {}", state(s.state));
+    println!("On air      {}", on_air(s.source.as_ref(), names));
+    if s.pinned {
+        println!("Pinned      yes");
+    }
+    for link in &s.links {
+        println!("Link        {}", link_text(link, names));
+    }
+    for alert in &s.alerts {
+        println!("alert: {}", alert.message);
+    }
+}
+
+/// Speaker and room names for people.
+#[derive(Default)]
+struct Names {
+    speakers: BTreeMap<String, String>,
+    rooms: BTreeMap<String, String>,
+}
+
+impl Names {
+    async fn load(ctx: &Ctx, conference_id: &str) -> Names {
+        let Ok(conference) = ctx.fetch_conference(conference_id).await else { return Names::default() };
+        Names {
+            speakers: conference.speakers.into_iter().map(|s| (s.id, s.name)).collect(),
+            rooms: conference.rooms.into_iter().map(|r| (r.id, r.name)).collect(),
+        }
+    }
+
+    fn speaker(&self, id: &str) -> String {
+        self.speakers.get(id).cloned().unwrap_or_else(|| id.to_owned())
+    }
+}
+
+fn state(state: i32) -> &'static str {
+    match pb::SessionState::try_from(state) {
+        Ok(pb::SessionState::Live) => "LIVE",
+        Ok(pb::SessionState::Ended) => "ended",
+        _ => "scheduled",
+    }
+}
+
+fn on_air(source: Option<&pb::Source>, names: &Names) -> String {
+    let Some(source) = source else { return "-".into() };
+    match pb::SourceKind::try_from(source.kind) {
+        Ok(pb::SourceKind::Speaker) => format!("speaker {}", names.speaker(&source.speaker_id)),
+        Ok(pb::SourceKind::BackupSpeaker) => format!("backup speaker {}", names.speaker(&source.speaker_id)),
+        Ok(pb::SourceKind::Recording) => {
+            let s = source.offset_ms / 1000;
+            format!("RECORDING {} from {}:{:02}", source.recording_id, s / 60, s % 60)
+        }
+        Ok(pb::SourceKind::Slate) => "SLATE (please stand by)".into(),
+        _ => "-".into(),
+    }
+}
+
+fn link_text(link: &pb::SpeakerLink, names: &Names) -> String {
+    let state = match pb::LinkState::try_from(link.state) {
+        Ok(pb::LinkState::Healthy) => "healthy",
+        Ok(pb::LinkState::Poor) => "POOR",
+        Ok(pb::LinkState::Lost) => "LOST",
+        _ => "offline",
+    };
+    let figures = link
+        .figures
+        .as_ref()
+        .map(|f| format!(" rtt {} ms, loss {:.1}%, {} kbps", f.round_trip_ms, f.packet_loss_percent, f.upstream_kbps))
+        .unwrap_or_default();
+    format!("{}: {state}{figures}", names.speaker(&link.speaker_id))
+}
+
+pub async fn session_lifecycle(ctx: &Ctx, session: String, start: bool) -> anyhow::Result<()> {
+    let conference_id = ctx.conference().await?;
+    let status = if start {
+        ctx.client.stage().start_session(pb::StartSessionRequest { conference_id: conference_id.clone(), session_id: session }).await?.into_inner().status
+    } else {
+        ctx.client.stage().end_session(pb::EndSessionRequest { conference_id: conference_id.clone(), session_id: session }).await?.into_inner().status
+    };
+    show(ctx, &conference_id, status).await
+}
+
+async fn show(ctx: &Ctx, conference_id: &str, status: Option<pb::SessionStatus>) -> anyhow::Result<()> {
+    let status = status.context("server sent no status")?;
+    if !ctx.out.json(&status) {
+        print_status(&status, &Names::load(ctx, conference_id).await);
+    }
+    Ok(())
+}
+
+pub async fn switch(ctx: &Ctx, args: SwitchArgs) -> anyhow::Result<()> {
+    let conference_id = ctx.conference().await?;
+    let kind = match args.to {
+        SourceArg::Speaker => pb::SourceKind::Speaker,
+        SourceArg::Recording => pb::SourceKind::Recording,
+        SourceArg::Backup => pb::SourceKind::BackupSpeaker,
+        SourceArg::Slate => pb::SourceKind::Slate,
+    };
+    let request = pb::SwitchSourceRequest {
+        conference_id: conference_id.clone(),
+        session_id: args.session,
+        kind: kind as i32,
+        speaker_id: args.speaker.unwrap_or_default(),
+        recording_id: args.recording.unwrap_or_default(),
+    };
+    let status = ctx.client.stage().switch_source(request).await?.into_inner().status;
+    show(ctx, &conference_id, status).await
+}
+
+pub async fn pin(ctx: &Ctx, session: String, pinned: bool) -> anyhow::Result<()> {
+    let conference_id = ctx.conference().await?;
+    let request = pb::PinRequest { conference_id: conference_id.clone(), session_id: session, pinned };
+    let status = ctx.client.stage().pin(request).await?.into_inner().status;
+    show(ctx, &conference_id, status).await
+}
+
+pub async fn watch(ctx: &Ctx, cmd: StatusCmd) -> anyhow::Result<()> {
+    let StatusCmd::Watch { room } = cmd;
+    let conference_id = ctx.conference().await?;
+    let names = Names::load(ctx, &conference_id).await;
+    let board = std::io::stdout().is_terminal() && !ctx.out.json;
+    let updates = ctx.client.watch_status(&conference_id, room.as_deref().unwrap_or_default());
+    futures::pin_mut!(updates);
+    let mut sessions: BTreeMap<String, pb::SessionStatus> = BTreeMap::new();
+    let mut stdout = std::io::stdout().lock();
+    while let Some(update) = updates.next().await {
+        let (position, changed) = match update? {
+            StatusUpdate::Snapshot { position, sessions: list } => (position, list),
+            StatusUpdate::Changed { position, session } => (position, vec![session]),
+        };
+        for session in &changed {
+            sessions.insert(session.session_id.clone(), session.clone());
+        }
+        let written = if ctx.out.json {
+            changed.iter().try_for_each(|s| {
+                let mut json = podium_client::message_to_json(s);
+                if let Some(o) = json.as_object_mut() {
+                    o.insert("position".into(), position.into());
+                }
+                writeln!(stdout, "{json}")
+            })
+        } else if board {
+            // Redraw in place: clear the screen, then the whole board.
+            write!(stdout, "\x1b[2J\x1b[H{}\n(position {position}; Ctrl-C stops)\n", board_table(&sessions, &names))
+        } else {
+            changed.iter().try_for_each(|s| {
+                let links: Vec<String> = s.links.iter().map(|l| link_text(l, &names)).collect();
+                writeln!(stdout, "#{position} {} [{}] {}: {} | {}", s.session_id, state(s.state), s.title, on_air(s.source.as_ref(), &names), links.join("; "))
+            })
+        };
+        match written.and_then(|()| stdout.flush()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn board_table(sessions: &BTreeMap<String, pb::SessionStatus>, names: &Names) -> comfy_table::Table {
+    let mut t = table(&["Room", "Session", "State", "On air", "Links", "Alert"]);
+    let mut rows: Vec<&pb::SessionStatus> = sessions.values().collect();
+    rows.sort_by_key(|s| (s.room_id.clone(), s.state != pb::SessionState::Live as i32, s.session_id.clone()));
+    for s in rows {
+        t.add_row(vec![
+            names.rooms.get(&s.room_id).cloned().unwrap_or_else(|| s.room_id.clone()),
+            format!("{}\n{}", s.title, s.session_id),
+            format!("{}{}", state(s.state), if s.pinned { " (pinned)" } else { "" }),
+            on_air(s.source.as_ref(), names),
+            s.links.iter().map(|l| link_text(l, names)).collect::<Vec<_>>().join("\n"),
+            s.alerts.last().map(|a| a.message.clone()).unwrap_or_default(),
+        ]);
+    }
+    t
+}
+
+pub async fn preflight(ctx: &Ctx, args: PreflightArgs) -> anyhow::Result<()> {
+    let conference_id = ctx.conference().await?;
+    let report = ctx
+        .client
+        .stage()
+        .preflight(pb::PreflightRequest { conference_id, within_hours: args.hours, all: args.all })
+        .await?
+        .into_inner();
+    if ctx.out.json(&report) {
+        return Ok(());
+    }
+    if report.sessions.is_empty() {
+        println!("no sessions in that window (try --all)");
+        return Ok(());
+    }
+    let mut t = table(&["Session", "Starts", "Readiness", "Speakers (their time)", "Reasons"]);
+    for s in &report.sessions {
+        let ready = if s.readiness == pb::Readiness::Ready as i32 { "READY" } else { "AT RISK" };
+        let speakers: Vec<String> = s
+            .speakers
+            .iter()
+            .map(|sp| format!("{}{}: {}{}", sp.name, if sp.backup { " (backup)" } else { "" }, label(&sp.start), if sp.tested { ", tested" } else { "" }))
+            .collect();
+        t.add_row(vec![format!("{}\n{}", s.title, s.session_id), label(&s.start).to_owned(), ready.to_owned(), speakers.join("\n"), s.reasons.join("\n")]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+/// "loss=1.5 kbps=2400" (either may be missing).
+fn read_media_file(path: &PathBuf) -> Option<(f32, u32)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let (mut loss, mut kbps) = (0.0, 0);
+    for part in text.split_whitespace() {
+        match part.split_once('=') {
+            Some(("loss", v)) => loss = v.parse().ok()?,
+            Some(("kbps", v)) => kbps = v.parse().ok()?,
+            _ => {}
+        }
+    }
+    Some((loss, kbps))
+}
+
+pub async fn connect(ctx: &Ctx, args: ConnectArgs) -> anyhow::Result<()> {
+    let mut config = AgentConfig::new(&args.session);
+    config.test_connection = args.test;
+    config.agent = format!("podium {} ({})", env!("CARGO_PKG_VERSION"), std::env::consts::OS);
+    let (loss, kbps, file) = (args.loss, args.kbps, args.media_file.clone());
+    config.media = Arc::new(move || file.as_ref().and_then(read_media_file).unwrap_or((loss, kbps)));
+    let events = run_agent(ctx.client.clone(), config);
+    futures::pin_mut!(events);
+    let mut acks = 0u64;
+    while let Some(event) = events.next().await {
+        match event.map_err(|status| anyhow!("{} ({:?})", status.message(), status.code()))? {
+            AgentEvent::Connected(w) => eprintln!(
+                "connected: conference {}, session {}, speaker {}; heartbeat every {} ms, fallback after {} ms of silence{}",
+                w.conference_id,
+                w.session_id,
+                w.speaker_id,
+                w.heartbeat_interval_ms,
+                w.failover_after_ms,
+                if args.test { " (test connection)" } else { "" }
+            ),
+            AgentEvent::Acked { round_trip_ms, .. } => {
+                acks += 1;
+                // A line every 10 s is enough for a person.
+                if acks % 40 == 1 {
+                    eprintln!("link ok: round trip {round_trip_ms} ms");
+                }
+            }
+            AgentEvent::TestRecorded(f) => {
+                println!("test connection recorded: round trip {} ms, loss {:.1}%, {} kbps", f.round_trip_ms, f.packet_loss_percent, f.upstream_kbps);
+                return Ok(());
+            }
+            AgentEvent::Disconnected { reason, retry_in } => eprintln!("link lost ({reason}); reconnecting in {} ms", retry_in.as_millis()),
+        }
+    }
+    Ok(())
+}

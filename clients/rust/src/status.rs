@@ -1,0 +1,64 @@
+//! Following the live status of a conference across disconnects: after a reconnect the watch
+//! resumes from the last position seen, so the server sends only the sessions that changed.
+
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use tonic::Status;
+
+use crate::{Client, pb, retryable};
+
+/// One message of a followed status stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatusUpdate {
+    /// Sessions as they are; after a reconnect, only those that changed meanwhile.
+    Snapshot { position: u64, sessions: Vec<pb::SessionStatus> },
+    /// One session after a change.
+    Changed { position: u64, session: pb::SessionStatus },
+}
+
+impl Client {
+    /// Follows the status of a conference (or one room), reconnecting with backoff.
+    pub fn watch_status(&self, conference_id: &str, room_id: &str) -> impl Stream<Item = Result<StatusUpdate, Status>> + Send + 'static {
+        let client = self.clone();
+        let (conference_id, room_id) = (conference_id.to_owned(), room_id.to_owned());
+        async_stream::try_stream! {
+            let mut from_position = 0u64;
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let request = pb::WatchStatusRequest { conference_id: conference_id.clone(), room_id: room_id.clone(), from_position };
+                let failure = match client.stage().watch_status(request).await {
+                    Err(status) => status,
+                    Ok(response) => {
+                        let mut stream = response.into_inner();
+                        loop {
+                            match stream.next().await {
+                                Some(Ok(message)) => {
+                                    backoff = Duration::from_millis(100);
+                                    from_position = message.position;
+                                    match message.update {
+                                        Some(pb::watch_status_response::Update::Snapshot(s)) => {
+                                            yield StatusUpdate::Snapshot { position: message.position, sessions: s.sessions };
+                                        }
+                                        Some(pb::watch_status_response::Update::Changed(session)) => {
+                                            yield StatusUpdate::Changed { position: message.position, session };
+                                        }
+                                        None => {}
+                                    }
+                                }
+                                Some(Err(status)) => break status,
+                                None => break Status::unavailable("status stream ended"),
+                            }
+                        }
+                    }
+                };
+                if !retryable(&failure) {
+                    Err(failure)?;
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
