@@ -29,7 +29,10 @@ pub struct AgentConfig {
 
 impl std::fmt::Debug for AgentConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentConfig").field("session_id", &self.session_id).field("test_connection", &self.test_connection).finish_non_exhaustive()
+        f.debug_struct("AgentConfig")
+            .field("session_id", &self.session_id)
+            .field("test_connection", &self.test_connection)
+            .finish_non_exhaustive()
     }
 }
 
@@ -50,23 +53,37 @@ impl AgentConfig {
 pub enum AgentEvent {
     Connected(pb::Welcome),
     /// A heartbeat came back after `round_trip_ms`.
-    Acked { seq: u64, round_trip_ms: u32 },
+    Acked {
+        seq: u64,
+        round_trip_ms: u32,
+    },
     /// The green-room test was recorded with these figures.
     TestRecorded(pb::LinkFigures),
     /// The link dropped; the agent tries again after `retry_in`.
-    Disconnected { reason: String, retry_in: Duration },
+    Disconnected {
+        reason: String,
+        retry_in: Duration,
+    },
 }
 
 /// Refusals a reconnect cannot cure.
 fn fatal(status: &Status) -> bool {
     matches!(
         status.code(),
-        Code::Aborted | Code::PermissionDenied | Code::NotFound | Code::InvalidArgument | Code::Unauthenticated | Code::FailedPrecondition
+        Code::Aborted
+            | Code::PermissionDenied
+            | Code::NotFound
+            | Code::InvalidArgument
+            | Code::Unauthenticated
+            | Code::FailedPrecondition
     )
 }
 
 /// Runs the agent until it is replaced or refused; the stream reports what happens.
-pub fn run_agent(client: Client, config: AgentConfig) -> impl Stream<Item = Result<AgentEvent, Status>> + Send + 'static {
+pub fn run_agent(
+    client: Client,
+    config: AgentConfig,
+) -> impl Stream<Item = Result<AgentEvent, Status>> + Send + 'static {
     async_stream::try_stream! {
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -102,6 +119,12 @@ pub fn run_agent(client: Client, config: AgentConfig) -> impl Stream<Item = Resu
                                 Some(Ok(pb::LinkResponse { message: Some(message) })) => match message {
                                     pb::link_response::Message::Welcome(welcome) => {
                                         backoff = Duration::from_millis(100);
+                                        // The server says how often it wants to hear from us.
+                                        let asked = Duration::from_millis(u64::from(welcome.heartbeat_interval_ms.max(10)));
+                                        if asked < config.interval {
+                                            ticker = tokio::time::interval(asked);
+                                            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                                        }
                                         yield AgentEvent::Connected(welcome);
                                     }
                                     pb::link_response::Message::Ack(ack) => {

@@ -183,7 +183,7 @@ impl Presence for PresenceService {
             conference_id: conference_id.clone(),
             session_id: session_id.clone(),
             speaker_id: speaker_id.clone(),
-            heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
+            heartbeat_interval_ms: heartbeat_interval(policy.failover_after_ms),
             failover_after_ms: policy.failover_after_ms as u32,
         };
         let engine = self.engine.clone();
@@ -226,6 +226,12 @@ impl Presence for PresenceService {
         };
         Ok(Response::new(Box::pin(stream)))
     }
+}
+
+/// 250 ms, or a quarter of failover_after when that is shorter (never below 25 ms), so that a
+/// short failover_after is not mistaken for silence between heartbeats.
+pub fn heartbeat_interval(failover_after_ms: u64) -> u32 {
+    (failover_after_ms / 4).clamp(25, u64::from(HEARTBEAT_INTERVAL_MS)) as u32
 }
 
 fn average(samples: &[Figures]) -> Figures {

@@ -705,7 +705,7 @@ impl Engine {
                         Command::Start => m.start(ctx, now, &by),
                         Command::End => m.end(ctx, now, &by),
                         Command::Switch(target) => m.switch(ctx, target, now, &by),
-                        Command::Pin(pinned) => Ok(m.pin(*pinned, now, &by)),
+                        Command::Pin(pinned) => Ok(m.pin(ctx, *pinned, now, &by)),
                     })
                     .await;
                 let _ = reply.send(result);

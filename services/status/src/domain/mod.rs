@@ -316,6 +316,8 @@ pub struct Monitor {
     pub tracks: BTreeMap<String, Track>,
     /// No rule fires before this time (set after a podiumd restart).
     pub grace_until: Option<Millis>,
+    /// When the rules were last applied: deadlines up to then have been handled.
+    pub evaluated_at: Option<Millis>,
 }
 
 /// A command refused.
@@ -411,6 +413,14 @@ impl Machine {
             // A replaced agent's last heartbeats count for nothing.
             return Vec::new();
         }
+        if track
+            .last_heartbeat
+            .is_some_and(|h| now >= h + ctx.policy.failover_after_ms)
+        {
+            // Back after a silence: stability counts from now.
+            track.healthy_since = None;
+            track.poor_since = None;
+        }
         track.last_heartbeat = Some(now);
         track.figures = figures;
         let poor = is_poor(&ctx.policy, &figures);
@@ -481,14 +491,21 @@ impl Machine {
     }
 
     fn evaluate(&mut self, ctx: &Context, now: Millis) -> Vec<StatusEvent> {
+        self.monitor.evaluated_at = Some(self.monitor.evaluated_at.map_or(now, |e| e.max(now)));
         let mut events = Vec::new();
         // Links whose heartbeats stopped are lost, whatever is on air.
-        for (speaker_id, track) in &self.monitor.tracks {
-            if let Some(last) = track.last_heartbeat {
-                let state = self.live.link_state(speaker_id);
-                if now >= last + ctx.policy.failover_after_ms
-                    && matches!(state, LinkState::Healthy | LinkState::Poor)
-                {
+        for (speaker_id, track) in &mut self.monitor.tracks {
+            if track
+                .last_heartbeat
+                .is_some_and(|last| now >= last + ctx.policy.failover_after_ms)
+            {
+                // Silence ends any stretch of stability or poor quality.
+                track.healthy_since = None;
+                track.poor_since = None;
+                if matches!(
+                    self.live.link_state(speaker_id),
+                    LinkState::Healthy | LinkState::Poor
+                ) {
                     events.push(StatusEvent::Link {
                         speaker_id: speaker_id.clone(),
                         state: LinkState::Lost,
@@ -649,8 +666,10 @@ impl Machine {
         })
     }
 
-    /// When the next rule could fire without new input, if any.
+    /// When the next rule could fire without new input, if any. Deadlines already passed at the
+    /// last evaluation are not reported again: a rule that did not fire then waits for input.
     pub fn next_deadline(&self, ctx: &Context) -> Option<Millis> {
+        let evaluated = self.monitor.evaluated_at;
         let mut deadlines: Vec<Millis> = self
             .monitor
             .tracks
@@ -693,7 +712,10 @@ impl Machine {
                 None => {}
             }
         }
-        deadlines.into_iter().min()
+        deadlines
+            .into_iter()
+            .filter(|d| evaluated.is_none_or(|e| *d > e))
+            .min()
     }
 
     // ---- Moderator commands ----
@@ -818,16 +840,21 @@ impl Machine {
         Ok(events)
     }
 
-    pub fn pin(&mut self, pinned: bool, now: Millis, by: &str) -> Vec<StatusEvent> {
+    /// Pins or unpins. Unpinning applies the rules at once: a link that failed while pinned
+    /// falls back now.
+    pub fn pin(&mut self, ctx: &Context, pinned: bool, now: Millis, by: &str) -> Vec<StatusEvent> {
         if self.live.pinned == pinned {
             return Vec::new();
         }
-        let events = vec![StatusEvent::Pinned {
+        let mut events = vec![StatusEvent::Pinned {
             pinned,
             at: now,
             by: by.to_owned(),
         }];
         self.apply_all(&events);
+        if !pinned {
+            events.extend(self.evaluate(ctx, now));
+        }
         events
     }
 }

@@ -17,7 +17,11 @@ struct Agent {
 }
 
 fn healthy(_: Millis) -> Figures {
-    Figures { round_trip_ms: 80, loss_percent: 0.5, upstream_kbps: 2500 }
+    Figures {
+        round_trip_ms: 80,
+        loss_percent: 0.5,
+        upstream_kbps: 2500,
+    }
 }
 
 struct Sim {
@@ -28,6 +32,8 @@ struct Sim {
     events: Vec<StatusEvent>,
     connection: u64,
     connected: bool,
+    /// Milliseconds between heartbeats.
+    interval: Millis,
 }
 
 const SPEAKER: &str = "spk-mei";
@@ -43,7 +49,16 @@ impl Sim {
             backups: vec!["spk-sarah".into()],
             recordings,
         };
-        Self { machine: Machine::default(), ctx, clock, start, events: Vec::new(), connection: 1, connected: false }
+        Self {
+            machine: Machine::default(),
+            ctx,
+            clock,
+            start,
+            events: Vec::new(),
+            connection: 1,
+            connected: false,
+            interval: 250,
+        }
     }
 
     fn elapsed(&self) -> Millis {
@@ -56,13 +71,16 @@ impl Sim {
 
     fn go_live(&mut self) {
         let now = self.clock.now();
-        let events = self.machine.start(&self.ctx, now, "moderator").expect("starts");
+        let events = self
+            .machine
+            .start(&self.ctx, now, "moderator")
+            .expect("starts");
         self.record(events);
     }
 
     /// Runs the scenario until `until` ms after the start.
     async fn run(&mut self, agent: &Agent, until: Millis) {
-        let mut next_beat = self.start + self.elapsed().div_ceil(250) * 250;
+        let mut next_beat = self.start + self.elapsed().div_ceil(self.interval) * self.interval;
         loop {
             let deadline = self.machine.next_deadline(&self.ctx);
             let at = deadline.map_or(next_beat, |d| d.min(next_beat));
@@ -73,7 +91,7 @@ impl Sim {
             tokio::time::sleep_until(self.clock.instant(at)).await;
             let now = self.clock.now();
             if now >= next_beat {
-                next_beat += 250;
+                next_beat += self.interval;
                 let t = now - self.start;
                 if (agent.online)(t) {
                     if !self.connected {
@@ -81,7 +99,13 @@ impl Sim {
                         self.machine.connected(SPEAKER, self.connection, now);
                         self.connected = true;
                     }
-                    let events = self.machine.heartbeat(&self.ctx, SPEAKER, self.connection, (agent.figures)(t), now);
+                    let events = self.machine.heartbeat(
+                        &self.ctx,
+                        SPEAKER,
+                        self.connection,
+                        (agent.figures)(t),
+                        now,
+                    );
                     self.record(events);
                     continue;
                 }
@@ -93,7 +117,9 @@ impl Sim {
 
     fn close(&mut self) {
         let now = self.clock.now();
-        let events = self.machine.closed(&self.ctx, SPEAKER, self.connection, now);
+        let events = self
+            .machine
+            .closed(&self.ctx, SPEAKER, self.connection, now);
         self.connected = false;
         self.record(events);
     }
@@ -102,7 +128,9 @@ impl Sim {
         self.events
             .iter()
             .filter_map(|e| match e {
-                StatusEvent::Switched { to, cause, at, .. } => Some((at - self.start, to.kind, *cause, to.offset_ms)),
+                StatusEvent::Switched { to, cause, at, .. } => {
+                    Some((at - self.start, to.kind, *cause, to.offset_ms))
+                }
                 _ => None,
             })
             .collect()
@@ -119,7 +147,11 @@ impl Sim {
 }
 
 fn talk() -> Vec<RecordingRef> {
-    vec![RecordingRef { id: "rec-talk".into(), sha256: "ab".repeat(32), duration_ms: 45 * 60 * 1000 }]
+    vec![RecordingRef {
+        id: "rec-talk".into(),
+        sha256: "ab".repeat(32),
+        duration_ms: 45 * 60 * 1000,
+    }]
 }
 
 #[tokio::test(start_paused = true)]
@@ -127,31 +159,65 @@ async fn heartbeats_stop_at_t_and_the_recording_is_on_air_at_exactly_t_plus_fail
     let mut sim = Sim::new(Policy::default(), talk());
     sim.go_live();
     // Heartbeats every 250 ms until 10 s; the last one at 9 750 ms.
-    let agent = Agent { online: |t| t < 10_000, figures: healthy };
+    let agent = Agent {
+        online: |t| t < 10_000,
+        figures: healthy,
+    };
     sim.run(&agent, 20_000).await;
-    assert_eq!(sim.switches(), vec![(10_750, SourceKind::Recording, Cause::HeartbeatTimeout, 10_750)]);
-    assert_eq!(sim.machine.live.source.as_ref().unwrap().recording_id, "rec-talk");
+    assert_eq!(
+        sim.switches(),
+        vec![(
+            10_750,
+            SourceKind::Recording,
+            Cause::HeartbeatTimeout,
+            10_750
+        )]
+    );
+    assert_eq!(
+        sim.machine.live.source.as_ref().unwrap().recording_id,
+        "rec-talk"
+    );
     assert_eq!(sim.machine.live.link_state(SPEAKER), LinkState::Lost);
-    assert!(sim.machine.live.alerts.iter().any(|a| a.kind == AlertKind::Failover));
+    assert!(
+        sim.machine
+            .live
+            .alerts
+            .iter()
+            .any(|a| a.kind == AlertKind::Failover)
+    );
     assert_eq!(sim.replayed(), sim.machine.live);
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_minimum_failover_after_is_honoured_too() {
-    let policy = Policy { failover_after_ms: 100, ..Policy::default() };
+    let policy = Policy {
+        failover_after_ms: 100,
+        ..Policy::default()
+    };
     let mut sim = Sim::new(policy, talk());
+    // With failover_after below the usual interval, agents are told to beat faster.
+    sim.interval = 25;
     sim.go_live();
-    let agent = Agent { online: |t| t < 3_000, figures: healthy };
+    let agent = Agent {
+        online: |t| t < 3_000,
+        figures: healthy,
+    };
     sim.run(&agent, 5_000).await;
-    // Last heartbeat at 2 750 ms.
-    assert_eq!(sim.switches(), vec![(2_850, SourceKind::Recording, Cause::HeartbeatTimeout, 2_850)]);
+    // Last heartbeat at 2 975 ms.
+    assert_eq!(
+        sim.switches(),
+        vec![(3_075, SourceKind::Recording, Cause::HeartbeatTimeout, 3_075)]
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_closed_stream_falls_back_when_the_speaker_does_not_return() {
     let mut sim = Sim::new(Policy::default(), talk());
     sim.go_live();
-    let agent = Agent { online: |t| t < 4_000, figures: healthy };
+    let agent = Agent {
+        online: |t| t < 4_000,
+        figures: healthy,
+    };
     sim.run(&agent, 3_900).await;
     sim.close();
     sim.run(&agent, 10_000).await;
@@ -164,8 +230,11 @@ async fn a_closed_stream_falls_back_when_the_speaker_does_not_return() {
 async fn a_speaker_back_within_failover_after_stays_on_air() {
     let mut sim = Sim::new(Policy::default(), talk());
     sim.go_live();
-    // An 800 ms gap (three missed heartbeats) is shorter than failover_after.
-    let agent = Agent { online: |t| !(5_000..5_800).contains(&t), figures: healthy };
+    // Two missed heartbeats (a 750 ms gap, 4 750 to 5 500) are shorter than failover_after.
+    let agent = Agent {
+        online: |t| !(5_000..5_500).contains(&t),
+        figures: healthy,
+    };
     sim.run(&agent, 20_000).await;
     assert!(sim.switches().is_empty(), "{:?}", sim.switches());
 }
@@ -175,12 +244,26 @@ async fn a_sustained_poor_link_falls_back_after_poor_for() {
     let mut sim = Sim::new(Policy::default(), talk());
     sim.go_live();
     fn lossy(t: Millis) -> Figures {
-        if t >= 2_000 { Figures { round_trip_ms: 90, loss_percent: 25.0, upstream_kbps: 300 } } else { healthy(t) }
+        if t >= 2_000 {
+            Figures {
+                round_trip_ms: 90,
+                loss_percent: 25.0,
+                upstream_kbps: 300,
+            }
+        } else {
+            healthy(t)
+        }
     }
-    let agent = Agent { online: |_| true, figures: lossy };
+    let agent = Agent {
+        online: |_| true,
+        figures: lossy,
+    };
     sim.run(&agent, 10_000).await;
     // First poor heartbeat at 2 000 ms, poor_for 5 s.
-    assert_eq!(sim.switches(), vec![(7_000, SourceKind::Recording, Cause::PoorLink, 7_000)]);
+    assert_eq!(
+        sim.switches(),
+        vec![(7_000, SourceKind::Recording, Cause::PoorLink, 7_000)]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -188,9 +271,20 @@ async fn a_short_burst_of_loss_does_not_fall_back() {
     let mut sim = Sim::new(Policy::default(), talk());
     sim.go_live();
     fn burst(t: Millis) -> Figures {
-        if (2_000..6_000).contains(&t) { Figures { round_trip_ms: 3_000, loss_percent: 0.0, upstream_kbps: 2500 } } else { healthy(t) }
+        if (2_000..6_000).contains(&t) {
+            Figures {
+                round_trip_ms: 3_000,
+                loss_percent: 0.0,
+                upstream_kbps: 2500,
+            }
+        } else {
+            healthy(t)
+        }
     }
-    let agent = Agent { online: |_| true, figures: burst };
+    let agent = Agent {
+        online: |_| true,
+        figures: burst,
+    };
     sim.run(&agent, 20_000).await;
     assert!(sim.switches().is_empty());
     assert_eq!(sim.machine.live.link_state(SPEAKER), LinkState::Healthy);
@@ -198,67 +292,133 @@ async fn a_short_burst_of_loss_does_not_fall_back() {
 
 #[tokio::test(start_paused = true)]
 async fn the_offset_is_the_live_time_clamped_to_the_recording() {
-    let short = vec![RecordingRef { id: "rec-short".into(), sha256: "cd".repeat(32), duration_ms: 60_000 }];
+    let short = vec![RecordingRef {
+        id: "rec-short".into(),
+        sha256: "cd".repeat(32),
+        duration_ms: 60_000,
+    }];
     let mut sim = Sim::new(Policy::default(), short);
     sim.go_live();
-    let agent = Agent { online: |t| t < 30_000, figures: healthy };
+    let agent = Agent {
+        online: |t| t < 30_000,
+        figures: healthy,
+    };
     sim.run(&agent, 40_000).await;
-    assert_eq!(sim.switches()[0].3, 30_750, "offset = time since the talk went live");
+    assert_eq!(
+        sim.switches()[0].3,
+        30_750,
+        "offset = time since the talk went live"
+    );
 
-    let mut late = Sim::new(Policy::default(), vec![RecordingRef { id: "rec-short".into(), sha256: "cd".repeat(32), duration_ms: 60_000 }]);
+    let mut late = Sim::new(
+        Policy::default(),
+        vec![RecordingRef {
+            id: "rec-short".into(),
+            sha256: "cd".repeat(32),
+            duration_ms: 60_000,
+        }],
+    );
     late.go_live();
-    let agent = Agent { online: |t| t < 90_000, figures: healthy };
+    let agent = Agent {
+        online: |t| t < 90_000,
+        figures: healthy,
+    };
     late.run(&agent, 100_000).await;
-    assert_eq!(late.switches()[0].3, 60_000, "clamped to the recording's length");
+    assert_eq!(
+        late.switches()[0].3,
+        60_000,
+        "clamped to the recording's length"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn without_a_recording_the_slate_goes_on_air_and_moderators_are_alerted() {
     let mut sim = Sim::new(Policy::default(), vec![]);
     sim.go_live();
-    let agent = Agent { online: |t| t < 1_000, figures: healthy };
+    let agent = Agent {
+        online: |t| t < 1_000,
+        figures: healthy,
+    };
     sim.run(&agent, 5_000).await;
-    assert_eq!(sim.switches(), vec![(1_750, SourceKind::Slate, Cause::HeartbeatTimeout, 0)]);
-    assert!(sim.machine.live.alerts.iter().any(|a| a.kind == AlertKind::NoRecording && a.message.contains("slate")));
+    assert_eq!(
+        sim.switches(),
+        vec![(1_750, SourceKind::Slate, Cause::HeartbeatTimeout, 0)]
+    );
+    assert!(
+        sim.machine
+            .live
+            .alerts
+            .iter()
+            .any(|a| a.kind == AlertKind::NoRecording && a.message.contains("slate"))
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn sticky_stays_on_the_recording_when_the_speaker_returns() {
     let mut sim = Sim::new(Policy::default(), talk());
     sim.go_live();
-    let agent = Agent { online: |t| !(5_000..8_000).contains(&t), figures: healthy };
+    let agent = Agent {
+        online: |t| !(5_000..8_000).contains(&t),
+        figures: healthy,
+    };
     sim.run(&agent, 60_000).await;
     assert_eq!(sim.switches().len(), 1);
-    assert_eq!(sim.machine.live.source.as_ref().unwrap().kind, SourceKind::Recording);
-    assert_eq!(sim.machine.live.link_state(SPEAKER), LinkState::Healthy, "the link is back, the source is not");
+    assert_eq!(
+        sim.machine.live.source.as_ref().unwrap().kind,
+        SourceKind::Recording
+    );
+    assert_eq!(
+        sim.machine.live.link_state(SPEAKER),
+        LinkState::Healthy,
+        "the link is back, the source is not"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn return_when_stable_goes_back_after_clear_after_of_healthy_link() {
-    let policy = Policy { failback: Failback::ReturnWhenStable, ..Policy::default() };
+    let policy = Policy {
+        failback: Failback::ReturnWhenStable,
+        ..Policy::default()
+    };
     let mut sim = Sim::new(policy, talk());
     sim.go_live();
     // Down from 5 s to 8 s; back from 8 000 ms, healthy ever since.
-    let agent = Agent { online: |t| !(5_000..8_000).contains(&t), figures: healthy };
+    let agent = Agent {
+        online: |t| !(5_000..8_000).contains(&t),
+        figures: healthy,
+    };
     sim.run(&agent, 60_000).await;
     assert_eq!(
         sim.switches(),
-        vec![(5_750, SourceKind::Recording, Cause::HeartbeatTimeout, 5_750), (18_000, SourceKind::Speaker, Cause::LinkStable, 0)]
+        vec![
+            (5_750, SourceKind::Recording, Cause::HeartbeatTimeout, 5_750),
+            (18_000, SourceKind::Speaker, Cause::LinkStable, 0)
+        ]
     );
     assert_eq!(sim.replayed(), sim.machine.live);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_link_flapping_every_second_never_returns_sooner_than_clear_after() {
-    let policy = Policy { failback: Failback::ReturnWhenStable, failover_after_ms: 500, ..Policy::default() };
+    let policy = Policy {
+        failback: Failback::ReturnWhenStable,
+        failover_after_ms: 500,
+        ..Policy::default()
+    };
     let mut sim = Sim::new(policy, talk());
     sim.go_live();
     // One second up, one second down, for a minute; then up for good.
-    let agent = Agent { online: |t| t >= 60_000 || (t / 1_000) % 2 == 0, figures: healthy };
+    let agent = Agent {
+        online: |t| t >= 60_000 || (t / 1_000) % 2 == 0,
+        figures: healthy,
+    };
     sim.run(&agent, 90_000).await;
     let switches = sim.switches();
     assert_eq!(switches[0].2, Cause::HeartbeatTimeout);
-    let returns: Vec<_> = switches.iter().filter(|s| s.2 == Cause::LinkStable).collect();
+    let returns: Vec<_> = switches
+        .iter()
+        .filter(|s| s.2 == Cause::LinkStable)
+        .collect();
     assert_eq!(returns.len(), 1, "{switches:?}");
     // The link is healthy for good from 60 000 ms: the return comes clear_after later.
     assert_eq!(returns[0].0, 70_000);
@@ -266,72 +426,133 @@ async fn a_link_flapping_every_second_never_returns_sooner_than_clear_after() {
 
 #[tokio::test(start_paused = true)]
 async fn a_pin_blocks_every_automatic_switch() {
-    let policy = Policy { failback: Failback::ReturnWhenStable, ..Policy::default() };
+    let policy = Policy {
+        failback: Failback::ReturnWhenStable,
+        ..Policy::default()
+    };
     let mut sim = Sim::new(policy, talk());
     sim.go_live();
     let now = sim.clock.now();
-    let pinned = sim.machine.pin(true, now, "moderator");
+    let pinned = sim.machine.pin(&sim.ctx, true, now, "moderator");
     sim.record(pinned);
     fn lossy(t: Millis) -> Figures {
-        if t >= 20_000 { Figures { round_trip_ms: 4_000, loss_percent: 50.0, upstream_kbps: 100 } } else { healthy(t) }
+        if t >= 20_000 {
+            Figures {
+                round_trip_ms: 4_000,
+                loss_percent: 50.0,
+                upstream_kbps: 100,
+            }
+        } else {
+            healthy(t)
+        }
     }
-    let agent = Agent { online: |t| t < 10_000 || t >= 15_000, figures: lossy };
+    let agent = Agent {
+        online: |t| t < 10_000 || t >= 15_000,
+        figures: lossy,
+    };
     sim.run(&agent, 60_000).await;
     assert!(sim.switches().is_empty(), "pinned: {:?}", sim.switches());
-    assert_eq!(sim.machine.live.link_state(SPEAKER), LinkState::Poor, "links are still reported");
+    assert_eq!(
+        sim.machine.live.link_state(SPEAKER),
+        LinkState::Poor,
+        "links are still reported"
+    );
 
     // Unpinned, the rules apply again: the link has been poor for long, so at once.
     let now = sim.clock.now();
-    let unpinned = sim.machine.pin(false, now, "moderator");
+    let unpinned = sim.machine.pin(&sim.ctx, false, now, "moderator");
     sim.record(unpinned);
-    sim.run(&agent, 61_000).await;
-    assert_eq!(sim.switches(), vec![(60_250, SourceKind::Recording, Cause::PoorLink, 60_250)]);
+    assert_eq!(
+        sim.switches(),
+        vec![(60_000, SourceKind::Recording, Cause::PoorLink, 60_000)]
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn after_a_restart_no_failover_fires_inside_the_grace() {
     let mut sim = Sim::new(Policy::default(), talk());
     sim.go_live();
-    let agent = Agent { online: |t| t < 2_000, figures: healthy };
+    let agent = Agent {
+        online: |t| t < 2_000,
+        figures: healthy,
+    };
     sim.run(&agent, 1_900).await;
     // podiumd restarts: the persistent status comes back from the events, the monitor is new.
-    let mut restored = Machine { live: sim.replayed(), monitor: Monitor::default() };
+    let mut restored = Machine {
+        live: sim.replayed(),
+        monitor: Monitor::default(),
+    };
     restored.restarted(sim.clock.now(), DEFAULT_RECONNECT_GRACE_MS);
     sim.machine = restored;
     sim.connected = false;
     // The speaker is back 3 s later, inside the 5 s grace.
-    let agent = Agent { online: |t| t >= 4_900, figures: healthy };
+    let agent = Agent {
+        online: |t| t >= 4_900,
+        figures: healthy,
+    };
     sim.run(&agent, 30_000).await;
     assert!(sim.switches().is_empty(), "{:?}", sim.switches());
 
     // Without a returning speaker the rule fires when the grace ends.
     let mut sim = Sim::new(Policy::default(), talk());
     sim.go_live();
-    let mut restored = Machine { live: sim.replayed(), monitor: Monitor::default() };
+    let mut restored = Machine {
+        live: sim.replayed(),
+        monitor: Monitor::default(),
+    };
     restored.restarted(sim.clock.now(), DEFAULT_RECONNECT_GRACE_MS);
     sim.machine = restored;
-    let agent = Agent { online: |_| false, figures: healthy };
+    let agent = Agent {
+        online: |_| false,
+        figures: healthy,
+    };
     sim.run(&agent, 30_000).await;
-    assert_eq!(sim.switches(), vec![(5_000, SourceKind::Recording, Cause::HeartbeatTimeout, 5_000)]);
+    assert_eq!(
+        sim.switches(),
+        vec![(5_000, SourceKind::Recording, Cause::HeartbeatTimeout, 5_000)]
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn moderator_switches_are_checked_and_recorded() {
     let mut sim = Sim::new(Policy::default(), talk());
     let now = sim.clock.now();
-    assert!(matches!(sim.machine.switch(&sim.ctx, &Target::Slate, now, "m"), Err(Refusal::NotLive(_))));
+    assert!(matches!(
+        sim.machine.switch(&sim.ctx, &Target::Slate, now, "m"),
+        Err(Refusal::NotLive(_))
+    ));
     sim.go_live();
     let now = sim.clock.now();
-    assert!(matches!(sim.machine.switch(&sim.ctx, &Target::Recording("rec-nope".into()), now, "m"), Err(Refusal::UnknownRecording(_))));
-    assert!(matches!(sim.machine.switch(&sim.ctx, &Target::BackupSpeaker("spk-mei".into()), now, "m"), Err(Refusal::UnknownSpeaker(_))));
-    let events = sim.machine.switch(&sim.ctx, &Target::BackupSpeaker(String::new()), now, "m").unwrap();
+    assert!(matches!(
+        sim.machine
+            .switch(&sim.ctx, &Target::Recording("rec-nope".into()), now, "m"),
+        Err(Refusal::UnknownRecording(_))
+    ));
+    assert!(matches!(
+        sim.machine
+            .switch(&sim.ctx, &Target::BackupSpeaker("spk-mei".into()), now, "m"),
+        Err(Refusal::UnknownSpeaker(_))
+    ));
+    let events = sim
+        .machine
+        .switch(&sim.ctx, &Target::BackupSpeaker(String::new()), now, "m")
+        .unwrap();
     sim.record(events);
-    assert_eq!(sim.machine.live.source.as_ref().unwrap().speaker_id, "spk-sarah");
+    assert_eq!(
+        sim.machine.live.source.as_ref().unwrap().speaker_id,
+        "spk-sarah"
+    );
     assert_eq!(sim.machine.live.cause, Some(Cause::Moderator));
-    assert!(matches!(sim.machine.start(&sim.ctx, now, "m"), Err(Refusal::AlreadyLive(_))));
+    assert!(matches!(
+        sim.machine.start(&sim.ctx, now, "m"),
+        Err(Refusal::AlreadyLive(_))
+    ));
     let ended = sim.machine.end(&sim.ctx, now, "m").unwrap();
     sim.record(ended);
-    assert!(matches!(sim.machine.switch(&sim.ctx, &Target::Slate, now, "m"), Err(Refusal::Ended(_))));
+    assert!(matches!(
+        sim.machine.switch(&sim.ctx, &Target::Slate, now, "m"),
+        Err(Refusal::Ended(_))
+    ));
     assert_eq!(sim.replayed(), sim.machine.live);
 }
 
@@ -371,7 +592,6 @@ proptest! {
         let mut now: Millis = 1_700_000_000_000;
         let mut connection = 1;
         for step in steps {
-            let pinned = machine.live.pinned;
             let decided = match step {
                 Step::Wait(ms) => {
                     // Ticks at every deadline on the way, as the engine would.
@@ -395,21 +615,17 @@ proptest! {
                     let target = match k { 0 => Target::Speaker(String::new()), 1 => Target::BackupSpeaker(String::new()), 2 => Target::Recording(String::new()), _ => Target::Slate };
                     machine.switch(&ctx, &target, now, "m").unwrap_or_default()
                 }
-                Step::Pin(p) => machine.pin(p, now, "m"),
+                Step::Pin(p) => machine.pin(&ctx, p, now, "m"),
                 Step::Start => machine.start(&ctx, now, "m").unwrap_or_default(),
                 Step::End => machine.end(&ctx, now, "m").unwrap_or_default(),
             };
-            if pinned {
-                for e in &decided {
-                    if let StatusEvent::Switched { cause, .. } = e {
-                        prop_assert_eq!(*cause, Cause::Moderator, "a rule moved a pinned source");
-                    }
-                }
-            }
             events.extend(decided);
         }
         let mut replayed = SessionLive::default();
         for e in &events {
+            if let StatusEvent::Switched { cause, .. } = e {
+                prop_assert!(!replayed.pinned || *cause == Cause::Moderator, "a rule moved a pinned source: {:?}", e);
+            }
             replayed.apply(e);
         }
         prop_assert_eq!(replayed, machine.live);
