@@ -5,7 +5,9 @@ mod access;
 mod agenda;
 mod cli;
 mod feed;
+mod recordings;
 mod server;
+mod status;
 
 use podium_client::{Client, pb};
 

@@ -204,5 +204,26 @@ pub fn cli(server: &Podiumd, token: &str, args: &[&str]) -> anyhow::Result<(bool
     ))
 }
 
+/// Starts the `podium` CLI against `server` as a separate process (a speaker agent, a
+/// watcher), so that a test can kill or stop it with real signals.
+pub fn cli_process(server: &Podiumd, token: &str, args: &[&str]) -> anyhow::Result<Child> {
+    Ok(Command::new(binary("podium")?)
+        .args(args)
+        .env("PODIUM_ADDR", &server.addr)
+        .env("PODIUM_TOKEN", token)
+        .env("PODIUM_CONFIG", server.data_dir.join("cli-config.toml"))
+        .env_remove("PODIUM_CONFERENCE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?)
+}
+
+/// Sends `signal` to a child process.
+pub fn signal(child: &Child, signal: Signal) -> anyhow::Result<()> {
+    nix::sys::signal::kill(Pid::from_raw(child.id() as i32), signal)?;
+    Ok(())
+}
+
 /// How long a test waits for something that should happen at once before it gives up.
 pub const PATIENCE: Duration = Duration::from_secs(30);

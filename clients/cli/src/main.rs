@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod output;
+mod recording;
 mod settings;
 mod stage;
 
@@ -83,6 +84,9 @@ enum Command {
     Unpin { session: String },
     /// Readiness of the coming sessions: test connection, recording, backup, local hours.
     Preflight(stage::PreflightArgs),
+    /// Upload, fetch and list pre-recorded talks.
+    #[command(subcommand)]
+    Recording(recording::RecordingCmd),
     /// Save the address, token or conference to the config file.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -507,6 +511,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pin { session } => stage::pin(&ctx, session, true).await,
         Command::Unpin { session } => stage::pin(&ctx, session, false).await,
         Command::Preflight(args) => stage::preflight(&ctx, args).await,
+        Command::Recording(cmd) => recording::run(&ctx, cmd).await,
         Command::Slots(SlotsCmd::Suggest {
             speakers,
             minutes,

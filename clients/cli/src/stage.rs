@@ -111,15 +111,28 @@ struct Names {
 
 impl Names {
     async fn load(ctx: &Ctx, conference_id: &str) -> Names {
-        let Ok(conference) = ctx.fetch_conference(conference_id).await else { return Names::default() };
+        let Ok(conference) = ctx.fetch_conference(conference_id).await else {
+            return Names::default();
+        };
         Names {
-            speakers: conference.speakers.into_iter().map(|s| (s.id, s.name)).collect(),
-            rooms: conference.rooms.into_iter().map(|r| (r.id, r.name)).collect(),
+            speakers: conference
+                .speakers
+                .into_iter()
+                .map(|s| (s.id, s.name))
+                .collect(),
+            rooms: conference
+                .rooms
+                .into_iter()
+                .map(|r| (r.id, r.name))
+                .collect(),
         }
     }
 
     fn speaker(&self, id: &str) -> String {
-        self.speakers.get(id).cloned().unwrap_or_else(|| id.to_owned())
+        self.speakers
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| id.to_owned())
     }
 }
 
@@ -132,13 +145,22 @@ fn state(state: i32) -> &'static str {
 }
 
 fn on_air(source: Option<&pb::Source>, names: &Names) -> String {
-    let Some(source) = source else { return "-".into() };
+    let Some(source) = source else {
+        return "-".into();
+    };
     match pb::SourceKind::try_from(source.kind) {
         Ok(pb::SourceKind::Speaker) => format!("speaker {}", names.speaker(&source.speaker_id)),
-        Ok(pb::SourceKind::BackupSpeaker) => format!("backup speaker {}", names.speaker(&source.speaker_id)),
+        Ok(pb::SourceKind::BackupSpeaker) => {
+            format!("backup speaker {}", names.speaker(&source.speaker_id))
+        }
         Ok(pb::SourceKind::Recording) => {
             let s = source.offset_ms / 1000;
-            format!("RECORDING {} from {}:{:02}", source.recording_id, s / 60, s % 60)
+            format!(
+                "RECORDING {} from {}:{:02}",
+                source.recording_id,
+                s / 60,
+                s % 60
+            )
         }
         Ok(pb::SourceKind::Slate) => "SLATE (please stand by)".into(),
         _ => "-".into(),
@@ -155,7 +177,12 @@ fn link_text(link: &pb::SpeakerLink, names: &Names) -> String {
     let figures = link
         .figures
         .as_ref()
-        .map(|f| format!(" rtt {} ms, loss {:.1}%, {} kbps", f.round_trip_ms, f.packet_loss_percent, f.upstream_kbps))
+        .map(|f| {
+            format!(
+                " rtt {} ms, loss {:.1}%, {} kbps",
+                f.round_trip_ms, f.packet_loss_percent, f.upstream_kbps
+            )
+        })
         .unwrap_or_default();
     format!("{}: {state}{figures}", names.speaker(&link.speaker_id))
 }
@@ -163,14 +190,34 @@ fn link_text(link: &pb::SpeakerLink, names: &Names) -> String {
 pub async fn session_lifecycle(ctx: &Ctx, session: String, start: bool) -> anyhow::Result<()> {
     let conference_id = ctx.conference().await?;
     let status = if start {
-        ctx.client.stage().start_session(pb::StartSessionRequest { conference_id: conference_id.clone(), session_id: session }).await?.into_inner().status
+        ctx.client
+            .stage()
+            .start_session(pb::StartSessionRequest {
+                conference_id: conference_id.clone(),
+                session_id: session,
+            })
+            .await?
+            .into_inner()
+            .status
     } else {
-        ctx.client.stage().end_session(pb::EndSessionRequest { conference_id: conference_id.clone(), session_id: session }).await?.into_inner().status
+        ctx.client
+            .stage()
+            .end_session(pb::EndSessionRequest {
+                conference_id: conference_id.clone(),
+                session_id: session,
+            })
+            .await?
+            .into_inner()
+            .status
     };
     show(ctx, &conference_id, status).await
 }
 
-async fn show(ctx: &Ctx, conference_id: &str, status: Option<pb::SessionStatus>) -> anyhow::Result<()> {
+async fn show(
+    ctx: &Ctx,
+    conference_id: &str,
+    status: Option<pb::SessionStatus>,
+) -> anyhow::Result<()> {
     let status = status.context("server sent no status")?;
     if !ctx.out.json(&status) {
         print_status(&status, &Names::load(ctx, conference_id).await);
@@ -193,13 +240,23 @@ pub async fn switch(ctx: &Ctx, args: SwitchArgs) -> anyhow::Result<()> {
         speaker_id: args.speaker.unwrap_or_default(),
         recording_id: args.recording.unwrap_or_default(),
     };
-    let status = ctx.client.stage().switch_source(request).await?.into_inner().status;
+    let status = ctx
+        .client
+        .stage()
+        .switch_source(request)
+        .await?
+        .into_inner()
+        .status;
     show(ctx, &conference_id, status).await
 }
 
 pub async fn pin(ctx: &Ctx, session: String, pinned: bool) -> anyhow::Result<()> {
     let conference_id = ctx.conference().await?;
-    let request = pb::PinRequest { conference_id: conference_id.clone(), session_id: session, pinned };
+    let request = pb::PinRequest {
+        conference_id: conference_id.clone(),
+        session_id: session,
+        pinned,
+    };
     let status = ctx.client.stage().pin(request).await?.into_inner().status;
     show(ctx, &conference_id, status).await
 }
@@ -209,14 +266,19 @@ pub async fn watch(ctx: &Ctx, cmd: StatusCmd) -> anyhow::Result<()> {
     let conference_id = ctx.conference().await?;
     let names = Names::load(ctx, &conference_id).await;
     let board = std::io::stdout().is_terminal() && !ctx.out.json;
-    let updates = ctx.client.watch_status(&conference_id, room.as_deref().unwrap_or_default());
+    let updates = ctx
+        .client
+        .watch_status(&conference_id, room.as_deref().unwrap_or_default());
     futures::pin_mut!(updates);
     let mut sessions: BTreeMap<String, pb::SessionStatus> = BTreeMap::new();
     let mut stdout = std::io::stdout().lock();
     while let Some(update) = updates.next().await {
         let (position, changed) = match update? {
-            StatusUpdate::Snapshot { position, sessions: list } => (position, list),
-            StatusUpdate::Changed { position, session } => (position, vec![session]),
+            StatusUpdate::Snapshot {
+                position,
+                sessions: list,
+            } => (position, list),
+            StatusUpdate::Changed { position, session } => (position, vec![*session]),
         };
         for session in &changed {
             sessions.insert(session.session_id.clone(), session.clone());
@@ -231,11 +293,23 @@ pub async fn watch(ctx: &Ctx, cmd: StatusCmd) -> anyhow::Result<()> {
             })
         } else if board {
             // Redraw in place: clear the screen, then the whole board.
-            write!(stdout, "\x1b[2J\x1b[H{}\n(position {position}; Ctrl-C stops)\n", board_table(&sessions, &names))
+            write!(
+                stdout,
+                "\x1b[2J\x1b[H{}\n(position {position}; Ctrl-C stops)\n",
+                board_table(&sessions, &names)
+            )
         } else {
             changed.iter().try_for_each(|s| {
                 let links: Vec<String> = s.links.iter().map(|l| link_text(l, &names)).collect();
-                writeln!(stdout, "#{position} {} [{}] {}: {} | {}", s.session_id, state(s.state), s.title, on_air(s.source.as_ref(), &names), links.join("; "))
+                writeln!(
+                    stdout,
+                    "#{position} {} [{}] {}: {} | {}",
+                    s.session_id,
+                    state(s.state),
+                    s.title,
+                    on_air(s.source.as_ref(), &names),
+                    links.join("; ")
+                )
             })
         };
         match written.and_then(|()| stdout.flush()) {
@@ -247,18 +321,42 @@ pub async fn watch(ctx: &Ctx, cmd: StatusCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn board_table(sessions: &BTreeMap<String, pb::SessionStatus>, names: &Names) -> comfy_table::Table {
+fn board_table(
+    sessions: &BTreeMap<String, pb::SessionStatus>,
+    names: &Names,
+) -> comfy_table::Table {
     let mut t = table(&["Room", "Session", "State", "On air", "Links", "Alert"]);
     let mut rows: Vec<&pb::SessionStatus> = sessions.values().collect();
-    rows.sort_by_key(|s| (s.room_id.clone(), s.state != pb::SessionState::Live as i32, s.session_id.clone()));
+    rows.sort_by_key(|s| {
+        (
+            s.room_id.clone(),
+            s.state != pb::SessionState::Live as i32,
+            s.session_id.clone(),
+        )
+    });
     for s in rows {
         t.add_row(vec![
-            names.rooms.get(&s.room_id).cloned().unwrap_or_else(|| s.room_id.clone()),
+            names
+                .rooms
+                .get(&s.room_id)
+                .cloned()
+                .unwrap_or_else(|| s.room_id.clone()),
             format!("{}\n{}", s.title, s.session_id),
-            format!("{}{}", state(s.state), if s.pinned { " (pinned)" } else { "" }),
+            format!(
+                "{}{}",
+                state(s.state),
+                if s.pinned { " (pinned)" } else { "" }
+            ),
             on_air(s.source.as_ref(), names),
-            s.links.iter().map(|l| link_text(l, names)).collect::<Vec<_>>().join("\n"),
-            s.alerts.last().map(|a| a.message.clone()).unwrap_or_default(),
+            s.links
+                .iter()
+                .map(|l| link_text(l, names))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            s.alerts
+                .last()
+                .map(|a| a.message.clone())
+                .unwrap_or_default(),
         ]);
     }
     t
@@ -269,7 +367,11 @@ pub async fn preflight(ctx: &Ctx, args: PreflightArgs) -> anyhow::Result<()> {
     let report = ctx
         .client
         .stage()
-        .preflight(pb::PreflightRequest { conference_id, within_hours: args.hours, all: args.all })
+        .preflight(pb::PreflightRequest {
+            conference_id,
+            within_hours: args.hours,
+            all: args.all,
+        })
         .await?
         .into_inner();
     if ctx.out.json(&report) {
@@ -279,15 +381,39 @@ pub async fn preflight(ctx: &Ctx, args: PreflightArgs) -> anyhow::Result<()> {
         println!("no sessions in that window (try --all)");
         return Ok(());
     }
-    let mut t = table(&["Session", "Starts", "Readiness", "Speakers (their time)", "Reasons"]);
+    let mut t = table(&[
+        "Session",
+        "Starts",
+        "Readiness",
+        "Speakers (their time)",
+        "Reasons",
+    ]);
     for s in &report.sessions {
-        let ready = if s.readiness == pb::Readiness::Ready as i32 { "READY" } else { "AT RISK" };
+        let ready = if s.readiness == pb::Readiness::Ready as i32 {
+            "READY"
+        } else {
+            "AT RISK"
+        };
         let speakers: Vec<String> = s
             .speakers
             .iter()
-            .map(|sp| format!("{}{}: {}{}", sp.name, if sp.backup { " (backup)" } else { "" }, label(&sp.start), if sp.tested { ", tested" } else { "" }))
+            .map(|sp| {
+                format!(
+                    "{}{}: {}{}",
+                    sp.name,
+                    if sp.backup { " (backup)" } else { "" },
+                    label(&sp.start),
+                    if sp.tested { ", tested" } else { "" }
+                )
+            })
             .collect();
-        t.add_row(vec![format!("{}\n{}", s.title, s.session_id), label(&s.start).to_owned(), ready.to_owned(), speakers.join("\n"), s.reasons.join("\n")]);
+        t.add_row(vec![
+            format!("{}\n{}", s.title, s.session_id),
+            label(&s.start).to_owned(),
+            ready.to_owned(),
+            speakers.join("\n"),
+            s.reasons.join("\n"),
+        ]);
     }
     println!("{t}");
     Ok(())
@@ -310,9 +436,17 @@ fn read_media_file(path: &PathBuf) -> Option<(f32, u32)> {
 pub async fn connect(ctx: &Ctx, args: ConnectArgs) -> anyhow::Result<()> {
     let mut config = AgentConfig::new(&args.session);
     config.test_connection = args.test;
-    config.agent = format!("podium {} ({})", env!("CARGO_PKG_VERSION"), std::env::consts::OS);
+    config.agent = format!(
+        "podium {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS
+    );
     let (loss, kbps, file) = (args.loss, args.kbps, args.media_file.clone());
-    config.media = Arc::new(move || file.as_ref().and_then(read_media_file).unwrap_or((loss, kbps)));
+    config.media = Arc::new(move || {
+        file.as_ref()
+            .and_then(read_media_file)
+            .unwrap_or((loss, kbps))
+    });
     let events = run_agent(ctx.client.clone(), config);
     futures::pin_mut!(events);
     let mut acks = 0u64;
@@ -335,10 +469,16 @@ pub async fn connect(ctx: &Ctx, args: ConnectArgs) -> anyhow::Result<()> {
                 }
             }
             AgentEvent::TestRecorded(f) => {
-                println!("test connection recorded: round trip {} ms, loss {:.1}%, {} kbps", f.round_trip_ms, f.packet_loss_percent, f.upstream_kbps);
+                println!(
+                    "test connection recorded: round trip {} ms, loss {:.1}%, {} kbps",
+                    f.round_trip_ms, f.packet_loss_percent, f.upstream_kbps
+                );
                 return Ok(());
             }
-            AgentEvent::Disconnected { reason, retry_in } => eprintln!("link lost ({reason}); reconnecting in {} ms", retry_in.as_millis()),
+            AgentEvent::Disconnected { reason, retry_in } => eprintln!(
+                "link lost ({reason}); reconnecting in {} ms",
+                retry_in.as_millis()
+            ),
         }
     }
     Ok(())

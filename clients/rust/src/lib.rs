@@ -20,6 +20,7 @@
 
 pub mod agent;
 mod json;
+mod recordings;
 mod status;
 
 use std::{str::FromStr, time::Duration};
@@ -28,7 +29,8 @@ use futures::{Stream, StreamExt};
 pub use podium_proto::v1 as pb;
 use podium_proto::v1::{
     access_client::AccessClient, agenda_client::AgendaClient, event_feed_client::EventFeedClient,
-    presence_client::PresenceClient, stage_client::StageClient,
+    presence_client::PresenceClient, recordings_client::RecordingsClient,
+    stage_client::StageClient,
 };
 use tonic::{
     Code, Request, Status,
@@ -38,6 +40,7 @@ use tonic::{
 };
 
 pub use json::{message_to_json, payload_to_json};
+pub use recordings::{Fetched, Progress, TransferError, UPLOAD_CHUNK_BYTES, hash_file, part_path};
 pub use status::StatusUpdate;
 
 /// Why the client could not do what was asked.
@@ -143,6 +146,11 @@ impl Client {
 
     pub fn feed(&self) -> EventFeedClient<Authed> {
         EventFeedClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    /// Recordings; see [`Client::upload_recording_file`] and [`Client::fetch_recording_file`].
+    pub fn recordings(&self) -> RecordingsClient<Authed> {
+        RecordingsClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
     /// A fresh request id for a write. Keep it to retry the same write safely.

@@ -12,14 +12,24 @@ use crate::{Client, pb, retryable};
 #[derive(Debug, Clone, PartialEq)]
 pub enum StatusUpdate {
     /// Sessions as they are; after a reconnect, only those that changed meanwhile.
-    Snapshot { position: u64, sessions: Vec<pb::SessionStatus> },
+    Snapshot {
+        position: u64,
+        sessions: Vec<pb::SessionStatus>,
+    },
     /// One session after a change.
-    Changed { position: u64, session: pb::SessionStatus },
+    Changed {
+        position: u64,
+        session: Box<pb::SessionStatus>,
+    },
 }
 
 impl Client {
     /// Follows the status of a conference (or one room), reconnecting with backoff.
-    pub fn watch_status(&self, conference_id: &str, room_id: &str) -> impl Stream<Item = Result<StatusUpdate, Status>> + Send + 'static {
+    pub fn watch_status(
+        &self,
+        conference_id: &str,
+        room_id: &str,
+    ) -> impl Stream<Item = Result<StatusUpdate, Status>> + Send + 'static {
         let client = self.clone();
         let (conference_id, room_id) = (conference_id.to_owned(), room_id.to_owned());
         async_stream::try_stream! {
@@ -41,7 +51,7 @@ impl Client {
                                             yield StatusUpdate::Snapshot { position: message.position, sessions: s.sessions };
                                         }
                                         Some(pb::watch_status_response::Update::Changed(session)) => {
-                                            yield StatusUpdate::Changed { position: message.position, session };
+                                            yield StatusUpdate::Changed { position: message.position, session: Box::new(session) };
                                         }
                                         None => {}
                                     }

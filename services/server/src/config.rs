@@ -57,6 +57,10 @@ pub struct Config {
     #[arg(long, env = "PODIUM_RECONNECT_GRACE", value_parser = parse_seconds, default_value = "5")]
     pub reconnect_grace: Duration,
 
+    /// Largest recording an upload may store, in bytes (suffixes KiB, MiB, GiB accepted).
+    #[arg(long, env = "PODIUM_MAX_RECORDING_BYTES", value_parser = parse_bytes, default_value = "4GiB")]
+    pub max_recording_bytes: u64,
+
     /// On SIGINT or SIGTERM, how long open streams get to end before podiumd stops anyway.
     #[arg(long, env = "PODIUM_DRAIN_TIMEOUT", value_parser = parse_seconds, default_value = "10")]
     pub drain_timeout: Duration,
@@ -68,6 +72,26 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 3600.0)
         .map(Duration::from_secs_f64)
         .ok_or_else(|| format!("{text:?} is not a number of seconds between 0 and 3600"))
+}
+
+/// `4294967296`, `4GiB`, `500MiB`, `64KiB`.
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = [
+        ("KiB", 1u64 << 10),
+        ("MiB", 1 << 20),
+        ("GiB", 1 << 30),
+        ("B", 1),
+    ]
+    .into_iter()
+    .find_map(|(suffix, unit)| text.strip_suffix(suffix).map(|n| (n.trim(), unit)))
+    .unwrap_or((text, 1));
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is not a size in bytes like 4294967296, 4GiB or 500MiB"))
 }
 
 impl Config {

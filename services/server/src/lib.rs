@@ -13,6 +13,7 @@ use std::{future::Future, sync::Arc, time::Instant};
 
 use podium_access::{AccessService, Authenticator, Directory, TokenKeys, directory_event_types};
 use podium_eventlog::{EventLog, Filter, Projector, SledEventLog, SledOptions};
+use podium_proto::v1::recordings_server::RecordingsServer;
 use podium_proto::v1::{
     access_server::AccessServer, agenda_server::AgendaServer, event_feed_server::EventFeedServer,
 };
@@ -22,6 +23,7 @@ use podium_status::{
     Clock, Engine, EngineHandle, PresenceService, StageService, StatusModel,
     status_model_event_types,
 };
+use podium_status::{RecordingStore, RecordingsService, recordings::MAX_MESSAGE_BYTES};
 use tokio::{net::TcpListener, sync::watch};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::server::NamedService;
@@ -45,6 +47,11 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
     #[error("status service: {0}")]
     Status(#[from] podium_status::StatusError),
+    #[error("recording store in {path}: {source}")]
+    Recordings {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// podium's state, opened and replayed, ready to serve.
@@ -62,6 +69,7 @@ pub struct Podium {
 struct StatusParts {
     model: Projector<StatusModel>,
     engine: EngineHandle,
+    recordings: Arc<RecordingStore>,
 }
 
 impl Podium {
@@ -113,7 +121,17 @@ impl Podium {
                 Projector::start("status", log.clone(), StatusModel::default(), filter).await?;
             let grace = config.reconnect_grace.as_millis() as u64;
             let engine = Engine::spawn(log.clone(), model.clone(), Clock::new(), grace).await?;
-            Some(StatusParts { model, engine })
+            let dir = config.data_dir.join("recordings");
+            let recordings = RecordingStore::open(dir.clone(), config.max_recording_bytes)
+                .map_err(|source| ServerError::Recordings {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            Some(StatusParts {
+                model,
+                engine,
+                recordings: Arc::new(recordings),
+            })
         } else {
             None
         };
@@ -198,6 +216,21 @@ impl Podium {
             ),
             None => (None, None),
         };
+        // Chunks are up to 4 MiB, a few bytes over tonic's default message limit.
+        let recordings = status.as_ref().map(|parts| {
+            tonic::service::interceptor::InterceptedService::new(
+                RecordingsServer::new(
+                    RecordingsService::new(
+                        log.clone(),
+                        parts.model.clone(),
+                        parts.recordings.clone(),
+                    )
+                    .with_shutdown(stop_rx.clone()),
+                )
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+                auth.clone(),
+            )
+        });
         // Health per gRPC service name, as generic health checkers ask for them.
         let mut served: Vec<&'static str> = Vec::new();
         if access.is_some() {
@@ -212,6 +245,7 @@ impl Podium {
         if status.is_some() {
             served.push(<PresenceServer<PresenceService> as NamedService>::NAME);
             served.push(<StageServer<StageService> as NamedService>::NAME);
+            served.push(<RecordingsServer<RecordingsService> as NamedService>::NAME);
         }
         for name in &served {
             health
@@ -230,6 +264,7 @@ impl Podium {
             .add_optional_service(feed)
             .add_optional_service(presence)
             .add_optional_service(stage)
+            .add_optional_service(recordings)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                 let _ = serve_stop_rx.await;
             });

@@ -11,11 +11,13 @@ pub mod domain;
 pub mod error;
 pub mod model;
 pub mod presence;
+pub mod recordings;
 pub mod stage;
 pub mod store;
 
 pub use error::StatusError;
 pub use model::{StatusModel, status_model_event_types};
 pub use presence::PresenceService;
+pub use recordings::{RecordingStore, RecordingsService};
 pub use stage::StageService;
 pub use store::{Clock, Engine, EngineHandle};

@@ -320,17 +320,17 @@ pub fn decode(event: &RecordedEvent) -> Result<Option<(String, String, StatusEve
 
 /// Folds a stored status event into the read model.
 pub fn apply_live_event(model: &mut StatusModel, event: &RecordedEvent) -> Result<(), String> {
-    if let Some((conference_id, session_id, status)) = decode(event)? {
-        if let Some(conference) = model.conferences.get_mut(&conference_id) {
-            conference
-                .changed
-                .insert(session_id.clone(), event.position);
-            conference
-                .live
-                .entry(session_id)
-                .or_default()
-                .apply(&status);
-        }
+    if let Some((conference_id, session_id, status)) = decode(event)?
+        && let Some(conference) = model.conferences.get_mut(&conference_id)
+    {
+        conference
+            .changed
+            .insert(session_id.clone(), event.position);
+        conference
+            .live
+            .entry(session_id)
+            .or_default()
+            .apply(&status);
     }
     Ok(())
 }

@@ -447,7 +447,7 @@ async fn a_pin_blocks_every_automatic_switch() {
         }
     }
     let agent = Agent {
-        online: |t| t < 10_000 || t >= 15_000,
+        online: |t| !(10_000..15_000).contains(&t),
         figures: lossy,
     };
     sim.run(&agent, 60_000).await;

@@ -116,7 +116,12 @@ impl RecordingStore {
         match opened {
             Ok((file, len)) if len == size_bytes => Ok(ContentReader { file: Some(file) }),
             Ok((_, len)) => {
-                tracing::error!(sha256, len, size_bytes, "stored recording has the wrong size");
+                tracing::error!(
+                    sha256,
+                    len,
+                    size_bytes,
+                    "stored recording has the wrong size"
+                );
                 Err(StatusError::FailedPrecondition(format!(
                     "the stored file {sha256} is {len} bytes, not the {size_bytes} registered; upload it again"
                 )))

@@ -1,0 +1,335 @@
+//! Recordings through the real `podium` CLI and `podiumd`: a 200 MiB talk is uploaded and
+//! fetched back byte for byte while podiumd's peak memory stays flat (the figures are printed),
+//! a backup recording's download resumes from a partial file, a wrong checksum is refused and
+//! keeps nothing, and an unknown recording is NOT_FOUND.
+
+use std::{
+    io::{Read, Write},
+    path::Path,
+    time::Instant,
+};
+
+use podium_client::{Client, TransferError, hash_file, pb};
+use podium_e2e::{Podiumd, cli};
+use tonic::Code;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::{create_odc, session};
+
+const MIB: u64 = 1 << 20;
+const SIZE: u64 = 200 * MIB;
+/// podiumd's peak resident memory may grow by at most this much while 200 MiB go through it
+/// twice: chunks and buffers, never the file.
+const MAX_GROWTH: u64 = 64 * MIB;
+
+/// Writes `size` deterministic pseudo-random bytes (xorshift), a mebibyte at a time.
+fn write_talk(path: &Path, size: u64) -> std::io::Result<()> {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut chunk = vec![0u8; MIB as usize];
+    let mut left = size;
+    while left > 0 {
+        for word in chunk.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            word.copy_from_slice(&x.to_le_bytes());
+        }
+        let n = left.min(MIB) as usize;
+        file.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    file.flush()
+}
+
+/// A figure from `/proc/<pid>/status` (VmHWM is the peak resident set), in bytes.
+fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    kib * 1024
+}
+
+async fn sha256_of(path: &Path) -> String {
+    hash_file(path, |_| {}).await.unwrap().0
+}
+
+/// Runs the CLI without stalling the runtime; returns (success, stdout, stderr).
+async fn podium(server: &Podiumd, token: &str, args: &[&str]) -> (bool, String, String) {
+    tokio::task::block_in_place(|| cli(server, token, args).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_mib_talk_goes_up_and_down_through_the_cli_in_flat_memory() {
+    let server = tokio::task::spawn_blocking(|| Podiumd::start().unwrap())
+        .await
+        .unwrap();
+    let token = server.admin_token().unwrap();
+    let admin = server.admin().await.unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let health = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: "podium.v1.Recordings".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(health.status(), ServingStatus::Serving);
+    let odc = create_odc(&admin, "odc2024").await.unwrap();
+    let talk = admin
+        .agenda()
+        .add_session(session(
+            &odc,
+            "Open data in Cambodia",
+            "2024-11-14T02:00:00Z",
+            "2024-11-14T02:45:00Z",
+            vec![odc.sokha.id.clone()],
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("open-data-in-cambodia.mp4");
+    let path = file.clone();
+    tokio::task::spawn_blocking(move || write_talk(&path, SIZE))
+        .await
+        .unwrap()
+        .unwrap();
+    let sha256 = sha256_of(&file).await;
+
+    let pid = server.pid().unwrap();
+    let before = proc_status(pid, "VmHWM");
+    let started = Instant::now();
+    let (ok, out, err) = podium(
+        &server,
+        &token,
+        &[
+            "recording",
+            "upload",
+            file.to_str().unwrap(),
+            "--session",
+            &talk.id,
+            "--duration",
+            "00:45:00",
+            "--caption",
+            "km:Khmer subtitles",
+            "-c",
+            "odc2024",
+        ],
+    )
+    .await;
+    assert!(ok, "upload failed: {err}");
+    let recording = out.trim().to_owned();
+    assert!(recording.starts_with("rec-"), "{out}");
+    // Not a terminal: plain progress lines instead of a bar.
+    assert!(
+        err.contains("uploading 200.0 MiB of 200.0 MiB (100%)"),
+        "{err}"
+    );
+    assert!(err.contains(&sha256), "{err}");
+    let after_upload = proc_status(pid, "VmHWM");
+    let upload_time = started.elapsed();
+    let started = Instant::now();
+
+    let fetched = dir.path().join("fetched.mp4");
+    let (ok, out, err) = podium(
+        &server,
+        &token,
+        &[
+            "recording",
+            "fetch",
+            &recording,
+            "--out",
+            fetched.to_str().unwrap(),
+            "-c",
+            "odc2024",
+        ],
+    )
+    .await;
+    assert!(ok, "fetch failed: {err}");
+    assert_eq!(out.trim(), fetched.to_str().unwrap());
+    assert!(err.contains("verified"), "{err}");
+    let after_fetch = proc_status(pid, "VmHWM");
+    let fetch_time = started.elapsed();
+    assert_eq!(
+        sha256_of(&fetched).await,
+        sha256,
+        "the fetched bytes differ"
+    );
+    assert_eq!(std::fs::metadata(&fetched).unwrap().len(), SIZE);
+
+    println!(
+        "podiumd peak RSS (VmHWM): {:.1} MiB before, {:.1} MiB after uploading 200 MiB, \
+         {:.1} MiB after fetching it; now {:.1} MiB resident \
+         (CLI upload with hashing {:.1} s, fetch with verification {:.1} s, this build's profile)",
+        before as f64 / MIB as f64,
+        after_upload as f64 / MIB as f64,
+        after_fetch as f64 / MIB as f64,
+        proc_status(pid, "VmRSS") as f64 / MIB as f64,
+        upload_time.as_secs_f64(),
+        fetch_time.as_secs_f64(),
+    );
+    assert!(
+        after_fetch.saturating_sub(before) < MAX_GROWTH,
+        "podiumd's peak memory grew by {} MiB moving a 200 MiB file",
+        (after_fetch - before) / MIB
+    );
+
+    // An interrupted download resumes from its .part file: only the rest crosses the wire.
+    // A smaller backup recording keeps this quick.
+    let backup = dir.path().join("backup.webm");
+    let path = backup.clone();
+    tokio::task::spawn_blocking(move || write_talk(&path, 6 * MIB))
+        .await
+        .unwrap()
+        .unwrap();
+    let backup_sha256 = sha256_of(&backup).await;
+    let header = pb::RecordingHeader {
+        conference_id: "odc2024".into(),
+        session_id: talk.id.clone(),
+        media_type: "video/webm".into(),
+        duration_ms: 45 * 60 * 1000,
+        file_name: "backup.webm".into(),
+        backup: true,
+        ..Default::default()
+    };
+    let backup_recording = admin
+        .upload_recording_file(&backup, header, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(backup_recording.order, 1);
+    let resumed = dir.path().join("resumed.webm");
+    let have = 2 * MIB + 12_345;
+    let (from, part) = (backup.clone(), podium_client::part_path(&resumed));
+    tokio::task::spawn_blocking(move || {
+        let mut source = std::fs::File::open(from)?.take(have);
+        std::io::copy(&mut source, &mut std::fs::File::create(part)?)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let (ok, _, err) = podium(
+        &server,
+        &token,
+        &[
+            "recording",
+            "fetch",
+            &backup_recording.id,
+            "--out",
+            resumed.to_str().unwrap(),
+            "--resume",
+            "-c",
+            "odc2024",
+        ],
+    )
+    .await;
+    assert!(ok, "resumed fetch failed: {err}");
+    assert!(err.contains("resumed after 2.0 MiB"), "{err}");
+    assert_eq!(sha256_of(&resumed).await, backup_sha256);
+    assert!(!podium_client::part_path(&resumed).exists());
+
+    // The list shows it, with its captions.
+    let (ok, out, err) = podium(&server, &token, &["recording", "list", "-c", "odc2024"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains(&recording) && out.contains("primary"), "{out}");
+    assert!(
+        out.contains(&backup_recording.id) && out.contains("backup 1"),
+        "{out}"
+    );
+    assert!(out.contains("km (Khmer subtitles)"), "{out}");
+
+    refusals(&server, &admin, &talk.id, dir.path(), &token).await;
+}
+
+/// A wrong checksum keeps nothing; an unknown recording is NOT_FOUND.
+async fn refusals(server: &Podiumd, admin: &Client, session_id: &str, dir: &Path, token: &str) {
+    let small = dir.join("short.mp4");
+    std::fs::write(&small, b"not the talk you declared").unwrap();
+    let header = pb::RecordingHeader {
+        request_id: Client::request_id(),
+        conference_id: "odc2024".into(),
+        session_id: session_id.into(),
+        sha256: "0".repeat(64),
+        size_bytes: 25,
+        media_type: "video/mp4".into(),
+        duration_ms: 60_000,
+        file_name: "short.mp4".into(),
+        ..Default::default()
+    };
+    let refused = admin
+        .upload_recording_file(&small, header, |_| {})
+        .await
+        .unwrap_err();
+    let TransferError::Rpc(status) = refused else {
+        panic!("expected the server's refusal, got {refused}");
+    };
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .starts_with("sha256: 0000000000000000000000000000000000000000000000000000000000000000 does not match the bytes received"),
+        "{}",
+        status.message()
+    );
+    let listed = admin
+        .recordings()
+        .list_recordings(pb::ListRecordingsRequest {
+            conference_id: "odc2024".into(),
+            session_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .recordings;
+    assert_eq!(listed.len(), 2, "the refused upload was registered");
+    let leftovers = std::fs::read_dir(server.data_dir.join("recordings/tmp"))
+        .unwrap()
+        .count();
+    assert_eq!(leftovers, 0, "a refused upload left a temporary file");
+    let stored = std::fs::read_dir(server.data_dir.join("recordings/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(stored, 2);
+
+    let (ok, _, err) = podium(
+        server,
+        token,
+        &[
+            "recording",
+            "fetch",
+            "rec-0000000000",
+            "--out",
+            dir.join("nothing").to_str().unwrap(),
+            "-c",
+            "odc2024",
+        ],
+    )
+    .await;
+    assert!(!ok);
+    assert!(
+        err.contains("recording rec-0000000000 not found (NotFound)"),
+        "{err}"
+    );
+    let status = admin
+        .recordings()
+        .fetch_recording(pb::FetchRecordingRequest {
+            conference_id: "odc2024".into(),
+            recording_id: "rec-0000000000".into(),
+            offset: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+}

@@ -1,0 +1,443 @@
+//! Live status with real processes: `podiumd`, a `podium speaker connect` agent killed or
+//! stopped with real signals, and a watcher following the status stream through the client
+//! library.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use nix::sys::signal::Signal;
+use podium_client::{Client, StatusUpdate, pb};
+use podium_e2e::{PATIENCE, Podiumd, cli_process, signal};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tonic::{Request, Status, metadata::MetadataValue};
+
+use crate::{Odc, create_odc, session};
+
+/// A conference with one session (Sokha speaking, Sarah as backup), a speaker token for Sokha,
+/// and optionally a recording.
+struct Show {
+    server: Podiumd,
+    admin: Client,
+    odc: Odc,
+    session_id: String,
+    speaker_token: String,
+}
+
+async fn show(failback: pb::FailbackMode, with_recording: bool) -> Show {
+    let server = Podiumd::start().unwrap();
+    let admin = server.admin().await.unwrap();
+    let odc = create_odc(&admin, "odc2024").await.unwrap();
+    let mut request = session(
+        &odc,
+        "Open data in Cambodia",
+        "2030-11-14T02:00:00Z",
+        "2030-11-14T02:45:00Z",
+        vec![odc.sokha.id.clone()],
+    );
+    request.backup_speaker_ids = vec![odc.sarah.id.clone()];
+    request.failover = Some(pb::FailoverPolicy {
+        failback: failback as i32,
+        clear_after_ms: 2_000,
+        ..Default::default()
+    });
+    let session_id = admin
+        .agenda()
+        .add_session(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap()
+        .id;
+    if with_recording {
+        upload(&server, &admin, &session_id, 45 * 60 * 1000).await;
+    }
+    let speaker_token = admin
+        .access()
+        .issue_token(pb::IssueTokenRequest {
+            role: pb::Role::Speaker as i32,
+            conference_id: "odc2024".into(),
+            speaker_id: odc.sokha.id.clone(),
+            name: "Sokha's laptop".into(),
+            ttl_seconds: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    Show {
+        server,
+        admin,
+        odc,
+        session_id,
+        speaker_token,
+    }
+}
+
+/// Uploads a small recording through the raw generated stub.
+async fn upload(
+    server: &Podiumd,
+    _admin: &Client,
+    session_id: &str,
+    duration_ms: u64,
+) -> pb::Recording {
+    let bytes = b"not really a video, but the bytes are checked all the same".repeat(100);
+    let header = pb::RecordingHeader {
+        request_id: Client::request_id(),
+        conference_id: "odc2024".into(),
+        session_id: session_id.into(),
+        sha256: hex(&Sha256::digest(&bytes)),
+        size_bytes: bytes.len() as u64,
+        media_type: "video/mp4".into(),
+        duration_ms,
+        language: "km".into(),
+        captions: vec![],
+        file_name: "talk.mp4".into(),
+        backup: false,
+    };
+    let messages = vec![
+        pb::UploadRecordingRequest {
+            part: Some(pb::upload_recording_request::Part::Header(header)),
+        },
+        pb::UploadRecordingRequest {
+            part: Some(pb::upload_recording_request::Part::Chunk(bytes)),
+        },
+    ];
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let token: MetadataValue<_> = format!("Bearer {}", server.admin_token().unwrap())
+        .parse()
+        .unwrap();
+    let mut client = pb::recordings_client::RecordingsClient::with_interceptor(
+        channel,
+        move |mut r: Request<()>| {
+            r.metadata_mut().insert("authorization", token.clone());
+            Ok::<_, Status>(r)
+        },
+    );
+    client
+        .upload_recording(futures::stream::iter(messages))
+        .await
+        .unwrap()
+        .into_inner()
+        .recording
+        .unwrap()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Follows the session's status in the background; every version of it arrives on the channel.
+fn watch(client: &Client, session_id: &str) -> mpsc::UnboundedReceiver<pb::SessionStatus> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let updates = client.watch_status("odc2024", "");
+    let session_id = session_id.to_owned();
+    tokio::spawn(async move {
+        futures::pin_mut!(updates);
+        while let Some(Ok(update)) = updates.next().await {
+            let sessions = match update {
+                StatusUpdate::Snapshot { sessions, .. } => sessions,
+                StatusUpdate::Changed { session, .. } => vec![*session],
+            };
+            for s in sessions.into_iter().filter(|s| s.session_id == session_id) {
+                if tx.send(s).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Waits until a status satisfies `what`; returns it.
+async fn until(
+    rx: &mut mpsc::UnboundedReceiver<pb::SessionStatus>,
+    what: impl Fn(&pb::SessionStatus) -> bool,
+) -> pb::SessionStatus {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let status = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("status in time")
+            .expect("watcher alive");
+        if what(&status) {
+            return status;
+        }
+    }
+}
+
+fn on_air(s: &pb::SessionStatus) -> pb::SourceKind {
+    s.source
+        .as_ref()
+        .map_or(pb::SourceKind::Unspecified, |s| s.kind())
+}
+
+fn speaker_link(s: &pb::SessionStatus, speaker_id: &str) -> pb::LinkState {
+    s.links
+        .iter()
+        .find(|l| l.speaker_id == speaker_id)
+        .map_or(pb::LinkState::Unspecified, |l| l.state())
+}
+
+async fn start(show: &Show) -> pb::SessionStatus {
+    show.admin
+        .stage()
+        .start_session(pb::StartSessionRequest {
+            conference_id: "odc2024".into(),
+            session_id: show.session_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+}
+
+fn millis(ts: &Option<prost_types::Timestamp>) -> u64 {
+    ts.as_ref()
+        .map_or(0, |t| t.seconds as u64 * 1000 + t.nanos as u64 / 1_000_000)
+}
+
+#[tokio::test]
+async fn a_killed_agent_falls_back_to_the_recording_from_where_the_talk_had_got_to() {
+    let show = show(pb::FailbackMode::Sticky, true).await;
+    let mut statuses = watch(&show.admin, &show.session_id);
+    let mut agent = cli_process(
+        &show.server,
+        &show.speaker_token,
+        &["speaker", "connect", "--session", &show.session_id],
+    )
+    .unwrap();
+    until(&mut statuses, |s| {
+        speaker_link(s, &show.odc.sokha.id) == pb::LinkState::Healthy
+    })
+    .await;
+    let live = start(&show).await;
+    assert_eq!(on_air(&live), pb::SourceKind::Speaker);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    signal(&agent, Signal::SIGKILL).unwrap();
+    agent.wait().unwrap();
+    let fallen = until(&mut statuses, |s| on_air(s) == pb::SourceKind::Recording).await;
+    let source = fallen.source.clone().unwrap();
+    assert_eq!(fallen.cause(), pb::Cause::StreamClosed);
+    // The recording starts where the live talk had got to.
+    let went_live = millis(&fallen.went_live_at);
+    assert_eq!(source.offset_ms, millis(&source.since) - went_live);
+    assert!(source.offset_ms >= 1_500, "offset {} ms", source.offset_ms);
+    assert_eq!(source.recording_sha256.len(), 64);
+    let alerted = until(&mut statuses, |s| !s.alerts.is_empty()).await;
+    assert_eq!(alerted.alerts[0].kind(), pb::AlertKind::Failover);
+    assert!(
+        alerted.alerts[0].message.contains(&show.odc.sokha.id),
+        "{}",
+        alerted.alerts[0].message
+    );
+}
+
+#[tokio::test]
+async fn a_stopped_agent_falls_back_by_heartbeat_timeout_and_sticky_stays_on_the_recording() {
+    let show = show(pb::FailbackMode::Sticky, true).await;
+    let mut statuses = watch(&show.admin, &show.session_id);
+    let mut agent = cli_process(
+        &show.server,
+        &show.speaker_token,
+        &["speaker", "connect", "--session", &show.session_id],
+    )
+    .unwrap();
+    until(&mut statuses, |s| {
+        speaker_link(s, &show.odc.sokha.id) == pb::LinkState::Healthy
+    })
+    .await;
+    start(&show).await;
+
+    // SIGSTOP: no FIN, the TCP connection stays open, only the heartbeats stop.
+    signal(&agent, Signal::SIGSTOP).unwrap();
+    let fallen = until(&mut statuses, |s| on_air(s) == pb::SourceKind::Recording).await;
+    assert_eq!(fallen.cause(), pb::Cause::HeartbeatTimeout);
+
+    signal(&agent, Signal::SIGCONT).unwrap();
+    until(&mut statuses, |s| {
+        speaker_link(s, &show.odc.sokha.id) == pb::LinkState::Healthy
+    })
+    .await;
+    // Well past clear_after (2 s): sticky keeps the recording on air.
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    let now = show
+        .admin
+        .stage()
+        .pin(pb::PinRequest {
+            conference_id: "odc2024".into(),
+            session_id: show.session_id.clone(),
+            pinned: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(on_air(&now), pb::SourceKind::Recording);
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+}
+
+#[tokio::test]
+async fn return_when_stable_goes_back_to_the_speaker_after_clear_after() {
+    let show = show(pb::FailbackMode::ReturnWhenStable, true).await;
+    let mut statuses = watch(&show.admin, &show.session_id);
+    let mut agent = cli_process(
+        &show.server,
+        &show.speaker_token,
+        &["speaker", "connect", "--session", &show.session_id],
+    )
+    .unwrap();
+    until(&mut statuses, |s| {
+        speaker_link(s, &show.odc.sokha.id) == pb::LinkState::Healthy
+    })
+    .await;
+    start(&show).await;
+    signal(&agent, Signal::SIGSTOP).unwrap();
+    until(&mut statuses, |s| on_air(s) == pb::SourceKind::Recording).await;
+    signal(&agent, Signal::SIGCONT).unwrap();
+    let healthy = until(&mut statuses, |s| {
+        speaker_link(s, &show.odc.sokha.id) == pb::LinkState::Healthy
+    })
+    .await;
+    let back = until(&mut statuses, |s| on_air(s) == pb::SourceKind::Speaker).await;
+    assert_eq!(back.cause(), pb::Cause::LinkStable);
+    let healthy_at = millis(
+        &healthy
+            .links
+            .iter()
+            .find(|l| l.speaker_id == show.odc.sokha.id)
+            .unwrap()
+            .changed_at,
+    );
+    assert!(
+        millis(&back.source.as_ref().unwrap().since) >= healthy_at + 2_000,
+        "returned before clear_after"
+    );
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+}
+
+#[tokio::test]
+async fn a_moderator_switch_and_a_missing_recording_reach_the_watcher() {
+    let show = show(pb::FailbackMode::Sticky, false).await;
+    let mut statuses = watch(&show.admin, &show.session_id);
+    start(&show).await;
+    // No agent ever connected and there is no recording: the slate, with an alert.
+    // The switch and its alert are two events of one append: the watcher sees both.
+    let slate = until(&mut statuses, |s| {
+        on_air(s) == pb::SourceKind::Slate && !s.alerts.is_empty()
+    })
+    .await;
+    assert_eq!(slate.alerts[0].kind(), pb::AlertKind::NoRecording);
+
+    let moderator = show.admin.stage();
+    let switch = |kind: pb::SourceKind, recording: &str| pb::SwitchSourceRequest {
+        conference_id: "odc2024".into(),
+        session_id: show.session_id.clone(),
+        kind: kind as i32,
+        speaker_id: String::new(),
+        recording_id: recording.into(),
+    };
+    let missing = moderator
+        .clone()
+        .switch_source(switch(pb::SourceKind::Recording, "rec-nope"))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    moderator
+        .clone()
+        .pin(pb::PinRequest {
+            conference_id: "odc2024".into(),
+            session_id: show.session_id.clone(),
+            pinned: true,
+        })
+        .await
+        .unwrap();
+    moderator
+        .clone()
+        .switch_source(switch(pb::SourceKind::BackupSpeaker, ""))
+        .await
+        .unwrap();
+    let backup = until(&mut statuses, |s| {
+        on_air(s) == pb::SourceKind::BackupSpeaker
+    })
+    .await;
+    assert_eq!(
+        backup.source.as_ref().unwrap().speaker_id,
+        show.odc.sarah.id
+    );
+    assert_eq!(backup.cause(), pb::Cause::Moderator);
+    assert!(backup.pinned);
+    // Pinned: Sarah has no agent, yet no rule moves her off air.
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let still = moderator
+        .clone()
+        .pin(pb::PinRequest {
+            conference_id: "odc2024".into(),
+            session_id: show.session_id.clone(),
+            pinned: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(on_air(&still), pb::SourceKind::BackupSpeaker);
+
+    let wrong_token = Client::connect(&show.server.addr, Some(show.speaker_token.clone()))
+        .await
+        .unwrap();
+    let denied = wrong_token
+        .stage()
+        .switch_source(switch(pb::SourceKind::Slate, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn a_restart_mid_session_restores_the_source_and_fires_no_failover_inside_the_grace() {
+    let mut show = show(pb::FailbackMode::Sticky, true).await;
+    let mut agent = cli_process(
+        &show.server,
+        &show.speaker_token,
+        &["speaker", "connect", "--session", &show.session_id],
+    )
+    .unwrap();
+    let mut statuses = watch(&show.admin, &show.session_id);
+    until(&mut statuses, |s| {
+        speaker_link(s, &show.odc.sokha.id) == pb::LinkState::Healthy
+    })
+    .await;
+    start(&show).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    show.server.restart().await.unwrap();
+    // The agent reconnects by itself; give it well past failover_after, inside the grace.
+    let admin = show.server.admin().await.unwrap();
+    let mut statuses = watch(&admin, &show.session_id);
+    let restored = until(&mut statuses, |s| {
+        speaker_link(s, &show.odc.sokha.id) == pb::LinkState::Healthy
+    })
+    .await;
+    assert_eq!(on_air(&restored), pb::SourceKind::Speaker);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let feed = admin.follow_feed("odc2024", 0, vec!["podium.v1.SourceSwitched".into()]);
+    futures::pin_mut!(feed);
+    let first = feed.next().await.unwrap().unwrap();
+    assert!(
+        matches!(first, podium_client::FeedItem::CaughtUp(_)),
+        "no source switch at all, found {first:?}"
+    );
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+}
