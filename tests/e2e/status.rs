@@ -441,3 +441,175 @@ async fn a_restart_mid_session_restores_the_source_and_fires_no_failover_inside_
     agent.kill().unwrap();
     agent.wait().unwrap();
 }
+
+#[tokio::test]
+async fn a_newer_agent_replaces_the_older_and_strangers_are_refused() {
+    let show = show(pb::FailbackMode::Sticky, true).await;
+    let speaker = Client::connect(&show.server.addr, Some(show.speaker_token.clone()))
+        .await
+        .unwrap();
+    let first = podium_client::agent::run_agent(
+        speaker.clone(),
+        podium_client::agent::AgentConfig::new(&show.session_id),
+    );
+    futures::pin_mut!(first);
+    assert!(matches!(
+        first.next().await,
+        Some(Ok(podium_client::agent::AgentEvent::Connected(_)))
+    ));
+    let second = podium_client::agent::run_agent(
+        speaker.clone(),
+        podium_client::agent::AgentConfig::new(&show.session_id),
+    );
+    futures::pin_mut!(second);
+    assert!(matches!(
+        second.next().await,
+        Some(Ok(podium_client::agent::AgentEvent::Connected(_)))
+    ));
+    // The older agent is told why it stops, and does not fight back.
+    let told = loop {
+        match tokio::time::timeout(PATIENCE, first.next())
+            .await
+            .expect("in time")
+        {
+            Some(Ok(podium_client::agent::AgentEvent::Acked { .. })) => continue,
+            other => break other,
+        }
+    };
+    let Some(Err(status)) = told else {
+        panic!("expected the older agent to be replaced, got {told:?}")
+    };
+    assert_eq!(status.code(), tonic::Code::Aborted);
+    assert!(
+        status.message().contains("replaced by a newer agent"),
+        "{}",
+        status.message()
+    );
+    assert!(first.next().await.is_none(), "a replaced agent stops");
+
+    // A speaker of another session, and a token that is not a speaker's, are refused.
+    let mut other = session(
+        &show.odc,
+        "Another talk",
+        "2030-11-15T02:00:00Z",
+        "2030-11-15T02:30:00Z",
+        vec![show.odc.sarah.id.clone()],
+    );
+    other.failover = None;
+    let other_id = show
+        .admin
+        .agenda()
+        .add_session(other)
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap()
+        .id;
+    let stranger =
+        podium_client::agent::run_agent(speaker, podium_client::agent::AgentConfig::new(&other_id));
+    futures::pin_mut!(stranger);
+    let refused = stranger.next().await.unwrap().unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    assert!(
+        refused.message().contains(&other_id),
+        "{}",
+        refused.message()
+    );
+    let not_a_speaker = podium_client::agent::run_agent(
+        show.admin.clone(),
+        podium_client::agent::AgentConfig::new(&show.session_id),
+    );
+    futures::pin_mut!(not_a_speaker);
+    assert_eq!(
+        not_a_speaker.next().await.unwrap().unwrap_err().code(),
+        tonic::Code::PermissionDenied
+    );
+}
+
+#[tokio::test]
+async fn preflight_reports_what_is_missing_until_the_session_is_ready() {
+    let show = show(pb::FailbackMode::Sticky, false).await;
+    let report = |client: Client| async move {
+        let sessions = client
+            .stage()
+            .preflight(pb::PreflightRequest {
+                conference_id: "odc2024".into(),
+                within_hours: 0,
+                all: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .sessions;
+        assert_eq!(sessions.len(), 1);
+        sessions.into_iter().next().unwrap()
+    };
+    let at_risk = report(show.admin.clone()).await;
+    assert_eq!(at_risk.readiness(), pb::Readiness::AtRisk);
+    assert!(
+        at_risk
+            .reasons
+            .iter()
+            .any(|r| r.contains("test connection")),
+        "{:?}",
+        at_risk.reasons
+    );
+    assert!(
+        at_risk.reasons.iter().any(|r| r == "no verified recording"),
+        "{:?}",
+        at_risk.reasons
+    );
+    // Sarah is the backup, in New York: 02:00 UTC is 21:00 there, outside 08:00-21:00.
+    assert!(
+        at_risk
+            .reasons
+            .iter()
+            .any(|r| r.contains("America/New_York")),
+        "{:?}",
+        at_risk.reasons
+    );
+    let sarah = at_risk
+        .speakers
+        .iter()
+        .find(|s| s.speaker_id == show.odc.sarah.id)
+        .unwrap();
+    assert!(sarah.backup && !sarah.within_hours);
+    assert_eq!(
+        sarah.start.as_ref().unwrap().label,
+        "Wed 13 Nov 2030 21:00 EST (America/New_York)"
+    );
+
+    // The green room, through the real CLI, and a recording.
+    let (ok, out, err) = podium_e2e::cli(
+        &show.server,
+        &show.speaker_token,
+        &[
+            "speaker",
+            "connect",
+            "--session",
+            &show.session_id,
+            "--test",
+        ],
+    )
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("test connection recorded"), "{out}");
+    upload(&show.server, &show.admin, &show.session_id, 60_000).await;
+    let better = report(show.admin.clone()).await;
+    assert_eq!(better.recordings, 1);
+    assert!(
+        better
+            .speakers
+            .iter()
+            .find(|s| s.speaker_id == show.odc.sokha.id)
+            .unwrap()
+            .tested
+    );
+    assert_eq!(
+        better.reasons.len(),
+        1,
+        "only Sarah's hours remain: {:?}",
+        better.reasons
+    );
+}
