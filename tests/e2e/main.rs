@@ -5,6 +5,7 @@ mod access;
 mod agenda;
 mod cli;
 mod feed;
+mod polls;
 mod recordings;
 mod server;
 mod status;

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod output;
+mod poll;
 mod recording;
 mod settings;
 mod stage;
@@ -84,6 +85,11 @@ enum Command {
     Unpin { session: String },
     /// Readiness of the coming sessions: test connection, recording, backup, local hours.
     Preflight(stage::PreflightArgs),
+    /// Create, open, close and watch live polls.
+    #[command(subcommand)]
+    Poll(poll::PollCmd),
+    /// Vote in a poll (attendees).
+    Vote(poll::VoteArgs),
     /// Upload, fetch and list pre-recorded talks.
     #[command(subcommand)]
     Recording(recording::RecordingCmd),
@@ -511,6 +517,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pin { session } => stage::pin(&ctx, session, true).await,
         Command::Unpin { session } => stage::pin(&ctx, session, false).await,
         Command::Preflight(args) => stage::preflight(&ctx, args).await,
+        Command::Poll(cmd) => poll::run(&ctx, cmd).await,
+        Command::Vote(args) => poll::vote(&ctx, args).await,
         Command::Recording(cmd) => recording::run(&ctx, cmd).await,
         Command::Slots(SlotsCmd::Suggest {
             speakers,
@@ -938,16 +946,20 @@ async fn events_tail(
     Ok(())
 }
 
-/// `--title "Text"` is the default language; `--title km=Text` another.
+/// `--title "Text"` is the default language; `--title km=Text` another; one value may also
+/// hold several, `en=Open budgets;km=ថវិកាបើកចំហ`.
 fn localized(values: &[String], default_language: &str) -> anyhow::Result<pb::LocalizedText> {
     let mut text = HashMap::new();
     for value in values {
-        let (lang, t) = match value.split_once('=') {
-            Some((lang, t)) if is_tag(lang) => (lang.to_owned(), t.to_owned()),
-            _ => (default_language.to_owned(), value.clone()),
-        };
-        if text.insert(lang.clone(), t).is_some() {
-            bail!("--title gives language {lang} twice");
+        let tagged: Option<Vec<(&str, &str)>> = value
+            .split(';')
+            .map(|part| part.split_once('=').filter(|(lang, _)| is_tag(lang)))
+            .collect();
+        let pairs = tagged.unwrap_or_else(|| vec![(default_language, value.as_str())]);
+        for (lang, t) in pairs {
+            if text.insert(lang.to_owned(), t.to_owned()).is_some() {
+                bail!("language {lang} is given twice");
+            }
         }
     }
     Ok(pb::LocalizedText { text })

@@ -29,7 +29,7 @@ use futures::{Stream, StreamExt};
 pub use podium_proto::v1 as pb;
 use podium_proto::v1::{
     access_client::AccessClient, agenda_client::AgendaClient, event_feed_client::EventFeedClient,
-    presence_client::PresenceClient, recordings_client::RecordingsClient,
+    polls_client::PollsClient, presence_client::PresenceClient, recordings_client::RecordingsClient,
     stage_client::StageClient,
 };
 use tonic::{
@@ -138,6 +138,10 @@ impl Client {
 
     pub fn presence(&self) -> PresenceClient<Authed> {
         PresenceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn polls(&self) -> PollsClient<Authed> {
+        PollsClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
     pub fn stage(&self) -> StageClient<Authed> {

@@ -14,6 +14,8 @@ pub enum ServiceName {
     /// Presence, the failover engine, switching and readiness (`podium.v1.Presence`,
     /// `podium.v1.Stage`, `podium.v1.Recordings`).
     Status,
+    /// Live polls and their results (`podium.v1.Polls`).
+    Feedback,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, clap::ValueEnum)]
@@ -44,7 +46,7 @@ pub struct Config {
         long,
         env = "PODIUM_SERVICES",
         value_delimiter = ',',
-        default_value = "access,agenda,feed,status"
+        default_value = "access,agenda,feed,status,feedback"
     )]
     pub services: Vec<ServiceName>,
 

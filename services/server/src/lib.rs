@@ -13,6 +13,10 @@ use std::{future::Future, sync::Arc, time::Instant};
 
 use podium_access::{AccessService, Authenticator, Directory, TokenKeys, directory_event_types};
 use podium_eventlog::{EventLog, Filter, Projector, SledEventLog, SledOptions};
+use podium_feedback::{
+    FeedbackModel, PollsService, VoterKeys, domain::words::WordCounter, feedback_event_types,
+};
+use podium_proto::v1::polls_server::PollsServer;
 use podium_proto::v1::recordings_server::RecordingsServer;
 use podium_proto::v1::{
     access_server::AccessServer, agenda_server::AgendaServer, event_feed_server::EventFeedServer,
@@ -45,6 +49,8 @@ pub enum ServerError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("feedback service: {0}")]
+    Feedback(String),
     #[error("status service: {0}")]
     Status(#[from] podium_status::StatusError),
     #[error("recording store in {path}: {source}")]
@@ -63,9 +69,16 @@ pub struct Podium {
     directory: Projector<Directory>,
     agenda: Option<AgendaStore>,
     status: Option<StatusParts>,
+    feedback: Option<FeedbackParts>,
 }
 
 /// The status service's read model and engine, when this process runs it.
+/// The feedback service's read model and anonymity keys, when this process runs it.
+struct FeedbackParts {
+    model: Projector<FeedbackModel>,
+    keys: Arc<VoterKeys>,
+}
+
 struct StatusParts {
     model: Projector<StatusModel>,
     engine: EngineHandle,
@@ -135,6 +148,25 @@ impl Podium {
         } else {
             None
         };
+        let feedback = if config.runs(ServiceName::Feedback) {
+            let words = WordCounter::new();
+            let filter = Filter {
+                stream_prefix: None,
+                event_types: feedback_event_types(),
+            };
+            let model = FeedbackModel::new(Arc::new(words));
+            let model = Projector::start("feedback", log.clone(), model, filter).await?;
+            let dir = config.data_dir.join("poll-keys");
+            let keys = VoterKeys::open(dir.clone()).map_err(|e| {
+                ServerError::Feedback(format!("cannot open {}: {e}", dir.display()))
+            })?;
+            Some(FeedbackParts {
+                model,
+                keys: Arc::new(keys),
+            })
+        } else {
+            None
+        };
         tracing::info!(
             events = log.head(),
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -148,6 +180,7 @@ impl Podium {
             directory,
             agenda,
             status,
+            feedback,
         })
     }
 
@@ -166,6 +199,7 @@ impl Podium {
             directory,
             agenda,
             status,
+            feedback,
         } = self;
         let auth = Authenticator::new(keys.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -247,6 +281,15 @@ impl Podium {
             served.push(<StageServer<StageService> as NamedService>::NAME);
             served.push(<RecordingsServer<RecordingsService> as NamedService>::NAME);
         }
+        let polls = feedback.map(|parts| {
+            PollsServer::with_interceptor(
+                PollsService::new(log.clone(), parts.model, parts.keys, stop_rx.clone()),
+                auth.clone(),
+            )
+        });
+        if polls.is_some() {
+            served.push(<PollsServer<PollsService> as NamedService>::NAME);
+        }
         for name in &served {
             health
                 .set_service_status(*name, tonic_health::ServingStatus::Serving)
@@ -264,6 +307,7 @@ impl Podium {
             .add_optional_service(feed)
             .add_optional_service(presence)
             .add_optional_service(stage)
+            .add_optional_service(polls)
             .add_optional_service(recordings)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                 let _ = serve_stop_rx.await;

@@ -1,0 +1,431 @@
+//! A poll and its tally, with no storage or transport: the rules for creating a poll, its
+//! lifecycle (draft -> open -> closed), which ballots are valid, and the fold that counts the
+//! latest ballot of each voter.
+//!
+//! **A tally is a fold of the poll's events in log order**: a ballot that lands after the close
+//! is never counted, whatever the RPC that sent it believed.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::words::{WordCloud, WordCounter};
+
+/// Most options of a choice poll.
+pub const MAX_OPTIONS: usize = 50;
+/// Longest question, per language, in characters.
+pub const MAX_QUESTION_CHARS: usize = 300;
+/// Longest option, per language, in characters.
+pub const MAX_OPTION_CHARS: usize = 200;
+/// Longest word-cloud answer, in characters.
+pub const MAX_WORDS_CHARS: usize = 100;
+/// Longest open-text answer, in characters.
+pub const MAX_TEXT_CHARS: usize = 1000;
+/// Most open-text answers shown in results.
+pub const MAX_SHOWN_TEXTS: usize = 200;
+
+/// A refusal, naming the field where there is one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PollError {
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    NotOpen(String),
+    #[error("{0}")]
+    Locked(String),
+}
+
+impl PollError {
+    fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Single,
+    Multiple,
+    Rating,
+    WordCloud,
+    OpenText,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    Live,
+    AfterClose,
+    ModeratorsOnly,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Draft,
+    Open,
+    Closed,
+}
+
+/// Text per language tag.
+pub type Texts = BTreeMap<String, String>;
+
+/// What a poll asks, fixed when it is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollSpec {
+    pub id: String,
+    pub conference_id: String,
+    pub session_id: String,
+    pub question: Texts,
+    pub kind: Kind,
+    /// (option id, texts), in order.
+    pub options: Vec<(String, Texts)>,
+    pub max_choices: u32,
+    pub scale_min: i32,
+    pub scale_max: i32,
+    pub visibility: Visibility,
+    pub lock_ballots: bool,
+    pub anonymous: bool,
+    pub publishable: bool,
+    pub survey: bool,
+    pub created_at: u64,
+}
+
+fn check_texts(
+    field: &'static str,
+    texts: &Texts,
+    default_language: &str,
+    max: usize,
+) -> Result<(), PollError> {
+    for (tag, text) in texts {
+        let chars = text.trim().chars().count();
+        if chars == 0 || chars > max {
+            return Err(PollError::invalid(
+                field,
+                format!("the {tag} text must be 1 to {max} characters, not {chars}"),
+            ));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(PollError::invalid(
+                field,
+                format!("the {tag} text contains control characters"),
+            ));
+        }
+    }
+    if !texts.contains_key(default_language) {
+        return Err(PollError::invalid(
+            field,
+            format!("needs a text in the default language {default_language:?}"),
+        ));
+    }
+    Ok(())
+}
+
+impl PollSpec {
+    /// Checks a new poll and fills in defaults (option ids, max_choices, the rating scale).
+    pub fn validated(mut self, default_language: &str) -> Result<Self, PollError> {
+        check_texts(
+            "question",
+            &self.question,
+            default_language,
+            MAX_QUESTION_CHARS,
+        )?;
+        match self.kind {
+            Kind::Single | Kind::Multiple => {
+                let n = self.options.len();
+                if !(2..=MAX_OPTIONS).contains(&n) {
+                    return Err(PollError::invalid(
+                        "options",
+                        format!("a choice poll has 2 to {MAX_OPTIONS} options, not {n}"),
+                    ));
+                }
+                for (i, (id, texts)) in self.options.iter_mut().enumerate() {
+                    check_texts("options", texts, default_language, MAX_OPTION_CHARS)?;
+                    *id = format!("opt-{}", i + 1);
+                }
+                self.max_choices = match (self.kind, self.max_choices) {
+                    (Kind::Single, _) => 1,
+                    (_, 0) => n as u32,
+                    (_, m) if m as usize <= n => m,
+                    (_, m) => {
+                        return Err(PollError::invalid(
+                            "max_choices",
+                            format!("{m} is more than the {n} options"),
+                        ));
+                    }
+                };
+            }
+            Kind::Rating => {
+                if !self.options.is_empty() {
+                    return Err(PollError::invalid(
+                        "options",
+                        "a rating poll has no options",
+                    ));
+                }
+                if self.scale_min == 0 && self.scale_max == 0 {
+                    (self.scale_min, self.scale_max) = (1, 5);
+                }
+                if self.scale_min < -10
+                    || self.scale_max > 10
+                    || self.scale_max - self.scale_min < 1
+                    || self.scale_max - self.scale_min > 10
+                {
+                    return Err(PollError::invalid(
+                        "scale_max",
+                        "the scale runs from scale_min to scale_max, within -10 to 10, with 2 to 11 points",
+                    ));
+                }
+                self.max_choices = 0;
+            }
+            Kind::WordCloud | Kind::OpenText => {
+                if !self.options.is_empty() {
+                    return Err(PollError::invalid("options", "a text poll has no options"));
+                }
+                self.max_choices = 0;
+            }
+        }
+        if self.kind != Kind::Rating {
+            (self.scale_min, self.scale_max) = (0, 0);
+        }
+        Ok(self)
+    }
+}
+
+/// What a ballot says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    Options(Vec<String>),
+    Rating(i32),
+    Text(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ballot {
+    pub ballot_id: String,
+    pub choice: Choice,
+}
+
+/// A poll as folded from its events.
+#[derive(Debug, Clone)]
+pub struct Poll {
+    pub spec: PollSpec,
+    pub state: State,
+    /// The latest ballot of each voter.
+    pub ballots: HashMap<String, Ballot>,
+    /// Votes per option id.
+    pub option_counts: BTreeMap<String, u64>,
+    /// Ratings per point, from scale_min.
+    pub rating_counts: Vec<u64>,
+    pub cloud: WordCloud,
+    /// Open-text answers in the order they were given, with their voter.
+    pub texts: Vec<(String, String)>,
+}
+
+impl Poll {
+    pub fn new(spec: PollSpec) -> Self {
+        let points = if spec.kind == Kind::Rating {
+            (spec.scale_max - spec.scale_min + 1).max(0) as usize
+        } else {
+            0
+        };
+        let option_counts = spec.options.iter().map(|(id, _)| (id.clone(), 0)).collect();
+        Self {
+            spec,
+            state: State::Draft,
+            ballots: HashMap::new(),
+            option_counts,
+            rating_counts: vec![0; points],
+            cloud: WordCloud::default(),
+            texts: Vec::new(),
+        }
+    }
+
+    /// Checks a ballot against the poll as it is now.
+    pub fn check_ballot(&self, voter: &str, ballot: &Ballot) -> Result<(), PollError> {
+        match self.state {
+            State::Draft => {
+                return Err(PollError::NotOpen(format!(
+                    "poll {} is not open yet",
+                    self.spec.id
+                )));
+            }
+            State::Closed => {
+                return Err(PollError::NotOpen(format!(
+                    "poll {} is closed",
+                    self.spec.id
+                )));
+            }
+            State::Open => {}
+        }
+        if let Some(earlier) = self.ballots.get(voter)
+            && self.spec.lock_ballots
+            && earlier.ballot_id != ballot.ballot_id
+        {
+            return Err(PollError::Locked(format!(
+                "poll {} locks ballots: yours is already counted",
+                self.spec.id
+            )));
+        }
+        match (&self.spec.kind, &ballot.choice) {
+            (Kind::Single | Kind::Multiple, Choice::Options(ids)) => {
+                let max = self.spec.max_choices as usize;
+                if ids.is_empty() || ids.len() > max {
+                    return Err(PollError::invalid(
+                        "option_ids",
+                        format!("pick 1 to {max} options"),
+                    ));
+                }
+                let mut seen = std::collections::HashSet::new();
+                for id in ids {
+                    if !self.option_counts.contains_key(id) {
+                        return Err(PollError::invalid(
+                            "option_ids",
+                            format!("{id:?} is not an option of poll {}", self.spec.id),
+                        ));
+                    }
+                    if !seen.insert(id) {
+                        return Err(PollError::invalid(
+                            "option_ids",
+                            format!("{id} is picked twice"),
+                        ));
+                    }
+                }
+            }
+            (Kind::Rating, Choice::Rating(r)) => {
+                if !(self.spec.scale_min..=self.spec.scale_max).contains(r) {
+                    return Err(PollError::invalid(
+                        "rating",
+                        format!("must be {} to {}", self.spec.scale_min, self.spec.scale_max),
+                    ));
+                }
+            }
+            (Kind::WordCloud, Choice::Text(t)) => check_answer(t, MAX_WORDS_CHARS)?,
+            (Kind::OpenText, Choice::Text(t)) => check_answer(t, MAX_TEXT_CHARS)?,
+            (Kind::Single | Kind::Multiple, _) => {
+                return Err(PollError::invalid(
+                    "option_ids",
+                    "a choice poll takes option ids",
+                ));
+            }
+            (Kind::Rating, _) => {
+                return Err(PollError::invalid("rating", "a rating poll takes a rating"));
+            }
+            (Kind::WordCloud | Kind::OpenText, _) => {
+                return Err(PollError::invalid("text", "a text poll takes text"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn open(&mut self) {
+        if self.state == State::Draft {
+            self.state = State::Open;
+        }
+    }
+
+    pub fn close(&mut self) {
+        self.state = State::Closed;
+    }
+
+    /// Counts a ballot: the voter's earlier ballot, if any, stops counting. Ballots outside the
+    /// open state, and changes to a locked ballot, are ignored.
+    pub fn count(&mut self, voter: &str, ballot: Ballot, words: &WordCounter) -> bool {
+        if self.state != State::Open {
+            return false;
+        }
+        if let Some(earlier) = self.ballots.get(voter) {
+            if earlier.ballot_id == ballot.ballot_id || self.spec.lock_ballots {
+                return false;
+            }
+            let earlier = earlier.clone();
+            self.uncount(voter, &earlier, words);
+        }
+        self.tally(voter, &ballot, words, 1);
+        self.ballots.insert(voter.to_owned(), ballot);
+        true
+    }
+
+    fn uncount(&mut self, voter: &str, ballot: &Ballot, words: &WordCounter) {
+        self.tally(voter, ballot, words, -1);
+    }
+
+    fn tally(&mut self, voter: &str, ballot: &Ballot, words: &WordCounter, sign: i64) {
+        let add = |n: &mut u64| {
+            *n = if sign > 0 {
+                *n + 1
+            } else {
+                n.saturating_sub(1)
+            }
+        };
+        match &ballot.choice {
+            Choice::Options(ids) => {
+                for id in ids {
+                    if let Some(n) = self.option_counts.get_mut(id) {
+                        add(n);
+                    }
+                }
+            }
+            Choice::Rating(r) => {
+                if let Some(n) = usize::try_from(r - self.spec.scale_min)
+                    .ok()
+                    .and_then(|i| self.rating_counts.get_mut(i))
+                {
+                    add(n);
+                }
+            }
+            Choice::Text(text) => match self.spec.kind {
+                Kind::WordCloud => {
+                    let found = words.words(text);
+                    if sign > 0 {
+                        self.cloud.add(&found);
+                    } else if !self.cloud.remove(&found) {
+                        // The cloud holds every counted answer, so this cannot happen; if it
+                        // did, leaving the counts alone keeps them from going negative.
+                        tracing::warn!(poll = %self.spec.id, "a replaced word-cloud answer was not in the cloud");
+                    }
+                }
+                _ => {
+                    if sign > 0 {
+                        self.texts.push((voter.to_owned(), text.clone()));
+                    } else if let Some(i) = self.texts.iter().position(|(v, _)| v == voter) {
+                        self.texts.remove(i);
+                    }
+                }
+            },
+        }
+    }
+
+    /// (count, mean) of the ratings.
+    pub fn rating_summary(&self) -> (u64, f64) {
+        let count: u64 = self.rating_counts.iter().sum();
+        let sum: i64 = self
+            .rating_counts
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (self.spec.scale_min as i64 + i as i64) * *n as i64)
+            .sum();
+        (
+            count,
+            if count == 0 {
+                0.0
+            } else {
+                sum as f64 / count as f64
+            },
+        )
+    }
+}
+
+fn check_answer(text: &str, max: usize) -> Result<(), PollError> {
+    let chars = text.trim().chars().count();
+    if chars == 0 || chars > max {
+        return Err(PollError::invalid(
+            "text",
+            format!("must be 1 to {max} characters, not {chars}"),
+        ));
+    }
+    if text.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(PollError::invalid("text", "contains control characters"));
+    }
+    Ok(())
+}

@@ -1,0 +1,467 @@
+//! Poll events in and out of the log, the feedback read model, and the keys of anonymous polls.
+//!
+//! Streams: `conference/<c>/poll/<p>` holds a poll's lifecycle (created, opened, closed, words
+//! hidden); `conference/<c>/poll/<p>/ballots/<voter>` holds one voter's ballots, so the
+//! one-ballot rule is a per-voter stream and ballots of different voters never contend.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use hmac::{Hmac, Mac};
+use podium_eventlog::{Projection, RecordedEvent};
+use podium_proto::v1 as pb;
+use prost::Name;
+use rand::RngCore;
+use sha2::Sha256;
+use tokio::sync::Notify;
+
+use crate::domain::{
+    poll::{Ballot, Choice, Kind, Poll, PollSpec, State, Visibility},
+    words::WordCounter,
+};
+
+pub fn poll_stream(conference_id: &str, poll_id: &str) -> String {
+    format!("conference/{conference_id}/poll/{poll_id}")
+}
+
+pub fn ballot_stream(conference_id: &str, poll_id: &str, voter: &str) -> String {
+    format!("conference/{conference_id}/poll/{poll_id}/ballots/{voter}")
+}
+
+pub fn feedback_event_types() -> Vec<String> {
+    vec![
+        pb::ConferenceCreated::full_name(),
+        pb::SessionScheduled::full_name(),
+        pb::PollCreated::full_name(),
+        pb::PollOpened::full_name(),
+        pb::PollClosed::full_name(),
+        pb::BallotCast::full_name(),
+        pb::WordHidden::full_name(),
+    ]
+}
+
+// ---- Domain <-> protobuf ----
+
+pub fn kind_from_proto(kind: i32) -> Option<Kind> {
+    Some(match pb::PollKind::try_from(kind).ok()? {
+        pb::PollKind::SingleChoice => Kind::Single,
+        pb::PollKind::MultipleChoice => Kind::Multiple,
+        pb::PollKind::Rating => Kind::Rating,
+        pb::PollKind::WordCloud => Kind::WordCloud,
+        pb::PollKind::OpenText => Kind::OpenText,
+        pb::PollKind::Unspecified => return None,
+    })
+}
+
+fn kind_to_proto(kind: Kind) -> pb::PollKind {
+    match kind {
+        Kind::Single => pb::PollKind::SingleChoice,
+        Kind::Multiple => pb::PollKind::MultipleChoice,
+        Kind::Rating => pb::PollKind::Rating,
+        Kind::WordCloud => pb::PollKind::WordCloud,
+        Kind::OpenText => pb::PollKind::OpenText,
+    }
+}
+
+pub fn visibility_from_proto(v: i32) -> Option<Visibility> {
+    Some(match pb::ResultVisibility::try_from(v).ok()? {
+        pb::ResultVisibility::Unspecified | pb::ResultVisibility::Live => Visibility::Live,
+        pb::ResultVisibility::AfterClose => Visibility::AfterClose,
+        pb::ResultVisibility::ModeratorsOnly => Visibility::ModeratorsOnly,
+    })
+}
+
+fn visibility_to_proto(v: Visibility) -> pb::ResultVisibility {
+    match v {
+        Visibility::Live => pb::ResultVisibility::Live,
+        Visibility::AfterClose => pb::ResultVisibility::AfterClose,
+        Visibility::ModeratorsOnly => pb::ResultVisibility::ModeratorsOnly,
+    }
+}
+
+fn state_to_proto(s: State) -> pb::PollState {
+    match s {
+        State::Draft => pb::PollState::Draft,
+        State::Open => pb::PollState::Open,
+        State::Closed => pb::PollState::Closed,
+    }
+}
+
+pub fn texts(t: Option<pb::LocalizedText>) -> BTreeMap<String, String> {
+    t.map(|t| {
+        t.text
+            .into_iter()
+            .map(|(k, v)| (k, v.trim().to_owned()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn localized(t: &BTreeMap<String, String>) -> pb::LocalizedText {
+    pb::LocalizedText {
+        text: t.clone().into_iter().collect(),
+    }
+}
+
+/// The text in `language`, else `default_language`, else any.
+pub fn pick<'a>(
+    t: &'a BTreeMap<String, String>,
+    language: &str,
+    default_language: &str,
+) -> &'a str {
+    t.get(language)
+        .or_else(|| t.get(default_language))
+        .or_else(|| t.values().next())
+        .map_or("", String::as_str)
+}
+
+pub fn spec_to_proto(
+    spec: &PollSpec,
+    state: State,
+    language: &str,
+    default_language: &str,
+) -> pb::Poll {
+    pb::Poll {
+        id: spec.id.clone(),
+        conference_id: spec.conference_id.clone(),
+        session_id: spec.session_id.clone(),
+        question: Some(localized(&spec.question)),
+        label: pick(&spec.question, language, default_language).to_owned(),
+        kind: kind_to_proto(spec.kind) as i32,
+        options: spec
+            .options
+            .iter()
+            .map(|(id, t)| pb::PollOption {
+                id: id.clone(),
+                text: Some(localized(t)),
+                label: pick(t, language, default_language).to_owned(),
+            })
+            .collect(),
+        max_choices: spec.max_choices,
+        scale_min: spec.scale_min,
+        scale_max: spec.scale_max,
+        visibility: visibility_to_proto(spec.visibility) as i32,
+        lock_ballots: spec.lock_ballots,
+        anonymous: spec.anonymous,
+        publishable: spec.publishable,
+        survey: spec.survey,
+        state: state_to_proto(state) as i32,
+        created_at: Some(prost_types::Timestamp {
+            seconds: (spec.created_at / 1000) as i64,
+            nanos: 0,
+        }),
+    }
+}
+
+fn spec_from_proto(p: pb::Poll) -> Result<PollSpec, String> {
+    Ok(PollSpec {
+        kind: kind_from_proto(p.kind).ok_or("unknown poll kind")?,
+        visibility: visibility_from_proto(p.visibility).ok_or("unknown visibility")?,
+        id: p.id,
+        conference_id: p.conference_id,
+        session_id: p.session_id,
+        question: texts(p.question),
+        options: p
+            .options
+            .into_iter()
+            .map(|o| (o.id, texts(o.text)))
+            .collect(),
+        max_choices: p.max_choices,
+        scale_min: p.scale_min,
+        scale_max: p.scale_max,
+        lock_ballots: p.lock_ballots,
+        anonymous: p.anonymous,
+        publishable: p.publishable,
+        survey: p.survey,
+        created_at: p.created_at.map_or(0, |t| t.seconds.max(0) as u64 * 1000),
+    })
+}
+
+pub fn choice_to_event(choice: &Choice) -> (Vec<String>, i32, String) {
+    match choice {
+        Choice::Options(ids) => (ids.clone(), 0, String::new()),
+        Choice::Rating(r) => (Vec::new(), *r, String::new()),
+        Choice::Text(t) => (Vec::new(), 0, t.clone()),
+    }
+}
+
+fn choice_from_event(kind: Kind, b: &pb::BallotCast) -> Choice {
+    match kind {
+        Kind::Single | Kind::Multiple => Choice::Options(b.option_ids.clone()),
+        Kind::Rating => Choice::Rating(b.rating),
+        Kind::WordCloud | Kind::OpenText => Choice::Text(b.text.clone()),
+    }
+}
+
+// ---- The read model ----
+
+#[derive(Debug, Clone, Default)]
+pub struct ConferenceInfo {
+    pub default_language: String,
+    pub sessions: HashSet<String>,
+}
+
+/// Every poll with its tally, and what feedback knows of conferences.
+pub struct FeedbackModel {
+    pub conferences: HashMap<String, ConferenceInfo>,
+    pub polls: HashMap<(String, String), Poll>,
+    pub words: Arc<WordCounter>,
+    /// Polls changed since the publisher last looked, and the position of their last change.
+    pub dirty: Arc<Mutex<HashMap<(String, String), u64>>>,
+    pub changed: Arc<Notify>,
+    /// Every event below this position has been applied.
+    pub position: u64,
+}
+
+impl FeedbackModel {
+    pub fn new(words: Arc<WordCounter>) -> Self {
+        Self {
+            conferences: HashMap::new(),
+            polls: HashMap::new(),
+            words,
+            dirty: Arc::default(),
+            changed: Arc::new(Notify::new()),
+            position: 0,
+        }
+    }
+
+    pub fn poll(&self, conference_id: &str, poll_id: &str) -> Option<&Poll> {
+        self.polls
+            .get(&(conference_id.to_owned(), poll_id.to_owned()))
+    }
+
+    fn touch(&self, key: (String, String), position: u64) {
+        if let Ok(mut dirty) = self.dirty.lock() {
+            dirty.insert(key, position);
+        }
+        self.changed.notify_one();
+    }
+
+    fn apply_event(&mut self, event: &RecordedEvent) -> Result<(), String> {
+        let e = |e: podium_eventlog::DecodeError| e.to_string();
+        if event.is::<pb::ConferenceCreated>() {
+            let c = event.decode::<pb::ConferenceCreated>().map_err(e)?;
+            self.conferences.insert(
+                c.conference_id,
+                ConferenceInfo {
+                    default_language: c.default_language,
+                    sessions: HashSet::new(),
+                },
+            );
+        } else if event.is::<pb::SessionScheduled>() {
+            let s = event.decode::<pb::SessionScheduled>().map_err(e)?;
+            if let Some(c) = self.conferences.get_mut(&s.conference_id) {
+                c.sessions.insert(s.session_id);
+            }
+        } else if event.is::<pb::PollCreated>() {
+            let created = event.decode::<pb::PollCreated>().map_err(e)?;
+            let spec = spec_from_proto(created.poll.ok_or("poll missing")?)?;
+            let key = (spec.conference_id.clone(), spec.id.clone());
+            self.polls.insert(key.clone(), Poll::new(spec));
+            self.touch(key, event.position);
+        } else if event.is::<pb::PollOpened>() {
+            let o = event.decode::<pb::PollOpened>().map_err(e)?;
+            let key = (o.conference_id, o.poll_id);
+            if let Some(p) = self.polls.get_mut(&key) {
+                p.open();
+                self.touch(key, event.position);
+            }
+        } else if event.is::<pb::PollClosed>() {
+            let c = event.decode::<pb::PollClosed>().map_err(e)?;
+            let key = (c.conference_id, c.poll_id);
+            if let Some(p) = self.polls.get_mut(&key) {
+                p.close();
+                self.touch(key, event.position);
+            }
+        } else if event.is::<pb::BallotCast>() {
+            let b = event.decode::<pb::BallotCast>().map_err(e)?;
+            let key = (b.conference_id.clone(), b.poll_id.clone());
+            if let Some(p) = self.polls.get_mut(&key) {
+                let ballot = Ballot {
+                    ballot_id: b.ballot_id.clone(),
+                    choice: choice_from_event(p.spec.kind, &b),
+                };
+                if p.count(&b.voter, ballot, &self.words) {
+                    self.touch(key, event.position);
+                }
+            }
+        } else if event.is::<pb::WordHidden>() {
+            let w = event.decode::<pb::WordHidden>().map_err(e)?;
+            let key = (w.conference_id, w.poll_id);
+            if let Some(p) = self.polls.get_mut(&key) {
+                let words = self.words.words(&w.word);
+                if w.hidden {
+                    p.cloud.hide(&words);
+                } else {
+                    p.cloud.unhide(&words);
+                }
+                self.touch(key, event.position);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Projection for FeedbackModel {
+    fn apply(&mut self, event: &RecordedEvent) {
+        if let Err(error) = self.apply_event(event) {
+            tracing::error!(position = event.position, %error, "feedback model skipped an event");
+        }
+        self.position = event.position + 1;
+    }
+}
+
+/// Results of a poll as a viewer may see them; `None` when they may not see any yet.
+pub fn results(
+    model: &FeedbackModel,
+    conference_id: &str,
+    poll_id: &str,
+    moderator: bool,
+    language: &str,
+) -> Option<pb::Results> {
+    let poll = model.poll(conference_id, poll_id)?;
+    let visible = moderator
+        || (!poll.spec.survey
+            && match poll.spec.visibility {
+                Visibility::Live => true,
+                Visibility::AfterClose => poll.state == State::Closed,
+                Visibility::ModeratorsOnly => false,
+            });
+    if !visible {
+        return None;
+    }
+    let default_language = model
+        .conferences
+        .get(conference_id)
+        .map_or("en", |c| c.default_language.as_str());
+    let (count, mean) = poll.rating_summary();
+    Some(pb::Results {
+        poll_id: poll_id.to_owned(),
+        state: state_to_proto(poll.state) as i32,
+        ballots: poll.ballots.len() as u64,
+        options: poll
+            .spec
+            .options
+            .iter()
+            .map(|(id, t)| pb::OptionCount {
+                option_id: id.clone(),
+                label: pick(t, language, default_language).to_owned(),
+                count: poll.option_counts.get(id).copied().unwrap_or(0),
+            })
+            .collect(),
+        rating: (poll.spec.kind == Kind::Rating).then(|| pb::RatingSummary {
+            count,
+            mean,
+            distribution: poll.rating_counts.clone(),
+        }),
+        words: poll
+            .cloud
+            .top(100)
+            .into_iter()
+            .map(|(word, count)| pb::WordCount { word, count })
+            .collect(),
+        texts: if moderator || poll.spec.publishable {
+            let skip = poll
+                .texts
+                .len()
+                .saturating_sub(crate::domain::poll::MAX_SHOWN_TEXTS);
+            poll.texts
+                .iter()
+                .skip(skip)
+                .map(|(_, t)| t.clone())
+                .collect()
+        } else {
+            Vec::new()
+        },
+        hidden_words: if moderator {
+            poll.cloud.hidden().map(str::to_owned).collect()
+        } else {
+            Vec::new()
+        },
+    })
+}
+
+// ---- Anonymous polls ----
+
+/// Per-poll keys that turn an attendee id into a voter id for anonymous polls. A key lives in
+/// `<dir>/<conference>--<poll>.key` until the poll closes, then it is deleted, and with it the
+/// last link from attendees to their choices.
+#[derive(Debug)]
+pub struct VoterKeys {
+    dir: PathBuf,
+    /// Keys in use, so that a ballot costs no file read; one lock also makes creation race-free.
+    cache: Mutex<HashMap<PathBuf, Vec<u8>>>,
+}
+
+impl VoterKeys {
+    pub fn open(dir: PathBuf) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self {
+            dir,
+            cache: Mutex::default(),
+        })
+    }
+
+    fn path(&self, conference_id: &str, poll_id: &str) -> PathBuf {
+        self.dir.join(format!("{conference_id}--{poll_id}.key"))
+    }
+
+    /// The voter id of `attendee` in an anonymous poll; creates the key on first use.
+    pub fn voter(
+        &self,
+        conference_id: &str,
+        poll_id: &str,
+        attendee: &str,
+    ) -> std::io::Result<String> {
+        let path = self.path(conference_id, poll_id);
+        let mut cache = self
+            .cache
+            .lock()
+            .map_err(|_| std::io::Error::other("voter keys poisoned"))?;
+        let key = match cache.get(&path) {
+            Some(key) => key.clone(),
+            None => {
+                let key = match std::fs::read(&path) {
+                    Ok(key) if key.len() == 32 => key,
+                    _ => {
+                        let mut key = vec![0u8; 32];
+                        rand::rng().fill_bytes(&mut key);
+                        let temp = path.with_extension("tmp");
+                        std::fs::write(&temp, &key)?;
+                        std::fs::File::open(&temp)?.sync_all()?;
+                        std::fs::rename(&temp, &path)?;
+                        key
+                    }
+                };
+                cache.insert(path.clone(), key.clone());
+                key
+            }
+        };
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key).map_err(std::io::Error::other)?;
+        mac.update(attendee.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        Ok(format!(
+            "anon-{}",
+            digest
+                .iter()
+                .take(16)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ))
+    }
+
+    /// Destroys the key of a closed poll.
+    pub fn destroy(&self, conference_id: &str, poll_id: &str) -> std::io::Result<()> {
+        let path = self.path(conference_id, poll_id);
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(&path);
+        }
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! Live polls against the real podiumd: hundreds of attendees voting at once while watchers
+//! follow the results, the same tallies after a restart, and the rules of a ballot.
+
+use std::collections::BTreeMap;
+
+use futures::StreamExt;
+use podium_client::{Client, pb};
+use podium_e2e::{PATIENCE, Podiumd};
+use tonic::Code;
+
+use crate::create_odc;
+
+fn text(en: &str) -> Option<pb::LocalizedText> {
+    crate::text(en)
+}
+
+async fn attendee(server: &Podiumd, join_code: &str, name: &str) -> Client {
+    let anonymous = server.client(None).await.unwrap();
+    let joined = anonymous
+        .access()
+        .join(pb::JoinRequest {
+            join_code: join_code.into(),
+            display_name: name.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    anonymous.with_token(Some(joined.token)).unwrap()
+}
+
+async fn create_poll(
+    admin: &Client,
+    kind: pb::PollKind,
+    options: &[&str],
+    anonymous: bool,
+    lock: bool,
+) -> pb::Poll {
+    let poll = admin
+        .polls()
+        .create_poll(pb::CreatePollRequest {
+            request_id: Client::request_id(),
+            conference_id: "odc2024".into(),
+            session_id: String::new(),
+            question: text("Which open data matters most to you?"),
+            kind: kind as i32,
+            options: options.iter().map(|o| text(o).unwrap()).collect(),
+            max_choices: 0,
+            scale_min: 0,
+            scale_max: 0,
+            visibility: pb::ResultVisibility::Live as i32,
+            lock_ballots: lock,
+            anonymous,
+            publishable: false,
+            survey: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .poll
+        .unwrap();
+    admin
+        .polls()
+        .open_poll(pb::OpenPollRequest {
+            conference_id: "odc2024".into(),
+            poll_id: poll.id.clone(),
+        })
+        .await
+        .unwrap();
+    poll
+}
+
+fn ballot(poll: &pb::Poll, options: Vec<String>) -> pb::CastBallotRequest {
+    pb::CastBallotRequest {
+        conference_id: "odc2024".into(),
+        poll_id: poll.id.clone(),
+        ballot_id: Client::request_id(),
+        option_ids: options,
+        rating: 0,
+        text: String::new(),
+    }
+}
+
+fn counts(results: &pb::Results) -> BTreeMap<String, u64> {
+    results
+        .options
+        .iter()
+        .map(|o| (o.option_id.clone(), o.count))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_attendees_vote_while_fifty_watchers_converge_and_a_restart_keeps_the_tallies()
+{
+    let mut server = Podiumd::start().unwrap();
+    let admin = server.admin().await.unwrap();
+    let odc = create_odc(&admin, "odc2024").await.unwrap();
+    let poll = create_poll(
+        &admin,
+        pb::PollKind::SingleChoice,
+        &["Budgets", "Health", "Education", "Land"],
+        true,
+        false,
+    )
+    .await;
+
+    // Expected final tally: attendee i votes option i % 4, and every fifth changes their mind
+    // to "Land" afterwards.
+    let mut expected: BTreeMap<String, u64> =
+        poll.options.iter().map(|o| (o.id.clone(), 0)).collect();
+    for i in 0..200 {
+        let final_choice = if i % 5 == 0 { 3 } else { i % 4 };
+        *expected.get_mut(&poll.options[final_choice].id).unwrap() += 1;
+    }
+
+    let mut watchers = Vec::new();
+    for w in 0..50 {
+        let watcher = attendee(&server, &odc.conference.join_code, &format!("watcher {w}")).await;
+        let poll_id = poll.id.clone();
+        let expected = expected.clone();
+        watchers.push(tokio::spawn(async move {
+            let mut stream = watcher
+                .polls()
+                .watch_results(pb::WatchResultsRequest {
+                    conference_id: "odc2024".into(),
+                    poll_id,
+                    language: "en".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let mut updates = 0;
+            loop {
+                let message = tokio::time::timeout(PATIENCE, stream.next())
+                    .await
+                    .expect("update in time")
+                    .unwrap()
+                    .unwrap();
+                updates += 1;
+                if let Some(results) = message.results
+                    && results.ballots == 200
+                    && counts(&results) == expected
+                {
+                    return updates;
+                }
+            }
+        }));
+    }
+
+    let mut voters = Vec::new();
+    for i in 0..200usize {
+        let client = attendee(&server, &odc.conference.join_code, &format!("attendee {i}")).await;
+        let options: Vec<String> = poll.options.iter().map(|o| o.id.clone()).collect();
+        let poll = poll.clone();
+        voters.push(tokio::spawn(async move {
+            let first = ballot(&poll, vec![options[i % 4].clone()]);
+            let cast = client
+                .polls()
+                .cast_ballot(first.clone())
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(!cast.replaced);
+            // A retry of the same ballot is answered, not counted twice.
+            client.polls().cast_ballot(first).await.unwrap();
+            if i % 5 == 0 {
+                let changed = client
+                    .polls()
+                    .cast_ballot(ballot(&poll, vec![options[3].clone()]))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert!(changed.replaced);
+            }
+        }));
+    }
+    for voter in voters {
+        voter.await.unwrap();
+    }
+    let mut updates = Vec::new();
+    for watcher in watchers {
+        updates.push(watcher.await.unwrap());
+    }
+    // Coalescing: 200+ ballots reach each watcher in far fewer messages.
+    assert!(
+        updates.iter().all(|u| *u < 240),
+        "updates per watcher: {updates:?}"
+    );
+
+    let closed = admin
+        .polls()
+        .close_poll(pb::ClosePollRequest {
+            conference_id: "odc2024".into(),
+            poll_id: poll.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let final_results = closed.results.unwrap();
+    assert_eq!(counts(&final_results), expected);
+    // Anonymous: the key that linked attendees to ballots is gone.
+    let keys: Vec<_> = std::fs::read_dir(server.data_dir.join("poll-keys"))
+        .unwrap()
+        .collect();
+    assert!(keys.is_empty(), "{keys:?}");
+
+    server.restart().await.unwrap();
+    let admin = server.admin().await.unwrap();
+    let mut stream = admin
+        .polls()
+        .watch_results(pb::WatchResultsRequest {
+            conference_id: "odc2024".into(),
+            poll_id: poll.id.clone(),
+            language: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let after = stream.next().await.unwrap().unwrap().results.unwrap();
+    assert_eq!(after, final_results);
+}
+
+#[tokio::test]
+async fn ballots_follow_the_rules_of_their_poll() {
+    let server = Podiumd::start().unwrap();
+    let admin = server.admin().await.unwrap();
+    let odc = create_odc(&admin, "odc2024").await.unwrap();
+    let dara = attendee(&server, &odc.conference.join_code, "Dara").await;
+    let locked = create_poll(
+        &admin,
+        pb::PollKind::MultipleChoice,
+        &["Budgets", "Health", "Education"],
+        false,
+        true,
+    )
+    .await;
+    let code =
+        |r: Result<tonic::Response<pb::CastBallotResponse>, tonic::Status>| r.unwrap_err().code();
+
+    let ids: Vec<String> = locked.options.iter().map(|o| o.id.clone()).collect();
+    assert_eq!(
+        code(
+            dara.polls()
+                .cast_ballot(ballot(&locked, vec![ids[0].clone(), ids[0].clone()]))
+                .await
+        ),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(
+            dara.polls()
+                .cast_ballot(ballot(&locked, vec!["opt-9".into()]))
+                .await
+        ),
+        Code::InvalidArgument
+    );
+    dara.polls()
+        .cast_ballot(ballot(&locked, vec![ids[0].clone(), ids[2].clone()]))
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            dara.polls()
+                .cast_ballot(ballot(&locked, vec![ids[1].clone()]))
+                .await
+        ),
+        Code::FailedPrecondition,
+        "locked ballots"
+    );
+    // Organisers do not vote; other conferences' polls do not exist.
+    assert_eq!(
+        code(
+            admin
+                .polls()
+                .cast_ballot(ballot(&locked, vec![ids[1].clone()]))
+                .await
+        ),
+        Code::PermissionDenied
+    );
+    let mut elsewhere = ballot(&locked, vec![ids[1].clone()]);
+    elsewhere.conference_id = "other-conf".into();
+    assert_eq!(
+        code(dara.polls().cast_ballot(elsewhere).await),
+        Code::NotFound
+    );
+
+    admin
+        .polls()
+        .close_poll(pb::ClosePollRequest {
+            conference_id: "odc2024".into(),
+            poll_id: locked.id.clone(),
+        })
+        .await
+        .unwrap();
+    let late = attendee(&server, &odc.conference.join_code, "Late").await;
+    assert_eq!(
+        code(
+            late.polls()
+                .cast_ballot(ballot(&locked, vec![ids[1].clone()]))
+                .await
+        ),
+        Code::FailedPrecondition,
+        "closed poll"
+    );
+
+    // A rating outside the scale names the field.
+    let rating = admin
+        .polls()
+        .create_poll(pb::CreatePollRequest {
+            request_id: Client::request_id(),
+            conference_id: "odc2024".into(),
+            question: text("How useful was this session?"),
+            kind: pb::PollKind::Rating as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .poll
+        .unwrap();
+    admin
+        .polls()
+        .open_poll(pb::OpenPollRequest {
+            conference_id: "odc2024".into(),
+            poll_id: rating.id.clone(),
+        })
+        .await
+        .unwrap();
+    let mut six = ballot(&rating, vec![]);
+    six.rating = 6;
+    let refused = dara.polls().cast_ballot(six).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().starts_with("rating:"),
+        "{}",
+        refused.message()
+    );
+
+    // Bad polls are refused with the field named.
+    let bad = admin
+        .polls()
+        .create_poll(pb::CreatePollRequest {
+            request_id: Client::request_id(),
+            conference_id: "odc2024".into(),
+            question: text("One option only?"),
+            kind: pb::PollKind::SingleChoice as i32,
+            options: vec![text("Lonely").unwrap()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().starts_with("options:"), "{}", bad.message());
+}
+
+#[tokio::test]
+async fn a_khmer_word_cloud_counts_words_not_sentences() {
+    let server = Podiumd::start().unwrap();
+    let admin = server.admin().await.unwrap();
+    let odc = create_odc(&admin, "odc2024").await.unwrap();
+    let cloud = create_poll(&admin, pb::PollKind::WordCloud, &[], false, false).await;
+    for (i, answer) in ["ទិន្នន័យបើកចំហ", "ទិន្នន័យ", "Open DATA", "open data"]
+        .iter()
+        .enumerate()
+    {
+        let client = attendee(&server, &odc.conference.join_code, &format!("a{i}")).await;
+        let mut b = ballot(&cloud, vec![]);
+        b.text = (*answer).into();
+        client.polls().cast_ballot(b).await.unwrap();
+    }
+    let results = admin
+        .polls()
+        .close_poll(pb::ClosePollRequest {
+            conference_id: "odc2024".into(),
+            poll_id: cloud.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results
+        .unwrap();
+    let words: BTreeMap<String, u64> = results
+        .words
+        .iter()
+        .map(|w| (w.word.clone(), w.count))
+        .collect();
+    assert_eq!(words.get("ទិន្នន័យ"), Some(&2), "{words:?}");
+    assert_eq!(words.get("បើកចំហ"), Some(&1), "{words:?}");
+    assert_eq!(words.get("data"), Some(&2), "{words:?}");
+    assert_eq!(words.get("open"), Some(&2), "{words:?}");
+}
