@@ -29,8 +29,8 @@ use futures::{Stream, StreamExt};
 pub use podium_proto::v1 as pb;
 use podium_proto::v1::{
     access_client::AccessClient, agenda_client::AgendaClient, event_feed_client::EventFeedClient,
-    polls_client::PollsClient, presence_client::PresenceClient, recordings_client::RecordingsClient,
-    stage_client::StageClient,
+    polls_client::PollsClient, presence_client::PresenceClient,
+    recordings_client::RecordingsClient, stage_client::StageClient,
 };
 use tonic::{
     Code, Request, Status,
