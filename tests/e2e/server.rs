@@ -76,6 +76,17 @@ async fn health_answers_serving_and_reflection_lists_the_services() {
 }
 
 #[tokio::test]
+async fn ping_is_the_authenticated_no_op_baseline() {
+    let server = Podiumd::start().unwrap();
+    let admin = server.admin().await.unwrap();
+    let pong = admin.diagnostics().ping(pb::PingRequest { seq: 42 }).await.unwrap().into_inner();
+    assert_eq!(pong.seq, 42);
+    let anonymous = server.client(None).await.unwrap();
+    let refused = anonymous.diagnostics().ping(pb::PingRequest { seq: 1 }).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+}
+
+#[tokio::test]
 async fn the_generated_admin_token_is_private_and_works() {
     let server = Podiumd::start().unwrap();
     let path = server.data_dir.join("admin.token");

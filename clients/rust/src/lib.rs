@@ -28,7 +28,8 @@ use std::{str::FromStr, time::Duration};
 use futures::{Stream, StreamExt};
 pub use podium_proto::v1 as pb;
 use podium_proto::v1::{
-    access_client::AccessClient, agenda_client::AgendaClient, event_feed_client::EventFeedClient,
+    access_client::AccessClient, agenda_client::AgendaClient,
+    diagnostics_client::DiagnosticsClient, event_feed_client::EventFeedClient,
     polls_client::PollsClient, presence_client::PresenceClient,
     recordings_client::RecordingsClient, stage_client::StageClient,
 };
@@ -138,6 +139,10 @@ impl Client {
 
     pub fn presence(&self) -> PresenceClient<Authed> {
         PresenceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn diagnostics(&self) -> DiagnosticsClient<Authed> {
+        DiagnosticsClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
     pub fn polls(&self) -> PollsClient<Authed> {

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod diagnostics;
 mod feed;
 
 use std::{future::Future, sync::Arc, time::Instant};
@@ -16,11 +17,11 @@ use podium_eventlog::{EventLog, Filter, Projector, SledEventLog, SledOptions};
 use podium_feedback::{
     FeedbackModel, PollsService, VoterKeys, domain::words::WordCounter, feedback_event_types,
 };
-use podium_proto::v1::polls_server::PollsServer;
 use podium_proto::v1::recordings_server::RecordingsServer;
 use podium_proto::v1::{
     access_server::AccessServer, agenda_server::AgendaServer, event_feed_server::EventFeedServer,
 };
+use podium_proto::v1::{diagnostics_server::DiagnosticsServer, polls_server::PollsServer};
 use podium_proto::v1::{presence_server::PresenceServer, stage_server::StageServer};
 use podium_sessions::{AgendaService, AgendaStore};
 use podium_status::{
@@ -290,6 +291,9 @@ impl Podium {
         if polls.is_some() {
             served.push(<PollsServer<PollsService> as NamedService>::NAME);
         }
+        let diagnostics =
+            DiagnosticsServer::with_interceptor(diagnostics::DiagnosticsService, auth.clone());
+        served.push(<DiagnosticsServer<diagnostics::DiagnosticsService> as NamedService>::NAME);
         for name in &served {
             health
                 .set_service_status(*name, tonic_health::ServingStatus::Serving)
@@ -308,6 +312,7 @@ impl Podium {
             .add_optional_service(presence)
             .add_optional_service(stage)
             .add_optional_service(polls)
+            .add_service(diagnostics)
             .add_optional_service(recordings)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                 let _ = serve_stop_rx.await;
