@@ -112,7 +112,12 @@ pub fn run_agent(
                                     sent.pop_front();
                                 }
                                 if tx.send(pb::LinkRequest { message: Some(pb::link_request::Message::Heartbeat(heartbeat)) }).await.is_err() {
-                                    break Status::unavailable("link closed");
+                                    // The server ended the call; its status says why (a newer
+                                    // agent must not be fought by reconnecting).
+                                    break match inbound.next().await {
+                                        Some(Err(status)) => status,
+                                        _ => Status::unavailable("link closed"),
+                                    };
                                 }
                             }
                             message = inbound.next() => match message {
