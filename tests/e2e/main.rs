@@ -6,6 +6,7 @@ mod agenda;
 mod cli;
 mod feed;
 mod polls;
+mod qa;
 mod recordings;
 mod server;
 mod status;

@@ -79,10 +79,19 @@ async fn health_answers_serving_and_reflection_lists_the_services() {
 async fn ping_is_the_authenticated_no_op_baseline() {
     let server = Podiumd::start().unwrap();
     let admin = server.admin().await.unwrap();
-    let pong = admin.diagnostics().ping(pb::PingRequest { seq: 42 }).await.unwrap().into_inner();
+    let pong = admin
+        .diagnostics()
+        .ping(pb::PingRequest { seq: 42 })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(pong.seq, 42);
     let anonymous = server.client(None).await.unwrap();
-    let refused = anonymous.diagnostics().ping(pb::PingRequest { seq: 1 }).await.unwrap_err();
+    let refused = anonymous
+        .diagnostics()
+        .ping(pb::PingRequest { seq: 1 })
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
 }
 

@@ -7,6 +7,8 @@
 
 mod output;
 mod poll;
+mod qa;
+mod rating;
 mod recording;
 mod settings;
 mod stage;
@@ -90,6 +92,13 @@ enum Command {
     Poll(poll::PollCmd),
     /// Vote in a poll (attendees).
     Vote(poll::VoteArgs),
+    /// Ask, upvote, list and moderate a session's questions.
+    #[command(subcommand)]
+    Qa(qa::QaCmd),
+    /// Rate a session once it is live, 1 to 5 (attendees).
+    Rate(rating::RateArgs),
+    /// Session ratings: count, mean, distribution and comments (moderators).
+    Ratings { session: Option<String> },
     /// Upload, fetch and list pre-recorded talks.
     #[command(subcommand)]
     Recording(recording::RecordingCmd),
@@ -519,6 +528,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Preflight(args) => stage::preflight(&ctx, args).await,
         Command::Poll(cmd) => poll::run(&ctx, cmd).await,
         Command::Vote(args) => poll::vote(&ctx, args).await,
+        Command::Qa(cmd) => qa::run(&ctx, cmd).await,
+        Command::Rate(args) => rating::rate(&ctx, args).await,
+        Command::Ratings { session } => rating::ratings(&ctx, session).await,
         Command::Recording(cmd) => recording::run(&ctx, cmd).await,
         Command::Slots(SlotsCmd::Suggest {
             speakers,

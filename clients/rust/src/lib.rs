@@ -30,8 +30,8 @@ pub use podium_proto::v1 as pb;
 use podium_proto::v1::{
     access_client::AccessClient, agenda_client::AgendaClient,
     diagnostics_client::DiagnosticsClient, event_feed_client::EventFeedClient,
-    polls_client::PollsClient, presence_client::PresenceClient,
-    recordings_client::RecordingsClient, stage_client::StageClient,
+    polls_client::PollsClient, presence_client::PresenceClient, questions_client::QuestionsClient,
+    ratings_client::RatingsClient, recordings_client::RecordingsClient, stage_client::StageClient,
 };
 use tonic::{
     Code, Request, Status,
@@ -147,6 +147,16 @@ impl Client {
 
     pub fn polls(&self) -> PollsClient<Authed> {
         PollsClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    /// Session Q&A: ask, upvote, moderate, list and watch questions.
+    pub fn questions(&self) -> QuestionsClient<Authed> {
+        QuestionsClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    /// Session ratings: attendees rate, moderators read aggregates.
+    pub fn ratings(&self) -> RatingsClient<Authed> {
+        RatingsClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
     pub fn stage(&self) -> StageClient<Authed> {

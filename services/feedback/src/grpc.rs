@@ -22,6 +22,9 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+pub mod qa;
+pub mod ratings;
+
 use crate::{
     domain::poll::{Ballot, Choice, Kind, PollError, PollSpec, State},
     store::{
@@ -31,7 +34,7 @@ use crate::{
 };
 
 /// Roles that run polls.
-const MODERATORS: &[Role] = &[Role::Admin, Role::Organiser, Role::Moderator];
+pub(crate) const MODERATORS: &[Role] = &[Role::Admin, Role::Organiser, Role::Moderator];
 /// Shortest time between two results updates of one poll.
 pub const COALESCE: Duration = Duration::from_millis(100);
 
@@ -259,7 +262,7 @@ impl PollsService {
     }
 }
 
-fn derive_id(prefix: &str, request_id: &Uuid) -> String {
+pub(crate) fn derive_id(prefix: &str, request_id: &Uuid) -> String {
     let digest = Sha256::digest(request_id.as_bytes());
     format!(
         "{prefix}-{}",

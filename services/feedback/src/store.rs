@@ -18,6 +18,9 @@ use rand::RngCore;
 use sha2::Sha256;
 use tokio::sync::Notify;
 
+pub mod qa;
+pub mod ratings;
+
 use crate::domain::{
     poll::{Ballot, Choice, Kind, Poll, PollSpec, State, Visibility},
     words::WordCounter,
@@ -41,6 +44,10 @@ pub fn feedback_event_types() -> Vec<String> {
         pb::BallotCast::full_name(),
         pb::WordHidden::full_name(),
     ]
+    .into_iter()
+    .chain(qa::qa_event_types())
+    .chain(ratings::ratings_event_types())
+    .collect()
 }
 
 // ---- Domain <-> protobuf ----
@@ -214,6 +221,10 @@ pub struct FeedbackModel {
     pub changed: Arc<Notify>,
     /// Every event below this position has been applied.
     pub position: u64,
+    /// Questions and each session's Q&A settings.
+    pub qa: qa::QaModel,
+    /// Sessions that have gone live, and their ratings.
+    pub ratings: ratings::RatingsModel,
 }
 
 impl FeedbackModel {
@@ -225,6 +236,8 @@ impl FeedbackModel {
             dirty: Arc::default(),
             changed: Arc::new(Notify::new()),
             position: 0,
+            qa: qa::QaModel::default(),
+            ratings: ratings::RatingsModel::default(),
         }
     }
 
@@ -242,6 +255,9 @@ impl FeedbackModel {
 
     fn apply_event(&mut self, event: &RecordedEvent) -> Result<(), String> {
         let e = |e: podium_eventlog::DecodeError| e.to_string();
+        if self.qa.apply_event(event)? || self.ratings.apply_event(event)? {
+            return Ok(());
+        }
         if event.is::<pb::ConferenceCreated>() {
             let c = event.decode::<pb::ConferenceCreated>().map_err(e)?;
             self.conferences.insert(

@@ -15,8 +15,11 @@ use std::{future::Future, sync::Arc, time::Instant};
 use podium_access::{AccessService, Authenticator, Directory, TokenKeys, directory_event_types};
 use podium_eventlog::{EventLog, Filter, Projector, SledEventLog, SledOptions};
 use podium_feedback::{
-    FeedbackModel, PollsService, VoterKeys, domain::words::WordCounter, feedback_event_types,
+    FeedbackModel, PollsService, QuestionsService, RatingsService, VoterKeys,
+    domain::words::WordCounter, feedback_event_types,
 };
+use podium_proto::v1::questions_server::QuestionsServer;
+use podium_proto::v1::ratings_server::RatingsServer;
 use podium_proto::v1::recordings_server::RecordingsServer;
 use podium_proto::v1::{
     access_server::AccessServer, agenda_server::AgendaServer, event_feed_server::EventFeedServer,
@@ -282,6 +285,24 @@ impl Podium {
             served.push(<StageServer<StageService> as NamedService>::NAME);
             served.push(<RecordingsServer<RecordingsService> as NamedService>::NAME);
         }
+        let questions = feedback.as_ref().map(|parts| {
+            QuestionsServer::with_interceptor(
+                QuestionsService::new(log.clone(), parts.model.clone(), stop_rx.clone()),
+                auth.clone(),
+            )
+        });
+        if questions.is_some() {
+            served.push(<QuestionsServer<QuestionsService> as NamedService>::NAME);
+        }
+        let ratings = feedback.as_ref().map(|parts| {
+            RatingsServer::with_interceptor(
+                RatingsService::new(log.clone(), parts.model.clone()),
+                auth.clone(),
+            )
+        });
+        if ratings.is_some() {
+            served.push(<RatingsServer<RatingsService> as NamedService>::NAME);
+        }
         let polls = feedback.map(|parts| {
             PollsServer::with_interceptor(
                 PollsService::new(log.clone(), parts.model, parts.keys, stop_rx.clone()),
@@ -312,6 +333,8 @@ impl Podium {
             .add_optional_service(presence)
             .add_optional_service(stage)
             .add_optional_service(polls)
+            .add_optional_service(questions)
+            .add_optional_service(ratings)
             .add_service(diagnostics)
             .add_optional_service(recordings)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {

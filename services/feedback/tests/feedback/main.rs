@@ -2,6 +2,11 @@
 //! create, open, vote, re-vote, retry, hide, close and restart. The live tallies equal those
 //! replayed from the log, every tally equals the count of each voter's latest ballot, and no
 //! ballot is counted after the close.
+//!
+//! `qa` holds the Q&A tests, `ratings` the session ratings and surveys.
+
+mod qa;
+mod ratings;
 
 use std::{
     collections::{BTreeMap, HashMap},
