@@ -388,3 +388,65 @@ async fn a_khmer_word_cloud_counts_words_not_sentences() {
     assert_eq!(words.get("data"), Some(&2), "{words:?}");
     assert_eq!(words.get("open"), Some(&2), "{words:?}");
 }
+
+#[tokio::test]
+async fn the_export_is_aggregated_and_names_no_attendee() {
+    let server = Podiumd::start().unwrap();
+    let admin = server.admin().await.unwrap();
+    let odc = create_odc(&admin, "odc2024").await.unwrap();
+    let choice = create_poll(
+        &admin,
+        pb::PollKind::SingleChoice,
+        &["Budgets", "Health"],
+        false,
+        false,
+    )
+    .await;
+    let secret = create_poll(&admin, pb::PollKind::OpenText, &[], false, false).await;
+    for (i, name) in ["Dara Sok", "Vanna Chea", "Bopha Lim"].iter().enumerate() {
+        let client = attendee(&server, &odc.conference.join_code, name).await;
+        client
+            .polls()
+            .cast_ballot(ballot(&choice, vec![choice.options[i % 2].id.clone()]))
+            .await
+            .unwrap();
+        let mut answer = ballot(&secret, vec![]);
+        answer.text = format!("my phone number is 012 345 67{i}");
+        client.polls().cast_ballot(answer).await.unwrap();
+    }
+    let token = server.admin_token().unwrap();
+    for format in ["json", "csv"] {
+        let (ok, out, err) = podium_e2e::cli(
+            &server,
+            &token,
+            &["export", "-c", "odc2024", "--format", format],
+        )
+        .unwrap();
+        assert!(ok, "{err}");
+        assert!(out.contains("Budgets") && out.contains("Health"), "{out}");
+        for leak in ["att-", "Dara", "Vanna", "Bopha", "phone number"] {
+            assert!(
+                !out.contains(leak),
+                "{format} export leaks {leak:?}:\n{out}"
+            );
+        }
+        if format == "json" {
+            let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+            let poll = doc["polls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["id"] == choice.id.as_str())
+                .unwrap();
+            assert_eq!(poll["ballots"], 3);
+            assert_eq!(poll["options"][0]["count"], 2);
+        } else {
+            assert!(out.starts_with("section,session,item,question,answer,count,mean\n"));
+            assert!(
+                out.lines()
+                    .any(|l| l.starts_with("poll,") && l.contains("Budgets,2")),
+                "{out}"
+            );
+        }
+    }
+}

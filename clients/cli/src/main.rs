@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod export;
 mod output;
 mod poll;
 mod qa;
@@ -92,6 +93,8 @@ enum Command {
     Poll(poll::PollCmd),
     /// Vote in a poll (attendees).
     Vote(poll::VoteArgs),
+    /// The conference's feedback as open data (CSV or JSON): aggregated and anonymised.
+    Export(export::ExportArgs),
     /// Ask, upvote, list and moderate a session's questions.
     #[command(subcommand)]
     Qa(qa::QaCmd),
@@ -528,6 +531,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Preflight(args) => stage::preflight(&ctx, args).await,
         Command::Poll(cmd) => poll::run(&ctx, cmd).await,
         Command::Vote(args) => poll::vote(&ctx, args).await,
+        Command::Export(args) => export::export(&ctx, args).await,
         Command::Qa(cmd) => qa::run(&ctx, cmd).await,
         Command::Rate(args) => rating::rate(&ctx, args).await,
         Command::Ratings { session } => rating::ratings(&ctx, session).await,
