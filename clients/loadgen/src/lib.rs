@@ -1,0 +1,35 @@
+//! podium's load generator: scenarios a person runs to measure podium, each printing its figures
+//! beside the target DESIGN.md sets for them. Tests run the scenarios with a handful of
+//! iterations to check that they work; they never assert a time.
+//!
+//! Every scenario measures a podiumd on loopback: by default one it starts itself
+//! ([`podiumd::LocalPodiumd`], the `podiumd` built next to this binary, in a temporary data
+//! directory), or one named with `--addr` and an admin token. Its clients live in this process,
+//! so that every instant of a measurement comes from one clock.
+//!
+//! Scenarios today:
+//!
+//! - [`failover`]: the time from a speaker's link dropping to a watcher seeing the recording on
+//!   air, beyond the `failover_after` the session waits by design.
+//! - [`votes`]: durable ballots per second as a ratio to the no-op `Ping` of the same podiumd.
+//! - [`fanout`]: many watchers on one poll; the p99 from a ballot acknowledged to every watcher
+//!   updated, and podiumd's memory per idle watcher.
+//!
+//! Each scenario is a module with a `Config`, an async `run(&Podium, &Config, ...)` returning a
+//! `Report` whose `Display` prints the figures, and a subcommand in `main.rs`.
+//! [`stats::Distribution`] is the one place percentiles are computed.
+
+#![forbid(unsafe_code)]
+
+pub mod failover;
+pub mod fanout;
+pub mod podiumd;
+pub mod stats;
+pub mod votes;
+
+/// The podiumd a scenario measures: its address and an admin token.
+#[derive(Debug, Clone)]
+pub struct Podium {
+    pub addr: String,
+    pub admin_token: String,
+}

@@ -1,0 +1,201 @@
+//! `podium-loadgen`: runs one scenario against a podiumd on loopback (its own by default) and
+//! prints the figures. Progress goes to stderr, the figures to stdout.
+
+#![forbid(unsafe_code)]
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use podium_loadgen::{
+    Podium,
+    failover::{self, DropMode},
+    fanout,
+    podiumd::{self, LocalPodiumd},
+    stats::ms,
+    votes,
+};
+
+/// Scenarios that measure podium, each printing its figures beside DESIGN.md's target.
+#[derive(Debug, Parser)]
+#[command(name = "podium-loadgen", version)]
+struct Cli {
+    /// A running podiumd to measure, on loopback. By default podium-loadgen starts its own, the
+    /// podiumd built next to it, with a temporary data directory.
+    #[arg(long, global = true)]
+    addr: Option<String>,
+    /// The admin token of the podiumd named by --addr.
+    #[arg(long, global = true, env = "PODIUM_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// The time from a speaker's link dropping to a watcher seeing the recording on air, minus
+    /// failover_after, over many drops.
+    Failover(FailoverArgs),
+    /// Durable ballots per second, as a ratio to the no-op Ping of the same podiumd.
+    Votes(VotesArgs),
+    /// Watchers on one poll while ballots arrive ten a second: ballot acknowledged to every
+    /// watcher updated, and podiumd's memory per idle watcher.
+    Fanout(FanoutArgs),
+}
+
+#[derive(Debug, Args)]
+struct VotesArgs {
+    /// Concurrent attendees, each on its own connection.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Seconds each phase (Ping, then ballots) runs.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+}
+
+#[derive(Debug, Args)]
+struct FanoutArgs {
+    #[arg(long, default_value_t = 10_000)]
+    watchers: usize,
+    /// Ballots cast, ten a second.
+    #[arg(long, default_value_t = 100)]
+    votes: usize,
+    /// Watch streams per connection.
+    #[arg(long, default_value_t = 100)]
+    per_connection: usize,
+}
+
+#[derive(Debug, Args)]
+struct FailoverArgs {
+    /// How many times the link drops.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    drops: u32,
+    /// The session's failover_after in milliseconds (podiumd's minimum is 100).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(100..))]
+    failover_after_ms: u32,
+    /// freeze: the heartbeats stop and the stream stays open; close: the connection closes too.
+    #[arg(long, value_enum, default_value_t = DropMode::Freeze)]
+    mode: DropMode,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // Started here so that it lives, and is killed, with main.
+    let (podium, local, about) = match &cli.addr {
+        Some(addr) => {
+            let token = cli
+                .token
+                .clone()
+                .context("--addr needs the admin token: --token or PODIUM_TOKEN")?;
+            require_loopback(addr).await?;
+            let podium = Podium {
+                addr: addr.clone(),
+                admin_token: token,
+            };
+            (podium, None, format!("{addr} (loopback), already running"))
+        }
+        None => {
+            let binary: PathBuf = podiumd::beside_current_exe()?;
+            let local = LocalPodiumd::start(&binary).await?;
+            let about = format!(
+                "{} (loopback), started by podium-loadgen from {}, data in {}",
+                local.podium().addr,
+                binary.display(),
+                local.dir().display()
+            );
+            (local.podium().clone(), Some(local), about)
+        }
+    };
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    // Other work on the machine shows in the tail of every distribution; say how much there was.
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| {
+            l.split_whitespace()
+                .next()
+                .map(|one| format!(", load average {one} at the start"))
+        })
+        .unwrap_or_default();
+
+    match cli.scenario {
+        Scenario::Failover(args) => {
+            let config = failover::Config {
+                drops: args.drops as usize,
+                failover_after: Duration::from_millis(u64::from(args.failover_after_ms)),
+                mode: args.mode,
+            };
+            eprintln!(
+                "failover: {} drops of about {:.1} s each against {}",
+                config.drops,
+                (config.failover_after.as_millis() as f64 + 700.0) / 1000.0,
+                podium.addr
+            );
+            let every = (config.drops / 10).max(1);
+            let report = failover::run(&podium, &config, |drop, sample| {
+                if drop % every == 0 {
+                    eprintln!("  drop {drop}/{}: {} ms", config.drops, ms(sample));
+                }
+            })
+            .await?;
+            println!("podium-loadgen failover");
+            println!("podiumd         {about}");
+            println!(
+                "machine         {cpus} CPUs{load}, load generator and podiumd on the same machine"
+            );
+            println!("{report}");
+        }
+        Scenario::Votes(args) => {
+            let config = votes::Config {
+                clients: args.clients.max(1),
+                duration: Duration::from_secs(args.seconds.max(1)),
+            };
+            eprintln!(
+                "votes: {} attendees, {} s of Ping then {} s of ballots against {}",
+                config.clients, args.seconds, args.seconds, podium.addr
+            );
+            let report = votes::run(&podium, &config).await?;
+            println!("podium-loadgen votes");
+            println!("podiumd         {about}");
+            println!(
+                "machine         {cpus} CPUs{load}, load generator and podiumd on the same machine"
+            );
+            println!("{report}");
+        }
+        Scenario::Fanout(args) => {
+            let config = fanout::Config {
+                watchers: args.watchers.max(1),
+                votes: args.votes.max(1),
+                per_connection: args.per_connection.max(1),
+            };
+            eprintln!(
+                "fanout: {} watchers, {} ballots at ten a second against {}",
+                config.watchers, config.votes, podium.addr
+            );
+            let pid = local.as_ref().and_then(LocalPodiumd::pid);
+            let report = fanout::run(&podium, &config, pid, |line| eprintln!("  {line}")).await?;
+            println!("podium-loadgen fanout");
+            println!("podiumd         {about}");
+            println!(
+                "machine         {cpus} CPUs{load}, load generator and podiumd on the same machine"
+            );
+            println!("{report}");
+        }
+    }
+    drop(local);
+    Ok(())
+}
+
+/// The scenarios time podiumd from one process's clock over loopback; another network would be
+/// measured along with it.
+async fn require_loopback(addr: &str) -> anyhow::Result<()> {
+    let host_port = addr.strip_prefix("http://").unwrap_or(addr);
+    let resolved: Vec<_> = tokio::net::lookup_host(host_port)
+        .await
+        .with_context(|| format!("cannot resolve --addr {addr}; use host:port"))?
+        .collect();
+    if resolved.is_empty() || resolved.iter().any(|a| !a.ip().is_loopback()) {
+        bail!("--addr {addr} is not a loopback address; podium-loadgen measures on loopback only");
+    }
+    Ok(())
+}

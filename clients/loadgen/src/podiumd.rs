@@ -1,0 +1,128 @@
+//! The podiumd a scenario starts for itself: the binary built next to the load generator, on
+//! `127.0.0.1:0`, with a temporary data directory that goes away with it. Its log goes to a file
+//! in that directory so that it does not mix with the figures; when it fails to start, the error
+//! carries the log.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use anyhow::{Context, anyhow, bail};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader, Lines},
+    process::{Child, ChildStdout, Command},
+};
+
+use crate::Podium;
+
+/// How long podiumd may take to say it is listening.
+const STARTUP: Duration = Duration::from_secs(30);
+
+/// The `podiumd` binary beside the running executable (`target/<profile>/podiumd`; a test
+/// binary lives one level down, in `deps/`).
+pub fn beside_current_exe() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the running executable")?;
+    let mut dir = exe
+        .parent()
+        .context("the running executable has no directory")?;
+    if dir.ends_with("deps") {
+        dir = dir.parent().unwrap_or(dir);
+    }
+    let podiumd = dir.join(format!("podiumd{}", std::env::consts::EXE_SUFFIX));
+    if !podiumd.is_file() {
+        bail!(
+            "no podiumd beside {}: build it with `cargo build --release -p podium-server -p podium-loadgen`, \
+             or measure a running podiumd with --addr and --token",
+            exe.display()
+        );
+    }
+    Ok(podiumd)
+}
+
+/// A podiumd this process started; killed when dropped.
+pub struct LocalPodiumd {
+    _child: Child,
+    /// Held so that podiumd never writes to a closed pipe.
+    _stdout: Lines<BufReader<ChildStdout>>,
+    podium: Podium,
+    binary: PathBuf,
+    data: tempfile::TempDir,
+}
+
+impl LocalPodiumd {
+    /// Starts `binary` on 127.0.0.1:0 in a fresh temporary data directory and waits until it
+    /// is listening.
+    pub async fn start(binary: &Path) -> anyhow::Result<Self> {
+        let data = tempfile::Builder::new()
+            .prefix("podium-loadgen-")
+            .tempdir()
+            .context("cannot create a temporary data directory")?;
+        let log_path = data.path().join("podiumd.log");
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("cannot create {}", log_path.display()))?;
+        let mut child = Command::new(binary)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data.path().join("data"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let stdout = child.stdout.take().context("podiumd has no stdout")?;
+        let mut stdout = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(STARTUP, stdout.next_line())
+            .await
+            .map_err(|_| anyhow!("podiumd did not start listening within {STARTUP:?}"))
+            .and_then(|line| Ok(line?));
+        let addr = match line {
+            Ok(Some(line)) => line
+                .strip_prefix("podiumd listening on ")
+                .map(str::to_owned),
+            _ => None,
+        };
+        let Some(addr) = addr else {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            bail!(
+                "podiumd ({}) did not start; its log:\n{}",
+                binary.display(),
+                log.trim_end()
+            );
+        };
+        let token_path = data.path().join("data").join("admin.token");
+        let admin_token = tokio::fs::read_to_string(&token_path)
+            .await
+            .with_context(|| format!("cannot read {}", token_path.display()))?
+            .trim()
+            .to_owned();
+        Ok(Self {
+            _child: child,
+            _stdout: stdout,
+            podium: Podium { addr, admin_token },
+            binary: binary.to_owned(),
+            data,
+        })
+    }
+
+    /// podiumd's process id, for reading its memory.
+    pub fn pid(&self) -> Option<u32> {
+        self._child.id()
+    }
+
+    pub fn podium(&self) -> &Podium {
+        &self.podium
+    }
+
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    /// The temporary directory holding the data directory and the log.
+    pub fn dir(&self) -> &Path {
+        self.data.path()
+    }
+}

@@ -1,0 +1,50 @@
+//! The failover scenario runs end to end against a podiumd it starts, in both drop modes.
+
+use std::time::Duration;
+
+use podium_loadgen::{
+    failover::{self, DropMode},
+    podiumd::LocalPodiumd,
+};
+
+async fn three_drops(mode: DropMode, failover_after_ms: u64) {
+    let binary = tokio::task::spawn_blocking(crate::podiumd)
+        .await
+        .unwrap()
+        .unwrap();
+    let podiumd = LocalPodiumd::start(&binary).await.unwrap();
+    let config = failover::Config {
+        drops: 3,
+        failover_after: Duration::from_millis(failover_after_ms),
+        mode,
+    };
+    let mut heard = Vec::new();
+    let report = failover::run(podiumd.podium(), &config, |drop, sample| {
+        heard.push((drop, sample))
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(report.latency.len(), 3);
+    assert_eq!(heard.iter().map(|(d, _)| *d).collect::<Vec<_>>(), [1, 2, 3]);
+    // Only a sanity bound: the recording cannot go on air well before failover_after.
+    for sample in report.latency.samples() {
+        assert!(*sample >= -250_000, "{sample} µs in {report}");
+    }
+    let cause = match mode {
+        DropMode::Freeze => "CAUSE_HEARTBEAT_TIMEOUT",
+        DropMode::Close => "CAUSE_STREAM_CLOSED",
+    };
+    assert_eq!(report.causes.get(cause), Some(&3), "{report}");
+    assert!(report.to_string().contains("p99"), "{report}");
+}
+
+#[tokio::test]
+async fn three_frozen_links_give_three_samples() {
+    three_drops(DropMode::Freeze, 1_000).await;
+}
+
+#[tokio::test]
+async fn three_closed_links_give_three_samples() {
+    three_drops(DropMode::Close, 300).await;
+}
