@@ -16,7 +16,10 @@
 //! 4. `t_seen` is the instant the watcher receives a status with the recording on air.
 //!
 //! The sample is `t_seen − t_drop − failover_after`. Both instants come from this process's
-//! tokio clock, so no clocks need to agree.
+//! tokio clock, so no clocks need to agree. The report also splits each sample at the `since`
+//! podiumd puts on the recording, the moment its engine decided: how late the rule fired, and
+//! how long the decision took to reach the watcher. That split compares podiumd's wall clock
+//! with this process's, which only agree on one machine, and only to the millisecond.
 
 use std::{
     collections::BTreeMap,

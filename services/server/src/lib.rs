@@ -33,8 +33,7 @@ use podium_status::{
 };
 use podium_status::{RecordingStore, RecordingsService, recordings::MAX_MESSAGE_BYTES};
 use tokio::{net::TcpListener, sync::watch};
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::server::NamedService;
+use tonic::{server::NamedService, transport::server::TcpIncoming};
 
 pub use config::{Config, LogFormat, ServiceName};
 pub use feed::FeedService;
@@ -337,9 +336,13 @@ impl Podium {
             .add_optional_service(ratings)
             .add_service(diagnostics)
             .add_optional_service(recordings)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                let _ = serve_stop_rx.await;
-            });
+            // No Nagle: status changes and results are small messages that must leave at once.
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                async {
+                    let _ = serve_stop_rx.await;
+                },
+            );
         let mut server = tokio::spawn(server);
         tracing::info!(address = ?address, services = ?config.services, "podiumd serving");
 
