@@ -40,6 +40,54 @@ pub struct RecordedEvent {
     pub recorded_at: SystemTime,
 }
 
+/// Stored events in position order, each decoded only when it is taken.
+///
+/// Catch-up reads pages of these. An event decoded just before it is applied and dropped right
+/// after hands its memory to the next one; decoding whole pages up front made malloc and free
+/// cost about as much as the sled reads themselves (measured with perf on a 1,000,000-event
+/// replay).
+pub struct Page {
+    last_position: Option<u64>,
+    events: Box<dyn Iterator<Item = crate::Result<RecordedEvent>> + Send>,
+}
+
+impl Page {
+    /// A page whose last event has position `last_position` (`None` when it is empty), decoding
+    /// its events with `events`.
+    pub fn new(
+        last_position: Option<u64>,
+        events: impl Iterator<Item = crate::Result<RecordedEvent>> + Send + 'static,
+    ) -> Self {
+        Self {
+            last_position,
+            events: Box::new(events),
+        }
+    }
+
+    /// The position of the page's last event, known without decoding it; `None` when the page
+    /// is empty.
+    pub fn last_position(&self) -> Option<u64> {
+        self.last_position
+    }
+}
+
+impl From<Vec<RecordedEvent>> for Page {
+    fn from(events: Vec<RecordedEvent>) -> Self {
+        Self::new(
+            events.last().map(|e| e.position),
+            events.into_iter().map(Ok),
+        )
+    }
+}
+
+impl Iterator for Page {
+    type Item = crate::Result<RecordedEvent>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.events.next()
+    }
+}
+
 /// A stored payload did not decode as the message its type names.
 #[derive(Debug, thiserror::Error)]
 #[error("event at position {position} is not a valid {expected}: {reason}")]
@@ -159,6 +207,26 @@ mod tests {
             nanos: 0,
         });
         assert!(RecordedEvent::from_proto(ancient).is_err());
+    }
+
+    #[test]
+    fn a_page_knows_its_last_position_and_yields_its_events_in_order() {
+        let (first, second) = (
+            recorded(),
+            RecordedEvent {
+                position: 42,
+                ..recorded()
+            },
+        );
+        let page = Page::from(vec![first.clone(), second.clone()]);
+        assert_eq!(page.last_position(), Some(42));
+        assert_eq!(
+            page.collect::<crate::Result<Vec<_>>>().unwrap(),
+            [first, second]
+        );
+        let empty = Page::from(Vec::new());
+        assert_eq!(empty.last_position(), None);
+        assert_eq!(empty.count(), 0);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-pub use event::{DecodeError, NewEvent, RecordedEvent};
+pub use event::{DecodeError, NewEvent, Page, RecordedEvent};
 pub use projection::{Projection, Projector};
 pub use sled_log::{SledEventLog, SledOptions};
 pub use subscribe::{Filter, SubscriptionItem, subscribe};
@@ -116,7 +116,15 @@ pub trait EventLog: Send + Sync + 'static {
     ) -> Result<Vec<RecordedEvent>>;
 
     /// Up to `limit` events of the whole log from global position `from`, in order.
-    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>>;
+    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+        self.read_page(from, limit).await?.collect()
+    }
+
+    /// The same events as [`read_all`](Self::read_all), each decoded only when it is taken
+    /// from the page. [`subscribe`] catches up with this one page ahead: it polls the next
+    /// page's read once, then hands out the current page, so a backend that starts its read on
+    /// the first poll (off the runtime thread if it blocks) overlaps the two.
+    async fn read_page(&self, from: u64, limit: usize) -> Result<Page>;
 
     /// The position the next event will get: every event below it is durable.
     fn head(&self) -> u64;

@@ -46,7 +46,7 @@ impl<P: Projection> Projector<P> {
         filter: Filter,
     ) -> Result<Self> {
         let started = Instant::now();
-        let state = Arc::new(RwLock::new(initial));
+        let mut model = initial;
         let (applied_tx, applied) = watch::channel(0u64);
         // Unfiltered, so that `applied` moves over every position and `wait_for` works for any
         // position below the head; the filter is applied here instead.
@@ -56,8 +56,10 @@ impl<P: Projection> Projector<P> {
         while let Some(item) = events.next().await {
             match item? {
                 SubscriptionItem::Event(event) => {
+                    // Nobody else can see the model before `start` returns: apply without
+                    // the lock.
                     if filter.matches(&event) {
-                        apply(&state, &event);
+                        model.apply(&event);
                         replayed += 1;
                     }
                 }
@@ -73,6 +75,7 @@ impl<P: Projection> Projector<P> {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "read model replayed"
         );
+        let state = Arc::new(RwLock::new(model));
         let live_state = state.clone();
         tokio::spawn(async move {
             while let Some(item) = events.next().await {

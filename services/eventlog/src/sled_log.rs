@@ -33,7 +33,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::{
-    AppendOutcome, CommittedBatch, EventLog, EventLogError, ExpectedVersion, NewEvent,
+    AppendOutcome, CommittedBatch, EventLog, EventLogError, ExpectedVersion, NewEvent, Page,
     RecordedEvent, Result,
 };
 
@@ -239,20 +239,40 @@ impl EventLog for SledEventLog {
         Ok(events)
     }
 
-    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+    async fn read_page(&self, from: u64, limit: usize) -> Result<Page> {
         let durable = self.head();
-        if from >= durable {
-            return Ok(Vec::new());
+        if from >= durable || limit == 0 {
+            return Ok(Page::new(None, std::iter::empty()));
         }
-        let tree = &self.shared.tree;
         let end = durable.min(from.saturating_add(limit as u64));
-        let mut events = Vec::with_capacity((end - from) as usize);
-        for entry in tree.range(log_key(from)..log_key(end)) {
-            let (key, value) = entry.map_err(storage)?;
-            let position = be_u64(&key[1..])?;
-            events.push(decode(position, &value)?);
-        }
-        Ok(events)
+        // sled may have to load pages from disk, so the read runs on a blocking thread: a
+        // runtime worker never waits for the disk, and a caller that polls this future once
+        // and goes on working (as `subscribe` does during catch-up) gets the next page read on
+        // the other core meanwhile. The read returns sled's own buffers, and the page decodes
+        // them on the caller's thread, one event at a time, as they are taken.
+        let tree = self.shared.tree.clone();
+        let entries = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => runtime
+                .spawn_blocking(move || read_range(&tree, from, end))
+                .await
+                .map_err(|e| {
+                    if e.is_cancelled() {
+                        EventLogError::Closed
+                    } else {
+                        EventLogError::Storage(format!("reading the log failed: {e}"))
+                    }
+                })??,
+            // Outside a tokio runtime there is no blocking pool: read in place.
+            Err(_) => read_range(&tree, from, end)?,
+        };
+        let last = match entries.last() {
+            Some((key, _)) => Some(be_u64(&key[1..])?),
+            None => None,
+        };
+        let events = entries
+            .into_iter()
+            .map(|(key, value)| decode(be_u64(&key[1..])?, &value));
+        Ok(Page::new(last, events))
     }
 
     fn head(&self) -> u64 {
@@ -549,6 +569,15 @@ fn lookup_id(tree: &sled::Tree, stream: &str, id: Uuid) -> Result<Option<(u64, u
         ))),
         None => Ok(None),
     }
+}
+
+/// The stored entries for positions `from..end`, undecoded.
+fn read_range(tree: &sled::Tree, from: u64, end: u64) -> Result<Vec<(sled::IVec, sled::IVec)>> {
+    let mut entries = Vec::with_capacity(usize::try_from(end - from).unwrap_or(0));
+    for entry in tree.range(log_key(from)..log_key(end)) {
+        entries.push(entry.map_err(storage)?);
+    }
+    Ok(entries)
 }
 
 fn load(tree: &sled::Tree, position: u64) -> Result<RecordedEvent> {

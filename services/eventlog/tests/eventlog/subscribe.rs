@@ -1,6 +1,6 @@
-//! Subscriptions: stored events then live ones with one `CaughtUp` at the seam, filters, start
-//! positions past the head, the lag path back to storage, and the end of a subscription when
-//! the log closes.
+//! Subscriptions: stored events then live ones with one `CaughtUp` at the seam, catch-up over
+//! many pages, filters, start positions past the head, the lag path back to storage, and the end
+//! of a subscription when the log closes.
 
 use std::time::Duration;
 
@@ -171,6 +171,40 @@ async fn filters_apply_to_stored_and_live_events() {
         );
         assert_eq!(events_of(&items), expected, "filter {filter:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catching_up_over_many_pages_while_appends_continue_misses_nothing() {
+    let t = TestLog::new();
+    // Several catch-up pages, and not a whole number of them.
+    for _ in 0..5 {
+        t.log
+            .append("stored", ExpectedVersion::Any, events(1000))
+            .await
+            .unwrap();
+    }
+    let sentinel = event(TYPE_A);
+    let subscriber = tokio::spawn(subscribe_until(
+        t.dyn_log(),
+        0,
+        Filter::default(),
+        sentinel.id,
+    ));
+    // Commits while the subscriber reads storage: some land in pages it reads ahead, some only
+    // in its live channel.
+    for i in 0..50 {
+        t.log
+            .append(&format!("live/{}", i % 3), ExpectedVersion::Any, events(20))
+            .await
+            .unwrap();
+    }
+    t.log
+        .append("end", ExpectedVersion::NoStream, vec![sentinel])
+        .await
+        .unwrap();
+    let items = subscriber.await.unwrap();
+    check_caught_up(&items, 0);
+    assert_eq!(events_of(&items), read_everything(t.log.as_ref()).await);
 }
 
 #[tokio::test]
