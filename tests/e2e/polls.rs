@@ -197,11 +197,28 @@ async fn two_hundred_attendees_vote_while_fifty_watchers_converge_and_a_restart_
         .into_inner();
     let final_results = closed.results.unwrap();
     assert_eq!(counts(&final_results), expected);
-    // Anonymous: the key that linked attendees to ballots is gone.
+    // Anonymous: the key that linked attendees to ballots is gone, and a late ballot does not
+    // bring it back.
+    let late = attendee(&server, &odc.conference.join_code, "late").await;
+    let refused = late
+        .polls()
+        .cast_ballot(ballot(&poll, vec![poll.options[0].id.clone()]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
     let keys: Vec<_> = std::fs::read_dir(server.data_dir.join("poll-keys"))
         .unwrap()
         .collect();
     assert!(keys.is_empty(), "{keys:?}");
+    // Integrators get results, never ballots: the public feed leaves them out.
+    let feed = admin.follow_feed("odc2024", 0, vec![]);
+    futures::pin_mut!(feed);
+    let mut types = std::collections::BTreeSet::new();
+    while let Some(podium_client::FeedItem::Event(event)) = feed.next().await.transpose().unwrap() {
+        types.insert(event.r#type);
+    }
+    assert!(types.contains("podium.v1.PollClosed"), "{types:?}");
+    assert!(!types.contains("podium.v1.BallotCast"), "{types:?}");
 
     server.restart().await.unwrap();
     let admin = server.admin().await.unwrap();

@@ -613,3 +613,61 @@ async fn preflight_reports_what_is_missing_until_the_session_is_ready() {
         better.reasons
     );
 }
+
+#[tokio::test]
+async fn a_green_room_test_while_live_leaves_the_live_agent_on_air() {
+    let show = show(pb::FailbackMode::Sticky, true).await;
+    let speaker = Client::connect(&show.server.addr, Some(show.speaker_token.clone()))
+        .await
+        .unwrap();
+    let live = podium_client::agent::run_agent(
+        speaker,
+        podium_client::agent::AgentConfig::new(&show.session_id),
+    );
+    futures::pin_mut!(live);
+    assert!(matches!(
+        live.next().await,
+        Some(Ok(podium_client::agent::AgentEvent::Connected(_)))
+    ));
+    start(&show).await;
+    let (ok, out, err) = podium_e2e::cli(
+        &show.server,
+        &show.speaker_token,
+        &[
+            "speaker",
+            "connect",
+            "--session",
+            &show.session_id,
+            "--test",
+        ],
+    )
+    .unwrap();
+    assert!(ok && out.contains("test connection recorded"), "{out}{err}");
+    // The live agent goes on: more acknowledged heartbeats, no replacement.
+    for _ in 0..8 {
+        let event = tokio::time::timeout(PATIENCE, live.next())
+            .await
+            .expect("in time");
+        assert!(
+            matches!(
+                event,
+                Some(Ok(podium_client::agent::AgentEvent::Acked { .. }))
+            ),
+            "{event:?}"
+        );
+    }
+    let status = show
+        .admin
+        .stage()
+        .pin(pb::PinRequest {
+            conference_id: "odc2024".into(),
+            session_id: show.session_id.clone(),
+            pinned: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(on_air(&status), pb::SourceKind::Speaker);
+}

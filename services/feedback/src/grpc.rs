@@ -468,6 +468,13 @@ impl Polls for PollsService {
                 .poll(&conference_id, &poll_id)
                 .filter(|p| p.state != State::Draft)
                 .ok_or_else(|| Status::not_found(format!("poll {poll_id} not found")))?;
+            // Refused before anything else: a closed anonymous poll must never get its key
+            // back (deriving the voter would create it again).
+            if poll.state == State::Closed {
+                return Err(Status::failed_precondition(format!(
+                    "poll {poll_id} is closed"
+                )));
+            }
             (poll.spec.kind, poll.spec.anonymous, poll.spec.lock_ballots)
         };
         let choice = match kind {

@@ -14,6 +14,20 @@ use tonic::{Request, Response, Status};
 /// Most event types one subscription may name.
 const MAX_TYPES: usize = 64;
 
+/// Events that say what one attendee chose, asked or rated (with their id, even for anonymous
+/// polls and questions): they stay inside podium. Integrators get results, not ballots.
+fn private(event_type: &str) -> bool {
+    use prost::Name;
+    [
+        pb::BallotCast::full_name(),
+        pb::QuestionAsked::full_name(),
+        pb::QuestionUpvoted::full_name(),
+        pb::SessionRated::full_name(),
+    ]
+    .iter()
+    .any(|t| t == event_type)
+}
+
 pub struct FeedService {
     log: Arc<dyn EventLog>,
     directory: Projector<Directory>,
@@ -78,6 +92,11 @@ impl EventFeed for FeedService {
                     Some(None) => Err(Status::unavailable("event log closed; reconnect and resume")),
                     Some(Some(item)) => item.map_err(Status::from),
                 }?;
+                if let SubscriptionItem::Event(event) = &item
+                    && private(&event.event_type)
+                {
+                    continue;
+                }
                 yield pb::SubscribeResponse {
                     item: Some(match item {
                         SubscriptionItem::Event(event) => pb::subscribe_response::Item::Event(event.to_proto()),

@@ -75,13 +75,13 @@ pub struct Podium {
     feedback: Option<FeedbackParts>,
 }
 
-/// The status service's read model and engine, when this process runs it.
 /// The feedback service's read model and anonymity keys, when this process runs it.
 struct FeedbackParts {
     model: Projector<FeedbackModel>,
     keys: Arc<VoterKeys>,
 }
 
+/// The status service's read model and engine, when this process runs it.
 struct StatusParts {
     model: Projector<StatusModel>,
     engine: EngineHandle,

@@ -152,16 +152,20 @@ impl Presence for PresenceService {
         let test = hello.test_connection;
         let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
         let (kick, mut kicked) = oneshot::channel();
-        let replaced = self
-            .agents
-            .lock()
-            .map_err(|_| Status::internal("internal error"))?
-            .insert(
-                (conference_id.clone(), speaker_id.clone()),
-                (connection, kick),
-            );
-        if let Some((_, older)) = replaced {
-            let _ = older.send(());
+        // Only on-air agents replace each other: a green-room test while live must not knock
+        // the speaker's real agent off (its kick sender is simply dropped, never fired).
+        if !test {
+            let replaced = self
+                .agents
+                .lock()
+                .map_err(|_| Status::internal("internal error"))?
+                .insert(
+                    (conference_id.clone(), speaker_id.clone()),
+                    (connection, kick),
+                );
+            if let Some((_, older)) = replaced {
+                let _ = older.send(());
+            }
         }
         if !test {
             self.engine
@@ -196,7 +200,7 @@ impl Presence for PresenceService {
             loop {
                 let message = tokio::select! {
                     _ = shutdown.wait_for(|stop| *stop) => Err(Status::unavailable("podiumd is shutting down; the agent reconnects")),
-                    _ = &mut kicked => Err(Status::aborted(format!("replaced by a newer agent for speaker {speaker_id}; this one stops"))),
+                    _ = &mut kicked, if !test => Err(Status::aborted(format!("replaced by a newer agent for speaker {speaker_id}; this one stops"))),
                     message = inbound.message() => Ok(message),
                 }?;
                 let heartbeat = match message {
