@@ -467,3 +467,43 @@ async fn the_export_is_aggregated_and_names_no_attendee() {
         }
     }
 }
+
+#[tokio::test]
+async fn two_moderators_closing_at_once_close_the_poll_once() {
+    let server = Podiumd::start().unwrap();
+    let admin = server.admin().await.unwrap();
+    create_odc(&admin, "odc2024").await.unwrap();
+    let poll = create_poll(
+        &admin,
+        pb::PollKind::SingleChoice,
+        &["Budgets", "Health"],
+        true,
+        false,
+    )
+    .await;
+    let close = || {
+        let polls = admin.polls();
+        let request = pb::ClosePollRequest {
+            conference_id: "odc2024".into(),
+            poll_id: poll.id.clone(),
+        };
+        async move { polls.clone().close_poll(request).await }
+    };
+    let (a, b) = tokio::join!(close(), close());
+    let refused: Vec<Code> = [a, b]
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| e.code()))
+        .collect();
+    assert_eq!(refused.len(), 1, "exactly one close succeeds");
+    assert!(
+        matches!(refused[0], Code::Aborted | Code::FailedPrecondition),
+        "{refused:?}"
+    );
+    let feed = admin.follow_feed("odc2024", 0, vec!["podium.v1.PollClosed".into()]);
+    futures::pin_mut!(feed);
+    let mut closes = 0;
+    while let Some(podium_client::FeedItem::Event(_)) = feed.next().await.transpose().unwrap() {
+        closes += 1;
+    }
+    assert_eq!(closes, 1);
+}

@@ -193,12 +193,18 @@ impl PollsService {
             MODERATORS,
             if open { "open polls" } else { "close polls" },
         )?;
-        let state = self
-            .model
-            .read()
-            .poll(conference_id, poll_id)
-            .map(|p| p.state)
-            .ok_or_else(|| Status::not_found(format!("poll {poll_id} not found")))?;
+        let (state, version) = {
+            let model = self.model.read();
+            let state = model
+                .poll(conference_id, poll_id)
+                .map(|p| p.state)
+                .ok_or_else(|| Status::not_found(format!("poll {poll_id} not found")))?;
+            let key = (conference_id.to_owned(), poll_id.to_owned());
+            (state, model.poll_versions.get(&key).copied())
+        };
+        // Against the version the state was read at: of two moderators closing at once, one
+        // succeeds and the other is told to retry (ABORTED), never a second close.
+        let expected = version.map_or(ExpectedVersion::Any, ExpectedVersion::Exact);
         let at = Some(prost_types::Timestamp::from(std::time::SystemTime::now()));
         let (conference, poll) = (conference_id.to_owned(), poll_id.to_owned());
         match (open, state) {
@@ -213,7 +219,7 @@ impl PollsService {
                 );
                 self.append(
                     &poll_stream(conference_id, poll_id),
-                    ExpectedVersion::Any,
+                    expected,
                     event.id,
                     event,
                 )
@@ -230,7 +236,7 @@ impl PollsService {
                 );
                 self.append(
                     &poll_stream(conference_id, poll_id),
-                    ExpectedVersion::Any,
+                    expected,
                     event.id,
                     event,
                 )
@@ -485,8 +491,17 @@ impl Polls for PollsService {
             Kind::WordCloud | Kind::OpenText => Choice::Text(r.text.trim().to_owned()),
         };
         let voter = if anonymous {
-            self.keys
-                .voter(&conference_id, &poll_id, &principal.id)
+            // The first ballot writes the poll's key file: file work goes to the blocking pool.
+            let (keys, c, p, attendee) = (
+                self.keys.clone(),
+                conference_id.clone(),
+                poll_id.clone(),
+                principal.id.clone(),
+            );
+            tokio::task::spawn_blocking(move || keys.voter(&c, &p, &attendee))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .and_then(|r| r)
                 .map_err(|e| {
                     tracing::error!(error = %e, "anonymous voter key failed");
                     Status::unavailable("could not record the ballot; retry")

@@ -30,6 +30,13 @@ pub fn poll_stream(conference_id: &str, poll_id: &str) -> String {
     format!("conference/{conference_id}/poll/{poll_id}")
 }
 
+/// (conference, poll) of a poll's lifecycle stream `conference/<c>/poll/<p>`, if it is one.
+fn poll_of_stream(stream: &str) -> Option<(String, String)> {
+    let (conference, rest) = stream.strip_prefix("conference/")?.split_once('/')?;
+    let poll = rest.strip_prefix("poll/")?;
+    (!poll.contains('/')).then(|| (conference.to_owned(), poll.to_owned()))
+}
+
 pub fn ballot_stream(conference_id: &str, poll_id: &str, voter: &str) -> String {
     format!("conference/{conference_id}/poll/{poll_id}/ballots/{voter}")
 }
@@ -215,6 +222,8 @@ pub struct ConferenceInfo {
 pub struct FeedbackModel {
     pub conferences: HashMap<String, ConferenceInfo>,
     pub polls: HashMap<(String, String), Poll>,
+    /// Version of each poll's lifecycle stream, so that opening and closing append against it.
+    pub poll_versions: HashMap<(String, String), u64>,
     pub words: Arc<WordCounter>,
     /// Polls changed since the publisher last looked, and the position of their last change.
     pub dirty: Arc<Mutex<HashMap<(String, String), u64>>>,
@@ -232,6 +241,7 @@ impl FeedbackModel {
         Self {
             conferences: HashMap::new(),
             polls: HashMap::new(),
+            poll_versions: HashMap::new(),
             words,
             dirty: Arc::default(),
             changed: Arc::new(Notify::new()),
@@ -325,6 +335,9 @@ impl Projection for FeedbackModel {
     fn apply(&mut self, event: &RecordedEvent) {
         if let Err(error) = self.apply_event(event) {
             tracing::error!(position = event.position, %error, "feedback model skipped an event");
+        }
+        if let Some(key) = poll_of_stream(&event.stream) {
+            self.poll_versions.insert(key, event.stream_version);
         }
         self.position = event.position + 1;
     }
