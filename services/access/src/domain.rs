@@ -52,6 +52,8 @@ impl std::fmt::Display for Role {
 
 /// Roles that may set up a conference.
 pub const ORGANISERS: &[Role] = &[Role::Admin, Role::Organiser];
+/// Roles that run the show: start and switch sessions, run polls, moderate questions.
+pub const MODERATORS: &[Role] = &[Role::Admin, Role::Organiser, Role::Moderator];
 /// Roles that run a conference on the day or read all of its events.
 pub const STAFF: &[Role] = &[
     Role::Admin,

@@ -14,6 +14,6 @@ pub mod grpc;
 pub mod tokens;
 
 pub use directory::{Directory, directory_event_types};
-pub use domain::{AccessError, EVERYONE, ORGANISERS, Principal, Role, STAFF};
+pub use domain::{AccessError, EVERYONE, MODERATORS, ORGANISERS, Principal, Role, STAFF};
 pub use grpc::{AccessService, Authenticator, caller};
 pub use tokens::TokenKeys;

@@ -112,7 +112,6 @@ impl SledEventLog {
         let db = sled::Config::new()
             .path(&path)
             .cache_capacity(options.cache_bytes)
-            .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(storage)?;
         let tree = db.open_tree("events").map_err(storage)?;

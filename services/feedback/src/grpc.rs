@@ -33,8 +33,7 @@ use crate::{
     },
 };
 
-/// Roles that run polls.
-pub(crate) const MODERATORS: &[Role] = &[Role::Admin, Role::Organiser, Role::Moderator];
+pub(crate) use podium_access::MODERATORS;
 /// Shortest time between two results updates of one poll.
 pub const COALESCE: Duration = Duration::from_millis(100);
 

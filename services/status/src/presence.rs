@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::{
     domain::Figures,
     model::{StatusModel, timestamp},
-    store::{EngineHandle, figures_from_proto, figures_to_proto},
+    store::{EngineHandle, figures_from_proto, figures_to_proto, presence_stream},
 };
 
 /// How often agents send heartbeats.
@@ -270,7 +270,7 @@ async fn record_test(
         figures: Some(figures_to_proto(&figures)),
         at: Some(timestamp(at)),
     };
-    let stream = format!("conference/{conference_id}/speaker/{speaker_id}/presence");
+    let stream = presence_stream(conference_id, speaker_id);
     log.append(
         &stream,
         ExpectedVersion::Any,

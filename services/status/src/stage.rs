@@ -5,7 +5,7 @@ use std::{pin::Pin, sync::Arc};
 
 use chrono::{DateTime, Duration, Utc};
 use futures::{Stream, StreamExt};
-use podium_access::{Principal, Role, STAFF, caller};
+use podium_access::{MODERATORS, Principal, STAFF, caller};
 use podium_eventlog::{EventLog, Filter, Projector, RecordedEvent, SubscriptionItem, subscribe};
 use podium_proto::v1::{self as pb, stage_server::Stage};
 use podium_sessions::domain::{Hours, zoned};
@@ -21,9 +21,6 @@ use crate::{
         link_state_to_proto, source_to_proto,
     },
 };
-
-/// Roles that run the show.
-const MODERATORS: &[Role] = &[Role::Admin, Role::Organiser, Role::Moderator];
 
 pub struct StageService {
     engine: EngineHandle,

@@ -32,6 +32,11 @@ use crate::{
     model::{StatusModel, millis, timestamp},
 };
 
+/// The stream of a speaker's green-room test connections.
+pub fn presence_stream(conference_id: &str, speaker_id: &str) -> String {
+    format!("conference/{conference_id}/speaker/{speaker_id}/presence")
+}
+
 /// The stream of a session's status events.
 pub fn status_stream(conference_id: &str, session_id: &str) -> String {
     format!("conference/{conference_id}/session/{session_id}/status")
