@@ -55,7 +55,8 @@ pub struct Published {
     pub public: Option<pb::Results>,
 }
 
-type Channels = Arc<Mutex<HashMap<(String, String), watch::Sender<Arc<Published>>>>>;
+/// One latest-value channel per watched key (a poll; a session's questions).
+pub(crate) type Channels<T> = Arc<Mutex<HashMap<(String, String), watch::Sender<Arc<T>>>>>;
 
 fn publish(
     model: &FeedbackModel,
@@ -72,17 +73,20 @@ fn publish(
     })
 }
 
-/// Starts the task that publishes changed polls at most every [`COALESCE`].
-fn spawn_publisher(model: Projector<FeedbackModel>, channels: Channels) {
-    let (dirty, changed) = {
-        let m = model.read();
-        (m.dirty.clone(), m.changed.clone())
-    };
+/// Starts the task that, whenever keys are marked dirty, replaces the value of each watched one
+/// with `build`'s, at most every [`COALESCE`]: the one coalescing publisher of polls and Q&A.
+pub(crate) fn spawn_publisher<T: Send + Sync + 'static>(
+    model: Projector<FeedbackModel>,
+    dirty: Arc<Mutex<HashMap<(String, String), u64>>>,
+    changed: Arc<tokio::sync::Notify>,
+    channels: Channels<T>,
+    build: impl Fn(&FeedbackModel, &(String, String)) -> Option<T> + Send + 'static,
+) {
     tokio::spawn(async move {
         loop {
             changed.notified().await;
-            let batch: Vec<((String, String), u64)> = match dirty.lock() {
-                Ok(mut d) => d.drain().collect(),
+            let batch: Vec<(String, String)> = match dirty.lock() {
+                Ok(mut d) => d.drain().map(|(key, _)| key).collect(),
                 Err(_) => return,
             };
             {
@@ -91,12 +95,11 @@ fn spawn_publisher(model: Projector<FeedbackModel>, channels: Channels) {
                     Err(_) => return,
                 };
                 let m = model.read();
-                let position = m.position;
-                for (key, _) in batch {
+                for key in batch {
                     if let Some(sender) = senders.get(&key)
-                        && let Some(published) = publish(&m, &key.0, &key.1, position)
+                        && let Some(value) = build(&m, &key)
                     {
-                        sender.send_replace(Arc::new(published));
+                        sender.send_replace(Arc::new(value));
                     }
                 }
             }
@@ -109,7 +112,7 @@ pub struct PollsService {
     log: Arc<dyn EventLog>,
     model: Projector<FeedbackModel>,
     keys: Arc<VoterKeys>,
-    channels: Channels,
+    channels: Channels<Published>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -121,7 +124,13 @@ impl PollsService {
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let channels = Channels::default();
-        spawn_publisher(model.clone(), channels.clone());
+        let (dirty, changed) = {
+            let m = model.read();
+            (m.dirty.clone(), m.changed.clone())
+        };
+        spawn_publisher(model.clone(), dirty, changed, channels.clone(), |m, key| {
+            publish(m, &key.0, &key.1, m.position)
+        });
         Self {
             log,
             model,

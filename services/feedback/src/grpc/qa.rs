@@ -2,14 +2,10 @@
 //! follows a session's questions live.
 //!
 //! Streams work like the poll results streams: one `watch` channel per session holds the
-//! session's latest questions, replaced by a publisher at most every [`COALESCE`]; each watcher
+//! session's latest questions, replaced by a publisher at most every [`COALESCE`](super::COALESCE); each watcher
 //! filters what it may see when it is ready to send, so a slow watcher skips to the newest list.
 
-use std::{
-    collections::HashMap,
-    pin::Pin,
-    sync::{Arc, Mutex},
-};
+use std::{pin::Pin, sync::Arc};
 
 use futures::Stream;
 use podium_access::{EVERYONE, Principal, Role, caller};
@@ -19,7 +15,7 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{COALESCE, MODERATORS, derive_id};
+use super::{MODERATORS, derive_id};
 use crate::{
     domain::qa::{QaError, Question, Settings, check_reason, check_text},
     store::{
@@ -88,37 +84,7 @@ impl Snapshot {
     }
 }
 
-type Channels = Arc<Mutex<HashMap<(String, String), watch::Sender<Arc<Snapshot>>>>>;
-
-/// Starts the task that publishes changed sessions at most every [`COALESCE`].
-fn spawn_publisher(model: Projector<FeedbackModel>, channels: Channels) {
-    let (dirty, changed) = {
-        let m = model.read();
-        (m.qa.dirty.clone(), m.qa.changed.clone())
-    };
-    tokio::spawn(async move {
-        loop {
-            changed.notified().await;
-            let batch: Vec<(String, String)> = match dirty.lock() {
-                Ok(mut d) => d.drain().map(|(key, _)| key).collect(),
-                Err(_) => return,
-            };
-            {
-                let senders = match channels.lock() {
-                    Ok(c) => c,
-                    Err(_) => return,
-                };
-                let m = model.read();
-                for key in batch {
-                    if let Some(sender) = senders.get(&key) {
-                        sender.send_replace(Arc::new(Snapshot::of(&m, &key.0, &key.1)));
-                    }
-                }
-            }
-            tokio::time::sleep(COALESCE).await;
-        }
-    });
-}
+type Channels = super::Channels<Snapshot>;
 
 pub struct QuestionsService {
     log: Arc<dyn EventLog>,
@@ -134,7 +100,13 @@ impl QuestionsService {
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let channels = Channels::default();
-        spawn_publisher(model.clone(), channels.clone());
+        let (dirty, changed) = {
+            let m = model.read();
+            (m.qa.dirty.clone(), m.qa.changed.clone())
+        };
+        super::spawn_publisher(model.clone(), dirty, changed, channels.clone(), |m, key| {
+            Some(Snapshot::of(m, &key.0, &key.1))
+        });
         Self {
             log,
             model,
