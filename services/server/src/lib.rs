@@ -112,23 +112,29 @@ impl Podium {
         }
         let keys = Arc::new(bootstrap.keys);
 
-        let directory_filter = Filter {
-            stream_prefix: None,
-            event_types: directory_event_types(),
+        // Every read model replays the whole log; replay them side by side rather than one
+        // after another, so start-up costs about one replay, not four.
+        let directory = async {
+            let filter = Filter {
+                stream_prefix: None,
+                event_types: directory_event_types(),
+            };
+            let directory = Directory::default();
+            Ok::<_, ServerError>(
+                Projector::start("access-directory", log.clone(), directory, filter).await?,
+            )
         };
-        let directory = Projector::start(
-            "access-directory",
-            log.clone(),
-            Directory::default(),
-            directory_filter,
-        )
-        .await?;
-        let agenda = if config.runs(ServiceName::Agenda) {
-            Some(AgendaStore::open(log.clone()).await?)
-        } else {
-            None
+        let agenda = async {
+            Ok::<_, ServerError>(if config.runs(ServiceName::Agenda) {
+                Some(AgendaStore::open(log.clone()).await?)
+            } else {
+                None
+            })
         };
-        let status = if config.runs(ServiceName::Status) {
+        let status = async {
+            if !config.runs(ServiceName::Status) {
+                return Ok::<_, ServerError>(None);
+            }
             let filter = Filter {
                 stream_prefix: None,
                 event_types: status_model_event_types(),
@@ -143,33 +149,33 @@ impl Podium {
                     path: dir.display().to_string(),
                     source,
                 })?;
-            Some(StatusParts {
+            Ok(Some(StatusParts {
                 model,
                 engine,
                 recordings: Arc::new(recordings),
-            })
-        } else {
-            None
+            }))
         };
-        let feedback = if config.runs(ServiceName::Feedback) {
-            let words = WordCounter::new();
+        let feedback = async {
+            if !config.runs(ServiceName::Feedback) {
+                return Ok::<_, ServerError>(None);
+            }
             let filter = Filter {
                 stream_prefix: None,
                 event_types: feedback_event_types(),
             };
-            let model = FeedbackModel::new(Arc::new(words));
+            let model = FeedbackModel::new(Arc::new(WordCounter::new()));
             let model = Projector::start("feedback", log.clone(), model, filter).await?;
             let dir = config.data_dir.join("poll-keys");
             let keys = VoterKeys::open(dir.clone()).map_err(|e| {
                 ServerError::Feedback(format!("cannot open {}: {e}", dir.display()))
             })?;
-            Some(FeedbackParts {
+            Ok(Some(FeedbackParts {
                 model,
                 keys: Arc::new(keys),
-            })
-        } else {
-            None
+            }))
         };
+        let (directory, agenda, status, feedback) =
+            tokio::try_join!(directory, agenda, status, feedback)?;
         tracing::info!(
             events = log.head(),
             elapsed_ms = started.elapsed().as_millis() as u64,
