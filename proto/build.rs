@@ -28,6 +28,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Hand-written in `src/shared.rs` so that a server encodes each results update once.
+        .extern_path(
+            ".podium.v1.WatchResultsResponse",
+            "crate::shared::WatchResultsResponse",
+        )
         .compile_fds_with_config(fds, config)?;
     Ok(())
 }

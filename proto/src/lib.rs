@@ -9,7 +9,11 @@
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic, missing_docs)]
     tonic::include_proto!("podium.v1");
+
+    pub use crate::shared::{SharedResults, WatchResultsResponse};
 }
+
+pub mod shared;
 
 /// The encoded `FileDescriptorSet` of every podium proto file, for server reflection and for
 /// tools that decode events by type name.

@@ -44,15 +44,15 @@ fn refused(e: PollError) -> Status {
     }
 }
 
-/// What the publisher shares with every watcher of a poll.
+/// What the publisher shares with every watcher of a poll: the position and results of each
+/// audience, encoded once per update, so a watcher's update costs a copy and not an encoding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Published {
-    pub position: u64,
     pub state: State,
     /// For admins, organisers and moderators.
-    pub moderator: Option<pb::Results>,
-    /// For everyone else; `None` while they may not see results.
-    pub public: Option<pb::Results>,
+    pub moderator: pb::SharedResults,
+    /// For everyone else; without results while they may not see them.
+    pub public: pb::SharedResults,
 }
 
 /// One latest-value channel per watched key (a poll; a session's questions).
@@ -65,11 +65,12 @@ fn publish(
     position: u64,
 ) -> Option<Published> {
     let poll = model.poll(conference_id, poll_id)?;
+    let moderator = results(model, conference_id, poll_id, true, "");
+    let public = results(model, conference_id, poll_id, false, "");
     Some(Published {
-        position,
         state: poll.state,
-        moderator: results(model, conference_id, poll_id, true, ""),
-        public: results(model, conference_id, poll_id, false, ""),
+        moderator: pb::SharedResults::encode(position, moderator.as_ref()),
+        public: pb::SharedResults::encode(position, public.as_ref()),
     })
 }
 
@@ -628,8 +629,8 @@ impl Polls for PollsService {
                 } else {
                     None
                 };
-                let results = if moderator { published.moderator.clone() } else { published.public.clone() };
-                yield pb::WatchResultsResponse { position: published.position, results, poll };
+                let shared = if moderator { &published.moderator } else { &published.public };
+                yield pb::WatchResultsResponse::from_shared(shared, poll);
                 let stopping = tokio::select! {
                     _ = shutdown.wait_for(|stop| *stop) => true,
                     changed = receiver.changed() => if changed.is_err() { break } else { false },
