@@ -10,6 +10,7 @@ mod qa;
 mod recordings;
 mod server;
 mod status;
+mod transport;
 
 use podium_client::{Client, pb};
 

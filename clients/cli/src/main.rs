@@ -14,7 +14,7 @@ mod recording;
 mod settings;
 mod stage;
 
-use std::collections::HashMap;
+use std::{collections::HashMap, path::PathBuf};
 
 use anyhow::{Context, anyhow, bail};
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
@@ -22,7 +22,7 @@ use chrono_tz::Tz;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures::StreamExt;
 use output::{Out, clock, label, print_conference, print_session, table, text};
-use podium_client::{Client, FeedItem, payload_to_json, pb};
+use podium_client::{Client, FeedItem, Tls, payload_to_json, pb};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,6 +46,18 @@ struct Cli {
     /// Language to show titles in (e.g. km); the conference's default language otherwise.
     #[arg(long, global = true)]
     lang: Option<String>,
+    /// PEM file of the CA that signed podiumd's certificate (TLS; implies https).
+    #[arg(long, global = true, env = "PODIUM_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// PEM client certificate, for a podiumd that asks for mutual TLS.
+    #[arg(long, global = true, env = "PODIUM_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM key of the client certificate.
+    #[arg(long, global = true, env = "PODIUM_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The name in podiumd's certificate, when it is not the host of --addr.
+    #[arg(long, global = true, env = "PODIUM_TLS_DOMAIN")]
+    tls_domain: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -387,6 +399,24 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// The TLS settings the flags ask for, if any.
+fn tls(cli: &Cli) -> anyhow::Result<Option<Tls>> {
+    if cli.tls_ca.is_none() && cli.tls_cert.is_none() && cli.tls_domain.is_none() {
+        return Ok(None);
+    }
+    let read = |path: &PathBuf| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    Ok(Some(Tls {
+        ca_pem: cli.tls_ca.as_ref().map(read).transpose()?,
+        identity: match (&cli.tls_cert, &cli.tls_key) {
+            (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+            _ => None,
+        },
+        domain: cli.tls_domain.clone(),
+    }))
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let file = settings::load()?;
     let addr = cli
@@ -422,7 +452,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         };
     }
 
-    let client = Client::connect(&addr, token).await?;
+    let client = Client::connect_with(&addr, token, tls(&cli)?.as_ref()).await?;
     let ctx = Ctx {
         client,
         conference,

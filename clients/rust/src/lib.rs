@@ -37,7 +37,7 @@ use tonic::{
     Code, Request, Status,
     metadata::{Ascii, MetadataValue},
     service::{Interceptor, interceptor::InterceptedService},
-    transport::{Channel, Endpoint},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
 };
 
 pub use json::{message_to_json, payload_to_json};
@@ -56,6 +56,11 @@ pub enum ClientError {
     },
     #[error("the token contains characters that cannot be sent in a header")]
     BadToken,
+    #[error("TLS settings for {address}: {source}")]
+    Tls {
+        address: String,
+        source: tonic::transport::Error,
+    },
     #[error("{}", .0.message())]
     Rpc(#[from] Status),
 }
@@ -85,6 +90,34 @@ pub struct Client {
     bearer: Bearer,
 }
 
+/// How to reach a podiumd that serves TLS (`podiumd --tls-cert ...`).
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    /// PEM certificates of the CA to trust, instead of the public web roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// A PEM certificate and its PEM key, for a server that asks for mutual TLS.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// The name to check the server's certificate against, when it is not the address's host.
+    pub domain: Option<String>,
+}
+
+impl Tls {
+    fn config(self) -> ClientTlsConfig {
+        let mut config = ClientTlsConfig::new();
+        config = match self.ca_pem {
+            Some(ca) => config.ca_certificate(Certificate::from_pem(ca)),
+            None => config.with_webpki_roots(),
+        };
+        if let Some((cert, key)) = self.identity {
+            config = config.identity(Identity::from_pem(cert, key));
+        }
+        if let Some(domain) = self.domain {
+            config = config.domain_name(domain);
+        }
+        config
+    }
+}
+
 /// One item of a followed feed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedItem {
@@ -94,20 +127,39 @@ pub enum FeedItem {
 }
 
 impl Client {
-    /// Connects to `address` (`host:port` or `http://host:port`).
+    /// Connects to `address` (`host:port`, `http://host:port`, or `https://host:port` for TLS
+    /// checked against the public web roots).
     pub async fn connect(address: &str, token: Option<String>) -> Result<Self, ClientError> {
-        let uri = if address.contains("://") {
-            address.to_owned()
-        } else {
-            format!("http://{address}")
+        Self::connect_with(address, token, None).await
+    }
+
+    /// Connects with TLS settings: a private CA, a client certificate for mutual TLS, or the
+    /// name the server's certificate carries. With `tls`, a bare `host:port` means `https://`.
+    pub async fn connect_with(
+        address: &str,
+        token: Option<String>,
+        tls: Option<&Tls>,
+    ) -> Result<Self, ClientError> {
+        let uri = match (address.contains("://"), tls) {
+            (true, _) => address.to_owned(),
+            (false, None) => format!("http://{address}"),
+            (false, Some(_)) => format!("https://{address}"),
         };
-        let endpoint = Endpoint::from_str(&uri)
+        let mut endpoint = Endpoint::from_str(&uri)
             .map_err(|_| ClientError::BadAddress(address.to_owned()))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(Duration::from_secs(10))
             .keep_alive_while_idle(true);
+        if uri.starts_with("https://") {
+            endpoint = endpoint
+                .tls_config(tls.cloned().unwrap_or_default().config())
+                .map_err(|source| ClientError::Tls {
+                    address: address.to_owned(),
+                    source,
+                })?;
+        }
         let channel = endpoint
             .connect()
             .await

@@ -2,6 +2,8 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+use serde::Serialize;
+
 /// Which services a podiumd process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ServiceName {
@@ -66,6 +68,127 @@ pub struct Config {
     /// On SIGINT or SIGTERM, how long open streams get to end before podiumd stops anyway.
     #[arg(long, env = "PODIUM_DRAIN_TIMEOUT", value_parser = parse_seconds, default_value = "10")]
     pub drain_timeout: Duration,
+
+    #[command(flatten)]
+    pub transport: Transport,
+
+    #[command(flatten)]
+    pub tls: Tls,
+
+    /// Print the effective configuration (flags, environment and defaults) as JSON and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// Limits on connections, streams and messages. tonic leaves several of these unset; podiumd
+/// sets every one of them, so a client cannot hold resources without bound.
+#[derive(Debug, Clone, clap::Args, Serialize)]
+pub struct Transport {
+    /// HTTP/2 streams one connection may have open at once; a client that opens more gets
+    /// its extra streams refused (REFUSED_STREAM, which gRPC clients see as UNAVAILABLE).
+    #[arg(long, env = "PODIUM_MAX_CONCURRENT_STREAMS", default_value = "200",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_streams: u32,
+
+    /// Streams a connection may make the server reset for protocol errors before podiumd
+    /// closes the connection (the "rapid reset" defence).
+    #[arg(long, env = "PODIUM_MAX_LOCAL_ERROR_RESET_STREAMS", default_value = "256",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_local_error_reset_streams: u64,
+
+    /// Seconds between HTTP/2 pings on an idle connection.
+    #[arg(long, env = "PODIUM_HTTP2_KEEPALIVE_INTERVAL", value_parser = parse_positive_seconds,
+          default_value = "30")]
+    #[serde(
+        serialize_with = "seconds",
+        rename = "http2_keepalive_interval_seconds"
+    )]
+    pub http2_keepalive_interval: Duration,
+
+    /// Seconds to wait for a ping's answer before closing the connection.
+    #[arg(long, env = "PODIUM_HTTP2_KEEPALIVE_TIMEOUT", value_parser = parse_positive_seconds,
+          default_value = "10")]
+    #[serde(serialize_with = "seconds", rename = "http2_keepalive_timeout_seconds")]
+    pub http2_keepalive_timeout: Duration,
+
+    /// Seconds of TCP idleness before the kernel probes the peer (SO_KEEPALIVE).
+    #[arg(long, env = "PODIUM_TCP_KEEPALIVE", value_parser = parse_positive_seconds,
+          default_value = "60")]
+    #[serde(serialize_with = "seconds", rename = "tcp_keepalive_seconds")]
+    pub tcp_keepalive: Duration,
+
+    /// Seconds a unary request may take before it ends with DEADLINE_EXCEEDED. Streams are not
+    /// timed; a client's own deadline (grpc-timeout) applies as well.
+    #[arg(long, env = "PODIUM_REQUEST_TIMEOUT", value_parser = parse_positive_seconds,
+          default_value = "10")]
+    #[serde(serialize_with = "seconds", rename = "request_timeout_seconds")]
+    pub request_timeout: Duration,
+
+    /// Largest request message of an ordinary RPC, in bytes (suffixes KiB, MiB accepted).
+    #[arg(long, env = "PODIUM_MAX_REQUEST_BYTES", value_parser = parse_bytes, default_value = "256KiB")]
+    pub max_request_bytes: u64,
+
+    /// Largest message of a recording upload, in bytes: a chunk of at most 4 MiB and its
+    /// header. Uploads are chunked, so this never limits a recording's size.
+    #[arg(long, env = "PODIUM_MAX_UPLOAD_MESSAGE_BYTES", value_parser = parse_bytes,
+          default_value = "4160KiB")]
+    pub max_upload_message_bytes: u64,
+
+    /// Largest response message podiumd sends, in bytes.
+    #[arg(long, env = "PODIUM_MAX_RESPONSE_BYTES", value_parser = parse_bytes, default_value = "16MiB")]
+    pub max_response_bytes: u64,
+
+    /// Largest block of request metadata (headers) a client may send, in bytes.
+    #[arg(long, env = "PODIUM_MAX_HEADER_LIST_BYTES", value_parser = parse_bytes, default_value = "16KiB")]
+    pub max_header_list_bytes: u64,
+
+    /// Requests podiumd handles at once across all connections; more are refused at once with
+    /// RESOURCE_EXHAUSTED instead of queueing. A stream counts until it has started.
+    #[arg(long, env = "PODIUM_MAX_CONCURRENT_REQUESTS", default_value = "2048",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_requests: u32,
+}
+
+/// TLS with rustls. Without a certificate podiumd speaks plaintext, which it allows only on a
+/// loopback address unless `--allow-plaintext` says otherwise.
+#[derive(Debug, Clone, clap::Args, Serialize)]
+pub struct Tls {
+    /// PEM certificate chain for TLS.
+    #[arg(long, env = "PODIUM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of the certificate.
+    #[arg(long, env = "PODIUM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM certificate(s) of the CA that signs client certificates: with it, every client
+    /// must present a certificate it signed (mutual TLS).
+    #[arg(long, env = "PODIUM_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Seconds a client has to finish the TLS handshake.
+    #[arg(long, env = "PODIUM_TLS_HANDSHAKE_TIMEOUT", value_parser = parse_positive_seconds,
+          default_value = "10")]
+    #[serde(serialize_with = "seconds", rename = "tls_handshake_timeout_seconds")]
+    pub tls_handshake_timeout: Duration,
+
+    /// Serve plaintext on a non-loopback address (for a TLS-terminating proxy in front).
+    #[arg(long, env = "PODIUM_ALLOW_PLAINTEXT")]
+    pub allow_plaintext: bool,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+fn parse_positive_seconds(text: &str) -> Result<Duration, String> {
+    parse_seconds(text).and_then(|d| {
+        if d.is_zero() {
+            Err(format!("{text:?}: give more than 0 seconds"))
+        } else {
+            Ok(d)
+        }
+    })
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -99,5 +222,43 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
 impl Config {
     pub fn runs(&self, service: ServiceName) -> bool {
         self.services.contains(&service)
+    }
+
+    /// The checks clap cannot make: plaintext off loopback, and an upload limit that fits a
+    /// whole chunk.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.tls.tls_cert.is_none()
+            && !self.listen.ip().is_loopback()
+            && !self.tls.allow_plaintext
+        {
+            return Err(format!(
+                "refusing to serve plaintext on {}, which is not a loopback address: give \
+                 --tls-cert and --tls-key, or --allow-plaintext behind a TLS-terminating proxy",
+                self.listen
+            ));
+        }
+        let upload_floor = podium_status::recordings::MAX_MESSAGE_BYTES as u64;
+        if self.transport.max_upload_message_bytes < upload_floor {
+            return Err(format!(
+                "--max-upload-message-bytes {} is below {upload_floor}, a 4 MiB chunk and its \
+                 header; uploads would fail",
+                self.transport.max_upload_message_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as JSON, for `--print-config` and the start-up log.
+    pub fn effective(&self) -> serde_json::Value {
+        serde_json::json!({
+            "data_dir": self.data_dir,
+            "listen": self.listen.to_string(),
+            "services": self.services.iter().map(|s| format!("{s:?}").to_lowercase()).collect::<Vec<_>>(),
+            "reconnect_grace_seconds": self.reconnect_grace.as_secs_f64(),
+            "max_recording_bytes": self.max_recording_bytes,
+            "drain_timeout_seconds": self.drain_timeout.as_secs_f64(),
+            "transport": self.transport,
+            "tls": self.tls,
+        })
     }
 }

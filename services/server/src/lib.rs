@@ -9,6 +9,7 @@
 pub mod config;
 mod diagnostics;
 mod feed;
+mod limits;
 
 use std::{future::Future, sync::Arc, time::Instant};
 
@@ -31,9 +32,13 @@ use podium_status::{
     Clock, Engine, EngineHandle, PresenceService, StageService, StatusModel,
     status_model_event_types,
 };
-use podium_status::{RecordingStore, RecordingsService, recordings::MAX_MESSAGE_BYTES};
+use podium_status::{RecordingStore, RecordingsService};
 use tokio::{net::TcpListener, sync::watch};
-use tonic::{server::NamedService, transport::server::TcpIncoming};
+use tonic::{
+    server::NamedService,
+    service::interceptor::InterceptedService,
+    transport::{Certificate, Identity, ServerTlsConfig, server::TcpIncoming},
+};
 
 pub use config::{Config, LogFormat, ServiceName};
 pub use feed::FeedService;
@@ -61,6 +66,25 @@ pub enum ServerError {
         path: String,
         source: std::io::Error,
     },
+    #[error("TLS file {path}: {source}")]
+    TlsFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// A generated server with podiumd's message size limits, behind the token interceptor.
+macro_rules! limited {
+    ($server:ident, $service:expr, $limits:expr, $auth:expr) => {
+        InterceptedService::new(
+            $server::new($service)
+                .max_decoding_message_size($limits.max_request_bytes as usize)
+                .max_encoding_message_size($limits.max_response_bytes as usize),
+            $auth.clone(),
+        )
+    };
 }
 
 /// podium's state, opened and replayed, ready to serve.
@@ -211,6 +235,7 @@ impl Podium {
             feedback,
         } = self;
         let auth = Authenticator::new(keys.clone());
+        let limits = config.transport.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
         let (health, health_service) = tonic_health::server::health_reporter();
         // Both reflection versions: grpcurl and older tools ask v1alpha, newer ones v1.
@@ -223,45 +248,53 @@ impl Podium {
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
         let access = config.runs(ServiceName::Access).then(|| {
-            AccessServer::with_interceptor(
+            limited!(
+                AccessServer,
                 AccessService::new(keys.clone(), directory.clone()),
-                auth.clone(),
+                limits,
+                auth
             )
         });
-        let agenda = agenda
-            .map(|store| AgendaServer::with_interceptor(AgendaService::new(store), auth.clone()));
+        let agenda =
+            agenda.map(|store| limited!(AgendaServer, AgendaService::new(store), limits, auth));
         let feed = config.runs(ServiceName::Feed).then(|| {
-            EventFeedServer::with_interceptor(
+            limited!(
+                EventFeedServer,
                 FeedService::new(log.clone(), directory.clone(), stop_rx.clone()),
-                auth.clone(),
+                limits,
+                auth
             )
         });
         let (presence, stage) = match &status {
             Some(parts) => (
-                Some(PresenceServer::with_interceptor(
+                Some(limited!(
+                    PresenceServer,
                     PresenceService::new(
                         parts.engine.clone(),
                         parts.model.clone(),
                         log.clone(),
                         stop_rx.clone(),
                     ),
-                    auth.clone(),
+                    limits,
+                    auth
                 )),
-                Some(StageServer::with_interceptor(
+                Some(limited!(
+                    StageServer,
                     StageService::new(
                         parts.engine.clone(),
                         parts.model.clone(),
                         log.clone(),
                         stop_rx.clone(),
                     ),
-                    auth.clone(),
+                    limits,
+                    auth
                 )),
             ),
             None => (None, None),
         };
-        // Chunks are up to 4 MiB, a few bytes over tonic's default message limit.
+        // Upload chunks are up to 4 MiB: their own, larger limit.
         let recordings = status.as_ref().map(|parts| {
-            tonic::service::interceptor::InterceptedService::new(
+            InterceptedService::new(
                 RecordingsServer::new(
                     RecordingsService::new(
                         log.clone(),
@@ -270,7 +303,8 @@ impl Podium {
                     )
                     .with_shutdown(stop_rx.clone()),
                 )
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+                .max_decoding_message_size(limits.max_upload_message_bytes as usize)
+                .max_encoding_message_size(limits.max_response_bytes as usize),
                 auth.clone(),
             )
         });
@@ -291,34 +325,44 @@ impl Podium {
             served.push(<RecordingsServer<RecordingsService> as NamedService>::NAME);
         }
         let questions = feedback.as_ref().map(|parts| {
-            QuestionsServer::with_interceptor(
+            limited!(
+                QuestionsServer,
                 QuestionsService::new(log.clone(), parts.model.clone(), stop_rx.clone()),
-                auth.clone(),
+                limits,
+                auth
             )
         });
         if questions.is_some() {
             served.push(<QuestionsServer<QuestionsService> as NamedService>::NAME);
         }
         let ratings = feedback.as_ref().map(|parts| {
-            RatingsServer::with_interceptor(
+            limited!(
+                RatingsServer,
                 RatingsService::new(log.clone(), parts.model.clone()),
-                auth.clone(),
+                limits,
+                auth
             )
         });
         if ratings.is_some() {
             served.push(<RatingsServer<RatingsService> as NamedService>::NAME);
         }
         let polls = feedback.map(|parts| {
-            PollsServer::with_interceptor(
+            limited!(
+                PollsServer,
                 PollsService::new(log.clone(), parts.model, parts.keys, stop_rx.clone()),
-                auth.clone(),
+                limits,
+                auth
             )
         });
         if polls.is_some() {
             served.push(<PollsServer<PollsService> as NamedService>::NAME);
         }
-        let diagnostics =
-            DiagnosticsServer::with_interceptor(diagnostics::DiagnosticsService, auth.clone());
+        let diagnostics = limited!(
+            DiagnosticsServer,
+            diagnostics::DiagnosticsService,
+            limits,
+            auth
+        );
         served.push(<DiagnosticsServer<diagnostics::DiagnosticsService> as NamedService>::NAME);
         for name in &served {
             health
@@ -328,7 +372,30 @@ impl Podium {
 
         let address = listener.local_addr().ok();
         let (serve_stop_tx, serve_stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tonic::transport::Server::builder()
+        let guard = limits::GuardLayer::new(
+            limits.max_concurrent_requests as usize,
+            limits.request_timeout,
+            &[
+                podium_proto::FILE_DESCRIPTOR_SET,
+                tonic_health::pb::FILE_DESCRIPTOR_SET,
+            ],
+        )
+        .map_err(|e| ServerError::Config(format!("descriptor set: {e}")))?;
+        let mut builder = tonic::transport::Server::builder()
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .http2_max_local_error_reset_streams(Some(
+                limits.max_local_error_reset_streams as usize,
+            ))
+            .http2_max_header_list_size(
+                u32::try_from(limits.max_header_list_bytes).unwrap_or(u32::MAX),
+            )
+            .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
+            .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout));
+        if let Some(tls) = server_tls(&config)? {
+            builder = builder.tls_config(tls)?;
+        }
+        let server = builder
+            .layer(guard)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -344,7 +411,9 @@ impl Podium {
             .add_optional_service(recordings)
             // No Nagle: status changes and results are small messages that must leave at once.
             .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                TcpIncoming::from(listener)
+                    .with_nodelay(Some(true))
+                    .with_keepalive(Some(limits.tcp_keepalive)),
                 async {
                     let _ = serve_stop_rx.await;
                 },
@@ -399,4 +468,25 @@ impl Podium {
         tracing::info!("event log flushed and closed");
         outcome
     }
+}
+
+/// The rustls configuration from `--tls-cert`, `--tls-key` and `--tls-client-ca`, or `None`
+/// for plaintext.
+fn server_tls(config: &Config) -> Result<Option<ServerTlsConfig>, ServerError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|source| ServerError::TlsFile {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    let (Some(cert), Some(key)) = (&config.tls.tls_cert, &config.tls.tls_key) else {
+        return Ok(None);
+    };
+    let mut tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(read(cert)?, read(key)?))
+        .timeout(config.tls.tls_handshake_timeout);
+    if let Some(ca) = &config.tls.tls_client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(Some(tls))
 }

@@ -10,6 +10,14 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    if config.print_config {
+        println!("{:#}", config.effective());
+        return Ok(());
+    }
+    if let Err(problem) = config.validate() {
+        eprintln!("podiumd: {problem}");
+        std::process::exit(2);
+    }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -19,6 +27,7 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Json => builder.json().init(),
     }
 
+    tracing::info!(config = %config.effective(), "effective configuration");
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;

@@ -1,0 +1,236 @@
+//! One tower layer in front of every service: the global limit on requests in progress (load
+//! shedding, not queueing), the timeout of unary calls, and a clear RESOURCE_EXHAUSTED for a
+//! request message over the size limit.
+
+use std::{
+    collections::HashSet,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use prost::Message;
+use tokio::sync::Semaphore;
+use tonic::{Code, Status, body::Body};
+use tower::{Layer, Service};
+
+/// What [`Guard`] enforces.
+#[derive(Debug, Clone)]
+pub struct GuardLayer {
+    permits: Arc<Semaphore>,
+    limit: usize,
+    unary: Arc<HashSet<String>>,
+    timeout: Duration,
+}
+
+impl GuardLayer {
+    /// `limit` requests in progress at once across every connection; `timeout` for each unary
+    /// method named in `descriptor_sets` (encoded `FileDescriptorSet`s).
+    pub fn new(
+        limit: usize,
+        timeout: Duration,
+        descriptor_sets: &[&[u8]],
+    ) -> Result<Self, prost::DecodeError> {
+        let mut unary = HashSet::new();
+        for set in descriptor_sets {
+            let set = prost_types::FileDescriptorSet::decode(*set)?;
+            for file in &set.file {
+                for service in &file.service {
+                    for method in &service.method {
+                        if !method.client_streaming() && !method.server_streaming() {
+                            unary.insert(format!(
+                                "/{}.{}/{}",
+                                file.package(),
+                                service.name(),
+                                method.name()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(limit)),
+            limit,
+            unary: Arc::new(unary),
+            timeout,
+        })
+    }
+}
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+
+    fn layer(&self, inner: S) -> Guard<S> {
+        Guard {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Guard<S> {
+    inner: S,
+    layer: GuardLayer,
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+impl<S, B> Service<http::Request<B>> for Guard<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let Ok(permit) = self.layer.permits.clone().try_acquire_owned() else {
+            let refused = Status::resource_exhausted(format!(
+                "podiumd is handling its limit of {} requests at once \
+                 (--max-concurrent-requests); retry shortly",
+                self.layer.limit
+            ));
+            return Box::pin(std::future::ready(Ok(refused.into_http())));
+        };
+        let timeout = self
+            .layer
+            .unary
+            .contains(request.uri().path())
+            .then_some(self.layer.timeout);
+        // The clone is ready only after poll_ready; the ready one handles this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let response = inner.call(request);
+        Box::pin(async move {
+            let _permit = permit;
+            let response = match timeout {
+                Some(limit) => match tokio::time::timeout(limit, response).await {
+                    Ok(response) => response?,
+                    Err(_) => {
+                        return Ok(Status::deadline_exceeded(format!(
+                            "the request took longer than the server's limit of {} s \
+                             (--request-timeout)",
+                            limit.as_secs_f64()
+                        ))
+                        .into_http());
+                    }
+                },
+                None => response.await?,
+            };
+            Ok(oversized_is_resource_exhausted(response))
+        })
+    }
+}
+
+/// tonic refuses a request message over the decoding limit with OUT_OF_RANGE; gRPC's own
+/// convention, which other stacks follow, is RESOURCE_EXHAUSTED.
+fn oversized_is_resource_exhausted(response: http::Response<Body>) -> http::Response<Body> {
+    match Status::from_header_map(response.headers()) {
+        Some(status)
+            if status.code() == Code::OutOfRange
+                && status.message().contains("message length too large") =>
+        {
+            let detail = status
+                .message()
+                .split_once(": ")
+                .map_or(status.message(), |(_, detail)| detail);
+            Status::resource_exhausted(format!(
+                "request message too large: {detail} (--max-request-bytes, or \
+                 --max-upload-message-bytes for recording uploads)"
+            ))
+            .into_http()
+        }
+        _ => response,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use super::*;
+
+    /// A service that answers OK after `delay`.
+    #[derive(Clone)]
+    struct Slow(Duration);
+
+    impl Service<http::Request<()>> for Slow {
+        type Response = http::Response<Body>;
+        type Error = Infallible;
+        type Future = BoxFuture<Self::Response, Infallible>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            let delay = self.0;
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                Ok(http::Response::new(Body::empty()))
+            })
+        }
+    }
+
+    fn request(path: &str) -> http::Request<()> {
+        http::Request::builder().uri(path).body(()).unwrap()
+    }
+
+    fn code(response: &http::Response<Body>) -> Code {
+        Status::from_header_map(response.headers()).map_or(Code::Ok, |s| s.code())
+    }
+
+    fn guard(limit: usize, delay: Duration) -> Guard<Slow> {
+        GuardLayer::new(
+            limit,
+            Duration::from_secs(10),
+            &[podium_proto::FILE_DESCRIPTOR_SET],
+        )
+        .unwrap()
+        .layer(Slow(delay))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_unary_call_over_the_timeout_is_deadline_exceeded_and_a_stream_is_not_timed() {
+        let mut service = guard(8, Duration::from_secs(11));
+        let unary = service.call(request("/podium.v1.Diagnostics/Ping"));
+        let stream = service.call(request("/podium.v1.EventFeed/Subscribe"));
+        let (unary, stream) = tokio::join!(unary, stream);
+        assert_eq!(code(&unary.unwrap()), Code::DeadlineExceeded);
+        assert_eq!(code(&stream.unwrap()), Code::Ok);
+
+        let mut quick = guard(8, Duration::from_secs(9));
+        let unary = quick.call(request("/podium.v1.Diagnostics/Ping")).await;
+        assert_eq!(code(&unary.unwrap()), Code::Ok);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_beyond_the_limit_are_refused_at_once_and_admitted_again_after() {
+        let mut service = guard(2, Duration::from_secs(1));
+        let first = service.call(request("/podium.v1.Diagnostics/Ping"));
+        let second = service.call(request("/podium.v1.Diagnostics/Ping"));
+        // Refused without waiting for the two in progress.
+        let third = service.call(request("/podium.v1.Diagnostics/Ping")).await;
+        let third = third.unwrap();
+        assert_eq!(code(&third), Code::ResourceExhausted);
+        let message = Status::from_header_map(third.headers()).unwrap();
+        assert!(message.message().contains("--max-concurrent-requests"));
+
+        let (first, second) = tokio::join!(first, second);
+        assert_eq!(code(&first.unwrap()), Code::Ok);
+        assert_eq!(code(&second.unwrap()), Code::Ok);
+        let again = service.call(request("/podium.v1.Diagnostics/Ping")).await;
+        assert_eq!(code(&again.unwrap()), Code::Ok);
+    }
+}
