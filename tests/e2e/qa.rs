@@ -69,15 +69,9 @@ async fn list(client: &Client, session_id: &str) -> Vec<pb::Question> {
         .questions
 }
 
-fn ids(questions: &[pb::Question]) -> Vec<&str> {
-    questions.iter().map(|q| q.id.as_str()).collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attendees_ask_and_upvote_moderators_decide_and_authors_are_told() {
-    let mut server = Podiumd::start().unwrap();
-    let admin = server.admin().await.unwrap();
-    let odc = create_odc(&admin, "odc2024").await.unwrap();
+/// ODC 2024 with one session, "Open budgets", given by Sokha.
+async fn odc_with_session(admin: &Client) -> (crate::Odc, String) {
+    let odc = create_odc(admin, "odc2024").await.unwrap();
     let ses = admin
         .agenda()
         .add_session(session(
@@ -93,6 +87,18 @@ async fn attendees_ask_and_upvote_moderators_decide_and_authors_are_told() {
         .session
         .unwrap()
         .id;
+    (odc, ses)
+}
+
+fn ids(questions: &[pb::Question]) -> Vec<&str> {
+    questions.iter().map(|q| q.id.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attendees_ask_and_upvote_moderators_decide_and_authors_are_told() {
+    let mut server = Podiumd::start().unwrap();
+    let admin = server.admin().await.unwrap();
+    let (odc, ses) = odc_with_session(&admin).await;
     let code = &odc.conference.join_code;
     let (dara, _) = join(&server, code, "Dara").await;
     let (sok, sok_token) = join(&server, code, "Sok").await;
@@ -390,22 +396,7 @@ async fn attendees_ask_and_upvote_moderators_decide_and_authors_are_told() {
 async fn a_session_is_rated_once_it_is_live_and_moderators_see_the_aggregates() {
     let server = Podiumd::start().unwrap();
     let admin = server.admin().await.unwrap();
-    let odc = create_odc(&admin, "odc2024").await.unwrap();
-    let ses = admin
-        .agenda()
-        .add_session(session(
-            &odc,
-            "Open budgets",
-            "2024-11-14T02:00:00Z",
-            "2024-11-14T03:00:00Z",
-            vec![odc.sokha.id.clone()],
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap()
-        .id;
+    let (odc, ses) = odc_with_session(&admin).await;
     let (_, dara) = join(&server, &odc.conference.join_code, "Dara").await;
     let (_, sok) = join(&server, &odc.conference.join_code, "Sok").await;
     let admin_token = server.admin_token().unwrap();
@@ -447,4 +438,64 @@ async fn a_session_is_rated_once_it_is_live_and_moderators_see_the_aggregates() 
     assert_eq!(rated["summary"]["count"], 2, "{json}");
     assert_eq!(rated["summary"]["mean"], 4.5, "{json}");
     assert_eq!(rated["comments"][0], "clear and useful", "{json}");
+}
+
+#[tokio::test]
+async fn rate_limits_stop_a_flooding_attendee_with_a_retry_hint_and_spare_the_others() {
+    use tonic_types::StatusExt;
+
+    let server = Podiumd::start_with(&["--rate-questions", "2", "--rate-joins", "3"]).unwrap();
+    let admin = server.admin().await.unwrap();
+    let (odc, ses) = odc_with_session(&admin).await;
+    let code = &odc.conference.join_code;
+    let (dara, _) = join(&server, code, "Dara").await;
+    let (sok, _) = join(&server, code, "Sok").await;
+    let (chenda, _) = join(&server, code, "Chenda").await;
+
+    // Joins are limited per client address: a fourth from this one waits.
+    let refused = server
+        .client(None)
+        .await
+        .unwrap()
+        .access()
+        .join(pb::JoinRequest {
+            join_code: code.clone(),
+            display_name: "Flood".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.get_details_retry_info().is_some(), "{refused:?}");
+
+    // Questions are limited per attendee.
+    for text in ["Where is the budget data?", "Is it open licensed?"] {
+        dara.questions()
+            .ask_question(ask(&ses, text, false))
+            .await
+            .unwrap();
+    }
+    let refused = dara
+        .questions()
+        .ask_question(ask(&ses, "And the 2023 figures?", false))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("too many questions"),
+        "{}",
+        refused.message()
+    );
+    let retry = refused
+        .get_details_retry_info()
+        .unwrap()
+        .retry_delay
+        .unwrap();
+    assert!(retry > std::time::Duration::ZERO && retry <= std::time::Duration::from_secs(30));
+
+    // Others are not held back by Dara, and the refused question was never stored.
+    sok.questions()
+        .ask_question(ask(&ses, "Who maintains it?", false))
+        .await
+        .unwrap();
+    assert_eq!(list(&chenda, &ses).await.len(), 3);
 }

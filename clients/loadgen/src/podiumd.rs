@@ -67,6 +67,9 @@ impl LocalPodiumd {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(data.path().join("data"))
+            // The vote storm measures the durable path: each simulated attendee re-votes far
+            // faster than a person, which the per-attendee rate limit would refuse.
+            .args(["--rate-ballots", "4000000000", "--rate-joins", "4000000000"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status, service::Interceptor};
 use crate::{
     directory::Directory,
     domain::{AccessError, Principal, Role},
+    limits::RateLimits,
     tokens::{DEFAULT_TTL, MAX_TTL, TokenKeys},
 };
 
@@ -112,11 +113,22 @@ pub fn principal_to_proto(p: &Principal) -> pb::Principal {
 pub struct AccessService {
     keys: Arc<TokenKeys>,
     directory: Projector<Directory>,
+    limits: Option<Arc<RateLimits>>,
 }
 
 impl AccessService {
     pub fn new(keys: Arc<TokenKeys>, directory: Projector<Directory>) -> Self {
-        Self { keys, directory }
+        Self {
+            keys,
+            directory,
+            limits: None,
+        }
+    }
+
+    /// Limits joins per client address (podiumd's `--rate-joins`); unlimited without.
+    pub fn with_rate_limits(mut self, limits: Arc<RateLimits>) -> Self {
+        self.limits = Some(limits);
+        self
     }
 
     fn sign(&self, principal: Principal, ttl: Duration) -> Result<String, Status> {
@@ -242,6 +254,10 @@ impl Access for AccessService {
         &self,
         request: Request<pb::JoinRequest>,
     ) -> Result<Response<pb::JoinResponse>, Status> {
+        // No principal yet: the TCP peer's address, never a header, is the key.
+        if let Some(limits) = &self.limits {
+            limits.check_join(request.remote_addr())?;
+        }
         let req = request.into_inner();
         if req.join_code.trim().is_empty() {
             return Err(AccessError::InvalidArgument {

@@ -11,9 +11,11 @@
 pub mod directory;
 pub mod domain;
 pub mod grpc;
+pub mod limits;
 pub mod tokens;
 
 pub use directory::{Directory, directory_event_types};
 pub use domain::{AccessError, EVERYONE, MODERATORS, ORGANISERS, Principal, Role, STAFF};
 pub use grpc::{AccessService, Authenticator, caller};
+pub use limits::{Action, RateLimits, Rates};
 pub use tokens::TokenKeys;

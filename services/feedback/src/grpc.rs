@@ -14,7 +14,7 @@ use std::{
 };
 
 use futures::Stream;
-use podium_access::{EVERYONE, Principal, Role, caller};
+use podium_access::{Action, EVERYONE, Principal, RateLimits, Role, caller};
 use podium_eventlog::{EventLog, ExpectedVersion, NewEvent, Projector};
 use podium_proto::v1::{self as pb, polls_server::Polls};
 use sha2::{Digest, Sha256};
@@ -115,6 +115,7 @@ pub struct PollsService {
     keys: Arc<VoterKeys>,
     channels: Channels<Published>,
     shutdown: watch::Receiver<bool>,
+    limits: Option<Arc<RateLimits>>,
 }
 
 impl PollsService {
@@ -138,7 +139,14 @@ impl PollsService {
             keys,
             channels,
             shutdown,
+            limits: None,
         }
+    }
+
+    /// Limits each attendee's ballots (podiumd's `--rate-ballots`); unlimited without.
+    pub fn with_rate_limits(mut self, limits: Arc<RateLimits>) -> Self {
+        self.limits = Some(limits);
+        self
     }
 
     fn default_language(&self, conference_id: &str) -> String {
@@ -475,6 +483,9 @@ impl Polls for PollsService {
             &[Role::Attendee],
             "vote; attendees vote after joining with the conference's join code",
         )?;
+        if let Some(limits) = &self.limits {
+            limits.check(Action::Ballot, &principal.id)?;
+        }
         let ballot_id = Uuid::parse_str(r.ballot_id.trim())
             .map_err(|_| Status::invalid_argument("ballot_id: must be a UUID"))?;
         let (kind, anonymous, locked) = {

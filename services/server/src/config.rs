@@ -1,6 +1,6 @@
 //! podiumd's configuration: flags, each with an environment variable, and their defaults.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, num::NonZeroU32, path::PathBuf, time::Duration};
 
 use serde::Serialize;
 
@@ -75,6 +75,9 @@ pub struct Config {
     #[command(flatten)]
     pub tls: Tls,
 
+    #[command(flatten)]
+    pub rates: RateFlags,
+
     /// Print the effective configuration (flags, environment and defaults) as JSON and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -147,6 +150,46 @@ pub struct Transport {
     #[arg(long, env = "PODIUM_MAX_CONCURRENT_REQUESTS", default_value = "2048",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_requests: u32,
+}
+
+/// Rate limits per authenticated principal, and per client address for joining. Each is a
+/// number per minute, which is also the burst allowed at once.
+#[derive(Debug, Clone, clap::Args, Serialize)]
+pub struct RateFlags {
+    /// Ballots one attendee may cast a minute (a new ballot replaces the last).
+    #[arg(long, env = "PODIUM_RATE_BALLOTS", default_value = "60")]
+    pub rate_ballots: NonZeroU32,
+
+    /// Questions one attendee may ask a minute.
+    #[arg(long, env = "PODIUM_RATE_QUESTIONS", default_value = "10")]
+    pub rate_questions: NonZeroU32,
+
+    /// Upvotes one attendee may give a minute.
+    #[arg(long, env = "PODIUM_RATE_UPVOTES", default_value = "60")]
+    pub rate_upvotes: NonZeroU32,
+
+    /// Joins a minute from one client address (an IPv6 client: its /64). A venue's network
+    /// often puts hundreds of attendees behind one address, hence the high default.
+    #[arg(long, env = "PODIUM_RATE_JOINS", default_value = "600")]
+    pub rate_joins: NonZeroU32,
+
+    /// Principals or addresses each limiter remembers at most; idle ones are forgotten every
+    /// minute.
+    #[arg(long, env = "PODIUM_RATE_LIMIT_KEYS", default_value = "100000",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate_limit_keys: u64,
+}
+
+impl RateFlags {
+    pub fn rates(&self) -> podium_access::Rates {
+        podium_access::Rates {
+            ballots_per_minute: self.rate_ballots,
+            questions_per_minute: self.rate_questions,
+            upvotes_per_minute: self.rate_upvotes,
+            joins_per_minute: self.rate_joins,
+            max_keys: usize::try_from(self.rate_limit_keys).unwrap_or(usize::MAX),
+        }
+    }
 }
 
 /// TLS with rustls. Without a certificate podiumd speaks plaintext, which it allows only on a
@@ -259,6 +302,7 @@ impl Config {
             "drain_timeout_seconds": self.drain_timeout.as_secs_f64(),
             "transport": self.transport,
             "tls": self.tls,
+            "rate_limits_per_minute": self.rates,
         })
     }
 }

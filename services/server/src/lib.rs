@@ -236,6 +236,8 @@ impl Podium {
         } = self;
         let auth = Authenticator::new(keys.clone());
         let limits = config.transport.clone();
+        let rates = podium_access::RateLimits::new(config.rates.rates());
+        rates.spawn_sweeper(std::time::Duration::from_secs(60));
         let (stop_tx, stop_rx) = watch::channel(false);
         let (health, health_service) = tonic_health::server::health_reporter();
         // Both reflection versions: grpcurl and older tools ask v1alpha, newer ones v1.
@@ -250,7 +252,7 @@ impl Podium {
         let access = config.runs(ServiceName::Access).then(|| {
             limited!(
                 AccessServer,
-                AccessService::new(keys.clone(), directory.clone()),
+                AccessService::new(keys.clone(), directory.clone()).with_rate_limits(rates.clone()),
                 limits,
                 auth
             )
@@ -327,7 +329,8 @@ impl Podium {
         let questions = feedback.as_ref().map(|parts| {
             limited!(
                 QuestionsServer,
-                QuestionsService::new(log.clone(), parts.model.clone(), stop_rx.clone()),
+                QuestionsService::new(log.clone(), parts.model.clone(), stop_rx.clone())
+                    .with_rate_limits(rates.clone()),
                 limits,
                 auth
             )
@@ -349,7 +352,8 @@ impl Podium {
         let polls = feedback.map(|parts| {
             limited!(
                 PollsServer,
-                PollsService::new(log.clone(), parts.model, parts.keys, stop_rx.clone()),
+                PollsService::new(log.clone(), parts.model, parts.keys, stop_rx.clone())
+                    .with_rate_limits(rates.clone()),
                 limits,
                 auth
             )

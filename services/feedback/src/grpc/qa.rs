@@ -8,7 +8,7 @@
 use std::{pin::Pin, sync::Arc};
 
 use futures::Stream;
-use podium_access::{EVERYONE, Principal, Role, caller};
+use podium_access::{Action, EVERYONE, Principal, RateLimits, Role, caller};
 use podium_eventlog::{EventLog, ExpectedVersion, NewEvent, Projector};
 use podium_proto::v1::{self as pb, questions_server::Questions};
 use tokio::sync::watch;
@@ -91,6 +91,7 @@ pub struct QuestionsService {
     model: Projector<FeedbackModel>,
     channels: Channels,
     shutdown: watch::Receiver<bool>,
+    limits: Option<Arc<RateLimits>>,
 }
 
 impl QuestionsService {
@@ -112,7 +113,15 @@ impl QuestionsService {
             model,
             channels,
             shutdown,
+            limits: None,
         }
+    }
+
+    /// Limits each attendee's questions and upvotes (podiumd's `--rate-questions` and
+    /// `--rate-upvotes`); unlimited without.
+    pub fn with_rate_limits(mut self, limits: Arc<RateLimits>) -> Self {
+        self.limits = Some(limits);
+        self
     }
 
     /// Checks that the session is one of the conference's, after the caller's scope.
@@ -228,6 +237,9 @@ impl Questions for QuestionsService {
             &[Role::Attendee],
             "ask questions; attendees ask after joining with the conference's join code",
         )?;
+        if let Some(limits) = &self.limits {
+            limits.check(Action::Question, &principal.id)?;
+        }
         let id = request_id(&r.request_id)?;
         let question_id = derive_id("q", &id);
         let text = check_text(&r.text).map_err(refused)?;
@@ -304,6 +316,9 @@ impl Questions for QuestionsService {
             &[Role::Attendee],
             "upvote questions; attendees upvote after joining with the conference's join code",
         )?;
+        if let Some(limits) = &self.limits {
+            limits.check(Action::Upvote, &principal.id)?;
+        }
         let counted = {
             let model = self.model.read();
             model
