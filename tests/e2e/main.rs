@@ -3,6 +3,7 @@
 
 mod access;
 mod agenda;
+mod authz;
 mod cli;
 mod feed;
 mod polls;
