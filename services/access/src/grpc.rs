@@ -131,6 +131,19 @@ impl AccessService {
         self
     }
 
+    /// True when the directory knows the conference (and the speaker, if one is named).
+    fn knows(&self, conference_id: &str, speaker_id: Option<&str>) -> bool {
+        let directory = self.directory.read();
+        directory.has_conference(conference_id)
+            && speaker_id.is_none_or(|s| directory.has_speaker(conference_id, s))
+    }
+
+    /// On a miss, before answering NOT_FOUND: the agenda may have just written the conference,
+    /// speaker or join code, and a client that got its answer must find them here too.
+    async fn catch_up(&self) -> Result<(), Status> {
+        self.directory.catch_up().await.map_err(Status::from)
+    }
+
     fn sign(&self, principal: Principal, ttl: Duration) -> Result<String, Status> {
         self.keys.issue(&principal, ttl).map_err(|e| {
             tracing::error!(error = %e, "signing a token failed");
@@ -208,6 +221,9 @@ impl Access for AccessService {
                 .into());
             }
             let speaker_id = (role == Role::Speaker).then(|| req.speaker_id.trim().to_owned());
+            if !self.knows(&conference_id, speaker_id.as_deref()) {
+                self.catch_up().await?;
+            }
             {
                 let directory = self.directory.read();
                 if !directory.has_conference(&conference_id) {
@@ -273,6 +289,14 @@ impl Access for AccessService {
             },
             other => other,
         })?;
+        if self
+            .directory
+            .read()
+            .conference_for_code(&req.join_code)
+            .is_none()
+        {
+            self.catch_up().await?;
+        }
         let conference_id = self
             .directory
             .read()

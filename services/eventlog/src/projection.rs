@@ -2,7 +2,9 @@
 //! subscription. Every service's queries are answered from one of these.
 //!
 //! A command handler that has just appended calls [`Projector::wait_for`] with the position it
-//! got back, so that a client reads its own writes.
+//! got back, so that a client reads its own writes. A service that answers from facts another
+//! service wrote calls [`Projector::catch_up`] before it answers NOT_FOUND, so that a client
+//! that has just written them through the other service finds them.
 
 use std::{
     sync::{Arc, RwLock, RwLockReadGuard},
@@ -25,6 +27,7 @@ pub struct Projector<P> {
     state: Arc<RwLock<P>>,
     /// The position the model has read up to (exclusive).
     applied: watch::Receiver<u64>,
+    log: Arc<dyn EventLog>,
 }
 
 impl<P> Clone for Projector<P> {
@@ -32,6 +35,7 @@ impl<P> Clone for Projector<P> {
         Self {
             state: self.state.clone(),
             applied: self.applied.clone(),
+            log: self.log.clone(),
         }
     }
 }
@@ -50,7 +54,7 @@ impl<P: Projection> Projector<P> {
         let (applied_tx, applied) = watch::channel(0u64);
         // Unfiltered, so that `applied` moves over every position and `wait_for` works for any
         // position below the head; the filter is applied here instead.
-        let mut events = Box::pin(subscribe(log, 0, Filter::default()));
+        let mut events = Box::pin(subscribe(log.clone(), 0, Filter::default()));
         let mut replayed = 0u64;
         // Replay: until the subscription says it has caught up with storage.
         while let Some(item) = events.next().await {
@@ -94,7 +98,11 @@ impl<P: Projection> Projector<P> {
                 }
             }
         });
-        Ok(Self { state, applied })
+        Ok(Self {
+            state,
+            applied,
+            log,
+        })
     }
 
     /// The current state. Do not hold the guard across an `.await`.
@@ -112,6 +120,15 @@ impl<P: Projection> Projector<P> {
             .wait_for(|&next| next > position)
             .await
             .map_err(|_| EventLogError::Closed)?;
+        Ok(())
+    }
+
+    /// Waits until the model has applied every event that was durable when it was called.
+    pub async fn catch_up(&self) -> Result<()> {
+        let head = self.log.head();
+        if head > 0 {
+            self.wait_for(head - 1).await?;
+        }
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! Read models: a `Projector` replays the stored events its filter matches, then follows live
-//! ones; `wait_for` gives read-your-writes, and the model stops when the log closes.
+//! ones; `wait_for` gives read-your-writes, `catch_up` shows what other writers appended, and
+//! the model stops when the log closes.
 
 use podium_eventlog::{
     EventLog, EventLogError, ExpectedVersion, Filter, Projection, Projector, RecordedEvent,
@@ -71,4 +72,37 @@ async fn a_projector_replays_then_follows_the_log() {
         polls.wait_for(t.log.head() + 10).await,
         Err(EventLogError::Closed)
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_shows_every_write_durable_before_it() {
+    let t = TestLog::new();
+    let polls = Projector::start(
+        "polls",
+        t.dyn_log(),
+        Positions::default(),
+        Filter::default(),
+    )
+    .await
+    .unwrap();
+    polls.catch_up().await.unwrap();
+    assert!(
+        polls.read().0.is_empty(),
+        "an empty log: nothing to wait for"
+    );
+
+    // Writes this projector's owner never saw the positions of, like another service's.
+    for _ in 0..20 {
+        t.log
+            .append("agenda/1", ExpectedVersion::Any, events(3))
+            .await
+            .unwrap();
+        polls.catch_up().await.unwrap();
+        let head = t.log.head();
+        assert_eq!(
+            polls.read().0,
+            (0..head).collect::<Vec<_>>(),
+            "every durable write is applied once catch_up returns"
+        );
+    }
 }
