@@ -4,6 +4,7 @@
 mod access;
 mod agenda;
 mod cli;
+mod faults;
 mod feed;
 mod polls;
 mod qa;
