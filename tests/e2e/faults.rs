@@ -741,7 +741,9 @@ async fn read_to_end<T>(mut stream: tonic::Streaming<T>) -> End {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_a_thousand_streams_with_unavailable_and_keeps_the_last_append() {
-    let mut server = Podiumd::start_with(&["--drain-timeout", "20"]).unwrap();
+    // A drain timeout longer than the harness waits for the exit: podiumd must stop because
+    // every stream ended, not because the timeout cut them.
+    let mut server = Podiumd::start_with(&["--drain-timeout", "60"]).unwrap();
     let admin = server.admin().await.unwrap();
     let odc = create_odc(&admin, CONFERENCE).await.unwrap();
     let poll = create_poll(
