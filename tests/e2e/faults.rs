@@ -549,7 +549,7 @@ async fn a_full_disk_refuses_appends_keeps_reads_and_recovers_without_losing_any
     // Declared first, so it is unmounted after podiumd has stopped.
     let disk = Tmpfs::mount("16m");
     let data = disk.path().join("data");
-    let mut server = Podiumd::start_in(&data, &[]).unwrap();
+    let mut server = Podiumd::start_in(&data, &["--disk-reserve", "1MiB"]).unwrap();
     let admin = server.admin().await.unwrap();
     let odc = create_odc(&admin, CONFERENCE).await.unwrap();
     let poll = create_poll(
@@ -557,6 +557,15 @@ async fn a_full_disk_refuses_appends_keeps_reads_and_recovers_without_losing_any
         pb::PollKind::SingleChoice,
         &["Budgets", "Health"],
         false,
+        false,
+    )
+    .await;
+    // Its first ballot writes the poll's anonymity key beside the log.
+    let anonymous = create_poll(
+        &admin,
+        pb::PollKind::SingleChoice,
+        &["Yes", "No"],
+        true,
         false,
     )
     .await;
@@ -613,6 +622,12 @@ async fn a_full_disk_refuses_appends_keeps_reads_and_recovers_without_losing_any
         Code::Unavailable,
         "{ballot_refused:?}"
     );
+    let key_refused = voter
+        .polls()
+        .cast_ballot(ballot(&anonymous, vec![anonymous.options[0].id.clone()]))
+        .await
+        .unwrap_err();
+    assert_eq!(key_refused.code(), Code::Unavailable, "{key_refused:?}");
     let started = admin
         .stage()
         .start_session(pb::StartSessionRequest {

@@ -59,6 +59,9 @@ pub struct SledOptions {
     pub live_buffer: usize,
     /// sled's page cache, in bytes.
     pub cache_bytes: u64,
+    /// Free space the file system must keep: below it appends are refused before sled
+    /// writes, so that sled never meets a full disk (which leaves it refusing reads too).
+    pub reserve_bytes: u64,
 }
 
 impl Default for SledOptions {
@@ -68,6 +71,7 @@ impl Default for SledOptions {
             queue: 4096,
             live_buffer: 4096,
             cache_bytes: 256 << 20,
+            reserve_bytes: 64 << 20,
         }
     }
 }
@@ -102,6 +106,8 @@ struct Shared {
     /// Replaced by the writer when it reopens sled after a failed write (sled 0.34 refuses
     /// every write after its first I/O error); `None` only if that reopening failed.
     store: RwLock<Option<Store>>,
+    /// How many times the writer has reopened the database.
+    generation: AtomicU64,
     /// Every position below this is flushed; readers never look past it.
     durable_head: AtomicU64,
     /// Weak, because the writer owns the only strong sender: when it stops, the channel closes
@@ -121,6 +127,28 @@ impl Shared {
 
     fn tree(&self) -> Result<sled::Tree> {
         Ok(self.store()?.tree)
+    }
+
+    /// Runs `read` on the current tree. A read that failed while the writer reopened the
+    /// database (a failed write leaves sled refusing reads too) runs once more on the new one.
+    fn read<T>(&self, read: impl Fn(&sled::Tree) -> Result<T>) -> Result<T> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let result = read(&self.tree()?);
+        match result {
+            Err(EventLogError::Storage(_) | EventLogError::DiskFull(_)) => {
+                // The writer may not have seen its failure yet: give it a moment to reopen.
+                // Taking the tree waits for a reopening in progress.
+                for _ in 0..REREAD_WAITS {
+                    let tree = self.tree()?;
+                    if self.generation.load(Ordering::Acquire) != generation {
+                        return read(&tree);
+                    }
+                    std::thread::sleep(REOPEN_PAUSE);
+                }
+                result
+            }
+            other => other,
+        }
     }
 }
 
@@ -149,6 +177,7 @@ impl SledEventLog {
         let (live, _) = broadcast::channel(options.live_buffer.max(1));
         let shared = Arc::new(Shared {
             store: RwLock::new(Some(store.clone())),
+            generation: AtomicU64::new(0),
             durable_head: AtomicU64::new(head),
             live: live.downgrade(),
         });
@@ -158,6 +187,7 @@ impl SledEventLog {
             store: Some(store),
             path: path.clone(),
             cache_bytes: options.cache_bytes,
+            reserve_bytes: options.reserve_bytes,
             broken: None,
             live,
             next: head,
@@ -252,22 +282,23 @@ impl EventLog for SledEventLog {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>> {
         let durable = self.head();
-        let tree = &self.shared.tree()?;
-        let start = stream_key(stream, from_version);
-        let end = stream_key(stream, u64::MAX);
-        let mut events = Vec::new();
-        for entry in tree.range(start..=end) {
-            if events.len() >= limit {
-                break;
+        self.shared.read(|tree| {
+            let start = stream_key(stream, from_version);
+            let end = stream_key(stream, u64::MAX);
+            let mut events = Vec::new();
+            for entry in tree.range(start..=end) {
+                if events.len() >= limit {
+                    break;
+                }
+                let (_, value) = entry.map_err(storage)?;
+                let position = be_u64(&value)?;
+                if position >= durable {
+                    break;
+                }
+                events.push(load(tree, position)?);
             }
-            let (_, value) = entry.map_err(storage)?;
-            let position = be_u64(&value)?;
-            if position >= durable {
-                break;
-            }
-            events.push(load(tree, position)?);
-        }
-        Ok(events)
+            Ok(events)
+        })
     }
 
     async fn read_page(&self, from: u64, limit: usize) -> Result<Page> {
@@ -281,10 +312,10 @@ impl EventLog for SledEventLog {
         // and goes on working (as `subscribe` does during catch-up) gets the next page read on
         // the other core meanwhile. The read returns sled's own buffers, and the page decodes
         // them on the caller's thread, one event at a time, as they are taken.
-        let tree = self.shared.tree()?;
+        let shared = self.shared.clone();
         let entries = match tokio::runtime::Handle::try_current() {
             Ok(runtime) => runtime
-                .spawn_blocking(move || read_range(&tree, from, end))
+                .spawn_blocking(move || shared.read(|tree| read_range(tree, from, end)))
                 .await
                 .map_err(|e| {
                     if e.is_cancelled() {
@@ -294,7 +325,7 @@ impl EventLog for SledEventLog {
                     }
                 })??,
             // Outside a tokio runtime there is no blocking pool: read in place.
-            Err(_) => read_range(&tree, from, end)?,
+            Err(_) => shared.read(|tree| read_range(tree, from, end))?,
         };
         let last = match entries.last() {
             Some((key, _)) => Some(be_u64(&key[1..])?),
@@ -361,9 +392,10 @@ struct Writer {
     store: Option<Store>,
     path: PathBuf,
     cache_bytes: u64,
+    reserve_bytes: u64,
     /// Why the last commit failed, until the database has been reopened. sled 0.34 refuses
     /// every write after an I/O error (a full disk, a failed fsync), so the writer reopens it
-    /// before the next commit, once a probe shows the disk takes writes again.
+    /// before the next commit, once the disk has room again.
     broken: Option<Failure>,
     live: broadcast::Sender<CommittedBatch>,
     next: u64,
@@ -411,8 +443,11 @@ impl Failure {
 /// (a read in flight, sled's own threads) still hold its file lock.
 const REOPEN_ATTEMPTS: u32 = 200;
 const REOPEN_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
-/// Bytes the space probe writes: a few of sled's 512 KiB segments.
-const PROBE_BYTES: usize = 2 << 20;
+/// Free bytes the writer wants before it reopens a database that failed a write: sled writes
+/// while it opens.
+const REOPEN_ROOM: u64 = 4 << 20;
+/// How many pauses a failed read waits for the writer to reopen the database.
+const REREAD_WAITS: u32 = 20;
 
 /// Effects of the group being built, not yet in sled.
 #[derive(Default)]
@@ -437,21 +472,24 @@ impl Writer {
     }
 
     fn commit(&mut self, group: Vec<AppendRequest>) {
-        if let Some(failure) = &self.broken {
-            let failure = failure.clone();
-            if let Err(error) = self.recover() {
+        if let Err(error) = self.has_room() {
+            tracing::warn!(%error, "disk nearly full; appends are refused");
+            for request in group {
+                let _ = request
+                    .reply
+                    .send(Err(EventLogError::DiskFull(error.to_string())));
+            }
+            return;
+        }
+        if self.broken.is_some() {
+            if let Err(error) = self.reopen() {
                 tracing::warn!(%error, "event log still cannot write; appends are refused");
-                let failure = if matches!(error, EventLogError::DiskFull(_)) {
-                    Failure::of(&error)
-                } else {
-                    failure
-                };
                 for request in group {
-                    let _ = request.reply.send(Err(failure.error()));
+                    let _ = request.reply.send(Err(error_like(&error)));
                 }
                 return;
             }
-            tracing::info!(head = self.next, "event log reopened, appends resume");
+            self.broken = None;
         }
         let Some(store) = self.store.clone() else {
             for request in group {
@@ -503,6 +541,10 @@ impl Writer {
                     };
                     let _ = reply.send(answer);
                 }
+                // sled 0.34 refuses every write after an I/O error: the next commit reopens
+                // it, once the disk has room. Reopening needs room too, so until then the old
+                // database serves reads (those that would finish a split the failed batch
+                // began fail).
                 self.broken = Some(failure);
                 return;
             }
@@ -519,10 +561,29 @@ impl Writer {
         }
     }
 
-    /// After a failed commit: if the disk takes writes again, reopens the database. Until then
-    /// the old one, which refuses writes, goes on serving reads.
-    fn recover(&mut self) -> Result<()> {
-        probe_space(&self.path)?;
+    /// Whether the file system under the log keeps `reserve_bytes` free.
+    /// After a failure, reopening needs at least [`REOPEN_ROOM`] too.
+    fn has_room(&self) -> std::io::Result<()> {
+        let free = fs2::available_space(&self.path)?;
+        let needed = match self.broken {
+            Some(_) => self.reserve_bytes.max(REOPEN_ROOM),
+            None => self.reserve_bytes,
+        };
+        if free < needed {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!(
+                    "{free} bytes free under {}, below the {} bytes kept free",
+                    self.path.display(),
+                    needed
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Drops the database and opens it again from disk.
+    fn reopen(&mut self) -> Result<()> {
         // Readers wait on the lock while the database is swapped. sled releases its file lock
         // only when the last handle on the old database is dropped, hence the attempts.
         let mut slot = self
@@ -556,6 +617,7 @@ impl Writer {
             );
         }
         *slot = Some(store.clone());
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
         drop(slot);
         self.store = Some(store);
         // Everything in the reopened database is on disk: events of a failed commit that made
@@ -563,7 +625,7 @@ impl Writer {
         self.next = head;
         self.shared.durable_head.store(head, Ordering::Release);
         self.unflushed = false;
-        self.broken = None;
+        tracing::info!(head, "event log reopened");
         Ok(())
     }
 
@@ -670,23 +732,9 @@ fn storage(error: sled::Error) -> EventLogError {
     }
 }
 
-/// Writes, syncs and removes a file in `dir`: whether the disk takes writes again.
-fn probe_space(dir: &Path) -> Result<()> {
-    use std::io::Write;
-    let path = dir.join(".podium-space-probe");
-    let written = std::fs::File::create(&path).and_then(|mut file| {
-        file.write_all(&vec![0; PROBE_BYTES])?;
-        file.sync_data()
-    });
-    let _ = std::fs::remove_file(&path);
-    written.map_err(|error| {
-        let message = format!("space probe in {} failed: {error}", dir.display());
-        if error.kind() == std::io::ErrorKind::StorageFull {
-            EventLogError::DiskFull(message)
-        } else {
-            EventLogError::Storage(message)
-        }
-    })
+/// The same error again, for every request of a refused group.
+fn error_like(error: &EventLogError) -> EventLogError {
+    Failure::of(error).error()
 }
 
 fn log_key(position: u64) -> [u8; 9] {

@@ -98,6 +98,7 @@ impl Podium {
             config.data_dir.join("log"),
             SledOptions {
                 cache_bytes: config.log_cache,
+                reserve_bytes: config.disk_reserve,
                 ..SledOptions::default()
             },
         )?);
