@@ -5,6 +5,7 @@ mod access;
 mod agenda;
 mod authz;
 mod cli;
+mod faults;
 mod feed;
 mod polls;
 mod qa;

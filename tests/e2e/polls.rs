@@ -14,7 +14,7 @@ fn text(en: &str) -> Option<pb::LocalizedText> {
     crate::text(en)
 }
 
-async fn attendee(server: &Podiumd, join_code: &str, name: &str) -> Client {
+pub(crate) async fn attendee(server: &Podiumd, join_code: &str, name: &str) -> Client {
     let anonymous = server.client(None).await.unwrap();
     let joined = anonymous
         .access()
@@ -28,7 +28,7 @@ async fn attendee(server: &Podiumd, join_code: &str, name: &str) -> Client {
     anonymous.with_token(Some(joined.token)).unwrap()
 }
 
-async fn create_poll(
+pub(crate) async fn create_poll(
     admin: &Client,
     kind: pb::PollKind,
     options: &[&str],
@@ -69,7 +69,7 @@ async fn create_poll(
     poll
 }
 
-fn ballot(poll: &pb::Poll, options: Vec<String>) -> pb::CastBallotRequest {
+pub(crate) fn ballot(poll: &pb::Poll, options: Vec<String>) -> pb::CastBallotRequest {
     pb::CastBallotRequest {
         conference_id: "odc2024".into(),
         poll_id: poll.id.clone(),

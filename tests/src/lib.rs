@@ -89,6 +89,20 @@ impl Podiumd {
         Ok(server)
     }
 
+    /// Starts podiumd with its data in `data_dir` (which the caller owns, e.g. a small file
+    /// system mounted for a test), with extra command-line arguments.
+    pub fn start_in(data_dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        let mut server = Self {
+            child: None,
+            addr: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            _temp: None,
+            extra_args: args.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
     /// Starts the process: on a new ephemeral port the first time, on the same address after a
     /// restart so that connected clients can reconnect.
     fn spawn(&mut self) -> anyhow::Result<()> {
@@ -167,6 +181,14 @@ impl Podiumd {
         self.spawn()
     }
 
+    /// Starts podiumd again on the same data directory and address after [`Podiumd::stop`].
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            bail!("podiumd is still running");
+        }
+        self.spawn()
+    }
+
     /// Kills podiumd with SIGKILL and starts it again.
     pub async fn crash_and_restart(&mut self) -> anyhow::Result<()> {
         self.stop(Signal::SIGKILL).await?;
@@ -175,6 +197,37 @@ impl Podiumd {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process is still running (it has not exited, by a panic or otherwise).
+    pub fn is_running(&mut self) -> anyhow::Result<bool> {
+        match self.child.as_mut() {
+            Some(child) => Ok(child.try_wait()?.is_none()),
+            None => Ok(false),
+        }
+    }
+
+    /// The process's memory figures from `/proc/<pid>/status`, in bytes.
+    pub fn memory(&self) -> anyhow::Result<Memory> {
+        let pid = self.pid().context("podiumd is not running")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let field = |name: &str| -> anyhow::Result<u64> {
+            let line = status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .with_context(|| format!("no {name} in /proc/{pid}/status"))?;
+            let kib: u64 = line
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .with_context(|| format!("bad {name} line {line:?}"))?;
+            Ok(kib * 1024)
+        };
+        Ok(Memory {
+            rss: field("VmRSS:")?,
+            peak: field("VmHWM:")?,
+        })
     }
 }
 
@@ -185,6 +238,15 @@ impl Drop for Podiumd {
             let _ = child.wait();
         }
     }
+}
+
+/// Resident memory of a process, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// VmRSS: resident now.
+    pub rss: u64,
+    /// VmHWM: the most it was ever resident.
+    pub peak: u64,
 }
 
 /// Runs the `podium` CLI against `server` with `token`; returns (success, stdout, stderr).

@@ -70,6 +70,10 @@ pub enum EventLogError {
     InvalidAppend(String),
     #[error("event log storage failed: {0}")]
     Storage(String),
+    /// The disk is full: nothing was acknowledged, and appends succeed again once space is
+    /// freed.
+    #[error("event log disk is full: {0}")]
+    DiskFull(String),
     #[error("stored event at position {position} is corrupt: {reason}")]
     Corrupt { position: u64, reason: String },
     #[error("event log is closed")]

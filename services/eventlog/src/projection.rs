@@ -40,6 +40,9 @@ impl<P> Clone for Projector<P> {
     }
 }
 
+/// How long a read model waits before following the log again after a failed read.
+const RESUBSCRIBE_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl<P: Projection> Projector<P> {
     /// Replays every stored event matching `filter` into `initial`, logs how many and how long,
     /// then keeps applying live events in a background task until the log closes.
@@ -92,8 +95,12 @@ impl<P: Projection> Projector<P> {
                     }
                     Ok(SubscriptionItem::CaughtUp(_)) => {}
                     Err(error) => {
-                        tracing::error!(read_model = name, %error, "read model stopped");
-                        return;
+                        // A read that failed (the log's database being reopened after a write
+                        // error) must not freeze the model: follow again from where it is.
+                        let next = *applied_tx.borrow();
+                        tracing::warn!(read_model = name, %error, next, "read model resubscribing");
+                        tokio::time::sleep(RESUBSCRIBE_PAUSE).await;
+                        events = Box::pin(subscribe(log.clone(), next, Filter::default()));
                     }
                 }
             }

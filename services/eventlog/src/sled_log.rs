@@ -19,7 +19,7 @@ use std::{
     collections::HashMap,
     path::{Path, PathBuf},
     sync::{
-        Arc,
+        Arc, RwLock,
         atomic::{AtomicU64, Ordering},
     },
     thread::JoinHandle,
@@ -59,6 +59,9 @@ pub struct SledOptions {
     pub live_buffer: usize,
     /// sled's page cache, in bytes.
     pub cache_bytes: u64,
+    /// Free space the file system must keep: below it appends are refused before sled
+    /// writes, so that sled never meets a full disk (which leaves it refusing reads too).
+    pub reserve_bytes: u64,
 }
 
 impl Default for SledOptions {
@@ -68,6 +71,7 @@ impl Default for SledOptions {
             queue: 4096,
             live_buffer: 4096,
             cache_bytes: 256 << 20,
+            reserve_bytes: 64 << 20,
         }
     }
 }
@@ -79,8 +83,31 @@ struct AppendRequest {
     reply: oneshot::Sender<Result<AppendOutcome>>,
 }
 
-struct Shared {
+/// The open sled database and its one tree.
+#[derive(Clone)]
+struct Store {
+    db: sled::Db,
     tree: sled::Tree,
+}
+
+impl Store {
+    fn open(path: &Path, cache_bytes: u64) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(storage)?;
+        let tree = db.open_tree("events").map_err(storage)?;
+        Ok(Self { db, tree })
+    }
+}
+
+struct Shared {
+    /// Replaced by the writer when it reopens sled after a failed write (sled 0.34 refuses
+    /// every write after its first I/O error); `None` only if that reopening failed.
+    store: RwLock<Option<Store>>,
+    /// How many times the writer has reopened the database.
+    generation: AtomicU64,
     /// Every position below this is flushed; readers never look past it.
     durable_head: AtomicU64,
     /// Weak, because the writer owns the only strong sender: when it stops, the channel closes
@@ -88,10 +115,46 @@ struct Shared {
     live: broadcast::WeakSender<CommittedBatch>,
 }
 
+impl Shared {
+    /// The current database. While the writer reopens it, this waits for the new one.
+    fn store(&self) -> Result<Store> {
+        self.store
+            .read()
+            .map_err(|_| EventLogError::Closed)?
+            .clone()
+            .ok_or_else(|| EventLogError::Storage("the database could not be reopened".into()))
+    }
+
+    fn tree(&self) -> Result<sled::Tree> {
+        Ok(self.store()?.tree)
+    }
+
+    /// Runs `read` on the current tree. A read that failed while the writer reopened the
+    /// database (a failed write leaves sled refusing reads too) runs once more on the new one.
+    fn read<T>(&self, read: impl Fn(&sled::Tree) -> Result<T>) -> Result<T> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let result = read(&self.tree()?);
+        match result {
+            Err(EventLogError::Storage(_) | EventLogError::DiskFull(_)) => {
+                // The writer may not have seen its failure yet: give it a moment to reopen.
+                // Taking the tree waits for a reopening in progress.
+                for _ in 0..REREAD_WAITS {
+                    let tree = self.tree()?;
+                    if self.generation.load(Ordering::Acquire) != generation {
+                        return read(&tree);
+                    }
+                    std::thread::sleep(REOPEN_PAUSE);
+                }
+                result
+            }
+            other => other,
+        }
+    }
+}
+
 /// The embedded, durable event log. Cheap to share behind an `Arc`.
 pub struct SledEventLog {
     shared: Arc<Shared>,
-    db: sled::Db,
     path: PathBuf,
     requests: std::sync::Mutex<Option<mpsc::Sender<AppendRequest>>>,
     writer: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -109,23 +172,23 @@ impl SledEventLog {
     /// Opens (or creates) the log in directory `path` and starts its writer thread.
     pub fn open(path: impl AsRef<Path>, options: SledOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(options.cache_bytes)
-            .open()
-            .map_err(storage)?;
-        let tree = db.open_tree("events").map_err(storage)?;
-        let head = next_position(&tree)?;
+        let store = Store::open(&path, options.cache_bytes)?;
+        let head = next_position(&store.tree)?;
         let (live, _) = broadcast::channel(options.live_buffer.max(1));
         let shared = Arc::new(Shared {
-            tree,
+            store: RwLock::new(Some(store.clone())),
+            generation: AtomicU64::new(0),
             durable_head: AtomicU64::new(head),
             live: live.downgrade(),
         });
         let (tx, rx) = mpsc::channel(options.queue.max(1));
         let writer = Writer {
             shared: shared.clone(),
-            db: db.clone(),
+            store: Some(store),
+            path: path.clone(),
+            cache_bytes: options.cache_bytes,
+            reserve_bytes: options.reserve_bytes,
+            broken: None,
             live,
             next: head,
             max_group: options.max_group.max(1),
@@ -138,7 +201,6 @@ impl SledEventLog {
         tracing::info!(path = %path.display(), head, "event log opened");
         Ok(Self {
             shared,
-            db,
             path,
             requests: std::sync::Mutex::new(Some(tx)),
             writer: std::sync::Mutex::new(Some(handle)),
@@ -164,13 +226,13 @@ impl SledEventLog {
         {
             return Err(EventLogError::Storage("writer thread panicked".into()));
         }
-        self.db.flush().map_err(storage)?;
+        self.shared.store()?.db.flush().map_err(storage)?;
         Ok(())
     }
 
     /// Bytes sled occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64> {
-        self.db.size_on_disk().map_err(storage)
+        self.shared.store()?.db.size_on_disk().map_err(storage)
     }
 
     fn sender(&self) -> Result<mpsc::Sender<AppendRequest>> {
@@ -220,22 +282,23 @@ impl EventLog for SledEventLog {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>> {
         let durable = self.head();
-        let tree = &self.shared.tree;
-        let start = stream_key(stream, from_version);
-        let end = stream_key(stream, u64::MAX);
-        let mut events = Vec::new();
-        for entry in tree.range(start..=end) {
-            if events.len() >= limit {
-                break;
+        self.shared.read(|tree| {
+            let start = stream_key(stream, from_version);
+            let end = stream_key(stream, u64::MAX);
+            let mut events = Vec::new();
+            for entry in tree.range(start..=end) {
+                if events.len() >= limit {
+                    break;
+                }
+                let (_, value) = entry.map_err(storage)?;
+                let position = be_u64(&value)?;
+                if position >= durable {
+                    break;
+                }
+                events.push(load(tree, position)?);
             }
-            let (_, value) = entry.map_err(storage)?;
-            let position = be_u64(&value)?;
-            if position >= durable {
-                break;
-            }
-            events.push(load(tree, position)?);
-        }
-        Ok(events)
+            Ok(events)
+        })
     }
 
     async fn read_page(&self, from: u64, limit: usize) -> Result<Page> {
@@ -249,10 +312,10 @@ impl EventLog for SledEventLog {
         // and goes on working (as `subscribe` does during catch-up) gets the next page read on
         // the other core meanwhile. The read returns sled's own buffers, and the page decodes
         // them on the caller's thread, one event at a time, as they are taken.
-        let tree = self.shared.tree.clone();
+        let shared = self.shared.clone();
         let entries = match tokio::runtime::Handle::try_current() {
             Ok(runtime) => runtime
-                .spawn_blocking(move || read_range(&tree, from, end))
+                .spawn_blocking(move || shared.read(|tree| read_range(tree, from, end)))
                 .await
                 .map_err(|e| {
                     if e.is_cancelled() {
@@ -262,7 +325,7 @@ impl EventLog for SledEventLog {
                     }
                 })??,
             // Outside a tokio runtime there is no blocking pool: read in place.
-            Err(_) => read_range(&tree, from, end)?,
+            Err(_) => shared.read(|tree| read_range(tree, from, end))?,
         };
         let last = match entries.last() {
             Some((key, _)) => Some(be_u64(&key[1..])?),
@@ -325,7 +388,15 @@ fn validate_append(stream: &str, events: &[NewEvent]) -> Result<()> {
 /// The single writer: decides, applies, flushes and answers, one group at a time.
 struct Writer {
     shared: Arc<Shared>,
-    db: sled::Db,
+    /// The writer's handle on the database; `None` only after a failed reopening.
+    store: Option<Store>,
+    path: PathBuf,
+    cache_bytes: u64,
+    reserve_bytes: u64,
+    /// Why the last commit failed, until the database has been reopened. sled 0.34 refuses
+    /// every write after an I/O error (a full disk, a failed fsync), so the writer reopens it
+    /// before the next commit, once the disk has room again.
+    broken: Option<Failure>,
     live: broadcast::Sender<CommittedBatch>,
     next: u64,
     max_group: usize,
@@ -333,6 +404,50 @@ struct Writer {
     /// lookups find them: the next group flushes even if it writes nothing new.
     unflushed: bool,
 }
+
+/// A failed commit, kept to answer appends until the writer has recovered.
+#[derive(Debug, Clone)]
+struct Failure {
+    disk_full: bool,
+    message: String,
+}
+
+impl Failure {
+    fn of(error: &EventLogError) -> Self {
+        match error {
+            EventLogError::DiskFull(message) => Self {
+                disk_full: true,
+                message: message.clone(),
+            },
+            EventLogError::Storage(message) => Self {
+                disk_full: false,
+                message: message.clone(),
+            },
+            other => Self {
+                disk_full: false,
+                message: other.to_string(),
+            },
+        }
+    }
+
+    fn error(&self) -> EventLogError {
+        if self.disk_full {
+            EventLogError::DiskFull(self.message.clone())
+        } else {
+            EventLogError::Storage(self.message.clone())
+        }
+    }
+}
+
+/// How often the writer tries to open the database again while the old one's last handles
+/// (a read in flight, sled's own threads) still hold its file lock.
+const REOPEN_ATTEMPTS: u32 = 200;
+const REOPEN_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+/// Free bytes the writer wants before it reopens a database that failed a write: sled writes
+/// while it opens.
+const REOPEN_ROOM: u64 = 4 << 20;
+/// How many pauses a failed read waits for the writer to reopen the database.
+const REREAD_WAITS: u32 = 20;
 
 /// Effects of the group being built, not yet in sled.
 #[derive(Default)]
@@ -357,6 +472,33 @@ impl Writer {
     }
 
     fn commit(&mut self, group: Vec<AppendRequest>) {
+        if let Err(error) = self.has_room() {
+            tracing::warn!(%error, "disk nearly full; appends are refused");
+            for request in group {
+                let _ = request
+                    .reply
+                    .send(Err(EventLogError::DiskFull(error.to_string())));
+            }
+            return;
+        }
+        if self.broken.is_some() {
+            if let Err(error) = self.reopen() {
+                tracing::warn!(%error, "event log still cannot write; appends are refused");
+                for request in group {
+                    let _ = request.reply.send(Err(error_like(&error)));
+                }
+                return;
+            }
+            self.broken = None;
+        }
+        let Some(store) = self.store.clone() else {
+            for request in group {
+                let _ = request.reply.send(Err(EventLogError::Storage(
+                    "the database could not be reopened".into(),
+                )));
+            }
+            return;
+        };
         let mut batch = sled::Batch::default();
         let mut pending = Pending::default();
         let mut committed: Vec<RecordedEvent> = Vec::new();
@@ -364,33 +506,46 @@ impl Writer {
         let start = self.next;
         let now = SystemTime::now();
         for request in group {
-            let decision = self.decide(&request, &mut pending, &mut batch, &mut committed, now);
+            let decision = self.decide(
+                &store.tree,
+                &request,
+                &mut pending,
+                &mut batch,
+                &mut committed,
+                now,
+            );
             answers.push((request.reply, decision));
         }
         if !committed.is_empty() || self.unflushed {
-            let result = self
-                .shared
+            let result = store
                 .tree
                 .apply_batch(batch)
-                .and_then(|()| self.db.flush().map(|_| ()));
+                .and_then(|()| store.db.flush().map(|_| ()))
+                .map_err(storage);
             if let Err(error) = result {
                 tracing::error!(%error, "event log commit failed, appends of this group are not acknowledged");
                 // Re-read the head: sled may hold part of what we applied in memory. Those events
                 // were never acknowledged; a retry with the same ids finds them, and is answered
                 // only once a later flush has made them durable.
-                self.next = next_position(&self.shared.tree).unwrap_or(start);
+                self.next = next_position(&store.tree).unwrap_or(start);
                 self.unflushed = true;
+                let failure = Failure::of(&error);
                 let durable = self.shared.durable_head.load(Ordering::Acquire);
                 for (reply, decision) in answers {
                     let answer = match decision {
                         Ok(outcome) if outcome.deduplicated && outcome.last_position < durable => {
                             Ok(outcome)
                         }
-                        Ok(_) => Err(EventLogError::Storage(error.to_string())),
+                        Ok(_) => Err(failure.error()),
                         Err(e) => Err(e),
                     };
                     let _ = reply.send(answer);
                 }
+                // sled 0.34 refuses every write after an I/O error: the next commit reopens
+                // it, once the disk has room. Reopening needs room too, so until then the old
+                // database serves reads (those that would finish a split the failed batch
+                // began fail).
+                self.broken = Some(failure);
                 return;
             }
             self.unflushed = false;
@@ -406,8 +561,77 @@ impl Writer {
         }
     }
 
+    /// Whether the file system under the log keeps `reserve_bytes` free.
+    /// After a failure, reopening needs at least [`REOPEN_ROOM`] too.
+    fn has_room(&self) -> std::io::Result<()> {
+        let free = fs2::available_space(&self.path)?;
+        let needed = match self.broken {
+            Some(_) => self.reserve_bytes.max(REOPEN_ROOM),
+            None => self.reserve_bytes,
+        };
+        if free < needed {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!(
+                    "{free} bytes free under {}, below the {} bytes kept free",
+                    self.path.display(),
+                    needed
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Drops the database and opens it again from disk.
+    fn reopen(&mut self) -> Result<()> {
+        // Readers wait on the lock while the database is swapped. sled releases its file lock
+        // only when the last handle on the old database is dropped, hence the attempts.
+        let mut slot = self
+            .shared
+            .store
+            .write()
+            .map_err(|_| EventLogError::Closed)?;
+        self.store = None;
+        *slot = None;
+        let mut attempt = 0;
+        let store = loop {
+            match Store::open(&self.path, self.cache_bytes) {
+                Ok(store) => break store,
+                Err(error) if attempt >= REOPEN_ATTEMPTS => {
+                    tracing::error!(%error, "cannot reopen the event log");
+                    return Err(error);
+                }
+                Err(_) => {
+                    attempt += 1;
+                    std::thread::sleep(REOPEN_PAUSE);
+                }
+            }
+        };
+        let head = next_position(&store.tree)?;
+        let durable = self.shared.durable_head.load(Ordering::Acquire);
+        if head < durable {
+            tracing::error!(
+                head,
+                durable,
+                "the reopened event log ends before the durable head"
+            );
+        }
+        *slot = Some(store.clone());
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
+        drop(slot);
+        self.store = Some(store);
+        // Everything in the reopened database is on disk: events of a failed commit that made
+        // it there are durable now, though never acknowledged (as after a crash).
+        self.next = head;
+        self.shared.durable_head.store(head, Ordering::Release);
+        self.unflushed = false;
+        tracing::info!(head, "event log reopened");
+        Ok(())
+    }
+
     fn decide(
         &mut self,
+        tree: &sled::Tree,
         request: &AppendRequest,
         pending: &mut Pending,
         batch: &mut sled::Batch,
@@ -421,7 +645,7 @@ impl Writer {
             let key = (request.stream.clone(), event.id);
             let found = match pending.ids.get(&key) {
                 Some(found) => Some(*found),
-                None => lookup_id(&self.shared.tree, stream, event.id)?,
+                None => lookup_id(tree, stream, event.id)?,
             };
             seen.push(found);
         }
@@ -444,7 +668,7 @@ impl Writer {
 
         let current = match pending.heads.get(stream) {
             Some(v) => Some(*v),
-            None => stream_head(&self.shared.tree, stream)?,
+            None => stream_head(tree, stream)?,
         };
         let fits = match request.expected {
             ExpectedVersion::Any => true,
@@ -500,7 +724,17 @@ impl Writer {
 }
 
 fn storage(error: sled::Error) -> EventLogError {
-    EventLogError::Storage(error.to_string())
+    match &error {
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
+            EventLogError::DiskFull(error.to_string())
+        }
+        _ => EventLogError::Storage(error.to_string()),
+    }
+}
+
+/// The same error again, for every request of a refused group.
+fn error_like(error: &EventLogError) -> EventLogError {
+    Failure::of(error).error()
 }
 
 fn log_key(position: u64) -> [u8; 9] {

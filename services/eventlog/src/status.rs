@@ -11,6 +11,12 @@ impl From<EventLogError> for Status {
             EventLogError::PartialDuplicate { .. } => Status::invalid_argument(
                 "request_id was already used for a different request; send a new request_id",
             ),
+            EventLogError::DiskFull(_) => {
+                tracing::error!(%error, "event log disk full");
+                Status::unavailable(
+                    "the server's disk is full, nothing was written; retry once space is freed",
+                )
+            }
             EventLogError::Storage(_) | EventLogError::Closed => {
                 tracing::error!(%error, "event log unavailable");
                 Status::unavailable("event log unavailable, nothing was written; retry the request")

@@ -65,6 +65,17 @@ pub struct Config {
     #[arg(long, env = "PODIUM_MAX_RECORDING_BYTES", value_parser = parse_bytes, default_value = "4GiB")]
     pub max_recording_bytes: u64,
 
+    /// Memory the event log (sled) may use to cache its pages, in bytes (suffixes KiB, MiB, GiB
+    /// accepted). Reads beyond it go to disk.
+    #[arg(long, env = "PODIUM_LOG_CACHE", value_parser = parse_bytes, default_value = "256MiB")]
+    pub log_cache: u64,
+
+    /// Free space the data directory's file system must keep (suffixes KiB, MiB, GiB
+    /// accepted): below it appends are refused with UNAVAILABLE before the log writes, and
+    /// accepted again once space is freed.
+    #[arg(long, env = "PODIUM_DISK_RESERVE", value_parser = parse_bytes, default_value = "64MiB")]
+    pub disk_reserve: u64,
+
     /// On SIGINT or SIGTERM, how long open streams get to end before podiumd stops anyway.
     #[arg(long, env = "PODIUM_DRAIN_TIMEOUT", value_parser = parse_seconds, default_value = "10")]
     pub drain_timeout: Duration,

@@ -9,6 +9,7 @@
 pub mod config;
 mod diagnostics;
 mod feed;
+mod health;
 mod limits;
 
 use std::{future::Future, sync::Arc, time::Instant};
@@ -119,7 +120,11 @@ impl Podium {
         let started = Instant::now();
         let sled = Arc::new(SledEventLog::open(
             config.data_dir.join("log"),
-            SledOptions::default(),
+            SledOptions {
+                cache_bytes: config.log_cache,
+                reserve_bytes: config.disk_reserve,
+                ..SledOptions::default()
+            },
         )?);
         let log: Arc<dyn EventLog> = sled.clone();
 
@@ -239,7 +244,10 @@ impl Podium {
         let rates = podium_access::RateLimits::new(config.rates.rates());
         rates.spawn_sweeper(std::time::Duration::from_secs(60));
         let (stop_tx, stop_rx) = watch::channel(false);
-        let (health, health_service) = tonic_health::server::health_reporter();
+        let health = tonic_health::server::HealthReporter::new();
+        let health_service = tonic_health::pb::health_server::HealthServer::new(
+            health::DrainingHealth::new(health.clone(), stop_rx.clone()),
+        );
         // Both reflection versions: grpcurl and older tools ask v1alpha, newer ones v1.
         let reflection = || {
             tonic_reflection::server::Builder::configure()
