@@ -84,6 +84,7 @@ impl<P: Projection> Projector<P> {
         );
         let state = Arc::new(RwLock::new(model));
         let live_state = state.clone();
+        let live_log = log.clone();
         tokio::spawn(async move {
             while let Some(item) = events.next().await {
                 match item {
@@ -100,7 +101,7 @@ impl<P: Projection> Projector<P> {
                         let next = *applied_tx.borrow();
                         tracing::warn!(read_model = name, %error, next, "read model resubscribing");
                         tokio::time::sleep(RESUBSCRIBE_PAUSE).await;
-                        events = Box::pin(subscribe(log.clone(), next, Filter::default()));
+                        events = Box::pin(subscribe(live_log.clone(), next, Filter::default()));
                     }
                 }
             }
