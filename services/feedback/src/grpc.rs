@@ -317,6 +317,16 @@ impl Polls for PollsService {
             Uuid::parse_str(r.request_id.trim())
                 .map_err(|_| Status::invalid_argument("request_id: must be a UUID"))?
         };
+        // A conference or session the agenda has just written may not be in the model yet.
+        let known = |m: &FeedbackModel| {
+            m.conferences.get(&conference_id).is_some_and(|c| {
+                let session = r.session_id.trim();
+                session.is_empty() || c.sessions.contains(session)
+            })
+        };
+        if !known(&self.model.read()) {
+            self.model.catch_up().await?;
+        }
         let default_language = {
             let model = self.model.read();
             let conference = model.conferences.get(&conference_id).ok_or_else(|| {

@@ -137,6 +137,15 @@ impl Presence for PresenceService {
             ));
         };
         let session_id = hello.session_id.trim().to_owned();
+        // A session the agenda has just added may not be in the read model yet.
+        if self
+            .model
+            .read()
+            .session(&conference_id, &session_id)
+            .is_none()
+        {
+            self.model.catch_up().await?;
+        }
         let policy = {
             let model = self.model.read();
             let session = model

@@ -55,7 +55,7 @@ impl StageService {
         action: &str,
     ) -> Result<pb::SessionStatus, Status> {
         principal.require(conference_id, MODERATORS, action)?;
-        self.session_exists(conference_id, session_id)?;
+        self.session_exists(conference_id, session_id).await?;
         let position = self
             .engine
             .command(conference_id, session_id, command, &principal.id)
@@ -69,7 +69,16 @@ impl StageService {
             .ok_or_else(|| Status::not_found(format!("session {session_id} not found")))
     }
 
-    fn session_exists(&self, conference_id: &str, session_id: &str) -> Result<(), Status> {
+    /// The session is the conference's; on a miss the read model first catches up with the
+    /// log, so a session the agenda has just added is found.
+    async fn session_exists(&self, conference_id: &str, session_id: &str) -> Result<(), Status> {
+        if self.find_session(conference_id, session_id).is_err() {
+            self.model.catch_up().await?;
+        }
+        self.find_session(conference_id, session_id)
+    }
+
+    fn find_session(&self, conference_id: &str, session_id: &str) -> Result<(), Status> {
         let model = self.model.read();
         let conference = model
             .conference(conference_id)
@@ -208,6 +217,9 @@ impl Stage for StageService {
     ) -> Result<Response<pb::SwitchSourceResponse>, Status> {
         let principal = caller(&request)?;
         let r = request.into_inner();
+        // Who may switch before what to: a caller who may not gets PERMISSION_DENIED, whatever
+        // the request says.
+        principal.require(r.conference_id.trim(), MODERATORS, "switch sources")?;
         let target = target(
             r.kind,
             r.speaker_id.trim().to_owned(),
