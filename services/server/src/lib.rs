@@ -36,6 +36,7 @@ use tokio::{net::TcpListener, sync::watch};
 use tonic::{server::NamedService, transport::server::TcpIncoming};
 
 pub use config::{Config, LogFormat, ServiceName};
+pub use diagnostics::DiagnosticsService;
 pub use feed::FeedService;
 
 /// Why podiumd could not start or stopped badly.

@@ -1,0 +1,1 @@
+//! Inputs the fuzzer found that once crashed a target, kept so that they never do again.
