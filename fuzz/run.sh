@@ -46,7 +46,8 @@ for target in $(cargo fuzz list); do
         >"${log}" 2>&1
     status=$?
     set -e
-    tail -n 25 "${log}"
+    grep -A 3 'panicked at' "${log}" || true
+    grep -E '^(Done|stat::)' "${log}" || tail -n 25 "${log}"
     runs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "${log}" | grep -o '[0-9]*$' || echo '?')"
     cov="$(grep -o 'cov: [0-9]*' "${log}" | tail -n 1 | grep -o '[0-9]*$' || echo '?')"
     if [ "${status}" -ne 0 ]; then
