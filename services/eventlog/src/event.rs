@@ -88,6 +88,9 @@ impl Iterator for Page {
     }
 }
 
+/// The last second a `google.protobuf.Timestamp` may hold: 9999-12-31T23:59:59Z.
+const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+
 /// A stored payload did not decode as the message its type names.
 #[derive(Debug, thiserror::Error)]
 #[error("event at position {position} is not a valid {expected}: {reason}")]
@@ -139,7 +142,15 @@ impl RecordedEvent {
         let recorded_at = match event.recorded_at {
             Some(ts) => {
                 let secs = u64::try_from(ts.seconds).map_err(|_| "recorded_at before 1970")?;
-                let nanos = u32::try_from(ts.nanos).map_err(|_| "negative nanos")?;
+                // Past the range of a protobuf Timestamp no date type converts it, and the read
+                // models turn this instant into a date (found by the stored_event fuzz target).
+                if ts.seconds > MAX_TIMESTAMP_SECONDS {
+                    return Err("recorded_at after 9999-12-31".to_owned());
+                }
+                let nanos = u32::try_from(ts.nanos)
+                    .ok()
+                    .filter(|n| *n < 1_000_000_000)
+                    .ok_or("recorded_at nanos not in 0..1e9")?;
                 SystemTime::UNIX_EPOCH + Duration::new(secs, nanos)
             }
             None => return Err("recorded_at missing".to_owned()),
@@ -207,6 +218,22 @@ mod tests {
             nanos: 0,
         });
         assert!(RecordedEvent::from_proto(ancient).is_err());
+        // Beyond any date type, and nanos that are not a fraction of a second.
+        for (seconds, nanos) in [
+            (253_402_300_800, 0),
+            (28_758_099_238_901, 0),
+            (1, 1_000_000_000),
+        ] {
+            let mut far = recorded().to_proto();
+            far.recorded_at = Some(prost_types::Timestamp { seconds, nanos });
+            assert!(RecordedEvent::from_proto(far).is_err(), "{seconds}.{nanos}");
+        }
+        let mut last = recorded().to_proto();
+        last.recorded_at = Some(prost_types::Timestamp {
+            seconds: MAX_TIMESTAMP_SECONDS,
+            nanos: 999_999_999,
+        });
+        assert!(RecordedEvent::from_proto(last).is_ok());
     }
 
     #[test]

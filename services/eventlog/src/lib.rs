@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 
 pub use event::{DecodeError, NewEvent, Page, RecordedEvent};
 pub use projection::{Projection, Projector};
-pub use sled_log::{SledEventLog, SledOptions};
+pub use sled_log::{SledEventLog, SledOptions, decode_stored};
 pub use subscribe::{Filter, SubscriptionItem, subscribe};
 
 /// What the caller believes about a stream before appending to it.

@@ -333,7 +333,7 @@ impl EventLog for SledEventLog {
         };
         let events = entries
             .into_iter()
-            .map(|(key, value)| decode(be_u64(&key[1..])?, &value));
+            .map(|(key, value)| decode_stored(be_u64(&key[1..])?, &value));
         Ok(Page::new(last, events))
     }
 
@@ -815,7 +815,7 @@ fn read_range(tree: &sled::Tree, from: u64, end: u64) -> Result<Vec<(sled::IVec,
 
 fn load(tree: &sled::Tree, position: u64) -> Result<RecordedEvent> {
     match tree.get(log_key(position)).map_err(storage)? {
-        Some(value) => decode(position, &value),
+        Some(value) => decode_stored(position, &value),
         None => Err(EventLogError::Corrupt {
             position,
             reason: "indexed event is missing".into(),
@@ -823,7 +823,10 @@ fn load(tree: &sled::Tree, position: u64) -> Result<RecordedEvent> {
     }
 }
 
-fn decode(position: u64, bytes: &[u8]) -> Result<RecordedEvent> {
+/// Decodes the value stored under `L`+`position` back into the event, refusing one that does
+/// not parse or claims another position. Public so that the fuzz targets and property tests
+/// (`fuzzing/`) drive the very function that replay uses.
+pub fn decode_stored(position: u64, bytes: &[u8]) -> Result<RecordedEvent> {
     let corrupt = |reason: String| EventLogError::Corrupt { position, reason };
     let event = pb::Event::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
     let event = RecordedEvent::from_proto(event).map_err(corrupt)?;
@@ -977,13 +980,13 @@ mod tests {
             recorded_at: SystemTime::now(),
         };
         let bytes = recorded.to_proto().encode_to_vec();
-        assert_eq!(decode(5, &bytes).unwrap(), recorded);
+        assert_eq!(decode_stored(5, &bytes).unwrap(), recorded);
         assert!(matches!(
-            decode(6, &bytes),
+            decode_stored(6, &bytes),
             Err(EventLogError::Corrupt { position: 6, .. })
         ));
         assert!(matches!(
-            decode(5, &[0xff, 0xff]),
+            decode_stored(5, &[0xff, 0xff]),
             Err(EventLogError::Corrupt { .. })
         ));
     }

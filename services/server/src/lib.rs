@@ -42,6 +42,7 @@ use tonic::{
 };
 
 pub use config::{Config, LogFormat, ServiceName};
+pub use diagnostics::DiagnosticsService;
 pub use feed::FeedService;
 
 /// Why podiumd could not start or stopped badly.
