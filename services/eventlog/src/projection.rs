@@ -7,7 +7,7 @@
 //! that has just written them through the other service finds them.
 
 use std::{
-    sync::{Arc, RwLock, RwLockReadGuard},
+    sync::{Arc, RwLock, RwLockReadGuard, Weak},
     time::Instant,
 };
 
@@ -27,7 +27,8 @@ pub struct Projector<P> {
     state: Arc<RwLock<P>>,
     /// The position the model has read up to (exclusive).
     applied: watch::Receiver<u64>,
-    log: Arc<dyn EventLog>,
+    /// Weak: a read model kept by a task that outlives the server must not keep the log open.
+    log: Weak<dyn EventLog>,
 }
 
 impl<P> Clone for Projector<P> {
@@ -95,6 +96,8 @@ impl<P: Projection> Projector<P> {
                         applied_tx.send_replace(event.position + 1);
                     }
                     Ok(SubscriptionItem::CaughtUp(_)) => {}
+                    // The log was closed: the model is final, and waiters learn it.
+                    Err(EventLogError::Closed) => break,
                     Err(error) => {
                         // A read that failed (the log's database being reopened after a write
                         // error) must not freeze the model: follow again from where it is.
@@ -109,7 +112,7 @@ impl<P: Projection> Projector<P> {
         Ok(Self {
             state,
             applied,
-            log,
+            log: Arc::downgrade(&log),
         })
     }
 
@@ -133,7 +136,7 @@ impl<P: Projection> Projector<P> {
 
     /// Waits until the model has applied every event that was durable when it was called.
     pub async fn catch_up(&self) -> Result<()> {
-        let head = self.log.head();
+        let head = self.log.upgrade().ok_or(EventLogError::Closed)?.head();
         if head > 0 {
             self.wait_for(head - 1).await?;
         }
