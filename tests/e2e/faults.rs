@@ -305,7 +305,9 @@ async fn join(server: &Podiumd, join_code: &str, name: &str) -> String {
 async fn watchers_that_stop_reading_cost_bounded_memory_and_hold_back_no_one() {
     // A small page cache for the log, so that podiumd's own memory does not grow with the
     // events it stores and what is measured is the watchers.
-    let server = Podiumd::start_with(&["--log-cache", "2MiB"]).unwrap();
+    // Few attendees re-vote thousands of times: far past a person's rate limit.
+    let server =
+        Podiumd::start_with(&["--log-cache", "2MiB", "--rate-ballots", "4000000000"]).unwrap();
     let admin = server.admin().await.unwrap();
     let odc = create_odc(&admin, CONFERENCE).await.unwrap();
     let code = odc.conference.join_code.clone();
