@@ -28,7 +28,7 @@ fn real_text_in_many_scripts_passes_unchanged() {
         "ស្ត្រី និង បច្ចេកវិទ្យា",
         // Khmer with U+200B between words, as Khmer writers type it.
         "ទិន្នន័យ\u{200B}បើកចំហ\u{200B}សម្រាប់\u{200B}ពលរដ្ឋ",
-        "ការប្រជុំ​ពិភាក្សា​អំពី​ទិន្នន័យ",
+        "ការប្រជុំ\u{200B}ពិភាក្សា\u{200B}អំពី\u{200B}ទិន្នន័យ",
         // Thai, Lao, Myanmar.
         "การประชุมข้อมูลเปิด น้ำ",
         "ຂໍ້ມູນເປີດ",
