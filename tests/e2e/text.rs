@@ -154,17 +154,23 @@ async fn hostile_text_is_refused_naming_the_field_and_khmer_is_stored_intact() {
         "contains a line break (U+000A) at character 4",
     );
     let anonymous = server.client(None).await.unwrap();
+    let join = |name: &str| pb::JoinRequest {
+        join_code: odc.conference.join_code.clone(),
+        display_name: name.into(),
+    };
     refused(
-        anonymous
-            .access()
-            .join(pb::JoinRequest {
-                join_code: odc.conference.join_code.clone(),
-                display_name: "\u{200B}\u{3164}\u{2800}".into(),
-            })
-            .await,
+        anonymous.access().join(join("Dara\u{202E}")).await,
         "display_name",
-        "is empty",
+        "contains a bidirectional override (U+202E) at character 5",
     );
+    // A name with nothing visible in it is no name: the default one is used.
+    let blank = anonymous
+        .access()
+        .join(join("\u{200B}\u{3164}\u{2800}"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(blank.principal.unwrap().name, "attendee");
 
     // Q&A: a question smuggling invisible ASCII in tag characters, and an over-long one in
     // bytes, are refused; the Khmer one is stored as typed.
@@ -293,12 +299,14 @@ async fn hostile_text_is_refused_naming_the_field_and_khmer_is_stored_intact() {
         .cast_ballot(answer(" ទិន្នន័យ\u{200B}\u{200B}ថវិកា "))
         .await
         .unwrap();
+    // Un-hiding a word that is not hidden changes nothing and answers the moderator's results.
     let results = admin
         .polls()
-        .get_poll(pb::GetPollRequest {
+        .hide_word(pb::HideWordRequest {
             conference_id: "odc2024".into(),
             poll_id: cloud.id.clone(),
-            language: String::new(),
+            word: "ថវិកា".into(),
+            hidden: false,
         })
         .await
         .unwrap()
