@@ -12,6 +12,7 @@ mod qa;
 mod recordings;
 mod server;
 mod status;
+mod text;
 mod transport;
 
 use podium_client::{Client, pb};

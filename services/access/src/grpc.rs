@@ -152,18 +152,20 @@ impl AccessService {
     }
 }
 
-fn holder_name(name: &str, default: &str) -> Result<String, AccessError> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Ok(default.to_owned());
-    }
-    if name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(AccessError::InvalidArgument {
-            field: "name",
-            message: "must be 1 to 100 characters without control characters".into(),
-        });
-    }
-    Ok(name.to_owned())
+/// A token holder's name: one line of at most 100 characters, cleaned under podium's text
+/// policy; `default` when left empty.
+fn holder_name(field: &'static str, name: &str, default: &str) -> Result<String, AccessError> {
+    const NAME: podium_text::Limit = podium_text::Limit::line(100).optional();
+    let name =
+        podium_text::clean(field, name, &NAME).map_err(|e| AccessError::InvalidArgument {
+            field: e.field,
+            message: e.message(),
+        })?;
+    Ok(if name.is_empty() {
+        default.to_owned()
+    } else {
+        name
+    })
 }
 
 fn short_id(prefix: &str) -> String {
@@ -191,7 +193,7 @@ impl Access for AccessService {
             }
             s => Duration::from_secs(s),
         };
-        let name = holder_name(&req.name, role.as_str())?;
+        let name = holder_name("name", &req.name, role.as_str())?;
         let principal = if role == Role::Admin {
             issuer.require_admin("issue admin tokens")?;
             Principal {
@@ -282,13 +284,7 @@ impl Access for AccessService {
             }
             .into());
         }
-        let name = holder_name(&req.display_name, "attendee").map_err(|e| match e {
-            AccessError::InvalidArgument { message, .. } => AccessError::InvalidArgument {
-                field: "display_name",
-                message,
-            },
-            other => other,
-        })?;
+        let name = holder_name("display_name", &req.display_name, "attendee")?;
         if self
             .directory
             .read()

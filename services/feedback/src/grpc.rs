@@ -26,7 +26,7 @@ pub mod qa;
 pub mod ratings;
 
 use crate::{
-    domain::poll::{Ballot, Choice, Kind, PollError, PollSpec, State},
+    domain::poll::{Ballot, Choice, HIDDEN_WORD, Kind, PollError, PollSpec, State, clean_answer},
     store::{
         FeedbackModel, VoterKeys, ballot_stream, choice_to_event, kind_from_proto, poll_stream,
         results, spec_to_proto, texts, visibility_from_proto,
@@ -518,7 +518,9 @@ impl Polls for PollsService {
                 Choice::Options(r.option_ids.iter().map(|s| s.trim().to_owned()).collect())
             }
             Kind::Rating => Choice::Rating(r.rating),
-            Kind::WordCloud | Kind::OpenText => Choice::Text(r.text.trim().to_owned()),
+            Kind::WordCloud | Kind::OpenText => {
+                Choice::Text(clean_answer(kind, &r.text).map_err(refused)?)
+            }
         };
         let voter = if anonymous {
             // The first ballot writes the poll's key file: file work goes to the blocking pool.
@@ -675,6 +677,8 @@ impl Polls for PollsService {
             r.poll_id.trim().to_owned(),
         );
         principal.require(&conference_id, MODERATORS, "hide words")?;
+        let typed = podium_text::clean("word", &r.word, &HIDDEN_WORD)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let word = {
             let model = self.model.read();
             let poll = model
@@ -685,7 +689,7 @@ impl Polls for PollsService {
                     "poll {poll_id} is not a word cloud"
                 )));
             }
-            let found = model.words.words(&r.word);
+            let found = model.words.words(&typed);
             match found.as_slice() {
                 [one] => one.clone(),
                 _ => return Err(Status::invalid_argument("word: give exactly one word")),

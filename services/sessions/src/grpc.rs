@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        self, AgendaError, Conference, Hours, LocalizedText, MAX_NAME_CHARS, NewConference, Room,
-        Session, Speaker, ZonedView, derive_id, is_language_tag,
+        self, AgendaError, Conference, Hours, LocalizedText, MAX_NAME_CHARS, NewConference,
+        ORGANISATION, Room, Session, Speaker, ZonedView, derive_id, is_language_tag,
         time::{SlotQuery, parse_date, parse_zone, suggest_slots},
         validated_name, zoned,
     },
@@ -349,18 +349,12 @@ impl AgendaRpc for AgendaService {
         let cid = r.conference_id.trim().to_owned();
         principal.require(&cid, ORGANISERS, "add speakers")?;
         let rid = request_id(&r.request_id)?;
-        let organisation = r.organisation.trim();
-        if organisation.chars().count() > 200 || organisation.chars().any(char::is_control) {
-            return Err(AgendaError::invalid(
-                "organisation",
-                "must be at most 200 characters without control characters",
-            )
-            .into());
-        }
+        let organisation = podium_text::clean("organisation", &r.organisation, &ORGANISATION)
+            .map_err(AgendaError::from)?;
         let speaker = Speaker {
             id: derive_id("spk", &rid),
             name: validated_name("name", &r.name, MAX_NAME_CHARS)?,
-            organisation: organisation.to_owned(),
+            organisation,
             zone: parse_zone("time_zone", &r.time_zone)?,
             hours: Hours::parse(&r.available_from, &r.available_until)?,
         };

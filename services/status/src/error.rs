@@ -32,6 +32,15 @@ pub enum StatusError {
     Io(#[from] std::io::Error),
 }
 
+impl From<podium_text::TextError> for StatusError {
+    fn from(e: podium_text::TextError) -> Self {
+        Self::Invalid {
+            field: e.field,
+            message: e.message(),
+        }
+    }
+}
+
 impl StatusError {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         Self::Invalid {

@@ -31,6 +31,8 @@ use crate::{
 pub const HEARTBEAT_INTERVAL_MS: u32 = 250;
 /// Heartbeats a test connection averages before it is recorded.
 const TEST_HEARTBEATS: u32 = 4;
+/// The agent's description of itself ("podium 0.1.0 on Linux").
+const AGENT: podium_text::Limit = podium_text::Limit::line(200).optional();
 /// How long an agent has to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -136,6 +138,9 @@ impl Presence for PresenceService {
                 "hello: the first message must be hello",
             ));
         };
+        // Free text that reaches the logs: cleaned like any other, so it cannot forge log lines.
+        let agent = podium_text::clean("hello.agent", &hello.agent, &AGENT)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let session_id = hello.session_id.trim().to_owned();
         // A session the agenda has just added may not be in the read model yet.
         if self
@@ -181,7 +186,7 @@ impl Presence for PresenceService {
                 .connected(&conference_id, &session_id, &speaker_id, connection)
                 .await?;
         }
-        tracing::info!(conference = %conference_id, session = %session_id, speaker = %speaker_id, connection, test, agent = %hello.agent, "agent connected");
+        tracing::info!(conference = %conference_id, session = %session_id, speaker = %speaker_id, connection, test, agent = %agent, "agent connected");
 
         let departure = Departure {
             engine: self.engine.clone(),

@@ -7,6 +7,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use podium_text::{Limit, TextError};
+
 use super::words::{WordCloud, WordCounter};
 
 /// Most options of a choice poll.
@@ -19,6 +21,16 @@ pub const MAX_OPTION_CHARS: usize = 200;
 pub const MAX_WORDS_CHARS: usize = 100;
 /// Longest open-text answer, in characters.
 pub const MAX_TEXT_CHARS: usize = 1000;
+/// A question in one language: one line.
+pub const QUESTION: Limit = Limit::line(MAX_QUESTION_CHARS);
+/// An option in one language: one line.
+pub const OPTION: Limit = Limit::line(MAX_OPTION_CHARS);
+/// A word-cloud answer: a few words, on one line or several.
+pub const WORDS: Limit = Limit::lines(MAX_WORDS_CHARS);
+/// An open-text answer, on one line or several.
+pub const TEXT: Limit = Limit::lines(MAX_TEXT_CHARS);
+/// A word a moderator hides from a cloud.
+pub const HIDDEN_WORD: Limit = Limit::line(MAX_WORDS_CHARS);
 /// Most open-text answers shown in results.
 pub const MAX_SHOWN_TEXTS: usize = 200;
 
@@ -92,44 +104,23 @@ pub struct PollSpec {
     pub created_at: u64,
 }
 
-fn check_texts(
-    field: &'static str,
-    texts: &Texts,
-    default_language: &str,
-    max: usize,
-) -> Result<(), PollError> {
-    for (tag, text) in texts {
-        let chars = text.trim().chars().count();
-        if chars == 0 || chars > max {
-            return Err(PollError::invalid(
-                field,
-                format!("the {tag} text must be 1 to {max} characters, not {chars}"),
-            ));
-        }
-        if text.chars().any(char::is_control) {
-            return Err(PollError::invalid(
-                field,
-                format!("the {tag} text contains control characters"),
-            ));
+impl From<TextError> for PollError {
+    fn from(e: TextError) -> Self {
+        Self::Invalid {
+            field: e.field,
+            message: e.message(),
         }
     }
-    if !texts.contains_key(default_language) {
-        return Err(PollError::invalid(
-            field,
-            format!("needs a text in the default language {default_language:?}"),
-        ));
-    }
-    Ok(())
 }
 
 impl PollSpec {
     /// Checks a new poll and fills in defaults (option ids, max_choices, the rating scale).
     pub fn validated(mut self, default_language: &str) -> Result<Self, PollError> {
-        check_texts(
+        self.question = podium_text::clean_localized(
             "question",
-            &self.question,
+            std::mem::take(&mut self.question),
             default_language,
-            MAX_QUESTION_CHARS,
+            &QUESTION,
         )?;
         match self.kind {
             Kind::Single | Kind::Multiple => {
@@ -141,7 +132,13 @@ impl PollSpec {
                     ));
                 }
                 for (i, (id, texts)) in self.options.iter_mut().enumerate() {
-                    check_texts("options", texts, default_language, MAX_OPTION_CHARS)?;
+                    *texts = podium_text::clean_localized(
+                        "options",
+                        std::mem::take(texts),
+                        default_language,
+                        &OPTION,
+                    )
+                    .map_err(|e| e.about(format!("option {}", i + 1)))?;
                     *id = format!("opt-{}", i + 1);
                 }
                 self.max_choices = match (self.kind, self.max_choices) {
@@ -300,8 +297,8 @@ impl Poll {
                     ));
                 }
             }
-            (Kind::WordCloud, Choice::Text(t)) => check_answer(t, MAX_WORDS_CHARS)?,
-            (Kind::OpenText, Choice::Text(t)) => check_answer(t, MAX_TEXT_CHARS)?,
+            (Kind::WordCloud, Choice::Text(t)) => check_answer(t, &WORDS)?,
+            (Kind::OpenText, Choice::Text(t)) => check_answer(t, &TEXT)?,
             (Kind::Single | Kind::Multiple, _) => {
                 return Err(PollError::invalid(
                     "option_ids",
@@ -416,16 +413,18 @@ impl Poll {
     }
 }
 
-fn check_answer(text: &str, max: usize) -> Result<(), PollError> {
-    let chars = text.trim().chars().count();
-    if chars == 0 || chars > max {
-        return Err(PollError::invalid(
-            "text",
-            format!("must be 1 to {max} characters, not {chars}"),
-        ));
-    }
-    if text.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(PollError::invalid("text", "contains control characters"));
-    }
+/// A text answer passes podium's text policy (the RPC stores it as [`clean_answer`] gives it).
+fn check_answer(text: &str, limit: &Limit) -> Result<(), PollError> {
+    podium_text::clean("text", text, limit)?;
     Ok(())
+}
+
+/// Cleans a text answer for a poll of `kind` under podium's text policy.
+pub fn clean_answer(kind: Kind, text: &str) -> Result<String, PollError> {
+    let limit = if kind == Kind::WordCloud {
+        &WORDS
+    } else {
+        &TEXT
+    };
+    Ok(podium_text::clean("text", text, limit)?)
 }

@@ -7,10 +7,16 @@
 
 use std::{cmp::Ordering, collections::HashSet, sync::Arc};
 
+use podium_text::{Limit, TextError};
+
 /// Longest question, in characters.
 pub const MAX_QUESTION_CHARS: usize = 500;
 /// Longest moderator's reason, in characters.
 pub const MAX_REASON_CHARS: usize = 500;
+/// A question: one line.
+pub const QUESTION: Limit = Limit::line(MAX_QUESTION_CHARS);
+/// A moderator's reason: one line, may be empty.
+pub const REASON: Limit = Limit::line(MAX_REASON_CHARS).optional();
 
 /// A refusal, naming the field where there is one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,15 +29,6 @@ pub enum QaError {
     /// The request is well formed but the question or session is not in a state that allows it.
     #[error("{0}")]
     Precondition(String),
-}
-
-impl QaError {
-    fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            field,
-            message: message.into(),
-        }
-    }
 }
 
 /// A session's Q&A rules; both off by default.
@@ -74,38 +71,25 @@ pub enum Action {
     Unpin,
 }
 
-/// Trims a question and checks it: 1 to [`MAX_QUESTION_CHARS`] characters, no control
-/// characters.
-pub fn check_text(text: &str) -> Result<String, QaError> {
-    let text = text.trim();
-    let chars = text.chars().count();
-    if chars == 0 || chars > MAX_QUESTION_CHARS {
-        return Err(QaError::invalid(
-            "text",
-            format!("must be 1 to {MAX_QUESTION_CHARS} characters, not {chars}"),
-        ));
+impl From<TextError> for QaError {
+    fn from(e: TextError) -> Self {
+        Self::Invalid {
+            field: e.field,
+            message: e.message(),
+        }
     }
-    if text.chars().any(char::is_control) {
-        return Err(QaError::invalid("text", "contains control characters"));
-    }
-    Ok(text.to_owned())
 }
 
-/// Trims a moderator's reason and checks it: at most [`MAX_REASON_CHARS`] characters, no
-/// control characters; empty is fine.
+/// Cleans a question under podium's text policy: one line, 1 to [`MAX_QUESTION_CHARS`]
+/// characters.
+pub fn check_text(text: &str) -> Result<String, QaError> {
+    Ok(podium_text::clean("text", text, &QUESTION)?)
+}
+
+/// Cleans a moderator's reason under podium's text policy: one line, at most
+/// [`MAX_REASON_CHARS`] characters; empty is fine.
 pub fn check_reason(reason: &str) -> Result<String, QaError> {
-    let reason = reason.trim();
-    let chars = reason.chars().count();
-    if chars > MAX_REASON_CHARS {
-        return Err(QaError::invalid(
-            "reason",
-            format!("must be at most {MAX_REASON_CHARS} characters, not {chars}"),
-        ));
-    }
-    if reason.chars().any(char::is_control) {
-        return Err(QaError::invalid("reason", "contains control characters"));
-    }
-    Ok(reason.to_owned())
+    Ok(podium_text::clean("reason", reason, &REASON)?)
 }
 
 /// A question as folded from its events.

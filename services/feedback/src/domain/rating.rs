@@ -6,11 +6,15 @@
 
 use std::collections::HashMap;
 
+use podium_text::Limit;
+
 /// Lowest and highest rating.
 pub const MIN: i32 = 1;
 pub const MAX: i32 = 5;
 /// Longest comment, in characters.
 pub const MAX_COMMENT_CHARS: usize = 1000;
+/// A comment: one line or several, may be empty.
+pub const COMMENT: Limit = Limit::lines(MAX_COMMENT_CHARS).optional();
 
 /// A refusal, naming the field where there is one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,7 +29,7 @@ pub enum RatingError {
     NotStarted(String),
 }
 
-/// Checks a rating and returns the trimmed comment.
+/// Checks a rating and returns the comment cleaned under podium's text policy.
 pub fn check(rating: i32, comment: &str) -> Result<String, RatingError> {
     if !(MIN..=MAX).contains(&rating) {
         return Err(RatingError::Invalid {
@@ -33,21 +37,12 @@ pub fn check(rating: i32, comment: &str) -> Result<String, RatingError> {
             message: format!("must be {MIN} to {MAX}, not {rating}"),
         });
     }
-    let comment = comment.trim();
-    let chars = comment.chars().count();
-    if chars > MAX_COMMENT_CHARS {
-        return Err(RatingError::Invalid {
-            field: "comment",
-            message: format!("must be at most {MAX_COMMENT_CHARS} characters, not {chars}"),
-        });
-    }
-    if comment.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(RatingError::Invalid {
-            field: "comment",
-            message: "contains control characters".into(),
-        });
-    }
-    Ok(comment.to_owned())
+    let comment =
+        podium_text::clean("comment", comment, &COMMENT).map_err(|e| RatingError::Invalid {
+            field: e.field,
+            message: e.message(),
+        })?;
+    Ok(comment)
 }
 
 #[derive(Debug, Clone, PartialEq)]

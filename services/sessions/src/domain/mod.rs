@@ -13,14 +13,20 @@ use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use podium_access::AccessError;
 use podium_eventlog::EventLogError;
+pub use podium_text::is_language_tag;
+use podium_text::{Limit, TextError};
 use sha2::{Digest, Sha256};
 
 pub use time::{Hours, ZonedView, zoned};
 
 /// Longest title, in characters, per language.
 pub const MAX_TITLE_CHARS: usize = 200;
+/// A title in one language: one line, [`MAX_TITLE_CHARS`] characters and three bytes each.
+pub const TITLE: Limit = Limit::line(MAX_TITLE_CHARS);
 /// Longest name of a room or speaker, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
+/// A speaker's organisation: one line, may be empty.
+pub const ORGANISATION: Limit = Limit::line(200).optional();
 /// Most speakers (main and backup) on one session.
 pub const MAX_SESSION_SPEAKERS: usize = 20;
 /// Longest session.
@@ -50,6 +56,15 @@ pub enum AgendaError {
     Log(#[from] EventLogError),
 }
 
+impl From<TextError> for AgendaError {
+    fn from(e: TextError) -> Self {
+        Self::Invalid {
+            field: e.field,
+            message: e.message(),
+        }
+    }
+}
+
 impl AgendaError {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         Self::Invalid {
@@ -64,46 +79,19 @@ impl AgendaError {
 pub struct LocalizedText(pub BTreeMap<String, String>);
 
 impl LocalizedText {
-    /// Trims every text and checks tags, lengths, control characters and the default language.
+    /// Cleans every text under podium's text policy ([`podium_text`]) and checks the tags and
+    /// the default language.
     pub fn validated(
         field: &'static str,
         texts: BTreeMap<String, String>,
         default_language: &str,
     ) -> Result<Self, AgendaError> {
-        let mut clean = BTreeMap::new();
-        for (tag, text) in texts {
-            let tag = tag.trim().to_owned();
-            if !is_language_tag(&tag) {
-                return Err(AgendaError::invalid(
-                    field,
-                    format!("{tag:?} is not a language tag like \"en\" or \"km\""),
-                ));
-            }
-            let text = text.trim().to_owned();
-            let chars = text.chars().count();
-            if chars == 0 || chars > MAX_TITLE_CHARS {
-                return Err(AgendaError::invalid(
-                    field,
-                    format!(
-                        "the {tag} text must be 1 to {MAX_TITLE_CHARS} characters, not {chars}"
-                    ),
-                ));
-            }
-            if text.chars().any(char::is_control) {
-                return Err(AgendaError::invalid(
-                    field,
-                    format!("the {tag} text contains control characters"),
-                ));
-            }
-            clean.insert(tag, text);
-        }
-        if !clean.contains_key(default_language) {
-            return Err(AgendaError::invalid(
-                field,
-                format!("needs a text in the default language {default_language:?}"),
-            ));
-        }
-        Ok(Self(clean))
+        Ok(Self(podium_text::clean_localized(
+            field,
+            texts,
+            default_language,
+            &TITLE,
+        )?))
     }
 
     /// The text in `language`, else in `default_language`, else any.
@@ -116,29 +104,9 @@ impl LocalizedText {
     }
 }
 
-/// A BCP 47 tag in its common short forms: "en", "km", "zh-Hant", "pt-BR".
-pub fn is_language_tag(tag: &str) -> bool {
-    let mut parts = tag.split('-');
-    let primary = parts.next().unwrap_or_default();
-    (2..=3).contains(&primary.len())
-        && primary.chars().all(|c| c.is_ascii_lowercase())
-        && parts.all(|p| (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
-}
-
-/// A trimmed, non-empty name without control characters.
+/// A name cleaned under podium's text policy: one line, 1 to `max` characters.
 pub fn validated_name(field: &'static str, name: &str, max: usize) -> Result<String, AgendaError> {
-    let name = name.trim();
-    let chars = name.chars().count();
-    if chars == 0 || chars > max {
-        return Err(AgendaError::invalid(
-            field,
-            format!("must be 1 to {max} characters, not {chars}"),
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(AgendaError::invalid(field, "contains control characters"));
-    }
-    Ok(name.to_owned())
+    Ok(podium_text::clean(field, name, &Limit::line(max))?)
 }
 
 /// A stable short id derived from the request id, so a retried create names the same thing.

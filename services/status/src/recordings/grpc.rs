@@ -10,7 +10,8 @@ use futures::{Stream, StreamExt};
 use podium_access::{ORGANISERS, Principal, Role, STAFF, caller};
 use podium_eventlog::{EventLog, ExpectedVersion, NewEvent, Projector};
 use podium_proto::v1::{self as pb, recordings_server::Recordings, upload_recording_request::Part};
-use podium_sessions::domain::{derive_id, is_language_tag};
+use podium_sessions::domain::derive_id;
+use podium_text::{Limit, is_language_tag};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
@@ -20,8 +21,10 @@ use crate::{error::StatusError, model::StatusModel};
 
 const MAX_CAPTIONS: usize = 20;
 const MAX_MEDIA_TYPE_CHARS: usize = 127;
-const MAX_FILE_NAME_CHARS: usize = 255;
-const MAX_LABEL_CHARS: usize = 100;
+/// The upload's file name: clients may save the file under it, and file systems take 255 bytes.
+const FILE_NAME: Limit = Limit::line(255).bytes(255).optional();
+/// A caption track's label ("ខ្មែរ", "English (auto)").
+const LABEL: Limit = Limit::line(100).optional();
 /// A day: longer than any talk, short enough to catch seconds sent as milliseconds' units.
 const MAX_DURATION_MS: u64 = 24 * 60 * 60 * 1000;
 
@@ -301,27 +304,14 @@ fn validate(
                 format!("track {i}: {tag:?} is not a language tag like en or km"),
             ));
         }
-        let label = track.label.trim();
-        if label.chars().count() > MAX_LABEL_CHARS || label.chars().any(char::is_control) {
-            return Err(StatusError::invalid(
-                "captions",
-                format!(
-                    "track {i}: the label must be at most {MAX_LABEL_CHARS} characters, without control characters"
-                ),
-            ));
-        }
+        let label = podium_text::clean("captions", &track.label, &LABEL)
+            .map_err(|e| e.about(format!("track {i}: the label")))?;
         captions.push(pb::CaptionTrack {
             language: tag.to_owned(),
-            label: label.to_owned(),
+            label,
         });
     }
-    let file_name = h.file_name.trim();
-    if file_name.chars().count() > MAX_FILE_NAME_CHARS || file_name.chars().any(char::is_control) {
-        return Err(StatusError::invalid(
-            "file_name",
-            format!("must be at most {MAX_FILE_NAME_CHARS} characters, without control characters"),
-        ));
-    }
+    let file_name = podium_text::clean("file_name", &h.file_name, &FILE_NAME)?;
     let recording = pb::Recording {
         id: derive_id("rec", &request_id),
         conference_id: conference_id.to_owned(),
@@ -332,7 +322,7 @@ fn validate(
         duration_ms: h.duration_ms,
         language,
         captions,
-        file_name: file_name.to_owned(),
+        file_name,
         order: 0,
         uploaded_at: None,
     };
