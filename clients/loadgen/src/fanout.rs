@@ -131,7 +131,21 @@ pub async fn run(
         seen.push(log.clone());
         let ready = ready.clone();
         tasks.push(tokio::spawn(async move {
-            let mut stream = client.polls().watch_results(request).await?.into_inner();
+            // A real client retries a shed request (RESOURCE_EXHAUSTED) after a pause; 10,000
+            // watchers starting at once can exceed podiumd's --max-concurrent-requests.
+            let mut attempt = 0u32;
+            let mut stream = loop {
+                match client.polls().watch_results(request.clone()).await {
+                    Ok(response) => break response.into_inner(),
+                    Err(status)
+                        if status.code() == tonic::Code::ResourceExhausted && attempt < 50 =>
+                    {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                    }
+                    Err(status) => return Err(status.into()),
+                }
+            };
             let mut first = true;
             while let Some(message) = stream.next().await {
                 let message = message?;
