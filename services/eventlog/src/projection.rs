@@ -134,6 +134,15 @@ impl<P: Projection> Projector<P> {
         Ok(())
     }
 
+    /// Catches up first when `known` says the model lacks something: for a lookup that may
+    /// race a write another service has just acknowledged. A hit costs nothing.
+    pub async fn catch_up_unless(&self, known: impl Fn(&P) -> bool) -> Result<()> {
+        if !known(&self.read()) {
+            self.catch_up().await?;
+        }
+        Ok(())
+    }
+
     /// Waits until the model has applied every event that was durable when it was called.
     pub async fn catch_up(&self) -> Result<()> {
         let head = self.log.upgrade().ok_or(EventLogError::Closed)?.head();

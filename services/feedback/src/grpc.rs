@@ -318,15 +318,14 @@ impl Polls for PollsService {
                 .map_err(|_| Status::invalid_argument("request_id: must be a UUID"))?
         };
         // A conference or session the agenda has just written may not be in the model yet.
-        let known = |m: &FeedbackModel| {
-            m.conferences.get(&conference_id).is_some_and(|c| {
-                let session = r.session_id.trim();
-                session.is_empty() || c.sessions.contains(session)
+        self.model
+            .catch_up_unless(|m| {
+                m.conferences.get(&conference_id).is_some_and(|c| {
+                    let session = r.session_id.trim();
+                    session.is_empty() || c.sessions.contains(session)
+                })
             })
-        };
-        if !known(&self.model.read()) {
-            self.model.catch_up().await?;
-        }
+            .await?;
         let default_language = {
             let model = self.model.read();
             let conference = model.conferences.get(&conference_id).ok_or_else(|| {

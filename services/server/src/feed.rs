@@ -62,10 +62,10 @@ impl EventFeed for FeedService {
         let r = request.into_inner();
         let conference_id = r.conference_id.trim().to_owned();
         principal.require(&conference_id, STAFF, "follow the event feed")?;
-        if !self.directory.read().has_conference(&conference_id) {
-            // A conference just created may not be in the directory yet.
-            self.directory.catch_up().await?;
-        }
+        // A conference just created may not be in the directory yet.
+        self.directory
+            .catch_up_unless(|d| d.has_conference(&conference_id))
+            .await?;
         if !self.directory.read().has_conference(&conference_id) {
             return Err(Status::not_found(format!(
                 "conference {conference_id} not found"

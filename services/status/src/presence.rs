@@ -143,14 +143,9 @@ impl Presence for PresenceService {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let session_id = hello.session_id.trim().to_owned();
         // A session the agenda has just added may not be in the read model yet.
-        if self
-            .model
-            .read()
-            .session(&conference_id, &session_id)
-            .is_none()
-        {
-            self.model.catch_up().await?;
-        }
+        self.model
+            .catch_up_unless(|m| m.session(&conference_id, &session_id).is_some())
+            .await?;
         let policy = {
             let model = self.model.read();
             let session = model

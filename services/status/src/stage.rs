@@ -72,9 +72,9 @@ impl StageService {
     /// The session is the conference's; on a miss the read model first catches up with the
     /// log, so a session the agenda has just added is found.
     async fn session_exists(&self, conference_id: &str, session_id: &str) -> Result<(), Status> {
-        if self.find_session(conference_id, session_id).is_err() {
-            self.model.catch_up().await?;
-        }
+        self.model
+            .catch_up_unless(|m| m.session(conference_id, session_id).is_some())
+            .await?;
         self.find_session(conference_id, session_id)
     }
 

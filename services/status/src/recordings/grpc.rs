@@ -182,11 +182,7 @@ impl RecordingsService {
     /// Waits until the read model has applied every durable event, so a session the agenda has
     /// just scheduled (or a recording just registered) is known here.
     async fn caught_up(&self) -> Result<(), StatusError> {
-        let head = self.log.head();
-        if head > 0 {
-            self.model.wait_for(head - 1).await?;
-        }
-        Ok(())
+        Ok(self.model.catch_up().await?)
     }
 
     fn registered(&self, conference_id: &str, recording_id: &str) -> Option<pb::Recording> {
