@@ -13,7 +13,13 @@ pub mod v1 {
     pub use crate::shared::{SharedResults, WatchResultsResponse};
 }
 
+pub mod error;
+pub mod language;
 pub mod shared;
+pub mod time;
+
+pub use error::{ServiceError, ServiceErrorCode, into_status};
+pub use language::Translations;
 
 /// The encoded `FileDescriptorSet` of every podium proto file, for server reflection and for
 /// tools that decode events by type name.

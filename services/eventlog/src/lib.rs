@@ -7,6 +7,7 @@
 
 mod event;
 mod projection;
+mod request_id;
 mod sled_log;
 mod status;
 mod subscribe;
@@ -18,6 +19,7 @@ use tokio::sync::broadcast;
 
 pub use event::{DecodeError, NewEvent, Page, RecordedEvent};
 pub use projection::{Projection, Projector};
+pub use request_id::{InvalidRequestId, RequestId};
 pub use sled_log::{SledEventLog, SledOptions, decode_stored};
 pub use subscribe::{Filter, SubscriptionItem, subscribe};
 

@@ -1,30 +1,38 @@
-//! How log failures look to a gRPC client: one mapping, used by every service.
+//! How log failures look to a gRPC client: which outcome each is and what the client is told.
 
-use tonic::Status;
+use podium_proto::{ServiceError, ServiceErrorCode};
 
 use crate::EventLogError;
 
-impl From<EventLogError> for Status {
-    fn from(error: EventLogError) -> Self {
-        match &error {
-            EventLogError::Conflict { .. } => Status::aborted(error.to_string()),
-            EventLogError::PartialDuplicate { .. } => Status::invalid_argument(
-                "request_id was already used for a different request; send a new request_id",
-            ),
-            EventLogError::DiskFull(_) => {
-                tracing::error!(%error, "event log disk full");
-                Status::unavailable(
-                    "the server's disk is full, nothing was written; retry once space is freed",
-                )
-            }
-            EventLogError::Storage(_) | EventLogError::Closed => {
-                tracing::error!(%error, "event log unavailable");
-                Status::unavailable("event log unavailable, nothing was written; retry the request")
+impl ServiceError for EventLogError {
+    fn error_code(&self) -> ServiceErrorCode {
+        match self {
+            EventLogError::Conflict { .. } => ServiceErrorCode::Aborted,
+            EventLogError::PartialDuplicate { .. } => ServiceErrorCode::InvalidArgument,
+            EventLogError::DiskFull(_) | EventLogError::Storage(_) | EventLogError::Closed => {
+                ServiceErrorCode::Unavailable
             }
             EventLogError::InvalidAppend(_) | EventLogError::Corrupt { .. } => {
-                tracing::error!(%error, "event log error");
-                Status::internal("internal error")
+                ServiceErrorCode::Internal
             }
         }
     }
+
+    fn client_message(&self) -> String {
+        match self {
+            EventLogError::PartialDuplicate { .. } => {
+                "request_id was already used for a different request; send a new request_id"
+                    .into()
+            }
+            EventLogError::DiskFull(_) => {
+                "the server's disk is full, nothing was written; retry once space is freed".into()
+            }
+            EventLogError::Storage(_) | EventLogError::Closed => {
+                "event log unavailable, nothing was written; retry the request".into()
+            }
+            other => other.to_string(),
+        }
+    }
 }
+
+podium_proto::service_error_status!(EventLogError);

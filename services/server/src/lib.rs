@@ -28,7 +28,7 @@ use podium_proto::v1::{
 };
 use podium_proto::v1::{diagnostics_server::DiagnosticsServer, polls_server::PollsServer};
 use podium_proto::v1::{presence_server::PresenceServer, stage_server::StageServer};
-use podium_sessions::{AgendaService, AgendaStore};
+use podium_agenda::{AgendaService, AgendaStore};
 use podium_status::{
     Clock, Engine, EngineHandle, PresenceService, StageService, StatusModel,
     status_model_event_types,

@@ -8,7 +8,7 @@ use futures::{Stream, StreamExt};
 use podium_access::{MODERATORS, Principal, STAFF, caller};
 use podium_eventlog::{EventLog, Filter, Projector, RecordedEvent, SubscriptionItem, subscribe};
 use podium_proto::v1::{self as pb, stage_server::Stage};
-use podium_sessions::domain::{Hours, zoned};
+use podium_agenda::domain::{Hours, zoned};
 use prost::Name;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};

@@ -1,5 +1,0 @@
-//! cargo-fuzz target `stored_event`: see `podium_fuzzing::stored_event` for what it covers.
-
-#![no_main]
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| podium_fuzzing::stored_event(data));

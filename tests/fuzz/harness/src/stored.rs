@@ -1,0 +1,61 @@
+//! The decoder of stored events: bytes as they would lie in the log under position 0, decoded by
+//! the function replay uses, then folded into every read model podiumd keeps (the access
+//! directory, the agenda, the live status and the feedback model with its Q&A and ratings).
+//! The models live for the whole process, so a run of inputs builds on what came before, as a
+//! replay does; they start afresh every [`MODEL_EVENTS`] events to keep memory bounded.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use podium_access::Directory;
+use podium_eventlog::{Projection, decode_stored};
+use podium_feedback::{FeedbackModel, domain::words::WordCounter};
+use podium_agenda::store::AgendaModel;
+use podium_status::StatusModel;
+
+const MODEL_EVENTS: usize = 4096;
+
+struct Models {
+    words: Arc<WordCounter>,
+    directory: Directory,
+    agenda: AgendaModel,
+    status: StatusModel,
+    feedback: FeedbackModel,
+    applied: usize,
+}
+
+impl Models {
+    fn new(words: Arc<WordCounter>) -> Self {
+        Self {
+            feedback: FeedbackModel::new(words.clone()),
+            words,
+            directory: Directory::default(),
+            agenda: AgendaModel::default(),
+            status: StatusModel::default(),
+            applied: 0,
+        }
+    }
+}
+
+/// Decodes `data` as the stored event at position 0 and, if it decodes, applies it to every
+/// read model.
+pub fn stored_event(data: &[u8]) {
+    static MODELS: OnceLock<Mutex<Models>> = OnceLock::new();
+    let Ok(event) = decode_stored(0, data) else {
+        return;
+    };
+    // The status service's own decoder, which the engine uses when it loads a session.
+    let _ = podium_status::store::decode(&event);
+    let models = MODELS.get_or_init(|| Mutex::new(Models::new(Arc::new(WordCounter::new()))));
+    let mut models = models
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if models.applied >= MODEL_EVENTS {
+        let words = models.words.clone();
+        *models = Models::new(words);
+    }
+    models.applied += 1;
+    models.directory.apply(&event);
+    models.agenda.apply(&event);
+    models.status.apply(&event);
+    models.feedback.apply(&event);
+}
