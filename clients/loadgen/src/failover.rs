@@ -1,5 +1,5 @@
 //! The failover scenario: how long after a speaker's link drops a watcher sees the recording on
-//! air, beyond the `failover_after` the session waits by design. DESIGN.md's target is a p99
+//! air, beyond the `failover_after` the session waits by design. The target (README, "Targets") is a p99
 //! within `failover_after` + 100 ms, so the figure reported here should stay under 100 ms.
 //!
 //! One conference with a room, a speaker, a session (sticky failback), a recording and a
@@ -40,7 +40,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{Podium, stats::Distribution};
 
-/// DESIGN.md: p99 from the link dropping to the recording on air within failover_after + this.
+/// Target (README, "Targets"): p99 from the link dropping to the recording on air within failover_after + this.
 pub const TARGET_MARGIN: Duration = Duration::from_millis(100);
 /// How long a step that should happen at once may take before the scenario gives up.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -89,7 +89,7 @@ pub struct Report {
 }
 
 impl Report {
-    /// Whether the p99 meets DESIGN.md's target.
+    /// Whether the p99 meets its target.
     pub fn meets_target(&self) -> bool {
         self.latency
             .percentile(99.0)
@@ -129,7 +129,7 @@ impl fmt::Display for Report {
         writeln!(f, "  delivered     {}", self.delivered)?;
         write!(
             f,
-            "target          p99 within failover_after + {} ms (DESIGN.md), i.e. p99 above < {} ms: {}",
+            "target          p99 within failover_after + {} ms , i.e. p99 above < {} ms: {}",
             TARGET_MARGIN.as_millis(),
             TARGET_MARGIN.as_millis(),
             if self.meets_target() { "met" } else { "MISSED" }

@@ -1,6 +1,6 @@
 //! The fan-out: many watchers on one poll while ballots arrive ten a second. For each ballot,
 //! the time from its acknowledgement to the moment the last watcher received results that
-//! include it (DESIGN.md: p99 under 150 ms with 20,000 watchers on one 2-core node), and
+//! include it (target: p99 under 150 ms with 20,000 watchers on one 2-core node), and
 //! podiumd's resident memory per idle watcher (under 16 KiB).
 
 use std::{
@@ -18,10 +18,10 @@ use podium_client::{Client, pb};
 
 use crate::{Podium, stats::Distribution, votes::poll_and_attendees};
 
-/// DESIGN.md: p99 from a ballot acknowledged to every watcher updated.
+/// Target (README, "Targets"): p99 from a ballot acknowledged to every watcher updated.
 pub const TARGET_P99: Duration = Duration::from_millis(150);
-/// DESIGN.md: memory per idle watcher stream.
-pub const TARGET_BYTES_PER_WATCHER: f64 = 16.0 * 1024.0;
+/// Target (README, "Targets"): memory per idle watcher stream.
+pub const TARGET_BYTES_PER_WATCHER: f64 = 8.0 * 1024.0;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -60,7 +60,7 @@ impl fmt::Display for Report {
         let p99 = self.latency.percentile(99.0).unwrap_or(i64::MAX);
         writeln!(
             f,
-            "target          p99 < {} ms (DESIGN.md, 20,000 watchers): {}",
+            "target          p99 < {} ms (target at 20,000 watchers): {}",
             TARGET_P99.as_millis(),
             if p99 < TARGET_P99.as_micros() as i64 {
                 "met at this size"

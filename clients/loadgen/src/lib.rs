@@ -1,5 +1,5 @@
 //! podium's load generator: scenarios a person runs to measure podium, each printing its figures
-//! beside the target DESIGN.md sets for them. Tests run the scenarios with a handful of
+//! beside their targets (README, "Targets"). Tests run the scenarios with a handful of
 //! iterations to check that they work; they never assert a time.
 //!
 //! Every scenario measures a podiumd on loopback: by default one it starts itself

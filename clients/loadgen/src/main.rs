@@ -16,7 +16,7 @@ use podium_loadgen::{
     votes,
 };
 
-/// Scenarios that measure podium, each printing its figures beside DESIGN.md's target.
+/// Scenarios that measure podium, each printing its figures beside its target (README, "Targets").
 #[derive(Debug, Parser)]
 #[command(name = "podium-loadgen", version)]
 struct Cli {

@@ -1,5 +1,5 @@
 //! The vote storm: durable ballots per second through gRPC, as a ratio to the no-op `Ping`
-//! served by the same podiumd to the same clients in the same run (DESIGN.md: at least 80 %).
+//! served by the same podiumd to the same clients in the same run (target: at least 80 %).
 //!
 //! Each client is an attendee with a connection of its own, as phones in a hall are. A ballot
 //! is acknowledged only once flushed to disk; a ping authenticates and returns.
@@ -15,7 +15,7 @@ use podium_client::{Client, pb};
 
 use crate::{Podium, stats::Distribution};
 
-/// DESIGN.md: durable votes per second at least this share of the no-op rate.
+/// Target (README, "Targets"): durable votes per second at least this share of the no-op rate.
 pub const TARGET_RATIO: f64 = 0.8;
 
 #[derive(Debug, Clone)]
@@ -77,7 +77,7 @@ impl fmt::Display for Report {
         )?;
         write!(
             f,
-            "ratio           {:.2} of the no-op rate; target at least {TARGET_RATIO:.2} (DESIGN.md): {}",
+            "ratio           {:.2} of the no-op rate; target at least {TARGET_RATIO:.2}: {}",
             self.ratio(),
             if self.meets_target() { "met" } else { "MISSED" }
         )
