@@ -7,6 +7,7 @@ mod authz;
 mod cli;
 mod faults;
 mod feed;
+mod house;
 mod polls;
 mod qa;
 mod recordings;
