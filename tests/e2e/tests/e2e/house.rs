@@ -34,7 +34,13 @@ fn workspace() -> BTreeMap<String, Package> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(&root)
         .output()
         .expect("cargo metadata runs");
@@ -46,10 +52,7 @@ fn workspace() -> BTreeMap<String, Package> {
     let metadata: Value = serde_json::from_slice(&output.stdout).expect("cargo metadata is JSON");
     let root = metadata["workspace_root"].as_str().expect("workspace_root");
     let packages = metadata["packages"].as_array().expect("packages");
-    let names: Vec<&str> = packages
-        .iter()
-        .filter_map(|p| p["name"].as_str())
-        .collect();
+    let names: Vec<&str> = packages.iter().filter_map(|p| p["name"].as_str()).collect();
     packages
         .iter()
         .map(|p| {
@@ -84,7 +87,11 @@ fn every_folder_is_the_crate_of_the_same_name() {
             parts.remove(0);
         }
         let expected = format!("podium-{}", parts.join("-"));
-        assert_eq!(name, expected, "folder {} holds crate {name}", package.folder);
+        assert_eq!(
+            name, expected,
+            "folder {} holds crate {name}",
+            package.folder
+        );
     }
 }
 
