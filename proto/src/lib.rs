@@ -7,7 +7,8 @@
 
 /// Package `podium.v1`.
 pub mod v1 {
-    #![allow(clippy::all, clippy::pedantic, missing_docs)]
+    // The comments come from the .proto files, written for protobuf readers, not for rustdoc.
+    #![allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
     tonic::include_proto!("podium.v1");
 
     pub use crate::shared::{SharedResults, WatchResultsResponse};

@@ -12,7 +12,7 @@ use std::{
 
 use hmac::{Hmac, Mac};
 use podium_eventlog::{Projection, RecordedEvent};
-use podium_proto::v1 as pb;
+use podium_proto::{Translations, time::timestamp_from_millis, v1 as pb};
 use prost::Name;
 use rand::RngCore;
 use sha2::Sha256;
@@ -120,18 +120,6 @@ fn localized(t: &BTreeMap<String, String>) -> pb::LocalizedText {
     }
 }
 
-/// The text in `language`, else `default_language`, else any.
-pub fn pick<'a>(
-    t: &'a BTreeMap<String, String>,
-    language: &str,
-    default_language: &str,
-) -> &'a str {
-    t.get(language)
-        .or_else(|| t.get(default_language))
-        .or_else(|| t.values().next())
-        .map_or("", String::as_str)
-}
-
 pub fn spec_to_proto(
     spec: &PollSpec,
     state: State,
@@ -143,7 +131,10 @@ pub fn spec_to_proto(
         conference_id: spec.conference_id.clone(),
         session_id: spec.session_id.clone(),
         question: Some(localized(&spec.question)),
-        label: pick(&spec.question, language, default_language).to_owned(),
+        label: spec
+            .question
+            .pick(Some(language), default_language)
+            .to_owned(),
         kind: kind_to_proto(spec.kind) as i32,
         options: spec
             .options
@@ -151,7 +142,7 @@ pub fn spec_to_proto(
             .map(|(id, t)| pb::PollOption {
                 id: id.clone(),
                 text: Some(localized(t)),
-                label: pick(t, language, default_language).to_owned(),
+                label: t.pick(Some(language), default_language).to_owned(),
             })
             .collect(),
         max_choices: spec.max_choices,
@@ -163,10 +154,10 @@ pub fn spec_to_proto(
         publishable: spec.publishable,
         survey: spec.survey,
         state: state_to_proto(state) as i32,
-        created_at: Some(prost_types::Timestamp {
-            seconds: (spec.created_at / 1000) as i64,
-            nanos: 0,
-        }),
+        // Whole seconds: what the stored poll reads back ([`spec_from_proto`]).
+        created_at: Some(timestamp_from_millis(
+            (spec.created_at / 1000 * 1000) as i64,
+        )),
     }
 }
 
@@ -194,11 +185,26 @@ fn spec_from_proto(p: pb::Poll) -> Result<PollSpec, String> {
     })
 }
 
-pub fn choice_to_event(choice: &Choice) -> (Vec<String>, i32, String) {
-    match choice {
+/// The event of `voter`'s ballot; the fields its poll's kind does not use stay empty.
+pub fn ballot_event(
+    conference_id: &str,
+    poll_id: &str,
+    voter: &str,
+    ballot: &Ballot,
+) -> pb::BallotCast {
+    let (option_ids, rating, text) = match &ballot.choice {
         Choice::Options(ids) => (ids.clone(), 0, String::new()),
         Choice::Rating(r) => (Vec::new(), *r, String::new()),
         Choice::Text(t) => (Vec::new(), 0, t.clone()),
+    };
+    pb::BallotCast {
+        conference_id: conference_id.to_owned(),
+        poll_id: poll_id.to_owned(),
+        voter: voter.to_owned(),
+        ballot_id: ballot.ballot_id.clone(),
+        option_ids,
+        rating,
+        text,
     }
 }
 
@@ -377,7 +383,7 @@ pub fn results(
             .iter()
             .map(|(id, t)| pb::OptionCount {
                 option_id: id.clone(),
-                label: pick(t, language, default_language).to_owned(),
+                label: t.pick(Some(language), default_language).to_owned(),
                 count: poll.option_counts.get(id).copied().unwrap_or(0),
             })
             .collect(),

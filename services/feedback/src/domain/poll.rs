@@ -7,9 +7,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use podium_text::{Limit, TextError};
+use podium_eventlog::RequestId;
+use podium_text::Limit;
 
 use super::words::{WordCloud, WordCounter};
+use crate::error::PollError;
 
 /// Most options of a choice poll.
 pub const MAX_OPTIONS: usize = 50;
@@ -33,29 +35,6 @@ pub const TEXT: Limit = Limit::lines(MAX_TEXT_CHARS);
 pub const HIDDEN_WORD: Limit = Limit::line(MAX_WORDS_CHARS);
 /// Most open-text answers shown in results.
 pub const MAX_SHOWN_TEXTS: usize = 200;
-
-/// A refusal, naming the field where there is one.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PollError {
-    #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
-    #[error("{0}")]
-    NotOpen(String),
-    #[error("{0}")]
-    Locked(String),
-}
-
-impl PollError {
-    fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            field,
-            message: message.into(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -104,12 +83,64 @@ pub struct PollSpec {
     pub created_at: u64,
 }
 
-impl From<TextError> for PollError {
-    fn from(e: TextError) -> Self {
-        Self::Invalid {
-            field: e.field,
-            message: e.message(),
+/// A new poll as a moderator asks for it, read once from the request. A kind or visibility the
+/// request did not name validly is `None`: it is refused, naming the field, only once the
+/// conference and session are known, so a request for a missing conference is answered
+/// NOT_FOUND whatever else is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPoll {
+    pub request_id: RequestId,
+    pub conference_id: String,
+    pub session_id: String,
+    pub question: Texts,
+    pub kind: Option<Kind>,
+    /// Each option's texts, in order; ids are given by [`PollSpec::validated`].
+    pub options: Vec<Texts>,
+    pub max_choices: u32,
+    pub scale_min: i32,
+    pub scale_max: i32,
+    pub visibility: Option<Visibility>,
+    pub lock_ballots: bool,
+    pub anonymous: bool,
+    pub publishable: bool,
+    pub survey: bool,
+}
+
+impl NewPoll {
+    /// The poll's checked spec, its id derived from the request id so a retry names the same
+    /// poll. `created_at` is in milliseconds since the epoch.
+    pub fn spec(self, default_language: &str, created_at: u64) -> Result<PollSpec, PollError> {
+        let kind = self.kind.ok_or_else(|| {
+            PollError::invalid(
+                "kind",
+                "choose SINGLE_CHOICE, MULTIPLE_CHOICE, RATING, WORD_CLOUD or OPEN_TEXT",
+            )
+        })?;
+        let visibility = self
+            .visibility
+            .ok_or_else(|| PollError::invalid("visibility", "unknown value"))?;
+        PollSpec {
+            id: self.request_id.derive_id("poll"),
+            conference_id: self.conference_id,
+            session_id: self.session_id,
+            question: self.question,
+            kind,
+            options: self
+                .options
+                .into_iter()
+                .map(|texts| (String::new(), texts))
+                .collect(),
+            max_choices: self.max_choices,
+            scale_min: self.scale_min,
+            scale_max: self.scale_max,
+            visibility,
+            lock_ballots: self.lock_ballots,
+            anonymous: self.anonymous,
+            publishable: self.publishable,
+            survey: self.survey,
+            created_at,
         }
+        .validated(default_language)
     }
 }
 
@@ -195,6 +226,45 @@ pub enum Choice {
     Options(Vec<String>),
     Rating(i32),
     Text(String),
+}
+
+/// The answer fields of a ballot request, as sent; [`Answer::choice`] reads them by the poll's
+/// kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// Trimmed.
+    pub option_ids: Vec<String>,
+    pub rating: i32,
+    pub text: String,
+}
+
+impl Answer {
+    /// The choice this answer makes in a poll of `kind`; a text answer is cleaned under
+    /// podium's text policy, as it will be stored.
+    pub fn choice(self, kind: Kind) -> Result<Choice, PollError> {
+        Ok(match kind {
+            Kind::Single | Kind::Multiple => Choice::Options(self.option_ids),
+            Kind::Rating => Choice::Rating(self.rating),
+            Kind::WordCloud | Kind::OpenText => Choice::Text(clean_answer(kind, &self.text)?),
+        })
+    }
+}
+
+/// A ballot as an attendee casts it, read once from the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CastBallot {
+    pub conference_id: String,
+    pub poll_id: String,
+    /// Also the ballot's event id, so a retried ballot is written once.
+    pub ballot_id: RequestId,
+    pub answer: Answer,
+}
+
+/// What a moderator does to a poll's lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Open,
+    Close,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -313,6 +383,34 @@ impl Poll {
             }
         }
         Ok(())
+    }
+
+    /// Decides a ballot of `voter` against the poll as it is now: `Ok(true)` when it replaces
+    /// an earlier ballot. A retry of the ballot already counted is not checked again, so it is
+    /// answered as the first one was.
+    pub fn decide_ballot(&self, voter: &str, ballot: &Ballot) -> Result<bool, PollError> {
+        let earlier = self.ballots.get(voter).map(|b| b.ballot_id.as_str());
+        if earlier != Some(ballot.ballot_id.as_str()) {
+            self.check_ballot(voter, ballot)?;
+        }
+        Ok(earlier.is_some_and(|b| b != ballot.ballot_id))
+    }
+
+    /// May the poll go through `transition` now? Draft -> open -> closed, one step at a time.
+    pub fn check_transition(&self, transition: Transition) -> Result<(), PollError> {
+        let id = &self.spec.id;
+        match (transition, self.state) {
+            (Transition::Open, State::Draft) | (Transition::Close, State::Open) => Ok(()),
+            (Transition::Open, _) => Err(PollError::WrongState(format!(
+                "poll {id} is already open or closed"
+            ))),
+            (Transition::Close, State::Draft) => {
+                Err(PollError::WrongState(format!("poll {id} is not open yet")))
+            }
+            (Transition::Close, State::Closed) => Err(PollError::WrongState(format!(
+                "poll {id} is already closed"
+            ))),
+        }
     }
 
     pub fn open(&mut self) {

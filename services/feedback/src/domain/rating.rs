@@ -8,6 +8,8 @@ use std::collections::HashMap;
 
 use podium_text::Limit;
 
+use crate::error::RatingError;
+
 /// Lowest and highest rating.
 pub const MIN: i32 = 1;
 pub const MAX: i32 = 5;
@@ -15,19 +17,6 @@ pub const MAX: i32 = 5;
 pub const MAX_COMMENT_CHARS: usize = 1000;
 /// A comment: one line or several, may be empty.
 pub const COMMENT: Limit = Limit::lines(MAX_COMMENT_CHARS).optional();
-
-/// A refusal, naming the field where there is one.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RatingError {
-    #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
-    /// The session has not gone live yet.
-    #[error("{0}")]
-    NotStarted(String),
-}
 
 /// Checks a rating and returns the comment cleaned under podium's text policy.
 pub fn check(rating: i32, comment: &str) -> Result<String, RatingError> {
@@ -37,12 +26,7 @@ pub fn check(rating: i32, comment: &str) -> Result<String, RatingError> {
             message: format!("must be {MIN} to {MAX}, not {rating}"),
         });
     }
-    let comment =
-        podium_text::clean("comment", comment, &COMMENT).map_err(|e| RatingError::Invalid {
-            field: e.field,
-            message: e.message(),
-        })?;
-    Ok(comment)
+    Ok(podium_text::clean("comment", comment, &COMMENT)?)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -153,10 +137,10 @@ mod tests {
         assert!(check(5, &"x".repeat(1001)).is_err());
         assert!(matches!(
             check(1, "\u{1b}[31m"),
-            Err(RatingError::Invalid {
+            Err(RatingError::Text(podium_text::TextError {
                 field: "comment",
                 ..
-            })
+            }))
         ));
     }
 }

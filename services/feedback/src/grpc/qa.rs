@@ -2,49 +2,64 @@
 //! follows a session's questions live.
 //!
 //! Streams work like the poll results streams: one `watch` channel per session holds the
-//! session's latest questions, replaced by a publisher at most every [`COALESCE`](super::COALESCE); each watcher
+//! session's latest questions, replaced by the publisher at most every [`COALESCE`](super::COALESCE); each watcher
 //! filters what it may see when it is ready to send, so a slow watcher skips to the newest list.
 
 use std::{pin::Pin, sync::Arc};
 
 use futures::Stream;
 use podium_access::{Action, EVERYONE, Principal, RateLimits, Role, caller};
-use podium_eventlog::{EventLog, ExpectedVersion, NewEvent, Projector};
+use podium_eventlog::{EventLog, Projector, RequestId};
 use podium_proto::v1::{self as pb, questions_server::Questions};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
-use super::{MODERATORS, derive_id};
+use super::{
+    MODERATORS,
+    publisher::{spawn_publisher, subscribe},
+};
 use crate::{
-    domain::qa::{QaError, Question, Settings, check_reason, check_text},
+    commands::{
+        Writer,
+        qa::{AskQuestion, Asker, ModerateQuestion, QaCommands},
+    },
+    domain::qa::{Question, Settings, check_reason, check_text},
+    error::{QaError, session_not_found},
     store::{
         FeedbackModel,
-        qa::{
-            action_from_proto, action_to_proto, question_stream, question_to_proto,
-            settings_from_proto, settings_stream, settings_to_proto, state_to_proto, upvote_stream,
-        },
+        qa::{action_from_proto, question_to_proto, settings_from_proto, settings_to_proto},
     },
 };
 
-fn refused(e: QaError) -> Status {
-    match e {
-        e @ QaError::Invalid { .. } => Status::invalid_argument(e.to_string()),
-        QaError::Precondition(m) => Status::failed_precondition(m),
+impl TryFrom<pb::AskQuestionRequest> for AskQuestion {
+    type Error = QaError;
+
+    fn try_from(r: pb::AskQuestionRequest) -> Result<Self, QaError> {
+        Ok(Self {
+            request_id: RequestId::parse_or_new("request_id", &r.request_id)?,
+            text: check_text(&r.text)?,
+            conference_id: r.conference_id.trim().to_owned(),
+            session_id: r.session_id.trim().to_owned(),
+            anonymous: r.anonymous,
+        })
     }
 }
 
-fn not_found(question_id: &str) -> Status {
-    Status::not_found(format!("question {question_id} not found"))
-}
+impl TryFrom<pb::ModerateQuestionRequest> for ModerateQuestion {
+    type Error = QaError;
 
-/// A client's request id, or a fresh one when it sent none.
-fn request_id(raw: &str) -> Result<Uuid, Status> {
-    let raw = raw.trim();
-    if raw.is_empty() {
-        return Ok(Uuid::new_v4());
+    fn try_from(r: pb::ModerateQuestionRequest) -> Result<Self, QaError> {
+        Ok(Self {
+            request_id: RequestId::parse_or_new("request_id", &r.request_id)?,
+            action: action_from_proto(r.action).ok_or_else(|| QaError::Invalid {
+                field: "action",
+                message: "choose PUBLISH, ANSWER, DISMISS, PIN or UNPIN".to_owned(),
+            })?,
+            reason: check_reason(&r.reason)?,
+            conference_id: r.conference_id.trim().to_owned(),
+            question_id: r.question_id.trim().to_owned(),
+        })
     }
-    Uuid::parse_str(raw).map_err(|_| Status::invalid_argument("request_id: must be a UUID"))
 }
 
 /// A session's questions as the publisher last saw them, shared by every watcher.
@@ -84,10 +99,10 @@ impl Snapshot {
     }
 }
 
-type Channels = super::Channels<Snapshot>;
+type Channels = super::publisher::Channels<Snapshot>;
 
 pub struct QuestionsService {
-    log: Arc<dyn EventLog>,
+    commands: QaCommands,
     model: Projector<FeedbackModel>,
     channels: Channels,
     shutdown: watch::Receiver<bool>,
@@ -105,11 +120,11 @@ impl QuestionsService {
             let m = model.read();
             (m.qa.dirty.clone(), m.qa.changed.clone())
         };
-        super::spawn_publisher(model.clone(), dirty, changed, channels.clone(), |m, key| {
+        spawn_publisher(model.clone(), dirty, changed, channels.clone(), |m, key| {
             Some(Snapshot::of(m, &key.0, &key.1))
         });
         Self {
-            log,
+            commands: QaCommands::new(Writer::new(log, model.clone())),
             model,
             channels,
             shutdown,
@@ -134,29 +149,17 @@ impl QuestionsService {
         action: &str,
     ) -> Result<(), Status> {
         principal.require(conference_id, roles, action)?;
-        let model = self.model.read();
-        let known = model
+        let known = self
+            .model
+            .read()
             .conferences
             .get(conference_id)
             .is_some_and(|c| c.sessions.contains(session_id));
         if known {
             Ok(())
         } else {
-            Err(Status::not_found(format!(
-                "session {session_id} not found in conference {conference_id}"
-            )))
+            Err(QaError::NotFound(session_not_found(conference_id, session_id)).into())
         }
-    }
-
-    async fn append(
-        &self,
-        stream: &str,
-        expected: ExpectedVersion,
-        event: NewEvent,
-    ) -> Result<u64, Status> {
-        let outcome = self.log.append(stream, expected, vec![event]).await?;
-        self.model.wait_for(outcome.last_position).await?;
-        Ok(outcome.last_position)
     }
 
     fn view(
@@ -164,7 +167,7 @@ impl QuestionsService {
         principal: &Principal,
         conference_id: &str,
         question_id: &str,
-    ) -> Result<pb::Question, Status> {
+    ) -> Result<pb::Question, QaError> {
         let moderator = MODERATORS.contains(&principal.role);
         let model = self.model.read();
         model
@@ -172,12 +175,8 @@ impl QuestionsService {
             .question(conference_id, question_id)
             .filter(|q| q.visible_to(&principal.id, moderator))
             .map(|q| question_to_proto(q, &principal.id, moderator))
-            .ok_or_else(|| not_found(question_id))
+            .ok_or_else(|| QaError::question_not_found(question_id))
     }
-}
-
-fn now() -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp::from(std::time::SystemTime::now()))
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchQuestionsResponse, Status>> + Send>>;
@@ -200,23 +199,18 @@ impl Questions for QuestionsService {
             MODERATORS,
             "change Q&A settings",
         )?;
-        let id = request_id(&r.request_id)?;
+        let request_id =
+            RequestId::parse_or_new("request_id", &r.request_id).map_err(QaError::from)?;
         let settings = settings_from_proto(r.settings);
-        let event = NewEvent::new(
-            id,
-            &pb::QaSettingsChanged {
-                conference_id: conference_id.to_owned(),
-                session_id: session_id.to_owned(),
-                settings: Some(settings_to_proto(settings)),
-                by: principal.id.clone(),
-            },
-        );
-        self.append(
-            &settings_stream(conference_id, session_id),
-            ExpectedVersion::Any,
-            event,
-        )
-        .await?;
+        self.commands
+            .set_settings(
+                &principal.id,
+                request_id,
+                conference_id,
+                session_id,
+                settings,
+            )
+            .await?;
         let settings = self.model.read().qa.settings(conference_id, session_id);
         Ok(Response::new(pb::SetQaSettingsResponse {
             settings: Some(settings_to_proto(settings)),
@@ -229,75 +223,24 @@ impl Questions for QuestionsService {
     ) -> Result<Response<pb::AskQuestionResponse>, Status> {
         let principal = caller(&request)?;
         let r = request.into_inner();
-        let (conference_id, session_id) = (r.conference_id.trim(), r.session_id.trim());
         self.session(
             &principal,
-            conference_id,
-            session_id,
+            r.conference_id.trim(),
+            r.session_id.trim(),
             &[Role::Attendee],
             "ask questions; attendees ask after joining with the conference's join code",
         )?;
         if let Some(limits) = &self.limits {
             limits.check(Action::Question, &principal.id)?;
         }
-        let id = request_id(&r.request_id)?;
-        let question_id = derive_id("q", &id);
-        let text = check_text(&r.text).map_err(refused)?;
-        let state = {
-            let model = self.model.read();
-            if let Some(q) = model.qa.question(conference_id, &question_id) {
-                // A retry: the first question stands.
-                if q.author != principal.id {
-                    return Err(Status::already_exists(format!(
-                        "question {question_id} already exists: use a new request_id"
-                    )));
-                }
-                return Ok(Response::new(pb::AskQuestionResponse {
-                    question: Some(question_to_proto(q, &principal.id, false)),
-                    position: q.position,
-                }));
-            }
-            model
-                .qa
-                .settings(conference_id, session_id)
-                .check_ask(session_id, r.anonymous)
-                .map_err(refused)?
+        let ask = AskQuestion::try_from(r)?;
+        let conference_id = ask.conference_id.clone();
+        let asker = Asker {
+            id: &principal.id,
+            name: &principal.name,
         };
-        let event = NewEvent::new(
-            id,
-            &pb::QuestionAsked {
-                conference_id: conference_id.to_owned(),
-                session_id: session_id.to_owned(),
-                question_id: question_id.clone(),
-                author: principal.id.clone(),
-                author_name: if r.anonymous {
-                    String::new()
-                } else {
-                    principal.name.clone()
-                },
-                anonymous: r.anonymous,
-                text,
-                state: state_to_proto(state) as i32,
-                at: now(),
-            },
-        );
-        let position = match self
-            .append(
-                &question_stream(conference_id, &question_id),
-                ExpectedVersion::NoStream,
-                event,
-            )
-            .await
-        {
-            Ok(position) => position,
-            Err(status) if status.code() == tonic::Code::Aborted => {
-                return Err(Status::already_exists(format!(
-                    "question {question_id} already exists: use a new request_id"
-                )));
-            }
-            Err(status) => return Err(status),
-        };
-        let question = self.view(&principal, conference_id, &question_id)?;
+        let (question_id, position) = self.commands.ask(asker, ask).await?;
+        let question = self.view(&principal, &conference_id, &question_id)?;
         Ok(Response::new(pb::AskQuestionResponse {
             question: Some(question),
             position,
@@ -319,37 +262,10 @@ impl Questions for QuestionsService {
         if let Some(limits) = &self.limits {
             limits.check(Action::Upvote, &principal.id)?;
         }
-        let counted = {
-            let model = self.model.read();
-            model
-                .qa
-                .question(conference_id, question_id)
-                .filter(|q| q.visible_to(&principal.id, false))
-                .ok_or_else(|| not_found(question_id))?
-                .check_upvote(&principal.id)
-                .map_err(refused)?
-        };
-        // One event id per attendee and question: a second upvote, or a retry, is answered
-        // by the log with the first one's position and written nowhere.
-        let stream = upvote_stream(conference_id, question_id, &principal.id);
-        let id = Uuid::new_v5(&Uuid::NAMESPACE_URL, stream.as_bytes());
-        let event = NewEvent::new(
-            id,
-            &pb::QuestionUpvoted {
-                conference_id: conference_id.to_owned(),
-                question_id: question_id.to_owned(),
-                voter: principal.id.clone(),
-            },
-        );
-        let position = self
-            .append(&stream, ExpectedVersion::NoStream, event)
+        let (counted, votes, position) = self
+            .commands
+            .upvote(&principal.id, conference_id, question_id)
             .await?;
-        let votes = self
-            .model
-            .read()
-            .qa
-            .question(conference_id, question_id)
-            .map_or(0, Question::votes);
         Ok(Response::new(pb::UpvoteQuestionResponse {
             counted,
             votes,
@@ -363,52 +279,12 @@ impl Questions for QuestionsService {
     ) -> Result<Response<pb::ModerateQuestionResponse>, Status> {
         let principal = caller(&request)?;
         let r = request.into_inner();
-        let (conference_id, question_id) = (r.conference_id.trim(), r.question_id.trim());
-        principal.require(conference_id, MODERATORS, "moderate questions")?;
-        let id = request_id(&r.request_id)?;
-        let action = action_from_proto(r.action).ok_or_else(|| {
-            Status::invalid_argument("action: choose PUBLISH, ANSWER, DISMISS, PIN or UNPIN")
-        })?;
-        let reason = check_reason(&r.reason).map_err(refused)?;
-        let (changes, version) = {
-            let model = self.model.read();
-            let q = model
-                .qa
-                .question(conference_id, question_id)
-                .ok_or_else(|| not_found(question_id))?;
-            (q.check(action).map_err(refused)?, q.version)
-        };
-        if changes {
-            let event = NewEvent::new(
-                id,
-                &pb::QuestionModerated {
-                    conference_id: conference_id.to_owned(),
-                    question_id: question_id.to_owned(),
-                    action: action_to_proto(action) as i32,
-                    reason,
-                    by: principal.id.clone(),
-                    at: now(),
-                },
-            );
-            // Decided against the state at `version`: another moderator's change in between
-            // is a conflict, not a silent overwrite.
-            self.append(
-                &question_stream(conference_id, question_id),
-                ExpectedVersion::Exact(version),
-                event,
-            )
-            .await
-            .map_err(|status| {
-                if status.code() == tonic::Code::Aborted {
-                    Status::aborted(format!(
-                        "question {question_id} changed meanwhile; look again and retry"
-                    ))
-                } else {
-                    status
-                }
-            })?;
-        }
-        let question = self.view(&principal, conference_id, question_id)?;
+        principal.require(r.conference_id.trim(), MODERATORS, "moderate questions")?;
+        let moderate = ModerateQuestion::try_from(r)?;
+        let (conference_id, question_id) =
+            (moderate.conference_id.clone(), moderate.question_id.clone());
+        self.commands.moderate(&principal.id, moderate).await?;
+        let question = self.view(&principal, &conference_id, &question_id)?;
         Ok(Response::new(pb::ModerateQuestionResponse {
             question: Some(question),
         }))
@@ -459,22 +335,14 @@ impl Questions for QuestionsService {
             "read questions",
         )?;
         let moderator = MODERATORS.contains(&principal.role);
-        let mut receiver = {
-            let mut channels = self
-                .channels
-                .lock()
-                .map_err(|_| Status::internal("internal error"))?;
-            let key = (conference_id.clone(), session_id.clone());
-            match channels.get(&key) {
-                Some(sender) => sender.subscribe(),
-                None => {
-                    let snapshot = Snapshot::of(&self.model.read(), &conference_id, &session_id);
-                    let (sender, receiver) = watch::channel(Arc::new(snapshot));
-                    channels.insert(key, sender);
-                    receiver
-                }
-            }
-        };
+        let key = (conference_id.clone(), session_id.clone());
+        let mut receiver = subscribe(&self.channels, key, || {
+            Ok::<_, QaError>(Snapshot::of(
+                &self.model.read(),
+                &conference_id,
+                &session_id,
+            ))
+        })?;
         let viewer = principal.id;
         let mut shutdown = self.shutdown.clone();
         let stream = async_stream::try_stream! {

@@ -11,7 +11,7 @@ use std::{
 };
 
 use podium_eventlog::RecordedEvent;
-use podium_proto::v1 as pb;
+use podium_proto::{time::timestamp_from_millis, v1 as pb};
 use prost::Name;
 use tokio::sync::Notify;
 
@@ -108,10 +108,7 @@ pub fn question_to_proto(q: &Question, viewer: &str, moderator: bool) -> pb::Que
         state: state_to_proto(q.state) as i32,
         pinned: q.pinned,
         votes: q.votes(),
-        asked_at: Some(prost_types::Timestamp {
-            seconds: (q.asked_at / 1000) as i64,
-            nanos: ((q.asked_at % 1000) * 1_000_000) as i32,
-        }),
+        asked_at: Some(timestamp_from_millis(q.asked_at as i64)),
         mine,
         upvoted: q.voters.contains(viewer),
         reason: if moderator || mine {
