@@ -11,7 +11,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use futures::StreamExt;
 use podium_client::{Client, pb};
 
-use crate::{Ctx, localized, output::table};
+use crate::{Ctx, output::table, parse::localized};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum KindArg {
