@@ -49,7 +49,13 @@ mod tests {
         assert_eq!(instant(&Some(t)), Some(at));
         assert_eq!(millis(&Some(t)), at.timestamp_millis());
         assert_eq!(timestamp_from_millis(at.timestamp_millis()), t);
-        assert_eq!(timestamp_from_millis(-1), Timestamp { seconds: -1, nanos: 999_000_000 });
+        assert_eq!(
+            timestamp_from_millis(-1),
+            Timestamp {
+                seconds: -1,
+                nanos: 999_000_000
+            }
+        );
         assert_eq!(millis(&None), 0);
         assert_eq!(instant(&None), None);
     }

@@ -48,7 +48,7 @@ pub struct JoinArgs {
 }
 
 pub async fn token(ctx: &Ctx, cmd: TokenCmd) -> anyhow::Result<()> {
-    let out = ctx.out;
+    let out = &ctx.out;
     let TokenCmd::Issue {
         role,
         name,
@@ -95,7 +95,7 @@ pub async fn token(ctx: &Ctx, cmd: TokenCmd) -> anyhow::Result<()> {
 }
 
 pub async fn join(ctx: &Ctx, args: JoinArgs) -> anyhow::Result<()> {
-    let out = ctx.out;
+    let out = &ctx.out;
     let JoinArgs { code, name, save } = args;
     let joined = ctx
         .client
@@ -130,7 +130,7 @@ pub async fn join(ctx: &Ctx, args: JoinArgs) -> anyhow::Result<()> {
 }
 
 pub async fn whoami(ctx: &Ctx) -> anyhow::Result<()> {
-    let out = ctx.out;
+    let out = &ctx.out;
     let me = ctx
         .client
         .access()

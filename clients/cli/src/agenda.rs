@@ -163,7 +163,7 @@ pub enum SlotsCmd {
 }
 
 pub async fn conference(ctx: &Ctx, cmd: ConferenceCmd) -> anyhow::Result<()> {
-    let out = ctx.out;
+    let out = &ctx.out;
     match cmd {
         ConferenceCmd::Create {
             id,
@@ -212,7 +212,7 @@ pub async fn conference(ctx: &Ctx, cmd: ConferenceCmd) -> anyhow::Result<()> {
                 for c in &list.conferences {
                     t.add_row(vec![
                         c.id.clone(),
-                        text(&c.title, out.lang, &c.default_language).to_owned(),
+                        text(&c.title, out.lang(), &c.default_language).to_owned(),
                         c.time_zone.clone(),
                         c.rooms.len().to_string(),
                         c.speakers.len().to_string(),
@@ -226,7 +226,7 @@ pub async fn conference(ctx: &Ctx, cmd: ConferenceCmd) -> anyhow::Result<()> {
 }
 
 pub async fn room(ctx: &Ctx, cmd: RoomCmd) -> anyhow::Result<()> {
-    let out = ctx.out;
+    let out = &ctx.out;
     let RoomCmd::Add { name, capacity } = cmd;
     let conference_id = ctx.conference().await?;
     let room = ctx
@@ -269,7 +269,7 @@ async fn add_speaker(
     organisation: String,
     hours: String,
 ) -> anyhow::Result<()> {
-    let out = ctx.out;
+    let out = &ctx.out;
     let conference_id = ctx.conference().await?;
     let (from, until) = hours
         .split_once('-')
@@ -300,7 +300,7 @@ async fn add_speaker(
 }
 
 async fn list_speakers(ctx: &Ctx) -> anyhow::Result<()> {
-    let out = ctx.out;
+    let out = &ctx.out;
     let conference = ctx.fetch_conference(&ctx.conference().await?).await?;
     if out.json {
         let list: Vec<_> = conference
@@ -339,7 +339,7 @@ async fn list_speakers(ctx: &Ctx) -> anyhow::Result<()> {
 }
 
 pub async fn session(ctx: &Ctx, cmd: SessionCmd) -> anyhow::Result<()> {
-    let out = ctx.out;
+    let out = &ctx.out;
     let conference = ctx.fetch_conference(&ctx.conference().await?).await?;
     let zone: Tz = conference
         .time_zone
@@ -448,7 +448,7 @@ pub async fn session(ctx: &Ctx, cmd: SessionCmd) -> anyhow::Result<()> {
                     label(&s.start).to_owned(),
                     clock(&s.end),
                     s.room_name.clone(),
-                    text(&s.title, out.lang, &conference.default_language).to_owned(),
+                    text(&s.title, out.lang(), &conference.default_language).to_owned(),
                     speakers.join("\n"),
                 ]);
             }
@@ -483,7 +483,7 @@ pub async fn session(ctx: &Ctx, cmd: SessionCmd) -> anyhow::Result<()> {
 }
 
 pub async fn slots(ctx: &Ctx, cmd: SlotsCmd) -> anyhow::Result<()> {
-    let out = ctx.out;
+    let out = &ctx.out;
     let SlotsCmd::Suggest {
         speakers,
         minutes,

@@ -29,11 +29,7 @@ impl Ctx {
             .unwrap_or_else(|| DEFAULT_ADDR.to_owned());
         let token = cli.token.clone().or(file.token);
         let conference = cli.conference.clone().or(file.conference);
-        let lang: Option<&'static str> = cli.lang.clone().map(|l| &*Box::leak(l.into_boxed_str()));
-        let out = Out {
-            json: cli.json,
-            lang,
-        };
+        let out = Out::new(cli.json, cli.lang.clone());
         let client = Client::connect_with(&addr, token, tls(cli)?.as_ref()).await?;
         Ok(Ctx {
             client,

@@ -4,15 +4,25 @@
 use comfy_table::{ContentArrangement, Table, presets::UTF8_HORIZONTAL_ONLY};
 use podium_client::{message_to_json, pb};
 
-/// Output mode chosen by `--json`.
-#[derive(Debug, Clone, Copy)]
+/// Output mode chosen by `--json`, and the language chosen by `--lang`. Commands borrow it
+/// from the context; it owns its language, so nothing is leaked to make it last.
+#[derive(Debug, Clone)]
 pub struct Out {
     pub json: bool,
     /// The language to show localised text in; the conference's default if unset.
-    pub lang: Option<&'static str>,
+    lang: Option<String>,
 }
 
 impl Out {
+    pub fn new(json: bool, lang: Option<String>) -> Out {
+        Out { json, lang }
+    }
+
+    /// The language asked for with `--lang`, if any.
+    pub fn lang(&self) -> Option<&str> {
+        self.lang.as_deref()
+    }
+
     /// Prints `message` as JSON if asked to; returns true if it did.
     pub fn json<M: prost::Message + prost::Name>(&self, message: &M) -> bool {
         if self.json {
@@ -81,15 +91,15 @@ pub fn role(role: i32) -> &'static str {
     }
 }
 
-pub fn print_conference(c: &pb::Conference, out: Out) {
+pub fn print_conference(c: &pb::Conference, out: &Out) {
     println!("Conference  {}", c.id);
     println!(
         "Title       {}",
-        text(&c.title, out.lang, &c.default_language)
+        text(&c.title, out.lang(), &c.default_language)
     );
     if let Some(title) = &c.title {
         for (lang, t) in &title.text {
-            if Some(lang.as_str()) != out.lang && *lang != c.default_language {
+            if Some(lang.as_str()) != out.lang() && *lang != c.default_language {
                 println!("  ({lang})    {t}");
             }
         }
@@ -135,9 +145,12 @@ pub fn print_conference(c: &pb::Conference, out: Out) {
     }
 }
 
-pub fn print_session(s: &pb::Session, default_language: &str, out: Out) {
+pub fn print_session(s: &pb::Session, default_language: &str, out: &Out) {
     println!("Session     {}", s.id);
-    println!("Title       {}", text(&s.title, out.lang, default_language));
+    println!(
+        "Title       {}",
+        text(&s.title, out.lang(), default_language)
+    );
     println!("Kind        {}", kind(s.kind));
     println!("Room        {} ({})", s.room_name, s.room_id);
     println!("Starts      {}", label(&s.start));

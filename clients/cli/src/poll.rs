@@ -106,7 +106,7 @@ pub struct VoteArgs {
 pub async fn run(ctx: &Ctx, cmd: PollCmd) -> anyhow::Result<()> {
     let conference_id = ctx.conference().await?;
     let polls = || ctx.client.polls();
-    let language = ctx.out.lang.unwrap_or_default().to_owned();
+    let language = ctx.out.lang().unwrap_or_default().to_owned();
     match cmd {
         PollCmd::Create(a) => {
             let conference = ctx.fetch_conference(&conference_id).await?;

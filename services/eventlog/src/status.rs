@@ -21,8 +21,7 @@ impl ServiceError for EventLogError {
     fn client_message(&self) -> String {
         match self {
             EventLogError::PartialDuplicate { .. } => {
-                "request_id was already used for a different request; send a new request_id"
-                    .into()
+                "request_id was already used for a different request; send a new request_id".into()
             }
             EventLogError::DiskFull(_) => {
                 "the server's disk is full, nothing was written; retry once space is freed".into()

@@ -5,9 +5,9 @@ use std::{pin::Pin, sync::Arc};
 
 use futures::{Stream, StreamExt};
 use podium_access::{Directory, STAFF, caller};
+use podium_agenda::conference_prefix;
 use podium_eventlog::{EventLog, Filter, Projector, SubscriptionItem, subscribe};
 use podium_proto::v1::{self as pb, event_feed_server::EventFeed};
-use podium_agenda::conference_prefix;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 

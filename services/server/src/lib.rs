@@ -15,6 +15,7 @@ mod limits;
 use std::{future::Future, sync::Arc, time::Instant};
 
 use podium_access::{AccessService, Authenticator, Directory, TokenKeys, directory_event_types};
+use podium_agenda::{AgendaService, AgendaStore};
 use podium_eventlog::{EventLog, Filter, Projector, SledEventLog, SledOptions};
 use podium_feedback::{
     FeedbackModel, PollsService, QuestionsService, RatingsService, VoterKeys,
@@ -28,7 +29,6 @@ use podium_proto::v1::{
 };
 use podium_proto::v1::{diagnostics_server::DiagnosticsServer, polls_server::PollsServer};
 use podium_proto::v1::{presence_server::PresenceServer, stage_server::StageServer};
-use podium_agenda::{AgendaService, AgendaStore};
 use podium_status::{
     Clock, Engine, EngineHandle, PresenceService, StageService, StatusModel,
     status_model_event_types,

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use podium_eventlog::{EventLog, SledEventLog, SledOptions};
 use podium_agenda::{
     AgendaStore,
     domain::{
@@ -13,6 +12,7 @@ use podium_agenda::{
         SessionKind, Speaker,
     },
 };
+use podium_eventlog::{EventLog, SledEventLog, SledOptions};
 use proptest::prelude::*;
 use uuid::Uuid;
 

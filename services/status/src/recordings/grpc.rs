@@ -8,9 +8,9 @@ use std::{pin::Pin, sync::Arc, time::SystemTime};
 
 use futures::{Stream, StreamExt};
 use podium_access::{ORGANISERS, Principal, Role, STAFF, caller};
+use podium_agenda::domain::derive_id;
 use podium_eventlog::{EventLog, ExpectedVersion, NewEvent, Projector};
 use podium_proto::v1::{self as pb, recordings_server::Recordings, upload_recording_request::Part};
-use podium_agenda::domain::derive_id;
 use podium_text::{Limit, is_language_tag};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};

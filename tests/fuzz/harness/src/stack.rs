@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use http_body_util::Full;
 use podium_access::{AccessService, Authenticator, Directory, Principal, Role, TokenKeys};
+use podium_agenda::{AgendaService, AgendaStore};
 use podium_eventlog::{EventLog, Filter, Projector, SledEventLog, SledOptions};
 use podium_feedback::{
     FeedbackModel, PollsService, QuestionsService, RatingsService, VoterKeys,
@@ -20,7 +21,6 @@ use podium_feedback::{
 };
 use podium_proto::v1 as pb;
 use podium_server::{DiagnosticsService, FeedService};
-use podium_agenda::{AgendaService, AgendaStore};
 use podium_status::{
     Clock, Engine, PresenceService, RecordingStore, RecordingsService, StageService, StatusModel,
     status_model_event_types,

@@ -7,9 +7,9 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use podium_access::Directory;
+use podium_agenda::store::AgendaModel;
 use podium_eventlog::{Projection, decode_stored};
 use podium_feedback::{FeedbackModel, domain::words::WordCounter};
-use podium_agenda::store::AgendaModel;
 use podium_status::StatusModel;
 
 const MODEL_EVENTS: usize = 4096;
