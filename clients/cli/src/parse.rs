@@ -14,10 +14,14 @@ use podium_client::pb;
 pub fn localized(values: &[String], default_language: &str) -> anyhow::Result<pb::LocalizedText> {
     let mut text = HashMap::new();
     for value in values {
-        // Only a real language tag before `=` splits the value, so "E=mc2" stays one title.
+        // Only a language tag before `=` splits the value, so "E=mc2" stays one title; the tag
+        // rule is the one the server cleans titles with, so what splits here is accepted there.
         let tagged: Option<Vec<(&str, &str)>> = value
             .split(';')
-            .map(|part| part.split_once('=').filter(|(lang, _)| is_tag(lang)))
+            .map(|part| {
+                part.split_once('=')
+                    .filter(|(lang, _)| podium_text::is_language_tag(lang))
+            })
             .collect();
         let pairs = tagged.unwrap_or_else(|| vec![(default_language, value.as_str())]);
         for (lang, t) in pairs {
@@ -27,14 +31,6 @@ pub fn localized(values: &[String], default_language: &str) -> anyhow::Result<pb
         }
     }
     Ok(pb::LocalizedText { text })
-}
-
-fn is_tag(text: &str) -> bool {
-    let mut parts = text.split('-');
-    let primary = parts.next().unwrap_or_default();
-    (2..=3).contains(&primary.len())
-        && primary.chars().all(|c| c.is_ascii_lowercase())
-        && parts.all(|p| (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
 /// RFC 3339 with an offset, or a wall-clock time in `zone` ("2024-11-14 09:00").
