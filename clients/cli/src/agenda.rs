@@ -7,10 +7,11 @@ use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use clap::{Subcommand, ValueEnum};
 use podium_client::{Client, pb};
+use podium_proto::Translations;
 
 use crate::{
     Ctx,
-    output::{clock, label, print_conference, print_session, table, text},
+    output::{clock, label, print_conference, print_session, table},
     parse, stage,
 };
 
@@ -212,7 +213,7 @@ pub async fn conference(ctx: &Ctx, cmd: ConferenceCmd) -> anyhow::Result<()> {
                 for c in &list.conferences {
                     t.add_row(vec![
                         c.id.clone(),
-                        text(&c.title, out.lang(), &c.default_language).to_owned(),
+                        c.title.pick(out.lang(), &c.default_language).to_owned(),
                         c.time_zone.clone(),
                         c.rooms.len().to_string(),
                         c.speakers.len().to_string(),
@@ -448,7 +449,9 @@ pub async fn session(ctx: &Ctx, cmd: SessionCmd) -> anyhow::Result<()> {
                     label(&s.start).to_owned(),
                     clock(&s.end),
                     s.room_name.clone(),
-                    text(&s.title, out.lang(), &conference.default_language).to_owned(),
+                    s.title
+                        .pick(out.lang(), &conference.default_language)
+                        .to_owned(),
                     speakers.join("\n"),
                 ]);
             }

@@ -3,6 +3,7 @@
 
 use comfy_table::{ContentArrangement, Table, presets::UTF8_HORIZONTAL_ONLY};
 use podium_client::{message_to_json, pb};
+use podium_proto::Translations;
 
 /// Output mode chosen by `--json`, and the language chosen by `--lang`. Commands borrow it
 /// from the context; it owns its language, so nothing is leaked to make it last.
@@ -44,19 +45,6 @@ pub fn table(header: &[&str]) -> Table {
     table
 }
 
-/// The text in `lang`, else `default_language`, else any.
-pub fn text<'a>(
-    text: &'a Option<pb::LocalizedText>,
-    lang: Option<&str>,
-    default_language: &str,
-) -> &'a str {
-    let Some(text) = text else { return "" };
-    lang.and_then(|l| text.text.get(l))
-        .or_else(|| text.text.get(default_language))
-        .or_else(|| text.text.values().next())
-        .map_or("", String::as_str)
-}
-
 pub fn label(time: &Option<pb::ZonedTime>) -> &str {
     time.as_ref().map_or("", |t| t.label.as_str())
 }
@@ -95,7 +83,7 @@ pub fn print_conference(c: &pb::Conference, out: &Out) {
     println!("Conference  {}", c.id);
     println!(
         "Title       {}",
-        text(&c.title, out.lang(), &c.default_language)
+        c.title.pick(out.lang(), &c.default_language)
     );
     if let Some(title) = &c.title {
         for (lang, t) in &title.text {
@@ -147,10 +135,7 @@ pub fn print_conference(c: &pb::Conference, out: &Out) {
 
 pub fn print_session(s: &pb::Session, default_language: &str, out: &Out) {
     println!("Session     {}", s.id);
-    println!(
-        "Title       {}",
-        text(&s.title, out.lang(), default_language)
-    );
+    println!("Title       {}", s.title.pick(out.lang(), default_language));
     println!("Kind        {}", kind(s.kind));
     println!("Room        {} ({})", s.room_name, s.room_id);
     println!("Starts      {}", label(&s.start));
