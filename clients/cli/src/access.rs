@@ -2,9 +2,9 @@
 //! and asking whose token this is. Tokens go alone to stdout so that scripts can capture them;
 //! what happened goes to stderr.
 
-use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use podium_client::pb;
+use podium_proto::time::instant;
 
 use crate::{Ctx, output, settings};
 
@@ -146,10 +146,7 @@ pub async fn whoami(ctx: &Ctx) -> anyhow::Result<()> {
         if !p.speaker_id.is_empty() {
             println!("speaker {}", p.speaker_id);
         }
-        if let Some(exp) = p
-            .expires_at
-            .and_then(|t| DateTime::<Utc>::from_timestamp(t.seconds, 0))
-        {
+        if let Some(exp) = instant(&p.expires_at) {
             println!("expires {}", exp.format("%Y-%m-%d %H:%M UTC"));
         }
     }

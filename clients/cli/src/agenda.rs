@@ -3,11 +3,11 @@
 //! speaker's own time beside the conference's.
 
 use anyhow::{Context as _, anyhow, bail};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use chrono_tz::Tz;
 use clap::{Subcommand, ValueEnum};
 use podium_client::{Client, pb};
-use podium_proto::Translations;
+use podium_proto::{Translations, time::timestamp};
 
 use crate::{
     Ctx,
@@ -538,11 +538,4 @@ pub async fn slots(ctx: &Ctx, cmd: SlotsCmd) -> anyhow::Result<()> {
     }
     println!("{t}");
     Ok(())
-}
-
-fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: 0,
-    }
 }

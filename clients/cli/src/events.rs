@@ -4,10 +4,10 @@
 
 use std::io::Write;
 
-use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use futures::StreamExt;
 use podium_client::{FeedItem, payload_to_json};
+use podium_proto::time::instant;
 
 use crate::Ctx;
 
@@ -53,9 +53,7 @@ async fn tail(ctx: &Ctx, from: u64, types: Vec<String>, no_follow: bool) -> anyh
                     }
                     writeln!(stdout, "{json}")
                 } else {
-                    let at = event
-                        .recorded_at
-                        .and_then(|t| DateTime::<Utc>::from_timestamp(t.seconds, 0))
+                    let at = instant(&event.recorded_at)
                         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
                         .unwrap_or_default();
                     let short = event.r#type.trim_start_matches("podium.v1.");
