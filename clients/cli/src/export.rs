@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use futures::StreamExt;
 use podium_client::pb;
+use podium_proto::Translations;
 use serde_json::{Value, json};
 
 use crate::Ctx;
@@ -237,7 +238,7 @@ pub async fn export(ctx: &Ctx, args: ExportArgs) -> anyhow::Result<()> {
                 "conference": { "id": conference.id, "time_zone": conference.time_zone },
                 "sessions": sessions.iter().map(|s| json!({
                     "id": s.id,
-                    "title": crate::output::text(&s.title, None, &conference.default_language),
+                    "title": s.title.pick(None, &conference.default_language),
                     "start_utc": s.start.as_ref().and_then(|t| t.utc).map(|t| t.seconds),
                 })).collect::<Vec<_>>(),
                 "polls": poll_docs,

@@ -3,16 +3,27 @@
 
 use comfy_table::{ContentArrangement, Table, presets::UTF8_HORIZONTAL_ONLY};
 use podium_client::{message_to_json, pb};
+use podium_proto::Translations;
 
-/// Output mode chosen by `--json`.
-#[derive(Debug, Clone, Copy)]
+/// Output mode chosen by `--json`, and the language chosen by `--lang`. Commands borrow it
+/// from the context; it owns its language, so nothing is leaked to make it last.
+#[derive(Debug, Clone)]
 pub struct Out {
     pub json: bool,
     /// The language to show localised text in; the conference's default if unset.
-    pub lang: Option<&'static str>,
+    lang: Option<String>,
 }
 
 impl Out {
+    pub fn new(json: bool, lang: Option<String>) -> Out {
+        Out { json, lang }
+    }
+
+    /// The language asked for with `--lang`, if any.
+    pub fn lang(&self) -> Option<&str> {
+        self.lang.as_deref()
+    }
+
     /// Prints `message` as JSON if asked to; returns true if it did.
     pub fn json<M: prost::Message + prost::Name>(&self, message: &M) -> bool {
         if self.json {
@@ -32,19 +43,6 @@ pub fn table(header: &[&str]) -> Table {
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(header);
     table
-}
-
-/// The text in `lang`, else `default_language`, else any.
-pub fn text<'a>(
-    text: &'a Option<pb::LocalizedText>,
-    lang: Option<&str>,
-    default_language: &str,
-) -> &'a str {
-    let Some(text) = text else { return "" };
-    lang.and_then(|l| text.text.get(l))
-        .or_else(|| text.text.get(default_language))
-        .or_else(|| text.text.values().next())
-        .map_or("", String::as_str)
 }
 
 pub fn label(time: &Option<pb::ZonedTime>) -> &str {
@@ -81,15 +79,15 @@ pub fn role(role: i32) -> &'static str {
     }
 }
 
-pub fn print_conference(c: &pb::Conference, out: Out) {
+pub fn print_conference(c: &pb::Conference, out: &Out) {
     println!("Conference  {}", c.id);
     println!(
         "Title       {}",
-        text(&c.title, out.lang, &c.default_language)
+        c.title.pick(out.lang(), &c.default_language)
     );
     if let Some(title) = &c.title {
         for (lang, t) in &title.text {
-            if Some(lang.as_str()) != out.lang && *lang != c.default_language {
+            if Some(lang.as_str()) != out.lang() && *lang != c.default_language {
                 println!("  ({lang})    {t}");
             }
         }
@@ -135,9 +133,9 @@ pub fn print_conference(c: &pb::Conference, out: Out) {
     }
 }
 
-pub fn print_session(s: &pb::Session, default_language: &str, out: Out) {
+pub fn print_session(s: &pb::Session, default_language: &str, out: &Out) {
     println!("Session     {}", s.id);
-    println!("Title       {}", text(&s.title, out.lang, default_language));
+    println!("Title       {}", s.title.pick(out.lang(), default_language));
     println!("Kind        {}", kind(s.kind));
     println!("Room        {} ({})", s.room_name, s.room_id);
     println!("Starts      {}", label(&s.start));

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use futures::StreamExt;
 use podium_client::{Client, pb};
 
-use crate::{Ctx, localized, output::table};
+use crate::{Ctx, output::table, parse::localized};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum KindArg {
@@ -106,7 +106,7 @@ pub struct VoteArgs {
 pub async fn run(ctx: &Ctx, cmd: PollCmd) -> anyhow::Result<()> {
     let conference_id = ctx.conference().await?;
     let polls = || ctx.client.polls();
-    let language = ctx.out.lang.unwrap_or_default().to_owned();
+    let language = ctx.out.lang().unwrap_or_default().to_owned();
     match cmd {
         PollCmd::Create(a) => {
             let conference = ctx.fetch_conference(&conference_id).await?;

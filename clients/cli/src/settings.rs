@@ -4,7 +4,16 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::Subcommand;
 use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Save --addr, --token and --conference (those given) to the config file.
+    Save,
+    /// Print the config file's path.
+    Path,
+}
 
 /// The config file's contents; every field optional.
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -15,6 +24,20 @@ pub struct FileSettings {
     pub token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conference: Option<String>,
+}
+
+/// `podium config`: needs no server, so it runs before the CLI connects. `given` holds only
+/// what the flags and environment said, never the file's own values.
+pub fn run(cmd: &ConfigCmd, given: FileSettings) -> anyhow::Result<()> {
+    let path = config_path().context("no config directory for this user; set PODIUM_CONFIG")?;
+    match cmd {
+        ConfigCmd::Path => println!("{}", path.display()),
+        ConfigCmd::Save => {
+            let path = save(&given)?;
+            println!("saved to {}", path.display());
+        }
+    }
+    Ok(())
 }
 
 /// `$PODIUM_CONFIG`, else `<user config dir>/podium/config.toml`.
