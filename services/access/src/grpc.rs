@@ -4,7 +4,10 @@
 use std::{sync::Arc, time::Duration};
 
 use podium_eventlog::Projector;
-use podium_proto::v1::{self as pb, access_server::Access};
+use podium_proto::{
+    ServiceError, ServiceErrorCode,
+    v1::{self as pb, access_server::Access},
+};
 use tonic::{Request, Response, Status, service::Interceptor};
 
 use crate::{
@@ -14,20 +17,20 @@ use crate::{
     tokens::{DEFAULT_TTL, MAX_TTL, TokenKeys},
 };
 
-impl From<AccessError> for Status {
-    fn from(error: AccessError) -> Self {
-        match error {
-            AccessError::Unauthenticated(m) => Status::unauthenticated(m),
-            AccessError::PermissionDenied(m) => Status::permission_denied(m),
-            AccessError::NotFound(m) => Status::not_found(m),
-            e @ AccessError::InvalidArgument { .. } => Status::invalid_argument(e.to_string()),
-            AccessError::Internal(m) => {
-                tracing::error!(error = %m, "access failed");
-                Status::internal("internal error")
-            }
+impl ServiceError for AccessError {
+    fn error_code(&self) -> ServiceErrorCode {
+        match self {
+            AccessError::Unauthenticated(_) => ServiceErrorCode::Unauthenticated,
+            AccessError::PermissionDenied(_) => ServiceErrorCode::PermissionDenied,
+            AccessError::NotFound(_) => ServiceErrorCode::NotFound,
+            AccessError::InvalidArgument { .. } => ServiceErrorCode::InvalidArgument,
+            // Logged with its cause by `into_status`; the client sees "internal error".
+            AccessError::Internal(_) => ServiceErrorCode::Internal,
         }
     }
 }
+
+podium_proto::service_error_status!(AccessError);
 
 /// Authenticates the bearer token of every request, if there is one, and puts the
 /// [`Principal`] into the request's extensions. A request without a token passes (`Join` and

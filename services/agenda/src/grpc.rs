@@ -6,37 +6,28 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use podium_access::{EVERYONE, ORGANISERS, Principal, caller};
-use podium_proto::v1::{self as pb, agenda_server::Agenda as AgendaRpc};
+use podium_core::{Hours, ZonedView, hhmm, zoned};
+use podium_eventlog::RequestId;
+use podium_proto::{
+    time::{instant, timestamp},
+    v1::{self as pb, agenda_server::Agenda as AgendaRpc},
+};
 use rand::Rng;
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 use crate::{
     domain::{
-        self, AgendaError, Conference, Hours, LocalizedText, MAX_NAME_CHARS, NewConference,
-        ORGANISATION, Room, Session, Speaker, ZonedView, derive_id, is_language_tag,
+        Command, Conference, LocalizedText, MAX_NAME_CHARS, NewConference, NewSession,
+        ORGANISATION, Room, Session, Speaker, is_language_tag,
         time::{SlotQuery, parse_date, parse_zone, suggest_slots},
-        validated_name, zoned,
+        validated_name,
     },
+    error::AgendaError,
     store::{
         AgendaStore, failover_from_proto, failover_to_proto, kind_from_proto, kind_to_proto,
         text_to_proto,
     },
 };
-
-impl From<AgendaError> for Status {
-    fn from(error: AgendaError) -> Self {
-        match error {
-            e @ AgendaError::Invalid { .. } => Status::invalid_argument(e.to_string()),
-            AgendaError::NotFound(m) => Status::not_found(m),
-            AgendaError::AlreadyExists(m) => Status::already_exists(m),
-            AgendaError::Clash(m) => Status::failed_precondition(m),
-            e @ AgendaError::Contended(_) => Status::aborted(e.to_string()),
-            AgendaError::Access(e) => e.into(),
-            AgendaError::Log(e) => e.into(),
-        }
-    }
-}
 
 /// The agenda service.
 #[derive(Clone)]
@@ -61,15 +52,6 @@ impl AgendaService {
             .store
             .read(|agenda| agenda.conference(id).and_then(f))?)
     }
-}
-
-/// The request id to store the write under: the client's, or a fresh one (then a retry is not
-/// recognised, so clients should always send one).
-fn request_id(text: &str) -> Result<Uuid, AgendaError> {
-    if text.trim().is_empty() {
-        return Ok(Uuid::new_v4());
-    }
-    Uuid::parse_str(text.trim()).map_err(|_| AgendaError::invalid("request_id", "must be a UUID"))
 }
 
 fn conference_slug(text: &str) -> Result<String, AgendaError> {
@@ -123,11 +105,10 @@ fn required_time(
     field: &'static str,
     t: Option<prost_types::Timestamp>,
 ) -> Result<DateTime<Utc>, AgendaError> {
-    let t = t.ok_or_else(|| AgendaError::invalid(field, "is required"))?;
-    u32::try_from(t.nanos)
-        .ok()
-        .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
-        .ok_or_else(|| AgendaError::invalid(field, "is not a valid timestamp"))
+    if t.is_none() {
+        return Err(AgendaError::invalid(field, "is required"));
+    }
+    instant(&t).ok_or_else(|| AgendaError::invalid(field, "is not a valid timestamp"))
 }
 
 fn ids(list: Vec<String>) -> Vec<String> {
@@ -137,13 +118,97 @@ fn ids(list: Vec<String>) -> Vec<String> {
         .collect()
 }
 
+// ---- Requests -> commands: each write request parsed once, naming the bad field ----
+
+/// The request id and the conference a `CreateConference` asks for, created by `principal`.
+fn new_conference(
+    r: pb::CreateConferenceRequest,
+    principal: &Principal,
+) -> Result<(RequestId, NewConference), AgendaError> {
+    let rid = RequestId::parse_or_new("request_id", &r.request_id)?;
+    let default_language = match r.default_language.trim() {
+        "" => "en".to_owned(),
+        tag if is_language_tag(tag) => tag.to_owned(),
+        tag => {
+            return Err(AgendaError::invalid(
+                "default_language",
+                format!("{tag:?} is not a language tag like \"en\" or \"km\""),
+            ));
+        }
+    };
+    let id = match r.conference_id.trim() {
+        "" => rid.derive_id("conf"),
+        slug => conference_slug(slug)?,
+    };
+    let new = NewConference {
+        title: LocalizedText::validated("title", texts(r.title), &default_language)?,
+        zone: parse_zone("time_zone", &r.time_zone)?,
+        join_code: join_code(&r.join_code)?,
+        id,
+        default_language,
+        created_by: principal.id.clone(),
+    };
+    Ok((rid, new))
+}
+
+fn new_room(r: pb::AddRoomRequest) -> Result<(RequestId, Room), AgendaError> {
+    let rid = RequestId::parse_or_new("request_id", &r.request_id)?;
+    let room = Room {
+        id: rid.derive_id("room"),
+        name: validated_name("name", &r.name, MAX_NAME_CHARS)?,
+        capacity: r.capacity,
+    };
+    if room.capacity > 1_000_000 {
+        return Err(AgendaError::invalid("capacity", "must be at most 1000000"));
+    }
+    Ok((rid, room))
+}
+
+fn new_speaker(r: pb::AddSpeakerRequest) -> Result<(RequestId, Speaker), AgendaError> {
+    let rid = RequestId::parse_or_new("request_id", &r.request_id)?;
+    let organisation = podium_text::clean("organisation", &r.organisation, &ORGANISATION)?;
+    let speaker = Speaker {
+        id: rid.derive_id("spk"),
+        name: validated_name("name", &r.name, MAX_NAME_CHARS)?,
+        organisation,
+        zone: parse_zone("time_zone", &r.time_zone)?,
+        hours: Hours::parse(&r.available_from, &r.available_until)?,
+    };
+    Ok((rid, speaker))
+}
+
+fn new_session(r: pb::AddSessionRequest) -> Result<(RequestId, NewSession), AgendaError> {
+    let rid = RequestId::parse_or_new("request_id", &r.request_id)?;
+    let kind = kind_from_proto(r.kind)
+        .ok_or_else(|| AgendaError::invalid("kind", "is not a known session kind"))?;
+    let failover = failover_from_proto(&r.failover.unwrap_or_default())
+        .ok_or_else(|| AgendaError::invalid("failover.failback", "is not a known failback mode"))?
+        .validated()?;
+    let start = required_time("start", r.start)?;
+    let end = required_time("end", r.end)?;
+    let room_id = r.room_id.trim().to_owned();
+    if room_id.is_empty() {
+        return Err(AgendaError::invalid("room_id", "is required"));
+    }
+    let session = NewSession {
+        id: rid.derive_id("ses"),
+        titles: texts(r.title),
+        kind,
+        start,
+        end,
+        room_id,
+        speaker_ids: ids(r.speaker_ids),
+        backup_speaker_ids: ids(r.backup_speaker_ids),
+        failover,
+    };
+    Ok((rid, session))
+}
+
 // ---- Views ----
 
 fn zoned_to_proto(view: ZonedView) -> pb::ZonedTime {
     pb::ZonedTime {
-        utc: Some(prost_types::Timestamp::from(std::time::SystemTime::from(
-            view.utc,
-        ))),
+        utc: Some(timestamp(view.utc)),
         time_zone: view.zone.name().to_owned(),
         local: view.local,
         label: view.label,
@@ -164,8 +229,8 @@ fn speaker_to_proto(s: &Speaker) -> pb::Speaker {
         name: s.name.clone(),
         organisation: s.organisation.clone(),
         time_zone: s.zone.name().to_owned(),
-        available_from: domain::time::hhmm(s.hours.from),
-        available_until: domain::time::hhmm(s.hours.until),
+        available_from: hhmm(s.hours.from),
+        available_until: hhmm(s.hours.until),
     }
 }
 
@@ -182,9 +247,7 @@ fn conference_to_proto(c: &Conference, viewer: &Principal) -> pb::Conference {
         },
         rooms: c.rooms.values().map(room_to_proto).collect(),
         speakers: c.speakers.values().map(speaker_to_proto).collect(),
-        created_at: Some(prost_types::Timestamp::from(std::time::SystemTime::from(
-            c.created_at,
-        ))),
+        created_at: Some(timestamp(c.created_at)),
     }
 }
 
@@ -245,36 +308,9 @@ impl AgendaRpc for AgendaService {
     ) -> Result<Response<pb::CreateConferenceResponse>, Status> {
         let principal = caller(&request)?;
         principal.require_admin("create conferences")?;
-        let r = request.into_inner();
-        let rid = request_id(&r.request_id)?;
-        let default_language = match r.default_language.trim() {
-            "" => "en".to_owned(),
-            tag if is_language_tag(tag) => tag.to_owned(),
-            tag => {
-                return Err(AgendaError::invalid(
-                    "default_language",
-                    format!("{tag:?} is not a language tag like \"en\" or \"km\""),
-                )
-                .into());
-            }
-        };
-        let id = match r.conference_id.trim() {
-            "" => derive_id("conf", &rid),
-            slug => conference_slug(slug)?,
-        };
-        let new = NewConference {
-            title: LocalizedText::validated("title", texts(r.title), &default_language)?,
-            zone: parse_zone("time_zone", &r.time_zone)?,
-            join_code: join_code(&r.join_code)?,
-            id: id.clone(),
-            default_language,
-            created_by: principal.id.clone(),
-        };
-        self.store
-            .execute(&id, rid, |agenda| {
-                domain::create_conference(agenda, new.clone())
-            })
-            .await?;
+        let (rid, new) = new_conference(request.into_inner(), &principal)?;
+        let id = new.id.clone();
+        self.store.run(rid, &Command::CreateConference(new)).await?;
         let conference =
             self.with_conference(&principal, &id, |c| Ok(conference_to_proto(c, &principal)))?;
         tracing::info!(conference = %id, by = %principal.id, "conference created");
@@ -319,24 +355,22 @@ impl AgendaRpc for AgendaService {
     ) -> Result<Response<pb::AddRoomResponse>, Status> {
         let principal = caller(&request)?;
         let r = request.into_inner();
-        let cid = r.conference_id.trim().to_owned();
-        principal.require(&cid, ORGANISERS, "add rooms")?;
-        let rid = request_id(&r.request_id)?;
-        let room = Room {
-            id: derive_id("room", &rid),
-            name: validated_name("name", &r.name, MAX_NAME_CHARS)?,
-            capacity: r.capacity,
-        };
-        if room.capacity > 1_000_000 {
-            return Err(AgendaError::invalid("capacity", "must be at most 1000000").into());
-        }
+        let conference_id = r.conference_id.trim().to_owned();
+        principal.require(&conference_id, ORGANISERS, "add rooms")?;
+        let (rid, room) = new_room(r)?;
+        let room_id = room.id.clone();
         self.store
-            .execute(&cid, rid, |agenda| {
-                domain::add_room(agenda.conference(&cid)?, room.clone())
-            })
+            .run(
+                rid,
+                &Command::AddRoom {
+                    conference_id: conference_id.clone(),
+                    room,
+                },
+            )
             .await?;
-        let room =
-            self.with_conference(&principal, &cid, |c| Ok(room_to_proto(c.room(&room.id)?)))?;
+        let room = self.with_conference(&principal, &conference_id, |c| {
+            Ok(room_to_proto(c.room(&room_id)?))
+        })?;
         Ok(Response::new(pb::AddRoomResponse { room: Some(room) }))
     }
 
@@ -346,25 +380,21 @@ impl AgendaRpc for AgendaService {
     ) -> Result<Response<pb::AddSpeakerResponse>, Status> {
         let principal = caller(&request)?;
         let r = request.into_inner();
-        let cid = r.conference_id.trim().to_owned();
-        principal.require(&cid, ORGANISERS, "add speakers")?;
-        let rid = request_id(&r.request_id)?;
-        let organisation = podium_text::clean("organisation", &r.organisation, &ORGANISATION)
-            .map_err(AgendaError::from)?;
-        let speaker = Speaker {
-            id: derive_id("spk", &rid),
-            name: validated_name("name", &r.name, MAX_NAME_CHARS)?,
-            organisation,
-            zone: parse_zone("time_zone", &r.time_zone)?,
-            hours: Hours::parse(&r.available_from, &r.available_until)?,
-        };
+        let conference_id = r.conference_id.trim().to_owned();
+        principal.require(&conference_id, ORGANISERS, "add speakers")?;
+        let (rid, speaker) = new_speaker(r)?;
+        let speaker_id = speaker.id.clone();
         self.store
-            .execute(&cid, rid, |agenda| {
-                domain::add_speaker(agenda.conference(&cid)?, speaker.clone())
-            })
+            .run(
+                rid,
+                &Command::AddSpeaker {
+                    conference_id: conference_id.clone(),
+                    speaker,
+                },
+            )
             .await?;
-        let speaker = self.with_conference(&principal, &cid, |c| {
-            Ok(speaker_to_proto(c.speaker(&speaker.id)?))
+        let speaker = self.with_conference(&principal, &conference_id, |c| {
+            Ok(speaker_to_proto(c.speaker(&speaker_id)?))
         })?;
         Ok(Response::new(pb::AddSpeakerResponse {
             speaker: Some(speaker),
@@ -377,50 +407,23 @@ impl AgendaRpc for AgendaService {
     ) -> Result<Response<pb::AddSessionResponse>, Status> {
         let principal = caller(&request)?;
         let r = request.into_inner();
-        let cid = r.conference_id.trim().to_owned();
-        principal.require(&cid, ORGANISERS, "add sessions")?;
-        let rid = request_id(&r.request_id)?;
-        let session_id = derive_id("ses", &rid);
-        let kind = kind_from_proto(r.kind)
-            .ok_or_else(|| AgendaError::invalid("kind", "is not a known session kind"))?;
-        let failover = failover_from_proto(&r.failover.unwrap_or_default())
-            .ok_or_else(|| {
-                AgendaError::invalid("failover.failback", "is not a known failback mode")
-            })?
-            .validated()?;
-        let start = required_time("start", r.start)?;
-        let end = required_time("end", r.end)?;
-        let room_id = r.room_id.trim().to_owned();
-        if room_id.is_empty() {
-            return Err(AgendaError::invalid("room_id", "is required").into());
-        }
-        let (speaker_ids, backup_speaker_ids) = (ids(r.speaker_ids), ids(r.backup_speaker_ids));
-        let titles = texts(r.title);
+        let conference_id = r.conference_id.trim().to_owned();
+        principal.require(&conference_id, ORGANISERS, "add sessions")?;
+        let (rid, session) = new_session(r)?;
+        let session_id = session.id.clone();
         self.store
-            .execute(&cid, rid, |agenda| {
-                let conference = agenda.conference(&cid)?;
-                let session = Session {
-                    id: session_id.clone(),
-                    title: LocalizedText::validated(
-                        "title",
-                        titles.clone(),
-                        &conference.info.default_language,
-                    )?,
-                    kind,
-                    start,
-                    end,
-                    room_id: room_id.clone(),
-                    speaker_ids: speaker_ids.clone(),
-                    backup_speaker_ids: backup_speaker_ids.clone(),
-                    failover,
-                };
-                domain::schedule_session(conference, session)
-            })
+            .run(
+                rid,
+                &Command::ScheduleSession {
+                    conference_id: conference_id.clone(),
+                    session,
+                },
+            )
             .await?;
-        let session = self.with_conference(&principal, &cid, |c| {
+        let session = self.with_conference(&principal, &conference_id, |c| {
             Ok(session_to_proto(c, c.session(&session_id)?))
         })?;
-        tracing::info!(conference = %cid, session = %session.id, warnings = session.warnings.len(), "session scheduled");
+        tracing::info!(conference = %conference_id, session = %session.id, warnings = session.warnings.len(), "session scheduled");
         Ok(Response::new(pb::AddSessionResponse {
             session: Some(session),
         }))
@@ -493,8 +496,8 @@ impl AgendaRpc for AgendaService {
             l if l <= 100 => l as usize,
             _ => return Err(AgendaError::invalid("limit", "must be at most 100").into()),
         };
-        let from_date = parse_date("from_date", &r.from_date)?;
-        let to_date = parse_date("to_date", &r.to_date)?;
+        let from_date = parse_date("from_date", &r.from_date).map_err(AgendaError::from)?;
+        let to_date = parse_date("to_date", &r.to_date).map_err(AgendaError::from)?;
         if to_date < from_date {
             return Err(AgendaError::invalid("to_date", "must not be before from_date").into());
         }

@@ -8,8 +8,10 @@
 #![forbid(unsafe_code)]
 
 pub mod domain;
+pub mod error;
 pub mod grpc;
 pub mod store;
 
+pub use error::AgendaError;
 pub use grpc::AgendaService;
 pub use store::{AgendaStore, agenda_stream, conference_prefix};

@@ -2,20 +2,24 @@
 //! `podium.v1` protobuf form, the read model, and the command loop (decide against the read
 //! model, append with the expected version, retry on conflict).
 
-use std::{collections::BTreeMap, sync::Arc, time::SystemTime};
+use std::{collections::BTreeMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
+use podium_core::{Failback, FailoverPolicy, Hours};
 use podium_eventlog::{
     EventLog, EventLogError, ExpectedVersion, Filter, NewEvent, Projection, Projector,
-    RecordedEvent,
+    RecordedEvent, RequestId,
 };
-use podium_proto::v1 as pb;
+use podium_proto::{time::timestamp, v1 as pb};
 use prost::Name;
 use uuid::Uuid;
 
-use crate::domain::{
-    Agenda, AgendaError, AgendaEvent, Failback, FailoverPolicy, Hours, LocalizedText, Meta,
-    NewConference, Room, Session, SessionKind, Speaker, time::parse_zone,
+use crate::{
+    domain::{
+        Agenda, AgendaEvent, Command, LocalizedText, Meta, NewConference, Room, Session,
+        SessionKind, Speaker, time::parse_zone,
+    },
+    error::AgendaError,
 };
 
 /// How many times a command is decided again after losing a race for its conference.
@@ -135,13 +139,18 @@ impl AgendaStore {
         }
         Err(AgendaError::Contended(conference_id.to_owned()))
     }
+
+    /// Runs a write RPC's command under its request id: the one path from a parsed request
+    /// to the log. Returns the event's log position, as [`AgendaStore::execute`].
+    pub async fn run(&self, request_id: RequestId, command: &Command) -> Result<u64, AgendaError> {
+        self.execute(command.conference_id(), request_id.uuid(), |agenda| {
+            command.decide(agenda)
+        })
+        .await
+    }
 }
 
 // ---- Domain <-> protobuf ----
-
-fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp::from(SystemTime::from(t))
-}
 
 pub fn text_to_proto(text: &LocalizedText) -> pb::LocalizedText {
     pb::LocalizedText {
@@ -183,19 +192,21 @@ pub fn failover_to_proto(p: &FailoverPolicy) -> pb::FailoverPolicy {
 
 /// Fills every 0 with its default. `None` for an unknown failback mode.
 pub fn failover_from_proto(p: &pb::FailoverPolicy) -> Option<FailoverPolicy> {
-    let d = FailoverPolicy::default();
-    let or = |v: u32, default: u32| if v == 0 { default } else { v };
-    Some(FailoverPolicy {
-        failover_after_ms: or(p.failover_after_ms, d.failover_after_ms),
-        failback: match pb::FailbackMode::try_from(p.failback).ok()? {
-            pb::FailbackMode::Unspecified | pb::FailbackMode::Sticky => Failback::Sticky,
-            pb::FailbackMode::ReturnWhenStable => Failback::ReturnWhenStable,
-        },
-        clear_after_ms: or(p.clear_after_ms, d.clear_after_ms),
-        max_loss_percent: or(p.max_loss_percent, d.max_loss_percent),
-        max_round_trip_ms: or(p.max_round_trip_ms, d.max_round_trip_ms),
-        poor_for_ms: or(p.poor_for_ms, d.poor_for_ms),
-    })
+    let failback = match pb::FailbackMode::try_from(p.failback).ok()? {
+        pb::FailbackMode::Unspecified | pb::FailbackMode::Sticky => Failback::Sticky,
+        pb::FailbackMode::ReturnWhenStable => Failback::ReturnWhenStable,
+    };
+    Some(
+        FailoverPolicy {
+            failover_after_ms: p.failover_after_ms,
+            failback,
+            clear_after_ms: p.clear_after_ms,
+            max_loss_percent: p.max_loss_percent,
+            max_round_trip_ms: p.max_round_trip_ms,
+            poor_for_ms: p.poor_for_ms,
+        }
+        .or_defaults(),
+    )
 }
 
 fn encode(request_id: Uuid, event: &AgendaEvent) -> NewEvent {

@@ -1,16 +1,23 @@
-//! Everything the status service can refuse, and its one mapping to gRPC codes.
+//! Everything the status service can refuse, and which outcome each is for a client: one
+//! exhaustive match to a [`ServiceErrorCode`]; `podium_proto::into_status` does the rest, as for
+//! every service.
 
 use podium_access::AccessError;
-use podium_eventlog::EventLogError;
-use tonic::Status;
+use podium_core::InvalidField;
+use podium_eventlog::{EventLogError, InvalidRequestId};
+use podium_proto::{ServiceError, ServiceErrorCode};
+use podium_text::TextError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
-    #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    /// A field of the request is malformed (`field: message`).
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
+    /// Typed text refused by podium's text policy (`field: message`).
+    #[error(transparent)]
+    Text(#[from] TextError),
+    #[error(transparent)]
+    RequestId(#[from] InvalidRequestId),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -32,39 +39,39 @@ pub enum StatusError {
     Io(#[from] std::io::Error),
 }
 
-impl From<podium_text::TextError> for StatusError {
-    fn from(e: podium_text::TextError) -> Self {
-        Self::Invalid {
-            field: e.field,
-            message: e.message(),
-        }
-    }
-}
-
 impl StatusError {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            field,
-            message: message.into(),
+        Self::Invalid(InvalidField::new(field, message))
+    }
+}
+
+impl ServiceError for StatusError {
+    fn error_code(&self) -> ServiceErrorCode {
+        match self {
+            Self::Invalid(_) | Self::Text(_) => ServiceErrorCode::InvalidArgument,
+            Self::RequestId(e) => e.error_code(),
+            Self::NotFound(_) => ServiceErrorCode::NotFound,
+            Self::AlreadyExists(_) => ServiceErrorCode::AlreadyExists,
+            Self::FailedPrecondition(_) => ServiceErrorCode::FailedPrecondition,
+            Self::TooLarge(_) => ServiceErrorCode::ResourceExhausted,
+            Self::Aborted(_) => ServiceErrorCode::Aborted,
+            Self::Access(e) => e.error_code(),
+            Self::Log(e) => e.error_code(),
+            // Recording files: logged with their cause by `into_status`.
+            Self::Io(_) => ServiceErrorCode::Unavailable,
+        }
+    }
+
+    fn client_message(&self) -> String {
+        match self {
+            Self::RequestId(e) => e.client_message(),
+            Self::Access(e) => e.client_message(),
+            Self::Log(e) => e.client_message(),
+            // The cause (a path, an errno) stays in the server's log.
+            Self::Io(_) => "storage failed, nothing was kept; retry the request".into(),
+            other => other.to_string(),
         }
     }
 }
 
-impl From<StatusError> for Status {
-    fn from(error: StatusError) -> Self {
-        match error {
-            e @ StatusError::Invalid { .. } => Status::invalid_argument(e.to_string()),
-            StatusError::NotFound(m) => Status::not_found(m),
-            StatusError::AlreadyExists(m) => Status::already_exists(m),
-            StatusError::FailedPrecondition(m) => Status::failed_precondition(m),
-            StatusError::TooLarge(m) => Status::resource_exhausted(m),
-            StatusError::Aborted(m) => Status::aborted(m),
-            StatusError::Access(e) => e.into(),
-            StatusError::Log(e) => e.into(),
-            StatusError::Io(e) => {
-                tracing::error!(error = %e, "status storage failed");
-                Status::unavailable("storage failed, nothing was kept; retry the request")
-            }
-        }
-    }
-}
+podium_proto::service_error_status!(StatusError);

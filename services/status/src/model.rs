@@ -1,16 +1,24 @@
-//! The status service's read model: its own view of the agenda (sessions, speakers, policies,
-//! built from the agenda's events, never from the agenda service's state), the recordings, the
-//! green-room test connections, and the live status of every session.
+//! The status service's read model, the whole fold: its own view of the agenda (sessions,
+//! speakers, policies, built from the agenda's events, never from the agenda service's state),
+//! the recordings, the green-room test connections, and the live status of every session; and
+//! the machine's [`Context`] read from it.
+//!
+//! It decodes through [`crate::codec`] and is read by [`crate::engine`] and the services; it
+//! imports neither of the latter.
 
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use podium_core::FailoverPolicy;
 use podium_eventlog::{Projection, RecordedEvent};
-use podium_proto::v1 as pb;
+use podium_proto::{Translations, v1 as pb};
 use prost::Name;
 
-use crate::domain::{Failback, Millis, Policy, SessionLive};
+use crate::{
+    codec::{decode, millis, policy_from_proto},
+    domain::{Context, RecordingRef, SessionLive},
+};
 
 /// What the status service knows of a session from the agenda.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,7 +32,7 @@ pub struct SessionFacts {
     pub end: DateTime<Utc>,
     pub speaker_ids: Vec<String>,
     pub backup_speaker_ids: Vec<String>,
-    pub policy: Policy,
+    pub policy: FailoverPolicy,
 }
 
 impl SessionFacts {
@@ -99,38 +107,6 @@ pub fn status_model_event_types() -> Vec<String> {
     ]
 }
 
-/// Milliseconds since the epoch of a protobuf timestamp (0 if absent).
-pub fn millis(ts: &Option<prost_types::Timestamp>) -> Millis {
-    ts.as_ref().map_or(0, |t| {
-        (t.seconds.max(0) as u64) * 1000 + (t.nanos.max(0) as u64) / 1_000_000
-    })
-}
-
-pub fn timestamp(ms: Millis) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: (ms / 1000) as i64,
-        nanos: ((ms % 1000) * 1_000_000) as i32,
-    }
-}
-
-fn policy(p: Option<pb::FailoverPolicy>) -> Policy {
-    let d = Policy::default();
-    let Some(p) = p else { return d };
-    let or = |v: u32, default: u32| if v == 0 { default } else { v };
-    Policy {
-        failover_after_ms: u64::from(or(p.failover_after_ms, d.failover_after_ms as u32)),
-        failback: if p.failback == pb::FailbackMode::ReturnWhenStable as i32 {
-            Failback::ReturnWhenStable
-        } else {
-            Failback::Sticky
-        },
-        clear_after_ms: u64::from(or(p.clear_after_ms, d.clear_after_ms as u32)),
-        max_loss_percent: or(p.max_loss_percent, d.max_loss_percent),
-        max_round_trip_ms: or(p.max_round_trip_ms, d.max_round_trip_ms),
-        poor_for_ms: u64::from(or(p.poor_for_ms, d.poor_for_ms as u32)),
-    }
-}
-
 impl StatusModel {
     pub fn conference(&self, id: &str) -> Option<&ConferenceFacts> {
         self.conferences.get(id)
@@ -192,19 +168,12 @@ impl StatusModel {
             let Some(c) = self.conferences.get_mut(&s.conference_id) else {
                 return Ok(());
             };
+            // Whole milliseconds, as the machine counts.
             let time = |t: &Option<prost_types::Timestamp>| {
                 DateTime::<Utc>::from_timestamp_millis(millis(t) as i64).unwrap_or_default()
             };
-            let title = s
-                .title
-                .as_ref()
-                .and_then(|t| {
-                    t.text
-                        .get(&c.default_language)
-                        .or_else(|| t.text.values().next())
-                })
-                .cloned()
-                .unwrap_or_default();
+            // The shown title: the conference's default language, else the smallest tag.
+            let title = s.title.pick(None, &c.default_language).to_owned();
             c.changed.insert(s.session_id.clone(), event.position);
             c.sessions.insert(
                 s.session_id.clone(),
@@ -217,7 +186,7 @@ impl StatusModel {
                     title,
                     speaker_ids: s.speaker_ids,
                     backup_speaker_ids: s.backup_speaker_ids,
-                    policy: policy(s.failover),
+                    policy: policy_from_proto(s.failover),
                 },
             );
             return Ok(());
@@ -250,7 +219,50 @@ impl StatusModel {
             }
             return Ok(());
         }
-        crate::store::apply_live_event(self, event)
+        self.apply_status_event(event)
+    }
+
+    /// Folds a stored status event into the session's live status.
+    fn apply_status_event(&mut self, event: &RecordedEvent) -> Result<(), String> {
+        if let Some((conference_id, session_id, status)) = decode(event)?
+            && let Some(conference) = self.conferences.get_mut(&conference_id)
+        {
+            conference
+                .changed
+                .insert(session_id.clone(), event.position);
+            conference
+                .live
+                .entry(session_id)
+                .or_default()
+                .apply(&status);
+        }
+        Ok(())
+    }
+
+    /// The machine's view of a session, from the read model.
+    pub fn context(&self, conference_id: &str, session_id: &str) -> Option<Context> {
+        let conference = self.conference(conference_id)?;
+        let facts = conference.sessions.get(session_id)?;
+        let recordings = conference
+            .recordings
+            .get(session_id)
+            .map(|list| {
+                list.iter()
+                    .map(|r| RecordingRef {
+                        id: r.id.clone(),
+                        sha256: r.sha256.clone(),
+                        duration_ms: r.duration_ms,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Context {
+            session_id: session_id.to_owned(),
+            policy: facts.policy,
+            speakers: facts.speaker_ids.clone(),
+            backups: facts.backup_speaker_ids.clone(),
+            recordings,
+        })
     }
 }
 

@@ -22,9 +22,10 @@ use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use crate::{
+    codec::{figures_from_proto, figures_to_proto, presence_stream, timestamp},
     domain::Figures,
-    model::{StatusModel, timestamp},
-    store::{EngineHandle, figures_from_proto, figures_to_proto, presence_stream},
+    engine::EngineHandle,
+    model::StatusModel,
 };
 
 /// How often agents send heartbeats.
@@ -196,8 +197,8 @@ impl Presence for PresenceService {
             conference_id: conference_id.clone(),
             session_id: session_id.clone(),
             speaker_id: speaker_id.clone(),
-            heartbeat_interval_ms: heartbeat_interval(policy.failover_after_ms),
-            failover_after_ms: policy.failover_after_ms as u32,
+            heartbeat_interval_ms: heartbeat_interval(u64::from(policy.failover_after_ms)),
+            failover_after_ms: policy.failover_after_ms,
         };
         let engine = self.engine.clone();
         let log = self.log.clone();

@@ -6,20 +6,24 @@ use std::{pin::Pin, sync::Arc};
 use chrono::{DateTime, Duration, Utc};
 use futures::{Stream, StreamExt};
 use podium_access::{MODERATORS, Principal, STAFF, caller};
-use podium_agenda::domain::{Hours, zoned};
+use podium_core::{Hours, zoned};
 use podium_eventlog::{EventLog, Filter, Projector, RecordedEvent, SubscriptionItem, subscribe};
-use podium_proto::v1::{self as pb, stage_server::Stage};
+use podium_proto::{
+    time,
+    v1::{self as pb, stage_server::Stage},
+};
 use prost::Name;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{Lifecycle, LinkState, SessionLive, Target},
-    model::{ConferenceFacts, StatusModel, status_model_event_types, timestamp},
-    store::{
-        Command, EngineHandle, alert_to_proto, cause_to_proto, decode, figures_to_proto,
-        link_state_to_proto, source_to_proto,
+    codec::{
+        alert_to_proto, cause_to_proto, decode, figures_to_proto, link_state_to_proto,
+        source_to_proto, timestamp,
     },
+    domain::{Lifecycle, LinkState, SessionLive, Target},
+    engine::{Command, EngineHandle},
+    model::{ConferenceFacts, StatusModel, status_model_event_types},
 };
 
 pub struct StageService {
@@ -389,7 +393,7 @@ impl Stage for StageService {
 fn zoned_proto(at: DateTime<Utc>, zone: chrono_tz::Tz) -> pb::ZonedTime {
     let view = zoned(at, zone);
     pb::ZonedTime {
-        utc: Some(timestamp(at.timestamp_millis().max(0) as u64)),
+        utc: Some(time::timestamp(at)),
         time_zone: view.zone.name().to_owned(),
         local: view.local,
         label: view.label,

@@ -5,19 +5,20 @@
 //! sessions live inside it, so that "no room or speaker is booked twice" is checked against one
 //! consistent state and enforced by the stream's expected version.
 
+pub mod command;
 pub mod time;
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
-use podium_access::AccessError;
-use podium_eventlog::EventLogError;
+use podium_core::{FailoverPolicy, Hours, zoned};
+use podium_text::Limit;
 pub use podium_text::is_language_tag;
-use podium_text::{Limit, TextError};
-use sha2::{Digest, Sha256};
 
-pub use time::{Hours, ZonedView, zoned};
+pub use command::{Command, NewSession};
+
+use crate::error::AgendaError;
 
 /// Longest title, in characters, per language.
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -31,48 +32,6 @@ pub const ORGANISATION: Limit = Limit::line(200).optional();
 pub const MAX_SESSION_SPEAKERS: usize = 20;
 /// Longest session.
 pub const MAX_SESSION_HOURS: i64 = 12;
-
-/// Everything the agenda can refuse, and the failures beneath it.
-#[derive(Debug, thiserror::Error)]
-pub enum AgendaError {
-    #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    AlreadyExists(String),
-    /// The command clashes with the agenda as it is (a double booking).
-    #[error("{0}")]
-    Clash(String),
-    /// Too many concurrent writers to one conference; the client may retry.
-    #[error("the agenda of conference {0} changed too often while this request ran; retry it")]
-    Contended(String),
-    #[error(transparent)]
-    Access(#[from] AccessError),
-    #[error(transparent)]
-    Log(#[from] EventLogError),
-}
-
-impl From<TextError> for AgendaError {
-    fn from(e: TextError) -> Self {
-        Self::Invalid {
-            field: e.field,
-            message: e.message(),
-        }
-    }
-}
-
-impl AgendaError {
-    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            field,
-            message: message.into(),
-        }
-    }
-}
 
 /// Text in several languages; see `podium.v1.LocalizedText`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,27 +52,11 @@ impl LocalizedText {
             &TITLE,
         )?))
     }
-
-    /// The text in `language`, else in `default_language`, else any.
-    pub fn get<'a>(&'a self, language: &str, default_language: &str) -> &'a str {
-        self.0
-            .get(language)
-            .or_else(|| self.0.get(default_language))
-            .or_else(|| self.0.values().next())
-            .map_or("", String::as_str)
-    }
 }
 
 /// A name cleaned under podium's text policy: one line, 1 to `max` characters.
 pub fn validated_name(field: &'static str, name: &str, max: usize) -> Result<String, AgendaError> {
     Ok(podium_text::clean(field, name, &Limit::line(max))?)
-}
-
-/// A stable short id derived from the request id, so a retried create names the same thing.
-pub fn derive_id(prefix: &str, request_id: &uuid::Uuid) -> String {
-    let digest = Sha256::digest(request_id.as_bytes());
-    let hex: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}-{hex}")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,67 +65,6 @@ pub enum SessionKind {
     Panel,
     Breakout,
     Pitch,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failback {
-    Sticky,
-    ReturnWhenStable,
-}
-
-/// How a session falls back to its recording, every default filled in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FailoverPolicy {
-    pub failover_after_ms: u32,
-    pub failback: Failback,
-    pub clear_after_ms: u32,
-    pub max_loss_percent: u32,
-    pub max_round_trip_ms: u32,
-    pub poor_for_ms: u32,
-}
-
-impl Default for FailoverPolicy {
-    fn default() -> Self {
-        Self {
-            failover_after_ms: 1000,
-            failback: Failback::Sticky,
-            clear_after_ms: 10_000,
-            max_loss_percent: 10,
-            max_round_trip_ms: 2500,
-            poor_for_ms: 5000,
-        }
-    }
-}
-
-impl FailoverPolicy {
-    /// Checks the limits a real show needs.
-    pub fn validated(self) -> Result<Self, AgendaError> {
-        if self.failover_after_ms < 100 || self.failover_after_ms > 60_000 {
-            return Err(AgendaError::invalid(
-                "failover.failover_after_ms",
-                "must be 100 to 60000",
-            ));
-        }
-        if self.clear_after_ms > 600_000 {
-            return Err(AgendaError::invalid(
-                "failover.clear_after_ms",
-                "must be at most 600000",
-            ));
-        }
-        if self.max_loss_percent == 0 || self.max_loss_percent > 100 {
-            return Err(AgendaError::invalid(
-                "failover.max_loss_percent",
-                "must be 1 to 100",
-            ));
-        }
-        if self.poor_for_ms > 600_000 {
-            return Err(AgendaError::invalid(
-                "failover.poor_for_ms",
-                "must be at most 600000",
-            ));
-        }
-        Ok(self)
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,12 +7,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use podium_agenda::{
     AgendaStore,
-    domain::{
-        self, Agenda, FailoverPolicy, Hours, LocalizedText, NewConference, Room, Session,
-        SessionKind, Speaker,
-    },
+    domain::{self, Agenda, LocalizedText, NewConference, Room, Session, SessionKind, Speaker},
 };
-use podium_eventlog::{EventLog, SledEventLog, SledOptions};
+use podium_core::{FailoverPolicy, Hours};
+use podium_eventlog::{EventLog, RequestId, SledEventLog, SledOptions};
 use proptest::prelude::*;
 use uuid::Uuid;
 
@@ -70,7 +68,7 @@ fn base() -> DateTime<Utc> {
 
 /// Runs one command; returns the position of its event, or None if it was refused.
 async fn run(store: &AgendaStore, command: &Command, request_id: Uuid) -> Option<u64> {
-    let id = |prefix: &str| domain::derive_id(prefix, &request_id);
+    let id = |prefix: &str| RequestId::from(request_id).derive_id(prefix);
     let result = match command.clone() {
         Command::Create { conference } => {
             let new = NewConference {

@@ -4,8 +4,10 @@
 
 use proptest::prelude::*;
 
+use podium_core::{Failback, FailoverPolicy};
+
 use super::*;
-use crate::store::Clock;
+use crate::engine::Clock;
 
 /// The agent's behaviour over time.
 #[derive(Clone)]
@@ -39,7 +41,7 @@ struct Sim {
 const SPEAKER: &str = "spk-mei";
 
 impl Sim {
-    fn new(policy: Policy, recordings: Vec<RecordingRef>) -> Self {
+    fn new(policy: FailoverPolicy, recordings: Vec<RecordingRef>) -> Self {
         let clock = Clock::new();
         let start = clock.now();
         let ctx = Context {
@@ -156,7 +158,7 @@ fn talk() -> Vec<RecordingRef> {
 
 #[tokio::test(start_paused = true)]
 async fn heartbeats_stop_at_t_and_the_recording_is_on_air_at_exactly_t_plus_failover_after() {
-    let mut sim = Sim::new(Policy::default(), talk());
+    let mut sim = Sim::new(FailoverPolicy::default(), talk());
     sim.go_live();
     // Heartbeats every 250 ms until 10 s; the last one at 9 750 ms.
     let agent = Agent {
@@ -190,9 +192,9 @@ async fn heartbeats_stop_at_t_and_the_recording_is_on_air_at_exactly_t_plus_fail
 
 #[tokio::test(start_paused = true)]
 async fn the_minimum_failover_after_is_honoured_too() {
-    let policy = Policy {
+    let policy = FailoverPolicy {
         failover_after_ms: 100,
-        ..Policy::default()
+        ..FailoverPolicy::default()
     };
     let mut sim = Sim::new(policy, talk());
     // With failover_after below the usual interval, agents are told to beat faster.
@@ -212,7 +214,7 @@ async fn the_minimum_failover_after_is_honoured_too() {
 
 #[tokio::test(start_paused = true)]
 async fn a_closed_stream_falls_back_when_the_speaker_does_not_return() {
-    let mut sim = Sim::new(Policy::default(), talk());
+    let mut sim = Sim::new(FailoverPolicy::default(), talk());
     sim.go_live();
     let agent = Agent {
         online: |t| t < 4_000,
@@ -228,7 +230,7 @@ async fn a_closed_stream_falls_back_when_the_speaker_does_not_return() {
 
 #[tokio::test(start_paused = true)]
 async fn a_speaker_back_within_failover_after_stays_on_air() {
-    let mut sim = Sim::new(Policy::default(), talk());
+    let mut sim = Sim::new(FailoverPolicy::default(), talk());
     sim.go_live();
     // Two missed heartbeats (a 750 ms gap, 4 750 to 5 500) are shorter than failover_after.
     let agent = Agent {
@@ -241,7 +243,7 @@ async fn a_speaker_back_within_failover_after_stays_on_air() {
 
 #[tokio::test(start_paused = true)]
 async fn a_sustained_poor_link_falls_back_after_poor_for() {
-    let mut sim = Sim::new(Policy::default(), talk());
+    let mut sim = Sim::new(FailoverPolicy::default(), talk());
     sim.go_live();
     fn lossy(t: Millis) -> Figures {
         if t >= 2_000 {
@@ -268,7 +270,7 @@ async fn a_sustained_poor_link_falls_back_after_poor_for() {
 
 #[tokio::test(start_paused = true)]
 async fn a_short_burst_of_loss_does_not_fall_back() {
-    let mut sim = Sim::new(Policy::default(), talk());
+    let mut sim = Sim::new(FailoverPolicy::default(), talk());
     sim.go_live();
     fn burst(t: Millis) -> Figures {
         if (2_000..6_000).contains(&t) {
@@ -297,7 +299,7 @@ async fn the_offset_is_the_live_time_clamped_to_the_recording() {
         sha256: "cd".repeat(32),
         duration_ms: 60_000,
     }];
-    let mut sim = Sim::new(Policy::default(), short);
+    let mut sim = Sim::new(FailoverPolicy::default(), short);
     sim.go_live();
     let agent = Agent {
         online: |t| t < 30_000,
@@ -311,7 +313,7 @@ async fn the_offset_is_the_live_time_clamped_to_the_recording() {
     );
 
     let mut late = Sim::new(
-        Policy::default(),
+        FailoverPolicy::default(),
         vec![RecordingRef {
             id: "rec-short".into(),
             sha256: "cd".repeat(32),
@@ -333,7 +335,7 @@ async fn the_offset_is_the_live_time_clamped_to_the_recording() {
 
 #[tokio::test(start_paused = true)]
 async fn without_a_recording_the_slate_goes_on_air_and_moderators_are_alerted() {
-    let mut sim = Sim::new(Policy::default(), vec![]);
+    let mut sim = Sim::new(FailoverPolicy::default(), vec![]);
     sim.go_live();
     let agent = Agent {
         online: |t| t < 1_000,
@@ -355,7 +357,7 @@ async fn without_a_recording_the_slate_goes_on_air_and_moderators_are_alerted() 
 
 #[tokio::test(start_paused = true)]
 async fn sticky_stays_on_the_recording_when_the_speaker_returns() {
-    let mut sim = Sim::new(Policy::default(), talk());
+    let mut sim = Sim::new(FailoverPolicy::default(), talk());
     sim.go_live();
     let agent = Agent {
         online: |t| !(5_000..8_000).contains(&t),
@@ -376,9 +378,9 @@ async fn sticky_stays_on_the_recording_when_the_speaker_returns() {
 
 #[tokio::test(start_paused = true)]
 async fn return_when_stable_goes_back_after_clear_after_of_healthy_link() {
-    let policy = Policy {
+    let policy = FailoverPolicy {
         failback: Failback::ReturnWhenStable,
-        ..Policy::default()
+        ..FailoverPolicy::default()
     };
     let mut sim = Sim::new(policy, talk());
     sim.go_live();
@@ -400,10 +402,10 @@ async fn return_when_stable_goes_back_after_clear_after_of_healthy_link() {
 
 #[tokio::test(start_paused = true)]
 async fn a_link_flapping_every_second_never_returns_sooner_than_clear_after() {
-    let policy = Policy {
+    let policy = FailoverPolicy {
         failback: Failback::ReturnWhenStable,
         failover_after_ms: 500,
-        ..Policy::default()
+        ..FailoverPolicy::default()
     };
     let mut sim = Sim::new(policy, talk());
     sim.go_live();
@@ -426,9 +428,9 @@ async fn a_link_flapping_every_second_never_returns_sooner_than_clear_after() {
 
 #[tokio::test(start_paused = true)]
 async fn a_pin_blocks_every_automatic_switch() {
-    let policy = Policy {
+    let policy = FailoverPolicy {
         failback: Failback::ReturnWhenStable,
-        ..Policy::default()
+        ..FailoverPolicy::default()
     };
     let mut sim = Sim::new(policy, talk());
     sim.go_live();
@@ -470,7 +472,7 @@ async fn a_pin_blocks_every_automatic_switch() {
 
 #[tokio::test(start_paused = true)]
 async fn after_a_restart_no_failover_fires_inside_the_grace() {
-    let mut sim = Sim::new(Policy::default(), talk());
+    let mut sim = Sim::new(FailoverPolicy::default(), talk());
     sim.go_live();
     let agent = Agent {
         online: |t| t < 2_000,
@@ -494,7 +496,7 @@ async fn after_a_restart_no_failover_fires_inside_the_grace() {
     assert!(sim.switches().is_empty(), "{:?}", sim.switches());
 
     // Without a returning speaker the rule fires when the grace ends.
-    let mut sim = Sim::new(Policy::default(), talk());
+    let mut sim = Sim::new(FailoverPolicy::default(), talk());
     sim.go_live();
     let mut restored = Machine {
         live: sim.replayed(),
@@ -515,7 +517,7 @@ async fn after_a_restart_no_failover_fires_inside_the_grace() {
 
 #[tokio::test(start_paused = true)]
 async fn moderator_switches_are_checked_and_recorded() {
-    let mut sim = Sim::new(Policy::default(), talk());
+    let mut sim = Sim::new(FailoverPolicy::default(), talk());
     let now = sim.clock.now();
     assert!(matches!(
         sim.machine.switch(&sim.ctx, &Target::Slate, now, "m"),
@@ -585,7 +587,7 @@ fn step() -> impl Strategy<Value = Step> {
 proptest! {
     #[test]
     fn any_inputs_replay_to_the_same_status_and_pins_hold(steps in proptest::collection::vec(step(), 1..80), sticky in any::<bool>()) {
-        let policy = Policy { failback: if sticky { Failback::Sticky } else { Failback::ReturnWhenStable }, ..Policy::default() };
+        let policy = FailoverPolicy { failback: if sticky { Failback::Sticky } else { Failback::ReturnWhenStable }, ..FailoverPolicy::default() };
         let ctx = Context { session_id: "s".into(), policy, speakers: vec![SPEAKER.into()], backups: vec!["b".into()], recordings: talk() };
         let mut machine = Machine::default();
         let mut events = Vec::new();

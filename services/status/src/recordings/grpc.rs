@@ -8,13 +8,11 @@ use std::{pin::Pin, sync::Arc, time::SystemTime};
 
 use futures::{Stream, StreamExt};
 use podium_access::{ORGANISERS, Principal, Role, STAFF, caller};
-use podium_agenda::domain::derive_id;
-use podium_eventlog::{EventLog, ExpectedVersion, NewEvent, Projector};
+use podium_eventlog::{EventLog, ExpectedVersion, NewEvent, Projector, RequestId};
 use podium_proto::v1::{self as pb, recordings_server::Recordings, upload_recording_request::Part};
 use podium_text::{Limit, is_language_tag};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
-use uuid::Uuid;
 
 use super::{FETCH_CHUNK_BYTES, RecordingStore, recordings_stream};
 use crate::{error::StatusError, model::StatusModel};
@@ -160,7 +158,7 @@ impl RecordingsService {
             .append(
                 &recordings_stream(&conference_id, &session_id),
                 ExpectedVersion::Any,
-                vec![NewEvent::new(request_id, &event)],
+                vec![NewEvent::new(request_id.uuid(), &event)],
             )
             .await
             .map_err(StatusError::from)?;
@@ -210,12 +208,8 @@ fn validate(
     h: pb::RecordingHeader,
     model: &StatusModel,
     store: &RecordingStore,
-) -> Result<(Uuid, bool, pb::Recording), StatusError> {
-    let request_id = match h.request_id.trim() {
-        "" => Uuid::new_v4(),
-        text => Uuid::parse_str(text)
-            .map_err(|_| StatusError::invalid("request_id", "must be a UUID"))?,
-    };
+) -> Result<(RequestId, bool, pb::Recording), StatusError> {
+    let request_id = RequestId::parse_or_new("request_id", &h.request_id)?;
     let conference_id = h.conference_id.trim();
     let conference = model
         .conference(conference_id)
@@ -309,7 +303,7 @@ fn validate(
     }
     let file_name = podium_text::clean("file_name", &h.file_name, &FILE_NAME)?;
     let recording = pb::Recording {
-        id: derive_id("rec", &request_id),
+        id: request_id.derive_id("rec"),
         conference_id: conference_id.to_owned(),
         session_id: session_id.to_owned(),
         sha256: sha256.to_owned(),

@@ -44,7 +44,7 @@ pub fn stored_event(data: &[u8]) {
         return;
     };
     // The status service's own decoder, which the engine uses when it loads a session.
-    let _ = podium_status::store::decode(&event);
+    let _ = podium_status::codec::decode(&event);
     let models = MODELS.get_or_init(|| Mutex::new(Models::new(Arc::new(WordCounter::new()))));
     let mut models = models
         .lock()

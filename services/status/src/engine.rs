@@ -1,6 +1,6 @@
-//! Status events in and out of the log, and the engine: the one task that owns every session's
-//! [`Machine`], feeds it heartbeats, closes, commands and timer ticks, and appends what it
-//! decides to the session's status stream before anyone sees it.
+//! The engine: the one task that owns every session's [`Machine`], feeds it heartbeats, closes,
+//! commands and timer ticks, and appends what it decides to the session's status stream before
+//! anyone sees it; and the [`Clock`] it reads the time from.
 //!
 //! The engine is the only writer of `conference/<c>/session/<s>/status`; it loads a machine
 //! from that stream the first time it needs it and appends with the exact expected version. It
@@ -13,10 +13,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use podium_eventlog::{
-    EventLog, EventLogError, ExpectedVersion, NewEvent, Projector, RecordedEvent, read_whole_stream,
-};
-use podium_proto::v1 as pb;
+use podium_eventlog::{EventLog, EventLogError, ExpectedVersion, Projector, read_whole_stream};
 use tokio::{
     sync::{mpsc, oneshot},
     time::Instant,
@@ -24,347 +21,11 @@ use tokio::{
 use uuid::Uuid;
 
 use crate::{
-    domain::{
-        Alert, AlertKind, Cause, Context, Figures, LinkState, Machine, Millis, RecordingRef,
-        Refusal, Source, SourceKind, StatusEvent, Target,
-    },
+    codec::{decode, encode, status_stream},
+    domain::{Context, Figures, Lifecycle, Machine, Millis, Refusal, StatusEvent, Target},
     error::StatusError,
-    model::{StatusModel, millis, timestamp},
+    model::StatusModel,
 };
-
-/// The stream of a speaker's green-room test connections.
-pub fn presence_stream(conference_id: &str, speaker_id: &str) -> String {
-    format!("conference/{conference_id}/speaker/{speaker_id}/presence")
-}
-
-/// The stream of a session's status events.
-pub fn status_stream(conference_id: &str, session_id: &str) -> String {
-    format!("conference/{conference_id}/session/{session_id}/status")
-}
-
-// ---- Domain <-> protobuf ----
-
-pub fn source_kind_to_proto(kind: SourceKind) -> pb::SourceKind {
-    match kind {
-        SourceKind::Speaker => pb::SourceKind::Speaker,
-        SourceKind::Recording => pb::SourceKind::Recording,
-        SourceKind::BackupSpeaker => pb::SourceKind::BackupSpeaker,
-        SourceKind::Slate => pb::SourceKind::Slate,
-    }
-}
-
-pub fn source_to_proto(s: &Source) -> pb::Source {
-    pb::Source {
-        kind: source_kind_to_proto(s.kind) as i32,
-        speaker_id: s.speaker_id.clone(),
-        recording_id: s.recording_id.clone(),
-        offset_ms: s.offset_ms,
-        recording_sha256: s.sha256.clone(),
-        since: Some(timestamp(s.since)),
-    }
-}
-
-fn source_from_proto(s: Option<pb::Source>) -> Result<Source, String> {
-    let s = s.ok_or("source missing")?;
-    let kind = match pb::SourceKind::try_from(s.kind).map_err(|_| "unknown source kind")? {
-        pb::SourceKind::Speaker => SourceKind::Speaker,
-        pb::SourceKind::Recording => SourceKind::Recording,
-        pb::SourceKind::BackupSpeaker => SourceKind::BackupSpeaker,
-        pb::SourceKind::Slate => SourceKind::Slate,
-        pb::SourceKind::Unspecified => return Err("source kind unspecified".into()),
-    };
-    Ok(Source {
-        kind,
-        speaker_id: s.speaker_id,
-        recording_id: s.recording_id,
-        offset_ms: s.offset_ms,
-        sha256: s.recording_sha256,
-        since: millis(&s.since),
-    })
-}
-
-pub fn cause_to_proto(cause: Cause) -> pb::Cause {
-    match cause {
-        Cause::Moderator => pb::Cause::Moderator,
-        Cause::HeartbeatTimeout => pb::Cause::HeartbeatTimeout,
-        Cause::StreamClosed => pb::Cause::StreamClosed,
-        Cause::PoorLink => pb::Cause::PoorLink,
-        Cause::LinkStable => pb::Cause::LinkStable,
-        Cause::SessionStarted => pb::Cause::SessionStarted,
-    }
-}
-
-fn cause_from_proto(cause: i32) -> Result<Cause, String> {
-    Ok(
-        match pb::Cause::try_from(cause).map_err(|_| "unknown cause")? {
-            pb::Cause::Moderator => Cause::Moderator,
-            pb::Cause::HeartbeatTimeout => Cause::HeartbeatTimeout,
-            pb::Cause::StreamClosed => Cause::StreamClosed,
-            pb::Cause::PoorLink => Cause::PoorLink,
-            pb::Cause::LinkStable => Cause::LinkStable,
-            pb::Cause::SessionStarted => Cause::SessionStarted,
-            pb::Cause::Unspecified => return Err("cause unspecified".into()),
-        },
-    )
-}
-
-pub fn link_state_to_proto(state: LinkState) -> pb::LinkState {
-    match state {
-        LinkState::Offline => pb::LinkState::Offline,
-        LinkState::Healthy => pb::LinkState::Healthy,
-        LinkState::Poor => pb::LinkState::Poor,
-        LinkState::Lost => pb::LinkState::Lost,
-    }
-}
-
-fn link_state_from_proto(state: i32) -> Result<LinkState, String> {
-    Ok(
-        match pb::LinkState::try_from(state).map_err(|_| "unknown link state")? {
-            pb::LinkState::Offline | pb::LinkState::Unspecified => LinkState::Offline,
-            pb::LinkState::Healthy => LinkState::Healthy,
-            pb::LinkState::Poor => LinkState::Poor,
-            pb::LinkState::Lost => LinkState::Lost,
-        },
-    )
-}
-
-pub fn figures_to_proto(f: &Figures) -> pb::LinkFigures {
-    pb::LinkFigures {
-        round_trip_ms: f.round_trip_ms,
-        packet_loss_percent: f.loss_percent,
-        upstream_kbps: f.upstream_kbps,
-    }
-}
-
-pub fn figures_from_proto(f: Option<pb::LinkFigures>) -> Figures {
-    let f = f.unwrap_or_default();
-    let loss = if f.packet_loss_percent.is_finite() {
-        f.packet_loss_percent.clamp(0.0, 100.0)
-    } else {
-        0.0
-    };
-    Figures {
-        round_trip_ms: f.round_trip_ms,
-        loss_percent: loss,
-        upstream_kbps: f.upstream_kbps,
-    }
-}
-
-pub fn alert_to_proto(a: &Alert) -> pb::Alert {
-    pb::Alert {
-        kind: match a.kind {
-            AlertKind::NoRecording => pb::AlertKind::NoRecording,
-            AlertKind::Failover => pb::AlertKind::Failover,
-        } as i32,
-        message: a.message.clone(),
-        at: Some(timestamp(a.at)),
-    }
-}
-
-fn alert_from_proto(a: Option<pb::Alert>) -> Result<Alert, String> {
-    let a = a.ok_or("alert missing")?;
-    let kind = match pb::AlertKind::try_from(a.kind).map_err(|_| "unknown alert kind")? {
-        pb::AlertKind::NoRecording => AlertKind::NoRecording,
-        pb::AlertKind::Failover | pb::AlertKind::Unspecified => AlertKind::Failover,
-    };
-    Ok(Alert {
-        kind,
-        message: a.message,
-        at: millis(&a.at),
-    })
-}
-
-/// The stored form of a status event.
-pub fn encode(id: Uuid, conference_id: &str, session_id: &str, event: &StatusEvent) -> NewEvent {
-    let (c, s) = (conference_id.to_owned(), session_id.to_owned());
-    match event {
-        StatusEvent::WentLive { source, at, by } => NewEvent::new(
-            id,
-            &pb::SessionWentLive {
-                conference_id: c,
-                session_id: s,
-                source: Some(source_to_proto(source)),
-                at: Some(timestamp(*at)),
-                by: by.clone(),
-            },
-        ),
-        StatusEvent::Ended { at, by } => NewEvent::new(
-            id,
-            &pb::SessionEnded {
-                conference_id: c,
-                session_id: s,
-                at: Some(timestamp(*at)),
-                by: by.clone(),
-            },
-        ),
-        StatusEvent::Switched {
-            from,
-            to,
-            cause,
-            figures,
-            at,
-            by,
-        } => NewEvent::new(
-            id,
-            &pb::SourceSwitched {
-                conference_id: c,
-                session_id: s,
-                from: Some(source_to_proto(from)),
-                to: Some(source_to_proto(to)),
-                cause: cause_to_proto(*cause) as i32,
-                figures: Some(figures_to_proto(figures)),
-                at: Some(timestamp(*at)),
-                by: by.clone(),
-            },
-        ),
-        StatusEvent::Pinned { pinned, at, by } => NewEvent::new(
-            id,
-            &pb::SourcePinned {
-                conference_id: c,
-                session_id: s,
-                pinned: *pinned,
-                at: Some(timestamp(*at)),
-                by: by.clone(),
-            },
-        ),
-        StatusEvent::Link {
-            speaker_id,
-            state,
-            figures,
-            at,
-        } => NewEvent::new(
-            id,
-            &pb::LinkChanged {
-                conference_id: c,
-                session_id: s,
-                speaker_id: speaker_id.clone(),
-                state: link_state_to_proto(*state) as i32,
-                figures: Some(figures_to_proto(figures)),
-                at: Some(timestamp(*at)),
-            },
-        ),
-        StatusEvent::Alert(alert) => NewEvent::new(
-            id,
-            &pb::AlertRaised {
-                conference_id: c,
-                session_id: s,
-                alert: Some(alert_to_proto(alert)),
-            },
-        ),
-    }
-}
-
-/// The domain form of a stored status event, with its conference and session; `None` for
-/// other types.
-pub fn decode(event: &RecordedEvent) -> Result<Option<(String, String, StatusEvent)>, String> {
-    let e = |e: podium_eventlog::DecodeError| e.to_string();
-    let decoded = if event.is::<pb::SessionWentLive>() {
-        let m = event.decode::<pb::SessionWentLive>().map_err(e)?;
-        (
-            m.conference_id,
-            m.session_id,
-            StatusEvent::WentLive {
-                source: source_from_proto(m.source)?,
-                at: millis(&m.at),
-                by: m.by,
-            },
-        )
-    } else if event.is::<pb::SessionEnded>() {
-        let m = event.decode::<pb::SessionEnded>().map_err(e)?;
-        (
-            m.conference_id,
-            m.session_id,
-            StatusEvent::Ended {
-                at: millis(&m.at),
-                by: m.by,
-            },
-        )
-    } else if event.is::<pb::SourceSwitched>() {
-        let m = event.decode::<pb::SourceSwitched>().map_err(e)?;
-        let switched = StatusEvent::Switched {
-            from: source_from_proto(m.from)?,
-            to: source_from_proto(m.to)?,
-            cause: cause_from_proto(m.cause)?,
-            figures: figures_from_proto(m.figures),
-            at: millis(&m.at),
-            by: m.by,
-        };
-        (m.conference_id, m.session_id, switched)
-    } else if event.is::<pb::SourcePinned>() {
-        let m = event.decode::<pb::SourcePinned>().map_err(e)?;
-        (
-            m.conference_id,
-            m.session_id,
-            StatusEvent::Pinned {
-                pinned: m.pinned,
-                at: millis(&m.at),
-                by: m.by,
-            },
-        )
-    } else if event.is::<pb::LinkChanged>() {
-        let m = event.decode::<pb::LinkChanged>().map_err(e)?;
-        let link = StatusEvent::Link {
-            speaker_id: m.speaker_id,
-            state: link_state_from_proto(m.state)?,
-            figures: figures_from_proto(m.figures),
-            at: millis(&m.at),
-        };
-        (m.conference_id, m.session_id, link)
-    } else if event.is::<pb::AlertRaised>() {
-        let m = event.decode::<pb::AlertRaised>().map_err(e)?;
-        (
-            m.conference_id,
-            m.session_id,
-            StatusEvent::Alert(alert_from_proto(m.alert)?),
-        )
-    } else {
-        return Ok(None);
-    };
-    Ok(Some(decoded))
-}
-
-/// Folds a stored status event into the read model.
-pub fn apply_live_event(model: &mut StatusModel, event: &RecordedEvent) -> Result<(), String> {
-    if let Some((conference_id, session_id, status)) = decode(event)?
-        && let Some(conference) = model.conferences.get_mut(&conference_id)
-    {
-        conference
-            .changed
-            .insert(session_id.clone(), event.position);
-        conference
-            .live
-            .entry(session_id)
-            .or_default()
-            .apply(&status);
-    }
-    Ok(())
-}
-
-/// The machine's view of a session, from the read model.
-pub fn context(model: &StatusModel, conference_id: &str, session_id: &str) -> Option<Context> {
-    let conference = model.conference(conference_id)?;
-    let facts = conference.sessions.get(session_id)?;
-    let recordings = conference
-        .recordings
-        .get(session_id)
-        .map(|list| {
-            list.iter()
-                .map(|r| RecordingRef {
-                    id: r.id.clone(),
-                    sha256: r.sha256.clone(),
-                    duration_ms: r.duration_ms,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Some(Context {
-        session_id: session_id.to_owned(),
-        policy: facts.policy,
-        speakers: facts.speaker_ids.clone(),
-        backups: facts.backup_speaker_ids.clone(),
-        recordings,
-    })
-}
 
 // ---- Clock ----
 
@@ -576,7 +237,7 @@ impl Engine {
             .flat_map(|c| {
                 c.live
                     .iter()
-                    .filter(|(_, l)| l.lifecycle == crate::domain::Lifecycle::Live)
+                    .filter(|(_, l)| l.lifecycle == Lifecycle::Live)
                     .map(|(s, _)| key(&c.id, s))
                     .collect::<Vec<_>>()
             })
@@ -646,7 +307,9 @@ impl Engine {
         self.slots
             .iter()
             .filter_map(|(k, slot)| {
-                context(&model, &k.0, &k.1).and_then(|ctx| slot.machine.next_deadline(&ctx))
+                model
+                    .context(&k.0, &k.1)
+                    .and_then(|ctx| slot.machine.next_deadline(&ctx))
             })
             .min()
     }
@@ -725,7 +388,7 @@ impl Engine {
         k: &Key,
         f: impl FnOnce(&mut Machine, &Context) -> Result<Vec<StatusEvent>, Refusal>,
     ) -> Result<u64, StatusError> {
-        let Some(ctx) = context(&self.model.read(), &k.0, &k.1) else {
+        let Some(ctx) = self.model.read().context(&k.0, &k.1) else {
             return Err(StatusError::NotFound(format!("session {} not found", k.1)));
         };
         self.load(k).await?;
