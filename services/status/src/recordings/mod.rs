@@ -1,6 +1,6 @@
-//! Recordings: the pre-recorded talks a session falls back to. [`files`] keeps their bytes,
+//! Recordings: the pre-recorded talks a session falls back to. `files` keeps their bytes,
 //! content-addressed beside the log (`sha256/<hex>`), and streams uploads to disk while hashing
-//! them, so a file is never held in memory; [`grpc`] is the `podium.v1.Recordings` service,
+//! them, so a file is never held in memory; `grpc` is the `podium.v1.Recordings` service,
 //! which checks who may do what, registers a verified upload as a `RecordingRegistered` event
 //! and answers from the status read model.
 
