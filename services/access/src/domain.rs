@@ -122,7 +122,7 @@ impl Principal {
     }
 
     /// Checks the scope, then that the role is one of `allowed`; `action` completes the
-    /// sentence "a <role> token may not ...".
+    /// sentence "a `<role>` token may not ...".
     pub fn require(
         &self,
         conference_id: &str,

@@ -39,7 +39,7 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// A fixed admin token. Without it, podiumd generates one on first start and writes it to
-    /// <data-dir>/admin.token (readable by its owner only).
+    /// `<data-dir>/admin.token` (readable by its owner only).
     #[arg(long, env = "PODIUM_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 

@@ -1,6 +1,6 @@
 //! The `podium.v1.Polls` service: moderators create, open and close polls and hide words;
 //! attendees vote; everyone reads polls and watches their results, which the publisher
-//! ([`super::publisher`]) updates at most ten times a second per poll.
+//! (`publisher`) updates at most ten times a second per poll.
 
 use std::{pin::Pin, sync::Arc};
 
