@@ -1,0 +1,107 @@
+//! How the sled backend lays out its one tree: the encoding of its keys. Three key spaces
+//! share the tree, so that a whole group commit is one atomic `apply_batch`:
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `L` position (u64 BE) | the event, encoded as `podium.v1.Event` |
+//! | `S` stream `0x00` version (u64 BE) | position |
+//! | `I` stream `0x00` event id (16 bytes) | position, version |
+//!
+//! Big-endian numbers make sled's byte order the numeric order, so a range of `L` keys is a
+//! range of positions and the last `S` key of a stream is its head. A stream name never holds
+//! `0x00` (see `validate_append`), so one stream's keys never fall inside another's range.
+
+use uuid::Uuid;
+
+use crate::{EventLogError, Result};
+
+/// The log: position → event.
+pub(super) const LOG: u8 = b'L';
+/// The stream index: stream and version → position.
+pub(super) const STREAM: u8 = b'S';
+/// The id index: stream and event id → position and version.
+pub(super) const ID: u8 = b'I';
+
+/// `L` + position.
+pub(super) fn log_key(position: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = LOG;
+    key[1..].copy_from_slice(&position.to_be_bytes());
+    key
+}
+
+/// A key space's prefix for one stream: the space, the name, `0x00`.
+pub(super) fn stream_prefix(space: u8, stream: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(stream.len() + 18);
+    key.push(space);
+    key.extend_from_slice(stream.as_bytes());
+    key.push(0);
+    key
+}
+
+/// `S` + stream + version.
+pub(super) fn stream_key(stream: &str, version: u64) -> Vec<u8> {
+    let mut key = stream_prefix(STREAM, stream);
+    key.extend_from_slice(&version.to_be_bytes());
+    key
+}
+
+/// `I` + stream + event id.
+pub(super) fn id_key(stream: &str, id: Uuid) -> Vec<u8> {
+    let mut key = stream_prefix(ID, stream);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// The big-endian number at the start of `bytes`.
+pub(super) fn be_u64(bytes: &[u8]) -> Result<u64> {
+    let array: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| EventLogError::Storage("index entry is shorter than 8 bytes".into()))?;
+    Ok(u64::from_be_bytes(array))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_keys_sort_by_position() {
+        let pairs = [
+            (0, 1),
+            (255, 256),
+            (65_535, 65_536),
+            (u64::from(u32::MAX), 1 << 32),
+            (1, u64::MAX),
+        ];
+        for (a, b) in pairs {
+            assert!(log_key(a) < log_key(b), "{a} < {b}");
+            assert_eq!(be_u64(&log_key(b)[1..]).unwrap(), b);
+        }
+    }
+
+    #[test]
+    fn a_streams_key_range_holds_only_that_stream() {
+        let (lo, hi) = (stream_key("a", 0), stream_key("a", u64::MAX));
+        assert!(stream_key("a", 1) < stream_key("a", 256) && stream_key("a", 256) < hi);
+        for other in ["a/b", "ab", "a-", "a.", "A", "b", "conference/a"] {
+            for version in [0, 1, u64::MAX] {
+                let key = stream_key(other, version);
+                assert!(
+                    key < lo || key > hi,
+                    "{other} {version} falls inside stream a"
+                );
+            }
+            let id = Uuid::new_v4();
+            assert!(!id_key(other, id).starts_with(&stream_prefix(ID, "a")));
+        }
+        assert!(!log_key(7).starts_with(&[STREAM]) && !stream_key("a", 7).starts_with(&[ID]));
+    }
+
+    #[test]
+    fn short_index_values_are_errors_not_panics() {
+        assert!(matches!(be_u64(&[1, 2, 3]), Err(EventLogError::Storage(_))));
+        assert_eq!(be_u64(&[0, 0, 0, 0, 0, 0, 1, 0, 9]).unwrap(), 256);
+    }
+}

@@ -1,0 +1,353 @@
+//! The sled backend of [`EventLog`]: podium's embedded default.
+//!
+//! One sled tree holds the log and its two indexes (the key spaces are in [`keys`]), so that a
+//! whole group commit is one atomic `apply_batch`. All writes go through one writer thread
+//! ([`writer`]): group commit, so durability costs one flush per group, not per append. Reads
+//! ([`read`]) never look past the durable head the writer advances after each flush. This
+//! file holds the handle that ties them together: opening, closing, and the [`EventLog`]
+//! methods.
+
+mod keys;
+mod read;
+mod writer;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+};
+
+use async_trait::async_trait;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use uuid::Uuid;
+
+pub use read::decode_stored;
+use writer::Writer;
+
+use crate::{
+    AppendOutcome, CommittedBatch, EventLog, EventLogError, ExpectedVersion, NewEvent, Page,
+    RecordedEvent, Result,
+};
+
+/// Longest stream name accepted, in bytes.
+pub const MAX_STREAM_LEN: usize = 256;
+/// Most events in one append.
+pub const MAX_BATCH_EVENTS: usize = 1024;
+/// Largest single payload, in bytes.
+pub const MAX_PAYLOAD: usize = 1 << 20;
+
+/// Tuning of the sled backend.
+#[derive(Debug, Clone)]
+pub struct SledOptions {
+    /// Most append requests the writer folds into one flush.
+    pub max_group: usize,
+    /// Append requests that may wait for the writer before callers wait to enqueue.
+    pub queue: usize,
+    /// Committed batches buffered for live subscribers before a slow one lags.
+    pub live_buffer: usize,
+    /// sled's page cache, in bytes.
+    pub cache_bytes: u64,
+    /// Free space the file system must keep: below it appends are refused before sled
+    /// writes, so that sled never meets a full disk (which leaves it refusing reads too).
+    pub reserve_bytes: u64,
+}
+
+impl Default for SledOptions {
+    fn default() -> Self {
+        Self {
+            max_group: 512,
+            queue: 4096,
+            live_buffer: 4096,
+            cache_bytes: 256 << 20,
+            reserve_bytes: 64 << 20,
+        }
+    }
+}
+
+struct AppendRequest {
+    stream: String,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<AppendOutcome>>,
+}
+
+/// The open sled database and its one tree.
+#[derive(Clone)]
+struct Store {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl Store {
+    fn open(path: &Path, cache_bytes: u64) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(storage)?;
+        let tree = db.open_tree("events").map_err(storage)?;
+        Ok(Self { db, tree })
+    }
+}
+
+struct Shared {
+    /// Replaced by the writer when it reopens sled after a failed write (sled 0.34 refuses
+    /// every write after its first I/O error); `None` only if that reopening failed.
+    store: RwLock<Option<Store>>,
+    /// How many times the writer has reopened the database.
+    generation: AtomicU64,
+    /// Every position below this is flushed; readers never look past it.
+    durable_head: AtomicU64,
+    /// Weak, because the writer owns the only strong sender: when it stops, the channel closes
+    /// and live subscriptions end, however many of them still hold the log.
+    live: broadcast::WeakSender<CommittedBatch>,
+}
+
+/// The embedded, durable event log. Cheap to share behind an `Arc`.
+pub struct SledEventLog {
+    shared: Arc<Shared>,
+    path: PathBuf,
+    requests: std::sync::Mutex<Option<mpsc::Sender<AppendRequest>>>,
+    writer: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for SledEventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledEventLog")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SledEventLog {
+    /// Opens (or creates) the log in directory `path` and starts its writer thread.
+    pub fn open(path: impl AsRef<Path>, options: SledOptions) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let store = Store::open(&path, options.cache_bytes)?;
+        let head = read::next_position(&store.tree)?;
+        let (live, _) = broadcast::channel(options.live_buffer.max(1));
+        let shared = Arc::new(Shared {
+            store: RwLock::new(Some(store.clone())),
+            generation: AtomicU64::new(0),
+            durable_head: AtomicU64::new(head),
+            live: live.downgrade(),
+        });
+        let (tx, rx) = mpsc::channel(options.queue.max(1));
+        let handle = Writer::start(
+            shared.clone(),
+            store,
+            path.clone(),
+            &options,
+            live,
+            head,
+            rx,
+        )?;
+        tracing::info!(path = %path.display(), head, "event log opened");
+        Ok(Self {
+            shared,
+            path,
+            requests: std::sync::Mutex::new(Some(tx)),
+            writer: std::sync::Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Stops accepting appends, lets the writer commit what it already has, flushes and waits
+    /// for the writer thread. Live subscriptions end. Idempotent.
+    pub fn close(&self) -> Result<()> {
+        drop(
+            self.requests
+                .lock()
+                .map_err(|_| EventLogError::Closed)?
+                .take(),
+        );
+        let handle = self
+            .writer
+            .lock()
+            .map_err(|_| EventLogError::Closed)?
+            .take();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            return Err(EventLogError::Storage("writer thread panicked".into()));
+        }
+        self.shared.store()?.db.flush().map_err(storage)?;
+        Ok(())
+    }
+
+    /// Bytes sled occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        self.shared.store()?.db.size_on_disk().map_err(storage)
+    }
+
+    fn sender(&self) -> Result<mpsc::Sender<AppendRequest>> {
+        self.requests
+            .lock()
+            .map_err(|_| EventLogError::Closed)?
+            .clone()
+            .ok_or(EventLogError::Closed)
+    }
+}
+
+impl Drop for SledEventLog {
+    fn drop(&mut self) {
+        if let Err(error) = self.close() {
+            tracing::error!(%error, "closing the event log failed");
+        }
+    }
+}
+
+#[async_trait]
+impl EventLog for SledEventLog {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome> {
+        validate_append(stream, &events)?;
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest {
+            stream: stream.to_owned(),
+            expected,
+            events,
+            reply,
+        };
+        self.sender()?
+            .send(request)
+            .await
+            .map_err(|_| EventLogError::Closed)?;
+        answer.await.map_err(|_| EventLogError::Closed)?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        self.shared
+            .stream_events(stream, from_version, limit, self.head())
+    }
+
+    async fn read_page(&self, from: u64, limit: usize) -> Result<Page> {
+        read::page(self.shared.clone(), from, limit, self.head()).await
+    }
+
+    fn head(&self) -> u64 {
+        self.shared.durable_head.load(Ordering::Acquire)
+    }
+
+    fn listen(&self) -> broadcast::Receiver<CommittedBatch> {
+        match self.shared.live.upgrade() {
+            Some(live) => live.subscribe(),
+            // Closed: a receiver whose sender is already gone, so it reports `Closed`.
+            None => broadcast::channel(1).1,
+        }
+    }
+}
+
+fn validate_append(stream: &str, events: &[NewEvent]) -> Result<()> {
+    let invalid = |m: String| Err(EventLogError::InvalidAppend(m));
+    if stream.is_empty() || stream.len() > MAX_STREAM_LEN {
+        return invalid(format!("stream name must be 1 to {MAX_STREAM_LEN} bytes"));
+    }
+    if !stream
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-_.:".contains(&b))
+    {
+        return invalid(format!(
+            "stream name {stream:?} may only hold ASCII letters, digits and / - _ . :"
+        ));
+    }
+    if events.is_empty() || events.len() > MAX_BATCH_EVENTS {
+        return invalid(format!("a batch holds 1 to {MAX_BATCH_EVENTS} events"));
+    }
+    for event in events {
+        if event.payload.len() > MAX_PAYLOAD {
+            return invalid(format!(
+                "event {} is larger than {MAX_PAYLOAD} bytes",
+                event.id
+            ));
+        }
+        if event.event_type.is_empty() {
+            return invalid(format!("event {} has no type", event.id));
+        }
+    }
+    let mut ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    ids.sort_unstable();
+    if ids.windows(2).any(|w| w[0] == w[1]) {
+        return invalid("a batch names the same event id twice".into());
+    }
+    Ok(())
+}
+
+fn storage(error: sled::Error) -> EventLogError {
+    match &error {
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
+            EventLogError::DiskFull(error.to_string())
+        }
+        _ => EventLogError::Storage(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(payload: usize) -> NewEvent {
+        NewEvent {
+            id: Uuid::new_v4(),
+            event_type: "podium.test.A".into(),
+            payload: vec![0; payload],
+        }
+    }
+
+    fn rejected(stream: &str, events: &[NewEvent]) -> bool {
+        matches!(
+            validate_append(stream, events),
+            Err(EventLogError::InvalidAppend(_))
+        )
+    }
+
+    #[test]
+    fn validation_accepts_the_limits() {
+        let longest = "s".repeat(MAX_STREAM_LEN);
+        let full: Vec<NewEvent> = (0..MAX_BATCH_EVENTS).map(|_| event(0)).collect();
+        assert!(validate_append(&longest, &full).is_ok());
+        assert!(validate_append("conference/odc-2024/poll_7.v2:a", &[event(MAX_PAYLOAD)]).is_ok());
+    }
+
+    #[test]
+    fn validation_rejects_what_is_beyond_them() {
+        let one = [event(0)];
+        for stream in [
+            "",
+            "a b",
+            "a\0b",
+            "a\nb",
+            "caf\u{e9}",
+            "a*",
+            &"s".repeat(MAX_STREAM_LEN + 1),
+        ] {
+            assert!(rejected(stream, &one), "stream {stream:?}");
+        }
+        assert!(rejected("s", &[]));
+        let too_many: Vec<NewEvent> = (0..=MAX_BATCH_EVENTS).map(|_| event(0)).collect();
+        assert!(rejected("s", &too_many));
+        assert!(rejected("s", &[event(MAX_PAYLOAD + 1)]));
+        let untyped = NewEvent {
+            event_type: String::new(),
+            ..event(0)
+        };
+        assert!(rejected("s", &[event(0), untyped]));
+        let first = event(0);
+        let twice = NewEvent {
+            payload: vec![1],
+            ..first.clone()
+        };
+        assert!(rejected("s", &[first, event(0), twice]));
+    }
+}

@@ -1,0 +1,260 @@
+//! Reads of the sled backend: streams, pages of the log, stream heads and the id index, and
+//! the decoding of stored events. Every read goes through [`Shared::read`], which runs it on
+//! the current database and once more if the writer reopened the database meanwhile (after a
+//! failed write sled refuses reads too). Callers pass the durable head; nothing at or past it
+//! is returned, so nothing unacknowledged is ever delivered.
+
+use std::sync::{Arc, atomic::Ordering};
+
+use podium_proto::v1 as pb;
+use prost::Message;
+use uuid::Uuid;
+
+use super::{
+    Shared, Store,
+    keys::{LOG, STREAM, be_u64, id_key, log_key, stream_key, stream_prefix},
+    storage,
+    writer::REOPEN_PAUSE,
+};
+use crate::{EventLogError, Page, RecordedEvent, Result};
+
+/// How many pauses a failed read waits for the writer to reopen the database.
+const REREAD_WAITS: u32 = 20;
+
+impl Shared {
+    /// The current database. While the writer reopens it, this waits for the new one.
+    pub(super) fn store(&self) -> Result<Store> {
+        self.store
+            .read()
+            .map_err(|_| EventLogError::Closed)?
+            .clone()
+            .ok_or_else(|| EventLogError::Storage("the database could not be reopened".into()))
+    }
+
+    pub(super) fn tree(&self) -> Result<sled::Tree> {
+        Ok(self.store()?.tree)
+    }
+
+    /// Runs `read` on the current tree. A read that failed while the writer reopened the
+    /// database (a failed write leaves sled refusing reads too) runs once more on the new one.
+    pub(super) fn read<T>(&self, read: impl Fn(&sled::Tree) -> Result<T>) -> Result<T> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let result = read(&self.tree()?);
+        match result {
+            Err(EventLogError::Storage(_) | EventLogError::DiskFull(_)) => {
+                // The writer may not have seen its failure yet: give it a moment to reopen.
+                // Taking the tree waits for a reopening in progress.
+                for _ in 0..REREAD_WAITS {
+                    let tree = self.tree()?;
+                    if self.generation.load(Ordering::Acquire) != generation {
+                        return read(&tree);
+                    }
+                    std::thread::sleep(REOPEN_PAUSE);
+                }
+                result
+            }
+            other => other,
+        }
+    }
+
+    /// Up to `limit` events of `stream` from `from_version`, none at or past `durable`.
+    pub(super) fn stream_events(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+        durable: u64,
+    ) -> Result<Vec<RecordedEvent>> {
+        self.read(|tree| {
+            let start = stream_key(stream, from_version);
+            let end = stream_key(stream, u64::MAX);
+            let mut events = Vec::new();
+            for entry in tree.range(start..=end) {
+                if events.len() >= limit {
+                    break;
+                }
+                let (_, value) = entry.map_err(storage)?;
+                let position = be_u64(&value)?;
+                if position >= durable {
+                    break;
+                }
+                events.push(load(tree, position)?);
+            }
+            Ok(events)
+        })
+    }
+}
+
+/// Up to `limit` events of the log from `from`, none at or past `durable`, read off the
+/// runtime's threads and decoded as they are taken.
+pub(super) async fn page(
+    shared: Arc<Shared>,
+    from: u64,
+    limit: usize,
+    durable: u64,
+) -> Result<Page> {
+    if from >= durable || limit == 0 {
+        return Ok(Page::new(None, std::iter::empty()));
+    }
+    let end = durable.min(from.saturating_add(limit as u64));
+    // sled may have to load pages from disk, so the read runs on a blocking thread: a
+    // runtime worker never waits for the disk, and a caller that polls this future once
+    // and goes on working (as `subscribe` does during catch-up) gets the next page read on
+    // the other core meanwhile. The read returns sled's own buffers, and the page decodes
+    // them on the caller's thread, one event at a time, as they are taken.
+    let entries = match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime
+            .spawn_blocking(move || shared.read(|tree| read_range(tree, from, end)))
+            .await
+            .map_err(|e| {
+                if e.is_cancelled() {
+                    EventLogError::Closed
+                } else {
+                    EventLogError::Storage(format!("reading the log failed: {e}"))
+                }
+            })??,
+        // Outside a tokio runtime there is no blocking pool: read in place.
+        Err(_) => shared.read(|tree| read_range(tree, from, end))?,
+    };
+    let last = match entries.last() {
+        Some((key, _)) => Some(be_u64(&key[1..])?),
+        None => None,
+    };
+    let events = entries
+        .into_iter()
+        .map(|(key, value)| decode_stored(be_u64(&key[1..])?, &value));
+    Ok(Page::new(last, events))
+}
+
+/// The position after the last stored event.
+pub(super) fn next_position(tree: &sled::Tree) -> Result<u64> {
+    match tree.scan_prefix([LOG]).next_back() {
+        Some(entry) => {
+            let (key, _) = entry.map_err(storage)?;
+            Ok(be_u64(&key[1..])? + 1)
+        }
+        None => Ok(0),
+    }
+}
+
+/// The version of the stream's last stored event, if the stream exists.
+pub(super) fn stream_head(tree: &sled::Tree, stream: &str) -> Result<Option<u64>> {
+    match tree.scan_prefix(stream_prefix(STREAM, stream)).next_back() {
+        Some(entry) => {
+            let (key, _) = entry.map_err(storage)?;
+            Ok(Some(be_u64(&key[key.len() - 8..])?))
+        }
+        None => Ok(None),
+    }
+}
+
+pub(super) fn lookup_id(tree: &sled::Tree, stream: &str, id: Uuid) -> Result<Option<(u64, u64)>> {
+    match tree.get(id_key(stream, id)).map_err(storage)? {
+        Some(value) => Ok(Some((
+            be_u64(&value)?,
+            be_u64(value.get(8..).unwrap_or_default())?,
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// The stored entries for positions `from..end`, undecoded.
+pub(super) fn read_range(
+    tree: &sled::Tree,
+    from: u64,
+    end: u64,
+) -> Result<Vec<(sled::IVec, sled::IVec)>> {
+    let mut entries = Vec::with_capacity(usize::try_from(end - from).unwrap_or(0));
+    for entry in tree.range(log_key(from)..log_key(end)) {
+        entries.push(entry.map_err(storage)?);
+    }
+    Ok(entries)
+}
+
+pub(super) fn load(tree: &sled::Tree, position: u64) -> Result<RecordedEvent> {
+    match tree.get(log_key(position)).map_err(storage)? {
+        Some(value) => decode_stored(position, &value),
+        None => Err(EventLogError::Corrupt {
+            position,
+            reason: "indexed event is missing".into(),
+        }),
+    }
+}
+
+/// Decodes the value stored under `L`+`position` back into the event, refusing one that does
+/// not parse or claims another position. Public so that the fuzz targets and property tests
+/// (`fuzzing/`) drive the very function that replay uses.
+pub fn decode_stored(position: u64, bytes: &[u8]) -> Result<RecordedEvent> {
+    let corrupt = |reason: String| EventLogError::Corrupt { position, reason };
+    let event = pb::Event::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let event = RecordedEvent::from_proto(event).map_err(corrupt)?;
+    if event.position != position {
+        return Err(corrupt(format!("it claims position {}", event.position)));
+    }
+    Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+
+    #[test]
+    fn heads_are_read_from_the_indexes() -> Result<()> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .map_err(storage)?;
+        let tree = db.open_tree("events").map_err(storage)?;
+        assert_eq!(next_position(&tree)?, 0);
+        assert_eq!(stream_head(&tree, "a")?, None);
+        let mut position = 0u64;
+        for (stream, versions) in [("a", 3u64), ("a-b", 300), ("b", 1)] {
+            for version in 0..versions {
+                tree.insert(log_key(position), vec![]).map_err(storage)?;
+                tree.insert(stream_key(stream, version), &position.to_be_bytes())
+                    .map_err(storage)?;
+                let mut value = position.to_be_bytes().to_vec();
+                value.extend_from_slice(&version.to_be_bytes());
+                tree.insert(id_key(stream, Uuid::from_u64_pair(0, position)), value)
+                    .map_err(storage)?;
+                position += 1;
+            }
+        }
+        assert_eq!(next_position(&tree)?, 304);
+        assert_eq!(stream_head(&tree, "a")?, Some(2));
+        assert_eq!(stream_head(&tree, "a-b")?, Some(299));
+        assert_eq!(stream_head(&tree, "b")?, Some(0));
+        assert_eq!(stream_head(&tree, "c")?, None);
+        assert_eq!(
+            lookup_id(&tree, "a-b", Uuid::from_u64_pair(0, 260))?,
+            Some((260, 257))
+        );
+        assert_eq!(lookup_id(&tree, "a", Uuid::from_u64_pair(0, 260))?, None);
+        Ok(())
+    }
+
+    #[test]
+    fn stored_events_are_checked_against_their_position() {
+        let recorded = RecordedEvent {
+            id: Uuid::new_v4(),
+            stream: "s".into(),
+            stream_version: 0,
+            position: 5,
+            event_type: "podium.test.A".into(),
+            payload: vec![1, 2],
+            recorded_at: SystemTime::now(),
+        };
+        let bytes = recorded.to_proto().encode_to_vec();
+        assert_eq!(decode_stored(5, &bytes).unwrap(), recorded);
+        assert!(matches!(
+            decode_stored(6, &bytes),
+            Err(EventLogError::Corrupt { position: 6, .. })
+        ));
+        assert!(matches!(
+            decode_stored(5, &[0xff, 0xff]),
+            Err(EventLogError::Corrupt { .. })
+        ));
+    }
+}
