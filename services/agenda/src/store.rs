@@ -278,9 +278,10 @@ fn stored_text(text: Option<pb::LocalizedText>) -> LocalizedText {
 }
 
 fn stored_time(t: Option<prost_types::Timestamp>) -> Result<DateTime<Utc>, String> {
-    let t = t.ok_or("missing time")?;
-    DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
-        .ok_or_else(|| "time out of range".into())
+    if t.is_none() {
+        return Err("missing time".into());
+    }
+    podium_proto::time::instant(&t).ok_or_else(|| "time out of range".into())
 }
 
 /// The domain form of a stored agenda event; `None` for other event types.

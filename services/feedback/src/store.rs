@@ -181,7 +181,7 @@ fn spec_from_proto(p: pb::Poll) -> Result<PollSpec, String> {
         anonymous: p.anonymous,
         publishable: p.publishable,
         survey: p.survey,
-        created_at: p.created_at.map_or(0, |t| t.seconds.max(0) as u64 * 1000),
+        created_at: podium_proto::time::millis(&p.created_at).max(0) as u64,
     })
 }
 

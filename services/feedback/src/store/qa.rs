@@ -201,9 +201,7 @@ impl QaModel {
                 return Ok(true);
             }
             let session = (a.conference_id.clone(), a.session_id.clone());
-            let asked_at = a.at.map_or(0, |t| {
-                t.seconds.max(0) as u64 * 1000 + t.nanos.max(0) as u64 / 1_000_000
-            });
+            let asked_at = podium_proto::time::millis(&a.at).max(0) as u64;
             self.questions.insert(
                 key,
                 Question {
