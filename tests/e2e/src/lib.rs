@@ -4,6 +4,13 @@
 
 #![forbid(unsafe_code)]
 
+mod show;
+
+pub use show::{
+    Attendee, CONFERENCE, NewPoll, OTHER_CONFERENCE, Odc, Show, ShowBuilder, Speaker, Talk, ballot,
+    join, text, ts,
+};
+
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},

@@ -4,17 +4,16 @@ use std::time::{Duration, SystemTime};
 
 use podium_access::{Principal, Role, TokenKeys};
 use podium_client::{Client, pb};
-use podium_e2e::Podiumd;
+use podium_e2e::{CONFERENCE, OTHER_CONFERENCE, Show, text};
 use tonic::Code;
 
-use crate::{create_odc, session};
-
-async fn issue(admin: &Client, role: pb::Role, conference: &str, speaker: &str) -> String {
-    admin
+/// A token of the conference for `role`, issued by `issuer`.
+async fn issue(issuer: &Client, role: pb::Role, speaker: &str) -> String {
+    issuer
         .access()
         .issue_token(pb::IssueTokenRequest {
             role: role as i32,
-            conference_id: conference.into(),
+            conference_id: CONFERENCE.into(),
             speaker_id: speaker.into(),
             name: format!("{role:?} for tests"),
             ttl_seconds: 0,
@@ -31,10 +30,9 @@ fn code<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> Code {
 
 #[tokio::test]
 async fn roles_and_scopes_are_enforced() {
-    let server = Podiumd::start().unwrap();
-    let admin = server.admin().await.unwrap();
-    let a = create_odc(&admin, "odc2024").await.unwrap();
-    create_odc(&admin, "other-conf").await.unwrap();
+    let show = Show::start().await.unwrap();
+    show.other_conference().await.unwrap();
+    let (server, admin, a) = (&show.server, &show.admin, &show.odc);
 
     // An attendee joins with the code, reads the agenda, and cannot change it.
     let code_a = a.conference.join_code.clone();
@@ -56,7 +54,7 @@ async fn roles_and_scopes_are_enforced() {
     let seen = attendee
         .agenda()
         .get_conference(pb::GetConferenceRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
         })
         .await
         .unwrap()
@@ -68,8 +66,7 @@ async fn roles_and_scopes_are_enforced() {
     );
     let denied = attendee
         .agenda()
-        .add_session(session(
-            &a,
+        .add_session(a.session(
             "Sneaky",
             "2024-11-14T05:00:00Z",
             "2024-11-14T06:00:00Z",
@@ -84,7 +81,7 @@ async fn roles_and_scopes_are_enforced() {
             attendee
                 .feed()
                 .subscribe(pb::SubscribeRequest {
-                    conference_id: "odc2024".into(),
+                    conference_id: CONFERENCE.into(),
                     from_position: 0,
                     types: vec![]
                 })
@@ -96,20 +93,21 @@ async fn roles_and_scopes_are_enforced() {
     // An organiser of conference A finds nothing of conference B: NOT_FOUND, as if it did not
     // exist.
     let organiser = server
-        .client(Some(
-            issue(&admin, pb::Role::Organiser, "odc2024", "").await,
-        ))
+        .client(Some(issue(admin, pb::Role::Organiser, "").await))
         .await
         .unwrap();
     let missing = organiser
         .agenda()
         .get_conference(pb::GetConferenceRequest {
-            conference_id: "other-conf".into(),
+            conference_id: OTHER_CONFERENCE.into(),
         })
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
-    assert_eq!(missing.message(), "conference other-conf not found");
+    assert_eq!(
+        missing.message(),
+        format!("conference {OTHER_CONFERENCE} not found")
+    );
     let nonexistent = organiser
         .agenda()
         .get_conference(pb::GetConferenceRequest {
@@ -127,7 +125,7 @@ async fn roles_and_scopes_are_enforced() {
             organiser
                 .agenda()
                 .list_sessions(pb::ListSessionsRequest {
-                    conference_id: "other-conf".into(),
+                    conference_id: OTHER_CONFERENCE.into(),
                     ..Default::default()
                 })
                 .await
@@ -139,7 +137,7 @@ async fn roles_and_scopes_are_enforced() {
             organiser
                 .feed()
                 .subscribe(pb::SubscribeRequest {
-                    conference_id: "other-conf".into(),
+                    conference_id: OTHER_CONFERENCE.into(),
                     from_position: 0,
                     types: vec![]
                 })
@@ -159,14 +157,14 @@ async fn roles_and_scopes_are_enforced() {
             .iter()
             .map(|c| c.id.as_str())
             .collect::<Vec<_>>(),
-        ["odc2024"]
+        [CONFERENCE]
     );
     // ... but sets up their own.
     organiser
         .agenda()
         .add_room(pb::AddRoomRequest {
             request_id: Client::request_id(),
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             name: "Hackathon corner".into(),
             capacity: 30,
         })
@@ -174,7 +172,7 @@ async fn roles_and_scopes_are_enforced() {
         .unwrap();
 
     // Organisers issue staff tokens for their own conference only, and never admin tokens.
-    let moderator = issue(&organiser, pb::Role::Moderator, "odc2024", "").await;
+    let moderator = issue(&organiser, pb::Role::Moderator, "").await;
     assert_eq!(
         code(
             organiser
@@ -194,7 +192,7 @@ async fn roles_and_scopes_are_enforced() {
                 .access()
                 .issue_token(pb::IssueTokenRequest {
                     role: pb::Role::Moderator as i32,
-                    conference_id: "other-conf".into(),
+                    conference_id: OTHER_CONFERENCE.into(),
                     name: "x".into(),
                     ..Default::default()
                 })
@@ -209,7 +207,7 @@ async fn roles_and_scopes_are_enforced() {
                 .access()
                 .issue_token(pb::IssueTokenRequest {
                     role: pb::Role::Moderator as i32,
-                    conference_id: "odc2024".into(),
+                    conference_id: CONFERENCE.into(),
                     name: "x".into(),
                     ..Default::default()
                 })
@@ -224,7 +222,7 @@ async fn roles_and_scopes_are_enforced() {
                 .create_conference(pb::CreateConferenceRequest {
                     conference_id: "mine".into(),
                     time_zone: "UTC".into(),
-                    title: crate::text("Mine"),
+                    title: text("Mine"),
                     ..Default::default()
                 })
                 .await
@@ -233,7 +231,7 @@ async fn roles_and_scopes_are_enforced() {
     );
 
     // Speaker tokens name a speaker of the conference.
-    let speaker_token = issue(&admin, pb::Role::Speaker, "odc2024", &a.sarah.id).await;
+    let speaker_token = issue(admin, pb::Role::Speaker, &a.sarah.id).await;
     let speaker = server.client(Some(speaker_token)).await.unwrap();
     let me = speaker
         .access()
@@ -250,7 +248,7 @@ async fn roles_and_scopes_are_enforced() {
                 .access()
                 .issue_token(pb::IssueTokenRequest {
                     role: pb::Role::Speaker as i32,
-                    conference_id: "odc2024".into(),
+                    conference_id: CONFERENCE.into(),
                     speaker_id: "spk-nobody".into(),
                     name: "x".into(),
                     ttl_seconds: 0
@@ -262,15 +260,13 @@ async fn roles_and_scopes_are_enforced() {
 
     // An integration token reads the feed and nothing else.
     let integration = server
-        .client(Some(
-            issue(&admin, pb::Role::Integration, "odc2024", "").await,
-        ))
+        .client(Some(issue(admin, pb::Role::Integration, "").await))
         .await
         .unwrap();
     integration
         .feed()
         .subscribe(pb::SubscribeRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             from_position: 0,
             types: vec![],
         })
@@ -282,7 +278,7 @@ async fn roles_and_scopes_are_enforced() {
                 .agenda()
                 .add_room(pb::AddRoomRequest {
                     request_id: Client::request_id(),
-                    conference_id: "odc2024".into(),
+                    conference_id: CONFERENCE.into(),
                     name: "x".into(),
                     capacity: 0
                 })
@@ -294,11 +290,10 @@ async fn roles_and_scopes_are_enforced() {
 
 #[tokio::test]
 async fn missing_malformed_tampered_and_expired_tokens_are_unauthenticated() {
-    let server = Podiumd::start().unwrap();
-    let admin = server.admin().await.unwrap();
-    create_odc(&admin, "odc2024").await.unwrap();
+    let show = Show::start().await.unwrap();
+    let (server, admin) = (&show.server, &show.admin);
     let get = pb::GetConferenceRequest {
-        conference_id: "odc2024".into(),
+        conference_id: CONFERENCE.into(),
     };
 
     let anonymous = server.client(None).await.unwrap();
@@ -325,7 +320,7 @@ async fn missing_malformed_tampered_and_expired_tokens_are_unauthenticated() {
         (Code::Unauthenticated, "token is malformed")
     );
 
-    let organiser = issue(&admin, pb::Role::Organiser, "odc2024", "").await;
+    let organiser = issue(admin, pb::Role::Organiser, "").await;
     // Change one character of the claims: the signature no longer matches.
     let mut parts: Vec<String> = organiser.split('.').map(str::to_owned).collect();
     let claims = parts[1].clone().into_bytes();
@@ -345,7 +340,7 @@ async fn missing_malformed_tampered_and_expired_tokens_are_unauthenticated() {
         id: "org-1".into(),
         name: "Sophea".into(),
         role: Role::Organiser,
-        conference_id: Some("odc2024".into()),
+        conference_id: Some(CONFERENCE.into()),
         speaker_id: None,
         expires_at: None,
     };

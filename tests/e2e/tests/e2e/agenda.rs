@@ -3,10 +3,8 @@
 
 use futures::StreamExt;
 use podium_client::{Client, FeedItem, pb};
-use podium_e2e::Podiumd;
+use podium_e2e::{CONFERENCE, Show, text};
 use tonic::Code;
-
-use crate::{create_odc, session, text};
 
 /// Reads the conference's feed from `from` until it has caught up; returns the events.
 pub async fn stored_events(client: &Client, conference: &str, from: u64) -> Vec<pb::Event> {
@@ -24,17 +22,15 @@ pub async fn stored_events(client: &Client, conference: &str, from: u64) -> Vec<
 
 #[tokio::test]
 async fn a_conference_with_speakers_in_two_zones_survives_a_restart_and_the_feed_resumes() {
-    let mut server = Podiumd::start().unwrap();
-    let admin = server.admin().await.unwrap();
-    let odc = create_odc(&admin, "odc2024").await.unwrap();
+    let mut show = Show::start().await.unwrap();
+    let (admin, odc) = (&show.admin, &show.odc);
     assert_eq!(odc.sokha.time_zone, "Asia/Phnom_Penh");
     assert_eq!(odc.sarah.time_zone, "America/New_York");
 
     // 09:00-09:45 in Phnom Penh is 21:00-21:45 the evening before in New York.
     let keynote = admin
         .agenda()
-        .add_session(session(
-            &odc,
+        .add_session(odc.session(
             "Opening keynote",
             "2024-11-14T02:00:00Z",
             "2024-11-14T02:45:00Z",
@@ -75,7 +71,7 @@ async fn a_conference_with_speakers_in_two_zones_survives_a_restart_and_the_feed
     let before_conference = admin
         .agenda()
         .get_conference(pb::GetConferenceRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
         })
         .await
         .unwrap()
@@ -83,13 +79,13 @@ async fn a_conference_with_speakers_in_two_zones_survives_a_restart_and_the_feed
     let before_sessions = admin
         .agenda()
         .list_sessions(pb::ListSessionsRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             ..Default::default()
         })
         .await
         .unwrap()
         .into_inner();
-    let before_events = stored_events(&admin, "odc2024", 0).await;
+    let before_events = stored_events(admin, CONFERENCE, 0).await;
     assert_eq!(
         before_events.len(),
         5,
@@ -98,13 +94,13 @@ async fn a_conference_with_speakers_in_two_zones_survives_a_restart_and_the_feed
     let positions: Vec<u64> = before_events.iter().map(|e| e.position).collect();
     assert_eq!(positions, (0..5).collect::<Vec<_>>());
 
-    server.restart().await.unwrap();
-    let admin = server.admin().await.unwrap();
+    show.restart().await.unwrap();
+    let (admin, odc) = (&show.admin, &show.odc);
 
     let after_conference = admin
         .agenda()
         .get_conference(pb::GetConferenceRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
         })
         .await
         .unwrap()
@@ -113,7 +109,7 @@ async fn a_conference_with_speakers_in_two_zones_survives_a_restart_and_the_feed
     let after_sessions = admin
         .agenda()
         .list_sessions(pb::ListSessionsRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             ..Default::default()
         })
         .await
@@ -122,14 +118,13 @@ async fn a_conference_with_speakers_in_two_zones_survives_a_restart_and_the_feed
     assert_eq!(after_sessions, before_sessions);
 
     // Resume from the middle: exactly the events from there on, in order.
-    let resumed = stored_events(&admin, "odc2024", 3).await;
+    let resumed = stored_events(admin, CONFERENCE, 3).await;
     assert_eq!(resumed, before_events[3..].to_vec());
 
     // And the log goes on where it left off.
     admin
         .agenda()
-        .add_session(session(
-            &odc,
+        .add_session(odc.session(
             "Open data in Cambodia",
             "2024-11-14T03:00:00Z",
             "2024-11-14T03:30:00Z",
@@ -137,7 +132,7 @@ async fn a_conference_with_speakers_in_two_zones_survives_a_restart_and_the_feed
         ))
         .await
         .unwrap();
-    let next = stored_events(&admin, "odc2024", 5).await;
+    let next = stored_events(admin, CONFERENCE, 5).await;
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].position, 5);
     assert_eq!(next[0].r#type, "podium.v1.SessionScheduled");
@@ -145,12 +140,11 @@ async fn a_conference_with_speakers_in_two_zones_survives_a_restart_and_the_feed
 
 #[tokio::test]
 async fn a_retried_write_is_applied_once() {
-    let server = Podiumd::start().unwrap();
-    let admin = server.admin().await.unwrap();
-    let odc = create_odc(&admin, "odc2024").await.unwrap();
+    let show = Show::start().await.unwrap();
+    let (admin, odc) = (&show.admin, &show.odc);
     let request = pb::AddRoomRequest {
         request_id: Client::request_id(),
-        conference_id: "odc2024".into(),
+        conference_id: CONFERENCE.into(),
         name: "Breakout room B".into(),
         capacity: 40,
     };
@@ -165,7 +159,7 @@ async fn a_retried_write_is_applied_once() {
     let conference = admin
         .agenda()
         .get_conference(pb::GetConferenceRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
         })
         .await
         .unwrap()
@@ -173,7 +167,7 @@ async fn a_retried_write_is_applied_once() {
         .conference
         .unwrap();
     assert_eq!(conference.rooms.len(), 2, "main hall and one breakout room");
-    let events = stored_events(&admin, "odc2024", 0).await;
+    let events = stored_events(admin, CONFERENCE, 0).await;
     assert_eq!(
         events
             .iter()
@@ -183,8 +177,7 @@ async fn a_retried_write_is_applied_once() {
     );
 
     // The same holds for a retried session and a retried conference.
-    let add = session(
-        &odc,
+    let add = odc.session(
         "Pitch: open budgets",
         "2024-11-15T04:00:00Z",
         "2024-11-15T04:05:00Z",
@@ -213,13 +206,11 @@ fn expect<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, word
 
 #[tokio::test]
 async fn bad_input_gets_a_clear_error_and_changes_nothing() {
-    let server = Podiumd::start().unwrap();
-    let admin = server.admin().await.unwrap();
-    let odc = create_odc(&admin, "odc2024").await.unwrap();
+    let show = Show::start().await.unwrap();
+    let (admin, odc) = (&show.admin, &show.odc);
     admin
         .agenda()
-        .add_session(session(
-            &odc,
+        .add_session(odc.session(
             "Keynote",
             "2024-11-14T02:00:00Z",
             "2024-11-14T02:45:00Z",
@@ -227,13 +218,13 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         ))
         .await
         .unwrap();
-    let before = stored_events(&admin, "odc2024", 0).await;
+    let before = stored_events(admin, CONFERENCE, 0).await;
 
     let agenda = admin.agenda();
 
     let mut speaker = pb::AddSpeakerRequest {
         request_id: Client::request_id(),
-        conference_id: "odc2024".into(),
+        conference_id: CONFERENCE.into(),
         name: "Jean Dupont".into(),
         organisation: "Etalab".into(),
         time_zone: "Europe/Pariss".into(),
@@ -263,7 +254,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     );
 
     let s = |title: &str, start: &str, end: &str| {
-        session(&odc, title, start, end, vec![odc.sarah.id.clone()])
+        odc.session(title, start, end, vec![odc.sarah.id.clone()])
     };
     expect(
         agenda
@@ -341,7 +332,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         agenda
             .clone()
             .get_session(pb::GetSessionRequest {
-                conference_id: "odc2024".into(),
+                conference_id: CONFERENCE.into(),
                 session_id: "ses-unknown".into(),
             })
             .await,
@@ -353,7 +344,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
             .clone()
             .create_conference(pb::CreateConferenceRequest {
                 request_id: Client::request_id(),
-                conference_id: "odc2024".into(),
+                conference_id: CONFERENCE.into(),
                 title: text("Again"),
                 default_language: "en".into(),
                 time_zone: "Asia/Phnom_Penh".into(),
@@ -361,7 +352,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
             })
             .await,
         Code::AlreadyExists,
-        "odc2024",
+        CONFERENCE,
     );
     expect(
         agenda
@@ -390,7 +381,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         "join code",
     );
 
-    let after = stored_events(&admin, "odc2024", 0).await;
+    let after = stored_events(admin, CONFERENCE, 0).await;
     assert_eq!(
         after, before,
         "refused requests must not change stored state"
@@ -399,15 +390,14 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
 
 #[tokio::test]
 async fn suggested_slots_suit_every_speaker_and_avoid_their_sessions() {
-    let server = Podiumd::start().unwrap();
-    let admin = server.admin().await.unwrap();
-    let odc = create_odc(&admin, "odc2024").await.unwrap();
+    let show = Show::start().await.unwrap();
+    let (admin, odc) = (&show.admin, &show.odc);
     // Phnom Penh 08:00-21:00 and New York 08:00-21:00 (EST, UTC-5, twelve hours behind)
     // overlap twice a day: 08:00-09:00 and 20:00-21:00 in Phnom Penh.
     let slots = admin
         .agenda()
         .suggest_slots(pb::SuggestSlotsRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             speaker_ids: vec![odc.sokha.id.clone(), odc.sarah.id.clone()],
             duration_minutes: 30,
             from_date: "2024-11-14".into(),
@@ -442,8 +432,7 @@ async fn suggested_slots_suit_every_speaker_and_avoid_their_sessions() {
     // Book the first one; it is no longer suggested.
     admin
         .agenda()
-        .add_session(session(
-            &odc,
+        .add_session(odc.session(
             "Panel: data across borders",
             "2024-11-14T13:00:00Z",
             "2024-11-14T13:30:00Z",
@@ -454,7 +443,7 @@ async fn suggested_slots_suit_every_speaker_and_avoid_their_sessions() {
     let slots = admin
         .agenda()
         .suggest_slots(pb::SuggestSlotsRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             speaker_ids: vec![odc.sokha.id.clone(), odc.sarah.id.clone()],
             duration_minutes: 30,
             from_date: "2024-11-14".into(),

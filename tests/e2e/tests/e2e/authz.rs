@@ -15,7 +15,7 @@ use base64::Engine;
 use futures::{StreamExt, stream};
 use podium_access::{Principal, Role, TokenKeys};
 use podium_client::{Client, pb};
-use podium_e2e::Podiumd;
+use podium_e2e::{CONFERENCE, NewPoll, OTHER_CONFERENCE, Podiumd, Show, Talk};
 use prost::{
     Message,
     bytes::{Buf, BufMut},
@@ -34,8 +34,6 @@ use tonic_reflection::pb::v1::{
     ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
 };
-
-use crate::{create_odc, session, text};
 
 // ---- The table ------------------------------------------------------------------------------
 
@@ -139,9 +137,20 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(20);
 
 #[tokio::test]
 async fn every_rpc_checks_token_role_and_conference() {
-    let server = Podiumd::start().unwrap();
-    let admin = server.admin().await.unwrap();
-    let fixture = Fixture::create(&server, &admin).await;
+    let show = Show::start()
+        .session(Talk::new(
+            "Open data for climate resilience",
+            "2024-11-14T02:00:00Z",
+            "2024-11-14T03:00:00Z",
+        ))
+        .poll(
+            NewPoll::single_choice(&["Budget", "Land use"])
+                .question("Which dataset do you use most?")
+                .for_session(),
+        )
+        .await
+        .unwrap();
+    let (server, fixture) = (&show.server, Fixture::create(&show).await);
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
         .unwrap()
         .connect()
@@ -173,7 +182,7 @@ async fn every_rpc_checks_token_role_and_conference() {
         }
     }
 
-    let callers = Callers::new(&server, &fixture);
+    let callers = Callers::new(server, &fixture);
     let mut jobs = Vec::new();
     for rpc in rpcs.iter().filter(|r| table.contains_key(r.name.as_str())) {
         let (allowed, template) = table[rpc.name.as_str()];
@@ -272,56 +281,21 @@ struct Fixture {
     nowhere: Ids,
     /// A speaker of the other conference.
     other_speaker: String,
-    /// A speaker of odc2024 who does not speak in the session.
+    /// A speaker of the conference who does not speak in the session.
     bystander: String,
 }
 
 impl Fixture {
-    async fn create(server: &Podiumd, admin: &Client) -> Self {
-        let odc = create_odc(admin, "odc2024").await.unwrap();
-        let other = create_odc(admin, "other-conf").await.unwrap();
-        let talk = admin
-            .agenda()
-            .add_session(session(
-                &odc,
-                "Open data for climate resilience",
-                "2024-11-14T02:00:00Z",
-                "2024-11-14T03:00:00Z",
-                vec![odc.sokha.id.clone()],
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .session
-            .unwrap();
-        let poll = admin
-            .polls()
-            .create_poll(pb::CreatePollRequest {
-                request_id: Client::request_id(),
-                conference_id: "odc2024".into(),
-                session_id: talk.id.clone(),
-                question: text("Which dataset do you use most?"),
-                kind: pb::PollKind::SingleChoice as i32,
-                options: vec![text("Budget").unwrap(), text("Land use").unwrap()],
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .poll
-            .unwrap();
-        admin
-            .polls()
-            .open_poll(pb::OpenPollRequest {
-                conference_id: "odc2024".into(),
-                poll_id: poll.id.clone(),
-            })
-            .await
-            .unwrap();
+    /// Adds to the show what the matrix needs beyond it: another conference, a question and a
+    /// recording.
+    async fn create(show: &Show) -> Self {
+        let (server, admin, odc) = (&show.server, &show.admin, &show.odc);
+        let other = show.other_conference().await.unwrap();
+        let (talk, poll) = (&show.sessions[0], &show.polls[0]);
         let keys = keys(server);
         let dara = keys
             .issue(
-                &principal(Attendee, Some("odc2024"), None),
+                &principal(Attendee, Some(CONFERENCE), None),
                 Duration::from_secs(600),
             )
             .unwrap();
@@ -332,7 +306,7 @@ impl Fixture {
             .questions()
             .ask_question(pb::AskQuestionRequest {
                 request_id: Client::request_id(),
-                conference_id: "odc2024".into(),
+                conference_id: CONFERENCE.into(),
                 session_id: talk.id.clone(),
                 text: "Where can we download the data?".into(),
                 anonymous: false,
@@ -345,7 +319,7 @@ impl Fixture {
         let bytes = b"a short pre-recorded pitch".to_vec();
         let header = pb::RecordingHeader {
             request_id: Client::request_id(),
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             session_id: talk.id.clone(),
             sha256: format!("{:x}", sha2::Sha256::digest(&bytes)),
             size_bytes: bytes.len() as u64,
@@ -373,9 +347,9 @@ impl Fixture {
         let ids = Ids {
             conference: odc.conference.id.clone(),
             room: odc.hall.id.clone(),
-            session: talk.id,
+            session: talk.id.clone(),
             speaker: odc.sokha.id.clone(),
-            poll: poll.id,
+            poll: poll.id.clone(),
             question: question.id,
             recording: recording.id,
             join_code: odc.conference.join_code.clone(),
@@ -388,7 +362,7 @@ impl Fixture {
             },
             odc: ids,
             other_speaker: other.sokha.id,
-            bystander: odc.sarah.id,
+            bystander: odc.sarah.id.clone(),
         }
     }
 }
@@ -443,9 +417,9 @@ struct Case {
 struct Callers {
     /// Bad credentials: (label, authorization header).
     bad: Vec<(&'static str, Option<String>)>,
-    /// Valid tokens of odc2024: (label, role, token, speaks in the session).
+    /// Valid tokens of the conference: (label, role, token, speaks in the session).
     roles: Vec<(String, Role, String, bool)>,
-    /// Valid tokens of other-conf: (label, token).
+    /// Valid tokens of the other conference: (label, token).
     foreign: Vec<(String, String)>,
 }
 
@@ -463,7 +437,7 @@ impl Callers {
                 Duration::from_secs(60),
             )
             .unwrap();
-        let organiser = issue(principal(Organiser, Some("odc2024"), None));
+        let organiser = issue(principal(Organiser, Some(CONFERENCE), None));
         let mut parts: Vec<String> = organiser.split('.').map(str::to_owned).collect();
         let middle = parts[2].len() / 2;
         let flipped = if parts[2].as_bytes()[middle] == b'A' {
@@ -474,7 +448,7 @@ impl Callers {
         parts[2].replace_range(middle..=middle, flipped);
         let bad_signature = parts.join(".");
         // An attendee who rewrites their token's role to admin, keeping the signature.
-        let attendee = issue(principal(Attendee, Some("odc2024"), None));
+        let attendee = issue(principal(Attendee, Some(CONFERENCE), None));
         let mut parts: Vec<String> = attendee.split('.').map(str::to_owned).collect();
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let mut claims: serde_json::Value =
@@ -502,7 +476,7 @@ impl Callers {
             roles.push((
                 role.to_string(),
                 role,
-                issue(principal(role, Some("odc2024"), None)),
+                issue(principal(role, Some(CONFERENCE), None)),
                 true,
             ));
         }
@@ -511,7 +485,7 @@ impl Callers {
             Speaker,
             issue(principal(
                 Speaker,
-                Some("odc2024"),
+                Some(CONFERENCE),
                 Some(&fixture.odc.speaker),
             )),
             true,
@@ -521,7 +495,7 @@ impl Callers {
             Speaker,
             issue(principal(
                 Speaker,
-                Some("odc2024"),
+                Some(CONFERENCE),
                 Some(&fixture.bystander),
             )),
             false,
@@ -531,14 +505,14 @@ impl Callers {
         for role in [Organiser, Moderator, Integration, Attendee] {
             foreign.push((
                 format!("foreign-{role}"),
-                issue(principal(role, Some("other-conf"), None)),
+                issue(principal(role, Some(OTHER_CONFERENCE), None)),
             ));
         }
         foreign.push((
             "foreign-speaker".into(),
             issue(principal(
                 Speaker,
-                Some("other-conf"),
+                Some(OTHER_CONFERENCE),
                 Some(&fixture.other_speaker),
             )),
         ));

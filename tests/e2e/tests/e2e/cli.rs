@@ -1,7 +1,7 @@
 //! The `podium` CLI against a real podiumd: the README's quickstart, and errors that print the
 //! server's message and exit non-zero.
 
-use podium_e2e::{Podiumd, cli};
+use podium_e2e::{CONFERENCE, Podiumd, cli};
 
 #[tokio::test]
 async fn the_quickstart_works_from_the_command_line() {
@@ -18,7 +18,7 @@ async fn the_quickstart_works_from_the_command_line() {
         "conference",
         "create",
         "--id",
-        "odc2024",
+        CONFERENCE,
         "--title",
         "Open Data Conference 2024",
         "--title",
@@ -35,7 +35,7 @@ async fn the_quickstart_works_from_the_command_line() {
         "--capacity",
         "300",
         "-c",
-        "odc2024",
+        CONFERENCE,
     ])
     .trim()
     .to_owned();
@@ -48,7 +48,7 @@ async fn the_quickstart_works_from_the_command_line() {
         "--time-zone",
         "Asia/Taipei",
         "-c",
-        "odc2024",
+        CONFERENCE,
     ])
     .trim()
     .to_owned();
@@ -63,7 +63,7 @@ async fn the_quickstart_works_from_the_command_line() {
         "--hours",
         "07:00-22:00",
         "-c",
-        "odc2024",
+        CONFERENCE,
     ])
     .trim()
     .to_owned();
@@ -73,7 +73,7 @@ async fn the_quickstart_works_from_the_command_line() {
         "session",
         "add",
         "-c",
-        "odc2024",
+        CONFERENCE,
         "--title",
         "Open data in Taiwan",
         "--room",
@@ -101,7 +101,7 @@ async fn the_quickstart_works_from_the_command_line() {
     );
 
     let listed: serde_json::Value =
-        serde_json::from_str(&run(&["session", "list", "-c", "odc2024", "--json"])).unwrap();
+        serde_json::from_str(&run(&["session", "list", "-c", CONFERENCE, "--json"])).unwrap();
     let sessions = listed["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0]["start"]["local"], "2024-11-14T09:00:00+07:00");
@@ -111,7 +111,7 @@ async fn the_quickstart_works_from_the_command_line() {
         "slots",
         "suggest",
         "-c",
-        "odc2024",
+        CONFERENCE,
         "--speaker",
         &mei,
         "--speaker",
@@ -134,11 +134,11 @@ async fn the_quickstart_works_from_the_command_line() {
     let (ok, me, _) = cli(&server, &attendee, &["whoami"]).unwrap();
     assert!(ok);
     assert!(
-        me.contains("role attendee") && me.contains("odc2024"),
+        me.contains("role attendee") && me.contains(CONFERENCE),
         "{me}"
     );
 
-    let tail = run(&["events", "tail", "-c", "odc2024", "--no-follow"]);
+    let tail = run(&["events", "tail", "-c", CONFERENCE, "--no-follow"]);
     let lines: Vec<&str> = tail.lines().collect();
     assert_eq!(lines.len(), 5, "{tail}");
     assert!(
@@ -161,7 +161,7 @@ async fn errors_print_the_servers_message_and_exit_non_zero() {
             "conference",
             "create",
             "--id",
-            "odc2024",
+            CONFERENCE,
             "--title",
             "ODC",
             "--time-zone",

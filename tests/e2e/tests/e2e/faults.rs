@@ -16,7 +16,7 @@ use podium_client::{
         questions_client::QuestionsClient, stage_client::StageClient,
     },
 };
-use podium_e2e::{PATIENCE, Podiumd};
+use podium_e2e::{CONFERENCE, NewPoll, PATIENCE, Podiumd, Show, Talk, ballot};
 use prost::Message;
 use tokio::sync::watch;
 use tonic::{
@@ -28,14 +28,6 @@ use tonic::{
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
-
-use crate::{
-    Odc, create_odc,
-    polls::{attendee, ballot, create_poll},
-    session,
-};
-
-const CONFERENCE: &str = "odc2024";
 
 /// Waits until `receiver`'s value satisfies `done`, failing after [`PATIENCE`].
 async fn converge<T>(receiver: &mut watch::Receiver<T>, what: &str, done: impl FnMut(&T) -> bool) {
@@ -84,23 +76,13 @@ fn scheduled(event: &pb::Event) -> Option<String> {
         .map(|s| s.session_id)
 }
 
-/// A session of the main hall on 14 November 2024 from `hour` UTC, one hour long.
-async fn add_session(admin: &Client, odc: &Odc, title: &str, hour: u32) -> String {
-    admin
-        .agenda()
-        .add_session(session(
-            odc,
-            title,
-            &format!("2024-11-14T{hour:02}:00:00Z"),
-            &format!("2024-11-14T{hour:02}:59:00Z"),
-            vec![odc.sokha.id.clone()],
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap()
-        .id
+/// A talk of Sokha's in the main hall on 14 November 2024 from `hour` UTC, one hour long.
+fn talk(title: &str, hour: u32) -> Talk {
+    Talk::new(
+        title,
+        &format!("2024-11-14T{hour:02}:00:00Z"),
+        &format!("2024-11-14T{hour:02}:59:00Z"),
+    )
 }
 
 /// What one round of updates left behind, for the watchers to converge on.
@@ -115,9 +97,8 @@ struct Round {
 /// The load of the slow-watcher test: attendees replacing their ballots on one poll while
 /// moderators hide and show a word of a word cloud and pin and unpin a live session, so that
 /// results, status and feed all move.
-struct Load {
-    admin: Client,
-    odc: Odc,
+struct Load<'a> {
+    show: &'a Show,
     voters: Vec<Client>,
     poll: pb::Poll,
     cloud: pb::Poll,
@@ -125,7 +106,7 @@ struct Load {
     rounds: u32,
 }
 
-impl Load {
+impl Load<'_> {
     /// `updates` ballots (from a fixed set of voters, so read models do not grow), as many
     /// word toggles (events of the public feed) and a pin toggle for every eight of them, then
     /// a marker session.
@@ -150,14 +131,15 @@ impl Load {
                     word: "budget".into(),
                     hidden: i % 2 == 0,
                 };
-                let mut polls = self.admin.polls();
+                let mut polls = self.show.admin.polls();
                 async move { polls.hide_word(request).await.map(|_| ()) }
             })
             .buffer_unordered(16)
             .try_collect::<()>();
         let pins = async {
             for i in 0..updates / 8 {
-                self.admin
+                self.show
+                    .admin
                     .stage()
                     .pin(pb::PinRequest {
                         conference_id: CONFERENCE.into(),
@@ -171,7 +153,12 @@ impl Load {
         let (last_ballot, (), ()) = tokio::try_join!(ballots, words, pins).unwrap();
         self.rounds += 1;
         let title = format!("Marker {}", self.rounds);
-        let marker = add_session(&self.admin, &self.odc, &title, 2 + self.rounds).await;
+        let marker = self
+            .show
+            .add_session(talk(&title, 2 + self.rounds))
+            .await
+            .unwrap()
+            .id;
         Round {
             last_ballot,
             marker,
@@ -187,8 +174,8 @@ struct Readers {
 }
 
 impl Readers {
-    async fn start(server: &Podiumd, poll: &pb::Poll, join_code: &str) -> Self {
-        let attendee = attendee(server, join_code, "Reader").await;
+    async fn start(show: &Show, poll: &pb::Poll) -> Self {
+        let attendee = show.join("Reader").await.unwrap();
         let mut results_stream = attendee
             .polls()
             .watch_results(results_request(poll))
@@ -201,7 +188,7 @@ impl Readers {
                 results_tx.send_replace(message.position);
             }
         });
-        let admin = server.admin().await.unwrap();
+        let admin = show.server.admin().await.unwrap();
         let mut status_stream = admin
             .stage()
             .watch_status(status_request())
@@ -284,43 +271,27 @@ fn bearer(token: &str) -> impl Interceptor + Clone + use<> {
     }
 }
 
-/// An attendee's token.
-async fn join(server: &Podiumd, join_code: &str, name: &str) -> String {
-    server
-        .client(None)
-        .await
-        .unwrap()
-        .access()
-        .join(pb::JoinRequest {
-            join_code: join_code.into(),
-            display_name: name.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .token
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_that_stop_reading_cost_bounded_memory_and_hold_back_no_one() {
     // A small page cache for the log, so that podiumd's own memory does not grow with the
     // events it stores and what is measured is the watchers.
     // Few attendees re-vote thousands of times: far past a person's rate limit.
-    let server =
-        Podiumd::start_with(&["--log-cache", "2MiB", "--rate-ballots", "4000000000"]).unwrap();
-    let admin = server.admin().await.unwrap();
-    let odc = create_odc(&admin, CONFERENCE).await.unwrap();
-    let code = odc.conference.join_code.clone();
-    let poll = create_poll(
-        &admin,
-        pb::PollKind::SingleChoice,
-        &["Budgets", "Health", "Education", "Land"],
-        false,
-        false,
-    )
-    .await;
-    let cloud = create_poll(&admin, pb::PollKind::WordCloud, &[], false, false).await;
-    let live = add_session(&admin, &odc, "Open budgets", 2).await;
+    let show = Show::start()
+        .args(&["--log-cache", "2MiB", "--rate-ballots", "4000000000"])
+        .session(talk("Open budgets", 2))
+        .poll(NewPoll::single_choice(&[
+            "Budgets",
+            "Health",
+            "Education",
+            "Land",
+        ]))
+        .poll(NewPoll::word_cloud())
+        .attendees(32)
+        .await
+        .unwrap();
+    let (server, admin) = (&show.server, &show.admin);
+    let (poll, cloud) = (show.polls[0].clone(), show.polls[1].clone());
+    let live = show.session_id().to_owned();
     admin
         .stage()
         .start_session(pb::StartSessionRequest {
@@ -329,10 +300,7 @@ async fn watchers_that_stop_reading_cost_bounded_memory_and_hold_back_no_one() {
         })
         .await
         .unwrap();
-    let mut voters = Vec::new();
-    for v in 0..32 {
-        voters.push(attendee(&server, &code, &format!("Voter {v}")).await);
-    }
+    let voters = show.attendees.iter().map(|a| a.client.clone()).collect();
 
     // Watchers that never read, each on its own connection like a frozen client, with small
     // HTTP/2 windows so that what they do not read backs up into podiumd, not into this
@@ -342,12 +310,12 @@ async fn watchers_that_stop_reading_cost_bounded_memory_and_hold_back_no_one() {
     let mut stalled_feeds = Vec::new();
     let mut stalled_others = Vec::new();
     for _ in 0..16 {
-        let mut feed = EventFeedClient::with_interceptor(frozen(&server).await, bearer(&staff));
+        let mut feed = EventFeedClient::with_interceptor(frozen(server).await, bearer(&staff));
         stalled_feeds.push(feed.subscribe(feed_request()).await.unwrap().into_inner());
     }
     for s in 0..4 {
-        let viewer = join(&server, &code, &format!("Frozen {s}")).await;
-        let mut polls = PollsClient::with_interceptor(frozen(&server).await, bearer(&viewer));
+        let viewer = show.join(&format!("Frozen {s}")).await.unwrap().token;
+        let mut polls = PollsClient::with_interceptor(frozen(server).await, bearer(&viewer));
         stalled_results.push(
             polls
                 .watch_results(results_request(&poll))
@@ -356,7 +324,7 @@ async fn watchers_that_stop_reading_cost_bounded_memory_and_hold_back_no_one() {
                 .into_inner(),
         );
         let mut questions =
-            QuestionsClient::with_interceptor(frozen(&server).await, bearer(&viewer));
+            QuestionsClient::with_interceptor(frozen(server).await, bearer(&viewer));
         stalled_others.push(
             questions
                 .watch_questions(questions_request(&live))
@@ -366,7 +334,7 @@ async fn watchers_that_stop_reading_cost_bounded_memory_and_hold_back_no_one() {
                 .map(|_| ())
                 .boxed(),
         );
-        let mut stage = StageClient::with_interceptor(frozen(&server).await, bearer(&staff));
+        let mut stage = StageClient::with_interceptor(frozen(server).await, bearer(&staff));
         stalled_others.push(
             stage
                 .watch_status(status_request())
@@ -378,10 +346,9 @@ async fn watchers_that_stop_reading_cost_bounded_memory_and_hold_back_no_one() {
         );
     }
 
-    let mut readers = Readers::start(&server, &poll, &code).await;
+    let mut readers = Readers::start(&show, &poll).await;
     let mut load = Load {
-        admin: admin.clone(),
-        odc,
+        show: &show,
         voters,
         poll: poll.clone(),
         cloud,
@@ -551,34 +518,23 @@ async fn a_full_disk_refuses_appends_keeps_reads_and_recovers_without_losing_any
     // Declared first, so it is unmounted after podiumd has stopped.
     let disk = Tmpfs::mount("16m");
     let data = disk.path().join("data");
-    let mut server = Podiumd::start_in(&data, &["--disk-reserve", "1MiB"]).unwrap();
-    let admin = server.admin().await.unwrap();
-    let odc = create_odc(&admin, CONFERENCE).await.unwrap();
-    let poll = create_poll(
-        &admin,
-        pb::PollKind::SingleChoice,
-        &["Budgets", "Health"],
-        false,
-        false,
-    )
-    .await;
-    // Its first ballot writes the poll's anonymity key beside the log.
-    let anonymous = create_poll(
-        &admin,
-        pb::PollKind::SingleChoice,
-        &["Yes", "No"],
-        true,
-        false,
-    )
-    .await;
-    let ses = add_session(&admin, &odc, "Open budgets", 2).await;
-    let voter = attendee(&server, &odc.conference.join_code, "Dara").await;
+    let mut show = Show::start()
+        .data_dir(&data)
+        .args(&["--disk-reserve", "1MiB"])
+        .session(talk("Open budgets", 2))
+        .poll(NewPoll::single_choice(&["Budgets", "Health"]))
+        // Its first ballot writes the poll's anonymity key beside the log.
+        .poll(NewPoll::single_choice(&["Yes", "No"]).anonymous())
+        .attendees(1)
+        .await
+        .unwrap();
+    let ses = show.session_id().to_owned();
+    let (admin, voter) = (&show.admin, &show.attendees[0]);
+    let (poll, anonymous) = (show.polls[0].clone(), &show.polls[1]);
     let mut acknowledged: BTreeSet<String> = BTreeSet::new();
     for r in 0..20 {
         let name = format!("Breakout {r}");
-        add_room(&admin, &Client::request_id(), &name)
-            .await
-            .unwrap();
+        add_room(admin, &Client::request_id(), &name).await.unwrap();
         acknowledged.insert(name);
     }
     voter
@@ -592,7 +548,7 @@ async fn a_full_disk_refuses_appends_keeps_reads_and_recovers_without_losing_any
     let mut refused = None;
     for r in 0..5_000 {
         let name = format!("Overflow {r}");
-        match add_room(&admin, &Client::request_id(), &name).await {
+        match add_room(admin, &Client::request_id(), &name).await {
             Ok(()) => {
                 acknowledged.insert(name);
             }
@@ -612,7 +568,7 @@ async fn a_full_disk_refuses_appends_keeps_reads_and_recovers_without_losing_any
 
     // Still full: every write is refused with the same clear answer, by every service, and
     // podiumd stays up.
-    let again = add_room(&admin, &Client::request_id(), "Refused").await;
+    let again = add_room(admin, &Client::request_id(), "Refused").await;
     assert_eq!(again.unwrap_err().code(), Code::Unavailable);
     let ballot_refused = voter
         .polls()
@@ -626,7 +582,7 @@ async fn a_full_disk_refuses_appends_keeps_reads_and_recovers_without_losing_any
     );
     let key_refused = voter
         .polls()
-        .cast_ballot(ballot(&anonymous, vec![anonymous.options[0].id.clone()]))
+        .cast_ballot(ballot(anonymous, vec![anonymous.options[0].id.clone()]))
         .await
         .unwrap_err();
     assert_eq!(key_refused.code(), Code::Unavailable, "{key_refused:?}");
@@ -652,13 +608,13 @@ async fn a_full_disk_refuses_appends_keeps_reads_and_recovers_without_losing_any
         .unwrap_err();
     assert_eq!(asked.code(), Code::Unavailable, "{asked:?}");
     assert!(
-        server.is_running().unwrap(),
+        show.server.is_running().unwrap(),
         "podiumd exited on a full disk"
     );
 
     // Reads keep working: the agenda, the results, the feed from the start.
-    assert_eq!(rooms(&admin).await, acknowledged_with_hall(&acknowledged));
-    assert_eq!(results(&admin, &poll).await.ballots, 1);
+    assert_eq!(rooms(admin).await, acknowledged_with_hall(&acknowledged));
+    assert_eq!(results(admin, &poll).await.ballots, 1);
     let mut feed = admin
         .feed()
         .subscribe(feed_request())
@@ -677,7 +633,7 @@ async fn a_full_disk_refuses_appends_keeps_reads_and_recovers_without_losing_any
     let request_id = Client::request_id();
     let recovered = async {
         loop {
-            match add_room(&admin, &request_id, "After the flood").await {
+            match add_room(admin, &request_id, "After the flood").await {
                 Ok(()) => return,
                 Err(status) if status.code() == Code::Unavailable => {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -695,25 +651,25 @@ async fn a_full_disk_refuses_appends_keeps_reads_and_recovers_without_losing_any
         .cast_ballot(ballot(&poll, vec![poll.options[1].id.clone()]))
         .await
         .unwrap();
-    assert!(rooms(&admin).await.is_superset(&acknowledged));
+    assert!(rooms(admin).await.is_superset(&acknowledged));
 
     // Nothing acknowledged is lost across a restart.
-    server.restart().await.unwrap();
-    let admin = server.admin().await.unwrap();
-    let after = rooms(&admin).await;
+    show.restart().await.unwrap();
+    let admin = &show.admin;
+    let after = rooms(admin).await;
     assert!(
         after.is_superset(&acknowledged),
         "lost: {:?}",
         acknowledged.difference(&after).collect::<Vec<_>>()
     );
-    let counts: BTreeMap<String, u64> = results(&admin, &poll)
+    let counts: BTreeMap<String, u64> = results(admin, &poll)
         .await
         .options
         .iter()
         .map(|o| (o.option_id.clone(), o.count))
         .collect();
     assert_eq!(counts[&poll.options[1].id], 1, "the last ballot counts");
-    server.stop(Signal::SIGTERM).await.unwrap();
+    show.server.stop(Signal::SIGTERM).await.unwrap();
 }
 
 /// A poll's current results: the first message of a results watch.
@@ -760,18 +716,14 @@ async fn read_to_end<T>(mut stream: tonic::Streaming<T>) -> End {
 async fn sigterm_ends_a_thousand_streams_with_unavailable_and_keeps_the_last_append() {
     // A drain timeout longer than the harness waits for the exit: podiumd must stop because
     // every stream ended, not because the timeout cut them.
-    let mut server = Podiumd::start_with(&["--drain-timeout", "60"]).unwrap();
-    let admin = server.admin().await.unwrap();
-    let odc = create_odc(&admin, CONFERENCE).await.unwrap();
-    let poll = create_poll(
-        &admin,
-        pb::PollKind::SingleChoice,
-        &["Budgets", "Health"],
-        false,
-        false,
-    )
-    .await;
-    let ses = add_session(&admin, &odc, "Open budgets", 2).await;
+    let mut show = Show::start()
+        .args(&["--drain-timeout", "60"])
+        .session(talk("Open budgets", 2))
+        .poll(NewPoll::single_choice(&["Budgets", "Health"]))
+        .await
+        .unwrap();
+    let (poll, ses) = (show.polls[0].clone(), show.session_id().to_owned());
+    let admin = show.admin.clone();
 
     // 10 connections × 100 streams, of the four kinds podium serves. Each task reads its
     // stream's first message (so the stream is open and live), reports, then reads to the end.
@@ -780,7 +732,7 @@ async fn sigterm_ends_a_thousand_streams_with_unavailable_and_keeps_the_last_app
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(CONNECTIONS * STREAMS);
     let mut streams = Vec::new();
     for c in 0..CONNECTIONS {
-        let client = server.admin().await.unwrap();
+        let client = show.server.admin().await.unwrap();
         for s in 0..STREAMS {
             let client = client.clone();
             let ready = ready_tx.clone();
@@ -850,7 +802,7 @@ async fn sigterm_ends_a_thousand_streams_with_unavailable_and_keeps_the_last_app
     }
 
     // A health watcher on its own connection.
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", show.server.addr))
         .unwrap()
         .connect()
         .await
@@ -879,7 +831,7 @@ async fn sigterm_ends_a_thousand_streams_with_unavailable_and_keeps_the_last_app
     add_room(&admin, &Client::request_id(), "Last words")
         .await
         .unwrap();
-    let exit = server.stop(Signal::SIGTERM).await.unwrap();
+    let exit = show.server.stop(Signal::SIGTERM).await.unwrap();
     assert!(exit.success(), "podiumd exited with {exit} on SIGTERM");
 
     let (seen, end) = tokio::time::timeout(PATIENCE, health)
@@ -912,7 +864,7 @@ async fn sigterm_ends_a_thousand_streams_with_unavailable_and_keeps_the_last_app
         "how the streams ended"
     );
 
-    server.start_again().unwrap();
-    let admin = server.admin().await.unwrap();
+    show.server.start_again().unwrap();
+    let admin = show.server.admin().await.unwrap();
     assert!(rooms(&admin).await.contains("Last words"));
 }

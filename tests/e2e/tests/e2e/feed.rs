@@ -3,14 +3,14 @@
 
 use futures::StreamExt;
 use podium_client::{Client, FeedItem, pb};
-use podium_e2e::{PATIENCE, Podiumd};
+use podium_e2e::{CONFERENCE, PATIENCE, Show};
 
-use crate::{agenda::stored_events, create_odc};
+use crate::agenda::stored_events;
 
-fn room(conference: &str, name: &str) -> pb::AddRoomRequest {
+fn room(name: &str) -> pb::AddRoomRequest {
     pb::AddRoomRequest {
         request_id: Client::request_id(),
-        conference_id: conference.into(),
+        conference_id: CONFERENCE.into(),
         name: name.into(),
         capacity: 0,
     }
@@ -18,24 +18,21 @@ fn room(conference: &str, name: &str) -> pb::AddRoomRequest {
 
 #[tokio::test]
 async fn the_feed_filters_by_type_and_never_shows_another_conference() {
-    let server = Podiumd::start().unwrap();
-    let admin = server.admin().await.unwrap();
-    create_odc(&admin, "odc2024").await.unwrap();
-    create_odc(&admin, "other-conf").await.unwrap();
+    let show = Show::start().await.unwrap();
+    show.other_conference().await.unwrap();
+    let admin = &show.admin;
     admin
         .agenda()
-        .add_room(room("odc2024", "Breakout room B"))
+        .add_room(room("Breakout room B"))
         .await
         .unwrap();
 
-    let all = stored_events(&admin, "odc2024", 0).await;
-    assert!(
-        all.iter()
-            .all(|e| e.stream.starts_with("conference/odc2024/"))
-    );
+    let all = stored_events(admin, CONFERENCE, 0).await;
+    let prefix = format!("conference/{CONFERENCE}/");
+    assert!(all.iter().all(|e| e.stream.starts_with(&prefix)));
     assert_eq!(all.len(), 5);
 
-    let feed = admin.follow_feed("odc2024", 0, vec!["podium.v1.RoomAdded".into()]);
+    let feed = admin.follow_feed(CONFERENCE, 0, vec!["podium.v1.RoomAdded".into()]);
     futures::pin_mut!(feed);
     let mut rooms = Vec::new();
     while let Some(FeedItem::Event(event)) = feed.next().await.transpose().unwrap() {
@@ -47,7 +44,7 @@ async fn the_feed_filters_by_type_and_never_shows_another_conference() {
     let bad = admin
         .feed()
         .subscribe(pb::SubscribeRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             from_position: 0,
             types: vec![String::new()],
         })
@@ -74,27 +71,15 @@ async fn take(
 
 #[tokio::test]
 async fn a_follower_resumes_across_a_restart_without_gap_or_duplicate() {
-    let mut server = Podiumd::start().unwrap();
-    let admin = server.admin().await.unwrap();
-    create_odc(&admin, "odc2024").await.unwrap();
-
-    let integration_token = admin
-        .access()
-        .issue_token(pb::IssueTokenRequest {
-            role: pb::Role::Integration as i32,
-            conference_id: "odc2024".into(),
-            speaker_id: String::new(),
-            name: "OBS bridge".into(),
-            ttl_seconds: 0,
-        })
+    let mut show = Show::start().await.unwrap();
+    let integration_token = show
+        .token(pb::Role::Integration, None, "OBS bridge")
         .await
-        .unwrap()
-        .into_inner()
-        .token;
-    let bridge = server.client(Some(integration_token)).await.unwrap();
+        .unwrap();
+    let bridge = show.server.client(Some(integration_token)).await.unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let follower = tokio::spawn(async move {
-        let feed = bridge.follow_feed("odc2024", 0, vec![]);
+        let feed = bridge.follow_feed(CONFERENCE, 0, vec![]);
         futures::pin_mut!(feed);
         while let Some(item) = feed.next().await {
             if let Ok(FeedItem::Event(event)) = item
@@ -107,14 +92,9 @@ async fn a_follower_resumes_across_a_restart_without_gap_or_duplicate() {
     let mut seen = Vec::new();
     seen.extend(take(4, &mut rx).await);
 
-    server.restart().await.unwrap();
-    let admin = server.admin().await.unwrap();
+    show.restart().await.unwrap();
     for name in ["Room 1", "Room 2", "Room 3"] {
-        admin
-            .agenda()
-            .add_room(room("odc2024", name))
-            .await
-            .unwrap();
+        show.admin.agenda().add_room(room(name)).await.unwrap();
     }
     seen.extend(take(3, &mut rx).await);
     follower.abort();
@@ -125,5 +105,5 @@ async fn a_follower_resumes_across_a_restart_without_gap_or_duplicate() {
         (0..7).collect::<Vec<_>>(),
         "every event once, in order, across the restart"
     );
-    assert_eq!(seen, stored_events(&admin, "odc2024", 0).await);
+    assert_eq!(seen, stored_events(&show.admin, CONFERENCE, 0).await);
 }

@@ -5,80 +5,8 @@ use std::collections::BTreeMap;
 
 use futures::StreamExt;
 use podium_client::{Client, pb};
-use podium_e2e::{PATIENCE, Podiumd};
+use podium_e2e::{CONFERENCE, NewPoll, OTHER_CONFERENCE, PATIENCE, Show, ballot, text};
 use tonic::Code;
-
-use crate::create_odc;
-
-fn text(en: &str) -> Option<pb::LocalizedText> {
-    crate::text(en)
-}
-
-pub(crate) async fn attendee(server: &Podiumd, join_code: &str, name: &str) -> Client {
-    let anonymous = server.client(None).await.unwrap();
-    let joined = anonymous
-        .access()
-        .join(pb::JoinRequest {
-            join_code: join_code.into(),
-            display_name: name.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    anonymous.with_token(Some(joined.token)).unwrap()
-}
-
-pub(crate) async fn create_poll(
-    admin: &Client,
-    kind: pb::PollKind,
-    options: &[&str],
-    anonymous: bool,
-    lock: bool,
-) -> pb::Poll {
-    let poll = admin
-        .polls()
-        .create_poll(pb::CreatePollRequest {
-            request_id: Client::request_id(),
-            conference_id: "odc2024".into(),
-            session_id: String::new(),
-            question: text("Which open data matters most to you?"),
-            kind: kind as i32,
-            options: options.iter().map(|o| text(o).unwrap()).collect(),
-            max_choices: 0,
-            scale_min: 0,
-            scale_max: 0,
-            visibility: pb::ResultVisibility::Live as i32,
-            lock_ballots: lock,
-            anonymous,
-            publishable: false,
-            survey: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .poll
-        .unwrap();
-    admin
-        .polls()
-        .open_poll(pb::OpenPollRequest {
-            conference_id: "odc2024".into(),
-            poll_id: poll.id.clone(),
-        })
-        .await
-        .unwrap();
-    poll
-}
-
-pub(crate) fn ballot(poll: &pb::Poll, options: Vec<String>) -> pb::CastBallotRequest {
-    pb::CastBallotRequest {
-        conference_id: "odc2024".into(),
-        poll_id: poll.id.clone(),
-        ballot_id: Client::request_id(),
-        option_ids: options,
-        rating: 0,
-        text: String::new(),
-    }
-}
 
 fn counts(results: &pb::Results) -> BTreeMap<String, u64> {
     results
@@ -91,17 +19,11 @@ fn counts(results: &pb::Results) -> BTreeMap<String, u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_attendees_vote_while_fifty_watchers_converge_and_a_restart_keeps_the_tallies()
 {
-    let mut server = Podiumd::start().unwrap();
-    let admin = server.admin().await.unwrap();
-    let odc = create_odc(&admin, "odc2024").await.unwrap();
-    let poll = create_poll(
-        &admin,
-        pb::PollKind::SingleChoice,
-        &["Budgets", "Health", "Education", "Land"],
-        true,
-        false,
-    )
-    .await;
+    let mut show = Show::start()
+        .poll(NewPoll::single_choice(&["Budgets", "Health", "Education", "Land"]).anonymous())
+        .await
+        .unwrap();
+    let (admin, poll) = (show.admin.clone(), show.polls[0].clone());
 
     // Expected final tally: attendee i votes option i % 4, and every fifth changes their mind
     // to "Land" afterwards.
@@ -114,14 +36,14 @@ async fn two_hundred_attendees_vote_while_fifty_watchers_converge_and_a_restart_
 
     let mut watchers = Vec::new();
     for w in 0..50 {
-        let watcher = attendee(&server, &odc.conference.join_code, &format!("watcher {w}")).await;
+        let watcher = show.join(&format!("watcher {w}")).await.unwrap();
         let poll_id = poll.id.clone();
         let expected = expected.clone();
         watchers.push(tokio::spawn(async move {
             let mut stream = watcher
                 .polls()
                 .watch_results(pb::WatchResultsRequest {
-                    conference_id: "odc2024".into(),
+                    conference_id: CONFERENCE.into(),
                     poll_id,
                     language: "en".into(),
                 })
@@ -148,7 +70,7 @@ async fn two_hundred_attendees_vote_while_fifty_watchers_converge_and_a_restart_
 
     let mut voters = Vec::new();
     for i in 0..200usize {
-        let client = attendee(&server, &odc.conference.join_code, &format!("attendee {i}")).await;
+        let client = show.join(&format!("attendee {i}")).await.unwrap();
         let options: Vec<String> = poll.options.iter().map(|o| o.id.clone()).collect();
         let poll = poll.clone();
         voters.push(tokio::spawn(async move {
@@ -189,7 +111,7 @@ async fn two_hundred_attendees_vote_while_fifty_watchers_converge_and_a_restart_
     let closed = admin
         .polls()
         .close_poll(pb::ClosePollRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             poll_id: poll.id.clone(),
         })
         .await
@@ -199,19 +121,19 @@ async fn two_hundred_attendees_vote_while_fifty_watchers_converge_and_a_restart_
     assert_eq!(counts(&final_results), expected);
     // Anonymous: the key that linked attendees to ballots is gone, and a late ballot does not
     // bring it back.
-    let late = attendee(&server, &odc.conference.join_code, "late").await;
+    let late = show.join("late").await.unwrap();
     let refused = late
         .polls()
         .cast_ballot(ballot(&poll, vec![poll.options[0].id.clone()]))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
-    let keys: Vec<_> = std::fs::read_dir(server.data_dir.join("poll-keys"))
+    let keys: Vec<_> = std::fs::read_dir(show.server.data_dir.join("poll-keys"))
         .unwrap()
         .collect();
     assert!(keys.is_empty(), "{keys:?}");
     // Integrators get results, never ballots: the public feed leaves them out.
-    let feed = admin.follow_feed("odc2024", 0, vec![]);
+    let feed = admin.follow_feed(CONFERENCE, 0, vec![]);
     futures::pin_mut!(feed);
     let mut types = std::collections::BTreeSet::new();
     while let Some(podium_client::FeedItem::Event(event)) = feed.next().await.transpose().unwrap() {
@@ -220,12 +142,12 @@ async fn two_hundred_attendees_vote_while_fifty_watchers_converge_and_a_restart_
     assert!(types.contains("podium.v1.PollClosed"), "{types:?}");
     assert!(!types.contains("podium.v1.BallotCast"), "{types:?}");
 
-    server.restart().await.unwrap();
-    let admin = server.admin().await.unwrap();
-    let mut stream = admin
+    show.restart().await.unwrap();
+    let mut stream = show
+        .admin
         .polls()
         .watch_results(pb::WatchResultsRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             poll_id: poll.id.clone(),
             language: String::new(),
         })
@@ -238,18 +160,12 @@ async fn two_hundred_attendees_vote_while_fifty_watchers_converge_and_a_restart_
 
 #[tokio::test]
 async fn ballots_follow_the_rules_of_their_poll() {
-    let server = Podiumd::start().unwrap();
-    let admin = server.admin().await.unwrap();
-    let odc = create_odc(&admin, "odc2024").await.unwrap();
-    let dara = attendee(&server, &odc.conference.join_code, "Dara").await;
-    let locked = create_poll(
-        &admin,
-        pb::PollKind::MultipleChoice,
-        &["Budgets", "Health", "Education"],
-        false,
-        true,
-    )
-    .await;
+    let show = Show::start()
+        .poll(NewPoll::multiple_choice(&["Budgets", "Health", "Education"]).locked())
+        .attendees(1)
+        .await
+        .unwrap();
+    let (admin, dara, locked) = (&show.admin, &show.attendees[0], &show.polls[0]);
     let code =
         |r: Result<tonic::Response<pb::CastBallotResponse>, tonic::Status>| r.unwrap_err().code();
 
@@ -257,7 +173,7 @@ async fn ballots_follow_the_rules_of_their_poll() {
     assert_eq!(
         code(
             dara.polls()
-                .cast_ballot(ballot(&locked, vec![ids[0].clone(), ids[0].clone()]))
+                .cast_ballot(ballot(locked, vec![ids[0].clone(), ids[0].clone()]))
                 .await
         ),
         Code::InvalidArgument
@@ -265,19 +181,19 @@ async fn ballots_follow_the_rules_of_their_poll() {
     assert_eq!(
         code(
             dara.polls()
-                .cast_ballot(ballot(&locked, vec!["opt-9".into()]))
+                .cast_ballot(ballot(locked, vec!["opt-9".into()]))
                 .await
         ),
         Code::InvalidArgument
     );
     dara.polls()
-        .cast_ballot(ballot(&locked, vec![ids[0].clone(), ids[2].clone()]))
+        .cast_ballot(ballot(locked, vec![ids[0].clone(), ids[2].clone()]))
         .await
         .unwrap();
     assert_eq!(
         code(
             dara.polls()
-                .cast_ballot(ballot(&locked, vec![ids[1].clone()]))
+                .cast_ballot(ballot(locked, vec![ids[1].clone()]))
                 .await
         ),
         Code::FailedPrecondition,
@@ -288,13 +204,13 @@ async fn ballots_follow_the_rules_of_their_poll() {
         code(
             admin
                 .polls()
-                .cast_ballot(ballot(&locked, vec![ids[1].clone()]))
+                .cast_ballot(ballot(locked, vec![ids[1].clone()]))
                 .await
         ),
         Code::PermissionDenied
     );
-    let mut elsewhere = ballot(&locked, vec![ids[1].clone()]);
-    elsewhere.conference_id = "other-conf".into();
+    let mut elsewhere = ballot(locked, vec![ids[1].clone()]);
+    elsewhere.conference_id = OTHER_CONFERENCE.into();
     assert_eq!(
         code(dara.polls().cast_ballot(elsewhere).await),
         Code::NotFound
@@ -303,16 +219,16 @@ async fn ballots_follow_the_rules_of_their_poll() {
     admin
         .polls()
         .close_poll(pb::ClosePollRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             poll_id: locked.id.clone(),
         })
         .await
         .unwrap();
-    let late = attendee(&server, &odc.conference.join_code, "Late").await;
+    let late = show.join("Late").await.unwrap();
     assert_eq!(
         code(
             late.polls()
-                .cast_ballot(ballot(&locked, vec![ids[1].clone()]))
+                .cast_ballot(ballot(locked, vec![ids[1].clone()]))
                 .await
         ),
         Code::FailedPrecondition,
@@ -324,7 +240,7 @@ async fn ballots_follow_the_rules_of_their_poll() {
         .polls()
         .create_poll(pb::CreatePollRequest {
             request_id: Client::request_id(),
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             question: text("How useful was this session?"),
             kind: pb::PollKind::Rating as i32,
             ..Default::default()
@@ -337,7 +253,7 @@ async fn ballots_follow_the_rules_of_their_poll() {
     admin
         .polls()
         .open_poll(pb::OpenPollRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             poll_id: rating.id.clone(),
         })
         .await
@@ -357,7 +273,7 @@ async fn ballots_follow_the_rules_of_their_poll() {
         .polls()
         .create_poll(pb::CreatePollRequest {
             request_id: Client::request_id(),
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             question: text("One option only?"),
             kind: pb::PollKind::SingleChoice as i32,
             options: vec![text("Lonely").unwrap()],
@@ -371,23 +287,21 @@ async fn ballots_follow_the_rules_of_their_poll() {
 
 #[tokio::test]
 async fn a_khmer_word_cloud_counts_words_not_sentences() {
-    let server = Podiumd::start().unwrap();
-    let admin = server.admin().await.unwrap();
-    let odc = create_odc(&admin, "odc2024").await.unwrap();
-    let cloud = create_poll(&admin, pb::PollKind::WordCloud, &[], false, false).await;
+    let show = Show::start().poll(NewPoll::word_cloud()).await.unwrap();
+    let (admin, cloud) = (&show.admin, &show.polls[0]);
     for (i, answer) in ["ទិន្នន័យបើកចំហ", "ទិន្នន័យ", "Open DATA", "open data"]
         .iter()
         .enumerate()
     {
-        let client = attendee(&server, &odc.conference.join_code, &format!("a{i}")).await;
-        let mut b = ballot(&cloud, vec![]);
+        let client = show.join(&format!("a{i}")).await.unwrap();
+        let mut b = ballot(cloud, vec![]);
         b.text = (*answer).into();
         client.polls().cast_ballot(b).await.unwrap();
     }
     let results = admin
         .polls()
         .close_poll(pb::ClosePollRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             poll_id: cloud.id.clone(),
         })
         .await
@@ -408,35 +322,29 @@ async fn a_khmer_word_cloud_counts_words_not_sentences() {
 
 #[tokio::test]
 async fn the_export_is_aggregated_and_names_no_attendee() {
-    let server = Podiumd::start().unwrap();
-    let admin = server.admin().await.unwrap();
-    let odc = create_odc(&admin, "odc2024").await.unwrap();
-    let choice = create_poll(
-        &admin,
-        pb::PollKind::SingleChoice,
-        &["Budgets", "Health"],
-        false,
-        false,
-    )
-    .await;
-    let secret = create_poll(&admin, pb::PollKind::OpenText, &[], false, false).await;
+    let show = Show::start()
+        .poll(NewPoll::single_choice(&["Budgets", "Health"]))
+        .poll(NewPoll::open_text())
+        .await
+        .unwrap();
+    let (choice, secret) = (&show.polls[0], &show.polls[1]);
     for (i, name) in ["Dara Sok", "Vanna Chea", "Bopha Lim"].iter().enumerate() {
-        let client = attendee(&server, &odc.conference.join_code, name).await;
+        let client = show.join(name).await.unwrap();
         client
             .polls()
-            .cast_ballot(ballot(&choice, vec![choice.options[i % 2].id.clone()]))
+            .cast_ballot(ballot(choice, vec![choice.options[i % 2].id.clone()]))
             .await
             .unwrap();
-        let mut answer = ballot(&secret, vec![]);
+        let mut answer = ballot(secret, vec![]);
         answer.text = format!("my phone number is 012 345 67{i}");
         client.polls().cast_ballot(answer).await.unwrap();
     }
-    let token = server.admin_token().unwrap();
+    let token = show.server.admin_token().unwrap();
     for format in ["json", "csv"] {
         let (ok, out, err) = podium_e2e::cli(
-            &server,
+            &show.server,
             &token,
-            &["export", "-c", "odc2024", "--format", format],
+            &["export", "-c", CONFERENCE, "--format", format],
         )
         .unwrap();
         assert!(ok, "{err}");
@@ -470,21 +378,15 @@ async fn the_export_is_aggregated_and_names_no_attendee() {
 
 #[tokio::test]
 async fn two_moderators_closing_at_once_close_the_poll_once() {
-    let server = Podiumd::start().unwrap();
-    let admin = server.admin().await.unwrap();
-    create_odc(&admin, "odc2024").await.unwrap();
-    let poll = create_poll(
-        &admin,
-        pb::PollKind::SingleChoice,
-        &["Budgets", "Health"],
-        true,
-        false,
-    )
-    .await;
+    let show = Show::start()
+        .poll(NewPoll::single_choice(&["Budgets", "Health"]).anonymous())
+        .await
+        .unwrap();
+    let (admin, poll) = (&show.admin, &show.polls[0]);
     let close = || {
         let polls = admin.polls();
         let request = pb::ClosePollRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             poll_id: poll.id.clone(),
         };
         async move { polls.clone().close_poll(request).await }
@@ -499,7 +401,7 @@ async fn two_moderators_closing_at_once_close_the_poll_once() {
         matches!(refused[0], Code::Aborted | Code::FailedPrecondition),
         "{refused:?}"
     );
-    let feed = admin.follow_feed("odc2024", 0, vec!["podium.v1.PollClosed".into()]);
+    let feed = admin.follow_feed(CONFERENCE, 0, vec!["podium.v1.PollClosed".into()]);
     futures::pin_mut!(feed);
     let mut closes = 0;
     while let Some(podium_client::FeedItem::Event(_)) = feed.next().await.transpose().unwrap() {

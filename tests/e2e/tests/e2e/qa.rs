@@ -5,30 +5,13 @@
 
 use futures::StreamExt;
 use podium_client::{Client, pb};
-use podium_e2e::{PATIENCE, Podiumd, cli};
+use podium_e2e::{CONFERENCE, PATIENCE, Show, ShowBuilder, Talk, cli};
 use tonic::Code;
-
-use crate::{create_odc, session};
-
-async fn join(server: &Podiumd, join_code: &str, name: &str) -> (Client, String) {
-    let anonymous = server.client(None).await.unwrap();
-    let token = anonymous
-        .access()
-        .join(pb::JoinRequest {
-            join_code: join_code.into(),
-            display_name: name.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
-    (anonymous.with_token(Some(token.clone())).unwrap(), token)
-}
 
 fn ask(session_id: &str, text: &str, anonymous: bool) -> pb::AskQuestionRequest {
     pb::AskQuestionRequest {
         request_id: Client::request_id(),
-        conference_id: "odc2024".into(),
+        conference_id: CONFERENCE.into(),
         session_id: session_id.into(),
         text: text.into(),
         anonymous,
@@ -37,7 +20,7 @@ fn ask(session_id: &str, text: &str, anonymous: bool) -> pb::AskQuestionRequest 
 
 fn upvote(question_id: &str) -> pb::UpvoteQuestionRequest {
     pb::UpvoteQuestionRequest {
-        conference_id: "odc2024".into(),
+        conference_id: CONFERENCE.into(),
         question_id: question_id.into(),
     }
 }
@@ -49,7 +32,7 @@ fn moderate(
 ) -> pb::ModerateQuestionRequest {
     pb::ModerateQuestionRequest {
         request_id: Client::request_id(),
-        conference_id: "odc2024".into(),
+        conference_id: CONFERENCE.into(),
         question_id: question_id.into(),
         action: action as i32,
         reason: reason.into(),
@@ -60,7 +43,7 @@ async fn list(client: &Client, session_id: &str) -> Vec<pb::Question> {
     client
         .questions()
         .list_questions(pb::ListQuestionsRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             session_id: session_id.into(),
         })
         .await
@@ -69,25 +52,16 @@ async fn list(client: &Client, session_id: &str) -> Vec<pb::Question> {
         .questions
 }
 
-/// ODC 2024 with one session, "Open budgets", given by Sokha.
-async fn odc_with_session(admin: &Client) -> (crate::Odc, String) {
-    let odc = create_odc(admin, "odc2024").await.unwrap();
-    let ses = admin
-        .agenda()
-        .add_session(session(
-            &odc,
+/// The show of these tests: one session, "Open budgets", given by Sokha, and three attendees
+/// (Dara, Sok, Chenda).
+fn open_budgets() -> ShowBuilder {
+    Show::start()
+        .session(Talk::new(
             "Open budgets",
             "2024-11-14T02:00:00Z",
             "2024-11-14T03:00:00Z",
-            vec![odc.sokha.id.clone()],
         ))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap()
-        .id;
-    (odc, ses)
+        .attendees(3)
 }
 
 fn ids(questions: &[pb::Question]) -> Vec<&str> {
@@ -96,19 +70,16 @@ fn ids(questions: &[pb::Question]) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attendees_ask_and_upvote_moderators_decide_and_authors_are_told() {
-    let mut server = Podiumd::start().unwrap();
-    let admin = server.admin().await.unwrap();
-    let (odc, ses) = odc_with_session(&admin).await;
-    let code = &odc.conference.join_code;
-    let (dara, _) = join(&server, code, "Dara").await;
-    let (sok, sok_token) = join(&server, code, "Sok").await;
-    let (chenda, _) = join(&server, code, "Chenda").await;
+    let mut show = open_budgets().await.unwrap();
+    let (admin, ses) = (show.admin.clone(), show.session_id().to_owned());
+    let [dara, sok, chenda] = [0, 1, 2].map(|i| show.attendees[i].client.clone());
+    let sok_token = show.attendees[1].token.clone();
 
     // Dara follows the session from the start.
     let mut stream = dara
         .questions()
         .watch_questions(pb::WatchQuestionsRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             session_id: ses.clone(),
         })
         .await
@@ -226,7 +197,7 @@ async fn attendees_ask_and_upvote_moderators_decide_and_authors_are_told() {
         .questions()
         .set_qa_settings(pb::SetQaSettingsRequest {
             request_id: String::new(),
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             session_id: ses.clone(),
             settings: Some(pb::QaSettings {
                 allow_anonymous: true,
@@ -240,7 +211,7 @@ async fn attendees_ask_and_upvote_moderators_decide_and_authors_are_told() {
         .questions()
         .set_qa_settings(pb::SetQaSettingsRequest {
             request_id: String::new(),
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             session_id: ses.clone(),
             settings: Some(pb::QaSettings {
                 allow_anonymous: true,
@@ -329,11 +300,11 @@ async fn attendees_ask_and_upvote_moderators_decide_and_authors_are_told() {
     assert_eq!(ids(&order), [&q4.id, &q3.id, &q1.id]);
 
     // Another conference's attendee finds nothing here.
-    create_odc(&admin, "other2025").await.unwrap();
+    let other = show.other_conference().await.unwrap();
     let other_code = admin
         .agenda()
         .get_conference(pb::GetConferenceRequest {
-            conference_id: "other2025".into(),
+            conference_id: other.conference.id,
         })
         .await
         .unwrap()
@@ -341,7 +312,9 @@ async fn attendees_ask_and_upvote_moderators_decide_and_authors_are_told() {
         .conference
         .unwrap()
         .join_code;
-    let (stranger, _) = join(&server, &other_code, "Stranger").await;
+    let stranger = podium_e2e::join(&show.server, &other_code, "Stranger")
+        .await
+        .unwrap();
     let codes = [
         stranger
             .questions()
@@ -358,7 +331,7 @@ async fn attendees_ask_and_upvote_moderators_decide_and_authors_are_told() {
         stranger
             .questions()
             .list_questions(pb::ListQuestionsRequest {
-                conference_id: "odc2024".into(),
+                conference_id: CONFERENCE.into(),
                 session_id: ses.clone(),
             })
             .await
@@ -369,67 +342,64 @@ async fn attendees_ask_and_upvote_moderators_decide_and_authors_are_told() {
 
     // The CLI: an attendee asks and lists; the table shows their pending question.
     let (ok, out, err) = cli(
-        &server,
+        &show.server,
         &sok_token,
         &["qa", "ask", &ses, "Is there an API?"],
     )
     .unwrap();
     assert!(ok, "{err}");
     let cli_question = out.trim().to_owned();
-    let (ok, out, err) = cli(&server, &sok_token, &["qa", "list", &ses]).unwrap();
+    let (ok, out, err) = cli(&show.server, &sok_token, &["qa", "list", &ses]).unwrap();
     assert!(ok, "{err}");
     assert!(
         out.contains(&cli_question) && out.contains("pending"),
         "{out}"
     );
-    let (ok, _, err) = cli(&server, &sok_token, &["qa", "upvote", &q3.id]).unwrap();
+    let (ok, _, err) = cli(&show.server, &sok_token, &["qa", "upvote", &q3.id]).unwrap();
     assert!(ok, "{err}");
 
     // A restart keeps every list as it was.
     let before = list(&admin, &ses).await;
-    server.restart().await.unwrap();
-    let admin = server.admin().await.unwrap();
-    assert_eq!(list(&admin, &ses).await, before);
+    show.restart().await.unwrap();
+    assert_eq!(list(&show.admin, &ses).await, before);
 }
 
 #[tokio::test]
 async fn a_session_is_rated_once_it_is_live_and_moderators_see_the_aggregates() {
-    let server = Podiumd::start().unwrap();
-    let admin = server.admin().await.unwrap();
-    let (odc, ses) = odc_with_session(&admin).await;
-    let (_, dara) = join(&server, &odc.conference.join_code, "Dara").await;
-    let (_, sok) = join(&server, &odc.conference.join_code, "Sok").await;
+    let show = open_budgets().await.unwrap();
+    let (server, admin, ses) = (&show.server, &show.admin, show.session_id());
+    let (dara, sok) = (&show.attendees[0].token, &show.attendees[1].token);
     let admin_token = server.admin_token().unwrap();
 
-    let (ok, _, err) = cli(&server, &dara, &["rate", &ses, "5"]).unwrap();
+    let (ok, _, err) = cli(server, dara, &["rate", ses, "5"]).unwrap();
     assert!(!ok && err.contains("has not started"), "{err}");
     admin
         .stage()
         .start_session(pb::StartSessionRequest {
-            conference_id: "odc2024".into(),
-            session_id: ses.clone(),
+            conference_id: CONFERENCE.into(),
+            session_id: ses.into(),
         })
         .await
         .unwrap();
     // Right after the status service took it live.
-    let (ok, _, err) = cli(&server, &dara, &["rate", &ses, "2"]).unwrap();
+    let (ok, _, err) = cli(server, dara, &["rate", ses, "2"]).unwrap();
     assert!(ok, "{err}");
     let (ok, _, err) = cli(
-        &server,
-        &dara,
-        &["rate", &ses, "4", "--comment", "clear and useful"],
+        server,
+        dara,
+        &["rate", ses, "4", "--comment", "clear and useful"],
     )
     .unwrap();
     assert!(ok && err.contains("replaces"), "{err}");
-    let (ok, _, err) = cli(&server, &sok, &["rate", &ses, "5"]).unwrap();
+    let (ok, _, err) = cli(server, sok, &["rate", ses, "5"]).unwrap();
     assert!(ok, "{err}");
 
-    let (ok, _, err) = cli(&server, &dara, &["ratings"]).unwrap();
+    let (ok, _, err) = cli(server, dara, &["ratings"]).unwrap();
     assert!(!ok && err.contains("may not read ratings"), "{err}");
     let (ok, out, err) = cli(
-        &server,
+        server,
         &admin_token,
-        &["-c", "odc2024", "ratings", "--json"],
+        &["-c", CONFERENCE, "ratings", "--json"],
     )
     .unwrap();
     assert!(ok, "{err}");
@@ -444,22 +414,24 @@ async fn a_session_is_rated_once_it_is_live_and_moderators_see_the_aggregates() 
 async fn rate_limits_stop_a_flooding_attendee_with_a_retry_hint_and_spare_the_others() {
     use tonic_types::StatusExt;
 
-    let server = Podiumd::start_with(&["--rate-questions", "2", "--rate-joins", "3"]).unwrap();
-    let admin = server.admin().await.unwrap();
-    let (odc, ses) = odc_with_session(&admin).await;
-    let code = &odc.conference.join_code;
-    let (dara, _) = join(&server, code, "Dara").await;
-    let (sok, _) = join(&server, code, "Sok").await;
-    let (chenda, _) = join(&server, code, "Chenda").await;
+    let show = open_budgets()
+        .args(&["--rate-questions", "2", "--rate-joins", "3"])
+        .await
+        .unwrap();
+    let ses = show.session_id();
+    let [dara, sok, chenda] = &show.attendees[..] else {
+        panic!("three attendees")
+    };
 
     // Joins are limited per client address: a fourth from this one waits.
-    let refused = server
+    let refused = show
+        .server
         .client(None)
         .await
         .unwrap()
         .access()
         .join(pb::JoinRequest {
-            join_code: code.clone(),
+            join_code: show.odc.join_code().into(),
             display_name: "Flood".into(),
         })
         .await
@@ -470,13 +442,13 @@ async fn rate_limits_stop_a_flooding_attendee_with_a_retry_hint_and_spare_the_ot
     // Questions are limited per attendee.
     for text in ["Where is the budget data?", "Is it open licensed?"] {
         dara.questions()
-            .ask_question(ask(&ses, text, false))
+            .ask_question(ask(ses, text, false))
             .await
             .unwrap();
     }
     let refused = dara
         .questions()
-        .ask_question(ask(&ses, "And the 2023 figures?", false))
+        .ask_question(ask(ses, "And the 2023 figures?", false))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
@@ -494,8 +466,8 @@ async fn rate_limits_stop_a_flooding_attendee_with_a_retry_hint_and_spare_the_ot
 
     // Others are not held back by Dara, and the refused question was never stored.
     sok.questions()
-        .ask_question(ask(&ses, "Who maintains it?", false))
+        .ask_question(ask(ses, "Who maintains it?", false))
         .await
         .unwrap();
-    assert_eq!(list(&chenda, &ses).await.len(), 3);
+    assert_eq!(list(chenda, ses).await.len(), 3);
 }

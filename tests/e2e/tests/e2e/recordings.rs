@@ -10,13 +10,11 @@ use std::{
 };
 
 use podium_client::{Client, TransferError, hash_file, pb};
-use podium_e2e::{Podiumd, cli};
+use podium_e2e::{CONFERENCE, Podiumd, Show, Talk, cli};
 use tonic::Code;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
-
-use crate::{create_odc, session};
 
 const MIB: u64 = 1 << 20;
 const SIZE: u64 = 200 * MIB;
@@ -66,11 +64,16 @@ async fn podium(server: &Podiumd, token: &str, args: &[&str]) -> (bool, String, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_200_mib_talk_goes_up_and_down_through_the_cli_in_flat_memory() {
-    let server = tokio::task::spawn_blocking(|| Podiumd::start().unwrap())
+    let show = Show::start()
+        .session(Talk::new(
+            "Open data in Cambodia",
+            "2024-11-14T02:00:00Z",
+            "2024-11-14T02:45:00Z",
+        ))
         .await
         .unwrap();
+    let (server, admin, talk) = (&show.server, &show.admin, &show.sessions[0]);
     let token = server.admin_token().unwrap();
-    let admin = server.admin().await.unwrap();
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
         .unwrap()
         .connect()
@@ -84,22 +87,6 @@ async fn a_200_mib_talk_goes_up_and_down_through_the_cli_in_flat_memory() {
         .unwrap()
         .into_inner();
     assert_eq!(health.status(), ServingStatus::Serving);
-    let odc = create_odc(&admin, "odc2024").await.unwrap();
-    let talk = admin
-        .agenda()
-        .add_session(session(
-            &odc,
-            "Open data in Cambodia",
-            "2024-11-14T02:00:00Z",
-            "2024-11-14T02:45:00Z",
-            vec![odc.sokha.id.clone()],
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
-
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("open-data-in-cambodia.mp4");
     let path = file.clone();
@@ -113,7 +100,7 @@ async fn a_200_mib_talk_goes_up_and_down_through_the_cli_in_flat_memory() {
     let before = proc_status(pid, "VmHWM");
     let started = Instant::now();
     let (ok, out, err) = podium(
-        &server,
+        server,
         &token,
         &[
             "recording",
@@ -126,7 +113,7 @@ async fn a_200_mib_talk_goes_up_and_down_through_the_cli_in_flat_memory() {
             "--caption",
             "km:Khmer subtitles",
             "-c",
-            "odc2024",
+            CONFERENCE,
         ],
     )
     .await;
@@ -145,7 +132,7 @@ async fn a_200_mib_talk_goes_up_and_down_through_the_cli_in_flat_memory() {
 
     let fetched = dir.path().join("fetched.mp4");
     let (ok, out, err) = podium(
-        &server,
+        server,
         &token,
         &[
             "recording",
@@ -154,7 +141,7 @@ async fn a_200_mib_talk_goes_up_and_down_through_the_cli_in_flat_memory() {
             "--out",
             fetched.to_str().unwrap(),
             "-c",
-            "odc2024",
+            CONFERENCE,
         ],
     )
     .await;
@@ -197,7 +184,7 @@ async fn a_200_mib_talk_goes_up_and_down_through_the_cli_in_flat_memory() {
         .unwrap();
     let backup_sha256 = sha256_of(&backup).await;
     let header = pb::RecordingHeader {
-        conference_id: "odc2024".into(),
+        conference_id: CONFERENCE.into(),
         session_id: talk.id.clone(),
         media_type: "video/webm".into(),
         duration_ms: 45 * 60 * 1000,
@@ -221,7 +208,7 @@ async fn a_200_mib_talk_goes_up_and_down_through_the_cli_in_flat_memory() {
     .unwrap()
     .unwrap();
     let (ok, _, err) = podium(
-        &server,
+        server,
         &token,
         &[
             "recording",
@@ -231,7 +218,7 @@ async fn a_200_mib_talk_goes_up_and_down_through_the_cli_in_flat_memory() {
             resumed.to_str().unwrap(),
             "--resume",
             "-c",
-            "odc2024",
+            CONFERENCE,
         ],
     )
     .await;
@@ -241,7 +228,7 @@ async fn a_200_mib_talk_goes_up_and_down_through_the_cli_in_flat_memory() {
     assert!(!podium_client::part_path(&resumed).exists());
 
     // The list shows it, with its captions.
-    let (ok, out, err) = podium(&server, &token, &["recording", "list", "-c", "odc2024"]).await;
+    let (ok, out, err) = podium(server, &token, &["recording", "list", "-c", CONFERENCE]).await;
     assert!(ok, "{err}");
     assert!(out.contains(&recording) && out.contains("primary"), "{out}");
     assert!(
@@ -250,7 +237,7 @@ async fn a_200_mib_talk_goes_up_and_down_through_the_cli_in_flat_memory() {
     );
     assert!(out.contains("km (Khmer subtitles)"), "{out}");
 
-    refusals(&server, &admin, &talk.id, dir.path(), &token).await;
+    refusals(server, admin, &talk.id, dir.path(), &token).await;
 }
 
 /// A wrong checksum keeps nothing; an unknown recording is NOT_FOUND.
@@ -259,7 +246,7 @@ async fn refusals(server: &Podiumd, admin: &Client, session_id: &str, dir: &Path
     std::fs::write(&small, b"not the talk you declared").unwrap();
     let header = pb::RecordingHeader {
         request_id: Client::request_id(),
-        conference_id: "odc2024".into(),
+        conference_id: CONFERENCE.into(),
         session_id: session_id.into(),
         sha256: "0".repeat(64),
         size_bytes: 25,
@@ -286,7 +273,7 @@ async fn refusals(server: &Podiumd, admin: &Client, session_id: &str, dir: &Path
     let listed = admin
         .recordings()
         .list_recordings(pb::ListRecordingsRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             session_id: String::new(),
         })
         .await
@@ -313,7 +300,7 @@ async fn refusals(server: &Podiumd, admin: &Client, session_id: &str, dir: &Path
             "--out",
             dir.join("nothing").to_str().unwrap(),
             "-c",
-            "odc2024",
+            CONFERENCE,
         ],
     )
     .await;
@@ -325,7 +312,7 @@ async fn refusals(server: &Podiumd, admin: &Client, session_id: &str, dir: &Path
     let status = admin
         .recordings()
         .fetch_recording(pb::FetchRecordingRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             recording_id: "rec-0000000000".into(),
             offset: 0,
         })

@@ -4,7 +4,7 @@
 use futures::StreamExt;
 use nix::sys::signal::Signal;
 use podium_client::pb;
-use podium_e2e::Podiumd;
+use podium_e2e::{CONFERENCE, Podiumd, Show};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -135,13 +135,15 @@ async fn a_configured_admin_token_replaces_the_generated_one() {
 
 #[tokio::test]
 async fn one_service_can_run_alone() {
-    let server = Podiumd::start_with(&["--services", "access,agenda"]).unwrap();
-    let admin = server.admin().await.unwrap();
-    crate::create_odc(&admin, "solo").await.unwrap();
-    let err = admin
+    let show = Show::start()
+        .args(&["--services", "access,agenda"])
+        .await
+        .unwrap();
+    let err = show
+        .admin
         .feed()
         .subscribe(pb::SubscribeRequest {
-            conference_id: "solo".into(),
+            conference_id: CONFERENCE.into(),
             from_position: 0,
             types: vec![],
         })
@@ -152,13 +154,12 @@ async fn one_service_can_run_alone() {
 
 #[tokio::test]
 async fn sigterm_ends_open_streams_with_a_status_and_exits_cleanly() {
-    let mut server = Podiumd::start().unwrap();
-    let admin = server.admin().await.unwrap();
-    crate::create_odc(&admin, "odc2024").await.unwrap();
-    let mut stream = admin
+    let mut show = Show::start().await.unwrap();
+    let mut stream = show
+        .admin
         .feed()
         .subscribe(pb::SubscribeRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             from_position: 0,
             types: vec![],
         })
@@ -172,7 +173,7 @@ async fn sigterm_ends_open_streams_with_a_status_and_exits_cleanly() {
             break;
         }
     }
-    let status = server.stop(Signal::SIGTERM).await.unwrap();
+    let status = show.server.stop(Signal::SIGTERM).await.unwrap();
     assert!(status.success(), "podiumd exited with {status}");
     let end = stream.next().await;
     match end {

@@ -7,72 +7,34 @@ use std::time::Duration;
 use futures::StreamExt;
 use nix::sys::signal::Signal;
 use podium_client::{Client, StatusUpdate, pb};
-use podium_e2e::{PATIENCE, Podiumd, cli_process, signal};
+use podium_e2e::{CONFERENCE, PATIENCE, Podiumd, Show, Speaker, Talk, cli_process, signal};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tonic::{Request, Status, metadata::MetadataValue};
 
-use crate::{Odc, create_odc, session};
-
-/// A conference with one session (Sokha speaking, Sarah as backup), a speaker token for Sokha,
-/// and optionally a recording.
-struct Show {
-    server: Podiumd,
-    admin: Client,
-    odc: Odc,
-    session_id: String,
-    speaker_token: String,
-}
-
-async fn show(failback: pb::FailbackMode, with_recording: bool) -> Show {
-    let server = Podiumd::start().unwrap();
-    let admin = server.admin().await.unwrap();
-    let odc = create_odc(&admin, "odc2024").await.unwrap();
-    let mut request = session(
-        &odc,
+/// The conference with one session (Sokha speaking, Sarah as backup) and optionally a
+/// recording; returns it with a speaker token for Sokha.
+async fn stage(failback: pb::FailbackMode, with_recording: bool) -> (Show, String) {
+    let talk = Talk::new(
         "Open data in Cambodia",
         "2030-11-14T02:00:00Z",
         "2030-11-14T02:45:00Z",
-        vec![odc.sokha.id.clone()],
-    );
-    request.backup_speaker_ids = vec![odc.sarah.id.clone()];
-    request.failover = Some(pb::FailoverPolicy {
+    )
+    .backup(Speaker::Sarah)
+    .failover(pb::FailoverPolicy {
         failback: failback as i32,
         clear_after_ms: 2_000,
         ..Default::default()
     });
-    let session_id = admin
-        .agenda()
-        .add_session(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap()
-        .id;
+    let show = Show::start().session(talk).await.unwrap();
     if with_recording {
-        upload(&server, &admin, &session_id, 45 * 60 * 1000).await;
+        upload(&show.server, &show.admin, show.session_id(), 45 * 60 * 1000).await;
     }
-    let speaker_token = admin
-        .access()
-        .issue_token(pb::IssueTokenRequest {
-            role: pb::Role::Speaker as i32,
-            conference_id: "odc2024".into(),
-            speaker_id: odc.sokha.id.clone(),
-            name: "Sokha's laptop".into(),
-            ttl_seconds: 0,
-        })
+    let speaker_token = show
+        .token(pb::Role::Speaker, Some(Speaker::Sokha), "Sokha's laptop")
         .await
-        .unwrap()
-        .into_inner()
-        .token;
-    Show {
-        server,
-        admin,
-        odc,
-        session_id,
-        speaker_token,
-    }
+        .unwrap();
+    (show, speaker_token)
 }
 
 /// Uploads a small recording through the raw generated stub.
@@ -85,7 +47,7 @@ async fn upload(
     let bytes = b"not really a video, but the bytes are checked all the same".repeat(100);
     let header = pb::RecordingHeader {
         request_id: Client::request_id(),
-        conference_id: "odc2024".into(),
+        conference_id: CONFERENCE.into(),
         session_id: session_id.into(),
         sha256: hex(&Sha256::digest(&bytes)),
         size_bytes: bytes.len() as u64,
@@ -135,7 +97,7 @@ fn hex(bytes: &[u8]) -> String {
 /// Follows the session's status in the background; every version of it arrives on the channel.
 fn watch(client: &Client, session_id: &str) -> mpsc::UnboundedReceiver<pb::SessionStatus> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let updates = client.watch_status("odc2024", "");
+    let updates = client.watch_status(CONFERENCE, "");
     let session_id = session_id.to_owned();
     tokio::spawn(async move {
         futures::pin_mut!(updates);
@@ -188,8 +150,8 @@ async fn start(show: &Show) -> pb::SessionStatus {
     show.admin
         .stage()
         .start_session(pb::StartSessionRequest {
-            conference_id: "odc2024".into(),
-            session_id: show.session_id.clone(),
+            conference_id: CONFERENCE.into(),
+            session_id: show.session_id().into(),
         })
         .await
         .unwrap()
@@ -205,12 +167,12 @@ fn millis(ts: &Option<prost_types::Timestamp>) -> u64 {
 
 #[tokio::test]
 async fn a_killed_agent_falls_back_to_the_recording_from_where_the_talk_had_got_to() {
-    let show = show(pb::FailbackMode::Sticky, true).await;
-    let mut statuses = watch(&show.admin, &show.session_id);
+    let (show, speaker_token) = stage(pb::FailbackMode::Sticky, true).await;
+    let mut statuses = watch(&show.admin, show.session_id());
     let mut agent = cli_process(
         &show.server,
-        &show.speaker_token,
-        &["speaker", "connect", "--session", &show.session_id],
+        &speaker_token,
+        &["speaker", "connect", "--session", show.session_id()],
     )
     .unwrap();
     until(&mut statuses, |s| {
@@ -242,12 +204,12 @@ async fn a_killed_agent_falls_back_to_the_recording_from_where_the_talk_had_got_
 
 #[tokio::test]
 async fn a_stopped_agent_falls_back_by_heartbeat_timeout_and_sticky_stays_on_the_recording() {
-    let show = show(pb::FailbackMode::Sticky, true).await;
-    let mut statuses = watch(&show.admin, &show.session_id);
+    let (show, speaker_token) = stage(pb::FailbackMode::Sticky, true).await;
+    let mut statuses = watch(&show.admin, show.session_id());
     let mut agent = cli_process(
         &show.server,
-        &show.speaker_token,
-        &["speaker", "connect", "--session", &show.session_id],
+        &speaker_token,
+        &["speaker", "connect", "--session", show.session_id()],
     )
     .unwrap();
     until(&mut statuses, |s| {
@@ -272,8 +234,8 @@ async fn a_stopped_agent_falls_back_by_heartbeat_timeout_and_sticky_stays_on_the
         .admin
         .stage()
         .pin(pb::PinRequest {
-            conference_id: "odc2024".into(),
-            session_id: show.session_id.clone(),
+            conference_id: CONFERENCE.into(),
+            session_id: show.session_id().into(),
             pinned: false,
         })
         .await
@@ -288,12 +250,12 @@ async fn a_stopped_agent_falls_back_by_heartbeat_timeout_and_sticky_stays_on_the
 
 #[tokio::test]
 async fn return_when_stable_goes_back_to_the_speaker_after_clear_after() {
-    let show = show(pb::FailbackMode::ReturnWhenStable, true).await;
-    let mut statuses = watch(&show.admin, &show.session_id);
+    let (show, speaker_token) = stage(pb::FailbackMode::ReturnWhenStable, true).await;
+    let mut statuses = watch(&show.admin, show.session_id());
     let mut agent = cli_process(
         &show.server,
-        &show.speaker_token,
-        &["speaker", "connect", "--session", &show.session_id],
+        &speaker_token,
+        &["speaker", "connect", "--session", show.session_id()],
     )
     .unwrap();
     until(&mut statuses, |s| {
@@ -328,8 +290,8 @@ async fn return_when_stable_goes_back_to_the_speaker_after_clear_after() {
 
 #[tokio::test]
 async fn a_moderator_switch_and_a_missing_recording_reach_the_watcher() {
-    let show = show(pb::FailbackMode::Sticky, false).await;
-    let mut statuses = watch(&show.admin, &show.session_id);
+    let (show, speaker_token) = stage(pb::FailbackMode::Sticky, false).await;
+    let mut statuses = watch(&show.admin, show.session_id());
     start(&show).await;
     // No agent ever connected and there is no recording: the slate, with an alert.
     // The switch and its alert are two events of one append: the watcher sees both.
@@ -341,8 +303,8 @@ async fn a_moderator_switch_and_a_missing_recording_reach_the_watcher() {
 
     let moderator = show.admin.stage();
     let switch = |kind: pb::SourceKind, recording: &str| pb::SwitchSourceRequest {
-        conference_id: "odc2024".into(),
-        session_id: show.session_id.clone(),
+        conference_id: CONFERENCE.into(),
+        session_id: show.session_id().into(),
         kind: kind as i32,
         speaker_id: String::new(),
         recording_id: recording.into(),
@@ -356,8 +318,8 @@ async fn a_moderator_switch_and_a_missing_recording_reach_the_watcher() {
     moderator
         .clone()
         .pin(pb::PinRequest {
-            conference_id: "odc2024".into(),
-            session_id: show.session_id.clone(),
+            conference_id: CONFERENCE.into(),
+            session_id: show.session_id().into(),
             pinned: true,
         })
         .await
@@ -382,8 +344,8 @@ async fn a_moderator_switch_and_a_missing_recording_reach_the_watcher() {
     let still = moderator
         .clone()
         .pin(pb::PinRequest {
-            conference_id: "odc2024".into(),
-            session_id: show.session_id.clone(),
+            conference_id: CONFERENCE.into(),
+            session_id: show.session_id().into(),
             pinned: true,
         })
         .await
@@ -393,7 +355,7 @@ async fn a_moderator_switch_and_a_missing_recording_reach_the_watcher() {
         .unwrap();
     assert_eq!(on_air(&still), pb::SourceKind::BackupSpeaker);
 
-    let wrong_token = Client::connect(&show.server.addr, Some(show.speaker_token.clone()))
+    let wrong_token = Client::connect(&show.server.addr, Some(speaker_token.clone()))
         .await
         .unwrap();
     let denied = wrong_token
@@ -406,14 +368,14 @@ async fn a_moderator_switch_and_a_missing_recording_reach_the_watcher() {
 
 #[tokio::test]
 async fn a_restart_mid_session_restores_the_source_and_fires_no_failover_inside_the_grace() {
-    let mut show = show(pb::FailbackMode::Sticky, true).await;
+    let (mut show, speaker_token) = stage(pb::FailbackMode::Sticky, true).await;
     let mut agent = cli_process(
         &show.server,
-        &show.speaker_token,
-        &["speaker", "connect", "--session", &show.session_id],
+        &speaker_token,
+        &["speaker", "connect", "--session", show.session_id()],
     )
     .unwrap();
-    let mut statuses = watch(&show.admin, &show.session_id);
+    let mut statuses = watch(&show.admin, show.session_id());
     until(&mut statuses, |s| {
         speaker_link(s, &show.odc.sokha.id) == pb::LinkState::Healthy
     })
@@ -424,14 +386,14 @@ async fn a_restart_mid_session_restores_the_source_and_fires_no_failover_inside_
     show.server.restart().await.unwrap();
     // The agent reconnects by itself; give it well past failover_after, inside the grace.
     let admin = show.server.admin().await.unwrap();
-    let mut statuses = watch(&admin, &show.session_id);
+    let mut statuses = watch(&admin, show.session_id());
     let restored = until(&mut statuses, |s| {
         speaker_link(s, &show.odc.sokha.id) == pb::LinkState::Healthy
     })
     .await;
     assert_eq!(on_air(&restored), pb::SourceKind::Speaker);
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    let feed = admin.follow_feed("odc2024", 0, vec!["podium.v1.SourceSwitched".into()]);
+    let feed = admin.follow_feed(CONFERENCE, 0, vec!["podium.v1.SourceSwitched".into()]);
     futures::pin_mut!(feed);
     let first = feed.next().await.unwrap().unwrap();
     assert!(
@@ -444,13 +406,13 @@ async fn a_restart_mid_session_restores_the_source_and_fires_no_failover_inside_
 
 #[tokio::test]
 async fn a_newer_agent_replaces_the_older_and_strangers_are_refused() {
-    let show = show(pb::FailbackMode::Sticky, true).await;
-    let speaker = Client::connect(&show.server.addr, Some(show.speaker_token.clone()))
+    let (show, speaker_token) = stage(pb::FailbackMode::Sticky, true).await;
+    let speaker = Client::connect(&show.server.addr, Some(speaker_token.clone()))
         .await
         .unwrap();
     let first = podium_client::agent::run_agent(
         speaker.clone(),
-        podium_client::agent::AgentConfig::new(&show.session_id),
+        podium_client::agent::AgentConfig::new(show.session_id()),
     );
     futures::pin_mut!(first);
     assert!(matches!(
@@ -459,7 +421,7 @@ async fn a_newer_agent_replaces_the_older_and_strangers_are_refused() {
     ));
     let second = podium_client::agent::run_agent(
         speaker.clone(),
-        podium_client::agent::AgentConfig::new(&show.session_id),
+        podium_client::agent::AgentConfig::new(show.session_id()),
     );
     futures::pin_mut!(second);
     assert!(matches!(
@@ -488,24 +450,13 @@ async fn a_newer_agent_replaces_the_older_and_strangers_are_refused() {
     assert!(first.next().await.is_none(), "a replaced agent stops");
 
     // A speaker of another session, and a token that is not a speaker's, are refused.
-    let mut other = session(
-        &show.odc,
+    let other = Talk::new(
         "Another talk",
         "2030-11-15T02:00:00Z",
         "2030-11-15T02:30:00Z",
-        vec![show.odc.sarah.id.clone()],
-    );
-    other.failover = None;
-    let other_id = show
-        .admin
-        .agenda()
-        .add_session(other)
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap()
-        .id;
+    )
+    .by(Speaker::Sarah);
+    let other_id = show.add_session(other).await.unwrap().id;
     let stranger =
         podium_client::agent::run_agent(speaker, podium_client::agent::AgentConfig::new(&other_id));
     futures::pin_mut!(stranger);
@@ -518,7 +469,7 @@ async fn a_newer_agent_replaces_the_older_and_strangers_are_refused() {
     );
     let not_a_speaker = podium_client::agent::run_agent(
         show.admin.clone(),
-        podium_client::agent::AgentConfig::new(&show.session_id),
+        podium_client::agent::AgentConfig::new(show.session_id()),
     );
     futures::pin_mut!(not_a_speaker);
     assert_eq!(
@@ -529,12 +480,12 @@ async fn a_newer_agent_replaces_the_older_and_strangers_are_refused() {
 
 #[tokio::test]
 async fn preflight_reports_what_is_missing_until_the_session_is_ready() {
-    let show = show(pb::FailbackMode::Sticky, false).await;
+    let (show, speaker_token) = stage(pb::FailbackMode::Sticky, false).await;
     let report = |client: Client| async move {
         let sessions = client
             .stage()
             .preflight(pb::PreflightRequest {
-                conference_id: "odc2024".into(),
+                conference_id: CONFERENCE.into(),
                 within_hours: 0,
                 all: true,
             })
@@ -583,19 +534,19 @@ async fn preflight_reports_what_is_missing_until_the_session_is_ready() {
     // The green room, through the real CLI, and a recording.
     let (ok, out, err) = podium_e2e::cli(
         &show.server,
-        &show.speaker_token,
+        &speaker_token,
         &[
             "speaker",
             "connect",
             "--session",
-            &show.session_id,
+            show.session_id(),
             "--test",
         ],
     )
     .unwrap();
     assert!(ok, "{err}");
     assert!(out.contains("test connection recorded"), "{out}");
-    upload(&show.server, &show.admin, &show.session_id, 60_000).await;
+    upload(&show.server, &show.admin, show.session_id(), 60_000).await;
     let better = report(show.admin.clone()).await;
     assert_eq!(better.recordings, 1);
     assert!(
@@ -616,13 +567,13 @@ async fn preflight_reports_what_is_missing_until_the_session_is_ready() {
 
 #[tokio::test]
 async fn a_green_room_test_while_live_leaves_the_live_agent_on_air() {
-    let show = show(pb::FailbackMode::Sticky, true).await;
-    let speaker = Client::connect(&show.server.addr, Some(show.speaker_token.clone()))
+    let (show, speaker_token) = stage(pb::FailbackMode::Sticky, true).await;
+    let speaker = Client::connect(&show.server.addr, Some(speaker_token.clone()))
         .await
         .unwrap();
     let live = podium_client::agent::run_agent(
         speaker,
-        podium_client::agent::AgentConfig::new(&show.session_id),
+        podium_client::agent::AgentConfig::new(show.session_id()),
     );
     futures::pin_mut!(live);
     assert!(matches!(
@@ -632,12 +583,12 @@ async fn a_green_room_test_while_live_leaves_the_live_agent_on_air() {
     start(&show).await;
     let (ok, out, err) = podium_e2e::cli(
         &show.server,
-        &show.speaker_token,
+        &speaker_token,
         &[
             "speaker",
             "connect",
             "--session",
-            &show.session_id,
+            show.session_id(),
             "--test",
         ],
     )
@@ -660,8 +611,8 @@ async fn a_green_room_test_while_live_leaves_the_live_agent_on_air() {
         .admin
         .stage()
         .pin(pb::PinRequest {
-            conference_id: "odc2024".into(),
-            session_id: show.session_id.clone(),
+            conference_id: CONFERENCE.into(),
+            session_id: show.session_id().into(),
             pinned: false,
         })
         .await

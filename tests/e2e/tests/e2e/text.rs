@@ -4,10 +4,8 @@
 //! authorization header that is not ASCII (or not even UTF-8) is UNAUTHENTICATED.
 
 use podium_client::{Client, pb};
-use podium_e2e::Podiumd;
+use podium_e2e::{CONFERENCE, NewPoll, Podiumd, Show, ballot, text};
 use tonic::{Code, Status, metadata::AsciiMetadataValue};
-
-use crate::{create_odc, polls, session};
 
 /// Khmer with coeng stacks, vowel signs, Khmer digits and U+200B between words.
 const KHMER_TITLE: &str = "សន្និសីទទិន្នន័យបើកចំហ\u{200B}ការប្រជុំ\u{200B}ពិភាក្សា ២០២៤";
@@ -35,20 +33,19 @@ fn localized(pairs: &[(&str, &str)]) -> Option<pb::LocalizedText> {
 
 #[tokio::test]
 async fn hostile_text_is_refused_naming_the_field_and_khmer_is_stored_intact() {
-    let server = Podiumd::start().unwrap();
-    let admin = server.admin().await.unwrap();
-    let odc = create_odc(&admin, "odc2024").await.unwrap();
+    let show = Show::start().await.unwrap();
+    let (admin, odc) = (&show.admin, &show.odc);
     let (start, end) = ("2024-11-14T02:00:00Z", "2024-11-14T03:00:00Z");
 
     // Agenda: a title that would display as "Open Data exe.gnp" is refused, and so are a room
     // with a control character and a speaker drowned in combining marks.
-    let spoof = session(&odc, "Open Data \u{202E}gnp.exe", start, end, vec![]);
+    let spoof = odc.session("Open Data \u{202E}gnp.exe", start, end, vec![]);
     refused(
         admin.agenda().add_session(spoof).await,
         "title",
         "the en text contains a bidirectional override (U+202E) at character 11",
     );
-    let mut km_spoof = session(&odc, "Open Data", start, end, vec![]);
+    let mut km_spoof = odc.session("Open Data", start, end, vec![]);
     km_spoof.title = localized(&[("en", "Open Data"), ("km", "ទិន្នន័យ\u{2067}")]);
     refused(
         admin.agenda().add_session(km_spoof).await,
@@ -60,7 +57,7 @@ async fn hostile_text_is_refused_naming_the_field_and_khmer_is_stored_intact() {
             .agenda()
             .add_room(pb::AddRoomRequest {
                 request_id: Client::request_id(),
-                conference_id: "odc2024".into(),
+                conference_id: CONFERENCE.into(),
                 name: "Hall\u{1B}[2J".into(),
                 capacity: 10,
             })
@@ -73,7 +70,7 @@ async fn hostile_text_is_refused_naming_the_field_and_khmer_is_stored_intact() {
             .agenda()
             .add_speaker(pb::AddSpeakerRequest {
                 request_id: Client::request_id(),
-                conference_id: "odc2024".into(),
+                conference_id: CONFERENCE.into(),
                 name: format!("Sok{}", "\u{0336}\u{0337}".repeat(10)),
                 organisation: String::new(),
                 time_zone: "Asia/Phnom_Penh".into(),
@@ -90,7 +87,7 @@ async fn hostile_text_is_refused_naming_the_field_and_khmer_is_stored_intact() {
             admin
                 .agenda()
                 .list_sessions(pb::ListSessionsRequest {
-                    conference_id: "odc2024".into(),
+                    conference_id: CONFERENCE.into(),
                     room_id: String::new(),
                     speaker_id: String::new(),
                 })
@@ -100,11 +97,11 @@ async fn hostile_text_is_refused_naming_the_field_and_khmer_is_stored_intact() {
                 .sessions
         }
     };
-    assert!(sessions(&admin).await.is_empty(), "nothing was stored");
+    assert!(sessions(admin).await.is_empty(), "nothing was stored");
     let conference = admin
         .agenda()
         .get_conference(pb::GetConferenceRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
         })
         .await
         .unwrap()
@@ -119,7 +116,7 @@ async fn hostile_text_is_refused_naming_the_field_and_khmer_is_stored_intact() {
     );
 
     // A Khmer title (with a byte-order mark pasted in front) is stored exactly, mark dropped.
-    let mut khmer = session(&odc, "Open Data", start, end, vec![]);
+    let mut khmer = odc.session("Open Data", start, end, vec![]);
     khmer.title = localized(&[
         ("en", "Open Data Conference"),
         ("km", &format!("\u{FEFF}{KHMER_TITLE}")),
@@ -133,7 +130,7 @@ async fn hostile_text_is_refused_naming_the_field_and_khmer_is_stored_intact() {
         .session
         .unwrap();
     assert_eq!(stored.title.as_ref().unwrap().text["km"], KHMER_TITLE);
-    let listed = sessions(&admin).await;
+    let listed = sessions(admin).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].title.as_ref().unwrap().text["km"], KHMER_TITLE);
     let ses = stored.id;
@@ -144,7 +141,7 @@ async fn hostile_text_is_refused_naming_the_field_and_khmer_is_stored_intact() {
             .access()
             .issue_token(pb::IssueTokenRequest {
                 role: pb::Role::Integration as i32,
-                conference_id: "odc2024".into(),
+                conference_id: CONFERENCE.into(),
                 speaker_id: String::new(),
                 name: "OBS\nbridge".into(),
                 ttl_seconds: 0,
@@ -153,7 +150,7 @@ async fn hostile_text_is_refused_naming_the_field_and_khmer_is_stored_intact() {
         "name",
         "contains a line break (U+000A) at character 4",
     );
-    let anonymous = server.client(None).await.unwrap();
+    let anonymous = show.server.client(None).await.unwrap();
     let join = |name: &str| pb::JoinRequest {
         join_code: odc.conference.join_code.clone(),
         display_name: name.into(),
@@ -174,10 +171,10 @@ async fn hostile_text_is_refused_naming_the_field_and_khmer_is_stored_intact() {
 
     // Q&A: a question smuggling invisible ASCII in tag characters, and an over-long one in
     // bytes, are refused; the Khmer one is stored as typed.
-    let dara = polls::attendee(&server, &odc.conference.join_code, "Dara").await;
+    let dara = show.join("Dara").await.unwrap();
     let ask = |text: &str| pb::AskQuestionRequest {
         request_id: Client::request_id(),
-        conference_id: "odc2024".into(),
+        conference_id: CONFERENCE.into(),
         session_id: ses.clone(),
         text: text.into(),
         anonymous: false,
@@ -202,7 +199,7 @@ async fn hostile_text_is_refused_naming_the_field_and_khmer_is_stored_intact() {
             client
                 .questions()
                 .list_questions(pb::ListQuestionsRequest {
-                    conference_id: "odc2024".into(),
+                    conference_id: CONFERENCE.into(),
                     session_id: ses,
                 })
                 .await
@@ -211,7 +208,7 @@ async fn hostile_text_is_refused_naming_the_field_and_khmer_is_stored_intact() {
                 .questions
         }
     };
-    assert!(questions(&admin).await.is_empty(), "nothing was stored");
+    assert!(questions(admin).await.is_empty(), "nothing was stored");
     let asked = dara
         .questions()
         .ask_question(ask(KHMER_QUESTION))
@@ -226,7 +223,7 @@ async fn hostile_text_is_refused_naming_the_field_and_khmer_is_stored_intact() {
             .questions()
             .moderate_question(pb::ModerateQuestionRequest {
                 request_id: Client::request_id(),
-                conference_id: "odc2024".into(),
+                conference_id: CONFERENCE.into(),
                 question_id: asked.id.clone(),
                 action: pb::ModerationAction::Dismiss as i32,
                 reason: "spam\u{202D}".into(),
@@ -235,7 +232,7 @@ async fn hostile_text_is_refused_naming_the_field_and_khmer_is_stored_intact() {
         "reason",
         "bidirectional override (U+202D)",
     );
-    let listed = questions(&admin).await;
+    let listed = questions(admin).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].text, KHMER_QUESTION);
     assert_eq!(listed[0].reason, "", "the refused reason was not stored");
@@ -243,14 +240,11 @@ async fn hostile_text_is_refused_naming_the_field_and_khmer_is_stored_intact() {
     // Polls: an option with a NUL, then word-cloud answers.
     let mut bad_poll = pb::CreatePollRequest {
         request_id: Client::request_id(),
-        conference_id: "odc2024".into(),
+        conference_id: CONFERENCE.into(),
         session_id: String::new(),
-        question: crate::text("Which data?"),
+        question: text("Which data?"),
         kind: pb::PollKind::SingleChoice as i32,
-        options: vec![
-            crate::text("Budgets").unwrap(),
-            crate::text("Land\u{0}").unwrap(),
-        ],
+        options: vec![text("Budgets").unwrap(), text("Land\u{0}").unwrap()],
         max_choices: 0,
         scale_min: 0,
         scale_max: 0,
@@ -265,7 +259,7 @@ async fn hostile_text_is_refused_naming_the_field_and_khmer_is_stored_intact() {
         "options",
         "option 2: the en text contains a control character (U+0000) at character 5",
     );
-    bad_poll.options[1] = crate::text("Land").unwrap();
+    bad_poll.options[1] = text("Land").unwrap();
     bad_poll.question = localized(&[("en", "Which data?"), ("k\u{202E}m", "?")]);
     refused(
         admin.polls().create_poll(bad_poll).await,
@@ -275,7 +269,7 @@ async fn hostile_text_is_refused_naming_the_field_and_khmer_is_stored_intact() {
     let polls_listed = admin
         .polls()
         .list_polls(pb::ListPollsRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             session_id: String::new(),
             language: String::new(),
         })
@@ -285,10 +279,10 @@ async fn hostile_text_is_refused_naming_the_field_and_khmer_is_stored_intact() {
         .polls;
     assert!(polls_listed.is_empty(), "no poll was stored");
 
-    let cloud = polls::create_poll(&admin, pb::PollKind::WordCloud, &[], false, false).await;
+    let cloud = show.add_poll(NewPoll::word_cloud()).await.unwrap();
     let answer = |text: &str| pb::CastBallotRequest {
         text: text.into(),
-        ..polls::ballot(&cloud, vec![])
+        ..ballot(&cloud, vec![])
     };
     refused(
         dara.polls().cast_ballot(answer("data\u{202E}atad")).await,
@@ -303,7 +297,7 @@ async fn hostile_text_is_refused_naming_the_field_and_khmer_is_stored_intact() {
     let results = admin
         .polls()
         .hide_word(pb::HideWordRequest {
-            conference_id: "odc2024".into(),
+            conference_id: CONFERENCE.into(),
             poll_id: cloud.id.clone(),
             word: "ថវិកា".into(),
             hidden: false,
@@ -324,7 +318,7 @@ async fn hostile_text_is_refused_naming_the_field_and_khmer_is_stored_intact() {
         admin
             .polls()
             .hide_word(pb::HideWordRequest {
-                conference_id: "odc2024".into(),
+                conference_id: CONFERENCE.into(),
                 poll_id: cloud.id.clone(),
                 word: "\u{FFFD}".into(),
                 hidden: true,

@@ -6,7 +6,7 @@
 use std::{process::Command, time::Duration};
 
 use podium_client::{Client, Tls, pb};
-use podium_e2e::{PATIENCE, Podiumd, binary, cli};
+use podium_e2e::{PATIENCE, Podiumd, binary, cli, text};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -78,7 +78,7 @@ async fn a_request_over_the_size_limit_is_resource_exhausted_and_stores_nothing(
     let mut agenda = admin.agenda();
     let create = |name: String| pb::CreateConferenceRequest {
         request_id: Client::request_id(),
-        title: crate::text(&name),
+        title: text(&name),
         time_zone: "Asia/Phnom_Penh".into(),
         default_language: "en".into(),
         ..Default::default()
