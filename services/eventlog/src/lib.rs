@@ -1,10 +1,12 @@
 //! podium's append-only event log. Every state change in podium is an event here; read models
 //! are folds over it. This crate holds the [`EventLog`] trait that services program against,
 //! the sled backend ([`SledEventLog`]), and [`subscribe`], which turns any backend into a
-//! catch-up-then-live stream with no gap and no duplicate at the seam.
+//! catch-up-then-live stream with no gap and no duplicate at the seam. [`durable`] is how every
+//! service writes the files it keeps beside the log, so that they survive a power cut too.
 
 #![forbid(unsafe_code)]
 
+pub mod durable;
 mod event;
 mod projection;
 mod sled_log;
