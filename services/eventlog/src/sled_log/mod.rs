@@ -51,7 +51,8 @@ pub struct SledOptions {
     /// sled's page cache, in bytes.
     pub cache_bytes: u64,
     /// Free space the file system must keep: below it appends are refused before sled
-    /// writes, so that sled never meets a full disk (which leaves it refusing reads too).
+    /// writes, so that sled never meets a full disk (which leaves it refusing reads too). 0
+    /// turns the check off; a file system that reports no capacity is not checked either.
     pub reserve_bytes: u64,
 }
 

@@ -45,6 +45,9 @@ pub(super) struct Writer {
     /// A failed commit may have left applied but unflushed events in sled, where idempotency
     /// lookups find them: the next group flushes even if it writes nothing new.
     unflushed: bool,
+    /// The file system reports no capacity (some FUSE ones answer statvfs with zeros), so
+    /// free space is unknown; logged once.
+    capacity_unknown: bool,
 }
 
 /// A failed commit, kept to answer appends until the writer has recovered.
@@ -118,6 +121,7 @@ impl Writer {
             next: head,
             max_group: options.max_group.max(1),
             unflushed: false,
+            capacity_unknown: false,
         };
         std::thread::Builder::new()
             .name("podium-log-writer".into())
@@ -230,9 +234,24 @@ impl Writer {
     }
 
     /// Whether the file system under the log keeps `reserve_bytes` free.
-    /// After a failure, reopening needs at least [`REOPEN_ROOM`] too.
-    fn has_room(&self) -> std::io::Result<()> {
-        let free = fs2::available_space(&self.path)?;
+    /// After a failure, reopening needs at least [`REOPEN_ROOM`] too. A reserve of 0 turns the
+    /// check off; a file system that reports no capacity at all is taken as unknown, not full.
+    fn has_room(&mut self) -> std::io::Result<()> {
+        if self.reserve_bytes == 0 {
+            return Ok(());
+        }
+        let stats = fs2::statvfs(&self.path)?;
+        if stats.total_space() == 0 {
+            if !self.capacity_unknown {
+                self.capacity_unknown = true;
+                tracing::warn!(
+                    path = %self.path.display(),
+                    "the file system under the event log reports no capacity; free space is unknown and not checked"
+                );
+            }
+            return Ok(());
+        }
+        let free = stats.available_space();
         let needed = match self.broken {
             Some(_) => self.reserve_bytes.max(REOPEN_ROOM),
             None => self.reserve_bytes,
