@@ -259,11 +259,20 @@ impl PollsService {
                 )
                 .await?;
                 // The poll is closed in the log: no ballot counts any more, so the link from
-                // attendees to ballots of an anonymous poll can go.
-                self.keys.destroy(conference_id, poll_id).map_err(|e| {
-                    tracing::error!(error = %e, "destroying a poll key failed");
-                    Status::internal("poll closed, but its anonymity key could not be removed")
-                })?;
+                // attendees to ballots of an anonymous poll can go, durably (an fsync, so on
+                // the blocking pool) before the close is acknowledged.
+                let (keys, c, p) = (
+                    self.keys.clone(),
+                    conference_id.to_owned(),
+                    poll_id.to_owned(),
+                );
+                let destroyed = tokio::task::spawn_blocking(move || keys.destroy(&c, &p)).await;
+                destroyed
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "destroying a poll key failed");
+                        Status::internal("poll closed, but its anonymity key could not be removed")
+                    })?;
             }
             (true, _) => {
                 return Err(Status::failed_precondition(format!(
