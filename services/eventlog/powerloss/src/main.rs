@@ -7,7 +7,7 @@
 //! corrupted event. `.ci/run` runs it; it needs root, /dev/fuse and Debian's fuse3.
 //!
 //! ```sh
-//! cargo build -p podium-server --bin podiumd -p podium-powerloss
+//! cargo build --bin podiumd --bin podium-powerloss
 //! target/debug/podium-powerloss --podiumd target/debug/podiumd \
 //!     --lazyfs ../shared/tools/lazyfs/lazyfs --cycles 30 --torn 6
 //! ```
@@ -74,7 +74,9 @@ enum Tear {
     Seq { persist: &'static str },
 }
 
-/// Torn-write faults in turn: prefixes, holes, and later writes without earlier ones.
+/// Torn-write faults in turn: prefixes, holes, and later writes without earlier ones. A
+/// torn-seq needs as many writes between two fsyncs as its highest number, and with a sync per
+/// group there are few: at most two are asked for.
 const TEARS: [Tear; 6] = [
     Tear::Op {
         parts: 4,
@@ -85,12 +87,12 @@ const TEARS: [Tear; 6] = [
         parts: 3,
         persist: "2",
     },
-    Tear::Seq { persist: "1,3" },
+    Tear::Seq { persist: "1" },
     Tear::Op {
         parts: 2,
         persist: "1",
     },
-    Tear::Seq { persist: "3" },
+    Tear::Seq { persist: "2" },
 ];
 
 /// One data directory's run: set up once, then cut again and again until something is lost.
@@ -329,7 +331,7 @@ async fn arm_and_wait(lazyfs: &mut LazyFs, data: &Path, tear: Tear) -> anyhow::R
         Tear::Op { parts, persist } => lazyfs.torn_op(&file, parts, persist)?,
         Tear::Seq { persist } => lazyfs.torn_seq(&file, persist)?,
     }
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
         if lazyfs.crashed() {
             return Ok(true);

@@ -80,6 +80,16 @@ impl Podiumd {
     }
 }
 
+impl Drop for Podiumd {
+    /// A test that stops on an error leaves no podiumd behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Where podiumd's stderr goes for one start.
 pub fn stderr_path(work: &Path, start: u32) -> PathBuf {
     work.join(format!("podiumd-{start}.stderr"))
