@@ -46,7 +46,12 @@ impl SledFiles {
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
             if entry.file_type()?.is_file() {
-                fs::File::open(entry.path())?.sync_all()?;
+                match fs::File::open(entry.path()) {
+                    Ok(file) => file.sync_all()?,
+                    // sled replaced it meanwhile (a snapshot); the directory's sync covers that.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         files.sync_blobs()?;
