@@ -3,16 +3,16 @@
 //! The signing key lives in `<data dir>/token-signing.key`, created on first start with mode
 //! 0600. The admin token is either set by configuration (a literal secret compared in constant
 //! time) or issued on first start into `<data dir>/admin.token`, mode 0600; its path is logged,
-//! never the token.
+//! never the token. Both files are written durably (`podium_eventlog::durable`) before use.
 
 use std::{
     fs,
-    io::Write,
     path::{Path, PathBuf},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use podium_eventlog::durable::{self, write_private};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
@@ -84,7 +84,7 @@ impl TokenKeys {
         data_dir: &Path,
         configured_admin: Option<String>,
     ) -> std::io::Result<Bootstrap> {
-        fs::create_dir_all(data_dir)?;
+        durable::create_dir_all(data_dir)?;
         let key_path = data_dir.join("token-signing.key");
         let (secret, new_key) = match fs::read(&key_path) {
             Ok(secret) if secret.len() >= 32 => (secret, false),
@@ -192,28 +192,6 @@ impl TokenKeys {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Writes a file only its owner can read.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        options.mode(0o600);
-        let mut file = options.open(path)?;
-        // The mode of `open` only applies to new files; tighten an existing one too.
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let mut file = options.open(path)?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    }
 }
 
 #[cfg(test)]

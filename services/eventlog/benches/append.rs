@@ -3,7 +3,9 @@
 //!
 //! It measures durable appends per second with 1, 64 and 256 concurrent appenders (each awaits
 //! its append before sending the next; single ~100-byte events, like a ballot, to one stream per
-//! appender) against a same-run baseline of one sled insert plus flush per append, then a
+//! appender) against same-run baselines of one sled insert plus flush per append, with and
+//! without an `fdatasync` of sled's file after it (what durable costs per append without group
+//! commit; sled's flush alone ends in `sync_file_range`, which a power cut can undo), then a
 //! restart with a large log: the time from reopening it to a read model having applied every
 //! event through `Projector::start`, the path podiumd takes at start-up.
 //! `PODIUM_BENCH_SECS` (default 3) sets the length of each throughput run and
@@ -65,15 +67,20 @@ fn main() -> anyhow::Result<()> {
         }
     );
 
-    let baseline = baseline(seconds)?;
+    let flushed = baseline(seconds, false)?;
     println!(
         "baseline      one sled insert + flush per append, no group commit  appends/s={:.0}  p50={:.2}ms  p99={:.2}ms",
+        flushed.rate, flushed.p50_ms, flushed.p99_ms
+    );
+    let baseline = baseline(seconds, true)?;
+    println!(
+        "baseline      one sled insert + flush + fdatasync per append        appends/s={:.0}  p50={:.2}ms  p99={:.2}ms",
         baseline.rate, baseline.p50_ms, baseline.p99_ms
     );
     for appenders in [1, 64, 256] {
         let run = runtime.block_on(appends(appenders, seconds))?;
         println!(
-            "appenders={appenders:<4} appends/s={:.0}  p50={:.2}ms  p99={:.2}ms  ratio to baseline={:.1}x",
+            "appenders={appenders:<4} appends/s={:.0}  p50={:.2}ms  p99={:.2}ms  ratio to the fdatasync baseline={:.1}x",
             run.rate,
             run.p50_ms,
             run.p99_ms,
@@ -113,13 +120,15 @@ fn ballot(id: Uuid) -> NewEvent {
     NewEvent::new(id, &message)
 }
 
-/// What durability costs without group commit: one insert and one flush per append.
-fn baseline(seconds: Duration) -> anyhow::Result<Run> {
+/// What durability costs without group commit: one insert and one flush per append, and with
+/// `fdatasync`, one fdatasync of sled's database file after each flush too.
+fn baseline(seconds: Duration, fdatasync: bool) -> anyhow::Result<Run> {
     let dir = TempDir::new()?;
     let db = sled::Config::new()
         .path(dir.path())
         .mode(sled::Mode::HighThroughput)
         .open()?;
+    let file = std::fs::File::open(dir.path().join("db"))?;
     let value = vec![7u8; 200];
     let mut latencies = Vec::new();
     let start = Instant::now();
@@ -127,6 +136,9 @@ fn baseline(seconds: Duration) -> anyhow::Result<Run> {
         let began = Instant::now();
         db.insert((latencies.len() as u64).to_be_bytes(), value.as_slice())?;
         db.flush()?;
+        if fdatasync {
+            file.sync_data()?;
+        }
         latencies.push(began.elapsed());
     }
     Ok(Run::new(latencies.len(), start.elapsed(), latencies))

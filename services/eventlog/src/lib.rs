@@ -1,10 +1,12 @@
 //! podium's append-only event log. Every state change in podium is an event here; read models
 //! are folds over it. This crate holds the [`EventLog`] trait that services program against,
 //! the sled backend ([`SledEventLog`]), and [`subscribe`], which turns any backend into a
-//! catch-up-then-live stream with no gap and no duplicate at the seam.
+//! catch-up-then-live stream with no gap and no duplicate at the seam. [`durable`] is how every
+//! service writes the files it keeps beside the log, so that they survive a power cut too.
 
 #![forbid(unsafe_code)]
 
+pub mod durable;
 mod event;
 mod projection;
 mod request_id;
@@ -98,7 +100,8 @@ pub type CommittedBatch = Arc<[RecordedEvent]>;
 ///
 /// **Invariants** every backend upholds: global positions are dense and assigned in commit
 /// order; stream versions are contiguous from 0; an append is all-or-nothing and returns only
-/// once durable; an event id appended twice to a stream is written once, forever; reads only
+/// once durable, that is on stable storage (it survives a power cut, not only a crash of the
+/// process); an event id appended twice to a stream is written once, forever; reads only
 /// return durable events.
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {

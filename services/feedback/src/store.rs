@@ -433,7 +433,7 @@ pub struct VoterKeys {
 
 impl VoterKeys {
     pub fn open(dir: PathBuf) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&dir)?;
+        podium_eventlog::durable::create_dir_all(&dir)?;
         Ok(Self {
             dir,
             cache: Mutex::default(),
@@ -464,10 +464,8 @@ impl VoterKeys {
                     _ => {
                         let mut key = vec![0u8; 32];
                         rand::rng().fill_bytes(&mut key);
-                        let temp = path.with_extension("tmp");
-                        std::fs::write(&temp, &key)?;
-                        std::fs::File::open(&temp)?.sync_all()?;
-                        std::fs::rename(&temp, &path)?;
+                        // Durable before any ballot hashed with it is acknowledged.
+                        podium_eventlog::durable::write_private(&path, &key)?;
                         key
                     }
                 };
@@ -488,15 +486,13 @@ impl VoterKeys {
         ))
     }
 
-    /// Destroys the key of a closed poll.
+    /// Destroys the key of a closed poll, durably: once this returns, a power cut cannot
+    /// bring it back.
     pub fn destroy(&self, conference_id: &str, poll_id: &str) -> std::io::Result<()> {
         let path = self.path(conference_id, poll_id);
         if let Ok(mut cache) = self.cache.lock() {
             cache.remove(&path);
         }
-        match std::fs::remove_file(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        podium_eventlog::durable::remove_file(&path).map(|_| ())
     }
 }

@@ -72,8 +72,9 @@ pub struct Config {
 
     /// Free space the data directory's file system must keep (suffixes KiB, MiB, GiB
     /// accepted): below it appends are refused with UNAVAILABLE before the log writes, and
-    /// accepted again once space is freed.
-    #[arg(long, env = "PODIUM_DISK_RESERVE", value_parser = parse_bytes, default_value = "64MiB")]
+    /// accepted again once space is freed. 0 turns the check off; a file system that reports
+    /// no capacity (some FUSE ones) is not checked.
+    #[arg(long, env = "PODIUM_DISK_RESERVE", value_parser = parse_reserve, default_value = "64MiB")]
     pub disk_reserve: u64,
 
     /// On SIGINT or SIGTERM, how long open streams get to end before podiumd stops anyway.
@@ -273,6 +274,14 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is not a size in bytes like 4294967296, 4GiB or 500MiB"))
 }
 
+/// A size as [`parse_bytes`] reads it, or 0: no reserve.
+fn parse_reserve(text: &str) -> Result<u64, String> {
+    if text.trim().trim_end_matches('B').trim() == "0" {
+        return Ok(0);
+    }
+    parse_bytes(text)
+}
+
 impl Config {
     pub fn runs(&self, service: ServiceName) -> bool {
         self.services.contains(&service)
@@ -315,5 +324,19 @@ impl Config {
             "tls": self.tls,
             "rate_limits_per_minute": self.rates,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_disk_reserve_of_zero_turns_the_check_off_and_other_sizes_still_need_a_number() {
+        assert_eq!(parse_reserve("0"), Ok(0));
+        assert_eq!(parse_reserve("0B"), Ok(0));
+        assert_eq!(parse_reserve("64MiB"), Ok(64 << 20));
+        assert!(parse_reserve("none").is_err());
+        assert!(parse_bytes("0").is_err(), "other sizes are still above 0");
     }
 }

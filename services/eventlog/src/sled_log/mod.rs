@@ -2,13 +2,15 @@
 //!
 //! One sled tree holds the log and its two indexes (the key spaces are in [`keys`]), so that a
 //! whole group commit is one atomic `apply_batch`. All writes go through one writer thread
-//! ([`writer`]): group commit, so durability costs one flush per group, not per append. Reads
-//! ([`read`]) never look past the durable head the writer advances after each flush. This
-//! file holds the handle that ties them together: opening, closing, and the [`EventLog`]
-//! methods.
+//! ([`writer`]): group commit, so durability costs one sled flush and one `fdatasync` of the
+//! database file per group (see [`sync`]: sled's flush alone does not survive a power cut),
+//! not per append. Reads ([`read`]) never look past the durable head the writer advances
+//! after that fdatasync. This file holds the handle that ties them together: opening,
+//! closing, and the [`EventLog`] methods.
 
 mod keys;
 mod read;
+mod sync;
 mod writer;
 
 use std::{
@@ -25,11 +27,12 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 pub use read::decode_stored;
+use sync::SledFiles;
 use writer::Writer;
 
 use crate::{
     AppendOutcome, CommittedBatch, EventLog, EventLogError, ExpectedVersion, NewEvent, Page,
-    RecordedEvent, Result,
+    RecordedEvent, Result, durable,
 };
 
 /// Longest stream name accepted, in bytes.
@@ -51,7 +54,8 @@ pub struct SledOptions {
     /// sled's page cache, in bytes.
     pub cache_bytes: u64,
     /// Free space the file system must keep: below it appends are refused before sled
-    /// writes, so that sled never meets a full disk (which leaves it refusing reads too).
+    /// writes, so that sled never meets a full disk (which leaves it refusing reads too). 0
+    /// turns the check off; a file system that reports no capacity is not checked either.
     pub reserve_bytes: u64,
 }
 
@@ -82,14 +86,29 @@ struct Store {
 }
 
 impl Store {
-    fn open(path: &Path, cache_bytes: u64) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(storage)?;
-        let tree = db.open_tree("events").map_err(storage)?;
-        Ok(Self { db, tree })
+    /// Opens (or creates) the database in `path`, with everything in it durable: the files
+    /// for the writer to sync after each flush come with it.
+    fn open(path: &Path, cache_bytes: u64) -> Result<(Self, SledFiles)> {
+        durable::create_dir_all(path).map_err(|e| unsyncable(path, e))?;
+        let config = sled::Config::new().path(path).cache_capacity(cache_bytes);
+        // sled recovers the database while it opens; should it panic on what it finds there,
+        // podiumd refuses to start with an error naming the file, as for any other damage.
+        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
+            .map_err(|panic| {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                EventLogError::Storage(format!(
+                    "{} cannot be recovered: sled panicked while opening it: {why}",
+                    path.join("db").display()
+                ))
+            })?
+            .map_err(|e| unopenable(path, e))?;
+        let tree = db.open_tree("events").map_err(|e| unopenable(path, e))?;
+        let files = SledFiles::open(path).map_err(|e| unsyncable(path, e))?;
+        Ok((Self { db, tree }, files))
     }
 }
 
@@ -99,11 +118,13 @@ struct Shared {
     store: RwLock<Option<Store>>,
     /// How many times the writer has reopened the database.
     generation: AtomicU64,
-    /// Every position below this is flushed; readers never look past it.
+    /// Every position below this is on stable storage; readers never look past it.
     durable_head: AtomicU64,
     /// Weak, because the writer owns the only strong sender: when it stops, the channel closes
     /// and live subscriptions end, however many of them still hold the log.
     live: broadcast::WeakSender<CommittedBatch>,
+    /// sled's database file, named in the error about an event that does not decode.
+    db_file: PathBuf,
 }
 
 /// The embedded, durable event log. Cheap to share behind an `Arc`.
@@ -126,7 +147,7 @@ impl SledEventLog {
     /// Opens (or creates) the log in directory `path` and starts its writer thread.
     pub fn open(path: impl AsRef<Path>, options: SledOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let store = Store::open(&path, options.cache_bytes)?;
+        let (store, files) = Store::open(&path, options.cache_bytes)?;
         let head = read::next_position(&store.tree)?;
         let (live, _) = broadcast::channel(options.live_buffer.max(1));
         let shared = Arc::new(Shared {
@@ -134,11 +155,12 @@ impl SledEventLog {
             generation: AtomicU64::new(0),
             durable_head: AtomicU64::new(head),
             live: live.downgrade(),
+            db_file: path.join("db"),
         });
         let (tx, rx) = mpsc::channel(options.queue.max(1));
         let handle = Writer::start(
             shared.clone(),
-            store,
+            (store, files),
             path.clone(),
             &options,
             live,
@@ -290,6 +312,32 @@ fn storage(error: sled::Error) -> EventLogError {
             EventLogError::DiskFull(error.to_string())
         }
         _ => EventLogError::Storage(error.to_string()),
+    }
+}
+
+/// sled could not open the database in `dir`: the error names its file, so that whoever reads
+/// why podiumd did not start knows where to look.
+fn unopenable(dir: &Path, error: sled::Error) -> EventLogError {
+    let file = dir.join("db");
+    match error {
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
+            EventLogError::DiskFull(format!("cannot open {}: {io}", file.display()))
+        }
+        sled::Error::Corruption { at, .. } => EventLogError::Storage(format!(
+            "{} is corrupt (sled found damaged data at {at:?}); nothing is served from it",
+            file.display()
+        )),
+        other => EventLogError::Storage(format!("cannot open {}: {other}", file.display())),
+    }
+}
+
+/// Making sled's files durable failed.
+fn unsyncable(dir: &Path, error: std::io::Error) -> EventLogError {
+    let message = format!("cannot make {} durable: {error}", dir.display());
+    if error.kind() == std::io::ErrorKind::StorageFull {
+        EventLogError::DiskFull(message)
+    } else {
+        EventLogError::Storage(message)
     }
 }
 

@@ -57,6 +57,17 @@ impl Shared {
         }
     }
 
+    /// An error about a stored event, saying which file holds it.
+    pub(super) fn naming_the_file(&self, error: EventLogError) -> EventLogError {
+        match error {
+            EventLogError::Corrupt { position, reason } => EventLogError::Corrupt {
+                position,
+                reason: format!("{reason} (in {})", self.db_file.display()),
+            },
+            other => other,
+        }
+    }
+
     /// Up to `limit` events of `stream` from `from_version`, none at or past `durable`.
     pub(super) fn stream_events(
         &self,
@@ -78,7 +89,7 @@ impl Shared {
                 if position >= durable {
                     break;
                 }
-                events.push(load(tree, position)?);
+                events.push(load(tree, position).map_err(|e| self.naming_the_file(e))?);
             }
             Ok(events)
         })
@@ -102,9 +113,10 @@ pub(super) async fn page(
     // and goes on working (as `subscribe` does during catch-up) gets the next page read on
     // the other core meanwhile. The read returns sled's own buffers, and the page decodes
     // them on the caller's thread, one event at a time, as they are taken.
+    let reader = shared.clone();
     let entries = match tokio::runtime::Handle::try_current() {
         Ok(runtime) => runtime
-            .spawn_blocking(move || shared.read(|tree| read_range(tree, from, end)))
+            .spawn_blocking(move || reader.read(|tree| read_range(tree, from, end)))
             .await
             .map_err(|e| {
                 if e.is_cancelled() {
@@ -120,9 +132,9 @@ pub(super) async fn page(
         Some((key, _)) => Some(be_u64(&key[1..])?),
         None => None,
     };
-    let events = entries
-        .into_iter()
-        .map(|(key, value)| decode_stored(be_u64(&key[1..])?, &value));
+    let events = entries.into_iter().map(move |(key, value)| {
+        decode_stored(be_u64(&key[1..])?, &value).map_err(|e| shared.naming_the_file(e))
+    });
     Ok(Page::new(last, events))
 }
 
@@ -183,7 +195,7 @@ pub(super) fn load(tree: &sled::Tree, position: u64) -> Result<RecordedEvent> {
 
 /// Decodes the value stored under `L`+`position` back into the event, refusing one that does
 /// not parse or claims another position. Public so that the fuzz targets and property tests
-/// (`fuzzing/`) drive the very function that replay uses.
+/// (`tests/fuzz/harness`) drive the very function that replay uses.
 pub fn decode_stored(position: u64, bytes: &[u8]) -> Result<RecordedEvent> {
     let corrupt = |reason: String| EventLogError::Corrupt { position, reason };
     let event = pb::Event::decode(bytes).map_err(|e| corrupt(e.to_string()))?;

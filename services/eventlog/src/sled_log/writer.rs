@@ -2,10 +2,12 @@
 //!
 //! One thread takes every append request that is waiting, decides each against the stream
 //! heads (including the effects of earlier requests of the same group), applies the group as
-//! one sled batch, flushes once, and only then answers the callers, advances the durable head
-//! and announces the batch to live subscribers. Before each group it checks the free space
-//! under the log (a full disk leaves sled 0.34 refusing every write, and reads too); after a
-//! failed write it drops the database and opens it again once the disk has room.
+//! one sled batch, flushes it, makes sled's files durable with `fdatasync` (sled's own flush
+//! ends in `sync_file_range`, which a power cut can undo), and only then answers the callers,
+//! advances the durable head and announces the batch to live subscribers. Before each group it
+//! checks the free space under the log (a full disk leaves sled 0.34 refusing every write, and
+//! reads too); after a failed write it drops the database and opens it again once the disk has
+//! room.
 
 use std::{
     collections::HashMap,
@@ -20,18 +22,20 @@ use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 use super::{
-    AppendRequest, Shared, SledOptions, Store,
+    AppendRequest, Shared, SledFiles, SledOptions, Store,
     keys::{id_key, log_key, stream_key},
     read::{lookup_id, next_position, stream_head},
-    storage,
+    storage, unsyncable,
 };
 use crate::{AppendOutcome, CommittedBatch, EventLogError, ExpectedVersion, RecordedEvent, Result};
 
-/// The single writer: decides, applies, flushes and answers, one group at a time.
+/// The single writer: decides, applies, flushes, syncs and answers, one group at a time.
 pub(super) struct Writer {
     shared: Arc<Shared>,
     /// The writer's handle on the database; `None` only after a failed reopening.
     store: Option<Store>,
+    /// The database's files, synced after every flush; `None` with `store`.
+    files: Option<SledFiles>,
     path: PathBuf,
     cache_bytes: u64,
     reserve_bytes: u64,
@@ -45,6 +49,9 @@ pub(super) struct Writer {
     /// A failed commit may have left applied but unflushed events in sled, where idempotency
     /// lookups find them: the next group flushes even if it writes nothing new.
     unflushed: bool,
+    /// The file system reports no capacity (some FUSE ones answer statvfs with zeros), so
+    /// free space is unknown; logged once.
+    capacity_unknown: bool,
 }
 
 /// A failed commit, kept to answer appends until the writer has recovered.
@@ -97,10 +104,11 @@ struct Pending {
 }
 
 impl Writer {
-    /// Starts the writer thread on `store`, whose next position is `head`.
+    /// Starts the writer thread on the database `Store::open` opened, whose next position is
+    /// `head`.
     pub(super) fn start(
         shared: Arc<Shared>,
-        store: Store,
+        (store, files): (Store, SledFiles),
         path: PathBuf,
         options: &SledOptions,
         live: broadcast::Sender<CommittedBatch>,
@@ -110,6 +118,7 @@ impl Writer {
         let writer = Writer {
             shared,
             store: Some(store),
+            files: Some(files),
             path,
             cache_bytes: options.cache_bytes,
             reserve_bytes: options.reserve_bytes,
@@ -118,6 +127,7 @@ impl Writer {
             next: head,
             max_group: options.max_group.max(1),
             unflushed: false,
+            capacity_unknown: false,
         };
         std::thread::Builder::new()
             .name("podium-log-writer".into())
@@ -185,11 +195,14 @@ impl Writer {
             answers.push((request.reply, decision));
         }
         if !committed.is_empty() || self.unflushed {
+            // Durable means on stable storage: sled's flush ends in `sync_file_range`, which
+            // a power cut can undo, so the files it wrote are fdatasynced too (see `sync`).
             let result = store
                 .tree
                 .apply_batch(batch)
                 .and_then(|()| store.db.flush().map(|_| ()))
-                .map_err(storage);
+                .map_err(storage)
+                .and_then(|()| self.sync_files());
             if let Err(error) = result {
                 tracing::error!(%error, "event log commit failed, appends of this group are not acknowledged");
                 // Re-read the head: sled may hold part of what we applied in memory. Those events
@@ -229,10 +242,35 @@ impl Writer {
         }
     }
 
+    /// Makes everything sled has written durable: once per group, after its flush.
+    fn sync_files(&mut self) -> Result<()> {
+        match self.files.as_mut() {
+            Some(files) => files.sync().map_err(|e| unsyncable(&self.path, e)),
+            None => Err(EventLogError::Storage(
+                "the database could not be reopened".into(),
+            )),
+        }
+    }
+
     /// Whether the file system under the log keeps `reserve_bytes` free.
-    /// After a failure, reopening needs at least [`REOPEN_ROOM`] too.
-    fn has_room(&self) -> std::io::Result<()> {
-        let free = fs2::available_space(&self.path)?;
+    /// After a failure, reopening needs at least [`REOPEN_ROOM`] too. A reserve of 0 turns the
+    /// check off; a file system that reports no capacity at all is taken as unknown, not full.
+    fn has_room(&mut self) -> std::io::Result<()> {
+        if self.reserve_bytes == 0 {
+            return Ok(());
+        }
+        let stats = fs2::statvfs(&self.path)?;
+        if stats.total_space() == 0 {
+            if !self.capacity_unknown {
+                self.capacity_unknown = true;
+                tracing::warn!(
+                    path = %self.path.display(),
+                    "the file system under the event log reports no capacity; free space is unknown and not checked"
+                );
+            }
+            return Ok(());
+        }
+        let free = stats.available_space();
         let needed = match self.broken {
             Some(_) => self.reserve_bytes.max(REOPEN_ROOM),
             None => self.reserve_bytes,
@@ -260,11 +298,12 @@ impl Writer {
             .write()
             .map_err(|_| EventLogError::Closed)?;
         self.store = None;
+        self.files = None;
         *slot = None;
         let mut attempt = 0;
-        let store = loop {
+        let (store, files) = loop {
             match Store::open(&self.path, self.cache_bytes) {
-                Ok(store) => break store,
+                Ok(opened) => break opened,
                 Err(error) if attempt >= REOPEN_ATTEMPTS => {
                     tracing::error!(%error, "cannot reopen the event log");
                     return Err(error);
@@ -288,8 +327,10 @@ impl Writer {
         self.shared.generation.fetch_add(1, Ordering::AcqRel);
         drop(slot);
         self.store = Some(store);
-        // Everything in the reopened database is on disk: events of a failed commit that made
-        // it there are durable now, though never acknowledged (as after a crash).
+        self.files = Some(files);
+        // Everything in the reopened database is durable (opening synced it): events of a
+        // failed commit that made it there are durable now, though never acknowledged (as
+        // after a crash).
         self.next = head;
         self.shared.durable_head.store(head, Ordering::Release);
         self.unflushed = false;

@@ -1,6 +1,6 @@
 //! The integration tests of podium-eventlog, one binary with a module per concern: appends and
-//! reads, idempotency, subscriptions, read models, property tests under concurrency, and the
-//! crash test that kills a writing child process with SIGKILL.
+//! reads, idempotency, subscriptions, read models, property tests under concurrency, the
+//! crash test that kills a writing child process with SIGKILL, and torn writes.
 
 mod append;
 mod crash;
@@ -9,3 +9,4 @@ mod idempotency;
 mod projection;
 mod properties;
 mod subscribe;
+mod torn;

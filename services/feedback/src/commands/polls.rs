@@ -129,9 +129,16 @@ impl PollCommands {
             .await?;
         if transition == Transition::Close {
             // The poll is closed in the log: no ballot counts any more, so the link from
-            // attendees to ballots of an anonymous poll can go.
-            self.keys
-                .destroy(conference_id, poll_id)
+            // attendees to ballots of an anonymous poll can go, durably (an fsync, so on the
+            // blocking pool) before the close is acknowledged.
+            let (keys, c, p) = (
+                self.keys.clone(),
+                conference_id.to_owned(),
+                poll_id.to_owned(),
+            );
+            tokio::task::spawn_blocking(move || keys.destroy(&c, &p))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
                 .map_err(PollError::KeyNotDestroyed)?;
         }
         Ok(())

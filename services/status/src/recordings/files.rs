@@ -13,6 +13,7 @@ use std::{
     path::PathBuf,
 };
 
+use podium_eventlog::durable;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -30,9 +31,9 @@ impl RecordingStore {
     /// Opens (or creates) the store in `dir`, accepting recordings of up to `max_bytes`.
     /// Uploads left unfinished by an earlier process are removed.
     pub fn open(dir: PathBuf, max_bytes: u64) -> io::Result<Self> {
-        fs::create_dir_all(dir.join("sha256"))?;
+        durable::create_dir_all(&dir.join("sha256"))?;
         let tmp = dir.join("tmp");
-        fs::create_dir_all(&tmp)?;
+        durable::create_dir_all(&tmp)?;
         let mut removed = 0u32;
         for entry in fs::read_dir(&tmp)? {
             let path = entry?.path();
@@ -229,14 +230,13 @@ impl Upload {
             drop(file);
             if target.exists() {
                 fs::remove_file(&temp)?;
+                // An earlier upload may have stopped before making it durable.
+                fs::File::open(&target)?.sync_all()?;
+                durable::sync_parent(&target)
             } else {
-                fs::rename(&temp, &target)?;
-                // The rename is durable only once the directory is.
-                if let Some(dir) = target.parent() {
-                    fs::File::open(dir)?.sync_all()?;
-                }
+                // The rename is durable only once the directories are.
+                durable::rename(&temp, &target)
             }
-            Ok(())
         })
         .await?;
         self.kept = true;
