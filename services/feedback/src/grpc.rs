@@ -546,6 +546,8 @@ impl Polls for PollsService {
                     tracing::error!(error = %e, "anonymous voter key failed");
                     Status::unavailable("could not record the ballot; retry")
                 })?
+                // The poll closed since the check above, and its key is gone.
+                .ok_or_else(|| Status::failed_precondition(format!("poll {poll_id} is closed")))?
         } else {
             principal.id.clone()
         };
