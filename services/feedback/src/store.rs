@@ -428,7 +428,9 @@ pub fn results(
 pub struct VoterKeys {
     dir: PathBuf,
     /// Keys in use, so that a ballot costs no file read; one lock also makes creation race-free.
-    cache: Mutex<HashMap<PathBuf, Vec<u8>>>,
+    /// `None` for a key this process destroyed: a ballot that raced the close must not create
+    /// it again.
+    cache: Mutex<HashMap<PathBuf, Option<Vec<u8>>>>,
 }
 
 impl VoterKeys {
@@ -444,20 +446,22 @@ impl VoterKeys {
         self.dir.join(format!("{conference_id}--{poll_id}.key"))
     }
 
-    /// The voter id of `attendee` in an anonymous poll; creates the key on first use.
+    /// The voter id of `attendee` in an anonymous poll; creates the key on first use. `None`
+    /// once the poll's key was destroyed: the poll is closed.
     pub fn voter(
         &self,
         conference_id: &str,
         poll_id: &str,
         attendee: &str,
-    ) -> std::io::Result<String> {
+    ) -> std::io::Result<Option<String>> {
         let path = self.path(conference_id, poll_id);
         let mut cache = self
             .cache
             .lock()
             .map_err(|_| std::io::Error::other("voter keys poisoned"))?;
         let key = match cache.get(&path) {
-            Some(key) => key.clone(),
+            Some(Some(key)) => key.clone(),
+            Some(None) => return Ok(None),
             None => {
                 let key = match std::fs::read(&path) {
                     Ok(key) if key.len() == 32 => key,
@@ -469,30 +473,33 @@ impl VoterKeys {
                         key
                     }
                 };
-                cache.insert(path.clone(), key.clone());
+                cache.insert(path.clone(), Some(key.clone()));
                 key
             }
         };
         let mut mac = Hmac::<Sha256>::new_from_slice(&key).map_err(std::io::Error::other)?;
         mac.update(attendee.as_bytes());
         let digest = mac.finalize().into_bytes();
-        Ok(format!(
+        Ok(Some(format!(
             "anon-{}",
             digest
                 .iter()
                 .take(16)
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
-        ))
+        )))
     }
 
     /// Destroys the key of a closed poll, durably: once this returns, a power cut cannot
     /// bring it back.
     pub fn destroy(&self, conference_id: &str, poll_id: &str) -> std::io::Result<()> {
         let path = self.path(conference_id, poll_id);
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.remove(&path);
-        }
+        // Held while the file goes, so that no ballot in flight creates the key again.
+        let mut cache = self
+            .cache
+            .lock()
+            .map_err(|_| std::io::Error::other("voter keys poisoned"))?;
+        cache.insert(path.clone(), None);
         podium_eventlog::durable::remove_file(&path).map(|_| ())
     }
 }

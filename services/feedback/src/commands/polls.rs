@@ -241,7 +241,9 @@ impl PollCommands {
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))
             .and_then(|r| r)
-            .map_err(PollError::VoterKey)
+            .map_err(PollError::VoterKey)?
+            // The poll closed since the check above, and its key is gone.
+            .ok_or_else(|| PollError::NotOpen(format!("poll {poll_id} is closed")))
     }
 
     /// Hides `word` (one word, cleaned) from a word cloud, or shows it again.

@@ -199,3 +199,18 @@ async fn vote(
     .await;
     model.wait_for(position).await.unwrap();
 }
+
+#[test]
+fn a_destroyed_anonymity_key_is_never_created_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = podium_feedback::VoterKeys::open(dir.path().join("keys")).unwrap();
+    let file = dir.path().join("keys").join("odc2024--poll-1.key");
+    let voter = keys.voter("odc2024", "poll-1", "att-1").unwrap();
+    assert!(voter.is_some() && file.exists());
+    assert_eq!(keys.voter("odc2024", "poll-1", "att-1").unwrap(), voter);
+    keys.destroy("odc2024", "poll-1").unwrap();
+    assert!(!file.exists());
+    // A ballot that raced the close finds no key, and makes none.
+    assert_eq!(keys.voter("odc2024", "poll-1", "att-1").unwrap(), None);
+    assert!(!file.exists());
+}
