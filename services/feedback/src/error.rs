@@ -6,6 +6,7 @@
 //! at the end, through `podium_proto::into_status`. Role checks are `podium_access`'s own errors
 //! and are converted where they happen, before any of this code runs.
 
+use podium_core::InvalidField;
 use podium_eventlog::{EventLogError, InvalidRequestId};
 use podium_proto::{ServiceError, ServiceErrorCode};
 use podium_text::TextError;
@@ -13,11 +14,8 @@ use podium_text::TextError;
 /// A refusal of the Polls service, naming the field where there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum PollError {
-    #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
     #[error(transparent)]
     Text(#[from] TextError),
     #[error(transparent)]
@@ -49,10 +47,7 @@ pub enum PollError {
 
 impl PollError {
     pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            field,
-            message: message.into(),
-        }
+        Self::Invalid(InvalidField::new(field, message))
     }
 
     pub(crate) fn poll_not_found(poll_id: &str) -> Self {
@@ -63,7 +58,7 @@ impl PollError {
 impl ServiceError for PollError {
     fn error_code(&self) -> ServiceErrorCode {
         match self {
-            Self::Invalid { .. } | Self::Text(_) => ServiceErrorCode::InvalidArgument,
+            Self::Invalid(_) | Self::Text(_) => ServiceErrorCode::InvalidArgument,
             Self::RequestId(e) => e.error_code(),
             Self::NotFound(_) => ServiceErrorCode::NotFound,
             Self::AlreadyExists(_) => ServiceErrorCode::AlreadyExists,
@@ -90,11 +85,8 @@ impl ServiceError for PollError {
 /// A refusal of the Questions service, naming the field where there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum QaError {
-    #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
     #[error(transparent)]
     Text(#[from] TextError),
     #[error(transparent)]
@@ -123,7 +115,7 @@ impl QaError {
 impl ServiceError for QaError {
     fn error_code(&self) -> ServiceErrorCode {
         match self {
-            Self::Invalid { .. } | Self::Text(_) => ServiceErrorCode::InvalidArgument,
+            Self::Invalid(_) | Self::Text(_) => ServiceErrorCode::InvalidArgument,
             Self::RequestId(e) => e.error_code(),
             Self::NotFound(_) => ServiceErrorCode::NotFound,
             Self::AlreadyExists(_) => ServiceErrorCode::AlreadyExists,
@@ -145,11 +137,8 @@ impl ServiceError for QaError {
 /// A refusal of the Ratings service, naming the field where there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum RatingError {
-    #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
     #[error(transparent)]
     Text(#[from] TextError),
     #[error(transparent)]
@@ -167,7 +156,7 @@ pub enum RatingError {
 impl ServiceError for RatingError {
     fn error_code(&self) -> ServiceErrorCode {
         match self {
-            Self::Invalid { .. } | Self::Text(_) => ServiceErrorCode::InvalidArgument,
+            Self::Invalid(_) | Self::Text(_) => ServiceErrorCode::InvalidArgument,
             Self::RequestId(e) => e.error_code(),
             Self::NotFound(_) => ServiceErrorCode::NotFound,
             Self::NotStarted(_) => ServiceErrorCode::FailedPrecondition,

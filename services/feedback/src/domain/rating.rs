@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use podium_core::InvalidField;
 use podium_text::Limit;
 
 use crate::error::RatingError;
@@ -21,10 +22,10 @@ pub const COMMENT: Limit = Limit::lines(MAX_COMMENT_CHARS).optional();
 /// Checks a rating and returns the comment cleaned under podium's text policy.
 pub fn check(rating: i32, comment: &str) -> Result<String, RatingError> {
     if !(MIN..=MAX).contains(&rating) {
-        return Err(RatingError::Invalid {
-            field: "rating",
-            message: format!("must be {MIN} to {MAX}, not {rating}"),
-        });
+        return Err(RatingError::from(InvalidField::new(
+            "rating",
+            format!("must be {MIN} to {MAX}, not {rating}"),
+        )));
     }
     Ok(podium_text::clean("comment", comment, &COMMENT)?)
 }
@@ -128,10 +129,10 @@ mod tests {
         assert!(check(0, "").is_err());
         assert!(matches!(
             check(6, ""),
-            Err(RatingError::Invalid {
+            Err(RatingError::Invalid(InvalidField {
                 field: "rating",
                 ..
-            })
+            }))
         ));
         assert_eq!(check(5, "  two\nlines ").unwrap(), "two\nlines");
         assert!(check(5, &"x".repeat(1001)).is_err());

@@ -9,6 +9,7 @@ use std::{pin::Pin, sync::Arc};
 
 use futures::Stream;
 use podium_access::{Action, EVERYONE, Principal, RateLimits, Role, caller};
+use podium_core::InvalidField;
 use podium_eventlog::{EventLog, Projector, RequestId};
 use podium_proto::v1::{self as pb, questions_server::Questions};
 use tokio::sync::watch;
@@ -51,9 +52,11 @@ impl TryFrom<pb::ModerateQuestionRequest> for ModerateQuestion {
     fn try_from(r: pb::ModerateQuestionRequest) -> Result<Self, QaError> {
         Ok(Self {
             request_id: RequestId::parse_or_new("request_id", &r.request_id)?,
-            action: action_from_proto(r.action).ok_or_else(|| QaError::Invalid {
-                field: "action",
-                message: "choose PUBLISH, ANSWER, DISMISS, PIN or UNPIN".to_owned(),
+            action: action_from_proto(r.action).ok_or_else(|| {
+                QaError::from(InvalidField::new(
+                    "action",
+                    "choose PUBLISH, ANSWER, DISMISS, PIN or UNPIN",
+                ))
             })?,
             reason: check_reason(&r.reason)?,
             conference_id: r.conference_id.trim().to_owned(),
