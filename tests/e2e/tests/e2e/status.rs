@@ -565,38 +565,50 @@ async fn preflight_reports_what_is_missing_until_the_session_is_ready() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_green_room_test_while_live_leaves_the_live_agent_on_air() {
     let (show, speaker_token) = stage(pb::FailbackMode::Sticky, true).await;
     let speaker = Client::connect(&show.server.addr, Some(speaker_token.clone()))
         .await
         .unwrap();
-    let live = podium_client::agent::run_agent(
+    // The live agent runs in a task of its own, so its heartbeats go on while the test waits
+    // for the CLI below; polled only by the test, it would fall silent and fail over.
+    let agent = podium_client::agent::run_agent(
         speaker,
         podium_client::agent::AgentConfig::new(show.session_id()),
     );
-    futures::pin_mut!(live);
+    let (events, mut live) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        futures::pin_mut!(agent);
+        while let Some(event) = agent.next().await {
+            if events.send(event).is_err() {
+                break;
+            }
+        }
+    });
     assert!(matches!(
-        live.next().await,
+        live.recv().await,
         Some(Ok(podium_client::agent::AgentEvent::Connected(_)))
     ));
     start(&show).await;
-    let (ok, out, err) = podium_e2e::cli(
-        &show.server,
-        &speaker_token,
-        &[
-            "speaker",
-            "connect",
-            "--session",
-            show.session_id(),
-            "--test",
-        ],
-    )
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        podium_e2e::cli(
+            &show.server,
+            &speaker_token,
+            &[
+                "speaker",
+                "connect",
+                "--session",
+                show.session_id(),
+                "--test",
+            ],
+        )
+    })
     .unwrap();
     assert!(ok && out.contains("test connection recorded"), "{out}{err}");
     // The live agent goes on: more acknowledged heartbeats, no replacement.
     for _ in 0..8 {
-        let event = tokio::time::timeout(PATIENCE, live.next())
+        let event = tokio::time::timeout(PATIENCE, live.recv())
             .await
             .expect("in time");
         assert!(
