@@ -13,7 +13,8 @@
 //!   air, beyond the `failover_after` the session waits by design.
 //! - [`votes`]: durable ballots per second as a ratio to the no-op `Ping` of the same podiumd.
 //! - [`fanout`]: many watchers on one poll; the p99 from a ballot acknowledged to every watcher
-//!   updated, and podiumd's memory per idle watcher.
+//!   updated, and podiumd's memory per idle watcher; with `--baseline`, the same fan-out
+//!   through a bare tonic server ([`baseline`]) in the same run, and podium's p99 as a ratio.
 //!
 //! Each scenario is a module with a `Config`, an async `run(&Podium, &Config, ...)` returning a
 //! `Report` whose `Display` prints the figures, and a subcommand in `main.rs`.
@@ -21,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod baseline;
 pub mod failover;
 pub mod fanout;
 pub mod podiumd;

@@ -63,6 +63,10 @@ struct FanoutArgs {
     /// Watch streams per connection.
     #[arg(long, default_value_t = 100)]
     per_connection: usize,
+    /// Also measure a bare tonic server-streaming fan-out (started in this process) of the same
+    /// message to the same watchers, and print podium's p99 as a ratio to it.
+    #[arg(long)]
+    baseline: bool,
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
                 watchers: args.watchers.max(1),
                 votes: args.votes.max(1),
                 per_connection: args.per_connection.max(1),
+                baseline: args.baseline,
             };
             eprintln!(
                 "fanout: {} watchers, {} ballots at ten a second against {}",

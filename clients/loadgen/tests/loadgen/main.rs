@@ -2,6 +2,7 @@
 //! runs and reports what it should. No test asserts a time; the figures are the benchmarks'.
 
 mod failover;
+mod fanout;
 
 use std::{
     path::{Path, PathBuf},
