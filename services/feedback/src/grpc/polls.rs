@@ -325,7 +325,7 @@ impl Polls for PollsService {
         let stream = async_stream::try_stream! {
             let mut state = None;
             loop {
-                let published = receiver.borrow_and_update().clone();
+                let published = receiver.latest();
                 // The poll itself only when its state changed, in the watcher's language.
                 let poll = if state != Some(published.state) {
                     state = Some(published.state);
@@ -338,7 +338,7 @@ impl Polls for PollsService {
                 yield pb::WatchResultsResponse::from_shared(shared, poll);
                 let stopping = tokio::select! {
                     _ = shutdown.wait_for(|stop| *stop) => true,
-                    changed = receiver.changed() => if changed.is_err() { break } else { false },
+                    changed = receiver.changed() => if changed { false } else { break },
                 };
                 if stopping {
                     Err(Status::unavailable("podiumd is shutting down; reconnect"))?;

@@ -65,18 +65,116 @@ pub(crate) fn subscribe<T, E>(
     channels: &Channels<T>,
     key: (String, String),
     first: impl FnOnce() -> Result<T, E>,
-) -> Result<watch::Receiver<Arc<T>>, Status>
+) -> Result<Watch<T>, Status>
 where
     Status: From<E>,
 {
     // Poisoned only if a thread panicked holding it: a bug, not the client's doing.
-    let mut channels = channels
+    let mut map = channels
         .lock()
         .map_err(|_| Status::internal("internal error"))?;
-    if let Some(sender) = channels.get(&key) {
-        return Ok(sender.subscribe());
+    let receiver = match map.get(&key) {
+        Some(sender) => sender.subscribe(),
+        None => {
+            let (sender, receiver) = watch::channel(Arc::new(first()?));
+            map.insert(key.clone(), sender);
+            receiver
+        }
+    };
+    Ok(Watch {
+        receiver,
+        channels: channels.clone(),
+        key,
+    })
+}
+
+/// One watcher's receiver of a key's latest value. **A key's channel lives only while it is
+/// watched**: the last watcher to leave removes it, so a conference's closed polls and ended
+/// sessions leave nothing behind, and the publisher skips keys nobody watches.
+pub(crate) struct Watch<T> {
+    receiver: watch::Receiver<Arc<T>>,
+    channels: Channels<T>,
+    key: (String, String),
+}
+
+impl<T> Watch<T> {
+    /// The latest value, marked as seen.
+    pub(crate) fn latest(&mut self) -> Arc<T> {
+        self.receiver.borrow_and_update().clone()
     }
-    let (sender, receiver) = watch::channel(Arc::new(first()?));
-    channels.insert(key, sender);
-    Ok(receiver)
+
+    /// Waits for a value newer than the last one seen; `false` once the channel has closed.
+    pub(crate) async fn changed(&mut self) -> bool {
+        self.receiver.changed().await.is_ok()
+    }
+}
+
+impl<T> Drop for Watch<T> {
+    fn drop(&mut self) {
+        // `subscribe` adds receivers under the same lock, so a count of one (this receiver,
+        // dropped right after) cannot race a new watcher of the key.
+        if let Ok(mut map) = self.channels.lock()
+            && map
+                .get(&self.key)
+                .is_some_and(|sender| sender.receiver_count() <= 1)
+        {
+            map.remove(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(poll: &str) -> (String, String) {
+        ("odc2024".to_owned(), poll.to_owned())
+    }
+
+    fn open(channels: &Channels<u32>, poll: &str, value: u32) -> Watch<u32> {
+        subscribe::<_, Status>(channels, key(poll), || Ok(value)).unwrap()
+    }
+
+    fn watched(channels: &Channels<u32>) -> usize {
+        channels.lock().unwrap().len()
+    }
+
+    #[test]
+    fn a_channel_lives_while_watched_and_leaves_with_its_last_watcher() {
+        let channels = Channels::<u32>::default();
+        let mut first = open(&channels, "p1", 1);
+        // A second watcher shares the channel: `first` is not called again.
+        let mut second = open(&channels, "p1", 99);
+        let other = open(&channels, "p2", 2);
+        assert_eq!(watched(&channels), 2);
+        assert_eq!((*first.latest(), *second.latest()), (1, 1));
+
+        drop(first);
+        assert_eq!(watched(&channels), 2, "p1 still has a watcher");
+        drop(second);
+        assert_eq!(
+            watched(&channels),
+            1,
+            "p1's channel left with its last watcher"
+        );
+        drop(other);
+        assert_eq!(watched(&channels), 0);
+
+        // Watched again, the key opens a fresh channel from the model's current value.
+        let mut again = open(&channels, "p1", 7);
+        assert_eq!(*again.latest(), 7);
+    }
+
+    #[tokio::test]
+    async fn watchers_see_the_publisher_s_updates_until_they_leave() {
+        let channels = Channels::<u32>::default();
+        let mut watcher = open(&channels, "p1", 1);
+        watcher.latest();
+        let sender = channels.lock().unwrap().get(&key("p1")).unwrap().clone();
+        sender.send_replace(Arc::new(2));
+        assert!(watcher.changed().await);
+        assert_eq!(*watcher.latest(), 2);
+        drop(watcher);
+        assert_eq!(watched(&channels), 0);
+    }
 }

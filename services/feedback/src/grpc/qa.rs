@@ -350,11 +350,11 @@ impl Questions for QuestionsService {
         let mut shutdown = self.shutdown.clone();
         let stream = async_stream::try_stream! {
             loop {
-                let snapshot = receiver.borrow_and_update().clone();
+                let snapshot = receiver.latest();
                 yield snapshot.view(&viewer, moderator);
                 let stopping = tokio::select! {
                     _ = shutdown.wait_for(|stop| *stop) => true,
-                    changed = receiver.changed() => if changed.is_err() { break } else { false },
+                    changed = receiver.changed() => if changed { false } else { break },
                 };
                 if stopping {
                     Err(Status::unavailable("podiumd is shutting down; reconnect"))?;
