@@ -96,6 +96,63 @@ async fn ping_is_the_authenticated_no_op_baseline() {
 }
 
 #[tokio::test]
+async fn process_figures_count_the_streams_an_admin_opens() {
+    let server = Podiumd::start().unwrap();
+    let admin = server.admin().await.unwrap();
+    let figures = || async {
+        admin
+            .diagnostics()
+            .process(pb::ProcessRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let before = figures().await;
+    assert!(before.resident_bytes > 1024 * 1024, "{before:?}");
+    assert!(before.open_files > 3 && before.threads > 1, "{before:?}");
+
+    // Each open stream is a task of podiumd's; they end when the streams do.
+    admin
+        .agenda()
+        .create_conference(pb::CreateConferenceRequest {
+            conference_id: "odc2024".into(),
+            title: Some(pb::LocalizedText {
+                text: [("en".to_owned(), "Open Data Conference".to_owned())].into(),
+            }),
+            default_language: "en".into(),
+            time_zone: "Asia/Phnom_Penh".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut feeds = Vec::new();
+    for _ in 0..20 {
+        let feed = admin
+            .feed()
+            .subscribe(pb::SubscribeRequest {
+                conference_id: "odc2024".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        feeds.push(feed);
+    }
+    let open = figures().await;
+    assert!(open.tasks >= before.tasks + 20, "{before:?} then {open:?}");
+    drop(feeds);
+    let mut after = figures().await;
+    for _ in 0..100 {
+        if after.tasks < open.tasks {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        after = figures().await;
+    }
+    assert!(after.tasks < open.tasks, "{open:?} then {after:?}");
+}
+
+#[tokio::test]
 async fn the_generated_admin_token_is_private_and_works() {
     let server = Podiumd::start().unwrap();
     let path = server.data_dir.join("admin.token");
