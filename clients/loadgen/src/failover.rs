@@ -28,8 +28,8 @@ use podium_client::{Client, pb};
 
 use crate::{Podium, stats::Distribution};
 
-mod link;
-mod setup;
+pub(crate) mod link;
+pub(crate) mod setup;
 
 use link::{Agent, Watcher};
 use setup::{healthy, on_air, set_up, switch_to_speaker};

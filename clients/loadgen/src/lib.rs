@@ -15,6 +15,8 @@
 //! - [`fanout`]: many watchers on one poll; the p99 from a ballot acknowledged to every watcher
 //!   updated, and podiumd's memory per idle watcher; with `--baseline`, the same fan-out
 //!   through a bare tonic server ([`baseline`]) in the same run, and podium's p99 as a ratio.
+//! - [`soak`]: a whole conference at accelerated pace; podiumd's memory, open files, threads
+//!   and tasks after each day, and every tally checked against the ballots cast.
 //!
 //! Each scenario is a module with a `Config`, an async `run(&Podium, &Config, ...)` returning a
 //! `Report` whose `Display` prints the figures, and a subcommand in `main.rs`.
@@ -26,6 +28,7 @@ pub mod baseline;
 pub mod failover;
 pub mod fanout;
 pub mod podiumd;
+pub mod soak;
 pub mod stats;
 pub mod votes;
 

@@ -12,6 +12,7 @@ use podium_loadgen::{
     failover::{self, DropMode},
     fanout,
     podiumd::{self, LocalPodiumd},
+    soak,
     stats::ms,
     votes,
 };
@@ -41,6 +42,31 @@ enum Scenario {
     /// Watchers on one poll while ballots arrive ten a second: ballot acknowledged to every
     /// watcher updated, and podiumd's memory per idle watcher.
     Fanout(FanoutArgs),
+    /// A whole conference at accelerated pace: podiumd's memory, open files, threads and tasks
+    /// after each day, and every poll's tally against the ballots cast.
+    Soak(SoakArgs),
+}
+
+#[derive(Debug, Args)]
+struct SoakArgs {
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    days: u32,
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    rooms: u32,
+    /// Sessions per room per day.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    sessions: u32,
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..))]
+    attendees: u32,
+    /// Polls per session.
+    #[arg(long, default_value_t = 3)]
+    polls: u32,
+    /// Questions per session.
+    #[arg(long, default_value_t = 20)]
+    questions: u32,
+    /// The sessions' failover_after in milliseconds (podiumd's minimum is 100).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(100..))]
+    failover_after_ms: u32,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +206,25 @@ async fn main() -> anyhow::Result<()> {
             let pid = local.as_ref().and_then(LocalPodiumd::pid);
             let report = fanout::run(&podium, &config, pid, |line| eprintln!("  {line}")).await?;
             println!("podium-loadgen fanout");
+            println!("podiumd         {about}");
+            println!(
+                "machine         {cpus} CPUs{load}, load generator and podiumd on the same machine"
+            );
+            println!("{report}");
+        }
+        Scenario::Soak(args) => {
+            let config = soak::Config {
+                days: args.days as usize,
+                rooms: args.rooms as usize,
+                sessions: args.sessions as usize,
+                attendees: args.attendees as usize,
+                polls: args.polls as usize,
+                questions: args.questions as usize,
+                failover_after: Duration::from_millis(u64::from(args.failover_after_ms)),
+            };
+            eprintln!("soak: against {}", podium.addr);
+            let report = soak::run(&podium, &config, |line| eprintln!("  {line}")).await?;
+            println!("podium-loadgen soak");
             println!("podiumd         {about}");
             println!(
                 "machine         {cpus} CPUs{load}, load generator and podiumd on the same machine"

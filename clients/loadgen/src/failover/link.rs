@@ -21,7 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 /// An instant on this process's tokio clock, for the measurement, and the wall clock, to split
 /// it at the time podiumd put in the status.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Stamp {
+pub(crate) struct Stamp {
     pub(super) at: Instant,
     pub(super) wall: SystemTime,
 }
@@ -54,7 +54,7 @@ pub(super) enum Pulse {
 
 /// A speaker agent on its own connection whose heartbeats the scenario stops and resumes at
 /// will. Unlike `podium_client::agent::run_agent` it never reconnects by itself.
-pub(super) struct Agent {
+pub(crate) struct Agent {
     /// `None` once closed.
     pub(super) pulses: Option<mpsc::Sender<Pulse>>,
     pub(super) task: JoinHandle<anyhow::Result<()>>,
@@ -63,7 +63,7 @@ pub(super) struct Agent {
 impl Agent {
     /// Connects, says hello, waits for the welcome and starts heartbeats at the interval podiumd
     /// asks for.
-    pub(super) async fn connect(podium: &Podium, show: &Show) -> anyhow::Result<Self> {
+    pub(crate) async fn connect(podium: &Podium, show: &Show) -> anyhow::Result<Self> {
         let client = connect(podium, &show.speaker_token).await?;
         let (requests, outbound) = mpsc::channel(16);
         let hello = pb::AgentHello {
@@ -101,7 +101,7 @@ impl Agent {
     }
 
     /// Stops the heartbeats; returns the instant the last one was sent.
-    pub(super) async fn stop(&mut self) -> anyhow::Result<Stamp> {
+    pub(crate) async fn stop(&mut self) -> anyhow::Result<Stamp> {
         let (reply, answer) = oneshot::channel();
         self.command(Pulse::Stop(reply)).await?;
         answer
@@ -131,7 +131,7 @@ impl Agent {
 
     /// Closes the stream and the connection: the task ends when its commands do, and drops
     /// both. Dropping an agent does the same without waiting.
-    pub(super) async fn close(&mut self) {
+    pub(crate) async fn close(&mut self) {
         if self.pulses.take().is_some() {
             let _ = tokio::time::timeout(PATIENCE, &mut self.task).await;
         }

@@ -9,11 +9,11 @@ use podium_client::{Client, pb};
 use sha2::{Digest, Sha256};
 
 /// What the scenario set up.
-pub(super) struct Show {
-    pub(super) conference_id: String,
-    pub(super) session_id: String,
-    pub(super) speaker_id: String,
-    pub(super) speaker_token: String,
+pub(crate) struct Show {
+    pub(crate) conference_id: String,
+    pub(crate) session_id: String,
+    pub(crate) speaker_id: String,
+    pub(crate) speaker_token: String,
 }
 
 /// A conference of its own (so that runs against one podiumd never collide), a room, a speaker,
@@ -121,7 +121,7 @@ pub(super) async fn set_up(admin: &Client, failover_after: Duration) -> anyhow::
 }
 
 /// A small primary recording: the failover engine needs one registered, not a real video.
-pub(super) async fn upload_recording(
+pub(crate) async fn upload_recording(
     admin: &Client,
     conference_id: &str,
     session_id: &str,

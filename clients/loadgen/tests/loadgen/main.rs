@@ -3,6 +3,7 @@
 
 mod failover;
 mod fanout;
+mod soak;
 
 use std::{
     path::{Path, PathBuf},
