@@ -446,7 +446,7 @@ async fn play_session(
             .map(|a| (a, answer(&expected.poll, a + index)))
             .collect();
         let second: Vec<(usize, Answer)> = (0..people.len())
-            .filter(|a| (a + index) % 10 == 0)
+            .filter(|a| (a + index).is_multiple_of(10))
             .map(|a| (a, answer(&expected.poll, a + index + 1)))
             .collect();
         for round in [first, second] {
