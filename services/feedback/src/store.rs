@@ -305,7 +305,7 @@ impl FeedbackModel {
             let c = event.decode::<pb::PollClosed>().map_err(e)?;
             let key = (c.conference_id, c.poll_id);
             if let Some(p) = self.polls.get_mut(&key) {
-                p.close();
+                p.close(event.position);
                 self.touch(key, event.position);
             }
         } else if event.is::<pb::BallotCast>() {
@@ -376,7 +376,7 @@ pub fn results(
     Some(pb::Results {
         poll_id: poll_id.to_owned(),
         state: state_to_proto(poll.state) as i32,
-        ballots: poll.ballots.len() as u64,
+        ballots: poll.voters,
         options: poll
             .spec
             .options

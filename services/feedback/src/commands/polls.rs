@@ -213,8 +213,7 @@ impl PollCommands {
             .model
             .read()
             .poll(&conference_id, &poll_id)
-            .and_then(|p| p.ballots.get(&voter))
-            .is_some_and(|b| b.ballot_id == ballot.ballot_id);
+            .is_some_and(|p| p.counted_at(position));
         if !counted {
             return Err(PollError::NotOpen(format!(
                 "poll {poll_id} closed before your ballot arrived"

@@ -278,8 +278,14 @@ pub struct Ballot {
 pub struct Poll {
     pub spec: PollSpec,
     pub state: State,
-    /// The latest ballot of each voter.
+    /// The latest ballot of each voter while the poll is open. **Emptied at the close**: a
+    /// closed poll takes no ballot, so only its counts are kept, and a conference's memory
+    /// does not grow with every ballot ever cast.
     pub ballots: HashMap<String, Ballot>,
+    /// How many voters have a ballot counted.
+    pub voters: u64,
+    /// The log position of the close: a ballot below it was counted, one past it never is.
+    pub closed_at: Option<u64>,
     /// Votes per option id.
     pub option_counts: BTreeMap<String, u64>,
     /// Ratings per point, from scale_min.
@@ -301,6 +307,8 @@ impl Poll {
             spec,
             state: State::Draft,
             ballots: HashMap::new(),
+            voters: 0,
+            closed_at: None,
             option_counts,
             rating_counts: vec![0; points],
             cloud: WordCloud::default(),
@@ -419,8 +427,21 @@ impl Poll {
         }
     }
 
-    pub fn close(&mut self) {
-        self.state = State::Closed;
+    /// Closes the poll at log position `position`, keeping its counts and forgetting who cast
+    /// which ballot.
+    pub fn close(&mut self, position: u64) {
+        if self.state != State::Closed {
+            self.state = State::Closed;
+            self.closed_at = Some(position);
+            self.ballots = HashMap::new();
+        }
+    }
+
+    /// Was a ballot stored at `position` counted? Every ballot stored while the poll was open
+    /// is (a change of mind replaces the earlier one; a locked poll refuses a second one before
+    /// it is stored); none stored after the close is.
+    pub fn counted_at(&self, position: u64) -> bool {
+        self.closed_at.is_none_or(|closed| position < closed)
     }
 
     /// Counts a ballot: the voter's earlier ballot, if any, stops counting. Ballots outside the
@@ -437,7 +458,9 @@ impl Poll {
             self.uncount(voter, &earlier, words);
         }
         self.tally(voter, &ballot, words, 1);
-        self.ballots.insert(voter.to_owned(), ballot);
+        if self.ballots.insert(voter.to_owned(), ballot).is_none() {
+            self.voters += 1;
+        }
         true
     }
 

@@ -163,6 +163,9 @@ proptest! {
                 let tally: BTreeMap<String, u64> = live.options.iter().map(|o| (o.option_id.clone(), o.count)).collect();
                 prop_assert_eq!(&tally, &expected);
                 prop_assert_eq!(live.ballots, latest.len() as u64);
+                // A closed poll keeps its counts, not who cast which ballot.
+                let forgotten = model.read().poll("odc2024", "poll-1").is_some_and(|p| p.ballots.is_empty());
+                prop_assert_eq!(forgotten, state == "closed" || latest.is_empty());
             }
             // A fresh read model over the same log agrees with the live one.
             let replayed = start(log.clone(), words.clone()).await;
