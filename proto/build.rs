@@ -28,6 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // prost's codec with a small first buffer per stream (`src/codec.rs`).
+        .codec_path("crate::codec::PodiumCodec")
         // Hand-written in `src/shared.rs` so that a server encodes each results update once.
         .extern_path(
             ".podium.v1.WatchResultsResponse",

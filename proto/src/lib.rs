@@ -14,6 +14,7 @@ pub mod v1 {
     pub use crate::shared::{SharedResults, WatchResultsResponse};
 }
 
+pub mod codec;
 pub mod error;
 pub mod language;
 pub mod shared;
