@@ -690,10 +690,13 @@ impl Engine {
                     return;
                 }
                 if let Some(slot) = self.slots.get_mut(&k) {
-                    slot.in_flight -= 1;
+                    slot.in_flight = slot.in_flight.saturating_sub(1);
                     if slot.in_flight == 0 {
+                        // The log answers appends in order, but they may be polled out of it:
+                        // the head covers every one of them.
+                        let head = self.log.head().saturating_sub(1);
                         for reply in slot.waiting.drain(..) {
-                            let _ = reply.send(Ok(outcome.last_position));
+                            let _ = reply.send(Ok(head));
                         }
                     }
                 }
