@@ -30,6 +30,7 @@ use crate::{Podium, stats::Distribution};
 
 pub(crate) mod link;
 pub(crate) mod setup;
+pub mod together;
 
 use link::{Agent, Watcher};
 use setup::{healthy, on_air, set_up, switch_to_speaker};
@@ -63,6 +64,10 @@ pub struct Config {
     /// The session's failover_after; podiumd accepts 100 ms and more.
     pub failover_after: Duration,
     pub mode: DropMode,
+    /// Sessions, one per room, each with its speaker agent; more than one runs [`together`].
+    pub rooms: usize,
+    /// With several rooms: every link drops at the same instant, not one after another.
+    pub together: bool,
 }
 
 /// What the scenario measured.
@@ -251,7 +256,7 @@ pub async fn run(
 }
 
 /// How long heartbeats go on before drop `n`: 300 to 700 ms, spread by a step prime to the range.
-fn keep_alive(n: usize) -> Duration {
+pub(super) fn keep_alive(n: usize) -> Duration {
     Duration::from_millis(300 + (n as u64 * 137) % 401)
 }
 

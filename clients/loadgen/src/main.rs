@@ -97,9 +97,17 @@ struct FanoutArgs {
 
 #[derive(Debug, Args)]
 struct FailoverArgs {
-    /// How many times the link drops.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
-    drops: u32,
+    /// How many times the link drops (every room's link, with --rooms); 100 for one room, 5 for
+    /// more by default.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    drops: Option<u32>,
+    /// Sessions, one per room, each with its own speaker agent, followed by one watcher.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    rooms: u32,
+    /// With --rooms: every link drops at the same instant (the venue's uplink fails), instead
+    /// of one after another 37 ms apart.
+    #[arg(long)]
+    together: bool,
     /// The session's failover_after in milliseconds (podiumd's minimum is 100).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(100..))]
     failover_after_ms: u32,
@@ -150,11 +158,48 @@ async fn main() -> anyhow::Result<()> {
 
     match cli.scenario {
         Scenario::Failover(args) => {
+            let rooms = args.rooms as usize;
             let config = failover::Config {
-                drops: args.drops as usize,
+                drops: args
+                    .drops
+                    .map_or(if rooms > 1 { 5 } else { 100 }, |d| d as usize),
                 failover_after: Duration::from_millis(u64::from(args.failover_after_ms)),
                 mode: args.mode,
+                rooms,
+                together: args.together,
             };
+            if rooms > 1 {
+                eprintln!(
+                    "failover: {} drops of {rooms} rooms' links{} against {}",
+                    config.drops,
+                    if config.together {
+                        ", together"
+                    } else {
+                        ", 37 ms apart"
+                    },
+                    podium.addr
+                );
+                let report = failover::together::run(&podium, &config, |drop, slowest| {
+                    eprintln!(
+                        "  drop {drop}/{}: slowest room {} ms",
+                        config.drops,
+                        ms(slowest)
+                    );
+                })
+                .await?;
+                println!(
+                    "podium-loadgen failover --rooms {rooms}{}",
+                    if config.together { " --together" } else { "" }
+                );
+                println!("podiumd         {about}");
+                println!(
+                    "machine         {cpus} CPUs{load}, load generator and podiumd on the same machine"
+                );
+                println!("failover_after  {} ms", config.failover_after.as_millis());
+                println!("{report}");
+                drop(local);
+                return Ok(());
+            }
             eprintln!(
                 "failover: {} drops of about {:.1} s each against {}",
                 config.drops,

@@ -4,16 +4,27 @@
 //!
 //! The engine is the only writer of `conference/<c>/session/<s>/status`; it loads a machine
 //! from that stream the first time it needs it and appends with the exact expected version. It
-//! sleeps until the earliest deadline any machine reports, so a rule fires at its time, not at
-//! the next poll.
+//! sleeps until the earliest deadline any machine reports (kept in an index, so finding it does
+//! not cost a scan of every session), so a rule fires at its time, not at the next poll.
+//!
+//! **The engine never waits for a flush before reading its next input.** An append is started
+//! and kept in flight while the engine goes on; appends to one stream are pipelined with the
+//! expected version advanced as if the earlier ones succeed. Decisions of many sessions that
+//! fall due together are therefore in flight together, and the log's writer puts them in one
+//! group commit. Inputs carry the time they were handed over, not the time the engine read
+//! them, so silence is timed from a heartbeat's arrival. A session's slot leaves once the
+//! session is over and nothing of it is pending.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use podium_eventlog::{EventLog, EventLogError, ExpectedVersion, Projector, read_whole_stream};
+use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
+use podium_eventlog::{
+    AppendOutcome, EventLog, EventLogError, ExpectedVersion, Projector, read_whole_stream,
+};
 use tokio::{
     sync::{mpsc, oneshot},
     time::Instant,
@@ -77,29 +88,38 @@ pub enum Command {
 
 type Key = (String, String);
 
+type Reply = oneshot::Sender<Result<u64, StatusError>>;
+
+/// What the engine is told; `at` is when it was handed over, from the engine's clock.
 enum Input {
     Connected {
         key: Key,
         speaker_id: String,
         connection: u64,
+        at: Millis,
     },
     Heartbeat {
         key: Key,
         speaker_id: String,
         connection: u64,
         figures: Figures,
+        at: Millis,
     },
     Closed {
         key: Key,
         speaker_id: String,
         connection: u64,
+        at: Millis,
     },
     Command {
         key: Key,
         command: Command,
         by: String,
-        reply: oneshot::Sender<Result<u64, StatusError>>,
+        at: Millis,
+        reply: Reply,
     },
+    /// How many sessions the engine holds, for tests and diagnostics.
+    Slots { reply: oneshot::Sender<usize> },
 }
 
 /// The handle services use to talk to the engine. Cheap to clone.
@@ -134,10 +154,13 @@ impl EngineHandle {
         speaker_id: &str,
         connection: u64,
     ) -> Result<(), StatusError> {
+        // Stamped before the send: time spent in the queue is not silence.
+        let at = self.clock.now();
         self.send(Input::Connected {
             key: key(conference_id, session_id),
             speaker_id: speaker_id.to_owned(),
             connection,
+            at,
         })
         .await
     }
@@ -150,11 +173,13 @@ impl EngineHandle {
         connection: u64,
         figures: Figures,
     ) -> Result<(), StatusError> {
+        let at = self.clock.now();
         self.send(Input::Heartbeat {
             key: key(conference_id, session_id),
             speaker_id: speaker_id.to_owned(),
             connection,
             figures,
+            at,
         })
         .await
     }
@@ -166,16 +191,18 @@ impl EngineHandle {
         speaker_id: &str,
         connection: u64,
     ) -> Result<(), StatusError> {
+        let at = self.clock.now();
         self.send(Input::Closed {
             key: key(conference_id, session_id),
             speaker_id: speaker_id.to_owned(),
             connection,
+            at,
         })
         .await
     }
 
     /// Runs a moderator command; returns the log position of its last event (or the current
-    /// head when nothing changed).
+    /// head when nothing changed), once it is stored.
     pub async fn command(
         &self,
         conference_id: &str,
@@ -183,17 +210,28 @@ impl EngineHandle {
         command: Command,
         by: &str,
     ) -> Result<u64, StatusError> {
+        let at = self.clock.now();
         let (reply, answer) = oneshot::channel();
         self.send(Input::Command {
             key: key(conference_id, session_id),
             command,
             by: by.to_owned(),
+            at,
             reply,
         })
         .await?;
         answer
             .await
             .map_err(|_| StatusError::Log(EventLogError::Closed))?
+    }
+
+    /// How many sessions the engine holds a machine for.
+    pub async fn slots(&self) -> Result<usize, StatusError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Input::Slots { reply }).await?;
+        answer
+            .await
+            .map_err(|_| StatusError::Log(EventLogError::Closed))
     }
 }
 
@@ -203,8 +241,34 @@ fn key(conference_id: &str, session_id: &str) -> Key {
 
 struct Slot {
     machine: Machine,
-    /// Version of the last event of the status stream.
+    /// Version of the last event of the status stream, counting appends still in flight.
     version: Option<u64>,
+    /// Which load of the stream this is: completions of appends started before a reload are
+    /// not this machine's.
+    generation: u64,
+    /// Appends of this generation not yet answered by the log.
+    in_flight: usize,
+    /// Commands that decided nothing but must not be answered before the appends in flight
+    /// ahead of them, so that their caller reads a status that includes them.
+    waiting: Vec<Reply>,
+    /// The machine's next deadline, as filed in `Engine::deadlines`.
+    deadline: Option<Millis>,
+}
+
+/// An append the log has answered.
+struct Done {
+    key: Key,
+    generation: u64,
+    events: Vec<StatusEvent>,
+    reply: Option<Reply>,
+    result: Result<AppendOutcome, EventLogError>,
+}
+
+/// What woke the engine's loop.
+enum Step {
+    Input(Option<Input>),
+    Appended(Done),
+    Tick,
 }
 
 /// The engine task's state.
@@ -212,7 +276,13 @@ pub struct Engine {
     log: Arc<dyn EventLog>,
     model: Projector<StatusModel>,
     clock: Clock,
+    /// The reconnect grace, given at start-up and to a session whose append failed.
+    grace: Millis,
     slots: HashMap<Key, Slot>,
+    /// Every slot's next deadline, earliest first.
+    deadlines: BTreeSet<(Millis, Key)>,
+    appends: FuturesUnordered<BoxFuture<'static, Done>>,
+    generations: u64,
 }
 
 impl Engine {
@@ -227,7 +297,11 @@ impl Engine {
             log,
             model,
             clock,
+            grace,
             slots: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            appends: FuturesUnordered::new(),
+            generations: 0,
         };
         let live: Vec<Key> = engine
             .model
@@ -248,6 +322,7 @@ impl Engine {
             if let Some(slot) = engine.slots.get_mut(k) {
                 slot.machine.restarted(now, grace);
             }
+            engine.refile(k);
         }
         if !live.is_empty() {
             tracing::info!(
@@ -261,11 +336,13 @@ impl Engine {
         Ok(EngineHandle { inputs, clock })
     }
 
-    async fn load(&mut self, k: &Key) -> Result<(), StatusError> {
-        if self.slots.contains_key(k) {
-            return Ok(());
-        }
-        let events = read_whole_stream(self.log.as_ref(), &status_stream(&k.0, &k.1)).await?;
+    /// The session's machine as its stream holds it (an associated function: the engine is
+    /// not `Sync`, so a borrow of it may not live across the read).
+    async fn read_machine(
+        log: Arc<dyn EventLog>,
+        k: &Key,
+    ) -> Result<(Machine, Option<u64>), StatusError> {
+        let events = read_whole_stream(log.as_ref(), &status_stream(&k.0, &k.1)).await?;
         let mut machine = Machine::default();
         for event in &events {
             match decode(event) {
@@ -276,163 +353,372 @@ impl Engine {
                 }
             }
         }
-        let version = events.last().map(|e| e.stream_version);
-        self.slots.insert(k.clone(), Slot { machine, version });
+        Ok((machine, events.last().map(|e| e.stream_version)))
+    }
+
+    async fn load(&mut self, k: &Key) -> Result<(), StatusError> {
+        if self.slots.contains_key(k) {
+            return Ok(());
+        }
+        let (machine, version) = Self::read_machine(self.log.clone(), k).await?;
+        self.generations += 1;
+        self.slots.insert(
+            k.clone(),
+            Slot {
+                machine,
+                version,
+                generation: self.generations,
+                in_flight: 0,
+                waiting: Vec::new(),
+                deadline: None,
+            },
+        );
         Ok(())
+    }
+
+    /// After an append failed: the machine must not keep a decision that was not stored, so it
+    /// is read again from its stream and, like after a restart, gets the reconnect grace. What
+    /// it knew of live links (connections, heartbeat times) stays: the agents are still there.
+    async fn reload(&mut self, k: &Key) {
+        let (mut machine, version) = match Self::read_machine(self.log.clone(), k).await {
+            Ok(read) => read,
+            Err(error) => {
+                // Read it on its next input instead.
+                tracing::error!(conference = %k.0, session = %k.1, %error, "status stream could not be read again; slot dropped");
+                self.remove(k);
+                return;
+            }
+        };
+        self.generations += 1;
+        let generation = self.generations;
+        let Some(slot) = self.slots.get_mut(k) else {
+            return;
+        };
+        machine.monitor = std::mem::take(&mut slot.machine.monitor);
+        machine.restarted(self.clock.now(), self.grace);
+        slot.machine = machine;
+        slot.version = version;
+        slot.generation = generation;
+        slot.in_flight = 0;
+        for reply in slot.waiting.drain(..) {
+            let _ = reply.send(Ok(self.log.head().saturating_sub(1)));
+        }
+        tracing::warn!(conference = %k.0, session = %k.1, grace_ms = self.grace, "status reloaded from the log after a failed append; reconnect grace given");
+        self.refile(k);
+    }
+
+    fn remove(&mut self, k: &Key) {
+        if let Some(slot) = self.slots.remove(k) {
+            if let Some(at) = slot.deadline {
+                self.deadlines.remove(&(at, k.clone()));
+            }
+            for reply in slot.waiting {
+                let _ = reply.send(Ok(self.log.head().saturating_sub(1)));
+            }
+        }
+    }
+
+    /// Files the slot's next deadline in the index, or removes the slot when its session is
+    /// over (or gone) and nothing of it is pending.
+    fn refile(&mut self, k: &Key) {
+        let ctx = self.model.read().context(&k.0, &k.1);
+        let Some(slot) = self.slots.get_mut(k) else {
+            return;
+        };
+        let next = ctx.as_ref().and_then(|ctx| slot.machine.next_deadline(ctx));
+        if next != slot.deadline {
+            if let Some(at) = slot.deadline {
+                self.deadlines.remove(&(at, k.clone()));
+            }
+            if let Some(at) = next {
+                self.deadlines.insert((at, k.clone()));
+            }
+            slot.deadline = next;
+        }
+        let idle = slot.in_flight == 0
+            && slot.deadline.is_none()
+            && slot.machine.live.lifecycle == Lifecycle::Ended
+            && slot
+                .machine
+                .monitor
+                .tracks
+                .values()
+                .all(|t| t.connection.is_none());
+        if (ctx.is_none() && slot.in_flight == 0) || idle {
+            self.remove(k);
+        }
     }
 
     async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
         loop {
-            let deadline = self.next_deadline();
+            let wake = self
+                .deadlines
+                .first()
+                .map(|(at, _)| self.clock.instant(*at));
             let sleep = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(self.clock.instant(at)).await,
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
+            let step = tokio::select! {
                 biased;
-                input = inputs.recv() => match input {
-                    Some(input) => self.handle(input).await,
-                    None => break,
-                },
-                () = sleep => self.tick().await,
+                Some(done) = self.appends.next(), if !self.appends.is_empty() => Step::Appended(done),
+                input = inputs.recv() => Step::Input(input),
+                () = sleep => Step::Tick,
+            };
+            match step {
+                Step::Appended(done) => self.appended(done).await,
+                Step::Input(Some(input)) => self.handle(input).await,
+                Step::Input(None) => break,
+                Step::Tick => self.tick(),
+            }
+        }
+        // Answer whoever still waits for an append.
+        while let Some(done) = self.appends.next().await {
+            if let Some(reply) = done.reply {
+                let _ = reply.send(done.result.map(|o| o.last_position).map_err(Into::into));
             }
         }
         tracing::debug!("status engine stopped");
     }
 
-    fn next_deadline(&self) -> Option<Millis> {
-        let model = self.model.read();
-        self.slots
-            .iter()
-            .filter_map(|(k, slot)| {
-                model
-                    .context(&k.0, &k.1)
-                    .and_then(|ctx| slot.machine.next_deadline(&ctx))
-            })
-            .min()
-    }
-
-    async fn tick(&mut self) {
+    /// The timer: every session whose deadline has come, all at once, so that their appends
+    /// are in flight together.
+    fn tick(&mut self) {
         let now = self.clock.now();
-        let keys: Vec<Key> = self.slots.keys().cloned().collect();
-        for k in keys {
-            let _ = self
-                .decide(&k, |machine, ctx| Ok(machine.tick(ctx, now)))
-                .await;
+        let mut due = Vec::new();
+        while let Some((at, _)) = self.deadlines.first()
+            && *at <= now
+        {
+            if let Some((_, k)) = self.deadlines.pop_first() {
+                if let Some(slot) = self.slots.get_mut(&k) {
+                    slot.deadline = None;
+                }
+                due.push(k);
+            }
+        }
+        for k in due {
+            let _ = self.decide(&k, None, |machine, ctx| Ok(machine.tick(ctx, now)));
         }
     }
 
     async fn handle(&mut self, input: Input) {
-        let now = self.clock.now();
+        let key = match &input {
+            Input::Slots { .. } => None,
+            Input::Connected { key, .. }
+            | Input::Heartbeat { key, .. }
+            | Input::Closed { key, .. }
+            | Input::Command { key, .. } => Some(key.clone()),
+        };
+        if let Some(key) = key {
+            let loaded = if self.model.read().context(&key.0, &key.1).is_some() {
+                self.load(&key).await
+            } else {
+                Err(StatusError::NotFound(format!(
+                    "session {} not found",
+                    key.1
+                )))
+            };
+            if let Err(error) = loaded {
+                if let Input::Command { reply, .. } = input {
+                    let _ = reply.send(Err(error));
+                }
+                return;
+            }
+        }
         match input {
+            Input::Slots { reply } => {
+                let _ = reply.send(self.slots.len());
+            }
             Input::Connected {
                 key,
                 speaker_id,
                 connection,
+                at,
             } => {
-                let _ = self
-                    .decide(&key, |m, _| {
-                        m.connected(&speaker_id, connection, now);
-                        Ok(Vec::new())
-                    })
-                    .await;
+                let _ = self.decide(&key, None, |m, _| {
+                    m.connected(&speaker_id, connection, at);
+                    Ok(Vec::new())
+                });
             }
             Input::Heartbeat {
                 key,
                 speaker_id,
                 connection,
                 figures,
+                at,
             } => {
-                let _ = self
-                    .decide(&key, |m, ctx| {
-                        Ok(m.heartbeat(ctx, &speaker_id, connection, figures, now))
-                    })
-                    .await;
+                let _ = self.decide(&key, None, |m, ctx| {
+                    Ok(m.heartbeat(ctx, &speaker_id, connection, figures, at))
+                });
             }
             Input::Closed {
                 key,
                 speaker_id,
                 connection,
+                at,
             } => {
-                let _ = self
-                    .decide(&key, |m, ctx| {
-                        Ok(m.closed(ctx, &speaker_id, connection, now))
-                    })
-                    .await;
+                let _ = self.decide(&key, None, |m, ctx| {
+                    Ok(m.closed(ctx, &speaker_id, connection, at))
+                });
             }
             Input::Command {
                 key,
                 command,
                 by,
+                at,
                 reply,
             } => {
-                let result = self
-                    .decide(&key, |m, ctx| match &command {
-                        Command::Start => m.start(ctx, now, &by),
-                        Command::End => m.end(ctx, now, &by),
-                        Command::Switch(target) => m.switch(ctx, target, now, &by),
-                        Command::Pin(pinned) => Ok(m.pin(ctx, *pinned, now, &by)),
-                    })
-                    .await;
-                let _ = reply.send(result);
+                let refused = self.decide(&key, Some(reply), |m, ctx| match &command {
+                    Command::Start => m.start(ctx, at, &by),
+                    Command::End => m.end(ctx, at, &by),
+                    Command::Switch(target) => m.switch(ctx, target, at, &by),
+                    Command::Pin(pinned) => Ok(m.pin(ctx, *pinned, at, &by)),
+                });
+                if let Err((reply, error)) = refused {
+                    let _ = reply.send(Err(error));
+                }
             }
         }
     }
 
-    /// Runs `f` on the session's machine, appends what it decided, and keeps the machine as it
-    /// was if the append fails. Returns the position of the last event (or the log head).
-    async fn decide(
+    /// Runs `f` on the session's (loaded) machine and starts the append of what it decided;
+    /// `reply` is answered with the position of the last event once it is stored (or with the
+    /// log head when nothing was decided, after the appends already in flight). A refusal is
+    /// handed back with the reply.
+    fn decide(
         &mut self,
         k: &Key,
+        reply: Option<Reply>,
         f: impl FnOnce(&mut Machine, &Context) -> Result<Vec<StatusEvent>, Refusal>,
-    ) -> Result<u64, StatusError> {
-        let Some(ctx) = self.model.read().context(&k.0, &k.1) else {
-            return Err(StatusError::NotFound(format!("session {} not found", k.1)));
+    ) -> Result<(), (Reply, StatusError)> {
+        let ctx = self.model.read().context(&k.0, &k.1);
+        let (Some(ctx), Some(slot)) = (ctx, self.slots.get_mut(k)) else {
+            // The session is gone from the agenda: its slot with it.
+            self.remove(k);
+            return match reply {
+                Some(reply) => Err((
+                    reply,
+                    StatusError::NotFound(format!("session {} not found", k.1)),
+                )),
+                None => Ok(()),
+            };
         };
-        self.load(k).await?;
-        let Some(slot) = self.slots.get_mut(k) else {
-            return Err(StatusError::NotFound(format!("session {} not found", k.1)));
-        };
-        let before = slot.machine.clone();
-        let events = f(&mut slot.machine, &ctx).map_err(|refusal| match refusal {
+        let decided = f(&mut slot.machine, &ctx).map_err(|refusal| match refusal {
             Refusal::UnknownSpeaker(m) | Refusal::UnknownRecording(m) => StatusError::NotFound(m),
             other => StatusError::FailedPrecondition(other.to_string()),
-        })?;
+        });
+        let events = match decided {
+            Ok(events) => events,
+            Err(error) => {
+                self.refile(k);
+                return match reply {
+                    Some(reply) => Err((reply, error)),
+                    None => Ok(()),
+                };
+            }
+        };
         if events.is_empty() {
-            return Ok(self.log.head().saturating_sub(1));
+            if let Some(reply) = reply {
+                if slot.in_flight == 0 {
+                    let _ = reply.send(Ok(self.log.head().saturating_sub(1)));
+                } else {
+                    slot.waiting.push(reply);
+                }
+            }
+            self.refile(k);
+            return Ok(());
         }
         let expected = slot
             .version
             .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+        // Optimistic: the next decision of this session is pipelined behind this one.
+        slot.version = Some(slot.version.map_or(0, |v| v + 1) + events.len() as u64 - 1);
+        slot.in_flight += 1;
+        let generation = slot.generation;
         let batch = events
             .iter()
             .map(|e| encode(Uuid::new_v4(), &k.0, &k.1, e))
             .collect();
-        match self
-            .log
-            .append(&status_stream(&k.0, &k.1), expected, batch)
-            .await
-        {
+        let log = self.log.clone();
+        let key = k.clone();
+        let stream = status_stream(&k.0, &k.1);
+        self.appends.push(Box::pin(async move {
+            let result = log.append(&stream, expected, batch).await;
+            Done {
+                key,
+                generation,
+                events,
+                reply,
+                result,
+            }
+        }));
+        self.refile(k);
+        Ok(())
+    }
+
+    /// The log answered an append.
+    async fn appended(&mut self, done: Done) {
+        let Done {
+            key: k,
+            generation,
+            events,
+            reply,
+            result,
+        } = done;
+        let current = self
+            .slots
+            .get(&k)
+            .is_some_and(|slot| slot.generation == generation);
+        match result {
             Ok(outcome) => {
-                slot.version = Some(outcome.last_version);
                 for event in &events {
                     if let StatusEvent::Switched { to, cause, .. } = event {
                         tracing::info!(conference = %k.0, session = %k.1, source = ?to.kind, offset_ms = to.offset_ms, cause = ?cause, "source switched");
                     }
                 }
-                Ok(outcome.last_position)
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(outcome.last_position));
+                }
+                if !current {
+                    // Stored although an earlier append of the stream failed: the machine that
+                    // is there now did not count on it.
+                    if self.slots.contains_key(&k) {
+                        self.reload(&k).await;
+                    }
+                    return;
+                }
+                if let Some(slot) = self.slots.get_mut(&k) {
+                    slot.in_flight = slot.in_flight.saturating_sub(1);
+                    if slot.in_flight == 0 {
+                        // The log answers appends in order, but they may be polled out of it:
+                        // the head covers every one of them.
+                        let head = self.log.head().saturating_sub(1);
+                        for reply in slot.waiting.drain(..) {
+                            let _ = reply.send(Ok(head));
+                        }
+                    }
+                }
+                self.refile(&k);
             }
             Err(error) => {
-                tracing::error!(conference = %k.0, session = %k.1, %error, "status append failed; decision dropped");
-                slot.machine = before;
-                if matches!(error, EventLogError::Conflict { .. }) {
-                    // Someone else wrote this stream: reload it next time.
-                    self.slots.remove(k);
+                if current {
+                    tracing::error!(conference = %k.0, session = %k.1, %error, "status append failed; decision dropped");
+                } else {
+                    // Pipelined behind the append that failed: it could not succeed either.
+                    tracing::debug!(conference = %k.0, session = %k.1, %error, "pipelined status append failed");
                 }
-                Err(error.into())
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(error.into()));
+                }
+                if current {
+                    self.reload(&k).await;
+                }
             }
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,4 +1,4 @@
-//! The failover scenario's stage: a conference of its own with a room, a speaker, a session
+//! The failover scenario's stage: a conference of its own with, per room, a speaker, a session
 //! with the failover policy, a small recording and the speaker's token, and the moderator's
 //! switch back to the speaker between drops.
 
@@ -16,15 +16,34 @@ pub(crate) struct Show {
     pub(crate) speaker_token: String,
 }
 
-/// A conference of its own (so that runs against one podiumd never collide), a room, a speaker,
-/// a session tomorrow with the failover policy, its recording and the speaker's token.
+fn text(en: &str) -> Option<pb::LocalizedText> {
+    Some(pb::LocalizedText {
+        text: [("en".to_owned(), en.to_owned())].into(),
+    })
+}
+
+/// A conference of its own (so that runs against one podiumd never collide) with one show.
 pub(super) async fn set_up(admin: &Client, failover_after: Duration) -> anyhow::Result<Show> {
+    let conference_id = create_conference(admin).await?;
+    add_show(admin, &conference_id, 0, failover_after).await
+}
+
+/// A conference of its own with `rooms` shows, one per room, as at a venue.
+pub(super) async fn set_up_venue(
+    admin: &Client,
+    failover_after: Duration,
+    rooms: usize,
+) -> anyhow::Result<Vec<Show>> {
+    let conference_id = create_conference(admin).await?;
+    let mut shows = Vec::with_capacity(rooms);
+    for room in 0..rooms {
+        shows.push(add_show(admin, &conference_id, room, failover_after).await?);
+    }
+    Ok(shows)
+}
+
+async fn create_conference(admin: &Client) -> anyhow::Result<String> {
     let conference_id = format!("loadgen-{}", &Client::request_id()[..8]);
-    let text = |en: &str| {
-        Some(pb::LocalizedText {
-            text: [("en".to_owned(), en.to_owned())].into(),
-        })
-    };
     admin
         .agenda()
         .create_conference(pb::CreateConferenceRequest {
@@ -37,12 +56,28 @@ pub(super) async fn set_up(admin: &Client, failover_after: Duration) -> anyhow::
         })
         .await
         .context("cannot create the conference")?;
+    Ok(conference_id)
+}
+
+/// Room number `n` of the conference with a speaker, a session tomorrow with the failover
+/// policy, its recording and the speaker's token.
+async fn add_show(
+    admin: &Client,
+    conference_id: &str,
+    n: usize,
+    failover_after: Duration,
+) -> anyhow::Result<Show> {
+    let conference_id = conference_id.to_owned();
     let room = admin
         .agenda()
         .add_room(pb::AddRoomRequest {
             request_id: Client::request_id(),
             conference_id: conference_id.clone(),
-            name: "Main hall".into(),
+            name: if n == 0 {
+                "Main hall".into()
+            } else {
+                format!("Room {n}")
+            },
             capacity: 300,
         })
         .await

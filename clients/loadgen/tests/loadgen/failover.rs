@@ -1,4 +1,5 @@
-//! The failover scenario runs end to end against a podiumd it starts, in both drop modes.
+//! The failover scenario runs end to end against a podiumd it starts, in both drop modes, and
+//! at a venue of several rooms whose links drop together.
 
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ async fn three_drops(mode: DropMode, failover_after_ms: u64) {
         drops: 3,
         failover_after: Duration::from_millis(failover_after_ms),
         mode,
+        rooms: 1,
+        together: false,
     };
     let mut heard = Vec::new();
     let report = failover::run(podiumd.podium(), &config, |drop, sample| {
@@ -47,4 +50,32 @@ async fn three_frozen_links_give_three_samples() {
 #[tokio::test]
 async fn three_closed_links_give_three_samples() {
     three_drops(DropMode::Close, 300).await;
+}
+
+#[tokio::test]
+async fn a_venue_whose_links_drop_together_gives_a_sample_per_room_and_drop() {
+    let binary = tokio::task::spawn_blocking(crate::podiumd)
+        .await
+        .unwrap()
+        .unwrap();
+    let podiumd = LocalPodiumd::start(&binary).await.unwrap();
+    let config = failover::Config {
+        drops: 2,
+        failover_after: Duration::from_millis(500),
+        mode: DropMode::Freeze,
+        rooms: 5,
+        together: true,
+    };
+    let mut heard = Vec::new();
+    let report = failover::together::run(podiumd.podium(), &config, |drop, _| heard.push(drop))
+        .await
+        .unwrap();
+
+    assert_eq!(report.latency.len(), 10, "{report}");
+    assert_eq!(report.slowest.len(), 2, "{report}");
+    assert_eq!(heard, [1, 2]);
+    for sample in report.latency.samples() {
+        assert!(*sample >= -250_000, "{sample} µs in {report}");
+    }
+    assert!(report.to_string().contains("p99"), "{report}");
 }

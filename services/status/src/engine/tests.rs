@@ -1,0 +1,514 @@
+//! The engine under paused tokio time, over an in-memory log whose flush takes a set time: many
+//! sessions failing over together, heartbeats queued behind a flush, a failed append, and slots
+//! leaving when their session ends.
+
+use std::{
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::SystemTime,
+};
+
+use async_trait::async_trait;
+use podium_core::FailoverPolicy;
+use podium_eventlog::{CommittedBatch, Filter, NewEvent, Page, RecordedEvent, Result as LogResult};
+use podium_proto::v1 as pb;
+use prost::Name;
+use tokio::sync::broadcast;
+
+use super::*;
+use crate::{domain::SourceKind, model::status_model_event_types};
+
+/// An append as it reached the log.
+#[derive(Debug, Clone)]
+struct Arrival {
+    at: Instant,
+    event_types: Vec<String>,
+}
+
+/// A log in memory whose every append takes `flush` (on tokio's clock) before it is stored, as
+/// a group commit's flush does; appends in flight together are stored together.
+struct MemoryLog {
+    flush: Duration,
+    events: Mutex<Vec<RecordedEvent>>,
+    arrivals: Mutex<Vec<Arrival>>,
+    /// Appends still to fail.
+    failures: AtomicUsize,
+    live: broadcast::Sender<CommittedBatch>,
+}
+
+impl MemoryLog {
+    fn new(flush: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            flush,
+            events: Mutex::new(Vec::new()),
+            arrivals: Mutex::new(Vec::new()),
+            failures: AtomicUsize::new(0),
+            live: broadcast::channel(4096).0,
+        })
+    }
+
+    fn arrivals(&self) -> Vec<Arrival> {
+        self.arrivals.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    fn stream(&self, stream: &str) -> Vec<RecordedEvent> {
+        self.events
+            .lock()
+            .map(|events| {
+                events
+                    .iter()
+                    .filter(|e| e.stream == stream)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn store(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        batch: Vec<NewEvent>,
+    ) -> LogResult<AppendOutcome> {
+        let mut events = self
+            .events
+            .lock()
+            .map_err(|_| EventLogError::Storage("poisoned".into()))?;
+        let actual = events
+            .iter()
+            .filter(|e| e.stream == stream)
+            .map(|e| e.stream_version)
+            .max();
+        let fits = match expected {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual.is_none(),
+            ExpectedVersion::Exact(v) => actual == Some(v),
+        };
+        if !fits {
+            return Err(EventLogError::Conflict {
+                stream: stream.to_owned(),
+                expected,
+                actual,
+            });
+        }
+        let first_version = actual.map_or(0, |v| v + 1);
+        let first_position = events.len() as u64;
+        let recorded: Vec<RecordedEvent> = batch
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| RecordedEvent {
+                id: e.id,
+                stream: stream.to_owned(),
+                stream_version: first_version + i as u64,
+                position: first_position + i as u64,
+                event_type: e.event_type,
+                payload: e.payload,
+                recorded_at: SystemTime::now(),
+            })
+            .collect();
+        let n = recorded.len() as u64;
+        events.extend(recorded.iter().cloned());
+        let _ = self.live.send(recorded.into());
+        Ok(AppendOutcome {
+            first_version,
+            last_version: first_version + n - 1,
+            first_position,
+            last_position: first_position + n - 1,
+            deduplicated: false,
+        })
+    }
+}
+
+#[async_trait]
+impl EventLog for MemoryLog {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> LogResult<AppendOutcome> {
+        if let Ok(mut arrivals) = self.arrivals.lock() {
+            arrivals.push(Arrival {
+                at: Instant::now(),
+                event_types: events.iter().map(|e| e.event_type.clone()).collect(),
+            });
+        }
+        tokio::time::sleep(self.flush).await;
+        if self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(EventLogError::Storage("injected".into()));
+        }
+        self.store(stream, expected, events)
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> LogResult<Vec<RecordedEvent>> {
+        Ok(self
+            .stream(stream)
+            .into_iter()
+            .filter(|e| e.stream_version >= from_version)
+            .take(limit)
+            .collect())
+    }
+
+    async fn read_page(&self, from: u64, limit: usize) -> LogResult<Page> {
+        let events = self
+            .events
+            .lock()
+            .map_err(|_| EventLogError::Storage("poisoned".into()))?;
+        let page: Vec<RecordedEvent> = events
+            .iter()
+            .skip(from as usize)
+            .take(limit)
+            .cloned()
+            .collect();
+        Ok(page.into())
+    }
+
+    fn head(&self) -> u64 {
+        self.events.lock().map_or(0, |e| e.len() as u64)
+    }
+
+    fn listen(&self) -> broadcast::Receiver<CommittedBatch> {
+        self.live.subscribe()
+    }
+}
+
+const CONFERENCE: &str = "conf-uplink";
+const GRACE: Millis = 10_000;
+
+fn session(i: usize) -> String {
+    format!("ses-{i}")
+}
+
+fn speaker(i: usize) -> String {
+    format!("spk-{i}")
+}
+
+fn failover_after() -> Millis {
+    Millis::from(FailoverPolicy::default().failover_after_ms)
+}
+
+/// A conference of `sessions` sessions, each in a room of its own with one speaker and a
+/// recording, and an engine over it.
+struct Venue {
+    log: Arc<MemoryLog>,
+    engine: EngineHandle,
+    clock: Clock,
+    sessions: usize,
+}
+
+impl Venue {
+    async fn new(sessions: usize, flush: Duration) -> Self {
+        let log = MemoryLog::new(flush);
+        let agenda = format!("conference/{CONFERENCE}/agenda");
+        let mut seed = vec![NewEvent::new(
+            Uuid::new_v4(),
+            &pb::ConferenceCreated {
+                conference_id: CONFERENCE.into(),
+                default_language: "en".into(),
+                time_zone: "UTC".into(),
+                ..Default::default()
+            },
+        )];
+        for i in 0..sessions {
+            seed.push(NewEvent::new(
+                Uuid::new_v4(),
+                &pb::SessionScheduled {
+                    conference_id: CONFERENCE.into(),
+                    session_id: session(i),
+                    room_id: format!("room-{i}"),
+                    speaker_ids: vec![speaker(i)],
+                    ..Default::default()
+                },
+            ));
+            seed.push(NewEvent::new(
+                Uuid::new_v4(),
+                &pb::RecordingRegistered {
+                    recording: Some(pb::Recording {
+                        id: format!("rec-{i}"),
+                        conference_id: CONFERENCE.into(),
+                        session_id: session(i),
+                        duration_ms: 3_600_000,
+                        ..Default::default()
+                    }),
+                },
+            ));
+        }
+        let seeded = log.store(&agenda, ExpectedVersion::NoStream, seed);
+        assert!(seeded.is_ok(), "seeded: {seeded:?}");
+        let dyn_log: Arc<dyn EventLog> = log.clone();
+        let filter = Filter {
+            stream_prefix: None,
+            event_types: status_model_event_types(),
+        };
+        let model = Projector::start("status", dyn_log.clone(), StatusModel::default(), filter)
+            .await
+            .expect("model starts");
+        let clock = Clock::new();
+        let engine = Engine::spawn(dyn_log, model, clock, GRACE)
+            .await
+            .expect("engine starts");
+        Self {
+            log,
+            engine,
+            clock,
+            sessions,
+        }
+    }
+
+    /// Connects every speaker and starts every session, all at once, so that no speaker is
+    /// silent for long before the heartbeats begin.
+    async fn start_all(&self) {
+        for i in 0..self.sessions {
+            self.engine
+                .connected(CONFERENCE, &session(i), &speaker(i), 1)
+                .await
+                .expect("engine runs");
+        }
+        let started = futures::future::join_all((0..self.sessions).map(|i| async move {
+            self.engine
+                .command(CONFERENCE, &session(i), Command::Start, "moderator")
+                .await
+        }))
+        .await;
+        assert!(started.iter().all(Result::is_ok), "{started:?}");
+    }
+
+    async fn heartbeat(&self, i: usize) {
+        let figures = Figures {
+            round_trip_ms: 40,
+            loss_percent: 0.0,
+            upstream_kbps: 2500,
+        };
+        self.engine
+            .heartbeat(CONFERENCE, &session(i), &speaker(i), 1, figures)
+            .await
+            .expect("engine runs");
+    }
+
+    /// Every session's speakers heartbeat every 250 ms for `beats` beats; returns the time of
+    /// the last one.
+    async fn heartbeats(&self, beats: usize) -> Millis {
+        let mut last = self.clock.now();
+        for beat in 0..beats {
+            if beat > 0 {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            last = self.clock.now();
+            for i in 0..self.sessions {
+                self.heartbeat(i).await;
+            }
+        }
+        last
+    }
+
+    /// Each switch of session `i`'s source: when, and to what.
+    fn switches(&self, i: usize) -> Vec<(Millis, SourceKind, Cause)> {
+        self.log
+            .stream(&status_stream(CONFERENCE, &session(i)))
+            .iter()
+            .filter_map(|e| match decode(e) {
+                Ok(Some((_, _, StatusEvent::Switched { to, cause, at, .. }))) => {
+                    Some((at, to.kind, cause))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn switch_arrivals(&self) -> Vec<Arrival> {
+        self.log
+            .arrivals()
+            .into_iter()
+            .filter(|a| a.event_types.contains(&pb::SourceSwitched::full_name()))
+            .collect()
+    }
+}
+
+use crate::domain::Cause;
+
+#[tokio::test(start_paused = true)]
+async fn fifty_sessions_whose_heartbeats_stop_together_fail_over_together_at_failover_after() {
+    let venue = Venue::new(50, Duration::from_millis(30)).await;
+    venue.start_all().await;
+    let last = venue.heartbeats(8).await;
+    // The venue's uplink fails: no session hears from its speaker again.
+    tokio::time::sleep(Duration::from_millis(failover_after() + 2_000)).await;
+
+    let due = last + failover_after();
+    for i in 0..50 {
+        assert_eq!(
+            venue.switches(i),
+            vec![(due, SourceKind::Recording, Cause::HeartbeatTimeout)],
+            "session {i}"
+        );
+    }
+    // Every failover reached the log at the same instant, so one flush stored them all: none
+    // waited for another's.
+    let arrivals = venue.switch_arrivals();
+    assert_eq!(arrivals.len(), 50);
+    let due_at = venue.clock.instant(due);
+    assert!(
+        arrivals.iter().all(|a| a.at == due_at),
+        "{:?}",
+        arrivals.iter().map(|a| a.at - due_at).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_heartbeat_queued_while_an_append_is_in_flight_is_timed_from_its_arrival() {
+    let venue = Venue::new(2, Duration::from_millis(400)).await;
+    venue.start_all().await;
+    venue.heartbeats(4).await;
+    // Session 0's moderator pins: its append takes 400 ms to flush.
+    let engine = venue.engine.clone();
+    let pin = tokio::spawn(async move {
+        engine
+            .command(CONFERENCE, &session(0), Command::Pin(true), "moderator")
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // Session 1's speaker sends one last heartbeat while the flush goes on.
+    let arrived = venue.clock.now();
+    venue.heartbeat(1).await;
+    assert!(matches!(pin.await, Ok(Ok(_))));
+    tokio::time::sleep(Duration::from_millis(failover_after() + 2_000)).await;
+
+    assert_eq!(
+        venue.switches(1),
+        vec![(
+            arrived + failover_after(),
+            SourceKind::Recording,
+            Cause::HeartbeatTimeout
+        )]
+    );
+    // Pinned: session 0 stays with its speaker although it is silent too.
+    assert_eq!(venue.switches(0), Vec::new());
+}
+
+#[tokio::test(start_paused = true)]
+async fn decisions_of_one_session_are_pipelined_and_each_command_answered_once_stored() {
+    let venue = Venue::new(1, Duration::from_millis(200)).await;
+    venue.start_all().await;
+    let sent = venue.clock.now();
+    let s0 = session(0);
+    let (pin, unpin, again) = tokio::join!(
+        venue
+            .engine
+            .command(CONFERENCE, &s0, Command::Pin(true), "moderator"),
+        venue
+            .engine
+            .command(CONFERENCE, &s0, Command::Pin(false), "moderator"),
+        // Decides nothing, so it is answered after the appends ahead of it.
+        venue
+            .engine
+            .command(CONFERENCE, &s0, Command::Pin(false), "moderator"),
+    );
+    let (pin, unpin, again) = (
+        pin.expect("pinned"),
+        unpin.expect("unpinned"),
+        again.expect("answered"),
+    );
+    assert!(pin < unpin && unpin <= again, "{pin} {unpin} {again}");
+    // Both appends were in flight together: one flush, not two.
+    assert_eq!(venue.clock.now(), sent + 200);
+    let pins: Vec<_> = venue
+        .log
+        .stream(&status_stream(CONFERENCE, &session(0)))
+        .iter()
+        .filter_map(|e| match decode(e) {
+            Ok(Some((_, _, StatusEvent::Pinned { pinned, .. }))) => Some(pinned),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pins, vec![true, false]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_append_leaves_no_decision_behind_and_gives_the_reconnect_grace() {
+    let venue = Venue::new(1, Duration::from_millis(20)).await;
+    venue.start_all().await;
+    venue.heartbeats(4).await;
+    venue.log.failures.store(1, Ordering::SeqCst);
+    let refused = venue
+        .engine
+        .command(CONFERENCE, &session(0), Command::Pin(true), "moderator")
+        .await;
+    assert!(matches!(refused, Err(StatusError::Log(_))), "{refused:?}");
+    let reloaded = venue.clock.now();
+    // The speaker goes silent. The machine was read again from the log (not pinned), and
+    // waits for the grace, as after a restart, before its rules fire.
+    tokio::time::sleep(Duration::from_millis(GRACE + 2_000)).await;
+    assert_eq!(
+        venue.switches(0),
+        vec![(
+            reloaded + GRACE,
+            SourceKind::Recording,
+            Cause::HeartbeatTimeout
+        )]
+    );
+    // The pin that was not stored can be made again.
+    venue
+        .engine
+        .command(CONFERENCE, &session(0), Command::Pin(true), "moderator")
+        .await
+        .expect("pinned");
+    let pinned = venue
+        .log
+        .stream(&status_stream(CONFERENCE, &session(0)))
+        .iter()
+        .filter(|e| matches!(decode(e), Ok(Some((_, _, StatusEvent::Pinned { .. })))))
+        .count();
+    assert_eq!(pinned, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_s_slot_leaves_once_it_has_ended_and_its_agent_has_gone() {
+    let venue = Venue::new(3, Duration::from_millis(20)).await;
+    venue.start_all().await;
+    venue.heartbeats(2).await;
+    assert_eq!(venue.engine.slots().await.ok(), Some(3));
+
+    venue
+        .engine
+        .command(CONFERENCE, &session(0), Command::End, "moderator")
+        .await
+        .expect("ended");
+    // Its agent is still connected: the link's fate is still followed.
+    assert_eq!(venue.engine.slots().await.ok(), Some(3));
+    venue
+        .engine
+        .closed(CONFERENCE, &session(0), &speaker(0), 1)
+        .await
+        .expect("engine runs");
+    // Once the link is known lost nothing is left to decide.
+    tokio::time::sleep(Duration::from_millis(failover_after() + 100)).await;
+    assert_eq!(venue.engine.slots().await.ok(), Some(2));
+
+    // Heartbeats of an unknown session create nothing.
+    venue
+        .engine
+        .heartbeat(CONFERENCE, "ses-nowhere", "spk-0", 1, Figures::default())
+        .await
+        .expect("engine runs");
+    assert_eq!(venue.engine.slots().await.ok(), Some(2));
+    // The ended session still refuses commands, from its stream.
+    let again = venue
+        .engine
+        .command(CONFERENCE, &session(0), Command::Start, "moderator")
+        .await;
+    assert!(
+        matches!(again, Err(StatusError::FailedPrecondition(_))),
+        "{again:?}"
+    );
+}
