@@ -45,22 +45,35 @@ impl Baseline for Service {
 
 impl LocalBaseline {
     /// Starts the server on a free loopback port, its first update of `payload_bytes` filler.
+    /// It runs on a runtime of its own (two worker threads, as podiumd has on this machine), so
+    /// that it does not share a scheduler with the watchers that measure it.
     pub async fn start(payload_bytes: usize) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let (updates, receiver) = watch::channel(Arc::new(pb::Update {
             position: 0,
             payload: vec![b'x'; payload_bytes].into(),
         }));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let service = BaselineServer::new(Service { updates: receiver });
-        tokio::spawn(
-            Server::builder()
-                .add_service(service)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                    let _ = stopped.await;
-                }),
-        );
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let Ok(listener) = TcpListener::from_std(listener) else {
+                    return;
+                };
+                let service = BaselineServer::new(Service { updates: receiver });
+                let _ = Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
+        });
         Ok(Self {
             addr,
             updates,
