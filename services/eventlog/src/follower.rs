@@ -48,9 +48,25 @@ struct Snapshots {
 #[derive(Debug, Clone)]
 pub struct FollowerHandle {
     requests: mpsc::Sender<oneshot::Sender<Result<(), SnapshotError>>>,
+    started_from: Arc<[(&'static str, u64)]>,
 }
 
 impl FollowerHandle {
+    /// The position each model started from: its snapshot's, or 0 when it was rebuilt from the
+    /// whole log.
+    pub fn started_from(&self, model: &str) -> Option<u64> {
+        self.started_from
+            .iter()
+            .find(|(name, _)| *name == model)
+            .map(|(_, from)| *from)
+    }
+
+    /// Returns once the follower has stopped (the log closed) and let go of the log, so that
+    /// the log's directory can be opened again.
+    pub async fn stopped(&self) {
+        self.requests.closed().await;
+    }
+
     /// Writes a snapshot of every snapshotted model that changed since its last one, at the
     /// position the follower has reached, and returns once they are durable.
     pub async fn snapshot(&self) -> Result<(), SnapshotError> {
@@ -176,6 +192,7 @@ impl Follower {
             "log followed to its head"
         );
         let (requests, asks) = mpsc::channel(4);
+        let started_from = self.members.iter().map(|m| (m.name(), m.from())).collect();
         let live = Live {
             log: self.log,
             members: self.members,
@@ -184,7 +201,10 @@ impl Follower {
             last_id,
         };
         tokio::spawn(live.run(events, asks));
-        Ok(FollowerHandle { requests })
+        Ok(FollowerHandle {
+            requests,
+            started_from,
+        })
     }
 }
 
