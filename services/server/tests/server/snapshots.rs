@@ -25,8 +25,22 @@ const SMALL: Shape = Shape {
 };
 const MODELS: [&str; 4] = ["access-directory", "agenda", "status", "feedback"];
 
+/// Opens the log in `dir`. A log this process closed a moment ago may still be locked by sled
+/// until the last reader thread lets go of it (a read-ahead on the blocking pool): wait for it.
 fn open(dir: &Path) -> Arc<SledEventLog> {
-    Arc::new(SledEventLog::open(dir, SledOptions::default()).expect("open the log"))
+    let mut attempts = 0;
+    loop {
+        match SledEventLog::open(dir, SledOptions::default()) {
+            Ok(log) => return Arc::new(log),
+            Err(error)
+                if attempts < 100 && error.to_string().contains("could not acquire lock") =>
+            {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(error) => panic!("open the log: {error}"),
+        }
+    }
 }
 
 async fn follow(log: &Arc<SledEventLog>, snapshots: Option<&Path>) -> ReadModels {
@@ -235,5 +249,48 @@ fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(entry.path(), &target).expect("copy a file");
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_shutdown_of_podiumd_leaves_a_snapshot_of_every_model_at_the_head() {
+    use clap::Parser;
+    let dir = TempDir::new().expect("temporary directory");
+    let data = dir.path().join("data");
+    let log = open(&data.join("log"));
+    let written = write_conference(log.clone(), "first", SMALL, 300)
+        .await
+        .expect("write");
+    log.close().expect("close");
+    drop(log);
+    let config = podium_server::Config::try_parse_from([
+        "podiumd",
+        "--data-dir",
+        data.to_str().expect("a UTF-8 path"),
+    ])
+    .expect("configuration");
+    let podium = podium_server::Podium::open(config)
+        .await
+        .expect("podiumd opens");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    // Stops at once: the shutdown path alone, as after SIGTERM.
+    podium
+        .serve(listener, async {})
+        .await
+        .expect("podiumd stops cleanly");
+    let snapshots = data.join(podium_server::SNAPSHOT_DIR);
+    let versions = [
+        podium_access::Directory::VERSION,
+        podium_agenda::store::AgendaModel::VERSION,
+        podium_status::StatusModel::VERSION,
+        FeedbackModel::VERSION,
+    ];
+    for (model, version) in MODELS.iter().zip(versions) {
+        let path = snapshot::snapshot_path(&snapshots, model);
+        let bytes = std::fs::read(&path).expect("a snapshot written at shutdown");
+        let file = SnapshotFile::parse(&bytes, version).expect("a valid snapshot");
+        assert_eq!(file.position, written, "{model} reflects the whole log");
     }
 }
