@@ -14,6 +14,7 @@
 //! - [`votes`]: durable ballots per second as a ratio to the no-op `Ping` of the same podiumd.
 //! - [`fanout`]: many watchers on one poll; the p99 from a ballot acknowledged to every watcher
 //!   updated, and podiumd's memory per idle watcher.
+//! - [`startup`]: podiumd's time to SERVING on a log of many events, without and with snapshots.
 //!
 //! Each scenario is a module with a `Config`, an async `run(&Podium, &Config, ...)` returning a
 //! `Report` whose `Display` prints the figures, and a subcommand in `main.rs`.
@@ -24,6 +25,7 @@
 pub mod failover;
 pub mod fanout;
 pub mod podiumd;
+pub mod startup;
 pub mod stats;
 pub mod votes;
 

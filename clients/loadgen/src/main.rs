@@ -12,6 +12,7 @@ use podium_loadgen::{
     failover::{self, DropMode},
     fanout,
     podiumd::{self, LocalPodiumd},
+    startup,
     stats::ms,
     votes,
 };
@@ -41,6 +42,15 @@ enum Scenario {
     /// Watchers on one poll while ballots arrive ten a second: ballot acknowledged to every
     /// watcher updated, and podiumd's memory per idle watcher.
     Fanout(FanoutArgs),
+    /// podiumd's time to SERVING on a log of many events, without a snapshot and with one.
+    Startup(StartupArgs),
+}
+
+#[derive(Debug, Args)]
+struct StartupArgs {
+    /// Events in the log podiumd starts on.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +91,21 @@ struct FailoverArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Start-up starts podiumds of its own, on a log it writes first.
+    if let Scenario::Startup(args) = &cli.scenario {
+        if cli.addr.is_some() {
+            bail!("startup measures podiumds it starts itself; it takes no --addr");
+        }
+        let binary: PathBuf = podiumd::beside_current_exe()?;
+        let config = startup::Config {
+            events: args.events,
+        };
+        let report = startup::run(&binary, &config, |line| eprintln!("  {line}")).await?;
+        println!("podium-loadgen startup");
+        println!("podiumd         {}", binary.display());
+        println!("{report}");
+        return Ok(());
+    }
     // Started here so that it lives, and is killed, with main.
     let (podium, local, about) = match &cli.addr {
         Some(addr) => {
@@ -119,6 +144,8 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_default();
 
     match cli.scenario {
+        // Measured above, before any podiumd was started.
+        Scenario::Startup(_) => {}
         Scenario::Failover(args) => {
             let config = failover::Config {
                 drops: args.drops as usize,
