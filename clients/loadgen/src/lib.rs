@@ -17,6 +17,7 @@
 //!   through a bare tonic server ([`baseline`]) in the same run, and podium's p99 as a ratio.
 //! - [`soak`]: a whole conference at accelerated pace; podiumd's memory, open files, threads
 //!   and tasks after each day, and every tally checked against the ballots cast.
+//! - [`startup`]: podiumd's time to SERVING on a log of many events, without and with snapshots.
 //!
 //! Each scenario is a module with a `Config`, an async `run(&Podium, &Config, ...)` returning a
 //! `Report` whose `Display` prints the figures, and a subcommand in `main.rs`.
@@ -29,6 +30,7 @@ pub mod failover;
 pub mod fanout;
 pub mod podiumd;
 pub mod soak;
+pub mod startup;
 pub mod stats;
 pub mod votes;
 

@@ -13,6 +13,7 @@ use podium_loadgen::{
     fanout,
     podiumd::{self, LocalPodiumd},
     soak,
+    startup,
     stats::ms,
     votes,
 };
@@ -45,6 +46,8 @@ enum Scenario {
     /// A whole conference at accelerated pace: podiumd's memory, open files, threads and tasks
     /// after each day, and every poll's tally against the ballots cast.
     Soak(SoakArgs),
+    /// podiumd's time to SERVING on a log of many events, without a snapshot and with one.
+    Startup(StartupArgs),
 }
 
 #[derive(Debug, Args)]
@@ -67,6 +70,13 @@ struct SoakArgs {
     /// The sessions' failover_after in milliseconds (podiumd's minimum is 100).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(100..))]
     failover_after_ms: u32,
+}
+
+#[derive(Debug, Args)]
+struct StartupArgs {
+    /// Events in the log podiumd starts on.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +129,21 @@ struct FailoverArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Start-up starts podiumds of its own, on a log it writes first.
+    if let Scenario::Startup(args) = &cli.scenario {
+        if cli.addr.is_some() {
+            bail!("startup measures podiumds it starts itself; it takes no --addr");
+        }
+        let binary: PathBuf = podiumd::beside_current_exe()?;
+        let config = startup::Config {
+            events: args.events,
+        };
+        let report = startup::run(&binary, &config, |line| eprintln!("  {line}")).await?;
+        println!("podium-loadgen startup");
+        println!("podiumd         {}", binary.display());
+        println!("{report}");
+        return Ok(());
+    }
     // Started here so that it lives, and is killed, with main.
     let (podium, local, about) = match &cli.addr {
         Some(addr) => {
@@ -157,6 +182,8 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_default();
 
     match cli.scenario {
+        // Measured above, before any podiumd was started.
+        Scenario::Startup(_) => {}
         Scenario::Failover(args) => {
             let rooms = args.rooms as usize;
             let config = failover::Config {

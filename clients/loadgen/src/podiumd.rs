@@ -48,7 +48,10 @@ pub struct LocalPodiumd {
     _stdout: Lines<BufReader<ChildStdout>>,
     podium: Podium,
     binary: PathBuf,
-    data: tempfile::TempDir,
+    dir: PathBuf,
+    log_path: PathBuf,
+    /// The temporary directory `dir` is in, when this podiumd owns it.
+    _data: Option<tempfile::TempDir>,
 }
 
 impl LocalPodiumd {
@@ -59,14 +62,26 @@ impl LocalPodiumd {
             .prefix("podium-loadgen-")
             .tempdir()
             .context("cannot create a temporary data directory")?;
-        let log_path = data.path().join("podiumd.log");
+        let dir = data.path().to_path_buf();
+        Self::start_in(binary, &dir, "podiumd.log", Some(data)).await
+    }
+
+    /// Starts `binary` on `<dir>/data`, which may hold a log already, logging to `<dir>/<log>`;
+    /// `data`, if given, is removed when this is dropped.
+    pub async fn start_in(
+        binary: &Path,
+        dir: &Path,
+        log: &str,
+        data: Option<tempfile::TempDir>,
+    ) -> anyhow::Result<Self> {
+        let log_path = dir.join(log);
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
         let mut child = Command::new(binary)
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
-            .arg(data.path().join("data"))
+            .arg(dir.join("data"))
             // The vote storm measures the durable path: each simulated attendee re-votes far
             // faster than a person, which the per-attendee rate limit would refuse.
             .args(["--rate-ballots", "4000000000", "--rate-joins", "4000000000"])
@@ -96,7 +111,7 @@ impl LocalPodiumd {
                 log.trim_end()
             );
         };
-        let token_path = data.path().join("data").join("admin.token");
+        let token_path = dir.join("data").join("admin.token");
         let admin_token = tokio::fs::read_to_string(&token_path)
             .await
             .with_context(|| format!("cannot read {}", token_path.display()))?
@@ -107,7 +122,9 @@ impl LocalPodiumd {
             _stdout: stdout,
             podium: Podium { addr, admin_token },
             binary: binary.to_owned(),
-            data,
+            dir: dir.to_owned(),
+            log_path,
+            _data: data,
         })
     }
 
@@ -126,6 +143,31 @@ impl LocalPodiumd {
 
     /// The temporary directory holding the data directory and the log.
     pub fn dir(&self) -> &Path {
-        self.data.path()
+        &self.dir
+    }
+
+    /// What podiumd logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Stops podiumd as an operator would, with SIGTERM, and waits for it to exit: a clean
+    /// shutdown, which leaves snapshots of the read models.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let pid = self._child.id().context("podiumd has already exited")?;
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .await
+            .context("cannot run kill")?;
+        if !status.success() {
+            bail!("kill -TERM {pid} failed: {status}");
+        }
+        let exited = self._child.wait().await.context("waiting for podiumd")?;
+        if !exited.success() {
+            bail!("podiumd exited with {exited}; its log:\n{}", self.log());
+        }
+        Ok(())
     }
 }

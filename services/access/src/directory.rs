@@ -4,15 +4,21 @@
 
 use std::collections::{HashMap, HashSet};
 
-use podium_eventlog::{Projection, RecordedEvent};
+use podium_eventlog::{
+    Projection, RecordedEvent,
+    snapshot::{self, Snapshot, SnapshotError},
+};
 use podium_proto::v1 as pb;
 
 /// Join codes and speakers, by conference.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Directory {
     /// Normalised join code -> conference id.
+    #[serde(serialize_with = "podium_eventlog::snapshot::sorted_map")]
     join_codes: HashMap<String, String>,
+    #[serde(serialize_with = "podium_eventlog::snapshot::sorted_set")]
     conferences: HashSet<String>,
+    #[serde(serialize_with = "podium_eventlog::snapshot::sorted_set")]
     speakers: HashSet<(String, String)>,
 }
 
@@ -48,6 +54,19 @@ impl Directory {
     pub fn has_speaker(&self, conference_id: &str, speaker_id: &str) -> bool {
         self.speakers
             .contains(&(conference_id.to_owned(), speaker_id.to_owned()))
+    }
+}
+
+impl Snapshot for Directory {
+    const VERSION: u32 = 1;
+
+    fn save(&self) -> Result<Vec<u8>, SnapshotError> {
+        snapshot::encode(self)
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+        *self = snapshot::decode(bytes)?;
+        Ok(())
     }
 }
 

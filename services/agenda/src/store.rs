@@ -6,8 +6,9 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use podium_core::{Failback, FailoverPolicy, Hours};
+use podium_eventlog::snapshot::{self, Snapshot, SnapshotError};
 use podium_eventlog::{
-    EventLog, EventLogError, ExpectedVersion, Filter, NewEvent, Projection, Projector,
+    EventLog, EventLogError, ExpectedVersion, Filter, Follower, NewEvent, Projection, Projector,
     RecordedEvent, RequestId,
 };
 use podium_proto::{time::timestamp, v1 as pb};
@@ -46,8 +47,21 @@ pub fn agenda_event_types() -> Vec<String> {
 }
 
 /// The read model: every conference's agenda.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct AgendaModel(pub Agenda);
+
+impl Snapshot for AgendaModel {
+    const VERSION: u32 = 1;
+
+    fn save(&self) -> Result<Vec<u8>, SnapshotError> {
+        snapshot::encode(self)
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+        *self = snapshot::decode(bytes)?;
+        Ok(())
+    }
+}
 
 impl Projection for AgendaModel {
     fn apply(&mut self, event: &RecordedEvent) {
@@ -85,6 +99,17 @@ impl AgendaStore {
         };
         let model = Projector::start("agenda", log.clone(), AgendaModel::default(), filter).await?;
         Ok(Self { log, model })
+    }
+
+    /// Registers the agenda's read model with `follower`, which replays it with every other
+    /// model (and from its snapshot) once started.
+    pub fn follow(log: Arc<dyn EventLog>, follower: &mut Follower) -> Self {
+        let filter = Filter {
+            stream_prefix: None,
+            event_types: agenda_event_types(),
+        };
+        let model = follower.add_snapshotted("agenda", AgendaModel::default(), filter);
+        Self { log, model }
     }
 
     /// Runs `f` on the current agenda.

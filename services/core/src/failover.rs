@@ -6,7 +6,7 @@
 use crate::InvalidField;
 
 /// What happens once a session has fallen back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Failback {
     /// Stay on the fallback until a moderator switches.
     Sticky,
@@ -16,7 +16,7 @@ pub enum Failback {
 
 /// How a session falls back to its recording, every default filled in. Milliseconds and
 /// percentages, as in `podium.v1.FailoverPolicy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FailoverPolicy {
     pub failover_after_ms: u32,
     pub failback: Failback,

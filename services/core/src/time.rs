@@ -13,7 +13,7 @@ use crate::InvalidField;
 
 /// Local availability, in minutes after local midnight: `from` inclusive, `until` inclusive as
 /// an end time (a talk may end exactly at `until`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Hours {
     pub from: u32,
     pub until: u32,

@@ -3,14 +3,18 @@
 //! the sled backend ([`SledEventLog`]), and [`subscribe`], which turns any backend into a
 //! catch-up-then-live stream with no gap and no duplicate at the seam. [`durable`] is how every
 //! service writes the files it keeps beside the log, so that they survive a power cut too.
+//! [`Follower`] feeds every read model of a process from one pass over the log, and
+//! [`snapshot`] lets it start them from their last snapshot instead of the log's beginning.
 
 #![forbid(unsafe_code)]
 
 pub mod durable;
 mod event;
+mod follower;
 mod projection;
 mod request_id;
 mod sled_log;
+pub mod snapshot;
 mod status;
 mod subscribe;
 
@@ -20,9 +24,11 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 pub use event::{DecodeError, NewEvent, Page, RecordedEvent};
+pub use follower::{Follower, FollowerHandle};
 pub use projection::{Projection, Projector};
 pub use request_id::{InvalidRequestId, RequestId};
 pub use sled_log::{SledEventLog, SledOptions, decode_stored};
+pub use snapshot::{Snapshot, SnapshotError};
 pub use subscribe::{Filter, SubscriptionItem, subscribe};
 
 /// What the caller believes about a stream before appending to it.

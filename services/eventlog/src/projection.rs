@@ -5,16 +5,15 @@
 //! got back, so that a client reads its own writes. A service that answers from facts another
 //! service wrote calls [`Projector::catch_up`] before it answers NOT_FOUND, so that a client
 //! that has just written them through the other service finds them.
+//!
+//! A `Projector` is fed by a [`crate::Follower`]: podiumd registers every read model with one,
+//! so that one pass over the log feeds them all; [`Projector::start`] is a follower of one.
 
-use std::{
-    sync::{Arc, RwLock, RwLockReadGuard, Weak},
-    time::Instant,
-};
+use std::sync::{Arc, RwLock, RwLockReadGuard, Weak};
 
-use futures::StreamExt;
 use tokio::sync::watch;
 
-use crate::{EventLog, EventLogError, Filter, RecordedEvent, Result, SubscriptionItem, subscribe};
+use crate::{EventLog, EventLogError, Filter, Follower, RecordedEvent, Result};
 
 /// A fold over events. `apply` must not fail: an event it cannot use is logged and skipped, so
 /// one bad event never stops a service from starting.
@@ -24,11 +23,11 @@ pub trait Projection: Send + Sync + 'static {
 
 /// A running read model.
 pub struct Projector<P> {
-    state: Arc<RwLock<P>>,
+    pub(crate) state: Arc<RwLock<P>>,
     /// The position the model has read up to (exclusive).
-    applied: watch::Receiver<u64>,
+    pub(crate) applied: watch::Receiver<u64>,
     /// Weak: a read model kept by a task that outlives the server must not keep the log open.
-    log: Weak<dyn EventLog>,
+    pub(crate) log: Weak<dyn EventLog>,
 }
 
 impl<P> Clone for Projector<P> {
@@ -41,9 +40,6 @@ impl<P> Clone for Projector<P> {
     }
 }
 
-/// How long a read model waits before following the log again after a failed read.
-const RESUBSCRIBE_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
-
 impl<P: Projection> Projector<P> {
     /// Replays every stored event matching `filter` into `initial`, logs how many and how long,
     /// then keeps applying live events in a background task until the log closes.
@@ -53,67 +49,10 @@ impl<P: Projection> Projector<P> {
         initial: P,
         filter: Filter,
     ) -> Result<Self> {
-        let started = Instant::now();
-        let mut model = initial;
-        let (applied_tx, applied) = watch::channel(0u64);
-        // Unfiltered, so that `applied` moves over every position and `wait_for` works for any
-        // position below the head; the filter is applied here instead.
-        let mut events = Box::pin(subscribe(log.clone(), 0, Filter::default()));
-        let mut replayed = 0u64;
-        // Replay: until the subscription says it has caught up with storage.
-        while let Some(item) = events.next().await {
-            match item? {
-                SubscriptionItem::Event(event) => {
-                    // Nobody else can see the model before `start` returns: apply without
-                    // the lock.
-                    if filter.matches(&event) {
-                        model.apply(&event);
-                        replayed += 1;
-                    }
-                }
-                SubscriptionItem::CaughtUp(position) => {
-                    applied_tx.send_replace(position);
-                    break;
-                }
-            }
-        }
-        tracing::info!(
-            read_model = name,
-            events = replayed,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "read model replayed"
-        );
-        let state = Arc::new(RwLock::new(model));
-        let live_state = state.clone();
-        let live_log = log.clone();
-        tokio::spawn(async move {
-            while let Some(item) = events.next().await {
-                match item {
-                    Ok(SubscriptionItem::Event(event)) => {
-                        if filter.matches(&event) {
-                            apply(&live_state, &event);
-                        }
-                        applied_tx.send_replace(event.position + 1);
-                    }
-                    Ok(SubscriptionItem::CaughtUp(_)) => {}
-                    // The log was closed: the model is final, and waiters learn it.
-                    Err(EventLogError::Closed) => break,
-                    Err(error) => {
-                        // A read that failed (the log's database being reopened after a write
-                        // error) must not freeze the model: follow again from where it is.
-                        let next = *applied_tx.borrow();
-                        tracing::warn!(read_model = name, %error, next, "read model resubscribing");
-                        tokio::time::sleep(RESUBSCRIBE_PAUSE).await;
-                        events = Box::pin(subscribe(live_log.clone(), next, Filter::default()));
-                    }
-                }
-            }
-        });
-        Ok(Self {
-            state,
-            applied,
-            log: Arc::downgrade(&log),
-        })
+        let mut follower = Follower::new(log);
+        let projector = follower.add(name, initial, filter);
+        follower.start().await?;
+        Ok(projector)
     }
 
     /// The current state. Do not hold the guard across an `.await`.
@@ -151,11 +90,4 @@ impl<P: Projection> Projector<P> {
         }
         Ok(())
     }
-}
-
-fn apply<P: Projection>(state: &RwLock<P>, event: &RecordedEvent) {
-    let mut guard = state
-        .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    guard.apply(event);
 }

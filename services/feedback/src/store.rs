@@ -11,6 +11,7 @@ use std::{
 };
 
 use hmac::{Hmac, Mac};
+use podium_eventlog::snapshot::{self, Snapshot, SnapshotError};
 use podium_eventlog::{Projection, RecordedEvent};
 use podium_proto::{Translations, time::timestamp_from_millis, v1 as pb};
 use prost::Name;
@@ -218,21 +219,30 @@ fn choice_from_event(kind: Kind, b: &pb::BallotCast) -> Choice {
 
 // ---- The read model ----
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ConferenceInfo {
     pub default_language: String,
+    #[serde(serialize_with = "podium_eventlog::snapshot::sorted_set")]
     pub sessions: HashSet<String>,
 }
 
-/// Every poll with its tally, and what feedback knows of conferences.
+/// Every poll with its tally, and what feedback knows of conferences. Its snapshot holds the
+/// state only: the word counter and the publishers' change marks are this process's own.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct FeedbackModel {
+    #[serde(serialize_with = "podium_eventlog::snapshot::sorted_map")]
     pub conferences: HashMap<String, ConferenceInfo>,
+    #[serde(serialize_with = "podium_eventlog::snapshot::sorted_map")]
     pub polls: HashMap<(String, String), Poll>,
     /// Version of each poll's lifecycle stream, so that opening and closing append against it.
+    #[serde(serialize_with = "podium_eventlog::snapshot::sorted_map")]
     pub poll_versions: HashMap<(String, String), u64>,
+    #[serde(skip)]
     pub words: Arc<WordCounter>,
     /// Polls changed since the publisher last looked, and the position of their last change.
+    #[serde(skip)]
     pub dirty: Arc<Mutex<HashMap<(String, String), u64>>>,
+    #[serde(skip)]
     pub changed: Arc<Notify>,
     /// Every event below this position has been applied.
     pub position: u64,
@@ -333,6 +343,27 @@ impl FeedbackModel {
                 self.touch(key, event.position);
             }
         }
+        Ok(())
+    }
+}
+
+impl Snapshot for FeedbackModel {
+    const VERSION: u32 = 1;
+
+    fn save(&self) -> Result<Vec<u8>, SnapshotError> {
+        snapshot::encode(self)
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+        let mut loaded: Self = snapshot::decode(bytes)?;
+        // Publishers already hold these: keep them, so that changes after the load reach them.
+        // Word clouds are stored whole, counted by the same counter, so nothing is recounted.
+        loaded.words = self.words.clone();
+        loaded.dirty = self.dirty.clone();
+        loaded.changed = self.changed.clone();
+        loaded.qa.dirty = self.qa.dirty.clone();
+        loaded.qa.changed = self.qa.changed.clone();
+        *self = loaded;
         Ok(())
     }
 }

@@ -11,7 +11,10 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use podium_core::FailoverPolicy;
-use podium_eventlog::{Projection, RecordedEvent};
+use podium_eventlog::{
+    Projection, RecordedEvent,
+    snapshot::{self, Snapshot, SnapshotError},
+};
 use podium_proto::{Translations, v1 as pb};
 use prost::Name;
 
@@ -21,7 +24,7 @@ use crate::{
 };
 
 /// What the status service knows of a session from the agenda.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SessionFacts {
     pub id: String,
     pub conference_id: String,
@@ -44,7 +47,7 @@ impl SessionFacts {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SpeakerFacts {
     pub id: String,
     pub name: String,
@@ -54,7 +57,7 @@ pub struct SpeakerFacts {
     pub available_until: u32,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ConferenceFacts {
     pub id: String,
     pub default_language: String,
@@ -62,8 +65,10 @@ pub struct ConferenceFacts {
     pub sessions: BTreeMap<String, SessionFacts>,
     pub speakers: BTreeMap<String, SpeakerFacts>,
     /// Per session, in fallback order: the primary first, then backups.
+    #[serde(with = "recordings_as_protobuf")]
     pub recordings: BTreeMap<String, Vec<pb::Recording>>,
     /// Speakers who completed a green-room test connection.
+    #[serde(serialize_with = "podium_eventlog::snapshot::sorted_set")]
     pub tested: HashSet<String>,
     /// Live status per session; sessions never started have none.
     pub live: BTreeMap<String, SessionLive>,
@@ -83,7 +88,7 @@ impl ConferenceFacts {
 }
 
 /// Everything, by conference id, and the log position it reflects.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StatusModel {
     pub conferences: BTreeMap<String, ConferenceFacts>,
     /// Every event below this position has been applied.
@@ -263,6 +268,52 @@ impl StatusModel {
             backups: facts.backup_speaker_ids.clone(),
             recordings,
         })
+    }
+}
+
+impl Snapshot for StatusModel {
+    const VERSION: u32 = 1;
+
+    fn save(&self) -> Result<Vec<u8>, SnapshotError> {
+        snapshot::encode(self)
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+        *self = snapshot::decode(bytes)?;
+        Ok(())
+    }
+}
+
+/// Recordings are protobuf messages, which have no serde: in a snapshot each is its protobuf
+/// encoding, the form the log stores them in.
+mod recordings_as_protobuf {
+    use std::collections::BTreeMap;
+
+    use podium_proto::v1 as pb;
+    use prost::Message;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    type Recordings = BTreeMap<String, Vec<pb::Recording>>;
+
+    pub fn serialize<S: Serializer>(map: &Recordings, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(map.iter().map(|(session, recordings)| {
+            let encoded: Vec<Vec<u8>> = recordings.iter().map(Message::encode_to_vec).collect();
+            (session, encoded)
+        }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Recordings, D::Error> {
+        let encoded = BTreeMap::<String, Vec<Vec<u8>>>::deserialize(deserializer)?;
+        encoded
+            .into_iter()
+            .map(|(session, recordings)| {
+                let decoded = recordings
+                    .iter()
+                    .map(|bytes| pb::Recording::decode(bytes.as_slice()).map_err(D::Error::custom))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((session, decoded))
+            })
+            .collect()
     }
 }
 

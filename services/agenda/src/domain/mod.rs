@@ -34,7 +34,7 @@ pub const MAX_SESSION_SPEAKERS: usize = 20;
 pub const MAX_SESSION_HOURS: i64 = 12;
 
 /// Text in several languages; see `podium.v1.LocalizedText`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LocalizedText(pub BTreeMap<String, String>);
 
 impl LocalizedText {
@@ -59,7 +59,7 @@ pub fn validated_name(field: &'static str, name: &str, max: usize) -> Result<Str
     Ok(podium_text::clean(field, name, &Limit::line(max))?)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SessionKind {
     Talk,
     Panel,
@@ -67,14 +67,14 @@ pub enum SessionKind {
     Pitch,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Room {
     pub id: String,
     pub name: String,
     pub capacity: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Speaker {
     pub id: String,
     pub name: String,
@@ -83,7 +83,7 @@ pub struct Speaker {
     pub hours: Hours,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Session {
     pub id: String,
     pub title: LocalizedText,
@@ -107,7 +107,7 @@ impl Session {
 }
 
 /// The facts of a new conference.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NewConference {
     pub id: String,
     pub title: LocalizedText,
@@ -147,7 +147,7 @@ impl AgendaEvent {
 }
 
 /// A conference and its agenda, as folded from its stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Conference {
     pub info: NewConference,
     pub created_at: DateTime<Utc>,
@@ -158,6 +158,7 @@ pub struct Conference {
     pub version: u64,
     /// Request id -> log position of every event of this conference, so that a retried
     /// request is answered instead of decided again.
+    #[serde(serialize_with = "podium_eventlog::snapshot::sorted_map")]
     pub requests: std::collections::HashMap<uuid::Uuid, u64>,
 }
 
@@ -171,7 +172,7 @@ pub struct Meta {
 }
 
 /// Every conference, by id.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Agenda {
     pub conferences: BTreeMap<String, Conference>,
 }

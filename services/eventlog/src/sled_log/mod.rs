@@ -250,8 +250,19 @@ impl EventLog for SledEventLog {
         from_version: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>> {
-        self.shared
-            .stream_events(stream, from_version, limit, self.head())
+        let head = self.head();
+        // sled may have to load pages from disk: read on the blocking pool, as `read_page`
+        // does, so that an async worker never waits for the disk.
+        let shared = self.shared.clone();
+        let stream = stream.to_owned();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => runtime
+                .spawn_blocking(move || shared.stream_events(&stream, from_version, limit, head))
+                .await
+                .map_err(read::blocking_failed)?,
+            // Outside a tokio runtime there is no blocking pool: read in place.
+            Err(_) => shared.stream_events(&stream, from_version, limit, head),
+        }
     }
 
     async fn read_page(&self, from: u64, limit: usize) -> Result<Page> {

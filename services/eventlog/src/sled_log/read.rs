@@ -118,13 +118,7 @@ pub(super) async fn page(
         Ok(runtime) => runtime
             .spawn_blocking(move || reader.read(|tree| read_range(tree, from, end)))
             .await
-            .map_err(|e| {
-                if e.is_cancelled() {
-                    EventLogError::Closed
-                } else {
-                    EventLogError::Storage(format!("reading the log failed: {e}"))
-                }
-            })??,
+            .map_err(blocking_failed)??,
         // Outside a tokio runtime there is no blocking pool: read in place.
         Err(_) => shared.read(|tree| read_range(tree, from, end))?,
     };
@@ -136,6 +130,16 @@ pub(super) async fn page(
         decode_stored(be_u64(&key[1..])?, &value).map_err(|e| shared.naming_the_file(e))
     });
     Ok(Page::new(last, events))
+}
+
+/// A read on the blocking pool that did not finish: cancelled as the runtime shut down, or
+/// panicked.
+pub(super) fn blocking_failed(error: tokio::task::JoinError) -> EventLogError {
+    if error.is_cancelled() {
+        EventLogError::Closed
+    } else {
+        EventLogError::Storage(format!("reading the log failed: {error}"))
+    }
 }
 
 /// The position after the last stored event.

@@ -36,7 +36,7 @@ pub const HIDDEN_WORD: Limit = Limit::line(MAX_WORDS_CHARS);
 /// Most open-text answers shown in results.
 pub const MAX_SHOWN_TEXTS: usize = 200;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     Single,
     Multiple,
@@ -45,14 +45,14 @@ pub enum Kind {
     OpenText,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Visibility {
     Live,
     AfterClose,
     ModeratorsOnly,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum State {
     Draft,
     Open,
@@ -63,7 +63,7 @@ pub enum State {
 pub type Texts = BTreeMap<String, String>;
 
 /// What a poll asks, fixed when it is created.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PollSpec {
     pub id: String,
     pub conference_id: String,
@@ -221,7 +221,7 @@ impl PollSpec {
 }
 
 /// What a ballot says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Choice {
     Options(Vec<String>),
     Rating(i32),
@@ -267,20 +267,21 @@ pub enum Transition {
     Close,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ballot {
     pub ballot_id: String,
     pub choice: Choice,
 }
 
 /// A poll as folded from its events.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Poll {
     pub spec: PollSpec,
     pub state: State,
     /// The latest ballot of each voter while the poll is open. **Emptied at the close**: a
     /// closed poll takes no ballot, so only its counts are kept, and a conference's memory
     /// does not grow with every ballot ever cast.
+    #[serde(serialize_with = "podium_eventlog::snapshot::sorted_map")]
     pub ballots: HashMap<String, Ballot>,
     /// How many voters have a ballot counted.
     pub voters: u64,

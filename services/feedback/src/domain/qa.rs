@@ -21,7 +21,7 @@ pub const QUESTION: Limit = Limit::line(MAX_QUESTION_CHARS);
 pub const REASON: Limit = Limit::line(MAX_REASON_CHARS).optional();
 
 /// A session's Q&A rules; both off by default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Settings {
     pub allow_anonymous: bool,
     pub require_approval: bool,
@@ -43,7 +43,9 @@ impl Settings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum QState {
     Pending,
     Published,
@@ -73,7 +75,7 @@ pub fn check_reason(reason: &str) -> Result<String, QaError> {
 }
 
 /// A question as folded from its events.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Question {
     pub id: String,
     pub conference_id: String,
@@ -89,6 +91,7 @@ pub struct Question {
     /// The latest reason a moderator gave.
     pub reason: String,
     /// Attendees who upvoted; shared with published snapshots, copied on the next upvote.
+    #[serde(serialize_with = "podium_eventlog::snapshot::sorted_shared_set")]
     pub voters: Arc<HashSet<String>>,
     /// Milliseconds since the epoch.
     pub asked_at: u64,

@@ -30,7 +30,7 @@ pub fn check(rating: i32, comment: &str) -> Result<String, RatingError> {
     Ok(podium_text::clean("comment", comment, &COMMENT)?)
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Latest {
     rating: i32,
     comment: String,
@@ -39,8 +39,9 @@ struct Latest {
 }
 
 /// A session's ratings as folded from its events.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SessionRatings {
+    #[serde(serialize_with = "podium_eventlog::snapshot::sorted_map")]
     latest: HashMap<String, Latest>,
     /// Count per point, from [`MIN`].
     counts: [u64; (MAX - MIN + 1) as usize],

@@ -170,7 +170,7 @@ impl Words {
 ///
 /// A count is the number of answers containing the word. Hidden words keep being counted, so
 /// that unhiding one shows its true count; they are only left out of [`WordCloud::top`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WordCloud {
     // Ordered, so that clouds built from the same answers also print and iterate alike: a
     // cloud replayed from the log is diffed against the live one.

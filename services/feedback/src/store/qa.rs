@@ -124,16 +124,21 @@ pub fn question_to_proto(q: &Question, viewer: &str, moderator: bool) -> pb::Que
 type Key = (String, String);
 
 /// Every session's Q&A settings and questions.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct QaModel {
     /// (conference, session) -> settings.
+    #[serde(serialize_with = "podium_eventlog::snapshot::sorted_map")]
     pub settings: HashMap<Key, Settings>,
     /// (conference, question) -> question.
+    #[serde(serialize_with = "podium_eventlog::snapshot::sorted_map")]
     pub questions: HashMap<Key, Question>,
     /// (conference, session) -> its question ids, in the order asked.
+    #[serde(serialize_with = "podium_eventlog::snapshot::sorted_map")]
     pub by_session: HashMap<Key, Vec<String>>,
     /// Sessions changed since the publisher last looked.
+    #[serde(skip)]
     pub dirty: Arc<Mutex<HashMap<Key, u64>>>,
+    #[serde(skip)]
     pub changed: Arc<Notify>,
 }
 

@@ -26,9 +26,10 @@ pub fn ratings_event_types() -> Vec<String> {
 type Key = (String, String);
 
 /// Which sessions have gone live, and every session's ratings.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct RatingsModel {
     /// (conference, session) of every session that has gone live at least once.
+    #[serde(serialize_with = "podium_eventlog::snapshot::sorted_set")]
     pub started: HashSet<Key>,
     /// (conference, session) -> ratings, in key order for stable listings.
     pub sessions: BTreeMap<Key, SessionRatings>,

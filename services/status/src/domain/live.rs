@@ -10,7 +10,7 @@ use super::types::{Alert, Cause, Figures, Lifecycle, LinkState, Millis, Source, 
 const MAX_ALERTS: usize = 10;
 
 /// A speaker's link as the status shows it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LinkView {
     pub state: LinkState,
     pub figures: Figures,
@@ -18,7 +18,7 @@ pub struct LinkView {
 }
 
 /// The persistent status of one session: a fold of its events.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SessionLive {
     pub lifecycle: Lifecycle,
     pub source: Option<Source>,

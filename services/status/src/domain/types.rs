@@ -11,7 +11,7 @@ pub type Millis = u64;
 /// How long a podiumd restart keeps live sessions on their source before any rule fires.
 pub const DEFAULT_RECONNECT_GRACE_MS: Millis = 5_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SourceKind {
     Speaker,
     Recording,
@@ -20,7 +20,7 @@ pub enum SourceKind {
 }
 
 /// What is on air.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Source {
     pub kind: SourceKind,
     /// For speakers.
@@ -61,14 +61,14 @@ impl Source {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Lifecycle {
     Scheduled,
     Live,
     Ended,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LinkState {
     Offline,
     Healthy,
@@ -77,14 +77,14 @@ pub enum LinkState {
 }
 
 /// Link figures measured by a speaker agent.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Figures {
     pub round_trip_ms: u32,
     pub loss_percent: f32,
     pub upstream_kbps: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Cause {
     Moderator,
     HeartbeatTimeout,
@@ -103,13 +103,13 @@ impl Cause {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AlertKind {
     NoRecording,
     Failover,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Alert {
     pub kind: AlertKind,
     pub message: String,
