@@ -12,8 +12,7 @@ use podium_loadgen::{
     failover::{self, DropMode},
     fanout,
     podiumd::{self, LocalPodiumd},
-    soak,
-    startup,
+    soak, startup,
     stats::ms,
     votes,
 };

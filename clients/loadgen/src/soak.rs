@@ -27,7 +27,7 @@ use crate::{
     Podium,
     failover::{
         link::Agent,
-        setup::{Show, upload_recording},
+        setup::{self, Show, text},
     },
 };
 
@@ -163,122 +163,41 @@ struct Programme {
     sessions: Vec<Vec<Vec<Show>>>,
 }
 
-fn text(en: &str) -> Option<pb::LocalizedText> {
-    Some(pb::LocalizedText {
-        text: [("en".to_owned(), en.to_owned())].into(),
-    })
-}
-
 async fn programme(admin: &Client, config: &Config) -> anyhow::Result<Programme> {
-    let conference_id = format!("loadgen-soak-{}", &Client::request_id()[..8]);
-    let conference = admin
-        .agenda()
-        .create_conference(pb::CreateConferenceRequest {
-            request_id: Client::request_id(),
-            conference_id: conference_id.clone(),
-            title: text("podium-loadgen soak"),
-            default_language: "en".into(),
-            time_zone: "UTC".into(),
-            join_code: String::new(),
-        })
-        .await
-        .context("cannot create the conference")?
-        .into_inner()
-        .conference
-        .context("no conference in the answer")?;
+    let conference = setup::conference(admin, "podium-loadgen soak").await?;
+    let conference_id = conference.id;
     let mut rooms = Vec::with_capacity(config.rooms);
-    for r in 0..config.rooms {
-        let room = admin
-            .agenda()
-            .add_room(pb::AddRoomRequest {
-                request_id: Client::request_id(),
-                conference_id: conference_id.clone(),
-                name: format!("Room {}", r + 1),
-                capacity: 300,
-            })
-            .await
-            .context("cannot add a room")?
-            .into_inner()
-            .room
-            .context("no room in the answer")?;
-        let speaker = admin
-            .agenda()
-            .add_speaker(pb::AddSpeakerRequest {
-                request_id: Client::request_id(),
-                conference_id: conference_id.clone(),
-                name: format!("Speaker {}", r + 1),
-                organisation: "Open Data Conference".into(),
-                time_zone: "UTC".into(),
-                available_from: String::new(),
-                available_until: String::new(),
-            })
-            .await
-            .context("cannot add a speaker")?
-            .into_inner()
-            .speaker
-            .context("no speaker in the answer")?;
-        let token = admin
-            .access()
-            .issue_token(pb::IssueTokenRequest {
-                role: pb::Role::Speaker as i32,
-                conference_id: conference_id.clone(),
-                speaker_id: speaker.id.clone(),
-                name: "podium-loadgen soak agent".into(),
-                ttl_seconds: 0,
-            })
-            .await
-            .context("cannot issue a speaker token")?
-            .into_inner()
-            .token;
-        rooms.push((room.id, speaker.id, token));
+    for r in 1..=config.rooms {
+        let staff = setup::room_with_speaker(
+            admin,
+            &conference_id,
+            &format!("Room {r}"),
+            &format!("Speaker {r}"),
+        )
+        .await?;
+        rooms.push(staff);
     }
     // From 09:00 UTC tomorrow, 50-minute sessions five minutes apart, inside the speakers'
     // default hours.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .context("the system clock is before 1970")?
-        .as_secs() as i64;
-    let first = now - now % 86_400 + 86_400 + 9 * 3_600;
-    let at = |seconds| Some(prost_types::Timestamp { seconds, nanos: 0 });
+    let first = setup::tomorrow()? + 9 * 3_600;
     let mut sessions = Vec::with_capacity(config.days);
     for day in 0..config.days {
         let mut slots = Vec::with_capacity(config.sessions);
         for slot in 0..config.sessions {
             let start = first + day as i64 * 86_400 + slot as i64 * 55 * 60;
             let mut shows = Vec::with_capacity(config.rooms);
-            for (room_id, speaker_id, token) in &rooms {
-                let session_id = admin
-                    .agenda()
-                    .add_session(pb::AddSessionRequest {
-                        request_id: Client::request_id(),
-                        conference_id: conference_id.clone(),
-                        title: text(&format!("Day {} talk {}", day + 1, slot + 1)),
-                        kind: pb::SessionKind::Talk as i32,
-                        start: at(start),
-                        end: at(start + 50 * 60),
-                        room_id: room_id.clone(),
-                        speaker_ids: vec![speaker_id.clone()],
-                        backup_speaker_ids: vec![],
-                        failover: Some(pb::FailoverPolicy {
-                            failover_after_ms: u32::try_from(config.failover_after.as_millis())
-                                .context("failover_after is too long")?,
-                            failback: pb::FailbackMode::Sticky as i32,
-                            ..Default::default()
-                        }),
-                    })
-                    .await
-                    .context("cannot add a session")?
-                    .into_inner()
-                    .session
-                    .context("no session in the answer")?
-                    .id;
-                upload_recording(admin, &conference_id, &session_id).await?;
-                shows.push(Show {
-                    conference_id: conference_id.clone(),
-                    session_id,
-                    speaker_id: speaker_id.clone(),
-                    speaker_token: token.clone(),
-                });
+            for staff in &rooms {
+                let title = format!("Day {} talk {}", day + 1, slot + 1);
+                let show = setup::session(
+                    admin,
+                    &conference_id,
+                    staff,
+                    &title,
+                    (start, 50),
+                    config.failover_after,
+                )
+                .await?;
+                shows.push(show);
             }
             slots.push(shows);
         }

@@ -16,7 +16,7 @@ pub(crate) struct Show {
     pub(crate) speaker_token: String,
 }
 
-fn text(en: &str) -> Option<pb::LocalizedText> {
+pub(crate) fn text(en: &str) -> Option<pb::LocalizedText> {
     Some(pb::LocalizedText {
         text: [("en".to_owned(), en.to_owned())].into(),
     })
@@ -43,41 +43,42 @@ pub(super) async fn set_up_venue(
 }
 
 async fn create_conference(admin: &Client) -> anyhow::Result<String> {
-    let conference_id = format!("loadgen-{}", &Client::request_id()[..8]);
+    Ok(conference(admin, "podium-loadgen failover").await?.id)
+}
+
+/// A conference of its own (so that runs against one podiumd never collide), in UTC.
+pub(crate) async fn conference(admin: &Client, title: &str) -> anyhow::Result<pb::Conference> {
     admin
         .agenda()
         .create_conference(pb::CreateConferenceRequest {
             request_id: Client::request_id(),
-            conference_id: conference_id.clone(),
-            title: text("podium-loadgen failover"),
+            conference_id: format!("loadgen-{}", &Client::request_id()[..8]),
+            title: text(title),
             default_language: "en".into(),
             time_zone: "UTC".into(),
             join_code: String::new(),
         })
         .await
-        .context("cannot create the conference")?;
-    Ok(conference_id)
+        .context("cannot create the conference")?
+        .into_inner()
+        .conference
+        .context("no conference in the answer")
 }
 
-/// Room number `n` of the conference with a speaker, a session tomorrow with the failover
-/// policy, its recording and the speaker's token.
-async fn add_show(
+/// A room and a speaker of it (in UTC, with the default hours), and the speaker's token for
+/// an agent: (room id, speaker id, token).
+pub(crate) async fn room_with_speaker(
     admin: &Client,
     conference_id: &str,
-    n: usize,
-    failover_after: Duration,
-) -> anyhow::Result<Show> {
-    let conference_id = conference_id.to_owned();
+    room: &str,
+    speaker: &str,
+) -> anyhow::Result<(String, String, String)> {
     let room = admin
         .agenda()
         .add_room(pb::AddRoomRequest {
             request_id: Client::request_id(),
-            conference_id: conference_id.clone(),
-            name: if n == 0 {
-                "Main hall".into()
-            } else {
-                format!("Room {n}")
-            },
+            conference_id: conference_id.to_owned(),
+            name: room.into(),
             capacity: 300,
         })
         .await
@@ -89,8 +90,8 @@ async fn add_show(
         .agenda()
         .add_speaker(pb::AddSpeakerRequest {
             request_id: Client::request_id(),
-            conference_id: conference_id.clone(),
-            name: "Sokha Chan".into(),
+            conference_id: conference_id.to_owned(),
+            name: speaker.into(),
             organisation: "Open Development Cambodia".into(),
             time_zone: "UTC".into(),
             available_from: String::new(),
@@ -101,24 +102,54 @@ async fn add_show(
         .into_inner()
         .speaker
         .context("no speaker in the answer")?;
-    // 10:00 UTC tomorrow, inside the speaker's default hours.
+    let token = admin
+        .access()
+        .issue_token(pb::IssueTokenRequest {
+            role: pb::Role::Speaker as i32,
+            conference_id: conference_id.to_owned(),
+            speaker_id: speaker.id.clone(),
+            name: "podium-loadgen agent".into(),
+            ttl_seconds: 0,
+        })
+        .await
+        .context("cannot issue the speaker token")?
+        .into_inner()
+        .token;
+    Ok((room.id, speaker.id, token))
+}
+
+/// Midnight UTC tomorrow, in seconds since the epoch: sessions after it are in the future.
+pub(crate) fn tomorrow() -> anyhow::Result<i64> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .context("the system clock is before 1970")?
         .as_secs() as i64;
-    let start = now - now % 86_400 + 86_400 + 10 * 3_600;
+    Ok(now - now % 86_400 + 86_400)
+}
+
+/// A session in `room_id` with `speaker_id`, from `start` (seconds since the epoch) for
+/// `minutes`, with the failover policy (sticky failback) and its recording uploaded: the show
+/// an agent with `token` plays.
+pub(crate) async fn session(
+    admin: &Client,
+    conference_id: &str,
+    (room_id, speaker_id, token): &(String, String, String),
+    title: &str,
+    (start, minutes): (i64, i64),
+    failover_after: Duration,
+) -> anyhow::Result<Show> {
     let at = |seconds| Some(prost_types::Timestamp { seconds, nanos: 0 });
     let session_id = admin
         .agenda()
         .add_session(pb::AddSessionRequest {
             request_id: Client::request_id(),
-            conference_id: conference_id.clone(),
-            title: text("Failover, measured"),
+            conference_id: conference_id.to_owned(),
+            title: text(title),
             kind: pb::SessionKind::Talk as i32,
             start: at(start),
-            end: at(start + 45 * 60),
-            room_id: room.id,
-            speaker_ids: vec![speaker.id.clone()],
+            end: at(start + minutes * 60),
+            room_id: room_id.clone(),
+            speaker_ids: vec![speaker_id.clone()],
             backup_speaker_ids: vec![],
             failover: Some(pb::FailoverPolicy {
                 failover_after_ms: u32::try_from(failover_after.as_millis())
@@ -133,26 +164,39 @@ async fn add_show(
         .session
         .context("no session in the answer")?
         .id;
-    upload_recording(admin, &conference_id, &session_id).await?;
-    let speaker_token = admin
-        .access()
-        .issue_token(pb::IssueTokenRequest {
-            role: pb::Role::Speaker as i32,
-            conference_id: conference_id.clone(),
-            speaker_id: speaker.id.clone(),
-            name: "podium-loadgen agent".into(),
-            ttl_seconds: 0,
-        })
-        .await
-        .context("cannot issue the speaker token")?
-        .into_inner()
-        .token;
+    upload_recording(admin, conference_id, &session_id).await?;
     Ok(Show {
-        conference_id,
+        conference_id: conference_id.to_owned(),
         session_id,
-        speaker_id: speaker.id,
-        speaker_token,
+        speaker_id: speaker_id.clone(),
+        speaker_token: token.clone(),
     })
+}
+
+/// Room number `n` of the conference with a speaker, a session tomorrow at 10:00 UTC (inside
+/// the speaker's default hours) with the failover policy, its recording and the speaker's token.
+async fn add_show(
+    admin: &Client,
+    conference_id: &str,
+    n: usize,
+    failover_after: Duration,
+) -> anyhow::Result<Show> {
+    let room = if n == 0 {
+        "Main hall".to_owned()
+    } else {
+        format!("Room {n}")
+    };
+    let staff = room_with_speaker(admin, conference_id, &room, "Sokha Chan").await?;
+    let start = tomorrow()? + 10 * 3_600;
+    session(
+        admin,
+        conference_id,
+        &staff,
+        "Failover, measured",
+        (start, 45),
+        failover_after,
+    )
+    .await
 }
 
 /// A small primary recording: the failover engine needs one registered, not a real video.
