@@ -63,6 +63,11 @@ impl<P: Projection> Projector<P> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The position the model has read up to (exclusive), to follow it as it moves.
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.applied.clone()
+    }
+
     /// Waits until the model has read past `position` (applying it if it matches).
     pub async fn wait_for(&self, position: u64) -> Result<()> {
         let mut applied = self.applied.clone();

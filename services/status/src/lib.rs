@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod model;
 pub mod presence;
+pub mod publisher;
 pub mod recordings;
 pub mod stage;
 

@@ -4,10 +4,10 @@
 use std::{pin::Pin, sync::Arc};
 
 use chrono::{DateTime, Duration, Utc};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use podium_access::{MODERATORS, Principal, STAFF, caller};
 use podium_core::{Hours, zoned};
-use podium_eventlog::{EventLog, Filter, Projector, RecordedEvent, SubscriptionItem, subscribe};
+use podium_eventlog::{EventLog, Projector};
 use podium_proto::{
     time,
     v1::{self as pb, stage_server::Stage},
@@ -18,32 +18,35 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     codec::{
-        alert_to_proto, cause_to_proto, decode, figures_to_proto, link_state_to_proto,
-        source_to_proto, timestamp,
+        alert_to_proto, cause_to_proto, figures_to_proto, link_state_to_proto, source_to_proto,
+        timestamp,
     },
     domain::{Lifecycle, LinkState, SessionLive, Target},
     engine::{Command, EngineHandle},
-    model::{ConferenceFacts, StatusModel, status_model_event_types},
+    model::{ConferenceFacts, StatusModel},
+    publisher::StatusPublishers,
 };
 
 pub struct StageService {
     engine: EngineHandle,
     model: Projector<StatusModel>,
-    log: Arc<dyn EventLog>,
+    publishers: StatusPublishers,
     shutdown: watch::Receiver<bool>,
 }
 
 impl StageService {
+    /// The status stream follows `model` through shared publishers; `_log` is no longer read
+    /// here, and stays in the signature for the callers.
     pub fn new(
         engine: EngineHandle,
         model: Projector<StatusModel>,
-        log: Arc<dyn EventLog>,
+        _log: Arc<dyn EventLog>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
             engine,
+            publishers: StatusPublishers::new(model.clone()),
             model,
-            log,
             shutdown,
         }
     }
@@ -132,27 +135,6 @@ pub fn session_status(conference: &ConferenceFacts, session_id: &str) -> Option<
         cause: live.cause.map_or(pb::Cause::Unspecified, cause_to_proto) as i32,
         title: facts.title.clone(),
     })
-}
-
-/// The session an event concerns, for the status stream.
-fn affected_session(event: &RecordedEvent) -> Option<String> {
-    if let Ok(Some((_, session_id, _))) = decode(event) {
-        return Some(session_id);
-    }
-    if event.is::<pb::SessionScheduled>() {
-        return event
-            .decode::<pb::SessionScheduled>()
-            .ok()
-            .map(|s| s.session_id);
-    }
-    if event.is::<pb::RecordingRegistered>() {
-        return event
-            .decode::<pb::RecordingRegistered>()
-            .ok()
-            .and_then(|r| r.recording)
-            .map(|r| r.session_id);
-    }
-    None
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchStatusResponse, Status>> + Send>>;
@@ -272,73 +254,51 @@ impl Stage for StageService {
         let conference_id = r.conference_id.trim().to_owned();
         principal.require(&conference_id, STAFF, "watch the status")?;
         let room = r.room_id.trim().to_owned();
-        let (mut local, position) = {
-            let model = self.model.read();
-            let conference = model.conference(&conference_id).ok_or_else(|| {
-                Status::not_found(format!("conference {conference_id} not found"))
-            })?;
-            let local = StatusModel {
-                conferences: [(conference_id.clone(), conference.clone())].into(),
-                position: model.position,
-            };
-            (local, model.position)
-        };
-        let in_room = move |c: &ConferenceFacts, session_id: &str| {
-            room.is_empty()
-                || c.sessions
-                    .get(session_id)
-                    .is_some_and(|s| s.room_id == room)
-        };
-        let snapshot = {
-            let c = &local.conferences[&conference_id];
-            if !r.room_id.trim().is_empty()
-                && !c.sessions.values().any(|s| s.room_id == r.room_id.trim())
-            {
+        // The first watcher of a conference starts its publisher; NOT_FOUND if there is none.
+        let mut published = self.publishers.subscribe(&conference_id)?;
+        let (position, snapshot) = {
+            let p = published.borrow_and_update();
+            if !room.is_empty() && !p.sessions.values().any(|e| e.room_id == room) {
                 return Err(Status::not_found(format!(
-                    "room {} has no sessions in conference {conference_id}",
-                    r.room_id.trim()
+                    "room {room} has no sessions in conference {conference_id}"
                 )));
             }
-            let mut sessions: Vec<_> = c.sessions.values().filter(|s| in_room(c, &s.id)).collect();
-            sessions.sort_by_key(|s| (s.start, s.id.clone()));
-            sessions
+            let mut sessions: Vec<_> = p
+                .sessions
+                .iter()
+                .filter(|(_, e)| room.is_empty() || e.room_id == room)
+                .filter(|(_, e)| r.from_position == 0 || e.changed >= r.from_position)
+                .collect();
+            sessions.sort_by_key(|(id, e)| (e.start, *id));
+            let snapshot: Vec<_> = sessions
                 .into_iter()
-                .filter(|s| {
-                    r.from_position == 0
-                        || c.changed.get(&s.id).is_some_and(|p| *p >= r.from_position)
-                })
-                .filter_map(|s| session_status(c, &s.id))
-                .collect()
+                .map(|(_, e)| e.status.clone())
+                .collect();
+            (p.position, snapshot)
         };
-        let filter = Filter {
-            stream_prefix: Some(format!("conference/{conference_id}/")),
-            event_types: status_model_event_types(),
-        };
-        let events = subscribe(self.log.clone(), position, filter);
         let mut shutdown = self.shutdown.clone();
         let stream = async_stream::try_stream! {
-            yield pb::WatchStatusResponse { position, update: Some(pb::watch_status_response::Update::Snapshot(pb::StatusSnapshot { sessions: snapshot })) };
-            futures::pin_mut!(events);
+            yield pb::WatchStatusResponse { position, update: Some(pb::watch_status_response::Update::Snapshot(pb::StatusSnapshot { sessions: snapshot.iter().map(|s| (**s).clone()).collect() })) };
+            // Every session changed at or after this has still to be sent.
+            let mut since = position;
             loop {
                 let next = tokio::select! {
                     _ = shutdown.wait_for(|stop| *stop) => None,
-                    item = events.next() => Some(item),
+                    changed = published.changed() => Some(changed.is_ok()),
                 };
-                let event = match next {
+                match next {
                     None => Err(Status::unavailable("podiumd is shutting down; reconnect with from_position"))?,
-                    Some(None) => Err(Status::unavailable("event log closed; reconnect with from_position"))?,
-                    Some(Some(Err(e))) => Err(Status::from(e))?,
-                    Some(Some(Ok(SubscriptionItem::CaughtUp(_)))) => continue,
-                    Some(Some(Ok(SubscriptionItem::Event(event)))) => event,
-                };
-                podium_eventlog::Projection::apply(&mut local, &event);
-                let Some(session_id) = affected_session(&event) else { continue };
-                let c = &local.conferences[&conference_id];
-                if !in_room(c, &session_id) {
-                    continue;
+                    Some(false) => Err(Status::unavailable("event log closed; reconnect with from_position"))?,
+                    Some(true) => {}
                 }
-                if let Some(status) = session_status(c, &session_id) {
-                    yield pb::WatchStatusResponse { position: event.position + 1, update: Some(pb::watch_status_response::Update::Changed(status)) };
+                let changes = {
+                    let p = published.borrow_and_update();
+                    let changes = p.since(&room, since);
+                    since = p.position;
+                    changes
+                };
+                for (position, status) in changes {
+                    yield pb::WatchStatusResponse { position, update: Some(pb::watch_status_response::Update::Changed((*status).clone())) };
                 }
             }
         };

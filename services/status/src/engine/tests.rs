@@ -203,6 +203,7 @@ fn failover_after() -> Millis {
 struct Venue {
     log: Arc<MemoryLog>,
     engine: EngineHandle,
+    model: Projector<StatusModel>,
     clock: Clock,
     sessions: usize,
 }
@@ -255,12 +256,13 @@ impl Venue {
             .await
             .expect("model starts");
         let clock = Clock::new();
-        let engine = Engine::spawn(dyn_log, model, clock, GRACE)
+        let engine = Engine::spawn(dyn_log, model.clone(), clock, GRACE)
             .await
             .expect("engine starts");
         Self {
             log,
             engine,
+            model,
             clock,
             sessions,
         }
@@ -511,4 +513,68 @@ async fn a_session_s_slot_leaves_once_it_has_ended_and_its_agent_has_gone() {
         matches!(again, Err(StatusError::FailedPrecondition(_))),
         "{again:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn watchers_of_a_conference_share_one_publisher_that_leaves_with_the_last() {
+    use crate::publisher::StatusPublishers;
+
+    let venue = Venue::new(3, Duration::from_millis(20)).await;
+    let publishers = StatusPublishers::new(venue.model.clone());
+    assert!(
+        publishers.subscribe("no-such-conference").is_err(),
+        "an unknown conference has no publisher"
+    );
+    assert_eq!(publishers.len(), 0);
+    let mut watchers: Vec<_> = (0..20)
+        .map(|_| publishers.subscribe(CONFERENCE).expect("conference exists"))
+        .collect();
+    assert_eq!(publishers.len(), 1);
+    let before = watchers[0].borrow_and_update().position;
+    venue.start_all().await;
+    // Every watcher sees every session live, each with the position after its change, from the
+    // one shared value.
+    for watcher in &mut watchers {
+        let published = watcher
+            .wait_for(|p| {
+                p.sessions
+                    .values()
+                    .filter(|e| e.status.state == pb::SessionState::Live as i32)
+                    .count()
+                    == 3
+            })
+            .await
+            .expect("publisher runs");
+        let changes = published.since("", before);
+        assert_eq!(changes.len(), 3, "{changes:?}");
+        assert!(changes.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(
+            changes
+                .iter()
+                .all(|(p, _)| *p > before && *p <= published.position)
+        );
+        let room: Vec<_> = published.since("room-1", before);
+        assert_eq!(room.len(), 1);
+        assert_eq!(room[0].1.session_id, session(1));
+    }
+    // The status is built once and shared.
+    let first = watchers[0].borrow().sessions[&session(0)].status.clone();
+    let last = watchers[19].borrow().sessions[&session(0)].status.clone();
+    assert!(Arc::ptr_eq(&first, &last));
+    drop((first, last));
+    watchers.truncate(1);
+    tokio::task::yield_now().await;
+    assert_eq!(publishers.len(), 1, "one watcher keeps it");
+    drop(watchers);
+    for _ in 0..100 {
+        if publishers.is_empty() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(publishers.len(), 0, "gone with the last watcher");
+    // A new watcher starts a new one.
+    let again = publishers.subscribe(CONFERENCE).expect("conference exists");
+    assert_eq!(publishers.len(), 1);
+    drop(again);
 }
