@@ -18,226 +18,26 @@
 use std::{
     collections::{BTreeSet, HashMap},
     sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use podium_eventlog::{
     AppendOutcome, EventLog, EventLogError, ExpectedVersion, Projector, read_whole_stream,
 };
-use tokio::{
-    sync::{mpsc, oneshot},
-    time::Instant,
-};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::{
     codec::{decode, encode, status_stream},
-    domain::{Context, Figures, Lifecycle, Machine, Millis, Refusal, StatusEvent, Target},
+    domain::{Context, Lifecycle, Machine, Millis, Refusal, StatusEvent},
     error::StatusError,
     model::StatusModel,
 };
 
-// ---- Clock ----
+mod handle;
 
-/// Wall-clock milliseconds that advance with tokio's clock, so that paused-time tests control
-/// the engine and events still carry real dates.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    wall0: Millis,
-    instant0: Instant,
-}
-
-impl Clock {
-    pub fn new() -> Self {
-        let wall0 = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as Millis);
-        Self {
-            wall0,
-            instant0: Instant::now(),
-        }
-    }
-
-    pub fn now(&self) -> Millis {
-        self.wall0 + self.instant0.elapsed().as_millis() as Millis
-    }
-
-    /// The tokio instant of a wall-clock time.
-    pub fn instant(&self, at: Millis) -> Instant {
-        self.instant0 + Duration::from_millis(at.saturating_sub(self.wall0))
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-// ---- Engine ----
-
-/// A moderator's command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    Start,
-    End,
-    Switch(Target),
-    Pin(bool),
-}
-
-type Key = (String, String);
-
-type Reply = oneshot::Sender<Result<u64, StatusError>>;
-
-/// What the engine is told; `at` is when it was handed over, from the engine's clock.
-enum Input {
-    Connected {
-        key: Key,
-        speaker_id: String,
-        connection: u64,
-        at: Millis,
-    },
-    Heartbeat {
-        key: Key,
-        speaker_id: String,
-        connection: u64,
-        figures: Figures,
-        at: Millis,
-    },
-    Closed {
-        key: Key,
-        speaker_id: String,
-        connection: u64,
-        at: Millis,
-    },
-    Command {
-        key: Key,
-        command: Command,
-        by: String,
-        at: Millis,
-        reply: Reply,
-    },
-    /// How many sessions the engine holds, for tests and diagnostics.
-    Slots { reply: oneshot::Sender<usize> },
-}
-
-/// The handle services use to talk to the engine. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct EngineHandle {
-    inputs: mpsc::Sender<Input>,
-    clock: Clock,
-}
-
-impl std::fmt::Debug for Input {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Input")
-    }
-}
-
-impl EngineHandle {
-    pub fn clock(&self) -> Clock {
-        self.clock
-    }
-
-    async fn send(&self, input: Input) -> Result<(), StatusError> {
-        self.inputs
-            .send(input)
-            .await
-            .map_err(|_| StatusError::Log(EventLogError::Closed))
-    }
-
-    pub async fn connected(
-        &self,
-        conference_id: &str,
-        session_id: &str,
-        speaker_id: &str,
-        connection: u64,
-    ) -> Result<(), StatusError> {
-        // Stamped before the send: time spent in the queue is not silence.
-        let at = self.clock.now();
-        self.send(Input::Connected {
-            key: key(conference_id, session_id),
-            speaker_id: speaker_id.to_owned(),
-            connection,
-            at,
-        })
-        .await
-    }
-
-    pub async fn heartbeat(
-        &self,
-        conference_id: &str,
-        session_id: &str,
-        speaker_id: &str,
-        connection: u64,
-        figures: Figures,
-    ) -> Result<(), StatusError> {
-        let at = self.clock.now();
-        self.send(Input::Heartbeat {
-            key: key(conference_id, session_id),
-            speaker_id: speaker_id.to_owned(),
-            connection,
-            figures,
-            at,
-        })
-        .await
-    }
-
-    pub async fn closed(
-        &self,
-        conference_id: &str,
-        session_id: &str,
-        speaker_id: &str,
-        connection: u64,
-    ) -> Result<(), StatusError> {
-        let at = self.clock.now();
-        self.send(Input::Closed {
-            key: key(conference_id, session_id),
-            speaker_id: speaker_id.to_owned(),
-            connection,
-            at,
-        })
-        .await
-    }
-
-    /// Runs a moderator command; returns the log position of its last event (or the current
-    /// head when nothing changed), once it is stored.
-    pub async fn command(
-        &self,
-        conference_id: &str,
-        session_id: &str,
-        command: Command,
-        by: &str,
-    ) -> Result<u64, StatusError> {
-        let at = self.clock.now();
-        let (reply, answer) = oneshot::channel();
-        self.send(Input::Command {
-            key: key(conference_id, session_id),
-            command,
-            by: by.to_owned(),
-            at,
-            reply,
-        })
-        .await?;
-        answer
-            .await
-            .map_err(|_| StatusError::Log(EventLogError::Closed))?
-    }
-
-    /// How many sessions the engine holds a machine for.
-    pub async fn slots(&self) -> Result<usize, StatusError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Input::Slots { reply }).await?;
-        answer
-            .await
-            .map_err(|_| StatusError::Log(EventLogError::Closed))
-    }
-}
-
-fn key(conference_id: &str, session_id: &str) -> Key {
-    (conference_id.to_owned(), session_id.to_owned())
-}
+pub use handle::{Clock, Command, EngineHandle};
+use handle::{Input, Key, Reply, key};
 
 struct Slot {
     machine: Machine,

@@ -15,10 +15,14 @@ use podium_core::FailoverPolicy;
 use podium_eventlog::{CommittedBatch, Filter, NewEvent, Page, RecordedEvent, Result as LogResult};
 use podium_proto::v1 as pb;
 use prost::Name;
-use tokio::sync::broadcast;
+use tokio::{sync::broadcast, time::Instant};
 
 use super::*;
-use crate::{domain::SourceKind, model::status_model_event_types};
+use crate::{
+    domain::{Figures, SourceKind},
+    model::status_model_event_types,
+};
+use std::time::Duration;
 
 /// An append as it reached the log.
 #[derive(Debug, Clone)]
