@@ -244,16 +244,27 @@ async fn requests_beyond_the_global_limit_are_shed_at_once() {
     let ping = async || admin.diagnostics().ping(pb::PingRequest { seq: 1 }).await;
     ping().await.unwrap();
 
-    // An upload in progress holds the one slot until its client finishes sending.
-    let (chunks, receiver) = tokio::sync::mpsc::channel::<pb::UploadRecordingRequest>(1);
-    let mut recordings = admin.recordings();
-    let upload = tokio::spawn(async move {
-        recordings
-            .upload_recording(tokio_stream::wrappers::ReceiverStream::new(receiver))
-            .await
-    });
+    // An upload in progress holds the one slot until its client finishes sending. A ping
+    // that reaches podiumd first can take the slot and shed the upload instead; then the
+    // upload starts again.
+    let start_upload = || {
+        let (chunks, receiver) = tokio::sync::mpsc::channel::<pb::UploadRecordingRequest>(1);
+        let mut recordings = admin.recordings();
+        let upload = tokio::spawn(async move {
+            recordings
+                .upload_recording(tokio_stream::wrappers::ReceiverStream::new(receiver))
+                .await
+        });
+        (chunks, upload)
+    };
+    let (mut chunks, mut upload) = start_upload();
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let shed = loop {
+        if upload.is_finished() {
+            let refused = upload.await.unwrap().unwrap_err();
+            assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+            (chunks, upload) = start_upload();
+        }
         match ping().await {
             Err(status) => break status,
             Ok(_) if tokio::time::Instant::now() < deadline => {
