@@ -9,6 +9,7 @@
 pub mod config;
 mod diagnostics;
 mod feed;
+mod grpc_web;
 mod health;
 mod limits;
 pub mod synthetic;
@@ -92,8 +93,17 @@ pub const SNAPSHOT_DIR: &str = "snapshots";
 /// happens rarely enough not to count.
 pub const SNAPSHOT_EVERY: u64 = 100_000;
 
-/// A generated server with podiumd's message size limits, behind the token interceptor.
+/// A generated server with podiumd's message size limits, behind the token interceptor. The
+/// `shared` form takes an `Arc` that the pages share, calling it with the cookie's principal.
 macro_rules! limited {
+    (shared $server:ident, $service:expr, $limits:expr, $auth:expr) => {
+        InterceptedService::new(
+            $server::from_arc($service)
+                .max_decoding_message_size($limits.max_request_bytes as usize)
+                .max_encoding_message_size($limits.max_response_bytes as usize),
+            $auth.clone(),
+        )
+    };
     ($server:ident, $service:expr, $limits:expr, $auth:expr) => {
         InterceptedService::new(
             $server::new($service)
@@ -316,16 +326,16 @@ impl Podium {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
-        let access = config.runs(ServiceName::Access).then(|| {
-            limited!(
-                AccessServer,
-                AccessService::new(keys.clone(), directory.clone()).with_rate_limits(rates.clone()),
-                limits,
-                auth
-            )
-        });
-        let agenda =
-            agenda.map(|store| limited!(AgendaServer, AgendaService::new(store), limits, auth));
+        let access_service = Arc::new(
+            AccessService::new(keys.clone(), directory.clone()).with_rate_limits(rates.clone()),
+        );
+        let access = config
+            .runs(ServiceName::Access)
+            .then(|| limited!(shared AccessServer, access_service.clone(), limits, auth));
+        let agenda_service = agenda.map(|store| Arc::new(AgendaService::new(store)));
+        let agenda = agenda_service
+            .clone()
+            .map(|service| limited!(shared AgendaServer, service, limits, auth));
         let feed = config.runs(ServiceName::Feed).then(|| {
             limited!(
                 EventFeedServer,
@@ -393,38 +403,62 @@ impl Podium {
             served.push(<StageServer<StageService> as NamedService>::NAME);
             served.push(<RecordingsServer<RecordingsService> as NamedService>::NAME);
         }
-        let questions = feedback.as_ref().map(|parts| {
-            limited!(
-                QuestionsServer,
+        let questions_service = feedback.as_ref().map(|parts| {
+            Arc::new(
                 QuestionsService::new(log.clone(), parts.model.clone(), stop_rx.clone())
                     .with_rate_limits(rates.clone()),
-                limits,
-                auth
             )
         });
+        let questions = questions_service
+            .clone()
+            .map(|service| limited!(shared QuestionsServer, service, limits, auth));
         if questions.is_some() {
             served.push(<QuestionsServer<QuestionsService> as NamedService>::NAME);
         }
-        let ratings = feedback.as_ref().map(|parts| {
-            limited!(
-                RatingsServer,
-                RatingsService::new(log.clone(), parts.model.clone()),
-                limits,
-                auth
-            )
-        });
+        let ratings_service = feedback
+            .as_ref()
+            .map(|parts| Arc::new(RatingsService::new(log.clone(), parts.model.clone())));
+        let ratings = ratings_service
+            .clone()
+            .map(|service| limited!(shared RatingsServer, service, limits, auth));
         if ratings.is_some() {
             served.push(<RatingsServer<RatingsService> as NamedService>::NAME);
         }
-        let polls = feedback.map(|parts| {
-            limited!(
-                PollsServer,
+        let polls_service = feedback.map(|parts| {
+            Arc::new(
                 PollsService::new(log.clone(), parts.model, parts.keys, stop_rx.clone())
                     .with_rate_limits(rates.clone()),
-                limits,
-                auth
             )
         });
+        let polls = polls_service
+            .clone()
+            .map(|service| limited!(shared PollsServer, service, limits, auth));
+        // The pages need the attendee's services; a node that runs only some (a status-only
+        // node, for example) serves gRPC alone.
+        let pages = match (
+            agenda_service,
+            polls_service,
+            questions_service,
+            ratings_service,
+        ) {
+            (Some(agenda), Some(polls), Some(questions), Some(ratings))
+                if config.runs(ServiceName::Access) =>
+            {
+                let web = podium_web::Web::new(
+                    podium_web::Services {
+                        keys: keys.clone(),
+                        access: access_service.clone(),
+                        agenda,
+                        polls,
+                        questions,
+                        ratings,
+                    },
+                    config.tls.tls_cert.is_some(),
+                );
+                web.router()
+            }
+            _ => axum::Router::new().fallback(grpc_unimplemented),
+        };
         if polls.is_some() {
             served.push(<PollsServer<PollsService> as NamedService>::NAME);
         }
@@ -465,8 +499,13 @@ impl Podium {
         if let Some(tls) = server_tls(&config)? {
             builder = builder.tls_config(tls)?;
         }
+        // gRPC-Web is translated to gRPC before anything else sees it, so browsers' calls get the
+        // same limits and checks; HTTP/1.1 is accepted for browsers and gRPC-Web.
         let server = builder
+            .accept_http1(true)
+            .layer(grpc_web::GrpcWebForBrowsers)
             .layer(guard)
+            .add_routes(tonic::service::Routes::from(pages))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -544,6 +583,14 @@ impl Podium {
         tracing::info!("event log flushed and closed");
         outcome
     }
+}
+
+/// What a node without pages answers to a path no gRPC service serves.
+async fn grpc_unimplemented() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    tonic::Status::unimplemented("no such service or method")
+        .into_http::<axum::body::Body>()
+        .into_response()
 }
 
 /// The rustls configuration from `--tls-cert`, `--tls-key` and `--tls-client-ca`, or `None`

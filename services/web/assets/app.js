@@ -1,0 +1,37 @@
+// podium's only script. Every page works without it; with it, times also show in the reader's
+// own zone, text inputs count characters, and live parts follow the server's events.
+"use strict";
+
+// <time data-local> also shows the instant in the browser's own time zone.
+for (const time of document.querySelectorAll("time[data-local]")) {
+  const at = new Date(time.getAttribute("datetime"));
+  if (Number.isNaN(at.getTime())) continue;
+  const local = document.createElement("span");
+  local.className = "local";
+  local.textContent = at.toLocaleString(document.documentElement.lang, {
+    weekday: "short", hour: "2-digit", minute: "2-digit", timeZoneName: "short",
+  }) + " (" + time.dataset.local + ")";
+  time.append(local);
+}
+
+// <textarea|input maxlength> with a data-counter element: a live count of characters left.
+for (const input of document.querySelectorAll("[data-counter]")) {
+  const counter = document.getElementById(input.dataset.counter);
+  const max = Number(input.getAttribute("maxlength"));
+  const update = () => {
+    counter.querySelector(".n").textContent = String(max - [...input.value].length);
+  };
+  input.addEventListener("input", update);
+  update();
+}
+
+// [data-live="/live/..."]: replace the element's content with each server-sent fragment.
+// EventSource resumes after a dropped connection by itself, sending the last event id seen.
+for (const region of document.querySelectorAll("[data-live]")) {
+  const source = new EventSource(region.dataset.live);
+  source.addEventListener("update", (event) => {
+    const template = document.createElement("template");
+    template.innerHTML = event.data;
+    region.replaceChildren(template.content);
+  });
+}

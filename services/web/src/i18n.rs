@@ -1,0 +1,199 @@
+//! Every string of every page, in English and Khmer, from one typed table: a key that lacks
+//! either language does not compile, and a test checks that no entry is empty or left in
+//! English in the Khmer column.
+
+/// A language the pages are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Km,
+}
+
+impl Lang {
+    pub const ALL: [Lang; 2] = [Lang::En, Lang::Km];
+
+    /// The BCP 47 tag, for `lang` attributes and for asking the services for text.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Km => "km",
+        }
+    }
+
+    /// The language's name in itself, for the switcher.
+    pub fn endonym(self) -> &'static str {
+        match self {
+            Lang::En => "English",
+            Lang::Km => "ខ្មែរ",
+        }
+    }
+
+    pub fn from_tag(tag: &str) -> Option<Lang> {
+        let primary = tag.trim().split(['-', '_']).next()?.to_ascii_lowercase();
+        match primary.as_str() {
+            "en" => Some(Lang::En),
+            "km" => Some(Lang::Km),
+            _ => None,
+        }
+    }
+
+    /// The remembered choice if there is one, else the best of `Accept-Language` by quality,
+    /// else English.
+    pub fn negotiate(remembered: Option<&str>, accept_language: Option<&str>) -> Lang {
+        if let Some(lang) = remembered.and_then(Lang::from_tag) {
+            return lang;
+        }
+        let mut best: Option<(f32, Lang)> = None;
+        for range in accept_language.unwrap_or_default().split(',') {
+            let mut parts = range.split(';');
+            let Some(lang) = parts.next().and_then(Lang::from_tag) else {
+                continue;
+            };
+            let quality = parts
+                .find_map(|p| p.trim().strip_prefix("q=")?.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            if best.is_none_or(|(q, _)| quality > q) {
+                best = Some((quality, lang));
+            }
+        }
+        best.map_or(Lang::En, |(_, lang)| lang)
+    }
+
+    pub fn text(self) -> &'static Text {
+        match self {
+            Lang::En => &EN,
+            Lang::Km => &KM,
+        }
+    }
+}
+
+macro_rules! catalogue {
+    ($($key:ident: $en:literal, $km:literal;)*) => {
+        /// The pages' strings in one language.
+        #[derive(Debug)]
+        pub struct Text {
+            $(pub $key: &'static str,)*
+        }
+
+        pub static EN: Text = Text { $($key: $en,)* };
+        pub static KM: Text = Text { $($key: $km,)* };
+
+        /// Every key with its English and Khmer text.
+        #[cfg(test)]
+        pub const ENTRIES: &[(&str, &str, &str)] = &[$((stringify!($key), $en, $km),)*];
+    };
+}
+
+catalogue! {
+    site_name: "podium", "podium";
+    skip_to_content: "Skip to content", "រំលងទៅខ្លឹមសារ";
+    language: "Language", "ភាសា";
+    switch_language: "Change language", "ប្តូរភាសា";
+    sign_out: "Sign out", "ចាកចេញ";
+    join_title: "Join a conference", "ចូលរួមសន្និសីទ";
+    join_intro: "Enter the code shown on the screen in the hall.", "សូមបញ្ចូលលេខកូដដែលបង្ហាញនៅលើអេក្រង់ក្នុងសាល។";
+    join_code: "Join code", "លេខកូដចូលរួម";
+    join_code_hint: "For example KQ7M-2XHD. Capitals and dashes do not matter.", "ឧទាហរណ៍ KQ7M-2XHD។ អក្សរធំ ឬសញ្ញាដាច់ មិនសំខាន់ទេ។";
+    display_name: "Your name (optional)", "ឈ្មោះរបស់អ្នក (មិនចាំបាច់)";
+    display_name_hint: "Leave it empty to take part anonymously.", "ទុកទំនេរ ដើម្បីចូលរួមដោយអនាមិក។";
+    join_button: "Join", "ចូលរួម";
+    join_code_unknown: "No conference has this join code. Check the code on the screen and try again.", "គ្មានសន្និសីទណាមួយមានលេខកូដនេះទេ។ សូមពិនិត្យលេខកូដនៅលើអេក្រង់ ហើយព្យាយាមម្តងទៀត។";
+    signed_in_as: "Signed in as", "បានចូលជា";
+    now_on: "On now", "កំពុងដំណើរការ";
+    nothing_on_now: "Nothing is on in this room right now.", "មិនមានកម្មវិធីនៅក្នុងបន្ទប់នេះទេពេលនេះ។";
+    agenda: "Agenda", "របៀបវារៈ";
+    room: "Room", "បន្ទប់";
+    your_time: "your time", "ម៉ោងរបស់អ្នក";
+    conference_time: "conference time", "ម៉ោងសន្និសីទ";
+    open_session: "Polls, questions and rating", "ការស្ទង់មតិ សំណួរ និងការវាយតម្លៃ";
+    back_to_conference: "Back to the conference", "ត្រឡប់ទៅសន្និសីទវិញ";
+    polls: "Polls", "ការស្ទង់មតិ";
+    no_open_polls: "No poll is open right now.", "មិនមានការស្ទង់មតិបើកនៅពេលនេះទេ។";
+    vote: "Vote", "បោះឆ្នោត";
+    change_vote: "Change my vote", "ប្តូរការបោះឆ្នោតរបស់ខ្ញុំ";
+    vote_saved: "Your vote is saved.", "ការបោះឆ្នោតរបស់អ្នកត្រូវបានរក្សាទុក។";
+    vote_replaced: "Your vote is changed.", "ការបោះឆ្នោតរបស់អ្នកត្រូវបានផ្លាស់ប្តូរ។";
+    pick_one: "Pick one.", "ជ្រើសរើសមួយ។";
+    pick_up_to: "Pick up to this many:", "ជ្រើសរើសមិនលើសពី៖";
+    rating_scale: "From lowest to highest:", "ពីទាបបំផុតទៅខ្ពស់បំផុត៖";
+    your_answer: "Your answer", "ចម្លើយរបស់អ្នក";
+    your_words: "A word or a few words", "ពាក្យមួយ ឬពាក្យពីរបី";
+    characters_left: "characters left", "តួអក្សរនៅសល់";
+    results: "Results", "លទ្ធផល";
+    results_after_close: "Results are shown when the poll closes.", "លទ្ធផលនឹងបង្ហាញនៅពេលការស្ទង់មតិបិទ។";
+    ballots: "ballots", "សន្លឹកឆ្នោត";
+    votes: "votes", "សំឡេង";
+    average: "Average", "មធ្យម";
+    words_as_list: "Words, most frequent first", "ពាក្យ ដែលញឹកញាប់បំផុតមុនគេ";
+    answers: "Answers", "ចម្លើយ";
+    poll_closed: "This poll is closed: your vote was not counted.", "ការស្ទង់មតិនេះបានបិទហើយ៖ ការបោះឆ្នោតរបស់អ្នកមិនត្រូវបានរាប់ទេ។";
+    poll_locked: "Votes in this poll cannot be changed.", "មិនអាចប្តូរការបោះឆ្នោតក្នុងការស្ទង់មតិនេះបានទេ។";
+    questions: "Questions", "សំណួរ";
+    ask: "Ask a question", "សួរសំណួរ";
+    ask_button: "Send question", "ផ្ញើសំណួរ";
+    ask_anonymously: "Ask anonymously", "សួរដោយអនាមិក";
+    question_sent: "Your question is sent.", "សំណួររបស់អ្នកត្រូវបានផ្ញើ។";
+    no_questions: "No questions yet.", "មិនទាន់មានសំណួរនៅឡើយទេ។";
+    upvote: "Upvote", "គាំទ្រ";
+    upvoted: "You upvoted this", "អ្នកបានគាំទ្រសំណួរនេះ";
+    your_question: "Your question", "សំណួររបស់អ្នក";
+    state_pending: "waiting for a moderator", "កំពុងរង់ចាំអ្នកសម្របសម្រួល";
+    state_published: "published", "បានផ្សាយ";
+    state_answered: "answered", "បានឆ្លើយ";
+    state_dismissed: "dismissed", "បានបដិសេធ";
+    reason: "Reason", "មូលហេតុ";
+    anonymous: "Anonymous", "អនាមិក";
+    rate_session: "Rate this session", "វាយតម្លៃវគ្គនេះ";
+    rating_label: "Your rating", "ការវាយតម្លៃរបស់អ្នក";
+    comment: "Comment (optional)", "មតិយោបល់ (មិនចាំបាច់)";
+    rate_button: "Send rating", "ផ្ញើការវាយតម្លៃ";
+    rating_saved: "Thank you: your rating is saved.", "សូមអរគុណ៖ ការវាយតម្លៃរបស់អ្នកត្រូវបានរក្សាទុក។";
+    rating_not_yet: "You can rate this session once it has started.", "អ្នកអាចវាយតម្លៃវគ្គនេះបាន នៅពេលវាបានចាប់ផ្តើម។";
+    scan_to_join: "Scan to join, or go to", "ស្កេនដើម្បីចូលរួម ឬចូលទៅកាន់";
+    and_enter: "and enter", "ហើយបញ្ចូល";
+    live_results: "Live results", "លទ្ធផលផ្ទាល់";
+    error_title: "Something went wrong", "មានបញ្ហាកើតឡើង";
+    error_not_found: "This page does not exist.", "ទំព័រនេះមិនមានទេ។";
+    error_sign_in: "Your sign-in has expired or is not valid. Join again with the code.", "ការចូលរបស់អ្នកបានផុតកំណត់ ឬមិនត្រឹមត្រូវ។ សូមចូលរួមម្តងទៀតដោយប្រើលេខកូដ។";
+    error_forbidden: "Your role may not do this.", "តួនាទីរបស់អ្នកមិនអាចធ្វើការនេះបានទេ។";
+    error_csrf: "This form has expired. Go back, reload the page and send it again.", "ទម្រង់នេះបានផុតកំណត់។ សូមត្រឡប់ក្រោយ ផ្ទុកទំព័រឡើងវិញ ហើយផ្ញើម្តងទៀត។";
+    error_too_large: "What you sent is too long.", "អ្វីដែលអ្នកបានផ្ញើវែងពេក។";
+    error_invalid: "What you sent was not accepted:", "អ្វីដែលអ្នកបានផ្ញើមិនត្រូវបានទទួលយកទេ៖";
+    error_busy: "Too many requests right now. Wait a moment and try again.", "មានសំណើច្រើនពេកនៅពេលនេះ។ សូមរង់ចាំបន្តិច ហើយព្យាយាមម្តងទៀត។";
+    error_unavailable: "This part of podium is not served by this server.", "ផ្នែកនេះរបស់ podium មិនត្រូវបានផ្តល់ដោយម៉ាស៊ីនមេនេះទេ។";
+    error_internal: "podium could not do this. Try again; if it keeps failing, tell the organisers.", "podium មិនអាចធ្វើការនេះបានទេ។ សូមព្យាយាមម្តងទៀត ប្រសិនបើនៅតែបរាជ័យ សូមប្រាប់អ្នករៀបចំ។";
+    go_home: "Go to the start page", "ទៅទំព័រដើម";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_has_text_in_both_languages_and_khmer_is_khmer() {
+        // Strings that are the same in every language: names and codes.
+        const SAME: &[&str] = &["site_name"];
+        for (key, en, km) in ENTRIES {
+            assert!(!en.trim().is_empty(), "{key} has no English text");
+            assert!(!km.trim().is_empty(), "{key} has no Khmer text");
+            if !SAME.contains(key) {
+                assert!(
+                    km.chars().any(|c| ('\u{1780}'..='\u{17FF}').contains(&c)),
+                    "{key}'s Khmer text has no Khmer script: {km}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_remembered_language_wins_then_accept_language_by_quality() {
+        assert_eq!(Lang::negotiate(Some("km"), Some("en")), Lang::Km);
+        assert_eq!(
+            Lang::negotiate(None, Some("fr, km-KH;q=0.8, en;q=0.5")),
+            Lang::Km
+        );
+        assert_eq!(Lang::negotiate(None, Some("km;q=0.2, en-GB")), Lang::En);
+        assert_eq!(Lang::negotiate(Some("xx"), Some("de")), Lang::En);
+        assert_eq!(Lang::negotiate(None, None), Lang::En);
+    }
+}

@@ -1,0 +1,142 @@
+//! podium's web face: pages for attendees and the projector, rendered on the server from
+//! templates checked at compile time, with embedded, content-hashed assets and live parts over
+//! Server-Sent Events. podiumd mounts [`Web::router`] beside its gRPC services on one listener.
+//!
+//! The pages call the same service objects as gRPC does, with the principal of the session
+//! cookie, so a page can do exactly what that role may do through the API: the same checks,
+//! rate limits and text policy, in one place.
+
+#![forbid(unsafe_code)]
+
+pub mod assets;
+mod attendee;
+mod frame;
+pub mod i18n;
+mod live;
+mod projector;
+mod reply;
+pub mod session;
+mod views;
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, FromRef},
+    http::{HeaderValue, Request, header},
+    middleware::{self, Next},
+    response::Response,
+    routing::{get, post},
+};
+use podium_access::{AccessService, TokenKeys};
+use podium_agenda::AgendaService;
+use podium_feedback::{PollsService, QuestionsService, RatingsService};
+use tower_http::compression::CompressionLayer;
+
+pub use session::SessionKeys;
+
+/// The largest form a page accepts: an open-text answer of 1,000 Khmer characters is about
+/// 9 KiB once form-encoded, so 64 KiB leaves room and refuses anything else.
+pub const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// The services the pages call, shared with the gRPC servers.
+#[derive(Clone)]
+pub struct Services {
+    pub keys: Arc<TokenKeys>,
+    pub access: Arc<AccessService>,
+    pub agenda: Arc<AgendaService>,
+    pub polls: Arc<PollsService>,
+    pub questions: Arc<QuestionsService>,
+    pub ratings: Arc<RatingsService>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").finish_non_exhaustive()
+    }
+}
+
+/// The pages' state: the services and the cookie settings.
+#[derive(Clone, Debug)]
+pub struct Web {
+    services: Services,
+    session: SessionKeys,
+}
+
+impl FromRef<Web> for SessionKeys {
+    fn from_ref(web: &Web) -> SessionKeys {
+        web.session.clone()
+    }
+}
+
+impl Web {
+    /// `secure`: podiumd serves TLS, so cookies are marked Secure.
+    pub fn new(services: Services, secure: bool) -> Self {
+        let session = SessionKeys {
+            keys: services.keys.clone(),
+            secure,
+        };
+        Self { services, session }
+    }
+
+    /// Every page, asset and live stream, with the security headers and compression. Requests
+    /// no route matches get a page that says so, or UNIMPLEMENTED when they are gRPC calls.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/", get(attendee::home))
+            .route("/j/{code}", get(attendee::join_form_with_code))
+            .route("/join", post(attendee::join))
+            .route("/sign-out", post(attendee::sign_out))
+            .route("/lang", post(attendee::switch_language))
+            .route("/session/{id}", get(attendee::session_page))
+            .route("/poll/{id}/ballot", post(attendee::cast_ballot))
+            .route("/session/{id}/questions", post(attendee::ask))
+            .route("/question/{id}/upvote", post(attendee::upvote))
+            .route("/session/{id}/rating", post(attendee::rate))
+            .route("/p/{conference}/{room}", get(projector::page))
+            .route("/live/results/{poll}", get(live::results))
+            .route("/assets/{name}", get(assets::serve))
+            .fallback(reply::not_found)
+            .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+            .layer(middleware::from_fn(security_headers))
+            .layer(CompressionLayer::new())
+            .with_state(self)
+    }
+}
+
+/// The Content-Security-Policy of every page: nothing inline, nothing from elsewhere.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; \
+                   frame-ancestors 'none'";
+/// The projector may be framed (a dashboard, a browser source): it shows no names and offers
+/// no action.
+const CSP_PROJECTOR: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+                             img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
+                             form-action 'self'; frame-ancestors *";
+
+async fn security_headers(request: Request<axum::body::Body>, next: Next) -> Response {
+    let projector = request.uri().path().starts_with("/p/");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let csp = if projector { CSP_PROJECTOR } else { CSP };
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(csp),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !projector {
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        // Pages carry a CSRF value and personal state: never cached by a shared cache.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}

@@ -1,0 +1,206 @@
+//! The projector page (`/p/{conference}/{room}`), for the big screen and for OBS as a browser
+//! source: the join code with a QR code made on the server, the session on now, the pinned
+//! question and the open polls' results, large and high-contrast, never an attendee's name.
+//! `?bg=transparent` leaves the background clear for OBS to lay over video.
+
+use askama::Template;
+use axum::{
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode, Uri, header},
+    response::Response,
+};
+use chrono::Utc;
+use podium_proto::v1::{self as pb, agenda_server::Agenda as _, questions_server::Questions as _};
+use qrcode::{QrCode, render::svg};
+use serde::Deserialize;
+
+use crate::{
+    Web,
+    attendee::{on_behalf, open_polls},
+    frame::{Frame, render},
+    reply,
+    session::Visitor,
+    views::{PollView, SessionView},
+};
+
+#[derive(Debug, Deserialize)]
+pub struct Options {
+    #[serde(default)]
+    bg: String,
+    /// A token in the link: exchanged for the session cookie, then dropped from the URL.
+    #[serde(default)]
+    token: String,
+}
+
+#[derive(Template)]
+#[template(path = "projector.html")]
+struct ProjectorPage {
+    frame: Frame,
+    room: String,
+    transparent: bool,
+    qr: String,
+    join_url: String,
+    join_base: String,
+    join_code: String,
+    now: Option<SessionView>,
+    pinned: Option<String>,
+    polls: Vec<PollView>,
+}
+
+#[derive(Template)]
+#[template(path = "exchange.html")]
+struct Exchange {
+    lang: &'static str,
+    to: String,
+}
+
+/// A link carrying `?token=`: the token becomes the session cookie and the browser goes on
+/// to `to`, a URL without it. The page between is same-site, so the Strict cookie is sent on
+/// the next request even when the link was opened from another site (a mail, a chat).
+pub fn exchange_token(web: &Web, visitor: &mut Visitor, token: &str, to: &str) -> Response {
+    match web.services.keys.verify(token.trim()) {
+        Ok(_) => {
+            visitor.sign_in(token.trim().to_owned());
+            let page = Exchange {
+                lang: visitor.lang.tag(),
+                to: crate::frame::local_path(to),
+            };
+            render(visitor, StatusCode::OK, &page)
+        }
+        Err(_) => reply::sign_in_first(visitor),
+    }
+}
+
+/// The SVG of a QR code for `text`, without the XML declaration, to sit inside the page.
+pub fn qr_svg(text: &str) -> Option<String> {
+    let code = QrCode::new(text.as_bytes()).ok()?;
+    let svg = code
+        .render::<svg::Color<'_>>()
+        .min_dimensions(240, 240)
+        .dark_color(svg::Color("#000000"))
+        .light_color(svg::Color("#ffffff"))
+        .build();
+    Some(match svg.find("<svg") {
+        Some(start) => svg[start..].to_owned(),
+        None => svg,
+    })
+}
+
+/// `GET /p/{conference}/{room}`.
+pub async fn page(
+    State(web): State<Web>,
+    mut visitor: Visitor,
+    Path((conference_id, room_id)): Path<(String, String)>,
+    Query(options): Query<Options>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let transparent = options.bg == "transparent";
+    if !options.token.is_empty() {
+        let to = if transparent {
+            format!("{}?bg=transparent", uri.path())
+        } else {
+            uri.path().to_owned()
+        };
+        return exchange_token(&web, &mut visitor, &options.token, &to);
+    }
+    if visitor.principal.is_none() {
+        return reply::sign_in_first(&visitor);
+    }
+    let result = async {
+        let conference = web
+            .services
+            .agenda
+            .get_conference(on_behalf(
+                &visitor,
+                pb::GetConferenceRequest {
+                    conference_id: conference_id.clone(),
+                },
+            ))
+            .await?
+            .into_inner()
+            .conference
+            .ok_or_else(|| tonic::Status::not_found("conference"))?;
+        let room = conference
+            .rooms
+            .iter()
+            .find(|r| r.id == room_id || r.name == room_id)
+            .cloned()
+            .ok_or_else(|| tonic::Status::not_found(format!("room {room_id}")))?;
+        let sessions = web
+            .services
+            .agenda
+            .list_sessions(on_behalf(
+                &visitor,
+                pb::ListSessionsRequest {
+                    conference_id: conference_id.clone(),
+                    room_id: room.id.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await?
+            .into_inner()
+            .sessions;
+        let now = Utc::now();
+        let on_now = sessions
+            .iter()
+            .map(|s| SessionView::new(s, visitor.lang, &conference.default_language))
+            .find(|s| s.is_on(now));
+        // The room's session's polls, and the conference-wide ones.
+        let mut listed = open_polls(&web, &visitor, &conference_id, "").await?;
+        listed.retain(|p| p.session_id.is_empty() || sessions.iter().any(|s| s.id == p.session_id));
+        for poll in &mut listed {
+            // Staff may see every answer; the room sees only those their authors let be shown.
+            if !poll.publishable
+                && let Some(results) = &mut poll.results
+            {
+                results.texts.clear();
+            }
+        }
+        let pinned = match &on_now {
+            Some(session) => web
+                .services
+                .questions
+                .list_questions(on_behalf(
+                    &visitor,
+                    pb::ListQuestionsRequest {
+                        conference_id: conference_id.clone(),
+                        session_id: session.id.clone(),
+                    },
+                ))
+                .await?
+                .into_inner()
+                .questions
+                .into_iter()
+                .find(|q| q.pinned)
+                .map(|q| q.text),
+            None => None,
+        };
+        Ok::<_, tonic::Status>((conference, room, on_now, listed, pinned))
+    }
+    .await;
+    let (conference, room, now, polls, pinned) = match result {
+        Ok(parts) => parts,
+        Err(status) => return reply::refused(&visitor, &status),
+    };
+    let scheme = if visitor.secure { "https" } else { "http" };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let join_base = format!("{scheme}://{host}");
+    let join_url = format!("{join_base}/j/{}", conference.join_code);
+    let page = ProjectorPage {
+        frame: Frame::new(&visitor, uri.path()),
+        room: room.name,
+        transparent,
+        qr: qr_svg(&join_url).unwrap_or_default(),
+        join_url,
+        join_base,
+        join_code: conference.join_code,
+        now,
+        pinned,
+        polls,
+    };
+    render(&visitor, StatusCode::OK, &page)
+}

@@ -1,0 +1,253 @@
+//! Who is asking and in which language: the cookies the pages keep, the CSRF check on every
+//! POST, and the exchange of a token arriving in a link for a cookie.
+//!
+//! - `podium_session`: the bearer token, HttpOnly, SameSite=Strict, Secure under TLS. It is
+//!   verified on every request exactly as the gRPC interceptor verifies a bearer token.
+//! - `podium_csrf`: a random value, HttpOnly; every form carries it in a hidden field and a POST
+//!   whose field does not match the cookie is refused (double submit), as is a POST whose
+//!   `Origin` is another site.
+//! - `podium_lang`: the language chosen with the switcher.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{FromRef, FromRequestParts},
+    http::{HeaderMap, HeaderValue, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use base64::Engine as _;
+use cookie::{Cookie, SameSite, time::Duration as CookieDuration};
+use podium_access::{Principal, TokenKeys};
+
+use crate::i18n::{Lang, Text};
+
+pub const SESSION: &str = "podium_session";
+pub const CSRF: &str = "podium_csrf";
+pub const LANG: &str = "podium_lang";
+
+/// What every handler knows about the request: its language, its CSRF value, and the signed-in
+/// principal if the session cookie holds a valid token.
+#[derive(Debug, Clone)]
+pub struct Visitor {
+    pub lang: Lang,
+    pub csrf: String,
+    pub principal: Option<Principal>,
+    /// The session cookie was present but its token did not verify (expired, tampered, signed
+    /// by a dropped key).
+    pub bad_session: bool,
+    /// Cookies this response must set (a new CSRF value, a cleared bad session).
+    pub set_cookies: Vec<String>,
+    pub secure: bool,
+}
+
+/// What [`Visitor`] needs from the router's state.
+#[derive(Clone)]
+pub struct SessionKeys {
+    pub keys: Arc<TokenKeys>,
+    /// Cookies get `Secure` when podiumd serves TLS.
+    pub secure: bool,
+}
+
+impl std::fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionKeys")
+            .field("secure", &self.secure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Visitor {
+    pub fn text(&self) -> &'static Text {
+        self.lang.text()
+    }
+
+    /// A cookie with podium's flags: HttpOnly, SameSite=Strict, path `/`, Secure under TLS.
+    pub fn cookie(&self, name: &'static str, value: String, max_age: CookieDuration) -> String {
+        let mut cookie = Cookie::new(name, value);
+        cookie.set_http_only(true);
+        cookie.set_same_site(SameSite::Strict);
+        cookie.set_path("/");
+        cookie.set_secure(self.secure);
+        cookie.set_max_age(max_age);
+        cookie.to_string()
+    }
+
+    /// Signs in: the token goes into the session cookie.
+    pub fn sign_in(&mut self, token: String) {
+        let cookie = self.cookie(SESSION, token, CookieDuration::days(400));
+        self.set_cookies.push(cookie);
+    }
+
+    /// Signs out: the session cookie is cleared.
+    pub fn sign_out(&mut self) {
+        let cookie = self.cookie(SESSION, String::new(), CookieDuration::ZERO);
+        self.set_cookies.push(cookie);
+        self.principal = None;
+    }
+
+    pub fn remember_lang(&mut self, lang: Lang) {
+        self.lang = lang;
+        let cookie = self.cookie(LANG, lang.tag().to_owned(), CookieDuration::days(400));
+        self.set_cookies.push(cookie);
+    }
+
+    /// Adds this visitor's pending cookies to a response.
+    pub fn finish(&self, response: impl IntoResponse) -> Response {
+        let mut response = response.into_response();
+        for cookie in &self.set_cookies {
+            if let Ok(value) = HeaderValue::from_str(cookie) {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+        }
+        response
+    }
+}
+
+impl<S> FromRequestParts<S> for Visitor
+where
+    SessionKeys: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let keys = SessionKeys::from_ref(state);
+        Ok(visitor(&parts.headers, &keys))
+    }
+}
+
+fn cookies(headers: &HeaderMap) -> impl Iterator<Item = Cookie<'_>> {
+    headers
+        .get_all(header::COOKIE)
+        .into_iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+}
+
+fn visitor(headers: &HeaderMap, keys: &SessionKeys) -> Visitor {
+    let mut remembered = None;
+    let mut csrf = None;
+    let mut session = None;
+    for cookie in cookies(headers) {
+        match cookie.name() {
+            LANG => remembered = Some(cookie.value().to_owned()),
+            CSRF if !cookie.value().is_empty() => csrf = Some(cookie.value().to_owned()),
+            SESSION if !cookie.value().is_empty() => session = Some(cookie.value().to_owned()),
+            _ => {}
+        }
+    }
+    let accept = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok());
+    let principal = session.as_deref().map(|token| keys.keys.verify(token));
+    let mut visitor = Visitor {
+        lang: Lang::negotiate(remembered.as_deref(), accept),
+        csrf: String::new(),
+        bad_session: matches!(principal, Some(Err(_))),
+        principal: principal.and_then(Result::ok),
+        set_cookies: Vec::new(),
+        secure: keys.secure,
+    };
+    visitor.csrf = match csrf {
+        Some(value) => value,
+        None => {
+            let value =
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>());
+            let cookie = visitor.cookie(CSRF, value.clone(), CookieDuration::days(400));
+            visitor.set_cookies.push(cookie);
+            value
+        }
+    };
+    if visitor.bad_session {
+        visitor.sign_out();
+    }
+    visitor
+}
+
+/// Why a POST was refused before it reached a service.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Forgery {
+    /// The form's `csrf` field is missing or differs from the cookie.
+    Token,
+    /// The request came from a page of another site.
+    Origin,
+}
+
+/// Checks a POST: its `Origin` (when the browser sends one) is this host, and its form's CSRF
+/// field equals the cookie's value. A visitor without a CSRF cookie never passes, because the
+/// value [`Visitor`] made up for it is not in any form yet.
+pub fn check_post(headers: &HeaderMap, visitor: &Visitor, field: &str) -> Result<(), Forgery> {
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        if origin == "null" || origin_host != host {
+            return Err(Forgery::Origin);
+        }
+    }
+    let fresh = visitor
+        .set_cookies
+        .iter()
+        .any(|c| c.starts_with(&format!("{CSRF}=")));
+    if fresh || field.is_empty() || !constant_time_eq(field.as_bytes(), visitor.csrf.as_bytes()) {
+        return Err(Forgery::Token);
+    }
+    Ok(())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn visitor_with(csrf: &str) -> Visitor {
+        Visitor {
+            lang: Lang::En,
+            csrf: csrf.to_owned(),
+            principal: None,
+            bad_session: false,
+            set_cookies: Vec::new(),
+            secure: false,
+        }
+    }
+
+    #[test]
+    fn a_post_needs_the_cookie_value_and_a_same_site_origin() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::HOST,
+            HeaderValue::from_static("podium.example:8080"),
+        );
+        let visitor = visitor_with("abc");
+        assert_eq!(check_post(&headers, &visitor, "abc"), Ok(()));
+        assert_eq!(check_post(&headers, &visitor, ""), Err(Forgery::Token));
+        assert_eq!(check_post(&headers, &visitor, "abd"), Err(Forgery::Token));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert_eq!(check_post(&headers, &visitor, "abc"), Err(Forgery::Origin));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://podium.example:8080"),
+        );
+        assert_eq!(check_post(&headers, &visitor, "abc"), Ok(()));
+    }
+
+    #[test]
+    fn cookies_are_http_only_strict_and_secure_under_tls() {
+        let mut visitor = visitor_with("x");
+        visitor.secure = true;
+        visitor.sign_in("token".into());
+        let cookie = &visitor.set_cookies[0];
+        assert!(cookie.contains("HttpOnly"), "{cookie}");
+        assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+        assert!(cookie.contains("Secure"), "{cookie}");
+    }
+}

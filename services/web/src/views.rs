@@ -1,0 +1,282 @@
+//! What the templates show, built from the services' messages: localised text with its
+//! language, times in the conference's zone, polls with their controls and results with the
+//! numbers written out.
+
+use chrono::{DateTime, Utc};
+use podium_proto::v1 as pb;
+
+use crate::i18n::Lang;
+
+/// A text from a `LocalizedText` in the reader's language when it exists, else in the
+/// conference's default language, with the tag of the language it is in.
+pub fn localized(
+    text: Option<&pb::LocalizedText>,
+    lang: Lang,
+    fallback: &str,
+) -> (String, Option<String>) {
+    let Some(text) = text else {
+        return (String::new(), None);
+    };
+    for tag in [lang.tag(), fallback] {
+        if let Some(value) = text.text.get(tag) {
+            return (value.clone(), Some(tag.to_owned()));
+        }
+    }
+    let first = text.text.iter().min_by_key(|(tag, _)| tag.as_str());
+    first.map_or((String::new(), None), |(tag, value)| {
+        (value.clone(), Some(tag.clone()))
+    })
+}
+
+/// `lang` attribute for content: only when it differs from the page's language.
+fn attribute(tag: Option<String>, page: Lang) -> Option<String> {
+    tag.filter(|t| t != page.tag())
+}
+
+/// One session in a list.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    pub id: String,
+    pub title: String,
+    pub lang: Option<String>,
+    pub room: String,
+    pub room_id: String,
+    pub start_utc: String,
+    pub start_local: String,
+    pub end_local: String,
+    pub zone: String,
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+impl SessionView {
+    pub fn new(session: &pb::Session, lang: Lang, default_language: &str) -> Self {
+        let (title, title_lang) = localized(session.title.as_ref(), lang, default_language);
+        let instant = |time: Option<&pb::ZonedTime>| {
+            time.and_then(|t| t.utc.as_ref())
+                .and_then(|ts| DateTime::from_timestamp(ts.seconds, ts.nanos.max(0) as u32))
+        };
+        let wall = |time: Option<&pb::ZonedTime>| {
+            time.and_then(|t| DateTime::parse_from_rfc3339(&t.local).ok())
+                .map(|t| t.format("%a %d %b %H:%M").to_string())
+                .unwrap_or_default()
+        };
+        let start = instant(session.start.as_ref());
+        Self {
+            id: session.id.clone(),
+            title,
+            lang: attribute(title_lang, lang),
+            room: session.room_name.clone(),
+            room_id: session.room_id.clone(),
+            start_utc: start.map(|s| s.to_rfc3339()).unwrap_or_default(),
+            start_local: wall(session.start.as_ref()),
+            end_local: wall(session.end.as_ref())
+                .rsplit(' ')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            zone: session
+                .start
+                .as_ref()
+                .map(|t| t.time_zone.clone())
+                .unwrap_or_default(),
+            start,
+            end: instant(session.end.as_ref()),
+        }
+    }
+
+    pub fn is_on(&self, now: DateTime<Utc>) -> bool {
+        matches!((self.start, self.end), (Some(s), Some(e)) if s <= now && now < e)
+    }
+
+    pub fn has_started(&self, now: DateTime<Utc>) -> bool {
+        self.start.is_some_and(|s| s <= now)
+    }
+}
+
+/// Which controls a poll needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollKind {
+    Single,
+    Multiple,
+    Rating,
+    Words,
+    Text,
+}
+
+#[derive(Debug, Clone)]
+pub struct OptionView {
+    pub id: String,
+    pub label: String,
+}
+
+/// One poll with its form and, when visible, its results.
+#[derive(Debug, Clone)]
+pub struct PollView {
+    pub id: String,
+    /// Empty for a conference-wide poll.
+    pub session_id: String,
+    /// Open-text answers may be shown to the room.
+    pub publishable: bool,
+    pub label: String,
+    pub lang: Option<String>,
+    pub kind: PollKind,
+    pub options: Vec<OptionView>,
+    pub max_choices: u32,
+    pub scale_min: i32,
+    pub scale_max: i32,
+    pub scale: Vec<i32>,
+    pub max_chars: usize,
+    pub open: bool,
+    pub locked: bool,
+    pub results: Option<ResultsView>,
+}
+
+impl PollView {
+    pub fn new(poll: &pb::Poll, results: Option<&pb::Results>, lang: Lang) -> Self {
+        use podium_feedback::domain::poll::{MAX_TEXT_CHARS, MAX_WORDS_CHARS};
+        let kind = match pb::PollKind::try_from(poll.kind).unwrap_or_default() {
+            pb::PollKind::MultipleChoice => PollKind::Multiple,
+            pb::PollKind::Rating => PollKind::Rating,
+            pb::PollKind::WordCloud => PollKind::Words,
+            pb::PollKind::OpenText => PollKind::Text,
+            pb::PollKind::SingleChoice | pb::PollKind::Unspecified => PollKind::Single,
+        };
+        let label_lang = poll
+            .question
+            .as_ref()
+            .and_then(|q| q.text.iter().find(|(_, v)| **v == poll.label))
+            .map(|(tag, _)| tag.clone());
+        Self {
+            id: poll.id.clone(),
+            session_id: poll.session_id.clone(),
+            publishable: poll.publishable,
+            label: poll.label.clone(),
+            lang: attribute(label_lang, lang),
+            kind,
+            options: poll
+                .options
+                .iter()
+                .map(|o| OptionView {
+                    id: o.id.clone(),
+                    label: o.label.clone(),
+                })
+                .collect(),
+            max_choices: poll.max_choices.max(1),
+            scale_min: poll.scale_min,
+            scale_max: poll.scale_max,
+            scale: (poll.scale_min..=poll.scale_max).collect(),
+            max_chars: if kind == PollKind::Words {
+                MAX_WORDS_CHARS
+            } else {
+                MAX_TEXT_CHARS
+            },
+            open: poll.state == pb::PollState::Open as i32,
+            locked: poll.lock_ballots,
+            results: results.map(|r| ResultsView::new(r, poll)),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CountView {
+    pub label: String,
+    pub count: u64,
+    pub percent: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RatingView {
+    pub mean: String,
+    pub buckets: Vec<CountView>,
+}
+
+/// Results with every number written out: bars are decoration, hidden from screen readers.
+#[derive(Debug, Clone)]
+pub struct ResultsView {
+    pub ballots: u64,
+    /// The bars' scale: at least 1, so an empty poll draws empty bars.
+    pub ballots_for_bars: u64,
+    pub options: Vec<CountView>,
+    pub rating: Option<RatingView>,
+    pub words: Vec<CountView>,
+    pub texts: Vec<String>,
+}
+
+impl ResultsView {
+    pub fn new(results: &pb::Results, poll: &pb::Poll) -> Self {
+        let ballots = results.ballots;
+        let percent = |count: u64| (count * 100).checked_div(ballots).unwrap_or(0);
+        let count = |label: String, count: u64| CountView {
+            label,
+            count,
+            percent: percent(count),
+        };
+        let rating = results
+            .rating
+            .as_ref()
+            .filter(|r| r.count > 0)
+            .map(|r| RatingView {
+                mean: format!("{:.1}", r.mean),
+                buckets: r
+                    .distribution
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| count((poll.scale_min + i as i32).to_string(), *n))
+                    .collect(),
+            });
+        Self {
+            ballots,
+            ballots_for_bars: ballots.max(1),
+            options: results
+                .options
+                .iter()
+                .map(|o| count(o.label.clone(), o.count))
+                .collect(),
+            rating,
+            words: results
+                .words
+                .iter()
+                .map(|w| count(w.word.clone(), w.count))
+                .collect(),
+            texts: results.texts.clone(),
+        }
+    }
+}
+
+/// One question as its reader sees it.
+#[derive(Debug, Clone)]
+pub struct QuestionView {
+    pub id: String,
+    pub text: String,
+    pub author: String,
+    pub anonymous: bool,
+    pub votes: u64,
+    pub mine: bool,
+    pub upvoted: bool,
+    pub state: &'static str,
+    pub reason: Option<String>,
+}
+
+impl QuestionView {
+    pub fn new(question: &pb::Question, lang: Lang) -> Self {
+        let t = lang.text();
+        let state = match pb::QuestionState::try_from(question.state).unwrap_or_default() {
+            pb::QuestionState::Published => t.state_published,
+            pb::QuestionState::Answered => t.state_answered,
+            pb::QuestionState::Dismissed => t.state_dismissed,
+            pb::QuestionState::Pending | pb::QuestionState::Unspecified => t.state_pending,
+        };
+        Self {
+            id: question.id.clone(),
+            text: question.text.clone(),
+            author: question.author_name.clone(),
+            anonymous: question.anonymous,
+            votes: question.votes,
+            mine: question.mine,
+            upvoted: question.upvoted,
+            state,
+            reason: Some(question.reason.clone()).filter(|r| !r.is_empty()),
+        }
+    }
+}
