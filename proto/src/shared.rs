@@ -53,6 +53,19 @@ impl SharedResults {
 }
 
 impl WatchResultsResponse {
+    /// The update with `position` and `results` readable: decoded from the shared bytes when
+    /// it carries them, as a client on the wire would decode them. For readers in the same
+    /// process as the publisher, such as the pages.
+    pub fn resolved(self) -> Self {
+        match &self.shared {
+            Some(bytes) => Self {
+                poll: self.poll,
+                ..Self::decode(bytes.clone()).unwrap_or_default()
+            },
+            None => self,
+        }
+    }
+
     /// An update that sends `shared` as its position and results, then `poll`.
     pub fn from_shared(shared: &SharedResults, poll: Option<Poll>) -> Self {
         Self {

@@ -68,6 +68,14 @@ where
     }
 }
 
+/// What a node without pages answers to a path no gRPC service serves.
+pub async fn grpc_unimplemented() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    tonic::Status::unimplemented("no such service or method")
+        .into_http::<axum::body::Body>()
+        .into_response()
+}
+
 mod tonic_web_error {
     pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 }

@@ -13,6 +13,7 @@ mod grpc_web;
 mod health;
 mod limits;
 pub mod synthetic;
+mod tls;
 
 use std::{future::Future, sync::Arc, time::Instant};
 
@@ -40,9 +41,7 @@ use podium_status::{
 use podium_status::{RecordingStore, RecordingsService};
 use tokio::{net::TcpListener, sync::watch};
 use tonic::{
-    server::NamedService,
-    service::interceptor::InterceptedService,
-    transport::{Certificate, Identity, ServerTlsConfig, server::TcpIncoming},
+    server::NamedService, service::interceptor::InterceptedService, transport::server::TcpIncoming,
 };
 
 pub use config::{Config, LogFormat, ServiceName};
@@ -457,7 +456,7 @@ impl Podium {
                 );
                 web.router()
             }
-            _ => axum::Router::new().fallback(grpc_unimplemented),
+            _ => axum::Router::new().fallback(grpc_web::grpc_unimplemented),
         };
         if polls.is_some() {
             served.push(<PollsServer<PollsService> as NamedService>::NAME);
@@ -496,7 +495,7 @@ impl Podium {
             )
             .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
             .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout));
-        if let Some(tls) = server_tls(&config)? {
+        if let Some(tls) = tls::server_tls(&config)? {
             builder = builder.tls_config(tls)?;
         }
         // gRPC-Web is translated to gRPC before anything else sees it, so browsers' calls get the
@@ -583,33 +582,4 @@ impl Podium {
         tracing::info!("event log flushed and closed");
         outcome
     }
-}
-
-/// What a node without pages answers to a path no gRPC service serves.
-async fn grpc_unimplemented() -> axum::response::Response {
-    use axum::response::IntoResponse;
-    tonic::Status::unimplemented("no such service or method")
-        .into_http::<axum::body::Body>()
-        .into_response()
-}
-
-/// The rustls configuration from `--tls-cert`, `--tls-key` and `--tls-client-ca`, or `None`
-/// for plaintext.
-fn server_tls(config: &Config) -> Result<Option<ServerTlsConfig>, ServerError> {
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|source| ServerError::TlsFile {
-            path: path.display().to_string(),
-            source,
-        })
-    };
-    let (Some(cert), Some(key)) = (&config.tls.tls_cert, &config.tls.tls_key) else {
-        return Ok(None);
-    };
-    let mut tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(read(cert)?, read(key)?))
-        .timeout(config.tls.tls_handshake_timeout);
-    if let Some(ca) = &config.tls.tls_client_ca {
-        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
-    }
-    Ok(Some(tls))
 }

@@ -25,13 +25,18 @@ for (const input of document.querySelectorAll("[data-counter]")) {
   update();
 }
 
-// [data-live="/live/..."]: replace the element's content with each server-sent fragment.
-// EventSource resumes after a dropped connection by itself, sending the last event id seen.
-for (const region of document.querySelectorAll("[data-live]")) {
-  const source = new EventSource(region.dataset.live);
+// [data-live="/live/results?poll=..."]: one stream for the page; each event names the poll
+// on its first line and carries the fragment that replaces that poll's [data-poll] region.
+// EventSource resumes after a dropped connection by itself.
+for (const page of document.querySelectorAll("[data-live]")) {
+  if (!page.dataset.live) continue;
+  const source = new EventSource(page.dataset.live);
   source.addEventListener("update", (event) => {
+    const cut = event.data.indexOf("\n");
+    const region = page.querySelector(`[data-poll="${CSS.escape(event.data.slice(0, cut))}"]`);
+    if (!region) return;
     const template = document.createElement("template");
-    template.innerHTML = event.data;
+    template.innerHTML = event.data.slice(cut + 1);
     region.replaceChildren(template.content);
   });
 }

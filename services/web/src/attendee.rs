@@ -6,25 +6,22 @@ use std::time::Duration;
 
 use askama::Template;
 use axum::{
-    body::Bytes,
-    extract::{Path, State, rejection::BytesRejection},
-    http::{HeaderMap, StatusCode},
+    extract::{Path, State},
+    http::StatusCode,
     response::Response,
 };
 use chrono::Utc;
 use futures::StreamExt;
 use podium_proto::v1::{
-    self as pb, access_server::Access, agenda_server::Agenda as _, polls_server::Polls,
-    questions_server::Questions, ratings_server::Ratings,
+    self as pb, agenda_server::Agenda as _, polls_server::Polls, questions_server::Questions,
 };
-use tonic::Code;
 
 use crate::{
     Web,
     frame::{Frame, render},
-    i18n::{Lang, Text},
+    i18n::Text,
     reply,
-    session::{Visitor, check_post},
+    session::Visitor,
     views::{PollKind, PollView, QuestionView, SessionView, localized},
 };
 
@@ -38,58 +35,6 @@ pub fn on_behalf<T>(visitor: &Visitor, message: T) -> tonic::Request<T> {
     request
 }
 
-/// A form's fields, in order; a name may repeat (checkboxes).
-#[derive(Debug, Default)]
-pub struct Fields(Vec<(String, String)>);
-
-impl Fields {
-    pub fn get(&self, name: &str) -> &str {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map_or("", |(_, v)| v.as_str())
-    }
-
-    pub fn all(&self, name: &str) -> Vec<String> {
-        self.0
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-            .collect()
-    }
-}
-
-/// Reads a POSTed form and checks it was sent by one of podium's own pages: the body within
-/// [`crate::MAX_FORM_BYTES`], well-formed, with the visitor's CSRF value and a same-site origin.
-pub fn accept(
-    visitor: &Visitor,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Fields, Box<Response>> {
-    let t = visitor.text();
-    let body = body.map_err(|rejection| {
-        let status = rejection.status();
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            t.error_too_large
-        } else {
-            t.error_invalid
-        };
-        Box::new(reply::error(visitor, status, message, None))
-    })?;
-    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|e| {
-        Box::new(reply::error(
-            visitor,
-            StatusCode::BAD_REQUEST,
-            t.error_invalid,
-            Some(e.to_string()),
-        ))
-    })?;
-    let fields = Fields(fields);
-    check_post(headers, visitor, fields.get("csrf"))
-        .map_err(|why| Box::new(reply::forgery(visitor, why)))?;
-    Ok(fields)
-}
-
 #[derive(Template)]
 #[template(path = "join.html")]
 struct JoinPage {
@@ -98,7 +43,7 @@ struct JoinPage {
     error: Option<&'static str>,
 }
 
-fn join_page(
+pub fn join_page(
     visitor: &Visitor,
     code: &str,
     error: Option<&'static str>,
@@ -116,66 +61,6 @@ fn join_page(
 /// POST, so opening the link changes nothing.
 pub async fn join_form_with_code(visitor: Visitor, Path(code): Path<String>) -> Response {
     join_page(&visitor, &code, None, StatusCode::OK)
-}
-
-/// `POST /join`: exchanges the code for an attendee token, kept in the session cookie.
-pub async fn join(
-    State(web): State<Web>,
-    mut visitor: Visitor,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let fields = match accept(&visitor, &headers, body) {
-        Ok(fields) => fields,
-        Err(refused) => return *refused,
-    };
-    let code = fields.get("code").trim().to_owned();
-    let request = tonic::Request::new(pb::JoinRequest {
-        join_code: code.clone(),
-        display_name: fields.get("name").trim().to_owned(),
-    });
-    match web.services.access.join(request).await {
-        Ok(joined) => {
-            visitor.sign_in(joined.into_inner().token);
-            reply::see_other(&visitor, "/")
-        }
-        Err(status) if status.code() == Code::NotFound => join_page(
-            &visitor,
-            &code,
-            Some(visitor.text().join_code_unknown),
-            StatusCode::NOT_FOUND,
-        ),
-        Err(status) => reply::refused(&visitor, &status),
-    }
-}
-
-/// `POST /sign-out`: clears the session cookie.
-pub async fn sign_out(
-    mut visitor: Visitor,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    if let Err(refused) = accept(&visitor, &headers, body) {
-        return *refused;
-    }
-    visitor.sign_out();
-    reply::see_other(&visitor, "/")
-}
-
-/// `POST /lang`: remembers the language chosen and returns to the page.
-pub async fn switch_language(
-    mut visitor: Visitor,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let fields = match accept(&visitor, &headers, body) {
-        Ok(fields) => fields,
-        Err(refused) => return *refused,
-    };
-    if let Some(lang) = Lang::from_tag(fields.get("lang")) {
-        visitor.remember_lang(lang);
-    }
-    reply::see_other(&visitor, fields.get("back"))
 }
 
 /// A notice after a form, named in the query (`?done=vote`), in the reader's language.
@@ -289,7 +174,7 @@ pub async fn first_results(
         .ok()?
         .into_inner();
     let first = tokio::time::timeout(Duration::from_secs(2), stream.next()).await;
-    first.ok()??.ok()?.results
+    first.ok()??.ok()?.resolved().results
 }
 
 #[derive(Template)]
@@ -300,6 +185,7 @@ struct ConferencePage {
     title_lang: Option<String>,
     flash: Option<&'static str>,
     rooms: Vec<RoomNow>,
+    live_url: String,
     polls: Vec<PollView>,
     agenda: Vec<SessionView>,
 }
@@ -362,6 +248,7 @@ pub async fn home(State(web): State<Web>, visitor: Visitor, uri: axum::http::Uri
                     .cloned(),
             })
             .collect(),
+        live_url: crate::views::live_url(&polls),
         polls,
         agenda: sessions,
     };
@@ -374,6 +261,7 @@ struct SessionPage {
     frame: Frame,
     session: SessionView,
     flash: Option<&'static str>,
+    live_url: String,
     polls: Vec<PollView>,
     questions: Vec<QuestionView>,
     question_max: usize,
@@ -428,6 +316,7 @@ pub async fn session_page(
         started: session.has_started(Utc::now()),
         session,
         flash: flash(visitor.text(), uri.query()),
+        live_url: crate::views::live_url(&polls),
         polls,
         questions: listed
             .questions
@@ -442,194 +331,10 @@ pub async fn session_page(
     render(&visitor, StatusCode::OK, &page)
 }
 
-/// The signed-in visitor's conference.
-fn conference_of(visitor: &Visitor) -> Option<String> {
-    visitor
-        .principal
-        .as_ref()
-        .and_then(|p| p.conference_id.clone())
-}
-
-/// `POST /poll/{id}/ballot`: casts or changes the visitor's ballot.
-pub async fn cast_ballot(
-    State(web): State<Web>,
-    visitor: Visitor,
-    Path(poll_id): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let fields = match accept(&visitor, &headers, body) {
-        Ok(fields) => fields,
-        Err(refused) => return *refused,
-    };
-    let Some(conference_id) = conference_of(&visitor) else {
-        return reply::sign_in_first(&visitor);
-    };
-    let rating = fields.get("rating");
-    let ballot = pb::CastBallotRequest {
-        conference_id,
-        poll_id,
-        ballot_id: String::new(),
-        option_ids: fields.all("option"),
-        rating: if rating.is_empty() {
-            0
-        } else {
-            match rating.parse() {
-                Ok(value) => value,
-                Err(_) => {
-                    return reply::error(
-                        &visitor,
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        visitor.text().error_invalid,
-                        Some(format!("rating {rating:?} is not a whole number")),
-                    );
-                }
-            }
-        },
-        text: fields.get("text").to_owned(),
-    };
-    match web
-        .services
-        .polls
-        .cast_ballot(on_behalf(&visitor, ballot))
-        .await
-    {
-        Ok(cast) => {
-            let done = if cast.into_inner().replaced {
-                "vote-changed"
-            } else {
-                "vote"
-            };
-            reply::see_other(&visitor, &with_done(fields.get("back"), done))
-        }
-        Err(status)
-            if status.code() == Code::FailedPrecondition && status.message().contains("closed") =>
-        {
-            reply::error(
-                &visitor,
-                StatusCode::CONFLICT,
-                visitor.text().poll_closed,
-                None,
-            )
-        }
-        Err(status) => reply::refused(&visitor, &status),
-    }
-}
-
-/// The form's request id, made when the page was rendered, so that sending the same form twice
-/// (a double click, a retry over bad Wi-Fi) gets the first answer instead of a second question.
-fn request_id(fields: &Fields) -> String {
-    match fields.get("request_id") {
-        "" => uuid::Uuid::new_v4().to_string(),
-        id => id.to_owned(),
-    }
-}
-
-fn with_done(back: &str, done: &str) -> String {
-    let back = crate::frame::local_path(back);
-    let path = back.split(['?', '#']).next().unwrap_or("/");
-    format!("{path}?done={done}")
-}
-
-/// `POST /session/{id}/questions`: asks a question.
-pub async fn ask(
-    State(web): State<Web>,
-    visitor: Visitor,
-    Path(session_id): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let fields = match accept(&visitor, &headers, body) {
-        Ok(fields) => fields,
-        Err(refused) => return *refused,
-    };
-    let Some(conference_id) = conference_of(&visitor) else {
-        return reply::sign_in_first(&visitor);
-    };
-    let request = pb::AskQuestionRequest {
-        request_id: request_id(&fields),
-        conference_id,
-        session_id: session_id.clone(),
-        text: fields.get("text").to_owned(),
-        anonymous: !fields.get("anonymous").is_empty(),
-    };
-    match web
-        .services
-        .questions
-        .ask_question(on_behalf(&visitor, request))
-        .await
-    {
-        Ok(_) => reply::see_other(&visitor, &format!("/session/{session_id}?done=question")),
-        Err(status) => reply::refused(&visitor, &status),
-    }
-}
-
-/// `POST /question/{id}/upvote`.
-pub async fn upvote(
-    State(web): State<Web>,
-    visitor: Visitor,
-    Path(question_id): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let fields = match accept(&visitor, &headers, body) {
-        Ok(fields) => fields,
-        Err(refused) => return *refused,
-    };
-    let Some(conference_id) = conference_of(&visitor) else {
-        return reply::sign_in_first(&visitor);
-    };
-    let request = pb::UpvoteQuestionRequest {
-        conference_id,
-        question_id,
-    };
-    match web
-        .services
-        .questions
-        .upvote_question(on_behalf(&visitor, request))
-        .await
-    {
-        Ok(_) => reply::see_other(&visitor, fields.get("back")),
-        Err(status) => reply::refused(&visitor, &status),
-    }
-}
-
-/// `POST /session/{id}/rating`.
-pub async fn rate(
-    State(web): State<Web>,
-    visitor: Visitor,
-    Path(session_id): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let fields = match accept(&visitor, &headers, body) {
-        Ok(fields) => fields,
-        Err(refused) => return *refused,
-    };
-    let Some(conference_id) = conference_of(&visitor) else {
-        return reply::sign_in_first(&visitor);
-    };
-    let request = pb::RateSessionRequest {
-        request_id: request_id(&fields),
-        conference_id,
-        session_id: session_id.clone(),
-        rating: fields.get("rating").parse().unwrap_or(0),
-        comment: fields.get("comment").to_owned(),
-    };
-    match web
-        .services
-        .ratings
-        .rate_session(on_behalf(&visitor, request))
-        .await
-    {
-        Ok(_) => reply::see_other(&visitor, &format!("/session/{session_id}?done=rating")),
-        Err(status) => reply::refused(&visitor, &status),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::i18n::Lang;
 
     #[test]
     fn a_notice_is_named_in_the_query_and_unknown_names_show_nothing() {
@@ -637,10 +342,5 @@ mod tests {
         assert_eq!(flash(t, Some("done=vote")), Some(t.vote_saved));
         assert_eq!(flash(t, Some("x=1&done=question")), Some(t.question_sent));
         assert_eq!(flash(t, Some("done=<script>")), None);
-        assert_eq!(
-            with_done("/session/a?done=vote", "rating"),
-            "/session/a?done=rating"
-        );
-        assert_eq!(with_done("//evil", "vote"), "/?done=vote");
     }
 }

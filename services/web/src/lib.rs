@@ -10,6 +10,7 @@
 
 pub mod assets;
 mod attendee;
+mod forms;
 mod frame;
 pub mod i18n;
 mod live;
@@ -85,16 +86,16 @@ impl Web {
         Router::new()
             .route("/", get(attendee::home))
             .route("/j/{code}", get(attendee::join_form_with_code))
-            .route("/join", post(attendee::join))
-            .route("/sign-out", post(attendee::sign_out))
-            .route("/lang", post(attendee::switch_language))
+            .route("/join", post(forms::join))
+            .route("/sign-out", post(forms::sign_out))
+            .route("/lang", post(forms::switch_language))
             .route("/session/{id}", get(attendee::session_page))
-            .route("/poll/{id}/ballot", post(attendee::cast_ballot))
-            .route("/session/{id}/questions", post(attendee::ask))
-            .route("/question/{id}/upvote", post(attendee::upvote))
-            .route("/session/{id}/rating", post(attendee::rate))
+            .route("/poll/{id}/ballot", post(forms::cast_ballot))
+            .route("/session/{id}/questions", post(forms::ask))
+            .route("/question/{id}/upvote", post(forms::upvote))
+            .route("/session/{id}/rating", post(forms::rate))
             .route("/p/{conference}/{room}", get(projector::page))
-            .route("/live/results/{poll}", get(live::results))
+            .route("/live/results", get(live::results))
             .route("/assets/{name}", get(assets::serve))
             .fallback(reply::not_found)
             .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
@@ -127,9 +128,11 @@ async fn security_headers(request: Request<axum::body::Body>, next: Next) -> Res
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Not `no-referrer`: under it browsers send `Origin: null` with a form's POST, and the
+    // origin check could not tell our own forms from forged ones. Other sites get no referrer.
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     if !projector {
         headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

@@ -5,12 +5,12 @@
 //! between them the publisher keeps only the newest, so a slow phone gets the latest results,
 //! not a backlog.
 
-use std::{convert::Infallible, time::Duration};
+use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use askama::Template;
 use axum::{
-    extract::{Path, State},
-    http::HeaderMap,
+    extract::State,
+    http::{HeaderMap, StatusCode, Uri},
     response::{
         IntoResponse, Response,
         sse::{Event, KeepAlive, Sse},
@@ -42,11 +42,17 @@ fn last_event_id(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// `GET /live/results/{poll}`: the poll's results, as they change.
+/// The most polls one page follows.
+const MAX_POLLS: usize = 50;
+
+/// `GET /live/results?poll=A&poll=B`: the results of every poll on a page, as they change,
+/// on one connection (a browser opens at most six HTTP/1.1 connections to a server, and a page
+/// may show more polls than that). Each event's data is the poll's id on the first line, then
+/// the fragment that replaces its live region.
 pub async fn results(
     State(web): State<Web>,
     visitor: Visitor,
-    Path(poll_id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     let Some(conference_id) = visitor
@@ -56,23 +62,72 @@ pub async fn results(
     else {
         return reply::sign_in_first(&visitor);
     };
-    let request = on_behalf(
-        &visitor,
-        pb::WatchResultsRequest {
-            conference_id,
-            poll_id,
-            language: visitor.lang.tag().to_owned(),
-        },
-    );
-    let mut updates = match web.services.polls.watch_results(request).await {
-        Ok(stream) => stream.into_inner(),
-        Err(status) => return reply::refused(&visitor, &status),
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
+    let polls: Vec<String> = pairs
+        .into_iter()
+        .filter(|(name, _)| name == "poll")
+        .map(|(_, id)| id)
+        .collect();
+    if polls.is_empty() || polls.len() > MAX_POLLS {
+        let detail = format!("between 1 and {MAX_POLLS} poll ids, as ?poll=ID&poll=ID");
+        return reply::error(
+            &visitor,
+            StatusCode::BAD_REQUEST,
+            visitor.text().error_invalid,
+            Some(detail),
+        );
+    }
+    // A browser resuming a single poll is not sent the update it shows; with several, each
+    // poll's newest results are sent again, which is what the page needs after a gap.
+    let seen = if polls.len() == 1 {
+        last_event_id(&headers)
+    } else {
+        None
     };
-    let seen = last_event_id(&headers);
-    let frame = Frame::new(&visitor, "/");
-    let events = async_stream::stream! {
+    let frame = Arc::new(Frame::new(&visitor, "/"));
+    let mut streams = Vec::new();
+    for poll_id in polls {
+        let request = on_behalf(
+            &visitor,
+            pb::WatchResultsRequest {
+                conference_id: conference_id.clone(),
+                poll_id: poll_id.clone(),
+                language: visitor.lang.tag().to_owned(),
+            },
+        );
+        match web.services.polls.watch_results(request).await {
+            Ok(stream) => streams.push(Box::pin(events(
+                poll_id,
+                stream.into_inner(),
+                frame.clone(),
+                seen,
+            ))),
+            Err(status) => return reply::refused(&visitor, &status),
+        }
+    }
+    let merged = futures::stream::select_all(streams);
+    visitor.finish(
+        Sse::new(merged)
+            .keep_alive(KeepAlive::default())
+            .into_response(),
+    )
+}
+
+/// One poll's updates as events, at most one per [`MIN_INTERVAL`].
+fn events<S>(
+    poll_id: String,
+    mut updates: S,
+    frame: Arc<Frame>,
+    seen: Option<u64>,
+) -> impl futures::Stream<Item = Result<Event, Infallible>>
+where
+    S: futures::Stream<Item = Result<pb::WatchResultsResponse, tonic::Status>> + Unpin,
+{
+    async_stream::stream! {
         let mut poll: Option<pb::Poll> = None;
         while let Some(Ok(update)) = updates.next().await {
+            let update = update.resolved();
             if update.poll.is_some() {
                 poll = update.poll;
             }
@@ -85,18 +140,11 @@ pub async fn results(
                 results: update.results.as_ref().map(|r| ResultsView::new(r, poll)),
             };
             let Ok(html) = fragment.render() else { break };
-            yield Ok::<_, Infallible>(
-                Event::default()
-                    .event("update")
-                    .id(update.position.to_string())
-                    .data(html),
-            );
+            yield Ok(Event::default()
+                .event("update")
+                .id(update.position.to_string())
+                .data(format!("{poll_id}\n{html}")));
             tokio::time::sleep(MIN_INTERVAL).await;
         }
-    };
-    visitor.finish(
-        Sse::new(events)
-            .keep_alive(KeepAlive::default())
-            .into_response(),
-    )
+    }
 }

@@ -44,6 +44,7 @@ struct ProjectorPage {
     join_code: String,
     now: Option<SessionView>,
     pinned: Option<String>,
+    live_url: String,
     polls: Vec<PollView>,
 }
 
@@ -200,6 +201,7 @@ pub async fn page(
         join_code: conference.join_code,
         now,
         pinned,
+        live_url: crate::views::live_url(&polls),
         polls,
     };
     render(&visitor, StatusCode::OK, &page)

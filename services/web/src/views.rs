@@ -130,6 +130,8 @@ pub struct PollView {
     pub open: bool,
     pub locked: bool,
     pub results: Option<ResultsView>,
+    /// Made for this rendering of the form: sending it twice counts once.
+    pub ballot_id: String,
 }
 
 impl PollView {
@@ -174,6 +176,7 @@ impl PollView {
             open: poll.state == pb::PollState::Open as i32,
             locked: poll.lock_ballots,
             results: results.map(|r| ResultsView::new(r, poll)),
+            ballot_id: uuid::Uuid::new_v4().to_string(),
         }
     }
 }
@@ -279,4 +282,14 @@ impl QuestionView {
             reason: Some(question.reason.clone()).filter(|r| !r.is_empty()),
         }
     }
+}
+
+/// The one live stream of a page's polls (`/live/results?poll=A&poll=B`), or nothing when the
+/// page shows none.
+pub fn live_url(polls: &[PollView]) -> String {
+    if polls.is_empty() {
+        return String::new();
+    }
+    let query: Vec<String> = polls.iter().map(|p| format!("poll={}", p.id)).collect();
+    format!("/live/results?{}", query.join("&"))
 }

@@ -4,6 +4,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod browser;
+pub mod http;
 mod show;
 
 pub use show::{

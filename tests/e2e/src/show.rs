@@ -227,6 +227,7 @@ pub struct NewPoll {
     anonymous: bool,
     locked: bool,
     for_session: bool,
+    scale: (i32, i32),
 }
 
 impl NewPoll {
@@ -238,6 +239,7 @@ impl NewPoll {
             anonymous: false,
             locked: false,
             for_session: false,
+            scale: (0, 0),
         }
     }
 
@@ -247,6 +249,14 @@ impl NewPoll {
 
     pub fn multiple_choice(options: &[&str]) -> Self {
         Self::new(pb::PollKind::MultipleChoice, options)
+    }
+
+    /// A rating from `min` to `max`.
+    pub fn rating(min: i32, max: i32) -> Self {
+        Self {
+            scale: (min, max),
+            ..Self::new(pb::PollKind::Rating, &[])
+        }
     }
 
     pub fn word_cloud() -> Self {
@@ -363,8 +373,8 @@ impl Show {
                 kind: poll.kind as i32,
                 options: poll.options.iter().filter_map(|o| text(o)).collect(),
                 max_choices: 0,
-                scale_min: 0,
-                scale_max: 0,
+                scale_min: poll.scale.0,
+                scale_max: poll.scale.1,
                 visibility: pb::ResultVisibility::Live as i32,
                 lock_ballots: poll.locked,
                 anonymous: poll.anonymous,

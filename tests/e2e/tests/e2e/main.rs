@@ -16,3 +16,4 @@ mod server;
 mod status;
 mod text;
 mod transport;
+mod web;
