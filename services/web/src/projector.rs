@@ -150,14 +150,6 @@ pub async fn page(
         // The room's session's polls, and the conference-wide ones.
         let mut listed = open_polls(&web, &visitor, &conference_id, "").await?;
         listed.retain(|p| p.session_id.is_empty() || sessions.iter().any(|s| s.id == p.session_id));
-        for poll in &mut listed {
-            // Staff may see every answer; the room sees only those their authors let be shown.
-            if !poll.publishable
-                && let Some(results) = &mut poll.results
-            {
-                results.texts.clear();
-            }
-        }
         let pinned = match &on_now {
             Some(session) => web
                 .services

@@ -242,7 +242,13 @@ impl ResultsView {
                 .iter()
                 .map(|w| count(w.word.clone(), w.count))
                 .collect(),
-            texts: results.texts.clone(),
+            // Open-text answers whose poll does not let them be shown stay off every page, even
+            // a staff member's projector: only the moderators' own tools read them.
+            texts: if poll.publishable {
+                results.texts.clone()
+            } else {
+                Vec::new()
+            },
         }
     }
 }
