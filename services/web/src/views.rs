@@ -116,8 +116,6 @@ pub struct PollView {
     pub id: String,
     /// Empty for a conference-wide poll.
     pub session_id: String,
-    /// Open-text answers may be shown to the room.
-    pub publishable: bool,
     pub label: String,
     pub lang: Option<String>,
     pub kind: PollKind,
@@ -152,7 +150,6 @@ impl PollView {
         Self {
             id: poll.id.clone(),
             session_id: poll.session_id.clone(),
-            publishable: poll.publishable,
             label: poll.label.clone(),
             lang: attribute(label_lang, lang),
             kind,
