@@ -343,8 +343,16 @@ impl Podium {
                 auth
             )
         });
-        let (presence, stage) = match &status {
-            Some(parts) => (
+        let stage_service = status.as_ref().map(|parts| {
+            Arc::new(StageService::new(
+                parts.engine.clone(),
+                parts.model.clone(),
+                log.clone(),
+                stop_rx.clone(),
+            ))
+        });
+        let (presence, stage) = match (&status, &stage_service) {
+            (Some(parts), Some(stage)) => (
                 Some(limited!(
                     PresenceServer,
                     PresenceService::new(
@@ -357,18 +365,13 @@ impl Podium {
                     auth
                 )),
                 Some(limited!(
-                    StageServer,
-                    StageService::new(
-                        parts.engine.clone(),
-                        parts.model.clone(),
-                        log.clone(),
-                        stop_rx.clone(),
-                    ),
+                    shared StageServer,
+                    stage.clone(),
                     limits,
                     auth
                 )),
             ),
-            None => (None, None),
+            _ => (None, None),
         };
         // Upload chunks are up to 4 MiB: their own, larger limit.
         let recordings = status.as_ref().map(|parts| {
@@ -451,6 +454,7 @@ impl Podium {
                         polls,
                         questions,
                         ratings,
+                        stage: stage_service,
                     },
                     config.tls.tls_cert.is_some(),
                 );

@@ -219,7 +219,7 @@ pub async fn cast_ballot(
 
 /// The form's request id, made when the page was rendered, so that sending the same form twice
 /// (a double click, a retry over bad Wi-Fi) gets the first answer instead of a second question.
-fn request_id(fields: &Fields) -> String {
+pub fn request_id(fields: &Fields) -> String {
     match fields.get("request_id") {
         "" => uuid::Uuid::new_v4().to_string(),
         id => id.to_owned(),

@@ -10,6 +10,8 @@
 
 pub mod assets;
 mod attendee;
+mod board;
+mod console;
 mod forms;
 mod frame;
 pub mod i18n;
@@ -32,6 +34,7 @@ use axum::{
 use podium_access::{AccessService, TokenKeys};
 use podium_agenda::AgendaService;
 use podium_feedback::{PollsService, QuestionsService, RatingsService};
+use podium_status::StageService;
 use tower_http::compression::CompressionLayer;
 
 pub use session::SessionKeys;
@@ -49,6 +52,9 @@ pub struct Services {
     pub polls: Arc<PollsService>,
     pub questions: Arc<QuestionsService>,
     pub ratings: Arc<RatingsService>,
+    /// The status service, for the moderator console's board and actions; absent on a node
+    /// that does not run it.
+    pub stage: Option<Arc<StageService>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -96,6 +102,13 @@ impl Web {
             .route("/session/{id}/rating", post(forms::rate))
             .route("/p/{conference}/{room}", get(projector::page))
             .route("/live/results", get(live::results))
+            .route("/m/", get(console::page))
+            .route("/m/confirm/{action}/{session}", get(console::confirm))
+            .route("/m/stage/{action}/{session}", post(console::stage))
+            .route("/m/questions/{id}/{action}", post(console::moderate))
+            .route("/m/polls", post(console::create_poll))
+            .route("/m/polls/{id}/{action}", post(console::poll_action))
+            .route("/live/board", get(board::live))
             .route("/assets/{name}", get(assets::serve))
             .fallback(reply::not_found)
             .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))

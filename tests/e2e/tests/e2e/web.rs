@@ -508,3 +508,131 @@ async fn pages_send_security_headers_and_refuse_forged_and_broken_requests() {
     );
     assert_eq!(asset.header("content-encoding"), Some("gzip"));
 }
+
+#[tokio::test]
+async fn a_moderator_starts_switches_and_moderates_from_the_console_and_the_board_follows() {
+    let show = show().await;
+    let base = format!("http://{}", show.server.addr);
+    let session = show.session_id().to_owned();
+    let token = show
+        .token(pb::Role::Moderator, None, "Sokha, moderator")
+        .await
+        .unwrap();
+    // Two moderators at the back of the hall: one acts, the other watches the board.
+    let acting = Browser::open(&base, Screen::Projector, true, "en")
+        .await
+        .unwrap();
+    let watching = Browser::open(&base, Screen::Projector, true, "km")
+        .await
+        .unwrap();
+    for browser in [&acting, &watching] {
+        browser.goto(&format!("/m/?token={token}")).await.unwrap();
+        browser.wait_for_text("h1", "").await.unwrap();
+        let path = browser.path().await.unwrap();
+        assert_eq!(path, "/m/", "the token stays out of the URL");
+    }
+    let row = format!("#row-{session}");
+    acting.wait_for_text(&row, "scheduled").await.unwrap();
+    accessible(&acting, "console").await;
+
+    // Start, after a confirmation.
+    acting
+        .click(&format!("{row} a[href^='/m/confirm/start/']"))
+        .await
+        .unwrap();
+    acting.wait_for_text("h1", "Please confirm").await.unwrap();
+    accessible(&acting, "confirmation").await;
+    acting.click("main form button[type=submit]").await.unwrap();
+    acting.wait_for_text(&row, "live").await.unwrap();
+    acting
+        .wait_for_text(&row, "speaker: Sokha Chan")
+        .await
+        .unwrap();
+    watching.wait_for_text(&row, "កំពុងផ្សាយផ្ទាល់").await.unwrap();
+
+    // Switch to the slate: the other moderator's board shows it without a reload.
+    acting
+        .click(&format!("{row} a[href*='kind=slate']"))
+        .await
+        .unwrap();
+    acting
+        .wait_for_text("main", "slate (please stand by)")
+        .await
+        .unwrap();
+    acting.click("main form button[type=submit]").await.unwrap();
+    acting
+        .wait_for_text(&row, "a moderator switched")
+        .await
+        .unwrap();
+    watching.wait_for_text(&row, "ផ្ទាំងរង់ចាំ").await.unwrap();
+    accessible(&watching, "console in Khmer").await;
+    watching.screenshot("console-km").await.unwrap();
+    acting.screenshot("console-en").await.unwrap();
+
+    // A question waits for approval; the console publishes it.
+    show.admin
+        .questions()
+        .set_qa_settings(pb::SetQaSettingsRequest {
+            request_id: Client::request_id(),
+            conference_id: podium_e2e::CONFERENCE.into(),
+            session_id: session.clone(),
+            settings: Some(pb::QaSettings {
+                allow_anonymous: true,
+                require_approval: true,
+            }),
+        })
+        .await
+        .unwrap();
+    let attendee = show.join("Dara").await.unwrap();
+    attendee
+        .questions()
+        .ask_question(pb::AskQuestionRequest {
+            request_id: Client::request_id(),
+            conference_id: podium_e2e::CONFERENCE.into(),
+            session_id: session.clone(),
+            text: "Where can we download the data?".into(),
+            anonymous: false,
+        })
+        .await
+        .unwrap();
+    acting.goto("/m/").await.unwrap();
+    acting
+        .wait_for_text("main", "Where can we download the data?")
+        .await
+        .unwrap();
+    acting
+        .click("form[action$='/publish'] button")
+        .await
+        .unwrap();
+    acting.wait_for_text("main", "Done.").await.unwrap();
+    let listed = attendee
+        .questions()
+        .list_questions(pb::ListQuestionsRequest {
+            conference_id: podium_e2e::CONFERENCE.into(),
+            session_id: session.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .questions;
+    assert_eq!(listed[0].state, pb::QuestionState::Published as i32);
+
+    // An attendee's cookie does not open the console.
+    let phone = Browser::open(&base, Screen::Phone, true, "en")
+        .await
+        .unwrap();
+    phone
+        .goto(&format!("/j/{}", show.odc.join_code()))
+        .await
+        .unwrap();
+    phone.click("main form button[type=submit]").await.unwrap();
+    phone.goto("/m/").await.unwrap();
+    phone
+        .wait_for_text("main", "Your role may not do this.")
+        .await
+        .unwrap();
+
+    phone.close().await.unwrap();
+    watching.close().await.unwrap();
+    acting.close().await.unwrap();
+}

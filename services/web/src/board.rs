@@ -1,0 +1,315 @@
+//! The rooms board of the moderator console: every session's status as `Stage/WatchStatus`
+//! gives it (the same publisher as gRPC watchers), folded into one table, rendered on the
+//! server and sent again over Server-Sent Events whenever it changes, at most ten times a
+//! second.
+
+use std::{collections::BTreeMap, convert::Infallible, sync::Arc};
+
+use askama::Template;
+use axum::{
+    extract::State,
+    response::{
+        IntoResponse, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
+};
+use futures::StreamExt;
+use podium_proto::v1::{self as pb, stage_server::Stage};
+
+use crate::{
+    Web, attendee::on_behalf, frame::Frame, i18n::Text, live::MIN_INTERVAL, reply, session::Visitor,
+};
+
+/// One speaker's link, written out.
+#[derive(Debug, Clone)]
+pub struct LinkView {
+    pub name: String,
+    pub state: &'static str,
+    pub figures: String,
+}
+
+/// A source a moderator may put on air.
+#[derive(Debug, Clone)]
+pub struct Choice {
+    /// `speaker`, `recording`, `backup` or `slate`.
+    pub kind: &'static str,
+    pub speaker_id: String,
+    pub label: String,
+}
+
+/// One session on the board.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub session_id: String,
+    pub title: String,
+    pub room: String,
+    pub state: &'static str,
+    pub scheduled: bool,
+    pub live: bool,
+    pub on_air: String,
+    pub cause: &'static str,
+    pub pinned: bool,
+    pub links: Vec<LinkView>,
+    pub alerts: Vec<String>,
+    pub choices: Vec<Choice>,
+}
+
+/// Names the board needs that status does not carry: rooms, speakers, backups.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    pub rooms: BTreeMap<String, String>,
+    pub speakers: BTreeMap<String, String>,
+    /// Per session: its speakers, backups marked.
+    pub session_speakers: BTreeMap<String, Vec<(String, bool)>>,
+}
+
+impl Names {
+    fn speaker(&self, id: &str) -> String {
+        self.speakers
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| id.to_owned())
+    }
+}
+
+fn source_label(t: &Text, names: &Names, source: Option<&pb::Source>) -> String {
+    let Some(source) = source else {
+        return t.source_none.to_owned();
+    };
+    match pb::SourceKind::try_from(source.kind).unwrap_or_default() {
+        pb::SourceKind::Speaker => format!(
+            "{}: {}",
+            t.source_speaker,
+            names.speaker(&source.speaker_id)
+        ),
+        pb::SourceKind::BackupSpeaker => {
+            format!("{}: {}", t.source_backup, names.speaker(&source.speaker_id))
+        }
+        pb::SourceKind::Recording => {
+            format!("{} ({} s)", t.source_recording, source.offset_ms / 1000)
+        }
+        pb::SourceKind::Slate => t.source_slate.to_owned(),
+        pb::SourceKind::Unspecified => t.source_none.to_owned(),
+    }
+}
+
+fn cause(t: &Text, cause: i32) -> &'static str {
+    match pb::Cause::try_from(cause).unwrap_or_default() {
+        pb::Cause::Moderator => t.cause_moderator,
+        pb::Cause::HeartbeatTimeout => t.cause_heartbeat,
+        pb::Cause::StreamClosed => t.cause_closed,
+        pb::Cause::PoorLink => t.cause_poor,
+        pb::Cause::LinkStable => t.cause_stable,
+        pb::Cause::SessionStarted => t.cause_started,
+        pb::Cause::Unspecified => "",
+    }
+}
+
+impl Row {
+    pub fn new(t: &Text, names: &Names, status: &pb::SessionStatus) -> Self {
+        let state = pb::SessionState::try_from(status.state).unwrap_or_default();
+        let links = status
+            .links
+            .iter()
+            .map(|link| {
+                let state = pb::LinkState::try_from(link.state).unwrap_or_default();
+                LinkView {
+                    name: names.speaker(&link.speaker_id),
+                    state: match state {
+                        pb::LinkState::Healthy => t.link_healthy,
+                        pb::LinkState::Poor => t.link_poor,
+                        pb::LinkState::Lost => t.link_lost,
+                        pb::LinkState::Offline | pb::LinkState::Unspecified => t.link_offline,
+                    },
+                    figures: link.figures.as_ref().map_or_else(String::new, |f| {
+                        format!(
+                            "{} ms, {:.1} % loss, {} kbit/s",
+                            f.round_trip_ms, f.packet_loss_percent, f.upstream_kbps
+                        )
+                    }),
+                }
+            })
+            .collect();
+        let mut choices = Vec::new();
+        for (speaker_id, backup) in names
+            .session_speakers
+            .get(&status.session_id)
+            .into_iter()
+            .flatten()
+        {
+            let (kind, label) = if *backup {
+                (
+                    "backup",
+                    format!("{}: {}", t.source_backup, names.speaker(speaker_id)),
+                )
+            } else {
+                (
+                    "speaker",
+                    format!("{}: {}", t.source_speaker, names.speaker(speaker_id)),
+                )
+            };
+            choices.push(Choice {
+                kind,
+                speaker_id: speaker_id.clone(),
+                label,
+            });
+        }
+        choices.push(Choice {
+            kind: "recording",
+            speaker_id: String::new(),
+            label: t.source_recording.to_owned(),
+        });
+        choices.push(Choice {
+            kind: "slate",
+            speaker_id: String::new(),
+            label: t.source_slate.to_owned(),
+        });
+        Self {
+            session_id: status.session_id.clone(),
+            title: status.title.clone(),
+            room: names
+                .rooms
+                .get(&status.room_id)
+                .cloned()
+                .unwrap_or_else(|| status.room_id.clone()),
+            state: match state {
+                pb::SessionState::Live => t.session_live,
+                pb::SessionState::Ended => t.session_ended,
+                pb::SessionState::Scheduled | pb::SessionState::Unspecified => t.session_scheduled,
+            },
+            scheduled: state == pb::SessionState::Scheduled,
+            live: state == pb::SessionState::Live,
+            on_air: if state == pb::SessionState::Live {
+                source_label(t, names, status.source.as_ref())
+            } else {
+                String::new()
+            },
+            cause: if state == pb::SessionState::Live {
+                cause(t, status.cause)
+            } else {
+                ""
+            },
+            pinned: status.pinned,
+            links,
+            alerts: status
+                .alerts
+                .iter()
+                .rev()
+                .take(3)
+                .map(|a| a.message.clone())
+                .collect(),
+            choices,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "board.html")]
+pub struct BoardFragment<'a> {
+    pub frame: &'a Frame,
+    pub rows: Vec<Row>,
+}
+
+/// The board's rows from the statuses, live sessions first, then scheduled, then ended.
+pub fn rows(t: &Text, names: &Names, statuses: &BTreeMap<String, pb::SessionStatus>) -> Vec<Row> {
+    let mut rows: Vec<Row> = statuses.values().map(|s| Row::new(t, names, s)).collect();
+    rows.sort_by_key(|r| (!r.live, !r.scheduled, r.room.clone(), r.title.clone()));
+    rows
+}
+
+/// Folds one `WatchStatus` update into the statuses.
+pub fn fold(statuses: &mut BTreeMap<String, pb::SessionStatus>, update: pb::WatchStatusResponse) {
+    match update.update {
+        Some(pb::watch_status_response::Update::Snapshot(snapshot)) => {
+            statuses.clear();
+            for status in snapshot.sessions {
+                statuses.insert(status.session_id.clone(), status);
+            }
+        }
+        Some(pb::watch_status_response::Update::Changed(status)) => {
+            statuses.insert(status.session_id.clone(), status);
+        }
+        None => {}
+    }
+}
+
+/// The statuses now: the snapshot that opens a `WatchStatus` stream.
+pub async fn snapshot(
+    web: &Web,
+    visitor: &Visitor,
+    conference_id: &str,
+) -> Result<BTreeMap<String, pb::SessionStatus>, tonic::Status> {
+    let Some(stage) = &web.services.stage else {
+        return Err(tonic::Status::unavailable(
+            "the status service does not run here",
+        ));
+    };
+    let request = on_behalf(
+        visitor,
+        pb::WatchStatusRequest {
+            conference_id: conference_id.to_owned(),
+            ..Default::default()
+        },
+    );
+    let mut stream = stage.watch_status(request).await?.into_inner();
+    let mut statuses = BTreeMap::new();
+    if let Some(first) = stream.next().await {
+        fold(&mut statuses, first?);
+    }
+    Ok(statuses)
+}
+
+/// `GET /live/board`: the board, again whenever a session's status changes.
+pub async fn live(State(web): State<Web>, visitor: Visitor) -> Response {
+    let Some(conference_id) = crate::console::staff_conference(&visitor) else {
+        return reply::error(
+            &visitor,
+            axum::http::StatusCode::FORBIDDEN,
+            visitor.text().error_forbidden,
+            None,
+        );
+    };
+    let Some(stage) = web.services.stage.clone() else {
+        return reply::error(
+            &visitor,
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            visitor.text().error_unavailable,
+            None,
+        );
+    };
+    let names = match crate::console::names(&web, &visitor, &conference_id).await {
+        Ok(names) => names,
+        Err(status) => return reply::refused(&visitor, &status),
+    };
+    let request = on_behalf(
+        &visitor,
+        pb::WatchStatusRequest {
+            conference_id,
+            ..Default::default()
+        },
+    );
+    let mut updates = match stage.watch_status(request).await {
+        Ok(stream) => stream.into_inner(),
+        Err(status) => return reply::refused(&visitor, &status),
+    };
+    let frame = Arc::new(Frame::new(&visitor, "/m/"));
+    let t = visitor.text();
+    let events = async_stream::stream! {
+        let mut statuses = BTreeMap::new();
+        while let Some(Ok(update)) = updates.next().await {
+            let position = update.position;
+            fold(&mut statuses, update);
+            let fragment = BoardFragment { frame: &frame, rows: rows(t, &names, &statuses) };
+            let Ok(html) = fragment.render() else { break };
+            yield Ok::<_, Infallible>(
+                Event::default().event("update").id(position.to_string()).data(format!("board\n{html}")),
+            );
+            tokio::time::sleep(MIN_INTERVAL).await;
+        }
+    };
+    visitor.finish(
+        Sse::new(events)
+            .keep_alive(KeepAlive::default())
+            .into_response(),
+    )
+}

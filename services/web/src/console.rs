@@ -1,0 +1,637 @@
+//! The moderator console (`/m/`): the rooms board, live; starting, ending and switching
+//! sessions and pinning what is on air, each after a confirmation page; the questions of the
+//! live sessions to publish, answer, dismiss with a reason or pin; and the conference's polls
+//! to create (every kind, English and Khmer text), open, close and clean of unwanted words.
+//! Moderators, organisers and admins of the conference; the services check every action again.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::{
+    body::Bytes,
+    extract::{Path, Query, State, rejection::BytesRejection},
+    http::{HeaderMap, StatusCode},
+    response::Response,
+};
+use podium_access::MODERATORS;
+use podium_proto::v1::{
+    self as pb, agenda_server::Agenda as _, polls_server::Polls as _,
+    questions_server::Questions as _, stage_server::Stage as _,
+};
+use serde::Deserialize;
+
+use crate::{
+    Web,
+    attendee::{first_results, on_behalf},
+    board::{self, Names, Row},
+    forms::accept,
+    frame::{Frame, render},
+    reply,
+    session::Visitor,
+    views::{QuestionView, ResultsView, localized},
+};
+
+/// The conference of a visitor who may run it.
+pub fn staff_conference(visitor: &Visitor) -> Option<String> {
+    let principal = visitor.principal.as_ref()?;
+    MODERATORS
+        .contains(&principal.role)
+        .then(|| principal.conference_id.clone())
+        .flatten()
+}
+
+/// Names of rooms and speakers, and which speakers each session has.
+pub async fn names(
+    web: &Web,
+    visitor: &Visitor,
+    conference_id: &str,
+) -> Result<Names, tonic::Status> {
+    let agenda = &web.services.agenda;
+    let conference = agenda
+        .get_conference(on_behalf(
+            visitor,
+            pb::GetConferenceRequest {
+                conference_id: conference_id.to_owned(),
+            },
+        ))
+        .await?
+        .into_inner()
+        .conference
+        .unwrap_or_default();
+    let sessions = agenda
+        .list_sessions(on_behalf(
+            visitor,
+            pb::ListSessionsRequest {
+                conference_id: conference_id.to_owned(),
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner()
+        .sessions;
+    Ok(Names {
+        rooms: conference
+            .rooms
+            .iter()
+            .map(|r| (r.id.clone(), r.name.clone()))
+            .collect(),
+        speakers: conference
+            .speakers
+            .iter()
+            .map(|s| (s.id.clone(), s.name.clone()))
+            .collect(),
+        session_speakers: sessions
+            .iter()
+            .map(|s| {
+                (
+                    s.id.clone(),
+                    s.speakers
+                        .iter()
+                        .map(|sp| (sp.speaker_id.clone(), sp.backup))
+                        .collect(),
+                )
+            })
+            .collect(),
+    })
+}
+
+/// One poll as the console lists it.
+#[derive(Debug, Clone)]
+pub struct ConsolePoll {
+    pub id: String,
+    pub label: String,
+    pub lang: Option<String>,
+    pub state: &'static str,
+    pub draft: bool,
+    pub open: bool,
+    pub words: bool,
+    pub results: Option<ResultsView>,
+}
+
+/// The questions of one session, for moderation.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    pub title: String,
+    pub questions: Vec<QuestionView>,
+}
+
+#[derive(Template)]
+#[template(path = "console.html")]
+struct ConsolePage<'a> {
+    frame: &'a Frame,
+    rows: Vec<Row>,
+    flash: Option<&'static str>,
+    queues: Vec<Queue>,
+    polls: Vec<ConsolePoll>,
+    sessions: Vec<(String, String)>,
+    request_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ConsoleQuery {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    done: String,
+}
+
+/// `GET /m/`.
+pub async fn page(
+    State(web): State<Web>,
+    mut visitor: Visitor,
+    Query(query): Query<ConsoleQuery>,
+) -> Response {
+    if !query.token.is_empty() {
+        return crate::projector::exchange_token(&web, &mut visitor, &query.token, "/m/");
+    }
+    let Some(conference_id) = staff_conference(&visitor) else {
+        return match visitor.principal {
+            Some(_) => reply::error(
+                &visitor,
+                StatusCode::FORBIDDEN,
+                visitor.text().error_forbidden,
+                None,
+            ),
+            None => reply::sign_in_first(&visitor),
+        };
+    };
+    let t = visitor.text();
+    let result = async {
+        let names = names(&web, &visitor, &conference_id).await?;
+        let statuses = board::snapshot(&web, &visitor, &conference_id)
+            .await
+            .unwrap_or_default();
+        let mut queues = Vec::new();
+        for status in statuses
+            .values()
+            .filter(|s| s.state == pb::SessionState::Live as i32)
+        {
+            let listed = web
+                .services
+                .questions
+                .list_questions(on_behalf(
+                    &visitor,
+                    pb::ListQuestionsRequest {
+                        conference_id: conference_id.clone(),
+                        session_id: status.session_id.clone(),
+                    },
+                ))
+                .await?
+                .into_inner();
+            queues.push(Queue {
+                title: status.title.clone(),
+                questions: listed
+                    .questions
+                    .iter()
+                    .map(|q| QuestionView::new(q, visitor.lang))
+                    .collect(),
+            });
+        }
+        let listed = web
+            .services
+            .polls
+            .list_polls(on_behalf(
+                &visitor,
+                pb::ListPollsRequest {
+                    conference_id: conference_id.clone(),
+                    session_id: String::new(),
+                    language: visitor.lang.tag().to_owned(),
+                },
+            ))
+            .await?
+            .into_inner()
+            .polls;
+        let mut polls = Vec::new();
+        for poll in &listed {
+            let state = pb::PollState::try_from(poll.state).unwrap_or_default();
+            let results = first_results(&web, &visitor, &conference_id, &poll.id).await;
+            let (_, lang) = localized(poll.question.as_ref(), visitor.lang, "en");
+            polls.push(ConsolePoll {
+                id: poll.id.clone(),
+                label: poll.label.clone(),
+                lang: lang.filter(|l| l != visitor.lang.tag()),
+                state: match state {
+                    pb::PollState::Open => t.poll_open,
+                    pb::PollState::Closed => t.poll_closed_state,
+                    pb::PollState::Draft | pb::PollState::Unspecified => t.poll_draft,
+                },
+                draft: state == pb::PollState::Draft,
+                open: state == pb::PollState::Open,
+                words: poll.kind == pb::PollKind::WordCloud as i32,
+                results: results.as_ref().map(|r| ResultsView::new(r, poll)),
+            });
+        }
+        let mut sessions: Vec<(String, String)> = statuses
+            .values()
+            .map(|s| (s.session_id.clone(), s.title.clone()))
+            .collect();
+        sessions.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok::<_, tonic::Status>((names, statuses, queues, polls, sessions))
+    }
+    .await;
+    let (names, statuses, queues, polls, sessions) = match result {
+        Ok(parts) => parts,
+        Err(status) => return reply::refused(&visitor, &status),
+    };
+    let frame = Frame::new(&visitor, "/m/");
+    let page = ConsolePage {
+        rows: board::rows(t, &names, &statuses),
+        frame: &frame,
+        flash: (query.done == "ok").then_some(t.done),
+        queues,
+        polls,
+        sessions,
+        request_id: uuid::Uuid::new_v4().to_string(),
+    };
+    render(&visitor, StatusCode::OK, &page)
+}
+
+#[derive(Template)]
+#[template(path = "confirm.html")]
+struct ConfirmPage {
+    frame: Frame,
+    question: &'static str,
+    subject: String,
+    action: String,
+    fields: Vec<(String, String)>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct SwitchQuery {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    speaker: String,
+}
+
+/// `GET /m/confirm/{action}/{session}`: what will happen, and the one button that does it.
+pub async fn confirm(
+    State(web): State<Web>,
+    visitor: Visitor,
+    Path((action, session_id)): Path<(String, String)>,
+    Query(query): Query<SwitchQuery>,
+) -> Response {
+    let Some(conference_id) = staff_conference(&visitor) else {
+        return reply::error(
+            &visitor,
+            StatusCode::FORBIDDEN,
+            visitor.text().error_forbidden,
+            None,
+        );
+    };
+    let t = visitor.text();
+    let question = match action.as_str() {
+        "start" => t.confirm_start,
+        "end" => t.confirm_end,
+        "switch" => t.confirm_switch,
+        "pin" => t.confirm_pin,
+        "unpin" => t.confirm_unpin,
+        _ => return reply::error(&visitor, StatusCode::NOT_FOUND, t.error_not_found, None),
+    };
+    let names = names(&web, &visitor, &conference_id)
+        .await
+        .unwrap_or_default();
+    let statuses = board::snapshot(&web, &visitor, &conference_id)
+        .await
+        .unwrap_or_default();
+    let title = statuses
+        .get(&session_id)
+        .map_or_else(|| session_id.clone(), |s| s.title.clone());
+    let subject = match action.as_str() {
+        "switch" => {
+            let choice = match query.kind.as_str() {
+                "recording" => t.source_recording.to_owned(),
+                "slate" => t.source_slate.to_owned(),
+                "backup" => format!(
+                    "{}: {}",
+                    t.source_backup,
+                    names
+                        .speakers
+                        .get(&query.speaker)
+                        .cloned()
+                        .unwrap_or_default()
+                ),
+                _ => format!(
+                    "{}: {}",
+                    t.source_speaker,
+                    names
+                        .speakers
+                        .get(&query.speaker)
+                        .cloned()
+                        .unwrap_or_default()
+                ),
+            };
+            format!("{choice} ({title})")
+        }
+        _ => title,
+    };
+    let page = ConfirmPage {
+        frame: Frame::new(&visitor, "/m/"),
+        question,
+        subject,
+        action: format!("/m/stage/{action}/{session_id}"),
+        fields: vec![
+            ("kind".to_owned(), query.kind),
+            ("speaker".to_owned(), query.speaker),
+        ],
+    };
+    render(&visitor, StatusCode::OK, &page)
+}
+
+/// `POST /m/stage/{action}/{session}`: start, end, switch, pin or unpin.
+pub async fn stage(
+    State(web): State<Web>,
+    visitor: Visitor,
+    Path((action, session_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let fields = match accept(&visitor, &headers, body) {
+        Ok(fields) => fields,
+        Err(refused) => return *refused,
+    };
+    let Some(conference_id) = staff_conference(&visitor) else {
+        return reply::error(
+            &visitor,
+            StatusCode::FORBIDDEN,
+            visitor.text().error_forbidden,
+            None,
+        );
+    };
+    let Some(stage) = &web.services.stage else {
+        return reply::error(
+            &visitor,
+            StatusCode::SERVICE_UNAVAILABLE,
+            visitor.text().error_unavailable,
+            None,
+        );
+    };
+    let (conference, session) = (conference_id.clone(), session_id.clone());
+    let done = match action.as_str() {
+        "start" => stage
+            .start_session(on_behalf(
+                &visitor,
+                pb::StartSessionRequest {
+                    conference_id,
+                    session_id,
+                },
+            ))
+            .await
+            .map(drop),
+        "end" => stage
+            .end_session(on_behalf(
+                &visitor,
+                pb::EndSessionRequest {
+                    conference_id,
+                    session_id,
+                },
+            ))
+            .await
+            .map(drop),
+        "pin" | "unpin" => stage
+            .pin(on_behalf(
+                &visitor,
+                pb::PinRequest {
+                    conference_id,
+                    session_id,
+                    pinned: action == "pin",
+                },
+            ))
+            .await
+            .map(drop),
+        "switch" => {
+            let kind = match fields.get("kind") {
+                "recording" => pb::SourceKind::Recording,
+                "slate" => pb::SourceKind::Slate,
+                "backup" => pb::SourceKind::BackupSpeaker,
+                _ => pb::SourceKind::Speaker,
+            };
+            let request = pb::SwitchSourceRequest {
+                conference_id,
+                session_id,
+                kind: kind as i32,
+                speaker_id: fields.get("speaker").to_owned(),
+                recording_id: String::new(),
+            };
+            stage
+                .switch_source(on_behalf(&visitor, request))
+                .await
+                .map(drop)
+        }
+        _ => {
+            return reply::error(
+                &visitor,
+                StatusCode::NOT_FOUND,
+                visitor.text().error_not_found,
+                None,
+            );
+        }
+    };
+    tracing::info!(%conference, %session, %action, ok = done.is_ok(), "stage action from the console");
+    match done {
+        Ok(()) => reply::see_other(&visitor, "/m/?done=ok"),
+        Err(status) => reply::refused(&visitor, &status),
+    }
+}
+
+/// `POST /m/questions/{id}/{action}`: publish, answer, dismiss, pin or unpin a question.
+pub async fn moderate(
+    State(web): State<Web>,
+    visitor: Visitor,
+    Path((question_id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let fields = match accept(&visitor, &headers, body) {
+        Ok(fields) => fields,
+        Err(refused) => return *refused,
+    };
+    let Some(conference_id) = staff_conference(&visitor) else {
+        return reply::error(
+            &visitor,
+            StatusCode::FORBIDDEN,
+            visitor.text().error_forbidden,
+            None,
+        );
+    };
+    let action = match action.as_str() {
+        "publish" => pb::ModerationAction::Publish,
+        "answer" => pb::ModerationAction::Answer,
+        "dismiss" => pb::ModerationAction::Dismiss,
+        "pin" => pb::ModerationAction::Pin,
+        "unpin" => pb::ModerationAction::Unpin,
+        _ => {
+            return reply::error(
+                &visitor,
+                StatusCode::NOT_FOUND,
+                visitor.text().error_not_found,
+                None,
+            );
+        }
+    };
+    let request = pb::ModerateQuestionRequest {
+        request_id: crate::forms::request_id(&fields),
+        conference_id,
+        question_id,
+        action: action as i32,
+        reason: fields.get("reason").to_owned(),
+    };
+    match web
+        .services
+        .questions
+        .moderate_question(on_behalf(&visitor, request))
+        .await
+    {
+        Ok(_) => reply::see_other(&visitor, "/m/?done=ok"),
+        Err(status) => reply::refused(&visitor, &status),
+    }
+}
+
+/// `POST /m/polls/{id}/{action}`: open or close a poll, or hide a word of its cloud.
+pub async fn poll_action(
+    State(web): State<Web>,
+    visitor: Visitor,
+    Path((poll_id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let fields = match accept(&visitor, &headers, body) {
+        Ok(fields) => fields,
+        Err(refused) => return *refused,
+    };
+    let Some(conference_id) = staff_conference(&visitor) else {
+        return reply::error(
+            &visitor,
+            StatusCode::FORBIDDEN,
+            visitor.text().error_forbidden,
+            None,
+        );
+    };
+    let polls = &web.services.polls;
+    let done = match action.as_str() {
+        "open" => polls
+            .open_poll(on_behalf(
+                &visitor,
+                pb::OpenPollRequest {
+                    conference_id,
+                    poll_id,
+                },
+            ))
+            .await
+            .map(drop),
+        "close" => polls
+            .close_poll(on_behalf(
+                &visitor,
+                pb::ClosePollRequest {
+                    conference_id,
+                    poll_id,
+                },
+            ))
+            .await
+            .map(drop),
+        "hide" => polls
+            .hide_word(on_behalf(
+                &visitor,
+                pb::HideWordRequest {
+                    conference_id,
+                    poll_id,
+                    word: fields.get("word").to_owned(),
+                    hidden: true,
+                },
+            ))
+            .await
+            .map(drop),
+        _ => {
+            return reply::error(
+                &visitor,
+                StatusCode::NOT_FOUND,
+                visitor.text().error_not_found,
+                None,
+            );
+        }
+    };
+    match done {
+        Ok(()) => reply::see_other(&visitor, "/m/?done=ok"),
+        Err(status) => reply::refused(&visitor, &status),
+    }
+}
+
+/// `POST /m/polls`: creates a poll (a draft, opened from the list), in English and, when
+/// given, Khmer.
+pub async fn create_poll(
+    State(web): State<Web>,
+    visitor: Visitor,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let fields = match accept(&visitor, &headers, body) {
+        Ok(fields) => fields,
+        Err(refused) => return *refused,
+    };
+    let Some(conference_id) = staff_conference(&visitor) else {
+        return reply::error(
+            &visitor,
+            StatusCode::FORBIDDEN,
+            visitor.text().error_forbidden,
+            None,
+        );
+    };
+    let localized = |en: &str, km: &str| {
+        let mut text = BTreeMap::new();
+        text.insert("en".to_owned(), en.trim().to_owned());
+        if !km.trim().is_empty() {
+            text.insert("km".to_owned(), km.trim().to_owned());
+        }
+        pb::LocalizedText {
+            text: text.into_iter().collect(),
+        }
+    };
+    let lines = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let kind = match fields.get("kind") {
+        "multiple" => pb::PollKind::MultipleChoice,
+        "rating" => pb::PollKind::Rating,
+        "words" => pb::PollKind::WordCloud,
+        "text" => pb::PollKind::OpenText,
+        _ => pb::PollKind::SingleChoice,
+    };
+    let (en, km) = (
+        lines(fields.get("options_en")),
+        lines(fields.get("options_km")),
+    );
+    let options = match kind {
+        pb::PollKind::SingleChoice | pb::PollKind::MultipleChoice => en
+            .iter()
+            .enumerate()
+            .map(|(i, label)| localized(label, km.get(i).map_or("", String::as_str)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let request = pb::CreatePollRequest {
+        request_id: crate::forms::request_id(&fields),
+        conference_id,
+        session_id: fields.get("session").to_owned(),
+        question: Some(localized(
+            fields.get("question_en"),
+            fields.get("question_km"),
+        )),
+        kind: kind as i32,
+        options,
+        visibility: pb::ResultVisibility::Live as i32,
+        ..Default::default()
+    };
+    match web
+        .services
+        .polls
+        .create_poll(on_behalf(&visitor, request))
+        .await
+    {
+        Ok(_) => reply::see_other(&visitor, "/m/?done=ok"),
+        Err(status) => reply::refused(&visitor, &status),
+    }
+}
