@@ -231,6 +231,13 @@ catalogue! {
     whole_conference: "the whole conference", "សន្និសីទទាំងមូល";
     create_button: "Create", "បង្កើត";
     hide_word: "Hide a word", "លាក់ពាក្យ";
+    speaker_title: "Your sessions", "វគ្គរបស់អ្នក";
+    speaker_intro: "Times are shown in your own time zone and in the conference's.", "ម៉ោងត្រូវបានបង្ហាញតាមតំបន់ម៉ោងរបស់អ្នក និងតំបន់ម៉ោងរបស់សន្និសីទ។";
+    in_your_zone: "In your time zone", "តាមតំបន់ម៉ោងរបស់អ្នក";
+    in_conference_zone: "In the conference's time zone", "តាមតំបន់ម៉ោងរបស់សន្និសីទ";
+    add_to_calendar: "Add to calendar", "បន្ថែមទៅប្រតិទិន";
+    backup_speaker: "You are the backup speaker.", "អ្នកជាវាគ្មិនបម្រុង។";
+    no_speaker_sessions: "You have no sessions in this conference yet.", "អ្នកមិនទាន់មានវគ្គនៅក្នុងសន្និសីទនេះនៅឡើយទេ។";
     word: "Word", "ពាក្យ";
 }
 

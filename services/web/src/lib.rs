@@ -19,6 +19,7 @@ mod live;
 mod projector;
 mod reply;
 pub mod session;
+mod speaker;
 mod views;
 
 use std::sync::Arc;
@@ -109,6 +110,8 @@ impl Web {
             .route("/m/polls", post(console::create_poll))
             .route("/m/polls/{id}/{action}", post(console::poll_action))
             .route("/live/board", get(board::live))
+            .route("/s/", get(speaker::page))
+            .route("/s/session/{file}", get(speaker::calendar))
             .route("/assets/{name}", get(assets::serve))
             .fallback(reply::not_found)
             .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))

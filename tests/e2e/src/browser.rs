@@ -153,6 +153,25 @@ impl Browser {
         Ok(())
     }
 
+    /// Clicks a form's button and waits for the page that answers it: until the document is a
+    /// new one, so the next look is never at the page the form was on.
+    pub async fn submit(&self, css: &str) -> anyhow::Result<()> {
+        let before = self.client.find(Locator::Css("html")).await?.element_id();
+        self.click(css).await?;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Ok(now) = self.client.find(Locator::Css("html")).await
+                && now.element_id() != before
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("no new page {PATIENCE:?} after submitting {css}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The visible text of the first element matching `css`.
     pub async fn text(&self, css: &str) -> anyhow::Result<String> {
         Ok(self

@@ -10,6 +10,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// Every byte the response took on the wire, status line and headers included.
+    pub wire_bytes: usize,
 }
 
 impl Reply {
@@ -63,6 +65,7 @@ pub async fn request(
     stream.write_all(body.as_bytes()).await?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await?;
+    let wire_bytes = raw.len();
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").context("no end of headers")?;
     let mut lines = head.lines();
@@ -79,6 +82,7 @@ pub async fn request(
         status,
         headers,
         body: body.to_owned(),
+        wire_bytes,
     })
 }
 

@@ -1,0 +1,298 @@
+//! The speaker's page (`/s/`, opened from a link carrying the speaker's token): their
+//! sessions with times in their own zone and the conference's, and an iCalendar file for each
+//! (RFC 5545), so a speaker in New York does not have to work out when 09:00 in Phnom Penh is.
+
+use askama::Template;
+use axum::{
+    extract::{Path, Query, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
+use podium_access::Role;
+use podium_proto::v1::{self as pb, agenda_server::Agenda as _};
+use serde::Deserialize;
+
+use crate::{
+    Web,
+    attendee::on_behalf,
+    frame::{Frame, render},
+    reply,
+    session::Visitor,
+    views::SessionView,
+};
+
+/// One of the speaker's sessions.
+#[derive(Debug, Clone)]
+pub struct SpeakerSession {
+    pub id: String,
+    pub title: String,
+    pub lang: Option<String>,
+    pub room: String,
+    pub backup: bool,
+    pub start_utc: String,
+    pub start_local: String,
+    pub end_local: String,
+    pub zone: String,
+    pub own_start: String,
+    pub own_end: String,
+    pub own_zone: String,
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+#[derive(Template)]
+#[template(path = "speaker.html")]
+struct SpeakerPage {
+    frame: Frame,
+    sessions: Vec<SpeakerSession>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SpeakerQuery {
+    #[serde(default)]
+    token: String,
+}
+
+fn wall(time: Option<&pb::ZonedTime>) -> String {
+    time.and_then(|t| DateTime::parse_from_rfc3339(&t.local).ok())
+        .map(|t| t.format("%a %d %b %H:%M").to_string())
+        .unwrap_or_default()
+}
+
+/// The visitor's conference and speaker id, if they are a speaker.
+fn speaker_of(visitor: &Visitor) -> Option<(String, String)> {
+    let principal = visitor.principal.as_ref()?;
+    if principal.role != Role::Speaker {
+        return None;
+    }
+    Some((
+        principal.conference_id.clone()?,
+        principal.speaker_id.clone()?,
+    ))
+}
+
+async fn sessions(
+    web: &Web,
+    visitor: &Visitor,
+    conference_id: &str,
+    speaker_id: &str,
+) -> Result<Vec<SpeakerSession>, tonic::Status> {
+    let agenda = &web.services.agenda;
+    let conference = agenda
+        .get_conference(on_behalf(
+            visitor,
+            pb::GetConferenceRequest {
+                conference_id: conference_id.to_owned(),
+            },
+        ))
+        .await?
+        .into_inner()
+        .conference
+        .unwrap_or_default();
+    let listed = agenda
+        .list_sessions(on_behalf(
+            visitor,
+            pb::ListSessionsRequest {
+                conference_id: conference_id.to_owned(),
+                speaker_id: speaker_id.to_owned(),
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner()
+        .sessions;
+    Ok(listed
+        .iter()
+        .map(|session| {
+            let view = SessionView::new(session, visitor.lang, &conference.default_language);
+            let mine = session.speakers.iter().find(|s| s.speaker_id == speaker_id);
+            SpeakerSession {
+                id: view.id,
+                title: view.title,
+                lang: view.lang,
+                room: view.room,
+                backup: mine.is_some_and(|s| s.backup),
+                start_utc: view.start_utc,
+                start_local: view.start_local,
+                end_local: view.end_local,
+                zone: view.zone,
+                own_start: wall(mine.and_then(|s| s.start.as_ref())),
+                own_end: wall(mine.and_then(|s| s.end.as_ref())),
+                own_zone: mine.map(|s| s.time_zone.clone()).unwrap_or_default(),
+                start: view.start,
+                end: view.end,
+            }
+        })
+        .collect())
+}
+
+/// `GET /s/`.
+pub async fn page(
+    State(web): State<Web>,
+    mut visitor: Visitor,
+    Query(query): Query<SpeakerQuery>,
+) -> Response {
+    if !query.token.is_empty() {
+        return crate::projector::exchange_token(&web, &mut visitor, &query.token, "/s/");
+    }
+    let Some((conference_id, speaker_id)) = speaker_of(&visitor) else {
+        return match visitor.principal {
+            Some(_) => reply::error(
+                &visitor,
+                StatusCode::FORBIDDEN,
+                visitor.text().error_forbidden,
+                None,
+            ),
+            None => reply::sign_in_first(&visitor),
+        };
+    };
+    match sessions(&web, &visitor, &conference_id, &speaker_id).await {
+        Ok(sessions) => {
+            let page = SpeakerPage {
+                frame: Frame::new(&visitor, "/s/"),
+                sessions,
+            };
+            render(&visitor, StatusCode::OK, &page)
+        }
+        Err(status) => reply::refused(&visitor, &status),
+    }
+}
+
+/// `GET /s/session/{id}.ics`: one session as an iCalendar event. Times are in UTC (`Z`), which
+/// every calendar converts to its own zone exactly; the description also gives both wall
+/// clocks in words.
+pub async fn calendar(
+    State(web): State<Web>,
+    visitor: Visitor,
+    Path(file): Path<String>,
+) -> Response {
+    let Some((conference_id, speaker_id)) = speaker_of(&visitor) else {
+        return reply::sign_in_first(&visitor);
+    };
+    let Some(session_id) = file.strip_suffix(".ics") else {
+        return reply::error(
+            &visitor,
+            StatusCode::NOT_FOUND,
+            visitor.text().error_not_found,
+            None,
+        );
+    };
+    let sessions = match sessions(&web, &visitor, &conference_id, &speaker_id).await {
+        Ok(sessions) => sessions,
+        Err(status) => return reply::refused(&visitor, &status),
+    };
+    let Some(session) = sessions.iter().find(|s| s.id == session_id) else {
+        return reply::error(
+            &visitor,
+            StatusCode::NOT_FOUND,
+            visitor.text().error_not_found,
+            None,
+        );
+    };
+    let body = ics(session, &conference_id, Utc::now());
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/calendar; charset=utf-8".to_owned(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{session_id}.ics\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Escapes a TEXT value (RFC 5545, 3.3.11).
+fn escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace(';', "\\;")
+        .replace(',', "\\,")
+        .replace('\n', "\\n")
+}
+
+/// Folds a content line at 75 octets (RFC 5545, 3.1), never inside a UTF-8 character.
+fn fold(line: &str) -> String {
+    let mut out = String::new();
+    let mut width = 0;
+    for c in line.chars() {
+        if width + c.len_utf8() > 75 {
+            out.push_str("\r\n ");
+            width = 1;
+        }
+        out.push(c);
+        width += c.len_utf8();
+    }
+    out
+}
+
+fn ics(session: &SpeakerSession, conference_id: &str, now: DateTime<Utc>) -> String {
+    let stamp = |t: DateTime<Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
+    let lines = [
+        "BEGIN:VCALENDAR".to_owned(),
+        "VERSION:2.0".to_owned(),
+        "PRODID:-//podium//speaker page//EN".to_owned(),
+        "METHOD:PUBLISH".to_owned(),
+        "BEGIN:VEVENT".to_owned(),
+        format!("UID:{}.{conference_id}@podium", session.id),
+        format!("DTSTAMP:{}", stamp(now)),
+        format!("DTSTART:{}", session.start.map(stamp).unwrap_or_default()),
+        format!("DTEND:{}", session.end.map(stamp).unwrap_or_default()),
+        format!("SUMMARY:{}", escape(&session.title)),
+        format!("LOCATION:{}", escape(&session.room)),
+        format!(
+            "DESCRIPTION:{}",
+            escape(&format!(
+                "{} – {} ({}); {} – {} ({})",
+                session.own_start,
+                session.own_end,
+                session.own_zone,
+                session.start_local,
+                session.end_local,
+                session.zone
+            ))
+        ),
+        "END:VEVENT".to_owned(),
+        "END:VCALENDAR".to_owned(),
+    ];
+    lines.iter().map(|l| fold(l) + "\r\n").collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_is_in_utc_escaped_and_folded() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let session = SpeakerSession {
+            id: "ses-1".into(),
+            title: "Open data, for whom; and why".into(),
+            lang: None,
+            room: "Main hall".into(),
+            backup: false,
+            start_utc: String::new(),
+            start_local: "Thu 14 Nov 09:00".into(),
+            end_local: "09:45".into(),
+            zone: "Asia/Phnom_Penh".into(),
+            own_start: "Wed 13 Nov 21:00".into(),
+            own_end: "21:45".into(),
+            own_zone: "America/New_York".into(),
+            start: Some(at("2024-11-14T09:00:00+07:00")),
+            end: Some(at("2024-11-14T09:45:00+07:00")),
+        };
+        let ics = ics(&session, "odc2024", at("2024-11-01T00:00:00Z"));
+        assert!(ics.contains("DTSTART:20241114T020000Z\r\n"), "{ics}");
+        assert!(ics.contains("DTEND:20241114T024500Z\r\n"), "{ics}");
+        assert!(
+            ics.contains("SUMMARY:Open data\\, for whom\\; and why\r\n"),
+            "{ics}"
+        );
+        assert!(ics.lines().all(|l| l.len() <= 75), "{ics}");
+        assert!(ics.ends_with("END:VCALENDAR\r\n"));
+    }
+}

@@ -1,0 +1,279 @@
+//! An attendee's pages in a real browser, with and without JavaScript.
+
+use std::time::Instant;
+
+use podium_client::{Client, pb};
+use podium_e2e::browser::{Browser, Screen};
+
+use super::{accessible, poll_form, show};
+
+#[tokio::test]
+async fn an_attendee_on_a_phone_votes_in_every_poll_asks_and_the_projector_follows() {
+    let show = show().await;
+    let base = format!("http://{}", show.server.addr);
+    let phone = Browser::open(&base, Screen::Phone, true, "en")
+        .await
+        .unwrap();
+
+    // The join link from the projector's QR code, then a name.
+    phone
+        .goto(&format!("/j/{}", show.odc.join_code()))
+        .await
+        .unwrap();
+    accessible(&phone, "join").await;
+    phone.screenshot("join-phone-en").await.unwrap();
+    phone.fill("#name", "Dara").await.unwrap();
+    phone.submit("main form button[type=submit]").await.unwrap();
+    phone
+        .wait_for_text("h1", "Open Data Conference 2024")
+        .await
+        .unwrap();
+    assert_eq!(phone.path().await.unwrap(), "/", "the URL carries no token");
+
+    // Every kind of poll, each with its own controls.
+    let single = poll_form(&show, "Which data first?");
+    phone
+        .click(&format!("{single} input[type=radio]"))
+        .await
+        .unwrap();
+    phone.submit(&format!("{single} button")).await.unwrap();
+    phone
+        .wait_for_text("main", "Your vote is saved.")
+        .await
+        .unwrap();
+    let multiple = poll_form(&show, "Which formats do you use?");
+    phone
+        .click(&format!("{multiple} input[type=checkbox]"))
+        .await
+        .unwrap();
+    phone.submit(&format!("{multiple} button")).await.unwrap();
+    phone
+        .wait_for_text("main", "Your vote is saved.")
+        .await
+        .unwrap();
+    let rating = poll_form(&show, "How useful was the keynote?");
+    phone
+        .click(&format!("{rating} input[value='4']"))
+        .await
+        .unwrap();
+    phone.submit(&format!("{rating} button")).await.unwrap();
+    phone
+        .wait_for_text("main", "Your vote is saved.")
+        .await
+        .unwrap();
+    let words = poll_form(&show, "One word for open data");
+    phone
+        .fill(&format!("{words} input[type=text]"), "ទិន្នន័យ")
+        .await
+        .unwrap();
+    phone.submit(&format!("{words} button")).await.unwrap();
+    phone
+        .wait_for_text("main", "Your vote is saved.")
+        .await
+        .unwrap();
+    let text = poll_form(&show, "What should we do next year?");
+    phone
+        .fill(
+            &format!("{text} textarea"),
+            "More workshops in the provinces",
+        )
+        .await
+        .unwrap();
+    phone.submit(&format!("{text} button")).await.unwrap();
+    phone
+        .wait_for_text("main", "Your vote is saved.")
+        .await
+        .unwrap();
+
+    // Changing a ballot: the last choice counts, once.
+    phone
+        .click(&format!("{single} div.choice:last-of-type input"))
+        .await
+        .unwrap();
+    phone.submit(&format!("{single} button")).await.unwrap();
+    phone
+        .wait_for_text("main", "Your vote is changed.")
+        .await
+        .unwrap();
+    let results = phone
+        .text(&format!(
+            "section[aria-labelledby='poll-{}']",
+            show.polls[0].id
+        ))
+        .await
+        .unwrap();
+    assert!(results.contains("1 ballots"), "{results}");
+    assert!(results.contains("Health\n1 votes (100 %)"), "{results}");
+    accessible(&phone, "conference, polls open and voted").await;
+    phone.screenshot("conference-phone-en").await.unwrap();
+
+    // A question in the session on now, where a moderator approves questions first.
+    let session = show.session_id().to_owned();
+    show.admin
+        .questions()
+        .set_qa_settings(pb::SetQaSettingsRequest {
+            request_id: Client::request_id(),
+            conference_id: podium_e2e::CONFERENCE.into(),
+            session_id: session.clone(),
+            settings: Some(pb::QaSettings {
+                allow_anonymous: true,
+                require_approval: true,
+            }),
+        })
+        .await
+        .unwrap();
+    phone.goto(&format!("/session/{session}")).await.unwrap();
+    phone
+        .fill("#question", "Will the data be published as CSV?")
+        .await
+        .unwrap();
+    phone
+        .submit("form[action$='/questions'] button")
+        .await
+        .unwrap();
+    phone
+        .wait_for_text("main", "Your question is sent.")
+        .await
+        .unwrap();
+    phone
+        .wait_for_text("main ul.plain", "waiting for a moderator")
+        .await
+        .unwrap();
+
+    // A moderator publishes it; the attendee sees it published.
+    let moderator_token = show
+        .token(pb::Role::Moderator, None, "Sokha, moderator")
+        .await
+        .unwrap();
+    let moderator = show
+        .server
+        .client(Some(moderator_token.clone()))
+        .await
+        .unwrap();
+    let questions = moderator
+        .questions()
+        .list_questions(pb::ListQuestionsRequest {
+            conference_id: podium_e2e::CONFERENCE.into(),
+            session_id: session.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .questions;
+    moderator
+        .questions()
+        .moderate_question(pb::ModerateQuestionRequest {
+            request_id: Client::request_id(),
+            conference_id: podium_e2e::CONFERENCE.into(),
+            question_id: questions[0].id.clone(),
+            action: pb::ModerationAction::Publish as i32,
+            reason: String::new(),
+        })
+        .await
+        .unwrap();
+    phone.goto(&format!("/session/{session}")).await.unwrap();
+    phone
+        .wait_for_text("main ul.plain", "published")
+        .await
+        .unwrap();
+    accessible(&phone, "session with a published question").await;
+    phone.screenshot("session-phone-en").await.unwrap();
+
+    // In Khmer, chosen with the switcher and remembered.
+    phone.submit("button[value='km']").await.unwrap();
+    phone.wait_for_text("h2", "ការស្ទង់មតិ").await.unwrap();
+    accessible(&phone, "session in Khmer").await;
+    phone.screenshot("session-phone-km").await.unwrap();
+    phone.goto("/").await.unwrap();
+    phone
+        .wait_for_text("h1", "សន្និសីទទិន្នន័យបើកចំហ ២០២៤")
+        .await
+        .unwrap();
+    accessible(&phone, "conference in Khmer").await;
+    phone.screenshot("conference-phone-km").await.unwrap();
+
+    // The projector, opened from a link with the moderator's token, follows a new ballot live.
+    let projector = Browser::open(&base, Screen::Projector, true, "en")
+        .await
+        .unwrap();
+    projector
+        .goto(&format!(
+            "/p/{}/{}?token={moderator_token}",
+            podium_e2e::CONFERENCE,
+            show.odc.hall.id
+        ))
+        .await
+        .unwrap();
+    projector
+        .wait_for_text(".code", show.odc.join_code())
+        .await
+        .unwrap();
+    let path = projector.path().await.unwrap();
+    assert!(
+        !path.contains("token"),
+        "the token stays out of the URL: {path}"
+    );
+    let first = format!("section[aria-labelledby='poll-{}']", show.polls[0].id);
+    projector.wait_for_text(&first, "1 ballots").await.unwrap();
+    accessible(&projector, "projector").await;
+    projector.screenshot("projector-en").await.unwrap();
+    let another = show.join("Vicheka").await.unwrap();
+    let cast = Instant::now();
+    another
+        .polls()
+        .cast_ballot(podium_e2e::ballot(
+            &show.polls[0],
+            vec![show.polls[0].options[0].id.clone()],
+        ))
+        .await
+        .unwrap();
+    projector.wait_for_text(&first, "2 ballots").await.unwrap();
+    println!(
+        "ballot acknowledged -> shown on the projector: {:?}",
+        cast.elapsed()
+    );
+    let shown = projector.text("main").await.unwrap();
+    assert!(
+        !shown.contains("Dara") && !shown.contains("Vicheka"),
+        "no attendee names: {shown}"
+    );
+
+    projector.close().await.unwrap();
+    phone.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_phone_without_javascript_joins_and_votes() {
+    let show = show().await;
+    let base = format!("http://{}", show.server.addr);
+    let phone = Browser::open(&base, Screen::Phone, false, "km")
+        .await
+        .unwrap();
+    phone
+        .goto(&format!("/j/{}", show.odc.join_code()))
+        .await
+        .unwrap();
+    phone.wait_for_text("h1", "ចូលរួមសន្និសីទ").await.unwrap();
+    phone.screenshot("join-phone-km").await.unwrap();
+    phone.submit("main form button[type=submit]").await.unwrap();
+    let single = poll_form(&show, "Which data first?");
+    phone
+        .click(&format!("{single} input[type=radio]"))
+        .await
+        .unwrap();
+    phone.submit(&format!("{single} button")).await.unwrap();
+    phone
+        .wait_for_text("main", "ការបោះឆ្នោតរបស់អ្នកត្រូវបានរក្សាទុក")
+        .await
+        .unwrap();
+    let mut polls = show.admin.polls();
+    let results = polls.watch_results(pb::WatchResultsRequest {
+        conference_id: podium_e2e::CONFERENCE.into(),
+        poll_id: show.polls[0].id.clone(),
+        language: String::new(),
+    });
+    let mut stream = results.await.unwrap().into_inner();
+    let counted = stream.message().await.unwrap().unwrap().results.unwrap();
+    assert_eq!(counted.ballots, 1);
+    phone.close().await.unwrap();
+}

@@ -1,0 +1,244 @@
+//! What a browser is sent, checked byte for byte over plain HTTP/1.1.
+
+use podium_client::pb;
+use podium_e2e::http::{self, form};
+
+use super::show;
+
+#[tokio::test]
+async fn pages_send_security_headers_and_refuse_forged_and_broken_requests() {
+    let show = show().await;
+    let addr = show.server.addr.clone();
+
+    // Every page: a strict policy, no sniffing, no referrer, no framing, no caching.
+    let home = http::request(&addr, "GET", "/", &[], "").await.unwrap();
+    assert_eq!(home.status, 200);
+    let csp = home.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(home.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(home.header("referrer-policy"), Some("same-origin"));
+    assert_eq!(home.header("x-frame-options"), Some("DENY"));
+    let csrf_cookie = home
+        .cookies()
+        .into_iter()
+        .find(|c| c.starts_with("podium_csrf="))
+        .unwrap();
+    assert!(
+        csrf_cookie.contains("HttpOnly") && csrf_cookie.contains("SameSite=Strict"),
+        "{csrf_cookie}"
+    );
+    let csrf = home.cookie("podium_csrf").unwrap();
+    let cookie = format!("podium_csrf={csrf}");
+    let code = show.odc.join_code().to_owned();
+
+    // A join without the form's CSRF value, or from another site, does nothing.
+    let no_token = http::request(
+        &addr,
+        "POST",
+        "/join",
+        &[("cookie", &cookie)],
+        &form(&[("code", &code)]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(no_token.status, 403);
+    assert!(
+        no_token.body.contains("This form has expired"),
+        "{}",
+        no_token.body
+    );
+    assert_eq!(no_token.cookie("podium_session"), None);
+    let cross_site = http::request(
+        &addr,
+        "POST",
+        "/join",
+        &[("cookie", &cookie), ("origin", "https://evil.example")],
+        &form(&[("csrf", &csrf), ("code", &code)]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(cross_site.status, 403);
+    assert_eq!(cross_site.cookie("podium_session"), None);
+
+    // A wrong code: a page in the reader's language, nothing stored.
+    let wrong = http::request(
+        &addr,
+        "POST",
+        "/join",
+        &[("cookie", &cookie), ("accept-language", "km-KH, en;q=0.5")],
+        &form(&[("csrf", &csrf), ("code", "NOPE-NOPE")]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(wrong.status, 404);
+    assert!(
+        wrong.body.contains("គ្មានសន្និសីទណាមួយមានលេខកូដនេះទេ"),
+        "{}",
+        wrong.body
+    );
+    assert!(wrong.body.contains("lang=\"km\""));
+
+    // An oversized form: refused with a page that says so.
+    let huge = "x".repeat(podium_web::MAX_FORM_BYTES + 1);
+    let oversized = http::request(
+        &addr,
+        "POST",
+        "/join",
+        &[("cookie", &cookie)],
+        &form(&[("csrf", &csrf), ("code", &huge)]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(oversized.status, 413);
+    assert!(
+        oversized.body.contains("What you sent is too long."),
+        "{}",
+        oversized.body
+    );
+
+    // The right code: an HttpOnly, Strict session cookie and a redirect to a token-free URL.
+    let joined = http::request(
+        &addr,
+        "POST",
+        "/join",
+        &[("cookie", &cookie), ("origin", &format!("http://{addr}"))],
+        &form(&[("csrf", &csrf), ("code", &code), ("name", "Dara")]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(joined.status, 303, "{}", joined.body);
+    assert_eq!(joined.header("location"), Some("/"));
+    let session = joined
+        .cookies()
+        .into_iter()
+        .find(|c| c.starts_with("podium_session="))
+        .unwrap();
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Strict"),
+        "{session}"
+    );
+    let token = joined.cookie("podium_session").unwrap();
+
+    // A ballot with the cookie but without the CSRF value is not counted.
+    let signed_in = format!("{cookie}; podium_session={token}");
+    let poll = &show.polls[0];
+    let forged = http::request(
+        &addr,
+        "POST",
+        &format!("/poll/{}/ballot", poll.id),
+        &[("cookie", &signed_in)],
+        &form(&[("option", &poll.options[0].id)]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(forged.status, 403);
+    // A tampered session cookie: treated as signed out, and cleared.
+    let tampered = http::request(
+        &addr,
+        "GET",
+        "/",
+        &[("cookie", &format!("{cookie}; podium_session={token}x"))],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(tampered.status, 401);
+    assert!(
+        tampered.body.contains("Your sign-in has expired"),
+        "{}",
+        tampered.body
+    );
+    assert!(
+        tampered
+            .cookies()
+            .iter()
+            .any(|c| c.starts_with("podium_session=;")),
+        "{:?}",
+        tampered.cookies()
+    );
+    let counted = show
+        .admin
+        .polls()
+        .watch_results(pb::WatchResultsRequest {
+            conference_id: podium_e2e::CONFERENCE.into(),
+            poll_id: poll.id.clone(),
+            language: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .unwrap()
+        .results
+        .unwrap();
+    assert_eq!(counted.ballots, 0, "nothing forged was stored");
+
+    // Assets: content-hashed names, a year's cache, compressed on request.
+    let css = home
+        .body
+        .split("href=\"")
+        .find_map(|s| s.split('"').next().filter(|h| h.ends_with(".css")))
+        .unwrap()
+        .to_owned();
+    let asset = http::request(&addr, "GET", &css, &[("accept-encoding", "gzip")], "")
+        .await
+        .unwrap();
+    assert_eq!(asset.status, 200);
+    assert_eq!(
+        asset.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert_eq!(asset.header("content-encoding"), Some("gzip"));
+}
+
+#[tokio::test]
+async fn the_attendee_page_first_load_is_under_60_kb_over_the_wire() {
+    let show = show().await;
+    let addr = show.server.addr.clone();
+    let start = http::request(&addr, "GET", "/", &[], "").await.unwrap();
+    let csrf = start.cookie("podium_csrf").unwrap();
+    let code = show.odc.join_code().to_owned();
+    let joined = http::request(
+        &addr,
+        "POST",
+        "/join",
+        &[("cookie", &format!("podium_csrf={csrf}"))],
+        &form(&[("csrf", &csrf), ("code", &code), ("name", "Dara")]),
+    )
+    .await
+    .unwrap();
+    let token = joined.cookie("podium_session").unwrap();
+    let cookie = format!("podium_csrf={csrf}; podium_session={token}");
+    // The page with five open polls, then what it links: stylesheet, script and icon.
+    let compressed = [("cookie", cookie.as_str()), ("accept-encoding", "br, gzip")];
+    let page = http::request(&addr, "GET", "/", &compressed, "")
+        .await
+        .unwrap();
+    assert_eq!(page.status, 200);
+    let mut total = page.wire_bytes;
+    let plain = http::request(&addr, "GET", "/", &[("cookie", &cookie)], "")
+        .await
+        .unwrap();
+    let linked: Vec<String> = plain
+        .body
+        .split('"')
+        .filter(|s| s.starts_with("/assets/"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(linked.len(), 3, "{linked:?}");
+    for asset in &linked {
+        let reply = http::request(&addr, "GET", asset, &compressed, "")
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "{asset}");
+        total += reply.wire_bytes;
+    }
+    println!("attendee page, first load over the wire: {total} bytes");
+    assert!(total < 60 * 1024, "first load is {total} bytes");
+}

@@ -1,0 +1,45 @@
+//! The pages, seen by real browsers (Debian's Chromium through chromedriver) and by plain
+//! HTTP requests: an attendee on a phone joins, votes in every kind of poll, changes a vote and
+//! asks a question; a moderator publishes it; the projector follows ballots live; a phone
+//! without JavaScript votes too; every page passes axe-core's WCAG 2.1 A and AA rules in
+//! English and Khmer; forged or broken requests are refused with a page that says why; a
+//! moderator runs the show from the console; a speaker sees their sessions in their own zone.
+
+use podium_e2e::{NewPoll, Show, Talk, browser::Browser};
+
+mod attendee;
+mod http;
+mod staff;
+
+/// A show with a talk on now and one open poll of every kind.
+pub async fn show() -> Show {
+    let now = chrono::Utc::now();
+    let at = |minutes: i64| (now + chrono::Duration::minutes(minutes)).to_rfc3339();
+    Show::start()
+        .session(Talk::new("Open contracting in Cambodia", &at(-10), &at(50)))
+        .poll(NewPoll::single_choice(&["Budgets", "Land", "Health"]).question("Which data first?"))
+        .poll(
+            NewPoll::multiple_choice(&["CSV", "JSON", "PDF"]).question("Which formats do you use?"),
+        )
+        .poll(NewPoll::rating(1, 5).question("How useful was the keynote?"))
+        .poll(NewPoll::word_cloud().question("One word for open data"))
+        .poll(NewPoll::open_text().question("What should we do next year?"))
+        .await
+        .unwrap()
+}
+
+/// The form of the poll whose heading says `question`.
+pub fn poll_form(show: &Show, question: &str) -> String {
+    let poll = show
+        .polls
+        .iter()
+        .find(|p| p.label == question)
+        .unwrap_or_else(|| panic!("no poll {question:?}"));
+    format!("form[action='/poll/{}/ballot']", poll.id)
+}
+
+/// Checks axe-core finds nothing on the page shown now.
+pub async fn accessible(browser: &Browser, page: &str) {
+    let violations = browser.accessibility_violations().await.unwrap();
+    assert!(violations.is_empty(), "{page}: {violations:#?}");
+}
