@@ -172,6 +172,37 @@ impl Browser {
         }
     }
 
+    /// Presses `key` (a character or a [`fantoccini::key::Key`]) on whatever has the focus, as
+    /// a keyboard would.
+    pub async fn press(&self, key: impl Into<char>) -> anyhow::Result<()> {
+        let focused = self.client.active_element().await?;
+        focused.send_keys(&key.into().to_string()).await?;
+        Ok(())
+    }
+
+    /// Presses Tab until the focused element matches `css`; fails after `limit` presses.
+    pub async fn tab_to(&self, css: &str, limit: usize) -> anyhow::Result<()> {
+        for _ in 0..limit {
+            if self.focused_matches(css).await? {
+                return Ok(());
+            }
+            self.press(fantoccini::key::Key::Tab).await?;
+        }
+        bail!("{limit} presses of Tab never reached {css}")
+    }
+
+    /// Whether the focused element matches `css`.
+    pub async fn focused_matches(&self, css: &str) -> anyhow::Result<bool> {
+        let matches = self
+            .client
+            .execute(
+                "return document.activeElement !== null && document.activeElement.matches(arguments[0]);",
+                vec![json!(css)],
+            )
+            .await?;
+        Ok(matches.as_bool().unwrap_or(false))
+    }
+
     /// The visible text of the first element matching `css`.
     pub async fn text(&self, css: &str) -> anyhow::Result<String> {
         Ok(self

@@ -43,7 +43,7 @@ impl Reply {
 }
 
 /// Sends one request on a fresh connection to `addr` (`127.0.0.1:port`) and reads the whole
-/// response. `headers` are added as given.
+/// response. `headers` are added as given; a POST's body is a form.
 pub async fn request(
     addr: &str,
     method: &str,
@@ -51,18 +51,32 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> anyhow::Result<Reply> {
+    let mut headers = headers.to_vec();
+    if method == "POST" {
+        headers.push(("content-type", "application/x-www-form-urlencoded"));
+    }
+    request_bytes(addr, method, path, &headers, body.as_bytes()).await
+}
+
+/// Like [`request`], with a body of any bytes and no content type but the caller's.
+pub async fn request_bytes(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<Reply> {
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     if method == "POST" {
-        head.push_str("content-type: application/x-www-form-urlencoded\r\n");
         head.push_str(&format!("content-length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
+    stream.write_all(body).await?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await?;
     let wire_bytes = raw.len();

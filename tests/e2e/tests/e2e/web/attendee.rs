@@ -277,3 +277,74 @@ async fn a_phone_without_javascript_joins_and_votes() {
     assert_eq!(counted.ballots, 1);
     phone.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_attendee_joins_votes_and_asks_with_the_keyboard_alone() {
+    use fantoccini::key::Key;
+    let show = show().await;
+    let base = format!("http://{}", show.server.addr);
+    let phone = Browser::open(&base, Screen::Phone, true, "en")
+        .await
+        .unwrap();
+    phone
+        .goto(&format!("/j/{}", show.odc.join_code()))
+        .await
+        .unwrap();
+
+    // The skip link comes first, then the form: the code is filled in by the link.
+    phone.press(Key::Tab).await.unwrap();
+    assert!(phone.focused_matches("a.skip").await.unwrap());
+    phone.tab_to("#name", 20).await.unwrap();
+    for c in "Kiri".chars() {
+        phone.press(c).await.unwrap();
+    }
+    phone.press(Key::Enter).await.unwrap();
+    phone
+        .wait_for_text("h1", "Open Data Conference 2024")
+        .await
+        .unwrap();
+
+    // A radio group: Tab reaches it, Space picks, Tab reaches the poll's button, Enter votes.
+    let single = poll_form(&show, "Which data first?");
+    phone
+        .tab_to(&format!("{single} input[type=radio]"), 80)
+        .await
+        .unwrap();
+    phone.press(' ').await.unwrap();
+    phone.tab_to(&format!("{single} button"), 10).await.unwrap();
+    phone.press(Key::Enter).await.unwrap();
+    phone
+        .wait_for_text("main", "Your vote is saved.")
+        .await
+        .unwrap();
+
+    // The session's page through its link, then a question.
+    let session = show.session_id().to_owned();
+    phone
+        .tab_to(&format!("a[href='/session/{session}']"), 80)
+        .await
+        .unwrap();
+    phone.press(Key::Enter).await.unwrap();
+    phone
+        .wait_for_text("h1", "Open contracting in Cambodia")
+        .await
+        .unwrap();
+    phone.tab_to("#question", 80).await.unwrap();
+    for c in "Is the budget data open?".chars() {
+        phone.press(c).await.unwrap();
+    }
+    phone
+        .tab_to("form[action$='/questions'] button", 10)
+        .await
+        .unwrap();
+    phone.press(Key::Enter).await.unwrap();
+    phone
+        .wait_for_text("main", "Your question is sent.")
+        .await
+        .unwrap();
+    phone
+        .wait_for_text("main", "Is the budget data open?")
+        .await
+        .unwrap();
+    phone.close().await.unwrap();
+}

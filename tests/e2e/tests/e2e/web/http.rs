@@ -242,3 +242,48 @@ async fn the_attendee_page_first_load_is_under_60_kb_over_the_wire() {
     println!("attendee page, first load over the wire: {total} bytes");
     assert!(total < 60 * 1024, "first load is {total} bytes");
 }
+
+#[tokio::test]
+async fn a_browser_calls_the_api_with_grpc_web_over_http_1_1_on_the_same_port() {
+    let show = show().await;
+    let token = show.server.admin_token().unwrap();
+    // Diagnostics/Ping { seq: 7 }: field 1, varint 7, in one gRPC-Web data frame.
+    let message = [0x08, 0x07];
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let bearer = format!("Bearer {token}");
+    let reply = http::request_bytes(
+        &show.server.addr,
+        "POST",
+        "/podium.v1.Diagnostics/Ping",
+        &[
+            ("content-type", "application/grpc-web+proto"),
+            ("x-grpc-web", "1"),
+            ("authorization", &bearer),
+        ],
+        &frame,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/grpc-web+proto")
+    );
+    assert!(reply.body.contains("grpc-status:0"), "{:?}", reply.body);
+    // Without a token: the same refusal as over gRPC, in the trailers.
+    let refused = http::request_bytes(
+        &show.server.addr,
+        "POST",
+        "/podium.v1.Diagnostics/Ping",
+        &[("content-type", "application/grpc-web+proto")],
+        &frame,
+    )
+    .await
+    .unwrap();
+    assert!(
+        refused.body.contains("grpc-status:16") || refused.header("grpc-status") == Some("16"),
+        "{refused:?}"
+    );
+}
