@@ -81,11 +81,14 @@ struct Agenda {
     sessions: Vec<SessionView>,
 }
 
-async fn agenda(
+/// The conference and its sessions (only `speaker_id`'s, when given), as the services give
+/// them to this visitor.
+pub async fn conference_and_sessions(
     web: &Web,
     visitor: &Visitor,
     conference_id: &str,
-) -> Result<Agenda, tonic::Status> {
+    speaker_id: &str,
+) -> Result<(pb::Conference, Vec<pb::Session>), tonic::Status> {
     let agenda = &web.services.agenda;
     let conference = agenda
         .get_conference(on_behalf(
@@ -103,12 +106,23 @@ async fn agenda(
             visitor,
             pb::ListSessionsRequest {
                 conference_id: conference_id.to_owned(),
+                speaker_id: speaker_id.to_owned(),
                 ..Default::default()
             },
         ))
         .await?
         .into_inner()
-        .sessions
+        .sessions;
+    Ok((conference, sessions))
+}
+
+async fn agenda(
+    web: &Web,
+    visitor: &Visitor,
+    conference_id: &str,
+) -> Result<Agenda, tonic::Status> {
+    let (conference, sessions) = conference_and_sessions(web, visitor, conference_id, "").await?;
+    let sessions = sessions
         .iter()
         .map(|s| SessionView::new(s, visitor.lang, &conference.default_language))
         .collect();

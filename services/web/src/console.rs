@@ -15,16 +15,16 @@ use axum::{
 };
 use podium_access::MODERATORS;
 use podium_proto::v1::{
-    self as pb, agenda_server::Agenda as _, polls_server::Polls as _,
-    questions_server::Questions as _, stage_server::Stage as _,
+    self as pb, polls_server::Polls as _, questions_server::Questions as _,
+    stage_server::Stage as _,
 };
 use serde::Deserialize;
 
 use crate::{
     Web,
-    attendee::{first_results, on_behalf},
+    attendee::{conference_and_sessions, first_results, on_behalf},
     board::{self, Names, Row},
-    forms::accept,
+    forms::{Fields, accept},
     frame::{Frame, render},
     reply,
     session::Visitor,
@@ -40,35 +40,31 @@ pub fn staff_conference(visitor: &Visitor) -> Option<String> {
         .flatten()
 }
 
+/// A console form: checked by [`accept`], from a visitor who may run the conference.
+fn staff_post(
+    visitor: &Visitor,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Fields, String), Box<Response>> {
+    let fields = accept(visitor, headers, body)?;
+    let conference_id = staff_conference(visitor).ok_or_else(|| {
+        Box::new(reply::error(
+            visitor,
+            StatusCode::FORBIDDEN,
+            visitor.text().error_forbidden,
+            None,
+        ))
+    })?;
+    Ok((fields, conference_id))
+}
+
 /// Names of rooms and speakers, and which speakers each session has.
 pub async fn names(
     web: &Web,
     visitor: &Visitor,
     conference_id: &str,
 ) -> Result<Names, tonic::Status> {
-    let agenda = &web.services.agenda;
-    let conference = agenda
-        .get_conference(on_behalf(
-            visitor,
-            pb::GetConferenceRequest {
-                conference_id: conference_id.to_owned(),
-            },
-        ))
-        .await?
-        .into_inner()
-        .conference
-        .unwrap_or_default();
-    let sessions = agenda
-        .list_sessions(on_behalf(
-            visitor,
-            pb::ListSessionsRequest {
-                conference_id: conference_id.to_owned(),
-                ..Default::default()
-            },
-        ))
-        .await?
-        .into_inner()
-        .sessions;
+    let (conference, sessions) = conference_and_sessions(web, visitor, conference_id, "").await?;
     Ok(Names {
         rooms: conference
             .rooms
@@ -346,17 +342,9 @@ pub async fn stage(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let fields = match accept(&visitor, &headers, body) {
-        Ok(fields) => fields,
+    let (fields, conference_id) = match staff_post(&visitor, &headers, body) {
+        Ok(posted) => posted,
         Err(refused) => return *refused,
-    };
-    let Some(conference_id) = staff_conference(&visitor) else {
-        return reply::error(
-            &visitor,
-            StatusCode::FORBIDDEN,
-            visitor.text().error_forbidden,
-            None,
-        );
     };
     let Some(stage) = &web.services.stage else {
         return reply::error(
@@ -442,17 +430,9 @@ pub async fn moderate(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let fields = match accept(&visitor, &headers, body) {
-        Ok(fields) => fields,
+    let (fields, conference_id) = match staff_post(&visitor, &headers, body) {
+        Ok(posted) => posted,
         Err(refused) => return *refused,
-    };
-    let Some(conference_id) = staff_conference(&visitor) else {
-        return reply::error(
-            &visitor,
-            StatusCode::FORBIDDEN,
-            visitor.text().error_forbidden,
-            None,
-        );
     };
     let action = match action.as_str() {
         "publish" => pb::ModerationAction::Publish,
@@ -495,17 +475,9 @@ pub async fn poll_action(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let fields = match accept(&visitor, &headers, body) {
-        Ok(fields) => fields,
+    let (fields, conference_id) = match staff_post(&visitor, &headers, body) {
+        Ok(posted) => posted,
         Err(refused) => return *refused,
-    };
-    let Some(conference_id) = staff_conference(&visitor) else {
-        return reply::error(
-            &visitor,
-            StatusCode::FORBIDDEN,
-            visitor.text().error_forbidden,
-            None,
-        );
     };
     let polls = &web.services.polls;
     let done = match action.as_str() {
@@ -564,17 +536,9 @@ pub async fn create_poll(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let fields = match accept(&visitor, &headers, body) {
-        Ok(fields) => fields,
+    let (fields, conference_id) = match staff_post(&visitor, &headers, body) {
+        Ok(posted) => posted,
         Err(refused) => return *refused,
-    };
-    let Some(conference_id) = staff_conference(&visitor) else {
-        return reply::error(
-            &visitor,
-            StatusCode::FORBIDDEN,
-            visitor.text().error_forbidden,
-            None,
-        );
     };
     let localized = |en: &str, km: &str| {
         let mut text = BTreeMap::new();

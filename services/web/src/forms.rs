@@ -140,6 +140,18 @@ pub async fn switch_language(
     reply::see_other(&visitor, fields.get("back"))
 }
 
+/// An attendee's form: checked by [`accept`], from a signed-in visitor, with their conference.
+fn signed_in_post(
+    visitor: &Visitor,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Fields, String), Box<Response>> {
+    let fields = accept(visitor, headers, body)?;
+    let conference_id =
+        conference_of(visitor).ok_or_else(|| Box::new(reply::sign_in_first(visitor)))?;
+    Ok((fields, conference_id))
+}
+
 /// The signed-in visitor's conference.
 fn conference_of(visitor: &Visitor) -> Option<String> {
     visitor
@@ -156,12 +168,9 @@ pub async fn cast_ballot(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let fields = match accept(&visitor, &headers, body) {
-        Ok(fields) => fields,
+    let (fields, conference_id) = match signed_in_post(&visitor, &headers, body) {
+        Ok(posted) => posted,
         Err(refused) => return *refused,
-    };
-    let Some(conference_id) = conference_of(&visitor) else {
-        return reply::sign_in_first(&visitor);
     };
     let rating = fields.get("rating");
     let ballot = pb::CastBallotRequest {
@@ -240,12 +249,9 @@ pub async fn ask(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let fields = match accept(&visitor, &headers, body) {
-        Ok(fields) => fields,
+    let (fields, conference_id) = match signed_in_post(&visitor, &headers, body) {
+        Ok(posted) => posted,
         Err(refused) => return *refused,
-    };
-    let Some(conference_id) = conference_of(&visitor) else {
-        return reply::sign_in_first(&visitor);
     };
     let request = pb::AskQuestionRequest {
         request_id: request_id(&fields),
@@ -273,12 +279,9 @@ pub async fn upvote(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let fields = match accept(&visitor, &headers, body) {
-        Ok(fields) => fields,
+    let (fields, conference_id) = match signed_in_post(&visitor, &headers, body) {
+        Ok(posted) => posted,
         Err(refused) => return *refused,
-    };
-    let Some(conference_id) = conference_of(&visitor) else {
-        return reply::sign_in_first(&visitor);
     };
     let request = pb::UpvoteQuestionRequest {
         conference_id,
@@ -303,12 +306,9 @@ pub async fn rate(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let fields = match accept(&visitor, &headers, body) {
-        Ok(fields) => fields,
+    let (fields, conference_id) = match signed_in_post(&visitor, &headers, body) {
+        Ok(posted) => posted,
         Err(refused) => return *refused,
-    };
-    let Some(conference_id) = conference_of(&visitor) else {
-        return reply::sign_in_first(&visitor);
     };
     let request = pb::RateSessionRequest {
         request_id: request_id(&fields),

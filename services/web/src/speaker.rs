@@ -10,12 +10,12 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use podium_access::Role;
-use podium_proto::v1::{self as pb, agenda_server::Agenda as _};
+use podium_proto::v1 as pb;
 use serde::Deserialize;
 
 use crate::{
     Web,
-    attendee::on_behalf,
+    attendee::conference_and_sessions,
     frame::{Frame, render},
     reply,
     session::Visitor,
@@ -78,30 +78,8 @@ async fn sessions(
     conference_id: &str,
     speaker_id: &str,
 ) -> Result<Vec<SpeakerSession>, tonic::Status> {
-    let agenda = &web.services.agenda;
-    let conference = agenda
-        .get_conference(on_behalf(
-            visitor,
-            pb::GetConferenceRequest {
-                conference_id: conference_id.to_owned(),
-            },
-        ))
-        .await?
-        .into_inner()
-        .conference
-        .unwrap_or_default();
-    let listed = agenda
-        .list_sessions(on_behalf(
-            visitor,
-            pb::ListSessionsRequest {
-                conference_id: conference_id.to_owned(),
-                speaker_id: speaker_id.to_owned(),
-                ..Default::default()
-            },
-        ))
-        .await?
-        .into_inner()
-        .sessions;
+    let (conference, listed) =
+        conference_and_sessions(web, visitor, conference_id, speaker_id).await?;
     Ok(listed
         .iter()
         .map(|session| {

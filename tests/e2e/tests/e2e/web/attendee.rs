@@ -5,7 +5,7 @@ use std::time::Instant;
 use podium_client::{Client, pb};
 use podium_e2e::browser::{Browser, Screen};
 
-use super::{accessible, poll_form, show};
+use super::{accessible, ballots, poll_form, require_approval, show};
 
 #[tokio::test]
 async fn an_attendee_on_a_phone_votes_in_every_poll_asks_and_the_projector_follows() {
@@ -109,19 +109,7 @@ async fn an_attendee_on_a_phone_votes_in_every_poll_asks_and_the_projector_follo
 
     // A question in the session on now, where a moderator approves questions first.
     let session = show.session_id().to_owned();
-    show.admin
-        .questions()
-        .set_qa_settings(pb::SetQaSettingsRequest {
-            request_id: Client::request_id(),
-            conference_id: podium_e2e::CONFERENCE.into(),
-            session_id: session.clone(),
-            settings: Some(pb::QaSettings {
-                allow_anonymous: true,
-                require_approval: true,
-            }),
-        })
-        .await
-        .unwrap();
+    require_approval(&show, &session).await;
     phone.goto(&format!("/session/{session}")).await.unwrap();
     phone
         .fill("#question", "Will the data be published as CSV?")
@@ -266,15 +254,7 @@ async fn a_phone_without_javascript_joins_and_votes() {
         .wait_for_text("main", "ការបោះឆ្នោតរបស់អ្នកត្រូវបានរក្សាទុក")
         .await
         .unwrap();
-    let mut polls = show.admin.polls();
-    let results = polls.watch_results(pb::WatchResultsRequest {
-        conference_id: podium_e2e::CONFERENCE.into(),
-        poll_id: show.polls[0].id.clone(),
-        language: String::new(),
-    });
-    let mut stream = results.await.unwrap().into_inner();
-    let counted = stream.message().await.unwrap().unwrap().results.unwrap();
-    assert_eq!(counted.ballots, 1);
+    assert_eq!(ballots(&show, &show.polls[0]).await, 1);
     phone.close().await.unwrap();
 }
 

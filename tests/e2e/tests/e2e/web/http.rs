@@ -1,9 +1,8 @@
 //! What a browser is sent, checked byte for byte over plain HTTP/1.1.
 
-use podium_client::pb;
 use podium_e2e::http::{self, form};
 
-use super::show;
+use super::{ballots, show};
 
 #[tokio::test]
 async fn pages_send_security_headers_and_refuse_forged_and_broken_requests() {
@@ -160,24 +159,7 @@ async fn pages_send_security_headers_and_refuse_forged_and_broken_requests() {
         "{:?}",
         tampered.cookies()
     );
-    let counted = show
-        .admin
-        .polls()
-        .watch_results(pb::WatchResultsRequest {
-            conference_id: podium_e2e::CONFERENCE.into(),
-            poll_id: poll.id.clone(),
-            language: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .message()
-        .await
-        .unwrap()
-        .unwrap()
-        .results
-        .unwrap();
-    assert_eq!(counted.ballots, 0, "nothing forged was stored");
+    assert_eq!(ballots(&show, poll).await, 0, "nothing forged was stored");
 
     // Assets: content-hashed names, a year's cache, compressed on request.
     let css = home

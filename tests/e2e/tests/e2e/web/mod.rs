@@ -5,6 +5,7 @@
 //! English and Khmer; forged or broken requests are refused with a page that says why; a
 //! moderator runs the show from the console; a speaker sees their sessions in their own zone.
 
+use podium_client::{Client, pb};
 use podium_e2e::{NewPoll, Show, Talk, browser::Browser};
 
 mod attendee;
@@ -42,4 +43,34 @@ pub fn poll_form(show: &Show, question: &str) -> String {
 pub async fn accessible(browser: &Browser, page: &str) {
     let violations = browser.accessibility_violations().await.unwrap();
     assert!(violations.is_empty(), "{page}: {violations:#?}");
+}
+
+/// The ballots counted in `poll`, as the admin's results stream says.
+pub async fn ballots(show: &Show, poll: &pb::Poll) -> u64 {
+    let mut polls = show.admin.polls();
+    let request = pb::WatchResultsRequest {
+        conference_id: podium_e2e::CONFERENCE.into(),
+        poll_id: poll.id.clone(),
+        language: String::new(),
+    };
+    let mut stream = polls.watch_results(request).await.unwrap().into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    first.results.unwrap().ballots
+}
+
+/// Makes `session`'s questions wait for a moderator.
+pub async fn require_approval(show: &Show, session: &str) {
+    show.admin
+        .questions()
+        .set_qa_settings(pb::SetQaSettingsRequest {
+            request_id: Client::request_id(),
+            conference_id: podium_e2e::CONFERENCE.into(),
+            session_id: session.to_owned(),
+            settings: Some(pb::QaSettings {
+                allow_anonymous: true,
+                require_approval: true,
+            }),
+        })
+        .await
+        .unwrap();
 }

@@ -3,7 +3,7 @@
 use podium_client::{Client, pb};
 use podium_e2e::browser::{Browser, Screen};
 
-use super::{accessible, show};
+use super::{accessible, require_approval, show};
 
 #[tokio::test]
 async fn a_moderator_starts_switches_and_moderates_from_the_console_and_the_board_follows() {
@@ -72,19 +72,7 @@ async fn a_moderator_starts_switches_and_moderates_from_the_console_and_the_boar
     acting.screenshot("console-en").await.unwrap();
 
     // A question waits for approval; the console publishes it.
-    show.admin
-        .questions()
-        .set_qa_settings(pb::SetQaSettingsRequest {
-            request_id: Client::request_id(),
-            conference_id: podium_e2e::CONFERENCE.into(),
-            session_id: session.clone(),
-            settings: Some(pb::QaSettings {
-                allow_anonymous: true,
-                require_approval: true,
-            }),
-        })
-        .await
-        .unwrap();
+    require_approval(&show, &session).await;
     let attendee = show.join("Dara").await.unwrap();
     attendee
         .questions()
