@@ -428,6 +428,8 @@ impl SseReader {
         let mut event = Event::default();
         let mut has_data = false;
         loop {
+            // What arrived with the response head, or with the last read.
+            self.decode()?;
             while let Some(line) = self.line() {
                 if line.is_empty() {
                     if has_data {
@@ -460,13 +462,14 @@ impl SseReader {
             if self.body.len() > 1024 * 1024 {
                 bail!("an SSE line over 1 MiB");
             }
-            if self.stream.read_buf(&mut self.raw).await? == 0 {
+            let read = self.stream.read_buf(&mut self.raw).await?;
+            self.decode()?;
+            if read == 0 && !self.done {
                 if self.chunked {
                     bail!("the connection closed inside the chunked body");
                 }
                 self.done = true;
             }
-            self.decode()?;
         }
     }
 
