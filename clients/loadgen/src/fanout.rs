@@ -28,6 +28,8 @@ use crate::{
     votes::poll_and_attendees,
 };
 
+pub mod web;
+
 /// Target (README, "Targets"): p99 from a ballot acknowledged to every watcher updated.
 pub const TARGET_P99: Duration = Duration::from_millis(150);
 /// Target (README, "Targets"): podium's p99 at most this many times the bare fan-out's.
@@ -145,7 +147,8 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 type Seen = Arc<Mutex<Vec<(u64, Instant)>>>;
 
 /// Watchers, each on one stream of positions, recording when each position arrived. The same
-/// harness measures podium and the baseline, so both are timed by the same code.
+/// harness measures podium, the baseline and the web transport ([`web`], whose "positions" are
+/// ballot counts), so all are timed by the same code.
 struct Watchers {
     seen: Vec<Seen>,
     ready: Arc<AtomicUsize>,
@@ -154,11 +157,12 @@ struct Watchers {
 
 impl Watchers {
     /// Starts `n` watchers; `open(w)` opens watcher `w`'s stream.
-    fn spawn<F, Fut, S>(n: usize, open: F, progress: &mut impl FnMut(&str)) -> Self
+    fn spawn<F, Fut, S, E>(n: usize, open: F, progress: &mut impl FnMut(&str)) -> Self
     where
         F: Fn(usize) -> Fut,
         Fut: Future<Output = anyhow::Result<S>> + Send + 'static,
-        S: Stream<Item = Result<u64, tonic::Status>> + Send + 'static,
+        S: Stream<Item = Result<u64, E>> + Send + 'static,
+        E: Into<anyhow::Error>,
     {
         let ready = Arc::new(AtomicUsize::new(0));
         let mut seen = Vec::with_capacity(n);
@@ -173,7 +177,7 @@ impl Watchers {
                 futures::pin_mut!(stream);
                 let mut first = true;
                 while let Some(position) = stream.next().await {
-                    let position = position?;
+                    let position = position.map_err(Into::into)?;
                     let at = Instant::now();
                     if let Ok(mut log) = log.lock() {
                         log.push((position, at));

@@ -14,7 +14,9 @@
 //! - [`votes`]: durable ballots per second as a ratio to the no-op `Ping` of the same podiumd.
 //! - [`fanout`]: many watchers on one poll; the p99 from a ballot acknowledged to every watcher
 //!   updated, and podiumd's memory per idle watcher; with `--baseline`, the same fan-out
-//!   through a bare tonic server ([`baseline`]) in the same run, and podium's p99 as a ratio.
+//!   through a bare tonic server ([`baseline`]) in the same run, and podium's p99 as a ratio;
+//!   with `--web` ([`fanout::web`]), the same figures over the browsers' transport (SSE over
+//!   HTTP/1.1, one connection per watcher), printed beside the gRPC ones.
 //! - [`soak`]: a whole conference at accelerated pace; podiumd's memory, open files, threads
 //!   and tasks after each day, and every tally checked against the ballots cast.
 //! - [`startup`]: podiumd's time to SERVING on a log of many events, without and with snapshots.

@@ -40,7 +40,8 @@ enum Scenario {
     /// Durable ballots per second, as a ratio to the no-op Ping of the same podiumd.
     Votes(VotesArgs),
     /// Watchers on one poll while ballots arrive ten a second: ballot acknowledged to every
-    /// watcher updated, and podiumd's memory per idle watcher.
+    /// watcher updated, and podiumd's memory per idle watcher; with --web, the same over the
+    /// browsers' transport (SSE over HTTP/1.1), printed beside it.
     Fanout(FanoutArgs),
     /// A whole conference at accelerated pace: podiumd's memory, open files, threads and tasks
     /// after each day, and every poll's tally against the ballots cast.
@@ -102,6 +103,17 @@ struct FanoutArgs {
     /// message to the same watchers, and print podium's p99 as a ratio to it.
     #[arg(long)]
     baseline: bool,
+    /// Then the same fan-out over the web transport: --web-watchers browsers' SSE streams
+    /// (`GET /live/results`, HTTP/1.1, one TCP connection each), on a fresh podiumd when
+    /// podium-loadgen starts its own, printed beside the gRPC figures.
+    #[arg(long)]
+    web: bool,
+    /// SSE watchers with --web; each is a socket on both sides.
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..=20_000))]
+    web_watchers: u32,
+    /// SSE connections opened at once with --web, batch by batch.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    web_connecting: u32,
 }
 
 #[derive(Debug, Args)]
@@ -276,12 +288,61 @@ async fn main() -> anyhow::Result<()> {
             );
             let pid = local.as_ref().and_then(LocalPodiumd::pid);
             let report = fanout::run(&podium, &config, pid, |line| eprintln!("  {line}")).await?;
-            println!("podium-loadgen fanout");
+            println!(
+                "podium-loadgen fanout{}",
+                if args.web { " --web" } else { "" }
+            );
             println!("podiumd         {about}");
             println!(
                 "machine         {cpus} CPUs{load}, load generator and podiumd on the same machine"
             );
             println!("{report}");
+            if args.web {
+                let web = fanout::web::Config {
+                    watchers: args.web_watchers as usize,
+                    votes: config.votes,
+                    connecting: args.web_connecting as usize,
+                };
+                // A podiumd of its own, so that memory the gRPC watchers freed and podiumd kept
+                // does not hide what the web watchers take.
+                let fresh = match &local {
+                    Some(local) => Some(LocalPodiumd::start(local.binary()).await?),
+                    None => None,
+                };
+                let (web_podium, web_pid) = match &fresh {
+                    Some(fresh) => (fresh.podium().clone(), fresh.pid()),
+                    None => (podium.clone(), None),
+                };
+                eprintln!(
+                    "fanout --web: {} SSE watchers, {} ballots at ten a second against {}",
+                    web.watchers, web.votes, web_podium.addr
+                );
+                let web_report =
+                    fanout::web::run(&web_podium, &web, web_pid, |line| eprintln!("  {line}"))
+                        .await?;
+                println!();
+                println!(
+                    "web transport   {} (loopback), {}",
+                    web_podium.addr,
+                    if fresh.is_some() {
+                        "a second podiumd started fresh from the same binary"
+                    } else {
+                        "the same podiumd"
+                    }
+                );
+                println!("{web_report}");
+                println!();
+                println!(
+                    "the same run, side by side (ballot acknowledged -> every watcher updated)"
+                );
+                println!(
+                    "{}",
+                    fanout::web::Beside {
+                        grpc: &report,
+                        web: &web_report
+                    }
+                );
+            }
         }
         Scenario::Soak(args) => {
             let config = soak::Config {
