@@ -13,7 +13,7 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::Response,
 };
-use podium_access::MODERATORS;
+use podium_access::{MODERATORS, Role};
 use podium_proto::v1::{
     self as pb, polls_server::Polls as _, questions_server::Questions as _,
     stage_server::Stage as _,
@@ -138,7 +138,13 @@ pub async fn page(
     Query(query): Query<ConsoleQuery>,
 ) -> Response {
     if !query.token.is_empty() {
-        return crate::projector::exchange_token(&web, &mut visitor, &query.token, "/m/");
+        return crate::projector::exchange_token(
+            &web,
+            &mut visitor,
+            &query.token,
+            "/m/",
+            &[Role::Organiser, Role::Moderator],
+        );
     }
     let Some(conference_id) = staff_conference(&visitor) else {
         return match visitor.principal {
@@ -290,9 +296,15 @@ pub async fn confirm(
     let statuses = board::snapshot(&web, &visitor, &conference_id)
         .await
         .unwrap_or_default();
-    let title = statuses
-        .get(&session_id)
-        .map_or_else(|| session_id.clone(), |s| s.title.clone());
+    // The form's action is built from the path: only a session the board knows, and a source
+    // kind and speaker from the lists, may go into it.
+    let Some(title) = statuses.get(&session_id).map(|s| s.title.clone()) else {
+        return reply::error(&visitor, StatusCode::NOT_FOUND, t.error_not_found, None);
+    };
+    let known_kind = ["", "speaker", "backup", "recording", "slate"].contains(&query.kind.as_str());
+    if !known_kind || !(query.speaker.is_empty() || names.speakers.contains_key(&query.speaker)) {
+        return reply::error(&visitor, StatusCode::NOT_FOUND, t.error_not_found, None);
+    }
     let subject = match action.as_str() {
         "switch" => {
             let choice = match query.kind.as_str() {

@@ -98,7 +98,13 @@ pub async fn join(
     });
     match web.services.access.join(request).await {
         Ok(joined) => {
-            visitor.sign_in(joined.into_inner().token);
+            let joined = joined.into_inner();
+            let expires = joined
+                .principal
+                .and_then(|p| p.expires_at)
+                .and_then(|at| u64::try_from(at.seconds).ok())
+                .map(|seconds| std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds));
+            visitor.sign_in_until(joined.token, expires);
             reply::see_other(&visitor, "/")
         }
         Err(status) if status.code() == Code::NotFound => join_page(

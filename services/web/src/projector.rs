@@ -10,6 +10,7 @@ use axum::{
     response::Response,
 };
 use chrono::Utc;
+use podium_access::Role;
 use podium_proto::v1::{self as pb, agenda_server::Agenda as _, questions_server::Questions as _};
 use qrcode::{QrCode, render::svg};
 use serde::Deserialize;
@@ -58,19 +59,38 @@ struct Exchange {
 /// A link carrying `?token=`: the token becomes the session cookie and the browser goes on
 /// to `to`, a URL without it. The page between is same-site, so the Strict cookie is sent on
 /// the next request even when the link was opened from another site (a mail, a chat).
-pub fn exchange_token(web: &Web, visitor: &mut Visitor, token: &str, to: &str) -> Response {
+///
+/// Only a token of one of `roles` is taken: a link to the console signs in a moderator, never
+/// an attendee in someone else's browser, and never the admin, whose secret must not travel
+/// in links.
+pub fn exchange_token(
+    web: &Web,
+    visitor: &mut Visitor,
+    token: &str,
+    to: &str,
+    roles: &[Role],
+) -> Response {
     match web.services.keys.verify(token.trim()) {
-        Ok(_) => {
-            visitor.sign_in(token.trim().to_owned());
+        Ok(principal) if roles.contains(&principal.role) => {
+            visitor.sign_in_until(token.trim().to_owned(), principal.expires_at);
             let page = Exchange {
                 lang: visitor.lang.tag(),
                 to: crate::frame::local_path(to),
             };
             render(visitor, StatusCode::OK, &page)
         }
+        Ok(_) => reply::error(
+            visitor,
+            StatusCode::FORBIDDEN,
+            visitor.text().error_forbidden,
+            None,
+        ),
         Err(_) => reply::sign_in_first(visitor),
     }
 }
+
+/// Who may open the projector from a link: the conference's staff, not the admin.
+pub const PROJECTOR_ROLES: &[Role] = &[Role::Organiser, Role::Moderator, Role::Integration];
 
 /// The SVG of a QR code for `text`, without the XML declaration, to sit inside the page.
 pub fn qr_svg(text: &str) -> Option<String> {
@@ -103,7 +123,7 @@ pub async fn page(
         } else {
             uri.path().to_owned()
         };
-        return exchange_token(&web, &mut visitor, &options.token, &to);
+        return exchange_token(&web, &mut visitor, &options.token, &to, PROJECTOR_ROLES);
     }
     if visitor.principal.is_none() {
         return reply::sign_in_first(&visitor);

@@ -72,9 +72,18 @@ impl Visitor {
         cookie.to_string()
     }
 
-    /// Signs in: the token goes into the session cookie.
+    /// Signs in: the token goes into the session cookie, kept as long as the token is valid.
     pub fn sign_in(&mut self, token: String) {
-        let cookie = self.cookie(SESSION, token, CookieDuration::days(400));
+        self.sign_in_until(token, None);
+    }
+
+    /// Signs in with a cookie that ends when the token does (`None`: a year).
+    pub fn sign_in_until(&mut self, token: String, expires: Option<std::time::SystemTime>) {
+        let seconds = expires
+            .and_then(|at| at.duration_since(std::time::SystemTime::now()).ok())
+            .map_or(365 * 24 * 3600, |left| left.as_secs());
+        let max_age = CookieDuration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX));
+        let cookie = self.cookie(SESSION, token, max_age);
         self.set_cookies.push(cookie);
     }
 

@@ -112,7 +112,13 @@ pub async fn page(
     Query(query): Query<SpeakerQuery>,
 ) -> Response {
     if !query.token.is_empty() {
-        return crate::projector::exchange_token(&web, &mut visitor, &query.token, "/s/");
+        return crate::projector::exchange_token(
+            &web,
+            &mut visitor,
+            &query.token,
+            "/s/",
+            &[Role::Speaker],
+        );
     }
     let Some((conference_id, speaker_id)) = speaker_of(&visitor) else {
         return match visitor.principal {
@@ -187,7 +193,8 @@ pub async fn calendar(
 
 /// Escapes a TEXT value (RFC 5545, 3.3.11).
 fn escape(text: &str) -> String {
-    text.replace('\\', "\\\\")
+    text.replace('\r', "")
+        .replace('\\', "\\\\")
         .replace(';', "\\;")
         .replace(',', "\\,")
         .replace('\n', "\\n")

@@ -269,3 +269,74 @@ async fn a_browser_calls_the_api_with_grpc_web_over_http_1_1_on_the_same_port() 
         "{refused:?}"
     );
 }
+
+#[tokio::test]
+async fn links_sign_in_only_the_role_their_page_needs_and_confirmations_name_real_sessions() {
+    let show = show().await;
+    let addr = show.server.addr.clone();
+    let attendee = show.join("Dara").await.unwrap();
+    let admin = show.server.admin_token().unwrap();
+    let moderator = show
+        .token(podium_client::pb::Role::Moderator, None, "Sokha, moderator")
+        .await
+        .unwrap();
+    // An attendee's token in a console link, or the admin's secret in a projector link, signs
+    // nobody in.
+    for path in [
+        format!("/m/?token={}", attendee.token),
+        format!(
+            "/p/{}/{}?token={admin}",
+            podium_e2e::CONFERENCE,
+            show.odc.hall.id
+        ),
+        format!("/s/?token={moderator}"),
+    ] {
+        let reply = http::request(&addr, "GET", &path, &[], "").await.unwrap();
+        assert_eq!(reply.status, 403, "{path}");
+        assert_eq!(reply.cookie("podium_session"), None, "{path}");
+    }
+    // The right role: a cookie that ends with the token, not later.
+    let console = http::request(&addr, "GET", &format!("/m/?token={moderator}"), &[], "")
+        .await
+        .unwrap();
+    assert_eq!(console.status, 200);
+    let cookie = console
+        .cookies()
+        .into_iter()
+        .find(|c| c.starts_with("podium_session="))
+        .unwrap()
+        .to_owned();
+    let max_age: u64 = cookie
+        .split("Max-Age=")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    assert!(max_age <= 30 * 24 * 3600, "{cookie}");
+    // A confirmation page for a path that is not a session of the board is refused, so its
+    // button can never be aimed at another action.
+    let signed_in = format!("podium_session={moderator}");
+    let crafted = http::request(
+        &addr,
+        "GET",
+        &format!(
+            "/m/confirm/start/..%2F..%2Fpolls%2F{}%2Fclose",
+            show.polls[0].id
+        ),
+        &[("cookie", &signed_in)],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(crafted.status, 404, "{}", crafted.body);
+    let real = http::request(
+        &addr,
+        "GET",
+        &format!("/m/confirm/start/{}", show.session_id()),
+        &[("cookie", &signed_in)],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(real.status, 200, "{}", real.body);
+}
