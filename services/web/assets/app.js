@@ -34,7 +34,8 @@ for (const page of document.querySelectorAll("[data-live]")) {
   source.addEventListener("update", (event) => {
     const cut = event.data.indexOf("\n");
     const region = page.querySelector(`[data-poll="${CSS.escape(event.data.slice(0, cut))}"]`);
-    if (!region) return;
+    // Never pull a control from under the reader: while the focus is inside, wait.
+    if (!region || region.contains(document.activeElement)) return;
     const template = document.createElement("template");
     template.innerHTML = event.data.slice(cut + 1);
     region.replaceChildren(template.content);

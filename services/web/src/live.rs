@@ -1,9 +1,9 @@
 //! Live parts over Server-Sent Events, fed by the same coalesced publishers as the gRPC
 //! streams. Each event carries the server-rendered fragment that replaces the live region and
 //! the log position as its id: a browser that reconnects sends `Last-Event-ID`, and an update
-//! it already shows is not sent again. At most ten updates a second leave for each poll a watcher follows;
-//! between them the publisher keeps only the newest, so a slow phone gets the latest results,
-//! not a backlog.
+//! it already shows is not sent again. At most ten updates a second leave for each poll a
+//! watcher follows; between them the publisher keeps only the newest, so a slow phone gets the
+//! latest results, not a backlog.
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
