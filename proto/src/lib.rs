@@ -16,6 +16,7 @@ pub mod v1 {
 
 pub mod codec;
 pub mod error;
+pub mod export;
 pub mod language;
 pub mod shared;
 pub mod time;

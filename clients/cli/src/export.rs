@@ -1,6 +1,6 @@
-//! `podium export`: a conference's feedback as open data, aggregated and anonymised. Poll
-//! tallies, rating summaries and published questions with their votes; no attendee ids or
-//! names, open text only from polls marked publishable, no rating comments.
+//! `podium export`: a conference's feedback as open data, aggregated and anonymised. This
+//! gathers the parts through the API; [`podium_proto::export`] writes the document and says
+//! what it leaves out.
 
 use std::io::Write;
 
@@ -8,8 +8,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use futures::StreamExt;
 use podium_client::pb;
-use podium_proto::Translations;
-use serde_json::{Value, json};
+use podium_proto::export::Feedback;
 
 use crate::Ctx;
 
@@ -26,25 +25,6 @@ pub struct ExportArgs {
     /// Write to this file instead of stdout.
     #[arg(long)]
     out: Option<std::path::PathBuf>,
-}
-
-/// One row of the CSV: every section shares these columns.
-struct Row {
-    section: &'static str,
-    session_id: String,
-    item_id: String,
-    question: String,
-    answer: String,
-    count: u64,
-    mean: Option<f64>,
-}
-
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
-    }
 }
 
 async fn poll_results(
@@ -91,92 +71,20 @@ pub async fn export(ctx: &Ctx, args: ExportArgs) -> anyhow::Result<()> {
         .into_inner()
         .polls;
 
-    let mut rows = Vec::new();
-    let mut poll_docs = Vec::new();
-    for poll in polls.iter().filter(|p| p.state() != pb::PollState::Draft) {
-        let Some(results) = poll_results(ctx, &conference_id, poll).await? else {
-            continue;
-        };
-        let labels: std::collections::HashMap<&str, &str> = poll
-            .options
-            .iter()
-            .map(|o| (o.id.as_str(), o.label.as_str()))
-            .collect();
-        let mut answers = Vec::new();
-        for o in &results.options {
-            let label = labels
-                .get(o.option_id.as_str())
-                .copied()
-                .unwrap_or(&o.label)
-                .to_owned();
-            answers.push(json!({ "option": label, "count": o.count }));
-            rows.push(Row {
-                section: "poll",
-                session_id: poll.session_id.clone(),
-                item_id: poll.id.clone(),
-                question: poll.label.clone(),
-                answer: label,
-                count: o.count,
-                mean: None,
-            });
+    let mut feedback = Feedback {
+        conference,
+        sessions,
+        ..Default::default()
+    };
+    for poll in polls
+        .into_iter()
+        .filter(|p| p.state() != pb::PollState::Draft)
+    {
+        if let Some(results) = poll_results(ctx, &conference_id, &poll).await? {
+            feedback.polls.push((poll, results));
         }
-        if let Some(r) = &results.rating {
-            for (i, n) in r.distribution.iter().enumerate() {
-                let point = (poll.scale_min + i as i32).to_string();
-                rows.push(Row {
-                    section: "poll",
-                    session_id: poll.session_id.clone(),
-                    item_id: poll.id.clone(),
-                    question: poll.label.clone(),
-                    answer: point,
-                    count: *n,
-                    mean: Some(r.mean),
-                });
-            }
-        }
-        for w in &results.words {
-            rows.push(Row {
-                section: "poll",
-                session_id: poll.session_id.clone(),
-                item_id: poll.id.clone(),
-                question: poll.label.clone(),
-                answer: w.word.clone(),
-                count: w.count,
-                mean: None,
-            });
-        }
-        // Open text only when the poll says it may be published.
-        let texts: Vec<String> = if poll.publishable {
-            results.texts.clone()
-        } else {
-            Vec::new()
-        };
-        for t in &texts {
-            rows.push(Row {
-                section: "poll",
-                session_id: poll.session_id.clone(),
-                item_id: poll.id.clone(),
-                question: poll.label.clone(),
-                answer: t.clone(),
-                count: 1,
-                mean: None,
-            });
-        }
-        poll_docs.push(json!({
-            "id": poll.id,
-            "session": poll.session_id,
-            "question": poll.label,
-            "kind": poll.kind().as_str_name(),
-            "state": poll.state().as_str_name(),
-            "ballots": results.ballots,
-            "options": answers,
-            "rating": results.rating.as_ref().map(|r| json!({ "count": r.count, "mean": r.mean, "distribution": r.distribution })),
-            "words": results.words.iter().map(|w| json!({ "word": w.word, "count": w.count })).collect::<Vec<_>>(),
-            "texts": texts,
-        }));
     }
-
-    let ratings = ctx
+    feedback.ratings = ctx
         .client
         .ratings()
         .get_ratings(pb::GetRatingsRequest {
@@ -186,24 +94,7 @@ pub async fn export(ctx: &Ctx, args: ExportArgs) -> anyhow::Result<()> {
         .await?
         .into_inner()
         .sessions;
-    let mut rating_docs = Vec::new();
-    for s in &ratings {
-        let Some(summary) = &s.summary else { continue };
-        // Aggregates only: comments can name people.
-        rows.push(Row {
-            section: "rating",
-            session_id: s.session_id.clone(),
-            item_id: String::new(),
-            question: "session rating".into(),
-            answer: String::new(),
-            count: summary.count,
-            mean: Some(summary.mean),
-        });
-        rating_docs.push(json!({ "session": s.session_id, "count": summary.count, "mean": summary.mean, "distribution": summary.distribution }));
-    }
-
-    let mut question_docs = Vec::new();
-    for session in &sessions {
+    for session in &feedback.sessions {
         let listed = ctx
             .client
             .questions()
@@ -213,57 +104,11 @@ pub async fn export(ctx: &Ctx, args: ExportArgs) -> anyhow::Result<()> {
             })
             .await?
             .into_inner();
-        for q in listed.questions.iter().filter(|q| {
-            matches!(
-                q.state(),
-                pb::QuestionState::Published | pb::QuestionState::Answered
-            )
-        }) {
-            rows.push(Row {
-                section: "question",
-                session_id: session.id.clone(),
-                item_id: q.id.clone(),
-                question: q.text.clone(),
-                answer: q.state().as_str_name().to_owned(),
-                count: q.votes,
-                mean: None,
-            });
-            question_docs.push(json!({ "session": session.id, "id": q.id, "text": q.text, "state": q.state().as_str_name(), "votes": q.votes }));
-        }
+        feedback.questions.extend(listed.questions);
     }
-
     let document = match args.format {
-        Format::Json => {
-            let doc: Value = json!({
-                "conference": { "id": conference.id, "time_zone": conference.time_zone },
-                "sessions": sessions.iter().map(|s| json!({
-                    "id": s.id,
-                    "title": s.title.pick(None, &conference.default_language),
-                    "start_utc": s.start.as_ref().and_then(|t| t.utc).map(|t| t.seconds),
-                })).collect::<Vec<_>>(),
-                "polls": poll_docs,
-                "ratings": rating_docs,
-                "questions": question_docs,
-            });
-            serde_json::to_string_pretty(&doc)? + "\n"
-        }
-        Format::Csv => {
-            let mut out = String::from("section,session,item,question,answer,count,mean\n");
-            for r in rows {
-                let mean = r.mean.map(|m| format!("{m:.3}")).unwrap_or_default();
-                out.push_str(&format!(
-                    "{},{},{},{},{},{},{}\n",
-                    r.section,
-                    csv_field(&r.session_id),
-                    csv_field(&r.item_id),
-                    csv_field(&r.question),
-                    csv_field(&r.answer),
-                    r.count,
-                    mean
-                ));
-            }
-            out
-        }
+        Format::Json => feedback.json(),
+        Format::Csv => feedback.csv(),
     };
     match args.out {
         Some(path) => std::fs::write(&path, document)

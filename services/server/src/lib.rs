@@ -351,28 +351,20 @@ impl Podium {
                 stop_rx.clone(),
             ))
         });
-        let (presence, stage) = match (&status, &stage_service) {
-            (Some(parts), Some(stage)) => (
-                Some(limited!(
-                    PresenceServer,
-                    PresenceService::new(
-                        parts.engine.clone(),
-                        parts.model.clone(),
-                        log.clone(),
-                        stop_rx.clone(),
-                    ),
-                    limits,
-                    auth
-                )),
-                Some(limited!(
-                    shared StageServer,
-                    stage.clone(),
-                    limits,
-                    auth
-                )),
-            ),
-            _ => (None, None),
-        };
+        let presence_service = status.as_ref().map(|parts| {
+            Arc::new(PresenceService::new(
+                parts.engine.clone(),
+                parts.model.clone(),
+                log.clone(),
+                stop_rx.clone(),
+            ))
+        });
+        let presence = presence_service
+            .clone()
+            .map(|service| limited!(shared PresenceServer, service, limits, auth));
+        let stage = stage_service
+            .clone()
+            .map(|service| limited!(shared StageServer, service, limits, auth));
         // Upload chunks are up to 4 MiB: their own, larger limit.
         let recordings = status.as_ref().map(|parts| {
             InterceptedService::new(
@@ -455,6 +447,7 @@ impl Podium {
                         questions,
                         ratings,
                         stage: stage_service,
+                        presence: presence_service,
                     },
                     config.tls.tls_cert.is_some(),
                 );

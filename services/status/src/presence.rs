@@ -117,16 +117,7 @@ impl Presence for PresenceService {
         &self,
         request: Request<Streaming<pb::LinkRequest>>,
     ) -> Result<Response<Self::LinkStream>, Status> {
-        let principal = caller(&request)?;
-        let (Role::Speaker, Some(conference_id), Some(speaker_id)) = (
-            principal.role,
-            principal.conference_id.clone(),
-            principal.speaker_id.clone(),
-        ) else {
-            return Err(Status::permission_denied(
-                "only a speaker token can connect a speaker agent",
-            ));
-        };
+        let speaker = SpeakerCaller::of(&request)?;
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
@@ -139,26 +130,13 @@ impl Presence for PresenceService {
                 "hello: the first message must be hello",
             ));
         };
-        // Free text that reaches the logs: cleaned like any other, so it cannot forge log lines.
-        let agent = podium_text::clean("hello.agent", &hello.agent, &AGENT)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let session_id = hello.session_id.trim().to_owned();
-        // A session the agenda has just added may not be in the read model yet.
-        self.model
-            .catch_up_unless(|m| m.session(&conference_id, &session_id).is_some())
+        let (agent, session_id, policy) = self
+            .check_session(&speaker, "hello.agent", &hello.agent, &hello.session_id)
             .await?;
-        let policy = {
-            let model = self.model.read();
-            let session = model
-                .session(&conference_id, &session_id)
-                .ok_or_else(|| Status::not_found(format!("session {session_id} not found")))?;
-            if !session.has_speaker(&speaker_id) {
-                return Err(Status::permission_denied(format!(
-                    "speaker {speaker_id} is not a speaker of session {session_id}"
-                )));
-            }
-            session.policy
-        };
+        let SpeakerCaller {
+            conference_id,
+            speaker_id,
+        } = speaker;
         let test = hello.test_connection;
         let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
         let (kick, mut kicked) = oneshot::channel();
@@ -239,6 +217,99 @@ impl Presence for PresenceService {
             }
         };
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn record_test(
+        &self,
+        request: Request<pb::RecordTestRequest>,
+    ) -> Result<Response<pb::RecordTestResponse>, Status> {
+        let speaker = SpeakerCaller::of(&request)?;
+        let r = request.into_inner();
+        if r.samples < TEST_HEARTBEATS {
+            return Err(Status::invalid_argument(format!(
+                "samples: at least {TEST_HEARTBEATS} round trips, like a test over Link; got {}",
+                r.samples
+            )));
+        }
+        let (agent, session_id, _) = self
+            .check_session(&speaker, "agent", &r.agent, &r.session_id)
+            .await?;
+        let figures = figures_from_proto(r.figures);
+        tracing::info!(conference = %speaker.conference_id, session = %session_id, speaker = %speaker.speaker_id, agent = %agent, samples = r.samples, "test measured by the client");
+        record_test(
+            self.log.as_ref(),
+            &speaker.conference_id,
+            &session_id,
+            &speaker.speaker_id,
+            figures,
+            self.engine.clock().now(),
+        )
+        .await?;
+        // So that a pre-flight report read after this answer shows the test.
+        self.model.catch_up().await?;
+        Ok(Response::new(pb::RecordTestResponse {
+            figures: Some(figures_to_proto(&figures)),
+        }))
+    }
+}
+
+/// The conference and speaker of a speaker token; any other token is refused.
+struct SpeakerCaller {
+    conference_id: String,
+    speaker_id: String,
+}
+
+impl SpeakerCaller {
+    fn of<T>(request: &Request<T>) -> Result<Self, Status> {
+        let principal = caller(request)?;
+        let (Role::Speaker, Some(conference_id), Some(speaker_id)) = (
+            principal.role,
+            principal.conference_id.clone(),
+            principal.speaker_id.clone(),
+        ) else {
+            return Err(Status::permission_denied(
+                "only a speaker token can connect a speaker agent",
+            ));
+        };
+        Ok(Self {
+            conference_id,
+            speaker_id,
+        })
+    }
+}
+
+impl PresenceService {
+    /// The cleaned agent text, the session id and its policy, once the session is known to
+    /// have this speaker. `agent_field` names the agent text in errors.
+    async fn check_session(
+        &self,
+        speaker: &SpeakerCaller,
+        agent_field: &'static str,
+        agent: &str,
+        session_id: &str,
+    ) -> Result<(String, String, podium_core::FailoverPolicy), Status> {
+        // Free text that reaches the logs: cleaned like any other, so it cannot forge log lines.
+        let agent = podium_text::clean(agent_field, agent, &AGENT)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let session_id = session_id.trim().to_owned();
+        let SpeakerCaller {
+            conference_id,
+            speaker_id,
+        } = speaker;
+        // A session the agenda has just added may not be in the read model yet.
+        self.model
+            .catch_up_unless(|m| m.session(conference_id, &session_id).is_some())
+            .await?;
+        let model = self.model.read();
+        let session = model
+            .session(conference_id, &session_id)
+            .ok_or_else(|| Status::not_found(format!("session {session_id} not found")))?;
+        if !session.has_speaker(speaker_id) {
+            return Err(Status::permission_denied(format!(
+                "speaker {speaker_id} is not a speaker of session {session_id}"
+            )));
+        }
+        Ok((agent, session_id, session.policy))
     }
 }
 

@@ -5,7 +5,7 @@ use std::{pin::Pin, sync::Arc};
 
 use chrono::{DateTime, Duration, Utc};
 use futures::Stream;
-use podium_access::{MODERATORS, Principal, STAFF, caller};
+use podium_access::{MODERATORS, Principal, Role, STAFF, caller};
 use podium_core::{Hours, zoned};
 use podium_eventlog::{EventLog, Projector};
 use podium_proto::{
@@ -312,7 +312,21 @@ impl Stage for StageService {
         let principal = caller(&request)?;
         let r = request.into_inner();
         let conference_id = r.conference_id.trim().to_owned();
-        principal.require(&conference_id, STAFF, "run the pre-flight report")?;
+        // Staff see every session; a speaker sees the report of their own sessions.
+        let speaker = match (principal.role, &principal.speaker_id) {
+            (Role::Speaker, Some(speaker_id)) => {
+                principal.require(
+                    &conference_id,
+                    &[Role::Speaker],
+                    "run the pre-flight report",
+                )?;
+                Some(speaker_id.clone())
+            }
+            _ => {
+                principal.require(&conference_id, STAFF, "run the pre-flight report")?;
+                None
+            }
+        };
         let hours = match r.within_hours {
             0 => 24,
             h if h <= 744 => h,
@@ -337,6 +351,7 @@ impl Stage for StageService {
                     .get(&s.id)
                     .is_none_or(|l| l.lifecycle != Lifecycle::Ended)
             })
+            .filter(|s| speaker.as_ref().is_none_or(|id| s.has_speaker(id)))
             .filter(|s| {
                 r.all || (s.start >= now && s.start <= now + Duration::hours(i64::from(hours)))
             })

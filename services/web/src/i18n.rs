@@ -239,6 +239,40 @@ catalogue! {
     backup_speaker: "You are the backup speaker.", "អ្នកជាវាគ្មិនបម្រុង។";
     no_speaker_sessions: "You have no sessions in this conference yet.", "អ្នកមិនទាន់មានវគ្គនៅក្នុងសន្និសីទនេះនៅឡើយទេ។";
     word: "Word", "ពាក្យ";
+    preflight: "Pre-flight", "ការត្រៀមមុនផ្សាយ";
+    ready: "Ready", "រួចរាល់";
+    at_risk: "At risk", "មានហានិភ័យ";
+    tested_yes: "Connection tested", "បានសាកល្បងការតភ្ជាប់";
+    tested_no: "No test connection yet", "មិនទាន់បានសាកល្បងការតភ្ជាប់នៅឡើយ";
+    recording_yes: "Recording uploaded and verified", "ការថតទុកត្រូវបានផ្ទុកឡើង និងផ្ទៀងផ្ទាត់";
+    recording_no: "No recording uploaded yet", "មិនទាន់បានផ្ទុកការថតទុកឡើងនៅឡើយ";
+    hours_yes: "Within your available hours", "ស្ថិតក្នុងម៉ោងទំនេររបស់អ្នក";
+    hours_no: "Outside your available hours", "នៅក្រៅម៉ោងទំនេររបស់អ្នក";
+    test_connection: "Test my connection", "សាកល្បងការតភ្ជាប់របស់ខ្ញុំ";
+    test_hint: "Measures the round trip from this browser to podium and records it for the organisers. It never goes on air.", "វាស់រយៈពេលទៅមកពីកម្មវិធីរុករកនេះទៅ podium ហើយកត់ត្រាទុកសម្រាប់អ្នករៀបចំ។ វាមិនដែលចេញផ្សាយទេ។";
+    test_recorded: "Test recorded. Round trip:", "ការសាកល្បងត្រូវបានកត់ត្រា។ រយៈពេលទៅមក៖";
+    milliseconds: "ms", "មិល្លីវិនាទី";
+    report_title: "Pre-flight, ratings and export", "ការត្រៀមមុនផ្សាយ ការវាយតម្លៃ និងការនាំចេញ";
+    preflight_intro: "Every session that has not ended: is each speaker tested and within their hours, and is a verified recording ready to fall back to?", "វគ្គទាំងអស់ដែលមិនទាន់បញ្ចប់៖ តើវាគ្មិននីមួយៗបានសាកល្បង និងស្ថិតក្នុងម៉ោងរបស់ពួកគេឬទេ ហើយតើមានការថតទុកដែលបានផ្ទៀងផ្ទាត់រួចរាល់សម្រាប់ប្តូរជំនួសឬទេ?";
+    starts: "Starts", "ចាប់ផ្តើម";
+    speakers: "Speakers", "វាគ្មិន";
+    recordings: "Recordings", "ការថតទុក";
+    readiness: "Readiness", "ភាពរួចរាល់";
+    backup: "backup", "បម្រុង";
+    tested: "tested", "បានសាកល្បង";
+    not_tested: "not tested", "មិនទាន់សាកល្បង";
+    outside_hours: "outside their hours", "នៅក្រៅម៉ោងរបស់ពួកគេ";
+    no_preflight: "The status service does not run on this server: no pre-flight report.", "សេវាស្ថានភាពមិនដំណើរការលើម៉ាស៊ីនមេនេះទេ៖ គ្មានរបាយការណ៍ត្រៀមមុនផ្សាយ។";
+    ratings: "Ratings", "ការវាយតម្លៃ";
+    no_ratings: "No session has been rated yet.", "មិនទាន់មានវគ្គណាមួយត្រូវបានវាយតម្លៃនៅឡើយទេ។";
+    ratings_count: "Ratings", "ចំនួនការវាយតម្លៃ";
+    rated: "Rated", "បានវាយតម្លៃ";
+    comments: "Comments", "មតិយោបល់";
+    export: "Export (open data)", "នាំចេញ (ទិន្នន័យបើកចំហ)";
+    export_intro: "Poll results, rating averages and published questions, with no attendee names or ids.", "លទ្ធផលការស្ទង់មតិ មធ្យមនៃការវាយតម្លៃ និងសំណួរដែលបានផ្សាយ ដោយគ្មានឈ្មោះ ឬលេខសម្គាល់អ្នកចូលរួម។";
+    download_csv: "Download CSV", "ទាញយក CSV";
+    download_json: "Download JSON", "ទាញយក JSON";
+    back_to_console: "Back to the console", "ត្រឡប់ទៅផ្ទាំងគ្រប់គ្រង";
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod board;
 mod console;
 mod forms;
 mod frame;
+mod green_room;
 pub mod i18n;
 mod live;
 mod projector;
@@ -35,7 +36,7 @@ use axum::{
 use podium_access::{AccessService, TokenKeys};
 use podium_agenda::AgendaService;
 use podium_feedback::{PollsService, QuestionsService, RatingsService};
-use podium_status::StageService;
+use podium_status::{PresenceService, StageService};
 use tower_http::compression::CompressionLayer;
 
 pub use session::SessionKeys;
@@ -56,6 +57,8 @@ pub struct Services {
     /// The status service, for the moderator console's board and actions; absent on a node
     /// that does not run it.
     pub stage: Option<Arc<StageService>>,
+    /// The presence service, for the speaker page's green-room test; absent with `stage`.
+    pub presence: Option<Arc<PresenceService>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -108,10 +111,13 @@ impl Web {
             .route("/m/stage/{action}/{session}", post(console::stage))
             .route("/m/questions/{id}/{action}", post(console::moderate))
             .route("/m/polls", post(console::create_poll))
+            .route("/m/report", get(console::report))
+            .route("/m/{file}", get(console::export))
             .route("/m/polls/{id}/{action}", post(console::poll_action))
             .route("/live/board", get(board::live))
             .route("/s/", get(speaker::page))
             .route("/s/session/{file}", get(speaker::calendar))
+            .route("/s/test/{session}", post(green_room::test))
             .route("/assets/{name}", get(assets::serve))
             .fallback(reply::not_found)
             .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))

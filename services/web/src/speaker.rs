@@ -1,6 +1,8 @@
 //! The speaker's page (`/s/`, opened from a link carrying the speaker's token): their
 //! sessions with times in their own zone and the conference's, and an iCalendar file for each
-//! (RFC 5545), so a speaker in New York does not have to work out when 09:00 in Phnom Penh is.
+//! (RFC 5545), so a speaker in New York does not have to work out when 09:00 in Phnom Penh is;
+//! each session's pre-flight state (test connection, recording uploaded, local hours) and the
+//! green-room test ([`crate::green_room`]).
 
 use askama::Template;
 use axum::{
@@ -10,12 +12,12 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use podium_access::Role;
-use podium_proto::v1 as pb;
+use podium_proto::v1::{self as pb, stage_server::Stage as _};
 use serde::Deserialize;
 
 use crate::{
     Web,
-    attendee::conference_and_sessions,
+    attendee::{conference_and_sessions, on_behalf},
     frame::{Frame, render},
     reply,
     session::Visitor,
@@ -39,6 +41,17 @@ pub struct SpeakerSession {
     pub own_zone: String,
     pub start: Option<DateTime<Utc>>,
     pub end: Option<DateTime<Utc>>,
+    /// The pre-flight report's view of this session, where the status service runs.
+    pub preflight: Option<Preflight>,
+}
+
+/// What the pre-flight report says of one of the speaker's sessions.
+#[derive(Debug, Clone, Default)]
+pub struct Preflight {
+    pub ready: bool,
+    pub tested: bool,
+    pub within_hours: bool,
+    pub recordings: u32,
 }
 
 #[derive(Template)]
@@ -46,12 +59,18 @@ pub struct SpeakerSession {
 struct SpeakerPage {
     frame: Frame,
     sessions: Vec<SpeakerSession>,
+    /// The session just tested and its round trip, after a green-room test.
+    tested: Option<(String, u32)>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct SpeakerQuery {
     #[serde(default)]
     token: String,
+    #[serde(default)]
+    tested: String,
+    #[serde(default)]
+    ms: u32,
 }
 
 fn wall(time: Option<&pb::ZonedTime>) -> String {
@@ -80,6 +99,7 @@ async fn sessions(
 ) -> Result<Vec<SpeakerSession>, tonic::Status> {
     let (conference, listed) =
         conference_and_sessions(web, visitor, conference_id, speaker_id).await?;
+    let report = preflight(web, visitor, conference_id).await?;
     Ok(listed
         .iter()
         .map(|session| {
@@ -100,9 +120,47 @@ async fn sessions(
                 own_zone: mine.map(|s| s.time_zone.clone()).unwrap_or_default(),
                 start: view.start,
                 end: view.end,
+                // Ended sessions are not in the report, and need no test.
+                preflight: report.as_ref().and_then(|sessions| {
+                    sessions
+                        .iter()
+                        .find(|r| r.session_id == session.id)
+                        .map(|r| Preflight::of(r, speaker_id))
+                }),
             }
         })
         .collect())
+}
+
+impl Preflight {
+    fn of(report: &pb::SessionReadiness, speaker_id: &str) -> Self {
+        let me = report.speakers.iter().find(|s| s.speaker_id == speaker_id);
+        Preflight {
+            ready: report.readiness == pb::Readiness::Ready as i32,
+            tested: me.is_some_and(|s| s.tested),
+            within_hours: me.is_some_and(|s| s.within_hours),
+            recordings: report.recordings,
+        }
+    }
+}
+
+/// The pre-flight report of the speaker's sessions that have not ended; none where this node
+/// does not run the status service.
+async fn preflight(
+    web: &Web,
+    visitor: &Visitor,
+    conference_id: &str,
+) -> Result<Option<Vec<pb::SessionReadiness>>, tonic::Status> {
+    let Some(stage) = &web.services.stage else {
+        return Ok(None);
+    };
+    let request = pb::PreflightRequest {
+        conference_id: conference_id.to_owned(),
+        within_hours: 0,
+        all: true,
+    };
+    let report = stage.preflight(on_behalf(visitor, request)).await?;
+    Ok(Some(report.into_inner().sessions))
 }
 
 /// `GET /s/`.
@@ -133,9 +191,14 @@ pub async fn page(
     };
     match sessions(&web, &visitor, &conference_id, &speaker_id).await {
         Ok(sessions) => {
+            let tested = sessions
+                .iter()
+                .find(|s| s.id == query.tested)
+                .map(|s| (s.id.clone(), query.ms));
             let page = SpeakerPage {
                 frame: Frame::new(&visitor, "/s/"),
                 sessions,
+                tested,
             };
             render(&visitor, StatusCode::OK, &page)
         }
@@ -269,6 +332,7 @@ mod tests {
             own_zone: "America/New_York".into(),
             start: Some(at("2024-11-14T09:00:00+07:00")),
             end: Some(at("2024-11-14T09:45:00+07:00")),
+            preflight: None,
         };
         let ics = ics(&session, "odc2024", at("2024-11-01T00:00:00Z"));
         assert!(ics.contains("DTSTART:20241114T020000Z\r\n"), "{ics}");

@@ -296,3 +296,15 @@ pub fn live_url(polls: &[PollView]) -> String {
     let query: Vec<String> = polls.iter().map(|p| format!("poll={}", p.id)).collect();
     format!("/live/results?{}", query.join("&"))
 }
+
+/// Everything but RFC 3986's unreserved characters is escaped in a path segment or query value.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// An id as one path segment or query value of a URL podium writes.
+pub fn path_segment(id: &str) -> String {
+    percent_encoding::utf8_percent_encode(id, SEGMENT).to_string()
+}

@@ -5,8 +5,10 @@
 //! Moderators, organisers and admins of the conference; the services check every action again.
 
 mod polls;
+mod report;
 
 pub use polls::{create_poll, poll_action};
+pub use report::{export, page as report};
 
 use askama::Template;
 use axum::{
@@ -40,6 +42,22 @@ pub fn staff_conference(visitor: &Visitor) -> Option<String> {
         .contains(&principal.role)
         .then(|| principal.conference_id.clone())
         .flatten()
+}
+
+/// The conference of a visitor who may run it, or the page that tells them why not: sign in
+/// first, or their role may not.
+pub(crate) fn staff_or_refuse(visitor: &Visitor) -> Result<String, Box<Response>> {
+    staff_conference(visitor).ok_or_else(|| {
+        Box::new(match visitor.principal {
+            Some(_) => reply::error(
+                visitor,
+                StatusCode::FORBIDDEN,
+                visitor.text().error_forbidden,
+                None,
+            ),
+            None => reply::sign_in_first(visitor),
+        })
+    })
 }
 
 /// A console form: checked by [`accept`], from a visitor who may run the conference.
@@ -148,16 +166,9 @@ pub async fn page(
             &[Role::Organiser, Role::Moderator],
         );
     }
-    let Some(conference_id) = staff_conference(&visitor) else {
-        return match visitor.principal {
-            Some(_) => reply::error(
-                &visitor,
-                StatusCode::FORBIDDEN,
-                visitor.text().error_forbidden,
-                None,
-            ),
-            None => reply::sign_in_first(&visitor),
-        };
+    let conference_id = match staff_or_refuse(&visitor) {
+        Ok(id) => id,
+        Err(refused) => return *refused,
     };
     let t = visitor.text();
     let result = async {

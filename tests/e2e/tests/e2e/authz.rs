@@ -113,18 +113,25 @@ const TABLE: &[(&str, Allowed, &str)] = &[
         Roles(SPEAKERS),
         r#"{"hello": {"testConnection": true, "agent": "authz matrix"}}"#,
     ),
+    (
+        "podium.v1.Presence/RecordTest",
+        Roles(SPEAKERS),
+        r#"{"samples": 5, "agent": "authz matrix"}"#,
+    ),
     ("podium.v1.Stage/StartSession", Roles(RUN), ""),
     ("podium.v1.Stage/EndSession", Roles(RUN), ""),
     ("podium.v1.Stage/SwitchSource", Roles(RUN), ""),
     ("podium.v1.Stage/Pin", Roles(RUN), ""),
     ("podium.v1.Stage/WatchStatus", Roles(STAFF), ""),
-    ("podium.v1.Stage/Preflight", Roles(STAFF), ""),
+    // A speaker gets the report of their own sessions only.
+    ("podium.v1.Stage/Preflight", Roles(STAFF_AND_SPEAKERS), ""),
 ];
 
 /// RPCs a speaker may call only for a session they speak in: the matrix's speaker speaks in
 /// the session of its requests, and a speaker of another session must be refused.
 const OWN_SESSION_ONLY: &[&str] = &[
     "podium.v1.Presence/Link",
+    "podium.v1.Presence/RecordTest",
     "podium.v1.Recordings/FetchRecording",
 ];
 

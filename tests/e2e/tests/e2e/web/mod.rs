@@ -3,7 +3,9 @@
 //! asks a question; a moderator publishes it; the projector follows ballots live; a phone
 //! without JavaScript votes too; every page passes axe-core's WCAG 2.1 A and AA rules in
 //! English and Khmer; forged or broken requests are refused with a page that says why; a
-//! moderator runs the show from the console; a speaker sees their sessions in their own zone.
+//! moderator runs the show from the console and reads the pre-flight report, the ratings and
+//! the export; a speaker sees their sessions in their own zone and tests their connection; and
+//! every page is photographed at both sizes in both languages.
 
 use podium_client::{Client, pb};
 use podium_e2e::{NewPoll, Show, Talk, browser::Browser};
@@ -11,10 +13,14 @@ use podium_e2e::{NewPoll, Show, Talk, browser::Browser};
 mod attendee;
 mod http;
 mod staff;
+mod tour;
 
 /// A show with a talk on now and one open poll of every kind.
 pub async fn show() -> Show {
-    let now = chrono::Utc::now();
+    // Sessions start on the minute, as agendas do.
+    let now =
+        chrono::DurationRound::duration_trunc(chrono::Utc::now(), chrono::Duration::minutes(1))
+            .unwrap();
     let at = |minutes: i64| (now + chrono::Duration::minutes(minutes)).to_rfc3339();
     Show::start()
         .session(Talk::new("Open contracting in Cambodia", &at(-10), &at(50)))
@@ -70,6 +76,61 @@ pub async fn require_approval(show: &Show, session: &str) {
                 allow_anonymous: true,
                 require_approval: true,
             }),
+        })
+        .await
+        .unwrap();
+}
+
+/// A session that has been lived in: live, with a ballot in the first poll, a published
+/// question by Dara Sok and her rating with a comment.
+pub async fn lived_in(show: &Show) {
+    let session = show.session_id().to_owned();
+    show.admin
+        .stage()
+        .start_session(pb::StartSessionRequest {
+            conference_id: podium_e2e::CONFERENCE.into(),
+            session_id: session.clone(),
+        })
+        .await
+        .unwrap();
+    let dara = show.join("Dara Sok").await.unwrap();
+    let first = &show.polls[0];
+    dara.polls()
+        .cast_ballot(podium_e2e::ballot(first, vec![first.options[0].id.clone()]))
+        .await
+        .unwrap();
+    let asked = dara
+        .questions()
+        .ask_question(pb::AskQuestionRequest {
+            request_id: Client::request_id(),
+            conference_id: podium_e2e::CONFERENCE.into(),
+            session_id: session.clone(),
+            text: "Where can we download the data?".into(),
+            anonymous: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .question
+        .unwrap();
+    show.admin
+        .questions()
+        .moderate_question(pb::ModerateQuestionRequest {
+            request_id: Client::request_id(),
+            conference_id: podium_e2e::CONFERENCE.into(),
+            question_id: asked.id,
+            action: pb::ModerationAction::Publish as i32,
+            reason: String::new(),
+        })
+        .await
+        .unwrap();
+    dara.ratings()
+        .rate_session(pb::RateSessionRequest {
+            request_id: Client::request_id(),
+            conference_id: podium_e2e::CONFERENCE.into(),
+            session_id: session,
+            rating: 4,
+            comment: "Clear slides, thank you".into(),
         })
         .await
         .unwrap();

@@ -3,7 +3,7 @@
 use podium_client::{Client, pb};
 use podium_e2e::browser::{Browser, Screen};
 
-use super::{accessible, require_approval, show};
+use super::{accessible, lived_in, require_approval, show};
 
 #[tokio::test]
 async fn a_moderator_starts_switches_and_moderates_from_the_console_and_the_board_follows() {
@@ -173,7 +173,107 @@ async fn a_speaker_in_new_york_sees_their_session_in_both_zones_and_gets_a_calen
     );
     accessible(&phone, "speaker").await;
     phone.screenshot("speaker-phone-en").await.unwrap();
+
+    // Pre-flight: nothing done yet. The green-room test runs from the page, with no agent.
+    let card = format!("#session-{}", talk.id);
+    phone
+        .wait_for_text(&card, "No test connection yet")
+        .await
+        .unwrap();
+    phone
+        .wait_for_text(&card, "No recording uploaded yet")
+        .await
+        .unwrap();
+    phone
+        .submit(&format!("form[action='/s/test/{}'] button", talk.id))
+        .await
+        .unwrap();
+    phone
+        .wait_for_text(&card, "Test recorded. Round trip:")
+        .await
+        .unwrap();
+    phone
+        .wait_for_text(&card, "Connection tested")
+        .await
+        .unwrap();
+    let report = show
+        .admin
+        .stage()
+        .preflight(pb::PreflightRequest {
+            conference_id: podium_e2e::CONFERENCE.into(),
+            within_hours: 0,
+            all: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let sarah = &report
+        .sessions
+        .iter()
+        .find(|s| s.session_id == talk.id)
+        .unwrap()
+        .speakers[0];
+    assert!(sarah.tested, "the page's test is recorded: {report:?}");
+
+    // A recording uploaded by the organisers shows on the speaker's page.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("talk.webm");
+    std::fs::write(&file, b"a recorded talk".repeat(1000)).unwrap();
+    let header = pb::RecordingHeader {
+        conference_id: podium_e2e::CONFERENCE.into(),
+        session_id: talk.id.clone(),
+        media_type: "video/webm".into(),
+        duration_ms: 45 * 60 * 1000,
+        file_name: "talk.webm".into(),
+        ..Default::default()
+    };
+    show.admin
+        .upload_recording_file(&file, header, |_| {})
+        .await
+        .unwrap();
+    phone.goto("/s/").await.unwrap();
+    phone
+        .wait_for_text(&card, "Recording uploaded and verified")
+        .await
+        .unwrap();
     phone.close().await.unwrap();
+
+    // The service checks what the page cannot: enough round trips, and only a speaker of the
+    // session.
+    let speaker = show.admin.with_token(Some(token.clone())).unwrap();
+    let test = |samples: u32, session: &str| pb::RecordTestRequest {
+        session_id: session.to_owned(),
+        figures: Some(pb::LinkFigures {
+            round_trip_ms: 40,
+            ..Default::default()
+        }),
+        samples,
+        agent: "a test".into(),
+    };
+    let few = speaker
+        .presence()
+        .record_test(test(2, &talk.id))
+        .await
+        .unwrap_err();
+    assert_eq!(few.code(), tonic::Code::InvalidArgument);
+    assert!(few.message().contains("samples"), "{few:?}");
+    let not_hers = speaker
+        .presence()
+        .record_test(test(5, show.session_id()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        not_hers.code(),
+        tonic::Code::PermissionDenied,
+        "{not_hers:?}"
+    );
+    let not_a_speaker = show
+        .admin
+        .presence()
+        .record_test(test(5, &talk.id))
+        .await
+        .unwrap_err();
+    assert_eq!(not_a_speaker.code(), tonic::Code::PermissionDenied);
 
     let ics = podium_e2e::http::request(
         &show.server.addr,
@@ -199,4 +299,118 @@ async fn a_speaker_in_new_york_sees_their_session_in_both_zones_and_gets_a_calen
         "{}",
         ics.body
     );
+}
+
+#[tokio::test]
+async fn a_moderator_reads_the_preflight_report_and_ratings_and_downloads_the_export() {
+    let show = show().await;
+    lived_in(&show).await;
+    let base = format!("http://{}", show.server.addr);
+    let token = show
+        .token(pb::Role::Moderator, None, "Sokha, moderator")
+        .await
+        .unwrap();
+    let laptop = Browser::open(&base, Screen::Projector, true, "en")
+        .await
+        .unwrap();
+    laptop.goto(&format!("/m/?token={token}")).await.unwrap();
+    laptop.submit("main a[href='/m/report']").await.unwrap();
+    laptop
+        .wait_for_text("h1", "Pre-flight, ratings and export")
+        .await
+        .unwrap();
+    let shown = laptop.text("main").await.unwrap();
+    // The live session's speaker has not tested and there is no recording: at risk, and why.
+    assert!(shown.contains("At risk"), "{shown}");
+    assert!(
+        shown.contains("Sokha Chan has not done a test connection"),
+        "{shown}"
+    );
+    assert!(shown.contains("Sokha Chan: not tested"), "{shown}");
+    // Dara's rating and comment, without her name.
+    assert!(shown.contains("Average: 4.0"), "{shown}");
+    assert!(shown.contains("Rated 4: 1"), "{shown}");
+    assert!(shown.contains("Clear slides, thank you"), "{shown}");
+    assert!(!shown.contains("Dara"), "no rater's name: {shown}");
+    accessible(&laptop, "report").await;
+    laptop.close().await.unwrap();
+
+    // The export, as the CLI gives it: tallies, ratings, published questions; no names.
+    let cookie = format!("podium_session={token}");
+    let csv = podium_e2e::http::request(
+        &show.server.addr,
+        "GET",
+        "/m/export.csv",
+        &[("cookie", &cookie)],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(csv.status, 200);
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    assert_eq!(
+        csv.header("content-disposition"),
+        Some("attachment; filename=\"odc2024-feedback.csv\"")
+    );
+    let first = &show.polls[0];
+    assert!(
+        csv.body
+            .starts_with("section,session,item,question,answer,count,mean\n"),
+        "{}",
+        csv.body
+    );
+    assert!(
+        csv.body.contains(&format!(
+            "poll,,{},Which data first?,Budgets,1,\n",
+            first.id
+        )),
+        "{}",
+        csv.body
+    );
+    assert!(
+        csv.body.contains(&format!(
+            "rating,{},,session rating,,1,4.000\n",
+            show.session_id()
+        )),
+        "{}",
+        csv.body
+    );
+    assert!(
+        csv.body.contains("Where can we download the data?"),
+        "{}",
+        csv.body
+    );
+    assert!(!csv.body.contains("Dara"), "{}", csv.body);
+    assert!(
+        !csv.body.contains("Clear slides"),
+        "comments stay out: {}",
+        csv.body
+    );
+    let json = podium_e2e::http::request(
+        &show.server.addr,
+        "GET",
+        "/m/export.json",
+        &[("cookie", &cookie)],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(json.header("content-type"), Some("application/json"));
+    let doc: serde_json::Value = serde_json::from_str(&json.body).unwrap();
+    assert_eq!(doc["conference"]["id"], podium_e2e::CONFERENCE);
+    assert_eq!(doc["ratings"][0]["mean"], 4.0);
+
+    // An attendee's cookie gets no export.
+    let attendee = show.join("Vicheka").await.unwrap();
+    let refused = podium_e2e::http::request(
+        &show.server.addr,
+        "GET",
+        "/m/export.json",
+        &[("cookie", &format!("podium_session={}", attendee.token))],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused.status, 403);
+    assert!(!refused.body.contains("Where can we download"));
 }
