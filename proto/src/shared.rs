@@ -67,6 +67,13 @@ impl WatchResultsResponse {
     }
 
     /// An update that sends `shared` as its position and results, then `poll`.
+    /// The publisher's shared encoding of the position and results, when this response came
+    /// from one: equal bytes are equal results, so a consumer that turns results into something
+    /// else (a page fragment) can do it once for every watcher that gets the same bytes.
+    pub fn shared(&self) -> Option<&Bytes> {
+        self.shared.as_ref()
+    }
+
     pub fn from_shared(shared: &SharedResults, poll: Option<Poll>) -> Self {
         Self {
             shared: Some(shared.0.clone()),

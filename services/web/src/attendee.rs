@@ -262,7 +262,7 @@ pub async fn home(State(web): State<Web>, visitor: Visitor, uri: axum::http::Uri
                     .cloned(),
             })
             .collect(),
-        live_url: crate::views::live_url(&polls),
+        live_url: crate::views::live_url(&polls, &[]),
         polls,
         agenda: sessions,
     };
@@ -330,7 +330,7 @@ pub async fn session_page(
         started: session.has_started(Utc::now()),
         session,
         flash: flash(visitor.text(), uri.query()),
-        live_url: crate::views::live_url(&polls),
+        live_url: crate::views::live_url(&polls, &[("questions", &session_id)]),
         polls,
         questions: listed
             .questions

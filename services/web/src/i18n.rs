@@ -3,7 +3,7 @@
 //! English in the Khmer column.
 
 /// A language the pages are written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Lang {
     En,
     Km,

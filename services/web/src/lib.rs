@@ -72,6 +72,8 @@ impl std::fmt::Debug for Services {
 pub struct Web {
     services: Services,
     session: SessionKeys,
+    /// Results fragments rendered once per poll, update and language.
+    fragments: Arc<live::Fragments>,
 }
 
 impl FromRef<Web> for SessionKeys {
@@ -87,7 +89,11 @@ impl Web {
             keys: services.keys.clone(),
             secure,
         };
-        Self { services, session }
+        Self {
+            services,
+            session,
+            fragments: Arc::default(),
+        }
     }
 
     /// Every page, asset and live stream, with the security headers and compression. Requests

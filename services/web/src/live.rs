@@ -3,9 +3,15 @@
 //! the log position as its id: a browser that reconnects sends `Last-Event-ID`, and an update
 //! it already shows is not sent again. At most ten updates a second leave for each poll a
 //! watcher follows; between them the publisher keeps only the newest, so a slow phone gets the
-//! latest results, not a backlog.
+//! latest results, not a backlog. The publisher encodes each update once for every watcher,
+//! and [`Fragments`] renders it once per language, so a thousand phones cost one render.
 
-use std::{convert::Infallible, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use askama::Template;
 use axum::{
@@ -16,19 +22,95 @@ use axum::{
         sse::{Event, KeepAlive, Sse},
     },
 };
-use futures::StreamExt;
-use podium_proto::v1::{self as pb, polls_server::Polls};
+use futures::{Stream, StreamExt, stream::BoxStream};
+use podium_proto::v1::{self as pb, polls_server::Polls, questions_server::Questions};
+use tonic::codegen::Bytes;
 
-use crate::{Web, attendee::on_behalf, frame::Frame, reply, session::Visitor, views::ResultsView};
+use crate::{
+    Web,
+    attendee::on_behalf,
+    frame::Frame,
+    i18n::{Lang, Text},
+    reply,
+    session::Visitor,
+    views::{QuestionView, ResultsView},
+};
 
 /// The shortest time between two updates to one watcher: ten a second.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
+/// What a results fragment needs of a page's frame: the reader's strings, nothing personal,
+/// so one fragment serves every reader of a language.
+struct Strings {
+    t: &'static Text,
+}
+
 #[derive(Template)]
 #[template(path = "fragment.html")]
 struct Fragment<'a> {
-    frame: &'a Frame,
+    frame: &'a Strings,
     results: Option<ResultsView>,
+}
+
+/// The newest event data of each poll in each language, shared by all of its watchers.
+#[derive(Debug, Default)]
+pub struct Fragments(Mutex<HashMap<(String, Lang), Rendered>>);
+
+#[derive(Debug, Clone)]
+struct Rendered {
+    /// The publisher's encoding this was rendered from.
+    shared: Bytes,
+    position: u64,
+    data: Arc<str>,
+}
+
+impl Fragments {
+    /// The position and event data already rendered from `shared`, if any.
+    fn get(&self, poll_id: &str, lang: Lang, shared: &Bytes) -> Option<(u64, Arc<str>)> {
+        let fragments = self.0.lock().ok()?;
+        let rendered = fragments.get(&(poll_id.to_owned(), lang))?;
+        (rendered.shared == *shared).then(|| (rendered.position, rendered.data.clone()))
+    }
+
+    fn put(&self, poll_id: &str, lang: Lang, rendered: Rendered) {
+        if let Ok(mut fragments) = self.0.lock() {
+            fragments.insert((poll_id.to_owned(), lang), rendered);
+        }
+    }
+
+    /// The position and event data of `update` for readers of `lang`: rendered once per
+    /// language and shared encoding, however many watchers ask.
+    fn event_data(
+        &self,
+        poll_id: &str,
+        lang: Lang,
+        poll: &pb::Poll,
+        update: pb::WatchResultsResponse,
+    ) -> Option<(u64, Arc<str>)> {
+        let shared = update.shared().cloned();
+        if let Some(hit) = shared
+            .as_ref()
+            .and_then(|bytes| self.get(poll_id, lang, bytes))
+        {
+            return Some(hit);
+        }
+        let update = update.resolved();
+        let fragment = Fragment {
+            frame: &Strings { t: lang.text() },
+            results: update.results.as_ref().map(|r| ResultsView::new(r, poll)),
+        };
+        let html = fragment.render().ok()?;
+        let data: Arc<str> = format!("{poll_id}\n{html}").into();
+        if let Some(shared) = shared {
+            let rendered = Rendered {
+                shared,
+                position: update.position,
+                data: data.clone(),
+            };
+            self.put(poll_id, lang, rendered);
+        }
+        Some((update.position, data))
+    }
 }
 
 /// The position a reconnecting browser last saw.
@@ -45,10 +127,43 @@ fn last_event_id(headers: &HeaderMap) -> Option<u64> {
 /// The most polls one page follows.
 const MAX_POLLS: usize = 50;
 
-/// `GET /live/results?poll=A&poll=B`: the results of every poll on a page, as they change,
+/// The questions of a session as a live part: the session page's list, or the projector's
+/// pinned question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QuestionsPart {
+    List,
+    Pinned,
+}
+
+impl QuestionsPart {
+    /// The name of the query parameter, the event's first line and the page's `data-poll`.
+    fn key(self) -> &'static str {
+        match self {
+            QuestionsPart::List => "questions",
+            QuestionsPart::Pinned => "pinned",
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "questions.html")]
+struct QuestionsFragment<'a> {
+    frame: &'a Frame,
+    questions: Vec<QuestionView>,
+}
+
+#[derive(Template)]
+#[template(path = "pinned.html")]
+struct PinnedFragment {
+    pinned: Option<String>,
+}
+
+/// `GET /live/results?poll=A&poll=B&questions=S`: the live parts of one page, as they change,
 /// on one connection (a browser opens at most six HTTP/1.1 connections to a server, and a page
-/// may show more polls than that). Each event's data is the poll's id on the first line, then
-/// the fragment that replaces its live region.
+/// may show more polls than that): the results of each `poll`, and the questions of session
+/// `questions` (the session page's list, as the visitor sees it) or the pinned question of
+/// session `pinned` (the projector). Each event's data is the part's key on the first line (a
+/// poll id, `questions` or `pinned`), then the fragment that replaces its region.
 pub async fn results(
     State(web): State<Web>,
     visitor: Visitor,
@@ -64,13 +179,22 @@ pub async fn results(
     };
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
-    let polls: Vec<String> = pairs
-        .into_iter()
-        .filter(|(name, _)| name == "poll")
-        .map(|(_, id)| id)
-        .collect();
-    if polls.is_empty() || polls.len() > MAX_POLLS {
-        let detail = format!("between 1 and {MAX_POLLS} poll ids, as ?poll=ID&poll=ID");
+    let wanted = |name: &str| -> Vec<String> {
+        pairs
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, id)| id.clone())
+            .collect()
+    };
+    let polls = wanted("poll");
+    let mut questions: Vec<(QuestionsPart, String)> = Vec::new();
+    for part in [QuestionsPart::List, QuestionsPart::Pinned] {
+        questions.extend(wanted(part.key()).into_iter().map(|id| (part, id)));
+    }
+    if polls.len() + questions.len() == 0 || polls.len() > MAX_POLLS || questions.len() > 1 {
+        let detail = format!(
+            "between 1 and {MAX_POLLS} poll ids and at most one session, as ?poll=ID&poll=ID&questions=SESSION"
+        );
         return reply::error(
             &visitor,
             StatusCode::BAD_REQUEST,
@@ -78,15 +202,14 @@ pub async fn results(
             Some(detail),
         );
     }
-    // A browser resuming a single poll is not sent the update it shows; with several, each
-    // poll's newest results are sent again, which is what the page needs after a gap.
-    let seen = if polls.len() == 1 {
+    // A browser resuming a single poll is not sent the update it shows; with several parts,
+    // each one's newest state is sent again, which is what the page needs after a gap.
+    let seen = if polls.len() == 1 && questions.is_empty() {
         last_event_id(&headers)
     } else {
         None
     };
-    let frame = Arc::new(Frame::new(&visitor, "/"));
-    let mut streams = Vec::new();
+    let mut streams: Vec<BoxStream<'static, Result<Event, Infallible>>> = Vec::new();
     for poll_id in polls {
         let request = on_behalf(
             &visitor,
@@ -97,12 +220,35 @@ pub async fn results(
             },
         );
         match web.services.polls.watch_results(request).await {
-            Ok(stream) => streams.push(Box::pin(events(
-                poll_id,
-                stream.into_inner(),
-                frame.clone(),
-                seen,
-            ))),
+            Ok(stream) => streams.push(
+                events(
+                    web.fragments.clone(),
+                    poll_id,
+                    visitor.lang,
+                    stream.into_inner(),
+                    seen,
+                )
+                .boxed(),
+            ),
+            Err(status) => return reply::refused(&visitor, &status),
+        }
+    }
+    for (part, session_id) in questions {
+        let request = on_behalf(
+            &visitor,
+            pb::WatchQuestionsRequest {
+                conference_id: conference_id.clone(),
+                session_id: session_id.clone(),
+            },
+        );
+        match web.services.questions.watch_questions(request).await {
+            Ok(stream) => {
+                // Upvote forms in the list carry the visitor's CSRF value and return to the
+                // session page.
+                let frame = Frame::new(&visitor, &format!("/session/{session_id}"));
+                streams
+                    .push(question_events(part, stream.into_inner(), frame, visitor.lang).boxed());
+            }
             Err(status) => return reply::refused(&visitor, &status),
         }
     }
@@ -114,36 +260,68 @@ pub async fn results(
     )
 }
 
-/// One poll's updates as events, at most one per [`MIN_INTERVAL`].
-fn events<S>(
-    poll_id: String,
+/// A session's questions as events, rendered for one visitor (their own questions and upvotes
+/// show), at most one per [`MIN_INTERVAL`].
+fn question_events<S>(
+    part: QuestionsPart,
     mut updates: S,
-    frame: Arc<Frame>,
-    seen: Option<u64>,
-) -> impl futures::Stream<Item = Result<Event, Infallible>>
+    frame: Frame,
+    lang: Lang,
+) -> impl Stream<Item = Result<Event, Infallible>>
 where
-    S: futures::Stream<Item = Result<pb::WatchResultsResponse, tonic::Status>> + Unpin,
+    S: Stream<Item = Result<pb::WatchQuestionsResponse, tonic::Status>> + Unpin,
 {
     async_stream::stream! {
-        let mut poll: Option<pb::Poll> = None;
         while let Some(Ok(update)) = updates.next().await {
-            let update = update.resolved();
-            if update.poll.is_some() {
-                poll = update.poll;
-            }
-            if seen == Some(update.position) {
-                continue;
-            }
-            let Some(poll) = &poll else { continue };
-            let fragment = Fragment {
-                frame: &frame,
-                results: update.results.as_ref().map(|r| ResultsView::new(r, poll)),
+            let html = match part {
+                QuestionsPart::List => QuestionsFragment {
+                    frame: &frame,
+                    questions: update.questions.iter().map(|q| QuestionView::new(q, lang)).collect(),
+                }
+                .render(),
+                QuestionsPart::Pinned => PinnedFragment {
+                    pinned: update.questions.into_iter().find(|q| q.pinned).map(|q| q.text),
+                }
+                .render(),
             };
-            let Ok(html) = fragment.render() else { break };
+            let Ok(html) = html else { break };
             yield Ok(Event::default()
                 .event("update")
                 .id(update.position.to_string())
-                .data(format!("{poll_id}\n{html}")));
+                .data(format!("{}\n{html}", part.key())));
+            tokio::time::sleep(MIN_INTERVAL).await;
+        }
+    }
+}
+
+/// One poll's updates as events, at most one per [`MIN_INTERVAL`].
+fn events<S>(
+    fragments: Arc<Fragments>,
+    poll_id: String,
+    lang: Lang,
+    mut updates: S,
+    seen: Option<u64>,
+) -> impl Stream<Item = Result<Event, Infallible>>
+where
+    S: Stream<Item = Result<pb::WatchResultsResponse, tonic::Status>> + Unpin,
+{
+    async_stream::stream! {
+        let mut poll: Option<pb::Poll> = None;
+        while let Some(Ok(mut update)) = updates.next().await {
+            if let Some(p) = update.poll.take() {
+                poll = Some(p);
+            }
+            let Some(poll) = &poll else { continue };
+            let Some((position, data)) = fragments.event_data(&poll_id, lang, poll, update) else {
+                break;
+            };
+            if seen == Some(position) {
+                continue;
+            }
+            yield Ok(Event::default()
+                .event("update")
+                .id(position.to_string())
+                .data(&*data));
             tokio::time::sleep(MIN_INTERVAL).await;
         }
     }

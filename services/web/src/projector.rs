@@ -203,6 +203,14 @@ pub async fn page(
         .unwrap_or("localhost");
     let join_base = format!("{scheme}://{host}");
     let join_url = format!("{join_base}/j/{}", conference.join_code);
+    // The pinned question follows the session on now; the next session needs a reload,
+    // which the projector's operator does when the room changes over.
+    let follow: Vec<(&str, &str)> = now
+        .as_ref()
+        .map(|s| ("pinned", s.id.as_str()))
+        .into_iter()
+        .collect();
+    let live_url = crate::views::live_url(&polls, &follow);
     let page = ProjectorPage {
         frame: Frame::new(&visitor, uri.path()),
         room: room.name,
@@ -212,8 +220,8 @@ pub async fn page(
         join_base,
         join_code: conference.join_code,
         now,
+        live_url,
         pinned,
-        live_url: crate::views::live_url(&polls),
         polls,
     };
     render(&visitor, StatusCode::OK, &page)

@@ -287,13 +287,21 @@ impl QuestionView {
     }
 }
 
-/// The one live stream of a page's polls (`/live/results?poll=A&poll=B`), or nothing when the
-/// page shows none.
-pub fn live_url(polls: &[PollView]) -> String {
-    if polls.is_empty() {
+/// The page's one live stream (see [`crate::live`]): the results of `polls`, and each of
+/// `more` (`("questions", session)`, `("pinned", session)`); empty when there is nothing to
+/// follow.
+pub fn live_url(polls: &[PollView], more: &[(&str, &str)]) -> String {
+    let query: Vec<String> = polls
+        .iter()
+        .map(|p| format!("poll={}", path_segment(&p.id)))
+        .chain(
+            more.iter()
+                .map(|(name, id)| format!("{name}={}", path_segment(id))),
+        )
+        .collect();
+    if query.is_empty() {
         return String::new();
     }
-    let query: Vec<String> = polls.iter().map(|p| format!("poll={}", p.id)).collect();
     format!("/live/results?{}", query.join("&"))
 }
 

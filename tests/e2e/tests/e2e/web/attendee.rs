@@ -328,3 +328,114 @@ async fn an_attendee_joins_votes_and_asks_with_the_keyboard_alone() {
         .unwrap();
     phone.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_published_question_and_a_pin_reach_open_pages_without_a_reload() {
+    let show = show().await;
+    let session = show.session_id().to_owned();
+    require_approval(&show, &session).await;
+    let base = format!("http://{}", show.server.addr);
+    let moderator = show
+        .token(pb::Role::Moderator, None, "Sokha, moderator")
+        .await
+        .unwrap();
+    let phone = Browser::open(&base, Screen::Phone, true, "en")
+        .await
+        .unwrap();
+    phone
+        .goto(&format!("/j/{}", show.odc.join_code()))
+        .await
+        .unwrap();
+    phone.submit("main form button[type=submit]").await.unwrap();
+    phone.goto(&format!("/session/{session}")).await.unwrap();
+    phone
+        .wait_for_text("[data-poll=questions]", "No questions yet.")
+        .await
+        .unwrap();
+    let projector = Browser::open(&base, Screen::Projector, true, "en")
+        .await
+        .unwrap();
+    projector
+        .goto(&format!(
+            "/p/{}/{}?token={moderator}",
+            podium_e2e::CONFERENCE,
+            show.odc.hall.id
+        ))
+        .await
+        .unwrap();
+    projector
+        .wait_for_text(".code", show.odc.join_code())
+        .await
+        .unwrap();
+    assert_eq!(projector.text("[data-poll=pinned]").await.unwrap(), "");
+
+    // Another attendee asks; the question waits for a moderator, so the phone shows nothing.
+    let dara = show.join("Dara").await.unwrap();
+    let asked = dara
+        .questions()
+        .ask_question(pb::AskQuestionRequest {
+            request_id: Client::request_id(),
+            conference_id: podium_e2e::CONFERENCE.into(),
+            session_id: session.clone(),
+            text: "Who maintains the land registry data?".into(),
+            anonymous: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .question
+        .unwrap();
+    let moderate = |action: pb::ModerationAction| pb::ModerateQuestionRequest {
+        request_id: Client::request_id(),
+        conference_id: podium_e2e::CONFERENCE.into(),
+        question_id: asked.id.clone(),
+        action: action as i32,
+        reason: String::new(),
+    };
+    // Published: the phone's list shows it, with an upvote button, without a reload.
+    show.admin
+        .questions()
+        .moderate_question(moderate(pb::ModerationAction::Publish))
+        .await
+        .unwrap();
+    phone
+        .wait_for_text(
+            "[data-poll=questions]",
+            "Who maintains the land registry data?",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        phone.path().await.unwrap(),
+        format!("/session/{session}"),
+        "the page stayed where it was"
+    );
+    // The upvote form that arrived live works like one rendered with the page.
+    phone
+        .submit(&format!(
+            "form[action='/question/{}/upvote'] button",
+            asked.id
+        ))
+        .await
+        .unwrap();
+    phone
+        .wait_for_text("[data-poll=questions]", "You upvoted this")
+        .await
+        .unwrap();
+
+    // Pinned: the projector shows it in large type.
+    show.admin
+        .questions()
+        .moderate_question(moderate(pb::ModerationAction::Pin))
+        .await
+        .unwrap();
+    projector
+        .wait_for_text(
+            "[data-poll=pinned]",
+            "Who maintains the land registry data?",
+        )
+        .await
+        .unwrap();
+    phone.close().await.unwrap();
+    projector.close().await.unwrap();
+}
