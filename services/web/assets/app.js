@@ -25,19 +25,33 @@ for (const input of document.querySelectorAll("[data-counter]")) {
   update();
 }
 
-// [data-live="/live/results?poll=..."]: one stream for the page; each event names the poll
-// on its first line and carries the fragment that replaces that poll's [data-poll] region.
-// EventSource resumes after a dropped connection by itself.
-for (const page of document.querySelectorAll("[data-live]")) {
-  if (!page.dataset.live) continue;
-  const source = new EventSource(page.dataset.live);
-  source.addEventListener("update", (event) => {
-    const cut = event.data.indexOf("\n");
-    const region = page.querySelector(`[data-poll="${CSS.escape(event.data.slice(0, cut))}"]`);
-    // Never pull a control from under the reader: while the focus is inside, wait.
-    if (!region || region.contains(document.activeElement)) return;
-    const template = document.createElement("template");
-    template.innerHTML = event.data.slice(cut + 1);
-    region.replaceChildren(template.content);
-  });
-}
+// [data-live="/live/results?poll=..."]: one stream for the page; each event names its part
+// on the first line and carries the fragment that replaces that part's [data-poll] region.
+// EventSource resumes after a dropped connection by itself. A page left for another is closed
+// at once: a browser keeps at most six HTTP/1.1 connections to a server, and pages kept for
+// the back button must not hold them; coming back opens the stream again.
+let sources = [];
+const follow = () => {
+  for (const page of document.querySelectorAll("[data-live]")) {
+    if (!page.dataset.live) continue;
+    const source = new EventSource(page.dataset.live);
+    source.addEventListener("update", (event) => {
+      const cut = event.data.indexOf("\n");
+      const region = page.querySelector(`[data-poll="${CSS.escape(event.data.slice(0, cut))}"]`);
+      // Never pull a control from under the reader: while the focus is inside, wait.
+      if (!region || region.contains(document.activeElement)) return;
+      const template = document.createElement("template");
+      template.innerHTML = event.data.slice(cut + 1);
+      region.replaceChildren(template.content);
+    });
+    sources.push(source);
+  }
+};
+follow();
+addEventListener("pagehide", () => {
+  for (const source of sources) source.close();
+  sources = [];
+});
+addEventListener("pageshow", (event) => {
+  if (event.persisted) follow();
+});

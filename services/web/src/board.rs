@@ -3,7 +3,7 @@
 //! server and sent again over Server-Sent Events whenever it changes, at most ten times a
 //! second.
 
-use std::{collections::BTreeMap, convert::Infallible, sync::Arc};
+use std::{collections::BTreeMap, convert::Infallible, sync::Arc, time::Duration};
 
 use askama::Template;
 use axum::{
@@ -13,12 +13,14 @@ use axum::{
         sse::{Event, KeepAlive, Sse},
     },
 };
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use podium_proto::v1::{self as pb, stage_server::Stage};
 
-use crate::{
-    Web, attendee::on_behalf, frame::Frame, i18n::Text, live::MIN_INTERVAL, reply, session::Visitor,
-};
+use crate::{Web, attendee::on_behalf, frame::Frame, i18n::Text, reply, session::Visitor};
+
+/// The shortest time between two renders of one moderator's board: ten a second. `WatchStatus`
+/// sends every change; changes that arrive meanwhile are folded into the next render.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// One speaker's link, written out.
 #[derive(Debug, Clone)]
@@ -297,8 +299,14 @@ pub async fn live(State(web): State<Web>, visitor: Visitor) -> Response {
     let events = async_stream::stream! {
         let mut statuses = BTreeMap::new();
         while let Some(Ok(update)) = updates.next().await {
-            let position = update.position;
+            let mut position = update.position;
             fold(&mut statuses, update);
+            // Every change that came in meanwhile, folded into one render: the board never
+            // falls behind, however many rooms change at once.
+            while let Some(Some(Ok(more))) = updates.next().now_or_never() {
+                position = more.position;
+                fold(&mut statuses, more);
+            }
             let fragment = BoardFragment { frame: &frame, rows: rows(t, &names, &statuses) };
             let Ok(html) = fragment.render() else { break };
             yield Ok::<_, Infallible>(

@@ -1,16 +1,17 @@
 //! Live parts over Server-Sent Events, fed by the same coalesced publishers as the gRPC
 //! streams. Each event carries the server-rendered fragment that replaces the live region and
 //! the log position as its id: a browser that reconnects sends `Last-Event-ID`, and an update
-//! it already shows is not sent again. At most ten updates a second leave for each poll a
-//! watcher follows; between them the publisher keeps only the newest, so a slow phone gets the
-//! latest results, not a backlog. The publisher encodes each update once for every watcher,
-//! and [`Fragments`] renders it once per language, so a thousand phones cost one render.
+//! it already shows is not sent again. The services' publishers coalesce to at most ten updates
+//! a second and keep only the newest between them, so a slow phone gets the latest results,
+//! not a backlog; the pages add no delay of their own (a second timer here, out of phase with
+//! the publisher's, once cost up to 100 ms per update). The publisher encodes each update once
+//! for every watcher, and [`Fragments`] renders it once per language, so a thousand phones cost
+//! one render.
 
 use std::{
     collections::HashMap,
     convert::Infallible,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use askama::Template;
@@ -35,9 +36,6 @@ use crate::{
     session::Visitor,
     views::{QuestionView, ResultsView},
 };
-
-/// The shortest time between two updates to one watcher: ten a second.
-pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What a results fragment needs of a page's frame: the reader's strings, nothing personal,
 /// so one fragment serves every reader of a language.
@@ -261,7 +259,7 @@ pub async fn results(
 }
 
 /// A session's questions as events, rendered for one visitor (their own questions and upvotes
-/// show), at most one per [`MIN_INTERVAL`].
+/// show), as `WatchQuestions` coalesces them.
 fn question_events<S>(
     part: QuestionsPart,
     mut updates: S,
@@ -289,12 +287,11 @@ where
                 .event("update")
                 .id(update.position.to_string())
                 .data(format!("{}\n{html}", part.key())));
-            tokio::time::sleep(MIN_INTERVAL).await;
         }
     }
 }
 
-/// One poll's updates as events, at most one per [`MIN_INTERVAL`].
+/// One poll's updates as events, as the results publisher coalesces them.
 fn events<S>(
     fragments: Arc<Fragments>,
     poll_id: String,
@@ -322,7 +319,6 @@ where
                 .event("update")
                 .id(position.to_string())
                 .data(&*data));
-            tokio::time::sleep(MIN_INTERVAL).await;
         }
     }
 }
