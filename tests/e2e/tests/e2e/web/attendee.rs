@@ -330,7 +330,7 @@ async fn an_attendee_joins_votes_and_asks_with_the_keyboard_alone() {
 }
 
 #[tokio::test]
-async fn a_published_question_and_a_pin_reach_open_pages_without_a_reload() {
+async fn a_question_published_from_the_console_and_a_pin_reach_open_pages_without_a_reload() {
     let show = show().await;
     let session = show.session_id().to_owned();
     require_approval(&show, &session).await;
@@ -392,12 +392,37 @@ async fn a_published_question_and_a_pin_reach_open_pages_without_a_reload() {
         action: action as i32,
         reason: String::new(),
     };
-    // Published: the phone's list shows it, with an upvote button, without a reload.
+    // A moderator publishes it from the console (which lists the questions of live sessions),
+    // in a browser of their own; the phone's list shows it, with an upvote button, without a
+    // reload.
     show.admin
-        .questions()
-        .moderate_question(moderate(pb::ModerationAction::Publish))
+        .stage()
+        .start_session(pb::StartSessionRequest {
+            conference_id: podium_e2e::CONFERENCE.into(),
+            session_id: session.clone(),
+        })
         .await
         .unwrap();
+    let console = Browser::open(&base, Screen::Projector, true, "en")
+        .await
+        .unwrap();
+    console
+        .goto(&format!("/m/?token={moderator}"))
+        .await
+        .unwrap();
+    console
+        .wait_for_text("main", "Who maintains the land registry data?")
+        .await
+        .unwrap();
+    console
+        .submit(&format!(
+            "form[action='/m/questions/{}/publish'] button",
+            asked.id
+        ))
+        .await
+        .unwrap();
+    console.wait_for_text("main", "Done.").await.unwrap();
+    console.close().await.unwrap();
     phone
         .wait_for_text(
             "[data-poll=questions]",
