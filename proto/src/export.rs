@@ -41,11 +41,19 @@ pub fn exported(question: &pb::Question) -> bool {
     )
 }
 
+/// A CSV field, quoted when it must be. Text people typed that a spreadsheet would take for a
+/// formula (`=`, `+`, `-`, `@`, a tab or a carriage return first) gets a `'` in front, so that
+/// opening the export cannot run a question as a formula (OWASP's "CSV injection").
 fn csv_field(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
-        text.to_owned()
+        text
     }
 }
 
@@ -251,6 +259,16 @@ mod tests {
         assert!(!csv.contains("q2"), "pending questions are not public");
         assert!(!csv.contains("secret"), "text of an unpublishable poll");
         assert!(!csv.contains("Sokha"), "no author names");
+    }
+
+    #[test]
+    fn text_a_spreadsheet_would_run_is_kept_as_text() {
+        assert_eq!(
+            csv_field("=HYPERLINK(\"http://evil\",\"x\")"),
+            "\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\""
+        );
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("Open data"), "Open data");
     }
 
     #[test]

@@ -50,15 +50,15 @@ impl Progress {
             };
         }
         Progress {
-            n: self.n + 1,
+            n: self.n.saturating_add(1),
             at: now,
-            sum: self.sum + now.saturating_sub(self.at),
+            sum: self.sum.saturating_add(now.saturating_sub(self.at)),
         }
     }
 
     /// The average round trip in whole milliseconds, rounded up so a fast link reads 1, not 0.
     fn average_ms(&self) -> u32 {
-        (self.sum.div_ceil(1000 * u64::from(self.n.max(1)))) as u32
+        u32::try_from(self.sum.div_ceil(1000 * u64::from(self.n.max(1)))).unwrap_or(u32::MAX)
     }
 }
 

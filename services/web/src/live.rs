@@ -50,9 +50,14 @@ struct Fragment<'a> {
     results: Option<ResultsView>,
 }
 
-/// The newest event data of each poll in each language, shared by all of its watchers.
+/// The newest event data of each poll in each language, shared by all of its watchers. Keyed
+/// by conference too: poll ids are unique only within one.
 #[derive(Debug, Default)]
-pub struct Fragments(Mutex<HashMap<(String, Lang), Rendered>>);
+pub struct Fragments(Mutex<HashMap<(String, String, Lang), Vec<Rendered>>>);
+
+/// Renders kept per poll and language: one per audience the publisher encodes for (moderators
+/// and attendees see different bytes once words are hidden), so they do not evict each other.
+const AUDIENCES: usize = 2;
 
 #[derive(Debug, Clone)]
 struct Rendered {
@@ -62,17 +67,27 @@ struct Rendered {
     data: Arc<str>,
 }
 
+type Key<'a> = (&'a str, &'a str, Lang);
+
 impl Fragments {
     /// The position and event data already rendered from `shared`, if any.
-    fn get(&self, poll_id: &str, lang: Lang, shared: &Bytes) -> Option<(u64, Arc<str>)> {
+    fn get(&self, (conference, poll, lang): Key<'_>, shared: &Bytes) -> Option<(u64, Arc<str>)> {
         let fragments = self.0.lock().ok()?;
-        let rendered = fragments.get(&(poll_id.to_owned(), lang))?;
-        (rendered.shared == *shared).then(|| (rendered.position, rendered.data.clone()))
+        let kept = fragments.get(&(conference.to_owned(), poll.to_owned(), lang))?;
+        kept.iter()
+            .find(|r| r.shared == *shared)
+            .map(|r| (r.position, r.data.clone()))
     }
 
-    fn put(&self, poll_id: &str, lang: Lang, rendered: Rendered) {
+    fn put(&self, (conference, poll, lang): Key<'_>, rendered: Rendered) {
         if let Ok(mut fragments) = self.0.lock() {
-            fragments.insert((poll_id.to_owned(), lang), rendered);
+            let kept = fragments
+                .entry((conference.to_owned(), poll.to_owned(), lang))
+                .or_default();
+            if kept.len() >= AUDIENCES {
+                kept.remove(0);
+            }
+            kept.push(rendered);
         }
     }
 
@@ -80,16 +95,13 @@ impl Fragments {
     /// language and shared encoding, however many watchers ask.
     fn event_data(
         &self,
-        poll_id: &str,
-        lang: Lang,
+        (conference, poll_id, lang): Key<'_>,
         poll: &pb::Poll,
         update: pb::WatchResultsResponse,
     ) -> Option<(u64, Arc<str>)> {
         let shared = update.shared().cloned();
-        if let Some(hit) = shared
-            .as_ref()
-            .and_then(|bytes| self.get(poll_id, lang, bytes))
-        {
+        let key = (conference, poll_id, lang);
+        if let Some(hit) = shared.as_ref().and_then(|bytes| self.get(key, bytes)) {
             return Some(hit);
         }
         let update = update.resolved();
@@ -105,7 +117,7 @@ impl Fragments {
                 position: update.position,
                 data: data.clone(),
             };
-            self.put(poll_id, lang, rendered);
+            self.put(key, rendered);
         }
         Some((update.position, data))
     }
@@ -221,6 +233,7 @@ pub async fn results(
             Ok(stream) => streams.push(
                 events(
                     web.fragments.clone(),
+                    conference_id.clone(),
                     poll_id,
                     visitor.lang,
                     stream.into_inner(),
@@ -294,6 +307,7 @@ where
 /// One poll's updates as events, as the results publisher coalesces them.
 fn events<S>(
     fragments: Arc<Fragments>,
+    conference_id: String,
     poll_id: String,
     lang: Lang,
     mut updates: S,
@@ -309,7 +323,8 @@ where
                 poll = Some(p);
             }
             let Some(poll) = &poll else { continue };
-            let Some((position, data)) = fragments.event_data(&poll_id, lang, poll, update) else {
+            let key = (conference_id.as_str(), poll_id.as_str(), lang);
+            let Some((position, data)) = fragments.event_data(key, poll, update) else {
                 break;
             };
             if seen == Some(position) {
