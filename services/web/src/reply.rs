@@ -79,6 +79,19 @@ pub fn sign_in_first(visitor: &Visitor) -> Response {
     )
 }
 
+/// A page the visitor's role may not see: forbidden when signed in, else sign in first.
+pub fn not_for(visitor: &Visitor) -> Response {
+    match visitor.principal {
+        Some(_) => error(
+            visitor,
+            StatusCode::FORBIDDEN,
+            visitor.text().error_forbidden,
+            None,
+        ),
+        None => sign_in_first(visitor),
+    }
+}
+
 /// After a form: back to `path` with a GET, so a reload does not send it again.
 pub fn see_other(visitor: &Visitor, path: &str) -> Response {
     visitor.finish(Redirect::to(&crate::frame::local_path(path)))

@@ -149,9 +149,9 @@ impl Preflight {
     }
 }
 
-/// The pre-flight report of the speaker's sessions that have not ended; none where this node
-/// does not run the status service.
-async fn preflight(
+/// The pre-flight report of the visitor's sessions that have not ended (all of them for staff,
+/// a speaker's own for a speaker); none where this node does not run the status service.
+pub(crate) async fn preflight(
     web: &Web,
     visitor: &Visitor,
     conference_id: &str,
@@ -184,15 +184,7 @@ pub async fn page(
         );
     }
     let Some((conference_id, speaker_id)) = speaker_of(&visitor) else {
-        return match visitor.principal {
-            Some(_) => reply::error(
-                &visitor,
-                StatusCode::FORBIDDEN,
-                visitor.text().error_forbidden,
-                None,
-            ),
-            None => reply::sign_in_first(&visitor),
-        };
+        return reply::not_for(&visitor);
     };
     match sessions(&web, &visitor, &conference_id, &speaker_id).await {
         Ok(sessions) => {

@@ -47,17 +47,7 @@ pub fn staff_conference(visitor: &Visitor) -> Option<String> {
 /// The conference of a visitor who may run it, or the page that tells them why not: sign in
 /// first, or their role may not.
 pub(crate) fn staff_or_refuse(visitor: &Visitor) -> Result<String, Box<Response>> {
-    staff_conference(visitor).ok_or_else(|| {
-        Box::new(match visitor.principal {
-            Some(_) => reply::error(
-                visitor,
-                StatusCode::FORBIDDEN,
-                visitor.text().error_forbidden,
-                None,
-            ),
-            None => reply::sign_in_first(visitor),
-        })
-    })
+    staff_conference(visitor).ok_or_else(|| Box::new(reply::not_for(visitor)))
 }
 
 /// A console form: checked by [`accept`], from a visitor who may run the conference.

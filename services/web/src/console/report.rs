@@ -13,7 +13,7 @@ use podium_proto::{
     export::Feedback,
     v1::{
         self as pb, polls_server::Polls as _, questions_server::Questions as _,
-        ratings_server::Ratings as _, stage_server::Stage as _,
+        ratings_server::Ratings as _,
     },
 };
 
@@ -76,41 +76,30 @@ pub async fn page(State(web): State<Web>, visitor: Visitor) -> Response {
                 .find(|s| s.id == id)
                 .map(|s| SessionView::new(s, visitor.lang, &conference.default_language))
         };
-        let preflight = match &web.services.stage {
-            Some(stage) => {
-                let request = pb::PreflightRequest {
-                    conference_id: conference_id.clone(),
-                    within_hours: 0,
-                    all: true,
-                };
-                let report = stage.preflight(on_behalf(&visitor, request)).await?;
-                Some(
-                    report
-                        .into_inner()
-                        .sessions
-                        .into_iter()
-                        .map(|r| {
-                            let session = view(&r.session_id);
-                            ReadinessView {
-                                title: session
-                                    .as_ref()
-                                    .map_or(r.title.clone(), |s| s.title.clone()),
-                                lang: session.as_ref().and_then(|s| s.lang.clone()),
-                                start: session
-                                    .as_ref()
-                                    .map(|s| s.start_local.clone())
-                                    .unwrap_or_default(),
-                                ready: r.readiness == pb::Readiness::Ready as i32,
-                                recordings: r.recordings,
-                                speakers: r.speakers,
-                                reasons: r.reasons,
-                            }
-                        })
-                        .collect(),
-                )
-            }
-            None => None,
-        };
+        let preflight = crate::speaker::preflight(&web, &visitor, &conference_id)
+            .await?
+            .map(|sessions| {
+                sessions
+                    .into_iter()
+                    .map(|r| {
+                        let session = view(&r.session_id);
+                        ReadinessView {
+                            title: session
+                                .as_ref()
+                                .map_or(r.title.clone(), |s| s.title.clone()),
+                            lang: session.as_ref().and_then(|s| s.lang.clone()),
+                            start: session
+                                .as_ref()
+                                .map(|s| s.start_local.clone())
+                                .unwrap_or_default(),
+                            ready: r.readiness == pb::Readiness::Ready as i32,
+                            recordings: r.recordings,
+                            speakers: r.speakers,
+                            reasons: r.reasons,
+                        }
+                    })
+                    .collect()
+            });
         let request = pb::GetRatingsRequest {
             conference_id: conference_id.clone(),
             session_id: String::new(),
