@@ -48,6 +48,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a playout bridge: podium's decisions carried out in OBS Studio.
+    #[command(subcommand)]
+    Bridge(crate::bridge::BridgeCmd),
     /// Create, show and list conferences.
     #[command(subcommand)]
     Conference(agenda::ConferenceCmd),

@@ -8,6 +8,7 @@
 
 mod access;
 mod agenda;
+mod bridge;
 mod cli;
 mod context;
 mod events;
@@ -85,6 +86,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rate(args) => rating::rate(&ctx, args).await,
         Command::Ratings { session } => rating::ratings(&ctx, session).await,
         Command::Recording(cmd) => recording::run(&ctx, cmd).await,
+        Command::Bridge(cmd) => bridge::run(&ctx, cmd).await,
         // Answered above, before connecting: it needs no server.
         Command::Config(_) => Ok(()),
     }

@@ -30,8 +30,9 @@ pub use podium_proto::v1 as pb;
 use podium_proto::v1::{
     access_client::AccessClient, agenda_client::AgendaClient,
     diagnostics_client::DiagnosticsClient, event_feed_client::EventFeedClient,
-    polls_client::PollsClient, presence_client::PresenceClient, questions_client::QuestionsClient,
-    ratings_client::RatingsClient, recordings_client::RecordingsClient, stage_client::StageClient,
+    playout_client::PlayoutClient, polls_client::PollsClient, presence_client::PresenceClient,
+    questions_client::QuestionsClient, ratings_client::RatingsClient,
+    recordings_client::RecordingsClient, stage_client::StageClient,
 };
 use tonic::{
     Code, Request, Status,
@@ -209,6 +210,11 @@ impl Client {
     /// Session ratings: attendees rate, moderators read aggregates.
     pub fn ratings(&self) -> RatingsClient<Authed> {
         RatingsClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    /// A playout bridge's reports of what the program output shows.
+    pub fn playout(&self) -> PlayoutClient<Authed> {
+        PlayoutClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
     pub fn stage(&self) -> StageClient<Authed> {

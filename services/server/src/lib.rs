@@ -33,9 +33,11 @@ use podium_proto::v1::{
     access_server::AccessServer, agenda_server::AgendaServer, event_feed_server::EventFeedServer,
 };
 use podium_proto::v1::{diagnostics_server::DiagnosticsServer, polls_server::PollsServer};
-use podium_proto::v1::{presence_server::PresenceServer, stage_server::StageServer};
+use podium_proto::v1::{
+    playout_server::PlayoutServer, presence_server::PresenceServer, stage_server::StageServer,
+};
 use podium_status::{
-    Clock, Engine, EngineHandle, PresenceService, StageService, StatusModel,
+    Clock, Engine, EngineHandle, PlayoutService, PresenceService, StageService, StatusModel,
     status_model_event_types,
 };
 use podium_status::{RecordingStore, RecordingsService};
@@ -359,6 +361,19 @@ impl Podium {
                 stop_rx.clone(),
             ))
         });
+        let playout = status.as_ref().map(|parts| {
+            limited!(
+                PlayoutServer,
+                PlayoutService::new(
+                    parts.engine.clone(),
+                    parts.model.clone(),
+                    log.clone(),
+                    stop_rx.clone(),
+                ),
+                limits,
+                auth
+            )
+        });
         let presence = presence_service
             .clone()
             .map(|service| limited!(shared PresenceServer, service, limits, auth));
@@ -395,6 +410,7 @@ impl Podium {
         if status.is_some() {
             served.push(<PresenceServer<PresenceService> as NamedService>::NAME);
             served.push(<StageServer<StageService> as NamedService>::NAME);
+            served.push(<PlayoutServer<PlayoutService> as NamedService>::NAME);
             served.push(<RecordingsServer<RecordingsService> as NamedService>::NAME);
         }
         let questions_service = feedback.as_ref().map(|parts| {
@@ -510,6 +526,7 @@ impl Podium {
             .add_optional_service(feed)
             .add_optional_service(presence)
             .add_optional_service(stage)
+            .add_optional_service(playout)
             .add_optional_service(polls)
             .add_optional_service(questions)
             .add_optional_service(ratings)

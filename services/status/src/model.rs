@@ -20,7 +20,7 @@ use prost::Name;
 
 use crate::{
     codec::{decode, millis, policy_from_proto},
-    domain::{Context, RecordingRef, SessionLive},
+    domain::{Context, Lifecycle, RecordingRef, SessionLive},
 };
 
 /// What the status service knows of a session from the agenda.
@@ -65,7 +65,7 @@ pub struct ConferenceFacts {
     pub sessions: BTreeMap<String, SessionFacts>,
     pub speakers: BTreeMap<String, SpeakerFacts>,
     /// Per session, in fallback order: the primary first, then backups.
-    #[serde(with = "recordings_as_protobuf")]
+    #[serde(with = "protobuf_values")]
     pub recordings: BTreeMap<String, Vec<pb::Recording>>,
     /// Speakers who completed a green-room test connection.
     #[serde(serialize_with = "podium_eventlog::snapshot::sorted_set")]
@@ -75,9 +75,48 @@ pub struct ConferenceFacts {
     /// Per session, the log position of the last event that changed its status or facts, so
     /// that a watcher resuming from a position gets only what changed since.
     pub changed: BTreeMap<String, u64>,
+    /// Per room, the program output its playout bridge last reported.
+    #[serde(with = "protobuf_values")]
+    pub outputs: BTreeMap<String, pb::ProgramOutput>,
 }
 
 impl ConferenceFacts {
+    /// The room's program output, as the status of `session_id` shows it: on the session whose
+    /// decision the bridge carried out, and on the room's live session.
+    pub fn output_of(&self, session_id: &str) -> Option<&pb::ProgramOutput> {
+        let facts = self.sessions.get(session_id)?;
+        let output = self.outputs.get(&facts.room_id)?;
+        let live = self
+            .live
+            .get(session_id)
+            .is_some_and(|l| l.lifecycle == Lifecycle::Live);
+        (output.session_id == session_id || live).then_some(output)
+    }
+
+    /// Keeps a room's new program output, and marks the sessions whose status shows it (the old
+    /// and new ones) as changed.
+    fn output_reported(&mut self, output: pb::ProgramOutput, position: u64) {
+        let room = output.room_id.clone();
+        let before = self.outputs.insert(room.clone(), output.clone());
+        let shown: Vec<String> = self
+            .sessions
+            .values()
+            .filter(|s| s.room_id == room)
+            .filter(|s| {
+                s.id == output.session_id
+                    || before.as_ref().is_some_and(|b| b.session_id == s.id)
+                    || self
+                        .live
+                        .get(&s.id)
+                        .is_some_and(|l| l.lifecycle == Lifecycle::Live)
+            })
+            .map(|s| s.id.clone())
+            .collect();
+        for session_id in shown {
+            self.changed.insert(session_id, position);
+        }
+    }
+
     /// A recording of this conference by id.
     pub fn recording(&self, recording_id: &str) -> Option<&pb::Recording> {
         self.recordings
@@ -109,6 +148,7 @@ pub fn status_model_event_types() -> Vec<String> {
         pb::SourcePinned::full_name(),
         pb::LinkChanged::full_name(),
         pb::AlertRaised::full_name(),
+        pb::ProgramOutputReported::full_name(),
     ]
 }
 
@@ -144,6 +184,7 @@ impl StatusModel {
                     tested: HashSet::new(),
                     live: BTreeMap::new(),
                     changed: BTreeMap::new(),
+                    outputs: BTreeMap::new(),
                 },
             );
             return Ok(());
@@ -224,6 +265,14 @@ impl StatusModel {
             }
             return Ok(());
         }
+        if event.is::<pb::ProgramOutputReported>() {
+            let r = event.decode::<pb::ProgramOutputReported>().map_err(e)?;
+            let output = r.output.ok_or("output missing")?;
+            if let Some(c) = self.conferences.get_mut(&r.conference_id) {
+                c.output_reported(output, event.position);
+            }
+            return Ok(());
+        }
         self.apply_status_event(event)
     }
 
@@ -272,7 +321,8 @@ impl StatusModel {
 }
 
 impl Snapshot for StatusModel {
-    const VERSION: u32 = 1;
+    // 2: rooms' program outputs.
+    const VERSION: u32 = 2;
 
     fn save(&self) -> Result<Vec<u8>, SnapshotError> {
         snapshot::encode(self)
@@ -284,35 +334,55 @@ impl Snapshot for StatusModel {
     }
 }
 
-/// Recordings are protobuf messages, which have no serde: in a snapshot each is its protobuf
-/// encoding, the form the log stores them in.
-mod recordings_as_protobuf {
+/// Recordings and program outputs are protobuf messages, which have no serde: in a snapshot each
+/// is its protobuf encoding, the form the log stores them in.
+mod protobuf_values {
     use std::collections::BTreeMap;
 
-    use podium_proto::v1 as pb;
     use prost::Message;
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
-    type Recordings = BTreeMap<String, Vec<pb::Recording>>;
-
-    pub fn serialize<S: Serializer>(map: &Recordings, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(map.iter().map(|(session, recordings)| {
-            let encoded: Vec<Vec<u8>> = recordings.iter().map(Message::encode_to_vec).collect();
-            (session, encoded)
-        }))
+    /// One message or a list of them per key.
+    pub trait Encoded: Sized {
+        fn encode(&self) -> Vec<Vec<u8>>;
+        fn decode(parts: &[Vec<u8>]) -> Result<Self, prost::DecodeError>;
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Recordings, D::Error> {
+    impl<M: Message + Default> Encoded for Vec<M> {
+        fn encode(&self) -> Vec<Vec<u8>> {
+            self.iter().map(Message::encode_to_vec).collect()
+        }
+        fn decode(parts: &[Vec<u8>]) -> Result<Self, prost::DecodeError> {
+            parts
+                .iter()
+                .map(|bytes| M::decode(bytes.as_slice()))
+                .collect()
+        }
+    }
+
+    impl Encoded for podium_proto::v1::ProgramOutput {
+        fn encode(&self) -> Vec<Vec<u8>> {
+            vec![self.encode_to_vec()]
+        }
+        fn decode(parts: &[Vec<u8>]) -> Result<Self, prost::DecodeError> {
+            Message::decode(parts.first().map_or(&[][..], Vec::as_slice))
+        }
+    }
+
+    pub fn serialize<S: Serializer, V: Encoded>(
+        map: &BTreeMap<String, V>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(map.iter().map(|(key, value)| (key, value.encode())))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, V: Encoded>(
+        deserializer: D,
+    ) -> Result<BTreeMap<String, V>, D::Error> {
         let encoded = BTreeMap::<String, Vec<Vec<u8>>>::deserialize(deserializer)?;
         encoded
             .into_iter()
-            .map(|(session, recordings)| {
-                let decoded = recordings
-                    .iter()
-                    .map(|bytes| pb::Recording::decode(bytes.as_slice()).map_err(D::Error::custom))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok((session, decoded))
-            })
+            .map(|(key, parts)| Ok((key, V::decode(&parts).map_err(D::Error::custom)?)))
             .collect()
     }
 }

@@ -134,6 +134,7 @@ pub fn session_status(conference: &ConferenceFacts, session_id: &str) -> Option<
         went_live_at: live.went_live_at.map(timestamp),
         cause: live.cause.map_or(pb::Cause::Unspecified, cause_to_proto) as i32,
         title: facts.title.clone(),
+        output: conference.output_of(session_id).cloned(),
     })
 }
 
@@ -426,6 +427,19 @@ fn readiness(
     if session.backup_speaker_ids.is_empty() {
         reasons.push("no backup speaker named".to_owned());
     }
+    // Once a bridge reports for the room, the primary recording must be on its machine.
+    let bridge = conference.outputs.get(&session.room_id);
+    let primary = conference
+        .recordings
+        .get(&session.id)
+        .and_then(|r| r.first());
+    let recording_on_playout = match (bridge, primary) {
+        (Some(output), Some(primary)) => output.recordings_held.contains(&primary.id),
+        _ => false,
+    };
+    if bridge.is_some() && primary.is_some() && !recording_on_playout {
+        reasons.push("recording not on the playout machine".to_owned());
+    }
     pb::SessionReadiness {
         session_id: session.id.clone(),
         title: session.title.clone(),
@@ -438,6 +452,8 @@ fn readiness(
         reasons,
         recordings,
         speakers,
+        playout_bridge: bridge.is_some(),
+        recording_on_playout,
     }
 }
 
@@ -450,5 +466,6 @@ pub fn status_event_types() -> Vec<String> {
         pb::SourcePinned::full_name(),
         pb::LinkChanged::full_name(),
         pb::AlertRaised::full_name(),
+        pb::ProgramOutputReported::full_name(),
     ]
 }

@@ -4,8 +4,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod board;
 pub mod browser;
 pub mod http;
+pub mod obs;
 mod show;
 
 pub use show::{

@@ -125,6 +125,8 @@ const TABLE: &[(&str, Allowed, &str)] = &[
     ("podium.v1.Stage/WatchStatus", Roles(STAFF), ""),
     // A speaker gets the report of their own sessions only.
     ("podium.v1.Stage/Preflight", Roles(STAFF_AND_SPEAKERS), ""),
+    // A playout bridge's one report for the session's room.
+    ("podium.v1.Playout/Report", Roles(STAFF), ""),
 ];
 
 /// RPCs a speaker may call only for a session they speak in: the matrix's speaker speaks in

@@ -9,6 +9,7 @@ mod cli;
 mod faults;
 mod feed;
 mod house;
+mod obs;
 mod polls;
 mod qa;
 mod recordings;

@@ -6,8 +6,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use nix::sys::signal::Signal;
-use podium_client::{Client, StatusUpdate, pb};
-use podium_e2e::{CONFERENCE, PATIENCE, Podiumd, Show, Speaker, Talk, cli_process, signal};
+use podium_client::{Client, pb};
+use podium_e2e::{
+    CONFERENCE, PATIENCE, Podiumd, Show, Speaker, Talk,
+    board::{millis, watch_session},
+    cli_process, signal,
+};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tonic::{Request, Status, metadata::MetadataValue};
@@ -94,28 +98,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Follows the session's status in the background; every version of it arrives on the channel.
-fn watch(client: &Client, session_id: &str) -> mpsc::UnboundedReceiver<pb::SessionStatus> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let updates = client.watch_status(CONFERENCE, "");
-    let session_id = session_id.to_owned();
-    tokio::spawn(async move {
-        futures::pin_mut!(updates);
-        while let Some(Ok(update)) = updates.next().await {
-            let sessions = match update {
-                StatusUpdate::Snapshot { sessions, .. } => sessions,
-                StatusUpdate::Changed { session, .. } => vec![*session],
-            };
-            for s in sessions.into_iter().filter(|s| s.session_id == session_id) {
-                if tx.send(s).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    rx
-}
-
 /// Waits until a status satisfies `what`; returns it.
 async fn until(
     rx: &mut mpsc::UnboundedReceiver<pb::SessionStatus>,
@@ -160,15 +142,10 @@ async fn start(show: &Show) -> pb::SessionStatus {
         .unwrap()
 }
 
-fn millis(ts: &Option<prost_types::Timestamp>) -> u64 {
-    ts.as_ref()
-        .map_or(0, |t| t.seconds as u64 * 1000 + t.nanos as u64 / 1_000_000)
-}
-
 #[tokio::test]
 async fn a_killed_agent_falls_back_to_the_recording_from_where_the_talk_had_got_to() {
     let (show, speaker_token) = stage(pb::FailbackMode::Sticky, true).await;
-    let mut statuses = watch(&show.admin, show.session_id());
+    let mut statuses = watch_session(&show.admin, show.session_id());
     let mut agent = cli_process(
         &show.server,
         &speaker_token,
@@ -210,7 +187,7 @@ async fn a_killed_agent_falls_back_to_the_recording_from_where_the_talk_had_got_
 #[tokio::test]
 async fn a_stopped_agent_falls_back_by_heartbeat_timeout_and_sticky_stays_on_the_recording() {
     let (show, speaker_token) = stage(pb::FailbackMode::Sticky, true).await;
-    let mut statuses = watch(&show.admin, show.session_id());
+    let mut statuses = watch_session(&show.admin, show.session_id());
     let mut agent = cli_process(
         &show.server,
         &speaker_token,
@@ -256,7 +233,7 @@ async fn a_stopped_agent_falls_back_by_heartbeat_timeout_and_sticky_stays_on_the
 #[tokio::test]
 async fn return_when_stable_goes_back_to_the_speaker_after_clear_after() {
     let (show, speaker_token) = stage(pb::FailbackMode::ReturnWhenStable, true).await;
-    let mut statuses = watch(&show.admin, show.session_id());
+    let mut statuses = watch_session(&show.admin, show.session_id());
     let mut agent = cli_process(
         &show.server,
         &speaker_token,
@@ -296,7 +273,7 @@ async fn return_when_stable_goes_back_to_the_speaker_after_clear_after() {
 #[tokio::test]
 async fn a_moderator_switch_and_a_missing_recording_reach_the_watcher() {
     let (show, speaker_token) = stage(pb::FailbackMode::Sticky, false).await;
-    let mut statuses = watch(&show.admin, show.session_id());
+    let mut statuses = watch_session(&show.admin, show.session_id());
     start(&show).await;
     // No agent ever connected and there is no recording: the slate, with an alert.
     // The switch and its alert are two events of one append: the watcher sees both.
@@ -380,7 +357,7 @@ async fn a_restart_mid_session_restores_the_source_and_fires_no_failover_inside_
         &["speaker", "connect", "--session", show.session_id()],
     )
     .unwrap();
-    let mut statuses = watch(&show.admin, show.session_id());
+    let mut statuses = watch_session(&show.admin, show.session_id());
     until(&mut statuses, |s| {
         speaker_link(s, &show.odc.sokha.id) == pb::LinkState::Healthy
     })
@@ -391,7 +368,7 @@ async fn a_restart_mid_session_restores_the_source_and_fires_no_failover_inside_
     show.server.restart().await.unwrap();
     // The agent reconnects by itself; give it well past failover_after, inside the grace.
     let admin = show.server.admin().await.unwrap();
-    let mut statuses = watch(&admin, show.session_id());
+    let mut statuses = watch_session(&admin, show.session_id());
     let restored = until(&mut statuses, |s| {
         speaker_link(s, &show.odc.sokha.id) == pb::LinkState::Healthy
     })

@@ -1,0 +1,237 @@
+//! What the bridge asks of OBS Studio, over obs-websocket 5 (the `obws` client): switch the
+//! program scene, play a local file in the media input from an offset, and read back what is on
+//! the program output and how healthy the output is.
+
+use std::{path::Path, time::Duration};
+
+use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
+use futures::Stream;
+use obws::{
+    Client, common::MediaAction, events::Event, requests::inputs::SetSettings,
+    responses::media_inputs::MediaState,
+};
+use podium_proto::v1 as pb;
+
+/// OBS refused, or is gone.
+#[derive(Debug, thiserror::Error)]
+pub enum ObsError {
+    #[error("{}", describe(.0))]
+    Obs(Box<obws::Error>),
+    #[error("no answer within 5 s")]
+    Timeout,
+    #[error("the media input did not start playing (it is {0})")]
+    NotPlaying(&'static str),
+    #[error(
+        "the media input is at {got} ms after seeking to {wanted} ms: OBS seeks to the keyframe \
+         before the target, so encode recordings with a keyframe every second (ffmpeg -g <fps>)"
+    )]
+    SeekDidNotHold { wanted: u64, got: u64 },
+    #[error("OBS sent a screenshot that is not base64: {0}")]
+    Screenshot(base64::DecodeError),
+}
+
+impl From<obws::Error> for ObsError {
+    fn from(error: obws::Error) -> Self {
+        Self::Obs(Box::new(error))
+    }
+}
+
+/// obws's own messages leave out what OBS said.
+fn describe(error: &obws::Error) -> String {
+    match error {
+        obws::Error::Api { code, message } => {
+            format!(
+                "OBS refused ({code:?}): {}",
+                message.as_deref().unwrap_or("")
+            )
+        }
+        obws::Error::Connect(e) => format!("cannot connect: {e}"),
+        other => other.to_string(),
+    }
+}
+
+/// A seek that lands this close to its target held.
+const SEEK_TOLERANCE_MS: u64 = 300;
+
+/// One connection to obs-websocket.
+pub struct Obs {
+    client: Client,
+}
+
+/// The media input as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Media {
+    /// "playing", "paused", "ended", ...
+    pub state: &'static str,
+    pub playing: bool,
+    pub cursor_ms: u64,
+}
+
+impl Obs {
+    /// Connects and identifies with `password` (none when OBS asks for none).
+    pub async fn connect(address: &str, password: Option<&str>) -> Result<Self, ObsError> {
+        let (host, port) = match address.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse().unwrap_or(4455)),
+            None => (address, 4455),
+        };
+        let client = tokio::time::timeout(
+            Duration::from_secs(5),
+            Client::connect(host, port, password),
+        )
+        .await
+        .map_err(|_| ObsError::Timeout)??;
+        Ok(Self { client })
+    }
+
+    /// OBS's events; the stream ends when OBS goes away.
+    pub fn events(&self) -> Result<impl Stream<Item = Event> + Send + use<>, ObsError> {
+        Ok(self.client.events()?)
+    }
+
+    pub async fn program_scene(&self) -> Result<String, ObsError> {
+        Ok(self.client.scenes().current_program_scene().await?)
+    }
+
+    pub async fn switch(&self, scene: &str) -> Result<(), ObsError> {
+        Ok(self
+            .client
+            .scenes()
+            .set_current_program_scene(scene)
+            .await?)
+    }
+
+    /// Points `input` at `file`, plays it, and once it plays seeks to `position()` (where the
+    /// talk is at that moment), in that order: OBS ignores or refuses a seek before the file is
+    /// open. The seek is read back and made again if it did not hold.
+    pub async fn play_from(
+        &self,
+        input: &str,
+        file: &Path,
+        position: impl Fn() -> u64,
+    ) -> Result<(), ObsError> {
+        let settings = media_settings(file);
+        self.client
+            .inputs()
+            .set_settings(SetSettings {
+                input,
+                settings: &settings,
+                overlay: Some(true),
+            })
+            .await?;
+        // A new file starts at once; the same file that already ended needs a restart. A seek
+        // made before the first frames are decoded is lost, so wait for the cursor to move.
+        let mut restarted = false;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let media = self.media(input).await?;
+            if media.playing && media.cursor_ms > 0 {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(ObsError::NotPlaying(media.state));
+            }
+            if !restarted && matches!(media.state, "ended" | "stopped" | "none") {
+                self.client
+                    .media_inputs()
+                    .trigger_action(input, MediaAction::Restart)
+                    .await?;
+                restarted = true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // OBS seeks in its media thread: the cursor shows the seek a little later.
+        for _ in 0..2 {
+            self.client
+                .media_inputs()
+                .set_cursor(input, time::Duration::milliseconds(position() as i64))
+                .await?;
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                let media = self.media(input).await?;
+                if media.cursor_ms.abs_diff(position()) <= SEEK_TOLERANCE_MS {
+                    return Ok(());
+                }
+            }
+        }
+        let media = self.media(input).await?;
+        Err(ObsError::SeekDidNotHold {
+            wanted: position(),
+            got: media.cursor_ms,
+        })
+    }
+
+    pub async fn media(&self, input: &str) -> Result<Media, ObsError> {
+        let status = self.client.media_inputs().status(input).await?;
+        let state = match status.state {
+            MediaState::Playing => "playing",
+            MediaState::Opening => "opening",
+            MediaState::Buffering => "buffering",
+            MediaState::Paused => "paused",
+            MediaState::Stopped => "stopped",
+            MediaState::Ended => "ended",
+            MediaState::Error => "error",
+            _ => "none",
+        };
+        Ok(Media {
+            state,
+            playing: status.state == MediaState::Playing,
+            cursor_ms: status
+                .cursor
+                .map_or(0, |c| c.whole_milliseconds().max(0) as u64),
+        })
+    }
+
+    /// OBS's own figures of the program output.
+    pub async fn health(&self) -> Result<pb::OutputHealth, ObsError> {
+        let stream = self.client.streaming().status().await?;
+        let stats = self.client.general().stats().await?;
+        let record = self.client.recording().status().await?;
+        Ok(pb::OutputHealth {
+            streaming: stream.active,
+            reconnecting: stream.reconnecting,
+            congestion: f64::from(stream.congestion),
+            skipped_frames: u64::from(stream.skipped_frames),
+            total_frames: u64::from(stream.total_frames),
+            render_skipped_frames: u64::from(stats.render_skipped_frames),
+            recording: record.active,
+        })
+    }
+
+    /// The program scene's picture as a PNG, `width` pixels wide.
+    pub async fn screenshot(&self, scene: &str, width: u32) -> Result<Vec<u8>, ObsError> {
+        let data = self
+            .client
+            .sources()
+            .take_screenshot(obws::requests::sources::TakeScreenshot {
+                source: scene,
+                format: "png",
+                width: Some(width),
+                height: None,
+                compression_quality: None,
+            })
+            .await?;
+        let encoded = data.split_once(',').map_or(data.as_str(), |(_, b)| b);
+        BASE64.decode(encoded).map_err(ObsError::Screenshot)
+    }
+}
+
+/// The media source's settings for a local file, played once, kept open off air so a switch
+/// shows a running picture at once.
+fn media_settings(file: &Path) -> MediaSettings {
+    MediaSettings {
+        is_local_file: true,
+        local_file: file.display().to_string(),
+        looping: false,
+        restart_on_activate: false,
+        close_when_inactive: false,
+    }
+}
+
+#[derive(Debug, serde::Serialize)]
+struct MediaSettings {
+    is_local_file: bool,
+    local_file: String,
+    looping: bool,
+    restart_on_activate: bool,
+    close_when_inactive: bool,
+}

@@ -1,0 +1,235 @@
+//! The `podium.v1.Playout` service: a room's playout bridge (`podium bridge obs`) tells podium
+//! what the program output really shows, so that the board can put "decided" beside
+//! "confirmed".
+//!
+//! A bridge holds one report stream per room and sends the whole picture whenever it changes
+//! and every couple of seconds. Only changes reach the log: a report is stored in the room's
+//! stream when it differs from the last stored one in more than its counters (changed counters
+//! alone at most every [`COUNTERS_EVERY_MS`]), and the end of the stream is stored as
+//! `bridge_connected: false`, so the board shows a bridge that went away without any timer.
+
+use std::{collections::HashMap, sync::Arc};
+
+use futures::StreamExt;
+use podium_access::{MODERATORS, Role, caller};
+use podium_eventlog::{EventLog, ExpectedVersion, NewEvent, Projector};
+use podium_proto::v1::{self as pb, playout_server::Playout};
+use tokio::sync::{Mutex, watch};
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+use crate::{
+    codec::{millis, timestamp},
+    engine::EngineHandle,
+    model::StatusModel,
+};
+
+/// Changed counters alone (frames, congestion, the media cursor) are stored at most this often.
+pub const COUNTERS_EVERY_MS: u64 = 10_000;
+
+/// The stream of a room's program output reports.
+pub fn output_stream(conference_id: &str, room_id: &str) -> String {
+    format!("conference/{conference_id}/room/{room_id}/output")
+}
+
+pub struct PlayoutService {
+    engine: EngineHandle,
+    model: Projector<StatusModel>,
+    log: Arc<dyn EventLog>,
+    shutdown: watch::Receiver<bool>,
+    /// Per conference and room, the last output stored and when (engine clock, ms).
+    stored: Mutex<HashMap<(String, String), (pb::ProgramOutput, u64)>>,
+}
+
+impl PlayoutService {
+    pub fn new(
+        engine: EngineHandle,
+        model: Projector<StatusModel>,
+        log: Arc<dyn EventLog>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            engine,
+            model,
+            log,
+            shutdown,
+            stored: Mutex::default(),
+        }
+    }
+
+    /// The conference and room of a report, once the caller may report for it and the room
+    /// has sessions.
+    async fn check(
+        &self,
+        principal: &podium_access::Principal,
+        r: &pb::PlayoutReportRequest,
+    ) -> Result<(String, String), Status> {
+        let conference_id = r.conference_id.trim().to_owned();
+        let allowed = [MODERATORS, &[Role::Integration]].concat();
+        principal.require(&conference_id, &allowed, "report a room's program output")?;
+        let room_id = r
+            .output
+            .as_ref()
+            .map(|o| o.room_id.trim().to_owned())
+            .unwrap_or_default();
+        if room_id.is_empty() {
+            return Err(Status::invalid_argument(
+                "output.room_id: name the room the bridge produces",
+            ));
+        }
+        self.model
+            .catch_up_unless(|m| {
+                m.conference(&conference_id)
+                    .is_some_and(|c| c.sessions.values().any(|s| s.room_id == room_id))
+            })
+            .await?;
+        let model = self.model.read();
+        let conference = model
+            .conference(&conference_id)
+            .ok_or_else(|| Status::not_found(format!("conference {conference_id} not found")))?;
+        if !conference.sessions.values().any(|s| s.room_id == room_id) {
+            return Err(Status::not_found(format!(
+                "room {room_id} has no session in conference {conference_id}"
+            )));
+        }
+        Ok((conference_id, room_id))
+    }
+
+    /// Stores `output` for the room if it says something new, with podiumd's own fields set.
+    async fn report(
+        &self,
+        conference_id: &str,
+        mut output: pb::ProgramOutput,
+        connected: bool,
+    ) -> Result<(), Status> {
+        let now = self.engine.clock().now();
+        let key = (conference_id.to_owned(), output.room_id.clone());
+        let mut stored = self.stored.lock().await;
+        let last = match stored.get(&key) {
+            Some(last) => Some(last.clone()),
+            None => self
+                .model
+                .read()
+                .conference(conference_id)
+                .and_then(|c| c.outputs.get(&output.room_id).cloned())
+                .map(|o| (o, 0)),
+        };
+        output.bridge_connected = connected;
+        output.delay_ms = match &last {
+            // The same decision confirmed before: its delay was measured then.
+            Some((before, _)) if before.confirmed && same_decision(before, &output) => {
+                before.delay_ms
+            }
+            _ if output.confirmed => {
+                now.saturating_sub(millis(&output.decided.as_ref().and_then(|d| d.since)))
+            }
+            _ => 0,
+        };
+        let store = match &last {
+            None => true,
+            Some((before, at)) => {
+                !same_picture(before, &output)
+                    || (before.health != output.health
+                        || before.media_cursor_ms != output.media_cursor_ms)
+                        && now.saturating_sub(*at) >= COUNTERS_EVERY_MS
+            }
+        };
+        if !store {
+            return Ok(());
+        }
+        output.reported_at = Some(timestamp(now));
+        let event = pb::ProgramOutputReported {
+            conference_id: conference_id.to_owned(),
+            output: Some(output.clone()),
+        };
+        self.log
+            .append(
+                &output_stream(conference_id, &output.room_id),
+                ExpectedVersion::Any,
+                vec![NewEvent::new(Uuid::new_v4(), &event)],
+            )
+            .await?;
+        tracing::info!(conference = %conference_id, room = %output.room_id, session = %output.session_id, scene = %output.scene, confirmed = output.confirmed, delay_ms = output.delay_ms, connected, problems = output.problems.len(), "program output reported");
+        stored.insert(key, (output, now));
+        Ok(())
+    }
+}
+
+/// Both carry out the same decision.
+fn same_decision(a: &pb::ProgramOutput, b: &pb::ProgramOutput) -> bool {
+    a.session_id == b.session_id && a.decided == b.decided
+}
+
+/// Equal but for the counters and podiumd's own stamps.
+fn same_picture(a: &pb::ProgramOutput, b: &pb::ProgramOutput) -> bool {
+    let plain = |o: &pb::ProgramOutput| pb::ProgramOutput {
+        media_cursor_ms: 0,
+        confirmed_at: None,
+        reported_at: None,
+        delay_ms: 0,
+        health: o.health.map(|h| pb::OutputHealth {
+            congestion: 0.0,
+            skipped_frames: 0,
+            total_frames: 0,
+            render_skipped_frames: 0,
+            ..h
+        }),
+        ..o.clone()
+    };
+    plain(a) == plain(b)
+}
+
+#[tonic::async_trait]
+impl Playout for PlayoutService {
+    async fn report(
+        &self,
+        request: Request<Streaming<pb::PlayoutReportRequest>>,
+    ) -> Result<Response<pb::PlayoutReportResponse>, Status> {
+        let principal = caller(&request)?;
+        let mut stream = request.into_inner();
+        let Some(first) = stream.next().await.transpose()? else {
+            return Err(Status::invalid_argument(
+                "the stream ended before its first report",
+            ));
+        };
+        let (conference_id, room_id) = self.check(&principal, &first).await?;
+        tracing::info!(conference = %conference_id, room = %room_id, principal = %principal.id, "playout bridge connected");
+        let mut last = None;
+        let mut next = Some(first);
+        let mut shutdown = self.shutdown.clone();
+        let ended = loop {
+            let Some(r) = next.take() else {
+                tokio::select! {
+                    message = stream.next() => match message {
+                        Some(Ok(r)) => next = Some(r),
+                        Some(Err(status)) => break Err(status),
+                        None => break Ok(()),
+                    },
+                    // podiumd is stopping: the bridge reconnects to it (or another node), so
+                    // this is no disconnection to store.
+                    _ = shutdown.wait_for(|stop| *stop) => {
+                        return Err(Status::unavailable("podiumd is shutting down; report again"));
+                    }
+                }
+                continue;
+            };
+            let output = r.output.unwrap_or_default();
+            if r.conference_id.trim() != conference_id || output.room_id.trim() != room_id {
+                break Err(Status::invalid_argument(format!(
+                    "every report must name conference {conference_id} and room {room_id}"
+                )));
+            }
+            let output = pb::ProgramOutput {
+                room_id: room_id.clone(),
+                ..output
+            };
+            self.report(&conference_id, output.clone(), true).await?;
+            last = Some(output);
+        };
+        if let Some(output) = last {
+            tracing::info!(conference = %conference_id, room = %room_id, "playout bridge disconnected");
+            self.report(&conference_id, output, false).await?;
+        }
+        ended.map(|()| Response::new(pb::PlayoutReportResponse {}))
+    }
+}
