@@ -167,6 +167,52 @@ fn on_air(source: Option<&pb::Source>, names: &Names) -> String {
     }
 }
 
+/// What the room's program output really shows, beside what podium decided ("On air").
+fn program_text(status: &pb::SessionStatus) -> String {
+    let Some(o) = &status.output else {
+        return "-".into();
+    };
+    let mut lines = Vec::new();
+    if !o.bridge_connected {
+        lines.push(format!("bridge {} OFFLINE", o.bridge));
+    } else if o.manual_override {
+        lines.push(format!("MANUAL OVERRIDE in OBS: {}", o.scene));
+    } else if o.confirmed && o.decided == status.source {
+        let cursor = if o.media_state.is_empty() {
+            String::new()
+        } else {
+            let s = o.media_cursor_ms / 1000;
+            format!(" at {}:{:02}", s / 60, s % 60)
+        };
+        lines.push(format!(
+            "confirmed: {}{cursor} (+{} ms)",
+            o.scene, o.delay_ms
+        ));
+    } else {
+        lines.push(format!("NOT CONFIRMED: OBS shows {}", o.scene));
+    }
+    lines.extend(o.problems.iter().map(|p| format!("! {}", p.message)));
+    if let Some(h) = &o.health {
+        if h.reconnecting {
+            lines.push("stream RECONNECTING".into());
+        } else if h.streaming {
+            lines.push(format!(
+                "streaming, congestion {:.0}%, {} of {} frames skipped",
+                h.congestion * 100.0,
+                h.skipped_frames,
+                h.total_frames
+            ));
+        }
+        if h.render_skipped_frames > 0 {
+            lines.push(format!(
+                "{} frames skipped rendering",
+                h.render_skipped_frames
+            ));
+        }
+    }
+    lines.join("\n")
+}
+
 fn link_text(link: &pb::SpeakerLink, names: &Names) -> String {
     let state = match pb::LinkState::try_from(link.state) {
         Ok(pb::LinkState::Healthy) => "healthy",
@@ -303,11 +349,12 @@ pub async fn watch(ctx: &Ctx, cmd: StatusCmd) -> anyhow::Result<()> {
                 let links: Vec<String> = s.links.iter().map(|l| link_text(l, &names)).collect();
                 writeln!(
                     stdout,
-                    "#{position} {} [{}] {}: {} | {}",
+                    "#{position} {} [{}] {}: {} | program: {} | {}",
                     s.session_id,
                     state(s.state),
                     s.title,
                     on_air(s.source.as_ref(), &names),
+                    program_text(s).replace('\n', "; "),
                     links.join("; ")
                 )
             })
@@ -325,7 +372,15 @@ fn board_table(
     sessions: &BTreeMap<String, pb::SessionStatus>,
     names: &Names,
 ) -> comfy_table::Table {
-    let mut t = table(&["Room", "Session", "State", "On air", "Links", "Alert"]);
+    let mut t = table(&[
+        "Room",
+        "Session",
+        "State",
+        "On air (decided)",
+        "Program (OBS)",
+        "Links",
+        "Alert",
+    ]);
     let mut rows: Vec<&pb::SessionStatus> = sessions.values().collect();
     rows.sort_by_key(|s| {
         (
@@ -348,6 +403,7 @@ fn board_table(
                 if s.pinned { " (pinned)" } else { "" }
             ),
             on_air(s.source.as_ref(), names),
+            program_text(s),
             s.links
                 .iter()
                 .map(|l| link_text(l, names))
@@ -387,6 +443,7 @@ pub async fn preflight(ctx: &Ctx, args: PreflightArgs) -> anyhow::Result<()> {
         "Readiness",
         "Speakers (their time)",
         "Reasons",
+        "Playout",
     ]);
     for s in &report.sessions {
         let ready = if s.readiness == pb::Readiness::Ready as i32 {
@@ -413,6 +470,11 @@ pub async fn preflight(ctx: &Ctx, args: PreflightArgs) -> anyhow::Result<()> {
             ready.to_owned(),
             speakers.join("\n"),
             s.reasons.join("\n"),
+            match (s.playout_bridge, s.recording_on_playout) {
+                (false, _) => "no bridge".to_owned(),
+                (true, true) => "recording on the playout machine".to_owned(),
+                (true, false) => "RECORDING NOT ON THE PLAYOUT MACHINE".to_owned(),
+            },
         ]);
     }
     println!("{t}");

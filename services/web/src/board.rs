@@ -54,6 +54,54 @@ pub struct Row {
     pub links: Vec<LinkView>,
     pub alerts: Vec<String>,
     pub choices: Vec<Choice>,
+    /// What the room's program output really shows, from its playout bridge.
+    pub program: String,
+    /// A bridge reports for the room and the output does not show what podium decided.
+    pub program_alert: bool,
+    /// The bridge's problems and the output's health.
+    pub program_notes: Vec<String>,
+}
+
+/// The program output beside the decision: confirmed (with the delay), not confirmed, a
+/// manual override, or no bridge; whether to alert; then problems and output health.
+fn program(t: &Text, status: &pb::SessionStatus) -> (String, bool, Vec<String>) {
+    let Some(o) = &status.output else {
+        return (t.program_none.to_owned(), false, Vec::new());
+    };
+    let ok = o.bridge_connected && o.confirmed && !o.manual_override && o.decided == status.source;
+    let headline = if !o.bridge_connected {
+        format!("{} ({})", t.program_offline, o.bridge)
+    } else if o.manual_override {
+        format!("{}: {}", t.program_override, o.scene)
+    } else if ok {
+        let cursor = if o.media_state.is_empty() {
+            String::new()
+        } else {
+            let s = o.media_cursor_ms / 1000;
+            format!(" {}:{:02}", s / 60, s % 60)
+        };
+        format!(
+            "{}: {}{cursor} (+{} ms)",
+            t.program_confirmed, o.scene, o.delay_ms
+        )
+    } else {
+        format!("{} {}", t.program_not_confirmed, o.scene)
+    };
+    let mut notes: Vec<String> = o.problems.iter().map(|p| p.message.clone()).collect();
+    if let Some(h) = &o.health {
+        if h.reconnecting {
+            notes.push(t.program_reconnecting.to_owned());
+        } else if h.streaming {
+            notes.push(format!(
+                "{}: {:.0} %, {} {}",
+                t.program_streaming,
+                h.congestion * 100.0,
+                h.skipped_frames,
+                t.program_skipped
+            ));
+        }
+    }
+    (headline, !ok, notes)
 }
 
 /// Names the board needs that status does not carry: rooms, speakers, backups.
@@ -161,6 +209,7 @@ impl Row {
             speaker_id: String::new(),
             label: t.source_recording.to_owned(),
         });
+        let (program, program_alert, program_notes) = program(t, status);
         choices.push(Choice {
             kind: "slate",
             speaker_id: String::new(),
@@ -201,6 +250,9 @@ impl Row {
                 .map(|a| a.message.clone())
                 .collect(),
             choices,
+            program,
+            program_alert,
+            program_notes,
         }
     }
 }

@@ -170,6 +170,15 @@ catalogue! {
     on_air: "On air", "កំពុងផ្សាយ";
     cause: "Why", "មូលហេតុ";
     links: "Speakers' links", "ការតភ្ជាប់របស់វាគ្មិន";
+    program: "Program output (OBS)", "លទ្ធផលកម្មវិធី (OBS)";
+    program_confirmed: "confirmed", "បានបញ្ជាក់";
+    program_not_confirmed: "NOT confirmed: OBS shows", "មិនទាន់បានបញ្ជាក់៖ OBS បង្ហាញ";
+    program_override: "manual override in OBS", "ការប្តូរដោយដៃក្នុង OBS";
+    program_offline: "playout bridge offline", "ស្ពានចាក់ផ្សាយមិនបានតភ្ជាប់";
+    program_none: "no playout bridge", "គ្មានស្ពានចាក់ផ្សាយ";
+    program_streaming: "streaming", "កំពុងផ្សាយបន្តផ្ទាល់";
+    program_reconnecting: "stream reconnecting", "ការផ្សាយកំពុងតភ្ជាប់ឡើងវិញ";
+    program_skipped: "frames skipped", "ស៊ុមដែលបានរំលង";
     alerts: "Alerts", "ការជូនដំណឹង";
     actions: "Actions", "សកម្មភាព";
     no_sessions: "No sessions yet.", "មិនទាន់មានវគ្គនៅឡើយទេ។";

@@ -14,7 +14,7 @@ use podium_client::pb;
 use podium_e2e::{
     CONFERENCE, PATIENCE, Show, Speaker, Talk, binary,
     board::{millis, watch_session},
-    cli, cli_process,
+    cli, cli_process, http,
     obs::{MEDIA_INPUT, ObsStudio, PASSWORD, talk_mp4},
     signal,
 };
@@ -206,6 +206,58 @@ async fn start_session(show: &Show) {
         .unwrap();
 }
 
+/// The first line of `podium status watch` (not on a terminal: a line per change) that
+/// contains `wanted`.
+async fn cli_board_line(show: &Show, wanted: &str) -> String {
+    let token = show.server.admin_token().unwrap();
+    let mut watch = Command::new(binary("podium").unwrap())
+        .args(["--conference", CONFERENCE, "status", "watch"])
+        .env("PODIUM_ADDR", &show.server.addr)
+        .env("PODIUM_TOKEN", token)
+        .env(
+            "PODIUM_CONFIG",
+            show.server.data_dir.join("cli-config.toml"),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let wanted = wanted.to_owned();
+    let found = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|line| line.contains(&wanted))
+    });
+    let line = tokio::time::timeout(PATIENCE, found).await;
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    line.expect("the line in time").unwrap().expect("the line")
+}
+
+/// The moderator console's page, signed in with a moderator's link.
+async fn web_board(show: &Show) -> String {
+    let addr = &show.server.addr;
+    let moderator = show
+        .token(pb::Role::Moderator, None, "Sokha, moderator")
+        .await
+        .unwrap();
+    let signed_in = http::request(addr, "GET", &format!("/m/?token={moderator}"), &[], "")
+        .await
+        .unwrap();
+    let cookie = format!(
+        "podium_session={}",
+        signed_in.cookie("podium_session").unwrap()
+    );
+    http::request(addr, "GET", "/m/", &[("cookie", &cookie)], "")
+        .await
+        .unwrap()
+        .body
+}
+
 /// The recording is on the playout machine once the pre-flight report says so.
 async fn until_recording_on_playout(show: &Show) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -293,6 +345,14 @@ async fn a_dropped_link_reaches_obs_and_the_moderators_switches_follow() {
     println!(
         "fallback confirmed by OBS {} ms after the decision (offset {} ms, cursor off by {error} ms)",
         output.delay_ms, source.offset_ms
+    );
+    // Both boards put what OBS shows beside what podium decided.
+    let line = cli_board_line(&show, "program: confirmed: Recording").await;
+    assert!(line.contains("RECORDING"), "{line}");
+    let console = web_board(&show).await;
+    assert!(
+        console.contains("confirmed: Recording"),
+        "the console's board: {console}"
     );
     let after = obs.screenshot("Recording", 320).await.unwrap();
     std::fs::write(screenshot_path("program-after-fallback.png"), &after).unwrap();
