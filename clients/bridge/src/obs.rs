@@ -5,7 +5,7 @@
 use std::{path::Path, time::Duration};
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use obws::{
     Client, common::MediaAction, events::Event, requests::inputs::SetSettings,
     responses::media_inputs::MediaState,
@@ -51,7 +51,7 @@ fn describe(error: &obws::Error) -> String {
 }
 
 /// A seek that lands this close to its target held.
-const SEEK_TOLERANCE_MS: u64 = 300;
+const SEEK_TOLERANCE_MS: u64 = 1_000;
 
 /// One connection to obs-websocket.
 pub struct Obs {
@@ -109,18 +109,36 @@ impl Obs {
         file: &Path,
         position: impl Fn() -> u64,
     ) -> Result<(), ObsError> {
-        let settings = media_settings(file);
-        self.client
-            .inputs()
-            .set_settings(SetSettings {
-                input,
-                settings: &settings,
-                overlay: Some(true),
-            })
-            .await?;
-        // A new file starts at once; the same file that already ended needs a restart. A seek
-        // made before the first frames are decoded is lost, so wait for the cursor to move.
-        let mut restarted = false;
+        // Right after a new file is set OBS still reports the old one playing, and a seek
+        // would be lost on it: wait for OBS to say the new playback started.
+        let mut events = Box::pin(self.client.events()?);
+        self.load(input, file).await?;
+        let media_inputs = self.client.media_inputs();
+        let started = async {
+            while let Some(event) = events.next().await {
+                if matches!(&event, Event::MediaInputPlaybackStarted { name } if name == input) {
+                    return true;
+                }
+            }
+            false
+        };
+        tokio::pin!(started);
+        // The same file again does not reload: restart it.
+        let started = match tokio::time::timeout(Duration::from_millis(500), &mut started).await {
+            Ok(started) => started,
+            Err(_) => {
+                media_inputs
+                    .trigger_action(input, MediaAction::Restart)
+                    .await?;
+                tokio::time::timeout(Duration::from_secs(5), &mut started)
+                    .await
+                    .unwrap_or(false)
+            }
+        };
+        if !started {
+            return Err(ObsError::NotPlaying(self.media(input).await?.state));
+        }
+        // A seek made before the first frames are decoded is lost: wait for the cursor to move.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
             let media = self.media(input).await?;
@@ -129,13 +147,6 @@ impl Obs {
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(ObsError::NotPlaying(media.state));
-            }
-            if !restarted && matches!(media.state, "ended" | "stopped" | "none") {
-                self.client
-                    .media_inputs()
-                    .trigger_action(input, MediaAction::Restart)
-                    .await?;
-                restarted = true;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -158,6 +169,19 @@ impl Obs {
             wanted: position(),
             got: media.cursor_ms,
         })
+    }
+
+    /// Sets the media input's file (none: `""`); a file starts playing at once.
+    async fn load(&self, input: &str, file: &Path) -> Result<(), ObsError> {
+        self.client
+            .inputs()
+            .set_settings(SetSettings {
+                input,
+                settings: &media_settings(file),
+                overlay: Some(true),
+            })
+            .await?;
+        Ok(())
     }
 
     pub async fn media(&self, input: &str) -> Result<Media, ObsError> {

@@ -29,6 +29,7 @@ use podium_client::{Client, pb};
 use crate::{Podium, stats::Distribution};
 
 pub(crate) mod link;
+pub mod obs;
 pub(crate) mod setup;
 pub mod together;
 

@@ -135,11 +135,37 @@ struct FailoverArgs {
     /// freeze: the heartbeats stop and the stream stays open; close: the connection closes too.
     #[arg(long, value_enum, default_value_t = DropMode::Freeze)]
     mode: DropMode,
+    /// Carry each drop to this OBS Studio (obs-websocket's host:port) through a playout bridge,
+    /// and measure until OBS confirms the recording on its program output.
+    #[arg(long, requires = "obs_media")]
+    obs: Option<String>,
+    /// obs-websocket's password.
+    #[arg(long, env = "OBS_PASSWORD", hide_env_values = true)]
+    obs_password: Option<String>,
+    /// With --obs: a real video of at least ten minutes, played as the recording.
+    #[arg(long)]
+    obs_media: Option<PathBuf>,
+    /// With --obs: the media input that plays recordings, and the scenes.
+    #[arg(long, default_value = "Talk")]
+    obs_media_input: String,
+    #[arg(long, default_value = "Speaker")]
+    speaker_scene: String,
+    #[arg(long, default_value = "Recording")]
+    recording_scene: String,
+    #[arg(long, default_value = "Slate")]
+    slate_scene: String,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The in-process playout bridge's log (with --obs), when RUST_LOG asks for it.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .init();
+    }
     // Start-up starts podiumds of its own, on a log it writes first.
     if let Scenario::Startup(args) = &cli.scenario {
         if cli.addr.is_some() {
@@ -234,6 +260,37 @@ async fn main() -> anyhow::Result<()> {
                     "machine         {cpus} CPUs{load}, load generator and podiumd on the same machine"
                 );
                 println!("failover_after  {} ms", config.failover_after.as_millis());
+                println!("{report}");
+                drop(local);
+                return Ok(());
+            }
+            if let (Some(address), Some(media)) = (args.obs.clone(), args.obs_media.clone()) {
+                let target = failover::obs::ObsTarget {
+                    address,
+                    password: args.obs_password.clone(),
+                    media,
+                    media_input: args.obs_media_input.clone(),
+                    speaker_scene: args.speaker_scene.clone(),
+                    recording_scene: args.recording_scene.clone(),
+                    slate_scene: args.slate_scene.clone(),
+                };
+                eprintln!(
+                    "failover through OBS at {}: {} drops against {}",
+                    target.address, config.drops, podium.addr
+                );
+                let report = failover::obs::run(&podium, &config, &target, |drop, sample| {
+                    eprintln!(
+                        "  drop {drop}/{}: OBS confirmed +{} ms",
+                        config.drops,
+                        ms(sample)
+                    );
+                })
+                .await?;
+                println!("podium-loadgen failover --obs");
+                println!("podiumd         {about}");
+                println!(
+                    "machine         {cpus} CPUs{load}; load generator, bridge, OBS and podiumd on the same machine"
+                );
                 println!("{report}");
                 drop(local);
                 return Ok(());
