@@ -115,29 +115,9 @@ impl PlayoutService {
                 .map(|o| (o, 0)),
         };
         output.bridge_connected = connected;
-        output.delay_ms = match &last {
-            // The same decision confirmed before: its delay was measured then.
-            Some((before, _)) if before.confirmed && same_decision(before, &output) => {
-                before.delay_ms
-            }
-            _ if output.confirmed => {
-                now.saturating_sub(millis(&output.decided.as_ref().and_then(|d| d.since)))
-            }
-            _ => 0,
-        };
-        let store = match &last {
-            None => true,
-            Some((before, at)) => {
-                !same_picture(before, &output)
-                    || (before.health != output.health
-                        || before.media_cursor_ms != output.media_cursor_ms)
-                        && now.saturating_sub(*at) >= COUNTERS_EVERY_MS
-            }
-        };
-        if !store {
+        let Some(output) = to_store(last.as_ref(), output, now) else {
             return Ok(());
-        }
-        output.reported_at = Some(timestamp(now));
+        };
         let event = pb::ProgramOutputReported {
             conference_id: conference_id.to_owned(),
             output: Some(output.clone()),
@@ -153,6 +133,34 @@ impl PlayoutService {
         stored.insert(key, (output, now));
         Ok(())
     }
+}
+
+/// The report to store, with podiumd's stamps (`now` on the engine's clock), if it says
+/// something `last` (the last stored, and when) did not.
+fn to_store(
+    last: Option<&(pb::ProgramOutput, u64)>,
+    mut output: pb::ProgramOutput,
+    now: u64,
+) -> Option<pb::ProgramOutput> {
+    output.delay_ms = match last {
+        // The same decision confirmed before: its delay was measured then.
+        Some((before, _)) if before.confirmed && same_decision(before, &output) => before.delay_ms,
+        _ if output.confirmed => {
+            now.saturating_sub(millis(&output.decided.as_ref().and_then(|d| d.since)))
+        }
+        _ => 0,
+    };
+    let store = match last {
+        None => true,
+        Some((before, at)) => {
+            !same_picture(before, &output)
+                || (before.health != output.health
+                    || before.media_cursor_ms != output.media_cursor_ms)
+                    && now.saturating_sub(*at) >= COUNTERS_EVERY_MS
+        }
+    };
+    output.reported_at = Some(timestamp(now));
+    store.then_some(output)
 }
 
 /// Both carry out the same decision.
@@ -231,5 +239,92 @@ impl Playout for PlayoutService {
             self.report(&conference_id, output, false).await?;
         }
         ended.map(|()| Response::new(pb::PlayoutReportResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recording(since_ms: u64) -> pb::Source {
+        pb::Source {
+            kind: pb::SourceKind::Recording as i32,
+            recording_id: "rec-1".into(),
+            offset_ms: 12_000,
+            since: Some(timestamp(since_ms)),
+            ..Default::default()
+        }
+    }
+
+    fn output(confirmed: bool, cursor: u64, skipped: u64) -> pb::ProgramOutput {
+        pb::ProgramOutput {
+            room_id: "room-1".into(),
+            session_id: "ses-1".into(),
+            decided: Some(recording(1_000_000)),
+            scene: "Recording".into(),
+            media_cursor_ms: cursor,
+            media_state: "playing".into(),
+            confirmed,
+            health: Some(pb::OutputHealth {
+                streaming: true,
+                skipped_frames: skipped,
+                ..Default::default()
+            }),
+            bridge_connected: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_confirmation_is_stored_with_its_delay_from_the_decision_and_keeps_it() {
+        let first = to_store(None, output(false, 0, 0), 1_000_050).unwrap();
+        assert_eq!(first.delay_ms, 0, "not confirmed yet");
+        let confirmed = to_store(
+            Some(&(first, 1_000_050)),
+            output(true, 12_150, 0),
+            1_000_180,
+        )
+        .expect("a confirmation is news");
+        assert_eq!(confirmed.delay_ms, 180);
+        assert_eq!(millis(&confirmed.reported_at), 1_000_180);
+        // Later heartbeats of the same decision keep the delay measured when it was confirmed.
+        let later = to_store(
+            Some(&(confirmed, 1_000_180)),
+            output(true, 40_000, 3),
+            1_030_000,
+        )
+        .expect("counters after 10 s");
+        assert_eq!(later.delay_ms, 180);
+    }
+
+    #[test]
+    fn counters_alone_are_stored_at_most_every_ten_seconds_and_news_at_once() {
+        let stored = to_store(None, output(true, 12_000, 0), 1_000_000).unwrap();
+        let last = (stored, 1_000_000);
+        // The cursor moves and frames are skipped: not news within 10 s...
+        assert_eq!(
+            to_store(Some(&last), output(true, 14_000, 5), 1_002_000),
+            None
+        );
+        // ...but after.
+        assert!(to_store(Some(&last), output(true, 22_000, 5), 1_010_000).is_some());
+        // A manual override, a problem, the stream going down: at once.
+        let mut overridden = output(false, 14_000, 0);
+        overridden.manual_override = true;
+        overridden.scene = "Slate".into();
+        assert!(to_store(Some(&last), overridden, 1_001_000).is_some());
+        let mut problem = output(true, 14_000, 0);
+        problem.problems.push(pb::PlayoutProblem {
+            kind: pb::PlayoutProblemKind::ObsUnreachable as i32,
+            message: "OBS unreachable".into(),
+        });
+        assert!(to_store(Some(&last), problem, 1_001_000).is_some());
+        let mut down = output(true, 14_000, 0);
+        down.health.as_mut().unwrap().streaming = false;
+        assert!(to_store(Some(&last), down, 1_001_000).is_some());
+        // The bridge going away is news.
+        let mut gone = output(true, 12_000, 0);
+        gone.bridge_connected = false;
+        assert!(to_store(Some(&last), gone, 1_000_500).is_some());
     }
 }
