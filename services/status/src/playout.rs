@@ -27,6 +27,45 @@ use crate::{
 /// Changed counters alone (frames, congestion, the media cursor) are stored at most this often.
 pub const COUNTERS_EVERY_MS: u64 = 10_000;
 
+const NAME: podium_text::Limit = podium_text::Limit::line(100).optional();
+const STATE: podium_text::Limit = podium_text::Limit::line(40).optional();
+const MESSAGE: podium_text::Limit = podium_text::Limit::line(500).optional();
+/// Problems a report may carry, and recordings it may say it holds.
+const MAX_PROBLEMS: usize = 16;
+const MAX_HELD: usize = 1_000;
+
+/// A report's free text cleaned like any text people type (it reaches the log and every
+/// board), and its lists bounded; the fields podiumd sets itself are cleared.
+fn checked(mut output: pb::ProgramOutput) -> Result<pb::ProgramOutput, Status> {
+    let clean = |field: &'static str, text: &str, limit| {
+        podium_text::clean(field, text, limit).map_err(|e| Status::invalid_argument(e.to_string()))
+    };
+    output.bridge = clean("output.bridge", &output.bridge, &NAME)?;
+    output.scene = clean("output.scene", &output.scene, &NAME)?;
+    output.media_state = clean("output.media_state", &output.media_state, &STATE)?;
+    if output.problems.len() > MAX_PROBLEMS {
+        return Err(Status::invalid_argument(format!(
+            "output.problems: at most {MAX_PROBLEMS}, got {}",
+            output.problems.len()
+        )));
+    }
+    for problem in &mut output.problems {
+        problem.message = clean("output.problems.message", &problem.message, &MESSAGE)?;
+    }
+    if output.recordings_held.len() > MAX_HELD {
+        return Err(Status::invalid_argument(format!(
+            "output.recordings_held: at most {MAX_HELD}, got {}",
+            output.recordings_held.len()
+        )));
+    }
+    for id in &output.recordings_held {
+        clean("output.recordings_held", id, &NAME)?;
+    }
+    output.delay_ms = 0;
+    output.reported_at = None;
+    Ok(output)
+}
+
 /// The stream of a room's program output reports.
 pub fn output_stream(conference_id: &str, room_id: &str) -> String {
     format!("conference/{conference_id}/room/{room_id}/output")
@@ -93,6 +132,13 @@ impl PlayoutService {
             )));
         }
         Ok((conference_id, room_id))
+    }
+
+    fn in_room(&self, conference_id: &str, room_id: &str, session_id: &str) -> bool {
+        self.model
+            .read()
+            .session(conference_id, session_id)
+            .is_some_and(|s| s.room_id == room_id)
     }
 
     /// Stores `output` for the room if it says something new, with podiumd's own fields set.
@@ -227,10 +273,21 @@ impl Playout for PlayoutService {
                     "every report must name conference {conference_id} and room {room_id}"
                 )));
             }
-            let output = pb::ProgramOutput {
-                room_id: room_id.clone(),
-                ..output
+            let output = match checked(output) {
+                Ok(output) => pb::ProgramOutput {
+                    room_id: room_id.clone(),
+                    ..output
+                },
+                Err(status) => break Err(status),
             };
+            if !output.session_id.is_empty()
+                && !self.in_room(&conference_id, &room_id, &output.session_id)
+            {
+                break Err(Status::invalid_argument(format!(
+                    "output.session_id: {} is not a session in room {room_id}",
+                    output.session_id
+                )));
+            }
             self.report(&conference_id, output.clone(), true).await?;
             last = Some(output);
         };
@@ -326,5 +383,34 @@ mod tests {
         let mut gone = output(true, 12_000, 0);
         gone.bridge_connected = false;
         assert!(to_store(Some(&last), gone, 1_000_500).is_some());
+    }
+
+    #[test]
+    fn a_report_s_text_is_cleaned_its_lists_bounded_and_podiumd_s_stamps_cleared() {
+        let mut report = output(true, 0, 0);
+        report.scene = "  Recording ".into();
+        report.delay_ms = 1;
+        let clean = checked(report).unwrap();
+        assert_eq!(clean.scene, "Recording");
+        assert_eq!(clean.delay_ms, 0, "the delay is podiumd's to measure");
+
+        let mut forged = output(true, 0, 0);
+        forged.scene = "Recording\u{202e}".into();
+        let refused = checked(forged).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert!(
+            refused.message().contains("output.scene"),
+            "{}",
+            refused.message()
+        );
+
+        let mut noisy = output(true, 0, 0);
+        noisy.problems = vec![pb::PlayoutProblem::default(); MAX_PROBLEMS + 1];
+        assert!(
+            checked(noisy)
+                .unwrap_err()
+                .message()
+                .contains("output.problems")
+        );
     }
 }
