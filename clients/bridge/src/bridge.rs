@@ -28,6 +28,8 @@ use crate::{
 pub const CURSOR_TOLERANCE_MS: u64 = 1_500;
 /// How often the picture is read back from OBS, and a lost OBS is tried again at most.
 const TICK: Duration = Duration::from_secs(1);
+/// OBS's event for a scene the bridge switched to within this long is the bridge's own.
+const RECENT: Duration = Duration::from_secs(2);
 /// How often the local copies are brought up to date with new uploads.
 const PREPARE_EVERY: Duration = Duration::from_secs(60);
 
@@ -81,6 +83,9 @@ pub async fn run(
         next_attempt: Instant::now(),
         held: Held::default(),
         apply_problems: Vec::new(),
+        read_problem: None,
+        obs_error: String::new(),
+        recent_scenes: Vec::new(),
         recheck,
     };
     let mut status = pin!(client.watch_status(&conference_id, &state.config.room));
@@ -108,6 +113,10 @@ pub async fn run(
             },
             Ok(()) = held_rx.changed() => {
                 state.held = held_rx.borrow_and_update().clone();
+                // The copy a fallback lacked has arrived: put the recording on air now.
+                if state.apply_problems.iter().any(|p| p.kind == pb::PlayoutProblemKind::RecordingMissing as i32) {
+                    state.apply().await;
+                }
             }
             _ = tick.tick() => {
                 if state.obs.is_none() && Instant::now() >= state.next_attempt {
@@ -151,13 +160,28 @@ async fn prepare_library(
     loop {
         let ids = sessions.borrow_and_update().clone();
         if !ids.is_empty() {
-            let problems = library.prepare(&client, &conference_id, &ids).await;
-            let files = library
-                .held()
-                .into_iter()
-                .filter_map(|id| library.file(&id).map(|p| (id, p.to_path_buf())))
-                .collect();
-            held.send_replace(Held { files, problems });
+            let files = |library: &Library| -> BTreeMap<String, PathBuf> {
+                library
+                    .held()
+                    .into_iter()
+                    .filter_map(|id| library.file(&id).map(|p| (id, p.to_path_buf())))
+                    .collect()
+            };
+            let problems = library
+                .prepare(&client, &conference_id, &ids, |library| {
+                    let files = files(library);
+                    held.send_if_modified(|h| {
+                        (h.files != files).then(|| h.files = files).is_some()
+                    });
+                })
+                .await;
+            for problem in &problems {
+                tracing::warn!(%problem, "a recording is not ready on this machine");
+            }
+            held.send_replace(Held {
+                files: files(&library),
+                problems,
+            });
         }
         tokio::select! {
             changed = sessions.changed() => if changed.is_err() { return },
@@ -195,6 +219,12 @@ struct State {
     held: Held,
     /// What went wrong carrying out the current decision.
     apply_problems: Vec<pb::PlayoutProblem>,
+    /// What OBS refused when the output was last read back.
+    read_problem: Option<pb::PlayoutProblem>,
+    /// Why OBS was last unreachable.
+    obs_error: String,
+    /// Scenes the bridge itself switched to lately: OBS's events for them are not a person's.
+    recent_scenes: Vec<(String, Instant)>,
     recheck: std::sync::Arc<tokio::sync::Notify>,
 }
 
@@ -207,16 +237,25 @@ fn problem(kind: pb::PlayoutProblemKind, message: String) -> pb::PlayoutProblem 
 
 impl State {
     fn problems(&self) -> Vec<pb::PlayoutProblem> {
-        let mut problems = self.apply_problems.clone();
+        let mut problems = Vec::new();
         if self.obs.is_none() {
-            problems.insert(
-                0,
-                problem(
-                    pb::PlayoutProblemKind::ObsUnreachable,
-                    format!("OBS unreachable at {}", self.config.obs.address),
+            problems.push(problem(
+                pb::PlayoutProblemKind::ObsUnreachable,
+                format!(
+                    "OBS unreachable at {}: {}",
+                    self.config.obs.address, self.obs_error
                 ),
-            );
+            ));
         }
+        problems.extend(self.apply_problems.iter().cloned());
+        problems.extend(self.read_problem.iter().cloned());
+        problems.extend(
+            self.held
+                .problems
+                .iter()
+                .take(4)
+                .map(|p| problem(pb::PlayoutProblemKind::RecordingMissing, p.clone())),
+        );
         problems
     }
 
@@ -300,12 +339,19 @@ impl State {
             }
         }
         self.expected_scene = Some(scene.clone());
+        self.recent_scenes.retain(|(_, at)| at.elapsed() < RECENT);
+        self.recent_scenes.push((scene.clone(), Instant::now()));
         tracing::info!(session = %session_id, scene = %scene, "switching the program scene");
-        if let Err(e) = obs.switch(&scene).await {
-            self.apply_problems.push(problem(
+        match obs.switch(&scene).await {
+            Ok(()) => {}
+            Err(e) if e.is_transport() => {
+                self.lost(e);
+                return;
+            }
+            Err(e) => self.apply_problems.push(problem(
                 pb::PlayoutProblemKind::SwitchFailed,
                 format!("OBS did not switch to scene {scene}: {e}"),
-            ));
+            )),
         }
         self.read_back().await;
     }
@@ -348,14 +394,26 @@ impl State {
             Ok(())
         }
         .await;
-        if let Err(e) = result {
-            self.lost(e);
+        match result {
+            Ok(()) => self.read_problem = None,
+            Err(e) if e.is_transport() => self.lost(e),
+            Err(e) => {
+                self.output.confirmed = false;
+                self.read_problem = Some(problem(
+                    pb::PlayoutProblemKind::ObsRefused,
+                    format!("OBS refused to read the output back: {e}"),
+                ));
+            }
         }
     }
 
     /// A person switched OBS's program scene: not undone, reported as an override.
     fn on_scene(&mut self, scene: String) {
-        if self.expected_scene.as_deref() == Some(scene.as_str()) {
+        let own = self
+            .recent_scenes
+            .iter()
+            .any(|(name, at)| *name == scene && at.elapsed() < RECENT);
+        if own || self.expected_scene.as_deref() == Some(scene.as_str()) {
             return;
         }
         tracing::warn!(scene = %scene, "manual scene change in OBS: left alone until podium decides again");
@@ -368,6 +426,7 @@ impl State {
         if self.obs.take().is_some() {
             tracing::warn!(%error, "lost OBS; trying again");
         }
+        self.obs_error = error.to_string();
         self.output.obs_connected = false;
         self.output.confirmed = false;
         self.next_attempt = Instant::now() + TICK;
@@ -387,12 +446,20 @@ impl State {
                 self.obs = Some(obs);
                 self.output.obs_connected = true;
                 self.output.manual_override = false;
-                self.apply().await;
+                // OBS may have kept the decision (the connection dropped, OBS did not restart):
+                // then nothing is switched or restarted.
                 self.read_back().await;
+                if !self.output.confirmed {
+                    self.apply().await;
+                }
                 events
             }
             Err(error) => {
-                tracing::debug!(%error, "OBS not reachable");
+                let message = error.to_string();
+                if message != self.obs_error {
+                    tracing::warn!(%error, address = %self.config.obs.address, "OBS not reachable");
+                }
+                self.obs_error = message;
                 self.next_attempt = Instant::now() + TICK * 2;
                 None
             }

@@ -91,6 +91,7 @@ impl Config {
                 return Err(format!("{what} must not be empty"));
             }
         }
+        crate::obs::parse_address(&config.obs.address).map_err(|e| format!("obs.address: {e}"))?;
         Ok(config)
     }
 
@@ -155,6 +156,12 @@ mod tests {
     fn a_mistyped_key_or_an_empty_scene_is_named() {
         let typo = FILE.replace("slate =", "slat =");
         assert!(Config::from_toml(&typo).unwrap_err().contains("slat"));
+        let port = FILE.replace("[obs]", "[obs]\naddress = \"127.0.0.1:44555x\"");
+        assert!(
+            Config::from_toml(&port)
+                .unwrap_err()
+                .starts_with("obs.address")
+        );
         let empty = FILE.replace("\"Recording\"", "\" \"");
         assert_eq!(
             Config::from_toml(&empty).unwrap_err(),

@@ -46,11 +46,14 @@ impl Library {
     /// Makes sure every recording of `sessions` is here and checked: a copy not yet checked
     /// in this run is hashed, one that does not match is deleted and fetched again, a missing
     /// one is fetched. Answers what could not be made ready, for people.
+    /// `ready` hears the library after each copy is made ready, so a fallback can use it before
+    /// the rest are checked.
     pub async fn prepare(
         &mut self,
         client: &Client,
         conference_id: &str,
         sessions: &[String],
+        mut ready: impl FnMut(&Library),
     ) -> Vec<String> {
         let mut problems = Vec::new();
         if let Err(e) = tokio::fs::create_dir_all(&self.dir).await {
@@ -72,8 +75,9 @@ impl Library {
                 }
             };
             for recording in recordings {
-                if let Err(problem) = self.hold(client, conference_id, &recording).await {
-                    problems.push(problem);
+                match self.hold(client, conference_id, &recording).await {
+                    Ok(()) => ready(self),
+                    Err(problem) => problems.push(problem),
                 }
             }
         }
@@ -103,10 +107,19 @@ impl Library {
             }
         }
         self.held.remove(&recording.id);
-        let fetched = client
+        let fetched = match client
             .fetch_recording_file(conference_id, &recording.id, &path, true, |_| {})
             .await
-            .map_err(|e| format!("cannot fetch {}: {e}", recording.id))?;
+        {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                // A partial download that cannot be resumed is started again next time.
+                if matches!(error, podium_client::TransferError::Corrupt(_)) {
+                    let _ = tokio::fs::remove_file(podium_client::part_path(&path)).await;
+                }
+                return Err(format!("cannot fetch {}: {error}", recording.id));
+            }
+        };
         tracing::info!(recording = %recording.id, path = %fetched.path.display(), bytes = fetched.size_bytes, "recording fetched and checked");
         self.held.insert(recording.id.clone(), path);
         Ok(())

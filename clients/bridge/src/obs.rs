@@ -17,8 +17,10 @@ use podium_proto::v1 as pb;
 pub enum ObsError {
     #[error("{}", describe(.0))]
     Obs(Box<obws::Error>),
-    #[error("no answer within 5 s")]
+    #[error("no answer within {} s", ANSWER_WITHIN.as_secs())]
     Timeout,
+    #[error("{0:?} is not host:port")]
+    BadAddress(String),
     #[error("the media input did not start playing (it is {0})")]
     NotPlaying(&'static str),
     #[error(
@@ -34,6 +36,44 @@ impl From<obws::Error> for ObsError {
     fn from(error: obws::Error) -> Self {
         Self::Obs(Box::new(error))
     }
+}
+
+impl ObsError {
+    /// OBS is gone (or silent), as opposed to OBS answering and refusing.
+    pub fn is_transport(&self) -> bool {
+        match self {
+            Self::Timeout => true,
+            Self::Obs(error) => matches!(
+                **error,
+                obws::Error::Disconnected
+                    | obws::Error::Connect(_)
+                    | obws::Error::Send(_)
+                    | obws::Error::ReceiveMessage(_)
+                    | obws::Error::Handshake(_)
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// How long OBS has to answer a request: obws waits for ever, and a stalled OBS must not
+/// hold the bridge.
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(3);
+
+/// A request to OBS, or [`ObsError::Timeout`].
+async fn within<T>(request: impl Future<Output = Result<T, obws::Error>>) -> Result<T, ObsError> {
+    Ok(tokio::time::timeout(ANSWER_WITHIN, request)
+        .await
+        .map_err(|_| ObsError::Timeout)??)
+}
+
+/// `host:port` of obs-websocket.
+pub fn parse_address(address: &str) -> Result<(&str, u16), ObsError> {
+    address
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host, port.parse().ok()?)))
+        .filter(|(host, _)| !host.is_empty())
+        .ok_or_else(|| ObsError::BadAddress(address.to_owned()))
 }
 
 /// obws's own messages leave out what OBS said.
@@ -70,16 +110,8 @@ pub struct Media {
 impl Obs {
     /// Connects and identifies with `password` (none when OBS asks for none).
     pub async fn connect(address: &str, password: Option<&str>) -> Result<Self, ObsError> {
-        let (host, port) = match address.rsplit_once(':') {
-            Some((host, port)) => (host, port.parse().unwrap_or(4455)),
-            None => (address, 4455),
-        };
-        let client = tokio::time::timeout(
-            Duration::from_secs(5),
-            Client::connect(host, port, password),
-        )
-        .await
-        .map_err(|_| ObsError::Timeout)??;
+        let (host, port) = parse_address(address)?;
+        let client = within(Client::connect(host, port, password)).await?;
         Ok(Self { client })
     }
 
@@ -89,15 +121,11 @@ impl Obs {
     }
 
     pub async fn program_scene(&self) -> Result<String, ObsError> {
-        Ok(self.client.scenes().current_program_scene().await?)
+        within(self.client.scenes().current_program_scene()).await
     }
 
     pub async fn switch(&self, scene: &str) -> Result<(), ObsError> {
-        Ok(self
-            .client
-            .scenes()
-            .set_current_program_scene(scene)
-            .await?)
+        within(self.client.scenes().set_current_program_scene(scene)).await
     }
 
     /// Points `input` at `file`, plays it, and once it plays seeks to `position()` (where the
@@ -109,6 +137,27 @@ impl Obs {
         file: &Path,
         position: impl Fn() -> u64,
     ) -> Result<(), ObsError> {
+        // The file already playing (OBS kept it, the bridge reconnected): only seek, so that
+        // a recording on air does not jump back to its start.
+        if self.file(input).await? != file.display().to_string()
+            || !self.media(input).await?.playing
+        {
+            self.start(input, file).await?;
+        }
+        self.seek(input, position).await
+    }
+
+    /// The media input's file.
+    async fn file(&self, input: &str) -> Result<String, ObsError> {
+        let settings = within(self.client.inputs().settings::<serde_json::Value>(input)).await?;
+        Ok(settings.settings["local_file"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    }
+
+    /// Loads `file` and waits until it plays with its first frames decoded.
+    async fn start(&self, input: &str, file: &Path) -> Result<(), ObsError> {
         // Right after a new file is set OBS still reports the old one playing, and a seek
         // would be lost on it: wait for OBS to say the new playback started.
         let mut events = Box::pin(self.client.events()?);
@@ -127,9 +176,7 @@ impl Obs {
         let started = match tokio::time::timeout(Duration::from_millis(500), &mut started).await {
             Ok(started) => started,
             Err(_) => {
-                media_inputs
-                    .trigger_action(input, MediaAction::Restart)
-                    .await?;
+                within(media_inputs.trigger_action(input, MediaAction::Restart)).await?;
                 tokio::time::timeout(Duration::from_secs(5), &mut started)
                     .await
                     .unwrap_or(false)
@@ -150,11 +197,15 @@ impl Obs {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        Ok(())
+    }
+
+    /// Seeks to `position()` and waits until the cursor shows it.
+    async fn seek(&self, input: &str, position: impl Fn() -> u64) -> Result<(), ObsError> {
+        let media_inputs = self.client.media_inputs();
         // OBS seeks in its media thread: the cursor shows the seek a little later.
         for _ in 0..2 {
-            self.client
-                .media_inputs()
-                .set_cursor(input, time::Duration::milliseconds(position() as i64))
+            within(media_inputs.set_cursor(input, time::Duration::milliseconds(position() as i64)))
                 .await?;
             for _ in 0..20 {
                 tokio::time::sleep(Duration::from_millis(25)).await;
@@ -173,19 +224,16 @@ impl Obs {
 
     /// Sets the media input's file (none: `""`); a file starts playing at once.
     async fn load(&self, input: &str, file: &Path) -> Result<(), ObsError> {
-        self.client
-            .inputs()
-            .set_settings(SetSettings {
-                input,
-                settings: &media_settings(file),
-                overlay: Some(true),
-            })
-            .await?;
-        Ok(())
+        within(self.client.inputs().set_settings(SetSettings {
+            input,
+            settings: &media_settings(file),
+            overlay: Some(true),
+        }))
+        .await
     }
 
     pub async fn media(&self, input: &str) -> Result<Media, ObsError> {
-        let status = self.client.media_inputs().status(input).await?;
+        let status = within(self.client.media_inputs().status(input)).await?;
         let state = match status.state {
             MediaState::Playing => "playing",
             MediaState::Opening => "opening",
@@ -207,9 +255,9 @@ impl Obs {
 
     /// OBS's own figures of the program output.
     pub async fn health(&self) -> Result<pb::OutputHealth, ObsError> {
-        let stream = self.client.streaming().status().await?;
-        let stats = self.client.general().stats().await?;
-        let record = self.client.recording().status().await?;
+        let stream = within(self.client.streaming().status()).await?;
+        let stats = within(self.client.general().stats()).await?;
+        let record = within(self.client.recording().status()).await?;
         Ok(pb::OutputHealth {
             streaming: stream.active,
             reconnecting: stream.reconnecting,
@@ -223,17 +271,16 @@ impl Obs {
 
     /// The program scene's picture as a PNG, `width` pixels wide.
     pub async fn screenshot(&self, scene: &str, width: u32) -> Result<Vec<u8>, ObsError> {
-        let data = self
-            .client
-            .sources()
-            .take_screenshot(obws::requests::sources::TakeScreenshot {
+        let data = within(self.client.sources().take_screenshot(
+            obws::requests::sources::TakeScreenshot {
                 source: scene,
                 format: "png",
                 width: Some(width),
                 height: None,
                 compression_quality: None,
-            })
-            .await?;
+            },
+        ))
+        .await?;
         let encoded = data.split_once(',').map_or(data.as_str(), |(_, b)| b);
         BASE64.decode(encoded).map_err(ObsError::Screenshot)
     }

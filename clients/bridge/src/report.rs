@@ -29,6 +29,7 @@ pub async fn run(
                 }
             }
         };
+        let opened = tokio::time::Instant::now();
         match client.playout().report(reports).await {
             // The bridge is stopping: its side of the channel is gone.
             Ok(_) => return,
@@ -38,6 +39,10 @@ pub async fn run(
                 }
                 tracing::warn!(code = ?status.code(), message = status.message(), "podium did not take the report stream; trying again");
             }
+        }
+        // A stream that lived a while was no quick failure: start the backoff over.
+        if opened.elapsed() > Duration::from_secs(10) {
+            backoff = Duration::from_millis(100);
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));

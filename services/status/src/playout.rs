@@ -61,10 +61,35 @@ fn checked(mut output: pb::ProgramOutput) -> Result<pb::ProgramOutput, Status> {
     for id in &output.recordings_held {
         clean("output.recordings_held", id, &NAME)?;
     }
+    if let Some(decided) = &mut output.decided {
+        decided.speaker_id = clean("output.decided.speaker_id", &decided.speaker_id, &NAME)?;
+        decided.recording_id = clean("output.decided.recording_id", &decided.recording_id, &NAME)?;
+        decided.recording_sha256 = clean(
+            "output.decided.recording_sha256",
+            &decided.recording_sha256,
+            &NAME,
+        )?;
+    }
     output.delay_ms = 0;
     output.reported_at = None;
     Ok(output)
 }
+
+/// What podiumd knows of a room's reports. Its lock is held across the append, so a room's
+/// reports are stored in order; other rooms do not wait.
+#[derive(Debug, Default)]
+struct Room {
+    /// The last output stored and when (engine clock, ms); read from the model at first.
+    stored: Option<(pb::ProgramOutput, u64)>,
+    /// The stream that reports for the room: a newer one replaces it.
+    generation: u64,
+}
+
+/// A room by conference and room id.
+type RoomKey = (String, String);
+
+/// Two stores of a room's output at least this far apart (but for a bridge going away).
+const MIN_STORE_INTERVAL_MS: u64 = 50;
 
 /// The stream of a room's program output reports.
 pub fn output_stream(conference_id: &str, room_id: &str) -> String {
@@ -76,8 +101,8 @@ pub struct PlayoutService {
     model: Projector<StatusModel>,
     log: Arc<dyn EventLog>,
     shutdown: watch::Receiver<bool>,
-    /// Per conference and room, the last output stored and when (engine clock, ms).
-    stored: Mutex<HashMap<(String, String), (pb::ProgramOutput, u64)>>,
+    /// Per conference and room: the last output stored and which stream reports.
+    rooms: std::sync::Mutex<HashMap<RoomKey, Arc<Mutex<Room>>>>,
 }
 
 impl PlayoutService {
@@ -92,7 +117,7 @@ impl PlayoutService {
             model,
             log,
             shutdown,
-            stored: Mutex::default(),
+            rooms: std::sync::Mutex::default(),
         }
     }
 
@@ -141,27 +166,62 @@ impl PlayoutService {
             .is_some_and(|s| s.room_id == room_id)
     }
 
-    /// Stores `output` for the room if it says something new, with podiumd's own fields set.
+    /// The room's state, made on first use from the read model.
+    fn room(&self, conference_id: &str, room_id: &str) -> Arc<Mutex<Room>> {
+        let key = (conference_id.to_owned(), room_id.to_owned());
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        rooms
+            .entry(key)
+            .or_insert_with(|| {
+                let stored = self
+                    .model
+                    .read()
+                    .conference(conference_id)
+                    .and_then(|c| c.outputs.get(room_id).cloned())
+                    .map(|o| (o, 0));
+                Arc::new(Mutex::new(Room {
+                    stored,
+                    generation: 0,
+                }))
+            })
+            .clone()
+    }
+
+    /// Stores `output` for the room if it says something new, with podiumd's own fields set;
+    /// refuses a stream a newer one has replaced. `None`: the bridge went away, stored as the
+    /// last picture with `bridge_connected` false, unless a newer stream reports already.
     async fn report(
         &self,
         conference_id: &str,
-        mut output: pb::ProgramOutput,
-        connected: bool,
+        room: &Mutex<Room>,
+        generation: u64,
+        output: Option<pb::ProgramOutput>,
     ) -> Result<(), Status> {
+        let mut room = room.lock().await;
+        if room.generation != generation {
+            return match output {
+                Some(output) => Err(Status::aborted(format!(
+                    "a newer bridge reports for room {}; this one stops",
+                    output.room_id
+                ))),
+                None => Ok(()),
+            };
+        }
         let now = self.engine.clock().now();
-        let key = (conference_id.to_owned(), output.room_id.clone());
-        let mut stored = self.stored.lock().await;
-        let last = match stored.get(&key) {
-            Some(last) => Some(last.clone()),
-            None => self
-                .model
-                .read()
-                .conference(conference_id)
-                .and_then(|c| c.outputs.get(&output.room_id).cloned())
-                .map(|o| (o, 0)),
+        let output = match output {
+            Some(mut output) => {
+                output.bridge_connected = true;
+                output
+            }
+            None => match &room.stored {
+                Some((last, _)) => pb::ProgramOutput {
+                    bridge_connected: false,
+                    ..last.clone()
+                },
+                None => return Ok(()),
+            },
         };
-        output.bridge_connected = connected;
-        let Some(output) = to_store(last.as_ref(), output, now) else {
+        let Some(output) = to_store(room.stored.as_ref(), output, now) else {
             return Ok(());
         };
         let event = pb::ProgramOutputReported {
@@ -175,8 +235,8 @@ impl PlayoutService {
                 vec![NewEvent::new(Uuid::new_v4(), &event)],
             )
             .await?;
-        tracing::info!(conference = %conference_id, room = %output.room_id, session = %output.session_id, scene = %output.scene, confirmed = output.confirmed, delay_ms = output.delay_ms, connected, problems = output.problems.len(), "program output reported");
-        stored.insert(key, (output, now));
+        tracing::info!(conference = %conference_id, room = %output.room_id, session = %output.session_id, scene = %output.scene, confirmed = output.confirmed, delay_ms = output.delay_ms, connected = output.bridge_connected, problems = output.problems.len(), "program output reported");
+        room.stored = Some((output, now));
         Ok(())
     }
 }
@@ -189,8 +249,11 @@ fn to_store(
     now: u64,
 ) -> Option<pb::ProgramOutput> {
     output.delay_ms = match last {
-        // The same decision confirmed before: its delay was measured then.
-        Some((before, _)) if before.confirmed && same_decision(before, &output) => before.delay_ms,
+        // The same decision confirmed before (an override or a lost OBS since, perhaps): its
+        // delay was measured the first time.
+        Some((before, _)) if before.delay_ms > 0 && same_decision(before, &output) => {
+            before.delay_ms
+        }
         _ if output.confirmed => {
             now.saturating_sub(millis(&output.decided.as_ref().and_then(|d| d.since)))
         }
@@ -198,6 +261,9 @@ fn to_store(
     };
     let store = match last {
         None => true,
+        // A bridge going away is stored at once.
+        Some((before, _)) if before.bridge_connected && !output.bridge_connected => true,
+        Some((_, at)) if now.saturating_sub(*at) < MIN_STORE_INTERVAL_MS => false,
         Some((before, at)) => {
             !same_picture(before, &output)
                 || (before.health != output.health
@@ -248,7 +314,13 @@ impl Playout for PlayoutService {
         };
         let (conference_id, room_id) = self.check(&principal, &first).await?;
         tracing::info!(conference = %conference_id, room = %room_id, principal = %principal.id, "playout bridge connected");
-        let mut last = None;
+        let room = self.room(&conference_id, &room_id);
+        let generation = {
+            let mut room = room.lock().await;
+            room.generation += 1;
+            room.generation
+        };
+        let mut reported = false;
         let mut next = Some(first);
         let mut shutdown = self.shutdown.clone();
         let ended = loop {
@@ -288,12 +360,17 @@ impl Playout for PlayoutService {
                     output.session_id
                 )));
             }
-            self.report(&conference_id, output.clone(), true).await?;
-            last = Some(output);
+            if let Err(status) = self
+                .report(&conference_id, &room, generation, Some(output))
+                .await
+            {
+                break Err(status);
+            }
+            reported = true;
         };
-        if let Some(output) = last {
+        if reported {
             tracing::info!(conference = %conference_id, room = %room_id, "playout bridge disconnected");
-            self.report(&conference_id, output, false).await?;
+            self.report(&conference_id, &room, generation, None).await?;
         }
         ended.map(|()| Response::new(pb::PlayoutReportResponse {}))
     }
@@ -352,6 +429,30 @@ mod tests {
         )
         .expect("counters after 10 s");
         assert_eq!(later.delay_ms, 180);
+    }
+
+    #[test]
+    fn a_re_confirmation_keeps_the_first_delay_and_stores_are_spaced() {
+        let confirmed = to_store(None, output(true, 12_100, 0), 1_000_100).unwrap();
+        assert_eq!(confirmed.delay_ms, 100);
+        // A person overrides; OBS shows the decision again a minute later.
+        let mut overridden = output(false, 12_100, 0);
+        overridden.manual_override = true;
+        let overridden = to_store(Some(&(confirmed, 1_000_100)), overridden, 1_001_000).unwrap();
+        let again = to_store(
+            Some(&(overridden, 1_001_000)),
+            output(true, 70_000, 0),
+            1_060_000,
+        )
+        .unwrap();
+        assert_eq!(again.delay_ms, 100, "not the minute since the decision");
+        // News 10 ms after a store waits for the bridge's next report.
+        let mut news = output(true, 70_000, 0);
+        news.scene = "Slate".into();
+        assert_eq!(
+            to_store(Some(&(again.clone(), 1_060_000)), news, 1_060_010),
+            None
+        );
     }
 
     #[test]
