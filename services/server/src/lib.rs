@@ -369,6 +369,7 @@ impl Podium {
                     parts.model.clone(),
                     log.clone(),
                     stop_rx.clone(),
+                    config.reconnect_grace,
                 ),
                 limits,
                 auth

@@ -97,27 +97,64 @@ pub fn output_stream(conference_id: &str, room_id: &str) -> String {
 }
 
 pub struct PlayoutService {
+    inner: Arc<Inner>,
+    shutdown: watch::Receiver<bool>,
+}
+
+struct Inner {
     engine: EngineHandle,
     model: Projector<StatusModel>,
     log: Arc<dyn EventLog>,
-    shutdown: watch::Receiver<bool>,
     /// Per conference and room: the last output stored and which stream reports.
     rooms: std::sync::Mutex<HashMap<RoomKey, Arc<Mutex<Room>>>>,
 }
 
 impl PlayoutService {
+    /// `grace`: how long after start-up a bridge has to report again before its room's output,
+    /// stored as connected before podiumd stopped, is stored as disconnected.
     pub fn new(
         engine: EngineHandle,
         model: Projector<StatusModel>,
         log: Arc<dyn EventLog>,
         shutdown: watch::Receiver<bool>,
+        grace: std::time::Duration,
     ) -> Self {
-        Self {
+        let inner = Arc::new(Inner {
             engine,
             model,
             log,
-            shutdown,
             rooms: std::sync::Mutex::default(),
+        });
+        tokio::spawn(inner.clone().sweep(grace));
+        Self { inner, shutdown }
+    }
+}
+
+impl Inner {
+    /// After `grace`, stores every room whose bridge was connected when podiumd last stopped
+    /// and has not reported since as disconnected: a bridge that went away while podiumd was
+    /// down must not show as connected for ever.
+    async fn sweep(self: Arc<Self>, grace: std::time::Duration) {
+        tokio::time::sleep(grace).await;
+        let stale: Vec<RoomKey> = {
+            let model = self.model.read();
+            model
+                .conferences
+                .values()
+                .flat_map(|c| {
+                    c.outputs
+                        .values()
+                        .filter(|o| o.bridge_connected)
+                        .map(|o| (c.id.clone(), o.room_id.clone()))
+                })
+                .collect()
+        };
+        for (conference_id, room_id) in stale {
+            let room = self.room(&conference_id, &room_id);
+            // Generation 0: no stream has reported for the room since start-up.
+            if let Err(status) = self.report(&conference_id, &room, 0, None).await {
+                tracing::warn!(conference = %conference_id, room = %room_id, %status, "cannot store a silent bridge as disconnected");
+            }
         }
     }
 
@@ -312,9 +349,9 @@ impl Playout for PlayoutService {
                 "the stream ended before its first report",
             ));
         };
-        let (conference_id, room_id) = self.check(&principal, &first).await?;
+        let (conference_id, room_id) = self.inner.check(&principal, &first).await?;
         tracing::info!(conference = %conference_id, room = %room_id, principal = %principal.id, "playout bridge connected");
-        let room = self.room(&conference_id, &room_id);
+        let room = self.inner.room(&conference_id, &room_id);
         let generation = {
             let mut room = room.lock().await;
             room.generation += 1;
@@ -353,7 +390,9 @@ impl Playout for PlayoutService {
                 Err(status) => break Err(status),
             };
             if !output.session_id.is_empty()
-                && !self.in_room(&conference_id, &room_id, &output.session_id)
+                && !self
+                    .inner
+                    .in_room(&conference_id, &room_id, &output.session_id)
             {
                 break Err(Status::invalid_argument(format!(
                     "output.session_id: {} is not a session in room {room_id}",
@@ -361,6 +400,7 @@ impl Playout for PlayoutService {
                 )));
             }
             if let Err(status) = self
+                .inner
                 .report(&conference_id, &room, generation, Some(output))
                 .await
             {
@@ -370,7 +410,9 @@ impl Playout for PlayoutService {
         };
         if reported {
             tracing::info!(conference = %conference_id, room = %room_id, "playout bridge disconnected");
-            self.report(&conference_id, &room, generation, None).await?;
+            self.inner
+                .report(&conference_id, &room, generation, None)
+                .await?;
         }
         ended.map(|()| Response::new(pb::PlayoutReportResponse {}))
     }

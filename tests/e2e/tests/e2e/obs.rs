@@ -458,7 +458,16 @@ async fn obs_restarts_podiumd_restarts_and_a_person_switching_scenes_are_handled
     );
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(program(&obs).await, "Slate", "an old decision was replayed");
+
+    // The playout machine dies while podiumd is down: once podiumd is back, the board must not
+    // show its bridge connected for ever (it waits --reconnect-grace for it to report).
+    drop(board);
+    show.server.stop(Signal::SIGTERM).await.unwrap();
     drop(playout);
+    show.server.start_again().unwrap();
+    show.admin = show.server.admin().await.unwrap();
+    let mut board = watch_session(&show.admin, show.session_id());
+    until_output(&mut board, |o, _| !o.bridge_connected).await;
 }
 
 #[tokio::test]
