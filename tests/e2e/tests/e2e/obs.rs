@@ -443,9 +443,10 @@ async fn obs_restarts_podiumd_restarts_and_a_person_switching_scenes_are_handled
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(program(&obs).await, "Slate", "the bridge fought the person");
 
-    // podiumd restarts: the bridge follows it again and replays no old decision.
+    // podiumd is killed and starts again: the bridge follows it again and replays no old
+    // decision.
     drop(board);
-    show.server.restart().await.unwrap();
+    show.server.crash_and_restart().await.unwrap();
     show.admin = show.server.admin().await.unwrap();
     let mut board = watch_session(&show.admin, show.session_id());
     let back = until_output(&mut board, |o, _| {
