@@ -145,30 +145,7 @@ pub async fn run(
 ) -> anyhow::Result<Report> {
     let admin = connect(podium, &podium.admin_token).await?;
     let show = set_up(&admin, config.failover_after).await?;
-    let mut watcher = Watcher::start(
-        connect(podium, &podium.admin_token).await?,
-        &show.conference_id,
-        &show.session_id,
-    );
-    let mut agent = Agent::connect(podium, &show).await?;
-    watcher
-        .until("the speaker's link healthy", PATIENCE, |s| {
-            healthy(s, &show.speaker_id)
-        })
-        .await?;
-    admin
-        .stage()
-        .start_session(pb::StartSessionRequest {
-            conference_id: show.conference_id.clone(),
-            session_id: show.session_id.clone(),
-        })
-        .await
-        .context("cannot start the session")?;
-    watcher
-        .until("the session live", PATIENCE, |s| {
-            s.state() == pb::SessionState::Live
-        })
-        .await?;
+    let (mut watcher, mut agent, _) = go_live(podium, &admin, &show).await?;
 
     let mut samples = Vec::with_capacity(config.drops);
     let (mut decided, mut delivered) = (Vec::new(), Vec::new());
@@ -254,6 +231,40 @@ pub async fn run(
         delivered: Distribution::new(delivered),
         causes,
     })
+}
+
+/// Connects the watcher and the speaker's agent, and starts the session once the link is
+/// healthy; answers them with the live session's status.
+async fn go_live(
+    podium: &Podium,
+    admin: &Client,
+    show: &setup::Show,
+) -> anyhow::Result<(Watcher, Agent, pb::SessionStatus)> {
+    let mut watcher = Watcher::start(
+        connect(podium, &podium.admin_token).await?,
+        &show.conference_id,
+        &show.session_id,
+    );
+    let agent = Agent::connect(podium, show).await?;
+    watcher
+        .until("the speaker's link healthy", PATIENCE, |s| {
+            healthy(s, &show.speaker_id)
+        })
+        .await?;
+    admin
+        .stage()
+        .start_session(pb::StartSessionRequest {
+            conference_id: show.conference_id.clone(),
+            session_id: show.session_id.clone(),
+        })
+        .await
+        .context("cannot start the session")?;
+    let (_, live) = watcher
+        .until("the session live", PATIENCE, |s| {
+            s.state() == pb::SessionState::Live
+        })
+        .await?;
+    Ok((watcher, agent, live))
 }
 
 /// How long heartbeats go on before drop `n`: 300 to 700 ms, spread by a step prime to the range.

@@ -19,8 +19,7 @@ use anyhow::Context;
 use podium_client::{Client, pb};
 
 use super::{
-    Config, PATIENCE, connect, keep_alive,
-    link::{Agent, Watcher},
+    Config, PATIENCE, connect, go_live, keep_alive,
     setup::{healthy, on_air, set_up, switch_to_speaker},
 };
 use crate::{Podium, stats::Distribution};
@@ -142,30 +141,7 @@ pub async fn run(
         .await?
         .into_inner()
         .token;
-    let mut watcher = Watcher::start(
-        connect(podium, &podium.admin_token).await?,
-        &show.conference_id,
-        &show.session_id,
-    );
-    let mut agent = Agent::connect(podium, &show).await?;
-    watcher
-        .until("the speaker's link healthy", PATIENCE, |s| {
-            healthy(s, &show.speaker_id)
-        })
-        .await?;
-    admin
-        .stage()
-        .start_session(pb::StartSessionRequest {
-            conference_id: show.conference_id.clone(),
-            session_id: show.session_id.clone(),
-        })
-        .await
-        .context("cannot start the session")?;
-    let (_, live) = watcher
-        .until("the session live", PATIENCE, |s| {
-            s.state() == pb::SessionState::Live
-        })
-        .await?;
+    let (mut watcher, mut agent, live) = go_live(podium, &admin, &show).await?;
 
     let directory = tempfile::tempdir()?;
     let bridge_config = podium_bridge::Config {

@@ -1,5 +1,5 @@
-//! The failover scenario runs end to end against a podiumd it starts, in both drop modes, and
-//! at a venue of several rooms whose links drop together.
+//! The failover scenario runs end to end against a podiumd it starts, in both drop modes, at a
+//! venue of several rooms whose links drop together, and through a real OBS Studio.
 
 use std::time::Duration;
 
@@ -78,4 +78,39 @@ async fn a_venue_whose_links_drop_together_gives_a_sample_per_room_and_drop() {
         assert!(*sample >= -250_000, "{sample} µs in {report}");
     }
     assert!(report.to_string().contains("p99"), "{report}");
+}
+
+#[tokio::test]
+async fn three_drops_reach_a_real_obs_through_the_bridge() {
+    let binary = tokio::task::spawn_blocking(crate::podiumd)
+        .await
+        .unwrap()
+        .unwrap();
+    let podiumd = LocalPodiumd::start(&binary).await.unwrap();
+    let obs = podium_e2e::obs::ObsStudio::start().await.unwrap();
+    let target = failover::obs::ObsTarget {
+        address: obs.address(),
+        password: Some(podium_e2e::obs::PASSWORD.into()),
+        media: podium_e2e::obs::talk_mp4().unwrap(),
+        media_input: podium_e2e::obs::MEDIA_INPUT.into(),
+        speaker_scene: "Speaker".into(),
+        recording_scene: "Recording".into(),
+        slate_scene: "Slate".into(),
+    };
+    let config = failover::Config {
+        drops: 3,
+        failover_after: Duration::from_millis(500),
+        mode: DropMode::Freeze,
+        rooms: 1,
+        together: false,
+    };
+    let report = failover::obs::run(podiumd.podium(), &config, &target, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(report.confirmed.len(), 3, "{report}");
+    // OBS confirms after the watcher sees the decision, never before.
+    for (seen, confirmed) in report.seen.samples().iter().zip(report.confirmed.samples()) {
+        assert!(confirmed >= seen, "{report}");
+    }
+    assert!(report.to_string().contains("OBS confirms it"), "{report}");
 }
