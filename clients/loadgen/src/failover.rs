@@ -34,7 +34,7 @@ pub(crate) mod setup;
 pub mod together;
 
 use link::{Agent, Watcher};
-use setup::{healthy, on_air, set_up, switch_to_speaker};
+use setup::{end_show, healthy, on_air, set_up, switch_to_speaker};
 
 /// Target (README, "Targets"): p99 from the link dropping to the recording on air within failover_after + this.
 pub const TARGET_MARGIN: Duration = Duration::from_millis(100);
@@ -151,19 +151,14 @@ pub async fn run(
     let (mut decided, mut delivered) = (Vec::new(), Vec::new());
     let mut causes = BTreeMap::new();
     for drop in 1..=config.drops {
-        let ready = watcher
-            .until("the speaker's link healthy", PATIENCE, |s| {
-                healthy(s, &show.speaker_id)
-            })
-            .await?;
-        if on_air(&ready.1) != pb::SourceKind::Speaker {
-            switch_to_speaker(&admin, &show).await?;
-        }
-        watcher
-            .until("the speaker on air with a healthy link", PATIENCE, |s| {
-                on_air(s) == pb::SourceKind::Speaker && healthy(s, &show.speaker_id)
-            })
-            .await?;
+        back_to_speaker(
+            &mut watcher,
+            &admin,
+            &show,
+            "the speaker on air with a healthy link",
+            |_| true,
+        )
+        .await?;
         tokio::time::sleep(keep_alive(drop)).await;
         if let Some(early) = watcher.drain()? {
             bail!(
@@ -216,14 +211,7 @@ pub async fn run(
     }
 
     agent.close().await;
-    // Tidy on a podiumd that outlives the run; the measurement is already taken.
-    let _ = admin
-        .stage()
-        .end_session(pb::EndSessionRequest {
-            conference_id: show.conference_id.clone(),
-            session_id: show.session_id.clone(),
-        })
-        .await;
+    end_show(&admin, &show).await;
     Ok(Report {
         config: config.clone(),
         latency: Distribution::new(samples),
@@ -265,6 +253,32 @@ async fn go_live(
         })
         .await?;
     Ok((watcher, agent, live))
+}
+
+/// Waits for the speaker's link to be healthy, switches back to the speaker if a fallback left
+/// something else on air, and waits until the speaker is on air with a healthy link and `also`
+/// holds.
+async fn back_to_speaker(
+    watcher: &mut Watcher,
+    admin: &Client,
+    show: &setup::Show,
+    waiting_for: &str,
+    also: impl Fn(&pb::SessionStatus) -> bool,
+) -> anyhow::Result<()> {
+    let ready = watcher
+        .until("the speaker's link healthy", PATIENCE, |s| {
+            healthy(s, &show.speaker_id)
+        })
+        .await?;
+    if on_air(&ready.1) != pb::SourceKind::Speaker {
+        switch_to_speaker(admin, show).await?;
+    }
+    watcher
+        .until(waiting_for, PATIENCE, |s| {
+            on_air(s) == pb::SourceKind::Speaker && healthy(s, &show.speaker_id) && also(s)
+        })
+        .await?;
+    Ok(())
 }
 
 /// How long heartbeats go on before drop `n`: 300 to 700 ms, spread by a step prime to the range.

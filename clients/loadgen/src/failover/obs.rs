@@ -19,8 +19,8 @@ use anyhow::Context;
 use podium_client::{Client, pb};
 
 use super::{
-    Config, PATIENCE, connect, go_live, keep_alive,
-    setup::{healthy, on_air, set_up, switch_to_speaker},
+    Config, PATIENCE, back_to_speaker, connect, go_live, keep_alive,
+    setup::{end_show, on_air, set_up},
 };
 use crate::{Podium, stats::Distribution};
 
@@ -184,19 +184,14 @@ pub async fn run(
     let failover_us = config.failover_after.as_micros() as i64;
     let (mut seen, mut confirms, mut cursor) = (Vec::new(), Vec::new(), Vec::new());
     for drop in 1..=config.drops {
-        let ready = watcher
-            .until("the speaker's link healthy", PATIENCE, |s| {
-                healthy(s, &show.speaker_id)
-            })
-            .await?;
-        if on_air(&ready.1) != pb::SourceKind::Speaker {
-            switch_to_speaker(&admin, &show).await?;
-        }
-        watcher
-            .until("OBS showing the speaker, healthy", PATIENCE, |s| {
-                confirmed(s, pb::SourceKind::Speaker) && healthy(s, &show.speaker_id)
-            })
-            .await?;
+        back_to_speaker(
+            &mut watcher,
+            &admin,
+            &show,
+            "OBS showing the speaker, healthy",
+            |s| confirmed(s, pb::SourceKind::Speaker),
+        )
+        .await?;
         tokio::time::sleep(keep_alive(drop)).await;
         let t_drop = agent.stop().await?;
         let (t_seen, fallen) = watcher
@@ -230,13 +225,7 @@ pub async fn run(
     agent.close().await;
     let _ = stop.send(());
     let _ = bridge.await;
-    let _ = admin
-        .stage()
-        .end_session(pb::EndSessionRequest {
-            conference_id: show.conference_id.clone(),
-            session_id: show.session_id.clone(),
-        })
-        .await;
+    end_show(&admin, &show).await;
     Ok(ObsReport {
         config: config.clone(),
         seen: Distribution::new(seen),

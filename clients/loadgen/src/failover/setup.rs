@@ -262,3 +262,14 @@ pub(super) fn healthy(s: &pb::SessionStatus, speaker_id: &str) -> bool {
         .iter()
         .any(|l| l.speaker_id == speaker_id && l.state() == pb::LinkState::Healthy)
 }
+
+/// Ends the session: tidy on a podiumd that outlives the run; the measurement is already taken.
+pub(super) async fn end_show(admin: &Client, show: &Show) {
+    let _ = admin
+        .stage()
+        .end_session(pb::EndSessionRequest {
+            conference_id: show.conference_id.clone(),
+            session_id: show.session_id.clone(),
+        })
+        .await;
+}

@@ -18,7 +18,7 @@ use tokio::{sync::mpsc, time::Instant};
 use super::{
     Config, DropMode, PATIENCE, Podium, connect,
     link::{Agent, Stamp},
-    setup::{Show, healthy, on_air, set_up_venue, switch_to_speaker},
+    setup::{Show, end_show, healthy, on_air, set_up_venue, switch_to_speaker},
 };
 use crate::stats::Distribution;
 
@@ -250,15 +250,8 @@ pub async fn run(
     for agent in &mut agents {
         agent.close().await;
     }
-    // Tidy on a podiumd that outlives the run; the measurement is already taken.
     for show in &shows {
-        let _ = admin
-            .stage()
-            .end_session(pb::EndSessionRequest {
-                conference_id: show.conference_id.clone(),
-                session_id: show.session_id.clone(),
-            })
-            .await;
+        end_show(&admin, show).await;
     }
     Ok(VenueReport {
         rooms: config.rooms,
