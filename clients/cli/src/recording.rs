@@ -26,9 +26,11 @@ pub enum RecordingCmd {
         /// The session it is the fallback for.
         #[arg(long)]
         session: String,
-        /// Length of the talk: 45m, 2700s, 1h30m or 00:45:00.
+        /// Length of the talk (45m, 2700s, 1h30m or 00:45:00), checked against the file's
+        /// to within a second. podiumd reads it from the file; give it only for a file that
+        /// does not say (a Matroska recording that was cut off).
         #[arg(long, value_parser = parse_duration)]
-        duration: u64,
+        duration: Option<u64>,
         /// Media type, e.g. video/mp4; guessed from the file's extension if omitted.
         #[arg(long)]
         media_type: Option<String>,
@@ -82,7 +84,7 @@ pub async fn run(ctx: &Ctx, cmd: RecordingCmd) -> anyhow::Result<()> {
                     sha256: String::new(),
                     size_bytes: 0,
                     media_type: media_type.unwrap_or_else(|| guess_media_type(&file).to_owned()),
-                    duration_ms: duration,
+                    duration_ms: duration.unwrap_or(0),
                     language: language.unwrap_or_default(),
                     captions,
                     file_name: file
@@ -136,11 +138,13 @@ async fn upload(ctx: &Ctx, file: &Path, mut header: pb::RecordingHeader) -> anyh
     // The id alone on stdout, so that `REC=$(podium recording upload ...)` works.
     println!("{}", recording.id);
     eprintln!(
-        "uploaded {} as {} for session {} ({}): {}, {}, sha256 {}{}",
+        "uploaded {} as {} for session {} ({}): {}, {}, {}, {}, sha256 {}{}",
         file.display(),
         recording.id,
         recording.session_id,
         order(recording.order),
+        clock_length(recording.duration_ms),
+        media(&recording),
         human_bytes(recording.size_bytes),
         rate(recording.size_bytes, started),
         recording.sha256,
@@ -257,7 +261,7 @@ async fn list(ctx: &Ctx, session: Option<String>) -> anyhow::Result<()> {
         "Order",
         "Length",
         "Size",
-        "Type",
+        "Media",
         "Language",
         "Captions",
         "File",
@@ -270,7 +274,7 @@ async fn list(ctx: &Ctx, session: Option<String>) -> anyhow::Result<()> {
             order(r.order),
             clock_length(r.duration_ms),
             human_bytes(r.size_bytes),
-            r.media_type.clone(),
+            media(r),
             r.language.clone(),
             captions(&r.captions).unwrap_or_default(),
             r.file_name.clone(),
@@ -279,6 +283,22 @@ async fn list(ctx: &Ctx, session: Option<String>) -> anyhow::Result<()> {
     }
     println!("{t}");
     Ok(())
+}
+
+/// What the file is, as podiumd probed it: "mp4 h264 1920x1080 aac".
+fn media(r: &pb::Recording) -> String {
+    let Some(m) = &r.media else {
+        return format!("{} (not probed)", r.media_type);
+    };
+    let sound = if m.audio_codec.is_empty() {
+        "no sound"
+    } else {
+        &m.audio_codec
+    };
+    format!(
+        "{} {} {}x{} {sound}",
+        m.container, m.video_codec, m.width, m.height
+    )
 }
 
 /// A progress callback: a bar with bytes and rate when stderr is a terminal, otherwise a plain

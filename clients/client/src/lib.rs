@@ -20,6 +20,7 @@
 
 pub mod agent;
 mod json;
+mod placeholder;
 mod recordings;
 mod status;
 
@@ -42,6 +43,7 @@ use tonic::{
 };
 
 pub use json::{message_to_json, payload_to_json};
+pub use placeholder::{PLACEHOLDER_SIDE, placeholder_mp4};
 pub use recordings::{Fetched, Progress, TransferError, UPLOAD_CHUNK_BYTES, hash_file, part_path};
 pub use status::StatusUpdate;
 

@@ -52,7 +52,7 @@ pub struct Config {
     )]
     pub services: Vec<ServiceName>,
 
-    /// Log format on stderr. Filter with RUST_LOG (default "info").
+    /// Log format on stderr. Filter with RUST_LOG (default "info,mp4_atom=error").
     #[arg(long, env = "PODIUM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 

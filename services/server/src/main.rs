@@ -20,7 +20,10 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("podiumd: {problem}");
         std::process::exit(2);
     }
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // mp4-atom warns of every box it does not know, which QuickTime files are full of; a file
+    // podium cannot use is refused with its reason all the same.
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,mp4_atom=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -440,6 +440,11 @@ fn readiness(
     if bridge.is_some() && primary.is_some() && !recording_on_playout {
         reasons.push("recording not on the playout machine".to_owned());
     }
+    // What the primary's file is: probed on upload (earlier uploads were not).
+    if let Some(media) = primary.and_then(|p| p.media.as_ref()) {
+        let slot_ms = (session.end - session.start).num_milliseconds().max(0) as u64;
+        reasons.extend(crate::recordings::playout_concerns(media, slot_ms));
+    }
     pb::SessionReadiness {
         session_id: session.id.clone(),
         title: session.title.clone(),

@@ -213,18 +213,42 @@ fn make_talk() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("podium-e2e-media-{}", std::process::id()));
     fs::create_dir_all(&dir)?;
     let path = dir.join("talk.mp4");
+    ffmpeg(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "60",
+            "-c:v",
+            "libx264",
+            "-g",
+            "6",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+        ],
+        &path,
+    )?;
+    Ok(path)
+}
+
+/// Runs `ffmpeg ARGS OUT`, quietly, replacing OUT.
+pub fn ffmpeg(args: &[&str], out: &Path) -> anyhow::Result<()> {
     let status = Command::new("ffmpeg")
         .args(["-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args([
-            "-t", "60", "-c:v", "libx264", "-g", "6", "-pix_fmt", "yuv420p", "-c:a", "aac",
-        ])
-        .arg(&path)
+        .args(args)
+        .arg(out)
         .status()
         .context("cannot run ffmpeg (apt-get install ffmpeg)")?;
     if !status.success() {
-        bail!("ffmpeg failed to make the test talk: {status}");
+        bail!("ffmpeg failed to make {}: {status}", out.display());
     }
-    Ok(path)
+    Ok(())
 }

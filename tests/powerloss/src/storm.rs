@@ -484,12 +484,18 @@ async fn agenda(crew: Crew, organiser: Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The organiser uploading backup recordings of random bytes, 1 KiB to 384 KiB each.
+/// The organiser uploading backup recordings, 2 KiB to 384 KiB each: a minute-long talk's
+/// MP4 index, then random bytes in a `free` box.
 async fn uploads(crew: Crew, organiser: Client, mut rng: StdRng) -> anyhow::Result<()> {
     use pb::upload_recording_request::Part;
     while crew.running() {
-        let mut bytes = vec![0u8; rng.random_range(1 << 10..=384 << 10)];
-        rng.fill_bytes(&mut bytes);
+        let mut bytes = podium_client::placeholder_mp4(60_000);
+        let padding = rng.random_range(1 << 10..=383 << 10);
+        bytes.extend((padding as u32).to_be_bytes());
+        bytes.extend(b"free");
+        let start = bytes.len();
+        bytes.resize(start + padding - 8, 0);
+        rng.fill_bytes(&mut bytes[start..]);
         let sha256 = hex(&Sha256::digest(&bytes));
         let size = bytes.len() as u64;
         let index = {

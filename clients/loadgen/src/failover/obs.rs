@@ -121,7 +121,6 @@ pub async fn run(
                 conference_id: show.conference_id.clone(),
                 session_id: show.session_id.clone(),
                 media_type: "video/mp4".into(),
-                duration_ms: 45 * 60 * 1000,
                 language: "en".into(),
                 file_name: "talk.mp4".into(),
                 ..Default::default()

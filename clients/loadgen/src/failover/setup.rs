@@ -199,13 +199,14 @@ async fn add_show(
     .await
 }
 
-/// A small primary recording: the failover engine needs one registered, not a real video.
+/// A stand-in primary recording: the failover engine needs one registered, not 45 minutes of
+/// video. podiumd probes it like any upload.
 pub(crate) async fn upload_recording(
     admin: &Client,
     conference_id: &str,
     session_id: &str,
 ) -> anyhow::Result<()> {
-    let bytes = b"podium-loadgen stands in for a recorded talk. ".repeat(1_000);
+    let bytes = podium_client::placeholder_mp4(45 * 60 * 1000);
     let sha256: String = Sha256::digest(&bytes)
         .iter()
         .map(|b| format!("{b:02x}"))

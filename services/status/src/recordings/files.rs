@@ -1,9 +1,10 @@
 //! The recordings' bytes on disk, beside the log: `sha256/<64 hex>` holds each distinct content
 //! once, `tmp/` holds uploads in progress. An upload streams into a temporary file and is hashed
 //! as it arrives, so no file is ever held in memory; only when its size and SHA-256 match the
-//! declared ones is it flushed and renamed into place. Anything else (a mismatch, the size
-//! limit, a stream that ends early, a cancelled request) removes the temporary file: an
-//! [`Upload`] that is dropped before [`Upload::finish`] succeeded leaves nothing behind.
+//! declared ones, and [`probe`] finds a video file podium can play, is it flushed and renamed
+//! into place. Anything else (a mismatch, the size limit, something that is not video, a stream
+//! that ends early, a cancelled request) removes the temporary file: an [`Upload`] that is
+//! dropped before [`Upload::keep`] succeeded leaves nothing behind.
 //!
 //! Every file operation runs on tokio's blocking pool, hashing included.
 
@@ -17,7 +18,12 @@ use podium_eventlog::durable;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::MAX_CHUNK_BYTES;
+use podium_proto::v1 as pb;
+
+use super::{
+    MAX_CHUNK_BYTES,
+    probe::{self, ProbeError},
+};
 use crate::error::StatusError;
 
 /// The content-addressed file store of recordings.
@@ -95,6 +101,7 @@ impl RecordingStore {
             sha256: sha256.to_owned(),
             max_bytes: self.max_bytes,
             received: 0,
+            checked: false,
             kept: false,
         })
     }
@@ -137,7 +144,7 @@ impl RecordingStore {
     }
 }
 
-/// An upload in progress. Dropping it before [`Upload::finish`] succeeds removes its
+/// An upload in progress. Dropping it before [`Upload::keep`] succeeds removes its
 /// temporary file, which is how a cancelled request or a failed check keeps nothing.
 #[derive(Debug)]
 pub struct Upload {
@@ -149,6 +156,8 @@ pub struct Upload {
     sha256: String,
     max_bytes: u64,
     received: u64,
+    /// Size, SHA-256 and container checked; the file is closed.
+    checked: bool,
     kept: bool,
 }
 
@@ -202,8 +211,9 @@ impl Upload {
     }
 
     /// Checks the size and the SHA-256 of everything received and, if both match, flushes the
-    /// file and moves it into place (or drops it if that content is already stored).
-    pub async fn finish(mut self) -> Result<(), StatusError> {
+    /// file and probes it: the facts of a playable video file, or `INVALID_ARGUMENT` naming
+    /// what it is not. Nothing is kept until [`Upload::keep`].
+    pub async fn check(&mut self) -> Result<pb::MediaFacts, StatusError> {
         if self.received != self.size_bytes {
             return Err(StatusError::invalid(
                 "size_bytes",
@@ -224,10 +234,33 @@ impl Upload {
                 ),
             ));
         }
-        let (temp, target) = (self.temp.clone(), self.target.clone());
-        blocking(move || {
+        let temp = self.temp.clone();
+        let probed = blocking(move || {
             file.sync_all()?;
             drop(file);
+            Ok(probe::probe(&temp))
+        })
+        .await?;
+        match probed {
+            Ok(media) => {
+                self.checked = true;
+                Ok(media)
+            }
+            Err(ProbeError::Io(e)) => Err(e.into()),
+            Err(ProbeError::NotPlayable(why)) => Err(StatusError::invalid(
+                "file",
+                format!("{why}; nothing was kept"),
+            )),
+        }
+    }
+
+    /// Moves a checked upload into place (or drops it if that content is already stored).
+    pub async fn keep(mut self) -> Result<(), StatusError> {
+        if !self.checked {
+            return Err(failed_before());
+        }
+        let (temp, target) = (self.temp.clone(), self.target.clone());
+        blocking(move || {
             if target.exists() {
                 fs::remove_file(&temp)?;
                 // An earlier upload may have stopped before making it durable.

@@ -1,6 +1,7 @@
 //! The `podium.v1.Recordings` service. An upload is checked (who, which session, a header whose
 //! every field makes sense), streamed into the [`RecordingStore`], and only once its size and
-//! SHA-256 are verified registered as a `RecordingRegistered` event under the client's request
+//! SHA-256 are verified, and it is probed as video whose length agrees with the declared one,
+//! registered as a `RecordingRegistered` event under the client's request
 //! id, so a retried upload names the same recording and writes nothing twice. Fetches and lists
 //! are answered from the status read model, which folds those events.
 
@@ -135,7 +136,10 @@ impl RecordingsService {
                 }
             }
         }
-        upload.finish().await?;
+        let media = upload.check().await?;
+        recording.duration_ms = settle_duration(recording.duration_ms, &media)?;
+        recording.media = Some(media);
+        upload.keep().await?;
 
         let session_id = recording.session_id.clone();
         recording.uploaded_at = Some(prost_types::Timestamp::from(SystemTime::now()));
@@ -241,10 +245,10 @@ fn validate(
         ));
     }
     store.check_size(h.size_bytes)?;
-    if h.duration_ms == 0 || h.duration_ms > MAX_DURATION_MS {
+    if h.duration_ms > MAX_DURATION_MS {
         return Err(StatusError::invalid(
             "duration_ms",
-            "must be the talk's length in milliseconds, more than 0 and at most a day",
+            "must be the talk's length in milliseconds, at most a day (or 0: the file's)",
         ));
     }
     let media_type = match h.media_type.trim() {
@@ -315,8 +319,37 @@ fn validate(
         file_name,
         order: 0,
         uploaded_at: None,
+        media: None,
     };
     Ok((request_id, h.backup, recording))
+}
+
+/// How far a declared duration may be from the file's: a second, the rounding of any editor.
+const DURATION_TOLERANCE_MS: u64 = 1_000;
+
+/// The recording's duration: the file's, which a declared one (not 0) must agree with.
+fn settle_duration(declared_ms: u64, media: &pb::MediaFacts) -> Result<u64, StatusError> {
+    match (declared_ms, media.duration_ms) {
+        (0, 0) => Err(StatusError::invalid(
+            "duration_ms",
+            "the file does not say how long it plays; give the talk's length; nothing was kept",
+        )),
+        (declared, 0) => Ok(declared),
+        (0, probed) if probed > MAX_DURATION_MS => Err(StatusError::invalid(
+            "file",
+            format!("the file says it plays {probed} ms, more than a day; nothing was kept"),
+        )),
+        (0, probed) => Ok(probed),
+        (declared, probed) if declared.abs_diff(probed) > DURATION_TOLERANCE_MS => {
+            Err(StatusError::invalid(
+                "duration_ms",
+                format!(
+                    "{declared} ms declared, but the file plays {probed} ms; leave it out to take the file's; nothing was kept"
+                ),
+            ))
+        }
+        (_, probed) => Ok(probed),
+    }
 }
 
 type FetchStream = Pin<Box<dyn Stream<Item = Result<pb::FetchRecordingResponse, Status>> + Send>>;

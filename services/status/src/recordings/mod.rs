@@ -1,16 +1,19 @@
 //! Recordings: the pre-recorded talks a session falls back to. `files` keeps their bytes,
 //! content-addressed beside the log (`sha256/<hex>`), and streams uploads to disk while hashing
-//! them, so a file is never held in memory; `grpc` is the `podium.v1.Recordings` service,
+//! them, so a file is never held in memory; `probe` reads what a file is (container, length,
+//! codecs) and refuses what is not video; `grpc` is the `podium.v1.Recordings` service,
 //! which checks who may do what, registers a verified upload as a `RecordingRegistered` event
 //! and answers from the status read model.
 
 mod files;
 mod grpc;
+mod probe;
 #[cfg(test)]
 mod tests;
 
 pub use files::{RecordingStore, Upload};
 pub use grpc::RecordingsService;
+pub use probe::{ProbeError, playout_concerns, probe};
 
 /// Largest chunk of an upload, as the proto promises.
 pub const MAX_CHUNK_BYTES: usize = 4 << 20;

@@ -6,6 +6,7 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use futures::{StreamExt, stream};
 use podium_access::{Principal, Role};
+use podium_client::placeholder_mp4;
 use podium_eventlog::{
     EventLog, ExpectedVersion, Filter, NewEvent, Projector, SledEventLog, SledOptions,
 };
@@ -204,18 +205,27 @@ fn principal(role: Role, conference: &str, speaker: Option<&str>) -> Principal {
     }
 }
 
-/// Deterministic pseudo-random bytes (xorshift), so a failure is reproducible.
+/// A 45-minute MP4 of `len` bytes: a placeholder talk's index, then a `free` box of
+/// deterministic pseudo-random bytes (xorshift), so a failure is reproducible.
 fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut data = placeholder_mp4(TALK_MS);
+    let padding = len
+        .checked_sub(data.len())
+        .expect("room for the talk's index");
+    data.extend(u32::try_from(padding).unwrap().to_be_bytes());
+    data.extend(b"free");
     let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    data.extend((8..padding).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x as u8
+    }));
+    data
 }
+
+/// The length of every test talk.
+const TALK_MS: u64 = 45 * 60 * 1000;
 
 fn sha256(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
@@ -229,7 +239,7 @@ fn header(data: &[u8], session: &str) -> pb::RecordingHeader {
         sha256: sha256(data),
         size_bytes: data.len() as u64,
         media_type: "video/mp4".into(),
-        duration_ms: 45 * 60 * 1000,
+        duration_ms: TALK_MS,
         language: String::new(),
         captions: vec![pb::CaptionTrack {
             language: "km".into(),
@@ -360,23 +370,68 @@ async fn a_wrong_checksum_keeps_nothing() {
 }
 
 #[tokio::test]
+async fn what_is_not_video_or_not_as_long_as_declared_keeps_nothing() {
+    let f = Fixture::new(1 << 20).await;
+    let admin = Principal::admin();
+    let slides = b"%PDF-1.7 the slides, not the talk".repeat(40);
+    let result = f
+        .upload(&admin, parts(header(&slides, TALK), &slides, 500))
+        .await;
+    assert_refused(
+        result,
+        Code::InvalidArgument,
+        "file: the file is not MP4, MOV, WebM or Matroska video",
+    );
+    f.assert_nothing_kept().await;
+
+    // Declared 45:02, the file plays 45:00: more than a second apart.
+    let data = bytes(2000, 13);
+    let mut h = header(&data, TALK);
+    h.duration_ms = TALK_MS + 2_000;
+    let result = f.upload(&admin, parts(h, &data, 500)).await;
+    assert_refused(
+        result,
+        Code::InvalidArgument,
+        "duration_ms: 2702000 ms declared, but the file plays 2700000 ms",
+    );
+    f.assert_nothing_kept().await;
+
+    // Within a second, or not declared: the file's length and facts are registered.
+    let mut h = header(&data, TALK);
+    h.duration_ms = TALK_MS - 400;
+    let recording = f.upload(&admin, parts(h, &data, 500)).await.unwrap();
+    assert_eq!(recording.duration_ms, TALK_MS);
+    let media = recording.media.unwrap();
+    assert_eq!(
+        (media.container.as_str(), media.video_codec.as_str()),
+        ("mp4", "h264")
+    );
+    let other = bytes(3000, 14);
+    let mut h = header(&other, TALK);
+    h.duration_ms = 0;
+    h.backup = true;
+    let backup = f.upload(&admin, parts(h, &other, 500)).await.unwrap();
+    assert_eq!(backup.duration_ms, TALK_MS);
+}
+
+#[tokio::test]
 async fn oversize_uploads_are_refused_up_front_and_as_bytes_arrive() {
-    let f = Fixture::new(1000).await;
+    let f = Fixture::new(2000).await;
     let admin = Principal::admin();
     // Declared too large: refused before any byte.
-    let data = bytes(1001, 3);
+    let data = bytes(2001, 3);
     let result = f
         .upload(&admin, parts(header(&data, TALK), &data, 500))
         .await;
-    assert_refused(result, Code::ResourceExhausted, "size_bytes: 1001 bytes");
+    assert_refused(result, Code::ResourceExhausted, "size_bytes: 2001 bytes");
     // Declared within the limit, but more bytes come.
-    let data = bytes(1500, 4);
-    let mut h = header(&data[..1000], TALK);
-    h.size_bytes = 1000;
+    let data = bytes(2500, 4);
+    let mut h = header(&data[..2000], TALK);
+    h.size_bytes = 2000;
     let status = f.upload(&admin, parts(h, &data, 500)).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert!(
-        status.message().contains("limit of 1000 bytes"),
+        status.message().contains("limit of 2000 bytes"),
         "{}",
         status.message()
     );
@@ -384,8 +439,8 @@ async fn oversize_uploads_are_refused_up_front_and_as_bytes_arrive() {
 
     // Within the limit but beyond the declared size.
     let f = Fixture::new(10_000).await;
-    let mut h = header(&data[..1000], TALK);
-    h.size_bytes = 1000;
+    let mut h = header(&data[..2000], TALK);
+    h.size_bytes = 2000;
     let result = f.upload(&admin, parts(h, &data, 500)).await;
     assert_refused(result, Code::InvalidArgument, "size_bytes: ");
     // One chunk over 4 MiB.
@@ -405,7 +460,7 @@ async fn oversize_uploads_are_refused_up_front_and_as_bytes_arrive() {
 async fn a_truncated_broken_or_cancelled_upload_keeps_nothing() {
     let f = Fixture::new(64 << 20).await;
     let admin = Principal::admin();
-    let data = bytes(1000, 6);
+    let data = bytes(2000, 6);
 
     // The stream ends early.
     let result = f
@@ -414,7 +469,7 @@ async fn a_truncated_broken_or_cancelled_upload_keeps_nothing() {
     assert_refused(
         result,
         Code::InvalidArgument,
-        "size_bytes: the upload ended after 600 of the 1000 bytes",
+        "size_bytes: the upload ended after 600 of the 2000 bytes",
     );
     f.assert_nothing_kept().await;
 
@@ -425,7 +480,7 @@ async fn a_truncated_broken_or_cancelled_upload_keeps_nothing() {
     assert_refused(
         result,
         Code::Cancelled,
-        "the upload broke off after 600 of 1000 bytes",
+        "the upload broke off after 600 of 2000 bytes",
     );
     f.assert_nothing_kept().await;
 
@@ -493,7 +548,7 @@ async fn a_retried_upload_answers_with_the_first_recording() {
 async fn the_header_comes_first_and_every_field_is_checked() {
     let f = Fixture::new(64 << 20).await;
     let admin = Principal::admin();
-    let data = bytes(1000, 9);
+    let data = bytes(2000, 9);
 
     let chunk_first = vec![Ok(pb::UploadRecordingRequest {
         part: Some(Part::Chunk(data.clone())),
@@ -555,7 +610,7 @@ async fn the_header_comes_first_and_every_field_is_checked() {
         ),
         (|h| h.size_bytes = 0, Code::InvalidArgument, "size_bytes: "),
         (
-            |h| h.duration_ms = 0,
+            |h| h.duration_ms = 25 * 60 * 60 * 1000,
             Code::InvalidArgument,
             "duration_ms: ",
         ),

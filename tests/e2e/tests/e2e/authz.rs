@@ -326,7 +326,7 @@ impl Fixture {
             .into_inner()
             .question
             .unwrap();
-        let bytes = b"a short pre-recorded pitch".to_vec();
+        let bytes = podium_client::placeholder_mp4(60_000);
         let header = pb::RecordingHeader {
             request_id: Client::request_id(),
             conference_id: CONFERENCE.into(),

@@ -22,12 +22,18 @@ const SIZE: u64 = 200 * MIB;
 /// twice: chunks and buffers, never the file.
 const MAX_GROWTH: u64 = 64 * MIB;
 
-/// Writes `size` deterministic pseudo-random bytes (xorshift), a mebibyte at a time.
+/// Writes a 45-minute MP4 of `size` bytes: a placeholder talk's index, then a `free` box of
+/// deterministic pseudo-random bytes (xorshift), a mebibyte at a time.
 fn write_talk(path: &Path, size: u64) -> std::io::Result<()> {
     let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let index = podium_client::placeholder_mp4(45 * 60 * 1000);
+    file.write_all(&index)?;
+    let padding = u32::try_from(size - index.len() as u64).expect("under 4 GiB");
+    file.write_all(&padding.to_be_bytes())?;
+    file.write_all(b"free")?;
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut chunk = vec![0u8; MIB as usize];
-    let mut left = size;
+    let mut left = u64::from(padding) - 8;
     while left > 0 {
         for word in chunk.chunks_exact_mut(8) {
             x ^= x << 13;
@@ -176,7 +182,7 @@ async fn a_200_mib_talk_goes_up_and_down_through_the_cli_in_flat_memory() {
 
     // An interrupted download resumes from its .part file: only the rest crosses the wire.
     // A smaller backup recording keeps this quick.
-    let backup = dir.path().join("backup.webm");
+    let backup = dir.path().join("backup.mp4");
     let path = backup.clone();
     tokio::task::spawn_blocking(move || write_talk(&path, 6 * MIB))
         .await
@@ -186,9 +192,8 @@ async fn a_200_mib_talk_goes_up_and_down_through_the_cli_in_flat_memory() {
     let header = pb::RecordingHeader {
         conference_id: CONFERENCE.into(),
         session_id: talk.id.clone(),
-        media_type: "video/webm".into(),
-        duration_ms: 45 * 60 * 1000,
-        file_name: "backup.webm".into(),
+        media_type: "video/mp4".into(),
+        file_name: "backup.mp4".into(),
         backup: true,
         ..Default::default()
     };
@@ -197,7 +202,7 @@ async fn a_200_mib_talk_goes_up_and_down_through_the_cli_in_flat_memory() {
         .await
         .unwrap();
     assert_eq!(backup_recording.order, 1);
-    let resumed = dir.path().join("resumed.webm");
+    let resumed = dir.path().join("resumed.mp4");
     let have = 2 * MIB + 12_345;
     let (from, part) = (backup.clone(), podium_client::part_path(&resumed));
     tokio::task::spawn_blocking(move || {
@@ -236,12 +241,43 @@ async fn a_200_mib_talk_goes_up_and_down_through_the_cli_in_flat_memory() {
         "{out}"
     );
     assert!(out.contains("km (Khmer subtitles)"), "{out}");
+    // With what podiumd read from the files.
+    assert!(
+        out.contains("45:00") && out.contains("mp4 h264 16x16 aac"),
+        "{out}"
+    );
 
     refusals(server, admin, &talk.id, dir.path(), &token).await;
 }
 
-/// A wrong checksum keeps nothing; an unknown recording is NOT_FOUND.
+/// A wrong checksum and a file that is not video keep nothing; an unknown recording is
+/// NOT_FOUND.
 async fn refusals(server: &Podiumd, admin: &Client, session_id: &str, dir: &Path, token: &str) {
+    let slides = dir.join("slides.mp4");
+    std::fs::write(
+        &slides,
+        b"%PDF-1.7 the slides, sent instead of the talk".repeat(50),
+    )
+    .unwrap();
+    let (ok, _, err) = podium(
+        server,
+        token,
+        &[
+            "recording",
+            "upload",
+            slides.to_str().unwrap(),
+            "--session",
+            session_id,
+            "-c",
+            CONFERENCE,
+        ],
+    )
+    .await;
+    assert!(!ok);
+    assert!(
+        err.contains("file: the file is not MP4, MOV, WebM or Matroska video"),
+        "{err}"
+    );
     let small = dir.join("short.mp4");
     std::fs::write(&small, b"not the talk you declared").unwrap();
     let header = pb::RecordingHeader {
@@ -319,4 +355,128 @@ async fn refusals(server: &Podiumd, admin: &Client, session_id: &str, dir: &Path
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
+}
+
+/// Real media made by ffmpeg, in three containers: podiumd reads each one's length, codecs and
+/// picture from the file, `podium recording list` shows them, and pre-flight warns of a talk
+/// much shorter than its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_media_is_probed_and_preflight_warns_of_a_short_talk() {
+    let show = Show::start()
+        .session(Talk::new(
+            "Open data in Cambodia",
+            "2024-11-14T02:00:00Z",
+            "2024-11-14T02:45:00Z",
+        ))
+        .await
+        .unwrap();
+    let (server, admin, talk) = (&show.server, &show.admin, &show.sessions[0]);
+    let token = server.admin_token().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // 60 s of H.264 and AAC at 320x240; three seconds of it as VP9 and Opus; the same as MOV.
+    let mp4 = podium_e2e::obs::talk_mp4().unwrap();
+    let (webm, mov) = (dir.path().join("talk.webm"), dir.path().join("talk.mov"));
+    let (source, to_webm, to_mov) = (mp4.clone(), webm.clone(), mov.clone());
+    tokio::task::spawn_blocking(move || {
+        let source = source.to_str().unwrap();
+        podium_e2e::obs::ffmpeg(
+            &[
+                "-i",
+                source,
+                "-t",
+                "3",
+                "-c:v",
+                "libvpx-vp9",
+                "-deadline",
+                "realtime",
+                "-cpu-used",
+                "8",
+                "-c:a",
+                "libopus",
+            ],
+            &to_webm,
+        )?;
+        podium_e2e::obs::ffmpeg(&["-i", source, "-c", "copy"], &to_mov)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+
+    for (file, backup) in [(&mp4, false), (&webm, true), (&mov, true)] {
+        let mut args = vec![
+            "recording",
+            "upload",
+            file.to_str().unwrap(),
+            "--session",
+            &talk.id,
+            "-c",
+            CONFERENCE,
+        ];
+        if backup {
+            args.push("--backup");
+        }
+        let (ok, _, err) = podium(server, &token, &args).await;
+        assert!(ok, "{}: {err}", file.display());
+    }
+    let listed = admin
+        .recordings()
+        .list_recordings(pb::ListRecordingsRequest {
+            conference_id: CONFERENCE.into(),
+            session_id: talk.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .recordings;
+    let facts: Vec<_> = listed
+        .iter()
+        .map(|r| {
+            let m = r.media.clone().unwrap();
+            (
+                m.container,
+                r.duration_ms / 100,
+                m.video_codec,
+                (m.width, m.height),
+                m.audio_codec,
+            )
+        })
+        .collect();
+    let fact = |container: &str, tenths: u64, video: &str, audio: &str| {
+        (
+            container.to_owned(),
+            tenths,
+            video.to_owned(),
+            (320, 240),
+            audio.to_owned(),
+        )
+    };
+    assert_eq!(
+        facts,
+        [
+            fact("mp4", 600, "h264", "aac"),
+            fact("webm", 30, "vp9", "opus"),
+            fact("mov", 600, "h264", "aac"),
+        ],
+        "{listed:#?}"
+    );
+    let (ok, out, err) = podium(server, &token, &["recording", "list", "-c", CONFERENCE]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("webm vp9 320x240 opus"), "{out}");
+
+    let report = admin
+        .stage()
+        .preflight(pb::PreflightRequest {
+            conference_id: CONFERENCE.into(),
+            all: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        report.sessions[0]
+            .reasons
+            .contains(&"recording plays 1 min of a 45 min slot".to_owned()),
+        "{report:#?}"
+    );
 }

@@ -217,14 +217,13 @@ async fn a_speaker_in_new_york_sees_their_session_in_both_zones_and_gets_a_calen
 
     // A recording uploaded by the organisers shows on the speaker's page.
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("talk.webm");
-    std::fs::write(&file, b"a recorded talk".repeat(1000)).unwrap();
+    let file = dir.path().join("talk.mp4");
+    std::fs::write(&file, podium_client::placeholder_mp4(45 * 60 * 1000)).unwrap();
     let header = pb::RecordingHeader {
         conference_id: podium_e2e::CONFERENCE.into(),
         session_id: talk.id.clone(),
-        media_type: "video/webm".into(),
-        duration_ms: 45 * 60 * 1000,
-        file_name: "talk.webm".into(),
+        media_type: "video/mp4".into(),
+        file_name: "talk.mp4".into(),
         ..Default::default()
     };
     show.admin

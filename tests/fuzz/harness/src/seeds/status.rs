@@ -116,7 +116,7 @@ pub(super) fn stage_and_recordings(s: &Stack, seeds: &mut Vec<(&'static str, Vec
         ),
     );
 
-    let bytes = b"another fuzz recording".to_vec();
+    let bytes = podium_client::placeholder_mp4(30_000);
     let header = pb::RecordingHeader {
         request_id: "8e3c2f8c-7a1c-4e3c-9c81-4f5a6b7c8d9e".into(),
         conference_id: c(),

@@ -101,7 +101,7 @@ pub(super) async fn seed(s: &Services) -> anyhow::Result<Ids> {
         .session
         .map(|s| s.id)
         .unwrap_or_default();
-    let recording_bytes = b"fuzz recording bytes".to_vec();
+    let recording_bytes = podium_client::placeholder_mp4(60_000);
     let header = pb::RecordingHeader {
         request_id: request_id(6),
         conference_id: conference.clone(),

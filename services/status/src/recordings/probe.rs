@@ -1,0 +1,405 @@
+//! What a recording's file is. An upload is probed once its SHA-256 has been checked and before
+//! it is kept: the container (MP4 and QuickTime MOV, or WebM and Matroska), how long it plays,
+//! and the codecs and picture size of its first video and audio tracks. Only the containers'
+//! indexes are read (an MP4's `moov` box, a Matroska file's header elements), never the media,
+//! so a 4 GiB talk is probed in milliseconds. A file that is none of those, or has no video,
+//! is [`NotPlayable`].
+//!
+//! [`playout_concerns`] turns the facts into what pre-flight warns of: a talk shorter than its
+//! slot, no sound, a codec OBS Studio's FFmpeg may not decode.
+
+use std::{
+    fs,
+    io::{self, BufReader, Read, Seek, SeekFrom},
+    path::Path,
+};
+
+use matroska_demuxer::{MatroskaFile, TrackType};
+use mp4_atom::{Atom, Codec, Ftyp, Header, Moov, ReadAtom, ReadFrom};
+use podium_proto::v1 as pb;
+
+/// The largest `moov` box read: a two-hour talk's index is a few MiB.
+const MAX_MOOV_BYTES: u64 = 64 << 20;
+
+/// Why a file cannot be a recording, for the uploader.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("{0}")]
+    NotPlayable(String),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+fn refuse<T>(why: impl Into<String>) -> Result<T, ProbeError> {
+    Err(ProbeError::NotPlayable(why.into()))
+}
+
+/// Reads the facts of the file at `path`. Blocking: run it on the blocking pool.
+pub fn probe(path: &Path) -> Result<pb::MediaFacts, ProbeError> {
+    let file = fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut file = BufReader::new(file);
+    let mut magic = [0u8; 8];
+    let read = file.read(&mut magic)?;
+    file.seek(SeekFrom::Start(0))?;
+    let facts = if read >= 4 && magic[..4] == [0x1a, 0x45, 0xdf, 0xa3] {
+        matroska(file)?
+    } else if read == 8 && is_mp4_box(&magic[4..]) {
+        mp4(&mut file, len)?
+    } else {
+        return refuse(
+            "the file is not MP4, MOV, WebM or Matroska video; export the talk as MP4 (H.264 and AAC) and upload that",
+        );
+    };
+    if facts.video_codec.is_empty() {
+        let container = match facts.container.as_str() {
+            "mov" => "MOV",
+            "webm" => "WebM",
+            "matroska" => "Matroska",
+            _ => "MP4",
+        };
+        return refuse(format!(
+            "the {container} file has no video track; a recording is shown on the program output"
+        ));
+    }
+    Ok(facts)
+}
+
+/// Top-level boxes an MP4 or QuickTime file may start with.
+fn is_mp4_box(kind: &[u8]) -> bool {
+    [
+        b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot",
+    ]
+    .iter()
+    .any(|k| kind == *k)
+}
+
+/// Walks the top-level boxes, seeking past the media, and reads `moov`.
+fn mp4<R: Read + Seek>(file: &mut R, len: u64) -> Result<pb::MediaFacts, ProbeError> {
+    let mut moov = None;
+    // Old QuickTime files have no `ftyp` and say nothing; they are MOV all the same.
+    let mut quicktime = false;
+    let mut pos = 0u64;
+    // A few stray bytes after the last box are not a box.
+    while len - pos >= 8 {
+        file.seek(SeekFrom::Start(pos))?;
+        let header = Header::read_from(file)
+            .or_else(|e| refuse(format!("the MP4 box at byte {pos} is broken ({e})")))?;
+        let body_start = file.stream_position()?;
+        let body = header.size.map_or(len - body_start, |size| size as u64);
+        let end = body_start
+            .checked_add(body)
+            .filter(|end| *end <= len)
+            .map_or_else(
+                || {
+                    refuse(format!(
+                        "the MP4 box {} at byte {pos} runs past the end of the file; was the upload cut short?",
+                        header.kind
+                    ))
+                },
+                Ok,
+            )?;
+        if header.kind == Moov::KIND {
+            if body > MAX_MOOV_BYTES {
+                return refuse(format!(
+                    "the MP4 index (moov) is {body} bytes, more than podium reads ({MAX_MOOV_BYTES})"
+                ));
+            }
+            moov = Some(
+                Moov::read_atom(&header, file)
+                    .or_else(|e| refuse(format!("the MP4 index (moov) is broken ({e})")))?,
+            );
+        } else if header.kind == Ftyp::KIND {
+            let ftyp = Ftyp::read_atom(&header, file)
+                .or_else(|e| refuse(format!("the MP4 file type box is broken ({e})")))?;
+            quicktime = ftyp.major_brand == b"qt  ".into();
+        }
+        pos = end;
+    }
+    let Some(moov) = moov else {
+        return refuse(
+            "the MP4 file has no index (moov box): the recorder may have stopped before finishing it",
+        );
+    };
+    let mut facts = pb::MediaFacts {
+        container: if quicktime { "mov" } else { "mp4" }.to_owned(),
+        duration_ms: scaled_ms(moov.mvhd.duration, moov.mvhd.timescale),
+        ..Default::default()
+    };
+    for trak in &moov.trak {
+        let Some(codec) = trak.mdia.minf.stbl.stsd.codecs.first() else {
+            continue;
+        };
+        match &<[u8; 4]>::from(trak.mdia.hdlr.handler) {
+            b"vide" if facts.video_codec.is_empty() => {
+                facts.video_codec = mp4_video(codec);
+                (facts.width, facts.height) = codec.visual().map_or(
+                    (
+                        u32::from(trak.tkhd.width.integer()),
+                        u32::from(trak.tkhd.height.integer()),
+                    ),
+                    |v| (u32::from(v.width), u32::from(v.height)),
+                );
+            }
+            b"soun" if facts.audio_codec.is_empty() => facts.audio_codec = mp4_audio(codec),
+            _ => {}
+        }
+    }
+    Ok(facts)
+}
+
+fn mp4_video(codec: &Codec) -> String {
+    match codec {
+        Codec::Avc1(_) | Codec::Avc3(_) => "h264",
+        Codec::Hev1(_) | Codec::Hvc1(_) => "hevc",
+        Codec::Vp08(_) => "vp8",
+        Codec::Vp09(_) => "vp9",
+        Codec::Av01(_) => "av1",
+        Codec::Jpeg(_) => "mjpeg",
+        Codec::Uncv(_) => "uncompressed",
+        Codec::Unknown(kind, _) => return fourcc_codec(&(*kind).into()),
+        _ => "unknown",
+    }
+    .to_owned()
+}
+
+/// Names the sample entries a QuickTime editor writes that mp4-atom keeps as four letters.
+fn fourcc_codec(kind: &[u8; 4]) -> String {
+    match kind {
+        b"mp4v" => "mpeg4".to_owned(),
+        b"apch" | b"apcn" | b"apcs" | b"apco" | b"ap4h" | b"ap4x" => "prores".to_owned(),
+        b"mjpa" | b"mjpb" => "mjpeg".to_owned(),
+        other => String::from_utf8_lossy(other).trim().to_owned(),
+    }
+}
+
+fn mp4_audio(codec: &Codec) -> String {
+    match codec {
+        Codec::Mp4a(_) => "aac",
+        Codec::Mp3(_) => "mp3",
+        Codec::Opus(_) => "opus",
+        Codec::Flac(_) => "flac",
+        Codec::Ac3(_) => "ac3",
+        Codec::Eac3(_) => "eac3",
+        Codec::Ipcm(_)
+        | Codec::Fpcm(_)
+        | Codec::Sowt(_)
+        | Codec::Twos(_)
+        | Codec::Lpcm(_)
+        | Codec::In24(_)
+        | Codec::In32(_)
+        | Codec::Fl32(_)
+        | Codec::Fl64(_)
+        | Codec::S16l(_) => "pcm",
+        Codec::Samr(_) => "amr",
+        Codec::Unknown(kind, _) => return fourcc_codec(&(*kind).into()),
+        _ => "unknown",
+    }
+    .to_owned()
+}
+
+/// Reads a Matroska or WebM file's header elements.
+fn matroska<R: Read + Seek>(file: R) -> Result<pb::MediaFacts, ProbeError> {
+    let mkv = match MatroskaFile::open(file) {
+        Ok(mkv) => mkv,
+        Err(matroska_demuxer::DemuxError::IoError(e))
+            if e.kind() != io::ErrorKind::UnexpectedEof =>
+        {
+            return Err(e.into());
+        }
+        Err(e) => return refuse(format!("the Matroska file is broken ({e})")),
+    };
+    let container = match mkv.ebml_header().doc_type() {
+        "webm" => "webm",
+        _ => "matroska",
+    };
+    // Ticks of `timestamp_scale` nanoseconds.
+    let duration_ms = mkv.info().duration().map_or(0, |ticks| {
+        (ticks * mkv.info().timestamp_scale().get() as f64 / 1e6).round() as u64
+    });
+    let mut facts = pb::MediaFacts {
+        container: container.to_owned(),
+        duration_ms,
+        ..Default::default()
+    };
+    for track in mkv.tracks() {
+        match track.track_type() {
+            TrackType::Video if facts.video_codec.is_empty() => {
+                facts.video_codec = matroska_codec(track.codec_id());
+                if let Some(video) = track.video() {
+                    facts.width = u32::try_from(video.pixel_width().get()).unwrap_or(u32::MAX);
+                    facts.height = u32::try_from(video.pixel_height().get()).unwrap_or(u32::MAX);
+                }
+            }
+            TrackType::Audio if facts.audio_codec.is_empty() => {
+                facts.audio_codec = matroska_codec(track.codec_id());
+            }
+            _ => {}
+        }
+    }
+    Ok(facts)
+}
+
+/// Matroska codec ids ("V_MPEG4/ISO/AVC", "A_OPUS") by the names MP4's use.
+fn matroska_codec(id: &str) -> String {
+    let name = match id {
+        "V_MPEG4/ISO/AVC" => "h264",
+        "V_MPEGH/ISO/HEVC" => "hevc",
+        "V_VP8" => "vp8",
+        "V_VP9" => "vp9",
+        "V_AV1" => "av1",
+        "V_MJPEG" => "mjpeg",
+        "V_PRORES" => "prores",
+        "V_UNCOMPRESSED" => "uncompressed",
+        id if id.starts_with("V_MPEG4/ISO/") => "mpeg4",
+        id if id.starts_with("A_AAC") => "aac",
+        "A_OPUS" => "opus",
+        "A_VORBIS" => "vorbis",
+        "A_MPEG/L3" => "mp3",
+        "A_FLAC" => "flac",
+        "A_AC3" => "ac3",
+        "A_EAC3" => "eac3",
+        id if id.starts_with("A_PCM/") => "pcm",
+        other => return other.chars().take(64).collect(),
+    };
+    name.to_owned()
+}
+
+fn scaled_ms(duration: u64, timescale: u32) -> u64 {
+    if timescale == 0 {
+        return 0;
+    }
+    u64::try_from(u128::from(duration) * 1000 / u128::from(timescale)).unwrap_or(u64::MAX)
+}
+
+/// Video codecs the FFmpeg inside OBS Studio's media source decodes on every platform OBS
+/// ships for.
+const OBS_VIDEO: &[&str] = &[
+    "h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "prores", "mjpeg",
+];
+/// The same for sound.
+const OBS_AUDIO: &[&str] = &[
+    "aac", "mp3", "opus", "vorbis", "flac", "pcm", "ac3", "eac3", "alac",
+];
+
+/// What pre-flight should warn of in a session's primary recording, whose slot lasts
+/// `slot_ms`. Empty when the file is fit to go on air.
+pub fn playout_concerns(media: &pb::MediaFacts, slot_ms: u64) -> Vec<String> {
+    let mut concerns = Vec::new();
+    if media.duration_ms > 0 && media.duration_ms + 60_000 <= slot_ms {
+        concerns.push(format!(
+            "recording plays {} of a {} slot",
+            minutes(media.duration_ms),
+            minutes(slot_ms)
+        ));
+    }
+    if !OBS_VIDEO.contains(&media.video_codec.as_str()) {
+        concerns.push(format!(
+            "recording's video is {}, which OBS may not play; export it as H.264",
+            media.video_codec
+        ));
+    }
+    if media.audio_codec.is_empty() {
+        concerns.push("recording has no sound".to_owned());
+    } else if !OBS_AUDIO.contains(&media.audio_codec.as_str()) {
+        concerns.push(format!(
+            "recording's sound is {}, which OBS may not play; export it as AAC",
+            media.audio_codec
+        ));
+    }
+    concerns
+}
+
+/// "44 min", rounded down.
+fn minutes(ms: u64) -> String {
+    format!("{} min", ms / 60_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use podium_client::{PLACEHOLDER_SIDE, placeholder_mp4};
+
+    use super::*;
+
+    fn probe_bytes(bytes: &[u8]) -> Result<pb::MediaFacts, ProbeError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("upload.part");
+        fs::write(&path, bytes).unwrap();
+        probe(&path)
+    }
+
+    fn refusal(bytes: &[u8]) -> String {
+        match probe_bytes(bytes) {
+            Err(ProbeError::NotPlayable(why)) => why,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_mp4_index_gives_the_length_codecs_and_picture() {
+        let facts = probe_bytes(&placeholder_mp4(45 * 60 * 1000)).unwrap();
+        assert_eq!(
+            facts,
+            pb::MediaFacts {
+                container: "mp4".into(),
+                duration_ms: 45 * 60 * 1000,
+                video_codec: "h264".into(),
+                width: u32::from(PLACEHOLDER_SIDE),
+                height: u32::from(PLACEHOLDER_SIDE),
+                audio_codec: "aac".into(),
+            }
+        );
+        assert!(playout_concerns(&facts, 45 * 60 * 1000).is_empty());
+    }
+
+    #[test]
+    fn what_is_not_video_or_is_cut_short_is_refused_by_name() {
+        assert!(refusal(b"%PDF-1.7 slides, not a talk").contains("not MP4, MOV, WebM or Matroska"));
+        assert!(refusal(b"").contains("not MP4"));
+        let whole = placeholder_mp4(60_000);
+        // Cut inside `moov`: the index runs past the end.
+        assert!(refusal(&whole[..100]).contains("runs past the end of the file"));
+        // `ftyp` alone: no index at all.
+        assert!(refusal(&whole[..32]).contains("no index (moov box)"));
+        // A broken Matroska header.
+        assert!(refusal(&[0x1a, 0x45, 0xdf, 0xa3, 0xff, 0xff]).contains("Matroska"));
+    }
+
+    #[test]
+    fn media_padded_after_the_index_is_read_without_reading_the_padding() {
+        let mut bytes = placeholder_mp4(30_000);
+        let padding = 1u32 << 20;
+        bytes.extend((padding + 8).to_be_bytes());
+        bytes.extend(b"free");
+        bytes.resize(bytes.len() + padding as usize, 0xab);
+        assert_eq!(probe_bytes(&bytes).unwrap().duration_ms, 30_000);
+    }
+
+    #[test]
+    fn preflight_concerns_name_a_short_talk_silence_and_codecs_obs_may_not_play() {
+        let facts = pb::MediaFacts {
+            container: "matroska".into(),
+            duration_ms: 30 * 60 * 1000,
+            video_codec: "V_THEORA".into(),
+            width: 1280,
+            height: 720,
+            audio_codec: String::new(),
+        };
+        assert_eq!(
+            playout_concerns(&facts, 45 * 60 * 1000),
+            [
+                "recording plays 30 min of a 45 min slot",
+                "recording's video is V_THEORA, which OBS may not play; export it as H.264",
+                "recording has no sound",
+            ]
+        );
+        // Within a minute of the slot is not short.
+        let full = pb::MediaFacts {
+            duration_ms: 44 * 60 * 1000 + 30_000,
+            video_codec: "vp9".into(),
+            audio_codec: "opus".into(),
+            ..facts
+        };
+        assert!(playout_concerns(&full, 45 * 60 * 1000).is_empty());
+    }
+}
