@@ -202,8 +202,13 @@ fn mp4_audio(codec: &Codec) -> String {
 fn matroska<R: Read + Seek>(file: R) -> Result<pb::MediaFacts, ProbeError> {
     let mkv = match MatroskaFile::open(file) {
         Ok(mkv) => mkv,
+        // Reading past the end, or seeking to where an element's size points beyond any
+        // file, is a broken file; other I/O errors are the disk's.
         Err(matroska_demuxer::DemuxError::IoError(e))
-            if e.kind() != io::ErrorKind::UnexpectedEof =>
+            if !matches!(
+                e.kind(),
+                io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidInput
+            ) =>
         {
             return Err(e.into());
         }
@@ -373,6 +378,30 @@ mod tests {
         bytes.extend(b"free");
         bytes.resize(bytes.len() + padding as usize, 0xab);
         assert_eq!(probe_bytes(&bytes).unwrap().duration_ms, 30_000);
+    }
+
+    proptest::proptest! {
+        /// Whatever an upload holds, probing answers (facts or a refusal) and never panics:
+        /// a placeholder talk with bytes overwritten anywhere, or noise behind either magic.
+        #[test]
+        fn any_bytes_are_answered_never_a_panic(
+            edits in proptest::collection::vec((0usize..1100, proptest::num::u8::ANY), 1..12),
+            noise in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
+        ) {
+            let mut talk = placeholder_mp4(60_000);
+            for (at, byte) in &edits {
+                let at = at % talk.len();
+                talk[at] = *byte;
+            }
+            let mkv: Vec<u8> = [0x1a, 0x45, 0xdf, 0xa3].into_iter().chain(noise.iter().copied()).collect();
+            let mp4: Vec<u8> = [0, 0, 0, 24].into_iter().chain(*b"ftyp").chain(noise).collect();
+            for bytes in [talk, mkv, mp4] {
+                match probe_bytes(&bytes) {
+                    Ok(_) | Err(ProbeError::NotPlayable(_)) => {}
+                    Err(ProbeError::Io(e)) => panic!("a readable file gave an I/O error: {e}"),
+                }
+            }
+        }
     }
 
     #[test]
