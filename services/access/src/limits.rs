@@ -108,6 +108,9 @@ fn refusal(message: String, wait: Duration) -> Status {
     )
 }
 
+/// The metric counting refusals, by action ("ballot", "question", "upvote", "join").
+pub const RATE_LIMITED: &str = "podium_rate_limited_total";
+
 /// The rate limiters of one podiumd, shared by the services.
 pub struct RateLimits<C: Clock = DefaultClock> {
     clock: C,
@@ -162,12 +165,14 @@ impl<C: Clock + Clone> RateLimits<C> {
 
     /// One `action` by the principal `principal_id`.
     pub fn check(&self, action: Action, principal_id: &str) -> Result<(), Status> {
-        let limiter = match action {
-            Action::Ballot => &self.ballots,
-            Action::Question => &self.questions,
-            Action::Upvote => &self.upvotes,
+        let (limiter, label) = match action {
+            Action::Ballot => (&self.ballots, "ballot"),
+            Action::Question => (&self.questions, "question"),
+            Action::Upvote => (&self.upvotes, "upvote"),
         };
-        limiter.check(&principal_id.to_owned(), self.max_keys, &self.clock)
+        limiter
+            .check(&principal_id.to_owned(), self.max_keys, &self.clock)
+            .inspect_err(|_| metrics::counter!(RATE_LIMITED, "action" => label).increment(1))
     }
 
     /// One join from the TCP peer `peer` (unknown in-process: one shared key). An IPv6 client
@@ -181,7 +186,9 @@ impl<C: Clock + Clone> RateLimits<C> {
             Some(v4) => v4,
             None => IpAddr::from([0, 0, 0, 0]),
         };
-        self.joins.check(&key, self.max_keys, &self.clock)
+        self.joins
+            .check(&key, self.max_keys, &self.clock)
+            .inspect_err(|_| metrics::counter!(RATE_LIMITED, "action" => "join").increment(1))
     }
 
     /// Forgets keys whose bucket has filled up again.

@@ -250,6 +250,8 @@ impl Live {
                         for member in &mut self.members {
                             member.advance(self.next);
                         }
+                        metrics::gauge!(crate::metrics::READ_MODEL_LAG)
+                            .set(self.log.head().saturating_sub(self.next) as f64);
                     }
                     Some(Ok(SubscriptionItem::CaughtUp(_))) => {}
                     // The log was closed: the models are final, and waiters learn it.

@@ -11,6 +11,7 @@
 pub mod durable;
 mod event;
 mod follower;
+pub mod metrics;
 mod projection;
 mod request_id;
 mod sled_log;

@@ -12,6 +12,7 @@ mod feed;
 mod grpc_web;
 mod health;
 mod limits;
+pub mod metrics;
 pub mod synthetic;
 mod tls;
 
@@ -204,6 +205,8 @@ impl Podium {
     /// token file on first start) and replays the read models.
     pub async fn open(config: Config) -> Result<Self, ServerError> {
         let started = Instant::now();
+        // Before anything records: the log's head and the recordings' bytes are set on opening.
+        metrics::install();
         let sled = Arc::new(SledEventLog::open(
             config.data_dir.join("log"),
             SledOptions {
@@ -472,6 +475,26 @@ impl Podium {
             }
             _ => axum::Router::new().fallback(grpc_web::grpc_unimplemented),
         };
+        let scrape = metrics::install();
+        let on_air = status.as_ref().map(|parts| parts.model.clone());
+        let pages = pages.route(
+            "/metrics",
+            axum::routing::get(move || {
+                let scrape = scrape.clone();
+                if let Some(model) = &on_air {
+                    podium_status::metrics::count_on_air(&model.read());
+                }
+                async move {
+                    (
+                        [(
+                            http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        metrics::render(&scrape),
+                    )
+                }
+            }),
+        );
         if polls.is_some() {
             served.push(<PollsServer<PollsService> as NamedService>::NAME);
         }
@@ -499,6 +522,11 @@ impl Podium {
             ],
         )
         .map_err(|e| ServerError::Config(format!("descriptor set: {e}")))?;
+        let rpc_metrics = metrics::RpcMetricsLayer::new(&[
+            podium_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ])
+        .map_err(|e| ServerError::Config(format!("descriptor set: {e}")))?;
         let mut builder = tonic::transport::Server::builder()
             .max_concurrent_streams(limits.max_concurrent_streams)
             .http2_max_local_error_reset_streams(Some(
@@ -517,6 +545,7 @@ impl Podium {
         let server = builder
             .accept_http1(true)
             .layer(grpc_web::GrpcWebForBrowsers)
+            .layer(rpc_metrics)
             .layer(guard)
             .add_routes(tonic::service::Routes::from(pages))
             .add_service(health_service)

@@ -96,6 +96,7 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let Ok(permit) = self.layer.permits.clone().try_acquire_owned() else {
+            metrics::counter!(crate::metrics::SHED).increment(1);
             let refused = Status::resource_exhausted(format!(
                 "podiumd is handling its limit of {} requests at once \
                  (--max-concurrent-requests); retry shortly",

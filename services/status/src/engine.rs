@@ -475,6 +475,7 @@ impl Engine {
             Ok(outcome) => {
                 for event in &events {
                     if let StatusEvent::Switched { to, cause, .. } = event {
+                        crate::metrics::switched(to.kind, *cause);
                         tracing::info!(conference = %k.0, session = %k.1, source = ?to.kind, offset_ms = to.offset_ms, cause = ?cause, "source switched");
                     }
                 }

@@ -12,6 +12,7 @@ pub mod codec;
 pub mod domain;
 pub mod engine;
 pub mod error;
+pub mod metrics;
 pub mod model;
 pub mod playout;
 pub mod presence;

@@ -97,6 +97,7 @@ impl Drop for Departure {
                 let _ = engine.closed(&c, &s, &sp, connection).await;
             });
         }
+        metrics::gauge!(crate::metrics::AGENTS).decrement(1);
         tracing::info!(conference = %self.conference_id, speaker = %self.speaker_id, connection = self.connection, "agent disconnected");
     }
 }
@@ -162,6 +163,7 @@ impl Presence for PresenceService {
         }
         tracing::info!(conference = %conference_id, session = %session_id, speaker = %speaker_id, connection, test, agent = %agent, "agent connected");
 
+        metrics::gauge!(crate::metrics::AGENTS).increment(1);
         let departure = Departure {
             engine: self.engine.clone(),
             agents: self.agents.clone(),

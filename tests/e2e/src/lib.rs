@@ -7,6 +7,7 @@
 pub mod board;
 pub mod browser;
 pub mod http;
+pub mod metrics;
 pub mod obs;
 mod show;
 

@@ -195,6 +195,8 @@ impl Writer {
             answers.push((request.reply, decision));
         }
         if !committed.is_empty() || self.unflushed {
+            let events = committed.len();
+            let flush_started = std::time::Instant::now();
             // Durable means on stable storage: sled's flush ends in `sync_file_range`, which
             // a power cut can undo, so the files it wrote are fdatasynced too (see `sync`).
             let result = store
@@ -204,6 +206,7 @@ impl Writer {
                 .map_err(storage)
                 .and_then(|()| self.sync_files());
             if let Err(error) = result {
+                metrics::counter!(crate::metrics::COMMIT_FAILURES).increment(1);
                 tracing::error!(%error, "event log commit failed, appends of this group are not acknowledged");
                 // Re-read the head: sled may hold part of what we applied in memory. Those events
                 // were never acknowledged; a retry with the same ids finds them, and is answered
@@ -231,6 +234,7 @@ impl Writer {
             }
             self.unflushed = false;
             self.shared.durable_head.store(self.next, Ordering::Release);
+            crate::metrics::group_committed(events, flush_started.elapsed(), self.next);
             // No subscriber is not an error. Events a failed commit left behind are not in this
             // batch; subscribers see the position jump and read them from storage.
             if !committed.is_empty() {

@@ -53,6 +53,11 @@ impl RecordingStore {
         if removed > 0 {
             tracing::info!(removed, dir = %tmp.display(), "removed unfinished uploads");
         }
+        let mut stored = 0u64;
+        for entry in fs::read_dir(dir.join("sha256"))? {
+            stored += entry?.metadata()?.len();
+        }
+        metrics::gauge!(crate::metrics::RECORDING_BYTES).set(stored as f64);
         Ok(Self { dir, max_bytes })
     }
 
@@ -260,18 +265,23 @@ impl Upload {
             return Err(failed_before());
         }
         let (temp, target) = (self.temp.clone(), self.target.clone());
-        blocking(move || {
+        let new = blocking(move || {
             if target.exists() {
                 fs::remove_file(&temp)?;
                 // An earlier upload may have stopped before making it durable.
                 fs::File::open(&target)?.sync_all()?;
-                durable::sync_parent(&target)
+                durable::sync_parent(&target)?;
+                Ok(false)
             } else {
                 // The rename is durable only once the directories are.
-                durable::rename(&temp, &target)
+                durable::rename(&temp, &target)?;
+                Ok(true)
             }
         })
         .await?;
+        if new {
+            metrics::gauge!(crate::metrics::RECORDING_BYTES).increment(self.size_bytes as f64);
+        }
         self.kept = true;
         Ok(())
     }

@@ -98,6 +98,15 @@ async fn two_hundred_attendees_vote_while_fifty_watchers_converge_and_a_restart_
     for voter in voters {
         voter.await.unwrap();
     }
+    // Every ballot, retry and change is one CastBallot answered OK on the operator's figures.
+    let scraped = podium_e2e::metrics::scrape(&show.server).await.unwrap();
+    assert_eq!(
+        podium_e2e::metrics::sample(
+            &scraped,
+            r#"podium_rpc_requests_total{service="Polls",method="CastBallot",code="OK"}"#
+        ),
+        440.0
+    );
     let mut updates = Vec::new();
     for watcher in watchers {
         updates.push(watcher.await.unwrap());
@@ -128,6 +137,14 @@ async fn two_hundred_attendees_vote_while_fifty_watchers_converge_and_a_restart_
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
+    let scraped = podium_e2e::metrics::scrape(&show.server).await.unwrap();
+    assert_eq!(
+        podium_e2e::metrics::sample(
+            &scraped,
+            r#"podium_rpc_requests_total{service="Polls",method="CastBallot",code="FAILED_PRECONDITION"}"#
+        ),
+        1.0
+    );
     let keys: Vec<_> = std::fs::read_dir(show.server.data_dir.join("poll-keys"))
         .unwrap()
         .collect();

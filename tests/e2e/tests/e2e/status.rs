@@ -10,7 +10,7 @@ use podium_client::{Client, pb};
 use podium_e2e::{
     CONFERENCE, PATIENCE, Podiumd, Show, Speaker, Talk,
     board::{millis, watch_session},
-    cli_process, signal,
+    cli_process, metrics, signal,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -160,6 +160,7 @@ async fn a_killed_agent_falls_back_to_the_recording_from_where_the_talk_had_got_
     let live = start(&show).await;
     assert_eq!(on_air(&live), pb::SourceKind::Speaker);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let before = metrics::scrape(&show.server).await.unwrap();
 
     signal(&agent, Signal::SIGKILL).unwrap();
     agent.wait().unwrap();
@@ -183,6 +184,48 @@ async fn a_killed_agent_falls_back_to_the_recording_from_where_the_talk_had_got_
         "{}",
         alerted.alerts[0].message
     );
+
+    // The operator's figures moved with it, and Prometheus' linter takes them.
+    let after = metrics::scrape(&show.server).await.unwrap();
+    metrics::promtool_check(&after).unwrap();
+    // The Grafana dashboard asks only for what podiumd exports.
+    let dashboard = metrics::dashboard_metrics().unwrap();
+    assert!(dashboard.len() > 10, "{dashboard:?}");
+    for name in dashboard {
+        assert!(
+            after.contains(&format!("# TYPE {name} ")),
+            "deploy/grafana/podium.json queries {name}, which /metrics does not have"
+        );
+    }
+    let moved = |series: &str| metrics::sample(&after, series) - metrics::sample(&before, series);
+    assert_eq!(
+        moved(r#"podium_failovers_total{cause="stream_closed"}"#),
+        1.0
+    );
+    assert_eq!(
+        moved(r#"podium_source_switches_total{to="recording",cause="stream_closed"}"#),
+        1.0
+    );
+    let on_air = |text: &str, source: &str| {
+        metrics::sample(
+            text,
+            &format!(r#"podium_sessions_on_air{{source="{source}"}}"#),
+        )
+    };
+    assert_eq!(
+        (on_air(&before, "speaker"), on_air(&before, "recording")),
+        (1.0, 0.0)
+    );
+    assert_eq!(
+        (on_air(&after, "speaker"), on_air(&after, "recording")),
+        (0.0, 1.0)
+    );
+    assert_eq!(metrics::sample(&before, "podium_agents_connected"), 1.0);
+    assert_eq!(metrics::sample(&after, "podium_agents_connected"), 0.0);
+    // This test's watcher holds a status stream.
+    assert!(metrics::sample(&after, r#"podium_open_streams{method="WatchStatus"}"#) >= 1.0);
+    assert!(moved("podium_log_events_appended_total") >= 1.0, "{after}");
+    assert!(moved("podium_log_head_position") >= 1.0, "{after}");
 }
 
 #[tokio::test]
