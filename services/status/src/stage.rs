@@ -440,10 +440,15 @@ fn readiness(
     if bridge.is_some() && primary.is_some() && !recording_on_playout {
         reasons.push("recording not on the playout machine".to_owned());
     }
-    // What the primary's file is: probed on upload (earlier uploads were not).
-    if let Some(media) = primary.and_then(|p| p.media.as_ref()) {
+    // The primary's length against the slot, and what its file is (probed on upload; earlier
+    // uploads were not).
+    if let Some(primary) = primary {
         let slot_ms = (session.end - session.start).num_milliseconds().max(0) as u64;
-        reasons.extend(crate::recordings::playout_concerns(media, slot_ms));
+        reasons.extend(crate::recordings::playout_concerns(
+            primary.duration_ms,
+            primary.media.as_ref(),
+            slot_ms,
+        ));
     }
     pb::SessionReadiness {
         session_id: session.id.clone(),

@@ -328,7 +328,10 @@ fn validate(
 const DURATION_TOLERANCE_MS: u64 = 1_000;
 
 /// The recording's duration: the file's, which a declared one (not 0) must agree with.
-fn settle_duration(declared_ms: u64, media: &pb::MediaFacts) -> Result<u64, StatusError> {
+pub(super) fn settle_duration(
+    declared_ms: u64,
+    media: &pb::MediaFacts,
+) -> Result<u64, StatusError> {
     match (declared_ms, media.duration_ms) {
         (0, 0) => Err(StatusError::invalid(
             "duration_ms",

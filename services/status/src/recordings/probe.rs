@@ -15,11 +15,15 @@ use std::{
 };
 
 use matroska_demuxer::{MatroskaFile, TrackType};
-use mp4_atom::{Atom, Codec, Ftyp, Header, Moov, ReadAtom, ReadFrom};
+use mp4_atom::{Atom, Codec, Ftyp, Header, Moov, ReadAtom};
 use podium_proto::v1 as pb;
 
-/// The largest `moov` box read: a two-hour talk's index is a few MiB.
-const MAX_MOOV_BYTES: u64 = 64 << 20;
+/// The largest `moov` box read: a four-hour talk at 60 frames a second indexes in 4 MiB.
+const MAX_MOOV_BYTES: u64 = 16 << 20;
+/// The largest `ftyp` box read: a brand and a few compatible ones.
+const MAX_FTYP_BYTES: u64 = 4 << 10;
+/// Top-level boxes walked: a fragmented talk has two per fragment.
+const MAX_BOXES: u32 = 1_000_000;
 
 /// Why a file cannot be a recording, for the uploader.
 #[derive(Debug, thiserror::Error)]
@@ -74,32 +78,51 @@ fn is_mp4_box(kind: &[u8]) -> bool {
     .any(|k| kind == *k)
 }
 
-/// Walks the top-level boxes, seeking past the media, and reads `moov`.
-fn mp4<R: Read + Seek>(file: &mut R, len: u64) -> Result<pb::MediaFacts, ProbeError> {
+/// Walks the top-level boxes, skipping the media, and reads `moov`.
+fn mp4(file: &mut BufReader<fs::File>, len: u64) -> Result<pb::MediaFacts, ProbeError> {
     let mut moov = None;
-    // Old QuickTime files have no `ftyp` and say nothing; they are MOV all the same.
-    let mut quicktime = false;
+    // Old QuickTime files have no `ftyp`: MOV unless an `ftyp` says otherwise.
+    let mut quicktime = true;
     let mut pos = 0u64;
+    let mut boxes = 0u32;
     // A few stray bytes after the last box are not a box.
     while len - pos >= 8 {
-        file.seek(SeekFrom::Start(pos))?;
-        let header = Header::read_from(file)
-            .or_else(|e| refuse(format!("the MP4 box at byte {pos} is broken ({e})")))?;
-        let body_start = file.stream_position()?;
-        let body = header.size.map_or(len - body_start, |size| size as u64);
-        let end = body_start
-            .checked_add(body)
-            .filter(|end| *end <= len)
-            .map_or_else(
-                || {
-                    refuse(format!(
-                        "the MP4 box {} at byte {pos} runs past the end of the file; was the upload cut short?",
-                        header.kind
-                    ))
-                },
-                Ok,
-            )?;
-        if header.kind == Moov::KIND {
+        boxes += 1;
+        if boxes > MAX_BOXES {
+            return refuse(format!(
+                "the MP4 file has more than {MAX_BOXES} top-level boxes"
+            ));
+        }
+        let mut head = [0u8; 8];
+        file.read_exact(&mut head)?;
+        let kind = mp4_atom::FourCC::new(&[head[4], head[5], head[6], head[7]]);
+        let (head_len, body) = match u32::from_be_bytes([head[0], head[1], head[2], head[3]]) {
+            // To the end of the file.
+            0 => (8, len - pos - 8),
+            // A 64-bit size follows.
+            1 if len - pos >= 16 => {
+                let mut large = [0u8; 8];
+                file.read_exact(&mut large)?;
+                (16, u64::from_be_bytes(large).saturating_sub(16))
+            }
+            size if size >= 8 => (8, u64::from(size) - 8),
+            size => {
+                return refuse(format!(
+                    "the MP4 box {kind} at byte {pos} has an impossible size ({size})"
+                ));
+            }
+        };
+        let end = (pos + head_len).checked_add(body).filter(|end| *end <= len);
+        let Some(end) = end else {
+            return refuse(format!(
+                "the MP4 box {kind} at byte {pos} runs past the end of the file; was the upload cut short?"
+            ));
+        };
+        let header = Header {
+            kind,
+            size: Some(body as usize),
+        };
+        if kind == Moov::KIND {
             if body > MAX_MOOV_BYTES {
                 return refuse(format!(
                     "the MP4 index (moov) is {body} bytes, more than podium reads ({MAX_MOOV_BYTES})"
@@ -109,10 +132,18 @@ fn mp4<R: Read + Seek>(file: &mut R, len: u64) -> Result<pb::MediaFacts, ProbeEr
                 Moov::read_atom(&header, file)
                     .or_else(|e| refuse(format!("the MP4 index (moov) is broken ({e})")))?,
             );
-        } else if header.kind == Ftyp::KIND {
+        } else if kind == Ftyp::KIND {
+            if body > MAX_FTYP_BYTES {
+                return refuse(format!(
+                    "the MP4 file type box is {body} bytes; a real one is a few dozen"
+                ));
+            }
             let ftyp = Ftyp::read_atom(&header, file)
                 .or_else(|e| refuse(format!("the MP4 file type box is broken ({e})")))?;
             quicktime = ftyp.major_brand == b"qt  ".into();
+        } else {
+            // Within the buffer when boxes are small, a seek of the file when they are media.
+            file.seek_relative(body as i64)?;
         }
         pos = end;
     }
@@ -123,7 +154,14 @@ fn mp4<R: Read + Seek>(file: &mut R, len: u64) -> Result<pb::MediaFacts, ProbeEr
     };
     let mut facts = pb::MediaFacts {
         container: if quicktime { "mov" } else { "mp4" }.to_owned(),
-        duration_ms: scaled_ms(moov.mvhd.duration, moov.mvhd.timescale),
+        // A fragmented MP4 gives its length in `mehd`, if anywhere.
+        duration_ms: scaled_ms(
+            match (moov.mvhd.duration, &moov.mvex) {
+                (0, Some(mvex)) => mvex.mehd.as_ref().map_or(0, |m| m.fragment_duration),
+                (duration, _) => duration,
+            },
+            moov.mvhd.timescale,
+        ),
         ..Default::default()
     };
     for trak in &moov.trak {
@@ -198,10 +236,52 @@ fn mp4_audio(codec: &Codec) -> String {
     .to_owned()
 }
 
+/// Bytes the Matroska demuxer may read: its header elements (tracks, cues, tags, chapters),
+/// which for a long talk are well under a MiB. Each element it keeps costs a few dozen bytes of
+/// memory, so this also bounds what a hostile file can make it hold.
+const MATROSKA_READ_BUDGET: u64 = 8 << 20;
+
+/// A reader that fails with `QuotaExceeded` once `left` bytes are read.
+struct Budget<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Budget<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Err(io::ErrorKind::QuotaExceeded.into());
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let read = self.inner.read(&mut buf[..want])?;
+        self.left -= read as u64;
+        Ok(read)
+    }
+}
+
+impl<R: Seek> Seek for Budget<R> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.inner.seek(to)
+    }
+}
+
 /// Reads a Matroska or WebM file's header elements.
 fn matroska<R: Read + Seek>(file: R) -> Result<pb::MediaFacts, ProbeError> {
-    let mkv = match MatroskaFile::open(file) {
+    let budget = Budget {
+        inner: file,
+        left: MATROSKA_READ_BUDGET,
+    };
+    let mkv = match MatroskaFile::open(budget) {
         Ok(mkv) => mkv,
+        Err(matroska_demuxer::DemuxError::IoError(e))
+            if e.kind() == io::ErrorKind::QuotaExceeded =>
+        {
+            return refuse(format!(
+                "the Matroska file's header elements are larger than podium reads ({MATROSKA_READ_BUDGET} bytes)"
+            ));
+        }
         // Reading past the end, or seeking to where an element's size points beyond any
         // file, is a broken file; other I/O errors are the disk's.
         Err(matroska_demuxer::DemuxError::IoError(e))
@@ -287,17 +367,25 @@ const OBS_AUDIO: &[&str] = &[
     "aac", "mp3", "opus", "vorbis", "flac", "pcm", "ac3", "eac3", "alac",
 ];
 
-/// What pre-flight should warn of in a session's primary recording, whose slot lasts
-/// `slot_ms`. Empty when the file is fit to go on air.
-pub fn playout_concerns(media: &pb::MediaFacts, slot_ms: u64) -> Vec<String> {
+/// What pre-flight should warn of in a session's primary recording, `duration_ms` long (its
+/// registered length) with `media` probed from its file (none for uploads older than probing),
+/// whose slot lasts `slot_ms`. Empty when the recording is fit to go on air.
+pub fn playout_concerns(
+    duration_ms: u64,
+    media: Option<&pb::MediaFacts>,
+    slot_ms: u64,
+) -> Vec<String> {
     let mut concerns = Vec::new();
-    if media.duration_ms > 0 && media.duration_ms + 60_000 <= slot_ms {
+    if duration_ms + 60_000 <= slot_ms {
         concerns.push(format!(
             "recording plays {} of a {} slot",
-            minutes(media.duration_ms),
+            minutes(duration_ms),
             minutes(slot_ms)
         ));
     }
+    let Some(media) = media else {
+        return concerns;
+    };
     if !OBS_VIDEO.contains(&media.video_codec.as_str()) {
         concerns.push(format!(
             "recording's video is {}, which OBS may not play; export it as H.264",
@@ -321,10 +409,14 @@ fn minutes(ms: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use podium_client::{PLACEHOLDER_SIDE, placeholder_mp4};
-
+pub(super) mod tests {
     use super::*;
+
+    /// `podium_client::placeholder_mp4` of 45 minutes (16x16 H.264, AAC), kept as a file because
+    /// a service does not depend on the client; the client's tests check it is that output.
+    pub(in crate::recordings) const TALK: &[u8] =
+        include_bytes!("../../testdata/placeholder-45min.mp4");
+    pub(in crate::recordings) const TALK_MS: u64 = 45 * 60 * 1000;
 
     fn probe_bytes(bytes: &[u8]) -> Result<pb::MediaFacts, ProbeError> {
         let dir = tempfile::tempdir().unwrap();
@@ -342,26 +434,26 @@ mod tests {
 
     #[test]
     fn an_mp4_index_gives_the_length_codecs_and_picture() {
-        let facts = probe_bytes(&placeholder_mp4(45 * 60 * 1000)).unwrap();
+        let facts = probe_bytes(TALK).unwrap();
         assert_eq!(
             facts,
             pb::MediaFacts {
                 container: "mp4".into(),
-                duration_ms: 45 * 60 * 1000,
+                duration_ms: TALK_MS,
                 video_codec: "h264".into(),
-                width: u32::from(PLACEHOLDER_SIDE),
-                height: u32::from(PLACEHOLDER_SIDE),
+                width: 16,
+                height: 16,
                 audio_codec: "aac".into(),
             }
         );
-        assert!(playout_concerns(&facts, 45 * 60 * 1000).is_empty());
+        assert!(playout_concerns(TALK_MS, Some(&facts), TALK_MS).is_empty());
     }
 
     #[test]
     fn what_is_not_video_or_is_cut_short_is_refused_by_name() {
         assert!(refusal(b"%PDF-1.7 slides, not a talk").contains("not MP4, MOV, WebM or Matroska"));
         assert!(refusal(b"").contains("not MP4"));
-        let whole = placeholder_mp4(60_000);
+        let whole = TALK;
         // Cut inside `moov`: the index runs past the end.
         assert!(refusal(&whole[..100]).contains("runs past the end of the file"));
         // `ftyp` alone: no index at all.
@@ -371,13 +463,50 @@ mod tests {
     }
 
     #[test]
+    fn oversized_or_endless_boxes_are_refused_without_reading_them() {
+        // An `ftyp` that claims the rest of a large file.
+        let mut endless = vec![0, 0, 0, 0];
+        endless.extend(b"ftyp");
+        endless.resize(1 << 20, 0);
+        assert!(refusal(&endless).contains("file type box is 1048568 bytes"));
+        // 100,000 empty boxes, then no index: walked, not choked on.
+        let flood: Vec<u8> = (0..100_000)
+            .flat_map(|_| [0, 0, 0, 8, b'f', b'r', b'e', b'e'])
+            .collect();
+        assert!(refusal(&flood).contains("no index (moov box)"));
+        // A box whose size is smaller than its own header.
+        assert!(
+            refusal(&[0, 0, 0, 3, b'f', b't', b'y', b'p', 0, 0]).contains("impossible size (3)")
+        );
+    }
+
+    #[test]
+    fn a_file_that_does_not_say_its_length_needs_a_declared_one() {
+        use super::super::grpc::settle_duration;
+        let unknown = pb::MediaFacts::default();
+        let refused = settle_duration(0, &unknown).unwrap_err().to_string();
+        assert!(
+            refused.starts_with("duration_ms: the file does not say"),
+            "{refused}"
+        );
+        assert_eq!(settle_duration(90_000, &unknown).unwrap(), 90_000);
+        let known = pb::MediaFacts {
+            duration_ms: 90_000,
+            ..Default::default()
+        };
+        assert_eq!(settle_duration(0, &known).unwrap(), 90_000);
+        assert_eq!(settle_duration(90_999, &known).unwrap(), 90_000);
+        assert!(settle_duration(91_001, &known).is_err());
+    }
+
+    #[test]
     fn media_padded_after_the_index_is_read_without_reading_the_padding() {
-        let mut bytes = placeholder_mp4(30_000);
+        let mut bytes = TALK.to_vec();
         let padding = 1u32 << 20;
         bytes.extend((padding + 8).to_be_bytes());
         bytes.extend(b"free");
         bytes.resize(bytes.len() + padding as usize, 0xab);
-        assert_eq!(probe_bytes(&bytes).unwrap().duration_ms, 30_000);
+        assert_eq!(probe_bytes(&bytes).unwrap().duration_ms, TALK_MS);
     }
 
     proptest::proptest! {
@@ -388,7 +517,7 @@ mod tests {
             edits in proptest::collection::vec((0usize..1100, proptest::num::u8::ANY), 1..12),
             noise in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
         ) {
-            let mut talk = placeholder_mp4(60_000);
+            let mut talk = TALK.to_vec();
             for (at, byte) in &edits {
                 let at = at % talk.len();
                 talk[at] = *byte;
@@ -415,7 +544,7 @@ mod tests {
             audio_codec: String::new(),
         };
         assert_eq!(
-            playout_concerns(&facts, 45 * 60 * 1000),
+            playout_concerns(facts.duration_ms, Some(&facts), 45 * 60 * 1000),
             [
                 "recording plays 30 min of a 45 min slot",
                 "recording's video is V_THEORA, which OBS may not play; export it as H.264",
@@ -429,6 +558,11 @@ mod tests {
             audio_codec: "opus".into(),
             ..facts
         };
-        assert!(playout_concerns(&full, 45 * 60 * 1000).is_empty());
+        assert!(playout_concerns(full.duration_ms, Some(&full), 45 * 60 * 1000).is_empty());
+        // A recording older than probing is still checked for its length.
+        assert_eq!(
+            playout_concerns(20 * 60 * 1000, None, 45 * 60 * 1000),
+            ["recording plays 20 min of a 45 min slot"]
+        );
     }
 }

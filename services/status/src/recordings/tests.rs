@@ -6,7 +6,6 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use futures::{StreamExt, stream};
 use podium_access::{Principal, Role};
-use podium_client::placeholder_mp4;
 use podium_eventlog::{
     EventLog, ExpectedVersion, Filter, NewEvent, Projector, SledEventLog, SledOptions,
 };
@@ -208,7 +207,7 @@ fn principal(role: Role, conference: &str, speaker: Option<&str>) -> Principal {
 /// A 45-minute MP4 of `len` bytes: a placeholder talk's index, then a `free` box of
 /// deterministic pseudo-random bytes (xorshift), so a failure is reproducible.
 fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut data = placeholder_mp4(TALK_MS);
+    let mut data = super::probe::tests::TALK.to_vec();
     let padding = len
         .checked_sub(data.len())
         .expect("room for the talk's index");
@@ -224,8 +223,7 @@ fn bytes(len: usize, seed: u64) -> Vec<u8> {
     data
 }
 
-/// The length of every test talk.
-const TALK_MS: u64 = 45 * 60 * 1000;
+use super::probe::tests::TALK_MS;
 
 fn sha256(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
