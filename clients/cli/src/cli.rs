@@ -48,6 +48,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The node at a glance for its operator (admin token).
+    #[command(subcommand)]
+    Admin(crate::admin::AdminCmd),
     /// Run a playout bridge: podium's decisions carried out in OBS Studio.
     #[command(subcommand)]
     Bridge(crate::bridge::BridgeCmd),

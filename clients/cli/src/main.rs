@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+mod admin;
 mod agenda;
 mod bridge;
 mod cli;
@@ -87,6 +88,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ratings { session } => rating::ratings(&ctx, session).await,
         Command::Recording(cmd) => recording::run(&ctx, cmd).await,
         Command::Bridge(cmd) => bridge::run(&ctx, cmd).await,
+        Command::Admin(cmd) => admin::run(&ctx, cmd).await,
         // Answered above, before connecting: it needs no server.
         Command::Config(_) => Ok(()),
     }

@@ -1,13 +1,40 @@
 //! The `podium.v1.Diagnostics` service: `Ping`, the no-op baseline of every benchmark. It goes
-//! through the same interceptor and token check as a ballot, and stores nothing; and `Process`,
-//! the process's own figures (memory, open files, threads, tasks) for the soak and an operator.
+//! through the same interceptor and token check as a ballot, and stores nothing; `Process`,
+//! the process's own figures (memory, open files, threads, tasks) for the soak and an operator;
+//! and `Node`, the node at a glance for `podium admin status`.
+
+use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use podium_access::caller;
+use podium_eventlog::EventLog;
 use podium_proto::v1::{self as pb, diagnostics_server::Diagnostics};
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-#[derive(Debug, Default)]
-pub struct DiagnosticsService;
+use crate::metrics::RpcMetricsLayer;
+
+/// What `Node` reads. Without it (tests that serve `Ping` alone) `Node` is UNAVAILABLE.
+#[derive(Clone)]
+pub struct NodeFacts {
+    pub started: Instant,
+    pub log: Arc<dyn EventLog>,
+    /// The read models' applied position (they share one follower).
+    pub applied: Option<watch::Receiver<u64>>,
+    pub streams: RpcMetricsLayer,
+    pub data_dir: PathBuf,
+    pub disk_reserve: u64,
+}
+
+#[derive(Default)]
+pub struct DiagnosticsService {
+    node: Option<NodeFacts>,
+}
+
+impl DiagnosticsService {
+    pub fn new(node: NodeFacts) -> Self {
+        Self { node: Some(node) }
+    }
+}
 
 #[tonic::async_trait]
 impl Diagnostics for DiagnosticsService {
@@ -45,4 +72,49 @@ impl Diagnostics for DiagnosticsService {
             tasks,
         }))
     }
+
+    async fn node(
+        &self,
+        request: Request<pb::NodeRequest>,
+    ) -> Result<Response<pb::NodeResponse>, Status> {
+        caller(&request)?.require_admin("read the node's status")?;
+        let node = self
+            .node
+            .as_ref()
+            .ok_or_else(|| Status::unavailable("this server does not report its node"))?;
+        let head = node.log.head();
+        let applied = node.applied.as_ref().map_or(head, |a| *a.borrow());
+        let dir = node.data_dir.clone();
+        let (data_bytes, disk_available_bytes) = tokio::task::spawn_blocking(move || {
+            (size_under(&dir), fs2::available_space(&dir).unwrap_or(0))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("measuring the data directory: {e}")))?;
+        Ok(Response::new(pb::NodeResponse {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_seconds: node.started.elapsed().as_secs(),
+            log_backend: "sled".to_owned(),
+            log_head: head,
+            read_model_lag: head.saturating_sub(applied),
+            open_streams: node.streams.open_streams(),
+            data_bytes,
+            disk_available_bytes,
+            disk_reserve_bytes: node.disk_reserve,
+        }))
+    }
+}
+
+/// Bytes of the files under `dir`, following no links; what cannot be read counts 0.
+fn size_under(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => size_under(&entry.path()),
+            Ok(kind) if kind.is_file() => entry.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
 }

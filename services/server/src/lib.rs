@@ -127,6 +127,8 @@ pub struct Podium {
     agenda: Option<AgendaStore>,
     status: Option<StatusParts>,
     feedback: Option<FeedbackParts>,
+    /// When `open` began, for the node's uptime.
+    started: Instant,
 }
 
 /// Every read model of a process, fed by one follower of the log.
@@ -291,6 +293,7 @@ impl Podium {
             agenda,
             status,
             feedback,
+            started,
         })
     }
 
@@ -311,6 +314,7 @@ impl Podium {
             agenda,
             status,
             feedback,
+            started,
         } = self;
         let auth = Authenticator::new(keys.clone());
         let limits = config.transport.clone();
@@ -475,32 +479,25 @@ impl Podium {
             }
             _ => axum::Router::new().fallback(grpc_web::grpc_unimplemented),
         };
-        let scrape = metrics::install();
-        let on_air = status.as_ref().map(|parts| parts.model.clone());
-        let pages = pages.route(
-            "/metrics",
-            axum::routing::get(move || {
-                let scrape = scrape.clone();
-                if let Some(model) = &on_air {
-                    podium_status::metrics::count_on_air(&model.read());
-                }
-                async move {
-                    (
-                        [(
-                            http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        metrics::render(&scrape),
-                    )
-                }
-            }),
-        );
+        let pages = metrics::route(pages, status.as_ref().map(|parts| parts.model.clone()));
         if polls.is_some() {
             served.push(<PollsServer<PollsService> as NamedService>::NAME);
         }
+        let rpc_metrics = metrics::RpcMetricsLayer::new(&[
+            podium_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ])
+        .map_err(|e| ServerError::Config(format!("descriptor set: {e}")))?;
         let diagnostics = limited!(
             DiagnosticsServer,
-            diagnostics::DiagnosticsService,
+            diagnostics::DiagnosticsService::new(diagnostics::NodeFacts {
+                started,
+                log: log.clone(),
+                applied: Some(directory.applied()),
+                streams: rpc_metrics.clone(),
+                data_dir: config.data_dir.clone(),
+                disk_reserve: config.disk_reserve,
+            }),
             limits,
             auth
         );
@@ -521,11 +518,6 @@ impl Podium {
                 tonic_health::pb::FILE_DESCRIPTOR_SET,
             ],
         )
-        .map_err(|e| ServerError::Config(format!("descriptor set: {e}")))?;
-        let rpc_metrics = metrics::RpcMetricsLayer::new(&[
-            podium_proto::FILE_DESCRIPTOR_SET,
-            tonic_health::pb::FILE_DESCRIPTOR_SET,
-        ])
         .map_err(|e| ServerError::Config(format!("descriptor set: {e}")))?;
         let mut builder = tonic::transport::Server::builder()
             .max_concurrent_streams(limits.max_concurrent_streams)

@@ -13,7 +13,10 @@ use std::{
     collections::HashMap,
     future::Future,
     pin::Pin,
-    sync::{Arc, OnceLock},
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
     task::{Context, Poll},
     time::Instant,
 };
@@ -21,6 +24,8 @@ use std::{
 use bytes::Bytes;
 use metrics::{Gauge, Histogram, Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use podium_eventlog::Projector;
+use podium_status::model::StatusModel;
 use prost::Message;
 use tonic::{Code, Status, body::Body};
 use tower::{Layer, Service};
@@ -93,10 +98,29 @@ fn describe() {
     }
 }
 
-/// The body of `GET /metrics`: every metric, with the process's figures read now.
-pub fn render(handle: &PrometheusHandle) -> String {
-    metrics_process::Collector::default().collect();
-    handle.render()
+/// Adds `GET /metrics` to `pages`: every metric, with the process's figures and the sessions on
+/// air (from `status`, when this node runs it) read at each scrape.
+pub fn route(pages: axum::Router, status: Option<Projector<StatusModel>>) -> axum::Router {
+    let handle = install();
+    pages.route(
+        "/metrics",
+        axum::routing::get(move || {
+            if let Some(model) = &status {
+                podium_status::metrics::count_on_air(&model.read());
+            }
+            metrics_process::Collector::default().collect();
+            let text = handle.render();
+            async move {
+                (
+                    [(
+                        http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    text,
+                )
+            }
+        }),
+    )
 }
 
 /// One gRPC method's labels and handles, made once.
@@ -105,8 +129,8 @@ struct Method {
     service: String,
     method: String,
     duration: Histogram,
-    /// Set for server-streaming methods.
-    streams: Option<Gauge>,
+    /// Set for server-streaming methods: the gauge, and the same count for `Diagnostics/Node`.
+    streams: Option<(Gauge, Arc<AtomicU64>)>,
 }
 
 /// Counts and times every gRPC method named in the descriptor sets; other requests (pages,
@@ -135,7 +159,10 @@ impl RpcMetricsLayer {
                                 method: method.name().to_owned(),
                                 duration: metrics::histogram!(RPC_SECONDS, &labels),
                                 streams: method.server_streaming().then(|| {
-                                    metrics::gauge!(OPEN_STREAMS, "method" => method.name().to_owned())
+                                    (
+                                        metrics::gauge!(OPEN_STREAMS, "method" => method.name().to_owned()),
+                                        Arc::default(),
+                                    )
                                 }),
                             },
                         );
@@ -146,6 +173,17 @@ impl RpcMetricsLayer {
         Ok(Self {
             methods: Arc::new(methods),
         })
+    }
+
+    /// Server streams open now, by method; methods with none are left out.
+    pub fn open_streams(&self) -> HashMap<String, u64> {
+        self.methods
+            .values()
+            .filter_map(|m| {
+                let open = m.streams.as_ref()?.1.load(Ordering::Relaxed);
+                (open > 0).then(|| (m.method.clone(), open))
+            })
+            .collect()
     }
 }
 
@@ -208,9 +246,10 @@ where
             )
             .increment(1);
             match &method.streams {
-                Some(gauge) if code == Code::Ok => {
+                Some((gauge, count)) if code == Code::Ok => {
                     gauge.increment(1);
-                    let open = OpenStream(gauge.clone());
+                    count.fetch_add(1, Ordering::Relaxed);
+                    let open = OpenStream(gauge.clone(), count.clone());
                     Ok(response.map(|body| {
                         Body::new(Tracked {
                             inner: body,
@@ -224,12 +263,13 @@ where
     }
 }
 
-/// Decrements its gauge when the stream's body is dropped, however the stream ended.
-struct OpenStream(Gauge);
+/// Decrements its gauge and count when the stream's body is dropped, however it ended.
+struct OpenStream(Gauge, Arc<AtomicU64>);
 
 impl Drop for OpenStream {
     fn drop(&mut self) {
         self.0.decrement(1);
+        self.1.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

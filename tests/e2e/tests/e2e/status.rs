@@ -660,3 +660,37 @@ async fn a_green_room_test_while_live_leaves_the_live_agent_on_air() {
         .unwrap();
     assert_eq!(on_air(&status), pb::SourceKind::Speaker);
 }
+
+/// `podium admin status` against a running podiumd, while a board follows a session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_reads_the_node_at_a_glance() {
+    let (show, _) = stage(pb::FailbackMode::Sticky, true).await;
+    let mut statuses = watch_session(&show.admin, show.session_id());
+    until(&mut statuses, |_| true).await;
+    let admin = show.server.admin_token().unwrap();
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        podium_e2e::cli(&show.server, &admin, &["admin", "status"]).unwrap()
+    });
+    assert!(ok, "{err}");
+    let line = |what: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(what))
+            .unwrap_or_else(|| panic!("no {what} in {out}"))
+            .to_owned()
+    };
+    assert!(line("version").contains(env!("CARGO_PKG_VERSION")), "{out}");
+    assert!(line("log").contains("sled, head at "), "{out}");
+    assert!(line("read models").contains("caught up"), "{out}");
+    assert!(line("open streams").contains("WatchStatus 1"), "{out}");
+    assert!(line("disk").contains("free"), "{out}");
+    // A speaker's token is refused.
+    let speaker = show
+        .token(pb::Role::Speaker, Some(Speaker::Sokha), "Sokha's laptop")
+        .await
+        .unwrap();
+    let (ok, _, err) = tokio::task::block_in_place(|| {
+        podium_e2e::cli(&show.server, &speaker, &["admin", "status"]).unwrap()
+    });
+    assert!(!ok);
+    assert!(err.contains("PermissionDenied"), "{err}");
+}

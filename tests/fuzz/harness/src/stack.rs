@@ -130,7 +130,7 @@ impl Stack {
             questions,
             ratings,
             feed,
-            diagnostics: DiagnosticsService,
+            diagnostics: DiagnosticsService::default(),
         })
     }
 

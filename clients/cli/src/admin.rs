@@ -1,0 +1,107 @@
+//! `podium admin status`: the node at a glance for the person who runs it (admin token): its
+//! version and uptime, the log's head and the read models' lag, the streams open by kind, the
+//! data on disk and the room left against `--disk-reserve`.
+
+use clap::Subcommand;
+use podium_client::pb;
+
+use crate::{Ctx, output::table, recording::human_bytes};
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCmd {
+    /// This podiumd node now: version, uptime, log, read-model lag, open streams, disk.
+    Status,
+}
+
+pub async fn run(ctx: &Ctx, cmd: AdminCmd) -> anyhow::Result<()> {
+    match cmd {
+        AdminCmd::Status => status(ctx).await,
+    }
+}
+
+async fn status(ctx: &Ctx) -> anyhow::Result<()> {
+    let node = ctx
+        .client
+        .diagnostics()
+        .node(pb::NodeRequest {})
+        .await?
+        .into_inner();
+    if ctx.out.json(&node) {
+        return Ok(());
+    }
+    let mut streams: Vec<_> = node.open_streams.iter().collect();
+    streams.sort();
+    let streams = if streams.is_empty() {
+        "none".to_owned()
+    } else {
+        streams
+            .iter()
+            .map(|(method, open)| format!("{method} {open}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let disk = match (node.disk_available_bytes, node.disk_reserve_bytes) {
+        (0, _) => "free space unknown".to_owned(),
+        (free, 0) => format!("{} free (no reserve)", human_bytes(free)),
+        (free, reserve) if free <= reserve => format!(
+            "{} free, AT the {} reserve: appends are refused",
+            human_bytes(free),
+            human_bytes(reserve)
+        ),
+        (free, reserve) => format!(
+            "{} free, {} above the {} reserve",
+            human_bytes(free),
+            human_bytes(free - reserve),
+            human_bytes(reserve)
+        ),
+    };
+    let lag = match node.read_model_lag {
+        0 => "caught up".to_owned(),
+        n => format!("{n} events behind"),
+    };
+    let mut t = table(&["", ""]);
+    for (what, value) in [
+        ("version", node.version.clone()),
+        ("uptime", uptime(node.uptime_seconds)),
+        (
+            "log",
+            format!("{}, head at {}", node.log_backend, node.log_head),
+        ),
+        ("read models", lag),
+        ("open streams", streams),
+        ("data", human_bytes(node.data_bytes)),
+        ("disk", disk),
+    ] {
+        t.add_row(vec![what.to_owned(), value]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+/// "3d 04:05:06", "04:05:06".
+fn uptime(seconds: u64) -> String {
+    let (days, rest) = (seconds / 86_400, seconds % 86_400);
+    let clock = format!(
+        "{:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    );
+    if days > 0 {
+        format!("{days}d {clock}")
+    } else {
+        clock
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn uptime_reads_as_days_and_a_clock() {
+        assert_eq!(super::uptime(59), "00:00:59");
+        assert_eq!(
+            super::uptime(3 * 86_400 + 4 * 3600 + 5 * 60 + 6),
+            "3d 04:05:06"
+        );
+    }
+}
