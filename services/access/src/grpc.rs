@@ -264,7 +264,7 @@ impl Access for AccessService {
         };
         let token = self.sign(principal.clone(), ttl)?;
         let issued = self.keys.verify(&token)?;
-        tracing::info!(issuer = %issuer.id, role = %issued.role, principal = %issued.id, "token issued");
+        tracing::info!(conference = issued.conference_id.as_deref().unwrap_or("*"), issuer = %issuer.id, role = %issued.role, principal = %issued.id, "token issued");
         Ok(Response::new(pb::IssueTokenResponse {
             token,
             principal: Some(principal_to_proto(&issued)),

@@ -221,6 +221,8 @@ impl Stage for StageService {
                 "switch sources",
             )
             .await?;
+        // The switch itself is logged with its cause when the log has it ("source switched").
+        tracing::info!(conference = %r.conference_id.trim(), session = %r.session_id.trim(), kind = r.kind, by = %principal.id, "moderator switch asked");
         Ok(Response::new(pb::SwitchSourceResponse {
             status: Some(status),
         }))
@@ -241,6 +243,7 @@ impl Stage for StageService {
                 "pin sources",
             )
             .await?;
+        tracing::info!(conference = %r.conference_id.trim(), session = %r.session_id.trim(), pinned = r.pinned, by = %principal.id, "sources pinned");
         Ok(Response::new(pb::PinResponse {
             status: Some(status),
         }))

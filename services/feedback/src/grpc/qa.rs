@@ -286,7 +286,10 @@ impl Questions for QuestionsService {
         let moderate = ModerateQuestion::try_from(r)?;
         let (conference_id, question_id) =
             (moderate.conference_id.clone(), moderate.question_id.clone());
+        let action = moderate.action;
         self.commands.moderate(&principal.id, moderate).await?;
+        // No question text: it is the attendee's.
+        tracing::info!(conference = %conference_id, question = %question_id, action = ?action, by = %principal.id, "question moderated");
         let question = self.view(&principal, &conference_id, &question_id)?;
         Ok(Response::new(pb::ModerateQuestionResponse {
             question: Some(question),
