@@ -78,6 +78,26 @@ async fn status(ctx: &Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `podium health`: whether podiumd serves (gRPC health, no token needed). Prints the state and
+/// fails unless it is SERVING, for container health checks and scripts.
+pub async fn health(ctx: &Ctx, service: Option<String>) -> anyhow::Result<()> {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    let answer = ctx
+        .client
+        .health()
+        .check(HealthCheckRequest {
+            service: service.clone().unwrap_or_default(),
+        })
+        .await?
+        .into_inner();
+    let state = answer.status();
+    println!("{}", state.as_str_name());
+    if state != ServingStatus::Serving {
+        anyhow::bail!("{} is not serving", service.as_deref().unwrap_or("podiumd"));
+    }
+    Ok(())
+}
+
 /// "3d 04:05:06", "04:05:06".
 fn uptime(seconds: u64) -> String {
     let (days, rest) = (seconds / 86_400, seconds % 86_400);

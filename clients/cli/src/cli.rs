@@ -51,6 +51,13 @@ pub enum Command {
     /// The node at a glance for its operator (admin token).
     #[command(subcommand)]
     Admin(crate::admin::AdminCmd),
+    /// Whether podiumd serves: prints SERVING or NOT_SERVING and fails unless SERVING (no
+    /// token needed; for health checks).
+    Health {
+        /// One service's health, e.g. podium.v1.Polls; podiumd as a whole if omitted.
+        #[arg(long)]
+        service: Option<String>,
+    },
     /// Run a playout bridge: podium's decisions carried out in OBS Studio.
     #[command(subcommand)]
     Bridge(crate::bridge::BridgeCmd),

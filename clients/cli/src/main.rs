@@ -89,6 +89,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Recording(cmd) => recording::run(&ctx, cmd).await,
         Command::Bridge(cmd) => bridge::run(&ctx, cmd).await,
         Command::Admin(cmd) => admin::run(&ctx, cmd).await,
+        Command::Health { service } => admin::health(&ctx, service).await,
         // Answered above, before connecting: it needs no server.
         Command::Config(_) => Ok(()),
     }

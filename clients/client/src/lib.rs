@@ -196,6 +196,12 @@ impl Client {
         PresenceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
+    /// gRPC health (`grpc.health.v1.Health`), which needs no token: load balancers, probes and
+    /// `podium health` ask it.
+    pub fn health(&self) -> tonic_health::pb::health_client::HealthClient<Channel> {
+        tonic_health::pb::health_client::HealthClient::new(self.channel.clone())
+    }
+
     pub fn diagnostics(&self) -> DiagnosticsClient<Authed> {
         DiagnosticsClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }

@@ -6,6 +6,7 @@ mod access;
 mod agenda;
 mod authz;
 mod cli;
+mod deploy;
 mod faults;
 mod feed;
 mod house;

@@ -693,4 +693,10 @@ async fn the_operator_reads_the_node_at_a_glance() {
     });
     assert!(!ok);
     assert!(err.contains("PermissionDenied"), "{err}");
+    // Health needs no role: the container's health check runs `podium health`.
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        podium_e2e::cli(&show.server, &speaker, &["health"]).unwrap()
+    });
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "SERVING");
 }
