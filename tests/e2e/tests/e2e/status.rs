@@ -185,8 +185,19 @@ async fn a_killed_agent_falls_back_to_the_recording_from_where_the_talk_had_got_
         alerted.alerts[0].message
     );
 
-    // The operator's figures moved with it, and Prometheus' linter takes them.
-    let after = metrics::scrape(&show.server).await.unwrap();
+    // The operator's figures moved with it, and Prometheus' linter takes them. The engine
+    // counts a switch when the log acknowledges it, which may be just after the watcher saw it.
+    let failovers = r#"podium_failovers_total{cause="stream_closed"}"#;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let after = loop {
+        let scraped = metrics::scrape(&show.server).await.unwrap();
+        if metrics::sample(&scraped, failovers) > metrics::sample(&before, failovers)
+            || tokio::time::Instant::now() > deadline
+        {
+            break scraped;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     metrics::promtool_check(&after).unwrap();
     // The Grafana dashboard asks only for what podiumd exports.
     let dashboard = metrics::dashboard_metrics().unwrap();
