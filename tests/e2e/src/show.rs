@@ -335,6 +335,20 @@ impl Show {
         ShowBuilder::default()
     }
 
+    /// The pre-flight report of every session not ended, as the admin reads it.
+    pub async fn preflight(&self) -> anyhow::Result<pb::PreflightResponse> {
+        Ok(self
+            .admin
+            .stage()
+            .preflight(pb::PreflightRequest {
+                conference_id: CONFERENCE.into(),
+                within_hours: 0,
+                all: true,
+            })
+            .await?
+            .into_inner())
+    }
+
     /// The first session's id.
     pub fn session_id(&self) -> &str {
         &self.sessions.first().expect("the show has a session").id

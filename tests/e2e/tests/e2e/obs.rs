@@ -262,17 +262,7 @@ async fn web_board(show: &Show) -> String {
 async fn until_recording_on_playout(show: &Show) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let report = show
-            .admin
-            .stage()
-            .preflight(pb::PreflightRequest {
-                conference_id: CONFERENCE.into(),
-                all: true,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let report = show.preflight().await.unwrap();
         if report.sessions.iter().any(|s| s.recording_on_playout) {
             return;
         }

@@ -63,6 +63,18 @@ async fn sha256_of(path: &Path) -> String {
     hash_file(path, |_| {}).await.unwrap().0
 }
 
+/// The conference with one 45-minute talk.
+async fn cambodia() -> Show {
+    Show::start()
+        .session(Talk::new(
+            "Open data in Cambodia",
+            "2024-11-14T02:00:00Z",
+            "2024-11-14T02:45:00Z",
+        ))
+        .await
+        .unwrap()
+}
+
 /// Runs the CLI without stalling the runtime; returns (success, stdout, stderr).
 async fn podium(server: &Podiumd, token: &str, args: &[&str]) -> (bool, String, String) {
     tokio::task::block_in_place(|| cli(server, token, args).unwrap())
@@ -70,14 +82,7 @@ async fn podium(server: &Podiumd, token: &str, args: &[&str]) -> (bool, String, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_200_mib_talk_goes_up_and_down_through_the_cli_in_flat_memory() {
-    let show = Show::start()
-        .session(Talk::new(
-            "Open data in Cambodia",
-            "2024-11-14T02:00:00Z",
-            "2024-11-14T02:45:00Z",
-        ))
-        .await
-        .unwrap();
+    let show = cambodia().await;
     let (server, admin, talk) = (&show.server, &show.admin, &show.sessions[0]);
     let token = server.admin_token().unwrap();
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
@@ -362,14 +367,7 @@ async fn refusals(server: &Podiumd, admin: &Client, session_id: &str, dir: &Path
 /// much shorter than its slot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_media_is_probed_and_preflight_warns_of_a_short_talk() {
-    let show = Show::start()
-        .session(Talk::new(
-            "Open data in Cambodia",
-            "2024-11-14T02:00:00Z",
-            "2024-11-14T02:45:00Z",
-        ))
-        .await
-        .unwrap();
+    let show = cambodia().await;
     let (server, admin, talk) = (&show.server, &show.admin, &show.sessions[0]);
     let token = server.admin_token().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -463,16 +461,7 @@ async fn real_media_is_probed_and_preflight_warns_of_a_short_talk() {
     assert!(ok, "{err}");
     assert!(out.contains("webm vp9 320x240 opus"), "{out}");
 
-    let report = admin
-        .stage()
-        .preflight(pb::PreflightRequest {
-            conference_id: CONFERENCE.into(),
-            all: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let report = show.preflight().await.unwrap();
     assert!(
         report.sessions[0]
             .reasons

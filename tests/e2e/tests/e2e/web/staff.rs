@@ -196,17 +196,7 @@ async fn a_speaker_in_new_york_sees_their_session_in_both_zones_and_gets_a_calen
         .wait_for_text(&card, "Connection tested")
         .await
         .unwrap();
-    let report = show
-        .admin
-        .stage()
-        .preflight(pb::PreflightRequest {
-            conference_id: podium_e2e::CONFERENCE.into(),
-            within_hours: 0,
-            all: true,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let report = show.preflight().await.unwrap();
     let sarah = &report
         .sessions
         .iter()
