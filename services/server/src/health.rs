@@ -64,3 +64,17 @@ impl Health for DrainingHealth {
         Ok(Response::new(Box::pin(stream)))
     }
 }
+
+/// What the server task's end means: its own error, or a task that failed (logged; the log is
+/// closed cleanly all the same).
+pub(crate) fn server_ended(
+    ended: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
+) -> Result<(), crate::ServerError> {
+    match ended {
+        Ok(served) => served.map_err(crate::ServerError::from),
+        Err(join) => {
+            tracing::error!(error = %join, "server task failed");
+            Ok(())
+        }
+    }
+}

@@ -11,6 +11,7 @@ mod diagnostics;
 mod feed;
 mod grpc_web;
 mod health;
+#[macro_use]
 mod limits;
 pub mod metrics;
 pub mod synthetic;
@@ -94,27 +95,6 @@ pub const SNAPSHOT_DIR: &str = "snapshots";
 /// pause of the follower while the models are encoded, then one file per model, fsynced)
 /// happens rarely enough not to count.
 pub const SNAPSHOT_EVERY: u64 = 100_000;
-
-/// A generated server with podiumd's message size limits, behind the token interceptor. The
-/// `shared` form takes an `Arc` that the pages share, calling it with the cookie's principal.
-macro_rules! limited {
-    (shared $server:ident, $service:expr, $limits:expr, $auth:expr) => {
-        InterceptedService::new(
-            $server::from_arc($service)
-                .max_decoding_message_size($limits.max_request_bytes as usize)
-                .max_encoding_message_size($limits.max_response_bytes as usize),
-            $auth.clone(),
-        )
-    };
-    ($server:ident, $service:expr, $limits:expr, $auth:expr) => {
-        InterceptedService::new(
-            $server::new($service)
-                .max_decoding_message_size($limits.max_request_bytes as usize)
-                .max_encoding_message_size($limits.max_response_bytes as usize),
-            $auth.clone(),
-        )
-    };
-}
 
 /// podium's state, opened and replayed, ready to serve.
 pub struct Podium {
@@ -328,8 +308,8 @@ impl Podium {
         // Both reflection versions: grpcurl and older tools ask v1alpha, newer ones v1.
         let reflection = || {
             tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(podium_proto::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(limits::DESCRIPTORS[0])
+                .register_encoded_file_descriptor_set(limits::DESCRIPTORS[1])
         };
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
@@ -483,11 +463,8 @@ impl Podium {
         if polls.is_some() {
             served.push(<PollsServer<PollsService> as NamedService>::NAME);
         }
-        let rpc_metrics = metrics::RpcMetricsLayer::new(&[
-            podium_proto::FILE_DESCRIPTOR_SET,
-            tonic_health::pb::FILE_DESCRIPTOR_SET,
-        ])
-        .map_err(|e| ServerError::Config(format!("descriptor set: {e}")))?;
+        let rpc_metrics = metrics::RpcMetricsLayer::new(&limits::DESCRIPTORS)
+            .map_err(limits::descriptor_error)?;
         let diagnostics = limited!(
             DiagnosticsServer,
             diagnostics::DiagnosticsService::new(diagnostics::NodeFacts {
@@ -513,12 +490,9 @@ impl Podium {
         let guard = limits::GuardLayer::new(
             limits.max_concurrent_requests as usize,
             limits.request_timeout,
-            &[
-                podium_proto::FILE_DESCRIPTOR_SET,
-                tonic_health::pb::FILE_DESCRIPTOR_SET,
-            ],
+            &limits::DESCRIPTORS,
         )
-        .map_err(|e| ServerError::Config(format!("descriptor set: {e}")))?;
+        .map_err(limits::descriptor_error)?;
         let mut builder = tonic::transport::Server::builder()
             .max_concurrent_streams(limits.max_concurrent_streams)
             .http2_max_local_error_reset_streams(Some(
@@ -574,11 +548,7 @@ impl Podium {
             () = shutdown => None,
         };
         let outcome = match result {
-            Some(Ok(served)) => served.map_err(ServerError::from),
-            Some(Err(join)) => {
-                tracing::error!(error = %join, "server task failed");
-                Ok(())
-            }
+            Some(ended) => health::server_ended(ended),
             None => {
                 tracing::info!("shutting down: health NOT_SERVING, ending open streams");
                 for name in std::iter::once("").chain(served.iter().copied()) {
@@ -589,11 +559,7 @@ impl Podium {
                 let _ = stop_tx.send(true);
                 let _ = serve_stop_tx.send(());
                 match tokio::time::timeout(config.drain_timeout, &mut server).await {
-                    Ok(Ok(served)) => served.map_err(ServerError::from),
-                    Ok(Err(join)) => {
-                        tracing::error!(error = %join, "server task failed");
-                        Ok(())
-                    }
+                    Ok(ended) => health::server_ended(ended),
                     Err(_) => {
                         // Streams were told to end; what is left is connections whose clients
                         // did not close after GOAWAY. Nothing is lost by cutting them.

@@ -16,6 +16,27 @@ use tokio::sync::Semaphore;
 use tonic::{Code, Status, body::Body};
 use tower::{Layer, Service};
 
+/// A generated server with podiumd's message size limits, behind the token interceptor. The
+/// `shared` form takes an `Arc` that the pages share, calling it with the cookie's principal.
+macro_rules! limited {
+    (shared $server:ident, $service:expr, $limits:expr, $auth:expr) => {
+        InterceptedService::new(
+            $server::from_arc($service)
+                .max_decoding_message_size($limits.max_request_bytes as usize)
+                .max_encoding_message_size($limits.max_response_bytes as usize),
+            $auth.clone(),
+        )
+    };
+    ($server:ident, $service:expr, $limits:expr, $auth:expr) => {
+        InterceptedService::new(
+            $server::new($service)
+                .max_decoding_message_size($limits.max_request_bytes as usize)
+                .max_encoding_message_size($limits.max_response_bytes as usize),
+            $auth.clone(),
+        )
+    };
+}
+
 /// What [`Guard`] enforces.
 #[derive(Debug, Clone)]
 pub struct GuardLayer {
@@ -154,6 +175,17 @@ fn oversized_is_resource_exhausted(response: http::Response<Body>) -> http::Resp
         }
         _ => response,
     }
+}
+
+/// Every gRPC service podiumd serves, described: for reflection, the transport guard's
+/// timeouts and the RPC metrics' labels.
+pub(crate) const DESCRIPTORS: [&[u8]; 2] = [
+    podium_proto::FILE_DESCRIPTOR_SET,
+    tonic_health::pb::FILE_DESCRIPTOR_SET,
+];
+
+pub(crate) fn descriptor_error(e: prost::DecodeError) -> crate::ServerError {
+    crate::ServerError::Config(format!("descriptor set: {e}"))
 }
 
 #[cfg(test)]
