@@ -1,8 +1,12 @@
 //! `podium admin status`: the node at a glance for the person who runs it (admin token): its
 //! version and uptime, the log's head and the read models' lag, the streams open by kind, the
-//! data on disk and the room left against `--disk-reserve`.
+//! data on disk and the room left against `--disk-reserve`; and `podium admin backup`, a
+//! backup of the running node into a file that `podiumd restore` reads.
+
+use std::io::IsTerminal;
 
 use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
 use podium_client::pb;
 
 use crate::{Ctx, output::table, recording::human_bytes};
@@ -11,12 +15,71 @@ use crate::{Ctx, output::table, recording::human_bytes};
 pub enum AdminCmd {
     /// This podiumd node now: version, uptime, log, read-model lag, open streams, disk.
     Status,
+    /// Back up the running node into a file: its log up to now, the token signing key and
+    /// the open anonymous polls' keys, and with --recordings the recordings' files. The node
+    /// keeps serving. Restore with `podiumd restore FILE --data-dir DIR`.
+    Backup {
+        /// The file to write; it must not exist yet.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Include the recordings' files (may be many gigabytes); without them the backup
+        /// lists the recordings, to be uploaded again after a restore.
+        #[arg(long)]
+        recordings: bool,
+    },
 }
 
 pub async fn run(ctx: &Ctx, cmd: AdminCmd) -> anyhow::Result<()> {
     match cmd {
         AdminCmd::Status => status(ctx).await,
+        AdminCmd::Backup { out, recordings } => backup(ctx, &out, recordings).await,
     }
+}
+
+async fn backup(ctx: &Ctx, out: &std::path::Path, recordings: bool) -> anyhow::Result<()> {
+    // Its size is known only at the end: a counter on a terminal, nothing elsewhere.
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new_spinner();
+        if let Ok(style) =
+            ProgressStyle::with_template("{spinner} backing up: {bytes} {binary_bytes_per_sec}")
+        {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let shown = bar.clone();
+    let size = ctx
+        .client
+        .backup_to_file(recordings, out, move |written| {
+            if let Some(bar) = &shown {
+                bar.set_position(written);
+            }
+        })
+        .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let size = size.map_err(crate::recording::transfer_error)?;
+    if ctx.out.json {
+        let written = serde_json::json!({
+            "path": out.display().to_string(),
+            "sizeBytes": size.to_string(),
+            "recordings": recordings,
+        });
+        println!("{}", serde_json::to_string_pretty(&written)?);
+    } else {
+        println!(
+            "backup written to {} ({}{})",
+            out.display(),
+            human_bytes(size),
+            if recordings {
+                ", recordings included"
+            } else {
+                ", without the recordings' files"
+            }
+        );
+    }
+    Ok(())
 }
 
 async fn status(ctx: &Ctx) -> anyhow::Result<()> {

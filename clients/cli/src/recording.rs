@@ -342,7 +342,7 @@ fn meter(
 }
 
 /// The server's refusals as `tonic::Status`, which `main` prints with their code.
-fn transfer_error(error: TransferError) -> anyhow::Error {
+pub(crate) fn transfer_error(error: TransferError) -> anyhow::Error {
     match error {
         TransferError::Rpc(status) => status.into(),
         other => other.into(),

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+mod backup;
 mod json;
 mod placeholder;
 mod recordings;

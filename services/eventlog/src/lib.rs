@@ -28,7 +28,7 @@ pub use event::{DecodeError, NewEvent, Page, RecordedEvent};
 pub use follower::{Follower, FollowerHandle};
 pub use projection::{Projection, Projector};
 pub use request_id::{InvalidRequestId, RequestId};
-pub use sled_log::{SledEventLog, SledOptions, decode_stored};
+pub use sled_log::{SledEventLog, SledImport, SledOptions, decode_stored};
 pub use snapshot::{Snapshot, SnapshotError};
 pub use subscribe::{Filter, SubscriptionItem, subscribe};
 

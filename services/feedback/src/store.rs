@@ -452,6 +452,9 @@ pub fn results(
 
 // ---- Anonymous polls ----
 
+/// A poll's key file: its name in the keys' directory and its bytes.
+pub type KeyFile = (String, Vec<u8>);
+
 /// Per-poll keys that turn an attendee id into a voter id for anonymous polls. A key lives in
 /// `<dir>/<conference>--<poll>.key` until the poll closes, then it is deleted, and with it the
 /// last link from attendees to their choices.
@@ -473,8 +476,13 @@ impl VoterKeys {
         })
     }
 
+    /// The name of a poll's key file in the keys' directory.
+    pub fn file_name(conference_id: &str, poll_id: &str) -> String {
+        format!("{conference_id}--{poll_id}.key")
+    }
+
     fn path(&self, conference_id: &str, poll_id: &str) -> PathBuf {
-        self.dir.join(format!("{conference_id}--{poll_id}.key"))
+        self.dir.join(Self::file_name(conference_id, poll_id))
     }
 
     /// The voter id of `attendee` in an anonymous poll; creates the key on first use. `None`
@@ -519,6 +527,47 @@ impl VoterKeys {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         )))
+    }
+
+    /// Every key on disk, as its file name and bytes, together with what `at` returns, both
+    /// under the lock that creates and destroys keys. A backup reads the log's head in `at`: a
+    /// key created after it is used only by ballots that commit after that head.
+    pub fn export<T>(&self, at: impl FnOnce() -> T) -> std::io::Result<(T, Vec<KeyFile>)> {
+        let _held = self
+            .cache
+            .lock()
+            .map_err(|_| std::io::Error::other("voter keys poisoned"))?;
+        let keys = Self::read_dir(&self.dir)?;
+        Ok((at(), keys))
+    }
+
+    /// The keys in `dir` (of a data directory whose podiumd does not run the polls), as file
+    /// names and bytes, sorted by name.
+    pub fn read_dir(dir: &std::path::Path) -> std::io::Result<Vec<KeyFile>> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut keys = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            // Only finished keys: `durable::write_private` writes through a temporary name.
+            if !name.ends_with(".key") || !entry.file_type()?.is_file() {
+                continue;
+            }
+            match std::fs::read(entry.path()) {
+                Ok(key) if key.len() == 32 => keys.push((name, key)),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        keys.sort();
+        Ok(keys)
     }
 
     /// Destroys the key of a closed poll, durably: once this returns, a power cut cannot

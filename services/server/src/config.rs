@@ -93,6 +93,21 @@ pub struct Config {
     /// Print the effective configuration (flags, environment and defaults) as JSON and exit.
     #[arg(long)]
     pub print_config: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What podiumd can do instead of serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Restore a backup taken with `podium admin backup` into --data-dir, which must not exist
+    /// or be empty, then exit. Start podiumd on that directory afterwards. A truncated or
+    /// damaged backup is refused and nothing is left behind.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+    },
 }
 
 /// Limits on connections, streams and messages. tonic leaves several of these unset; podiumd

@@ -1,17 +1,22 @@
 //! The `podium.v1.Diagnostics` service: `Ping`, the no-op baseline of every benchmark. It goes
 //! through the same interceptor and token check as a ballot, and stores nothing; `Process`,
 //! the process's own figures (memory, open files, threads, tasks) for the soak and an operator;
-//! and `Node`, the node at a glance for `podium admin status`.
+//! `Node`, the node at a glance for `podium admin status`; and `Backup`, a backup of the node
+//! while it serves ([`crate::backup`]).
 
-use std::{path::PathBuf, sync::Arc, time::Instant};
+use std::{path::PathBuf, pin::Pin, sync::Arc, time::Instant};
 
+use futures::{Stream, StreamExt};
 use podium_access::caller;
 use podium_eventlog::EventLog;
 use podium_proto::v1::{self as pb, diagnostics_server::Diagnostics};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use crate::metrics::RpcMetricsLayer;
+use crate::{
+    backup::{BackupError, BackupSource},
+    metrics::RpcMetricsLayer,
+};
 
 /// What `Node` reads. Without it (tests that serve `Ping` alone) `Node` is UNAVAILABLE.
 #[derive(Clone)]
@@ -23,6 +28,10 @@ pub struct NodeFacts {
     pub streams: RpcMetricsLayer,
     pub data_dir: PathBuf,
     pub disk_reserve: u64,
+    /// What `Backup` copies: the polls' keys when this process runs the polls.
+    pub voter_keys: Option<Arc<podium_feedback::VoterKeys>>,
+    /// Turns true when the server begins to shut down: a backup in progress ends.
+    pub stop: watch::Receiver<bool>,
 }
 
 #[derive(Default)]
@@ -36,8 +45,12 @@ impl DiagnosticsService {
     }
 }
 
+type BackupStream = Pin<Box<dyn Stream<Item = Result<pb::BackupChunk, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl Diagnostics for DiagnosticsService {
+    type BackupStream = BackupStream;
+
     async fn ping(
         &self,
         request: Request<pb::PingRequest>,
@@ -101,6 +114,41 @@ impl Diagnostics for DiagnosticsService {
             disk_available_bytes,
             disk_reserve_bytes: node.disk_reserve,
         }))
+    }
+
+    async fn backup(
+        &self,
+        request: Request<pb::BackupRequest>,
+    ) -> Result<Response<BackupStream>, Status> {
+        caller(&request)?.require_admin("take a backup")?;
+        let node = self
+            .node
+            .as_ref()
+            .ok_or_else(|| Status::unavailable("this server does not take backups"))?;
+        let source = BackupSource {
+            log: node.log.clone(),
+            data_dir: node.data_dir.clone(),
+            voter_keys: node.voter_keys.clone(),
+        };
+        let include_recordings = request.into_inner().include_recordings;
+        let stream = source
+            .stream(include_recordings, node.stop.clone())
+            .map(|piece| {
+                piece
+                    .map(|data| pb::BackupChunk { data })
+                    .map_err(backup_status)
+            });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// The status a backup that could not be finished ends with.
+fn backup_status(error: BackupError) -> Status {
+    tracing::error!(%error, "backup failed");
+    match error {
+        BackupError::ShuttingDown => Status::unavailable(error.to_string()),
+        BackupError::Corrupt(_) => Status::failed_precondition(error.to_string()),
+        _ => Status::internal(error.to_string()),
     }
 }
 

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod config;
 mod diagnostics;
 mod feed;
@@ -48,7 +49,7 @@ use tonic::{
     server::NamedService, service::interceptor::InterceptedService, transport::server::TcpIncoming,
 };
 
-pub use config::{Config, LogFormat, ServiceName};
+pub use config::{Command, Config, LogFormat, ServiceName};
 pub use diagnostics::DiagnosticsService;
 pub use feed::FeedService;
 
@@ -422,6 +423,7 @@ impl Podium {
         if ratings.is_some() {
             served.push(<RatingsServer<RatingsService> as NamedService>::NAME);
         }
+        let voter_keys = feedback.as_ref().map(|parts| parts.keys.clone());
         let polls_service = feedback.map(|parts| {
             Arc::new(
                 PollsService::new(log.clone(), parts.model, parts.keys, stop_rx.clone())
@@ -474,6 +476,8 @@ impl Podium {
                 streams: rpc_metrics.clone(),
                 data_dir: config.data_dir.clone(),
                 disk_reserve: config.disk_reserve,
+                voter_keys,
+                stop: stop_rx.clone(),
             }),
             limits,
             auth

@@ -6,7 +6,7 @@
 use std::io::IsTerminal;
 
 use clap::Parser;
-use podium_server::{Config, LogFormat, Podium};
+use podium_server::{Command, Config, LogFormat, Podium, backup};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -15,6 +15,9 @@ async fn main() -> anyhow::Result<()> {
     if config.print_config {
         println!("{:#}", config.effective());
         return Ok(());
+    }
+    if let Some(Command::Restore { file }) = &config.command {
+        restore(file, &config.data_dir);
     }
     if let Err(problem) = config.validate() {
         eprintln!("podiumd: {problem}");
@@ -48,6 +51,39 @@ async fn main() -> anyhow::Result<()> {
         return Err(error.into());
     }
     Ok(())
+}
+
+/// `podiumd restore`: says what came back, or why nothing did, and exits.
+fn restore(file: &std::path::Path, data_dir: &std::path::Path) -> ! {
+    match backup::restore(file, data_dir) {
+        Ok(restored) => {
+            let taken = restored.taken_at.map_or_else(String::new, |at| {
+                format!(" (taken {})", prost_types::Timestamp::from(at))
+            });
+            println!(
+                "restored {} events, {} keys and {} of {} recording files from {}{taken} into {}",
+                restored.head,
+                restored.keys,
+                restored.recording_files,
+                restored.recordings,
+                file.display(),
+                data_dir.display(),
+            );
+            let missing = restored.recordings - restored.recording_files;
+            if missing > 0 {
+                println!(
+                    "the backup holds no files for {missing} recordings: upload them again \
+                     (podium recording upload), or restore a backup taken with --recordings"
+                );
+            }
+            println!("start podiumd with --data-dir {}", data_dir.display());
+            std::process::exit(0)
+        }
+        Err(error) => {
+            eprintln!("podiumd: cannot restore {}: {error}", file.display());
+            std::process::exit(1)
+        }
+    }
 }
 
 async fn shutdown_signal() {

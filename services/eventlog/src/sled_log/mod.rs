@@ -8,6 +8,7 @@
 //! after that fdatasync. This file holds the handle that ties them together: opening,
 //! closing, and the [`EventLog`] methods.
 
+mod import;
 mod keys;
 mod read;
 mod sync;
@@ -26,6 +27,7 @@ use async_trait::async_trait;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
+pub use import::SledImport;
 pub use read::decode_stored;
 use sync::SledFiles;
 use writer::Writer;
@@ -283,6 +285,28 @@ impl EventLog for SledEventLog {
 }
 
 fn validate_append(stream: &str, events: &[NewEvent]) -> Result<()> {
+    validate_stream(stream)?;
+    if events.is_empty() || events.len() > MAX_BATCH_EVENTS {
+        return Err(EventLogError::InvalidAppend(format!(
+            "a batch holds 1 to {MAX_BATCH_EVENTS} events"
+        )));
+    }
+    for event in events {
+        validate_event(event.id, &event.event_type, &event.payload)?;
+    }
+    let mut ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    ids.sort_unstable();
+    if ids.windows(2).any(|w| w[0] == w[1]) {
+        return Err(EventLogError::InvalidAppend(
+            "a batch names the same event id twice".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A stream name the log accepts: 1 to [`MAX_STREAM_LEN`] bytes of ASCII letters, digits and
+/// `/ - _ . :` (never `0x00`, which separates a stream from the rest of an index key).
+fn validate_stream(stream: &str) -> Result<()> {
     let invalid = |m: String| Err(EventLogError::InvalidAppend(m));
     if stream.is_empty() || stream.len() > MAX_STREAM_LEN {
         return invalid(format!("stream name must be 1 to {MAX_STREAM_LEN} bytes"));
@@ -295,24 +319,20 @@ fn validate_append(stream: &str, events: &[NewEvent]) -> Result<()> {
             "stream name {stream:?} may only hold ASCII letters, digits and / - _ . :"
         ));
     }
-    if events.is_empty() || events.len() > MAX_BATCH_EVENTS {
-        return invalid(format!("a batch holds 1 to {MAX_BATCH_EVENTS} events"));
+    Ok(())
+}
+
+/// An event the log accepts: a type, and a payload of at most [`MAX_PAYLOAD`] bytes.
+fn validate_event(id: Uuid, event_type: &str, payload: &[u8]) -> Result<()> {
+    if payload.len() > MAX_PAYLOAD {
+        return Err(EventLogError::InvalidAppend(format!(
+            "event {id} is larger than {MAX_PAYLOAD} bytes"
+        )));
     }
-    for event in events {
-        if event.payload.len() > MAX_PAYLOAD {
-            return invalid(format!(
-                "event {} is larger than {MAX_PAYLOAD} bytes",
-                event.id
-            ));
-        }
-        if event.event_type.is_empty() {
-            return invalid(format!("event {} has no type", event.id));
-        }
-    }
-    let mut ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-    ids.sort_unstable();
-    if ids.windows(2).any(|w| w[0] == w[1]) {
-        return invalid("a batch names the same event id twice".into());
+    if event_type.is_empty() {
+        return Err(EventLogError::InvalidAppend(format!(
+            "event {id} has no type"
+        )));
     }
     Ok(())
 }

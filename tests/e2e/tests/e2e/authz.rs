@@ -83,6 +83,7 @@ const TABLE: &[(&str, Allowed, &str)] = &[
     ("podium.v1.Diagnostics/Ping", Roles(ANY_TOKEN), ""),
     ("podium.v1.Diagnostics/Process", Roles(ADMIN), ""),
     ("podium.v1.Diagnostics/Node", Roles(ADMIN), ""),
+    ("podium.v1.Diagnostics/Backup", Roles(ADMIN), ""),
     ("podium.v1.EventFeed/Subscribe", Roles(STAFF), ""),
     ("podium.v1.Polls/CreatePoll", Roles(RUN), ""),
     ("podium.v1.Polls/OpenPoll", Roles(RUN), ""),

@@ -5,6 +5,7 @@
 mod access;
 mod agenda;
 mod authz;
+mod backup;
 mod cli;
 mod deploy;
 mod faults;

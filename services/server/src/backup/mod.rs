@@ -1,0 +1,34 @@
+//! Backups of a running node and restores into a new data directory.
+//!
+//! [`take`] streams a consistent backup while podiumd serves (the `Diagnostics/Backup` RPC that
+//! `podium admin backup` calls): the log up to its durable head when the call arrives, the keys
+//! beside it, and optionally the recordings' files. [`restore`] (`podiumd restore`) reads such
+//! a file into a new data directory, all or nothing. [`format`] is the file: the magic bytes,
+//! length-delimited `podium.v1.BackupRecord` messages, and a closing digest; `backup.proto`
+//! documents it for anyone who reads it without podium.
+
+pub mod format;
+pub mod restore;
+pub mod take;
+
+use std::path::{Path, PathBuf};
+
+pub use format::BackupError;
+pub use restore::{Restored, restore};
+pub use take::BackupSource;
+
+/// The file the token signing key lives in, under the data directory.
+const TOKEN_KEY: &str = "token-signing.key";
+/// The directory of anonymous polls' voter keys, under the data directory.
+const POLL_KEYS: &str = "poll-keys";
+
+/// Where the recording with this SHA-256 keeps its bytes under `data_dir` (the layout of
+/// `podium_status::RecordingStore`).
+fn recording_path(data_dir: &Path, sha256: &str) -> PathBuf {
+    data_dir.join("recordings").join("sha256").join(sha256)
+}
+
+/// The log's directory under `data_dir`.
+pub(crate) fn log_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("log")
+}

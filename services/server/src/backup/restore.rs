@@ -1,0 +1,377 @@
+//! Restoring a backup into a new data directory, all or nothing. Everything is written into a
+//! directory beside the target (`.<name>.restoring`), checked against the file's closing
+//! digest, made durable, and only then renamed to the target: a truncated or damaged file, or
+//! a crash half-way, leaves no data directory behind that podiumd would start on.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fs,
+    io::{BufReader, Write},
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use podium_eventlog::{RecordedEvent, SledImport, durable};
+use podium_feedback::VoterKeys;
+use podium_proto::v1::{self as pb, backup_record::Record};
+use prost::Name;
+use sha2::{Digest, Sha256};
+
+use super::{BackupError, POLL_KEYS, TOKEN_KEY, format::Decoder, log_path, recording_path};
+
+/// What a restore put back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// The restored log's head: it holds the events at positions 0 to `head - 1`.
+    pub head: u64,
+    /// When the backup was taken.
+    pub taken_at: Option<SystemTime>,
+    /// Keys written: the token signing key and the open anonymous polls' keys.
+    pub keys: usize,
+    /// Recordings registered in the log, and how many of their files the backup held.
+    pub recordings: usize,
+    pub recording_files: usize,
+}
+
+/// Restores the backup in `file` into `data_dir`, which must not exist or be empty.
+pub fn restore(file: &Path, data_dir: &Path) -> Result<Restored, BackupError> {
+    match fs::read_dir(data_dir).map(|mut entries| entries.next().is_none()) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(BackupError::Target(format!(
+                "{} is not empty: restore only into a new or empty data directory (nothing was written)",
+                data_dir.display()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(BackupError::io(format!("reading {}", data_dir.display()))(
+                e,
+            ));
+        }
+    }
+    let name = data_dir
+        .file_name()
+        .ok_or_else(|| BackupError::Target(format!("{} names no directory", data_dir.display())))?
+        .to_string_lossy()
+        .into_owned();
+    let parent = match data_dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    durable::create_dir_all(&parent)
+        .map_err(BackupError::io(format!("creating {}", parent.display())))?;
+    let staging = parent.join(format!(".{name}.restoring"));
+    // Left by a restore that was stopped: it was never renamed, so nothing else uses it.
+    if staging.exists() {
+        fs::remove_dir_all(&staging)
+            .map_err(BackupError::io(format!("removing {}", staging.display())))?;
+    }
+    let restored = Staging::new(&staging).and_then(|mut staging| {
+        staging.read(file)?;
+        staging.finish()
+    });
+    match restored {
+        Ok(restored) => {
+            // An empty target directory is replaced by the rename.
+            durable::rename(&staging, data_dir)
+                .map_err(BackupError::io(format!("renaming {}", staging.display())))?;
+            Ok(restored)
+        }
+        Err(error) => {
+            let _ = fs::remove_dir_all(&staging);
+            let _ = durable::sync_dir(&parent);
+            Err(error)
+        }
+    }
+}
+
+/// A restore in progress in its own directory.
+struct Staging {
+    dir: PathBuf,
+    log: Option<SledImport>,
+    header: pb::BackupHeader,
+    keys: Vec<(String, Vec<u8>)>,
+    /// Anonymous polls' key file names, and whether the poll is closed in the log.
+    poll_closed: HashMap<String, bool>,
+    /// Recordings registered in the log: SHA-256 and size.
+    registered: HashMap<String, u64>,
+    /// Recording files restored so far.
+    files: HashSet<String>,
+    /// The recording file being written.
+    current: Option<RecordingFile>,
+}
+
+struct RecordingFile {
+    sha256: String,
+    size_bytes: u64,
+    temp: PathBuf,
+    file: fs::File,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl Staging {
+    fn new(dir: &Path) -> Result<Self, BackupError> {
+        for sub in ["sha256", "tmp"] {
+            let path = dir.join("recordings").join(sub);
+            durable::create_dir_all(&path)
+                .map_err(BackupError::io(format!("creating {}", path.display())))?;
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            log: Some(SledImport::create(log_path(dir))?),
+            header: pb::BackupHeader::default(),
+            keys: Vec::new(),
+            poll_closed: HashMap::new(),
+            registered: HashMap::new(),
+            files: HashSet::new(),
+            current: None,
+        })
+    }
+
+    fn read(&mut self, file: &Path) -> Result<(), BackupError> {
+        let name = file.display().to_string();
+        let opened = fs::File::open(file).map_err(BackupError::io(format!("opening {name}")))?;
+        let (mut decoder, header) =
+            Decoder::open(BufReader::with_capacity(1 << 20, opened), &name)?;
+        self.header = header;
+        while let Some(record) = decoder.next()? {
+            let at = decoder.records();
+            match record {
+                Record::Key(key) => self.key(key, at)?,
+                Record::Event(event) => self.event(event, at)?,
+                Record::Recording(recording) => self.recording(recording, at)?,
+                Record::Chunk(bytes) => self.chunk(&bytes, at)?,
+                Record::Header(_) | Record::End(_) => {
+                    return Err(out_of_place(at, "a second header"));
+                }
+            }
+        }
+        self.close_recording()
+    }
+
+    fn key(&mut self, key: pb::BackupKey, at: u64) -> Result<(), BackupError> {
+        if self.log.as_ref().is_some_and(|log| log.head() > 0) || self.current.is_some() {
+            return Err(out_of_place(at, "a key after the events"));
+        }
+        let poll_key = key
+            .path
+            .strip_prefix(&format!("{POLL_KEYS}/"))
+            .filter(|name| is_poll_key_name(name));
+        if key.path != TOKEN_KEY && poll_key.is_none() {
+            return Err(BackupError::Corrupt(format!(
+                "record {at} is a key for {:?}, which is not a place podium keeps keys",
+                key.path
+            )));
+        }
+        if key.secret.len() < 32 {
+            return Err(BackupError::Corrupt(format!(
+                "record {at}: the key {} is shorter than 32 bytes",
+                key.path
+            )));
+        }
+        if let Some(name) = poll_key {
+            self.poll_closed.insert(name.to_owned(), false);
+        }
+        self.keys.push((key.path, key.secret));
+        Ok(())
+    }
+
+    fn event(&mut self, event: pb::Event, at: u64) -> Result<(), BackupError> {
+        let log = match (&mut self.log, &self.current) {
+            (Some(log), None) if self.files.is_empty() => log,
+            _ => return Err(out_of_place(at, "an event after the recordings")),
+        };
+        let event = RecordedEvent::from_proto(event)
+            .map_err(|e| BackupError::Corrupt(format!("record {at}: {e}")))?;
+        if event.position >= self.header.log_head {
+            return Err(BackupError::Corrupt(format!(
+                "record {at} is the event at position {}, past the header's head {}",
+                event.position, self.header.log_head
+            )));
+        }
+        log.push(&event)?;
+        let bad = |e: podium_eventlog::DecodeError| BackupError::Corrupt(e.to_string());
+        if event.event_type == pb::RecordingRegistered::full_name() {
+            if let pb::RecordingRegistered { recording: Some(r) } = event.decode().map_err(bad)? {
+                self.registered.insert(r.sha256, r.size_bytes);
+            }
+        } else if event.event_type == pb::PollOpened::full_name() {
+            let opened: pb::PollOpened = event.decode().map_err(bad)?;
+            self.poll_closed.insert(
+                VoterKeys::file_name(&opened.conference_id, &opened.poll_id),
+                false,
+            );
+        } else if event.event_type == pb::PollClosed::full_name() {
+            let closed: pb::PollClosed = event.decode().map_err(bad)?;
+            self.poll_closed.insert(
+                VoterKeys::file_name(&closed.conference_id, &closed.poll_id),
+                true,
+            );
+        }
+        Ok(())
+    }
+
+    fn recording(
+        &mut self,
+        recording: pb::BackupRecordingFile,
+        at: u64,
+    ) -> Result<(), BackupError> {
+        self.close_recording()?;
+        if !self.header.recordings_included {
+            return Err(out_of_place(
+                at,
+                "a recording in a backup said to hold none",
+            ));
+        }
+        let pb::BackupRecordingFile { sha256, size_bytes } = recording;
+        if self.registered.get(&sha256) != Some(&size_bytes) {
+            return Err(BackupError::Corrupt(format!(
+                "record {at} is the file {sha256} of {size_bytes} bytes, which no event registers"
+            )));
+        }
+        if !self.files.insert(sha256.clone()) {
+            return Err(out_of_place(at, "the same recording file twice"));
+        }
+        let temp = self
+            .dir
+            .join("recordings")
+            .join("tmp")
+            .join(format!("{sha256}.part"));
+        let file = fs::File::create(&temp)
+            .map_err(BackupError::io(format!("creating {}", temp.display())))?;
+        self.current = Some(RecordingFile {
+            sha256,
+            size_bytes,
+            temp,
+            file,
+            hasher: Sha256::new(),
+            written: 0,
+        });
+        Ok(())
+    }
+
+    fn chunk(&mut self, bytes: &[u8], at: u64) -> Result<(), BackupError> {
+        let Some(current) = self.current.as_mut() else {
+            return Err(out_of_place(at, "file bytes before a recording"));
+        };
+        current.written += bytes.len() as u64;
+        if current.written > current.size_bytes {
+            return Err(BackupError::Corrupt(format!(
+                "record {at}: recording {} holds more than its {} bytes",
+                current.sha256, current.size_bytes
+            )));
+        }
+        current.hasher.update(bytes);
+        current
+            .file
+            .write_all(bytes)
+            .map_err(BackupError::io(format!(
+                "writing {}",
+                current.temp.display()
+            )))
+    }
+
+    /// Checks the recording file just written and moves it into place.
+    fn close_recording(&mut self) -> Result<(), BackupError> {
+        let Some(current) = self.current.take() else {
+            return Ok(());
+        };
+        let digest: String = current
+            .hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if current.written != current.size_bytes || digest != current.sha256 {
+            return Err(BackupError::Corrupt(format!(
+                "recording {}: its {} bytes do not hash to its name",
+                current.sha256, current.written
+            )));
+        }
+        current.file.sync_all().map_err(BackupError::io(format!(
+            "writing {}",
+            current.temp.display()
+        )))?;
+        let target = recording_path(&self.dir, &current.sha256);
+        fs::rename(&current.temp, &target).map_err(BackupError::io(format!(
+            "renaming {}",
+            current.temp.display()
+        )))
+    }
+
+    /// Checks that the file held what its header promised, writes the keys of the polls that
+    /// are still open, and makes everything durable.
+    fn finish(mut self) -> Result<Restored, BackupError> {
+        let head = self.log.take().map_or(Ok(0), SledImport::finish)?;
+        if head != self.header.log_head {
+            return Err(BackupError::Corrupt(format!(
+                "it holds {head} events, but its header says {}",
+                self.header.log_head
+            )));
+        }
+        let missing = self
+            .registered
+            .keys()
+            .filter(|sha| !self.files.contains(*sha))
+            .count();
+        if self.header.recordings_included && missing > 0 {
+            return Err(BackupError::Corrupt(format!(
+                "{missing} registered recordings have no file in it, though its header says they are included"
+            )));
+        }
+        if !self.keys.iter().any(|(path, _)| path == TOKEN_KEY) {
+            return Err(BackupError::Corrupt("it holds no token signing key".into()));
+        }
+        let mut written = 0;
+        durable::create_dir_all(&self.dir.join(POLL_KEYS))
+            .map_err(BackupError::io("creating the poll keys' directory"))?;
+        for (path, secret) in &self.keys {
+            // A poll closed in the log keeps no key: the backup may hold one whose poll closed
+            // while it was being taken.
+            let closed = path
+                .strip_prefix(&format!("{POLL_KEYS}/"))
+                .is_some_and(|name| self.poll_closed.get(name) == Some(&true));
+            if closed {
+                continue;
+            }
+            let target = self.dir.join(path);
+            durable::write_private(&target, secret)
+                .map_err(BackupError::io(format!("writing {}", target.display())))?;
+            written += 1;
+        }
+        for dir in [
+            self.dir.join("recordings").join("sha256"),
+            self.dir.join("recordings"),
+        ] {
+            durable::sync_dir(&dir)
+                .map_err(BackupError::io(format!("syncing {}", dir.display())))?;
+        }
+        durable::sync_dir(&self.dir)
+            .map_err(BackupError::io(format!("syncing {}", self.dir.display())))?;
+        Ok(Restored {
+            head,
+            taken_at: self
+                .header
+                .taken_at
+                .and_then(|t| SystemTime::try_from(t).ok()),
+            keys: written,
+            recordings: self.registered.len(),
+            recording_files: self.files.len(),
+        })
+    }
+}
+
+fn out_of_place(at: u64, what: &str) -> BackupError {
+    BackupError::Corrupt(format!("record {at} is {what}, out of the format's order"))
+}
+
+/// A key file name that stays inside the keys' directory.
+fn is_poll_key_name(name: &str) -> bool {
+    name.ends_with(".key")
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}

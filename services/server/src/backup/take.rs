@@ -1,0 +1,164 @@
+//! Taking a backup of a running node. The log's durable head is read once, under the lock
+//! that creates and destroys anonymous polls' keys, so the keys and the events agree; appends
+//! go on meanwhile (nothing waits for the backup), and the backup holds the events below that
+//! head only. The recordings' files are those registered by events in the backup: an upload
+//! still in flight is not registered yet, so no half recording is ever copied.
+
+use std::{path::PathBuf, sync::Arc, time::SystemTime};
+
+use futures::Stream;
+use podium_eventlog::EventLog;
+use podium_feedback::VoterKeys;
+use podium_proto::v1::{self as pb, backup_record::Record};
+use prost::Name;
+use tokio::{io::AsyncReadExt, sync::watch};
+
+use super::{
+    BackupError, POLL_KEYS, TOKEN_KEY,
+    format::{CHUNK_BYTES, Encoder, FORMAT_VERSION},
+    recording_path,
+};
+
+/// Bytes gathered before a piece of the file goes out.
+const PIECE_BYTES: usize = 256 << 10;
+/// Events read from the log at a time.
+const PAGE: u64 = 1024;
+
+/// What a backup is taken from: the node's log, its data directory, and the polls' keys when
+/// this process runs the polls.
+#[derive(Clone)]
+pub struct BackupSource {
+    pub log: Arc<dyn EventLog>,
+    pub data_dir: PathBuf,
+    pub voter_keys: Option<Arc<VoterKeys>>,
+}
+
+impl BackupSource {
+    /// The backup file, in pieces. It ends early with an error if `stop` turns true (the
+    /// server is shutting down) or anything cannot be read; a caller keeps the file only when
+    /// the stream ended without one.
+    pub fn stream(
+        self,
+        include_recordings: bool,
+        mut stop: watch::Receiver<bool>,
+    ) -> impl Stream<Item = Result<Vec<u8>, BackupError>> + Send {
+        async_stream::try_stream! {
+            let (head, keys) = self.keys_and_head().await?;
+            tracing::info!(head, keys = keys.len(), include_recordings, "backup started");
+            let mut encoder = Encoder::new();
+            encoder.push(Record::Header(pb::BackupHeader {
+                format_version: FORMAT_VERSION,
+                podium_version: env!("CARGO_PKG_VERSION").to_owned(),
+                taken_at: Some(SystemTime::now().into()),
+                log_head: head,
+                recordings_included: include_recordings,
+            }));
+            for (path, secret) in keys {
+                encoder.push(Record::Key(pb::BackupKey { path, secret }));
+            }
+
+            let mut recordings: Vec<(String, u64)> = Vec::new();
+            let mut from = 0;
+            while from < head {
+                let page = self.log.read_page(from, (head - from).min(PAGE) as usize).await?;
+                let before = from;
+                for event in page {
+                    let event = event?;
+                    if event.position >= head {
+                        break;
+                    }
+                    if event.event_type == pb::RecordingRegistered::full_name()
+                        && let Ok(pb::RecordingRegistered { recording: Some(r) }) = event.decode()
+                        && !recordings.iter().any(|(sha, _)| *sha == r.sha256)
+                    {
+                        recordings.push((r.sha256, r.size_bytes));
+                    }
+                    from = event.position + 1;
+                    encoder.push(Record::Event(event.to_proto()));
+                }
+                if from == before {
+                    Err(BackupError::Corrupt(format!(
+                        "the log ended at position {from}, below its head {head}"
+                    )))?;
+                }
+                if *stop.borrow_and_update() {
+                    Err(BackupError::ShuttingDown)?;
+                }
+                if let Some(piece) = encoder.take(PIECE_BYTES) {
+                    yield piece;
+                }
+            }
+
+            if include_recordings {
+                for (sha256, size_bytes) in &recordings {
+                    let path = recording_path(&self.data_dir, sha256);
+                    let mut file = tokio::fs::File::open(&path)
+                        .await
+                        .map_err(missing_recording(sha256))?;
+                    let len = file.metadata().await.map_err(missing_recording(sha256))?.len();
+                    if len != *size_bytes {
+                        Err(BackupError::Corrupt(format!(
+                            "the stored file of recording {sha256} is {len} bytes, not the {size_bytes} registered; \
+                             upload it again, or back up without the recordings"
+                        )))?;
+                    }
+                    encoder.push(Record::Recording(pb::BackupRecordingFile {
+                        sha256: sha256.clone(),
+                        size_bytes: *size_bytes,
+                    }));
+                    let mut left = len;
+                    while left > 0 {
+                        let mut chunk = vec![0u8; (left as usize).min(CHUNK_BYTES)];
+                        file.read_exact(&mut chunk)
+                            .await
+                            .map_err(missing_recording(sha256))?;
+                        left -= chunk.len() as u64;
+                        encoder.push(Record::Chunk(chunk));
+                        if let Some(piece) = encoder.take(PIECE_BYTES) {
+                            yield piece;
+                        }
+                        if *stop.borrow_and_update() {
+                            Err(BackupError::ShuttingDown)?;
+                        }
+                    }
+                }
+            }
+            tracing::info!(head, recordings = recordings.len(), include_recordings, "backup taken");
+            yield encoder.finish();
+        }
+    }
+
+    /// The keys beside the log, and the log's head read with the polls' keys held still.
+    async fn keys_and_head(&self) -> Result<(u64, Vec<(String, Vec<u8>)>), BackupError> {
+        let source = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let token_path = source.data_dir.join(TOKEN_KEY);
+            let token = std::fs::read(&token_path)
+                .map_err(BackupError::io(format!("reading {}", token_path.display())))?;
+            let poll_dir = source.data_dir.join(POLL_KEYS);
+            let (head, polls) = match &source.voter_keys {
+                Some(keys) => keys.export(|| source.log.head()),
+                None => VoterKeys::read_dir(&poll_dir).map(|keys| (source.log.head(), keys)),
+            }
+            .map_err(BackupError::io(format!("reading {}", poll_dir.display())))?;
+            let mut keys = vec![(TOKEN_KEY.to_owned(), token)];
+            keys.extend(
+                polls
+                    .into_iter()
+                    .map(|(name, key)| (format!("{POLL_KEYS}/{name}"), key)),
+            );
+            Ok((head, keys))
+        })
+        .await
+        .map_err(|e| BackupError::io("reading the keys")(std::io::Error::other(e)))?
+    }
+}
+
+fn missing_recording(sha256: &str) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
+    move |source| BackupError::Io {
+        context: format!(
+            "reading the file of recording {sha256} (upload it again, or back up without the recordings)"
+        ),
+        source,
+    }
+}
