@@ -1,7 +1,7 @@
 //! Every file in `deploy/` (and the `Dockerfile`) is parsed, its required parts are there, and
 //! every podiumd flag it uses is one `podiumd --help` lists: a renamed flag cannot silently
 //! break a deployment. Prometheus' configuration goes through `promtool check config`, and the
-//! systemd unit through `systemd-analyze verify`.
+//! systemd units through `systemd-analyze verify`; the backup unit runs a command the CLI has.
 
 use std::{
     collections::BTreeSet,
@@ -86,7 +86,7 @@ fn every_deploy_file_parses_and_uses_only_flags_podiumd_has() {
                 serde_json::from_str::<serde_json::Value>(&read(&name))
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
             }
-            Some("md" | "service") => {}
+            Some("md" | "service" | "timer") => {}
             _ if name.ends_with("Caddyfile") => {}
             _ => panic!("{name}: a file this test does not check"),
         }
@@ -216,26 +216,58 @@ fn prometheus_takes_its_configuration() {
     );
 }
 
-/// `systemd-analyze verify` on the unit, pointed at the podiumd this test built.
+/// `systemd-analyze verify` on the units, pointed at the binaries this test built.
 #[test]
-fn systemd_verifies_the_unit() {
+fn systemd_verifies_the_units() {
     let dir = tempfile::tempdir().unwrap();
     let podiumd = podium_e2e::binary("podiumd").unwrap();
-    let unit = read("deploy/systemd/podiumd.service")
-        .replace("/usr/local/bin/podiumd", podiumd.to_str().unwrap());
-    let path = dir.path().join("podiumd.service");
-    std::fs::write(&path, unit).unwrap();
+    let podium = podium_e2e::binary("podium").unwrap();
+    let mut paths = Vec::new();
+    for name in [
+        "podiumd.service",
+        "podium-backup.service",
+        "podium-backup.timer",
+    ] {
+        let unit = read(&format!("deploy/systemd/{name}"))
+            .replace("/usr/local/bin/podiumd", podiumd.to_str().unwrap())
+            .replace("/usr/local/bin/podium ", &format!("{} ", podium.display()));
+        let path = dir.path().join(name);
+        std::fs::write(&path, unit).unwrap();
+        paths.push(path);
+    }
     let out = Command::new("systemd-analyze")
         .arg("verify")
-        .arg(&path)
+        .args(&paths)
         .output()
         .expect("systemd-analyze (apt-get install systemd)");
     let complaints = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{complaints}");
-    // Without a running systemd, verify still parses the unit and reports unknown keys and
+    // Without a running systemd, verify still parses the units and reports unknown keys and
     // bad values, which is what this checks.
     assert!(
         !complaints.contains("Unknown key") && !complaints.contains("Failed to parse"),
         "{complaints}"
     );
+}
+
+/// The backup unit's command line is one the CLI takes.
+#[test]
+fn the_backup_unit_runs_a_command_the_cli_has() {
+    let unit = read("deploy/systemd/podium-backup.service");
+    let exec = unit
+        .lines()
+        .find(|l| l.starts_with("ExecStart="))
+        .expect("an ExecStart");
+    assert!(
+        exec.contains("/usr/local/bin/podium admin backup --out "),
+        "{exec}"
+    );
+    let help = Command::new(podium_e2e::binary("podium").unwrap())
+        .args(["admin", "backup", "--help"])
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--out <OUT>"));
+    let timer = read("deploy/systemd/podium-backup.timer");
+    assert!(timer.contains("OnCalendar=") && timer.contains("WantedBy=timers.target"));
 }
