@@ -142,6 +142,18 @@ pub trait EventLog: Send + Sync + 'static {
     /// the first poll (off the runtime thread if it blocks) overlaps the two.
     async fn read_page(&self, from: u64, limit: usize) -> Result<Page>;
 
+    /// Where the event with `id` landed in `stream`: its position and stream version, or
+    /// `None` if the stream holds no such event. What a retry of that write would be answered
+    /// with, asked without writing. The default reads the whole stream; backends with an index
+    /// of ids answer from it.
+    async fn find(&self, stream: &str, id: uuid::Uuid) -> Result<Option<(u64, u64)>> {
+        Ok(read_whole_stream(self, stream)
+            .await?
+            .iter()
+            .find(|e| e.id == id)
+            .map(|e| (e.position, e.stream_version)))
+    }
+
     /// The position the next event will get: every event below it is durable.
     fn head(&self) -> u64;
 
@@ -151,7 +163,10 @@ pub trait EventLog: Send + Sync + 'static {
 }
 
 /// Reads every event of a stream, for loading an aggregate.
-pub async fn read_whole_stream(log: &dyn EventLog, stream: &str) -> Result<Vec<RecordedEvent>> {
+pub async fn read_whole_stream<L: EventLog + ?Sized>(
+    log: &L,
+    stream: &str,
+) -> Result<Vec<RecordedEvent>> {
     const PAGE: usize = 1024;
     let mut events = Vec::new();
     loop {

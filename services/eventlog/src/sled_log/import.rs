@@ -194,6 +194,10 @@ mod tests {
             .unwrap();
         assert!(retried.deduplicated);
         assert_eq!((retried.first_position, retried.first_version), (3, 0));
+        // The same answer, asked without writing.
+        assert_eq!(log.find("s/3", first.id).await.unwrap(), Some((3, 0)));
+        assert_eq!(log.find("s/4", first.id).await.unwrap(), None);
+        assert_eq!(log.find("s/3", Uuid::new_v4()).await.unwrap(), None);
         let last = stream.last().unwrap().stream_version;
         let next = log
             .append(

@@ -271,6 +271,24 @@ impl EventLog for SledEventLog {
         read::page(self.shared.clone(), from, limit, self.head()).await
     }
 
+    async fn find(&self, stream: &str, id: Uuid) -> Result<Option<(u64, u64)>> {
+        let head = self.head();
+        let tree = self.shared.tree()?;
+        let stream = stream.to_owned();
+        // Only durable events: one the writer has applied but not yet synced is not there yet.
+        let lookup = move || {
+            Ok(read::lookup_id(&tree, &stream, id)?.filter(|(position, _)| *position < head))
+        };
+        // On the blocking pool, as `read_stream`: sled may have to load the page from disk.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => runtime
+                .spawn_blocking(lookup)
+                .await
+                .map_err(read::blocking_failed)?,
+            Err(_) => lookup(),
+        }
+    }
+
     fn head(&self) -> u64 {
         self.shared.durable_head.load(Ordering::Acquire)
     }

@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use podium_eventlog::{EventLog, EventLogError, ExpectedVersion, NewEvent, Projector};
+use podium_eventlog::{
+    AppendOutcome, EventLog, EventLogError, ExpectedVersion, NewEvent, Projector,
+};
 
 use crate::store::FeedbackModel;
 
@@ -33,9 +35,23 @@ impl Writer {
         expected: ExpectedVersion,
         event: NewEvent,
     ) -> Result<u64, EventLogError> {
+        Ok(self
+            .append_outcome(stream, expected, event)
+            .await?
+            .last_position)
+    }
+
+    /// [`append`](Self::append), answering with the log's whole outcome: where the event
+    /// landed in its stream too, the same for a retry as for the first time.
+    pub async fn append_outcome(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        event: NewEvent,
+    ) -> Result<AppendOutcome, EventLogError> {
         let outcome = self.log.append(stream, expected, vec![event]).await?;
         self.model.wait_for(outcome.last_position).await?;
-        Ok(outcome.last_position)
+        Ok(outcome)
     }
 }
 

@@ -2,8 +2,10 @@
 //!
 //! **A ballot takes one path**: the request, parsed once into a [`CastBallot`], is checked
 //! against the poll, given its voter id, decided by [`Poll::decide_ballot`](crate::domain::poll::Poll::decide_ballot),
-//! appended to the voter's stream, and then looked up in the read model, because the log
-//! decides: a ballot that landed after the poll's close is not counted, and is refused.
+//! appended to the voter's stream, and then answered from where the log put it, because the log
+//! decides: a ballot that landed after the poll's close is not counted, and is refused; one at
+//! version 1 or later of its voter's stream replaced an earlier one. A resent ballot lands
+//! where the first did, so it gets the first answer, also after the poll has closed.
 
 use std::sync::Arc;
 
@@ -156,19 +158,35 @@ impl PollCommands {
             ballot_id,
             answer,
         } = cast;
-        let (kind, anonymous, locked) = {
+        let (kind, anonymous, locked, closed) = {
             let model = self.writer.model.read();
             let poll = model
                 .poll(&conference_id, &poll_id)
                 .filter(|p| p.state != State::Draft)
                 .ok_or_else(|| PollError::poll_not_found(&poll_id))?;
-            // Refused before anything else: a closed anonymous poll must never get its key
-            // back (deriving the voter would create it again).
-            if poll.state == State::Closed {
-                return Err(PollError::NotOpen(format!("poll {poll_id} is closed")));
-            }
-            (poll.spec.kind, poll.spec.anonymous, poll.spec.lock_ballots)
+            (
+                poll.spec.kind,
+                poll.spec.anonymous,
+                poll.spec.lock_ballots,
+                poll.state == State::Closed,
+            )
         };
+        if closed {
+            // A resent ballot is answered as it was the first time. Only where the voter is
+            // the attendee: a closed anonymous poll must never get its key back (deriving the
+            // voter would create it again), so nothing links a ballot to its sender any more.
+            let stream = ballot_stream(&conference_id, &poll_id, attendee);
+            let sent = match anonymous {
+                false => self.writer.log.find(&stream, ballot_id.uuid()).await?,
+                true => None,
+            };
+            return match sent {
+                Some((position, version)) => {
+                    self.counted(&conference_id, &poll_id, position, version)
+                }
+                None => Err(PollError::NotOpen(format!("poll {poll_id} is closed"))),
+            };
+        }
         let ballot = Ballot {
             ballot_id: ballot_id.to_string(),
             choice: answer.choice(kind)?,
@@ -179,10 +197,9 @@ impl PollCommands {
         } else {
             attendee.to_owned()
         };
-        // Decided again after the voter is known: the poll may have closed meanwhile, and
-        // whether the ballot replaces or repeats one depends on the voter.
-        let replaced = self
-            .writer
+        // Checked again after the voter is known: the poll may have closed meanwhile, and a
+        // new ballot is checked against the voter's earlier one.
+        self.writer
             .model
             .read()
             .poll(&conference_id, &poll_id)
@@ -198,8 +215,8 @@ impl PollCommands {
             ExpectedVersion::Any
         };
         let stream = ballot_stream(&conference_id, &poll_id, &voter);
-        let position = match self.writer.append(&stream, expected, event).await {
-            Ok(position) => position,
+        let outcome = match self.writer.append_outcome(&stream, expected, event).await {
+            Ok(outcome) => outcome,
             Err(EventLogError::Conflict { .. }) => {
                 return Err(PollError::Locked(format!(
                     "poll {poll_id} locks ballots: yours is already counted"
@@ -207,19 +224,40 @@ impl PollCommands {
             }
             Err(e) => return Err(e.into()),
         };
-        // The log decides: a ballot that landed after the close is not counted.
+        self.counted(
+            &conference_id,
+            &poll_id,
+            outcome.last_position,
+            outcome.first_version,
+        )
+    }
+
+    /// The answer to a ballot the log holds at `position`, version `version` of its voter's
+    /// stream: counted unless it landed after the close (the log decides, not the moment it
+    /// was checked), and a replacement when the voter had cast one before. Both come from the
+    /// log, so a resent ballot gets the same answer as the first time, whatever came since.
+    fn counted(
+        &self,
+        conference_id: &str,
+        poll_id: &str,
+        position: u64,
+        version: u64,
+    ) -> Result<BallotCounted, PollError> {
         let counted = self
             .writer
             .model
             .read()
-            .poll(&conference_id, &poll_id)
+            .poll(conference_id, poll_id)
             .is_some_and(|p| p.counted_at(position));
         if !counted {
             return Err(PollError::NotOpen(format!(
                 "poll {poll_id} closed before your ballot arrived"
             )));
         }
-        Ok(BallotCounted { replaced, position })
+        Ok(BallotCounted {
+            replaced: version > 0,
+            position,
+        })
     }
 
     /// The voter id of `attendee` in an anonymous poll.

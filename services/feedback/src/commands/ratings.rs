@@ -47,7 +47,7 @@ impl RatingCommands {
         if !started && let Some(last) = self.writer.log.head().checked_sub(1) {
             model.wait_for(last).await?;
         }
-        let replaced = {
+        {
             let model = model.read();
             let known = model
                 .conferences
@@ -64,11 +64,7 @@ impl RatingCommands {
                     "session {session_id} has not started yet: rate it once it is live"
                 )));
             }
-            model
-                .ratings
-                .session(&conference_id, &session_id)
-                .is_some_and(|s| s.has(rater))
-        };
+        }
         let stream = rating_stream(&conference_id, &session_id, rater);
         let event = NewEvent::new(
             request_id.uuid(),
@@ -81,10 +77,13 @@ impl RatingCommands {
                 at: now(),
             },
         );
-        let position = self
+        let outcome = self
             .writer
-            .append(&stream, ExpectedVersion::Any, event)
+            .append_outcome(&stream, ExpectedVersion::Any, event)
             .await?;
-        Ok((replaced, position))
+        // The stream holds this rater's ratings of the session: one before this one means it
+        // replaced it. Read from where the log put it, a retry gets the first answer, whatever
+        // came since.
+        Ok((outcome.first_version > 0, outcome.last_position))
     }
 }

@@ -394,15 +394,15 @@ impl Poll {
         Ok(())
     }
 
-    /// Decides a ballot of `voter` against the poll as it is now: `Ok(true)` when it replaces
-    /// an earlier ballot. A retry of the ballot already counted is not checked again, so it is
-    /// answered as the first one was.
-    pub fn decide_ballot(&self, voter: &str, ballot: &Ballot) -> Result<bool, PollError> {
+    /// Checks a ballot of `voter` against the poll as it is now. A retry of the ballot already
+    /// counted is not checked again, so that it is answered as the first one was. Whether it
+    /// replaces an earlier ballot is not decided here but by where the log puts it.
+    pub fn decide_ballot(&self, voter: &str, ballot: &Ballot) -> Result<(), PollError> {
         let earlier = self.ballots.get(voter).map(|b| b.ballot_id.as_str());
         if earlier != Some(ballot.ballot_id.as_str()) {
             self.check_ballot(voter, ballot)?;
         }
-        Ok(earlier.is_some_and(|b| b != ballot.ballot_id))
+        Ok(())
     }
 
     /// May the poll go through `transition` now? Draft -> open -> closed, one step at a time.

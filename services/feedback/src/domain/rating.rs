@@ -74,11 +74,6 @@ impl SessionRatings {
         earlier.is_some()
     }
 
-    /// Has `rater` rated the session?
-    pub fn has(&self, rater: &str) -> bool {
-        self.latest.contains_key(rater)
-    }
-
     /// (count, mean, count per point from [`MIN`]).
     pub fn summary(&self) -> (u64, f64, Vec<u64>) {
         let count: u64 = self.counts.iter().sum();

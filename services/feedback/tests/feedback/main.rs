@@ -7,6 +7,7 @@
 
 mod qa;
 mod ratings;
+mod retries;
 
 use std::{
     collections::{BTreeMap, HashMap},
