@@ -1,6 +1,7 @@
 //! Taking a backup of a podiumd node into a file (`Diagnostics/Backup`, admin token). The bytes
 //! go to `<out>.part`, which is fsynced and renamed to `<out>` only when the server has sent the
-//! whole backup; a backup that fails half-way leaves no file that looks whole.
+//! whole backup; a backup that fails half-way leaves no file that looks whole, and none is ever
+//! overwritten.
 
 use std::path::Path;
 
@@ -38,9 +39,24 @@ impl Client {
             .await?
             .into_inner();
         let part = part_path(out);
-        let mut file = tokio::fs::File::create(&part)
+        // Never another run's file: a `.part` already there is a backup in progress or one
+        // that was stopped, for its owner to remove.
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&part)
             .await
-            .map_err(file_error(&part))?;
+            .map_err(|error| TransferError::File {
+                path: part.clone(),
+                error: if error.kind() == std::io::ErrorKind::AlreadyExists {
+                    std::io::Error::new(
+                        error.kind(),
+                        "already exists: another backup is being written, or one was stopped (remove it)",
+                    )
+                } else {
+                    error
+                },
+            })?;
         let mut written = 0u64;
         let copied: Result<(), TransferError> = async {
             while let Some(piece) = pieces.next().await {
@@ -60,9 +76,22 @@ impl Client {
             let _ = tokio::fs::remove_file(&part).await;
             return Err(error);
         }
-        tokio::fs::rename(&part, out)
-            .await
-            .map_err(file_error(out))?;
+        // A link, not a rename: it refuses to replace a file that appeared at `out` meanwhile.
+        // Then the directory is fsynced, so the name survives a power cut.
+        let (from, to) = (part.clone(), out.to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            std::fs::hard_link(&from, &to)?;
+            std::fs::remove_file(&from)?;
+            let dir = match to.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+                _ => std::path::PathBuf::from("."),
+            };
+            std::fs::File::open(dir)?.sync_all()
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+        .map_err(file_error(out))?;
         Ok(written)
     }
 }

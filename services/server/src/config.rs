@@ -31,7 +31,12 @@ pub enum LogFormat {
 #[command(name = "podiumd", version, about)]
 pub struct Config {
     /// Directory for the event log, the token signing key and the admin token.
-    #[arg(long, env = "PODIUM_DATA_DIR", default_value = "./podium-data")]
+    #[arg(
+        long,
+        env = "PODIUM_DATA_DIR",
+        default_value = "./podium-data",
+        global = true
+    )]
     pub data_dir: PathBuf,
 
     /// Address to listen on for gRPC.
@@ -101,8 +106,8 @@ pub struct Config {
 /// What podiumd can do instead of serving.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
-    /// Restore a backup taken with `podium admin backup` into --data-dir, which must not exist
-    /// or be empty, then exit. Start podiumd on that directory afterwards. A truncated or
+    /// Restore a backup taken with `podium admin backup` into --data-dir (given explicitly),
+    /// which must not exist or be empty, then exit. Start podiumd on that directory afterwards. A truncated or
     /// damaged backup is refused and nothing is left behind.
     Restore {
         /// The backup file.

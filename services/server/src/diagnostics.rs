@@ -124,7 +124,7 @@ impl Diagnostics for DiagnosticsService {
         let node = self
             .node
             .as_ref()
-            .ok_or_else(|| Status::unavailable("this server does not take backups"))?;
+            .ok_or_else(|| Status::unimplemented("this server does not take backups"))?;
         let source = BackupSource {
             log: node.log.clone(),
             data_dir: node.data_dir.clone(),
@@ -147,7 +147,9 @@ fn backup_status(error: BackupError) -> Status {
     tracing::error!(%error, "backup failed");
     match error {
         BackupError::ShuttingDown => Status::unavailable(error.to_string()),
-        BackupError::Corrupt(_) => Status::failed_precondition(error.to_string()),
+        BackupError::Corrupt(_) | BackupError::Recording(_) => {
+            Status::failed_precondition(error.to_string())
+        }
         _ => Status::internal(error.to_string()),
     }
 }

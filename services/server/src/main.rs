@@ -5,18 +5,26 @@
 
 use std::io::IsTerminal;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
 use podium_server::{Command, Config, LogFormat, Podium, backup};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let matches = Config::command().get_matches();
+    let config = Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if config.print_config {
         println!("{:#}", config.effective());
         return Ok(());
     }
     if let Some(Command::Restore { file }) = &config.command {
+        // Never into the default by accident: the directory is named on purpose.
+        if matches.value_source("data_dir") == Some(ValueSource::DefaultValue) {
+            eprintln!(
+                "podiumd: restore needs --data-dir (or PODIUM_DATA_DIR): the new directory to restore into"
+            );
+            std::process::exit(2);
+        }
         restore(file, &config.data_dir);
     }
     if let Err(problem) = config.validate() {

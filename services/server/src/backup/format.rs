@@ -37,6 +37,9 @@ pub enum BackupError {
     Target(String),
     #[error("the server is shutting down; take the backup again once it is back")]
     ShuttingDown,
+    /// A registered recording's stored file cannot be copied as it was registered.
+    #[error("{0}; upload it again, or back up without the recordings")]
+    Recording(String),
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -10,6 +10,8 @@
 pub mod format;
 pub mod restore;
 pub mod take;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 

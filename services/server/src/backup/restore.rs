@@ -19,6 +19,9 @@ use sha2::{Digest, Sha256};
 
 use super::{BackupError, POLL_KEYS, TOKEN_KEY, format::Decoder, log_path, recording_path};
 
+/// The most keys a backup may hold: one per anonymous poll open at once, and the token key.
+const MAX_KEYS: usize = 1_000_000;
+
 /// What a restore put back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Restored {
@@ -35,6 +38,12 @@ pub struct Restored {
 
 /// Restores the backup in `file` into `data_dir`, which must not exist or be empty.
 pub fn restore(file: &Path, data_dir: &Path) -> Result<Restored, BackupError> {
+    if fs::symlink_metadata(data_dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(BackupError::Target(format!(
+            "{} is a symbolic link: restore into the directory it points to (nothing was written)",
+            data_dir.display()
+        )));
+    }
     match fs::read_dir(data_dir).map(|mut entries| entries.next().is_none()) {
         Ok(true) => {}
         Ok(false) => {
@@ -71,13 +80,17 @@ pub fn restore(file: &Path, data_dir: &Path) -> Result<Restored, BackupError> {
         staging.read(file)?;
         staging.finish()
     });
-    match restored {
-        Ok(restored) => {
-            // An empty target directory is replaced by the rename.
-            durable::rename(&staging, data_dir)
-                .map_err(BackupError::io(format!("renaming {}", staging.display())))?;
-            Ok(restored)
-        }
+    // An empty target directory is replaced by the rename.
+    let renamed = restored.and_then(|restored| {
+        durable::rename(&staging, data_dir)
+            .map_err(BackupError::io(format!(
+                "moving the restored data into {} (did something write there meanwhile?)",
+                data_dir.display()
+            )))
+            .map(|()| restored)
+    });
+    match renamed {
+        Ok(restored) => Ok(restored),
         Err(error) => {
             let _ = fs::remove_dir_all(&staging);
             let _ = durable::sync_dir(&parent);
@@ -113,6 +126,15 @@ struct RecordingFile {
 
 impl Staging {
     fn new(dir: &Path) -> Result<Self, BackupError> {
+        // The log names attendees: the data directory is its owner's alone, as podiumd's is.
+        let mut builder = fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(dir)
+            .map_err(BackupError::io(format!("creating {}", dir.display())))?;
+        durable::sync_parent(dir)
+            .map_err(BackupError::io(format!("creating {}", dir.display())))?;
         for sub in ["sha256", "tmp"] {
             let path = dir.join("recordings").join(sub);
             durable::create_dir_all(&path)
@@ -165,10 +187,21 @@ impl Staging {
                 key.path
             )));
         }
-        if key.secret.len() < 32 {
+        let (min, max) = if poll_key.is_some() {
+            (32, 32)
+        } else {
+            (32, 4096)
+        };
+        if !(min..=max).contains(&key.secret.len()) {
             return Err(BackupError::Corrupt(format!(
-                "record {at}: the key {} is shorter than 32 bytes",
-                key.path
+                "record {at}: the key {} is {} bytes, not {min} to {max}",
+                key.path,
+                key.secret.len()
+            )));
+        }
+        if self.keys.len() >= MAX_KEYS {
+            return Err(BackupError::Corrupt(format!(
+                "record {at}: more than {MAX_KEYS} keys"
             )));
         }
         if let Some(name) = poll_key {
@@ -195,6 +228,12 @@ impl Staging {
         let bad = |e: podium_eventlog::DecodeError| BackupError::Corrupt(e.to_string());
         if event.event_type == pb::RecordingRegistered::full_name() {
             if let pb::RecordingRegistered { recording: Some(r) } = event.decode().map_err(bad)? {
+                if !is_sha256(&r.sha256) {
+                    return Err(BackupError::Corrupt(format!(
+                        "record {at} registers a recording whose SHA-256 {:?} is not 64 lowercase hex digits",
+                        r.sha256
+                    )));
+                }
                 self.registered.insert(r.sha256, r.size_bytes);
             }
         } else if event.event_type == pb::PollOpened::full_name() {
@@ -226,7 +265,8 @@ impl Staging {
             ));
         }
         let pb::BackupRecordingFile { sha256, size_bytes } = recording;
-        if self.registered.get(&sha256) != Some(&size_bytes) {
+        // Only names the log registered (each checked as a SHA-256 there) become file names.
+        if !is_sha256(&sha256) || self.registered.get(&sha256) != Some(&size_bytes) {
             return Err(BackupError::Corrupt(format!(
                 "record {at} is the file {sha256} of {size_bytes} bytes, which no event registers"
             )));
@@ -365,6 +405,11 @@ impl Staging {
 
 fn out_of_place(at: u64, what: &str) -> BackupError {
     BackupError::Corrupt(format!("record {at} is {what}, out of the format's order"))
+}
+
+/// 64 lowercase hex digits: the only names a recording's file may have.
+fn is_sha256(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// A key file name that stays inside the keys' directory.

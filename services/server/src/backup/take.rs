@@ -11,6 +11,7 @@ use podium_eventlog::EventLog;
 use podium_feedback::VoterKeys;
 use podium_proto::v1::{self as pb, backup_record::Record};
 use prost::Name;
+use sha2::{Digest, Sha256};
 use tokio::{io::AsyncReadExt, sync::watch};
 
 use super::{
@@ -75,6 +76,10 @@ impl BackupSource {
                     }
                     from = event.position + 1;
                     encoder.push(Record::Event(event.to_proto()));
+                    // Events are up to 1 MiB each: a piece goes out as soon as it is big enough.
+                    if let Some(piece) = encoder.take(PIECE_BYTES) {
+                        yield piece;
+                    }
                 }
                 if from == before {
                     Err(BackupError::Corrupt(format!(
@@ -84,35 +89,34 @@ impl BackupSource {
                 if *stop.borrow_and_update() {
                     Err(BackupError::ShuttingDown)?;
                 }
-                if let Some(piece) = encoder.take(PIECE_BYTES) {
-                    yield piece;
-                }
             }
 
             if include_recordings {
                 for (sha256, size_bytes) in &recordings {
                     let path = recording_path(&self.data_dir, sha256);
-                    let mut file = tokio::fs::File::open(&path)
-                        .await
-                        .map_err(missing_recording(sha256))?;
-                    let len = file.metadata().await.map_err(missing_recording(sha256))?.len();
+                    let unreadable = |e: std::io::Error| {
+                        BackupError::Recording(format!("the file of recording {sha256} cannot be read: {e}"))
+                    };
+                    let mut file = tokio::fs::File::open(&path).await.map_err(unreadable)?;
+                    let len = file.metadata().await.map_err(unreadable)?.len();
                     if len != *size_bytes {
-                        Err(BackupError::Corrupt(format!(
-                            "the stored file of recording {sha256} is {len} bytes, not the {size_bytes} registered; \
-                             upload it again, or back up without the recordings"
+                        Err(BackupError::Recording(format!(
+                            "the stored file of recording {sha256} is {len} bytes, not the {size_bytes} registered"
                         )))?;
                     }
                     encoder.push(Record::Recording(pb::BackupRecordingFile {
                         sha256: sha256.clone(),
                         size_bytes: *size_bytes,
                     }));
+                    // Hashed as it is read: a file damaged on disk fails this backup, instead of
+                    // making it one that no restore accepts.
+                    let mut hasher = Sha256::new();
                     let mut left = len;
                     while left > 0 {
                         let mut chunk = vec![0u8; (left as usize).min(CHUNK_BYTES)];
-                        file.read_exact(&mut chunk)
-                            .await
-                            .map_err(missing_recording(sha256))?;
+                        file.read_exact(&mut chunk).await.map_err(unreadable)?;
                         left -= chunk.len() as u64;
+                        hasher.update(&chunk);
                         encoder.push(Record::Chunk(chunk));
                         if let Some(piece) = encoder.take(PIECE_BYTES) {
                             yield piece;
@@ -120,6 +124,12 @@ impl BackupSource {
                         if *stop.borrow_and_update() {
                             Err(BackupError::ShuttingDown)?;
                         }
+                    }
+                    let digest: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+                    if digest != *sha256 {
+                        Err(BackupError::Recording(format!(
+                            "the stored file of recording {sha256} has changed on disk (its SHA-256 is now {digest})"
+                        )))?;
                     }
                 }
             }
@@ -151,14 +161,5 @@ impl BackupSource {
         })
         .await
         .map_err(|e| BackupError::io("reading the keys")(std::io::Error::other(e)))?
-    }
-}
-
-fn missing_recording(sha256: &str) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
-    move |source| BackupError::Io {
-        context: format!(
-            "reading the file of recording {sha256} (upload it again, or back up without the recordings)"
-        ),
-        source,
     }
 }

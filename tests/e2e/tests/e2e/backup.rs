@@ -20,13 +20,15 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-/// `podiumd restore FILE --data-dir DIR`: whether it succeeded, its stdout and stderr.
+/// `podiumd restore FILE --data-dir DIR`, as the README writes it: whether it succeeded, its
+/// stdout and stderr.
 fn restore(file: &Path, data_dir: &Path) -> (bool, String, String) {
     let output = Command::new(podium_e2e::binary("podiumd").unwrap())
-        .arg("--data-dir")
-        .arg(data_dir)
         .arg("restore")
         .arg(file)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("PODIUM_DATA_DIR")
         .output()
         .unwrap();
     (
@@ -375,6 +377,20 @@ async fn damaged_backups_are_refused_and_leave_nothing() {
         assert!(err.contains(why), "{what}: {err}");
         nothing_left();
     }
+    // Never into the default directory by accident.
+    let unnamed = Command::new(podium_e2e::binary("podiumd").unwrap())
+        .arg("restore")
+        .arg(&file)
+        .env_remove("PODIUM_DATA_DIR")
+        .current_dir(scratch.path())
+        .output()
+        .unwrap();
+    assert!(!unnamed.status.success());
+    assert!(
+        String::from_utf8_lossy(&unnamed.stderr).contains("restore needs --data-dir"),
+        "{unnamed:?}"
+    );
+    nothing_left();
     // A data directory in use is not touched.
     let (ok, _, err) = restore(&file, &show.server.data_dir);
     assert!(!ok && err.contains("is not empty"), "{err}");
