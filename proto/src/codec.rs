@@ -7,11 +7,18 @@
 //! most of the memory each watcher cost (`podium-loadgen fanout`, README "Targets"). Here a
 //! stream starts with [`ENCODE_BUFFER_BYTES`] and the buffer grows when a message needs more;
 //! messages are the same bytes on the wire.
+//!
+//! A message that does not decode (bad protobuf, a string that is not UTF-8) is
+//! INVALID_ARGUMENT, naming the message type and what is wrong, on every method, streams
+//! included; tonic's own codec calls it INTERNAL, as if the server had failed.
 
 use std::marker::PhantomData;
 
 use prost::Message;
-use tonic::codec::{BufferSettings, Codec};
+use tonic::{
+    Code, Status,
+    codec::{BufferSettings, Codec, DecodeBuf, Decoder},
+};
 use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
 /// The first encode buffer of a stream: room for a results update or a status change.
@@ -39,7 +46,7 @@ where
     type Encode = T;
     type Decode = U;
     type Encoder = ProstEncoder<T>;
-    type Decoder = ProstDecoder<U>;
+    type Decoder = PodiumDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
         ProstCodec::<T, U>::raw_encoder(BufferSettings::new(
@@ -49,6 +56,36 @@ where
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstCodec::<T, U>::raw_decoder(BufferSettings::default())
+        PodiumDecoder(ProstCodec::<T, U>::raw_decoder(BufferSettings::default()))
+    }
+}
+
+/// prost's decoder, answering a message that does not decode with INVALID_ARGUMENT.
+#[derive(Debug)]
+pub struct PodiumDecoder<U>(ProstDecoder<U>);
+
+impl<U: Message + Default> Decoder for PodiumDecoder<U> {
+    type Item = U;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        self.0.decode(src).map_err(|status| match status.code() {
+            // prost's DecodeError, which tonic maps to INTERNAL.
+            Code::Internal => Status::invalid_argument(format!(
+                "the message is not a valid {}: {}",
+                std::any::type_name::<U>()
+                    .rsplit("::")
+                    .next()
+                    .unwrap_or("message"),
+                status
+                    .message()
+                    .trim_start_matches("failed to decode Protobuf message: ")
+            )),
+            _ => status,
+        })
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        self.0.buffer_settings()
     }
 }
