@@ -20,6 +20,8 @@
 //! - [`soak`]: a whole conference at accelerated pace; podiumd's memory, open files, threads
 //!   and tasks after each day, and every tally checked against the ballots cast.
 //! - [`startup`]: podiumd's time to SERVING on a log of many events, without and with snapshots.
+//! - [`backup`]: a backup of a podiumd on a log of many events while appends go on (their p99
+//!   as a ratio to the idle node's), and its restore, compared event for event.
 //!
 //! Each scenario is a module with a `Config`, an async `run(&Podium, &Config, ...)` returning a
 //! `Report` whose `Display` prints the figures, and a subcommand in `main.rs`.
@@ -27,6 +29,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod baseline;
 pub mod failover;
 pub mod fanout;

@@ -8,7 +8,7 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use podium_loadgen::{
-    Podium,
+    Podium, backup,
     failover::{self, DropMode},
     fanout,
     podiumd::{self, LocalPodiumd},
@@ -48,6 +48,18 @@ enum Scenario {
     Soak(SoakArgs),
     /// podiumd's time to SERVING on a log of many events, without a snapshot and with one.
     Startup(StartupArgs),
+    /// A backup of a podiumd on a log of many events while appends go on, and its restore.
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Args)]
+struct BackupArgs {
+    /// Events in the log that is backed up.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Seconds the appends are timed on the idle node first.
+    #[arg(long, default_value_t = 5)]
+    baseline_seconds: u64,
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +193,21 @@ async fn main() -> anyhow::Result<()> {
         println!("{report}");
         return Ok(());
     }
+    if let Scenario::Backup(args) = &cli.scenario {
+        if cli.addr.is_some() {
+            bail!("backup measures a podiumd it starts itself; it takes no --addr");
+        }
+        let binary: PathBuf = podiumd::beside_current_exe()?;
+        let config = backup::Config {
+            events: args.events,
+            baseline: Duration::from_secs(args.baseline_seconds),
+        };
+        let report = backup::run(&binary, &config, |line| eprintln!("  {line}")).await?;
+        println!("podium-loadgen backup");
+        println!("podiumd         {}", binary.display());
+        println!("{report}");
+        return Ok(());
+    }
     // Started here so that it lives, and is killed, with main.
     let (podium, local, about) = match &cli.addr {
         Some(addr) => {
@@ -220,7 +247,7 @@ async fn main() -> anyhow::Result<()> {
 
     match cli.scenario {
         // Measured above, before any podiumd was started.
-        Scenario::Startup(_) => {}
+        Scenario::Startup(_) | Scenario::Backup(_) => {}
         Scenario::Failover(args) => {
             let rooms = args.rooms as usize;
             let config = failover::Config {

@@ -94,7 +94,7 @@ pub async fn run(
     })
 }
 
-async fn write(path: &Path, events: u64) -> anyhow::Result<u64> {
+pub(crate) async fn write(path: &Path, events: u64) -> anyhow::Result<u64> {
     let log = Arc::new(
         SledEventLog::open(path, SledOptions::default())
             .with_context(|| format!("cannot open a log in {}", path.display()))?,

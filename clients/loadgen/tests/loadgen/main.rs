@@ -1,6 +1,7 @@
 //! The load generator's scenarios against a real podiumd, with a handful of iterations: each
 //! runs and reports what it should. No test asserts a time; the figures are the benchmarks'.
 
+mod backup;
 mod failover;
 mod fanout;
 mod soak;
