@@ -51,15 +51,8 @@ pub async fn run(
     config: &Config,
     progress: impl Fn(&str),
 ) -> anyhow::Result<Report> {
-    let tmp = tempfile::Builder::new()
-        .prefix("podium-loadgen-backup-")
-        .tempdir()
-        .context("cannot create a temporary directory")?;
+    let (tmp, events, write) = startup::written("backup", config.events, &progress).await?;
     let dir = tmp.path();
-    progress(&format!("writing {} events", config.events));
-    let started = Instant::now();
-    let events = startup::write(&dir.join("data").join("log"), config.events).await?;
-    let write = started.elapsed();
     progress(&format!(
         "wrote {events} events in {:.1} s; starting podiumd",
         write.as_secs_f64()

@@ -61,15 +61,8 @@ pub async fn run(
     config: &Config,
     progress: impl Fn(&str),
 ) -> anyhow::Result<Report> {
-    let tmp = tempfile::Builder::new()
-        .prefix("podium-loadgen-startup-")
-        .tempdir()
-        .context("cannot create a temporary data directory")?;
+    let (tmp, events, write) = written("startup", config.events, &progress).await?;
     let dir = tmp.path().to_path_buf();
-    progress(&format!("writing {} events", config.events));
-    let started = Instant::now();
-    let events = write(&dir.join("data").join("log"), config.events).await?;
-    let write = started.elapsed();
     progress(&format!(
         "wrote {events} events in {:.1} s; starting podiumd without snapshots",
         write.as_secs_f64()
@@ -94,7 +87,24 @@ pub async fn run(
     })
 }
 
-pub(crate) async fn write(path: &Path, events: u64) -> anyhow::Result<u64> {
+/// A temporary directory whose `data/log` holds a synthetic conference of about `events`
+/// events: the directory, the events written and the time it took.
+pub(crate) async fn written(
+    scenario: &str,
+    events: u64,
+    progress: &impl Fn(&str),
+) -> anyhow::Result<(tempfile::TempDir, u64, Duration)> {
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("podium-loadgen-{scenario}-"))
+        .tempdir()
+        .context("cannot create a temporary data directory")?;
+    progress(&format!("writing {events} events"));
+    let started = Instant::now();
+    let written = write(&tmp.path().join("data").join("log"), events).await?;
+    Ok((tmp, written, started.elapsed()))
+}
+
+async fn write(path: &Path, events: u64) -> anyhow::Result<u64> {
     let log = Arc::new(
         SledEventLog::open(path, SledOptions::default())
             .with_context(|| format!("cannot open a log in {}", path.display()))?,

@@ -13,7 +13,10 @@ use tokio::sync::watch;
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::qa::{principal, request, seed, start};
+use crate::{
+    qa::{principal, request, seed, start},
+    retries::{create_open, question},
+};
 
 fn rate(session: &str, rating: i32, comment: &str) -> pb::RateSessionRequest {
     pb::RateSessionRequest {
@@ -188,36 +191,16 @@ async fn survey_results_reach_moderators_only() {
     );
 
     // A survey question with live visibility: `survey` wins over visibility.
-    let created = polls
-        .create_poll(request(
-            &moderator,
-            pb::CreatePollRequest {
-                request_id: Uuid::new_v4().to_string(),
-                conference_id: "odc2024".into(),
-                question: Some(pb::LocalizedText {
-                    text: [("en".to_owned(), "How was the venue?".to_owned())].into(),
-                }),
-                kind: pb::PollKind::Rating as i32,
-                visibility: pb::ResultVisibility::Live as i32,
-                survey: true,
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .poll
-        .unwrap();
-    polls
-        .open_poll(request(
-            &moderator,
-            pb::OpenPollRequest {
-                conference_id: "odc2024".into(),
-                poll_id: created.id.clone(),
-            },
-        ))
-        .await
-        .unwrap();
+    let created = create_open(
+        &polls,
+        pb::CreatePollRequest {
+            kind: pb::PollKind::Rating as i32,
+            visibility: pb::ResultVisibility::Live as i32,
+            survey: true,
+            ..question("How was the venue?")
+        },
+    )
+    .await;
     polls
         .cast_ballot(request(
             &dara,

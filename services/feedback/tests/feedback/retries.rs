@@ -23,26 +23,40 @@ async fn open_poll(anonymous: bool) -> (tempfile::TempDir, PollsService, pb::Pol
     let (stop, stop_rx) = watch::channel(false);
     std::mem::forget(stop);
     let polls = PollsService::new(log, model, keys, stop_rx);
+    let poll = create_open(
+        &polls,
+        pb::CreatePollRequest {
+            kind: pb::PollKind::SingleChoice as i32,
+            options: ["Budgets", "Health", "Schools"]
+                .map(|o| pb::LocalizedText {
+                    text: [("en".to_owned(), o.to_owned())].into(),
+                })
+                .into(),
+            anonymous,
+            ..question("Which first?")
+        },
+    )
+    .await;
+    (dir, polls, poll)
+}
+
+/// A poll request in the fixture's conference asking `text`, with a fresh request id.
+pub fn question(text: &str) -> pb::CreatePollRequest {
+    pb::CreatePollRequest {
+        request_id: Uuid::new_v4().to_string(),
+        conference_id: "odc2024".into(),
+        question: Some(pb::LocalizedText {
+            text: [("en".to_owned(), text.to_owned())].into(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Creates the poll as a moderator and opens it.
+pub async fn create_open(polls: &PollsService, create: pb::CreatePollRequest) -> pb::Poll {
     let moderator = principal("mod-1", Role::Moderator);
     let poll = polls
-        .create_poll(request(
-            &moderator,
-            pb::CreatePollRequest {
-                request_id: Uuid::new_v4().to_string(),
-                conference_id: "odc2024".into(),
-                question: Some(pb::LocalizedText {
-                    text: [("en".to_owned(), "Which first?".to_owned())].into(),
-                }),
-                kind: pb::PollKind::SingleChoice as i32,
-                options: ["Budgets", "Health", "Schools"]
-                    .map(|o| pb::LocalizedText {
-                        text: [("en".to_owned(), o.to_owned())].into(),
-                    })
-                    .into(),
-                anonymous,
-                ..Default::default()
-            },
-        ))
+        .create_poll(request(&moderator, create))
         .await
         .unwrap()
         .into_inner()
@@ -52,13 +66,13 @@ async fn open_poll(anonymous: bool) -> (tempfile::TempDir, PollsService, pb::Pol
         .open_poll(request(
             &moderator,
             pb::OpenPollRequest {
-                conference_id: "odc2024".into(),
+                conference_id: poll.conference_id.clone(),
                 poll_id: poll.id.clone(),
             },
         ))
         .await
         .unwrap();
-    (dir, polls, poll)
+    poll
 }
 
 fn ballot(poll: &pb::Poll, option: usize) -> pb::CastBallotRequest {
