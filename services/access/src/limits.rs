@@ -83,7 +83,8 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> Limiter<K, C> {
                     "too many {}: at most {} a minute; retry in {:.1} s",
                     self.what,
                     self.per_minute,
-                    wait.as_secs_f64()
+                    // Rounded up: "retry in 0.0 s" would invite a retry that is refused again.
+                    (wait.as_secs_f64() * 10.0).ceil() / 10.0
                 ),
                 wait,
             )
@@ -251,6 +252,15 @@ mod tests {
         clock.advance(Duration::from_secs(10));
         limits.check(Action::Ballot, "att-dara").unwrap();
         assert!(limits.check(Action::Ballot, "att-dara").is_err());
+
+        // 40 ms before the next ballot is allowed, the message says 0.1 s, never 0.0 s.
+        clock.advance(Duration::from_millis(9_960));
+        let refused = limits.check(Action::Ballot, "att-dara").unwrap_err();
+        assert!(
+            refused.message().ends_with("retry in 0.1 s"),
+            "{}",
+            refused.message()
+        );
     }
 
     #[test]
