@@ -88,6 +88,30 @@ impl Hours {
     pub fn describe(&self) -> String {
         format!("{}-{}", hhmm(self.from), hhmm(self.until))
     }
+
+    /// Why a session from `start` to `end` does not fit these hours in `zone`, naming the end
+    /// that is outside them as the person would read it ("starts Wed 06:30", "ends Wed 22:01",
+    /// "ends Thu 00:30, the next day"); `None` when it fits. The agenda's warnings and the
+    /// pre-flight report both say it this way.
+    pub fn conflict(&self, zone: Tz, start: DateTime<Utc>, end: DateTime<Utc>) -> Option<String> {
+        if self.contains(zone, start, end) {
+            return None;
+        }
+        let (local_start, local_end) = (start.with_timezone(&zone), end.with_timezone(&zone));
+        let start_minute = local_start.num_seconds_from_midnight() / 60;
+        if start_minute < self.from || start_minute >= self.until {
+            return Some(format!("starts {}", local_start.format("%a %H:%M")));
+        }
+        // An end at local midnight is 24:00 of the start's day, which `contains` allows.
+        let next_day = local_end.date_naive() != local_start.date_naive()
+            && !(local_end.num_seconds_from_midnight() == 0
+                && local_end.date_naive().pred_opt() == Some(local_start.date_naive()));
+        Some(if next_day {
+            format!("ends {}, the next day", local_end.format("%a %H:%M"))
+        } else {
+            format!("ends {}", local_end.format("%a %H:%M"))
+        })
+    }
 }
 
 /// "HH:MM" (24-hour clock, "24:00" allowed) to minutes after midnight.
@@ -134,6 +158,46 @@ pub fn zoned(utc: DateTime<Utc>, zone: Tz) -> ZonedView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_conflict_names_the_end_that_is_outside() {
+        let hours = Hours::new(7 * 60, 22 * 60).unwrap();
+        let taipei: Tz = "Asia/Taipei".parse().unwrap();
+        let at = |t: &str| utc(t);
+        // 21:30 to 22:01 in Taipei (UTC+8): the start is inside, the end is not.
+        assert_eq!(
+            hours.conflict(
+                taipei,
+                at("2024-11-13T13:30:00Z"),
+                at("2024-11-13T14:01:00Z")
+            ),
+            Some("ends Wed 22:01".to_owned())
+        );
+        assert_eq!(
+            hours.conflict(
+                taipei,
+                at("2024-11-12T22:30:00Z"),
+                at("2024-11-12T23:30:00Z")
+            ),
+            Some("starts Wed 06:30".to_owned())
+        );
+        assert_eq!(
+            hours.conflict(
+                taipei,
+                at("2024-11-13T13:30:00Z"),
+                at("2024-11-13T16:30:00Z")
+            ),
+            Some("ends Thu 00:30, the next day".to_owned())
+        );
+        assert_eq!(
+            hours.conflict(
+                taipei,
+                at("2024-11-13T13:00:00Z"),
+                at("2024-11-13T14:00:00Z")
+            ),
+            None
+        );
+    }
 
     fn utc(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text)

@@ -396,22 +396,20 @@ fn readiness(
             continue;
         };
         let tested = conference.tested.contains(speaker_id);
-        let within_hours = Hours::new(speaker.available_from, speaker.available_until)
-            .map(|h| h.contains(speaker.zone, session.start, session.end))
-            .unwrap_or(false);
+        let hours = Hours::new(speaker.available_from, speaker.available_until);
+        let conflict = match &hours {
+            Ok(h) => h.conflict(speaker.zone, session.start, session.end),
+            Err(_) => Some("has no valid hours".to_owned()),
+        };
         if !tested && !backup {
             reasons.push(format!("{} has not done a test connection", speaker.name));
         }
-        if !within_hours {
-            let local = session.start.with_timezone(&speaker.zone);
+        if let Some(conflict) = &conflict {
             reasons.push(format!(
-                "starts {} for {} in {}, outside their hours {}",
-                local.format("%a %H:%M"),
+                "{conflict} for {} in {}, outside their hours {}",
                 speaker.name,
                 speaker.zone.name(),
-                Hours::new(speaker.available_from, speaker.available_until)
-                    .map(|h| h.describe())
-                    .unwrap_or_default()
+                hours.as_ref().map(Hours::describe).unwrap_or_default()
             ));
         }
         speakers.push(pb::SpeakerReadiness {
@@ -419,7 +417,7 @@ fn readiness(
             name: speaker.name.clone(),
             backup,
             tested,
-            within_hours,
+            within_hours: conflict.is_none(),
             start: Some(zoned_proto(session.start, speaker.zone)),
         });
     }

@@ -291,19 +291,17 @@ impl Conference {
         session
             .all_speakers()
             .filter_map(|(id, _)| self.speakers.get(id))
-            .filter(|sp| !sp.hours.contains(sp.zone, session.start, session.end))
-            .map(|sp| {
-                let local = session.start.with_timezone(&sp.zone);
-                (
+            .filter_map(|sp| {
+                let conflict = sp.hours.conflict(sp.zone, session.start, session.end)?;
+                Some((
                     sp.id.clone(),
                     format!(
-                        "{} starts {} in {}, outside their hours {}",
+                        "{}'s session {conflict} in {}, outside their hours {}",
                         sp.name,
-                        local.format("%a %H:%M"),
                         sp.zone.name(),
                         sp.hours.describe()
                     ),
-                )
+                ))
             })
             .collect()
     }

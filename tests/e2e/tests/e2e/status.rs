@@ -548,12 +548,13 @@ async fn preflight_reports_what_is_missing_until_the_session_is_ready() {
         "{:?}",
         at_risk.reasons
     );
-    // Sarah is the backup, in New York: 02:00 UTC is 21:00 there, outside 08:00-21:00.
+    // Sarah is the backup, in New York: 02:00 UTC is 21:00 there, outside 08:00-21:00; the
+    // reason names the end that is outside.
     assert!(
-        at_risk
-            .reasons
-            .iter()
-            .any(|r| r.contains("America/New_York")),
+        at_risk.reasons.iter().any(|r| r.starts_with("starts ")
+            && r.ends_with(
+                " 21:00 for Sarah Miller in America/New_York, outside their hours 08:00-21:00"
+            )),
         "{:?}",
         at_risk.reasons
     );
