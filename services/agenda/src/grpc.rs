@@ -310,6 +310,12 @@ impl AgendaRpc for AgendaService {
         principal.require_admin("create conferences")?;
         let (rid, new) = new_conference(request.into_inner(), &principal)?;
         let id = new.id.clone();
+        if !self.store.applied(&id, rid) {
+            // What the read model already refuses is refused before the code is claimed.
+            self.store
+                .read(|agenda| crate::domain::create_conference(agenda, new.clone()))?;
+            self.store.claim_join_code(rid, &id, &new.join_code).await?;
+        }
         self.store.run(rid, &Command::CreateConference(new)).await?;
         let conference =
             self.with_conference(&principal, &id, |c| Ok(conference_to_proto(c, &principal)))?;

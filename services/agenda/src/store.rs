@@ -26,6 +26,19 @@ use crate::{
 /// How many times a command is decided again after losing a race for its conference.
 const MAX_ATTEMPTS: usize = 8;
 
+/// How long a join code's claim holds without its conference: a creation in flight takes
+/// milliseconds; a claim this old whose conference does not exist was refused, and its code is
+/// free again.
+const CLAIM_HOLDS: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The stream of one join code's claims.
+fn join_code_stream(code: &str) -> String {
+    format!(
+        "join-code/{}",
+        podium_access::directory::normalise_join_code(code)
+    )
+}
+
 /// The stream that holds a conference's agenda.
 pub fn agenda_stream(conference_id: &str) -> String {
     format!("conference/{conference_id}/agenda")
@@ -163,6 +176,75 @@ impl AgendaStore {
             }
         }
         Err(AgendaError::Contended(conference_id.to_owned()))
+    }
+
+    /// Whether the write under `request_id` to `conference_id` is already in the agenda: a
+    /// retry, to be answered as the first time rather than decided again.
+    pub fn applied(&self, conference_id: &str, request_id: RequestId) -> bool {
+        self.model
+            .read()
+            .0
+            .applied_request(conference_id, &request_id.uuid())
+            .is_some()
+    }
+
+    /// Claims `code` for `conference_id` under `request_id`, before the conference is created:
+    /// through the code's own stream with an expected version, so that of two conferences
+    /// created at once with one code, exactly one gets it (the read model alone cannot decide
+    /// that: the two conferences are different streams). A retry finds its own claim.
+    pub async fn claim_join_code(
+        &self,
+        request_id: RequestId,
+        conference_id: &str,
+        code: &str,
+    ) -> Result<(), AgendaError> {
+        let stream = join_code_stream(code);
+        let taken = || {
+            AgendaError::AlreadyExists(
+                "another conference uses this join code; choose another".into(),
+            )
+        };
+        for _ in 0..MAX_ATTEMPTS {
+            let last = podium_eventlog::read_whole_stream(self.log.as_ref(), &stream)
+                .await?
+                .pop();
+            let expected = match &last {
+                None => ExpectedVersion::NoStream,
+                Some(claim) => {
+                    let claimed: pb::JoinCodeClaimed =
+                        claim.decode().map_err(|e| EventLogError::Corrupt {
+                            position: claim.position,
+                            reason: e.to_string(),
+                        })?;
+                    if claimed.conference_id == conference_id {
+                        return Ok(());
+                    }
+                    let exists = self.read(|a| a.conferences.contains_key(&claimed.conference_id));
+                    let fresh = claim
+                        .recorded_at
+                        .elapsed()
+                        .map_or(true, |age| age < CLAIM_HOLDS);
+                    if exists || fresh {
+                        return Err(taken());
+                    }
+                    ExpectedVersion::Exact(claim.stream_version)
+                }
+            };
+            let event = NewEvent::new(
+                request_id.uuid(),
+                &pb::JoinCodeClaimed {
+                    join_code: code.to_owned(),
+                    conference_id: conference_id.to_owned(),
+                },
+            );
+            match self.log.append(&stream, expected, vec![event]).await {
+                Ok(_) => return Ok(()),
+                // Another claim came first: look at it.
+                Err(EventLogError::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(taken())
     }
 
     /// Runs a write RPC's command under its request id: the one path from a parsed request

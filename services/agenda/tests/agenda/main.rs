@@ -2,6 +2,8 @@
 //! including retries and refusals, leaves a state that a replay of the log rebuilds exactly, and
 //! the agenda never double-books a room or a speaker.
 
+mod join_codes;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
