@@ -34,7 +34,6 @@ enum Command {
         conference: usize,
         room: usize,
         speakers: Vec<usize>,
-        backups: Vec<usize>,
         start_slot: i64,
         slots: i64,
     },
@@ -57,8 +56,8 @@ fn command() -> impl Strategy<Value = Command> {
         1 => (0..2usize).prop_map(|conference| Command::Create { conference }),
         2 => (0..2usize, 0..3usize).prop_map(|(conference, name)| Command::AddRoom { conference, name }),
         2 => (0..2usize, 0..4usize, 6..12u32).prop_map(|(conference, zone, from_hour)| Command::AddSpeaker { conference, zone, from_hour }),
-        5 => (0..2usize, 0..4usize, proptest::collection::vec(0..6usize, 0..3), proptest::collection::vec(0..6usize, 0..2), 0..16i64, 1..4i64)
-            .prop_map(|(conference, room, speakers, backups, start_slot, slots)| Command::AddSession { conference, room, speakers, backups, start_slot, slots }),
+        5 => (0..2usize, 0..4usize, proptest::collection::vec(0..6usize, 0..3), 0..16i64, 1..4i64)
+            .prop_map(|(conference, room, speakers, start_slot, slots)| Command::AddSession { conference, room, speakers, start_slot, slots }),
         2 => (0..64usize).prop_map(|index| Command::Retry { index }),
     ]
 }
@@ -124,7 +123,6 @@ async fn run(store: &AgendaStore, command: &Command, request_id: Uuid) -> Option
             conference,
             room,
             speakers,
-            backups,
             start_slot,
             slots,
         } => {
@@ -145,12 +143,6 @@ async fn run(store: &AgendaStore, command: &Command, request_id: Uuid) -> Option
                         .filter_map(|i| c.speakers.keys().nth(*i).cloned())
                         .collect();
                     speaker_ids.dedup();
-                    let mut backup_speaker_ids: Vec<String> = backups
-                        .iter()
-                        .filter_map(|i| c.speakers.keys().nth(*i).cloned())
-                        .filter(|id| !speaker_ids.contains(id))
-                        .collect();
-                    backup_speaker_ids.dedup();
                     let start = base() + Duration::minutes(30 * start_slot);
                     let session = Session {
                         id: session_id.clone(),
@@ -160,7 +152,7 @@ async fn run(store: &AgendaStore, command: &Command, request_id: Uuid) -> Option
                         end: start + Duration::minutes(30 * slots),
                         room_id,
                         speaker_ids,
-                        backup_speaker_ids,
+                        backup_speaker_ids: vec![],
                         failover: FailoverPolicy::default(),
                     };
                     domain::schedule_session(c, session)
@@ -179,11 +171,9 @@ fn assert_no_double_booking(agenda: &Agenda) {
             for b in &sessions[i + 1..] {
                 if domain::time::overlaps(a.start, a.end, b.start, b.end) {
                     assert_ne!(a.room_id, b.room_id, "room double-booked");
-                    // Backing up is not being booked: only two backups may overlap.
-                    for (s, a_backup) in a.all_speakers() {
+                    for (s, _) in a.all_speakers() {
                         assert!(
-                            b.all_speakers()
-                                .all(|(o, b_backup)| o != s || (a_backup && b_backup)),
+                            b.all_speakers().all(|(o, _)| o != s),
                             "speaker {s} double-booked"
                         );
                     }
