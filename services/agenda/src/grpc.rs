@@ -314,7 +314,7 @@ impl AgendaRpc for AgendaService {
             // What the read model already refuses is refused before the code is claimed.
             self.store
                 .read(|agenda| crate::domain::create_conference(agenda, new.clone()))?;
-            self.store.claim_join_code(rid, &id, &new.join_code).await?;
+            self.store.claim_join_code(&id, &new.join_code).await?;
         }
         self.store.run(rid, &Command::CreateConference(new)).await?;
         let conference =

@@ -188,13 +188,12 @@ impl AgendaStore {
             .is_some()
     }
 
-    /// Claims `code` for `conference_id` under `request_id`, before the conference is created:
+    /// Claims `code` for `conference_id`, before the conference is created:
     /// through the code's own stream with an expected version, so that of two conferences
     /// created at once with one code, exactly one gets it (the read model alone cannot decide
     /// that: the two conferences are different streams). A retry finds its own claim.
     pub async fn claim_join_code(
         &self,
-        request_id: RequestId,
         conference_id: &str,
         code: &str,
     ) -> Result<(), AgendaError> {
@@ -219,7 +218,15 @@ impl AgendaStore {
                     if claimed.conference_id == conference_id {
                         return Ok(());
                     }
-                    let exists = self.read(|a| a.conferences.contains_key(&claimed.conference_id));
+                    // Held by a conference that has this code (not only by one with that id: a
+                    // creation retried with another code leaves its first claim behind).
+                    let wanted = podium_access::directory::normalise_join_code(code);
+                    let exists = self.read(|a| {
+                        a.conferences.get(&claimed.conference_id).is_some_and(|c| {
+                            podium_access::directory::normalise_join_code(&c.info.join_code)
+                                == wanted
+                        })
+                    });
                     let fresh = claim
                         .recorded_at
                         .elapsed()
@@ -230,8 +237,11 @@ impl AgendaStore {
                     ExpectedVersion::Exact(claim.stream_version)
                 }
             };
+            // A fresh id: a retry is recognised above by the claim's conference, and an id of
+            // the request's own could be answered by the log as a duplicate of an earlier
+            // claim that has since been superseded, writing nothing.
             let event = NewEvent::new(
-                request_id.uuid(),
+                Uuid::new_v4(),
                 &pb::JoinCodeClaimed {
                     join_code: code.to_owned(),
                     conference_id: conference_id.to_owned(),

@@ -102,6 +102,12 @@ impl Hours {
         if start_minute < self.from || start_minute >= self.until {
             return Some(format!("starts {}", local_start.format("%a %H:%M")));
         }
+        if local_start.second() != 0 {
+            return Some(format!(
+                "starts {}, not on a whole minute",
+                local_start.format("%a %H:%M:%S")
+            ));
+        }
         // An end at local midnight is 24:00 of the start's day, which `contains` allows.
         let next_day = local_end.date_naive() != local_start.date_naive()
             && !(local_end.num_seconds_from_midnight() == 0

@@ -399,18 +399,22 @@ fn readiness(
         let hours = Hours::new(speaker.available_from, speaker.available_until);
         let conflict = match &hours {
             Ok(h) => h.conflict(speaker.zone, session.start, session.end),
-            Err(_) => Some("has no valid hours".to_owned()),
+            // Hours are checked when a speaker is added; should a stored pair not make hours,
+            // the session is not called within them.
+            Err(_) => Some(format!("{} has no valid hours", speaker.name)),
         };
         if !tested && !backup {
             reasons.push(format!("{} has not done a test connection", speaker.name));
         }
-        if let Some(conflict) = &conflict {
-            reasons.push(format!(
+        match (&conflict, &hours) {
+            (Some(conflict), Ok(hours)) => reasons.push(format!(
                 "{conflict} for {} in {}, outside their hours {}",
                 speaker.name,
                 speaker.zone.name(),
-                hours.as_ref().map(Hours::describe).unwrap_or_default()
-            ));
+                hours.describe()
+            )),
+            (Some(conflict), Err(_)) => reasons.push(conflict.clone()),
+            (None, _) => {}
         }
         speakers.push(pb::SpeakerReadiness {
             speaker_id: speaker_id.clone(),

@@ -2,8 +2,8 @@
 //!
 //! [`take`] streams a consistent backup while podiumd serves (the `Diagnostics/Backup` RPC that
 //! `podium admin backup` calls): the log up to its durable head when the call arrives, the keys
-//! beside it, and optionally the recordings' files. [`restore`] (`podiumd restore`) reads such
-//! a file into a new data directory, all or nothing. [`format`] is the file: the magic bytes,
+//! beside it, and optionally the recordings' files. [`restore()`] (`podiumd restore`) reads such
+//! a file into a new data directory, all or nothing. [`format`](mod@format) is the file: the magic bytes,
 //! length-delimited `podium.v1.BackupRecord` messages, and a closing digest; `backup.proto`
 //! documents it for anyone who reads it without podium.
 
