@@ -191,7 +191,7 @@ impl Podium {
         // Before anything records: the log's head and the recordings' bytes are set on opening.
         metrics::install();
         let sled = Arc::new(SledEventLog::open(
-            config.data_dir.join("log"),
+            backup::log_path(&config.data_dir),
             SledOptions {
                 cache_bytes: config.log_cache,
                 reserve_bytes: config.disk_reserve,
@@ -232,7 +232,7 @@ impl Podium {
             Some(model) => {
                 let grace = config.reconnect_grace.as_millis() as u64;
                 let engine = Engine::spawn(log.clone(), model.clone(), Clock::new(), grace).await?;
-                let dir = config.data_dir.join("recordings");
+                let dir = config.data_dir.join(backup::RECORDINGS);
                 let recordings = RecordingStore::open(dir.clone(), config.max_recording_bytes)
                     .map_err(|source| ServerError::Recordings {
                         path: dir.display().to_string(),
@@ -248,7 +248,7 @@ impl Podium {
         };
         let feedback = match feedback_model {
             Some(model) => {
-                let dir = config.data_dir.join("poll-keys");
+                let dir = config.data_dir.join(backup::POLL_KEYS);
                 let keys = VoterKeys::open(dir.clone()).map_err(|e| {
                     ServerError::Feedback(format!("cannot open {}: {e}", dir.display()))
                 })?;

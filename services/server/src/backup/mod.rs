@@ -15,6 +15,8 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
+use podium_status::RecordingStore;
+
 pub use format::BackupError;
 pub use restore::{Restored, restore};
 pub use take::BackupSource;
@@ -22,12 +24,13 @@ pub use take::BackupSource;
 /// The file the token signing key lives in, under the data directory.
 const TOKEN_KEY: &str = "token-signing.key";
 /// The directory of anonymous polls' voter keys, under the data directory.
-const POLL_KEYS: &str = "poll-keys";
+pub(crate) const POLL_KEYS: &str = "poll-keys";
+/// The recording store's directory, under the data directory.
+pub(crate) const RECORDINGS: &str = "recordings";
 
-/// Where the recording with this SHA-256 keeps its bytes under `data_dir` (the layout of
-/// `podium_status::RecordingStore`).
+/// Where the recording with this SHA-256 keeps its bytes under `data_dir`.
 fn recording_path(data_dir: &Path, sha256: &str) -> PathBuf {
-    data_dir.join("recordings").join("sha256").join(sha256)
+    RecordingStore::content_path_in(&data_dir.join(RECORDINGS), sha256)
 }
 
 /// The log's directory under `data_dir`.

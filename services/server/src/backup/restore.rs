@@ -14,10 +14,13 @@ use std::{
 use podium_eventlog::{RecordedEvent, SledImport, durable};
 use podium_feedback::VoterKeys;
 use podium_proto::v1::{self as pb, backup_record::Record};
+use podium_status::recordings::{hex, is_sha256};
 use prost::Name;
 use sha2::{Digest, Sha256};
 
-use super::{BackupError, POLL_KEYS, TOKEN_KEY, format::Decoder, log_path, recording_path};
+use super::{
+    BackupError, POLL_KEYS, RECORDINGS, TOKEN_KEY, format::Decoder, log_path, recording_path,
+};
 
 /// The most keys a backup may hold: one per anonymous poll open at once, and the token key.
 const MAX_KEYS: usize = 1_000_000;
@@ -136,7 +139,7 @@ impl Staging {
         durable::sync_parent(dir)
             .map_err(BackupError::io(format!("creating {}", dir.display())))?;
         for sub in ["sha256", "tmp"] {
-            let path = dir.join("recordings").join(sub);
+            let path = dir.join(RECORDINGS).join(sub);
             durable::create_dir_all(&path)
                 .map_err(BackupError::io(format!("creating {}", path.display())))?;
         }
@@ -276,7 +279,7 @@ impl Staging {
         }
         let temp = self
             .dir
-            .join("recordings")
+            .join(RECORDINGS)
             .join("tmp")
             .join(format!("{sha256}.part"));
         let file = fs::File::create(&temp)
@@ -318,12 +321,7 @@ impl Staging {
         let Some(current) = self.current.take() else {
             return Ok(());
         };
-        let digest: String = current
-            .hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest = hex(&current.hasher.finalize());
         if current.written != current.size_bytes || digest != current.sha256 {
             return Err(BackupError::Corrupt(format!(
                 "recording {}: its {} bytes do not hash to its name",
@@ -382,8 +380,8 @@ impl Staging {
             written += 1;
         }
         for dir in [
-            self.dir.join("recordings").join("sha256"),
-            self.dir.join("recordings"),
+            self.dir.join(RECORDINGS).join("sha256"),
+            self.dir.join(RECORDINGS),
         ] {
             durable::sync_dir(&dir)
                 .map_err(BackupError::io(format!("syncing {}", dir.display())))?;
@@ -405,11 +403,6 @@ impl Staging {
 
 fn out_of_place(at: u64, what: &str) -> BackupError {
     BackupError::Corrupt(format!("record {at} is {what}, out of the format's order"))
-}
-
-/// 64 lowercase hex digits: the only names a recording's file may have.
-fn is_sha256(name: &str) -> bool {
-    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// A key file name that stays inside the keys' directory.

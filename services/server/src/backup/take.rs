@@ -10,6 +10,7 @@ use futures::Stream;
 use podium_eventlog::EventLog;
 use podium_feedback::VoterKeys;
 use podium_proto::v1::{self as pb, backup_record::Record};
+use podium_status::recordings::hex;
 use prost::Name;
 use sha2::{Digest, Sha256};
 use tokio::{io::AsyncReadExt, sync::watch};
@@ -125,7 +126,7 @@ impl BackupSource {
                             Err(BackupError::ShuttingDown)?;
                         }
                     }
-                    let digest: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+                    let digest = hex(&hasher.finalize());
                     if digest != *sha256 {
                         Err(BackupError::Recording(format!(
                             "the stored file of recording {sha256} has changed on disk (its SHA-256 is now {digest})"

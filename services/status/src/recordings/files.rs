@@ -67,7 +67,13 @@ impl RecordingStore {
 
     /// Where content with this SHA-256 (64 lowercase hex digits) is kept.
     pub fn content_path(&self, sha256: &str) -> PathBuf {
-        self.dir.join("sha256").join(sha256)
+        Self::content_path_in(&self.dir, sha256)
+    }
+
+    /// Where a store in `dir` keeps content with this SHA-256, for tools that read or write
+    /// the store's directory without opening it (a backup, a restore).
+    pub fn content_path_in(dir: &std::path::Path, sha256: &str) -> PathBuf {
+        dir.join("sha256").join(sha256)
     }
 
     /// The directory of uploads in progress.
@@ -331,6 +337,11 @@ impl ContentReader {
         self.file = Some(file);
         Ok(chunk)
     }
+}
+
+/// Whether `text` is a SHA-256 as podium names content: 64 lowercase hex digits.
+pub fn is_sha256(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Lowercase hex of a digest.

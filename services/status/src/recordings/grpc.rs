@@ -15,7 +15,7 @@ use podium_text::{Limit, is_language_tag};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{FETCH_CHUNK_BYTES, RecordingStore, recordings_stream};
+use super::{FETCH_CHUNK_BYTES, RecordingStore, is_sha256, recordings_stream};
 use crate::{error::StatusError, model::StatusModel};
 
 const MAX_CAPTIONS: usize = 20;
@@ -228,11 +228,7 @@ fn validate(
         )));
     }
     let sha256 = h.sha256.trim();
-    if sha256.len() != 64
-        || !sha256
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
+    if !is_sha256(sha256) {
         return Err(StatusError::invalid(
             "sha256",
             "must be the file's SHA-256 as 64 lowercase hex digits",

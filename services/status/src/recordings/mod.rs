@@ -11,7 +11,7 @@ mod probe;
 #[cfg(test)]
 mod tests;
 
-pub use files::{RecordingStore, Upload};
+pub use files::{RecordingStore, Upload, hex, is_sha256};
 pub use grpc::RecordingsService;
 pub use probe::{ProbeError, playout_concerns, probe};
 
