@@ -1,12 +1,16 @@
-//! Who may do what, from the command line: issuing tokens, joining a conference with its code,
-//! and asking whose token this is. Tokens go alone to stdout so that scripts can capture them;
+//! Who may do what, from the command line: issuing, listing and revoking tokens, joining a
+//! conference with its code, and asking whose token this is. Tokens go alone to stdout so that scripts can capture them;
 //! what happened goes to stderr.
 
 use clap::{Args, Subcommand, ValueEnum};
 use podium_client::pb;
 use podium_proto::time::instant;
 
-use crate::{Ctx, output, settings};
+use crate::{
+    Ctx,
+    output::{self, table},
+    settings,
+};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum RoleArg {
@@ -33,6 +37,17 @@ pub enum TokenCmd {
         #[arg(long)]
         days: Option<u64>,
     },
+    /// List the tokens issued for the conference (admin without --conference: every token):
+    /// holder, role, issued when and by whom, last seen, revoked.
+    List,
+    /// Revoke a token at once: every call with it is refused, and its open streams end.
+    Revoke {
+        /// The token's id (`podium token list`, or `podium whoami` with it), or an attendee id.
+        id: String,
+        /// Why, for the record.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -48,13 +63,26 @@ pub struct JoinArgs {
 }
 
 pub async fn token(ctx: &Ctx, cmd: TokenCmd) -> anyhow::Result<()> {
+    match cmd {
+        TokenCmd::Issue {
+            role,
+            name,
+            speaker,
+            days,
+        } => issue(ctx, role, name, speaker, days).await,
+        TokenCmd::List => list(ctx).await,
+        TokenCmd::Revoke { id, reason } => revoke(ctx, id, reason).await,
+    }
+}
+
+async fn issue(
+    ctx: &Ctx,
+    role: RoleArg,
+    name: String,
+    speaker: Option<String>,
+    days: Option<u64>,
+) -> anyhow::Result<()> {
     let out = &ctx.out;
-    let TokenCmd::Issue {
-        role,
-        name,
-        speaker,
-        days,
-    } = cmd;
     let role = match role {
         RoleArg::Admin => pb::Role::Admin,
         RoleArg::Organiser => pb::Role::Organiser,
@@ -89,6 +117,79 @@ pub async fn token(ctx: &Ctx, cmd: TokenCmd) -> anyhow::Result<()> {
                 p.name,
                 p.id
             );
+        }
+    }
+    Ok(())
+}
+
+async fn list(ctx: &Ctx) -> anyhow::Result<()> {
+    // An admin without a conference lists every token; anyone else their conference's.
+    let conference_id = ctx.conference_if_set();
+    let listed = ctx
+        .client
+        .access()
+        .list_tokens(pb::ListTokensRequest { conference_id })
+        .await?
+        .into_inner();
+    if ctx.out.json(&listed) {
+        return Ok(());
+    }
+    let when = |t: &Option<_>| {
+        instant(t).map_or_else(
+            || "-".to_owned(),
+            |t| t.format("%Y-%m-%d %H:%M").to_string(),
+        )
+    };
+    let mut t = table(&[
+        "id",
+        "role",
+        "holder",
+        "conference",
+        "issued (UTC)",
+        "by",
+        "expires",
+        "last seen",
+        "revoked",
+    ]);
+    for token in &listed.tokens {
+        t.add_row(vec![
+            token.token_id.clone(),
+            output::role(token.role).to_owned(),
+            token.holder_name.clone(),
+            token.conference_id.clone(),
+            when(&token.issued_at),
+            token.issued_by.clone(),
+            when(&token.expires_at),
+            when(&token.last_seen),
+            match &token.revoked_at {
+                Some(_) => format!("{} by {}", when(&token.revoked_at), token.revoked_by),
+                None => String::new(),
+            },
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+async fn revoke(ctx: &Ctx, id: String, reason: String) -> anyhow::Result<()> {
+    let revoked = ctx
+        .client
+        .access()
+        .revoke_token(pb::RevokeTokenRequest {
+            token_id: id.clone(),
+            conference_id: ctx.conference_if_set(),
+            reason,
+        })
+        .await?
+        .into_inner();
+    if !ctx.out.json(&revoked) {
+        let at = instant(&revoked.revoked_at).map_or_else(String::new, |t| {
+            t.format(" at %Y-%m-%d %H:%M UTC").to_string()
+        });
+        if revoked.already_revoked {
+            eprintln!("token {id} was already revoked{at}");
+        } else {
+            eprintln!("revoked token {id}{at}: it is refused from now on, and its streams end");
         }
     }
     Ok(())
@@ -145,6 +246,12 @@ pub async fn whoami(ctx: &Ctx) -> anyhow::Result<()> {
         }
         if !p.speaker_id.is_empty() {
             println!("speaker {}", p.speaker_id);
+        }
+        if !p.token_id.is_empty() {
+            println!(
+                "token {} (to revoke it: podium token revoke {})",
+                p.token_id, p.token_id
+            );
         }
         if let Some(exp) = instant(&p.expires_at) {
             println!("expires {}", exp.format("%Y-%m-%d %H:%M UTC"));

@@ -1,7 +1,7 @@
 //! `podium admin status`: the node at a glance for the person who runs it (admin token): its
 //! version and uptime, the log's head and the read models' lag, the streams open by kind, the
-//! data on disk and the room left against `--disk-reserve`; and `podium admin backup`, a
-//! backup of the running node into a file that `podiumd restore` reads.
+//! data on disk and the room left against `--disk-reserve`; `podium admin backup`, a backup of
+//! the running node into a file that `podiumd restore` reads; and `podium admin rotate-key`.
 
 use std::io::IsTerminal;
 
@@ -27,13 +27,43 @@ pub enum AdminCmd {
         #[arg(long)]
         recordings: bool,
     },
+    /// Replace the key that signs tokens. Tokens signed by the old key keep working for the
+    /// grace period, then are refused; 0 ends them at once (for a leaked key). The admin
+    /// token file podiumd generated is signed again with the new key.
+    RotateKey {
+        /// Hours the old key's tokens stay valid.
+        #[arg(long)]
+        grace_hours: u64,
+    },
 }
 
 pub async fn run(ctx: &Ctx, cmd: AdminCmd) -> anyhow::Result<()> {
     match cmd {
         AdminCmd::Status => status(ctx).await,
         AdminCmd::Backup { out, recordings } => backup(ctx, &out, recordings).await,
+        AdminCmd::RotateKey { grace_hours } => rotate_key(ctx, grace_hours).await,
     }
+}
+
+async fn rotate_key(ctx: &Ctx, grace_hours: u64) -> anyhow::Result<()> {
+    let rotated = ctx
+        .client
+        .access()
+        .rotate_signing_key(pb::RotateSigningKeyRequest {
+            grace_seconds: grace_hours.saturating_mul(3600),
+        })
+        .await?
+        .into_inner();
+    if !ctx.out.json(&rotated) {
+        let until = podium_proto::time::instant(&rotated.retired_until)
+            .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M UTC").to_string());
+        println!("signing key {} is now in use", rotated.key_id);
+        println!(
+            "tokens signed by key {} are refused from {until}",
+            rotated.retired_key_id
+        );
+    }
+    Ok(())
 }
 
 async fn backup(ctx: &Ctx, out: &std::path::Path, recordings: bool) -> anyhow::Result<()> {

@@ -79,6 +79,9 @@ pub enum Command {
     /// Issue tokens.
     #[command(subcommand)]
     Token(access::TokenCmd),
+    /// What podium holds about one person, and erasing them (data-protection requests).
+    #[command(subcommand)]
+    Privacy(crate::privacy::PrivacyCmd),
     /// Join a conference as an attendee with its join code.
     Join(access::JoinArgs),
     /// Show who the token belongs to.

@@ -56,6 +56,12 @@ impl Ctx {
             .ok_or_else(|| anyhow!("say which conference with --conference (or PODIUM_CONFERENCE)"))
     }
 
+    /// The conference named by --conference or the config file, if any; empty otherwise
+    /// (the server then takes the token's own, or for an admin every conference).
+    pub fn conference_if_set(&self) -> String {
+        self.conference.clone().unwrap_or_default()
+    }
+
     pub async fn fetch_conference(&self, id: &str) -> anyhow::Result<pb::Conference> {
         let response = self
             .client

@@ -17,6 +17,7 @@ mod export;
 mod output;
 mod parse;
 mod poll;
+mod privacy;
 mod qa;
 mod rating;
 mod recording;
@@ -72,6 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Session(cmd) => agenda::session(&ctx, cmd).await,
         Command::Slots(cmd) => agenda::slots(&ctx, cmd).await,
         Command::Token(cmd) => access::token(&ctx, cmd).await,
+        Command::Privacy(cmd) => privacy::privacy(&ctx, cmd).await,
         Command::Join(args) => access::join(&ctx, args).await,
         Command::Whoami => access::whoami(&ctx).await,
         Command::Events(cmd) => events::run(&ctx, cmd).await,

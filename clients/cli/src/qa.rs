@@ -46,6 +46,14 @@ pub enum QaCmd {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Revoke the token of a question's author, an attendee abusing the Q&A (moderators):
+    /// every call with it is refused from now on, without you learning who they are.
+    RevokeAuthor {
+        question: String,
+        /// Why, for the record.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// Set a session's Q&A rules (moderators); a flag left out turns the rule off.
     Settings {
         session: String,
@@ -101,6 +109,19 @@ pub async fn run(ctx: &Ctx, cmd: QaCmd) -> anyhow::Result<()> {
                     },
                     upvoted.votes
                 );
+            }
+        }
+        QaCmd::RevokeAuthor { question, reason } => {
+            let revoked = questions()
+                .revoke_author(pb::RevokeAuthorRequest {
+                    conference_id,
+                    question_id: question.clone(),
+                    reason,
+                })
+                .await?
+                .into_inner();
+            if !ctx.out.json(&revoked) {
+                eprintln!("revoked the author of {question}: their token is refused from now on");
             }
         }
         QaCmd::Moderate {

@@ -33,8 +33,8 @@ use podium_proto::v1::{
     access_client::AccessClient, agenda_client::AgendaClient,
     diagnostics_client::DiagnosticsClient, event_feed_client::EventFeedClient,
     playout_client::PlayoutClient, polls_client::PollsClient, presence_client::PresenceClient,
-    questions_client::QuestionsClient, ratings_client::RatingsClient,
-    recordings_client::RecordingsClient, stage_client::StageClient,
+    privacy_client::PrivacyClient, questions_client::QuestionsClient,
+    ratings_client::RatingsClient, recordings_client::RecordingsClient, stage_client::StageClient,
 };
 use tonic::{
     Code, Request, Status,
@@ -237,6 +237,11 @@ impl Client {
     /// Recordings; see [`Client::upload_recording_file`] and [`Client::fetch_recording_file`].
     pub fn recordings(&self) -> RecordingsClient<Authed> {
         RecordingsClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    /// A person's data, and erasing them (data-protection requests).
+    pub fn privacy(&self) -> PrivacyClient<Authed> {
+        PrivacyClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
     /// A fresh request id for a write. Keep it to retry the same write safely.

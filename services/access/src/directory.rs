@@ -2,7 +2,10 @@
 //! which speakers each conference has. Built from the agenda's events, never from the agenda
 //! service's state.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use podium_eventlog::{
     Projection, RecordedEvent,
@@ -20,6 +23,10 @@ pub struct Directory {
     conferences: HashSet<String>,
     #[serde(serialize_with = "podium_eventlog::snapshot::sorted_set")]
     speakers: HashSet<(String, String)>,
+    /// Conference id -> when its last session ends, in seconds since the epoch: attendee
+    /// tokens end a margin after it.
+    #[serde(serialize_with = "podium_eventlog::snapshot::sorted_map")]
+    ends: HashMap<String, u64>,
 }
 
 /// The event types this read model folds.
@@ -28,6 +35,7 @@ pub fn directory_event_types() -> Vec<String> {
     vec![
         pb::ConferenceCreated::full_name(),
         pb::SpeakerAdded::full_name(),
+        pb::SessionScheduled::full_name(),
     ]
 }
 
@@ -51,6 +59,13 @@ impl Directory {
         self.conferences.contains(conference_id)
     }
 
+    /// When the conference's last scheduled session ends; None before any is scheduled.
+    pub fn conference_end(&self, conference_id: &str) -> Option<SystemTime> {
+        self.ends
+            .get(conference_id)
+            .and_then(|&end| UNIX_EPOCH.checked_add(Duration::from_secs(end)))
+    }
+
     pub fn has_speaker(&self, conference_id: &str, speaker_id: &str) -> bool {
         self.speakers
             .contains(&(conference_id.to_owned(), speaker_id.to_owned()))
@@ -58,7 +73,8 @@ impl Directory {
 }
 
 impl Snapshot for Directory {
-    const VERSION: u32 = 1;
+    /// 2: conferences' ends.
+    const VERSION: u32 = 2;
 
     fn save(&self) -> Result<Vec<u8>, SnapshotError> {
         snapshot::encode(self)
@@ -78,6 +94,17 @@ impl Projection for Directory {
                     self.join_codes
                         .insert(normalise_join_code(&c.join_code), c.conference_id.clone());
                     self.conferences.insert(c.conference_id);
+                }
+                Err(error) => tracing::error!(%error, "skipping undecodable event"),
+            }
+        } else if event.is::<pb::SessionScheduled>() {
+            match event.decode::<pb::SessionScheduled>() {
+                Ok(s) => {
+                    let end = s
+                        .end
+                        .map_or(0, |end| u64::try_from(end.seconds).unwrap_or(0));
+                    let known = self.ends.entry(s.conference_id).or_default();
+                    *known = (*known).max(end);
                 }
                 Err(error) => tracing::error!(%error, "skipping undecodable event"),
             }

@@ -77,6 +77,9 @@ pub struct Principal {
     pub speaker_id: Option<String>,
     /// None for the configured admin token, which does not expire.
     pub expires_at: Option<SystemTime>,
+    /// The token's id, to revoke it by; None for the configured admin secret and for tokens
+    /// issued before tokens had ids.
+    pub token_id: Option<String>,
 }
 
 /// Why a request may not go ahead.
@@ -88,6 +91,8 @@ pub enum AccessError {
     PermissionDenied(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
     #[error("{field}: {message}")]
     InvalidArgument {
         field: &'static str,
@@ -107,6 +112,7 @@ impl Principal {
             conference_id: None,
             speaker_id: None,
             expires_at: None,
+            token_id: None,
         }
     }
 
@@ -177,6 +183,7 @@ mod tests {
             conference_id: Some(conference.into()),
             speaker_id: None,
             expires_at: None,
+            token_id: None,
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use podium_eventlog::Projector;
+use podium_eventlog::{EventLog, Projector};
 use podium_proto::{
     ServiceError, ServiceErrorCode,
     v1::{self as pb, access_server::Access},
@@ -14,7 +14,8 @@ use crate::{
     directory::Directory,
     domain::{AccessError, Principal, Role},
     limits::RateLimits,
-    tokens::{DEFAULT_TTL, MAX_TTL, TokenKeys},
+    token_admin,
+    tokens::{DEFAULT_TTL, MAX_TTL, TokenKeys, new_token_id},
 };
 
 impl ServiceError for AccessError {
@@ -23,6 +24,7 @@ impl ServiceError for AccessError {
             AccessError::Unauthenticated(_) => ServiceErrorCode::Unauthenticated,
             AccessError::PermissionDenied(_) => ServiceErrorCode::PermissionDenied,
             AccessError::NotFound(_) => ServiceErrorCode::NotFound,
+            AccessError::FailedPrecondition(_) => ServiceErrorCode::FailedPrecondition,
             AccessError::InvalidArgument { .. } => ServiceErrorCode::InvalidArgument,
             // Logged with its cause by `into_status`; the client sees "internal error".
             AccessError::Internal(_) => ServiceErrorCode::Internal,
@@ -54,14 +56,20 @@ impl Interceptor for Authenticator {
         let value = value
             .to_str()
             .map_err(|_| Status::unauthenticated("authorization header is not ASCII"))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
+        let token = bearer_token(value)
             .ok_or_else(|| Status::unauthenticated("authorization must be \"Bearer <token>\""))?;
-        let principal = self.keys.verify(token.trim())?;
+        let principal = self.keys.verify(token)?;
         request.extensions_mut().insert(principal);
         Ok(request)
     }
+}
+
+/// The token in an `authorization` header's value, `Bearer <token>`; None if it is not one.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
 }
 
 /// The caller of an RPC, or UNAUTHENTICATED.
@@ -109,6 +117,7 @@ pub fn principal_to_proto(p: &Principal) -> pb::Principal {
         conference_id: p.conference_id.clone().unwrap_or_default(),
         speaker_id: p.speaker_id.clone().unwrap_or_default(),
         expires_at: p.expires_at.map(prost_types::Timestamp::from),
+        token_id: p.token_id.clone().unwrap_or_default(),
     }
 }
 
@@ -116,15 +125,56 @@ pub fn principal_to_proto(p: &Principal) -> pb::Principal {
 pub struct AccessService {
     keys: Arc<TokenKeys>,
     directory: Projector<Directory>,
+    /// Where issued and revoked tokens are recorded.
+    log: Arc<dyn EventLog>,
     limits: Option<Arc<RateLimits>>,
+    /// How long after a conference's last session its attendee tokens keep working.
+    attendee_margin: Duration,
 }
 
+/// Default of [`AccessService::with_attendee_margin`]: a week, to rate the sessions and read
+/// the results after the conference.
+pub const ATTENDEE_MARGIN: Duration = Duration::from_secs(7 * 24 * 3600);
+
 impl AccessService {
-    pub fn new(keys: Arc<TokenKeys>, directory: Projector<Directory>) -> Self {
+    /// `keys` must have the token register attached ([`TokenKeys::watch_revocations`]).
+    pub fn new(
+        keys: Arc<TokenKeys>,
+        directory: Projector<Directory>,
+        log: Arc<dyn EventLog>,
+    ) -> Self {
         Self {
             keys,
             directory,
+            log,
             limits: None,
+            attendee_margin: ATTENDEE_MARGIN,
+        }
+    }
+
+    /// Attendee tokens end this long after the conference's last session ends (podiumd's
+    /// `--attendee-token-margin-hours`), or after 30 days if that is sooner.
+    pub fn with_attendee_margin(mut self, margin: Duration) -> Self {
+        self.attendee_margin = margin;
+        self
+    }
+
+    /// How long an attendee token issued now for `conference_id` may live, or why none may.
+    fn attendee_ttl(&self, conference_id: &str) -> Result<Duration, AccessError> {
+        let Some(end) = self.directory.read().conference_end(conference_id) else {
+            // Nothing scheduled yet: the default lifetime.
+            return Ok(DEFAULT_TTL);
+        };
+        let Some(until) = end.checked_add(self.attendee_margin) else {
+            return Ok(DEFAULT_TTL);
+        };
+        match until.duration_since(std::time::SystemTime::now()) {
+            Ok(left) if !left.is_zero() => Ok(left.min(DEFAULT_TTL)),
+            _ => Err(AccessError::FailedPrecondition(format!(
+                "conference {conference_id} is over: attendees could join until {} hours after \
+                 its last session",
+                self.attendee_margin.as_secs() / 3600
+            ))),
         }
     }
 
@@ -202,6 +252,7 @@ impl Access for AccessService {
             Principal {
                 id: short_id("admin"),
                 name,
+                token_id: Some(new_token_id(Role::Admin)),
                 ..Principal::admin()
             }
         } else {
@@ -260,10 +311,13 @@ impl Access for AccessService {
                 conference_id: Some(conference_id),
                 speaker_id,
                 expires_at: None,
+                token_id: Some(new_token_id(role)),
             }
         };
         let token = self.sign(principal.clone(), ttl)?;
-        let issued = self.keys.verify(&token)?;
+        let issued = self.keys.inspect(&token)?;
+        // Recorded before it is handed out: a token podium gave is always listed.
+        token_admin::record_issued(&self.log, &self.keys, &issuer, &issued).await?;
         tracing::info!(conference = issued.conference_id.as_deref().unwrap_or("*"), issuer = %issuer.id, role = %issued.role, principal = %issued.id, "token issued");
         Ok(Response::new(pb::IssueTokenResponse {
             token,
@@ -302,16 +356,21 @@ impl Access for AccessService {
             .conference_for_code(&req.join_code)
             .map(str::to_owned)
             .ok_or_else(|| AccessError::NotFound("no conference has this join code".into()))?;
+        let id = short_id("att");
         let principal = Principal {
-            id: short_id("att"),
+            // An attendee's token id is their id (which moderators never see: they revoke the
+            // author of a question): revoking it is revoking them.
+            token_id: Some(id.clone()),
+            id,
             name,
             role: Role::Attendee,
             conference_id: Some(conference_id),
             speaker_id: None,
             expires_at: None,
         };
-        let token = self.sign(principal, DEFAULT_TTL)?;
-        let joined = self.keys.verify(&token)?;
+        let ttl = self.attendee_ttl(principal.conference_id.as_deref().unwrap_or_default())?;
+        let token = self.sign(principal, ttl)?;
+        let joined = self.keys.inspect(&token)?;
         tracing::info!(attendee = %joined.id, conference = ?joined.conference_id, "attendee joined");
         Ok(Response::new(pb::JoinResponse {
             token,
@@ -327,5 +386,33 @@ impl Access for AccessService {
         Ok(Response::new(pb::WhoAmIResponse {
             principal: Some(principal_to_proto(&principal)),
         }))
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        let caller = caller(&request)?;
+        token_admin::list(&self.keys, &caller, request.into_inner()).map(Response::new)
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
+        let caller = caller(&request)?;
+        token_admin::revoke(&self.log, &self.keys, &caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        request: Request<pb::RotateSigningKeyRequest>,
+    ) -> Result<Response<pb::RotateSigningKeyResponse>, Status> {
+        let caller = caller(&request)?;
+        token_admin::rotate(&self.keys, &caller, request.into_inner())
+            .await
+            .map(Response::new)
     }
 }

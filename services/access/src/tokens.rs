@@ -1,22 +1,36 @@
-//! Signed bearer tokens (JWT, HMAC-SHA256) and the key and admin-token bootstrap.
+//! Signed bearer tokens (JWT, HMAC-SHA256), their revocation and the key and admin-token
+//! bootstrap.
 //!
-//! The signing key lives in `<data dir>/token-signing.key`, created on first start with mode
-//! 0600. The admin token is either set by configuration (a literal secret compared in constant
-//! time) or issued on first start into `<data dir>/admin.token`, mode 0600; its path is logged,
-//! never the token. Both files are written durably (`podium_eventlog::durable`) before use.
+//! The signing keys live in the data directory ([`crate::keyring`]), created on first start
+//! with mode 0600. The admin token is either set by configuration (a literal secret compared in
+//! constant time) or issued on first start into `<data dir>/admin.token`, mode 0600; its path is
+//! logged, never the token. Every file is written durably (`podium_eventlog::durable`) before
+//! use.
+//!
+//! Every token carries an id (`jti`) and names its key (`kid`). Once the token register is
+//! attached ([`TokenKeys::watch_revocations`]), a revoked id is refused like a bad signature.
 
 use std::{
+    collections::HashMap,
     fs,
     path::{Path, PathBuf},
+    sync::{Mutex, OnceLock, RwLock},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
-use podium_eventlog::durable::{self, write_private};
-use rand::RngCore;
+use jsonwebtoken::{Algorithm, Header, Validation, errors::ErrorKind};
+use podium_eventlog::{
+    Projector,
+    durable::{self, write_private},
+};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
-use crate::domain::{AccessError, Principal, Role};
+use crate::{
+    domain::{AccessError, Principal, Role},
+    keyring::{Keyring, Lookup, SigningKey},
+    register::TokenRegister,
+};
 
 /// Default lifetime of an issued token.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -25,6 +39,8 @@ pub const MAX_TTL: Duration = Duration::from_secs(400 * 24 * 3600);
 /// Lifetime of the generated admin token.
 const ADMIN_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 const ISSUER: &str = "podium";
+/// The generated admin token's file in the data directory.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -36,17 +52,29 @@ struct Claims {
     conf: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     spk: Option<String>,
+    /// The token's id; absent from tokens issued before tokens had ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jti: Option<String>,
     iat: u64,
     exp: u64,
 }
 
-/// Issues and verifies tokens with one server key.
+/// Issues and verifies tokens with the server's keys.
 pub struct TokenKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    ring: RwLock<Keyring>,
+    /// The data directory the keys (and the generated admin token) live in; None for keys
+    /// made from a secret in memory.
+    dir: Option<PathBuf>,
     validation: Validation,
     /// The admin secret from configuration, if any.
     configured_admin: Option<String>,
+    register: OnceLock<Projector<TokenRegister>>,
+    /// When this node last accepted each token id.
+    seen: Mutex<HashMap<String, SystemTime>>,
+    /// One rotation at a time; held across the key files' writes, while `ring` is not.
+    rotating: Mutex<()>,
+    /// Counts rotations, so that open streams re-check their token's key.
+    rotations: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -63,56 +91,62 @@ pub struct Bootstrap {
     pub admin_token_file: Option<PathBuf>,
 }
 
+/// What [`TokenKeys::rotate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    pub key_id: String,
+    pub retired_key_id: String,
+    pub retired_until: SystemTime,
+}
+
 impl TokenKeys {
-    /// Keys from a raw secret (at least 32 bytes).
-    pub fn from_secret(secret: &[u8], configured_admin: Option<String>) -> Self {
+    fn with_ring(ring: Keyring, dir: Option<PathBuf>, configured_admin: Option<String>) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.leeway = 0;
         Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            ring: RwLock::new(ring),
+            dir,
             validation,
             configured_admin: configured_admin.filter(|s| !s.is_empty()),
+            register: OnceLock::new(),
+            seen: Mutex::new(HashMap::new()),
+            rotating: Mutex::new(()),
+            rotations: watch::Sender::new(0),
         }
     }
 
-    /// Loads or creates the signing key in `data_dir`; writes an admin token file unless an
+    /// Keys from a raw secret (at least 32 bytes), kept in memory only.
+    pub fn from_secret(secret: &[u8], configured_admin: Option<String>) -> Self {
+        Self::with_ring(
+            Keyring::new(SigningKey::from_secret(secret.to_vec())),
+            None,
+            configured_admin,
+        )
+    }
+
+    /// Loads or creates the signing keys in `data_dir`; writes an admin token file unless an
     /// admin token is configured or a valid file is already there.
     pub fn bootstrap(
         data_dir: &Path,
         configured_admin: Option<String>,
     ) -> std::io::Result<Bootstrap> {
         durable::create_dir_all(data_dir)?;
-        let key_path = data_dir.join("token-signing.key");
-        let (secret, new_key) = match fs::read(&key_path) {
-            Ok(secret) if secret.len() >= 32 => (secret, false),
-            Ok(_) => {
-                return Err(std::io::Error::other(format!(
-                    "{} is shorter than 32 bytes; remove it to generate a new key",
-                    key_path.display()
-                )));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut secret = vec![0u8; 32];
-                rand::rng().fill_bytes(&mut secret);
-                write_private(&key_path, &secret)?;
-                (secret, true)
-            }
-            Err(e) => return Err(e),
-        };
-        let keys = TokenKeys::from_secret(&secret, configured_admin);
-        let token_path = data_dir.join("admin.token");
+        let (ring, new_key) = Keyring::load(data_dir, SystemTime::now())?;
+        let keys = TokenKeys::with_ring(ring, Some(data_dir.to_owned()), configured_admin);
+        let token_path = data_dir.join(ADMIN_TOKEN_FILE);
         let mut admin_token_file = None;
         if keys.configured_admin.is_none() {
+            // Signed by the current key: one signed by a retired key (a crash during a
+            // rotation) would stop working when the key's grace ends.
             let usable = !new_key
-                && fs::read_to_string(&token_path)
-                    .ok()
-                    .is_some_and(|t| keys.verify(t.trim()).is_ok_and(|p| p.role == Role::Admin));
+                && fs::read_to_string(&token_path).ok().is_some_and(|t| {
+                    keys.inspect(t.trim()).is_ok_and(|p| p.role == Role::Admin)
+                        && keys.signed_by_current_key(t.trim())
+                });
             if !usable {
-                let token = keys.issue(&Principal::admin(), ADMIN_TTL)?;
-                write_private(&token_path, format!("{token}\n").as_bytes())?;
+                keys.write_admin_token(&token_path)?;
             }
             admin_token_file = Some(token_path);
         }
@@ -122,7 +156,34 @@ impl TokenKeys {
         })
     }
 
-    /// Signs a token for `principal` valid for `ttl`.
+    fn write_admin_token(&self, path: &Path) -> std::io::Result<()> {
+        let token = self.issue(&Principal::admin(), ADMIN_TTL)?;
+        write_private(path, format!("{token}\n").as_bytes())
+    }
+
+    /// From now on, refuse the tokens `register` names as revoked. Set once, at start-up.
+    pub fn watch_revocations(&self, register: Projector<TokenRegister>) {
+        if self.register.set(register).is_err() {
+            tracing::warn!("the token register was attached twice; the first one is kept");
+        }
+    }
+
+    /// The register of issued and revoked tokens, once attached.
+    pub fn register(&self) -> Option<&Projector<TokenRegister>> {
+        self.register.get()
+    }
+
+    /// When this node last accepted the token `token_id`.
+    pub fn last_seen(&self, token_id: &str) -> Option<SystemTime> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token_id)
+            .copied()
+    }
+
+    /// Signs a token for `principal` valid for `ttl`. Its id is `principal.token_id`, or a
+    /// new one.
     pub fn issue(&self, principal: &Principal, ttl: Duration) -> std::io::Result<String> {
         self.issue_at(principal, SystemTime::now(), ttl)
     }
@@ -145,33 +206,175 @@ impl TokenKeys {
             role: principal.role.as_str().into(),
             conf: principal.conference_id.clone(),
             spk: principal.speaker_id.clone(),
+            jti: Some(
+                principal
+                    .token_id
+                    .clone()
+                    .unwrap_or_else(|| new_token_id(principal.role)),
+            ),
             iat: now,
             exp: now + ttl.as_secs(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(ring.current.id.clone());
+        jsonwebtoken::encode(&header, &claims, &ring.current.encoding)
             .map_err(std::io::Error::other)
     }
 
-    /// Authenticates a bearer token.
+    /// Replaces the signing key: tokens signed by the current one verify for `grace` more,
+    /// then are refused. The generated admin token file, if podium keeps one, is signed again.
+    /// Nothing changes unless the new keys are on disk.
+    pub fn rotate(&self, grace: Duration) -> std::io::Result<Rotation> {
+        let _one_at_a_time = self.rotating.lock().unwrap_or_else(|p| p.into_inner());
+        let next = self
+            .ring
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .rotated(grace, SystemTime::now());
+        // Written before it is used, and without holding the lock every request reads.
+        if let Some(dir) = &self.dir {
+            next.save(dir)?;
+        }
+        let retired = next.retired.last().expect("a rotation retires a key");
+        let rotation = Rotation {
+            key_id: next.current.id.clone(),
+            retired_key_id: retired.key.id.clone(),
+            retired_until: retired.until,
+        };
+        *self.ring.write().unwrap_or_else(|p| p.into_inner()) = next;
+        self.rotations.send_modify(|n| *n += 1);
+        if let Some(dir) = &self.dir
+            && self.configured_admin.is_none()
+        {
+            // The rotation stands either way; a failure here is repaired at the next start,
+            // which signs the file again since its key is no longer the current one.
+            let path = dir.join(ADMIN_TOKEN_FILE);
+            if let Err(error) = self.write_admin_token(&path) {
+                tracing::error!(%error, path = %path.display(), "could not sign the admin token file again");
+            }
+        }
+        Ok(rotation)
+    }
+
+    /// Changes whenever the signing key is rotated.
+    pub fn rotations(&self) -> watch::Receiver<u64> {
+        self.rotations.subscribe()
+    }
+
+    /// The first moment `token` no longer verifies on its own: the second after its expiry
+    /// (expiry is checked in whole seconds), or the end of the grace of the key that signed it,
+    /// whichever is first. None if it does not verify now, or never ends (the configured admin
+    /// secret).
+    pub fn valid_until(&self, token: &str) -> Option<SystemTime> {
+        let principal = self.inspect(token).ok()?;
+        let expiry = principal
+            .expires_at
+            .and_then(|at| at.checked_add(Duration::from_secs(1)));
+        let kid = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid);
+        let now = SystemTime::now();
+        let grace = {
+            let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
+            match kid {
+                Some(kid) => ring
+                    .retired
+                    .iter()
+                    .find(|r| r.key.id == kid)
+                    .map(|r| r.until),
+                // A token from before key ids: the key that verifies it, current or retired.
+                None => {
+                    let verifies = |key: &SigningKey| {
+                        jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation)
+                            .is_ok()
+                    };
+                    if verifies(&ring.current) {
+                        None
+                    } else {
+                        ring.retired
+                            .iter()
+                            .filter(|r| r.until > now)
+                            .find(|r| verifies(&r.key))
+                            .map(|r| r.until)
+                    }
+                }
+            }
+        };
+        match (expiry, grace) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// True when `token` names the current key in its header.
+    fn signed_by_current_key(&self, token: &str) -> bool {
+        let current = &self
+            .ring
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .current
+            .id;
+        jsonwebtoken::decode_header(token).is_ok_and(|h| h.kid.as_ref() == Some(current))
+    }
+
+    /// Authenticates a bearer token, and notes it as seen (for `ListTokens`).
     pub fn verify(&self, token: &str) -> Result<Principal, AccessError> {
+        self.check(token, SystemTime::now(), true)
+    }
+
+    /// Verifies a token without noting it as seen: for podium's own looks at a token (the one
+    /// it has just issued, or an open stream's, again).
+    pub fn inspect(&self, token: &str) -> Result<Principal, AccessError> {
+        self.check(token, SystemTime::now(), false)
+    }
+
+    #[cfg(test)]
+    fn verify_at(&self, token: &str, now: SystemTime) -> Result<Principal, AccessError> {
+        self.check(token, now, false)
+    }
+
+    /// Verification, with the time that retired keys' grace periods are measured against.
+    fn check(&self, token: &str, now: SystemTime, seen: bool) -> Result<Principal, AccessError> {
         if let Some(admin) = &self.configured_admin
             && constant_time_eq(admin.as_bytes(), token.as_bytes())
         {
             return Ok(Principal::admin());
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| {
-                AccessError::Unauthenticated(
-                    match e.kind() {
-                        ErrorKind::ExpiredSignature => "token has expired",
-                        ErrorKind::InvalidSignature => "token signature is invalid",
-                        ErrorKind::InvalidIssuer => "token was not issued by podium",
-                        _ => "token is malformed",
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| AccessError::Unauthenticated("token is malformed".into()))?;
+        let claims = {
+            let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
+            let mut outcome = Err(ErrorKind::InvalidSignature.into());
+            for candidate in ring.lookup(header.kid.as_deref(), now) {
+                let key = match candidate {
+                    Lookup::Usable(key) => key,
+                    Lookup::Retired => {
+                        return Err(AccessError::Unauthenticated(
+                            "token was signed by a key that was rotated out, and its grace \
+                             period has ended"
+                                .into(),
+                        ));
                     }
-                    .into(),
-                )
-            })?;
-        let claims = data.claims;
+                    Lookup::Unknown => break,
+                };
+                outcome = jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation);
+                if !matches!(&outcome, Err(e) if *e.kind() == ErrorKind::InvalidSignature) {
+                    break;
+                }
+            }
+            outcome
+                .map_err(|e: jsonwebtoken::errors::Error| {
+                    AccessError::Unauthenticated(
+                        match e.kind() {
+                            ErrorKind::ExpiredSignature => "token has expired",
+                            ErrorKind::InvalidSignature => "token signature is invalid",
+                            ErrorKind::InvalidIssuer => "token was not issued by podium",
+                            _ => "token is malformed",
+                        }
+                        .into(),
+                    )
+                })?
+                .claims
+        };
         let role = Role::parse(&claims.role)
             .ok_or_else(|| AccessError::Unauthenticated("token names an unknown role".into()))?;
         if role != Role::Admin && claims.conf.is_none() {
@@ -179,15 +382,44 @@ impl TokenKeys {
                 "token has no conference scope".into(),
             ));
         }
+        // An attendee's token id is their id, also in tokens from before tokens had ids.
+        let token_id = claims
+            .jti
+            .clone()
+            .or_else(|| (role == Role::Attendee).then(|| claims.sub.clone()));
+        if let Some(token_id) = &token_id {
+            if let Some(register) = self.register.get()
+                && register.read().is_revoked(claims.conf.as_deref(), token_id)
+            {
+                return Err(AccessError::Unauthenticated(
+                    "token has been revoked".into(),
+                ));
+            }
+            // Attendee tokens are not listed: no lock on the path of every ballot.
+            if seen && role != Role::Attendee {
+                self.seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(token_id.clone(), now);
+            }
+        }
         Ok(Principal {
             id: claims.sub,
             name: claims.name,
             role,
             conference_id: claims.conf,
             speaker_id: claims.spk,
-            expires_at: Some(UNIX_EPOCH + Duration::from_secs(claims.exp)),
+            expires_at: UNIX_EPOCH.checked_add(Duration::from_secs(claims.exp)),
+            token_id,
         })
     }
+}
+
+/// A fresh token id: "tok-" and 12 hex digits (admin tokens "adm-").
+pub fn new_token_id(role: Role) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let prefix = if role == Role::Admin { "adm" } else { "tok" };
+    format!("{prefix}-{}", &id[..12])
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -195,88 +427,4 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn organiser() -> Principal {
-        Principal {
-            id: "tok-1".into(),
-            name: "Sophea".into(),
-            role: Role::Organiser,
-            conference_id: Some("odc2024".into()),
-            speaker_id: None,
-            expires_at: None,
-        }
-    }
-
-    #[test]
-    fn issued_token_verifies_to_the_same_principal() {
-        let keys = TokenKeys::from_secret(&[7u8; 32], None);
-        let token = keys.issue(&organiser(), DEFAULT_TTL).unwrap();
-        let back = keys.verify(&token).unwrap();
-        assert_eq!(back.id, "tok-1");
-        assert_eq!(back.role, Role::Organiser);
-        assert_eq!(back.conference_id.as_deref(), Some("odc2024"));
-    }
-
-    #[test]
-    fn tampered_expired_and_foreign_tokens_are_rejected() {
-        let keys = TokenKeys::from_secret(&[7u8; 32], None);
-        let token = keys.issue(&organiser(), DEFAULT_TTL).unwrap();
-        let mut tampered = token.clone().into_bytes();
-        let last = tampered.len() - 2;
-        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
-        let err = keys
-            .verify(&String::from_utf8(tampered).unwrap())
-            .unwrap_err();
-        assert!(matches!(err, AccessError::Unauthenticated(_)));
-
-        let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
-        let expired = keys
-            .issue_at(&organiser(), an_hour_ago, Duration::from_secs(60))
-            .unwrap();
-        assert_eq!(
-            keys.verify(&expired).unwrap_err(),
-            AccessError::Unauthenticated("token has expired".into())
-        );
-
-        let other = TokenKeys::from_secret(&[8u8; 32], None);
-        assert_eq!(
-            other.verify(&token).unwrap_err(),
-            AccessError::Unauthenticated("token signature is invalid".into())
-        );
-        assert_eq!(
-            keys.verify("not a token").unwrap_err(),
-            AccessError::Unauthenticated("token is malformed".into())
-        );
-    }
-
-    #[test]
-    fn configured_admin_secret_is_admin() {
-        let keys = TokenKeys::from_secret(&[7u8; 32], Some("s3cret-admin".into()));
-        assert_eq!(keys.verify("s3cret-admin").unwrap().role, Role::Admin);
-        assert!(keys.verify("s3cret-admix").is_err());
-    }
-
-    #[test]
-    fn bootstrap_writes_a_private_admin_token_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = TokenKeys::bootstrap(dir.path(), None).unwrap();
-        let path = first.admin_token_file.clone().unwrap();
-        let token = fs::read_to_string(&path).unwrap();
-        assert_eq!(first.keys.verify(token.trim()).unwrap().role, Role::Admin);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode, 0o600);
-        }
-        let second = TokenKeys::bootstrap(dir.path(), None).unwrap();
-        assert_eq!(
-            fs::read_to_string(&path).unwrap(),
-            token,
-            "a valid token is kept"
-        );
-        assert!(second.keys.verify(token.trim()).is_ok());
-    }
-}
+mod tests;

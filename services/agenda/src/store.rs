@@ -10,6 +10,7 @@ use podium_eventlog::snapshot::{self, Snapshot, SnapshotError};
 use podium_eventlog::{
     EventLog, EventLogError, ExpectedVersion, Filter, Follower, NewEvent, Projection, Projector,
     RecordedEvent, RequestId,
+    personal::{self, PersonKind},
 };
 use podium_proto::{time::timestamp, v1 as pb};
 use prost::Name;
@@ -56,6 +57,7 @@ pub fn agenda_event_types() -> Vec<String> {
         pb::RoomAdded::full_name(),
         pb::SpeakerAdded::full_name(),
         pb::SessionScheduled::full_name(),
+        pb::PersonErased::full_name(),
     ]
 }
 
@@ -78,6 +80,20 @@ impl Snapshot for AgendaModel {
 
 impl Projection for AgendaModel {
     fn apply(&mut self, event: &RecordedEvent) {
+        if event.is::<pb::PersonErased>() {
+            // Not an agenda event (another stream): what was opened of the speaker goes.
+            if let Some(p) = personal::erased(event, PersonKind::Speaker)
+                && let Some(speaker) = self
+                    .0
+                    .conferences
+                    .get_mut(&p.conference_id)
+                    .and_then(|c| c.speakers.get_mut(&p.person_id))
+            {
+                speaker.name = personal::ERASED.to_owned();
+                speaker.organisation = String::new();
+            }
+            return;
+        }
         match decode(event) {
             Ok(Some(decoded)) => {
                 let meta = Meta {
@@ -364,6 +380,8 @@ fn encode(request_id: Uuid, event: &AgendaEvent) -> NewEvent {
                 time_zone: speaker.zone.name().to_owned(),
                 available_from_minute: speaker.hours.from,
                 available_until_minute: speaker.hours.until,
+                // Sealed by the log under the speaker's key.
+                personal: None,
             },
         ),
         AgendaEvent::SessionScheduled {

@@ -23,6 +23,7 @@ use uuid::Uuid;
 use crate::{
     EventLog, EventLogError, Filter, Projection, Projector, RecordedEvent, Result,
     SubscriptionItem, durable,
+    personal::PersonalKeys,
     snapshot::{Snapshot, SnapshotError, SnapshotFile, snapshot_path},
     subscribe,
 };
@@ -36,6 +37,7 @@ pub struct Follower {
     log: Arc<dyn EventLog>,
     members: Vec<Box<dyn Member>>,
     snapshots: Option<Snapshots>,
+    personal: Option<Arc<PersonalKeys>>,
 }
 
 #[derive(Debug, Clone)]
@@ -85,7 +87,15 @@ impl Follower {
             log,
             members: Vec::new(),
             snapshots: None,
+            personal: None,
         }
+    }
+
+    /// Opens the personal fields of every event before the models see it (and writes
+    /// `[erased]` in those of erased people), so no model holds ciphertext.
+    pub fn with_personal(mut self, keys: Arc<PersonalKeys>) -> Self {
+        self.personal = Some(keys);
+        self
     }
 
     /// Loads snapshots from and writes them to `dir`, a new one of each model every `every`
@@ -165,9 +175,7 @@ impl Follower {
             match events.next().await {
                 Some(item) => match item? {
                     SubscriptionItem::Event(event) => {
-                        for member in &mut self.members {
-                            member.apply(&event);
-                        }
+                        apply(&mut self.members, self.personal.as_deref(), &event);
                         last_id = Some(event.id);
                     }
                     SubscriptionItem::CaughtUp(position) => break position,
@@ -197,6 +205,7 @@ impl Follower {
             log: self.log,
             members: self.members,
             snapshots: self.snapshots,
+            personal: self.personal,
             next,
             last_id,
         };
@@ -208,6 +217,15 @@ impl Follower {
     }
 }
 
+/// Feeds one event to every model, its personal fields opened first.
+fn apply(members: &mut [Box<dyn Member>], personal: Option<&PersonalKeys>, event: &RecordedEvent) {
+    let opened = personal.and_then(|keys| keys.open_event(event));
+    let event = opened.as_ref().unwrap_or(event);
+    for member in members {
+        member.apply(event);
+    }
+}
+
 type Events =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<SubscriptionItem>> + Send + 'static>>;
 
@@ -216,6 +234,7 @@ struct Live {
     log: Arc<dyn EventLog>,
     members: Vec<Box<dyn Member>>,
     snapshots: Option<Snapshots>,
+    personal: Option<Arc<PersonalKeys>>,
     /// Every position below this has been applied to every model.
     next: u64,
     /// The id of the event at `next - 1`, recorded in snapshots to tell another log.
@@ -242,9 +261,7 @@ impl Live {
             tokio::select! {
                 item = events.next() => match item {
                     Some(Ok(SubscriptionItem::Event(event))) => {
-                        for member in &mut self.members {
-                            member.apply(&event);
-                        }
+                        apply(&mut self.members, self.personal.as_deref(), &event);
                         self.next = event.position + 1;
                         self.last_id = Some(event.id);
                         for member in &mut self.members {

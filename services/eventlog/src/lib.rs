@@ -12,6 +12,7 @@ pub mod durable;
 mod event;
 mod follower;
 pub mod metrics;
+pub mod personal;
 mod projection;
 mod request_id;
 mod sled_log;
@@ -89,6 +90,9 @@ pub enum EventLogError {
     Corrupt { position: u64, reason: String },
     #[error("event log is closed")]
     Closed,
+    /// The event carries personal data of a person who was erased.
+    #[error("{0}")]
+    Erased(String),
 }
 
 fn describe_actual(actual: Option<u64>) -> String {

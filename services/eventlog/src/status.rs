@@ -8,6 +8,7 @@ impl ServiceError for EventLogError {
     fn error_code(&self) -> ServiceErrorCode {
         match self {
             EventLogError::Conflict { .. } => ServiceErrorCode::Aborted,
+            EventLogError::Erased(_) => ServiceErrorCode::FailedPrecondition,
             EventLogError::PartialDuplicate { .. } => ServiceErrorCode::InvalidArgument,
             EventLogError::DiskFull(_) | EventLogError::Storage(_) | EventLogError::Closed => {
                 ServiceErrorCode::Unavailable

@@ -281,6 +281,12 @@ impl FeedbackModel {
 
     fn apply_event(&mut self, event: &RecordedEvent) -> Result<(), String> {
         let e = |e: podium_eventlog::DecodeError| e.to_string();
+        if event.is::<pb::PersonErased>() {
+            // Both parts hold an attendee's text.
+            self.qa.apply_event(event)?;
+            self.ratings.apply_event(event)?;
+            return Ok(());
+        }
         if self.qa.apply_event(event)? || self.ratings.apply_event(event)? {
             return Ok(());
         }

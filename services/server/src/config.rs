@@ -82,6 +82,13 @@ pub struct Config {
     #[arg(long, env = "PODIUM_DISK_RESERVE", value_parser = parse_reserve, default_value = "64MiB")]
     pub disk_reserve: u64,
 
+    /// Hours after a conference's last session that its attendees' tokens keep working (to
+    /// rate sessions and read results), and that joining stays open. An attendee token never
+    /// lives longer than 30 days.
+    #[arg(long, env = "PODIUM_ATTENDEE_TOKEN_MARGIN_HOURS", default_value = "168",
+          value_parser = clap::value_parser!(u64).range(1..=876_000))]
+    pub attendee_token_margin_hours: u64,
+
     /// On SIGINT or SIGTERM, how long open streams get to end before podiumd stops anyway.
     #[arg(long, env = "PODIUM_DRAIN_TIMEOUT", value_parser = parse_seconds, default_value = "10")]
     pub drain_timeout: Duration,
@@ -340,6 +347,7 @@ impl Config {
             "reconnect_grace_seconds": self.reconnect_grace.as_secs_f64(),
             "max_recording_bytes": self.max_recording_bytes,
             "drain_timeout_seconds": self.drain_timeout.as_secs_f64(),
+            "attendee_token_margin_hours": self.attendee_token_margin_hours,
             "transport": self.transport,
             "tls": self.tls,
             "rate_limits_per_minute": self.rates,

@@ -30,6 +30,8 @@ pub struct NodeFacts {
     pub disk_reserve: u64,
     /// What `Backup` copies: the polls' keys when this process runs the polls.
     pub voter_keys: Option<Arc<podium_feedback::VoterKeys>>,
+    /// What `Backup` copies: the per-person keys.
+    pub personal: Arc<podium_eventlog::personal::PersonalKeys>,
     /// Turns true when the server begins to shut down: a backup in progress ends.
     pub stop: watch::Receiver<bool>,
 }
@@ -129,6 +131,7 @@ impl Diagnostics for DiagnosticsService {
             log: node.log.clone(),
             data_dir: node.data_dir.clone(),
             voter_keys: node.voter_keys.clone(),
+            personal: node.personal.clone(),
         };
         let include_recordings = request.into_inner().include_recordings;
         let stream = source

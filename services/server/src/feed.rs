@@ -6,7 +6,11 @@ use std::{pin::Pin, sync::Arc};
 use futures::{Stream, StreamExt};
 use podium_access::{Directory, STAFF, caller};
 use podium_agenda::conference_prefix;
-use podium_eventlog::{EventLog, Filter, Projector, SubscriptionItem, subscribe};
+use podium_eventlog::{
+    EventLog, Filter, Projector, SubscriptionItem,
+    personal::{self, PersonKind, PersonalKeys},
+    subscribe,
+};
 use podium_proto::v1::{self as pb, event_feed_server::EventFeed};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
@@ -28,9 +32,18 @@ fn private(event_type: &str) -> bool {
     .any(|t| t == event_type)
 }
 
+/// An attendee's erasure: it names their id, which the feed never shows (a speaker's erasure
+/// is delivered, so that integrators drop the name they kept).
+fn attendee_erasure(event: &podium_eventlog::RecordedEvent) -> bool {
+    event.is::<pb::PersonErased>() && personal::erased(event, PersonKind::Speaker).is_none()
+}
+
 pub struct FeedService {
     log: Arc<dyn EventLog>,
     directory: Projector<Directory>,
+    /// Opens the personal fields of the events delivered (a speaker's name): integrators get
+    /// them in the clear, or "[erased]", never ciphertext.
+    personal: Arc<PersonalKeys>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -38,11 +51,13 @@ impl FeedService {
     pub fn new(
         log: Arc<dyn EventLog>,
         directory: Projector<Directory>,
+        personal: Arc<PersonalKeys>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
             log,
             directory,
+            personal,
             shutdown,
         }
     }
@@ -82,6 +97,7 @@ impl EventFeed for FeedService {
         };
         let events = subscribe(self.log.clone(), r.from_position, filter);
         let mut shutdown = self.shutdown.clone();
+        let personal = self.personal.clone();
         tracing::info!(conference = %conference_id, from = r.from_position, principal = %principal.id, "feed subscribed");
         let stream = async_stream::try_stream! {
             futures::pin_mut!(events);
@@ -97,13 +113,16 @@ impl EventFeed for FeedService {
                     Some(Some(item)) => item.map_err(Status::from),
                 }?;
                 if let SubscriptionItem::Event(event) = &item
-                    && private(&event.event_type)
+                    && (private(&event.event_type) || attendee_erasure(event))
                 {
                     continue;
                 }
                 yield pb::SubscribeResponse {
                     item: Some(match item {
-                        SubscriptionItem::Event(event) => pb::subscribe_response::Item::Event(event.to_proto()),
+                        SubscriptionItem::Event(event) => {
+                            let opened = personal.open_event(&event);
+                            pb::subscribe_response::Item::Event(opened.as_ref().unwrap_or(&event).to_proto())
+                        }
                         SubscriptionItem::CaughtUp(position) => {
                             pb::subscribe_response::Item::CaughtUp(pb::CaughtUp { position })
                         }

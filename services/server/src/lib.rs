@@ -15,20 +15,24 @@ mod health;
 #[macro_use]
 mod limits;
 pub mod metrics;
+mod privacy;
+mod read_models;
+mod revocation;
 pub mod synthetic;
 mod tls;
 
+pub use read_models::ReadModels;
+
 use std::{future::Future, sync::Arc, time::Instant};
 
-use podium_access::{AccessService, Authenticator, Directory, TokenKeys, directory_event_types};
+use podium_access::{AccessService, Authenticator, Directory, TokenKeys};
 use podium_agenda::{AgendaService, AgendaStore};
 use podium_eventlog::{
-    EventLog, Filter, Follower, FollowerHandle, Projector, SledEventLog, SledOptions,
+    EventLog, FollowerHandle, Projector, SledEventLog, SledOptions,
+    personal::{self, KEYS_FILE, PersonalKeys, SealingLog},
 };
-use podium_feedback::{
-    FeedbackModel, PollsService, QuestionsService, RatingsService, VoterKeys,
-    domain::words::WordCounter, feedback_event_types,
-};
+use podium_feedback::{FeedbackModel, PollsService, QuestionsService, RatingsService, VoterKeys};
+use podium_proto::v1::privacy_server::PrivacyServer;
 use podium_proto::v1::questions_server::QuestionsServer;
 use podium_proto::v1::ratings_server::RatingsServer;
 use podium_proto::v1::recordings_server::RecordingsServer;
@@ -41,7 +45,6 @@ use podium_proto::v1::{
 };
 use podium_status::{
     Clock, Engine, EngineHandle, PlayoutService, PresenceService, StageService, StatusModel,
-    status_model_event_types,
 };
 use podium_status::{RecordingStore, RecordingsService};
 use tokio::{net::TcpListener, sync::watch};
@@ -52,6 +55,7 @@ use tonic::{
 pub use config::{Command, Config, LogFormat, ServiceName};
 pub use diagnostics::DiagnosticsService;
 pub use feed::FeedService;
+pub use privacy::PrivacyService;
 
 /// Why podiumd could not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +73,9 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
     #[error("feedback service: {0}")]
     Feedback(String),
+    /// The per-person key store, or the record of where sealing began.
+    #[error("personal data keys: {0}")]
+    Personal(String),
     #[error("status service: {0}")]
     Status(#[from] podium_status::StatusError),
     #[error("recording store in {path}: {source}")]
@@ -104,70 +111,16 @@ pub struct Podium {
     log: Arc<dyn EventLog>,
     follower: FollowerHandle,
     keys: Arc<TokenKeys>,
+    /// The per-person keys that seal personal data in the log.
+    personal: Arc<PersonalKeys>,
+    /// Where sealing began: events below may hold plain personal data.
+    sealed_from: u64,
     directory: Projector<Directory>,
     agenda: Option<AgendaStore>,
     status: Option<StatusParts>,
     feedback: Option<FeedbackParts>,
     /// When `open` began, for the node's uptime.
     started: Instant,
-}
-
-/// Every read model of a process, fed by one follower of the log.
-pub struct ReadModels {
-    pub follower: FollowerHandle,
-    pub directory: Projector<Directory>,
-    pub agenda: Option<AgendaStore>,
-    pub status: Option<Projector<StatusModel>>,
-    pub feedback: Option<Projector<FeedbackModel>>,
-}
-
-impl ReadModels {
-    /// Registers the read model of each service that `runs` (the access directory always: the
-    /// interceptor and the feed need it) with one follower, loads their snapshots from
-    /// `snapshots` when given, and replays the log once for all of them.
-    pub async fn follow(
-        log: Arc<dyn EventLog>,
-        snapshots: Option<std::path::PathBuf>,
-        every: u64,
-        runs: impl Fn(ServiceName) -> bool,
-    ) -> Result<Self, ServerError> {
-        let mut follower = Follower::new(log.clone());
-        if let Some(dir) = snapshots {
-            follower = follower.with_snapshots(dir, every);
-        }
-        let directory = follower.add_snapshotted(
-            "access-directory",
-            Directory::default(),
-            Filter {
-                stream_prefix: None,
-                event_types: directory_event_types(),
-            },
-        );
-        let agenda =
-            runs(ServiceName::Agenda).then(|| AgendaStore::follow(log.clone(), &mut follower));
-        let status = runs(ServiceName::Status).then(|| {
-            let filter = Filter {
-                stream_prefix: None,
-                event_types: status_model_event_types(),
-            };
-            follower.add_snapshotted("status", StatusModel::default(), filter)
-        });
-        let feedback = runs(ServiceName::Feedback).then(|| {
-            let filter = Filter {
-                stream_prefix: None,
-                event_types: feedback_event_types(),
-            };
-            let model = FeedbackModel::new(Arc::new(WordCounter::new()));
-            follower.add_snapshotted("feedback", model, filter)
-        });
-        Ok(Self {
-            follower: follower.start().await?,
-            directory,
-            agenda,
-            status,
-            feedback,
-        })
-    }
 }
 
 /// The feedback service's read model and anonymity keys, when this process runs it.
@@ -198,7 +151,15 @@ impl Podium {
                 ..SledOptions::default()
             },
         )?);
-        let log: Arc<dyn EventLog> = sled.clone();
+        let keys_path = config.data_dir.join(KEYS_FILE);
+        let personal = Arc::new(PersonalKeys::load(&keys_path).map_err(|e| {
+            ServerError::Personal(format!("cannot open {}: {e}", keys_path.display()))
+        })?);
+        // Every service writes through it: personal fields are sealed before they are stored.
+        let sealed_from = personal::sealed_from(&config.data_dir, sled.head()).map_err(|e| {
+            ServerError::Personal(format!("cannot record where sealing began: {e}"))
+        })?;
+        let log: Arc<dyn EventLog> = Arc::new(SealingLog::new(sled.clone(), personal.clone()));
 
         let bootstrap = TokenKeys::bootstrap(&config.data_dir, config.admin_token.clone())
             .map_err(|source| ServerError::Keys {
@@ -215,6 +176,7 @@ impl Podium {
 
         let models = ReadModels::follow(
             log.clone(),
+            personal.clone(),
             Some(config.data_dir.join(SNAPSHOT_DIR)),
             SNAPSHOT_EVERY,
             |service| config.runs(service),
@@ -223,10 +185,12 @@ impl Podium {
         let ReadModels {
             follower,
             directory,
+            tokens,
             agenda,
             status: status_model,
             feedback: feedback_model,
         } = models;
+        keys.watch_revocations(tokens);
 
         let status = match status_model {
             Some(model) => {
@@ -270,6 +234,8 @@ impl Podium {
             log,
             follower,
             keys,
+            personal,
+            sealed_from,
             directory,
             agenda,
             status,
@@ -291,6 +257,8 @@ impl Podium {
             log,
             follower,
             keys,
+            personal,
+            sealed_from,
             directory,
             agenda,
             status,
@@ -316,11 +284,28 @@ impl Podium {
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
         let access_service = Arc::new(
-            AccessService::new(keys.clone(), directory.clone()).with_rate_limits(rates.clone()),
+            AccessService::new(keys.clone(), directory.clone(), log.clone())
+                .with_rate_limits(rates.clone())
+                .with_attendee_margin(std::time::Duration::from_secs(
+                    config.attendee_token_margin_hours.saturating_mul(3600),
+                )),
         );
         let access = config
             .runs(ServiceName::Access)
             .then(|| limited!(shared AccessServer, access_service.clone(), limits, auth));
+        let privacy_service = Arc::new(privacy::PrivacyService {
+            log: log.clone(),
+            personal: personal.clone(),
+            tokens: keys.clone(),
+            directory: directory.clone(),
+            agenda: agenda.clone(),
+            feedback: feedback.as_ref().map(|parts| parts.model.clone()),
+            follower: Some(follower.clone()),
+            sealed_from,
+        });
+        let privacy = config
+            .runs(ServiceName::Access)
+            .then(|| limited!(shared PrivacyServer, privacy_service.clone(), limits, auth));
         let agenda_service = agenda.map(|store| Arc::new(AgendaService::new(store)));
         let agenda = agenda_service
             .clone()
@@ -328,7 +313,12 @@ impl Podium {
         let feed = config.runs(ServiceName::Feed).then(|| {
             limited!(
                 EventFeedServer,
-                FeedService::new(log.clone(), directory.clone(), stop_rx.clone()),
+                FeedService::new(
+                    log.clone(),
+                    directory.clone(),
+                    personal.clone(),
+                    stop_rx.clone()
+                ),
                 limits,
                 auth
             )
@@ -405,7 +395,8 @@ impl Podium {
         let questions_service = feedback.as_ref().map(|parts| {
             Arc::new(
                 QuestionsService::new(log.clone(), parts.model.clone(), stop_rx.clone())
-                    .with_rate_limits(rates.clone()),
+                    .with_rate_limits(rates.clone())
+                    .with_token_keys(keys.clone()),
             )
         });
         let questions = questions_service
@@ -454,6 +445,7 @@ impl Podium {
                         ratings,
                         stage: stage_service,
                         presence: presence_service,
+                        privacy: privacy_service.clone(),
                     },
                     config.tls.tls_cert.is_some(),
                 );
@@ -477,12 +469,16 @@ impl Podium {
                 data_dir: config.data_dir.clone(),
                 disk_reserve: config.disk_reserve,
                 voter_keys,
+                personal: personal.clone(),
                 stop: stop_rx.clone(),
             }),
             limits,
             auth
         );
         served.push(<DiagnosticsServer<diagnostics::DiagnosticsService> as NamedService>::NAME);
+        if privacy.is_some() {
+            served.push(<PrivacyServer<privacy::PrivacyService> as NamedService>::NAME);
+        }
         for name in &served {
             health
                 .set_service_status(*name, tonic_health::ServingStatus::Serving)
@@ -494,16 +490,22 @@ impl Podium {
         let guard = limits::GuardLayer::new(
             limits.max_concurrent_requests as usize,
             limits.request_timeout,
+            usize::try_from(limits.max_header_list_bytes).unwrap_or(usize::MAX),
             &limits::DESCRIPTORS,
         )
         .map_err(limits::descriptor_error)?;
+        let revocation = revocation::RevocationLayer::new(keys.clone(), &limits::DESCRIPTORS)
+            .map_err(limits::descriptor_error)?;
         let mut builder = tonic::transport::Server::builder()
             .max_concurrent_streams(limits.max_concurrent_streams)
             .http2_max_local_error_reset_streams(Some(
                 limits.max_local_error_reset_streams as usize,
             ))
+            // The guard answers metadata over the limit as gRPC does; HTTP/2's own, looser
+            // limit stops only the grossly oversized.
             .http2_max_header_list_size(
-                u32::try_from(limits.max_header_list_bytes).unwrap_or(u32::MAX),
+                u32::try_from(limits.max_header_list_bytes * limits::HEADER_LIST_SLACK)
+                    .unwrap_or(u32::MAX),
             )
             .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
             .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout));
@@ -517,11 +519,13 @@ impl Podium {
             .layer(grpc_web::GrpcWebForBrowsers)
             .layer(rpc_metrics)
             .layer(guard)
+            .layer(revocation)
             .add_routes(tonic::service::Routes::from(pages))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_optional_service(access)
+            .add_optional_service(privacy)
             .add_optional_service(agenda)
             .add_optional_service(feed)
             .add_optional_service(presence)

@@ -1,6 +1,6 @@
 //! One tower layer in front of every service: the global limit on requests in progress (load
 //! shedding, not queueing), the timeout of unary calls, and a clear RESOURCE_EXHAUSTED for a
-//! request message over the size limit.
+//! request message, or a block of request metadata, over its size limit.
 
 use std::{
     collections::HashSet,
@@ -44,39 +44,61 @@ pub struct GuardLayer {
     limit: usize,
     unary: Arc<HashSet<String>>,
     timeout: Duration,
+    max_header_list_bytes: usize,
+}
+
+/// How far over `--max-header-list-bytes` the HTTP/2 layer itself lets a request's metadata
+/// go, so that [`Guard`] can answer it as gRPC does: HTTP/2 refuses a header block over its own
+/// limit with a bare HTTP 431, which gRPC clients read as UNKNOWN. Beyond this multiple (a
+/// client sending megabytes of metadata), the 431 stands.
+pub const HEADER_LIST_SLACK: u64 = 4;
+
+/// The size of a request's metadata as HTTP/2 counts it (RFC 9113, SETTINGS_MAX_HEADER_LIST_SIZE):
+/// each field's name and value plus 32, pseudo-headers included.
+fn header_list_bytes<B>(request: &http::Request<B>) -> usize {
+    let pseudo = [
+        (":method", request.method().as_str().len()),
+        (
+            ":path",
+            request
+                .uri()
+                .path_and_query()
+                .map_or(1, |p| p.as_str().len()),
+        ),
+        (":scheme", request.uri().scheme_str().map_or(4, str::len)),
+        (
+            ":authority",
+            request.uri().authority().map_or(0, |a| a.as_str().len()),
+        ),
+    ];
+    let pseudo: usize = pseudo.iter().map(|(name, len)| name.len() + len + 32).sum();
+    pseudo
+        + request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 32)
+            .sum::<usize>()
 }
 
 impl GuardLayer {
     /// `limit` requests in progress at once across every connection; `timeout` for each unary
-    /// method named in `descriptor_sets` (encoded `FileDescriptorSet`s).
+    /// method named in `descriptor_sets` (encoded `FileDescriptorSet`s); request metadata up
+    /// to `max_header_list_bytes`.
     pub fn new(
         limit: usize,
         timeout: Duration,
+        max_header_list_bytes: usize,
         descriptor_sets: &[&[u8]],
     ) -> Result<Self, prost::DecodeError> {
-        let mut unary = HashSet::new();
-        for set in descriptor_sets {
-            let set = prost_types::FileDescriptorSet::decode(*set)?;
-            for file in &set.file {
-                for service in &file.service {
-                    for method in &service.method {
-                        if !method.client_streaming() && !method.server_streaming() {
-                            unary.insert(format!(
-                                "/{}.{}/{}",
-                                file.package(),
-                                service.name(),
-                                method.name()
-                            ));
-                        }
-                    }
-                }
-            }
-        }
+        let unary = methods(descriptor_sets, |method| {
+            !method.client_streaming() && !method.server_streaming()
+        })?;
         Ok(Self {
             permits: Arc::new(Semaphore::new(limit)),
             limit,
             unary: Arc::new(unary),
             timeout,
+            max_header_list_bytes,
         })
     }
 }
@@ -116,6 +138,27 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let metadata = header_list_bytes(&request);
+        if metadata > self.layer.max_header_list_bytes {
+            let grpc = request
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/grpc"));
+            let response = if grpc {
+                Status::resource_exhausted(format!(
+                    "request metadata is {metadata} bytes, over this server's limit of {} \
+                     (--max-header-list-bytes)",
+                    self.layer.max_header_list_bytes
+                ))
+                .into_http()
+            } else {
+                let mut response = http::Response::new(Body::empty());
+                *response.status_mut() = http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+                response
+            };
+            return Box::pin(std::future::ready(Ok(response)));
+        }
         let Ok(permit) = self.layer.permits.clone().try_acquire_owned() else {
             metrics::counter!(crate::metrics::SHED).increment(1);
             let refused = Status::resource_exhausted(format!(
@@ -177,6 +220,31 @@ fn oversized_is_resource_exhausted(response: http::Response<Body>) -> http::Resp
     }
 }
 
+/// The paths ("/package.Service/Method") of the methods in `descriptor_sets` (encoded
+/// `FileDescriptorSet`s) that `wanted` picks.
+pub(crate) fn methods(
+    descriptor_sets: &[&[u8]],
+    wanted: impl Fn(&prost_types::MethodDescriptorProto) -> bool,
+) -> Result<HashSet<String>, prost::DecodeError> {
+    let mut paths = HashSet::new();
+    for set in descriptor_sets {
+        let set = prost_types::FileDescriptorSet::decode(*set)?;
+        for file in &set.file {
+            for service in &file.service {
+                for method in service.method.iter().filter(|m| wanted(m)) {
+                    paths.insert(format!(
+                        "/{}.{}/{}",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(paths)
+}
+
 /// Every gRPC service podiumd serves, described: for reflection, the transport guard's
 /// timeouts and the RPC metrics' labels.
 pub(crate) const DESCRIPTORS: [&[u8]; 2] = [
@@ -228,6 +296,7 @@ mod tests {
         GuardLayer::new(
             limit,
             Duration::from_secs(10),
+            1024,
             &[podium_proto::FILE_DESCRIPTOR_SET],
         )
         .unwrap()
@@ -265,5 +334,43 @@ mod tests {
         assert_eq!(code(&second.unwrap()), Code::Ok);
         let again = service.call(request("/podium.v1.Diagnostics/Ping")).await;
         assert_eq!(code(&again.unwrap()), Code::Ok);
+    }
+
+    #[tokio::test]
+    async fn metadata_over_the_limit_is_resource_exhausted_for_grpc_and_431_for_pages() {
+        let mut service = guard(8, Duration::ZERO);
+        let big = "x".repeat(1024);
+        let grpc = http::Request::builder()
+            .uri("/podium.v1.Diagnostics/Ping")
+            .header("content-type", "application/grpc")
+            .header("x-big", big.as_str())
+            .body(())
+            .unwrap();
+        let response = service.call(grpc).await.unwrap();
+        let status = Status::from_header_map(response.headers()).unwrap();
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(
+            status.message().contains("--max-header-list-bytes"),
+            "{status:?}"
+        );
+
+        let page = http::Request::builder()
+            .uri("/")
+            .header("x-big", big.as_str())
+            .body(())
+            .unwrap();
+        let response = service.call(page).await.unwrap();
+        assert_eq!(
+            response.status(),
+            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+
+        // Just under the limit passes.
+        let small = http::Request::builder()
+            .uri("/podium.v1.Diagnostics/Ping")
+            .header("x-small", "y".repeat(600).as_str())
+            .body(())
+            .unwrap();
+        assert_eq!(code(&service.call(small).await.unwrap()), Code::Ok);
     }
 }

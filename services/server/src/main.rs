@@ -77,6 +77,12 @@ fn restore(file: &std::path::Path, data_dir: &std::path::Path) -> ! {
                 file.display(),
                 data_dir.display(),
             );
+            if restored.erased_events > 0 {
+                println!(
+                    "dropped the personal fields of {} events of erased people",
+                    restored.erased_events
+                );
+            }
             let missing = restored.recordings - restored.recording_files;
             if missing > 0 {
                 println!(

@@ -132,6 +132,7 @@ fn conference(c: &str, shape: Shape, events: u64) -> Vec<Vec<Append>> {
             time_zone: "Europe/Berlin".into(),
             available_from_minute: 0,
             available_until_minute: 1439,
+            personal: None,
         }));
     }
     let start_of = |i: usize| {
@@ -273,6 +274,7 @@ fn conference(c: &str, shape: Shape, events: u64) -> Vec<Vec<Append>> {
                     ),
                     state: pb::QuestionState::Published as i32,
                     at: at(t + 900_000),
+                    personal: None,
                 })],
             ));
             questions.push(question);
@@ -304,6 +306,7 @@ fn conference(c: &str, shape: Shape, events: u64) -> Vec<Vec<Append>> {
                     rating: 1 + (r as i32 % 5),
                     comment: String::new(),
                     at: at(t + 2_400_000),
+                    personal: None,
                 })],
             ));
         }

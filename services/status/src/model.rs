@@ -13,6 +13,7 @@ use chrono_tz::Tz;
 use podium_core::FailoverPolicy;
 use podium_eventlog::{
     Projection, RecordedEvent,
+    personal::{self, PersonKind},
     snapshot::{self, Snapshot, SnapshotError},
 };
 use podium_proto::{Translations, v1 as pb};
@@ -149,6 +150,7 @@ pub fn status_model_event_types() -> Vec<String> {
         pb::LinkChanged::full_name(),
         pb::AlertRaised::full_name(),
         pb::ProgramOutputReported::full_name(),
+        pb::PersonErased::full_name(),
     ]
 }
 
@@ -187,6 +189,19 @@ impl StatusModel {
                     outputs: BTreeMap::new(),
                 },
             );
+            return Ok(());
+        }
+        if event.is::<pb::PersonErased>() {
+            // The speaker's name, opened before their key was destroyed, goes (pre-flight
+            // names speakers).
+            if let Some(p) = personal::erased(event, PersonKind::Speaker)
+                && let Some(speaker) = self
+                    .conferences
+                    .get_mut(&p.conference_id)
+                    .and_then(|c| c.speakers.get_mut(&p.person_id))
+            {
+                speaker.name = personal::ERASED.to_owned();
+            }
             return Ok(());
         }
         if event.is::<pb::SpeakerAdded>() {

@@ -41,6 +41,7 @@ struct JoinPage {
     frame: Frame,
     code: String,
     error: Option<&'static str>,
+    notice: Option<&'static str>,
 }
 
 pub fn join_page(
@@ -53,6 +54,7 @@ pub fn join_page(
         frame: Frame::new(visitor, "/"),
         code: code.to_owned(),
         error,
+        notice: None,
     };
     render(visitor, status, &page)
 }
@@ -71,6 +73,7 @@ fn flash(t: &'static Text, query: Option<&str>) -> Option<&'static str> {
         "vote-changed" => t.vote_replaced,
         "question" => t.question_sent,
         "rating" => t.rating_saved,
+        "erased" => t.erased_done,
         _ => return None,
     })
 }
@@ -221,8 +224,14 @@ pub async fn home(State(web): State<Web>, visitor: Visitor, uri: axum::http::Uri
         } else {
             StatusCode::OK
         };
-        let error = visitor.bad_session.then_some(visitor.text().error_sign_in);
-        return join_page(&visitor, "", error, status);
+        let page = JoinPage {
+            frame: Frame::new(&visitor, "/"),
+            code: String::new(),
+            error: visitor.bad_session.then_some(visitor.text().error_sign_in),
+            // Signed out by a form, e.g. after erasing their data.
+            notice: flash(visitor.text(), uri.query()),
+        };
+        return render(&visitor, status, &page);
     };
     let result = async {
         let agenda = agenda(&web, &visitor, &conference_id).await?;

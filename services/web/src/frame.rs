@@ -31,6 +31,8 @@ pub struct Frame {
     pub icon: String,
     /// The signed-in holder's name.
     pub user: Option<String>,
+    /// True for a signed-in attendee, who has a "Your data" page.
+    pub attendee: bool,
     /// This page's path, where forms return to.
     pub here: String,
     pub langs: Vec<LangChoice>,
@@ -46,6 +48,10 @@ impl Frame {
             js: assets::url("app.js"),
             icon: assets::url("icon.svg"),
             user: visitor.principal.as_ref().map(|p| p.name.clone()),
+            attendee: visitor
+                .principal
+                .as_ref()
+                .is_some_and(|p| p.role == podium_access::Role::Attendee),
             here: local_path(here),
             langs: Lang::ALL
                 .iter()

@@ -17,6 +17,7 @@ mod frame;
 mod green_room;
 pub mod i18n;
 mod live;
+mod privacy;
 mod projector;
 mod reply;
 pub mod session;
@@ -59,6 +60,8 @@ pub struct Services {
     pub stage: Option<Arc<StageService>>,
     /// The presence service, for the speaker page's green-room test; absent with `stage`.
     pub presence: Option<Arc<PresenceService>>,
+    /// The privacy service (podiumd's), for an attendee's own data page.
+    pub privacy: Arc<dyn podium_proto::v1::privacy_server::Privacy>,
 }
 
 impl std::fmt::Debug for Services {
@@ -104,6 +107,8 @@ impl Web {
             .route("/j/{code}", get(attendee::join_form_with_code))
             .route("/join", post(forms::join))
             .route("/sign-out", post(forms::sign_out))
+            .route("/me", get(privacy::page))
+            .route("/me/erase", post(privacy::erase))
             .route("/lang", post(forms::switch_language))
             .route("/session/{id}", get(attendee::session_page))
             .route("/poll/{id}/ballot", post(forms::cast_ballot))

@@ -134,6 +134,15 @@ fn cookies(headers: &HeaderMap) -> impl Iterator<Item = Cookie<'_>> {
         .filter_map(Result::ok)
 }
 
+/// The token in a request's session cookie, if it has one: the last one sent, as the pages
+/// read it.
+pub fn session_token(headers: &HeaderMap) -> Option<String> {
+    cookies(headers)
+        .filter(|cookie| cookie.name() == SESSION && !cookie.value().is_empty())
+        .last()
+        .map(|cookie| cookie.value().to_owned())
+}
+
 fn visitor(headers: &HeaderMap, keys: &SessionKeys) -> Visitor {
     let mut remembered = None;
     let mut csrf = None;

@@ -164,7 +164,16 @@ impl Browser {
     /// Clicks a form's button and waits for the page that answers it: until the document is a
     /// new one, so the next look is never at the page the form was on.
     pub async fn submit(&self, css: &str) -> anyhow::Result<()> {
-        let before = self.client.find(Locator::Css("html")).await?.element_id();
+        // The page may itself still be arriving (a link's redirect that sets the session
+        // cookie): chromedriver finds no document for a moment, so look again until it has one.
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let before = loop {
+            match self.client.find(Locator::Css("html")).await {
+                Ok(html) => break html.element_id(),
+                Err(error) if tokio::time::Instant::now() > deadline => return Err(error.into()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
         self.click(css).await?;
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {

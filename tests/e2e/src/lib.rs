@@ -129,6 +129,10 @@ impl Podiumd {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.extra_args)
+            // The fixtures' conferences took place in 2024: their attendees may still join
+            // (tokens end this long after the last session). A test of the margin passes
+            // --attendee-token-margin-hours, which wins over the environment.
+            .env("PODIUM_ATTENDEE_TOKEN_MARGIN_HOURS", "876000")
             .env(
                 "RUST_LOG",
                 std::env::var("PODIUM_TEST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -301,3 +305,21 @@ pub fn signal(child: &Child, signal: Signal) -> anyhow::Result<()> {
 
 /// How long a test waits for something that should happen at once before it gives up.
 pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// `podiumd restore FILE --data-dir DIR`, as the README writes it: whether it succeeded, its
+/// stdout and stderr.
+pub fn restore(file: &Path, data_dir: &Path) -> (bool, String, String) {
+    let output = Command::new(binary("podiumd").expect("podiumd is built"))
+        .arg("restore")
+        .arg(file)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("PODIUM_DATA_DIR")
+        .output()
+        .expect("podiumd restore runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

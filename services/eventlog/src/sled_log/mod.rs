@@ -80,6 +80,9 @@ struct AppendRequest {
     reply: oneshot::Sender<Result<AppendOutcome>>,
 }
 
+/// How long opening waits for sled's file lock to be let go before refusing.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The open sled database and its one tree.
 #[derive(Clone)]
 struct Store {
@@ -93,9 +96,25 @@ impl Store {
     fn open(path: &Path, cache_bytes: u64) -> Result<(Self, SledFiles)> {
         durable::create_dir_all(path).map_err(|e| unsyncable(path, e))?;
         let config = sled::Config::new().path(path).cache_capacity(cache_bytes);
-        // sled recovers the database while it opens; should it panic on what it finds there,
-        // podiumd refuses to start with an error naming the file, as for any other damage.
-        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
+        // sled's file lock may still be held by a log closed a moment ago (its flusher thread
+        // lets go just after the close returns; seen in CI) or by a process that is exiting:
+        // wait for it a little before refusing.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let opened = loop {
+            // sled recovers the database while it opens; should it panic on what it finds
+            // there, podiumd refuses to start with an error naming the file, as for any other
+            // damage.
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open())) {
+                Ok(Err(sled::Error::Io(e)))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other,
+            }
+        };
+        let db = opened
             .map_err(|panic| {
                 let why = panic
                     .downcast_ref::<&str>()

@@ -124,6 +124,8 @@ impl QaCommands {
                 text,
                 state: state_to_proto(state) as i32,
                 at: now(),
+                // Sealed by the log under the author's key.
+                personal: None,
             },
         );
         let stream = question_stream(&conference_id, &question_id);

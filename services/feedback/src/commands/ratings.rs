@@ -75,6 +75,8 @@ impl RatingCommands {
                 rating,
                 comment,
                 at: now(),
+                // Sealed by the log under the rater's key.
+                personal: None,
             },
         );
         let outcome = self

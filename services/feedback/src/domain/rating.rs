@@ -74,6 +74,18 @@ impl SessionRatings {
         earlier.is_some()
     }
 
+    /// Forgets `rater`'s comment (their person was erased), keeping their rating in the
+    /// counts; true when there was one.
+    pub fn erase_comment(&mut self, rater: &str) -> bool {
+        match self.latest.get_mut(rater) {
+            Some(latest) if !latest.comment.is_empty() => {
+                latest.comment = podium_eventlog::personal::ERASED.to_owned();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// (count, mean, count per point from [`MIN`]).
     pub fn summary(&self) -> (u64, f64, Vec<u64>) {
         let count: u64 = self.counts.iter().sum();

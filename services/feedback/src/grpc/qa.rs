@@ -8,7 +8,7 @@
 use std::{pin::Pin, sync::Arc};
 
 use futures::Stream;
-use podium_access::{Action, EVERYONE, Principal, RateLimits, Role, caller};
+use podium_access::{Action, EVERYONE, Principal, RateLimits, Role, TokenKeys, caller};
 use podium_core::InvalidField;
 use podium_eventlog::{EventLog, Projector, RequestId};
 use podium_proto::v1::{self as pb, questions_server::Questions};
@@ -110,6 +110,9 @@ pub struct QuestionsService {
     channels: Channels,
     shutdown: watch::Receiver<bool>,
     limits: Option<Arc<RateLimits>>,
+    /// For `RevokeAuthor`: the log the revocation goes to, and the keys with their register.
+    log: Arc<dyn EventLog>,
+    keys: Option<Arc<TokenKeys>>,
 }
 
 impl QuestionsService {
@@ -127,12 +130,20 @@ impl QuestionsService {
             Some(Snapshot::of(m, &key.0, &key.1))
         });
         Self {
-            commands: QaCommands::new(Writer::new(log, model.clone())),
+            commands: QaCommands::new(Writer::new(log.clone(), model.clone())),
             model,
             channels,
             shutdown,
             limits: None,
+            log,
+            keys: None,
         }
+    }
+
+    /// Lets moderators revoke a question's author (`RevokeAuthor`); refused without.
+    pub fn with_token_keys(mut self, keys: Arc<TokenKeys>) -> Self {
+        self.keys = Some(keys);
+        self
     }
 
     /// Limits each attendee's questions and upvotes (podiumd's `--rate-questions` and
@@ -365,5 +376,48 @@ impl Questions for QuestionsService {
             }
         };
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn revoke_author(
+        &self,
+        request: Request<pb::RevokeAuthorRequest>,
+    ) -> Result<Response<pb::RevokeAuthorResponse>, Status> {
+        let principal = caller(&request)?;
+        let r = request.into_inner();
+        let (conference_id, question_id) = (r.conference_id.trim(), r.question_id.trim());
+        principal.require(conference_id, MODERATORS, "revoke a question's author")?;
+        let reason = podium_access::revocation_reason(&r.reason)?;
+        let author = self
+            .model
+            .read()
+            .qa
+            .question(conference_id, question_id)
+            .map(|q| q.author.clone())
+            .ok_or_else(|| QaError::question_not_found(question_id))?;
+        // Only attendees ask, and an attendee's token id is their attendee id; anything else
+        // would revoke nothing.
+        if !author.starts_with("att-") {
+            return Err(Status::failed_precondition(
+                "the question's author is not an attendee",
+            ));
+        }
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or_else(|| Status::unimplemented("this podiumd node does not revoke tokens"))?;
+        podium_access::record_revocation(
+            &self.log,
+            keys,
+            Some(conference_id),
+            &author,
+            &principal.id,
+            reason,
+        )
+        .await?;
+        // The author's id is in the operator's log (as when they joined), never in this answer.
+        tracing::info!(conference = %conference_id, question = %question_id, by = %principal.id, "question's author revoked");
+        Ok(Response::new(pb::RevokeAuthorResponse {
+            revoked_at: Some(std::time::SystemTime::now().into()),
+        }))
     }
 }

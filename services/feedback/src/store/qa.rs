@@ -10,7 +10,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use podium_eventlog::RecordedEvent;
+use podium_eventlog::{
+    RecordedEvent,
+    personal::{self, ERASED, PersonKind},
+};
 use podium_proto::{time::timestamp_from_millis, v1 as pb};
 use prost::Name;
 use tokio::sync::Notify;
@@ -35,6 +38,7 @@ pub fn qa_event_types() -> Vec<String> {
         pb::QuestionAsked::full_name(),
         pb::QuestionUpvoted::full_name(),
         pb::QuestionModerated::full_name(),
+        pb::PersonErased::full_name(),
     ]
 }
 
@@ -248,6 +252,25 @@ impl QaModel {
             q.version = event.stream_version;
             if q.moderate(action, &m.reason) {
                 let session = (q.conference_id.clone(), q.session_id.clone());
+                self.touch(session, event.position);
+            }
+        } else if event.is::<pb::PersonErased>() {
+            // What was opened of the attendee's questions before their key was destroyed goes;
+            // the questions, their states and votes stay.
+            let Some(attendee) = personal::erased(event, PersonKind::Attendee) else {
+                return Ok(true);
+            };
+            let mut touched = Vec::new();
+            for q in self.questions.values_mut() {
+                if q.conference_id == attendee.conference_id && q.author == attendee.person_id {
+                    q.text = ERASED.to_owned();
+                    if !q.anonymous {
+                        q.author_name = ERASED.to_owned();
+                    }
+                    touched.push((q.conference_id.clone(), q.session_id.clone()));
+                }
+            }
+            for session in touched {
                 self.touch(session, event.position);
             }
         } else {

@@ -6,7 +6,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use podium_eventlog::RecordedEvent;
+use podium_eventlog::{
+    RecordedEvent,
+    personal::{self, PersonKind},
+};
 use podium_proto::v1 as pb;
 use prost::Name;
 
@@ -20,6 +23,7 @@ pub fn ratings_event_types() -> Vec<String> {
     vec![
         pb::SessionWentLive::full_name(),
         pb::SessionRated::full_name(),
+        pb::PersonErased::full_name(),
     ]
 }
 
@@ -82,6 +86,16 @@ impl RatingsModel {
                 .entry((r.conference_id, r.session_id))
                 .or_default()
                 .rate(&r.rater, r.rating, &r.comment, event.position);
+        } else if event.is::<pb::PersonErased>() {
+            // Comments opened before the key was destroyed go too; the ratings stay counted.
+            let Some(attendee) = personal::erased(event, PersonKind::Attendee) else {
+                return Ok(true);
+            };
+            for ((conference, _), ratings) in &mut self.sessions {
+                if *conference == attendee.conference_id {
+                    ratings.erase_comment(&attendee.person_id);
+                }
+            }
         } else {
             return Ok(false);
         }

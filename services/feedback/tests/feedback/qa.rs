@@ -34,6 +34,7 @@ pub fn principal(id: &str, role: Role) -> Principal {
         conference_id: Some(CONF.into()),
         speaker_id: None,
         expires_at: None,
+        token_id: None,
     }
 }
 

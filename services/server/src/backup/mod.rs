@@ -21,8 +21,9 @@ pub use format::BackupError;
 pub use restore::{Restored, restore};
 pub use take::BackupSource;
 
-/// The file the token signing key lives in, under the data directory.
-const TOKEN_KEY: &str = "token-signing.key";
+/// The files the token signing key and the keys rotated out (still in their grace period) live
+/// in, under the data directory.
+use podium_access::keyring::{KEY_FILE as TOKEN_KEY, RETIRED_FILE as RETIRED_TOKEN_KEYS};
 /// The directory of anonymous polls' voter keys, under the data directory.
 pub(crate) const POLL_KEYS: &str = "poll-keys";
 /// The recording store's directory, under the data directory.

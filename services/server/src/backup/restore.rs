@@ -11,7 +11,10 @@ use std::{
     time::SystemTime,
 };
 
-use podium_eventlog::{RecordedEvent, SledImport, durable};
+use podium_eventlog::{
+    RecordedEvent, SledImport, durable,
+    personal::{KEYS_FILE, KeyStore, PersonalKeys},
+};
 use podium_feedback::VoterKeys;
 use podium_proto::v1::{self as pb, backup_record::Record};
 use podium_status::recordings::{hex, is_sha256};
@@ -19,7 +22,8 @@ use prost::Name;
 use sha2::{Digest, Sha256};
 
 use super::{
-    BackupError, POLL_KEYS, RECORDINGS, TOKEN_KEY, format::Decoder, log_path, recording_path,
+    BackupError, POLL_KEYS, RECORDINGS, RETIRED_TOKEN_KEYS, TOKEN_KEY, format::Decoder, log_path,
+    recording_path,
 };
 
 /// The most keys a backup may hold: one per anonymous poll open at once, and the token key.
@@ -37,6 +41,9 @@ pub struct Restored {
     /// Recordings registered in the log, and how many of their files the backup held.
     pub recordings: usize,
     pub recording_files: usize,
+    /// Events of erased people whose personal fields the restore dropped: text written before
+    /// podium encrypted it, and ciphertext nothing can read any more.
+    pub erased_events: u64,
 }
 
 /// Restores the backup in `file` into `data_dir`, which must not exist or be empty.
@@ -116,6 +123,9 @@ struct Staging {
     files: HashSet<String>,
     /// The recording file being written.
     current: Option<RecordingFile>,
+    /// The backup's per-person keys, loaded at its first event, to tell who was erased.
+    personal: Option<PersonalKeys>,
+    erased_events: u64,
 }
 
 struct RecordingFile {
@@ -152,6 +162,8 @@ impl Staging {
             registered: HashMap::new(),
             files: HashSet::new(),
             current: None,
+            personal: None,
+            erased_events: 0,
         })
     }
 
@@ -184,7 +196,9 @@ impl Staging {
             .path
             .strip_prefix(&format!("{POLL_KEYS}/"))
             .filter(|name| is_poll_key_name(name));
-        if key.path != TOKEN_KEY && poll_key.is_none() {
+        let retired = key.path == RETIRED_TOKEN_KEYS;
+        let personal = key.path == KEYS_FILE;
+        if key.path != TOKEN_KEY && !retired && !personal && poll_key.is_none() {
             return Err(BackupError::Corrupt(format!(
                 "record {at} is a key for {:?}, which is not a place podium keeps keys",
                 key.path
@@ -192,6 +206,12 @@ impl Staging {
         }
         let (min, max) = if poll_key.is_some() {
             (32, 32)
+        } else if personal {
+            // One record of 72 bytes per person.
+            (8, super::format::MAX_RECORD_BYTES)
+        } else if retired {
+            // One line of about 80 bytes per key rotated out and still in its grace period.
+            (1, 64 * 1024)
         } else {
             (32, 4096)
         };
@@ -207,6 +227,16 @@ impl Staging {
                 "record {at}: more than {MAX_KEYS} keys"
             )));
         }
+        if retired && let Err(problem) = podium_access::keyring::check_retired(&key.secret) {
+            return Err(BackupError::Corrupt(format!(
+                "record {at}: the retired token keys do not read: {problem}"
+            )));
+        }
+        if personal && let Err(problem) = KeyStore::check(&key.secret) {
+            return Err(BackupError::Corrupt(format!(
+                "record {at}: the personal keys do not read: {problem}"
+            )));
+        }
         if let Some(name) = poll_key {
             self.poll_closed.insert(name.to_owned(), false);
         }
@@ -219,8 +249,27 @@ impl Staging {
             (Some(log), None) if self.files.is_empty() => log,
             _ => return Err(out_of_place(at, "an event after the recordings")),
         };
-        let event = RecordedEvent::from_proto(event)
+        let mut event = RecordedEvent::from_proto(event)
             .map_err(|e| BackupError::Corrupt(format!("record {at}: {e}")))?;
+        if self.personal.is_none()
+            && let Some((_, bytes)) = self.keys.iter().find(|(path, _)| path == KEYS_FILE)
+        {
+            // Written where it will stay (`finish` writes the same bytes again).
+            let path = self.dir.join(KEYS_FILE);
+            durable::write_private(&path, bytes)
+                .map_err(BackupError::io(format!("writing {}", path.display())))?;
+            let keys = PersonalKeys::load(&path)
+                .map_err(|e| BackupError::Corrupt(format!("the personal keys do not load: {e}")))?;
+            self.personal = Some(keys);
+        }
+        // An erased person's fields leave the log for good: the plain text of events written
+        // before podium encrypted it, the dead ciphertext of the others. (A backup taken by
+        // this podium already left them out; one taken before the erasure holds the key.)
+        if let Some(keys) = &self.personal
+            && keys.drop_erased(&mut event)
+        {
+            self.erased_events += 1;
+        }
         if event.position >= self.header.log_head {
             return Err(BackupError::Corrupt(format!(
                 "record {at} is the event at position {}, past the header's head {}",
@@ -397,6 +446,7 @@ impl Staging {
             keys: written,
             recordings: self.registered.len(),
             recording_files: self.files.len(),
+            erased_events: self.erased_events,
         })
     }
 }

@@ -7,7 +7,10 @@
 use std::{path::PathBuf, sync::Arc, time::SystemTime};
 
 use futures::Stream;
-use podium_eventlog::EventLog;
+use podium_eventlog::{
+    EventLog,
+    personal::{KEYS_FILE, PersonalKeys},
+};
 use podium_feedback::VoterKeys;
 use podium_proto::v1::{self as pb, backup_record::Record};
 use podium_status::recordings::hex;
@@ -16,7 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::{io::AsyncReadExt, sync::watch};
 
 use super::{
-    BackupError, POLL_KEYS, TOKEN_KEY,
+    BackupError, POLL_KEYS, RETIRED_TOKEN_KEYS, TOKEN_KEY,
     format::{CHUNK_BYTES, Encoder, FORMAT_VERSION},
     recording_path,
 };
@@ -33,6 +36,9 @@ pub struct BackupSource {
     pub log: Arc<dyn EventLog>,
     pub data_dir: PathBuf,
     pub voter_keys: Option<Arc<VoterKeys>>,
+    /// The per-person keys: read after the head, so every key an event below it was sealed
+    /// with is in (keys are durable before their events), and an erased person's is zeros.
+    pub personal: Arc<PersonalKeys>,
 }
 
 impl BackupSource {
@@ -65,10 +71,12 @@ impl BackupSource {
                 let page = self.log.read_page(from, (head - from).min(PAGE) as usize).await?;
                 let before = from;
                 for event in page {
-                    let event = event?;
+                    let mut event = event?;
                     if event.position >= head {
                         break;
                     }
+                    // An erased person's fields never reach a backup.
+                    self.personal.drop_erased(&mut event);
                     if event.event_type == pb::RecordingRegistered::full_name()
                         && let Ok(pb::RecordingRegistered { recording: Some(r) }) = event.decode()
                         && !recordings.iter().any(|(sha, _)| *sha == r.sha256)
@@ -153,11 +161,26 @@ impl BackupSource {
             }
             .map_err(BackupError::io(format!("reading {}", poll_dir.display())))?;
             let mut keys = vec![(TOKEN_KEY.to_owned(), token)];
+            let retired_path = source.data_dir.join(RETIRED_TOKEN_KEYS);
+            match std::fs::read(&retired_path) {
+                Ok(retired) => keys.push((RETIRED_TOKEN_KEYS.to_owned(), retired)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(BackupError::io(format!(
+                        "reading {}",
+                        retired_path.display()
+                    ))(e));
+                }
+            }
             keys.extend(
                 polls
                     .into_iter()
                     .map(|(name, key)| (format!("{POLL_KEYS}/{name}"), key)),
             );
+            let personal = source.personal.store().export().map_err(|e| {
+                BackupError::io(format!("reading {KEYS_FILE}"))(std::io::Error::other(e))
+            })?;
+            keys.push((KEYS_FILE.to_owned(), personal));
             Ok((head, keys))
         })
         .await

@@ -108,8 +108,13 @@ fn the_keys_of_open_polls_come_back_and_those_of_closed_ones_do_not() {
     let (_, open_p2) = poll_event(false, "p2");
     let (_, close_p2) = poll_event(true, "p2");
     // Each event in a stream of its own, so every version is 0.
+    let retired = format!("1999999999 {}\n", "ab".repeat(32));
     let records = vec![
         key("token-signing.key"),
+        Record::Key(pb::BackupKey {
+            path: "token-signing.retired".into(),
+            secret: retired.clone().into_bytes(),
+        }),
         key("poll-keys/odc--p1.key"),
         key("poll-keys/odc--p2.key"),
         open_p1(0),
@@ -131,7 +136,12 @@ fn the_keys_of_open_polls_come_back_and_those_of_closed_ones_do_not() {
     let file = write(dir.path(), "good.backup", 3, records);
     let target = dir.path().join("data");
     let restored = restore(&file, &target).unwrap();
-    assert_eq!((restored.head, restored.keys), (3, 2));
+    assert_eq!((restored.head, restored.keys), (3, 3));
+    assert_eq!(
+        std::fs::read_to_string(target.join("token-signing.retired")).unwrap(),
+        retired,
+        "keys rotated out and still in their grace come back"
+    );
     assert!(target.join("poll-keys/odc--p1.key").is_file());
     assert!(!target.join("poll-keys/odc--p2.key").exists());
     assert_eq!(
@@ -182,6 +192,18 @@ fn crafted_and_disordered_files_are_refused_and_leave_nothing() {
             0,
             vec![key("token-signing.key"), key("poll-keys/../../x.key")],
             "not a place podium keeps keys",
+        ),
+        (
+            "retired token keys that do not read",
+            0,
+            vec![
+                key("token-signing.key"),
+                Record::Key(pb::BackupKey {
+                    path: "token-signing.retired".into(),
+                    secret: b"12 zz\n".to_vec(),
+                }),
+            ],
+            "the retired token keys do not read",
         ),
         (
             "a key after the events",

@@ -25,27 +25,20 @@ const SMALL: Shape = Shape {
 };
 const MODELS: [&str; 4] = ["access-directory", "agenda", "status", "feedback"];
 
-/// Opens the log in `dir`. A log this process closed a moment ago may still be locked by sled
-/// until the last reader thread lets go of it (a read-ahead on the blocking pool): wait for it.
+/// Opens the log in `dir` (opening waits for a log this process just closed to let go of
+/// sled's lock).
 fn open(dir: &Path) -> Arc<SledEventLog> {
-    let mut attempts = 0;
-    loop {
-        match SledEventLog::open(dir, SledOptions::default()) {
-            Ok(log) => return Arc::new(log),
-            Err(error)
-                if attempts < 100 && error.to_string().contains("could not acquire lock") =>
-            {
-                attempts += 1;
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(error) => panic!("open the log: {error}"),
-        }
-    }
+    Arc::new(SledEventLog::open(dir, SledOptions::default()).expect("open the log"))
 }
 
 async fn follow(log: &Arc<SledEventLog>, snapshots: Option<&Path>) -> ReadModels {
     let log: Arc<dyn EventLog> = log.clone();
-    ReadModels::follow(log, snapshots.map(Path::to_path_buf), 0, |_| true)
+    let keys = tempfile::tempdir().expect("a temporary directory");
+    let personal = Arc::new(
+        podium_eventlog::personal::PersonalKeys::load(&keys.path().join("personal.keys"))
+            .expect("a key store"),
+    );
+    ReadModels::follow(log, personal, snapshots.map(Path::to_path_buf), 0, |_| true)
         .await
         .expect("read models follow the log")
 }

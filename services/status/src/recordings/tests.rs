@@ -201,6 +201,7 @@ fn principal(role: Role, conference: &str, speaker: Option<&str>) -> Principal {
         conference_id: Some(conference.into()),
         speaker_id: speaker.map(str::to_owned),
         expires_at: None,
+        token_id: None,
     }
 }
 

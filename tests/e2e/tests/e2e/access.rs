@@ -343,6 +343,7 @@ async fn missing_malformed_tampered_and_expired_tokens_are_unauthenticated() {
         conference_id: Some(CONFERENCE.into()),
         speaker_id: None,
         expires_at: None,
+        token_id: None,
     };
     let expired = keys
         .issue_at(
@@ -371,4 +372,131 @@ async fn missing_malformed_tampered_and_expired_tokens_are_unauthenticated() {
         .get_conference(get)
         .await
         .unwrap();
+}
+
+/// A token issued for a conference created a moment ago, used at once on every service: the
+/// access, agenda, status and feedback read models all catch up through the one follower, so
+/// no service answers NOT_FOUND or PERMISSION_DENIED for what another has just written.
+#[tokio::test]
+async fn tokens_for_a_conference_made_a_moment_ago_work_at_once_on_every_service() {
+    use podium_client::FeedItem;
+    use podium_e2e::{Odc, ballot};
+
+    let show = Show::start().await.unwrap();
+    let admin = &show.admin;
+    let fresh = Odc::create(admin, "fresh2026").await.unwrap();
+    let conference = fresh.conference.id.clone();
+    let token_for = |role: pb::Role, speaker: &str| pb::IssueTokenRequest {
+        role: role as i32,
+        conference_id: conference.clone(),
+        speaker_id: speaker.into(),
+        name: format!("{role:?}, just issued"),
+        ttl_seconds: 0,
+    };
+    let client_for = async |role: pb::Role, speaker: &str| {
+        let issued = admin.access().issue_token(token_for(role, speaker)).await;
+        let token = issued.unwrap().into_inner().token;
+        show.server.client(Some(token)).await.unwrap()
+    };
+
+    let organiser = client_for(pb::Role::Organiser, "").await;
+    let talk = fresh.session(
+        "Open data, just scheduled",
+        "2030-01-10T02:00:00Z",
+        "2030-01-10T03:00:00Z",
+        vec![fresh.sokha.id.clone()],
+    );
+    let session = organiser.agenda().add_session(talk).await.unwrap();
+    let session = session.into_inner().session.unwrap().id;
+
+    let moderator = client_for(pb::Role::Moderator, "").await;
+    let started = moderator
+        .stage()
+        .start_session(pb::StartSessionRequest {
+            conference_id: conference.clone(),
+            session_id: session.clone(),
+        })
+        .await;
+    assert!(started.is_ok(), "{started:?}");
+    let speaker = client_for(pb::Role::Speaker, &fresh.sokha.id).await;
+    let preflight = speaker
+        .stage()
+        .preflight(pb::PreflightRequest {
+            conference_id: conference.clone(),
+            within_hours: 0,
+            all: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(preflight.sessions.len(), 1, "{preflight:?}");
+
+    let attendee = show
+        .server
+        .client(None)
+        .await
+        .unwrap()
+        .access()
+        .join(pb::JoinRequest {
+            join_code: fresh.join_code().into(),
+            display_name: "Sreyneang".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let attendee = show.server.client(Some(attendee)).await.unwrap();
+    let asked = attendee
+        .questions()
+        .ask_question(pb::AskQuestionRequest {
+            request_id: Client::request_id(),
+            conference_id: conference.clone(),
+            session_id: session.clone(),
+            text: "Is this session already open for questions?".into(),
+            anonymous: false,
+        })
+        .await;
+    assert!(asked.is_ok(), "{asked:?}");
+    let rated = attendee
+        .ratings()
+        .rate_session(pb::RateSessionRequest {
+            request_id: Client::request_id(),
+            conference_id: conference.clone(),
+            session_id: session.clone(),
+            rating: 5,
+            comment: String::new(),
+        })
+        .await;
+    assert!(rated.is_ok(), "{rated:?}");
+
+    let poll = pb::CreatePollRequest {
+        request_id: Client::request_id(),
+        conference_id: conference.clone(),
+        session_id: session.clone(),
+        question: text("Ready?"),
+        kind: pb::PollKind::SingleChoice as i32,
+        options: vec![text("Yes").unwrap(), text("No").unwrap()],
+        visibility: pb::ResultVisibility::Live as i32,
+        ..Default::default()
+    };
+    let poll = moderator.polls().create_poll(poll).await.unwrap();
+    let poll = poll.into_inner().poll.unwrap();
+    moderator
+        .polls()
+        .open_poll(pb::OpenPollRequest {
+            conference_id: conference.clone(),
+            poll_id: poll.id.clone(),
+        })
+        .await
+        .unwrap();
+    let mut vote = ballot(&poll, vec![poll.options[0].id.clone()]);
+    vote.conference_id = conference.clone();
+    let cast = attendee.polls().cast_ballot(vote).await;
+    assert!(cast.is_ok(), "{cast:?}");
+
+    let integration = client_for(pb::Role::Integration, "").await;
+    let feed = integration.follow_feed(&conference, 0, vec![]);
+    futures::pin_mut!(feed);
+    let first = futures::StreamExt::next(&mut feed).await.unwrap();
+    assert!(matches!(first, Ok(FeedItem::Event(_))), "{first:?}");
 }

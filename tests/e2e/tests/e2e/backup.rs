@@ -20,23 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-/// `podiumd restore FILE --data-dir DIR`, as the README writes it: whether it succeeded, its
-/// stdout and stderr.
-fn restore(file: &Path, data_dir: &Path) -> (bool, String, String) {
-    let output = Command::new(podium_e2e::binary("podiumd").unwrap())
-        .arg("restore")
-        .arg(file)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("PODIUM_DATA_DIR")
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use podium_e2e::restore;
 
 /// Every event of the sled log in `data_dir`, in order.
 async fn events(data_dir: &Path) -> Vec<RecordedEvent> {

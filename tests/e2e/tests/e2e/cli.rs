@@ -181,3 +181,76 @@ async fn errors_print_the_servers_message_and_exit_non_zero() {
     assert!(!ok);
     assert!(err.contains("token is malformed"), "{err}");
 }
+
+#[tokio::test]
+async fn an_organiser_lists_and_revokes_tokens_and_an_admin_rotates_the_key() {
+    let server = tokio::task::spawn_blocking(|| Podiumd::start().unwrap())
+        .await
+        .unwrap();
+    let admin = server.admin_token().unwrap();
+    let run = |token: &str, args: &[&str]| {
+        let (ok, out, err) = cli(&server, token, args).unwrap();
+        assert!(ok, "podium {args:?} failed: {err}");
+        (out, err)
+    };
+    run(
+        &admin,
+        &[
+            "conference",
+            "create",
+            "--id",
+            CONFERENCE,
+            "--title",
+            "ODC",
+            "--time-zone",
+            "Asia/Phnom_Penh",
+        ],
+    );
+    let (organiser, _) = run(
+        &admin,
+        &["token", "issue", "--role", "organiser", "-c", CONFERENCE],
+    );
+    let organiser = organiser.trim().to_owned();
+    let (moderator, _) = run(
+        &organiser,
+        &[
+            "token",
+            "issue",
+            "--role",
+            "moderator",
+            "--name",
+            "Dara, hall A",
+        ],
+    );
+    let moderator = moderator.trim().to_owned();
+    let (whoami, _) = run(&moderator, &["--json", "whoami"]);
+    let whoami: serde_json::Value = serde_json::from_str(&whoami).unwrap();
+    let id = whoami["principal"]["tokenId"].as_str().unwrap().to_owned();
+
+    let (listed, _) = run(&organiser, &["token", "list"]);
+    let row = listed
+        .lines()
+        .find(|line| line.contains(&id))
+        .unwrap_or_else(|| panic!("{id} not in:\n{listed}"));
+    assert!(
+        row.contains("Dara, hall A") && row.contains("moderator"),
+        "{row}"
+    );
+
+    let (_, said) = run(
+        &organiser,
+        &["token", "revoke", &id, "--reason", "left the team"],
+    );
+    assert!(said.contains(&format!("revoked token {id}")), "{said}");
+    let (ok, _, err) = cli(&server, &moderator, &["whoami"]).unwrap();
+    assert!(!ok);
+    assert!(err.contains("token has been revoked"), "{err}");
+
+    let (rotated, _) = run(&admin, &["admin", "rotate-key", "--grace-hours", "0"]);
+    assert!(rotated.contains("is now in use"), "{rotated}");
+    let (ok, _, err) = cli(&server, &organiser, &["whoami"]).unwrap();
+    assert!(!ok);
+    assert!(err.contains("rotated out"), "{err}");
+    // The admin token file was signed again.
+    run(&server.admin_token().unwrap(), &["whoami"]);
+}

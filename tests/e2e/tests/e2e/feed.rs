@@ -99,13 +99,14 @@ async fn a_follower_resumes_across_a_restart_without_gap_or_duplicate() {
     seen.extend(take(3, &mut rx).await);
     follower.abort();
 
-    // From the first event on (position 0 is the claim of the join code, not the
-    // conference's), every position once.
+    // Every event once, in order, across the restart: increasing positions, and exactly the
+    // conference's stored events (positions of other streams, such as the join code's claim
+    // and the integration token's record, are not on the conference's feed).
     let positions: Vec<u64> = seen.iter().map(|e| e.position).collect();
-    assert_eq!(
-        positions,
-        (1..8).collect::<Vec<_>>(),
-        "every event once, in order, across the restart"
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "in order, none twice: {positions:?}"
     );
+    assert_eq!(seen.len(), 7);
     assert_eq!(seen, stored_events(&show.admin, CONFERENCE, 0).await);
 }

@@ -108,6 +108,31 @@ async fn a_request_over_the_size_limit_is_resource_exhausted_and_stores_nothing(
         .unwrap();
 }
 
+#[tokio::test]
+async fn metadata_over_the_header_limit_is_resource_exhausted_naming_the_limit() {
+    let server = Podiumd::start().unwrap();
+    let admin = server.admin().await.unwrap();
+    let who = |padding: usize| {
+        let mut request = tonic::Request::new(pb::WhoAmIRequest {});
+        request
+            .metadata_mut()
+            .insert("x-padding", "p".repeat(padding).parse().unwrap());
+        request
+    };
+    // 20 KiB of metadata against the default limit of 16 KiB: a gRPC status, not a bare 431
+    // that clients read as UNKNOWN.
+    let refused = admin.access().who_am_i(who(20 << 10)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("--max-header-list-bytes")
+            && refused.message().contains("16384"),
+        "{}",
+        refused.message()
+    );
+    // The connection goes on; metadata under the limit is served.
+    admin.access().who_am_i(who(8 << 10)).await.unwrap();
+}
+
 /// A minimal HTTP/2 client that, unlike real ones, opens streams beyond the server's
 /// SETTINGS_MAX_CONCURRENT_STREAMS, to see what podiumd does with them.
 struct RawH2 {

@@ -121,7 +121,8 @@ pub fn assert_clear_refusal(status: &Status) {
     );
 }
 
-/// `podium.v1.Access`: IssueToken, Join, WhoAmI.
+/// `podium.v1.Access`: IssueToken, Join, WhoAmI, ListTokens, RevokeToken. (Not
+/// RotateSigningKey: the admin's rotation would end the harness's own tokens.)
 pub fn access(data: &[u8]) {
     let Some(input) = Input::parse(data) else {
         return;
@@ -130,10 +131,12 @@ pub fn access(data: &[u8]) {
     s.run(async {
         use podium_proto::v1::access_server::Access;
         let svc = &s.access;
-        match input.rpc % 3 {
+        match input.rpc % 5 {
             0 => s.unary(input, |r| svc.issue_token(r)).await,
             1 => s.unary(input, |r| svc.join(r)).await,
-            _ => s.unary(input, |r| svc.who_am_i(r)).await,
+            2 => s.unary(input, |r| svc.who_am_i(r)).await,
+            3 => s.unary(input, |r| svc.list_tokens(r)).await,
+            _ => s.unary(input, |r| svc.revoke_token(r)).await,
         }
     });
 }
@@ -231,13 +234,14 @@ pub fn questions(data: &[u8]) {
     s.run(async {
         use podium_proto::v1::questions_server::Questions;
         let svc = &s.questions;
-        match input.rpc % 6 {
+        match input.rpc % 7 {
             0 => s.unary(input, |r| svc.set_qa_settings(r)).await,
             1 => s.unary(input, |r| svc.ask_question(r)).await,
             2 => s.unary(input, |r| svc.upvote_question(r)).await,
             3 => s.unary(input, |r| svc.moderate_question(r)).await,
             4 => s.unary(input, |r| svc.list_questions(r)).await,
-            _ => s.server_streaming(input, |r| svc.watch_questions(r)).await,
+            5 => s.server_streaming(input, |r| svc.watch_questions(r)).await,
+            _ => s.unary(input, |r| svc.revoke_author(r)).await,
         }
     });
 }
@@ -258,17 +262,22 @@ pub fn ratings(data: &[u8]) {
     });
 }
 
-/// podiumd's own services: `podium.v1.Diagnostics/Ping` and `podium.v1.EventFeed/Subscribe`.
+/// podiumd's own services: `podium.v1.Diagnostics/Ping`, `podium.v1.EventFeed/Subscribe` and
+/// `podium.v1.Privacy`'s `Erase` and `ExportPerson`.
 pub fn server(data: &[u8]) {
     let Some(input) = Input::parse(data) else {
         return;
     };
     let s = stack();
     s.run(async {
-        use podium_proto::v1::{diagnostics_server::Diagnostics, event_feed_server::EventFeed};
-        match input.rpc % 2 {
+        use podium_proto::v1::{
+            diagnostics_server::Diagnostics, event_feed_server::EventFeed, privacy_server::Privacy,
+        };
+        match input.rpc % 4 {
             0 => s.unary(input, |r| s.diagnostics.ping(r)).await,
-            _ => s.server_streaming(input, |r| s.feed.subscribe(r)).await,
+            1 => s.server_streaming(input, |r| s.feed.subscribe(r)).await,
+            2 => s.unary(input, |r| s.privacy.erase(r)).await,
+            _ => s.unary(input, |r| s.privacy.export_person(r)).await,
         }
     });
 }

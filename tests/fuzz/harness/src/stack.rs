@@ -14,12 +14,15 @@ use futures::{Stream, StreamExt};
 use http_body_util::Full;
 use podium_access::{AccessService, Authenticator, Directory, Principal, Role, TokenKeys};
 use podium_agenda::{AgendaService, AgendaStore};
-use podium_eventlog::{EventLog, Filter, Projector, SledEventLog, SledOptions};
+use podium_eventlog::{
+    EventLog, Filter, Projector, SledEventLog, SledOptions,
+    personal::{KEYS_FILE, PersonalKeys, SealingLog},
+};
 use podium_feedback::{
     FeedbackModel, PollsService, QuestionsService, RatingsService, VoterKeys,
     domain::words::WordCounter, feedback_event_types,
 };
-use podium_server::{DiagnosticsService, FeedService};
+use podium_server::{DiagnosticsService, FeedService, PrivacyService};
 use podium_status::{
     Clock, Engine, PresenceService, RecordingStore, RecordingsService, StageService, StatusModel,
     status_model_event_types,
@@ -77,6 +80,7 @@ pub struct Stack {
     pub questions: QuestionsService,
     pub ratings: RatingsService,
     pub feed: FeedService,
+    pub privacy: PrivacyService,
     pub diagnostics: DiagnosticsService,
 }
 
@@ -112,6 +116,7 @@ impl Stack {
             questions,
             ratings,
             feed,
+            privacy,
         } = services;
         Ok(Self {
             runtime,
@@ -130,6 +135,7 @@ impl Stack {
             questions,
             ratings,
             feed,
+            privacy,
             diagnostics: DiagnosticsService::default(),
         })
     }
@@ -255,8 +261,12 @@ struct Parts {
 
 impl Parts {
     async fn start(dir: &Path) -> anyhow::Result<Self> {
-        let log: Arc<dyn EventLog> =
-            Arc::new(SledEventLog::open(dir.join("log"), SledOptions::default())?);
+        // As podiumd does: personal fields sealed on their way into the log.
+        let personal = Arc::new(PersonalKeys::load(&dir.join(KEYS_FILE))?);
+        let log: Arc<dyn EventLog> = Arc::new(SealingLog::new(
+            Arc::new(SledEventLog::open(dir.join("log"), SledOptions::default())?),
+            personal.clone(),
+        ));
         let keys = Arc::new(TokenKeys::from_secret(&[7; 32], None));
         let auth = Authenticator::new(keys.clone());
         let (stop, stop_rx) = watch::channel(false);
@@ -271,7 +281,19 @@ impl Parts {
             },
         )
         .await?;
+        let register = Projector::start(
+            "access-tokens",
+            log.clone(),
+            podium_access::TokenRegister::default(),
+            Filter {
+                stream_prefix: None,
+                event_types: podium_access::register_event_types(),
+            },
+        )
+        .await?;
+        keys.watch_revocations(register);
         let agenda = AgendaStore::open(log.clone()).await?;
+        let agenda_store = agenda.clone();
         let status = Projector::start(
             "status",
             log.clone(),
@@ -299,16 +321,28 @@ impl Parts {
         .await?;
         let voter_keys = Arc::new(VoterKeys::open(dir.join("poll-keys"))?);
         let services = Services {
-            access: AccessService::new(keys.clone(), directory.clone()),
+            access: AccessService::new(keys.clone(), directory.clone(), log.clone()),
             agenda: AgendaService::new(agenda),
             stage: StageService::new(engine.clone(), status.clone(), log.clone(), stop_rx.clone()),
             presence: PresenceService::new(engine, status.clone(), log.clone(), stop_rx.clone()),
             recordings: RecordingsService::new(log.clone(), status, store)
                 .with_shutdown(stop_rx.clone()),
             polls: PollsService::new(log.clone(), feedback.clone(), voter_keys, stop_rx.clone()),
-            questions: QuestionsService::new(log.clone(), feedback.clone(), stop_rx.clone()),
-            ratings: RatingsService::new(log.clone(), feedback),
-            feed: FeedService::new(log.clone(), directory, stop_rx),
+            questions: QuestionsService::new(log.clone(), feedback.clone(), stop_rx.clone())
+                .with_token_keys(keys.clone()),
+            ratings: RatingsService::new(log.clone(), feedback.clone()),
+            feed: FeedService::new(log.clone(), directory.clone(), personal.clone(), stop_rx),
+            privacy: PrivacyService {
+                log: log.clone(),
+                personal,
+                tokens: keys.clone(),
+                directory,
+                agenda: Some(agenda_store),
+                feedback: Some(feedback),
+                // Separate projectors, no snapshots to write again.
+                follower: None,
+                sealed_from: 0,
+            },
         };
         let ids = seed(&services).await?;
         let tokens = tokens(&keys, &ids)?;
@@ -334,6 +368,7 @@ pub(crate) struct Services {
     questions: QuestionsService,
     ratings: RatingsService,
     feed: FeedService,
+    privacy: PrivacyService,
 }
 
 /// Fails the run if `f` takes longer than [`RPC_DEADLINE`].
@@ -393,6 +428,7 @@ fn tokens(keys: &TokenKeys, ids: &Ids) -> anyhow::Result<Vec<Option<String>>> {
         conference_id: Some(conference.to_owned()),
         speaker_id: speaker.map(str::to_owned),
         expires_at: None,
+        token_id: None,
     };
     let day = Duration::from_secs(86_400);
     let c = ids.conference.as_str();

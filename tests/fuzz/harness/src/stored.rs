@@ -1,12 +1,12 @@
 //! The decoder of stored events: bytes as they would lie in the log under position 0, decoded by
 //! the function replay uses, then folded into every read model podiumd keeps (the access
-//! directory, the agenda, the live status and the feedback model with its Q&A and ratings).
+//! directory and token register, the agenda, the live status and the feedback model with its Q&A and ratings).
 //! The models live for the whole process, so a run of inputs builds on what came before, as a
 //! replay does; they start afresh every [`MODEL_EVENTS`] events to keep memory bounded.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use podium_access::Directory;
+use podium_access::{Directory, TokenRegister};
 use podium_agenda::store::AgendaModel;
 use podium_eventlog::{Projection, decode_stored};
 use podium_feedback::{FeedbackModel, domain::words::WordCounter};
@@ -17,6 +17,7 @@ const MODEL_EVENTS: usize = 4096;
 struct Models {
     words: Arc<WordCounter>,
     directory: Directory,
+    tokens: TokenRegister,
     agenda: AgendaModel,
     status: StatusModel,
     feedback: FeedbackModel,
@@ -29,6 +30,7 @@ impl Models {
             feedback: FeedbackModel::new(words.clone()),
             words,
             directory: Directory::default(),
+            tokens: TokenRegister::default(),
             agenda: AgendaModel::default(),
             status: StatusModel::default(),
             applied: 0,
@@ -55,6 +57,7 @@ pub fn stored_event(data: &[u8]) {
     }
     models.applied += 1;
     models.directory.apply(&event);
+    models.tokens.apply(&event);
     models.agenda.apply(&event);
     models.status.apply(&event);
     models.feedback.apply(&event);

@@ -77,6 +77,29 @@ const TABLE: &[(&str, Allowed, &str)] = &[
     ),
     ("podium.v1.Access/Join", Public, ""),
     ("podium.v1.Access/WhoAmI", Roles(ANY_TOKEN), ""),
+    ("podium.v1.Access/ListTokens", Roles(SETUP), ""),
+    (
+        "podium.v1.Access/RevokeToken",
+        Roles(SETUP),
+        r#"{"tokenId": "att-nobody"}"#,
+    ),
+    (
+        "podium.v1.Access/RotateSigningKey",
+        Roles(ADMIN),
+        r#"{"graceSeconds": 86400}"#,
+    ),
+    // An attendee may also erase and export themselves (tests/e2e/tests/e2e/privacy.rs); not
+    // someone else, which is what this table's calls ask.
+    (
+        "podium.v1.Privacy/Erase",
+        Roles(SETUP),
+        r#"{"person": {"kind": "PERSON_KIND_ATTENDEE", "personId": "att-nobody"}}"#,
+    ),
+    (
+        "podium.v1.Privacy/ExportPerson",
+        Roles(SETUP),
+        r#"{"person": {"kind": "PERSON_KIND_ATTENDEE", "personId": "att-nobody"}}"#,
+    ),
     ("podium.v1.Agenda/CreateConference", Roles(ADMIN), ""),
     ("podium.v1.Agenda/GetConference", Roles(ANY_TOKEN), ""),
     ("podium.v1.Agenda/ListConferences", Roles(ANY_TOKEN), ""),
@@ -105,6 +128,12 @@ const TABLE: &[(&str, Allowed, &str)] = &[
     ("podium.v1.Questions/ModerateQuestion", Roles(RUN), ""),
     ("podium.v1.Questions/ListQuestions", Roles(ANY_TOKEN), ""),
     ("podium.v1.Questions/WatchQuestions", Roles(ANY_TOKEN), ""),
+    // Not the fixture's question: revoking its author would end the matrix's attendee.
+    (
+        "podium.v1.Questions/RevokeAuthor",
+        Roles(RUN),
+        r#"{"questionId": "q-nobody"}"#,
+    ),
     ("podium.v1.Ratings/RateSession", Roles(ATTENDEES), ""),
     ("podium.v1.Ratings/GetRatings", Roles(RUN), ""),
     ("podium.v1.Recordings/UploadRecording", Roles(SETUP), ""),
@@ -399,6 +428,7 @@ fn principal(role: Role, conference: Option<&str>, speaker: Option<&str>) -> Pri
         conference_id: conference.map(str::to_owned),
         speaker_id: speaker.map(str::to_owned),
         expires_at: None,
+        token_id: None,
     }
 }
 

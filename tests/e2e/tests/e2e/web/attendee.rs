@@ -464,3 +464,76 @@ async fn a_question_published_from_the_console_and_a_pin_reach_open_pages_withou
     phone.close().await.unwrap();
     projector.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_attendee_reads_their_data_and_erases_it_from_their_phone() {
+    let show = show().await;
+    let base = format!("http://{}", show.server.addr);
+    let phone = Browser::open(&base, Screen::Phone, true, "en")
+        .await
+        .unwrap();
+    phone
+        .goto(&format!("/j/{}", show.odc.join_code()))
+        .await
+        .unwrap();
+    phone.fill("#name", "Chanthou Forgetme").await.unwrap();
+    phone.submit("main form button[type=submit]").await.unwrap();
+    let session = show.session_id().to_owned();
+    phone.goto(&format!("/session/{session}")).await.unwrap();
+    let question = "Who audits the procurement data?";
+    phone.fill("#question", question).await.unwrap();
+    phone
+        .submit("form[action$='/questions'] button")
+        .await
+        .unwrap();
+    phone
+        .wait_for_text("main", "Your question is sent.")
+        .await
+        .unwrap();
+
+    // "Your data", from the link beside the name.
+    phone.click("header a[href='/me']").await.unwrap();
+    phone.wait_for_text("h1", "Your data").await.unwrap();
+    phone.wait_for_text("main", question).await.unwrap();
+    phone
+        .wait_for_text("main dl", "Chanthou Forgetme")
+        .await
+        .unwrap();
+    let id = phone.text("main code").await.unwrap();
+    assert!(id.starts_with("att-"), "{id}");
+    accessible(&phone, "my data").await;
+    phone.screenshot("mydata-phone-en").await.unwrap();
+
+    phone.click("#confirm").await.unwrap();
+    phone
+        .submit("form[action='/me/erase'] button")
+        .await
+        .unwrap();
+    phone
+        .wait_for_text("main", "Your data is erased and you are signed out.")
+        .await
+        .unwrap();
+    let listed = show
+        .admin
+        .questions()
+        .list_questions(pb::ListQuestionsRequest {
+            conference_id: podium_e2e::CONFERENCE.into(),
+            session_id: session,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let texts: Vec<(&str, &str)> = listed
+        .questions
+        .iter()
+        .map(|q| (q.text.as_str(), q.author_name.as_str()))
+        .collect();
+    assert_eq!(texts, [("[erased]", "[erased]")]);
+    // Signed out: the page asks them to join again.
+    phone.goto("/me").await.unwrap();
+    phone
+        .wait_for_text("main", "Join again with the code")
+        .await
+        .unwrap();
+    phone.close().await.unwrap();
+}

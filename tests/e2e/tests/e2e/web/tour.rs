@@ -66,6 +66,10 @@ async fn tour(show: &Show, tokens: &Tokens, screen: Screen, lang: &str, check: b
         .unwrap();
     look(&browser, "session", size, lang, check).await;
 
+    browser.goto("/me").await.unwrap();
+    browser.wait_for_text("main code", "att-").await.unwrap();
+    look(&browser, "mydata", size, lang, check).await;
+
     browser
         .goto(&format!(
             "/p/{}/{}?token={}",

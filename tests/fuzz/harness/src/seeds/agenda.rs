@@ -53,6 +53,22 @@ pub(super) fn access_and_agenda(s: &Stack, seeds: &mut Vec<(&'static str, Vec<u8
         ),
     );
     add("access", encode_input(2, Speaker, &pb::WhoAmIRequest {}));
+    add(
+        "access",
+        encode_input(3, Organiser, &pb::ListTokensRequest::default()),
+    );
+    add(
+        "access",
+        encode_input(
+            4,
+            Organiser,
+            &pb::RevokeTokenRequest {
+                token_id: "att-0123456789ab".into(),
+                conference_id: c(),
+                reason: "fuzz".into(),
+            },
+        ),
+    );
 
     add(
         "agenda",

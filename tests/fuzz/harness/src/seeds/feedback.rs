@@ -218,6 +218,18 @@ pub(super) fn feedback_and_server(s: &Stack, seeds: &mut Vec<(&'static str, Vec<
             },
         ),
     );
+    add(
+        "questions",
+        encode_input(
+            6,
+            Moderator,
+            &pb::RevokeAuthorRequest {
+                conference_id: c(),
+                question_id: ids.question.clone(),
+                reason: "fuzz".into(),
+            },
+        ),
+    );
 
     add(
         "ratings",
@@ -258,6 +270,35 @@ pub(super) fn feedback_and_server(s: &Stack, seeds: &mut Vec<(&'static str, Vec<
                 conference_id: c(),
                 from_position: 0,
                 types: vec!["podium.v1.SessionScheduled".into()],
+            },
+        ),
+    );
+    // Never the stack's own attendee: erasing them would revoke the token every later input
+    // of theirs uses.
+    let someone = |kind: pb::PersonKind, id: &str| {
+        Some(pb::Person {
+            conference_id: c(),
+            kind: kind as i32,
+            person_id: id.into(),
+        })
+    };
+    add(
+        "server",
+        encode_input(
+            2,
+            Organiser,
+            &pb::EraseRequest {
+                person: someone(pb::PersonKind::Attendee, "att-fuzz-nobody"),
+            },
+        ),
+    );
+    add(
+        "server",
+        encode_input(
+            3,
+            Organiser,
+            &pb::ExportPersonRequest {
+                person: someone(pb::PersonKind::Speaker, &ids.speaker),
             },
         ),
     );

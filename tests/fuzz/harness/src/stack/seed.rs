@@ -183,6 +183,7 @@ pub(super) async fn seed(s: &Services) -> anyhow::Result<Ids> {
             conference_id: Some(conference.clone()),
             speaker_id: None,
             expires_at: None,
+            token_id: None,
         });
         request
     };

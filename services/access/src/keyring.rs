@@ -1,0 +1,281 @@
+//! The keys that sign and verify tokens: the current one, and the keys rotated out that still
+//! verify until their grace period ends.
+//!
+//! On disk, in the data directory: [`KEY_FILE`] holds the current key's secret (raw bytes, as
+//! it always has), and [`RETIRED_FILE`] one line per retired key, `<until, unix seconds>
+//! <secret, hex>`. Both are written with `podium_eventlog::durable::write_private` (mode 0600,
+//! atomic, fsynced), the retired file first, so that a crash between the two writes leaves the
+//! old key current and also retired, which verifies the same tokens.
+//!
+//! A key's id is the first 16 hex digits of its secret's SHA-256: a token names the key that
+//! signed it in its header's `kid`, and the id reveals nothing of the secret.
+
+use std::{
+    fmt::Write as _,
+    fs, io,
+    path::Path,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use jsonwebtoken::{DecodingKey, EncodingKey};
+use podium_eventlog::durable::write_private;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// The current signing key's file in the data directory.
+pub const KEY_FILE: &str = "token-signing.key";
+/// The retired keys' file in the data directory.
+pub const RETIRED_FILE: &str = "token-signing.retired";
+/// Length of a generated secret, and the least a configured one may have.
+pub const SECRET_LEN: usize = 32;
+
+/// One key.
+#[derive(Clone)]
+pub(crate) struct SigningKey {
+    pub(crate) id: String,
+    secret: Vec<u8>,
+    pub(crate) encoding: EncodingKey,
+    pub(crate) decoding: DecodingKey,
+}
+
+impl SigningKey {
+    pub(crate) fn from_secret(secret: Vec<u8>) -> Self {
+        let digest = Sha256::digest(&secret);
+        let id = digest[..8].iter().fold(String::new(), |mut id, b| {
+            let _ = write!(id, "{b:02x}");
+            id
+        });
+        Self {
+            id,
+            encoding: EncodingKey::from_secret(&secret),
+            decoding: DecodingKey::from_secret(&secret),
+            secret,
+        }
+    }
+
+    fn generate() -> Self {
+        let mut secret = vec![0u8; SECRET_LEN];
+        rand::rng().fill_bytes(&mut secret);
+        Self::from_secret(secret)
+    }
+}
+
+/// A key rotated out, verifying until `until`.
+#[derive(Clone)]
+pub(crate) struct Retired {
+    pub(crate) key: SigningKey,
+    pub(crate) until: SystemTime,
+}
+
+/// Which key a token's `kid` names.
+pub(crate) enum Lookup<'a> {
+    Usable(&'a SigningKey),
+    /// Rotated out, and its grace period has ended.
+    Retired,
+    /// Not a key of this server (or one dropped before it last started).
+    Unknown,
+}
+
+/// The current key and the retired ones.
+#[derive(Clone)]
+pub(crate) struct Keyring {
+    pub(crate) current: SigningKey,
+    pub(crate) retired: Vec<Retired>,
+}
+
+impl Keyring {
+    pub(crate) fn new(current: SigningKey) -> Self {
+        Self {
+            current,
+            retired: Vec::new(),
+        }
+    }
+
+    /// Loads the keys in `dir`, creating the current one on first start. Returns whether it
+    /// was created.
+    pub(crate) fn load(dir: &Path, now: SystemTime) -> io::Result<(Self, bool)> {
+        let key_path = dir.join(KEY_FILE);
+        let (current, created) = match fs::read(&key_path) {
+            Ok(secret) if secret.len() >= SECRET_LEN => (SigningKey::from_secret(secret), false),
+            Ok(_) => {
+                return Err(io::Error::other(format!(
+                    "{} is shorter than {SECRET_LEN} bytes; remove it to generate a new key",
+                    key_path.display()
+                )));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let key = SigningKey::generate();
+                write_private(&key_path, &key.secret)?;
+                (key, true)
+            }
+            Err(e) => return Err(e),
+        };
+        let retired_path = dir.join(RETIRED_FILE);
+        let retired = match fs::read_to_string(&retired_path) {
+            Ok(text) => parse_retired(&text).map_err(|line| {
+                io::Error::other(format!(
+                    "{} line {line} is not \"<unix seconds> <hex secret>\"",
+                    retired_path.display()
+                ))
+            })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let mut ring = Self { current, retired };
+        ring.retired.retain(|r| r.until > now);
+        Ok((ring, created))
+    }
+
+    /// The key a token's header names, or for a token without `kid` (issued before keys had
+    /// ids) every usable key, current first.
+    pub(crate) fn lookup(&self, kid: Option<&str>, now: SystemTime) -> Vec<Lookup<'_>> {
+        let mut usable = std::iter::once(&self.current).chain(
+            self.retired
+                .iter()
+                .filter(|r| r.until > now)
+                .map(|r| &r.key),
+        );
+        match kid {
+            Some(kid) => vec![match usable.find(|k| k.id == kid) {
+                Some(key) => Lookup::Usable(key),
+                None if self.retired.iter().any(|r| r.key.id == kid) => Lookup::Retired,
+                None => Lookup::Unknown,
+            }],
+            None => usable.map(Lookup::Usable).collect(),
+        }
+    }
+
+    /// The ring after a rotation: a new current key, the old one retired until `now + grace`;
+    /// keys retired before keep their grace up to that time at most, and keys past their grace
+    /// are dropped. `self` is unchanged, so that nothing changes unless [`Keyring::save`]
+    /// succeeds.
+    pub(crate) fn rotated(&self, grace: Duration, now: SystemTime) -> Keyring {
+        let until = now + grace;
+        // A rotation with no grace ends every old key's tokens.
+        let mut retired: Vec<Retired> = self
+            .retired
+            .iter()
+            .filter(|r| r.until > now)
+            .map(|r| Retired {
+                until: r.until.min(until),
+                key: r.key.clone(),
+            })
+            .collect();
+        retired.push(Retired {
+            key: self.current.clone(),
+            until,
+        });
+        Keyring {
+            current: SigningKey::generate(),
+            retired,
+        }
+    }
+
+    /// Writes the ring to `dir`: the retired keys first, then the current one, so that a
+    /// crash between the two leaves the old current key both current and retired.
+    pub(crate) fn save(&self, dir: &Path) -> io::Result<()> {
+        write_private(
+            &dir.join(RETIRED_FILE),
+            format_retired(&self.retired).as_bytes(),
+        )?;
+        write_private(&dir.join(KEY_FILE), &self.current.secret)
+    }
+}
+
+/// Checks a retired keys' file as podiumd reads it at start-up: for a restore, before podiumd
+/// would refuse to start on it.
+pub fn check_retired(bytes: &[u8]) -> Result<(), String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_owned())?;
+    parse_retired(text)
+        .map(drop)
+        .map_err(|line| format!("line {line} is not \"<unix seconds> <hex secret>\""))
+}
+
+fn format_retired(retired: &[Retired]) -> String {
+    let mut text = String::new();
+    for r in retired {
+        let until = r
+            .until
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let _ = write!(text, "{until} ");
+        for b in &r.key.secret {
+            let _ = write!(text, "{b:02x}");
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// The retired keys, or the number of the first line that does not parse.
+fn parse_retired(text: &str) -> Result<Vec<Retired>, usize> {
+    let mut retired = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let parse = || -> Option<Retired> {
+            let (until, hex) = line.split_once(' ')?;
+            let until = UNIX_EPOCH.checked_add(Duration::from_secs(until.parse().ok()?))?;
+            if hex.len() < 2 * SECRET_LEN || hex.len() % 2 != 0 {
+                return None;
+            }
+            let secret = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                .collect::<Option<Vec<u8>>>()?;
+            Some(Retired {
+                key: SigningKey::from_secret(secret),
+                until,
+            })
+        };
+        retired.push(parse().ok_or(index + 1)?);
+    }
+    Ok(retired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retired_keys_round_trip_through_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let (mut ring, created) = Keyring::load(dir.path(), now).unwrap();
+        assert!(created);
+        let first = ring.current.id.clone();
+        ring = ring.rotated(Duration::from_secs(3600), now);
+        ring.save(dir.path()).unwrap();
+        let (again, created) = Keyring::load(dir.path(), now).unwrap();
+        assert!(!created);
+        assert_eq!(again.current.id, ring.current.id);
+        assert_ne!(again.current.id, first);
+        assert_eq!(again.retired.len(), 1);
+        assert_eq!(again.retired[0].key.id, first);
+
+        // Past its grace, a retired key is no longer loaded.
+        let later = now + Duration::from_secs(3601);
+        let (after, _) = Keyring::load(dir.path(), later).unwrap();
+        assert!(after.retired.is_empty());
+    }
+
+    #[test]
+    fn a_broken_retired_file_names_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        Keyring::load(dir.path(), SystemTime::now()).unwrap();
+        fs::write(dir.path().join(RETIRED_FILE), "\n12 zz\n").unwrap();
+        assert!(check_retired(b"\n12 zz\n").unwrap_err().contains("line 2"));
+        let huge = format!("{} {}\n", u64::MAX, "ab".repeat(SECRET_LEN));
+        assert!(
+            check_retired(huge.as_bytes()).is_err(),
+            "no panic on a time past the end"
+        );
+        let error = Keyring::load(dir.path(), SystemTime::now())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("line 2"), "{error}");
+    }
+}

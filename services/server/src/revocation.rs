@@ -1,0 +1,329 @@
+//! A token that stops working also ends the calls it opened. The token interceptor refuses a
+//! revoked, expired or rotated-out token on every new call; this layer watches the calls
+//! already open (gRPC and gRPC-Web streams in either direction, and the pages' Server-Sent
+//! Events) and, when the token a call was opened with no longer verifies (revoked, expired, or
+//! its key rotated out with no grace or past its grace), ends it: a gRPC response stream with UNAUTHENTICATED in its trailers, a request stream with
+//! UNAUTHENTICATED as its next message (the handler's answer follows), an event stream by
+//! closing it (the browser's reconnect is then refused like any request).
+//!
+//! A call is looked at again only when a token is revoked or the key rotated (the register
+//! and the keys count them), and when its own token would end by itself (its expiry, or the
+//! end of its key's grace): the cost while nothing happens is one watch and one timer per open
+//! stream.
+
+use std::{
+    collections::HashSet,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, SystemTime},
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, header};
+use http_body::Frame;
+use podium_access::{TokenKeys, TokenRegister};
+use podium_eventlog::Projector;
+use tokio::sync::watch;
+use tonic::{Status, body::Body};
+use tower::{Layer, Service};
+
+/// Watches the token of every streaming call.
+#[derive(Clone)]
+pub struct RevocationLayer {
+    keys: Arc<TokenKeys>,
+    /// Paths of the gRPC methods that stream, in either direction.
+    streaming: Arc<HashSet<String>>,
+    /// Paths of the gRPC methods whose requests stream.
+    client_streaming: Arc<HashSet<String>>,
+}
+
+impl RevocationLayer {
+    pub fn new(
+        keys: Arc<TokenKeys>,
+        descriptor_sets: &[&[u8]],
+    ) -> Result<Self, prost::DecodeError> {
+        let streaming = crate::limits::methods(descriptor_sets, |m| {
+            m.server_streaming() || m.client_streaming()
+        })?;
+        let client_streaming = crate::limits::methods(descriptor_sets, |m| m.client_streaming())?;
+        Ok(Self {
+            keys,
+            streaming: Arc::new(streaming),
+            client_streaming: Arc::new(client_streaming),
+        })
+    }
+}
+
+impl<S> Layer<S> for RevocationLayer {
+    type Service = Revocation<S>;
+
+    fn layer(&self, inner: S) -> Revocation<S> {
+        Revocation {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Revocation<S> {
+    inner: S,
+    layer: RevocationLayer,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The bearer token of a gRPC call.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    podium_access::grpc::bearer_token(value).map(str::to_owned)
+}
+
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+impl<S> Service<http::Request<Body>> for Revocation<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let path = request.uri().path();
+        let grpc_stream = self.layer.streaming.contains(path);
+        let client_streaming = self.layer.client_streaming.contains(path);
+        let keys = self.layer.keys.clone();
+        // A gRPC stream's token is checked now, before its handler runs: one that does not
+        // verify is refused by the interceptor. A page's cookie is looked at only if the
+        // answer turns out to be an event stream.
+        let (watch, cookie) = if grpc_stream {
+            (
+                bearer(request.headers()).and_then(|t| Watch::start(&keys, t)),
+                None,
+            )
+        } else {
+            (None, podium_web::session::session_token(request.headers()))
+        };
+        let request = match (&watch, client_streaming) {
+            (Some(watch), true) => request.map(|body| {
+                Body::new(Revocable {
+                    inner: body,
+                    watch: watch.clone(),
+                    end: End::Error,
+                    done: false,
+                })
+            }),
+            _ => request,
+        };
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let response = inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            let (watch, end) = match (watch, cookie) {
+                (Some(watch), _) => (watch, End::Trailers),
+                (None, Some(cookie)) if is_event_stream(response.headers()) => {
+                    match Watch::start(&keys, cookie) {
+                        Some(watch) => (watch, End::Close),
+                        // A visitor whose cookie does not verify is served as one without.
+                        None => return Ok(response),
+                    }
+                }
+                _ => return Ok(response),
+            };
+            Ok(response.map(|body| {
+                Body::new(Revocable {
+                    inner: body,
+                    watch,
+                    end,
+                    done: false,
+                })
+            }))
+        })
+    }
+}
+
+/// A call's token, and what wakes a look at it again.
+struct Watch {
+    keys: Arc<TokenKeys>,
+    register: Projector<TokenRegister>,
+    token: Arc<str>,
+    revocations: BoxFuture<watch::Receiver<u64>>,
+    rotations: BoxFuture<watch::Receiver<u64>>,
+    /// When the token ends by itself.
+    expiry: Pin<Box<tokio::time::Sleep>>,
+}
+
+/// A timer for `until` (a wall-clock time, timed on the monotonic clock: after a suspend or a
+/// step of the wall clock it fires late, and the next look catches up), or for a year away
+/// when there is none. A time already past is looked at again a second later, not at once,
+/// so that a token in its last second is not looked at in a loop.
+fn timer(until: Option<SystemTime>) -> Pin<Box<tokio::time::Sleep>> {
+    const FAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    let wait = until.map_or(FAR, |until| match until.duration_since(SystemTime::now()) {
+        Ok(left) if !left.is_zero() => left.min(FAR),
+        _ => Duration::from_secs(1),
+    });
+    Box::pin(tokio::time::sleep(wait))
+}
+
+impl Clone for Watch {
+    fn clone(&self) -> Self {
+        Self {
+            keys: self.keys.clone(),
+            register: self.register.clone(),
+            token: self.token.clone(),
+            revocations: next_change(self.register.read().revisions()),
+            rotations: next_change(self.keys.rotations()),
+            expiry: Box::pin(tokio::time::sleep_until(self.expiry.deadline())),
+        }
+    }
+}
+
+fn next_change(mut changes: watch::Receiver<u64>) -> BoxFuture<watch::Receiver<u64>> {
+    Box::pin(async move {
+        if changes.changed().await.is_err() {
+            // The register or the keys are gone with the server: nothing more will change.
+            std::future::pending::<()>().await;
+        }
+        changes
+    })
+}
+
+impl Watch {
+    /// Watches `token` if it verifies now. The watches start before the check, so that a
+    /// revocation between the two still wakes the call.
+    fn start(keys: &Arc<TokenKeys>, token: String) -> Option<Self> {
+        let register = keys.register()?.clone();
+        let revocations = next_change(register.read().revisions());
+        let rotations = next_change(keys.rotations());
+        let until = keys.valid_until(&token);
+        keys.inspect(&token).ok()?;
+        Some(Self {
+            keys: keys.clone(),
+            register,
+            token: token.into(),
+            revocations,
+            rotations,
+            expiry: timer(until),
+        })
+    }
+
+    /// Why the token no longer verifies, once a revocation, a rotation or the token's own end
+    /// (its expiry, its key's end of grace) has made it so.
+    fn poll_ended(&mut self, cx: &mut Context<'_>) -> Option<String> {
+        let mut woken = false;
+        while let Poll::Ready(changes) = self.revocations.as_mut().poll(cx) {
+            self.revocations = next_change(changes);
+            woken = true;
+        }
+        while let Poll::Ready(changes) = self.rotations.as_mut().poll(cx) {
+            self.rotations = next_change(changes);
+            woken = true;
+        }
+        if self.expiry.as_mut().poll(cx).is_ready() {
+            woken = true;
+        }
+        if !woken {
+            return None;
+        }
+        match self.keys.inspect(&self.token) {
+            Err(e) => Some(e.to_string()),
+            Ok(_) => {
+                // Still good: a rotation may have given it a grace end, so time it again, and
+                // poll the new timer once so that it wakes this task.
+                self.expiry = timer(self.keys.valid_until(&self.token));
+                let _ = self.expiry.as_mut().poll(cx);
+                None
+            }
+        }
+    }
+}
+
+/// How a watched body ends when its token stops verifying.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// A gRPC response: UNAUTHENTICATED in trailers.
+    Trailers,
+    /// A gRPC request stream: an UNAUTHENTICATED error, which the handler reads as its next
+    /// message.
+    Error,
+    /// An event stream: closed.
+    Close,
+}
+
+/// A body that ends when its call's token stops verifying.
+struct Revocable {
+    inner: Body,
+    watch: Watch,
+    end: End,
+    /// The inner body has ended (its trailers, if any, are sent), or this one has.
+    done: bool,
+}
+
+impl http_body::Body for Revocable {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if let Some(reason) = this.watch.poll_ended(cx) {
+            this.done = true;
+            // Ends the call's task now, not when the connection closes.
+            this.inner = Body::empty();
+            tracing::info!(%reason, "an open call ended: its token no longer verifies");
+            let status = Status::unauthenticated(reason);
+            return Poll::Ready(match this.end {
+                End::Close => None,
+                End::Error => Some(Err(status)),
+                End::Trailers => {
+                    let mut trailers = HeaderMap::new();
+                    // An invalid message is sent percent-encoded: adding it cannot fail.
+                    let _ = status.add_header(&mut trailers);
+                    Some(Ok(Frame::trailers(trailers)))
+                }
+            });
+        }
+        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(None | Some(Err(_))) = &frame {
+            this.done = true;
+        }
+        if let Poll::Ready(Some(Ok(frame))) = &frame
+            && frame.is_trailers()
+        {
+            this.done = true;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        if self.done {
+            http_body::SizeHint::with_exact(0)
+        } else {
+            self.inner.size_hint()
+        }
+    }
+}
