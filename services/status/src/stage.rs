@@ -116,6 +116,7 @@ pub fn session_status(conference: &ConferenceFacts, session_id: &str) -> Option<
                 state: link_state_to_proto(link.map_or(LinkState::Offline, |l| l.state)) as i32,
                 figures: link.map(|l| figures_to_proto(&l.figures)),
                 changed_at: link.map(|l| timestamp(l.changed_at)),
+                figures_at: link.map(|l| timestamp(l.figures_at)),
             }
         })
         .collect();

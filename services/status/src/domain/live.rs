@@ -13,8 +13,13 @@ const MAX_ALERTS: usize = 10;
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LinkView {
     pub state: LinkState,
+    /// The latest figures logged: at a change of state, and sampled while the state holds.
     pub figures: Figures,
+    /// When the state last changed.
     pub changed_at: Millis,
+    /// When `figures` were measured.
+    #[serde(default)]
+    pub figures_at: Millis,
 }
 
 /// The persistent status of one session: a fold of its events.
@@ -77,12 +82,18 @@ impl SessionLive {
                 figures,
                 at,
             } => {
+                // The same state again is a sample of the figures: the change keeps its time.
+                let changed_at = match self.links.get(speaker_id) {
+                    Some(view) if view.state == *state => view.changed_at,
+                    _ => *at,
+                };
                 self.links.insert(
                     speaker_id.clone(),
                     LinkView {
                         state: *state,
                         figures: *figures,
-                        changed_at: *at,
+                        changed_at,
+                        figures_at: *at,
                     },
                 );
             }

@@ -17,6 +17,10 @@ use super::{
     },
 };
 
+/// While a link's state holds, its figures are logged at most this often (and only when they
+/// moved): a `LinkChanged` with an unchanged state.
+pub const FIGURES_EVERY_MS: Millis = 5_000;
+
 /// Transient knowledge of one speaker's link.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Track {
@@ -120,7 +124,14 @@ impl Machine {
             LinkState::Healthy
         };
         let mut events = Vec::new();
-        if self.live.link_state(speaker_id) != state {
+        // A state that holds still has its figures sampled, so that boards show the link as it
+        // is, not as it was when its state last changed.
+        let sample = self.live.links.get(speaker_id).is_some_and(|view| {
+            view.state == state
+                && view.figures != figures
+                && now >= view.figures_at + FIGURES_EVERY_MS
+        });
+        if self.live.link_state(speaker_id) != state || sample {
             events.push(StatusEvent::Link {
                 speaker_id: speaker_id.to_owned(),
                 state,

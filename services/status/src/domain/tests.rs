@@ -293,6 +293,65 @@ async fn a_short_burst_of_loss_does_not_fall_back() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_link_whose_state_holds_has_its_latest_figures_sampled_every_five_seconds() {
+    let mut sim = Sim::new(FailoverPolicy::default(), talk());
+    sim.go_live();
+    // A healthy link whose round trip creeps up by a millisecond every 250 ms heartbeat.
+    fn creeping(t: Millis) -> Figures {
+        Figures {
+            round_trip_ms: 80 + u32::try_from(t / 250).unwrap_or(u32::MAX),
+            ..healthy(t)
+        }
+    }
+    let agent = Agent {
+        online: |_| true,
+        figures: creeping,
+    };
+    sim.run(&agent, 21_000).await;
+    let samples: Vec<(LinkState, u32, Millis)> = sim
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            StatusEvent::Link {
+                state, figures, at, ..
+            } => Some((*state, figures.round_trip_ms, at - sim.start)),
+            _ => None,
+        })
+        .collect();
+    // The first heartbeat (at 0) makes the link healthy; then one sample each 5 s, no more.
+    assert_eq!(
+        samples,
+        vec![
+            (LinkState::Healthy, 80, 0),
+            (LinkState::Healthy, 100, 5_000),
+            (LinkState::Healthy, 120, 10_000),
+            (LinkState::Healthy, 140, 15_000),
+            (LinkState::Healthy, 160, 20_000),
+        ]
+    );
+    let view = &sim.machine.live.links[SPEAKER];
+    assert_eq!(view.figures.round_trip_ms, 160);
+    assert_eq!(view.figures_at - sim.start, 20_000);
+    // The state changed once, at the first heartbeat: samples keep that time.
+    assert_eq!(view.changed_at - sim.start, 0);
+
+    // Figures that do not move are not logged again.
+    let mut steady = Sim::new(FailoverPolicy::default(), talk());
+    steady.go_live();
+    let agent = Agent {
+        online: |_| true,
+        figures: healthy,
+    };
+    steady.run(&agent, 21_000).await;
+    let links = steady
+        .events
+        .iter()
+        .filter(|e| matches!(e, StatusEvent::Link { .. }))
+        .count();
+    assert_eq!(links, 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_offset_is_the_live_time_clamped_to_the_recording() {
     let short = vec![RecordingRef {
         id: "rec-short".into(),
