@@ -78,6 +78,16 @@ pub enum EventLogError {
     },
     #[error("some but not all event ids of the batch are already in stream {stream}")]
     PartialDuplicate { stream: String },
+    /// An event id is stored in one stream only, for ever: a request id sent again for
+    /// something else (another stream) is refused, never applied a second time.
+    #[error(
+        "event id {id} is already stored in stream {owner}, so it cannot be written to stream {stream}"
+    )]
+    ReusedId {
+        id: uuid::Uuid,
+        stream: String,
+        owner: String,
+    },
     #[error("invalid append: {0}")]
     InvalidAppend(String),
     #[error("event log storage failed: {0}")]
@@ -208,6 +218,14 @@ mod tests {
                     stream: "poll/7".into(),
                 },
                 "some but not all event ids of the batch are already in stream poll/7",
+            ),
+            (
+                EventLogError::ReusedId {
+                    id: uuid::Uuid::nil(),
+                    stream: "poll/8".into(),
+                    owner: "poll/7".into(),
+                },
+                "event id 00000000-0000-0000-0000-000000000000 is already stored in stream poll/7, so it cannot be written to stream poll/8",
             ),
             (EventLogError::Closed, "event log is closed"),
         ];

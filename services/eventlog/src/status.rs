@@ -9,7 +9,9 @@ impl ServiceError for EventLogError {
         match self {
             EventLogError::Conflict { .. } => ServiceErrorCode::Aborted,
             EventLogError::Erased(_) => ServiceErrorCode::FailedPrecondition,
-            EventLogError::PartialDuplicate { .. } => ServiceErrorCode::InvalidArgument,
+            EventLogError::PartialDuplicate { .. } | EventLogError::ReusedId { .. } => {
+                ServiceErrorCode::InvalidArgument
+            }
             EventLogError::DiskFull(_) | EventLogError::Storage(_) | EventLogError::Closed => {
                 ServiceErrorCode::Unavailable
             }
@@ -21,8 +23,9 @@ impl ServiceError for EventLogError {
 
     fn client_message(&self) -> String {
         match self {
-            EventLogError::PartialDuplicate { .. } => {
-                "request_id was already used for a different request; send a new request_id".into()
+            EventLogError::PartialDuplicate { .. } | EventLogError::ReusedId { .. } => {
+                "request_id (or ballot_id) was already used for a different request; send a new one"
+                    .into()
             }
             EventLogError::DiskFull(_) => {
                 "the server's disk is full, nothing was written; retry once space is freed".into()

@@ -1,11 +1,11 @@
 //! Writing a log taken elsewhere (a backup, another backend) into an empty sled database, event
 //! by event, with every position, stream version, event id and time kept as they were. The log
-//! it makes is the one the writer would have made: the same three key spaces ([`super::keys`]),
+//! it makes is the one the writer would have made: the same key spaces ([`super::keys`]),
 //! and nothing in it that the writer would refuse (a gap in positions or in a stream's
 //! versions, an event id twice in a stream, a bad stream name).
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     path::{Path, PathBuf},
 };
 
@@ -13,7 +13,10 @@ use prost::Message;
 use uuid::Uuid;
 
 use super::{
-    Store, keys::id_key, keys::log_key, keys::stream_key, read, storage, sync::SledFiles,
+    Store, ids,
+    keys::{id_key, log_key, stream_key},
+    read, storage,
+    sync::SledFiles,
     unsyncable, validate_event, validate_stream,
 };
 use crate::{EventLogError, RecordedEvent, Result};
@@ -32,8 +35,8 @@ pub struct SledImport {
     next: u64,
     /// Each stream's last version so far.
     heads: HashMap<String, u64>,
-    /// Ids in `batch`, not yet in the tree.
-    pending_ids: HashSet<(String, Uuid)>,
+    /// Ids in `batch`, not yet in the tree, and their streams.
+    pending_ids: HashMap<Uuid, String>,
 }
 
 impl std::fmt::Debug for SledImport {
@@ -64,7 +67,7 @@ impl SledImport {
             batched: 0,
             next: 0,
             heads: HashMap::new(),
-            pending_ids: HashSet::new(),
+            pending_ids: HashMap::new(),
         })
     }
 
@@ -86,10 +89,11 @@ impl SledImport {
                 event.id, event.position, event.stream_version, event.stream
             ));
         }
-        let key = (event.stream.clone(), event.id);
-        if self.pending_ids.contains(&key)
-            || read::lookup_id(&self.store.tree, &event.stream, event.id)?.is_some()
-        {
+        let earlier = match self.pending_ids.get(&event.id) {
+            Some(stream) => Some(stream.clone()),
+            None => ids::stored(&self.store.tree, event.id)?.map(|s| s.stream),
+        };
+        if earlier.as_deref() == Some(event.stream.as_str()) {
             return invalid(format!(
                 "event id {} is in stream {} twice (again at position {})",
                 event.id, event.stream, event.position
@@ -102,10 +106,13 @@ impl SledImport {
             stream_key(&event.stream, version),
             position.to_be_bytes().to_vec(),
         );
-        let mut id_value = position.to_be_bytes().to_vec();
-        id_value.extend_from_slice(&version.to_be_bytes());
-        self.batch.insert(id_key(&event.stream, event.id), id_value);
-        self.pending_ids.insert(key);
+        // A log written before ids were unique in the whole log may hold an id in two streams:
+        // the first keeps it, as when such a database is opened (`ids::migrate`).
+        if earlier.is_none() {
+            self.batch
+                .insert(id_key(event.id).to_vec(), ids::entry(position, version));
+            self.pending_ids.insert(event.id, event.stream.clone());
+        }
         self.heads.insert(event.stream.clone(), version);
         self.next += 1;
         self.batched += 1;

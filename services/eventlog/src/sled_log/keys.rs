@@ -1,15 +1,20 @@
-//! How the sled backend lays out its one tree: the encoding of its keys. Three key spaces
-//! share the tree, so that a whole group commit is one atomic `apply_batch`:
+//! How the sled backend lays out its one tree: the encoding of its keys. Its key spaces share
+//! the tree, so that a whole group commit is one atomic `apply_batch`:
 //!
 //! | key | value |
 //! | --- | --- |
 //! | `L` position (u64 BE) | the event, encoded as `podium.v1.Event` |
 //! | `S` stream `0x00` version (u64 BE) | position |
-//! | `I` stream `0x00` event id (16 bytes) | position, version |
+//! | `J` event id (16 bytes) | position, version (the stream is the stored event's) |
 //!
 //! Big-endian numbers make sled's byte order the numeric order, so a range of `L` keys is a
 //! range of positions and the last `S` key of a stream is its head. A stream name never holds
 //! `0x00` (see `validate_append`), so one stream's keys never fall inside another's range.
+//!
+//! An event id is stored once in the whole log, whatever its stream: a retry to the same
+//! stream is answered, and a request id reused for another stream is refused, never applied a
+//! second time. Databases written before that rule index ids by stream under `I` (stream
+//! `0x00` id); opening one moves them to `J` (see `ids::migrate`).
 
 use uuid::Uuid;
 
@@ -19,8 +24,11 @@ use crate::{EventLogError, Result};
 pub(super) const LOG: u8 = b'L';
 /// The stream index: stream and version → position.
 pub(super) const STREAM: u8 = b'S';
-/// The id index: stream and event id → position and version.
-pub(super) const ID: u8 = b'I';
+/// The id index: event id → position and version.
+pub(super) const ID: u8 = b'J';
+/// The id index of databases from before ids were unique in the whole log: stream and event
+/// id → position and version.
+pub(super) const LEGACY_ID: u8 = b'I';
 
 /// `L` + position.
 pub(super) fn log_key(position: u64) -> [u8; 9] {
@@ -46,11 +54,28 @@ pub(super) fn stream_key(stream: &str, version: u64) -> Vec<u8> {
     key
 }
 
-/// `I` + stream + event id.
-pub(super) fn id_key(stream: &str, id: Uuid) -> Vec<u8> {
-    let mut key = stream_prefix(ID, stream);
+/// `J` + event id.
+pub(super) fn id_key(id: Uuid) -> [u8; 17] {
+    let mut key = [0u8; 17];
+    key[0] = ID;
+    key[1..].copy_from_slice(id.as_bytes());
+    key
+}
+
+/// `I` + stream + event id: the layout of older databases.
+#[cfg(test)]
+pub(super) fn legacy_id_key(stream: &str, id: Uuid) -> Vec<u8> {
+    let mut key = stream_prefix(LEGACY_ID, stream);
     key.extend_from_slice(id.as_bytes());
     key
+}
+
+/// The event id of an `I` key (the key ends with it).
+pub(super) fn legacy_id(key: &[u8]) -> Option<Uuid> {
+    match key.first() {
+        Some(&LEGACY_ID) if key.len() >= 19 => Uuid::from_slice(&key[key.len() - 16..]).ok(),
+        _ => None,
+    }
 }
 
 /// The big-endian number at the start of `bytes`.
@@ -65,6 +90,17 @@ pub(super) fn be_u64(bytes: &[u8]) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_older_id_key_gives_back_its_id() {
+        let id = Uuid::new_v4();
+        for stream in ["a", "conference/c-1/poll/p-2"] {
+            assert_eq!(legacy_id(&legacy_id_key(stream, id)), Some(id));
+        }
+        assert_eq!(legacy_id(&stream_key("a", 3)), None);
+        assert_eq!(legacy_id(&id_key(id)), None);
+        assert_eq!(legacy_id(b"I"), None);
+    }
 
     #[test]
     fn log_keys_sort_by_position() {
@@ -93,10 +129,9 @@ mod tests {
                     "{other} {version} falls inside stream a"
                 );
             }
-            let id = Uuid::new_v4();
-            assert!(!id_key(other, id).starts_with(&stream_prefix(ID, "a")));
         }
         assert!(!log_key(7).starts_with(&[STREAM]) && !stream_key("a", 7).starts_with(&[ID]));
+        assert!(!id_key(Uuid::nil()).starts_with(&[LEGACY_ID]));
     }
 
     #[test]

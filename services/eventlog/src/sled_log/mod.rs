@@ -1,6 +1,6 @@
 //! The sled backend of [`EventLog`]: podium's embedded default.
 //!
-//! One sled tree holds the log and its two indexes (the key spaces are in [`keys`]), so that a
+//! One sled tree holds the log and its indexes (the key spaces are in [`keys`]), so that a
 //! whole group commit is one atomic `apply_batch`. All writes go through one writer thread
 //! ([`writer`]): group commit, so durability costs one sled flush and one `fdatasync` of the
 //! database file per group (see [`sync`]: sled's flush alone does not survive a power cut),
@@ -8,6 +8,7 @@
 //! after that fdatasync. This file holds the handle that ties them together: opening,
 //! closing, and the [`EventLog`] methods.
 
+mod ids;
 mod import;
 mod keys;
 mod read;
@@ -80,8 +81,10 @@ struct AppendRequest {
     reply: oneshot::Sender<Result<AppendOutcome>>,
 }
 
-/// How long opening waits for sled's file lock to be let go before refusing.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long opening waits for sled's file lock to be let go before refusing (2 s was not
+/// always enough on a loaded 2-core CI machine; a second podiumd on the same data directory is
+/// still refused, only later).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The open sled database and its one tree.
 #[derive(Clone)]
@@ -169,6 +172,7 @@ impl SledEventLog {
     pub fn open(path: impl AsRef<Path>, options: SledOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let (store, files) = Store::open(&path, options.cache_bytes)?;
+        ids::migrate(&store.tree)?;
         let head = read::next_position(&store.tree)?;
         let (live, _) = broadcast::channel(options.live_buffer.max(1));
         let shared = Arc::new(Shared {
@@ -296,7 +300,9 @@ impl EventLog for SledEventLog {
         let stream = stream.to_owned();
         // Only durable events: one the writer has applied but not yet synced is not there yet.
         let lookup = move || {
-            Ok(read::lookup_id(&tree, &stream, id)?.filter(|(position, _)| *position < head))
+            Ok(ids::stored(&tree, id)?
+                .filter(|s| s.stream == stream && s.position < head)
+                .map(|s| (s.position, s.version)))
         };
         // On the blocking pool, as `read_stream`: sled may have to load the page from disk.
         match tokio::runtime::Handle::try_current() {

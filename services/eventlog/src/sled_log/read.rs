@@ -8,11 +8,10 @@ use std::sync::{Arc, atomic::Ordering};
 
 use podium_proto::v1 as pb;
 use prost::Message;
-use uuid::Uuid;
 
 use super::{
     Shared, Store,
-    keys::{LOG, STREAM, be_u64, id_key, log_key, stream_key, stream_prefix},
+    keys::{LOG, STREAM, be_u64, log_key, stream_key, stream_prefix},
     storage,
     writer::REOPEN_PAUSE,
 };
@@ -164,16 +163,6 @@ pub(super) fn stream_head(tree: &sled::Tree, stream: &str) -> Result<Option<u64>
     }
 }
 
-pub(super) fn lookup_id(tree: &sled::Tree, stream: &str, id: Uuid) -> Result<Option<(u64, u64)>> {
-    match tree.get(id_key(stream, id)).map_err(storage)? {
-        Some(value) => Ok(Some((
-            be_u64(&value)?,
-            be_u64(value.get(8..).unwrap_or_default())?,
-        ))),
-        None => Ok(None),
-    }
-}
-
 /// The stored entries for positions `from..end`, undecoded.
 pub(super) fn read_range(
     tree: &sled::Tree,
@@ -214,6 +203,8 @@ pub fn decode_stored(position: u64, bytes: &[u8]) -> Result<RecordedEvent> {
 mod tests {
     use std::time::SystemTime;
 
+    use uuid::Uuid;
+
     use super::*;
 
     #[test]
@@ -231,10 +222,6 @@ mod tests {
                 tree.insert(log_key(position), vec![]).map_err(storage)?;
                 tree.insert(stream_key(stream, version), &position.to_be_bytes())
                     .map_err(storage)?;
-                let mut value = position.to_be_bytes().to_vec();
-                value.extend_from_slice(&version.to_be_bytes());
-                tree.insert(id_key(stream, Uuid::from_u64_pair(0, position)), value)
-                    .map_err(storage)?;
                 position += 1;
             }
         }
@@ -243,11 +230,6 @@ mod tests {
         assert_eq!(stream_head(&tree, "a-b")?, Some(299));
         assert_eq!(stream_head(&tree, "b")?, Some(0));
         assert_eq!(stream_head(&tree, "c")?, None);
-        assert_eq!(
-            lookup_id(&tree, "a-b", Uuid::from_u64_pair(0, 260))?,
-            Some((260, 257))
-        );
-        assert_eq!(lookup_id(&tree, "a", Uuid::from_u64_pair(0, 260))?, None);
         Ok(())
     }
 

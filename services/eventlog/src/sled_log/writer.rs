@@ -22,9 +22,9 @@ use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 use super::{
-    AppendRequest, Shared, SledFiles, SledOptions, Store,
+    AppendRequest, Shared, SledFiles, SledOptions, Store, ids,
     keys::{id_key, log_key, stream_key},
-    read::{lookup_id, next_position, stream_head},
+    read::{next_position, stream_head},
     storage, unsyncable,
 };
 use crate::{AppendOutcome, CommittedBatch, EventLogError, ExpectedVersion, RecordedEvent, Result};
@@ -100,7 +100,7 @@ const REOPEN_ROOM: u64 = 4 << 20;
 #[derive(Default)]
 struct Pending {
     heads: HashMap<String, u64>,
-    ids: HashMap<(String, Uuid), (u64, u64)>,
+    ids: HashMap<Uuid, ids::Stored>,
 }
 
 impl Writer {
@@ -352,15 +352,27 @@ impl Writer {
         now: SystemTime,
     ) -> Result<AppendOutcome> {
         let stream = request.stream.as_str();
-        // Idempotency first: a retry of a write that succeeded is answered, not rejected.
+        // Idempotency first: a retry of a write that succeeded is answered, not rejected; an
+        // id stored in another stream is a request id reused for something else, refused.
         let mut seen = Vec::with_capacity(request.events.len());
         for event in &request.events {
-            let key = (request.stream.clone(), event.id);
-            let found = match pending.ids.get(&key) {
-                Some(found) => Some(*found),
-                None => lookup_id(tree, stream, event.id)?,
+            let found = match pending.ids.get(&event.id) {
+                Some(found) => Some(found.clone()),
+                None => ids::stored(tree, event.id)?,
             };
-            seen.push(found);
+            seen.push(match found {
+                None => None,
+                Some(found) if found.stream == request.stream => {
+                    Some((found.position, found.version))
+                }
+                Some(found) => {
+                    return Err(EventLogError::ReusedId {
+                        id: event.id,
+                        stream: request.stream.clone(),
+                        owner: found.stream,
+                    });
+                }
+            });
         }
         if seen.iter().all(Option::is_some) {
             let (first_position, first_version) = seen[0].unwrap_or_default();
@@ -416,12 +428,15 @@ impl Writer {
                 recorded.to_proto().encode_to_vec(),
             );
             batch.insert(stream_key(stream, version), position.to_be_bytes().to_vec());
-            let mut id_value = position.to_be_bytes().to_vec();
-            id_value.extend_from_slice(&version.to_be_bytes());
-            batch.insert(id_key(stream, event.id), id_value);
-            pending
-                .ids
-                .insert((request.stream.clone(), event.id), (position, version));
+            batch.insert(id_key(event.id).to_vec(), ids::entry(position, version));
+            pending.ids.insert(
+                event.id,
+                ids::Stored {
+                    stream: request.stream.clone(),
+                    position,
+                    version,
+                },
+            );
             committed.push(recorded);
         }
         let last_version = first_version + request.events.len() as u64 - 1;

@@ -144,21 +144,45 @@ async fn a_partial_duplicate_is_refused_whole() {
 }
 
 #[tokio::test]
-async fn ids_are_scoped_to_their_stream() {
+async fn an_id_stored_in_one_stream_is_refused_in_any_other_for_ever() {
     let t = TestLog::new();
     let batch = events(2);
     t.log
         .append("a", ExpectedVersion::Any, batch.clone())
         .await
         .unwrap();
-    let elsewhere = t
+    // A request id sent again for something else: refused, whole, naming both streams.
+    for reused in [batch.clone(), vec![events(1).remove(0), batch[1].clone()]] {
+        let refused = t.log.append("b", ExpectedVersion::Any, reused).await;
+        assert!(
+            matches!(&refused, Err(EventLogError::ReusedId { stream, owner, .. }) if stream == "b" && owner == "a"),
+            "{refused:?}"
+        );
+    }
+    // Two requests with one id for two streams at once: one is stored, the other refused.
+    let contested = events(1);
+    let (first, second) = tokio::join!(
+        t.log.append("c", ExpectedVersion::Any, contested.clone()),
+        t.log.append("d", ExpectedVersion::Any, contested.clone()),
+    );
+    assert!(
+        first.is_ok() != second.is_ok(),
+        "exactly one of {first:?} and {second:?} is stored"
+    );
+    assert_eq!(checked_log(t.log.as_ref()).await.len(), 3);
+    // The rule outlives a restart, and a retry into the owning stream is still answered.
+    let t = t.reopen();
+    assert!(matches!(
+        t.log.append("b", ExpectedVersion::Any, batch.clone()).await,
+        Err(EventLogError::ReusedId { .. })
+    ));
+    let retried = t
         .log
-        .append("b", ExpectedVersion::Any, batch.clone())
+        .append("a", ExpectedVersion::Any, batch)
         .await
         .unwrap();
-    assert!(!elsewhere.deduplicated);
-    assert_eq!((elsewhere.first_position, elsewhere.first_version), (2, 0));
-    assert_eq!(checked_log(t.log.as_ref()).await.len(), 4);
+    assert!(retried.deduplicated);
+    assert_eq!(checked_log(t.log.as_ref()).await.len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -200,3 +200,43 @@ async fn a_resent_rating_gets_its_first_answer() {
     assert_eq!(send(&first).await, a);
     assert_eq!(send(&second).await, b);
 }
+
+#[tokio::test]
+async fn a_ballot_id_sent_again_for_another_poll_is_refused_not_counted_twice() {
+    let (_dir, polls, budgets) = open_poll(false).await;
+    let schools = create_open(
+        &polls,
+        pb::CreatePollRequest {
+            kind: pb::PollKind::SingleChoice as i32,
+            options: ["Yes", "No"]
+                .map(|o| pb::LocalizedText {
+                    text: [("en".to_owned(), o.to_owned())].into(),
+                })
+                .into(),
+            ..question("More schools?")
+        },
+    )
+    .await;
+    let dara = principal("att-dara", Role::Attendee);
+    let first = ballot(&budgets, 0);
+    let answer = cast(&polls, &dara, &first).await.unwrap();
+    // The same id for a ballot in the other poll: a client bug, or a replayed request.
+    let reused = pb::CastBallotRequest {
+        poll_id: schools.id.clone(),
+        option_ids: vec![schools.options[0].id.clone()],
+        ..first.clone()
+    };
+    let refused = cast(&polls, &dara, &reused).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("already used for a different request"),
+        "{refused:?}"
+    );
+    // Nothing was stored in the other poll (Dara's own ballot there replaces none), and the
+    // first ballot still answers as it did.
+    let own = cast(&polls, &dara, &ballot(&schools, 1)).await.unwrap();
+    assert!(!own.replaced, "{own:?}");
+    assert_eq!(cast(&polls, &dara, &first).await.unwrap(), answer);
+}
