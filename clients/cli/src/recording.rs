@@ -1,4 +1,4 @@
-//! `podium recording upload|fetch|list`: pre-recorded talks, the fallback when a speaker's link
+//! `podium recording upload|fetch|list|delete`: pre-recorded talks, the fallback when a speaker's link
 //! drops. Uploads hash the file first (one pass), then stream it; fetches write `FILE.part`,
 //! check the SHA-256 and rename. On a terminal a progress bar shows bytes and rate; otherwise a
 //! plain line every tenth of the way. The recording id (or the file written) goes to stdout,
@@ -61,6 +61,12 @@ pub enum RecordingCmd {
         #[arg(long)]
         session: Option<String>,
     },
+    /// Delete a recording (organiser), not while it is on air. Its file leaves the disk once
+    /// no other recording has the same content.
+    Delete {
+        /// The recording id, e.g. rec-3f9a0c21d4.
+        recording: String,
+    },
 }
 
 pub async fn run(ctx: &Ctx, cmd: RecordingCmd) -> anyhow::Result<()> {
@@ -102,7 +108,35 @@ pub async fn run(ctx: &Ctx, cmd: RecordingCmd) -> anyhow::Result<()> {
             resume,
         } => fetch(ctx, &recording, out, resume).await,
         RecordingCmd::List { session } => list(ctx, session).await,
+        RecordingCmd::Delete { recording } => delete(ctx, &recording).await,
     }
+}
+
+async fn delete(ctx: &Ctx, recording_id: &str) -> anyhow::Result<()> {
+    let deleted = ctx
+        .client
+        .recordings()
+        .delete_recording(pb::DeleteRecordingRequest {
+            request_id: Client::request_id(),
+            conference_id: ctx.conference().await?,
+            recording_id: recording_id.to_owned(),
+        })
+        .await?
+        .into_inner();
+    if ctx.out.json(&deleted) {
+        return Ok(());
+    }
+    if let Some(r) = &deleted.recording {
+        eprintln!(
+            "deleted {} of session {} ({}, {}); its file goes once no other recording has the same content",
+            r.id,
+            r.session_id,
+            r.file_name,
+            human_bytes(r.size_bytes)
+        );
+    }
+    println!("{recording_id}");
+    Ok(())
 }
 
 async fn upload(ctx: &Ctx, file: &Path, mut header: pb::RecordingHeader) -> anyhow::Result<()> {

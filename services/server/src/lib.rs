@@ -202,6 +202,15 @@ impl Podium {
                         path: dir.display().to_string(),
                         source,
                     })?;
+                // Files of recordings deleted while the last collection could not run (a
+                // crash, an I/O error) go now; the model has replayed the whole log.
+                let needed = model.clone();
+                if let Err(error) = recordings
+                    .collect(move || needed.read().needed_content())
+                    .await
+                {
+                    tracing::warn!(%error, "recordings' files no recording needs could not be removed");
+                }
                 Some(StatusParts {
                     model,
                     engine,

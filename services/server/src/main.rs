@@ -83,7 +83,7 @@ fn restore(file: &std::path::Path, data_dir: &std::path::Path) -> ! {
                     restored.erased_events
                 );
             }
-            let missing = restored.recordings - restored.recording_files;
+            let missing = restored.recordings.saturating_sub(restored.recording_files);
             if missing > 0 {
                 println!(
                     "the backup holds no files for {missing} recordings: upload them again \

@@ -21,7 +21,7 @@ use prost::Name;
 
 use crate::{
     codec::{decode, millis, policy_from_proto},
-    domain::{Context, Lifecycle, RecordingRef, SessionLive},
+    domain::{Context, Lifecycle, RecordingRef, SessionLive, SourceKind},
 };
 
 /// What the status service knows of a session from the agenda.
@@ -68,6 +68,9 @@ pub struct ConferenceFacts {
     /// Per session, in fallback order: the primary first, then backups.
     #[serde(with = "protobuf_values")]
     pub recordings: BTreeMap<String, Vec<pb::Recording>>,
+    /// Deleted recordings' sessions, by recording id: where a retried deletion finds its event.
+    #[serde(default)]
+    pub deleted_recordings: BTreeMap<String, String>,
     /// Speakers who completed a green-room test connection.
     #[serde(serialize_with = "podium_eventlog::snapshot::sorted_set")]
     pub tested: HashSet<String>,
@@ -118,6 +121,19 @@ impl ConferenceFacts {
         }
     }
 
+    /// Whether `recording_id` is on air in a live session of this conference.
+    pub fn on_air(&self, recording_id: &str) -> Option<&str> {
+        self.live
+            .iter()
+            .find(|(_, l)| {
+                l.lifecycle == Lifecycle::Live
+                    && l.source.as_ref().is_some_and(|s| {
+                        s.kind == SourceKind::Recording && s.recording_id == recording_id
+                    })
+            })
+            .map(|(session_id, _)| session_id.as_str())
+    }
+
     /// A recording of this conference by id.
     pub fn recording(&self, recording_id: &str) -> Option<&pb::Recording> {
         self.recordings
@@ -142,6 +158,7 @@ pub fn status_model_event_types() -> Vec<String> {
         pb::SpeakerAdded::full_name(),
         pb::SessionScheduled::full_name(),
         pb::RecordingRegistered::full_name(),
+        pb::RecordingDeleted::full_name(),
         pb::TestConnectionRecorded::full_name(),
         pb::SessionWentLive::full_name(),
         pb::SessionEnded::full_name(),
@@ -183,6 +200,7 @@ impl StatusModel {
                     sessions: BTreeMap::new(),
                     speakers: BTreeMap::new(),
                     recordings: BTreeMap::new(),
+                    deleted_recordings: BTreeMap::new(),
                     tested: HashSet::new(),
                     live: BTreeMap::new(),
                     changed: BTreeMap::new(),
@@ -273,6 +291,23 @@ impl StatusModel {
             }
             return Ok(());
         }
+        if event.is::<pb::RecordingDeleted>() {
+            let d = event.decode::<pb::RecordingDeleted>().map_err(e)?;
+            let recording = d.recording.ok_or("recording missing")?;
+            if let Some(c) = self.conferences.get_mut(&recording.conference_id)
+                && let Some(list) = c.recordings.get_mut(&recording.session_id)
+            {
+                c.changed
+                    .insert(recording.session_id.clone(), event.position);
+                list.retain(|r| r.id != recording.id);
+                c.deleted_recordings
+                    .insert(recording.id.clone(), recording.session_id.clone());
+                for (i, r) in list.iter_mut().enumerate() {
+                    r.order = i as u32;
+                }
+            }
+            return Ok(());
+        }
         if event.is::<pb::TestConnectionRecorded>() {
             let t = event.decode::<pb::TestConnectionRecorded>().map_err(e)?;
             if let Some(c) = self.conferences.get_mut(&t.conference_id) {
@@ -332,6 +367,33 @@ impl StatusModel {
             backups: facts.backup_speaker_ids.clone(),
             recordings,
         })
+    }
+}
+
+impl StatusModel {
+    /// The content every registered recording or live source needs: the files the recording
+    /// store must keep.
+    pub fn needed_content(&self) -> std::collections::HashSet<String> {
+        let mut needed = std::collections::HashSet::new();
+        for conference in self.conferences.values() {
+            needed.extend(
+                conference
+                    .recordings
+                    .values()
+                    .flatten()
+                    .map(|r| r.sha256.clone()),
+            );
+            needed.extend(
+                conference
+                    .live
+                    .values()
+                    .filter(|l| l.lifecycle == Lifecycle::Live)
+                    .filter_map(|l| l.source.as_ref())
+                    .filter(|s| s.kind == SourceKind::Recording)
+                    .map(|s| s.sha256.clone()),
+            );
+        }
+        needed
     }
 }
 

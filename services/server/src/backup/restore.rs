@@ -38,7 +38,8 @@ pub struct Restored {
     pub taken_at: Option<SystemTime>,
     /// Keys written: the token signing key and the open anonymous polls' keys.
     pub keys: usize,
-    /// Recordings registered in the log, and how many of their files the backup held.
+    /// Recording files the log needs (of recordings registered and not deleted), and how many
+    /// files the backup held.
     pub recordings: usize,
     pub recording_files: usize,
     /// Events of erased people whose personal fields the restore dropped: text written before
@@ -119,6 +120,8 @@ struct Staging {
     poll_closed: HashMap<String, bool>,
     /// Recordings registered in the log: SHA-256 and size.
     registered: HashMap<String, u64>,
+    /// Recordings registered and not deleted: id and SHA-256, the files the restore needs.
+    kept_recordings: HashMap<String, String>,
     /// Recording files restored so far.
     files: HashSet<String>,
     /// The recording file being written.
@@ -160,6 +163,7 @@ impl Staging {
             keys: Vec::new(),
             poll_closed: HashMap::new(),
             registered: HashMap::new(),
+            kept_recordings: HashMap::new(),
             files: HashSet::new(),
             current: None,
             personal: None,
@@ -286,7 +290,15 @@ impl Staging {
                         r.sha256
                     )));
                 }
+                self.kept_recordings.insert(r.id, r.sha256.clone());
                 self.registered.insert(r.sha256, r.size_bytes);
+            }
+        } else if event.event_type == pb::RecordingDeleted::full_name() {
+            if let pb::RecordingDeleted {
+                recording: Some(r), ..
+            } = event.decode().map_err(bad)?
+            {
+                self.kept_recordings.remove(&r.id);
             }
         } else if event.event_type == pb::PollOpened::full_name() {
             let opened: pb::PollOpened = event.decode().map_err(bad)?;
@@ -398,10 +410,10 @@ impl Staging {
                 self.header.log_head
             )));
         }
-        let missing = self
-            .registered
-            .keys()
-            .filter(|sha| !self.files.contains(*sha))
+        let needed: HashSet<&String> = self.kept_recordings.values().collect();
+        let missing = needed
+            .iter()
+            .filter(|sha| !self.files.contains(**sha))
             .count();
         if self.header.recordings_included && missing > 0 {
             return Err(BackupError::Corrupt(format!(
@@ -444,7 +456,7 @@ impl Staging {
                 .taken_at
                 .and_then(|t| SystemTime::try_from(t).ok()),
             keys: written,
-            recordings: self.registered.len(),
+            recordings: self.kept_recordings.values().collect::<HashSet<_>>().len(),
             recording_files: self.files.len(),
             erased_events: self.erased_events,
         })

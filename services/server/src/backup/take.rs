@@ -65,7 +65,8 @@ impl BackupSource {
                 encoder.push(Record::Key(pb::BackupKey { path, secret }));
             }
 
-            let mut recordings: Vec<(String, u64)> = Vec::new();
+            // The recordings registered and not deleted up to the head, by id: their content.
+            let mut recordings: Vec<(String, String, u64)> = Vec::new();
             let mut from = 0;
             while from < head {
                 let page = self.log.read_page(from, (head - from).min(PAGE) as usize).await?;
@@ -79,9 +80,12 @@ impl BackupSource {
                     self.personal.drop_erased(&mut event);
                     if event.event_type == pb::RecordingRegistered::full_name()
                         && let Ok(pb::RecordingRegistered { recording: Some(r) }) = event.decode()
-                        && !recordings.iter().any(|(sha, _)| *sha == r.sha256)
                     {
-                        recordings.push((r.sha256, r.size_bytes));
+                        recordings.push((r.id, r.sha256, r.size_bytes));
+                    } else if event.event_type == pb::RecordingDeleted::full_name()
+                        && let Ok(pb::RecordingDeleted { recording: Some(r), .. }) = event.decode()
+                    {
+                        recordings.retain(|(id, ..)| *id != r.id);
                     }
                     from = event.position + 1;
                     encoder.push(Record::Event(event.to_proto()));
@@ -100,8 +104,14 @@ impl BackupSource {
                 }
             }
 
+            let mut contents: Vec<(String, u64)> = Vec::new();
+            for (_, sha256, size_bytes) in recordings {
+                if !contents.iter().any(|(sha, _)| *sha == sha256) {
+                    contents.push((sha256, size_bytes));
+                }
+            }
             if include_recordings {
-                for (sha256, size_bytes) in &recordings {
+                for (sha256, size_bytes) in &contents {
                     let path = recording_path(&self.data_dir, sha256);
                     let unreadable = |e: std::io::Error| {
                         BackupError::Recording(format!("the file of recording {sha256} cannot be read: {e}"))
@@ -142,7 +152,7 @@ impl BackupSource {
                     }
                 }
             }
-            tracing::info!(head, recordings = recordings.len(), include_recordings, "backup taken");
+            tracing::info!(head, recordings = contents.len(), include_recordings, "backup taken");
             yield encoder.finish();
         }
     }

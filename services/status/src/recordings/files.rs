@@ -31,6 +31,17 @@ use crate::error::StatusError;
 pub struct RecordingStore {
     dir: PathBuf,
     max_bytes: u64,
+    /// Held (shared) by an upload from the moment its file is in place until its registration
+    /// is in the read model, and (exclusively) by [`RecordingStore::collect`]: a file is never
+    /// collected between being kept and being referred to.
+    gate: tokio::sync::RwLock<()>,
+}
+
+/// What [`RecordingStore::collect`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Collected {
+    pub files: u64,
+    pub bytes: u64,
 }
 
 impl RecordingStore {
@@ -58,7 +69,54 @@ impl RecordingStore {
             stored += entry?.metadata()?.len();
         }
         metrics::gauge!(crate::metrics::RECORDING_BYTES).set(stored as f64);
-        Ok(Self { dir, max_bytes })
+        Ok(Self {
+            dir,
+            max_bytes,
+            gate: tokio::sync::RwLock::new(()),
+        })
+    }
+
+    /// Held while an upload's file is kept and registered: [`collect`](Self::collect) waits.
+    pub async fn registering(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().await
+    }
+
+    /// Removes every stored file whose content `needed` (asked once no registration is under
+    /// way) does not name: the files of deleted recordings that no other recording shares, and
+    /// any left by a registration that never reached the log.
+    pub async fn collect(
+        &self,
+        needed: impl FnOnce() -> std::collections::HashSet<String>,
+    ) -> Result<Collected, StatusError> {
+        let _alone = self.gate.write().await;
+        let needed = needed();
+        let dir = self.dir.join("sha256");
+        let collected = blocking(move || {
+            let mut collected = Collected::default();
+            for entry in fs::read_dir(&dir)? {
+                let entry = entry?;
+                let name = entry.file_name();
+                if name.to_str().is_some_and(|n| needed.contains(n)) {
+                    continue;
+                }
+                let len = entry.metadata()?.len();
+                if durable::remove_file(&entry.path())? {
+                    collected.files += 1;
+                    collected.bytes += len;
+                }
+            }
+            Ok(collected)
+        })
+        .await?;
+        if collected.files > 0 {
+            metrics::gauge!(crate::metrics::RECORDING_BYTES).decrement(collected.bytes as f64);
+            tracing::info!(
+                files = collected.files,
+                bytes = collected.bytes,
+                "removed recordings' files that no recording refers to"
+            );
+        }
+        Ok(collected)
     }
 
     pub fn max_bytes(&self) -> u64 {

@@ -30,9 +30,9 @@ const MAX_DURATION_MS: u64 = 24 * 60 * 60 * 1000;
 /// The recordings service.
 #[derive(Clone)]
 pub struct RecordingsService {
-    log: Arc<dyn EventLog>,
-    model: Projector<StatusModel>,
-    store: Arc<RecordingStore>,
+    pub(super) log: Arc<dyn EventLog>,
+    pub(super) model: Projector<StatusModel>,
+    pub(super) store: Arc<RecordingStore>,
     shutdown: Option<watch::Receiver<bool>>,
 }
 
@@ -139,6 +139,9 @@ impl RecordingsService {
         let media = upload.check().await?;
         recording.duration_ms = settle_duration(recording.duration_ms, &media)?;
         recording.media = Some(media);
+        // From the moment the file is in place until the read model refers to it, no
+        // collection may take it for an orphan.
+        let _registering = self.store.registering().await;
         upload.keep().await?;
 
         let session_id = recording.session_id.clone();
@@ -183,7 +186,7 @@ impl RecordingsService {
 
     /// Waits until the read model has applied every durable event, so a session the agenda has
     /// just scheduled (or a recording just registered) is known here.
-    async fn caught_up(&self) -> Result<(), StatusError> {
+    pub(super) async fn caught_up(&self) -> Result<(), StatusError> {
         Ok(self.model.catch_up().await?)
     }
 
@@ -369,6 +372,16 @@ impl Recordings for RecordingsService {
                 Err(status)
             }
         }
+    }
+
+    async fn delete_recording(
+        &self,
+        request: Request<pb::DeleteRecordingRequest>,
+    ) -> Result<Response<pb::DeleteRecordingResponse>, Status> {
+        let principal = caller(&request)?;
+        self.delete(&principal, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     type FetchRecordingStream = FetchStream;

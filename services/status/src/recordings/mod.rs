@@ -3,15 +3,17 @@
 //! them, so a file is never held in memory; `probe` reads what a file is (container, length,
 //! codecs) and refuses what is not video; `grpc` is the `podium.v1.Recordings` service,
 //! which checks who may do what, registers a verified upload as a `RecordingRegistered` event
-//! and answers from the status read model.
+//! and answers from the status read model; `delete` deletes one and collects the files no
+//! recording needs.
 
+mod delete;
 mod files;
 mod grpc;
 mod probe;
 #[cfg(test)]
 mod tests;
 
-pub use files::{RecordingStore, Upload, hex, is_sha256};
+pub use files::{Collected, RecordingStore, Upload, hex, is_sha256};
 pub use grpc::RecordingsService;
 pub use probe::{ProbeError, playout_concerns, probe};
 

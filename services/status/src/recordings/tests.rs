@@ -24,6 +24,8 @@ use super::{
 };
 use crate::model::{StatusModel, status_model_event_types};
 
+mod delete;
+
 const ODC: &str = "odc2024";
 const TALK: &str = "ses-talk";
 const OTHER_TALK: &str = "ses-other";

@@ -252,6 +252,32 @@ async fn a_200_mib_talk_goes_up_and_down_through_the_cli_in_flat_memory() {
         "{out}"
     );
 
+    // Deleting the 200 MiB primary gives its disk space back; the backup becomes the primary.
+    let stored = || -> u64 {
+        std::fs::read_dir(server.data_dir.join("recordings/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+    let before_delete = stored();
+    let (ok, out, err) = podium(
+        server,
+        &token,
+        &["recording", "delete", &recording, "-c", CONFERENCE],
+    )
+    .await;
+    assert!(ok, "delete failed: {err}");
+    assert_eq!(out.trim(), recording);
+    assert!(err.contains("deleted") && err.contains(&talk.id), "{err}");
+    assert_eq!(before_delete - stored(), SIZE);
+    let (ok, out, err) = podium(server, &token, &["recording", "list", "-c", CONFERENCE]).await;
+    assert!(ok, "{err}");
+    assert!(!out.contains(&recording), "{out}");
+    assert!(
+        out.contains(&backup_recording.id) && out.contains("primary"),
+        "{out}"
+    );
+
     refusals(server, admin, &talk.id, dir.path(), &token).await;
 }
 
@@ -321,7 +347,8 @@ async fn refusals(server: &Podiumd, admin: &Client, session_id: &str, dir: &Path
         .unwrap()
         .into_inner()
         .recordings;
-    assert_eq!(listed.len(), 2, "the refused upload was registered");
+    // The backup only: the primary was deleted before.
+    assert_eq!(listed.len(), 1, "the refused upload was registered");
     let leftovers = std::fs::read_dir(server.data_dir.join("recordings/tmp"))
         .unwrap()
         .count();
@@ -329,7 +356,7 @@ async fn refusals(server: &Podiumd, admin: &Client, session_id: &str, dir: &Path
     let stored = std::fs::read_dir(server.data_dir.join("recordings/sha256"))
         .unwrap()
         .count();
-    assert_eq!(stored, 2);
+    assert_eq!(stored, 1);
 
     let (ok, _, err) = podium(
         server,

@@ -144,6 +144,12 @@ const TABLE: &[(&str, Allowed, &str)] = &[
         "",
     ),
     ("podium.v1.Recordings/ListRecordings", Roles(STAFF), ""),
+    // Not the fixture's recording: the fetches above need it.
+    (
+        "podium.v1.Recordings/DeleteRecording",
+        Roles(SETUP),
+        r#"{"recordingId": "rec-nobody"}"#,
+    ),
     // A green-room test connection, so that the matrix puts nothing on air.
     (
         "podium.v1.Presence/Link",
