@@ -153,6 +153,14 @@ pub struct Transport {
     #[serde(serialize_with = "seconds", rename = "http2_keepalive_timeout_seconds")]
     pub http2_keepalive_timeout: Duration,
 
+    /// Seconds a new connection has to send its first request (HTTP/2's preface, or an
+    /// HTTP/1.1 request's head) after it is accepted and any TLS handshake is done; a
+    /// connection that has not is closed.
+    #[arg(long, env = "PODIUM_FIRST_REQUEST_TIMEOUT", value_parser = parse_positive_seconds,
+          default_value = "10")]
+    #[serde(serialize_with = "seconds", rename = "first_request_timeout_seconds")]
+    pub first_request_timeout: Duration,
+
     /// Seconds of TCP idleness before the kernel probes the peer (SO_KEEPALIVE).
     #[arg(long, env = "PODIUM_TCP_KEEPALIVE", value_parser = parse_positive_seconds,
           default_value = "60")]

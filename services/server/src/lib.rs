@@ -14,12 +14,12 @@ mod grpc_web;
 mod health;
 #[macro_use]
 mod limits;
+mod listener;
 pub mod metrics;
 mod privacy;
 mod read_models;
 mod revocation;
 pub mod synthetic;
-mod tls;
 
 pub use read_models::ReadModels;
 
@@ -505,7 +505,13 @@ impl Podium {
         .map_err(limits::descriptor_error)?;
         let revocation = revocation::RevocationLayer::new(keys.clone(), &limits::DESCRIPTORS)
             .map_err(limits::descriptor_error)?;
-        let mut builder = tonic::transport::Server::builder()
+        // TLS and the first-request watch, below hyper; a bad certificate stops podiumd here.
+        let admission = listener::Admission {
+            tls: listener::server_tls(&config)?,
+            handshake_timeout: config.tls.tls_handshake_timeout,
+            first_request_timeout: limits.first_request_timeout,
+        };
+        let builder = tonic::transport::Server::builder()
             .max_concurrent_streams(limits.max_concurrent_streams)
             .http2_max_local_error_reset_streams(Some(
                 limits.max_local_error_reset_streams as usize,
@@ -518,9 +524,6 @@ impl Podium {
             )
             .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
             .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout));
-        if let Some(tls) = tls::server_tls(&config)? {
-            builder = builder.tls_config(tls)?;
-        }
         // gRPC-Web is translated to gRPC before anything else sees it, so browsers' calls get the
         // same limits and checks; HTTP/1.1 is accepted for browsers and gRPC-Web.
         let server = builder
@@ -547,9 +550,12 @@ impl Podium {
             .add_optional_service(recordings)
             // No Nagle: status changes and results are small messages that must leave at once.
             .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener)
-                    .with_nodelay(Some(true))
-                    .with_keepalive(Some(limits.tcp_keepalive)),
+                listener::incoming(
+                    TcpIncoming::from(listener)
+                        .with_nodelay(Some(true))
+                        .with_keepalive(Some(limits.tcp_keepalive)),
+                    admission,
+                ),
                 async {
                     let _ = serve_stop_rx.await;
                 },

@@ -81,6 +81,11 @@ fn describe() {
     );
     describe_gauge!(OPEN_STREAMS, "Server streams open now, by method.");
     describe_counter!(
+        crate::listener::CLOSED,
+        "Connections closed before their first request: stage tls_handshake (not finished in \
+         --tls-handshake-timeout) or first_request (nothing in --first-request-timeout)."
+    );
+    describe_counter!(
         SHED,
         "Requests refused because --max-concurrent-requests were in progress."
     );

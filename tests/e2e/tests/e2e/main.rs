@@ -17,6 +17,7 @@ mod privacy;
 mod qa;
 mod recordings;
 mod server;
+mod slowloris;
 mod status;
 mod text;
 mod tokens;

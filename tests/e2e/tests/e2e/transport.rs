@@ -15,12 +15,13 @@ use tokio::{
 use tonic::Code;
 
 /// Every limit issue 5 names, as `--print-config` reports it.
-const LIMITS: [&str; 11] = [
+const LIMITS: [&str; 12] = [
     "max_concurrent_streams",
     "max_local_error_reset_streams",
     "http2_keepalive_interval_seconds",
     "http2_keepalive_timeout_seconds",
     "tcp_keepalive_seconds",
+    "first_request_timeout_seconds",
     "request_timeout_seconds",
     "max_request_bytes",
     "max_upload_message_bytes",
@@ -313,15 +314,15 @@ async fn requests_beyond_the_global_limit_are_shed_at_once() {
 
 /// A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate, as PEM
 /// files in `dir`.
-struct Pki {
-    ca: std::path::PathBuf,
-    server_cert: std::path::PathBuf,
-    server_key: std::path::PathBuf,
+pub(crate) struct Pki {
+    pub ca: std::path::PathBuf,
+    pub server_cert: std::path::PathBuf,
+    pub server_key: std::path::PathBuf,
     client_cert: Vec<u8>,
     client_key: Vec<u8>,
 }
 
-fn pki(dir: &std::path::Path) -> Pki {
+pub(crate) fn pki(dir: &std::path::Path) -> Pki {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
@@ -405,7 +406,11 @@ async fn tls_and_mutual_tls_admit_only_clients_that_trust_and_are_trusted() {
 }
 
 /// Connects with `tls` and pings: `Err` says where it failed.
-async fn served(server: &Podiumd, token: Option<String>, tls: Option<&Tls>) -> Result<(), String> {
+pub(crate) async fn served(
+    server: &Podiumd,
+    token: Option<String>,
+    tls: Option<&Tls>,
+) -> Result<(), String> {
     let client = Client::connect_with(&server.addr, token, tls)
         .await
         .map_err(|e| format!("connect: {e}"))?;

@@ -1,0 +1,179 @@
+//! Connections that never send a request: half of HTTP/2's preface, half an HTTP/1.1 head,
+//! nothing after the TLS handshake, or no handshake at all. podiumd closes each after
+//! `--first-request-timeout` (or `--tls-handshake-timeout`), its file descriptors come back,
+//! and a client that connected properly and then stayed idle keeps its connection.
+
+use std::time::Duration;
+
+use podium_client::Tls;
+use podium_e2e::{Podiumd, metrics};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+use tokio_rustls::{
+    TlsConnector,
+    rustls::{ClientConfig, RootCertStore, pki_types::CertificateDer, pki_types::pem::PemObject},
+};
+
+use crate::transport::{pki, served};
+
+/// HTTP/2's connection preface.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// A bound on waiting for the server to act, far above the one-second timeouts: not a timing
+/// assertion, a test that cannot hang.
+const BOUND: Duration = Duration::from_secs(60);
+
+type Held = Box<dyn AsyncRead + Unpin + Send>;
+
+fn descriptors(server: &Podiumd) -> usize {
+    let pid = server.pid().expect("podiumd runs");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("podiumd's descriptors")
+        .count()
+}
+
+/// Waits until podiumd holds at least (or, `fewer`, at most) `count` descriptors.
+async fn descriptors_reach(server: &Podiumd, count: usize, fewer: bool) {
+    tokio::time::timeout(BOUND, async {
+        while (descriptors(server) < count) != fewer && descriptors(server) != count {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "podiumd holds {} descriptors, waiting for {}{count}",
+            descriptors(server),
+            if fewer { "at most " } else { "at least " }
+        )
+    });
+}
+
+/// Reads until the server closes the connection (end of file, or a reset).
+async fn closed_by_server(mut held: Held, what: &str) {
+    let mut buf = [0u8; 4096];
+    let ended = tokio::time::timeout(BOUND, async {
+        loop {
+            match held.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "{what}: still open after {BOUND:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_prefaces_and_silent_connections_are_closed_and_their_descriptors_come_back() {
+    let server = Podiumd::start_with(&["--first-request-timeout", "1"]).unwrap();
+    let token = server.admin_token().unwrap();
+    // A client that connects properly, then stays idle past the timeout, keeps its connection.
+    let idle = podium_client::Client::connect_with(&server.addr, Some(token.clone()), None)
+        .await
+        .unwrap();
+    idle.diagnostics()
+        .ping(podium_client::pb::PingRequest { seq: 1 })
+        .await
+        .unwrap();
+    let before = descriptors(&server);
+
+    let mut held: Vec<(Held, String)> = Vec::new();
+    for i in 0..200 {
+        let mut stream = TcpStream::connect(&server.addr).await.unwrap();
+        let half: &[u8] = if i % 2 == 0 {
+            &PREFACE[..12]
+        } else {
+            b"GET /j/ODC24 HTTP/1.1\r\nHost: pod"
+        };
+        stream.write_all(half).await.unwrap();
+        held.push((Box::new(stream), format!("plaintext connection {i}")));
+    }
+    descriptors_reach(&server, before + 200, false).await;
+    for (stream, what) in held {
+        closed_by_server(stream, &what).await;
+    }
+    descriptors_reach(&server, before, true).await;
+
+    // The idle client was not taken for one of them: same connection, still served, and only
+    // the 200 were closed.
+    idle.diagnostics()
+        .ping(podium_client::pb::PingRequest { seq: 2 })
+        .await
+        .unwrap();
+    let scrape = metrics::scrape(&server).await.unwrap();
+    assert_eq!(
+        metrics::sample(
+            &scrape,
+            r#"podium_connections_closed_total{stage="first_request"}"#
+        ),
+        200.0,
+        "{scrape}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_a_silent_or_half_preface_connection_and_a_stalled_handshake_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let server = Podiumd::start_with(&[
+        "--tls-cert",
+        pki.server_cert.to_str().unwrap(),
+        "--tls-key",
+        pki.server_key.to_str().unwrap(),
+        "--first-request-timeout",
+        "1",
+        "--tls-handshake-timeout",
+        "1",
+    ])
+    .unwrap();
+    let ca = std::fs::read(&pki.ca).unwrap();
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let ring = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(ring)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = TlsConnector::from(std::sync::Arc::new(config));
+    let before = descriptors(&server);
+
+    let mut held: Vec<(Held, String)> = Vec::new();
+    for i in 0..40 {
+        let tcp = TcpStream::connect(&server.addr).await.unwrap();
+        let name = "127.0.0.1".try_into().unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        if i % 2 == 0 {
+            tls.write_all(&PREFACE[..12]).await.unwrap();
+            tls.flush().await.unwrap();
+        }
+        held.push((Box::new(tls), format!("TLS connection {i}")));
+    }
+    for i in 0..10 {
+        let tcp = TcpStream::connect(&server.addr).await.unwrap();
+        held.push((Box::new(tcp), format!("connection {i} without a handshake")));
+    }
+    descriptors_reach(&server, before + 50, false).await;
+    for (stream, what) in held {
+        closed_by_server(stream, &what).await;
+    }
+    descriptors_reach(&server, before, true).await;
+
+    // A client that trusts the CA is served as before.
+    let trusting = Tls {
+        ca_pem: Some(ca),
+        ..Tls::default()
+    };
+    served(
+        &server,
+        Some(server.admin_token().unwrap()),
+        Some(&trusting),
+    )
+    .await
+    .unwrap();
+}
