@@ -9,6 +9,7 @@
 pub mod backup;
 pub mod config;
 mod diagnostics;
+mod error;
 mod feed;
 mod grpc_web;
 mod health;
@@ -54,43 +55,9 @@ use tonic::{
 
 pub use config::{Command, Config, LogFormat, ServiceName};
 pub use diagnostics::DiagnosticsService;
+pub use error::ServerError;
 pub use feed::FeedService;
 pub use privacy::PrivacyService;
-
-/// Why podiumd could not start or stopped badly.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    #[error("event log: {0}")]
-    Log(#[from] podium_eventlog::EventLogError),
-    #[error("token keys in {path}: {source}")]
-    Keys {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("reflection: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
-    #[error("transport: {0}")]
-    Transport(#[from] tonic::transport::Error),
-    #[error("feedback service: {0}")]
-    Feedback(String),
-    /// The per-person key store, or the record of where sealing began.
-    #[error("personal data keys: {0}")]
-    Personal(String),
-    #[error("status service: {0}")]
-    Status(#[from] podium_status::StatusError),
-    #[error("recording store in {path}: {source}")]
-    Recordings {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("TLS file {path}: {source}")]
-    TlsFile {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("configuration: {0}")]
-    Config(String),
-}
 
 /// Where read models' snapshots live, under the data directory.
 pub const SNAPSHOT_DIR: &str = "snapshots";
