@@ -1,7 +1,7 @@
 //! The speaker agent: holds the `Presence/Link` stream open, sends a heartbeat every 250 ms with
 //! the round trip it measured itself (from the server's acknowledgements) and the loss and
 //! bitrate a media tool reports, and reconnects with backoff when the link drops. A newer agent
-//! for the same speaker replaces this one; it then stops instead of fighting back.
+//! for the same speaker and session replaces this one; it then stops instead of fighting back.
 
 use std::{collections::VecDeque, sync::Arc, time::Duration};
 

@@ -28,7 +28,7 @@ pub enum StatusError {
     /// A size limit was reached.
     #[error("{0}")]
     TooLarge(String),
-    /// Lost a race or was replaced (a newer agent for the same speaker).
+    /// Lost a race or was replaced (a newer agent for the same speaker and session).
     #[error("{0}")]
     Aborted(String),
     #[error(transparent)]

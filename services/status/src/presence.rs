@@ -1,6 +1,8 @@
 //! The `podium.v1.Presence` service: speaker agents' heartbeat streams. Each heartbeat goes to
 //! the engine; the stream's end (a close, a reset, a dead connection found by keepalive) tells
-//! the engine the speaker is gone. A newer agent for the same speaker replaces the older one.
+//! the engine the speaker is gone. A newer agent for the same speaker and session replaces the
+//! older one; agents of one speaker for different sessions (a backup standing by for two talks
+//! at once) run side by side.
 //! A test connection (the green room) is recorded for readiness and never reaches the engine.
 
 use std::{
@@ -37,7 +39,8 @@ const AGENT: podium_text::Limit = podium_text::Limit::line(200).optional();
 /// How long an agent has to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Agents = Arc<Mutex<HashMap<(String, String), (u64, oneshot::Sender<()>)>>>;
+/// The on-air agents by conference, session and speaker: each connection's id and its kick.
+type Agents = Arc<Mutex<HashMap<(String, String, String), (u64, oneshot::Sender<()>)>>>;
 
 pub struct PresenceService {
     engine: EngineHandle,
@@ -80,7 +83,11 @@ struct Departure {
 impl Drop for Departure {
     fn drop(&mut self) {
         if let Ok(mut agents) = self.agents.lock() {
-            let key = (self.conference_id.clone(), self.speaker_id.clone());
+            let key = (
+                self.conference_id.clone(),
+                self.session_id.clone(),
+                self.speaker_id.clone(),
+            );
             if agents.get(&key).is_some_and(|(c, _)| *c == self.connection) {
                 agents.remove(&key);
             }
@@ -149,7 +156,11 @@ impl Presence for PresenceService {
                 .lock()
                 .map_err(|_| Status::internal("internal error"))?
                 .insert(
-                    (conference_id.clone(), speaker_id.clone()),
+                    (
+                        conference_id.clone(),
+                        session_id.clone(),
+                        speaker_id.clone(),
+                    ),
                     (connection, kick),
                 );
             if let Some((_, older)) = replaced {
@@ -190,7 +201,7 @@ impl Presence for PresenceService {
             loop {
                 let message = tokio::select! {
                     _ = shutdown.wait_for(|stop| *stop) => Err(Status::unavailable("podiumd is shutting down; the agent reconnects")),
-                    _ = &mut kicked, if !test => Err(Status::aborted(format!("replaced by a newer agent for speaker {speaker_id}; this one stops"))),
+                    _ = &mut kicked, if !test => Err(Status::aborted(format!("replaced by a newer agent for speaker {speaker_id} in session {session_id}; this one stops"))),
                     message = inbound.message() => Ok(message),
                 }?;
                 let heartbeat = match message {

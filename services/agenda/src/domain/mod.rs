@@ -421,12 +421,25 @@ pub fn schedule_session(
                 other.id
             )));
         }
-        if let Some((id, _)) = session
-            .all_speakers()
-            .find(|(id, _)| other.all_speakers().any(|(o, _)| o == *id))
-        {
+        // Speaking is being booked; backing up is not, so one person may back up sessions
+        // that overlap, but never speak in one while speaking in or backing up another.
+        let clash = session.all_speakers().find_map(|(id, backup)| {
+            other
+                .all_speakers()
+                .find(|(o, other_backup)| *o == id && !(backup && *other_backup))
+                .map(|(_, other_backup)| (id, backup, other_backup))
+        });
+        if let Some((id, backup, other_backup)) = clash {
+            let (here, there) = (
+                if backup {
+                    "back up this session"
+                } else {
+                    "speak here"
+                },
+                if other_backup { "back up" } else { "speak in" },
+            );
             return Err(AgendaError::Clash(format!(
-                "speaker {id} is already in session {} from {} to {}",
+                "speaker {id} cannot {here}: they {there} session {} from {} to {}",
                 other.id,
                 zoned(other.start, conference.info.zone).label,
                 zoned(other.end, conference.info.zone).label

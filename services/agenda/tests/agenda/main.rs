@@ -34,6 +34,7 @@ enum Command {
         conference: usize,
         room: usize,
         speakers: Vec<usize>,
+        backups: Vec<usize>,
         start_slot: i64,
         slots: i64,
     },
@@ -56,8 +57,8 @@ fn command() -> impl Strategy<Value = Command> {
         1 => (0..2usize).prop_map(|conference| Command::Create { conference }),
         2 => (0..2usize, 0..3usize).prop_map(|(conference, name)| Command::AddRoom { conference, name }),
         2 => (0..2usize, 0..4usize, 6..12u32).prop_map(|(conference, zone, from_hour)| Command::AddSpeaker { conference, zone, from_hour }),
-        5 => (0..2usize, 0..4usize, proptest::collection::vec(0..6usize, 0..3), 0..16i64, 1..4i64)
-            .prop_map(|(conference, room, speakers, start_slot, slots)| Command::AddSession { conference, room, speakers, start_slot, slots }),
+        5 => (0..2usize, 0..4usize, proptest::collection::vec(0..6usize, 0..3), proptest::collection::vec(0..6usize, 0..2), 0..16i64, 1..4i64)
+            .prop_map(|(conference, room, speakers, backups, start_slot, slots)| Command::AddSession { conference, room, speakers, backups, start_slot, slots }),
         2 => (0..64usize).prop_map(|index| Command::Retry { index }),
     ]
 }
@@ -123,6 +124,7 @@ async fn run(store: &AgendaStore, command: &Command, request_id: Uuid) -> Option
             conference,
             room,
             speakers,
+            backups,
             start_slot,
             slots,
         } => {
@@ -143,6 +145,12 @@ async fn run(store: &AgendaStore, command: &Command, request_id: Uuid) -> Option
                         .filter_map(|i| c.speakers.keys().nth(*i).cloned())
                         .collect();
                     speaker_ids.dedup();
+                    let mut backup_speaker_ids: Vec<String> = backups
+                        .iter()
+                        .filter_map(|i| c.speakers.keys().nth(*i).cloned())
+                        .filter(|id| !speaker_ids.contains(id))
+                        .collect();
+                    backup_speaker_ids.dedup();
                     let start = base() + Duration::minutes(30 * start_slot);
                     let session = Session {
                         id: session_id.clone(),
@@ -152,7 +160,7 @@ async fn run(store: &AgendaStore, command: &Command, request_id: Uuid) -> Option
                         end: start + Duration::minutes(30 * slots),
                         room_id,
                         speaker_ids,
-                        backup_speaker_ids: vec![],
+                        backup_speaker_ids,
                         failover: FailoverPolicy::default(),
                     };
                     domain::schedule_session(c, session)
@@ -171,9 +179,11 @@ fn assert_no_double_booking(agenda: &Agenda) {
             for b in &sessions[i + 1..] {
                 if domain::time::overlaps(a.start, a.end, b.start, b.end) {
                     assert_ne!(a.room_id, b.room_id, "room double-booked");
-                    for (s, _) in a.all_speakers() {
+                    // Backing up is not being booked: only two backups may overlap.
+                    for (s, a_backup) in a.all_speakers() {
                         assert!(
-                            b.all_speakers().all(|(o, _)| o != s),
+                            b.all_speakers()
+                                .all(|(o, b_backup)| o != s || (a_backup && b_backup)),
                             "speaker {s} double-booked"
                         );
                     }

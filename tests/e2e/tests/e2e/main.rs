@@ -18,6 +18,7 @@ mod qa;
 mod recordings;
 mod server;
 mod slowloris;
+mod standby;
 mod status;
 mod text;
 mod tokens;
