@@ -477,6 +477,7 @@ impl Podium {
             tls: listener::server_tls(&config)?,
             handshake_timeout: config.tls.tls_handshake_timeout,
             first_request_timeout: limits.first_request_timeout,
+            stop: stop_rx.clone(),
         };
         let builder = tonic::transport::Server::builder()
             .max_concurrent_streams(limits.max_concurrent_streams)

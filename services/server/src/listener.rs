@@ -10,6 +10,13 @@
 //! HTTP/2 keepalive pings find a dead one. TLS is done here rather than by tonic so that the
 //! watch sees the plaintext; handshakes run concurrently, each within
 //! `--tls-handshake-timeout`.
+//!
+//! At shutdown every stream is told to end, and a client that reads its stream's end answers
+//! (a window update, its own end, the connection's close). A stream whose client stopped
+//! reading cannot even send its end: HTTP/2 flow control holds the data before it, and hyper
+//! will not look past that. So once podiumd is stopping, a connection from which nothing
+//! arrives for [`DRAIN_QUIET`] is closed, ending its streams while they are blocked, instead of
+//! holding the whole stop until `--drain-timeout`.
 
 use std::{
     future::Future,
@@ -24,7 +31,7 @@ use futures::{Stream, StreamExt};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
-    sync::mpsc,
+    sync::{mpsc, watch},
     time::Sleep,
 };
 use tokio_rustls::{
@@ -40,8 +47,9 @@ use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 
 use crate::{Config, ServerError};
 
-/// Connections closed before they were any use, by why: `tls_handshake` (not finished in
-/// `--tls-handshake-timeout`) or `first_request` (no request in `--first-request-timeout`).
+/// Connections closed by podiumd, by why: `tls_handshake` (not finished in
+/// `--tls-handshake-timeout`), `first_request` (no request in `--first-request-timeout`) or
+/// `drain` (silent for [`DRAIN_QUIET`] while podiumd stops).
 pub const CLOSED: &str = "podium_connections_closed_total";
 
 /// HTTP/2's connection preface: the first bytes of every HTTP/2 connection.
@@ -50,6 +58,9 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const MAX_HEAD: usize = 64 << 10;
 /// Handshaken connections waiting for hyper to take them.
 const QUEUE: usize = 128;
+/// Once podiumd is stopping, a connection from which nothing arrives for this long is closed
+/// (at most `--drain-timeout` applies anyway).
+pub const DRAIN_QUIET: Duration = Duration::from_secs(2);
 
 /// The rustls configuration from `--tls-cert`, `--tls-key` and `--tls-client-ca`, or `None`
 /// for plaintext.
@@ -111,6 +122,8 @@ pub struct Admission {
     pub tls: Option<Arc<ServerConfig>>,
     pub handshake_timeout: Duration,
     pub first_request_timeout: Duration,
+    /// Turns true when podiumd starts stopping.
+    pub stop: watch::Receiver<bool>,
 }
 
 /// The connections accepted from `tcp`, handshaken and watched, for tonic to serve. Ends when
@@ -167,10 +180,15 @@ async fn admit(stream: TcpStream, admission: &Admission) -> Option<Conn> {
             }
         }
     };
+    let mut stop = admission.stop.clone();
     Some(Conn {
         io,
         info,
         watch: Some(Watch::new(admission.first_request_timeout)),
+        stopping: Some(Box::pin(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        })),
+        quiet: None,
     })
 }
 
@@ -184,6 +202,10 @@ pub struct Conn {
     io: Io,
     info: TcpConnectInfo,
     watch: Option<Watch>,
+    /// Completes when podiumd starts stopping; `None` once it has.
+    stopping: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// While stopping: when the connection is closed unless something arrives first.
+    quiet: Option<Pin<Box<Sleep>>>,
 }
 
 /// What has been read of a connection before its first request was complete.
@@ -252,15 +274,39 @@ impl AsyncRead for Conn {
                 "no request within --first-request-timeout",
             )));
         }
+        if let Some(stopping) = &mut this.stopping
+            && stopping.as_mut().poll(cx).is_ready()
+        {
+            this.stopping = None;
+            this.quiet = Some(Box::pin(tokio::time::sleep(DRAIN_QUIET)));
+        }
+        if let Some(quiet) = &mut this.quiet
+            && quiet.as_mut().poll(cx).is_ready()
+        {
+            metrics::counter!(CLOSED, "stage" => "drain").increment(1);
+            tracing::debug!(remote = ?this.info.remote_addr(), "silent while podiumd stops; closing the connection");
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "podiumd is stopping and the client sent nothing",
+            )));
+        }
         let before = buf.filled().len();
         let polled = match &mut this.io {
             Io::Plain(io) => Pin::new(io).poll_read(cx, buf),
             Io::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
         };
+        let arrived = &buf.filled()[before..];
         if let (Poll::Ready(Ok(())), Some(watch)) = (&polled, &mut this.watch)
-            && watch.arrived(&buf.filled()[before..])
+            && watch.arrived(arrived)
         {
             this.watch = None;
+        }
+        if let (Poll::Ready(Ok(())), Some(quiet)) = (&polled, &mut this.quiet)
+            && !arrived.is_empty()
+        {
+            quiet
+                .as_mut()
+                .reset(tokio::time::Instant::now() + DRAIN_QUIET);
         }
         polled
     }

@@ -37,7 +37,7 @@ async fn converge<T>(receiver: &mut watch::Receiver<T>, what: &str, done: impl F
         .unwrap_or_else(|_| panic!("{what} stopped"));
 }
 
-fn feed_request() -> pb::SubscribeRequest {
+pub(crate) fn feed_request() -> pb::SubscribeRequest {
     pb::SubscribeRequest {
         conference_id: CONFERENCE.into(),
         from_position: 0,
@@ -256,7 +256,7 @@ const MIB: u64 = 1 << 20;
 /// with 64 KiB windows about 170 unread updates (17 s of a busy poll) ended the test's own
 /// connection. 8 KiB holds at most about 75 of them; what the client does not read still backs
 /// up into podiumd, which is what this test measures.
-async fn frozen(server: &Podiumd) -> Channel {
+pub(crate) async fn frozen(server: &Podiumd) -> Channel {
     Endpoint::from_shared(format!("http://{}", server.addr))
         .unwrap()
         .initial_stream_window_size(8 << 10)
@@ -267,7 +267,7 @@ async fn frozen(server: &Podiumd) -> Channel {
 }
 
 /// Adds `token` to every request, for the generated stubs on a channel of the test's own.
-fn bearer(token: &str) -> impl Interceptor + Clone + use<> {
+pub(crate) fn bearer(token: &str) -> impl Interceptor + Clone + use<> {
     let value: MetadataValue<Ascii> = format!("Bearer {token}").parse().unwrap();
     move |mut request: tonic::Request<()>| {
         request
@@ -489,7 +489,11 @@ impl Drop for Tmpfs {
     }
 }
 
-async fn add_room(admin: &Client, request_id: &str, name: &str) -> Result<(), tonic::Status> {
+pub(crate) async fn add_room(
+    admin: &Client,
+    request_id: &str,
+    name: &str,
+) -> Result<(), tonic::Status> {
     admin
         .agenda()
         .add_room(pb::AddRoomRequest {
@@ -702,13 +706,13 @@ fn acknowledged_with_hall(acknowledged: &BTreeSet<String>) -> BTreeSet<String> {
 
 /// How a stream ended: with a status, cleanly without one, or not at all.
 #[derive(Debug)]
-enum End {
+pub(crate) enum End {
     Status(Code, String),
     Clean,
 }
 
 /// Reads `stream` to its end.
-async fn read_to_end<T>(mut stream: tonic::Streaming<T>) -> End {
+pub(crate) async fn read_to_end<T>(mut stream: tonic::Streaming<T>) -> End {
     loop {
         match stream.message().await {
             Ok(Some(_)) => {}

@@ -8,6 +8,7 @@ mod authz;
 mod backup;
 mod cli;
 mod deploy;
+mod drain;
 mod faults;
 mod feed;
 mod house;
