@@ -122,8 +122,9 @@ pub type CommittedBatch = Arc<[RecordedEvent]>;
 /// **Invariants** every backend upholds: global positions are dense and assigned in commit
 /// order; stream versions are contiguous from 0; an append is all-or-nothing and returns only
 /// once durable, that is on stable storage (it survives a power cut, not only a crash of the
-/// process); an event id appended twice to a stream is written once, forever; reads only
-/// return durable events.
+/// process); an event id is written once in the whole log, forever (appended again to its
+/// stream it is answered as the first time, to another stream it is refused with
+/// [`EventLogError::ReusedId`]); reads only return durable events.
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
     /// Appends `events` to `stream` atomically if the stream matches `expected`.

@@ -1,7 +1,8 @@
 //! Request ids: how a client makes a write safe to retry.
 //!
-//! The log's idempotency rule is that an event id is written to a stream at most once, for
-//! ever. A write RPC carries a client-chosen UUID; the service stores its event under that id
+//! The log's idempotency rule is that an event id is written once in the whole log, for ever:
+//! again to the same stream it is a retry, answered with the first outcome; to another stream
+//! it is refused (`EventLogError::ReusedId`). A write RPC carries a client-chosen UUID; the service stores its event under that id
 //! (or under ids derived from it), so a retried request is answered with the first one's
 //! outcome. Ids of the things a write creates are derived from it too ([`RequestId::derive_id`]),
 //! so a retried create names the same thing.

@@ -32,6 +32,9 @@ pub struct NodeFacts {
     pub voter_keys: Option<Arc<podium_feedback::VoterKeys>>,
     /// What `Backup` copies: the per-person keys.
     pub personal: Arc<podium_eventlog::personal::PersonalKeys>,
+    /// The recordings' store when this process runs the status service: a backup holds its
+    /// files still while it reads the log's head.
+    pub recordings: Option<Arc<podium_status::RecordingStore>>,
     /// Turns true when the server begins to shut down: a backup in progress ends.
     pub stop: watch::Receiver<bool>,
 }
@@ -132,6 +135,7 @@ impl Diagnostics for DiagnosticsService {
             data_dir: node.data_dir.clone(),
             voter_keys: node.voter_keys.clone(),
             personal: node.personal.clone(),
+            recordings: node.recordings.clone(),
         };
         let include_recordings = request.into_inner().include_recordings;
         let stream = source

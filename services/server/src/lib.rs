@@ -171,9 +171,11 @@ impl Podium {
                     })?;
                 // Files of recordings deleted while the last collection could not run (a
                 // crash, an I/O error) go now; the model has replayed the whole log.
-                let needed = model.clone();
                 if let Err(error) = recordings
-                    .collect(move || needed.read().needed_content())
+                    .collect(async {
+                        model.catch_up().await?;
+                        Ok(model.read().needed_content())
+                    })
                     .await
                 {
                     tracing::warn!(%error, "recordings' files no recording needs could not be removed");
@@ -446,6 +448,7 @@ impl Podium {
                 disk_reserve: config.disk_reserve,
                 voter_keys,
                 personal: personal.clone(),
+                recordings: status.as_ref().map(|parts| parts.recordings.clone()),
                 stop: stop_rx.clone(),
             }),
             limits,
@@ -463,13 +466,15 @@ impl Podium {
 
         let address = listener.local_addr().ok();
         let (serve_stop_tx, serve_stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let calls = listener::Calls::default();
         let guard = limits::GuardLayer::new(
             limits.max_concurrent_requests as usize,
             limits.request_timeout,
             usize::try_from(limits.max_header_list_bytes).unwrap_or(usize::MAX),
             &limits::DESCRIPTORS,
         )
-        .map_err(limits::descriptor_error)?;
+        .map_err(limits::descriptor_error)?
+        .with_calls(calls.clone());
         let revocation = revocation::RevocationLayer::new(keys.clone(), &limits::DESCRIPTORS)
             .map_err(limits::descriptor_error)?;
         // TLS and the first-request watch, below hyper; a bad certificate stops podiumd here.
@@ -478,6 +483,7 @@ impl Podium {
             handshake_timeout: config.tls.tls_handshake_timeout,
             first_request_timeout: limits.first_request_timeout,
             stop: stop_rx.clone(),
+            calls,
         };
         let builder = tonic::transport::Server::builder()
             .max_concurrent_streams(limits.max_concurrent_streams)

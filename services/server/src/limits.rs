@@ -45,6 +45,8 @@ pub struct GuardLayer {
     unary: Arc<HashSet<String>>,
     timeout: Duration,
     max_header_list_bytes: usize,
+    /// Where each connection's calls awaiting their response are counted, if anywhere.
+    calls: Option<crate::listener::Calls>,
 }
 
 /// How far over `--max-header-list-bytes` the HTTP/2 layer itself lets a request's metadata
@@ -99,7 +101,15 @@ impl GuardLayer {
             unary: Arc::new(unary),
             timeout,
             max_header_list_bytes,
+            calls: None,
         })
+    }
+
+    /// Counts each connection's calls until their response starts, in `calls` (so that a
+    /// connection waiting for an answer is not taken for a silent one at shutdown).
+    pub fn with_calls(mut self, calls: crate::listener::Calls) -> Self {
+        self.calls = Some(calls);
+        self
     }
 }
 
@@ -176,9 +186,11 @@ where
         // The clone is ready only after poll_ready; the ready one handles this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let awaited = self.layer.calls.as_ref().and_then(|c| c.begin(&request));
         let response = inner.call(request);
         Box::pin(async move {
             let _permit = permit;
+            let _awaited = awaited;
             let response = match timeout {
                 Some(limit) => match tokio::time::timeout(limit, response).await {
                     Ok(response) => response?,

@@ -6,8 +6,9 @@
 //! each connection's reads are watched until the first request has arrived: HTTP/2's 24-byte
 //! preface, or an HTTP/1.1 request's head (up to its blank line). A connection that has not
 //! sent it within the timeout is closed, and counted in `podium_connections_closed_total`.
-//! After that nothing is watched: an idle HTTP/2 connection is the client's to keep, and
-//! HTTP/2 keepalive pings find a dead one. TLS is done here rather than by tonic so that the
+//! After that this watch is done: an idle HTTP/2 connection is the client's to keep, and
+//! HTTP/2 keepalive pings find a dead one (hyper's own timer still bounds how long an HTTP/1.1
+//! request's head may take). TLS is done here rather than by tonic so that the
 //! watch sees the plaintext; handshakes run concurrently, each within
 //! `--tls-handshake-timeout`.
 //!
@@ -15,14 +16,20 @@
 //! (a window update, its own end, the connection's close). A stream whose client stopped
 //! reading cannot even send its end: HTTP/2 flow control holds the data before it, and hyper
 //! will not look past that. So once podiumd is stopping, a connection from which nothing
-//! arrives for [`DRAIN_QUIET`] is closed, ending its streams while they are blocked, instead of
-//! holding the whole stop until `--drain-timeout`.
+//! arrives for [`DRAIN_QUIET`], and that waits for no answer (a call whose response has not
+//! started: a slow unary call, an upload being stored), is closed, ending its streams while
+//! they are blocked, instead of holding the whole stop until `--drain-timeout`.
 
 use std::{
+    collections::HashMap,
     future::Future,
     io,
+    net::SocketAddr,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -94,7 +101,7 @@ pub fn server_tls(config: &Config) -> Result<Option<Arc<ServerConfig>>, ServerEr
     // ring, as tonic's own TLS uses: explicit, so that another provider compiled into the
     // same build (a test's browser driver) cannot make the choice ambiguous.
     let ring = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let builder = ServerConfig::builder_with_provider(ring)
+    let builder = ServerConfig::builder_with_provider(ring.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| bad(cert, &e.to_string()))?;
     let builder = match &config.tls.tls_client_ca {
@@ -102,7 +109,7 @@ pub fn server_tls(config: &Config) -> Result<Option<Arc<ServerConfig>>, ServerEr
         Some(ca) => {
             let mut roots = RootCertStore::empty();
             roots.add_parsable_certificates(certs(ca)?);
-            let verifier = WebPkiClientVerifier::builder(roots.into())
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), ring.clone())
                 .build()
                 .map_err(|e| bad(ca, &e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
@@ -116,6 +123,48 @@ pub fn server_tls(config: &Config) -> Result<Option<Arc<ServerConfig>>, ServerEr
     Ok(Some(Arc::new(tls)))
 }
 
+/// Each connection's calls whose response has not started, by the connection's remote address:
+/// counted by the transport guard (`limits::Guard`), read by the connection at shutdown.
+#[derive(Debug, Clone, Default)]
+pub struct Calls(Arc<Mutex<HashMap<SocketAddr, Arc<AtomicUsize>>>>);
+
+impl Calls {
+    fn register(&self, remote: Option<SocketAddr>) -> Option<(SocketAddr, Arc<AtomicUsize>)> {
+        let remote = remote?;
+        let count = Arc::new(AtomicUsize::new(0));
+        self.0.lock().ok()?.insert(remote, count.clone());
+        Some((remote, count))
+    }
+
+    fn forget(&self, remote: SocketAddr, count: &Arc<AtomicUsize>) {
+        if let Ok(mut calls) = self.0.lock()
+            && calls.get(&remote).is_some_and(|c| Arc::ptr_eq(c, count))
+        {
+            calls.remove(&remote);
+        }
+    }
+
+    /// Counts `request` on its connection until the returned guard is dropped.
+    pub fn begin<B>(&self, request: &http::Request<B>) -> Option<Awaited> {
+        let remote = request
+            .extensions()
+            .get::<TcpConnectInfo>()?
+            .remote_addr()?;
+        let count = self.0.lock().ok()?.get(&remote)?.clone();
+        count.fetch_add(1, Ordering::AcqRel);
+        Some(Awaited(count))
+    }
+}
+
+/// A call counted in [`Calls`] until its response starts.
+pub struct Awaited(Arc<AtomicUsize>);
+
+impl Drop for Awaited {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// How connections are let in.
 #[derive(Clone)]
 pub struct Admission {
@@ -124,6 +173,8 @@ pub struct Admission {
     pub first_request_timeout: Duration,
     /// Turns true when podiumd starts stopping.
     pub stop: watch::Receiver<bool>,
+    /// Where the transport guard counts each connection's calls.
+    pub calls: Calls,
 }
 
 /// The connections accepted from `tcp`, handshaken and watched, for tonic to serve. Ends when
@@ -181,9 +232,14 @@ async fn admit(stream: TcpStream, admission: &Admission) -> Option<Conn> {
         }
     };
     let mut stop = admission.stop.clone();
+    let calls = admission
+        .calls
+        .register(info.remote_addr())
+        .map(|(remote, count)| (admission.calls.clone(), remote, count));
     Some(Conn {
         io,
         info,
+        calls,
         watch: Some(Watch::new(admission.first_request_timeout)),
         stopping: Some(Box::pin(async move {
             let _ = stop.wait_for(|stop| *stop).await;
@@ -201,6 +257,8 @@ enum Io {
 pub struct Conn {
     io: Io,
     info: TcpConnectInfo,
+    /// Its calls awaiting their response, and where they are registered.
+    calls: Option<(Calls, SocketAddr, Arc<AtomicUsize>)>,
     watch: Option<Watch>,
     /// Completes when podiumd starts stopping; `None` once it has.
     stopping: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
@@ -249,6 +307,47 @@ impl Watch {
     }
 }
 
+impl Conn {
+    /// While podiumd stops: the error that closes this connection once it has been silent for
+    /// [`DRAIN_QUIET`] with no call awaiting its answer. Registers `cx` with both timers.
+    fn drained(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        if let Some(stopping) = &mut self.stopping
+            && stopping.as_mut().poll(cx).is_ready()
+        {
+            self.stopping = None;
+            self.quiet = Some(Box::pin(tokio::time::sleep(DRAIN_QUIET)));
+        }
+        let quiet = self.quiet.as_mut()?;
+        while quiet.as_mut().poll(cx).is_ready() {
+            let awaited = self
+                .calls
+                .as_ref()
+                .map_or(0, |(_, _, count)| count.load(Ordering::Acquire));
+            if awaited == 0 {
+                metrics::counter!(CLOSED, "stage" => "drain").increment(1);
+                tracing::debug!(remote = ?self.info.remote_addr(), "silent while podiumd stops; closing the connection");
+                return Some(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "podiumd is stopping and the client sent nothing",
+                ));
+            }
+            // An answer is still being worked on: look again later.
+            quiet
+                .as_mut()
+                .reset(tokio::time::Instant::now() + DRAIN_QUIET);
+        }
+        None
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some((calls, remote, count)) = &self.calls {
+            calls.forget(*remote, count);
+        }
+    }
+}
+
 impl Connected for Conn {
     type ConnectInfo = TcpConnectInfo;
 
@@ -274,21 +373,8 @@ impl AsyncRead for Conn {
                 "no request within --first-request-timeout",
             )));
         }
-        if let Some(stopping) = &mut this.stopping
-            && stopping.as_mut().poll(cx).is_ready()
-        {
-            this.stopping = None;
-            this.quiet = Some(Box::pin(tokio::time::sleep(DRAIN_QUIET)));
-        }
-        if let Some(quiet) = &mut this.quiet
-            && quiet.as_mut().poll(cx).is_ready()
-        {
-            metrics::counter!(CLOSED, "stage" => "drain").increment(1);
-            tracing::debug!(remote = ?this.info.remote_addr(), "silent while podiumd stops; closing the connection");
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "podiumd is stopping and the client sent nothing",
-            )));
+        if let Some(closed) = this.drained(cx) {
+            return Poll::Ready(Err(closed));
         }
         let before = buf.filled().len();
         let polled = match &mut this.io {
@@ -318,6 +404,11 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        // A client that stopped reading the socket itself blocks writes, and hyper may then
+        // not read at all: the timer is looked at here too.
+        if let Some(closed) = self.drained(cx) {
+            return Poll::Ready(Err(closed));
+        }
         match &mut self.io {
             Io::Plain(io) => Pin::new(io).poll_write(cx, buf),
             Io::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, buf),
@@ -329,6 +420,9 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Some(closed) = self.drained(cx) {
+            return Poll::Ready(Err(closed));
+        }
         match &mut self.io {
             Io::Plain(io) => Pin::new(io).poll_write_vectored(cx, bufs),
             Io::Tls(io) => Pin::new(io.as_mut()).poll_write_vectored(cx, bufs),
@@ -343,6 +437,9 @@ impl AsyncWrite for Conn {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(closed) = self.drained(cx) {
+            return Poll::Ready(Err(closed));
+        }
         match &mut self.io {
             Io::Plain(io) => Pin::new(io).poll_flush(cx),
             Io::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),

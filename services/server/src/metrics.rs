@@ -82,8 +82,9 @@ fn describe() {
     describe_gauge!(OPEN_STREAMS, "Server streams open now, by method.");
     describe_counter!(
         crate::listener::CLOSED,
-        "Connections closed before their first request: stage tls_handshake (not finished in \
-         --tls-handshake-timeout) or first_request (nothing in --first-request-timeout)."
+        "Connections closed by podiumd: stage tls_handshake (not finished in \
+         --tls-handshake-timeout), first_request (nothing in --first-request-timeout) or drain \
+         (silent while podiumd stops, waiting for no answer)."
     );
     describe_counter!(
         SHED,

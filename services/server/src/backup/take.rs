@@ -4,7 +4,7 @@
 //! head only. The recordings' files are those registered by events in the backup: an upload
 //! still in flight is not registered yet, so no half recording is ever copied.
 
-use std::{path::PathBuf, sync::Arc, time::SystemTime};
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::SystemTime};
 
 use futures::Stream;
 use podium_eventlog::{
@@ -13,7 +13,7 @@ use podium_eventlog::{
 };
 use podium_feedback::VoterKeys;
 use podium_proto::v1::{self as pb, backup_record::Record};
-use podium_status::recordings::hex;
+use podium_status::{RecordingStore, recordings::hex};
 use prost::Name;
 use sha2::{Digest, Sha256};
 use tokio::{io::AsyncReadExt, sync::watch};
@@ -39,6 +39,10 @@ pub struct BackupSource {
     /// The per-person keys: read after the head, so every key an event below it was sealed
     /// with is in (keys are durable before their events), and an erased person's is zeros.
     pub personal: Arc<PersonalKeys>,
+    /// The recordings' store, when this process has one: its gate is held while the head is
+    /// read and every stored file opened, so a deletion's collection cannot take a file the
+    /// backup needs (an open file stays readable after it is removed).
+    pub recordings: Option<Arc<RecordingStore>>,
 }
 
 impl BackupSource {
@@ -51,7 +55,19 @@ impl BackupSource {
         mut stop: watch::Receiver<bool>,
     ) -> impl Stream<Item = Result<Vec<u8>, BackupError>> + Send {
         async_stream::try_stream! {
-            let (head, keys) = self.keys_and_head().await?;
+            let (head, keys, mut opened) = {
+                let _still = match (&self.recordings, include_recordings) {
+                    (Some(store), true) => Some(store.registering().await),
+                    _ => None,
+                };
+                let (head, keys) = self.keys_and_head().await?;
+                let opened = if include_recordings {
+                    open_stored(&self.data_dir).await?
+                } else {
+                    HashMap::new()
+                };
+                (head, keys, opened)
+            };
             tracing::info!(head, keys = keys.len(), include_recordings, "backup started");
             let mut encoder = Encoder::new();
             encoder.push(Record::Header(pb::BackupHeader {
@@ -116,7 +132,10 @@ impl BackupSource {
                     let unreadable = |e: std::io::Error| {
                         BackupError::Recording(format!("the file of recording {sha256} cannot be read: {e}"))
                     };
-                    let mut file = tokio::fs::File::open(&path).await.map_err(unreadable)?;
+                    let mut file = match opened.remove(sha256) {
+                        Some(file) => file,
+                        None => tokio::fs::File::open(&path).await.map_err(unreadable)?,
+                    };
                     let len = file.metadata().await.map_err(unreadable)?.len();
                     if len != *size_bytes {
                         Err(BackupError::Recording(format!(
@@ -196,4 +215,28 @@ impl BackupSource {
         .await
         .map_err(|e| BackupError::io("reading the keys")(std::io::Error::other(e)))?
     }
+}
+
+/// Every file in the data directory's recordings store, opened, by name (its SHA-256).
+async fn open_stored(
+    data_dir: &std::path::Path,
+) -> Result<HashMap<String, tokio::fs::File>, BackupError> {
+    // The directory the content paths are in (a path with an empty name).
+    let dir = recording_path(data_dir, "");
+    let mut opened = HashMap::new();
+    let mut entries = match tokio::fs::read_dir(&dir).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(opened),
+        Err(e) => return Err(BackupError::io(format!("reading {}", dir.display()))(e)),
+    };
+    let unreadable = |e| BackupError::io(format!("reading {}", dir.display()))(e);
+    while let Some(entry) = entries.next_entry().await.map_err(unreadable)? {
+        if let Some(name) = entry.file_name().to_str() {
+            let file = tokio::fs::File::open(entry.path())
+                .await
+                .map_err(unreadable)?;
+            opened.insert(name.to_owned(), file);
+        }
+    }
+    Ok(opened)
 }

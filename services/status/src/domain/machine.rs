@@ -18,8 +18,18 @@ use super::{
 };
 
 /// While a link's state holds, its figures are logged at most this often (and only when they
-/// moved): a `LinkChanged` with an unchanged state.
+/// moved, see [`moved`]): a `LinkChanged` with an unchanged state.
 pub const FIGURES_EVERY_MS: Millis = 5_000;
+
+/// Whether figures moved enough to be logged again: the round trip by 10 ms and a tenth, the
+/// loss by half a point, the bitrate by a tenth. Jitter of a millisecond is not news.
+pub fn moved(before: &Figures, now: &Figures) -> bool {
+    let by_tenth = |a: u32, b: u32| a.abs_diff(b) * 10 >= a.max(b).max(1);
+    let rtt = before.round_trip_ms.abs_diff(now.round_trip_ms) >= 10
+        && by_tenth(before.round_trip_ms, now.round_trip_ms);
+    let loss = (before.loss_percent - now.loss_percent).abs() >= 0.5;
+    rtt || loss || by_tenth(before.upstream_kbps, now.upstream_kbps)
+}
 
 /// Transient knowledge of one speaker's link.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -128,7 +138,7 @@ impl Machine {
         // is, not as it was when its state last changed.
         let sample = self.live.links.get(speaker_id).is_some_and(|view| {
             view.state == state
-                && view.figures != figures
+                && moved(&view.figures, &figures)
                 && now >= view.figures_at + FIGURES_EVERY_MS
         });
         if self.live.link_state(speaker_id) != state || sample {

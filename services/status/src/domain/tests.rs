@@ -335,12 +335,19 @@ async fn a_link_whose_state_holds_has_its_latest_figures_sampled_every_five_seco
     // The state changed once, at the first heartbeat: samples keep that time.
     assert_eq!(view.changed_at - sim.start, 0);
 
-    // Figures that do not move are not logged again.
+    // Figures that do not move, or only jitter, are not logged again.
     let mut steady = Sim::new(FailoverPolicy::default(), talk());
     steady.go_live();
+    fn jitter(t: Millis) -> Figures {
+        Figures {
+            round_trip_ms: 80 + u32::from(t.is_multiple_of(1_000)) * 3,
+            loss_percent: 0.5 + if t.is_multiple_of(500) { 0.1 } else { 0.0 },
+            upstream_kbps: 2_500 + u32::from(t.is_multiple_of(750)) * 40,
+        }
+    }
     let agent = Agent {
         online: |_| true,
-        figures: healthy,
+        figures: jitter,
     };
     steady.run(&agent, 21_000).await;
     let links = steady

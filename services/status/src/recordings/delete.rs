@@ -50,7 +50,7 @@ impl RecordingsService {
             return match deleted_from {
                 Some(session_id) => {
                     let stream = recordings_stream(conference_id, &session_id);
-                    match self.first_answer(&stream, request_id).await? {
+                    match self.first_answer(&stream, request_id, recording_id).await? {
                         Some(answer) => Ok(answer),
                         None => Err(StatusError::NotFound(format!(
                             "recording {recording_id} was already deleted"
@@ -79,6 +79,14 @@ impl RecordingsService {
             )
             .await
             .map_err(StatusError::from)?;
+        if outcome.deduplicated {
+            // The request id is already in this stream: this very deletion retried, or the id
+            // of another request of the session's recordings, refused.
+            return self
+                .first_answer(&stream, request_id, recording_id)
+                .await?
+                .ok_or_else(|| Status::internal("a deduplicated deletion has no event"));
+        }
         self.model
             .wait_for(outcome.last_position)
             .await
@@ -95,11 +103,13 @@ impl RecordingsService {
         })
     }
 
-    /// The answer a deletion under `request_id` got, if `stream` holds it.
+    /// The answer the deletion of `recording_id` under `request_id` got, if `stream` holds
+    /// it; INVALID_ARGUMENT if the id is there for something else.
     async fn first_answer(
         &self,
         stream: &str,
         request_id: RequestId,
+        recording_id: &str,
     ) -> Result<Option<pb::DeleteRecordingResponse>, StatusError> {
         let Some((position, _)) = self.log.find(stream, request_id.uuid()).await? else {
             return Ok(None);
@@ -119,6 +129,9 @@ impl RecordingsService {
         let deleted = event
             .decode::<pb::RecordingDeleted>()
             .map_err(|_| reused())?;
+        if deleted.recording.as_ref().map(|r| r.id.as_str()) != Some(recording_id) {
+            return Err(reused());
+        }
         Ok(Some(pb::DeleteRecordingResponse {
             recording: deleted.recording,
             position,
@@ -127,10 +140,13 @@ impl RecordingsService {
 
     /// Removes the files that no registered recording and no live session needs.
     pub async fn collect(&self) -> Result<Collected, StatusError> {
-        self.caught_up().await?;
-        let model = self.model.clone();
+        // Caught up inside the store's gate: a registration the log has but the model not yet
+        // (its upload cancelled after the append) is seen before its file could be taken.
         self.store
-            .collect(move || model.read().needed_content())
+            .collect(async {
+                self.caught_up().await?;
+                Ok(self.model.read().needed_content())
+            })
             .await
     }
 }

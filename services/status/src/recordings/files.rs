@@ -81,15 +81,16 @@ impl RecordingStore {
         self.gate.read().await
     }
 
-    /// Removes every stored file whose content `needed` (asked once no registration is under
-    /// way) does not name: the files of deleted recordings that no other recording shares, and
-    /// any left by a registration that never reached the log.
+    /// Removes every stored file whose content `needed` (awaited once no registration is under
+    /// way, so it can catch the read model up first) does not name: the files of deleted
+    /// recordings that no other recording shares, and any left by a registration that never
+    /// reached the log.
     pub async fn collect(
         &self,
-        needed: impl FnOnce() -> std::collections::HashSet<String>,
+        needed: impl Future<Output = Result<std::collections::HashSet<String>, StatusError>>,
     ) -> Result<Collected, StatusError> {
         let _alone = self.gate.write().await;
-        let needed = needed();
+        let needed = needed.await?;
         let dir = self.dir.join("sha256");
         let collected = blocking(move || {
             let mut collected = Collected::default();

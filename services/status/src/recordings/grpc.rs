@@ -95,6 +95,20 @@ impl RecordingsService {
             tracing::info!(recording = %existing.id, "upload retried; answering with the registered recording");
             return Ok(existing);
         }
+        // A retry of an upload whose recording has since been deleted: the deletion stands.
+        let deleted = self
+            .model
+            .read()
+            .conference(&conference_id)
+            .is_some_and(|c| c.deleted_recordings.contains_key(&recording.id));
+        if deleted {
+            return Err(StatusError::FailedPrecondition(format!(
+                "recording {} was uploaded under this request_id and has since been deleted; \
+                 upload it again with a new request_id",
+                recording.id
+            ))
+            .into());
+        }
 
         let mut upload = self
             .store

@@ -179,3 +179,33 @@ async fn files_no_recording_needs_are_collected_and_the_others_kept() {
     assert_eq!((f.stored_files(), f.stored_bytes()), (1, 40_000));
     assert_eq!(f.service.collect().await.unwrap().files, 0);
 }
+
+#[tokio::test]
+async fn a_request_id_of_another_request_deletes_nothing_and_a_deleted_upload_is_not_revived() {
+    let f = Fixture::new(64 << 20).await;
+    let admin = Principal::admin();
+    let data = bytes(40_000, 7);
+    let h = header(&data, TALK);
+    let recording = f
+        .upload(&admin, parts(h.clone(), &data, 8192))
+        .await
+        .unwrap();
+    // The upload's own request id, sent again to delete: a different request, refused.
+    let reused = f
+        .delete(&admin, &h.request_id, &recording.id)
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::InvalidArgument, "{reused:?}");
+    assert_eq!(f.list(&admin, TALK).await.unwrap().len(), 1);
+    assert_eq!(f.stored_files(), 1);
+
+    f.delete(&admin, &Uuid::new_v4().to_string(), &recording.id)
+        .await
+        .unwrap();
+    // The upload retried after its recording was deleted does not bring it back.
+    let retried = f.upload(&admin, parts(h, &data, 8192)).await.unwrap_err();
+    assert_eq!(retried.code(), Code::FailedPrecondition, "{retried:?}");
+    assert!(retried.message().contains("deleted"), "{retried:?}");
+    assert_eq!(f.list(&admin, TALK).await.unwrap().len(), 0);
+    assert_eq!(f.stored_files(), 0);
+}
