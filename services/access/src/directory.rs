@@ -100,9 +100,7 @@ impl Projection for Directory {
         } else if event.is::<pb::SessionScheduled>() {
             match event.decode::<pb::SessionScheduled>() {
                 Ok(s) => {
-                    let end = s
-                        .end
-                        .map_or(0, |end| u64::try_from(end.seconds).unwrap_or(0));
+                    let end = crate::register::seconds(s.end.as_ref());
                     let known = self.ends.entry(s.conference_id).or_default();
                     *known = (*known).max(end);
                 }

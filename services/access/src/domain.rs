@@ -102,6 +102,15 @@ pub enum AccessError {
     Internal(String),
 }
 
+impl From<podium_text::TextError> for AccessError {
+    fn from(e: podium_text::TextError) -> Self {
+        Self::InvalidArgument {
+            field: e.field,
+            message: e.message(),
+        }
+    }
+}
+
 impl Principal {
     /// The built-in administrator.
     pub fn admin() -> Self {

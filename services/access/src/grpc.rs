@@ -15,7 +15,7 @@ use crate::{
     domain::{AccessError, Principal, Role},
     limits::RateLimits,
     token_admin,
-    tokens::{DEFAULT_TTL, MAX_TTL, TokenKeys, new_token_id},
+    tokens::{DEFAULT_TTL, MAX_TTL, TokenKeys, new_token_id, short_id},
 };
 
 impl ServiceError for AccessError {
@@ -209,21 +209,12 @@ impl AccessService {
 /// policy; `default` when left empty.
 fn holder_name(field: &'static str, name: &str, default: &str) -> Result<String, AccessError> {
     const NAME: podium_text::Limit = podium_text::Limit::line(100).optional();
-    let name =
-        podium_text::clean(field, name, &NAME).map_err(|e| AccessError::InvalidArgument {
-            field: e.field,
-            message: e.message(),
-        })?;
+    let name = podium_text::clean(field, name, &NAME)?;
     Ok(if name.is_empty() {
         default.to_owned()
     } else {
         name
     })
-}
-
-fn short_id(prefix: &str) -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    format!("{prefix}-{}", &id[..12])
 }
 
 #[tonic::async_trait]

@@ -69,7 +69,8 @@ pub(crate) struct Retired {
 
 /// Which key a token's `kid` names.
 pub(crate) enum Lookup<'a> {
-    Usable(&'a SigningKey),
+    /// A key that verifies tokens now, and the end of its grace (`None`: the current key).
+    Usable(&'a SigningKey, Option<SystemTime>),
     /// Rotated out, and its grace period has ended.
     Retired,
     /// Not a key of this server (or one dropped before it last started).
@@ -129,19 +130,21 @@ impl Keyring {
     /// The key a token's header names, or for a token without `kid` (issued before keys had
     /// ids) every usable key, current first.
     pub(crate) fn lookup(&self, kid: Option<&str>, now: SystemTime) -> Vec<Lookup<'_>> {
-        let mut usable = std::iter::once(&self.current).chain(
+        let mut usable = std::iter::once((&self.current, None)).chain(
             self.retired
                 .iter()
                 .filter(|r| r.until > now)
-                .map(|r| &r.key),
+                .map(|r| (&r.key, Some(r.until))),
         );
         match kid {
-            Some(kid) => vec![match usable.find(|k| k.id == kid) {
-                Some(key) => Lookup::Usable(key),
+            Some(kid) => vec![match usable.find(|(k, _)| k.id == kid) {
+                Some((key, until)) => Lookup::Usable(key, until),
                 None if self.retired.iter().any(|r| r.key.id == kid) => Lookup::Retired,
                 None => Lookup::Unknown,
             }],
-            None => usable.map(Lookup::Usable).collect(),
+            None => usable
+                .map(|(key, until)| Lookup::Usable(key, until))
+                .collect(),
         }
     }
 

@@ -6,7 +6,7 @@
 //! own conference's tokens, even by guessing another conference's attendee id.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::BTreeMap,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -70,11 +70,9 @@ pub struct Revocation {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct TokenRegister {
     issued: BTreeMap<String, TokenRecord>,
-    /// (conference id, or "" for admin tokens; token id).
-    #[serde(serialize_with = "podium_eventlog::snapshot::sorted_set")]
-    revoked: HashSet<(String, String)>,
-    /// Revocations of tokens not in `issued` (attendees', older tokens'), for their answer.
-    unrecorded: BTreeMap<(String, String), Revocation>,
+    /// Revocations of tokens not in `issued` (attendees', older tokens'), by conference id
+    /// ("" for admin tokens) and token id: looked up by `&str`, without allocating.
+    unrecorded: BTreeMap<String, BTreeMap<String, Revocation>>,
     /// Counts revocations, so that open streams re-check their token only when one happens.
     #[serde(skip, default = "revision")]
     revision: Arc<watch::Sender<u64>>,
@@ -88,7 +86,6 @@ impl Default for TokenRegister {
     fn default() -> Self {
         Self {
             issued: BTreeMap::new(),
-            revoked: HashSet::new(),
             unrecorded: BTreeMap::new(),
             revision: revision(),
         }
@@ -98,12 +95,7 @@ impl Default for TokenRegister {
 impl TokenRegister {
     /// True when the token `token_id` of `conference_id` (None for admin) has been revoked.
     pub fn is_revoked(&self, conference_id: Option<&str>, token_id: &str) -> bool {
-        // No allocation on the path every request takes while nothing is revoked.
-        !self.revoked.is_empty()
-            && self.revoked.contains(&(
-                conference_id.unwrap_or_default().to_owned(),
-                token_id.to_owned(),
-            ))
+        self.revocation(conference_id, token_id).is_some()
     }
 
     /// Changes whenever a token is revoked.
@@ -118,15 +110,13 @@ impl TokenRegister {
 
     /// The revocation of a token, whether it was recorded as issued or not.
     pub fn revocation(&self, conference_id: Option<&str>, token_id: &str) -> Option<&Revocation> {
-        match self.issued.get(token_id) {
-            Some(record) if record.issued.conference_id == conference_id.unwrap_or_default() => {
-                record.revoked.as_ref()
-            }
-            _ => self.unrecorded.get(&(
-                conference_id.unwrap_or_default().to_owned(),
-                token_id.to_owned(),
-            )),
-        }
+        let conference_id = conference_id.unwrap_or_default();
+        let recorded = self
+            .issued
+            .get(token_id)
+            .filter(|record| record.issued.conference_id == conference_id)
+            .and_then(|record| record.revoked.as_ref());
+        recorded.or_else(|| self.unrecorded.get(conference_id)?.get(token_id))
     }
 
     /// Issued tokens, newest first, of one conference (`Some("")` for admin tokens) or all.
@@ -200,16 +190,20 @@ impl Projection for TokenRegister {
                         revoked_by: t.revoked_by,
                         revoked_at: seconds(t.revoked_at.as_ref()),
                     };
-                    let key = (t.conference_id, t.token_id);
-                    match self.issued.get_mut(&key.1) {
-                        Some(record) if record.issued.conference_id == key.0 => {
+                    let newly = match self.issued.get_mut(&t.token_id) {
+                        Some(record) if record.issued.conference_id == t.conference_id => {
+                            let newly = record.revoked.is_none();
                             record.revoked.get_or_insert(revocation);
+                            newly
                         }
                         _ => {
-                            self.unrecorded.entry(key.clone()).or_insert(revocation);
+                            let tokens = self.unrecorded.entry(t.conference_id).or_default();
+                            let newly = !tokens.contains_key(&t.token_id);
+                            tokens.entry(t.token_id).or_insert(revocation);
+                            newly
                         }
-                    }
-                    if self.revoked.insert(key) {
+                    };
+                    if newly {
                         self.revision.send_modify(|n| *n += 1);
                     }
                 }
@@ -220,7 +214,8 @@ impl Projection for TokenRegister {
 }
 
 impl Snapshot for TokenRegister {
-    const VERSION: u32 = 1;
+    // 2: revoked ids are no longer kept apart from their revocations.
+    const VERSION: u32 = 2;
 
     fn save(&self) -> Result<Vec<u8>, SnapshotError> {
         snapshot::encode(self)
@@ -230,7 +225,6 @@ impl Snapshot for TokenRegister {
         let restored: TokenRegister = snapshot::decode(bytes)?;
         // The revision channel is kept: streams may already watch it.
         self.issued = restored.issued;
-        self.revoked = restored.revoked;
         self.unrecorded = restored.unrecorded;
         self.revision.send_modify(|n| *n += 1);
         Ok(())

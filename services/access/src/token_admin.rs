@@ -111,11 +111,8 @@ pub(crate) async fn revoke(
     request: pb::RevokeTokenRequest,
 ) -> Result<pb::RevokeTokenResponse, Status> {
     const ID: podium_text::Limit = podium_text::Limit::line(100);
-    let invalid = |e: podium_text::TextError| AccessError::InvalidArgument {
-        field: e.field,
-        message: e.message(),
-    };
-    let token_id = podium_text::clean("token_id", &request.token_id, &ID).map_err(invalid)?;
+    let token_id =
+        podium_text::clean("token_id", &request.token_id, &ID).map_err(AccessError::from)?;
     let reason = revocation_reason(&request.reason)?;
     let named = request.conference_id.trim();
     let register = register(keys)?;
@@ -170,10 +167,7 @@ pub(crate) async fn revoke(
 /// text policy; may be empty.
 pub fn revocation_reason(reason: &str) -> Result<String, AccessError> {
     const REASON: podium_text::Limit = podium_text::Limit::line(200).optional();
-    podium_text::clean("reason", reason, &REASON).map_err(|e| AccessError::InvalidArgument {
-        field: e.field,
-        message: e.message(),
-    })
+    Ok(podium_text::clean("reason", reason, &REASON)?)
 }
 
 /// Records that the token `token_id` of `conference_id` (None: an admin token) is revoked, by

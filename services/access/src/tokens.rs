@@ -267,42 +267,16 @@ impl TokenKeys {
     /// whichever is first. None if it does not verify now, or never ends (the configured admin
     /// secret).
     pub fn valid_until(&self, token: &str) -> Option<SystemTime> {
-        let principal = self.inspect(token).ok()?;
-        let expiry = principal
-            .expires_at
-            .and_then(|at| at.checked_add(Duration::from_secs(1)));
-        let kid = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid);
-        let now = SystemTime::now();
-        let grace = {
-            let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
-            match kid {
-                Some(kid) => ring
-                    .retired
-                    .iter()
-                    .find(|r| r.key.id == kid)
-                    .map(|r| r.until),
-                // A token from before key ids: the key that verifies it, current or retired.
-                None => {
-                    let verifies = |key: &SigningKey| {
-                        jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation)
-                            .is_ok()
-                    };
-                    if verifies(&ring.current) {
-                        None
-                    } else {
-                        ring.retired
-                            .iter()
-                            .filter(|r| r.until > now)
-                            .find(|r| verifies(&r.key))
-                            .map(|r| r.until)
-                    }
-                }
-            }
-        };
-        match (expiry, grace) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.inspect_until(token).ok()?.1
+    }
+
+    /// [`inspect`](Self::inspect), and the token's [`valid_until`](Self::valid_until), from
+    /// one verification.
+    pub fn inspect_until(
+        &self,
+        token: &str,
+    ) -> Result<(Principal, Option<SystemTime>), AccessError> {
+        self.check(token, SystemTime::now(), false)
     }
 
     /// True when `token` names the current key in its header.
@@ -318,35 +292,45 @@ impl TokenKeys {
 
     /// Authenticates a bearer token, and notes it as seen (for `ListTokens`).
     pub fn verify(&self, token: &str) -> Result<Principal, AccessError> {
-        self.check(token, SystemTime::now(), true)
+        Ok(self.check(token, SystemTime::now(), true)?.0)
     }
 
     /// Verifies a token without noting it as seen: for podium's own looks at a token (the one
     /// it has just issued, or an open stream's, again).
     pub fn inspect(&self, token: &str) -> Result<Principal, AccessError> {
-        self.check(token, SystemTime::now(), false)
+        Ok(self.check(token, SystemTime::now(), false)?.0)
     }
 
     #[cfg(test)]
     fn verify_at(&self, token: &str, now: SystemTime) -> Result<Principal, AccessError> {
-        self.check(token, now, false)
+        Ok(self.check(token, now, false)?.0)
     }
 
-    /// Verification, with the time that retired keys' grace periods are measured against.
-    fn check(&self, token: &str, now: SystemTime, seen: bool) -> Result<Principal, AccessError> {
+    /// Verification, with the time that retired keys' grace periods are measured against;
+    /// also the token's end (see [`valid_until`](Self::valid_until)).
+    fn check(
+        &self,
+        token: &str,
+        now: SystemTime,
+        seen: bool,
+    ) -> Result<(Principal, Option<SystemTime>), AccessError> {
         if let Some(admin) = &self.configured_admin
             && constant_time_eq(admin.as_bytes(), token.as_bytes())
         {
-            return Ok(Principal::admin());
+            return Ok((Principal::admin(), None));
         }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AccessError::Unauthenticated("token is malformed".into()))?;
-        let claims = {
+        let (claims, grace) = {
             let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
             let mut outcome = Err(ErrorKind::InvalidSignature.into());
+            let mut grace = None;
             for candidate in ring.lookup(header.kid.as_deref(), now) {
                 let key = match candidate {
-                    Lookup::Usable(key) => key,
+                    Lookup::Usable(key, until) => {
+                        grace = until;
+                        key
+                    }
                     Lookup::Retired => {
                         return Err(AccessError::Unauthenticated(
                             "token was signed by a key that was rotated out, and its grace \
@@ -361,7 +345,7 @@ impl TokenKeys {
                     break;
                 }
             }
-            outcome
+            let claims = outcome
                 .map_err(|e: jsonwebtoken::errors::Error| {
                     AccessError::Unauthenticated(
                         match e.kind() {
@@ -373,7 +357,8 @@ impl TokenKeys {
                         .into(),
                     )
                 })?
-                .claims
+                .claims;
+            (claims, grace)
         };
         let role = Role::parse(&claims.role)
             .ok_or_else(|| AccessError::Unauthenticated("token names an unknown role".into()))?;
@@ -397,13 +382,16 @@ impl TokenKeys {
             }
             // Attendee tokens are not listed: no lock on the path of every ballot.
             if seen && role != Role::Attendee {
-                self.seen
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(token_id.clone(), now);
+                let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+                match seen.get_mut(token_id) {
+                    Some(at) => *at = now,
+                    None => {
+                        seen.insert(token_id.clone(), now);
+                    }
+                }
             }
         }
-        Ok(Principal {
+        let principal = Principal {
             id: claims.sub,
             name: claims.name,
             role,
@@ -411,14 +399,26 @@ impl TokenKeys {
             speaker_id: claims.spk,
             expires_at: UNIX_EPOCH.checked_add(Duration::from_secs(claims.exp)),
             token_id,
-        })
+        };
+        let expiry = principal
+            .expires_at
+            .and_then(|at| at.checked_add(Duration::from_secs(1)));
+        let until = match (expiry, grace) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok((principal, until))
     }
 }
 
 /// A fresh token id: "tok-" and 12 hex digits (admin tokens "adm-").
 pub fn new_token_id(role: Role) -> String {
+    short_id(if role == Role::Admin { "adm" } else { "tok" })
+}
+
+/// A fresh id: `prefix`, "-" and 12 hex digits of a random UUID.
+pub(crate) fn short_id(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let prefix = if role == Role::Admin { "adm" } else { "tok" };
     format!("{prefix}-{}", &id[..12])
 }
 

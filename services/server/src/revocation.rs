@@ -210,8 +210,7 @@ impl Watch {
         let register = keys.register()?.clone();
         let revocations = next_change(register.read().revisions());
         let rotations = next_change(keys.rotations());
-        let until = keys.valid_until(&token);
-        keys.inspect(&token).ok()?;
+        let (_, until) = keys.inspect_until(&token).ok()?;
         Some(Self {
             keys: keys.clone(),
             register,
@@ -240,12 +239,12 @@ impl Watch {
         if !woken {
             return None;
         }
-        match self.keys.inspect(&self.token) {
+        match self.keys.inspect_until(&self.token) {
             Err(e) => Some(e.to_string()),
-            Ok(_) => {
+            Ok((_, until)) => {
                 // Still good: a rotation may have given it a grace end, so time it again, and
                 // poll the new timer once so that it wakes this task.
-                self.expiry = timer(self.keys.valid_until(&self.token));
+                self.expiry = timer(until);
                 let _ = self.expiry.as_mut().poll(cx);
                 None
             }
