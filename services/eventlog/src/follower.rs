@@ -217,9 +217,12 @@ impl Follower {
     }
 }
 
-/// Feeds one event to every model, its personal fields opened first.
+/// Feeds one event to every model, its personal fields opened first (only if a model takes
+/// it: replay below a model's snapshot, or a type no model here folds, decrypts nothing).
 fn apply(members: &mut [Box<dyn Member>], personal: Option<&PersonalKeys>, event: &RecordedEvent) {
-    let opened = personal.and_then(|keys| keys.open_event(event));
+    let opened = personal
+        .filter(|_| members.iter().any(|m| m.wants(event)))
+        .and_then(|keys| keys.open_event(event));
     let event = opened.as_ref().unwrap_or(event);
     for member in members {
         member.apply(event);
@@ -366,7 +369,10 @@ trait Member: Send {
     /// The first position the model needs.
     fn from(&self) -> u64;
     fn replayed(&self) -> u64;
-    /// Applies `event` if the model needs it and its filter matches.
+    /// Whether the model needs `event` (its position is past the model's snapshot, and the
+    /// model's filter matches).
+    fn wants(&self, event: &RecordedEvent) -> bool;
+    /// Applies `event` if the model [`wants`](Member::wants) it.
     fn apply(&mut self, event: &RecordedEvent);
     /// Tells waiters that every position below `next` is applied.
     fn advance(&mut self, next: u64);
@@ -409,8 +415,12 @@ impl<P: Projection> Member for Model<P> {
         self.replayed
     }
 
+    fn wants(&self, event: &RecordedEvent) -> bool {
+        event.position >= self.from && self.filter.matches(event)
+    }
+
     fn apply(&mut self, event: &RecordedEvent) {
-        if event.position >= self.from && self.filter.matches(event) {
+        if self.wants(event) {
             let mut state = self
                 .state
                 .write()

@@ -239,22 +239,32 @@ pub(crate) fn methods(
     wanted: impl Fn(&prost_types::MethodDescriptorProto) -> bool,
 ) -> Result<HashSet<String>, prost::DecodeError> {
     let mut paths = HashSet::new();
+    each_method(descriptor_sets, |path, _, method| {
+        if wanted(method) {
+            paths.insert(path);
+        }
+    })?;
+    Ok(paths)
+}
+
+/// Calls `f` with the path (`/package.Service/Method`), the service's name and the method of
+/// every method described in `descriptor_sets`.
+pub(crate) fn each_method(
+    descriptor_sets: &[&[u8]],
+    mut f: impl FnMut(String, &str, &prost_types::MethodDescriptorProto),
+) -> Result<(), prost::DecodeError> {
     for set in descriptor_sets {
         let set = prost_types::FileDescriptorSet::decode(*set)?;
         for file in &set.file {
             for service in &file.service {
-                for method in service.method.iter().filter(|m| wanted(m)) {
-                    paths.insert(format!(
-                        "/{}.{}/{}",
-                        file.package(),
-                        service.name(),
-                        method.name()
-                    ));
+                for method in &service.method {
+                    let path = format!("/{}.{}/{}", file.package(), service.name(), method.name());
+                    f(path, service.name(), method);
                 }
             }
         }
     }
-    Ok(paths)
+    Ok(())
 }
 
 /// Every gRPC service podiumd serves, described: for reflection, the transport guard's

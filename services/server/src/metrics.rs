@@ -26,7 +26,6 @@ use metrics::{Gauge, Histogram, Unit, describe_counter, describe_gauge, describe
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use podium_eventlog::Projector;
 use podium_status::model::StatusModel;
-use prost::Message;
 use tonic::{Code, Status, body::Body};
 use tower::{Layer, Service};
 
@@ -149,33 +148,26 @@ pub struct RpcMetricsLayer {
 impl RpcMetricsLayer {
     pub fn new(descriptor_sets: &[&[u8]]) -> Result<Self, prost::DecodeError> {
         let mut methods = HashMap::new();
-        for set in descriptor_sets {
-            let set = prost_types::FileDescriptorSet::decode(*set)?;
-            for file in &set.file {
-                for service in &file.service {
-                    for method in &service.method {
-                        let labels = [
-                            ("service", service.name().to_owned()),
-                            ("method", method.name().to_owned()),
-                        ];
-                        methods.insert(
-                            format!("/{}.{}/{}", file.package(), service.name(), method.name()),
-                            Method {
-                                service: service.name().to_owned(),
-                                method: method.name().to_owned(),
-                                duration: metrics::histogram!(RPC_SECONDS, &labels),
-                                streams: method.server_streaming().then(|| {
-                                    (
-                                        metrics::gauge!(OPEN_STREAMS, "method" => method.name().to_owned()),
-                                        Arc::default(),
-                                    )
-                                }),
-                            },
-                        );
-                    }
-                }
-            }
-        }
+        crate::limits::each_method(descriptor_sets, |path, service, method| {
+            let labels = [
+                ("service", service.to_owned()),
+                ("method", method.name().to_owned()),
+            ];
+            methods.insert(
+                path,
+                Method {
+                    service: service.to_owned(),
+                    method: method.name().to_owned(),
+                    duration: metrics::histogram!(RPC_SECONDS, &labels),
+                    streams: method.server_streaming().then(|| {
+                        (
+                            metrics::gauge!(OPEN_STREAMS, "method" => method.name().to_owned()),
+                            Arc::default(),
+                        )
+                    }),
+                },
+            );
+        })?;
         Ok(Self {
             methods: Arc::new(methods),
         })

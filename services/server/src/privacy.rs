@@ -89,8 +89,8 @@ fn person(
 
 fn erased_stream(person: &pb::Person, kind: PersonKind) -> String {
     format!(
-        "conference/{}/privacy/{}/{}",
-        person.conference_id,
+        "{}privacy/{}/{}",
+        podium_agenda::conference_prefix(&person.conference_id),
         kind.as_str(),
         person.person_id
     )
@@ -132,7 +132,7 @@ impl PrivacyService {
         kind: PersonKind,
         head: u64,
     ) -> Result<Found, Status> {
-        let prefix = format!("conference/{}/", person.conference_id);
+        let prefix = podium_agenda::conference_prefix(&person.conference_id);
         let tokens = token_stream(Some(&person.conference_id));
         let mut found = Found::default();
         let mut from = 0;

@@ -244,6 +244,16 @@ impl Staging {
         if let Some(name) = poll_key {
             self.poll_closed.insert(name.to_owned(), false);
         }
+        if personal {
+            // Written where it will stay, and loaded: the events that follow are opened with
+            // it (`finish` counts it without writing it again).
+            let path = self.dir.join(KEYS_FILE);
+            durable::write_private(&path, &key.secret)
+                .map_err(BackupError::io(format!("writing {}", path.display())))?;
+            let keys = PersonalKeys::load(&path)
+                .map_err(|e| BackupError::Corrupt(format!("the personal keys do not load: {e}")))?;
+            self.personal = Some(keys);
+        }
         self.keys.push((key.path, key.secret));
         Ok(())
     }
@@ -255,17 +265,6 @@ impl Staging {
         };
         let mut event = RecordedEvent::from_proto(event)
             .map_err(|e| BackupError::Corrupt(format!("record {at}: {e}")))?;
-        if self.personal.is_none()
-            && let Some((_, bytes)) = self.keys.iter().find(|(path, _)| path == KEYS_FILE)
-        {
-            // Written where it will stay (`finish` writes the same bytes again).
-            let path = self.dir.join(KEYS_FILE);
-            durable::write_private(&path, bytes)
-                .map_err(BackupError::io(format!("writing {}", path.display())))?;
-            let keys = PersonalKeys::load(&path)
-                .map_err(|e| BackupError::Corrupt(format!("the personal keys do not load: {e}")))?;
-            self.personal = Some(keys);
-        }
         // An erased person's fields leave the log for good: the plain text of events written
         // before podium encrypted it, the dead ciphertext of the others. (A backup taken by
         // this podium already left them out; one taken before the erasure holds the key.)
@@ -435,6 +434,11 @@ impl Staging {
             if closed {
                 continue;
             }
+            if path == KEYS_FILE {
+                // Written when its record was read.
+                written += 1;
+                continue;
+            }
             let target = self.dir.join(path);
             durable::write_private(&target, secret)
                 .map_err(BackupError::io(format!("writing {}", target.display())))?;
@@ -456,7 +460,7 @@ impl Staging {
                 .taken_at
                 .and_then(|t| SystemTime::try_from(t).ok()),
             keys: written,
-            recordings: self.kept_recordings.values().collect::<HashSet<_>>().len(),
+            recordings: needed.len(),
             recording_files: self.files.len(),
             erased_events: self.erased_events,
         })

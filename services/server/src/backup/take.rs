@@ -120,12 +120,13 @@ impl BackupSource {
                 }
             }
 
-            let mut contents: Vec<(String, u64)> = Vec::new();
-            for (_, sha256, size_bytes) in recordings {
-                if !contents.iter().any(|(sha, _)| *sha == sha256) {
-                    contents.push((sha256, size_bytes));
-                }
-            }
+            // Each content once, in the order first registered.
+            let mut distinct = std::collections::HashSet::new();
+            let contents: Vec<(String, u64)> = recordings
+                .into_iter()
+                .filter(|(_, sha256, _)| distinct.insert(sha256.clone()))
+                .map(|(_, sha256, size_bytes)| (sha256, size_bytes))
+                .collect();
             if include_recordings {
                 for (sha256, size_bytes) in &contents {
                     let path = recording_path(&self.data_dir, sha256);
