@@ -15,7 +15,7 @@ use crate::{
     domain::{AccessError, Principal, Role},
     limits::RateLimits,
     token_admin,
-    tokens::{DEFAULT_TTL, MAX_TTL, TokenKeys, new_token_id, short_id},
+    tokens::{DEFAULT_TTL, MAX_TTL, TokenKeys, new_attendee_id, new_token_id, short_id},
 };
 
 impl ServiceError for AccessError {
@@ -347,7 +347,7 @@ impl Access for AccessService {
             .conference_for_code(&req.join_code)
             .map(str::to_owned)
             .ok_or_else(|| AccessError::NotFound("no conference has this join code".into()))?;
-        let id = short_id("att");
+        let id = new_attendee_id();
         let principal = Principal {
             // An attendee's token id is their id (which moderators never see: they revoke the
             // author of a question): revoking it is revoking them.

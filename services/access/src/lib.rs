@@ -24,4 +24,4 @@ pub use grpc::{AccessService, Authenticator, caller};
 pub use limits::{Action, RateLimits, Rates};
 pub use register::{TokenRegister, register_event_types, token_stream};
 pub use token_admin::{record_revocation, revocation_reason};
-pub use tokens::TokenKeys;
+pub use tokens::{TokenKeys, is_attendee_id};

@@ -132,7 +132,7 @@ pub(crate) async fn revoke(
                 "" => caller.conference_id.clone(),
                 named => Some(named.to_owned()),
             };
-            if !token_id.starts_with("att-") || conference.is_none() {
+            if !crate::is_attendee_id(&token_id) || conference.is_none() {
                 return Err(AccessError::NotFound(format!(
                     "no token {token_id} found: give an id from `podium token list`, or an \
                      attendee's id with their conference"

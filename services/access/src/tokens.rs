@@ -416,6 +416,20 @@ pub fn new_token_id(role: Role) -> String {
     short_id(if role == Role::Admin { "adm" } else { "tok" })
 }
 
+/// The prefix of an attendee's id (which is also their token's id).
+const ATTENDEE_PREFIX: &str = "att";
+
+/// A fresh attendee id.
+pub(crate) fn new_attendee_id() -> String {
+    short_id(ATTENDEE_PREFIX)
+}
+
+/// Whether `id` is an attendee's id ("att-" and 12 hex digits, as joining makes them).
+pub fn is_attendee_id(id: &str) -> bool {
+    id.strip_prefix(ATTENDEE_PREFIX)
+        .is_some_and(|rest| rest.starts_with('-'))
+}
+
 /// A fresh id: `prefix`, "-" and 12 hex digits of a random UUID.
 pub(crate) fn short_id(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();

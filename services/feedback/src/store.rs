@@ -281,13 +281,11 @@ impl FeedbackModel {
 
     fn apply_event(&mut self, event: &RecordedEvent) -> Result<(), String> {
         let e = |e: podium_eventlog::DecodeError| e.to_string();
-        if event.is::<pb::PersonErased>() {
-            // Both parts hold an attendee's text.
-            self.qa.apply_event(event)?;
-            self.ratings.apply_event(event)?;
-            return Ok(());
-        }
-        if self.qa.apply_event(event)? || self.ratings.apply_event(event)? {
+        // Each part takes what it folds; an event both fold (a person erased: both hold an
+        // attendee's text) reaches both.
+        let qa = self.qa.apply_event(event)?;
+        let ratings = self.ratings.apply_event(event)?;
+        if qa || ratings {
             return Ok(());
         }
         if event.is::<pb::ConferenceCreated>() {

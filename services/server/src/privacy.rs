@@ -66,7 +66,7 @@ fn person(
             )));
         }
     }
-    if kind == PersonKind::Attendee && !person.person_id.starts_with("att-") {
+    if kind == PersonKind::Attendee && !podium_access::is_attendee_id(&person.person_id) {
         return Err(Status::invalid_argument(format!(
             "person.person_id: {:?} is not an attendee id (they start with att-)",
             person.person_id

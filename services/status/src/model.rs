@@ -21,7 +21,7 @@ use prost::Name;
 
 use crate::{
     codec::{decode, millis, policy_from_proto},
-    domain::{Context, Lifecycle, RecordingRef, SessionLive, SourceKind},
+    domain::{Context, Lifecycle, RecordingRef, SessionLive, Source, SourceKind},
 };
 
 /// What the status service knows of a session from the agenda.
@@ -123,15 +123,18 @@ impl ConferenceFacts {
 
     /// Whether `recording_id` is on air in a live session of this conference.
     pub fn on_air(&self, recording_id: &str) -> Option<&str> {
-        self.live
-            .iter()
-            .find(|(_, l)| {
-                l.lifecycle == Lifecycle::Live
-                    && l.source.as_ref().is_some_and(|s| {
-                        s.kind == SourceKind::Recording && s.recording_id == recording_id
-                    })
-            })
-            .map(|(session_id, _)| session_id.as_str())
+        self.recordings_on_air()
+            .find(|(_, source)| source.recording_id == recording_id)
+            .map(|(session_id, _)| session_id)
+    }
+
+    /// The live sessions playing a recording, and that source.
+    fn recordings_on_air(&self) -> impl Iterator<Item = (&str, &Source)> {
+        self.live.iter().filter_map(|(session_id, l)| {
+            let source = l.source.as_ref()?;
+            (l.lifecycle == Lifecycle::Live && source.kind == SourceKind::Recording)
+                .then_some((session_id.as_str(), source))
+        })
     }
 
     /// A recording of this conference by id.
@@ -285,9 +288,7 @@ impl StatusModel {
                 } else {
                     list.push(recording);
                 }
-                for (i, r) in list.iter_mut().enumerate() {
-                    r.order = i as u32;
-                }
+                renumber(list);
             }
             return Ok(());
         }
@@ -302,9 +303,7 @@ impl StatusModel {
                 list.retain(|r| r.id != recording.id);
                 c.deleted_recordings
                     .insert(recording.id.clone(), recording.session_id.clone());
-                for (i, r) in list.iter_mut().enumerate() {
-                    r.order = i as u32;
-                }
+                renumber(list);
             }
             return Ok(());
         }
@@ -385,12 +384,8 @@ impl StatusModel {
             );
             needed.extend(
                 conference
-                    .live
-                    .values()
-                    .filter(|l| l.lifecycle == Lifecycle::Live)
-                    .filter_map(|l| l.source.as_ref())
-                    .filter(|s| s.kind == SourceKind::Recording)
-                    .map(|s| s.sha256.clone()),
+                    .recordings_on_air()
+                    .map(|(_, source)| source.sha256.clone()),
             );
         }
         needed
@@ -409,6 +404,13 @@ impl Snapshot for StatusModel {
     fn restore(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
         *self = snapshot::decode(bytes)?;
         Ok(())
+    }
+}
+
+/// Puts a session's recordings' `order` back in step with their place in its list.
+fn renumber(list: &mut [pb::Recording]) {
+    for (i, r) in list.iter_mut().enumerate() {
+        r.order = i as u32;
     }
 }
 

@@ -50,11 +50,22 @@ pub fn join_page(
     error: Option<&'static str>,
     status: StatusCode,
 ) -> Response {
+    join_page_with(visitor, code, error, None, status)
+}
+
+/// The join page, with a notice above the form (after a form that signed the visitor out).
+fn join_page_with(
+    visitor: &Visitor,
+    code: &str,
+    error: Option<&'static str>,
+    notice: Option<&'static str>,
+    status: StatusCode,
+) -> Response {
     let page = JoinPage {
         frame: Frame::new(visitor, "/"),
         code: code.to_owned(),
         error,
-        notice: None,
+        notice,
     };
     render(visitor, status, &page)
 }
@@ -224,14 +235,14 @@ pub async fn home(State(web): State<Web>, visitor: Visitor, uri: axum::http::Uri
         } else {
             StatusCode::OK
         };
-        let page = JoinPage {
-            frame: Frame::new(&visitor, "/"),
-            code: String::new(),
-            error: visitor.bad_session.then_some(visitor.text().error_sign_in),
-            // Signed out by a form, e.g. after erasing their data.
-            notice: flash(visitor.text(), uri.query()),
-        };
-        return render(&visitor, status, &page);
+        // A notice: signed out by a form, e.g. after erasing their data.
+        return join_page_with(
+            &visitor,
+            "",
+            visitor.bad_session.then_some(visitor.text().error_sign_in),
+            flash(visitor.text(), uri.query()),
+            status,
+        );
     };
     let result = async {
         let agenda = agenda(&web, &visitor, &conference_id).await?;

@@ -323,3 +323,24 @@ pub fn restore(file: &Path, data_dir: &Path) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// Every file under `dir`, however deep.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("a readable directory") {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// Whether `bytes` hold `needle` (as UTF-8) anywhere.
+pub fn holds(bytes: &[u8], needle: &str) -> bool {
+    bytes
+        .windows(needle.len().max(1))
+        .any(|w| w == needle.as_bytes())
+}

@@ -396,7 +396,7 @@ impl Questions for QuestionsService {
             .ok_or_else(|| QaError::question_not_found(question_id))?;
         // Only attendees ask, and an attendee's token id is their attendee id; anything else
         // would revoke nothing.
-        if !author.starts_with("att-") {
+        if !podium_access::is_attendee_id(&author) {
             return Err(Status::failed_precondition(
                 "the question's author is not an attendee",
             ));

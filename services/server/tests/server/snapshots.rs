@@ -31,6 +31,20 @@ fn open(dir: &Path) -> Arc<SledEventLog> {
     Arc::new(SledEventLog::open(dir, SledOptions::default()).expect("open the log"))
 }
 
+/// Waits until nothing but `log` itself holds the (closed) log, then drops it: the read
+/// models' tasks let go as they see it closed, and with the last handle sled lets go of its
+/// file lock, so the directory opens again at once. On a busy machine that can take longer
+/// than opening waits for the lock.
+async fn released(log: Arc<SledEventLog>) {
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while Arc::strong_count(&log) > 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("every other holder of the closed log lets go of it");
+}
+
 async fn follow(log: &Arc<SledEventLog>, snapshots: Option<&Path>) -> ReadModels {
     let log: Arc<dyn EventLog> = log.clone();
     let keys = tempfile::tempdir().expect("a temporary directory");
@@ -96,6 +110,8 @@ async fn log_with_snapshots(dir: &Path, ballots: u64) -> u64 {
     let head = log.head();
     log.close().expect("close");
     models.follower.stopped().await;
+    drop(models);
+    released(log).await;
     head
 }
 
@@ -124,6 +140,8 @@ async fn restart_and_compare(dir: &Path) -> Vec<u64> {
     log.close().expect("close");
     loaded.follower.stopped().await;
     replayed.follower.stopped().await;
+    drop((loaded, replayed));
+    released(log).await;
     started
 }
 
@@ -191,7 +209,7 @@ async fn a_snapshot_past_the_head_of_a_log_restored_from_an_older_backup_is_igno
         .await
         .expect("write");
     log.close().expect("close");
-    drop(log);
+    released(log).await;
     let backup = dir.path().join("backup");
     copy_dir(&log_dir, &backup);
 
@@ -203,7 +221,8 @@ async fn a_snapshot_past_the_head_of_a_log_restored_from_an_older_backup_is_igno
     models.follower.snapshot().await.expect("snapshot");
     log.close().expect("close");
     models.follower.stopped().await;
-    drop((models, log));
+    drop(models);
+    released(log).await;
 
     std::fs::remove_dir_all(&log_dir).expect("remove the log");
     copy_dir(&backup, &log_dir);
@@ -227,7 +246,7 @@ async fn a_snapshot_of_another_log_is_ignored() {
         "the snapshots are refused for their event, not for lying past the head"
     );
     other.close().expect("close");
-    drop(other);
+    released(other).await;
     let started = restart_and_compare(dir.path()).await;
     assert_eq!(started, [0, 0, 0, 0], "no snapshot belongs to this log");
 }
@@ -255,7 +274,7 @@ async fn a_clean_shutdown_of_podiumd_leaves_a_snapshot_of_every_model_at_the_hea
         .await
         .expect("write");
     log.close().expect("close");
-    drop(log);
+    released(log).await;
     let config = podium_server::Config::try_parse_from([
         "podiumd",
         "--data-dir",

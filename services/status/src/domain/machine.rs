@@ -136,12 +136,14 @@ impl Machine {
         let mut events = Vec::new();
         // A state that holds still has its figures sampled, so that boards show the link as it
         // is, not as it was when its state last changed.
-        let sample = self.live.links.get(speaker_id).is_some_and(|view| {
-            view.state == state
-                && moved(&view.figures, &figures)
-                && now >= view.figures_at + FIGURES_EVERY_MS
-        });
-        if self.live.link_state(speaker_id) != state || sample {
+        // (No view is Offline, never the state a heartbeat makes.)
+        let log = match self.live.links.get(speaker_id) {
+            Some(view) if view.state == state => {
+                moved(&view.figures, &figures) && now >= view.figures_at + FIGURES_EVERY_MS
+            }
+            _ => true,
+        };
+        if log {
             events.push(StatusEvent::Link {
                 speaker_id: speaker_id.to_owned(),
                 state,

@@ -86,22 +86,25 @@ impl RecordingsService {
         let conference_id = header.conference_id.trim().to_owned();
         principal.require(&conference_id, ORGANISERS, "upload recordings")?;
         self.caught_up().await?;
-        let (request_id, backup, mut recording) = {
+        let (request_id, backup, mut recording, earlier) = {
             let model = self.model.read();
-            validate(header, &model, &self.store)?
+            let (request_id, backup, recording) = validate(header, &model, &self.store)?;
+            let conference = model.conference(&conference_id);
+            let earlier = match conference.and_then(|c| c.recording(&recording.id)) {
+                Some(existing) => Some(Ok(existing.clone())),
+                None => conference
+                    .is_some_and(|c| c.deleted_recordings.contains_key(&recording.id))
+                    .then_some(Err(())),
+            };
+            (request_id, backup, recording, earlier)
         };
         // A retry of an upload that succeeded gets the first result; the bytes are not read.
-        if let Some(existing) = self.registered(&conference_id, &recording.id) {
+        if let Some(Ok(existing)) = earlier {
             tracing::info!(recording = %existing.id, "upload retried; answering with the registered recording");
             return Ok(existing);
         }
         // A retry of an upload whose recording has since been deleted: the deletion stands.
-        let deleted = self
-            .model
-            .read()
-            .conference(&conference_id)
-            .is_some_and(|c| c.deleted_recordings.contains_key(&recording.id));
-        if deleted {
+        if earlier.is_some() {
             return Err(StatusError::FailedPrecondition(format!(
                 "recording {} was uploaded under this request_id and has since been deleted; \
                  upload it again with a new request_id",

@@ -53,17 +53,6 @@ fn strings(list: &Yaml) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn all_files(dir: &Path, found: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            all_files(&path, found);
-        } else {
-            found.push(path);
-        }
-    }
-}
-
 #[test]
 fn every_deploy_file_parses_and_uses_only_flags_podiumd_has() {
     let known = podiumd_flags();
@@ -74,8 +63,7 @@ fn every_deploy_file_parses_and_uses_only_flags_podiumd_has() {
     let mut used: Vec<(&str, BTreeSet<String>)> = Vec::new();
 
     // Every YAML and JSON file parses; nothing else hides in the folder.
-    let mut files = Vec::new();
-    all_files(&repo().join("deploy"), &mut files);
+    let files = podium_e2e::files_under(&repo().join("deploy"));
     for file in &files {
         let name = file.strip_prefix(repo()).unwrap().display().to_string();
         match file.extension().and_then(|e| e.to_str()) {

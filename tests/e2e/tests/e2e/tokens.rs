@@ -23,7 +23,8 @@ async fn revoke(by: &Client, token_id: &str) -> Result<pb::RevokeTokenResponse, 
         .map(tonic::Response::into_inner)
 }
 
-async fn token_id(client: &Client) -> String {
+/// Who a client's token says it is.
+async fn who_am_i(client: &Client) -> pb::Principal {
     client
         .access()
         .who_am_i(pb::WhoAmIRequest {})
@@ -32,7 +33,10 @@ async fn token_id(client: &Client) -> String {
         .into_inner()
         .principal
         .unwrap()
-        .token_id
+}
+
+async fn token_id(client: &Client) -> String {
+    who_am_i(client).await.token_id
 }
 
 /// Reads `stream` until it ends with a status, which it returns.
@@ -150,7 +154,7 @@ async fn a_revoked_token_is_refused_at_once_its_streams_end_and_a_restart_keeps_
         .expect("the moderator's token is listed");
     assert_eq!(entry.holder_name, "Dara, hall A");
     assert_eq!(entry.role(), pb::Role::Moderator);
-    assert_eq!(entry.issued_by, token_id_holder(&organiser).await);
+    assert_eq!(entry.issued_by, who_am_i(&organiser).await.id);
     assert!(entry.last_seen.is_some());
     assert!(entry.revoked_at.is_none());
     let unused = listed
@@ -253,19 +257,6 @@ async fn a_revoked_token_is_refused_at_once_its_streams_end_and_a_restart_keeps_
     }
     let organiser = server.client(Some(organiser_token)).await.unwrap();
     assert!(!token_id(&organiser).await.is_empty());
-}
-
-/// The principal id of a client's token holder.
-async fn token_id_holder(client: &Client) -> String {
-    client
-        .access()
-        .who_am_i(pb::WhoAmIRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .principal
-        .unwrap()
-        .id
 }
 
 #[tokio::test]

@@ -253,7 +253,7 @@ pub(super) async fn run(
                 .odc
                 .secrets()
                 .into_iter()
-                .find(|s| bytes.windows(s.len()).any(|w| w == s.as_bytes()))
+                .find(|s| podium_e2e::holds(bytes, s))
         {
             fail(&format!("the answer carries {secret:?}"));
         }
