@@ -93,6 +93,13 @@ pub struct Config {
     #[arg(long, env = "PODIUM_DRAIN_TIMEOUT", value_parser = parse_seconds, default_value = "10")]
     pub drain_timeout: Duration,
 
+    /// The address attendees reach podiumd by, when it is not the one they type into the
+    /// browser's address bar as podiumd sees it: behind a proxy that terminates TLS, for
+    /// example `https://podium.example.org`. The projector's join link and QR code use it;
+    /// without it they use the scheme podiumd serves and the request's Host.
+    #[arg(long, env = "PODIUM_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+
     #[command(flatten)]
     pub transport: Transport,
 
@@ -281,6 +288,25 @@ fn parse_positive_seconds(text: &str) -> Result<Duration, String> {
     })
 }
 
+/// An http or https origin, with no path, query or fragment; written without a final slash.
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let bare = matches!(uri.path(), "" | "/") && uri.query().is_none();
+    match (scheme_ok, uri.authority(), bare) {
+        (true, Some(authority), true) => Ok(format!(
+            "{}://{authority}",
+            uri.scheme_str().unwrap_or("https")
+        )),
+        _ => Err(format!(
+            "{text:?} must be http:// or https:// and a host, with no path: for example \
+             https://podium.example.org"
+        )),
+    }
+}
+
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     text.parse::<f64>()
         .ok()
@@ -355,6 +381,7 @@ impl Config {
             "reconnect_grace_seconds": self.reconnect_grace.as_secs_f64(),
             "max_recording_bytes": self.max_recording_bytes,
             "drain_timeout_seconds": self.drain_timeout.as_secs_f64(),
+            "public_url": self.public_url,
             "attendee_token_margin_hours": self.attendee_token_margin_hours,
             "transport": self.transport,
             "tls": self.tls,
@@ -374,5 +401,26 @@ mod tests {
         assert_eq!(parse_reserve("64MiB"), Ok(64 << 20));
         assert!(parse_reserve("none").is_err());
         assert!(parse_bytes("0").is_err(), "other sizes are still above 0");
+    }
+
+    #[test]
+    fn a_public_url_is_an_origin_without_its_final_slash() {
+        assert_eq!(
+            parse_public_url("https://podium.example.org/"),
+            Ok("https://podium.example.org".to_owned())
+        );
+        assert_eq!(
+            parse_public_url("http://10.0.0.5:8080"),
+            Ok("http://10.0.0.5:8080".to_owned())
+        );
+        for wrong in [
+            "podium.example.org",
+            "ftp://x.org",
+            "https://x.org/podium",
+            "https://x.org/?a=1",
+        ] {
+            let error = parse_public_url(wrong).unwrap_err();
+            assert!(error.contains("must be http"), "{wrong}: {error}");
+        }
     }
 }

@@ -426,7 +426,8 @@ impl Podium {
                         privacy: privacy_service.clone(),
                     },
                     config.tls.tls_cert.is_some(),
-                );
+                )
+                .with_public_url(config.public_url.clone());
                 web.router()
             }
             _ => axum::Router::new().fallback(grpc_web::grpc_unimplemented),

@@ -178,7 +178,10 @@ pub async fn cast_ballot(
         Ok(posted) => posted,
         Err(refused) => return *refused,
     };
-    let rating = fields.get("rating");
+    let rating = match rating_of(&visitor, &fields) {
+        Ok(rating) => rating,
+        Err(refused) => return *refused,
+    };
     let ballot = pb::CastBallotRequest {
         conference_id,
         poll_id,
@@ -187,21 +190,7 @@ pub async fn cast_ballot(
             id => id.to_owned(),
         },
         option_ids: fields.all("option"),
-        rating: if rating.is_empty() {
-            0
-        } else {
-            match rating.parse() {
-                Ok(value) => value,
-                Err(_) => {
-                    return reply::error(
-                        &visitor,
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        visitor.text().error_invalid,
-                        Some(format!("rating {rating:?} is not a whole number")),
-                    );
-                }
-            }
-        },
+        rating,
         text: fields.get("text").to_owned(),
     };
     match web
@@ -304,6 +293,22 @@ pub async fn upvote(
     }
 }
 
+/// A form's `rating`: none chosen is 0, which the services refuse with their own reason; text
+/// that is not a whole number is refused here (422) rather than read as 0.
+fn rating_of(visitor: &Visitor, fields: &Fields) -> Result<i32, Box<Response>> {
+    match fields.get("rating") {
+        "" => Ok(0),
+        text => text.parse().map_err(|_| {
+            Box::new(reply::error(
+                visitor,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                visitor.text().error_invalid,
+                Some(format!("rating {text:?} is not a whole number")),
+            ))
+        }),
+    }
+}
+
 /// `POST /session/{id}/rating`.
 pub async fn rate(
     State(web): State<Web>,
@@ -316,11 +321,15 @@ pub async fn rate(
         Ok(posted) => posted,
         Err(refused) => return *refused,
     };
+    let rating = match rating_of(&visitor, &fields) {
+        Ok(rating) => rating,
+        Err(refused) => return *refused,
+    };
     let request = pb::RateSessionRequest {
         request_id: request_id(&fields),
         conference_id,
         session_id: session_id.clone(),
-        rating: fields.get("rating").parse().unwrap_or(0),
+        rating,
         comment: fields.get("comment").to_owned(),
     };
     match web

@@ -77,6 +77,8 @@ pub struct Web {
     session: SessionKeys,
     /// Results fragments rendered once per poll, update and language.
     fragments: Arc<live::Fragments>,
+    /// The origin attendees reach podiumd by (`--public-url`), for the projector's join link.
+    public_url: Option<Arc<str>>,
 }
 
 impl FromRef<Web> for SessionKeys {
@@ -96,7 +98,20 @@ impl Web {
             services,
             session,
             fragments: Arc::default(),
+            public_url: None,
         }
+    }
+
+    /// The origin attendees reach podiumd by (for example `https://podium.example.org`, behind
+    /// a proxy that terminates TLS), for the projector's join link and QR code. Without it they
+    /// use the scheme podiumd serves and the request's Host. An `https` origin marks cookies
+    /// Secure, as TLS served by podiumd itself does.
+    pub fn with_public_url(mut self, url: Option<String>) -> Self {
+        if let Some(url) = &url {
+            self.session.secure |= url.starts_with("https://");
+        }
+        self.public_url = url.map(Into::into);
+        self
     }
 
     /// Every page, asset and live stream, with the security headers and compression. Requests

@@ -196,12 +196,17 @@ pub async fn page(
         Ok(parts) => parts,
         Err(status) => return reply::refused(&visitor, &status),
     };
-    let scheme = if visitor.secure { "https" } else { "http" };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let join_base = format!("{scheme}://{host}");
+    let join_base = match &web.public_url {
+        Some(url) => url.to_string(),
+        None => {
+            let scheme = if visitor.secure { "https" } else { "http" };
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("{scheme}://{host}")
+        }
+    };
     let join_url = format!("{join_base}/j/{}", conference.join_code);
     // The pinned question follows the session on now; the next session needs a reload,
     // which the projector's operator does when the room changes over.

@@ -21,7 +21,7 @@ use crate::{
     frame::{Frame, render},
     reply,
     session::Visitor,
-    views::SessionView,
+    views::{SessionView, wall_span},
 };
 
 /// One of the speaker's sessions.
@@ -73,12 +73,6 @@ pub struct SpeakerQuery {
     ms: u32,
 }
 
-fn wall(time: Option<&pb::ZonedTime>) -> String {
-    time.and_then(|t| DateTime::parse_from_rfc3339(&t.local).ok())
-        .map(|t| t.format("%a %d %b %H:%M").to_string())
-        .unwrap_or_default()
-}
-
 /// The visitor's conference and speaker id, if they are a speaker.
 fn speaker_of(visitor: &Visitor) -> Option<(String, String)> {
     let principal = visitor.principal.as_ref()?;
@@ -110,6 +104,11 @@ async fn sessions(
         .map(|session| {
             let view = SessionView::new(session, visitor.lang, &conference.default_language);
             let mine = session.speakers.iter().find(|s| s.speaker_id == speaker_id);
+            let (own_start, own_end) = wall_span(
+                mine.and_then(|s| s.start.as_ref()),
+                mine.and_then(|s| s.end.as_ref()),
+                visitor.lang,
+            );
             SpeakerSession {
                 id: view.id,
                 title: view.title,
@@ -120,8 +119,8 @@ async fn sessions(
                 start_local: view.start_local,
                 end_local: view.end_local,
                 zone: view.zone,
-                own_start: wall(mine.and_then(|s| s.start.as_ref())),
-                own_end: wall(mine.and_then(|s| s.end.as_ref())),
+                own_start,
+                own_end,
                 own_zone: mine.map(|s| s.time_zone.clone()).unwrap_or_default(),
                 start: view.start,
                 end: view.end,

@@ -2,7 +2,7 @@
 //! language, times in the conference's zone, polls with their controls and results with the
 //! numbers written out.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, FixedOffset, Locale, Utc};
 use podium_proto::v1 as pb;
 
 use crate::i18n::Lang;
@@ -33,6 +33,37 @@ fn attribute(tag: Option<String>, page: Lang) -> Option<String> {
     tag.filter(|t| t != page.tag())
 }
 
+/// A wall time in the reader's language: the day and month by their names in it.
+fn wall_time(time: &DateTime<FixedOffset>, lang: Lang) -> String {
+    match lang {
+        Lang::En => time.format_localized("%a %d %b %H:%M", Locale::en_GB),
+        // Khmer's abbreviated names are a letter or a numeral (ស is both Saturday and
+        // Sunday, ១១ is November): the full names read better.
+        Lang::Km => time.format_localized("%A %d %B %H:%M", Locale::km_KH),
+    }
+    .to_string()
+}
+
+/// A start and an end as wall times of the zone they are given in, in the reader's language.
+/// The end is only a time when it falls on the start's day there, and carries its own day when
+/// the span crosses midnight.
+pub fn wall_span(
+    start: Option<&pb::ZonedTime>,
+    end: Option<&pb::ZonedTime>,
+    lang: Lang,
+) -> (String, String) {
+    let wall =
+        |t: Option<&pb::ZonedTime>| t.and_then(|t| DateTime::parse_from_rfc3339(&t.local).ok());
+    let (start, end) = (wall(start), wall(end));
+    let end_text = match (start, end) {
+        (Some(s), Some(e)) if s.date_naive() == e.date_naive() => e.format("%H:%M").to_string(),
+        (_, Some(e)) => wall_time(&e, lang),
+        (_, None) => String::new(),
+    };
+    let start_text = start.map(|s| wall_time(&s, lang)).unwrap_or_default();
+    (start_text, end_text)
+}
+
 /// One session in a list.
 #[derive(Debug, Clone)]
 pub struct SessionView {
@@ -56,12 +87,9 @@ impl SessionView {
             time.and_then(|t| t.utc.as_ref())
                 .and_then(|ts| DateTime::from_timestamp(ts.seconds, ts.nanos.max(0) as u32))
         };
-        let wall = |time: Option<&pb::ZonedTime>| {
-            time.and_then(|t| DateTime::parse_from_rfc3339(&t.local).ok())
-                .map(|t| t.format("%a %d %b %H:%M").to_string())
-                .unwrap_or_default()
-        };
         let start = instant(session.start.as_ref());
+        let (start_local, end_local) =
+            wall_span(session.start.as_ref(), session.end.as_ref(), lang);
         Self {
             id: session.id.clone(),
             title,
@@ -69,12 +97,8 @@ impl SessionView {
             room: session.room_name.clone(),
             room_id: session.room_id.clone(),
             start_utc: start.map(|s| s.to_rfc3339()).unwrap_or_default(),
-            start_local: wall(session.start.as_ref()),
-            end_local: wall(session.end.as_ref())
-                .rsplit(' ')
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
+            start_local,
+            end_local,
             zone: session
                 .start
                 .as_ref()
@@ -315,4 +339,42 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
 /// An id as one path segment or query value of a URL podium writes.
 pub fn path_segment(id: &str) -> String {
     percent_encoding::utf8_percent_encode(id, SEGMENT).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(local: &str) -> pb::ZonedTime {
+        pb::ZonedTime {
+            local: local.into(),
+            time_zone: "Asia/Phnom_Penh".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_span_is_written_in_the_readers_language_and_crosses_midnight_with_its_day() {
+        let (start, end) = (
+            at("2024-11-14T09:00:00+07:00"),
+            at("2024-11-14T09:45:00+07:00"),
+        );
+        assert_eq!(
+            wall_span(Some(&start), Some(&end), Lang::En),
+            ("Thu 14 Nov 09:00".to_owned(), "09:45".to_owned())
+        );
+        let (khmer, _) = wall_span(Some(&start), Some(&end), Lang::Km);
+        assert_eq!(khmer, "ថ្ងៃ\u{200b}ព្រហស្បតិ៍ 14 វិច្ឆិកា 09:00");
+
+        let late = at("2024-11-14T23:30:00+07:00");
+        let after = at("2024-11-15T00:15:00+07:00");
+        assert_eq!(
+            wall_span(Some(&late), Some(&after), Lang::En),
+            ("Thu 14 Nov 23:30".to_owned(), "Fri 15 Nov 00:15".to_owned())
+        );
+        assert_eq!(
+            wall_span(None, None, Lang::En),
+            (String::new(), String::new())
+        );
+    }
 }

@@ -1,6 +1,9 @@
 //! What a browser is sent, checked byte for byte over plain HTTP/1.1.
 
-use podium_e2e::http::{self, form};
+use podium_e2e::{
+    Show, Talk,
+    http::{self, form},
+};
 
 use super::{ballots, show};
 
@@ -135,6 +138,26 @@ async fn pages_send_security_headers_and_refuse_forged_and_broken_requests() {
     .await
     .unwrap();
     assert_eq!(forged.status, 403);
+    // A rating that is not a number is refused, not read as 0: for a session's rating as for
+    // a rating poll's ballot.
+    let origin = format!("http://{addr}");
+    let headers = [("cookie", signed_in.as_str()), ("origin", origin.as_str())];
+    for path in [
+        format!("/session/{}/rating", show.session_id()),
+        format!("/poll/{}/ballot", show.polls[0].id),
+    ] {
+        let body = form(&[("csrf", &csrf), ("rating", "five")]);
+        let refused = http::request(&addr, "POST", &path, &headers, &body)
+            .await
+            .unwrap();
+        assert_eq!(refused.status, 422, "{path}: {}", refused.body);
+        assert!(
+            refused.body.contains("is not a whole number"),
+            "{}",
+            refused.body
+        );
+    }
+    assert_eq!(ballots(&show, poll).await, 0, "nothing was counted");
     // A tampered session cookie: treated as signed out, and cleared.
     let tampered = http::request(
         &addr,
@@ -339,4 +362,41 @@ async fn links_sign_in_only_the_role_their_page_needs_and_confirmations_name_rea
     .await
     .unwrap();
     assert_eq!(real.status, 200, "{}", real.body);
+}
+
+#[tokio::test]
+async fn behind_a_proxy_the_projector_links_to_the_public_url() {
+    let now = chrono::Utc::now();
+    let at = |minutes: i64| (now + chrono::Duration::minutes(minutes)).to_rfc3339();
+    let show = Show::start()
+        .args(&["--public-url", "https://podium.example.org/"])
+        .session(Talk::new("Open contracting in Cambodia", &at(-10), &at(50)))
+        .await
+        .unwrap();
+    let moderator = show
+        .token(podium_client::pb::Role::Moderator, None, "Sokha, moderator")
+        .await
+        .unwrap();
+    let path = format!("/p/{}/{}", podium_e2e::CONFERENCE, show.odc.hall.id);
+    // podiumd serves plain HTTP to the proxy, yet its cookies are Secure: the browser is on
+    // https.
+    let link = format!("{path}?token={moderator}");
+    let signed_in = http::request(&show.server.addr, "GET", &link, &[], "")
+        .await
+        .unwrap();
+    let session = signed_in
+        .cookies()
+        .into_iter()
+        .find(|c| c.starts_with("podium_session="))
+        .unwrap()
+        .to_owned();
+    assert!(session.contains("Secure"), "{session}");
+    let cookie = format!("podium_session={moderator}");
+    let page = http::request(&show.server.addr, "GET", &path, &[("cookie", &cookie)], "")
+        .await
+        .unwrap();
+    assert_eq!(page.status, 200, "{}", page.body);
+    let link = format!("https://podium.example.org/j/{}", show.odc.join_code());
+    assert!(page.body.contains(&link), "{link} not in {}", page.body);
+    assert!(!page.body.contains("http://127.0.0.1"), "{}", page.body);
 }
