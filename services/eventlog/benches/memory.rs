@@ -1,0 +1,159 @@
+//! How the sled log's memory grows with the log, not a test: it prints figures. Run it with
+//! `cargo bench -p podium-eventlog --bench memory`.
+//!
+//! It appends ballot-shaped events (about 120 bytes, each to a stream of its own, as every
+//! attendee's ballot in a poll is, with a random id, as clients make them) from 64 appenders
+//! through [`SledEventLog`] with a 16 MiB page cache, the soak's setting, and prints the
+//! process's resident memory after each third of the run ("day"), then opens the log again in
+//! a fresh handle and prints what opening it costs. `PODIUM_BENCH_EVENTS` (default 1,500,000,
+//! the soak's ballots) sets the size. Under `cargo test --benches` it makes a quick smoke run.
+//!
+//! What it shows: sled 0.34 keeps memory for every key it holds, whatever its cache size, and
+//! the log writes three keys per event (the event at its position, the stream's version, the
+//! event id). The growth per event is the slope between days; the first day also fills the
+//! cache.
+
+use std::{path::Path, sync::Arc, time::Instant};
+
+use anyhow::Context;
+use podium_eventlog::{EventLog, ExpectedVersion, NewEvent, SledEventLog, SledOptions};
+
+const APPENDERS: u64 = 64;
+const CACHE_BYTES: u64 = 16 << 20;
+
+fn resident_mib() -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .context("no VmRSS in /proc/self/status")?
+        .parse()?;
+    Ok(kib / 1024.0)
+}
+
+fn open(dir: &Path) -> anyhow::Result<Arc<SledEventLog>> {
+    let options = SledOptions {
+        cache_bytes: CACHE_BYTES,
+        ..Default::default()
+    };
+    Ok(Arc::new(SledEventLog::open(dir, options)?))
+}
+
+/// Appends `count` ballots of `day` from [`APPENDERS`] concurrent appenders.
+async fn day(log: &Arc<SledEventLog>, day: u64, count: u64) -> anyhow::Result<()> {
+    let mut appenders = tokio::task::JoinSet::new();
+    for appender in 0..APPENDERS {
+        let log = log.clone();
+        appenders.spawn(async move {
+            for ballot in 0..count / APPENDERS {
+                let poll = ballot % 240;
+                let stream = format!(
+                    "conference/odc2024/poll/day{day}-poll{poll:03}/ballots/att-{appender:02}{ballot:07}"
+                );
+                let event = NewEvent {
+                    id: uuid::Uuid::new_v4(),
+                    event_type: "podium.v1.BallotCast".into(),
+                    payload: vec![7; 120],
+                };
+                log.append(&stream, ExpectedVersion::NoStream, vec![event])
+                    .await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = appenders.join_next().await {
+        done??;
+    }
+    Ok(())
+}
+
+/// The argument that makes the benchmark's own binary reopen a log and report.
+const REOPEN: &str = "--reopen-and-report";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == REOPEN) {
+        let dir = args
+            .get(at + 1)
+            .context("--reopen-and-report needs a directory")?;
+        return reopen(Path::new(dir));
+    }
+    let smoke = !std::env::args().any(|arg| arg == "--bench");
+    let events: u64 = if smoke {
+        3 * APPENDERS * 50
+    } else {
+        match std::env::var("PODIUM_BENCH_EVENTS") {
+            Ok(value) => value
+                .parse()
+                .context("PODIUM_BENCH_EVENTS must be a number")?,
+            Err(_) => 1_500_000,
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let dir = tempfile::tempdir()?;
+    println!(
+        "podium-eventlog memory benchmark: {events} ballot-shaped events in 3 days, 64 appenders, \
+         {} MiB page cache, debug assertions {}",
+        CACHE_BYTES >> 20,
+        if cfg!(debug_assertions) { "on" } else { "off" }
+    );
+    runtime.block_on(async {
+        let log = open(dir.path())?;
+        let start = resident_mib()?;
+        println!("opened empty      RSS {start:7.1} MiB");
+        let mut previous = start;
+        let mut first_day = 0.0;
+        for number in 1..=3 {
+            let started = Instant::now();
+            day(&log, number, events / 3).await?;
+            let now = resident_mib()?;
+            let per_event = (now - previous) * 1_048_576.0 / (events / 3) as f64;
+            println!(
+                "after day {number}       RSS {now:7.1} MiB  (+{per_event:.0} bytes per event, {} events in {:.1} s)",
+                log.head(),
+                started.elapsed().as_secs_f64()
+            );
+            if number == 1 {
+                first_day = now;
+            }
+            previous = now;
+        }
+        println!(
+            "day 3 / day 1     {:.2} (the soak's target is at most 1.2)",
+            previous / first_day
+        );
+        log.close()?;
+        anyhow::Ok(())
+    })?;
+    drop(runtime);
+    // What opening a log of this size costs, in a process of its own (this one's allocator
+    // keeps what the first log freed).
+    let reopened = std::process::Command::new(std::env::current_exe()?)
+        .arg(REOPEN)
+        .arg(dir.path())
+        .output()?;
+    anyhow::ensure!(
+        reopened.status.success(),
+        "reopening failed: {}",
+        String::from_utf8_lossy(&reopened.stderr)
+    );
+    print!("{}", String::from_utf8_lossy(&reopened.stdout));
+    Ok(())
+}
+
+/// Opens the log at `dir` and prints what that cost.
+fn reopen(dir: &Path) -> anyhow::Result<()> {
+    let before = resident_mib()?;
+    let log = open(dir)?;
+    let after = resident_mib()?;
+    println!(
+        "opened again      RSS {after:7.1} MiB, +{:.1} MiB to open a log of {} events in a fresh process",
+        after - before,
+        log.head()
+    );
+    Ok(())
+}
