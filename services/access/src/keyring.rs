@@ -177,11 +177,17 @@ impl Keyring {
     /// Writes the ring to `dir`: the retired keys first, then the current one, so that a
     /// crash between the two leaves the old current key both current and retired.
     pub(crate) fn save(&self, dir: &Path) -> io::Result<()> {
-        write_private(
-            &dir.join(RETIRED_FILE),
-            format_retired(&self.retired).as_bytes(),
-        )?;
-        write_private(&dir.join(KEY_FILE), &self.current.secret)
+        let [(current_file, current), (retired_file, retired)] = self.files();
+        write_private(&dir.join(retired_file), &retired)?;
+        write_private(&dir.join(current_file), &current)
+    }
+
+    /// The ring as [`save`](Self::save) writes it: each file's name and contents.
+    pub(crate) fn files(&self) -> [(&'static str, Vec<u8>); 2] {
+        [
+            (KEY_FILE, self.current.secret.clone()),
+            (RETIRED_FILE, format_retired(&self.retired).into_bytes()),
+        ]
     }
 }
 

@@ -222,6 +222,14 @@ impl TokenKeys {
             .map_err(std::io::Error::other)
     }
 
+    /// The signing keys' files (the current key, then the retired ones) as the keys in use
+    /// now, for a backup: taken between rotations, so the two always belong together, which
+    /// reading the files while a rotation rewrites them would not promise.
+    pub fn key_files(&self) -> [(&'static str, Vec<u8>); 2] {
+        let _between_rotations = self.rotating.lock().unwrap_or_else(|p| p.into_inner());
+        self.ring.read().unwrap_or_else(|p| p.into_inner()).files()
+    }
+
     /// Replaces the signing key: tokens signed by the current one verify for `grace` more,
     /// then are refused. The generated admin token file, if podium keeps one, is signed again.
     /// Nothing changes unless the new keys are on disk.

@@ -30,6 +30,8 @@ pub struct NodeFacts {
     pub disk_reserve: u64,
     /// What `Backup` copies: the polls' keys when this process runs the polls.
     pub voter_keys: Option<Arc<podium_feedback::VoterKeys>>,
+    /// What `Backup` copies: the tokens' signing keys.
+    pub token_keys: Arc<podium_access::TokenKeys>,
     /// What `Backup` copies: the per-person keys.
     pub personal: Arc<podium_eventlog::personal::PersonalKeys>,
     /// The recordings' store when this process runs the status service: a backup holds its
@@ -134,6 +136,7 @@ impl Diagnostics for DiagnosticsService {
             log: node.log.clone(),
             data_dir: node.data_dir.clone(),
             voter_keys: node.voter_keys.clone(),
+            token_keys: node.token_keys.clone(),
             personal: node.personal.clone(),
             recordings: node.recordings.clone(),
         };

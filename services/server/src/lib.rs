@@ -448,6 +448,7 @@ impl Podium {
                 data_dir: config.data_dir.clone(),
                 disk_reserve: config.disk_reserve,
                 voter_keys,
+                token_keys: keys.clone(),
                 personal: personal.clone(),
                 recordings: status.as_ref().map(|parts| parts.recordings.clone()),
                 stop: stop_rx.clone(),

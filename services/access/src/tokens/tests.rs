@@ -84,6 +84,41 @@ fn bootstrap_writes_a_private_admin_token_once() {
 }
 
 #[test]
+fn the_key_files_a_backup_takes_are_the_ones_in_use_and_start_a_restored_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = TokenKeys::bootstrap(dir.path(), None).unwrap().keys;
+    let old = keys.issue(&organiser(), DEFAULT_TTL).unwrap();
+    for rotated in [false, true] {
+        if rotated {
+            keys.rotate(Duration::from_secs(3600)).unwrap();
+        }
+        let files = keys.key_files();
+        let names: Vec<&str> = files.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            names,
+            [crate::keyring::KEY_FILE, crate::keyring::RETIRED_FILE]
+        );
+        if rotated {
+            // What the rotation wrote, byte for byte.
+            for (name, contents) in &files {
+                assert_eq!(
+                    &fs::read(dir.path().join(name)).unwrap(),
+                    contents,
+                    "{name}"
+                );
+            }
+        }
+        // Written where a restore writes them, they start a node that verifies the tokens.
+        let restored = tempfile::tempdir().unwrap();
+        for (name, contents) in &files {
+            fs::write(restored.path().join(name), contents).unwrap();
+        }
+        let node = TokenKeys::bootstrap(restored.path(), None).unwrap().keys;
+        assert!(node.verify(&old).is_ok(), "rotated: {rotated}");
+    }
+}
+
+#[test]
 fn a_rotated_key_verifies_through_its_grace_and_not_after() {
     let dir = tempfile::tempdir().unwrap();
     let keys = TokenKeys::bootstrap(dir.path(), None).unwrap().keys;

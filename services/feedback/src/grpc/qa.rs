@@ -416,6 +416,8 @@ impl Questions for QuestionsService {
         .await?;
         // The author's id is in the operator's log (as when they joined), never in this answer.
         tracing::info!(conference = %conference_id, question = %question_id, by = %principal.id, "question's author revoked");
+        // Now, not the recorded time: an earlier revocation's time would link this question
+        // to the author's other one.
         Ok(Response::new(pb::RevokeAuthorResponse {
             revoked_at: Some(std::time::SystemTime::now().into()),
         }))

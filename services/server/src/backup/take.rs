@@ -7,6 +7,7 @@
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::SystemTime};
 
 use futures::Stream;
+use podium_access::TokenKeys;
 use podium_eventlog::{
     EventLog,
     personal::{KEYS_FILE, PersonalKeys},
@@ -19,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::{io::AsyncReadExt, sync::watch};
 
 use super::{
-    BackupError, POLL_KEYS, RETIRED_TOKEN_KEYS, TOKEN_KEY,
+    BackupError, POLL_KEYS,
     format::{CHUNK_BYTES, Encoder, FORMAT_VERSION},
     recording_path,
 };
@@ -36,6 +37,8 @@ pub struct BackupSource {
     pub log: Arc<dyn EventLog>,
     pub data_dir: PathBuf,
     pub voter_keys: Option<Arc<VoterKeys>>,
+    /// The tokens' signing keys, copied as they are in use (between rotations).
+    pub token_keys: Arc<TokenKeys>,
     /// The per-person keys: read after the head, so every key an event below it was sealed
     /// with is in (keys are durable before their events), and an erased person's is zeros.
     pub personal: Arc<PersonalKeys>,
@@ -181,27 +184,20 @@ impl BackupSource {
     async fn keys_and_head(&self) -> Result<(u64, Vec<(String, Vec<u8>)>), BackupError> {
         let source = self.clone();
         tokio::task::spawn_blocking(move || {
-            let token_path = source.data_dir.join(TOKEN_KEY);
-            let token = std::fs::read(&token_path)
-                .map_err(BackupError::io(format!("reading {}", token_path.display())))?;
             let poll_dir = source.data_dir.join(POLL_KEYS);
             let (head, polls) = match &source.voter_keys {
                 Some(keys) => keys.export(|| source.log.head()),
                 None => VoterKeys::read_dir(&poll_dir).map(|keys| (source.log.head(), keys)),
             }
             .map_err(BackupError::io(format!("reading {}", poll_dir.display())))?;
-            let mut keys = vec![(TOKEN_KEY.to_owned(), token)];
-            let retired_path = source.data_dir.join(RETIRED_TOKEN_KEYS);
-            match std::fs::read(&retired_path) {
-                Ok(retired) => keys.push((RETIRED_TOKEN_KEYS.to_owned(), retired)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(BackupError::io(format!(
-                        "reading {}",
-                        retired_path.display()
-                    ))(e));
-                }
-            }
+            let mut keys: Vec<(String, Vec<u8>)> = source
+                .token_keys
+                .key_files()
+                .into_iter()
+                // A node never rotated has no retired keys, and a backup no empty file.
+                .filter(|(_, contents)| !contents.is_empty())
+                .map(|(name, contents)| (name.to_owned(), contents))
+                .collect();
             keys.extend(
                 polls
                     .into_iter()
