@@ -25,6 +25,33 @@ for (const input of document.querySelectorAll("[data-counter]")) {
   update();
 }
 
+// A screen reader hears a poll's count of ballots when it changes, at most every five seconds
+// (politely, from the poll's [data-announce] line), not every bar of every update: results can
+// change ten times a second, and the whole region stays there to read at any time.
+const ANNOUNCE_EVERY_MS = 5000;
+const announced = new Map();
+const announce = (page, key, region) => {
+  const line = page.querySelector(`[data-announce="${CSS.escape(key)}"]`);
+  const count = () => region.querySelector(".meta")?.textContent ?? "";
+  if (!line) return;
+  // The stream's first event is what the page already shows: nothing to say.
+  if (!announced.has(key)) {
+    announced.set(key, { at: 0, timer: 0, said: count() });
+    return;
+  }
+  const state = announced.get(key);
+  const say = () => {
+    state.timer = 0;
+    state.at = Date.now();
+    // The newest count, read when it is said: the region may have changed since.
+    const now = count();
+    if (now !== state.said) line.textContent = state.said = now;
+  };
+  const wait = state.at + ANNOUNCE_EVERY_MS - Date.now();
+  if (wait <= 0) say();
+  else if (!state.timer) state.timer = setTimeout(say, wait);
+};
+
 // [data-live="/live/results?poll=..."]: one stream for the page; each event names its part
 // on the first line and carries the fragment that replaces that part's [data-poll] region.
 // EventSource resumes after a dropped connection by itself. A page left for another is closed
@@ -43,6 +70,7 @@ const follow = () => {
       const template = document.createElement("template");
       template.innerHTML = event.data.slice(cut + 1);
       region.replaceChildren(template.content);
+      announce(page, event.data.slice(0, cut), region);
     });
     sources.push(source);
   }

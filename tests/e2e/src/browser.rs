@@ -231,11 +231,42 @@ impl Browser {
             .await?)
     }
 
+    /// The text of the first element matching `css`, whether shown or not: what a screen
+    /// reader is given by a visually hidden line.
+    pub async fn text_content(&self, css: &str) -> anyhow::Result<String> {
+        let found = self
+            .client
+            .execute(
+                "return document.querySelector(arguments[0])?.textContent ?? null;",
+                vec![json!(css)],
+            )
+            .await?;
+        found
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("no {css}"))
+    }
+
     /// Waits until the first element matching `css` shows `wanted`; fails after [`PATIENCE`].
     pub async fn wait_for_text(&self, css: &str, wanted: &str) -> anyhow::Result<()> {
+        self.wait_until_reads(css, wanted, false).await
+    }
+
+    /// Waits until the first element matching `css` holds `wanted`, shown or visually
+    /// hidden; fails after [`PATIENCE`].
+    pub async fn wait_for_text_content(&self, css: &str, wanted: &str) -> anyhow::Result<()> {
+        self.wait_until_reads(css, wanted, true).await
+    }
+
+    async fn wait_until_reads(&self, css: &str, wanted: &str, hidden: bool) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let shown = self.text(css).await.unwrap_or_default();
+            let shown = if hidden {
+                self.text_content(css).await
+            } else {
+                self.text(css).await
+            }
+            .unwrap_or_default();
             if shown.contains(wanted) {
                 return Ok(());
             }

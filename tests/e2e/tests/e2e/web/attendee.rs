@@ -104,6 +104,21 @@ async fn an_attendee_on_a_phone_votes_in_every_poll_asks_and_the_projector_follo
         .unwrap();
     assert!(results.contains("1 ballots"), "{results}");
     assert!(results.contains("Health\n1 votes (100 %)"), "{results}");
+    // Another attendee's ballot: the results follow, and a screen reader is told the new
+    // count (once, politely), not read every bar again.
+    let announcer = format!("[data-announce='{}']", show.polls[0].id);
+    assert_eq!(phone.text_content(&announcer).await.unwrap(), "");
+    let other = show.join("Chanthou").await.unwrap();
+    let choice = show.polls[0].options[0].id.clone();
+    other
+        .polls()
+        .cast_ballot(podium_e2e::ballot(&show.polls[0], vec![choice]))
+        .await
+        .unwrap();
+    phone
+        .wait_for_text_content(&announcer, "2 ballots")
+        .await
+        .unwrap();
     accessible(&phone, "conference, polls open and voted").await;
     phone.screenshot("conference-phone-en").await.unwrap();
 
@@ -202,7 +217,7 @@ async fn an_attendee_on_a_phone_votes_in_every_poll_asks_and_the_projector_follo
         "the token stays out of the URL: {path}"
     );
     let first = format!("section[aria-labelledby='poll-{}']", show.polls[0].id);
-    projector.wait_for_text(&first, "1 ballots").await.unwrap();
+    projector.wait_for_text(&first, "2 ballots").await.unwrap();
     accessible(&projector, "projector").await;
     projector.screenshot("projector-en").await.unwrap();
     let another = show.join("Vicheka").await.unwrap();
@@ -215,7 +230,7 @@ async fn an_attendee_on_a_phone_votes_in_every_poll_asks_and_the_projector_follo
         ))
         .await
         .unwrap();
-    projector.wait_for_text(&first, "2 ballots").await.unwrap();
+    projector.wait_for_text(&first, "3 ballots").await.unwrap();
     println!(
         "ballot acknowledged -> shown on the projector: {:?}",
         cast.elapsed()
