@@ -85,6 +85,8 @@ impl LocalPodiumd {
             // The vote storm measures the durable path: each simulated attendee re-votes far
             // faster than a person, which the per-attendee rate limit would refuse.
             .args(["--rate-ballots", "4000000000", "--rate-joins", "4000000000"])
+            // The web fan-out's watchers are thousands of pages of one attendee's sign-in.
+            .args(["--max-page-streams", "4000000000"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

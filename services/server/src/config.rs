@@ -204,6 +204,13 @@ pub struct Transport {
     #[arg(long, env = "PODIUM_MAX_CONCURRENT_REQUESTS", default_value = "2048",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_requests: u32,
+
+    /// Live streams (Server-Sent Events, one per open page) the pages may hold open for one
+    /// sign-in at once; more are refused with 429 and a page that says so. A person has a few
+    /// tabs, a shared projector token a screen per room.
+    #[arg(long, env = "PODIUM_MAX_PAGE_STREAMS", default_value = "32",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_page_streams: u32,
 }
 
 /// Rate limits per authenticated principal, and per client address for joining. Each is a

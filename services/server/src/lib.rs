@@ -427,7 +427,8 @@ impl Podium {
                     },
                     config.tls.tls_cert.is_some(),
                 )
-                .with_public_url(config.public_url.clone());
+                .with_public_url(config.public_url.clone())
+                .with_live_stream_limit(config.transport.max_page_streams as usize);
                 web.router()
             }
             _ => axum::Router::new().fallback(grpc_web::grpc_unimplemented),

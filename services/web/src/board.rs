@@ -346,6 +346,10 @@ pub async fn live(State(web): State<Web>, visitor: Visitor) -> Response {
         Ok(stream) => stream.into_inner(),
         Err(status) => return reply::refused(&visitor, &status),
     };
+    let permit = match crate::streams::admit(&web, &visitor) {
+        Ok(permit) => permit,
+        Err(refused) => return *refused,
+    };
     let frame = Arc::new(Frame::new(&visitor, "/m/"));
     let t = visitor.text();
     let events = async_stream::stream! {
@@ -368,7 +372,7 @@ pub async fn live(State(web): State<Web>, visitor: Visitor) -> Response {
         }
     };
     visitor.finish(
-        Sse::new(events)
+        Sse::new(crate::streams::holding(events, permit))
             .keep_alive(KeepAlive::default())
             .into_response(),
     )

@@ -22,6 +22,7 @@ mod projector;
 mod reply;
 pub mod session;
 mod speaker;
+mod streams;
 mod views;
 
 use std::sync::Arc;
@@ -45,6 +46,9 @@ pub use session::SessionKeys;
 /// The largest form a page accepts: an open-text answer of 1,000 Khmer characters is about
 /// 9 KiB once form-encoded, so 64 KiB leaves room and refuses anything else.
 pub const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// Live streams one sign-in may hold at once unless podiumd says otherwise.
+pub const DEFAULT_LIVE_STREAMS: usize = 32;
 
 /// The services the pages call, shared with the gRPC servers.
 #[derive(Clone)]
@@ -79,6 +83,8 @@ pub struct Web {
     fragments: Arc<live::Fragments>,
     /// The origin attendees reach podiumd by (`--public-url`), for the projector's join link.
     public_url: Option<Arc<str>>,
+    /// The live streams each sign-in holds open.
+    live_streams: Arc<streams::LiveStreams>,
 }
 
 impl FromRef<Web> for SessionKeys {
@@ -99,7 +105,15 @@ impl Web {
             session,
             fragments: Arc::default(),
             public_url: None,
+            live_streams: streams::LiveStreams::new(DEFAULT_LIVE_STREAMS),
         }
+    }
+
+    /// Live streams (one per open page) one sign-in may hold at once; more are refused with
+    /// 429 and a page that says so.
+    pub fn with_live_stream_limit(mut self, limit: usize) -> Self {
+        self.live_streams = streams::LiveStreams::new(limit);
+        self
     }
 
     /// The origin attendees reach podiumd by (for example `https://podium.example.org`, behind

@@ -219,6 +219,10 @@ pub async fn results(
     } else {
         None
     };
+    let permit = match crate::streams::admit(&web, &visitor) {
+        Ok(permit) => permit,
+        Err(refused) => return *refused,
+    };
     let mut streams: Vec<BoxStream<'static, Result<Event, Infallible>>> = Vec::new();
     for poll_id in polls {
         let request = on_behalf(
@@ -263,7 +267,7 @@ pub async fn results(
             Err(status) => return reply::refused(&visitor, &status),
         }
     }
-    let merged = futures::stream::select_all(streams);
+    let merged = crate::streams::holding(futures::stream::select_all(streams), permit);
     visitor.finish(
         Sse::new(merged)
             .keep_alive(KeepAlive::default())

@@ -100,6 +100,37 @@ pub async fn request_bytes(
     })
 }
 
+/// Sends a GET whose response does not end (a live stream) and reads only its status line and
+/// headers: the status, and the connection, open until it is dropped.
+pub async fn open_stream(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(u16, tokio::net::TcpStream)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let mut head = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    let mut raw = Vec::new();
+    while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        anyhow::ensure!(
+            stream.read(&mut byte).await? == 1,
+            "closed before its headers"
+        );
+        raw.push(byte[0]);
+    }
+    let status = String::from_utf8_lossy(&raw)
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no status line")?;
+    Ok((status, stream))
+}
+
 /// Form-encodes `fields`.
 pub fn form(fields: &[(&str, &str)]) -> String {
     fields

@@ -15,7 +15,7 @@ use tokio::{
 use tonic::Code;
 
 /// Every limit issue 5 names, as `--print-config` reports it.
-const LIMITS: [&str; 12] = [
+const LIMITS: [&str; 13] = [
     "max_concurrent_streams",
     "max_local_error_reset_streams",
     "http2_keepalive_interval_seconds",
@@ -28,6 +28,7 @@ const LIMITS: [&str; 12] = [
     "max_response_bytes",
     "max_header_list_bytes",
     "max_concurrent_requests",
+    "max_page_streams",
 ];
 
 fn effective_config(args: &[&str]) -> serde_json::Value {

@@ -1,7 +1,7 @@
 //! What a browser is sent, checked byte for byte over plain HTTP/1.1.
 
 use podium_e2e::{
-    Show, Talk,
+    NewPoll, Show, Talk,
     http::{self, form},
 };
 
@@ -362,6 +362,65 @@ async fn links_sign_in_only_the_role_their_page_needs_and_confirmations_name_rea
     .await
     .unwrap();
     assert_eq!(real.status, 200, "{}", real.body);
+}
+
+#[tokio::test]
+async fn one_sign_in_holds_at_most_its_share_of_live_pages() {
+    let show = Show::start()
+        .args(&["--max-page-streams", "2"])
+        .poll(NewPoll::single_choice(&["Budgets", "Land"]).question("Which data first?"))
+        .await
+        .unwrap();
+    let addr = show.server.addr.clone();
+    let poll = &show.polls[0];
+    let path = format!("/live/results?poll={}", poll.id);
+    let dara = show.join("Dara").await.unwrap();
+    let cookie = format!("podium_session={}; podium_lang=en", dara.token);
+    let signed_in = [("cookie", cookie.as_str())];
+    let (status, first) = http::open_stream(&addr, &path, &signed_in).await.unwrap();
+    assert_eq!(status, 200);
+    let (status, _second) = http::open_stream(&addr, &path, &signed_in).await.unwrap();
+    assert_eq!(status, 200);
+    // A third page of the same sign-in is refused with a page that says why.
+    let third = http::request(&addr, "GET", &path, &signed_in, "")
+        .await
+        .unwrap();
+    assert_eq!(third.status, 429, "{}", third.body);
+    assert!(third.body.contains("Too many open pages"), "{}", third.body);
+    // Another sign-in is not affected.
+    let sokha = show.join("Sokha").await.unwrap();
+    let other = format!("podium_session={}", sokha.token);
+    let (status, _others) = http::open_stream(&addr, &path, &[("cookie", &other)])
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    // A page closed gives its place back, once podiumd's next update finds the connection
+    // gone (each ballot here is one).
+    drop(first);
+    let mut voters = Vec::new();
+    for name in ["Chanthou", "Vicheka", "Sopheap", "Rithy", "Malis"] {
+        voters.push(show.join(name).await.unwrap());
+    }
+    let deadline = tokio::time::Instant::now() + podium_e2e::PATIENCE;
+    for turn in 0.. {
+        // Each voter changes their ballot, in turn: far below the ballot rate limit.
+        let option = &poll.options[turn / voters.len() % 2].id;
+        voters[turn % voters.len()]
+            .polls()
+            .cast_ballot(podium_e2e::ballot(poll, vec![option.clone()]))
+            .await
+            .unwrap();
+        let (status, _again) = http::open_stream(&addr, &path, &signed_in).await.unwrap();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 429);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the closed page's place never came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
 }
 
 #[tokio::test]
