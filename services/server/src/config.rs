@@ -206,9 +206,10 @@ pub struct Transport {
     pub max_concurrent_requests: u32,
 
     /// Live streams (Server-Sent Events, one per open page) the pages may hold open for one
-    /// sign-in at once; more are refused with 429 and a page that says so. A person has a few
-    /// tabs, a shared projector token a screen per room.
-    #[arg(long, env = "PODIUM_MAX_PAGE_STREAMS", default_value = "32",
+    /// sign-in at once; a newer one ends the oldest (a page still open reconnects by itself, a
+    /// phone gone from the Wi-Fi does not). A person has a few tabs, a shared projector token a
+    /// screen per room.
+    #[arg(long, env = "PODIUM_MAX_PAGE_STREAMS", default_value_t = podium_web::DEFAULT_LIVE_STREAMS,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_page_streams: u32,
 }
@@ -301,8 +302,18 @@ fn parse_public_url(text: &str) -> Result<String, String> {
         .parse()
         .map_err(|e| format!("{text:?} is not a URL: {e}"))?;
     let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
-    let bare = matches!(uri.path(), "" | "/") && uri.query().is_none();
-    match (scheme_ok, uri.authority(), bare) {
+    let bare = matches!(uri.path(), "" | "/") && uri.query().is_none() && !text.contains('#');
+    // A host, and a port only if it is a number; no user name or password to print on a slide.
+    let authority = uri.authority().filter(|a| {
+        let after_host = a
+            .as_str()
+            .rsplit_once(']')
+            .map_or(a.as_str(), |(_, rest)| rest);
+        !a.host().is_empty()
+            && !a.as_str().contains('@')
+            && (a.port_u16().is_some() || !after_host.contains(':'))
+    });
+    match (scheme_ok, authority, bare) {
         (true, Some(authority), true) => Ok(format!(
             "{}://{authority}",
             uri.scheme_str().unwrap_or("https")
@@ -420,11 +431,19 @@ mod tests {
             parse_public_url("http://10.0.0.5:8080"),
             Ok("http://10.0.0.5:8080".to_owned())
         );
+        assert_eq!(
+            parse_public_url("https://[2001:db8::1]:8443"),
+            Ok("https://[2001:db8::1]:8443".to_owned())
+        );
         for wrong in [
             "podium.example.org",
             "ftp://x.org",
             "https://x.org/podium",
             "https://x.org/?a=1",
+            "https://x.org/#f",
+            "https://user:pw@x.org",
+            "https://:443",
+            "https://x.org:abc",
         ] {
             let error = parse_public_url(wrong).unwrap_err();
             assert!(error.contains("must be http"), "{wrong}: {error}");

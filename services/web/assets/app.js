@@ -25,9 +25,9 @@ for (const input of document.querySelectorAll("[data-counter]")) {
   update();
 }
 
-// A screen reader hears a poll's count of ballots when it changes, at most every five seconds
-// (politely, from the poll's [data-announce] line), not every bar of every update: results can
-// change ten times a second, and the whole region stays there to read at any time.
+// A screen reader hears a poll's question and new count of ballots when it changes, at most
+// every five seconds (politely, from the poll's [data-announce] line), not every bar of every
+// update: results can change ten times a second, and the whole region stays there to read.
 const ANNOUNCE_EVERY_MS = 5000;
 const announced = new Map();
 const announce = (page, key, region) => {
@@ -37,6 +37,7 @@ const announce = (page, key, region) => {
   // The stream's first event is what the page already shows: nothing to say.
   if (!announced.has(key)) {
     announced.set(key, { at: 0, timer: 0, said: count() });
+    line.dataset.following = "";
     return;
   }
   const state = announced.get(key);
@@ -45,7 +46,9 @@ const announce = (page, key, region) => {
     state.at = Date.now();
     // The newest count, read when it is said: the region may have changed since.
     const now = count();
-    if (now !== state.said) line.textContent = state.said = now;
+    if (now === state.said) return;
+    state.said = now;
+    line.textContent = `${line.dataset.label}: ${now}`;
   };
   const wait = state.at + ANNOUNCE_EVERY_MS - Date.now();
   if (wait <= 0) say();

@@ -335,6 +335,7 @@ pub async fn live(State(web): State<Web>, visitor: Visitor) -> Response {
         Ok(names) => names,
         Err(status) => return reply::refused(&visitor, &status),
     };
+    let permit = crate::streams::admit(&web, &visitor);
     let request = on_behalf(
         &visitor,
         pb::WatchStatusRequest {
@@ -345,10 +346,6 @@ pub async fn live(State(web): State<Web>, visitor: Visitor) -> Response {
     let mut updates = match stage.watch_status(request).await {
         Ok(stream) => stream.into_inner(),
         Err(status) => return reply::refused(&visitor, &status),
-    };
-    let permit = match crate::streams::admit(&web, &visitor) {
-        Ok(permit) => permit,
-        Err(refused) => return *refused,
     };
     let frame = Arc::new(Frame::new(&visitor, "/m/"));
     let t = visitor.text();

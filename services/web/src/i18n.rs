@@ -174,7 +174,6 @@ catalogue! {
     error_csrf: "This form has expired. Go back, reload the page and send it again.", "ទម្រង់នេះបានផុតកំណត់។ សូមត្រឡប់ក្រោយ ផ្ទុកទំព័រឡើងវិញ ហើយផ្ញើម្តងទៀត។";
     error_too_large: "What you sent is too long.", "អ្វីដែលអ្នកបានផ្ញើវែងពេក។";
     error_invalid: "What you sent was not accepted:", "អ្វីដែលអ្នកបានផ្ញើមិនត្រូវបានទទួលយកទេ៖";
-    error_too_many_pages: "Too many open pages follow live updates for this sign-in. Close some of them, then reload this one.", "មានទំព័រច្រើនពេកកំពុងតាមដានការធ្វើបច្ចុប្បន្នភាពផ្ទាល់សម្រាប់ការចូលនេះ។ សូមបិទទំព័រខ្លះ បន្ទាប់មកផ្ទុកទំព័រនេះឡើងវិញ។";
     error_busy: "Too many requests right now. Wait a moment and try again.", "មានសំណើច្រើនពេកនៅពេលនេះ។ សូមរង់ចាំបន្តិច ហើយព្យាយាមម្តងទៀត។";
     error_unavailable: "This part of podium is not served by this server.", "ផ្នែកនេះរបស់ podium មិនត្រូវបានផ្តល់ដោយម៉ាស៊ីនមេនេះទេ។";
     error_internal: "podium could not do this. Try again; if it keeps failing, tell the organisers.", "podium មិនអាចធ្វើការនេះបានទេ។ សូមព្យាយាមម្តងទៀត ប្រសិនបើនៅតែបរាជ័យ សូមប្រាប់អ្នករៀបចំ។";

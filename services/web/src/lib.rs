@@ -48,7 +48,7 @@ pub use session::SessionKeys;
 pub const MAX_FORM_BYTES: usize = 64 * 1024;
 
 /// Live streams one sign-in may hold at once unless podiumd says otherwise.
-pub const DEFAULT_LIVE_STREAMS: usize = 32;
+pub const DEFAULT_LIVE_STREAMS: u32 = 32;
 
 /// The services the pages call, shared with the gRPC servers.
 #[derive(Clone)]
@@ -105,12 +105,12 @@ impl Web {
             session,
             fragments: Arc::default(),
             public_url: None,
-            live_streams: streams::LiveStreams::new(DEFAULT_LIVE_STREAMS),
+            live_streams: streams::LiveStreams::new(DEFAULT_LIVE_STREAMS as usize),
         }
     }
 
-    /// Live streams (one per open page) one sign-in may hold at once; more are refused with
-    /// 429 and a page that says so.
+    /// Live streams (one per open page) one sign-in may hold at once; a newer one ends the
+    /// oldest.
     pub fn with_live_stream_limit(mut self, limit: usize) -> Self {
         self.live_streams = streams::LiveStreams::new(limit);
         self
@@ -122,7 +122,9 @@ impl Web {
     /// Secure, as TLS served by podiumd itself does.
     pub fn with_public_url(mut self, url: Option<String>) -> Self {
         if let Some(url) = &url {
-            self.session.secure |= url.starts_with("https://");
+            self.session.secure |= url
+                .get(..8)
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
         }
         self.public_url = url.map(Into::into);
         self

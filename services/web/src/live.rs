@@ -219,10 +219,7 @@ pub async fn results(
     } else {
         None
     };
-    let permit = match crate::streams::admit(&web, &visitor) {
-        Ok(permit) => permit,
-        Err(refused) => return *refused,
-    };
+    let permit = crate::streams::admit(&web, &visitor);
     let mut streams: Vec<BoxStream<'static, Result<Event, Infallible>>> = Vec::new();
     for poll_id in polls {
         let request = on_behalf(

@@ -1,54 +1,69 @@
 //! How many live streams (Server-Sent Events) the pages hold open for one sign-in at once. A
 //! page opens one; a person has a few tabs, a projector token a screen per room. Without a
 //! bound, one token could hold as many connections as the operating system allows.
+//!
+//! At the bound, a new stream ends the sign-in's oldest instead of being refused: a phone that
+//! left the venue's Wi-Fi holds its stream until TCP gives up (many minutes), and a page that
+//! is really open reconnects by itself (`EventSource` does), so refusing the newest would freeze
+//! the live pages and keep the dead ones.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
 };
 
-use axum::{http::StatusCode, response::Response};
 use futures::{Stream, StreamExt};
 use podium_access::Principal;
+use tokio::sync::Notify;
 
-use crate::{Web, reply, session::Visitor};
+use crate::{Web, session::Visitor};
 
-/// A permit for one more live stream of the visitor's sign-in, or the page (429) saying it
-/// holds too many. A visitor who is not signed in opens no stream, so holds no permit.
-pub fn admit(web: &Web, visitor: &Visitor) -> Result<Option<Permit>, Box<Response>> {
-    let Some(principal) = &visitor.principal else {
-        return Ok(None);
-    };
-    web.live_streams.admit(principal).map(Some).ok_or_else(|| {
-        Box::new(reply::error(
-            visitor,
-            StatusCode::TOO_MANY_REQUESTS,
-            visitor.text().error_too_many_pages,
-            None,
-        ))
-    })
-}
-
-/// `stream`, holding `permit` for as long as it is open.
-pub fn holding<S: Stream>(stream: S, permit: Option<Permit>) -> impl Stream<Item = S::Item> {
-    stream.map(move |item| {
-        let _open = &permit;
-        item
-    })
-}
-
-/// The open streams of each sign-in, and how many one may have.
+/// The open streams of each sign-in, oldest first, and how many one may have.
 #[derive(Debug)]
 pub struct LiveStreams {
     limit: usize,
-    open: Mutex<HashMap<String, usize>>,
+    open: Mutex<Open>,
 }
 
-/// One open stream: held by the stream, let go when the connection ends.
+#[derive(Debug, Default)]
+struct Open {
+    next: u64,
+    by_sign_in: HashMap<String, VecDeque<(u64, Arc<Notify>)>>,
+}
+
+/// One open stream: held by the stream, let go when the connection ends; `ended` is notified
+/// when a newer stream of the same sign-in takes its place.
 #[derive(Debug)]
 pub struct Permit {
     streams: Arc<LiveStreams>,
     key: String,
+    id: u64,
+    ended: Arc<Notify>,
+}
+
+/// A permit for one more live stream of the visitor's sign-in, ending its oldest stream when
+/// it holds the limit; `None` for a visitor who is not signed in (who opens no stream).
+pub fn admit(web: &Web, visitor: &Visitor) -> Option<Permit> {
+    visitor
+        .principal
+        .as_ref()
+        .map(|principal| web.live_streams.admit(principal))
+}
+
+/// `stream`, holding `permit` while it is open, and ending when the permit's place is taken.
+pub fn holding<S: Stream>(stream: S, permit: Option<Permit>) -> impl Stream<Item = S::Item> {
+    let ended = permit.as_ref().map(|p| p.ended.clone());
+    stream
+        .take_until(async move {
+            match ended {
+                Some(ended) => ended.notified().await,
+                None => std::future::pending().await,
+            }
+        })
+        .map(move |item| {
+            let _open = &permit;
+            item
+        })
 }
 
 impl LiveStreams {
@@ -60,38 +75,46 @@ impl LiveStreams {
     }
 
     /// A permit for one more stream of `principal`'s sign-in (its token, or who it is for a
-    /// secret without a token id), or `None` when it already holds the limit.
-    pub fn admit(self: &Arc<Self>, principal: &Principal) -> Option<Permit> {
-        let key = principal
-            .token_id
-            .clone()
-            .unwrap_or_else(|| principal.id.clone());
+    /// secret without a token id). At the limit, the sign-in's oldest stream is told to end.
+    pub fn admit(self: &Arc<Self>, principal: &Principal) -> Permit {
+        let key = match &principal.token_id {
+            Some(token) => format!("token:{token}"),
+            None => format!("principal:{}", principal.id),
+        };
+        let ended = Arc::new(Notify::new());
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let count = open.entry(key.clone()).or_default();
-        if *count >= self.limit {
-            return None;
+        open.next += 1;
+        let id = open.next;
+        let held = open.by_sign_in.entry(key.clone()).or_default();
+        while held.len() >= self.limit {
+            if let Some((_, oldest)) = held.pop_front() {
+                // Stored if the stream is not waiting right now: it ends at its next poll.
+                oldest.notify_one();
+            }
         }
-        *count += 1;
-        Some(Permit {
+        held.push_back((id, ended.clone()));
+        Permit {
             streams: self.clone(),
             key,
-        })
+            id,
+            ended,
+        }
     }
 
     #[cfg(test)]
     fn held(&self, key: &str) -> usize {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        open.get(key).copied().unwrap_or(0)
+        open.by_sign_in.get(key).map_or(0, VecDeque::len)
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         let mut open = self.streams.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = open.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.key);
+        if let Some(held) = open.by_sign_in.get_mut(&self.key) {
+            held.retain(|(id, _)| *id != self.id);
+            if held.is_empty() {
+                open.by_sign_in.remove(&self.key);
             }
         }
     }
@@ -99,6 +122,7 @@ impl Drop for Permit {
 
 #[cfg(test)]
 mod tests {
+    use futures::FutureExt;
     use podium_access::Role;
 
     use super::*;
@@ -115,27 +139,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_sign_in_holds_at_most_the_limit_and_gets_a_place_back_when_a_stream_ends() {
+    #[tokio::test]
+    async fn a_new_stream_beyond_the_limit_ends_the_oldest_and_nothing_stays_behind() {
         let streams = LiveStreams::new(2);
-        let first = streams.admit(&principal("tok-a")).unwrap();
-        let _second = streams.admit(&principal("tok-a")).unwrap();
+        let stream = |permit| Box::pin(holding(futures::stream::pending::<()>(), Some(permit)));
+        let mut first = stream(streams.admit(&principal("tok-a")));
+        let mut second = stream(streams.admit(&principal("tok-a")));
+        let mut others = stream(streams.admit(&principal("tok-b")));
+        let mut third = stream(streams.admit(&principal("tok-a")));
+        assert_eq!(first.next().await, None, "the oldest ended");
+        for open in [&mut second, &mut third, &mut others] {
+            assert!(open.next().now_or_never().is_none(), "still open");
+        }
+        assert_eq!(streams.held("token:tok-a"), 2);
+        drop((first, second, third, others));
         assert!(
-            streams.admit(&principal("tok-a")).is_none(),
-            "over the limit"
-        );
-        assert!(
-            streams.admit(&principal("tok-b")).is_some(),
-            "another sign-in is not affected"
-        );
-        drop(first);
-        let _third = streams.admit(&principal("tok-a")).unwrap();
-        assert_eq!(streams.held("tok-a"), 2);
-        drop(_third);
-        drop(_second);
-        assert_eq!(streams.held("tok-a"), 0);
-        assert!(
-            streams.open.lock().unwrap().is_empty(),
+            streams.open.lock().unwrap().by_sign_in.is_empty(),
             "nothing kept for ever"
         );
     }

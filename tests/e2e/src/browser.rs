@@ -247,6 +247,18 @@ impl Browser {
             .with_context(|| format!("no {css}"))
     }
 
+    /// Waits until an element matches `css`; fails after [`PATIENCE`].
+    pub async fn wait_for(&self, css: &str) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while self.client.find(Locator::Css(css)).await.is_err() {
+            if tokio::time::Instant::now() > deadline {
+                bail!("nothing matches {css} after {PATIENCE:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
     /// Waits until the first element matching `css` shows `wanted`; fails after [`PATIENCE`].
     pub async fn wait_for_text(&self, css: &str, wanted: &str) -> anyhow::Result<()> {
         self.wait_until_reads(css, wanted, false).await

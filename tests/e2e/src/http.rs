@@ -131,6 +131,34 @@ pub async fn open_stream(
     Ok((status, stream))
 }
 
+/// Reads a stream [`open_stream`] opened until it has sent `wanted`; fails if it ends first or
+/// [`PATIENCE`](crate::PATIENCE) passes.
+pub async fn read_until(stream: &mut tokio::net::TcpStream, wanted: &str) -> anyhow::Result<()> {
+    let read = async {
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buffer).await?;
+            anyhow::ensure!(n > 0, "the stream ended before {wanted:?}");
+            seen.extend_from_slice(&buffer[..n]);
+            if String::from_utf8_lossy(&seen).contains(wanted) {
+                return Ok(());
+            }
+        }
+    };
+    tokio::time::timeout(crate::PATIENCE, read)
+        .await
+        .with_context(|| format!("no {wanted:?} within {:?}", crate::PATIENCE))?
+}
+
+/// Waits until a stream [`open_stream`] opened ends: its last chunk, or the connection closed.
+pub async fn stream_ends(stream: &mut tokio::net::TcpStream) -> anyhow::Result<()> {
+    match read_until(stream, "\r\n0\r\n\r\n").await {
+        Err(e) if e.to_string().contains("the stream ended") => Ok(()),
+        other => other,
+    }
+}
+
 /// Form-encodes `fields`.
 pub fn form(fields: &[(&str, &str)]) -> String {
     fields

@@ -107,6 +107,11 @@ async fn an_attendee_on_a_phone_votes_in_every_poll_asks_and_the_projector_follo
     // Another attendee's ballot: the results follow, and a screen reader is told the new
     // count (once, politely), not read every bar again.
     let announcer = format!("[data-announce='{}']", show.polls[0].id);
+    // Once the page follows the results, it has said nothing of what it already shows.
+    phone
+        .wait_for(&format!("{announcer}[data-following]"))
+        .await
+        .unwrap();
     assert_eq!(phone.text_content(&announcer).await.unwrap(), "");
     let other = show.join("Chanthou").await.unwrap();
     let choice = show.polls[0].options[0].id.clone();
@@ -116,7 +121,7 @@ async fn an_attendee_on_a_phone_votes_in_every_poll_asks_and_the_projector_follo
         .await
         .unwrap();
     phone
-        .wait_for_text_content(&announcer, "2 ballots")
+        .wait_for_text_content(&announcer, "Which data first?: 2 ballots")
         .await
         .unwrap();
     accessible(&phone, "conference, polls open and voted").await;
