@@ -86,6 +86,13 @@ struct AppendRequest {
 /// still refused, only later).
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// sled refuses to open a database another handle still holds with its own error, of kind
+/// `Other` ("could not acquire lock on ..."), not the lock's `WouldBlock`.
+fn lock_held(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::WouldBlock
+        || error.to_string().starts_with("could not acquire lock")
+}
+
 /// The open sled database and its one tree.
 #[derive(Clone)]
 struct Store {
@@ -109,8 +116,7 @@ impl Store {
             // damage.
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open())) {
                 Ok(Err(sled::Error::Io(e)))
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        && std::time::Instant::now() < deadline =>
+                    if lock_held(&e) && std::time::Instant::now() < deadline =>
                 {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
@@ -432,6 +438,24 @@ mod tests {
             validate_append(stream, events),
             Err(EventLogError::InvalidAppend(_))
         )
+    }
+
+    #[test]
+    fn opening_waits_while_another_handle_still_holds_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = sled::open(dir.path()).unwrap();
+        let refused = sled::open(dir.path()).map(drop).unwrap_err();
+        assert!(
+            matches!(&refused, sled::Error::Io(e) if lock_held(e)),
+            "sled's refusal is recognised: {refused:?}"
+        );
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        // Refused at once before the lock's error was recognised (CI's "could not acquire lock").
+        assert!(Store::open(dir.path(), 1 << 20).is_ok());
+        release.join().unwrap();
     }
 
     #[test]

@@ -88,9 +88,7 @@ impl Failure {
     }
 }
 
-/// How often the writer tries to open the database again while the old one's last handles
-/// (a read in flight, sled's own threads) still hold its file lock.
-const REOPEN_ATTEMPTS: u32 = 200;
+/// How long a read waits before looking again while the writer swaps the database.
 pub(super) const REOPEN_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 /// Free bytes the writer wants before it reopens a database that failed a write: sled writes
 /// while it opens.
@@ -295,7 +293,7 @@ impl Writer {
     /// Drops the database and opens it again from disk.
     fn reopen(&mut self) -> Result<()> {
         // Readers wait on the lock while the database is swapped. sled releases its file lock
-        // only when the last handle on the old database is dropped, hence the attempts.
+        // only when the last handle on the old database is dropped, which opening waits for.
         let mut slot = self
             .shared
             .store
@@ -304,20 +302,8 @@ impl Writer {
         self.store = None;
         self.files = None;
         *slot = None;
-        let mut attempt = 0;
-        let (store, files) = loop {
-            match Store::open(&self.path, self.cache_bytes) {
-                Ok(opened) => break opened,
-                Err(error) if attempt >= REOPEN_ATTEMPTS => {
-                    tracing::error!(%error, "cannot reopen the event log");
-                    return Err(error);
-                }
-                Err(_) => {
-                    attempt += 1;
-                    std::thread::sleep(REOPEN_PAUSE);
-                }
-            }
-        };
+        let (store, files) = Store::open(&self.path, self.cache_bytes)
+            .inspect_err(|error| tracing::error!(%error, "cannot reopen the event log"))?;
         let head = next_position(&store.tree)?;
         let durable = self.shared.durable_head.load(Ordering::Acquire);
         if head < durable {
