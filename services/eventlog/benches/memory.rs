@@ -79,7 +79,7 @@ fn main() -> anyhow::Result<()> {
             .context("--reopen-and-report needs a directory")?;
         return reopen(Path::new(dir));
     }
-    let smoke = !std::env::args().any(|arg| arg == "--bench");
+    let smoke = !args.iter().any(|arg| arg == "--bench");
     let events: u64 = if smoke {
         3 * APPENDERS * 50
     } else {

@@ -27,8 +27,8 @@ pub struct LiveStreams {
 
 #[derive(Debug, Default)]
 struct Open {
-    next: u64,
-    by_sign_in: HashMap<String, VecDeque<(u64, Arc<Notify>)>>,
+    /// Each open stream's `ended`, by sign-in: the `Arc` is the stream's identity.
+    by_sign_in: HashMap<String, VecDeque<Arc<Notify>>>,
 }
 
 /// One open stream: held by the stream, let go when the connection ends; `ended` is notified
@@ -37,7 +37,6 @@ struct Open {
 pub struct Permit {
     streams: Arc<LiveStreams>,
     key: String,
-    id: u64,
     ended: Arc<Notify>,
 }
 
@@ -83,20 +82,17 @@ impl LiveStreams {
         };
         let ended = Arc::new(Notify::new());
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        open.next += 1;
-        let id = open.next;
         let held = open.by_sign_in.entry(key.clone()).or_default();
-        while held.len() >= self.limit {
-            if let Some((_, oldest)) = held.pop_front() {
-                // Stored if the stream is not waiting right now: it ends at its next poll.
-                oldest.notify_one();
-            }
+        if held.len() >= self.limit
+            && let Some(oldest) = held.pop_front()
+        {
+            // Stored if the stream is not waiting right now: it ends at its next poll.
+            oldest.notify_one();
         }
-        held.push_back((id, ended.clone()));
+        held.push_back(ended.clone());
         Permit {
             streams: self.clone(),
             key,
-            id,
             ended,
         }
     }
@@ -112,7 +108,7 @@ impl Drop for Permit {
     fn drop(&mut self) {
         let mut open = self.streams.open.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(held) = open.by_sign_in.get_mut(&self.key) {
-            held.retain(|(id, _)| *id != self.id);
+            held.retain(|ended| !Arc::ptr_eq(ended, &self.ended));
             if held.is_empty() {
                 open.by_sign_in.remove(&self.key);
             }

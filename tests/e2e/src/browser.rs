@@ -211,13 +211,17 @@ impl Browser {
     /// Whether the focused element matches `css`.
     pub async fn focused_matches(&self, css: &str) -> anyhow::Result<bool> {
         let matches = self
-            .client
-            .execute(
+            .on_selector(
                 "return document.activeElement !== null && document.activeElement.matches(arguments[0]);",
-                vec![json!(css)],
+                css,
             )
             .await?;
         Ok(matches.as_bool().unwrap_or(false))
+    }
+
+    /// What `script` returns, given the selector `css` as `arguments[0]`.
+    async fn on_selector(&self, script: &str, css: &str) -> anyhow::Result<serde_json::Value> {
+        Ok(self.client.execute(script, vec![json!(css)]).await?)
     }
 
     /// The visible text of the first element matching `css`.
@@ -235,10 +239,9 @@ impl Browser {
     /// reader is given by a visually hidden line.
     pub async fn text_content(&self, css: &str) -> anyhow::Result<String> {
         let found = self
-            .client
-            .execute(
+            .on_selector(
                 "return document.querySelector(arguments[0])?.textContent ?? null;",
-                vec![json!(css)],
+                css,
             )
             .await?;
         found

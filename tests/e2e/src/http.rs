@@ -32,13 +32,17 @@ impl Reply {
             .collect()
     }
 
+    /// The `set-cookie` header for cookie `name`, with its attributes.
+    pub fn set_cookie(&self, name: &str) -> Option<&str> {
+        self.cookies()
+            .into_iter()
+            .find(|c| c.split_once('=').is_some_and(|(n, _)| n == name))
+    }
+
     /// The value the response sets for cookie `name`.
     pub fn cookie(&self, name: &str) -> Option<String> {
-        self.cookies().iter().find_map(|c| {
-            let pair = c.split(';').next()?;
-            let (n, v) = pair.split_once('=')?;
-            (n == name).then(|| v.to_owned())
-        })
+        let pair = self.set_cookie(name)?.split(';').next()?;
+        pair.split_once('=').map(|(_, v)| v.to_owned())
     }
 }
 

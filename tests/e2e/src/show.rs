@@ -34,6 +34,11 @@ const ATTENDEE_NAMES: [&str; 8] = [
     "Dara", "Sok", "Chenda", "Vanna", "Bopha", "Rithy", "Sophea", "Kosal",
 ];
 
+/// The time `minutes` from now (before now when negative), as RFC 3339.
+pub fn from_now(minutes: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::minutes(minutes)).to_rfc3339()
+}
+
 /// An RFC 3339 time as a protobuf timestamp.
 pub fn ts(rfc3339: &str) -> prost_types::Timestamp {
     let t = chrono::DateTime::parse_from_rfc3339(rfc3339).expect("RFC 3339 time");

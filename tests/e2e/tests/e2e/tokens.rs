@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use podium_client::{Client, pb};
-use podium_e2e::{CONFERENCE, NewPoll, OTHER_CONFERENCE, Show, Talk};
+use podium_e2e::{CONFERENCE, NewPoll, OTHER_CONFERENCE, Show, Talk, from_now};
 use tokio_stream::StreamExt;
 use tonic::{Code, Status};
 
@@ -323,11 +323,6 @@ async fn a_rotated_key_keeps_its_tokens_through_the_grace_period_and_then_ends_t
     }
     let admin = server.admin().await.unwrap();
     assert!(!token_id(&admin).await.is_empty());
-}
-
-/// An RFC 3339 time `minutes` from now.
-fn from_now(minutes: i64) -> String {
-    (chrono::Utc::now() + chrono::Duration::minutes(minutes)).to_rfc3339()
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! What a browser is sent, checked byte for byte over plain HTTP/1.1.
 
 use podium_e2e::{
-    NewPoll, Show, Talk,
+    NewPoll, Show, Talk, from_now,
     http::{self, form},
 };
 
@@ -114,11 +114,7 @@ async fn pages_send_security_headers_and_refuse_forged_and_broken_requests() {
     .unwrap();
     assert_eq!(joined.status, 303, "{}", joined.body);
     assert_eq!(joined.header("location"), Some("/"));
-    let session = joined
-        .cookies()
-        .into_iter()
-        .find(|c| c.starts_with("podium_session="))
-        .unwrap();
+    let session = joined.set_cookie("podium_session").unwrap();
     assert!(
         session.contains("HttpOnly") && session.contains("SameSite=Strict"),
         "{session}"
@@ -323,12 +319,7 @@ async fn links_sign_in_only_the_role_their_page_needs_and_confirmations_name_rea
         .await
         .unwrap();
     assert_eq!(console.status, 200);
-    let cookie = console
-        .cookies()
-        .into_iter()
-        .find(|c| c.starts_with("podium_session="))
-        .unwrap()
-        .to_owned();
+    let cookie = console.set_cookie("podium_session").unwrap().to_owned();
     let max_age: u64 = cookie
         .split("Max-Age=")
         .nth(1)
@@ -407,11 +398,13 @@ async fn one_sign_in_holds_at_most_its_share_of_live_pages_and_a_new_one_ends_th
 
 #[tokio::test]
 async fn behind_a_proxy_the_projector_links_to_the_public_url() {
-    let now = chrono::Utc::now();
-    let at = |minutes: i64| (now + chrono::Duration::minutes(minutes)).to_rfc3339();
     let show = Show::start()
         .args(&["--public-url", "https://podium.example.org/"])
-        .session(Talk::new("Open contracting in Cambodia", &at(-10), &at(50)))
+        .session(Talk::new(
+            "Open contracting in Cambodia",
+            &from_now(-10),
+            &from_now(50),
+        ))
         .await
         .unwrap();
     let moderator = show
@@ -425,12 +418,7 @@ async fn behind_a_proxy_the_projector_links_to_the_public_url() {
     let signed_in = http::request(&show.server.addr, "GET", &link, &[], "")
         .await
         .unwrap();
-    let session = signed_in
-        .cookies()
-        .into_iter()
-        .find(|c| c.starts_with("podium_session="))
-        .unwrap()
-        .to_owned();
+    let session = signed_in.set_cookie("podium_session").unwrap().to_owned();
     assert!(session.contains("Secure"), "{session}");
     let cookie = format!("podium_session={moderator}");
     let page = http::request(&show.server.addr, "GET", &path, &[("cookie", &cookie)], "")
