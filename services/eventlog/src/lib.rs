@@ -12,6 +12,7 @@ pub mod durable;
 mod event;
 mod follower;
 pub mod metrics;
+mod nats_log;
 pub mod personal;
 mod projection;
 mod request_id;
@@ -27,6 +28,7 @@ use tokio::sync::broadcast;
 
 pub use event::{DecodeError, NewEvent, Page, RecordedEvent};
 pub use follower::{Follower, FollowerHandle};
+pub use nats_log::{NatsEventLog, NatsOptions};
 pub use projection::{Projection, Projector};
 pub use request_id::{InvalidRequestId, RequestId};
 pub use sled_log::{SledEventLog, SledImport, SledOptions, decode_stored};

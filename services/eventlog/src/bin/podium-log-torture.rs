@@ -1,12 +1,13 @@
 //! podium-log-torture: a test tool for the event log's crash test, not part of podium. It opens
-//! a [`SledEventLog`] in the directory named by its first argument, checks that the last batch
+//! the log its first argument names (a directory for a [`SledEventLog`], or
+//! `nats:<prefix>@<url>,<url>...` for a [`NatsEventLog`] on a JetStream cluster), checks that the last batch
 //! of each of its streams is still deduplicated (idempotency survives crashes), prints
 //! `ready <head>`, then appends from concurrent loops until it is killed, printing one line per
 //! acknowledged append, flushed before the next append starts:
 //!
 //! `ack <stream> <first_version> <last_version> <first_position> <last_position> <id>...`
 //!
-//! Usage: `podium-log-torture <dir> [appenders]`. Each appender owns the stream
+//! Usage: `podium-log-torture <dir | nats:prefix@urls> [appenders]`. Each appender owns the stream
 //! `torture/own-<k>` and appends batches whose ids and lengths follow from their stream versions,
 //! so a restart continues them exactly; two more loops append to `torture/shared` with random
 //! ids. Every payload is a `google.protobuf.Any` whose type URL is
@@ -20,8 +21,8 @@ use std::{io::Write, path::PathBuf, sync::Arc};
 
 use anyhow::{Context, bail, ensure};
 use podium_eventlog::{
-    AppendOutcome, EventLog, ExpectedVersion, NewEvent, SledEventLog, SledOptions,
-    read_whole_stream,
+    AppendOutcome, EventLog, ExpectedVersion, NatsEventLog, NatsOptions, NewEvent, SledEventLog,
+    SledOptions, read_whole_stream,
 };
 use uuid::Uuid;
 
@@ -30,10 +31,9 @@ const SHARED_LOOPS: usize = 2;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args_os().skip(1);
-    let dir = PathBuf::from(
-        args.next()
-            .context("usage: podium-log-torture <dir> [appenders]")?,
-    );
+    let place = args
+        .next()
+        .context("usage: podium-log-torture <dir | nats:prefix@urls> [appenders]")?;
     let appenders: usize = match args.next() {
         Some(n) => n
             .to_str()
@@ -45,16 +45,34 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(run(dir, appenders))
+    runtime.block_on(run(place, appenders))
 }
 
-async fn run(dir: PathBuf, appenders: usize) -> anyhow::Result<()> {
-    let log = Arc::new(SledEventLog::open(&dir, SledOptions::default())?);
+/// The log `place` names.
+async fn open(place: std::ffi::OsString) -> anyhow::Result<Arc<dyn EventLog>> {
+    let Some(nats) = place.to_str().and_then(|p| p.strip_prefix("nats:")) else {
+        let dir = PathBuf::from(place);
+        return Ok(Arc::new(SledEventLog::open(&dir, SledOptions::default())?));
+    };
+    let (prefix, urls) = nats.split_once('@').context("nats:<prefix>@<urls>")?;
+    let options = NatsOptions {
+        servers: urls.split(',').map(str::to_owned).collect(),
+        prefix: prefix.to_owned(),
+        ..NatsOptions::default()
+    };
+    Ok(Arc::new(NatsEventLog::open(options).await?))
+}
+
+async fn run(place: std::ffi::OsString, appenders: usize) -> anyhow::Result<()> {
+    let log = open(place).await?;
     let mut loops = tokio::task::JoinSet::new();
     let mut starts = Vec::new();
     for k in 0..appenders {
         let stream = format!("torture/own-{k}");
-        starts.push((stream.clone(), resend_last_batch(&log, &stream).await?));
+        starts.push((
+            stream.clone(),
+            resend_last_batch(log.as_ref(), &stream).await?,
+        ));
     }
     println!("ready {}", log.head());
     std::io::stdout().flush()?;
@@ -99,7 +117,7 @@ fn batch(ids: &[Uuid]) -> Vec<NewEvent> {
 
 /// Sends the stream's last batch again, with a wrong expected version on purpose, and checks it
 /// is answered as the original. Returns the version the stream continues at.
-async fn resend_last_batch(log: &SledEventLog, stream: &str) -> anyhow::Result<u64> {
+async fn resend_last_batch(log: &dyn EventLog, stream: &str) -> anyhow::Result<u64> {
     let stored = read_whole_stream(log, stream).await?;
     let len = stored.len() as u64;
     let mut start = 0;
@@ -137,7 +155,7 @@ async fn resend_last_batch(log: &SledEventLog, stream: &str) -> anyhow::Result<u
     Ok(len)
 }
 
-async fn own_stream(log: Arc<SledEventLog>, stream: String, mut next: u64) -> anyhow::Result<()> {
+async fn own_stream(log: Arc<dyn EventLog>, stream: String, mut next: u64) -> anyhow::Result<()> {
     loop {
         let ids: Vec<Uuid> = (next..next + batch_len(&stream, next))
             .map(|v| own_id(&stream, v))
@@ -167,7 +185,7 @@ async fn own_stream(log: Arc<SledEventLog>, stream: String, mut next: u64) -> an
     }
 }
 
-async fn shared_stream(log: Arc<SledEventLog>) -> anyhow::Result<()> {
+async fn shared_stream(log: Arc<dyn EventLog>) -> anyhow::Result<()> {
     loop {
         let ids = [Uuid::new_v4(), Uuid::new_v4()];
         let outcome = log

@@ -333,7 +333,7 @@ impl EventLog for SledEventLog {
     }
 }
 
-fn validate_append(stream: &str, events: &[NewEvent]) -> Result<()> {
+pub(crate) fn validate_append(stream: &str, events: &[NewEvent]) -> Result<()> {
     validate_stream(stream)?;
     if events.is_empty() || events.len() > MAX_BATCH_EVENTS {
         return Err(EventLogError::InvalidAppend(format!(

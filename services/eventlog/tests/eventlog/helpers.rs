@@ -1,13 +1,21 @@
-//! Shared test fixtures: a log in a temporary directory, event builders, whole-log reads and
-//! the shape checks (dense positions, contiguous stream versions) that every test relies on.
+//! Shared test fixtures: a log in a temporary directory or on a JetStream cluster, event
+//! builders, whole-log reads and the shape checks (dense positions, contiguous stream versions)
+//! that every test relies on.
 
-use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    ffi::OsString,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use futures::{Stream, StreamExt};
 use podium_eventlog::{
-    EventLog, Filter, NewEvent, RecordedEvent, SledEventLog, SledOptions, SubscriptionItem,
-    subscribe,
+    EventLog, Filter, NatsEventLog, NatsOptions, NewEvent, RecordedEvent, SledEventLog,
+    SledOptions, SubscriptionItem, subscribe,
 };
+use podium_natscluster::NatsCluster;
 use prost::Message;
 use tempfile::TempDir;
 use uuid::Uuid;
@@ -47,6 +55,85 @@ impl TestLog {
     pub fn dyn_log(&self) -> Arc<dyn EventLog> {
         self.log.clone()
     }
+}
+
+/// Where a log lives, for the tests that run on both backends: a directory for sled, or a
+/// prefix of its own on a JetStream cluster.
+#[derive(Debug, Clone)]
+pub enum Place {
+    Sled(PathBuf),
+    Nats { urls: Vec<String>, prefix: String },
+}
+
+impl Place {
+    /// A new log of its own on `cluster`.
+    pub fn on(cluster: &NatsCluster) -> Self {
+        Self::Nats {
+            urls: cluster.urls(),
+            prefix: format!("t{}", Uuid::new_v4().simple()),
+        }
+    }
+
+    /// The place as `podium-log-torture` takes it.
+    pub fn arg(&self) -> OsString {
+        match self {
+            Self::Sled(dir) => dir.clone().into_os_string(),
+            Self::Nats { urls, prefix } => format!("nats:{prefix}@{}", urls.join(",")).into(),
+        }
+    }
+
+    /// Opens the log, as a restarted server would, keeping `live_buffer` batches for slow
+    /// subscribers.
+    pub async fn open(&self, live_buffer: usize) -> OpenLog {
+        match self {
+            Self::Sled(dir) => {
+                let options = SledOptions {
+                    live_buffer,
+                    ..SledOptions::default()
+                };
+                let log = Arc::new(SledEventLog::open(dir, options).expect("open event log"));
+                OpenLog {
+                    log: log.clone(),
+                    sled: Some(log),
+                }
+            }
+            Self::Nats { urls, prefix } => {
+                let options = NatsOptions {
+                    servers: urls.clone(),
+                    prefix: prefix.clone(),
+                    live_buffer,
+                    ..NatsOptions::default()
+                };
+                let log = NatsEventLog::open(options)
+                    .await
+                    .expect("open the event log on JetStream");
+                OpenLog {
+                    log: Arc::new(log),
+                    sled: None,
+                }
+            }
+        }
+    }
+}
+
+/// A log opened by [`Place::open`].
+pub struct OpenLog {
+    pub log: Arc<dyn EventLog>,
+    sled: Option<Arc<SledEventLog>>,
+}
+
+impl OpenLog {
+    /// Closes the log: a sled log lets its directory go.
+    pub fn close(self) {
+        if let Some(sled) = self.sled {
+            sled.close().expect("close event log");
+        }
+    }
+}
+
+/// A three-server JetStream cluster for one test, or the reason there is none.
+pub fn cluster() -> NatsCluster {
+    NatsCluster::start(3).unwrap_or_else(|e| panic!("no JetStream cluster: {e}"))
 }
 
 /// Opens an existing log directory with default options.

@@ -6,6 +6,7 @@ mod append;
 mod crash;
 mod helpers;
 mod idempotency;
+mod jetstream;
 mod projection;
 mod properties;
 mod subscribe;

@@ -3,7 +3,7 @@
 //! without filters and with live buffers small enough to lag. Afterwards every acknowledged
 //! event is in the log exactly once, positions are dense, stream versions contiguous, conflicts
 //! tell the truth, retries are deduplicated, and each subscriber saw exactly the log's order
-//! from its start.
+//! from its start. The same scenarios run on sled and on a three-server JetStream cluster.
 
 use std::{collections::HashMap, collections::HashSet, sync::Arc, time::Duration};
 
@@ -11,15 +11,16 @@ use anyhow::{Context, bail, ensure};
 use futures::StreamExt;
 use podium_eventlog::{
     AppendOutcome, EventLog, EventLogError, ExpectedVersion, Filter, NewEvent, RecordedEvent,
-    SledOptions, SubscriptionItem, read_whole_stream, subscribe,
+    SubscriptionItem, read_whole_stream, subscribe,
 };
-use proptest::{collection::vec, prelude::*, sample::Index};
+use proptest::{collection::vec, prelude::*, sample::Index, test_runner::TestRunner};
+use tempfile::TempDir;
 use tokio::{sync::watch, task::JoinHandle};
 use uuid::Uuid;
 
 use crate::helpers::{
-    TYPE_A, TYPE_B, TestLog, check_caught_up, event, events_of, has_seen, read_everything, runtime,
-    same_event, streams_of,
+    Place, TYPE_A, TYPE_B, check_caught_up, cluster, event, events_of, has_seen, read_everything,
+    runtime, same_event, streams_of,
 };
 
 const STREAMS: [&str; 3] = ["prop/a", "prop/b", "other/c"];
@@ -263,14 +264,11 @@ async fn run_task(
     Ok((records, started))
 }
 
-async fn run(scenario: Scenario) -> anyhow::Result<()> {
-    let t = TestLog::with_options(SledOptions {
-        live_buffer: scenario.live_buffer,
-        ..SledOptions::default()
-    });
+async fn run(place: Place, scenario: Scenario) -> anyhow::Result<()> {
+    let t = place.open(scenario.live_buffer).await;
     let end = event(TYPE_A);
     let shared = Shared {
-        log: t.dyn_log(),
+        log: t.log.clone(),
         end: end.id,
         appends: Arc::new(watch::channel(0).0),
     };
@@ -318,6 +316,7 @@ async fn run(scenario: Scenario) -> anyhow::Result<()> {
 
     let all = read_everything(t.log.as_ref()).await;
     check_appends(&records, &all[..appended as usize])?;
+    t.close();
     for (from, subscription) in subscriptions {
         let (filter, items) = subscription.await??;
         check_caught_up(&items, from);
@@ -476,9 +475,29 @@ proptest! {
 
     #[test]
     fn concurrent_appends_and_subscriptions_agree_with_the_log(scenario in scenario()) {
-        let result = runtime().block_on(run(scenario));
+        let dir = TempDir::new().expect("temporary directory");
+        let result = runtime().block_on(run(Place::Sled(dir.path().to_owned()), scenario));
         if let Err(error) = result {
             return Err(TestCaseError::fail(format!("{error:#}")));
         }
+    }
+}
+
+/// The same property on JetStream: one cluster for every case, each case a log of its own.
+#[test]
+fn concurrent_appends_and_subscriptions_agree_with_the_log_on_jetstream() {
+    let cluster = cluster();
+    let config = ProptestConfig {
+        cases: cases(16),
+        max_shrink_iters: 16,
+        ..ProptestConfig::default()
+    };
+    let result = TestRunner::new(config).run(&scenario(), |scenario| {
+        runtime()
+            .block_on(run(Place::on(&cluster), scenario))
+            .map_err(|error| TestCaseError::fail(format!("{error:#}")))
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
     }
 }

@@ -23,6 +23,10 @@ const LIBRARIES: &[&str] = &[
     "podium-core",
 ];
 
+/// Tools for tests that any crate may use in its tests: they depend on no workspace crate, so
+/// they bring no service or client along.
+const TEST_TOOLS: &[&str] = &["podium-natscluster"];
+
 struct Package {
     /// The manifest's folder relative to the workspace root, with `/` separators.
     folder: String,
@@ -104,6 +108,7 @@ fn no_service_depends_on_another_service() {
             .unwrap_or_else(|| panic!("service crate {service} is in the workspace"));
         for dependency in &package.depends_on {
             let allowed = LIBRARIES.contains(&dependency.as_str())
+                || TEST_TOOLS.contains(&dependency.as_str())
                 || (dependency == "podium-access" && *service != "podium-access");
             assert!(
                 allowed,
@@ -116,10 +121,21 @@ fn no_service_depends_on_another_service() {
         if let Some(package) = workspace.get(*library) {
             for dependency in &package.depends_on {
                 assert!(
-                    LIBRARIES.contains(&dependency.as_str()),
+                    LIBRARIES.contains(&dependency.as_str())
+                        || TEST_TOOLS.contains(&dependency.as_str()),
                     "library {library} depends on {dependency}, which is not a library"
                 );
             }
         }
+    }
+    for tool in TEST_TOOLS {
+        let package = workspace
+            .get(*tool)
+            .unwrap_or_else(|| panic!("test tool {tool} is in the workspace"));
+        assert!(
+            package.depends_on.is_empty(),
+            "test tool {tool} depends on {:?}: it must depend on no workspace crate",
+            package.depends_on
+        );
     }
 }

@@ -1,0 +1,309 @@
+//! The NATS JetStream backend of [`EventLog`]: the log of a cluster, replicated by JetStream
+//! (three copies by default) so that no machine's loss loses an acknowledged event or stops
+//! the conference.
+//!
+//! One JetStream stream holds the whole log ([`subjects`] maps streams onto its subjects); its
+//! sequence, less one, is the global position: dense, because the stream denies deletes and
+//! purges and a failed atomic batch takes no sequence. [`append`] fences every publish by the
+//! stream's last sequence and keeps ids unique for ever; [`read`] reads many events at once
+//! from any replica but never returns fewer than it owes; [`tail`] follows the stream for live
+//! subscribers. Durability is JetStream's: a publish is acknowledged once a majority of the
+//! replicas has it, and on disk only if the servers sync every write (`sync_interval: always`,
+//! see `deploy/nats/`).
+
+mod append;
+mod read;
+mod subjects;
+mod tail;
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc, Weak,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use async_nats::jetstream::{self, kv, stream::StorageType};
+use async_trait::async_trait;
+use tokio::{sync::broadcast, task::JoinHandle};
+use uuid::Uuid;
+
+use crate::{
+    AppendOutcome, CommittedBatch, EventLog, EventLogError, ExpectedVersion, NewEvent, Page,
+    RecordedEvent, Result, sled_log::validate_append,
+};
+use read::{Reader, nats};
+
+/// How to reach the cluster and what to keep there.
+#[derive(Debug, Clone)]
+pub struct NatsOptions {
+    /// The servers' URLs (`nats://host:4222`); the client moves between them on its own.
+    pub servers: Vec<String>,
+    /// Names what podium keeps on the cluster: the JetStream stream `<prefix>`, its subjects
+    /// `<prefix>.e.>`, and the key-value bucket `<prefix>-ids`. ASCII letters, digits, `-`
+    /// and `_`.
+    pub prefix: String,
+    /// Copies of every event: 3 survives the loss of any one server.
+    pub replicas: usize,
+    /// A NATS credentials file (`.creds`), for a cluster with accounts.
+    pub credentials: Option<PathBuf>,
+    /// A PEM file of the certificate authorities to trust, for a cluster serving TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// Refuse a server that does not offer TLS.
+    pub require_tls: bool,
+    /// Committed batches buffered for live subscribers before a slow one lags.
+    pub live_buffer: usize,
+}
+
+impl Default for NatsOptions {
+    fn default() -> Self {
+        Self {
+            servers: vec!["nats://127.0.0.1:4222".into()],
+            prefix: "podium".into(),
+            replicas: 3,
+            credentials: None,
+            tls_ca: None,
+            require_tls: false,
+            live_buffer: 4096,
+        }
+    }
+}
+
+/// What every part of the backend shares.
+struct Inner {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    reader: Reader,
+    ids: kv::Store,
+    prefix: String,
+    /// One past the last sequence this process knows is stored: its own acknowledged appends
+    /// and everything the tail has delivered.
+    head: AtomicU64,
+    live: Weak<broadcast::Sender<CommittedBatch>>,
+}
+
+/// The event log on a NATS JetStream cluster.
+pub struct NatsEventLog {
+    inner: Arc<Inner>,
+    tail: JoinHandle<()>,
+}
+
+impl NatsEventLog {
+    /// Connects to the cluster and creates the stream and the bucket where they do not exist
+    /// yet. An existing stream that would let events be deleted, or that keeps fewer copies
+    /// than asked, is refused.
+    pub async fn open(options: NatsOptions) -> Result<Self> {
+        let prefix = options.prefix.clone();
+        if prefix.is_empty()
+            || !prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(EventLogError::InvalidAppend(format!(
+                "the NATS prefix {prefix:?} must be ASCII letters, digits, - and _"
+            )));
+        }
+        let client = connect(&options).await?;
+        let js = jetstream::new(client.clone());
+        let stream = js
+            .get_or_create_stream(jetstream::stream::Config {
+                name: prefix.clone(),
+                description: Some("podium's event log".into()),
+                subjects: vec![subjects::all(&prefix)],
+                storage: StorageType::File,
+                num_replicas: options.replicas,
+                deny_delete: true,
+                deny_purge: true,
+                allow_direct: true,
+                allow_atomic_publish: true,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(nats)?;
+        // Known once the client has heard from a server, which answering for the stream is.
+        check_version(&client.server_info().version)?;
+        let mut stream = stream;
+        let info = stream.info().await.map_err(nats)?.clone();
+        let config = &info.config;
+        if !config.deny_delete || !config.deny_purge || !config.allow_atomic_publish {
+            return Err(EventLogError::Storage(format!(
+                "the JetStream stream {prefix} allows deletes or purges, or no atomic batches: podium will not use it"
+            )));
+        }
+        if config.num_replicas < options.replicas {
+            return Err(EventLogError::Storage(format!(
+                "the JetStream stream {prefix} keeps {} copies, fewer than the {} asked",
+                config.num_replicas, options.replicas
+            )));
+        }
+        let bucket = format!("{prefix}-ids");
+        let ids = match js.get_key_value(&bucket).await {
+            Ok(ids) => ids,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: bucket.clone(),
+                    description: "podium's event ids: where each was appended".into(),
+                    history: 1,
+                    storage: StorageType::File,
+                    num_replicas: options.replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(nats)?,
+        };
+        let head = info.state.last_sequence;
+        let live = Arc::new(broadcast::channel(options.live_buffer.max(1)).0);
+        let inner = Arc::new(Inner {
+            reader: Reader {
+                client: client.clone(),
+                stream,
+                name: prefix.clone(),
+                prefix: prefix.clone(),
+            },
+            client,
+            js,
+            ids,
+            prefix,
+            head: AtomicU64::new(head),
+            live: Arc::downgrade(&live),
+        });
+        let tail = tokio::spawn(tail::follow(inner.clone(), live, head + 1));
+        tracing::info!(head, "event log opened on NATS JetStream");
+        Ok(Self { inner, tail })
+    }
+
+    /// Stops following the cluster: live subscriptions end. Appends already acknowledged are
+    /// on the cluster. Idempotent.
+    pub fn close(&self) {
+        self.tail.abort();
+    }
+}
+
+impl Drop for NatsEventLog {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The oldest server podium runs on. Atomic batches came in 2.12, but up to 2.12.8 at least a
+/// stream's last sequence on a filter of several subjects missed the last message of an atomic
+/// batch just stored, for reads and for the expected-sequence check alike, so two appends could
+/// take one version (found by this crate's tests; 2.14 is right).
+const OLDEST_SERVER: (u64, u64) = (2, 14);
+
+fn check_version(version: &str) -> Result<()> {
+    let mut parts = version.split(['.', '-']).map(|p| p.parse::<u64>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) if (major, minor) >= OLDEST_SERVER => Ok(()),
+        _ => Err(EventLogError::Storage(format!(
+            "the NATS server is version {version}; podium needs {}.{} or later",
+            OLDEST_SERVER.0, OLDEST_SERVER.1
+        ))),
+    }
+}
+
+async fn connect(options: &NatsOptions) -> Result<async_nats::Client> {
+    let mut connect = async_nats::ConnectOptions::new()
+        .name("podiumd")
+        .connection_timeout(Duration::from_secs(5))
+        .retry_on_initial_connect();
+    if let Some(credentials) = &options.credentials {
+        connect = connect
+            .credentials_file(credentials)
+            .await
+            .map_err(|e| EventLogError::Storage(format!("{}: {e}", credentials.display())))?;
+    }
+    if let Some(ca) = &options.tls_ca {
+        connect = connect.add_root_certificates(ca.clone());
+    }
+    connect = connect.require_tls(options.require_tls);
+    let servers = options
+        .servers
+        .iter()
+        .map(|s| {
+            s.parse::<async_nats::ServerAddr>()
+                .map_err(|e| EventLogError::Storage(format!("the NATS server {s:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    connect.connect(servers).await.map_err(nats)
+}
+
+#[async_trait]
+impl EventLog for NatsEventLog {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome> {
+        validate_append(stream, &events)?;
+        append::append(&self.inner, stream, expected, &events).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        self.inner
+            .reader
+            .stream_events(stream, from_version, limit)
+            .await
+    }
+
+    async fn read_page(&self, from: u64, limit: usize) -> Result<Page> {
+        let head = self.head();
+        let to = head.min(from.saturating_add(limit as u64));
+        if from >= to {
+            return Ok(Page::from(Vec::new()));
+        }
+        let messages = self.inner.reader.positions(from, to).await?;
+        let last = messages.last().map(|m| m.sequence - 1);
+        Ok(Page::new(
+            last,
+            messages.into_iter().map(|m| subjects::recorded(&m)),
+        ))
+    }
+
+    async fn find(&self, stream: &str, id: Uuid) -> Result<Option<(u64, u64)>> {
+        Ok(match append::resolve(&self.inner, id).await? {
+            append::Claim::Stored {
+                stream: owner,
+                position,
+                version,
+            } if owner == stream => Some((position, version)),
+            _ => None,
+        })
+    }
+
+    fn head(&self) -> u64 {
+        self.inner.head.load(Ordering::Acquire)
+    }
+
+    fn listen(&self) -> broadcast::Receiver<CommittedBatch> {
+        match self.inner.live.upgrade() {
+            Some(live) => live.subscribe(),
+            None => broadcast::channel(1).1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_older_than_2_14_are_refused() {
+        for good in ["2.14.0", "2.15.1", "3.0.0-beta"] {
+            assert!(check_version(good).is_ok(), "{good}");
+        }
+        for bad in ["2.12.8", "2.9.25", "", "v2.15"] {
+            let error = check_version(bad).unwrap_err().to_string();
+            assert!(error.contains("needs 2.14 or later"), "{bad}: {error}");
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The live tail: one ordered consumer per process follows the whole JetStream stream from the
+//! head it opened at, advances [`head`](crate::EventLog::head) and hands each run of events to
+//! live subscribers. Every event reaches them, this node's appends and other nodes' alike, in
+//! sequence order and with no gap (an ordered consumer that misses a message starts again after
+//! the last one it delivered).
+
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use async_nats::jetstream::consumer::{DeliverPolicy, push::OrderedConfig};
+use futures::{FutureExt, StreamExt};
+use tokio::sync::broadcast;
+
+use super::{Inner, read::nats, subjects};
+use crate::{CommittedBatch, RecordedEvent, Result};
+
+/// Most events handed to subscribers as one batch.
+const RUN: usize = 256;
+/// How long the tail waits before following again after its consumer failed.
+const RETRY: Duration = Duration::from_millis(200);
+
+/// Follows the stream from sequence `next` until the log closes (the task is aborted).
+pub async fn follow(log: Arc<Inner>, live: Arc<broadcast::Sender<CommittedBatch>>, mut next: u64) {
+    loop {
+        match follow_from(&log, &live, &mut next).await {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(%error, next, "the event log's live tail failed; following again");
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+}
+
+async fn follow_from(
+    log: &Inner,
+    live: &broadcast::Sender<CommittedBatch>,
+    next: &mut u64,
+) -> Result<()> {
+    let consumer = log
+        .reader
+        .stream
+        .create_consumer(OrderedConfig {
+            deliver_subject: log.client.new_inbox(),
+            filter_subject: subjects::all(&log.prefix),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: *next,
+            },
+            ..OrderedConfig::default()
+        })
+        .await
+        .map_err(nats)?;
+    let mut messages = consumer.messages().await.map_err(nats)?;
+    while let Some(message) = messages.next().await {
+        let mut run = vec![event_of(message.map_err(nats)?)?];
+        while run.len() < RUN {
+            match messages.next().now_or_never() {
+                Some(Some(message)) => run.push(event_of(message.map_err(nats)?)?),
+                _ => break,
+            }
+        }
+        let last = run[run.len() - 1].position;
+        *next = last + 2;
+        log.head.fetch_max(last + 1, Ordering::AcqRel);
+        // No subscriber is not an error: the tail keeps the head moving all the same.
+        let _ = live.send(run.into());
+    }
+    Err(crate::EventLogError::Storage(
+        "the live tail's consumer ended".into(),
+    ))
+}
+
+fn event_of(message: async_nats::jetstream::Message) -> Result<RecordedEvent> {
+    let info = message.info().map_err(nats)?;
+    subjects::decode(
+        info.stream_sequence,
+        info.published.into(),
+        &message.payload,
+    )
+}
