@@ -1,7 +1,9 @@
 //! A real NATS JetStream cluster on loopback ports, for podium's tests and benchmarks: `size`
 //! `nats-server` processes routed to each other, each storing JetStream in a temporary
 //! directory and syncing every write to disk (`sync_interval: always`, as podium asks of a
-//! production cluster). Servers can be killed, paused, resumed and restarted, as the fault
+//! production cluster; [`NatsCluster::start_lazy`] starts one with the servers' default, lazy
+//! sync, to see podium refuse it). Each serves its monitoring endpoint too, where podium
+//! checks the sync setting. Servers can be killed, paused, resumed and restarted, as the fault
 //! tests need. Everything stops when the cluster is dropped; each server is also started with
 //! a parent-death signal (`setpriv --pdeathsig`), so that none outlives a test killed outright.
 //!
@@ -41,19 +43,32 @@ pub struct NatsCluster {
 
 struct Node {
     client_port: u16,
+    monitor_port: u16,
     cluster_port: u16,
     child: Option<Child>,
 }
 
 impl NatsCluster {
-    /// Starts `size` servers and waits until JetStream is ready on every one.
+    /// Starts `size` servers that sync every write, and waits until JetStream is ready on
+    /// every one.
     pub fn start(size: usize) -> io::Result<Self> {
+        Self::start_with(size, true)
+    }
+
+    /// Starts `size` servers with JetStream's default sync (every two minutes), which loses
+    /// acknowledged writes in a power cut.
+    pub fn start_lazy(size: usize) -> io::Result<Self> {
+        Self::start_with(size, false)
+    }
+
+    fn start_with(size: usize, sync_always: bool) -> io::Result<Self> {
         let binary = server_binary()?;
         let dir = tempfile::Builder::new().prefix("podium-nats-").tempdir()?;
         let nodes = (0..size)
             .map(|_| {
                 Ok(Node {
                     client_port: free_port()?,
+                    monitor_port: free_port()?,
                     cluster_port: free_port()?,
                     child: None,
                 })
@@ -61,7 +76,7 @@ impl NatsCluster {
             .collect::<io::Result<Vec<_>>>()?;
         let mut cluster = Self { binary, nodes, dir };
         for i in 0..size {
-            cluster.write_config(i)?;
+            cluster.write_config(i, sync_always)?;
             cluster.spawn(i)?;
         }
         for i in 0..size {
@@ -78,6 +93,14 @@ impl NatsCluster {
     /// The client URL of server `i`.
     pub fn url(&self, i: usize) -> String {
         format!("nats://127.0.0.1:{}", self.nodes[i].client_port)
+    }
+
+    /// The monitoring URL of every server (`http://127.0.0.1:<port>`).
+    pub fn monitor_urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("http://127.0.0.1:{}", n.monitor_port))
+            .collect()
     }
 
     /// How many servers the cluster has.
@@ -136,7 +159,7 @@ impl NatsCluster {
         self.dir.path().join(format!("n{i}.log"))
     }
 
-    fn write_config(&self, i: usize) -> io::Result<()> {
+    fn write_config(&self, i: usize, sync_always: bool) -> io::Result<()> {
         let node = &self.nodes[i];
         let mut routes = String::new();
         for (j, other) in self.nodes.iter().enumerate() {
@@ -149,13 +172,20 @@ impl NatsCluster {
             }
         }
         let store = self.dir.path().join(format!("n{i}"));
+        let sync = if sync_always {
+            "\n  sync_interval: always"
+        } else {
+            ""
+        };
         let config = format!(
             "server_name: n{i}\n\
              listen: 127.0.0.1:{client}\n\
+             http: 127.0.0.1:{monitor}\n\
              max_payload: 4MB\n\
-             jetstream {{\n  store_dir: \"{store}\"\n  sync_interval: always\n}}\n\
+             jetstream {{\n  store_dir: \"{store}\"{sync}\n}}\n\
              cluster {{\n  name: podium-test\n  listen: 127.0.0.1:{cluster}\n  routes: [{routes}\n  ]\n}}\n",
             client = node.client_port,
+            monitor = node.monitor_port,
             cluster = node.cluster_port,
             store = store.display(),
         );

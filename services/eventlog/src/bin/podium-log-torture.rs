@@ -1,6 +1,7 @@
 //! podium-log-torture: a test tool for the event log's crash test, not part of podium. It opens
 //! the log its first argument names (a directory for a [`SledEventLog`], or
-//! `nats:<prefix>@<url>,<url>...` for a [`NatsEventLog`] on a JetStream cluster), checks that the last batch
+//! `nats:<prefix>@<url>,<url>...@<monitoring url>,...` for a [`NatsEventLog`] on a JetStream
+//! cluster), checks that the last batch
 //! of each of its streams is still deduplicated (idempotency survives crashes), prints
 //! `ready <head>`, then appends from concurrent loops until it is killed, printing one line per
 //! acknowledged append, flushed before the next append starts:
@@ -54,9 +55,15 @@ async fn open(place: std::ffi::OsString) -> anyhow::Result<Arc<dyn EventLog>> {
         let dir = PathBuf::from(place);
         return Ok(Arc::new(SledEventLog::open(&dir, SledOptions::default())?));
     };
-    let (prefix, urls) = nats.split_once('@').context("nats:<prefix>@<urls>")?;
+    let mut parts = nats.split('@');
+    let (Some(prefix), Some(urls), Some(monitors)) = (parts.next(), parts.next(), parts.next())
+    else {
+        bail!("nats:<prefix>@<urls>@<monitoring urls>");
+    };
+    let list = |s: &str| s.split(',').map(str::to_owned).collect();
     let options = NatsOptions {
-        servers: urls.split(',').map(str::to_owned).collect(),
+        servers: list(urls),
+        monitors: list(monitors),
         prefix: prefix.to_owned(),
         ..NatsOptions::default()
     };

@@ -12,6 +12,7 @@
 //! see `deploy/nats/`).
 
 mod append;
+mod durability;
 mod read;
 mod subjects;
 mod tail;
@@ -55,6 +56,16 @@ pub struct NatsOptions {
     pub require_tls: bool,
     /// Committed batches buffered for live subscribers before a slow one lags.
     pub live_buffer: usize,
+    /// The servers' monitoring URLs (`http://host:8222`), where podium checks that every
+    /// server holding the log syncs each write to disk.
+    pub monitors: Vec<String>,
+    /// How long JetStream itself remembers a message id, when podium creates the stream. Two
+    /// appends of one id racing each other are told apart within it; podium's claims keep ids
+    /// unique after it.
+    pub duplicate_window: Duration,
+    /// Run on servers that sync lazily (or whose settings podium cannot see): an acknowledged
+    /// event can then be lost in a power cut of the cluster's machines.
+    pub unsafe_lazy_sync: bool,
 }
 
 impl Default for NatsOptions {
@@ -67,6 +78,9 @@ impl Default for NatsOptions {
             tls_ca: None,
             require_tls: false,
             live_buffer: 4096,
+            monitors: Vec::new(),
+            duplicate_window: Duration::from_secs(120),
+            unsafe_lazy_sync: false,
         }
     }
 }
@@ -118,7 +132,7 @@ impl NatsEventLog {
                 deny_purge: true,
                 allow_direct: true,
                 allow_atomic_publish: true,
-                duplicate_window: Duration::from_secs(120),
+                duplicate_window: options.duplicate_window,
                 ..Default::default()
             })
             .await
@@ -138,6 +152,23 @@ impl NatsEventLog {
                 "the JetStream stream {prefix} keeps {} copies, fewer than the {} asked",
                 config.num_replicas, options.replicas
             )));
+        }
+        if options.unsafe_lazy_sync {
+            tracing::warn!(
+                "--unsafe-lazy-sync: the NATS servers' sync setting is not checked; an acknowledged event can be lost in a power cut"
+            );
+        } else {
+            let holders = info
+                .cluster
+                .iter()
+                .flat_map(|c| {
+                    c.leader
+                        .iter()
+                        .cloned()
+                        .chain(c.replicas.iter().map(|r| r.name.clone()))
+                })
+                .collect();
+            durability::check(&options.monitors, &holders).await?;
         }
         let bucket = format!("{prefix}-ids");
         let ids = match js.get_key_value(&bucket).await {

@@ -62,7 +62,11 @@ impl TestLog {
 #[derive(Debug, Clone)]
 pub enum Place {
     Sled(PathBuf),
-    Nats { urls: Vec<String>, prefix: String },
+    Nats {
+        urls: Vec<String>,
+        monitors: Vec<String>,
+        prefix: String,
+    },
 }
 
 impl Place {
@@ -70,6 +74,7 @@ impl Place {
     pub fn on(cluster: &NatsCluster) -> Self {
         Self::Nats {
             urls: cluster.urls(),
+            monitors: cluster.monitor_urls(),
             prefix: format!("t{}", Uuid::new_v4().simple()),
         }
     }
@@ -78,7 +83,11 @@ impl Place {
     pub fn arg(&self) -> OsString {
         match self {
             Self::Sled(dir) => dir.clone().into_os_string(),
-            Self::Nats { urls, prefix } => format!("nats:{prefix}@{}", urls.join(",")).into(),
+            Self::Nats {
+                urls,
+                monitors,
+                prefix,
+            } => format!("nats:{prefix}@{}@{}", urls.join(","), monitors.join(",")).into(),
         }
     }
 
@@ -97,9 +106,14 @@ impl Place {
                     sled: Some(log),
                 }
             }
-            Self::Nats { urls, prefix } => {
+            Self::Nats {
+                urls,
+                monitors,
+                prefix,
+            } => {
                 let options = NatsOptions {
                     servers: urls.clone(),
+                    monitors: monitors.clone(),
                     prefix: prefix.clone(),
                     live_buffer,
                     ..NatsOptions::default()

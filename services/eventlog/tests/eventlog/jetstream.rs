@@ -2,9 +2,19 @@
 //! of ids that outlive JetStream's duplicate window, appends fenced against another writer, and
 //! a log several processes share.
 
-use podium_eventlog::{ExpectedVersion, read_whole_stream};
+use std::time::Duration;
 
-use crate::helpers::{Place, checked_log, cluster, events, runtime};
+use podium_eventlog::{
+    AppendOutcome, EventLog, EventLogError, ExpectedVersion, Filter, NatsEventLog, NatsOptions,
+    read_whole_stream, subscribe,
+};
+use podium_natscluster::NatsCluster;
+use uuid::Uuid;
+
+use crate::helpers::{
+    Place, TYPE_A, checked_log, cluster, collect_until, event, events, events_of, runtime,
+    same_event,
+};
 
 #[test]
 fn an_append_after_a_batch_lands_after_the_whole_batch() {
@@ -63,5 +73,204 @@ fn concurrent_appends_to_one_stream_take_each_version_once() {
             }
         }
         checked_log(t.log.as_ref()).await;
+    });
+}
+
+#[test]
+fn a_cluster_that_syncs_lazily_is_refused_unless_told() {
+    let lazy = podium_natscluster::NatsCluster::start_lazy(3).expect("a lazy cluster");
+    runtime().block_on(async {
+        let options = NatsOptions {
+            servers: lazy.urls(),
+            monitors: lazy.monitor_urls(),
+            ..NatsOptions::default()
+        };
+        let error = NatsEventLog::open(options.clone())
+            .await
+            .err()
+            .expect("a lazy cluster is refused")
+            .to_string();
+        assert!(error.contains("syncs JetStream lazily"), "{error}");
+        let unseen = NatsOptions {
+            monitors: Vec::new(),
+            ..options.clone()
+        };
+        let error = NatsEventLog::open(unseen).await.err().unwrap().to_string();
+        assert!(error.contains("without their monitoring URLs"), "{error}");
+        let told = NatsOptions {
+            unsafe_lazy_sync: true,
+            ..options
+        };
+        let log = NatsEventLog::open(told)
+            .await
+            .expect("told to accept the risk");
+        log.append("poll/a", ExpectedVersion::NoStream, events(1))
+            .await
+            .unwrap();
+    });
+}
+
+/// Options for a log of its own on `cluster` whose JetStream forgets message ids after a
+/// second, so that a test sees what only podium's claims keep.
+fn forgetful(cluster: &NatsCluster) -> NatsOptions {
+    NatsOptions {
+        servers: cluster.urls(),
+        monitors: cluster.monitor_urls(),
+        prefix: format!("t{}", Uuid::new_v4().simple()),
+        duplicate_window: Duration::from_secs(1),
+        ..NatsOptions::default()
+    }
+}
+
+#[test]
+fn ids_stay_unique_after_jetstream_forgets_them() {
+    let cluster = cluster();
+    runtime().block_on(async {
+        let options = forgetful(&cluster);
+        let log = NatsEventLog::open(options.clone()).await.unwrap();
+        let batch = events(2);
+        let first = log
+            .append("poll/a", ExpectedVersion::NoStream, batch.clone())
+            .await
+            .unwrap();
+        // Past JetStream's duplicate window.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let again = log
+            .append("poll/a", ExpectedVersion::Exact(7), batch.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            again,
+            AppendOutcome {
+                deduplicated: true,
+                ..first
+            }
+        );
+        let reused = log
+            .append("poll/b", ExpectedVersion::Any, vec![batch[0].clone()])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&reused, EventLogError::ReusedId { owner, .. } if owner == "poll/a"),
+            "{reused}"
+        );
+        let half = log
+            .append(
+                "poll/a",
+                ExpectedVersion::Any,
+                vec![batch[1].clone(), event(TYPE_A)],
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(half, EventLogError::PartialDuplicate { .. }),
+            "{half}"
+        );
+        assert_eq!(
+            log.find("poll/a", batch[1].id).await.unwrap(),
+            Some((first.last_position, first.last_version))
+        );
+        assert_eq!(log.find("poll/b", batch[1].id).await.unwrap(), None);
+
+        // Another process sees the same: the claims are on the cluster.
+        let other = NatsEventLog::open(options).await.unwrap();
+        let from_other = other
+            .append("poll/a", ExpectedVersion::Any, batch)
+            .await
+            .unwrap();
+        assert_eq!(from_other, again);
+        checked_log(&other).await;
+    });
+}
+
+#[test]
+fn a_claim_whose_append_never_landed_is_taken_over() {
+    let cluster = cluster();
+    runtime().block_on(async {
+        let options = forgetful(&cluster);
+        let log = NatsEventLog::open(options.clone()).await.unwrap();
+        // A process claimed this id for poll/a's first version and died before publishing.
+        let orphan = event(TYPE_A);
+        let client = async_nats::connect(cluster.url(1)).await.unwrap();
+        let ids = async_nats::jetstream::new(client)
+            .get_key_value(format!("{}-ids", options.prefix))
+            .await
+            .unwrap();
+        ids.create(orphan.id.to_string(), "0 poll/a".into())
+            .await
+            .unwrap();
+        assert_eq!(log.find("poll/a", orphan.id).await.unwrap(), None);
+        // Its retry lands, in another stream even: nothing holds the id.
+        let landed = log
+            .append("poll/b", ExpectedVersion::NoStream, vec![orphan.clone()])
+            .await
+            .unwrap();
+        assert!(!landed.deduplicated);
+        assert_eq!(
+            log.find("poll/b", orphan.id).await.unwrap(),
+            Some((landed.first_position, 0))
+        );
+        let stored = read_whole_stream(&log, "poll/b").await.unwrap();
+        assert!(same_event(&stored[0], &orphan));
+    });
+}
+
+#[test]
+fn processes_sharing_the_log_are_fenced_and_see_each_others_events() {
+    let cluster = cluster();
+    runtime().block_on(async {
+        let place = Place::on(&cluster);
+        let (one, two) = (place.open(64).await, place.open(64).await);
+        let watcher = tokio::spawn(collect_until(
+            subscribe(two.log.clone(), 0, Filter::default()),
+            |items| events_of(items).len() == 40,
+        ));
+        // The two take turns, each expecting the version the other just made: the fence lets
+        // every one through, as it must.
+        let mut conflicts = 0;
+        let mut landed = 0;
+        let mut version = None;
+        while landed < 40 {
+            for log in [&one.log, &two.log] {
+                let expected = version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+                match log.append("poll/shared", expected, events(1)).await {
+                    Ok(outcome) => {
+                        landed += 1;
+                        version = Some(outcome.last_version);
+                    }
+                    Err(EventLogError::Conflict { actual, .. }) => {
+                        conflicts += 1;
+                        version = actual;
+                    }
+                    Err(error) => panic!("{error}"),
+                }
+                if landed == 40 {
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            conflicts, 0,
+            "each append saw the version the last one made"
+        );
+        let stale = one
+            .log
+            .append("poll/shared", ExpectedVersion::Exact(3), events(1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                stale,
+                EventLogError::Conflict {
+                    actual: Some(39),
+                    ..
+                }
+            ),
+            "{stale}"
+        );
+        let seen = events_of(&watcher.await.unwrap());
+        let versions: Vec<u64> = seen.iter().map(|e| e.stream_version).collect();
+        assert_eq!(versions, (0..40).collect::<Vec<_>>());
+        assert_eq!(checked_log(one.log.as_ref()).await, seen);
     });
 }
