@@ -101,6 +101,9 @@ pub struct Config {
     pub public_url: Option<String>,
 
     #[command(flatten)]
+    pub log: crate::log_store::LogFlags,
+
+    #[command(flatten)]
     pub transport: Transport,
 
     #[command(flatten)]
@@ -401,6 +404,7 @@ impl Config {
             "drain_timeout_seconds": self.drain_timeout.as_secs_f64(),
             "public_url": self.public_url,
             "attendee_token_margin_hours": self.attendee_token_margin_hours,
+            "log": self.log,
             "transport": self.transport,
             "tls": self.tls,
             "rate_limits_per_minute": self.rates,

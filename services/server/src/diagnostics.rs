@@ -23,6 +23,8 @@ use crate::{
 pub struct NodeFacts {
     pub started: Instant,
     pub log: Arc<dyn EventLog>,
+    /// `sled` or `nats`.
+    pub log_backend: &'static str,
     /// The read models' applied position (they share one follower).
     pub applied: Option<watch::Receiver<u64>>,
     pub streams: RpcMetricsLayer,
@@ -113,7 +115,7 @@ impl Diagnostics for DiagnosticsService {
         Ok(Response::new(pb::NodeResponse {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_seconds: node.started.elapsed().as_secs(),
-            log_backend: "sled".to_owned(),
+            log_backend: node.log_backend.to_owned(),
             log_head: head,
             read_model_lag: head.saturating_sub(applied),
             open_streams: node.streams.open_streams(),

@@ -16,12 +16,14 @@ mod health;
 #[macro_use]
 mod limits;
 mod listener;
+pub mod log_store;
 pub mod metrics;
 mod privacy;
 mod read_models;
 mod revocation;
 pub mod synthetic;
 
+pub use log_store::{LogChoice, LogFlags, LogStore};
 pub use read_models::ReadModels;
 
 use std::{future::Future, sync::Arc, time::Instant};
@@ -29,7 +31,7 @@ use std::{future::Future, sync::Arc, time::Instant};
 use podium_access::{AccessService, Authenticator, Directory, TokenKeys};
 use podium_agenda::{AgendaService, AgendaStore};
 use podium_eventlog::{
-    EventLog, FollowerHandle, Projector, SledEventLog, SledOptions,
+    EventLog, FollowerHandle, Projector,
     personal::{self, KEYS_FILE, PersonalKeys, SealingLog},
 };
 use podium_feedback::{FeedbackModel, PollsService, QuestionsService, RatingsService, VoterKeys};
@@ -74,7 +76,7 @@ pub const SNAPSHOT_EVERY: u64 = 100_000;
 /// podium's state, opened and replayed, ready to serve.
 pub struct Podium {
     config: Config,
-    sled: Arc<SledEventLog>,
+    store: LogStore,
     log: Arc<dyn EventLog>,
     follower: FollowerHandle,
     keys: Arc<TokenKeys>,
@@ -110,23 +112,17 @@ impl Podium {
         let started = Instant::now();
         // Before anything records: the log's head and the recordings' bytes are set on opening.
         metrics::install();
-        let sled = Arc::new(SledEventLog::open(
-            backup::log_path(&config.data_dir),
-            SledOptions {
-                cache_bytes: config.log_cache,
-                reserve_bytes: config.disk_reserve,
-                ..SledOptions::default()
-            },
-        )?);
+        let store = LogStore::open(&config).await?;
+        let raw = store.log();
         let keys_path = config.data_dir.join(KEYS_FILE);
         let personal = Arc::new(PersonalKeys::load(&keys_path).map_err(|e| {
             ServerError::Personal(format!("cannot open {}: {e}", keys_path.display()))
         })?);
         // Every service writes through it: personal fields are sealed before they are stored.
-        let sealed_from = personal::sealed_from(&config.data_dir, sled.head()).map_err(|e| {
+        let sealed_from = personal::sealed_from(&config.data_dir, raw.head()).map_err(|e| {
             ServerError::Personal(format!("cannot record where sealing began: {e}"))
         })?;
-        let log: Arc<dyn EventLog> = Arc::new(SealingLog::new(sled.clone(), personal.clone()));
+        let log: Arc<dyn EventLog> = Arc::new(SealingLog::new(raw, personal.clone()));
 
         let bootstrap = TokenKeys::bootstrap(&config.data_dir, config.admin_token.clone())
             .map_err(|source| ServerError::Keys {
@@ -208,7 +204,7 @@ impl Podium {
         );
         Ok(Self {
             config,
-            sled,
+            store,
             log,
             follower,
             keys,
@@ -231,7 +227,7 @@ impl Podium {
     ) -> Result<(), ServerError> {
         let Self {
             config,
-            sled,
+            store,
             log,
             follower,
             keys,
@@ -444,6 +440,7 @@ impl Podium {
             diagnostics::DiagnosticsService::new(diagnostics::NodeFacts {
                 started,
                 log: log.clone(),
+                log_backend: store.backend(),
                 applied: Some(directory.applied()),
                 streams: rpc_metrics.clone(),
                 data_dir: config.data_dir.clone(),
@@ -580,7 +577,7 @@ impl Podium {
         }
         // Whatever happened above, every acknowledged append is already durable; closing flushes
         // and stops the writer cleanly.
-        sled.close()?;
+        store.close()?;
         tracing::info!("event log flushed and closed");
         outcome
     }

@@ -25,6 +25,13 @@ async fn main() -> anyhow::Result<()> {
             );
             std::process::exit(2);
         }
+        if config.log.log != podium_server::LogChoice::Sled {
+            eprintln!(
+                "podiumd: restore writes a sled log into a new data directory; a NATS cluster's \
+                 log is backed up and restored with JetStream's own tools (see deploy/nats/)"
+            );
+            std::process::exit(2);
+        }
         restore(file, &config.data_dir);
     }
     if let Err(problem) = config.validate() {

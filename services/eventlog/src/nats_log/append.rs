@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use async_nats::jetstream::{
     context::PublishErrorKind,
     kv::{CreateErrorKind, UpdateErrorKind},
+    stream::LastRawMessageErrorKind,
 };
 use futures::future::try_join_all;
 use uuid::Uuid;
@@ -154,13 +155,23 @@ fn answered(stream: &str, events: &[NewEvent], claims: &[Claim]) -> Option<Resul
 
 /// Where `id` is, by its claim and the log.
 pub(super) async fn resolve(log: &Inner, id: Uuid) -> Result<Claim> {
-    let Some(entry) = log.ids.entry(id.to_string()).await.map_err(nats)? else {
-        return Ok(Claim::Free);
+    // The leader's copy (`STREAM.MSG.GET`), not any replica's: a replica may not have the
+    // claim another append wrote a moment ago, and one that froze answers nothing at all.
+    let subject = format!("$KV.{}.{id}", log.bucket);
+    let entry = match log
+        .ids_stream
+        .get_last_raw_message_by_subject(&subject)
+        .await
+    {
+        Ok(entry) => entry,
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(Claim::Free),
+        Err(e) => return Err(nats(e)),
     };
-    if entry.value.is_empty() {
-        return Ok(Claim::Stale(entry.revision)); // a deleted key
+    let revision = entry.sequence;
+    if entry.payload.is_empty() {
+        return Ok(Claim::Stale(revision)); // a deleted key
     }
-    let claim = std::str::from_utf8(&entry.value)
+    let claim = std::str::from_utf8(&entry.payload)
         .ok()
         .and_then(|v| v.split_once(' '))
         .and_then(|(version, stream)| Some((version.parse::<u64>().ok()?, stream.to_owned())));
@@ -176,7 +187,7 @@ pub(super) async fn resolve(log: &Inner, id: Uuid) -> Result<Claim> {
             position: message.sequence - 1,
             version,
         }),
-        _ => Ok(Claim::Stale(entry.revision)),
+        _ => Ok(Claim::Stale(revision)),
     }
 }
 

@@ -91,6 +91,11 @@ struct Inner {
     js: jetstream::Context,
     reader: Reader,
     ids: kv::Store,
+    /// The bucket's own stream, read through its leader: a claim read from a replica could be
+    /// older than one just written.
+    ids_stream: jetstream::stream::Stream,
+    /// The bucket's name.
+    bucket: String,
     prefix: String,
     /// One past the last sequence this process knows is stored: its own acknowledged appends
     /// and everything the tail has delivered.
@@ -185,6 +190,7 @@ impl NatsEventLog {
                 .await
                 .map_err(nats)?,
         };
+        let ids_stream = js.get_stream(format!("KV_{bucket}")).await.map_err(nats)?;
         let head = info.state.last_sequence;
         let live = Arc::new(broadcast::channel(options.live_buffer.max(1)).0);
         let inner = Arc::new(Inner {
@@ -197,6 +203,8 @@ impl NatsEventLog {
             client,
             js,
             ids,
+            ids_stream,
+            bucket,
             prefix,
             head: AtomicU64::new(head),
             live: Arc::downgrade(&live),
@@ -240,6 +248,9 @@ async fn connect(options: &NatsOptions) -> Result<async_nats::Client> {
     let mut connect = async_nats::ConnectOptions::new()
         .name("podiumd")
         .connection_timeout(Duration::from_secs(5))
+        // A server that froze holds its connection open: two missed pings (about 4 s) and the
+        // client moves to another, instead of after the default two minutes.
+        .ping_interval(Duration::from_secs(2))
         .retry_on_initial_connect();
     if let Some(credentials) = &options.credentials {
         connect = connect

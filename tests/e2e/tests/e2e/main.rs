@@ -7,6 +7,7 @@ mod agenda;
 mod authz;
 mod backup;
 mod cli;
+mod cluster;
 mod deploy;
 mod drain;
 mod faults;

@@ -1,0 +1,182 @@
+//! Where podiumd keeps its event log: sled in the data directory (the default: one binary,
+//! nothing else to run), or a NATS JetStream cluster (`--log nats://host:4222,...`), which
+//! keeps three copies on three machines so that losing one loses nothing.
+
+use std::{path::PathBuf, sync::Arc};
+
+use podium_eventlog::{EventLog, NatsEventLog, NatsOptions, SledEventLog, SledOptions};
+use serde::Serialize;
+
+use crate::{Config, ServerError, backup};
+
+/// The log flags.
+#[derive(Debug, Clone, clap::Args, Serialize)]
+pub struct LogFlags {
+    /// Where the event log lives: `sled` (in the data directory), or a NATS JetStream cluster
+    /// as its servers' URLs, comma-separated (`nats://10.0.0.1:4222,nats://10.0.0.2:4222`).
+    /// The cluster needs NATS 2.14 or later; see deploy/nats/.
+    #[arg(long = "log", env = "PODIUM_LOG", default_value = "sled", value_parser = parse_log)]
+    pub log: LogChoice,
+
+    /// Names what podiumd keeps on the NATS cluster: the JetStream stream of that name and the
+    /// key-value bucket `<prefix>-ids`. Two podium installations may share a cluster under two
+    /// prefixes.
+    #[arg(long, env = "PODIUM_NATS_PREFIX", default_value = "podium")]
+    pub nats_prefix: String,
+
+    /// The servers' monitoring URLs (`http://host:8222`, comma-separated), where podiumd
+    /// checks at start that every server holding the log syncs each write to disk.
+    #[arg(long, env = "PODIUM_NATS_MONITOR", value_delimiter = ',')]
+    pub nats_monitor: Vec<String>,
+
+    /// Copies of every event on the cluster: 3 survives the loss of any one server.
+    #[arg(long, env = "PODIUM_NATS_REPLICAS", default_value = "3",
+          value_parser = clap::value_parser!(u64).range(1..=5))]
+    pub nats_replicas: u64,
+
+    /// A NATS credentials file (`.creds`), for a cluster with accounts.
+    #[arg(long, env = "PODIUM_NATS_CREDENTIALS")]
+    pub nats_credentials: Option<PathBuf>,
+
+    /// A PEM file of the certificate authorities that sign the NATS servers' certificates.
+    #[arg(long, env = "PODIUM_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+
+    /// Refuse a NATS server that does not offer TLS.
+    #[arg(long, env = "PODIUM_NATS_REQUIRE_TLS")]
+    pub nats_require_tls: bool,
+
+    /// Run on NATS servers that do not sync every write (or whose monitoring podiumd cannot
+    /// read): an acknowledged event can then be lost if the cluster's machines lose power.
+    #[arg(long, env = "PODIUM_UNSAFE_LAZY_SYNC")]
+    pub unsafe_lazy_sync: bool,
+}
+
+/// Which log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogChoice {
+    Sled,
+    /// The cluster's client URLs.
+    Nats(Vec<String>),
+}
+
+fn parse_log(value: &str) -> Result<LogChoice, String> {
+    if value == "sled" {
+        return Ok(LogChoice::Sled);
+    }
+    let urls: Vec<String> = value.split(',').map(|u| u.trim().to_owned()).collect();
+    for url in &urls {
+        let rest = ["nats://", "tls://"]
+            .iter()
+            .find_map(|scheme| url.strip_prefix(scheme))
+            .ok_or_else(|| {
+                format!(
+                    "{url:?} is neither `sled` nor a NATS URL (nats://host:port or tls://host:port)"
+                )
+            })?;
+        if rest.is_empty() || rest.contains('/') {
+            return Err(format!(
+                "{url:?}: a NATS URL is nats://host:port, with no path"
+            ));
+        }
+    }
+    Ok(LogChoice::Nats(urls))
+}
+
+/// The open log, with what only its backend can do.
+pub enum LogStore {
+    Sled(Arc<SledEventLog>),
+    Nats(Arc<NatsEventLog>),
+}
+
+impl LogStore {
+    /// Opens the log the configuration names.
+    pub async fn open(config: &Config) -> Result<Self, ServerError> {
+        let flags = &config.log;
+        Ok(match &flags.log {
+            LogChoice::Sled => Self::Sled(Arc::new(SledEventLog::open(
+                backup::log_path(&config.data_dir),
+                SledOptions {
+                    cache_bytes: config.log_cache,
+                    reserve_bytes: config.disk_reserve,
+                    ..SledOptions::default()
+                },
+            )?)),
+            LogChoice::Nats(servers) => {
+                // The keys, snapshots and recordings stay in the data directory, which sled
+                // would otherwise have made.
+                podium_eventlog::durable::create_dir_all(&config.data_dir).map_err(|e| {
+                    ServerError::Config(format!(
+                        "cannot create the data directory {}: {e}",
+                        config.data_dir.display()
+                    ))
+                })?;
+                let options = NatsOptions {
+                    servers: servers.clone(),
+                    prefix: flags.nats_prefix.clone(),
+                    replicas: flags.nats_replicas as usize,
+                    credentials: flags.nats_credentials.clone(),
+                    tls_ca: flags.nats_tls_ca.clone(),
+                    require_tls: flags.nats_require_tls,
+                    monitors: flags.nats_monitor.clone(),
+                    unsafe_lazy_sync: flags.unsafe_lazy_sync,
+                    ..NatsOptions::default()
+                };
+                Self::Nats(Arc::new(NatsEventLog::open(options).await?))
+            }
+        })
+    }
+
+    /// The log, as services use it.
+    pub fn log(&self) -> Arc<dyn EventLog> {
+        match self {
+            Self::Sled(log) => log.clone(),
+            Self::Nats(log) => log.clone(),
+        }
+    }
+
+    /// The backend's name, as the node's diagnostics report it.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sled(_) => "sled",
+            Self::Nats(_) => "nats",
+        }
+    }
+
+    /// Closes the log: sled flushes and stops its writer; the NATS log stops following the
+    /// cluster (every acknowledged append is already there).
+    pub fn close(&self) -> Result<(), ServerError> {
+        match self {
+            Self::Sled(log) => log.close()?,
+            Self::Nats(log) => log.close(),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_is_sled_or_a_list_of_nats_urls() {
+        assert_eq!(parse_log("sled"), Ok(LogChoice::Sled));
+        assert_eq!(
+            parse_log("nats://10.0.0.1:4222, tls://n2.example.org:4222"),
+            Ok(LogChoice::Nats(vec![
+                "nats://10.0.0.1:4222".into(),
+                "tls://n2.example.org:4222".into()
+            ]))
+        );
+        for bad in [
+            "",
+            "postgres://db",
+            "nats://",
+            "nats://host:4222/path",
+            "sled,nats://a:1",
+        ] {
+            assert!(parse_log(bad).is_err(), "{bad}");
+        }
+    }
+}
