@@ -7,7 +7,12 @@
 //! without an `fdatasync` of sled's file after it (what durable costs per append without group
 //! commit; sled's flush alone ends in `sync_file_range`, which a power cut can undo), then a
 //! restart with a large log: the time from reopening it to a read model having applied every
-//! event through `Projector::start`, the path podiumd takes at start-up.
+//! event through `Projector::start`, the path podiumd takes at start-up. The same appenders
+//! then run against a three-server NATS JetStream cluster on loopback (every server syncing
+//! each write), printed as a ratio to sled's figure at the same concurrency: on one machine
+//! the three servers, the benchmark and its appenders share the same cores, so the ratio is
+//! what means something, not the absolute rate. The cluster needs `nats-server` 2.14 or later
+//! (`$PODIUM_NATS_SERVER` or the `PATH`); without one, that part says why and is left out.
 //! `PODIUM_BENCH_SECS` (default 3) sets the length of each throughput run and
 //! `PODIUM_BENCH_EVENTS` (default 1,000,000) the size of the replayed log. Under
 //! `cargo test --benches` it makes a quick smoke run instead.
@@ -21,9 +26,10 @@ use std::{
 
 use anyhow::Context;
 use podium_eventlog::{
-    EventLog, ExpectedVersion, Filter, NewEvent, Projection, Projector, RecordedEvent,
-    SledEventLog, SledOptions,
+    EventLog, ExpectedVersion, Filter, NatsEventLog, NatsOptions, NewEvent, Projection, Projector,
+    RecordedEvent, SledEventLog, SledOptions,
 };
+use podium_natscluster::NatsCluster;
 use tempfile::TempDir;
 use uuid::Uuid;
 
@@ -77,8 +83,15 @@ fn main() -> anyhow::Result<()> {
         "baseline      one sled insert + flush + fdatasync per append        appends/s={:.0}  p50={:.2}ms  p99={:.2}ms",
         baseline.rate, baseline.p50_ms, baseline.p99_ms
     );
+    let mut sled_rates = Vec::new();
     for appenders in [1, 64, 256] {
-        let run = runtime.block_on(appends(appenders, seconds))?;
+        let run = runtime.block_on(async {
+            let dir = TempDir::new()?;
+            let log = Arc::new(SledEventLog::open(dir.path(), SledOptions::default())?);
+            let run = appends(log.clone(), appenders, seconds).await;
+            log.close()?;
+            run
+        })?;
         println!(
             "appenders={appenders:<4} appends/s={:.0}  p50={:.2}ms  p99={:.2}ms  ratio to the fdatasync baseline={:.1}x",
             run.rate,
@@ -86,6 +99,31 @@ fn main() -> anyhow::Result<()> {
             run.p99_ms,
             run.rate / baseline.rate
         );
+        sled_rates.push(run.rate);
+    }
+    match NatsCluster::start(3) {
+        Ok(cluster) => {
+            for (appenders, sled_rate) in [1, 64, 256].into_iter().zip(sled_rates) {
+                let run = runtime.block_on(async {
+                    let log = NatsEventLog::open(NatsOptions {
+                        servers: cluster.urls(),
+                        monitors: cluster.monitor_urls(),
+                        prefix: format!("bench{appenders}"),
+                        ..NatsOptions::default()
+                    })
+                    .await?;
+                    appends(Arc::new(log), appenders, seconds).await
+                })?;
+                println!(
+                    "jetstream R3 appenders={appenders:<4} appends/s={:.0}  p50={:.2}ms  p99={:.2}ms  ratio to sled at {appenders}={:.2}",
+                    run.rate,
+                    run.p50_ms,
+                    run.p99_ms,
+                    run.rate / sled_rate
+                );
+            }
+        }
+        Err(error) => println!("jetstream: not measured: {error}"),
     }
     runtime.block_on(replay(replay_events))
 }
@@ -144,10 +182,13 @@ fn baseline(seconds: Duration, fdatasync: bool) -> anyhow::Result<Run> {
     Ok(Run::new(latencies.len(), start.elapsed(), latencies))
 }
 
-/// `appenders` tasks, each appending one event at a time to its own stream for `seconds`.
-async fn appends(appenders: usize, seconds: Duration) -> anyhow::Result<Run> {
-    let dir = TempDir::new()?;
-    let log = Arc::new(SledEventLog::open(dir.path(), SledOptions::default())?);
+/// `appenders` tasks, each appending one event at a time to its own stream of the empty `log`
+/// for `seconds`.
+async fn appends(
+    log: Arc<dyn EventLog>,
+    appenders: usize,
+    seconds: Duration,
+) -> anyhow::Result<Run> {
     let start = Instant::now();
     let deadline = start + seconds;
     let tasks: Vec<_> = (0..appenders)
@@ -180,7 +221,6 @@ async fn appends(appenders: usize, seconds: Duration) -> anyhow::Result<Run> {
         log.head(),
         latencies.len()
     );
-    log.close()?;
     Ok(Run::new(latencies.len(), elapsed, latencies))
 }
 
