@@ -64,6 +64,20 @@ impl NatsCluster {
     }
 
     fn start_with(size: usize, sync_always: bool) -> io::Result<Self> {
+        // Ports are picked free and let go before the servers bind them, so a test running
+        // beside this one can take one in between: start again on new ports then.
+        let mut tries = 0;
+        loop {
+            match Self::try_start(size, sync_always) {
+                Err(e) if tries < 4 && e.to_string().contains("address already in use") => {
+                    tries += 1;
+                }
+                started => return started,
+            }
+        }
+    }
+
+    fn try_start(size: usize, sync_always: bool) -> io::Result<Self> {
         let binary = server_binary()?;
         let dir = tempfile::Builder::new().prefix("podium-nats-").tempdir()?;
         let nodes = (0..size)
@@ -84,6 +98,7 @@ impl NatsCluster {
         for i in 0..size {
             cluster.wait_ready(i, 0)?;
         }
+        cluster.wait_for_peers()?;
         Ok(cluster)
     }
 
@@ -140,7 +155,50 @@ impl NatsCluster {
         self.kill(i)?;
         let before = fs::read_to_string(self.log_path(i)).map_or(0, |log| log.len());
         self.spawn(i)?;
-        self.wait_ready(i, before)
+        self.wait_ready(i, before)?;
+        self.wait_for_peers()
+    }
+
+    /// Waits until the JetStream metadata leader counts every running server as a current
+    /// peer: before that, creating a stream of three copies fails ("no suitable peers").
+    fn wait_for_peers(&self) -> io::Result<()> {
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].child.is_some())
+            .collect();
+        let deadline = Instant::now() + READY_WAIT;
+        loop {
+            // Every server knows the leader; the leader (the only one that lists the peers)
+            // counts every running server as current.
+            let metas: Vec<serde_json::Value> = running
+                .iter()
+                .filter_map(|i| self.monitor(*i, "/jsz").ok())
+                .map(|jsz| jsz["meta_cluster"].clone())
+                .collect();
+            let led = metas.len() == running.len()
+                && metas
+                    .iter()
+                    .all(|m| m["leader"].as_str().is_some_and(|l| !l.is_empty()));
+            let current = metas.iter().any(|m| {
+                let replicas = m["replicas"].as_array().cloned().unwrap_or_default();
+                replicas
+                    .iter()
+                    .filter(|r| r["current"] == true && r["offline"] != true)
+                    .count()
+                    + 1
+                    >= running.len()
+            });
+            let ready = led && current;
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::new(
+                    ErrorKind::TimedOut,
+                    format!("the JetStream peers were not all current in {READY_WAIT:?}"),
+                ));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The server a client named `name` (its CONNECT name, `podiumd` for podiumd) is connected

@@ -5,13 +5,27 @@
 //!
 //! **Idempotency for ever.** JetStream drops a message whose `Nats-Msg-Id` it saw within its
 //! duplicate window (two minutes), and forgets it after. So before publishing, each event id is
-//! *claimed* in a key-value bucket: `<id>` → `<version> <stream>`, where it is about to land.
-//! A later append of that id reads the claim and looks at that very place in the log: if the
-//! message there has the id, the id is stored there, for ever (the stream denies deletes). If
-//! not, the claim is stale (its publish failed or never happened) and is taken over. The log,
-//! not the bucket, is the truth; the window covers two appends of one id racing each other.
+//! *claimed* in a key-value bucket: `<id>` → `<version> <first> <stream>`, where it is about to
+//! land and where its append begins. A later append of that id reads the claim and looks at
+//! that very place in the log:
+//!
+//! - the message there has the id: the id is stored there, for ever (the stream denies
+//!   deletes);
+//! - another message is there, or at the place where its append begins (an atomic batch lands
+//!   whole or not at all): the claimant lost the race for those versions, and its claim is
+//!   stale, free to take over;
+//! - nothing is there yet: the claimant may still be publishing. Until the claim is older than
+//!   the duplicate window (plus a publish's timeout) it is *pending*: a retry of the same batch
+//!   publishes to the very same place, where JetStream's window tells the two apart; an append
+//!   of the id anywhere else waits, and is refused as in flight if the claim stays pending.
+//!   After that the claimant's publish can no longer land unseen, and the claim is stale.
+//!
+//! The log, not the bucket, is the truth; the bucket says where to look.
 
-use std::sync::atomic::Ordering;
+use std::{
+    sync::atomic::Ordering,
+    time::{Duration, Instant, SystemTime},
+};
 
 use async_nats::jetstream::{
     context::PublishErrorKind,
@@ -24,17 +38,35 @@ use uuid::Uuid;
 use super::{Inner, read::nats, subjects};
 use crate::{AppendOutcome, EventLogError, ExpectedVersion, NewEvent, Result};
 
-/// How often an append starts again after losing a race (a claim or the fence) before it
-/// gives up.
-const ATTEMPTS: usize = 64;
+/// How long an append keeps trying after losing races (a claim, the fence, a batch in flight)
+/// or meeting a cluster that is electing a leader, before it gives up with the last error.
+const DEADLINE: Duration = Duration::from_secs(15);
+/// How long an append of an id claimed elsewhere waits for that claim's publish to land or
+/// fail before it is refused as in flight (the caller tries again later).
+const PENDING_WAIT: Duration = Duration::from_secs(2);
+/// The first pause between attempts; it doubles up to [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(2);
+const MAX_PAUSE: Duration = Duration::from_millis(250);
+/// How long after its claim a publish can still land: the client's publish timeout and then
+/// some. A claim older than the duplicate window plus this, with nothing at its place, is
+/// stale.
+pub const PUBLISH_GRACE: Duration = Duration::from_secs(10);
+
+/// JetStream's error codes podium tells apart.
+const WRONG_LAST_SEQUENCE: u64 = 10071;
+/// "expected last subject sequence mismatch" of an append that raced another in flight.
+const SUBJECT_SEQUENCE_IN_FLIGHT: u64 = 10164;
 
 /// What the log knows of an event id.
 pub(super) enum Claim {
     /// Never claimed.
     Free,
-    /// Claimed, but no event with this id is where the claim says: free to take over, at this
+    /// Claimed, but the claimant's publish cannot land any more: free to take over, at this
     /// revision of the claim.
     Stale(u64),
+    /// Claimed for this place moments ago, and nothing is there yet: the claimant may still be
+    /// publishing.
+    Pending { stream: String, version: u64 },
     /// Stored: in this stream, at this position and version.
     Stored {
         stream: String,
@@ -49,14 +81,32 @@ pub async fn append(
     expected: ExpectedVersion,
     events: &[NewEvent],
 ) -> Result<AppendOutcome> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut pause = FIRST_PAUSE;
     let mut last_error = None;
-    for _ in 0..ATTEMPTS {
-        let claims = try_join_all(events.iter().map(|e| resolve(log, e.id))).await?;
+    let started = Instant::now();
+    for attempt in 0.. {
+        if attempt > 0 {
+            if Instant::now() + pause > deadline {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_PAUSE);
+        }
+        let filter = subjects::of_stream(&log.prefix, stream);
+        let (claims, last) = tokio::try_join!(
+            try_join_all(events.iter().map(|e| resolve(log, e.id))),
+            log.reader.last_on(&filter),
+        )?;
+        let stored = claims.iter().any(|c| matches!(c, Claim::Stored { .. }));
+        if stored && claims.iter().any(|c| matches!(c, Claim::Pending { .. })) {
+            // Read while a batch was landing: some of it seen, some not yet. Look again.
+            continue;
+        }
         if let Some(answer) = answered(stream, events, &claims) {
             return answer;
         }
-        let filter = subjects::of_stream(&log.prefix, stream);
-        let (current, fence) = match log.reader.last_on(&filter).await? {
+        let (current, fence) = match last {
             Some(last) => (
                 Some(subjects::recorded(&last)?.stream_version),
                 last.sequence,
@@ -76,18 +126,35 @@ pub async fn append(
             });
         }
         let first_version = current.map_or(0, |v| v + 1);
-        let claimed = try_join_all(events.iter().zip(&claims).enumerate().map(
-            |(i, (event, claim))| claim_id(log, event.id, claim, stream, first_version + i as u64),
-        ))
-        .await?;
-        let Some(revisions) = claimed.into_iter().collect::<Option<Vec<u64>>>() else {
-            continue; // another append claimed one of the ids meanwhile: look again
-        };
+        if let Some((id, owner)) = pending_elsewhere(stream, first_version, events, &claims) {
+            // Its claimant may still be publishing it: wait a little for its outcome.
+            let error = EventLogError::Storage(format!(
+                "event id {id} is being appended to stream {owner} at this moment; try again"
+            ));
+            if started.elapsed() > PENDING_WAIT {
+                return Err(error);
+            }
+            last_error = Some(error);
+            continue;
+        }
+        let pending = claims.iter().any(|c| matches!(c, Claim::Pending { .. }));
+        if !pending {
+            let claimed = try_join_all(events.iter().zip(&claims).enumerate().map(
+                |(i, (event, claim))| {
+                    let place = (first_version + i as u64, first_version);
+                    claim_id(log, event.id, claim, stream, place)
+                },
+            ))
+            .await?;
+            if claimed.contains(&false) {
+                continue; // another append claimed one of the ids meanwhile: look again
+            }
+        }
+        // Either the claims are this append's, or they are pending for these very places (a
+        // retry of a batch still in flight): the duplicate window tells the two publishes apart.
         match publish(log, stream, first_version, fence, events).await {
             Ok(ack) if ack.duplicate => {
-                // Within the duplicate window, the first publish of these ids is stored: answer
-                // with it, and point the claims back at it.
-                return first_publish(log, stream, events, ack.sequence, &revisions).await;
+                return first_publish(log, stream, events, ack.sequence).await;
             }
             Ok(ack) => {
                 let last_seq = ack.sequence;
@@ -101,13 +168,14 @@ pub async fn append(
                     deduplicated: false,
                 });
             }
-            Err(Published::Fenced) => continue, // the stream moved: check `expected` again
-            Err(Published::Failed(error)) => last_error = Some(error),
+            Err(Published::Fenced) => {} // the stream moved: check `expected` again
+            Err(Published::Again(error)) => last_error = Some(error),
+            Err(Published::Refused(error)) => return Err(error),
         }
     }
     Err(last_error.unwrap_or_else(|| {
         EventLogError::Storage(format!(
-            "gave up appending to {stream} after {ATTEMPTS} attempts lost to concurrent appends"
+            "gave up appending to {stream} after {DEADLINE:?} of appends racing it"
         ))
     }))
 }
@@ -132,7 +200,7 @@ fn answered(stream: &str, events: &[NewEvent], claims: &[Claim]) -> Option<Resul
                 }
                 Some((*position, *version))
             }
-            Claim::Free | Claim::Stale(_) => None,
+            Claim::Free | Claim::Stale(_) | Claim::Pending { .. } => None,
         });
     }
     match (
@@ -153,32 +221,38 @@ fn answered(stream: &str, events: &[NewEvent], claims: &[Claim]) -> Option<Resul
     }
 }
 
+/// The first id whose claim is pending somewhere this append would not put it, with that
+/// stream: this append must not take it over while its claimant may still publish.
+fn pending_elsewhere(
+    stream: &str,
+    first_version: u64,
+    events: &[NewEvent],
+    claims: &[Claim],
+) -> Option<(Uuid, String)> {
+    let any_pending = claims.iter().any(|c| matches!(c, Claim::Pending { .. }));
+    // A retry of a batch in flight goes to the same places, or the claims are not its own.
+    let same_places = claims.iter().enumerate().all(|(i, claim)| {
+        matches!(claim, Claim::Pending { stream: s, version } if s == stream && *version == first_version + i as u64)
+    });
+    if !any_pending || same_places {
+        return None;
+    }
+    events
+        .iter()
+        .zip(claims)
+        .find_map(|(event, claim)| match claim {
+            Claim::Pending { stream: owner, .. } => Some((event.id, owner.clone())),
+            _ => None,
+        })
+}
+
 /// Where `id` is, by its claim and the log.
 pub(super) async fn resolve(log: &Inner, id: Uuid) -> Result<Claim> {
-    // The leader's copy (`STREAM.MSG.GET`), not any replica's: a replica may not have the
-    // claim another append wrote a moment ago, and one that froze answers nothing at all.
-    let subject = format!("$KV.{}.{id}", log.bucket);
-    let entry = match log
-        .ids_stream
-        .get_last_raw_message_by_subject(&subject)
-        .await
-    {
-        Ok(entry) => entry,
-        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(Claim::Free),
-        Err(e) => return Err(nats(e)),
+    let Some((revision, claimed_at, claim)) = read_claim(log, id).await? else {
+        return Ok(Claim::Free);
     };
-    let revision = entry.sequence;
-    if entry.payload.is_empty() {
+    let Some((version, first, stream)) = claim else {
         return Ok(Claim::Stale(revision)); // a deleted key
-    }
-    let claim = std::str::from_utf8(&entry.payload)
-        .ok()
-        .and_then(|v| v.split_once(' '))
-        .and_then(|(version, stream)| Some((version.parse::<u64>().ok()?, stream.to_owned())));
-    let Some((version, stream)) = claim else {
-        return Err(EventLogError::Storage(format!(
-            "the claim of event id {id} is unreadable"
-        )));
     };
     let subject = subjects::at_version(&log.prefix, &stream, version);
     match log.reader.last_on(&subject).await? {
@@ -187,50 +261,120 @@ pub(super) async fn resolve(log: &Inner, id: Uuid) -> Result<Claim> {
             position: message.sequence - 1,
             version,
         }),
-        _ => Ok(Claim::Stale(revision)),
+        // Another event took the place: the claimant's fenced publish was refused.
+        Some(_) => Ok(Claim::Stale(revision)),
+        None if first < version
+            && log
+                .reader
+                .last_on(&subjects::at_version(&log.prefix, &stream, first))
+                .await?
+                .is_some() =>
+        {
+            // Its append's first place is taken and this one is empty: that append (whole or
+            // nothing) did not land there, and cannot now.
+            Ok(Claim::Stale(revision))
+        }
+        None => {
+            let age = SystemTime::now()
+                .duration_since(claimed_at)
+                .unwrap_or_default();
+            if age > log.duplicate_window + PUBLISH_GRACE {
+                Ok(Claim::Stale(revision))
+            } else {
+                Ok(Claim::Pending { stream, version })
+            }
+        }
     }
 }
 
-/// Claims `id` for version `version` of `stream`: the claim's new revision, or `None` if
-/// another append claimed it first.
+/// The claim of `id`: its revision, when it was written, and what it says (version, its
+/// append's first version, stream; `None` for a deleted key). Read from the bucket's leader (`STREAM.MSG.GET`), not any replica: a replica
+/// may not have the claim another append wrote a moment ago, and one that froze answers
+/// nothing at all.
+async fn read_claim(log: &Inner, id: Uuid) -> Result<Option<(u64, SystemTime, Option<Place>)>> {
+    let subject = format!("$KV.{}.{id}", log.bucket);
+    let entry = match log
+        .ids_stream
+        .get_last_raw_message_by_subject(&subject)
+        .await
+    {
+        Ok(entry) => entry,
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+        Err(e) => return Err(nats(e)),
+    };
+    if entry.payload.is_empty() {
+        return Ok(Some((entry.sequence, entry.time.into(), None)));
+    }
+    let claim = std::str::from_utf8(&entry.payload)
+        .ok()
+        .and_then(|v| {
+            let mut parts = v.splitn(3, ' ');
+            let version = parts.next()?.parse::<u64>().ok()?;
+            let first = parts.next()?.parse::<u64>().ok()?;
+            Some((version, first, parts.next()?.to_owned()))
+        })
+        .ok_or_else(|| {
+            EventLogError::Storage(format!("the claim of event id {id} is unreadable"))
+        })?;
+    Ok(Some((entry.sequence, entry.time.into(), Some(claim))))
+}
+
+/// What a claim says: the version, the first version of its append, the stream.
+type Place = (u64, u64, String);
+
+/// Claims `id` for `(version, first version of the append)` of `stream`; false if another
+/// append claimed it first.
 async fn claim_id(
     log: &Inner,
     id: Uuid,
     claim: &Claim,
     stream: &str,
-    version: u64,
-) -> Result<Option<u64>> {
-    let value = claim_value(stream, version);
+    (version, first): (u64, u64),
+) -> Result<bool> {
+    let value = claim_value(stream, version, first);
     let key = id.to_string();
-    match claim {
+    let written = match claim {
         Claim::Free => match log.ids.create(&key, value).await {
-            Ok(revision) => Ok(Some(revision)),
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(None),
-            Err(e) => Err(nats(e)),
+            Ok(_) => return Ok(true),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => nats(e),
         },
         Claim::Stale(revision) => match log.ids.update(&key, value, *revision).await {
-            Ok(revision) => Ok(Some(revision)),
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
-            Err(e) => Err(nats(e)),
+            Ok(_) => return Ok(true),
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => return Ok(false),
+            Err(e) => nats(e),
         },
-        Claim::Stored { .. } => Ok(None),
+        Claim::Pending { .. } | Claim::Stored { .. } => return Ok(false),
+    };
+    // A create or update that raced another one can come back as another error (JetStream's
+    // 10164, "wrong last sequence" of a write in flight): if the claim is no longer what this
+    // append read, it lost a race, which passes.
+    let before = match claim {
+        Claim::Stale(revision) => Some(*revision),
+        _ => None,
+    };
+    let raced = written.to_string().contains("error code 10164");
+    match read_claim(log, id).await? {
+        Some((revision, _, _)) if Some(revision) != before => Ok(false),
+        // The other write is still in flight: look again in a moment.
+        _ if raced => Ok(false),
+        _ => Err(written),
     }
 }
 
-fn claim_value(stream: &str, version: u64) -> bytes::Bytes {
-    format!("{version} {stream}").into_bytes().into()
+fn claim_value(stream: &str, version: u64, first: u64) -> bytes::Bytes {
+    format!("{version} {first} {stream}").into_bytes().into()
 }
 
 /// The answer to a publish JetStream dropped as a duplicate of one that ended at sequence
 /// `last_seq`: the first publish's place, or [`EventLogError::ReusedId`] if it went to another
-/// stream. The claims this append wrote (at `revisions`) are pointed back at where the events
-/// really are, so that the answer stays the same once the duplicate window has passed.
+/// stream. The claims are pointed at where the events really are, so that the answer stays the
+/// same once the duplicate window has passed.
 async fn first_publish(
     log: &Inner,
     stream: &str,
     events: &[NewEvent],
     last_seq: u64,
-    revisions: &[u64],
 ) -> Result<AppendOutcome> {
     let n = events.len() as u64;
     let stored = log
@@ -245,11 +389,10 @@ async fn first_publish(
             "JetStream called an append to {stream} a duplicate of sequence {last_seq}, which holds other events"
         )));
     }
-    for (event, revision) in stored.iter().zip(revisions) {
-        let value = claim_value(&event.stream, event.stream_version);
-        if let Err(error) = log.ids.update(event.id.to_string(), value, *revision).await {
-            tracing::debug!(%error, id = %event.id, "the claim moved on; the next look finds the event");
-        }
+    let first_version = stored[0].stream_version;
+    for event in &stored {
+        let place = (event.stream_version, first_version);
+        point_claim(log, event.id, &event.stream, place).await?;
     }
     let (first, last) = (&stored[0], &stored[stored.len() - 1]);
     if first.stream != stream {
@@ -268,15 +411,60 @@ async fn first_publish(
     })
 }
 
+/// Makes the claim of `id` say where it is stored, whatever it says now.
+async fn point_claim(
+    log: &Inner,
+    id: Uuid,
+    stream: &str,
+    (version, first): (u64, u64),
+) -> Result<()> {
+    for _ in 0..8 {
+        let outcome = match read_claim(log, id).await? {
+            Some((_, _, Some((v, f, s)))) if v == version && f == first && s == stream => {
+                return Ok(());
+            }
+            Some((revision, _, _)) => log
+                .ids
+                .update(
+                    id.to_string(),
+                    claim_value(stream, version, first),
+                    revision,
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| e.kind() == UpdateErrorKind::WrongLastRevision),
+            None => log
+                .ids
+                .create(id.to_string(), claim_value(stream, version, first))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.kind() == CreateErrorKind::AlreadyExists),
+        };
+        match outcome {
+            Ok(()) => return Ok(()),
+            Err(true) => continue, // it moved meanwhile: read it again
+            Err(false) => break,
+        }
+    }
+    Err(EventLogError::Storage(format!(
+        "could not point the claim of event id {id} at {stream} version {version}"
+    )))
+}
+
 /// Why a publish stored nothing.
 enum Published {
     /// The stream's last sequence is no longer the fence.
     Fenced,
-    Failed(EventLogError),
+    /// Nothing stored, for a reason that passes: a timeout, a leader election, a duplicate id
+    /// inside an atomic batch whose first publish is in flight.
+    Again(EventLogError),
+    /// Nothing stored, and sending it again changes nothing.
+    Refused(EventLogError),
 }
 
 /// Publishes `events` as versions `first_version..` of `stream`, fenced by `fence`, the
-/// sequence of the stream's last message (0 for none): one message, or one atomic batch.
+/// sequence of the stream's last message (0 for none): one message, or one atomic batch. The
+/// last message of every append says so, for the tail to move the head only to whole appends.
 async fn publish(
     log: &Inner,
     stream: &str,
@@ -284,7 +472,7 @@ async fn publish(
     fence: u64,
     events: &[NewEvent],
 ) -> std::result::Result<async_nats::jetstream::publish::PublishAck, Published> {
-    let failed = |e: &dyn std::fmt::Display| Published::Failed(nats(e));
+    let again = |e: &dyn std::fmt::Display| Published::Again(nats(e));
     // A batch id of its own for every attempt: one left unfinished by a process that died
     // mid-batch is still open on the server for a while, and must not be continued.
     let batch_id = Uuid::new_v4().simple().to_string();
@@ -304,9 +492,6 @@ async fn publish(
         if last > 0 {
             headers.insert("Nats-Batch-Id", batch_id.as_str());
             headers.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
-            if i == last {
-                headers.insert("Nats-Batch-Commit", "1");
-            }
         }
         let subject = subjects::at_version(&log.prefix, stream, first_version + i as u64);
         let body = subjects::body(stream, first_version + i as u64, event).into();
@@ -316,17 +501,32 @@ async fn publish(
             log.client
                 .publish_with_headers(subject, headers, body)
                 .await
-                .map_err(|e| failed(&e))?;
+                .map_err(|e| again(&e))?;
             continue;
         }
+        if last > 0 {
+            headers.insert("Nats-Batch-Commit", "1");
+        }
+        headers.insert(subjects::LAST_OF_APPEND, "1");
         let ack = log
             .js
             .publish_with_headers(subject, headers, body)
             .await
-            .map_err(|e| failed(&e))?;
-        return ack.await.map_err(|e| match e.kind() {
-            PublishErrorKind::WrongLastSequence => Published::Fenced,
-            _ => failed(&e),
+            .map_err(|e| again(&e))?;
+        return ack.await.map_err(|e| {
+            let code = std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
+                .map(|j| j.error_code().0);
+            match (e.kind(), code) {
+                (PublishErrorKind::MaxPayloadExceeded, _) => {
+                    Published::Refused(EventLogError::InvalidAppend(format!(
+                        "an event of this append is larger than the NATS servers' max_payload: {e}"
+                    )))
+                }
+                (PublishErrorKind::WrongLastSequence, _)
+                | (_, Some(WRONG_LAST_SEQUENCE | SUBJECT_SEQUENCE_IN_FLIGHT)) => Published::Fenced,
+                _ => again(&e),
+            }
         });
     }
     unreachable!("a batch holds at least one event")

@@ -4,10 +4,12 @@
 //! acknowledged events (Jepsen's analysis of NATS 2.12.1). podium's promise needs
 //! `sync_interval: always` on every server that holds the log. A client cannot ask a server for
 //! its settings, but each server's monitoring endpoint (`/varz`) shows them: podium reads it on
-//! every server that holds the stream and refuses a cluster where one syncs lazily, unless told
-//! to accept the risk.
+//! every server that holds the log or its claims and refuses a cluster where one syncs lazily
+//! or runs a NATS older than podium needs, unless told to accept the risk. A server that is down
+//! (or frozen) while podiumd starts does not stop it, as long as most of the servers holding the
+//! log are seen: a conference can restart podiumd while one NATS machine is being replaced.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, time::Duration};
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
@@ -15,19 +17,36 @@ use hyper_util::rt::TokioIo;
 
 use crate::{EventLogError, Result};
 
+/// How long a server's monitoring endpoint may take to answer.
+const MONITOR_WAIT: Duration = Duration::from_secs(2);
+
 /// What one server says of itself.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ServerSync {
     pub name: String,
     pub sync_always: bool,
+    /// `major.minor`.
+    pub version: (u64, u64),
 }
 
-/// Checks that every server in `holders` (the servers of the stream) is among the servers the
-/// `monitors` describe, and syncs every write.
+/// Checks what the `monitors` say against `holders` (the servers of the log and its claims):
+/// every server seen syncs every write and is recent enough, and most holders are seen.
 pub async fn check(monitors: &[String], holders: &BTreeSet<String>) -> Result<()> {
-    let mut seen = Vec::with_capacity(monitors.len());
-    for monitor in monitors {
-        seen.push(varz(monitor).await?);
+    let answers = futures::future::join_all(monitors.iter().map(|monitor| async move {
+        match tokio::time::timeout(MONITOR_WAIT, varz(monitor)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(EventLogError::Storage(format!(
+                "NATS monitoring {monitor}: no answer in {MONITOR_WAIT:?}"
+            ))),
+        }
+    }))
+    .await;
+    let mut seen = Vec::with_capacity(answers.len());
+    for answer in answers {
+        match answer {
+            Ok(server) => seen.push(server),
+            Err(error) => tracing::warn!(%error, "a NATS server's settings could not be read"),
+        }
     }
     verdict(&seen, holders)
 }
@@ -52,15 +71,31 @@ fn verdict(seen: &[ServerSync], holders: &BTreeSet<String>) -> Result<()> {
             lazy.name
         )));
     }
+    if let Some(old) = seen.iter().find(|s| s.version < super::OLDEST_SERVER) {
+        return Err(EventLogError::Storage(format!(
+            "the NATS server {} runs {}.{}; podium needs {}.{} or later",
+            old.name,
+            old.version.0,
+            old.version.1,
+            super::OLDEST_SERVER.0,
+            super::OLDEST_SERVER.1
+        )));
+    }
     let unchecked: Vec<&str> = holders
         .iter()
         .filter(|h| !seen.iter().any(|s| &s.name == *h))
         .map(String::as_str)
         .collect();
-    if !unchecked.is_empty() {
+    if unchecked.len() * 2 >= holders.len() && !unchecked.is_empty() {
         return Err(refused(format!(
             "the NATS servers {unchecked:?} hold the log, but no monitoring URL given shows them"
         )));
+    }
+    if !unchecked.is_empty() {
+        tracing::warn!(
+            servers = ?unchecked,
+            "NATS servers that hold the log could not be checked (down?); most of them were, and sync every write"
+        );
     }
     Ok(())
 }
@@ -111,9 +146,16 @@ fn parse(body: &[u8]) -> std::result::Result<ServerSync, &'static str> {
     if config.is_null() {
         return Err("JetStream is not enabled on this server");
     }
+    let version = varz["version"].as_str().ok_or("/varz names no version")?;
+    let mut parts = version.split(['.', '-']).map(|p| p.parse::<u64>().ok());
+    let version = match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor),
+        _ => return Err("/varz names no version"),
+    };
     Ok(ServerSync {
         name,
         sync_always: config["sync_always"].as_bool().unwrap_or(false),
+        version,
     })
 }
 
@@ -129,14 +171,15 @@ mod tests {
         ServerSync {
             name: name.into(),
             sync_always,
+            version: (2, 15),
         }
     }
 
     #[test]
     fn varz_says_whether_jetstream_syncs_every_write() {
-        let always = br#"{"server_name":"n1","jetstream":{"config":{"sync_interval":120000000000,"sync_always":true}}}"#;
+        let always = br#"{"server_name":"n1","version":"2.15.1","jetstream":{"config":{"sync_interval":120000000000,"sync_always":true}}}"#;
         assert_eq!(parse(always), Ok(server("n1", true)));
-        let lazy = br#"{"server_name":"n2","jetstream":{"config":{"sync_interval":120000000000}}}"#;
+        let lazy = br#"{"server_name":"n2","version":"2.15.0","jetstream":{"config":{"sync_interval":120000000000}}}"#;
         assert_eq!(parse(lazy), Ok(server("n2", false)));
         assert_eq!(
             parse(br#"{"server_name":"n3"}"#),
@@ -154,8 +197,16 @@ mod tests {
         let error = verdict(&lazy, &all).unwrap_err().to_string();
         assert!(error.contains("n2 syncs JetStream lazily"), "{error}");
         assert!(error.contains("--unsafe-lazy-sync"), "{error}");
-        let error = verdict(&seen[..2], &all).unwrap_err().to_string();
-        assert!(error.contains(r#"["n3"] hold the log"#), "{error}");
+        // One server down while podiumd starts: the two others are most of them.
+        assert!(verdict(&seen[..2], &all).is_ok());
+        let error = verdict(&seen[..1], &all).unwrap_err().to_string();
+        assert!(error.contains(r#"["n2", "n3"] hold the log"#), "{error}");
+        let old = [ServerSync {
+            version: (2, 12),
+            ..server("n1", true)
+        }];
+        let error = verdict(&old, &all).unwrap_err().to_string();
+        assert!(error.contains("n1 runs 2.12; podium needs 2.14"), "{error}");
         let error = verdict(&[], &BTreeSet::new()).unwrap_err().to_string();
         assert!(error.contains("without their monitoring URLs"), "{error}");
     }

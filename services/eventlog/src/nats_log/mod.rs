@@ -99,8 +99,10 @@ struct Inner {
     prefix: String,
     /// One past the last sequence this process knows is stored: its own acknowledged appends
     /// and everything the tail has delivered.
-    head: AtomicU64,
+    head: Arc<AtomicU64>,
     live: Weak<broadcast::Sender<CommittedBatch>>,
+    /// How long JetStream remembers a message id on this stream.
+    duplicate_window: Duration,
 }
 
 /// The event log on a NATS JetStream cluster.
@@ -126,8 +128,8 @@ impl NatsEventLog {
         }
         let client = connect(&options).await?;
         let js = jetstream::new(client.clone());
-        let stream = js
-            .get_or_create_stream(jetstream::stream::Config {
+        let stream = while_cluster_settles(|| {
+            js.get_or_create_stream(jetstream::stream::Config {
                 name: prefix.clone(),
                 description: Some("podium's event log".into()),
                 subjects: vec![subjects::all(&prefix)],
@@ -140,32 +142,43 @@ impl NatsEventLog {
                 duplicate_window: options.duplicate_window,
                 ..Default::default()
             })
-            .await
-            .map_err(nats)?;
+        })
+        .await?;
         // Known once the client has heard from a server, which answering for the stream is.
         check_version(&client.server_info().version)?;
         let mut stream = stream;
         let info = stream.info().await.map_err(nats)?.clone();
         let config = &info.config;
-        if !config.deny_delete || !config.deny_purge || !config.allow_atomic_publish {
-            return Err(EventLogError::Storage(format!(
-                "the JetStream stream {prefix} allows deletes or purges, or no atomic batches: podium will not use it"
-            )));
-        }
-        if config.num_replicas < options.replicas {
-            return Err(EventLogError::Storage(format!(
-                "the JetStream stream {prefix} keeps {} copies, fewer than the {} asked",
-                config.num_replicas, options.replicas
-            )));
-        }
+        check_stream(config, &subjects::all(&prefix), options.replicas)?;
+        let bucket = format!("{prefix}-ids");
+        let ids = match js.get_key_value(&bucket).await {
+            Ok(ids) => ids,
+            Err(_) => {
+                while_cluster_settles(|| {
+                    js.create_key_value(kv::Config {
+                        bucket: bucket.clone(),
+                        description: "podium's event ids: where each was appended".into(),
+                        history: 1,
+                        storage: StorageType::File,
+                        num_replicas: options.replicas,
+                        ..Default::default()
+                    })
+                })
+                .await?
+            }
+        };
+        let mut ids_stream = js.get_stream(format!("KV_{bucket}")).await.map_err(nats)?;
+        let ids_info = ids_stream.info().await.map_err(nats)?.clone();
+        check_claims(&ids_info.config, options.replicas)?;
         if options.unsafe_lazy_sync {
             tracing::warn!(
                 "--unsafe-lazy-sync: the NATS servers' sync setting is not checked; an acknowledged event can be lost in a power cut"
             );
         } else {
-            let holders = info
-                .cluster
-                .iter()
+            // Every server that holds the log or the claims, whether it is up now or not.
+            let holders = [&info.cluster, &ids_info.cluster]
+                .into_iter()
+                .flatten()
                 .flat_map(|c| {
                     c.leader
                         .iter()
@@ -175,30 +188,16 @@ impl NatsEventLog {
                 .collect();
             durability::check(&options.monitors, &holders).await?;
         }
-        let bucket = format!("{prefix}-ids");
-        let ids = match js.get_key_value(&bucket).await {
-            Ok(ids) => ids,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    description: "podium's event ids: where each was appended".into(),
-                    history: 1,
-                    storage: StorageType::File,
-                    num_replicas: options.replicas,
-                    ..Default::default()
-                })
-                .await
-                .map_err(nats)?,
-        };
-        let ids_stream = js.get_stream(format!("KV_{bucket}")).await.map_err(nats)?;
         let head = info.state.last_sequence;
         let live = Arc::new(broadcast::channel(options.live_buffer.max(1)).0);
+        let head_cell = Arc::new(AtomicU64::new(head));
         let inner = Arc::new(Inner {
             reader: Reader {
                 client: client.clone(),
                 stream,
                 name: prefix.clone(),
                 prefix: prefix.clone(),
+                head: head_cell.clone(),
             },
             client,
             js,
@@ -206,7 +205,8 @@ impl NatsEventLog {
             ids_stream,
             bucket,
             prefix,
-            head: AtomicU64::new(head),
+            head: head_cell,
+            duplicate_window: config.duplicate_window,
             live: Arc::downgrade(&live),
         });
         let tail = tokio::spawn(tail::follow(inner.clone(), live, head + 1));
@@ -227,11 +227,89 @@ impl Drop for NatsEventLog {
     }
 }
 
+/// Runs `request` again while the cluster is still settling (just started, or a server just
+/// came back): JetStream then answers "no suitable peers" (10005) or "temporarily unavailable"
+/// (10008) for a few seconds.
+async fn while_cluster_settles<
+    T,
+    E: std::fmt::Display,
+    F: Future<Output = std::result::Result<T, E>>,
+>(
+    mut request: impl FnMut() -> F,
+) -> Result<T> {
+    let mut tries = 0;
+    loop {
+        match request().await {
+            Ok(value) => return Ok(value),
+            Err(e) => {
+                let text = e.to_string();
+                let settling = text.contains("10005") || text.contains("10008");
+                tries += 1;
+                if !settling || tries == 40 {
+                    return Err(nats(e));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+}
+
+/// The most events in one append: JetStream's largest atomic batch by default (sled takes a few
+/// more).
+const MAX_BATCH: usize = 1000;
+
+/// Refuses a log stream that could lose or hide events: one that allows deletes or purges,
+/// drops messages by age, count or size, keeps fewer copies than asked, takes no atomic
+/// batches or direct gets, or does not hold podium's subjects.
+fn check_stream(config: &jetstream::stream::Config, subjects: &str, replicas: usize) -> Result<()> {
+    let name = &config.name;
+    let refuse = |why: &str| {
+        Err(EventLogError::Storage(format!(
+            "the JetStream stream {name} {why}: podium will not keep its log there"
+        )))
+    };
+    if !config.deny_delete || !config.deny_purge {
+        return refuse("allows deletes or purges");
+    }
+    if config.retention != jetstream::stream::RetentionPolicy::Limits
+        || !config.max_age.is_zero()
+        || config.max_messages > 0
+        || config.max_bytes > 0
+        || config.max_messages_per_subject > 0
+    {
+        return refuse("drops messages (by retention, age, count or size)");
+    }
+    if !config.allow_atomic_publish || !config.allow_direct {
+        return refuse("takes no atomic batches or no direct gets");
+    }
+    if !config.subjects.iter().any(|s| s == subjects) {
+        return refuse(&format!("does not hold the subjects {subjects}"));
+    }
+    if config.num_replicas < replicas {
+        return refuse(&format!(
+            "keeps {} copies, fewer than the {replicas} asked",
+            config.num_replicas
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a claims bucket that forgets claims or keeps fewer copies than asked.
+fn check_claims(config: &jetstream::stream::Config, replicas: usize) -> Result<()> {
+    if !config.max_age.is_zero() || config.num_replicas < replicas {
+        return Err(EventLogError::Storage(format!(
+            "the bucket {} forgets its entries or keeps fewer than {replicas} copies: podium's event ids would not stay unique",
+            config.name
+        )));
+    }
+    Ok(())
+}
+
 /// The oldest server podium runs on. Atomic batches came in 2.12, but up to 2.12.8 at least a
 /// stream's last sequence on a filter of several subjects missed the last message of an atomic
 /// batch just stored, for reads and for the expected-sequence check alike, so two appends could
 /// take one version (found by this crate's tests; 2.14 is right).
-const OLDEST_SERVER: (u64, u64) = (2, 14);
+pub(super) const OLDEST_SERVER: (u64, u64) = (2, 14);
 
 fn check_version(version: &str) -> Result<()> {
     let mut parts = version.split(['.', '-']).map(|p| p.parse::<u64>().ok());
@@ -282,6 +360,11 @@ impl EventLog for NatsEventLog {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome> {
         validate_append(stream, &events)?;
+        if events.len() > MAX_BATCH {
+            return Err(EventLogError::InvalidAppend(format!(
+                "a batch on the JetStream log holds at most {MAX_BATCH} events (the servers' largest atomic batch)"
+            )));
+        }
         append::append(&self.inner, stream, expected, &events).await
     }
 

@@ -30,6 +30,8 @@ pub struct Reader {
     pub name: String,
     /// The first token of its subjects.
     pub prefix: String,
+    /// The log's head, shared with the handle.
+    pub head: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Reader {
@@ -112,9 +114,12 @@ impl Reader {
                 "the direct get's replies ended".into(),
             ))
         };
-        tokio::time::timeout(BATCH_WAIT, read)
-            .await
-            .map_err(|_| EventLogError::Storage("direct get timed out".into()))??;
+        // What came before a timeout is kept: the leader is asked only for the rest.
+        match tokio::time::timeout(BATCH_WAIT, read).await {
+            Ok(Err(error)) if messages.is_empty() => return Err(error),
+            Ok(_) => {}
+            Err(_) => tracing::debug!(got = messages.len(), "a batched direct get timed out"),
+        }
         Ok(messages)
     }
 
@@ -124,10 +129,12 @@ impl Reader {
             .get_raw_message(seq)
             .await
             .map_err(|e| match e.kind() {
-                LastRawMessageErrorKind::NoMessageFound => EventLogError::Corrupt {
-                    position: seq.saturating_sub(1),
-                    reason: "the position below the head is missing from JetStream".into(),
-                },
+                // Below the head it is stored; a leader that does not have it yet (just
+                // elected) will: a storage error, which passes, not corruption.
+                LastRawMessageErrorKind::NoMessageFound => EventLogError::Storage(format!(
+                    "position {} is not on the stream's leader yet",
+                    seq.saturating_sub(1)
+                )),
                 _ => EventLogError::Storage(e.to_string()),
             })
     }
@@ -182,6 +189,13 @@ impl Reader {
             first: from_version,
         };
         let messages = self.messages(first.sequence, count, &want).await?;
+        // Only what this process's head covers, as `read_all` and the read models see it: an
+        // event another process appended a moment ago comes with the tail.
+        let head = self.head.load(std::sync::atomic::Ordering::Acquire);
+        let messages: Vec<StreamMessage> = messages
+            .into_iter()
+            .take_while(|m| m.sequence <= head)
+            .collect();
         messages.iter().map(subjects::recorded).collect()
     }
 }

@@ -23,6 +23,10 @@ pub fn token(stream: &str) -> String {
     stream.replace('.', "%")
 }
 
+/// The header on the last message of every append (one message, or an atomic batch's commit):
+/// the head moves only to the end of a whole append.
+pub const LAST_OF_APPEND: &str = "Podium-Last";
+
 /// The subject of every event of the log.
 pub fn all(prefix: &str) -> String {
     format!("{prefix}.e.>")

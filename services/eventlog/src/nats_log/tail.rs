@@ -54,16 +54,25 @@ async fn follow_from(
         .map_err(nats)?;
     let mut messages = consumer.messages().await.map_err(nats)?;
     while let Some(message) = messages.next().await {
-        let mut run = vec![event_of(message.map_err(nats)?)?];
-        while run.len() < RUN {
-            match messages.next().now_or_never() {
-                Some(Some(message)) => run.push(event_of(message.map_err(nats)?)?),
-                _ => break,
+        let mut run = Vec::new();
+        // One past the last whole append of the run: the head never stops inside a batch.
+        let mut whole = None;
+        let mut message = Some(message);
+        while let Some(received) = message {
+            let (event, last_of_append) = event_of(received.map_err(nats)?)?;
+            if last_of_append {
+                whole = Some(event.position + 1);
             }
+            run.push(event);
+            if run.len() == RUN {
+                break;
+            }
+            message = messages.next().now_or_never().flatten();
         }
-        let last = run[run.len() - 1].position;
-        *next = last + 2;
-        log.head.fetch_max(last + 1, Ordering::AcqRel);
+        *next = run[run.len() - 1].position + 2;
+        if let Some(whole) = whole {
+            log.head.fetch_max(whole, Ordering::AcqRel);
+        }
         // No subscriber is not an error: the tail keeps the head moving all the same.
         let _ = live.send(run.into());
     }
@@ -72,11 +81,17 @@ async fn follow_from(
     ))
 }
 
-fn event_of(message: async_nats::jetstream::Message) -> Result<RecordedEvent> {
+/// The event a delivered message holds, and whether it ends its append.
+fn event_of(message: async_nats::jetstream::Message) -> Result<(RecordedEvent, bool)> {
     let info = message.info().map_err(nats)?;
-    subjects::decode(
+    let event = subjects::decode(
         info.stream_sequence,
         info.published.into(),
         &message.payload,
-    )
+    )?;
+    let last = message
+        .headers
+        .as_ref()
+        .is_some_and(|h| h.get(subjects::LAST_OF_APPEND).is_some());
+    Ok((event, last))
 }

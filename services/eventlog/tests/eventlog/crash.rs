@@ -202,6 +202,9 @@ fn run_child(place: &Place, appenders: u32, rng: &mut TestRng, acks: &mut Vec<Ac
 /// so far and against the log as the previous cycle found it.
 async fn verify(place: &Place, acks: &[Ack], previous: &[Uuid]) -> Vec<RecordedEvent> {
     let log = place.open(4096).await;
+    if matches!(place, Place::Nats { .. }) {
+        settle(log.log.as_ref()).await;
+    }
     // Dense positions, contiguous stream versions, read_stream agreeing with read_all.
     let all = checked_log(log.log.as_ref()).await;
     assert!(
@@ -263,6 +266,22 @@ async fn verify(place: &Place, acks: &[Ack], previous: &[Uuid]) -> Vec<RecordedE
     }
     log.close();
     all
+}
+
+/// Waits until the log stops growing. A killed child's last publishes were already on their
+/// way to the cluster: the servers store them after the child is gone (a sled log is written
+/// by the dying process only, so nothing lands after it).
+async fn settle(log: &dyn podium_eventlog::EventLog) {
+    let quiet = Duration::from_millis(300);
+    let mut head = log.head();
+    for _ in 0..100 {
+        tokio::time::sleep(quiet).await;
+        if log.head() == head {
+            return;
+        }
+        head = log.head();
+    }
+    panic!("the log never stopped growing after the child was killed");
 }
 
 /// Where an event sits in its batch, from its payload, after checking the payload is intact.

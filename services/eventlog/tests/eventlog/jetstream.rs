@@ -183,35 +183,129 @@ fn ids_stay_unique_after_jetstream_forgets_them() {
     });
 }
 
+/// Writes a claim of `id` for `<version> <first version> <stream>`, as a process that died before publishing
+/// would leave it.
+async fn leave_claim(cluster: &NatsCluster, options: &NatsOptions, id: Uuid, claim: &str) {
+    let client = async_nats::connect(cluster.url(1)).await.unwrap();
+    let ids = async_nats::jetstream::new(client)
+        .get_key_value(format!("{}-ids", options.prefix))
+        .await
+        .unwrap();
+    ids.create(id.to_string(), claim.to_owned().into())
+        .await
+        .unwrap();
+}
+
 #[test]
-fn a_claim_whose_append_never_landed_is_taken_over() {
+fn an_orphaned_claim_is_retried_in_its_place_and_refused_elsewhere() {
     let cluster = cluster();
     runtime().block_on(async {
         let options = forgetful(&cluster);
         let log = NatsEventLog::open(options.clone()).await.unwrap();
         // A process claimed this id for poll/a's first version and died before publishing.
         let orphan = event(TYPE_A);
-        let client = async_nats::connect(cluster.url(1)).await.unwrap();
-        let ids = async_nats::jetstream::new(client)
-            .get_key_value(format!("{}-ids", options.prefix))
-            .await
-            .unwrap();
-        ids.create(orphan.id.to_string(), "0 poll/a".into())
-            .await
-            .unwrap();
+        leave_claim(&cluster, &options, orphan.id, "0 0 poll/a").await;
         assert_eq!(log.find("poll/a", orphan.id).await.unwrap(), None);
-        // Its retry lands, in another stream even: nothing holds the id.
+        // Elsewhere it is refused while its claimant could still be publishing...
+        let elsewhere = log
+            .append("poll/b", ExpectedVersion::Any, vec![orphan.clone()])
+            .await
+            .unwrap_err();
+        assert!(
+            elsewhere
+                .to_string()
+                .contains("being appended to stream poll/a at this moment"),
+            "{elsewhere}"
+        );
+        // ...and its retry lands where it was claimed.
         let landed = log
-            .append("poll/b", ExpectedVersion::NoStream, vec![orphan.clone()])
+            .append("poll/a", ExpectedVersion::NoStream, vec![orphan.clone()])
             .await
             .unwrap();
         assert!(!landed.deduplicated);
         assert_eq!(
-            log.find("poll/b", orphan.id).await.unwrap(),
+            log.find("poll/a", orphan.id).await.unwrap(),
             Some((landed.first_position, 0))
         );
-        let stored = read_whole_stream(&log, "poll/b").await.unwrap();
+        let stored = read_whole_stream(&log, "poll/a").await.unwrap();
         assert!(same_event(&stored[0], &orphan));
+        let reused = log
+            .append("poll/b", ExpectedVersion::Any, vec![orphan])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&reused, EventLogError::ReusedId { owner, .. } if owner == "poll/a"),
+            "{reused}"
+        );
+    });
+}
+
+#[test]
+fn a_claim_whose_place_another_event_took_is_taken_over() {
+    let cluster = cluster();
+    runtime().block_on(async {
+        let options = forgetful(&cluster);
+        let log = NatsEventLog::open(options.clone()).await.unwrap();
+        // The claimant lost poll/c's first version to another append, and gave up.
+        let loser = event(TYPE_A);
+        leave_claim(&cluster, &options, loser.id, "0 0 poll/c").await;
+        log.append("poll/c", ExpectedVersion::NoStream, events(1))
+            .await
+            .unwrap();
+        let landed = log
+            .append("poll/d", ExpectedVersion::NoStream, vec![loser.clone()])
+            .await
+            .unwrap();
+        assert_eq!(
+            log.find("poll/d", loser.id).await.unwrap(),
+            Some((landed.first_position, 0))
+        );
+        assert_eq!(log.find("poll/c", loser.id).await.unwrap(), None);
+    });
+}
+
+#[test]
+fn two_processes_sending_one_batch_at_once_store_it_once() {
+    let cluster = cluster();
+    runtime().block_on(async {
+        let place = Place::on(&cluster);
+        let (one, two) = (place.open(64).await, place.open(64).await);
+        for round in 0..10 {
+            let batch = events(1 + round % 3);
+            let (a, b) = tokio::join!(
+                one.log
+                    .append("poll/race", ExpectedVersion::Any, batch.clone()),
+                two.log
+                    .append("poll/race", ExpectedVersion::Any, batch.clone()),
+            );
+            let (a, b) = (a.unwrap(), b.unwrap());
+            assert_eq!(
+                (a.first_position, a.last_position, a.first_version),
+                (b.first_position, b.last_position, b.first_version),
+                "round {round}"
+            );
+            assert!(
+                a.deduplicated != b.deduplicated,
+                "round {round}: {a:?} {b:?}"
+            );
+            // The same id to two streams at once: one stream gets it, never both.
+            let id = event(TYPE_A);
+            let (c, d) = tokio::join!(
+                one.log
+                    .append("poll/left", ExpectedVersion::Any, vec![id.clone()]),
+                two.log
+                    .append("poll/right", ExpectedVersion::Any, vec![id.clone()]),
+            );
+            assert!(
+                c.is_ok() != d.is_ok(),
+                "round {round}: both or neither stored: {c:?} {d:?}"
+            );
+        }
+        let all = checked_log(one.log.as_ref()).await;
+        let mut ids: Vec<Uuid> = all.iter().map(|e| e.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), all.len(), "an id is stored twice");
     });
 }
 
@@ -271,6 +365,7 @@ fn processes_sharing_the_log_are_fenced_and_see_each_others_events() {
         let seen = events_of(&watcher.await.unwrap());
         let versions: Vec<u64> = seen.iter().map(|e| e.stream_version).collect();
         assert_eq!(versions, (0..40).collect::<Vec<_>>());
-        assert_eq!(checked_log(one.log.as_ref()).await, seen);
+        // Read through the process whose tail delivered them all.
+        assert_eq!(checked_log(two.log.as_ref()).await, seen);
     });
 }

@@ -316,7 +316,6 @@ async fn run(place: Place, scenario: Scenario) -> anyhow::Result<()> {
 
     let all = read_everything(t.log.as_ref()).await;
     check_appends(&records, &all[..appended as usize])?;
-    t.close();
     for (from, subscription) in subscriptions {
         let (filter, items) = subscription.await??;
         check_caught_up(&items, from);
@@ -333,6 +332,8 @@ async fn run(place: Place, scenario: Scenario) -> anyhow::Result<()> {
             expected.iter().map(|e| e.position).collect::<Vec<_>>()
         );
     }
+    // Only now: closing ends the live subscriptions.
+    t.close();
     Ok(())
 }
 
