@@ -28,7 +28,7 @@ async fn main() -> anyhow::Result<()> {
         if config.log.log != podium_server::LogChoice::Sled {
             eprintln!(
                 "podiumd: restore writes a sled log into a new data directory; a NATS cluster's \
-                 log is backed up and restored with JetStream's own tools (see deploy/nats/)"
+                 log is backed up and restored with JetStream's own tools (see deploy/README.md)"
             );
             std::process::exit(2);
         }
