@@ -56,6 +56,11 @@ pub const PUBLISH_GRACE: Duration = Duration::from_secs(10);
 const WRONG_LAST_SEQUENCE: u64 = 10071;
 /// "expected last subject sequence mismatch" of an append that raced another in flight.
 const SUBJECT_SEQUENCE_IN_FLIGHT: u64 = 10164;
+/// Refusals that sending again does not change: a message over the stream's size limit, a
+/// batch over the server's limit, atomic batches turned off.
+const MESSAGE_TOO_LARGE: u64 = 10054;
+const BATCH_TOO_LARGE: u64 = 10199;
+const BATCH_DISABLED: u64 = 10174;
 
 /// What the log knows of an event id.
 pub(super) enum Claim {
@@ -65,8 +70,13 @@ pub(super) enum Claim {
     /// revision of the claim.
     Stale(u64),
     /// Claimed for this place moments ago, and nothing is there yet: the claimant may still be
-    /// publishing.
-    Pending { stream: String, version: u64 },
+    /// publishing. `in_place`: young enough (within the duplicate window) for a retry to
+    /// publish to the same place, where JetStream tells the two publishes apart.
+    Pending {
+        stream: String,
+        version: u64,
+        in_place: bool,
+    },
     /// Stored: in this stream, at this position and version.
     Stored {
         stream: String,
@@ -94,12 +104,24 @@ pub async fn append(
             pause = (pause * 2).min(MAX_PAUSE);
         }
         let filter = subjects::of_stream(&log.prefix, stream);
-        let (claims, last) = tokio::try_join!(
-            try_join_all(events.iter().map(|e| resolve(log, e.id))),
-            log.reader.last_on(&filter),
-        )?;
+        // The stream's last message before the claims: a batch that lands in between is then
+        // seen in the claims (stored), never only in the stream (a retry called a conflict).
+        let read = async {
+            let last = log.reader.last_on(&filter).await?;
+            let claims = try_join_all(events.iter().map(|e| resolve(log, e.id))).await?;
+            Ok::<_, EventLogError>((claims, last))
+        };
+        let (claims, last) = match read.await {
+            Ok(read) => read,
+            Err(error) => {
+                // A timeout or an election: it passes.
+                last_error = Some(error);
+                continue;
+            }
+        };
         let stored = claims.iter().any(|c| matches!(c, Claim::Stored { .. }));
-        if stored && claims.iter().any(|c| matches!(c, Claim::Pending { .. })) {
+        let pending = claims.iter().any(|c| matches!(c, Claim::Pending { .. }));
+        if stored && pending {
             // Read while a batch was landing: some of it seen, some not yet. Look again.
             continue;
         }
@@ -119,11 +141,18 @@ pub async fn append(
             ExpectedVersion::Exact(v) => current == Some(v),
         };
         if !fits {
-            return Err(EventLogError::Conflict {
+            let conflict = EventLogError::Conflict {
                 stream: stream.to_owned(),
                 expected,
                 actual: current,
-            });
+            };
+            // With a claim pending, this may be a retry of an append landing right now: it is
+            // answered as the first once that one is seen.
+            if pending && started.elapsed() < PENDING_WAIT {
+                last_error = Some(conflict);
+                continue;
+            }
+            return Err(conflict);
         }
         let first_version = current.map_or(0, |v| v + 1);
         if let Some((id, owner)) = pending_elsewhere(stream, first_version, events, &claims) {
@@ -137,21 +166,28 @@ pub async fn append(
             last_error = Some(error);
             continue;
         }
-        let pending = claims.iter().any(|c| matches!(c, Claim::Pending { .. }));
-        if !pending {
-            let claimed = try_join_all(events.iter().zip(&claims).enumerate().map(
-                |(i, (event, claim))| {
-                    let place = (first_version + i as u64, first_version);
-                    claim_id(log, event.id, claim, stream, place)
-                },
-            ))
-            .await?;
-            if claimed.contains(&false) {
-                continue; // another append claimed one of the ids meanwhile: look again
+        // Claims pending for these very places (a retry of an append still in flight) are kept;
+        // the others are claimed for them.
+        let claimed = try_join_all(events.iter().zip(&claims).enumerate().map(
+            |(i, (event, claim))| async move {
+                if matches!(claim, Claim::Pending { .. }) {
+                    return Ok(true);
+                }
+                let place = (first_version + i as u64, first_version);
+                claim_id(log, event.id, claim, stream, place).await
+            },
+        ))
+        .await;
+        match claimed {
+            Ok(claimed) if claimed.contains(&false) => continue, // claimed meanwhile: look again
+            Ok(_) => {}
+            Err(error) => {
+                last_error = Some(error);
+                continue;
             }
         }
-        // Either the claims are this append's, or they are pending for these very places (a
-        // retry of a batch still in flight): the duplicate window tells the two publishes apart.
+        // The claims are this append's, or pending for these very places: the fence and the
+        // duplicate window tell two publishes apart.
         match publish(log, stream, first_version, fence, events).await {
             Ok(ack) if ack.duplicate => {
                 return first_publish(log, stream, events, ack.sequence).await;
@@ -229,19 +265,20 @@ fn pending_elsewhere(
     events: &[NewEvent],
     claims: &[Claim],
 ) -> Option<(Uuid, String)> {
-    let any_pending = claims.iter().any(|c| matches!(c, Claim::Pending { .. }));
-    // A retry of a batch in flight goes to the same places, or the claims are not its own.
-    let same_places = claims.iter().enumerate().all(|(i, claim)| {
-        matches!(claim, Claim::Pending { stream: s, version } if s == stream && *version == first_version + i as u64)
-    });
-    if !any_pending || same_places {
-        return None;
-    }
+    // A retry of an append in flight goes to the same places: a claim pending anywhere else is
+    // another append's, or too old to publish again in place.
     events
         .iter()
         .zip(claims)
-        .find_map(|(event, claim)| match claim {
-            Claim::Pending { stream: owner, .. } => Some((event.id, owner.clone())),
+        .enumerate()
+        .find_map(|(i, (event, claim))| match claim {
+            Claim::Pending {
+                stream: owner,
+                version,
+                in_place,
+            } if owner != stream || *version != first_version + i as u64 || !in_place => {
+                Some((event.id, owner.clone()))
+            }
             _ => None,
         })
 }
@@ -270,18 +307,32 @@ pub(super) async fn resolve(log: &Inner, id: Uuid) -> Result<Claim> {
                 .await?
                 .is_some() =>
         {
-            // Its append's first place is taken and this one is empty: that append (whole or
-            // nothing) did not land there, and cannot now.
-            Ok(Claim::Stale(revision))
+            // Its append's first place is taken. Read this place again: had that append been
+            // this claim's, it landed whole before the first place was read, and the id is here
+            // now; if it is not, that append did not land, and cannot now.
+            match log.reader.last_on(&subject).await? {
+                Some(message) if subjects::message_id(&message) == Some(id) => Ok(Claim::Stored {
+                    stream,
+                    position: message.sequence - 1,
+                    version,
+                }),
+                _ => Ok(Claim::Stale(revision)),
+            }
         }
         None => {
+            // The claim's time is the server's; this machine's clock against it. A clock that
+            // is far off shifts when claims count as stale (ARCHITECTURE.md says so).
             let age = SystemTime::now()
                 .duration_since(claimed_at)
                 .unwrap_or_default();
             if age > log.duplicate_window + PUBLISH_GRACE {
                 Ok(Claim::Stale(revision))
             } else {
-                Ok(Claim::Pending { stream, version })
+                Ok(Claim::Pending {
+                    stream,
+                    version,
+                    in_place: age < log.duplicate_window,
+                })
             }
         }
     }
@@ -501,7 +552,14 @@ async fn publish(
             log.client
                 .publish_with_headers(subject, headers, body)
                 .await
-                .map_err(|e| again(&e))?;
+                .map_err(|e| match e.kind() {
+                    async_nats::client::PublishErrorKind::MaxPayloadExceeded => {
+                        Published::Refused(EventLogError::InvalidAppend(format!(
+                            "an event of this append is larger than the NATS servers' max_payload: {e}"
+                        )))
+                    }
+                    _ => again(&e),
+                })?;
             continue;
         }
         if last > 0 {
@@ -518,7 +576,8 @@ async fn publish(
                 .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
                 .map(|j| j.error_code().0);
             match (e.kind(), code) {
-                (PublishErrorKind::MaxPayloadExceeded, _) => {
+                (PublishErrorKind::MaxPayloadExceeded, _)
+                | (_, Some(MESSAGE_TOO_LARGE | BATCH_TOO_LARGE | BATCH_DISABLED)) => {
                     Published::Refused(EventLogError::InvalidAppend(format!(
                         "an event of this append is larger than the NATS servers' max_payload: {e}"
                     )))

@@ -200,7 +200,11 @@ async fn leave_claim(cluster: &NatsCluster, options: &NatsOptions, id: Uuid, cla
 fn an_orphaned_claim_is_retried_in_its_place_and_refused_elsewhere() {
     let cluster = cluster();
     runtime().block_on(async {
-        let options = forgetful(&cluster);
+        // JetStream's own window, so that the claim is young enough to publish in place.
+        let options = NatsOptions {
+            duplicate_window: Duration::from_secs(120),
+            ..forgetful(&cluster)
+        };
         let log = NatsEventLog::open(options.clone()).await.unwrap();
         // A process claimed this id for poll/a's first version and died before publishing.
         let orphan = event(TYPE_A);
