@@ -20,7 +20,7 @@ mod tail;
 use std::{
     path::PathBuf,
     sync::{
-        Arc,
+        Arc, Weak,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -100,7 +100,7 @@ struct Inner {
     /// One past the last sequence this process knows is stored: its own acknowledged appends
     /// and everything the tail has delivered.
     head: Arc<AtomicU64>,
-    live: broadcast::WeakSender<CommittedBatch>,
+    live: Weak<broadcast::Sender<CommittedBatch>>,
     /// How long JetStream remembers a message id on this stream.
     duplicate_window: Duration,
 }
@@ -128,7 +128,7 @@ impl NatsEventLog {
         }
         let client = connect(&options).await?;
         let js = jetstream::new(client.clone());
-        let mut stream = while_cluster_settles(|| {
+        let stream = while_cluster_settles(|| {
             js.get_or_create_stream(jetstream::stream::Config {
                 name: prefix.clone(),
                 description: Some("podium's event log".into()),
@@ -146,6 +146,7 @@ impl NatsEventLog {
         .await?;
         // Known once the client has heard from a server, which answering for the stream is.
         check_version(&client.server_info().version)?;
+        let mut stream = stream;
         let info = stream.info().await.map_err(nats)?.clone();
         let config = &info.config;
         check_stream(config, &subjects::all(&prefix), options.replicas)?;
@@ -188,12 +189,13 @@ impl NatsEventLog {
             durability::check(&options.monitors, &holders).await?;
         }
         let head = info.state.last_sequence;
-        let live = broadcast::channel(options.live_buffer.max(1)).0;
+        let live = Arc::new(broadcast::channel(options.live_buffer.max(1)).0);
         let head_cell = Arc::new(AtomicU64::new(head));
         let inner = Arc::new(Inner {
             reader: Reader {
                 client: client.clone(),
                 stream,
+                name: prefix.clone(),
                 prefix: prefix.clone(),
                 head: head_cell.clone(),
             },
@@ -205,7 +207,7 @@ impl NatsEventLog {
             prefix,
             head: head_cell,
             duplicate_window: config.duplicate_window,
-            live: live.downgrade(),
+            live: Arc::downgrade(&live),
         });
         let tail = tokio::spawn(tail::follow(inner.clone(), live, head + 1));
         tracing::info!(head, "event log opened on NATS JetStream");
@@ -309,15 +311,10 @@ fn check_claims(config: &jetstream::stream::Config, replicas: usize) -> Result<(
 /// take one version (found by this crate's tests; 2.14 is right).
 pub(super) const OLDEST_SERVER: (u64, u64) = (2, 14);
 
-/// `major.minor` of a server's version string (`2.15.1`, `3.0.0-beta`).
-pub(super) fn major_minor(version: &str) -> Option<(u64, u64)> {
-    let mut parts = version.split(['.', '-']).map(|p| p.parse::<u64>().ok());
-    Some((parts.next()??, parts.next()??))
-}
-
 fn check_version(version: &str) -> Result<()> {
-    match major_minor(version) {
-        Some(major_minor) if major_minor >= OLDEST_SERVER => Ok(()),
+    let mut parts = version.split(['.', '-']).map(|p| p.parse::<u64>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) if (major, minor) >= OLDEST_SERVER => Ok(()),
         _ => Err(EventLogError::Storage(format!(
             "the NATS server is version {version}; podium needs {}.{} or later",
             OLDEST_SERVER.0, OLDEST_SERVER.1
@@ -413,7 +410,10 @@ impl EventLog for NatsEventLog {
     }
 
     fn listen(&self) -> broadcast::Receiver<CommittedBatch> {
-        crate::listen_to(&self.inner.live)
+        match self.inner.live.upgrade() {
+            Some(live) => live.subscribe(),
+            None => broadcast::channel(1).1,
+        }
     }
 }
 

@@ -325,7 +325,11 @@ impl EventLog for SledEventLog {
     }
 
     fn listen(&self) -> broadcast::Receiver<CommittedBatch> {
-        crate::listen_to(&self.shared.live)
+        match self.shared.live.upgrade() {
+            Some(live) => live.subscribe(),
+            // Closed: a receiver whose sender is already gone, so it reports `Closed`.
+            None => broadcast::channel(1).1,
+        }
     }
 }
 
