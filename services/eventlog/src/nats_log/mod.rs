@@ -146,12 +146,11 @@ impl NatsEventLog {
         .await?;
         // Known once the client has heard from a server, which answering for the stream is.
         check_version(&client.server_info().version)?;
-        let mut stream = stream;
-        let info = stream.info().await.map_err(nats)?.clone();
+        let info = while_cluster_settles(|| stream.get_info()).await?;
         let config = &info.config;
         check_stream(config, &subjects::all(&prefix), options.replicas)?;
         let bucket = format!("{prefix}-ids");
-        let ids = match js.get_key_value(&bucket).await {
+        let ids = match while_cluster_settles(|| js.get_key_value(&bucket)).await {
             Ok(ids) => ids,
             Err(_) => {
                 while_cluster_settles(|| {
@@ -167,8 +166,8 @@ impl NatsEventLog {
                 .await?
             }
         };
-        let mut ids_stream = js.get_stream(format!("KV_{bucket}")).await.map_err(nats)?;
-        let ids_info = ids_stream.info().await.map_err(nats)?.clone();
+        let ids_stream = while_cluster_settles(|| js.get_stream(format!("KV_{bucket}"))).await?;
+        let ids_info = while_cluster_settles(|| ids_stream.get_info()).await?;
         check_claims(&ids_info.config, options.replicas)?;
         if options.unsafe_lazy_sync {
             tracing::warn!(
@@ -229,7 +228,8 @@ impl Drop for NatsEventLog {
 
 /// Runs `request` again while the cluster is still settling (just started, or a server just
 /// came back): JetStream then answers "no suitable peers" (10005) or "temporarily unavailable"
-/// (10008) for a few seconds.
+/// (10008), or not at all (the request times out), for a few seconds. Gives up after
+/// [`SETTLE`].
 async fn while_cluster_settles<
     T,
     E: std::fmt::Display,
@@ -237,15 +237,15 @@ async fn while_cluster_settles<
 >(
     mut request: impl FnMut() -> F,
 ) -> Result<T> {
-    let mut tries = 0;
+    let started = tokio::time::Instant::now();
     loop {
         match request().await {
             Ok(value) => return Ok(value),
             Err(e) => {
                 let text = e.to_string();
-                let settling = text.contains("10005") || text.contains("10008");
-                tries += 1;
-                if !settling || tries == 40 {
+                let settling =
+                    text.contains("10005") || text.contains("10008") || text.contains("timed out");
+                if !settling || started.elapsed() > SETTLE {
                     return Err(nats(e));
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -253,6 +253,9 @@ async fn while_cluster_settles<
         }
     }
 }
+
+/// How long opening the log waits for a settling cluster.
+const SETTLE: Duration = Duration::from_secs(30);
 
 /// The most events in one append: JetStream's largest atomic batch by default (sled takes a few
 /// more).
@@ -329,6 +332,9 @@ async fn connect(options: &NatsOptions) -> Result<async_nats::Client> {
         // A server that froze holds its connection open: two missed pings (about 4 s) and the
         // client moves to another, instead of after the default two minutes.
         .ping_interval(Duration::from_secs(2))
+        // A healthy cluster answers in milliseconds; a request to a leader that just died is
+        // better sent again (every caller retries) than waited on for the default 10 s.
+        .request_timeout(Some(Duration::from_secs(3)))
         .retry_on_initial_connect();
     if let Some(credentials) = &options.credentials {
         connect = connect

@@ -3,6 +3,11 @@
 //! live subscribers. Every event reaches them, this node's appends and other nodes' alike, in
 //! sequence order and with no gap (an ordered consumer that misses a message starts again after
 //! the last one it delivered).
+//!
+//! The tail does not trust the consumer to notice its own death: when the server holding it dies,
+//! the client library's recreation of it can stall for minutes (seen under load, with no error).
+//! So a tail that has heard nothing for [`IDLE`] asks the stream's leader for its last sequence;
+//! if the stream has moved past the tail, the consumer is dropped and a new one made.
 
 use std::{
     sync::{Arc, atomic::Ordering},
@@ -20,6 +25,9 @@ use crate::{CommittedBatch, RecordedEvent, Result};
 const RUN: usize = 256;
 /// How long the tail waits before following again after its consumer failed.
 const RETRY: Duration = Duration::from_millis(200);
+/// How long a quiet tail waits before checking that the stream is quiet too. A live consumer
+/// delivers within milliseconds, so a stalled tail costs at most this plus one round trip.
+const IDLE: Duration = Duration::from_secs(2);
 
 /// Follows the stream from sequence `next` until the log closes (the task is aborted).
 pub async fn follow(log: Arc<Inner>, live: Arc<broadcast::Sender<CommittedBatch>>, mut next: u64) {
@@ -53,7 +61,22 @@ async fn follow_from(
         .await
         .map_err(nats)?;
     let mut messages = consumer.messages().await.map_err(nats)?;
-    while let Some(message) = messages.next().await {
+    loop {
+        let message = match tokio::time::timeout(IDLE, messages.next()).await {
+            Ok(Some(message)) => message,
+            Ok(None) => break,
+            Err(_) => {
+                let last = log.reader.stream.get_info().await.map_err(nats)?;
+                if last.state.last_sequence >= *next {
+                    return Err(crate::EventLogError::Storage(format!(
+                        "the live tail's consumer stalled: the stream is at {}, the tail at {}",
+                        last.state.last_sequence,
+                        *next - 1
+                    )));
+                }
+                continue;
+            }
+        };
         let mut run = Vec::new();
         // One past the last whole append of the run: the head never stops inside a batch.
         let mut whole = None;
