@@ -179,6 +179,15 @@ pub trait EventLog: Send + Sync + 'static {
     fn listen(&self) -> broadcast::Receiver<CommittedBatch>;
 }
 
+/// A receiver of the live batches a backend's writer (or tail) sends while the log is open;
+/// once it closed, a receiver whose sender is already gone, so it reports `Closed`.
+fn listen_to(live: &broadcast::WeakSender<CommittedBatch>) -> broadcast::Receiver<CommittedBatch> {
+    match live.upgrade() {
+        Some(live) => live.subscribe(),
+        None => broadcast::channel(1).1,
+    }
+}
+
 /// Reads every event of a stream, for loading an aggregate.
 pub async fn read_whole_stream<L: EventLog + ?Sized>(
     log: &L,

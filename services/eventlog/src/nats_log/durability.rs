@@ -147,11 +147,7 @@ fn parse(body: &[u8]) -> std::result::Result<ServerSync, &'static str> {
         return Err("JetStream is not enabled on this server");
     }
     let version = varz["version"].as_str().ok_or("/varz names no version")?;
-    let mut parts = version.split(['.', '-']).map(|p| p.parse::<u64>().ok());
-    let version = match (parts.next().flatten(), parts.next().flatten()) {
-        (Some(major), Some(minor)) => (major, minor),
-        _ => return Err("/varz names no version"),
-    };
+    let version = super::major_minor(version).ok_or("/varz names no version")?;
     Ok(ServerSync {
         name,
         sync_always: config["sync_always"].as_bool().unwrap_or(false),

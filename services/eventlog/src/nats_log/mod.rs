@@ -20,7 +20,7 @@ mod tail;
 use std::{
     path::PathBuf,
     sync::{
-        Arc, Weak,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -100,7 +100,7 @@ struct Inner {
     /// One past the last sequence this process knows is stored: its own acknowledged appends
     /// and everything the tail has delivered.
     head: Arc<AtomicU64>,
-    live: Weak<broadcast::Sender<CommittedBatch>>,
+    live: broadcast::WeakSender<CommittedBatch>,
     /// How long JetStream remembers a message id on this stream.
     duplicate_window: Duration,
 }
@@ -188,13 +188,12 @@ impl NatsEventLog {
             durability::check(&options.monitors, &holders).await?;
         }
         let head = info.state.last_sequence;
-        let live = Arc::new(broadcast::channel(options.live_buffer.max(1)).0);
+        let live = broadcast::channel(options.live_buffer.max(1)).0;
         let head_cell = Arc::new(AtomicU64::new(head));
         let inner = Arc::new(Inner {
             reader: Reader {
                 client: client.clone(),
                 stream,
-                name: prefix.clone(),
                 prefix: prefix.clone(),
                 head: head_cell.clone(),
             },
@@ -206,7 +205,7 @@ impl NatsEventLog {
             prefix,
             head: head_cell,
             duplicate_window: config.duplicate_window,
-            live: Arc::downgrade(&live),
+            live: live.downgrade(),
         });
         let tail = tokio::spawn(tail::follow(inner.clone(), live, head + 1));
         tracing::info!(head, "event log opened on NATS JetStream");
@@ -314,10 +313,15 @@ fn check_claims(config: &jetstream::stream::Config, replicas: usize) -> Result<(
 /// take one version (found by this crate's tests; 2.14 is right).
 pub(super) const OLDEST_SERVER: (u64, u64) = (2, 14);
 
-fn check_version(version: &str) -> Result<()> {
+/// `major.minor` of a server's version string (`2.15.1`, `3.0.0-beta`).
+pub(super) fn major_minor(version: &str) -> Option<(u64, u64)> {
     let mut parts = version.split(['.', '-']).map(|p| p.parse::<u64>().ok());
-    match (parts.next().flatten(), parts.next().flatten()) {
-        (Some(major), Some(minor)) if (major, minor) >= OLDEST_SERVER => Ok(()),
+    Some((parts.next()??, parts.next()??))
+}
+
+fn check_version(version: &str) -> Result<()> {
+    match major_minor(version) {
+        Some(major_minor) if major_minor >= OLDEST_SERVER => Ok(()),
         _ => Err(EventLogError::Storage(format!(
             "the NATS server is version {version}; podium needs {}.{} or later",
             OLDEST_SERVER.0, OLDEST_SERVER.1
@@ -416,10 +420,7 @@ impl EventLog for NatsEventLog {
     }
 
     fn listen(&self) -> broadcast::Receiver<CommittedBatch> {
-        match self.inner.live.upgrade() {
-            Some(live) => live.subscribe(),
-            None => broadcast::channel(1).1,
-        }
+        crate::listen_to(&self.inner.live)
     }
 }
 

@@ -26,9 +26,7 @@ const BATCH_WAIT: Duration = Duration::from_secs(1);
 pub struct Reader {
     pub client: async_nats::Client,
     pub stream: Stream,
-    /// The JetStream stream's name.
-    pub name: String,
-    /// The first token of its subjects.
+    /// The JetStream stream's name, which is also the first token of its subjects.
     pub prefix: String,
     /// The log's head, shared with the handle.
     pub head: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -86,7 +84,7 @@ impl Reader {
         let request = serde_json::json!({ "seq": from, "batch": batch, "next_by_subj": filter });
         self.client
             .publish_with_reply(
-                format!("$JS.API.DIRECT.GET.{}", self.name),
+                format!("$JS.API.DIRECT.GET.{}", self.prefix),
                 inbox,
                 request.to_string().into(),
             )

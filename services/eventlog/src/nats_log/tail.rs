@@ -30,7 +30,7 @@ const RETRY: Duration = Duration::from_millis(200);
 const IDLE: Duration = Duration::from_secs(2);
 
 /// Follows the stream from sequence `next` until the log closes (the task is aborted).
-pub async fn follow(log: Arc<Inner>, live: Arc<broadcast::Sender<CommittedBatch>>, mut next: u64) {
+pub async fn follow(log: Arc<Inner>, live: broadcast::Sender<CommittedBatch>, mut next: u64) {
     loop {
         match follow_from(&log, &live, &mut next).await {
             Ok(()) => return,

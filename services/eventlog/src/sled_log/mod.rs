@@ -325,11 +325,7 @@ impl EventLog for SledEventLog {
     }
 
     fn listen(&self) -> broadcast::Receiver<CommittedBatch> {
-        match self.shared.live.upgrade() {
-            Some(live) => live.subscribe(),
-            // Closed: a receiver whose sender is already gone, so it reports `Closed`.
-            None => broadcast::channel(1).1,
-        }
+        crate::listen_to(&self.shared.live)
     }
 }
 
