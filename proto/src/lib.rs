@@ -29,6 +29,16 @@ pub use language::Translations;
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/podium_descriptor.bin"));
 
+/// Response metadata on every call: the log's position (the count of events, so exclusive) on
+/// the node that answered, when it answered. Everything the call wrote lies below it.
+pub const LOG_POSITION_HEADER: &str = "podium-log-position";
+
+/// Request metadata: answer only once this node's read models have applied the log below this
+/// position (a [`LOG_POSITION_HEADER`] another node returned), so that a client that wrote
+/// through one node reads its write through any other. A node that has not got there within a
+/// few seconds answers `UNAVAILABLE`, naming both positions.
+pub const MIN_POSITION_HEADER: &str = "podium-min-position";
+
 /// The fully qualified protobuf name of a podium message, used as the event type in the log
 /// (`podium.v1.ConferenceCreated`). Integrators decode an event's payload by this name.
 pub fn type_name<M: prost::Name>() -> String {

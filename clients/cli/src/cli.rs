@@ -15,7 +15,8 @@ use crate::{access, agenda, events, export, poll, qa, rating, recording, setting
     about = "The command line of podium, the control plane for hybrid conferences"
 )]
 pub struct Cli {
-    /// podiumd's address, host:port.
+    /// podiumd's address, host:port; several nodes of one conference separated by commas (the
+    /// next is used when one cannot be reached).
     #[arg(long, global = true, env = "PODIUM_ADDR")]
     pub addr: Option<String>,
     /// Bearer token.

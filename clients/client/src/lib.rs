@@ -21,6 +21,7 @@
 pub mod agent;
 mod backup;
 mod json;
+mod nodes;
 mod placeholder;
 mod recordings;
 mod status;
@@ -40,11 +41,13 @@ use tonic::{
     Code, Request, Status,
     metadata::{Ascii, MetadataValue},
     service::{Interceptor, interceptor::InterceptedService},
-    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
+    transport::{Certificate, ClientTlsConfig, Endpoint, Identity},
 };
 
 pub use json::{message_to_json, payload_to_json};
+pub use nodes::Nodes;
 pub use placeholder::{PLACEHOLDER_SIDE, placeholder_mp4};
+pub use podium_proto::{LOG_POSITION_HEADER, MIN_POSITION_HEADER};
 pub use recordings::{Fetched, Progress, TransferError, UPLOAD_CHUNK_BYTES, hash_file, part_path};
 pub use status::StatusUpdate;
 
@@ -84,13 +87,14 @@ impl Interceptor for Bearer {
     }
 }
 
-/// A channel whose requests carry the token.
-pub type Authed = InterceptedService<Channel, Bearer>;
+/// The nodes' channel, with the token on every request.
+pub type Authed = InterceptedService<Nodes, Bearer>;
 
-/// A connection to podiumd with one token. Cheap to clone; clones share the connection.
+/// A connection to podiumd (one node, or several: see [`Nodes`]) with one token. Cheap to
+/// clone; clones share the connections.
 #[derive(Clone, Debug)]
 pub struct Client {
-    channel: Channel,
+    channel: Nodes,
     bearer: Bearer,
 }
 
@@ -132,7 +136,9 @@ pub enum FeedItem {
 
 impl Client {
     /// Connects to `address` (`host:port`, `http://host:port`, or `https://host:port` for TLS
-    /// checked against the public web roots).
+    /// checked against the public web roots). Several nodes of one conference are given
+    /// separated by commas (`a:50051,b:50051`): calls go to the first that answers, and move to
+    /// the next when it fails (see [`Nodes`]).
     pub async fn connect(address: &str, token: Option<String>) -> Result<Self, ClientError> {
         Self::connect_with(address, token, None).await
     }
@@ -144,37 +150,54 @@ impl Client {
         token: Option<String>,
         tls: Option<&Tls>,
     ) -> Result<Self, ClientError> {
-        let uri = match (address.contains("://"), tls) {
-            (true, _) => address.to_owned(),
-            (false, None) => format!("http://{address}"),
-            (false, Some(_)) => format!("https://{address}"),
-        };
-        let mut endpoint = Endpoint::from_str(&uri)
-            .map_err(|_| ClientError::BadAddress(address.to_owned()))?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true);
-        if uri.starts_with("https://") {
-            endpoint = endpoint
-                .tls_config(tls.cloned().unwrap_or_default().config())
-                .map_err(|source| ClientError::Tls {
-                    address: address.to_owned(),
-                    source,
-                })?;
+        let addresses: Vec<&str> = address
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .collect();
+        if addresses.is_empty() {
+            return Err(ClientError::BadAddress(address.to_owned()));
         }
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|source| ClientError::Connect {
-                address: address.to_owned(),
-                source,
-            })?;
+        let endpoints = addresses
+            .iter()
+            .map(|a| endpoint(a, tls))
+            .collect::<Result<Vec<_>, _>>()?;
+        // The first node that answers is used; the others connect when a call first needs them.
+        let mut first = None;
+        let mut failure = None;
+        let mut nodes = Vec::with_capacity(endpoints.len());
+        for (i, (address, endpoint)) in addresses.iter().zip(endpoints).enumerate() {
+            let channel = if first.is_none() {
+                match endpoint.connect().await {
+                    Ok(channel) => {
+                        first = Some(i);
+                        channel
+                    }
+                    Err(source) => {
+                        failure = Some(ClientError::Connect {
+                            address: (*address).to_owned(),
+                            source,
+                        });
+                        endpoint.connect_lazy()
+                    }
+                }
+            } else {
+                endpoint.connect_lazy()
+            };
+            nodes.push(((*address).to_owned(), channel));
+        }
+        let Some(first) = first else {
+            return Err(failure.unwrap_or_else(|| ClientError::BadAddress(address.to_owned())));
+        };
         Ok(Self {
-            channel,
+            channel: Nodes::new(nodes, first),
             bearer: bearer(token)?,
         })
+    }
+
+    /// The nodes this client talks to: which one it uses now, and the log position it has seen.
+    pub fn nodes(&self) -> &Nodes {
+        &self.channel
     }
 
     /// The same connection with another token.
@@ -199,7 +222,7 @@ impl Client {
 
     /// gRPC health (`grpc.health.v1.Health`), which needs no token: load balancers, probes and
     /// `podium health` ask it.
-    pub fn health(&self) -> tonic_health::pb::health_client::HealthClient<Channel> {
+    pub fn health(&self) -> tonic_health::pb::health_client::HealthClient<Nodes> {
         tonic_health::pb::health_client::HealthClient::new(self.channel.clone())
     }
 
@@ -305,6 +328,31 @@ impl Client {
             }
         }
     }
+}
+
+/// The endpoint of one node's address, with TLS when it says `https://` or `tls` is given.
+fn endpoint(address: &str, tls: Option<&Tls>) -> Result<Endpoint, ClientError> {
+    let uri = match (address.contains("://"), tls) {
+        (true, _) => address.to_owned(),
+        (false, None) => format!("http://{address}"),
+        (false, Some(_)) => format!("https://{address}"),
+    };
+    let mut endpoint = Endpoint::from_str(&uri)
+        .map_err(|_| ClientError::BadAddress(address.to_owned()))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    if uri.starts_with("https://") {
+        endpoint = endpoint
+            .tls_config(tls.cloned().unwrap_or_default().config())
+            .map_err(|source| ClientError::Tls {
+                address: address.to_owned(),
+                source,
+            })?;
+    }
+    Ok(endpoint)
 }
 
 fn bearer(token: Option<String>) -> Result<Bearer, ClientError> {

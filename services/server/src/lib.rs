@@ -18,6 +18,7 @@ mod limits;
 mod listener;
 pub mod log_store;
 pub mod metrics;
+mod positions;
 mod privacy;
 mod read_models;
 mod revocation;
@@ -280,6 +281,18 @@ impl Podium {
         let privacy = config
             .runs(ServiceName::Access)
             .then(|| limited!(shared PrivacyServer, privacy_service.clone(), limits, auth));
+        // Every read model this node keeps, for read-your-writes across nodes.
+        let positions = positions::PositionLayer::new(
+            log.clone(),
+            [Some(directory.applied())]
+                .into_iter()
+                .chain([keys.register().map(|register| register.applied())])
+                .chain([agenda.as_ref().map(|store| store.position())])
+                .chain([status.as_ref().map(|parts| parts.model.applied())])
+                .chain([feedback.as_ref().map(|parts| parts.model.applied())])
+                .flatten()
+                .collect(),
+        );
         let agenda_service = agenda.map(|store| Arc::new(AgendaService::new(store)));
         let agenda = agenda_service
             .clone()
@@ -506,6 +519,7 @@ impl Podium {
             .layer(rpc_metrics)
             .layer(guard)
             .layer(revocation)
+            .layer(positions)
             .add_routes(tonic::service::Routes::from(pages))
             .add_service(health_service)
             .add_service(reflection_v1)

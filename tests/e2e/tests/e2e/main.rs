@@ -13,6 +13,7 @@ mod drain;
 mod faults;
 mod feed;
 mod house;
+mod nodes;
 mod obs;
 mod polls;
 mod privacy;

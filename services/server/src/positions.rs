@@ -1,0 +1,179 @@
+//! Read-your-writes across nodes. Every response carries the log position the answering node had
+//! reached ([`LOG_POSITION_HEADER`]); a request that carries a position ([`MIN_POSITION_HEADER`])
+//! waits until every read model of this node has applied the log below it, so a client that
+//! wrote through one node and reads through another sees its write. `podium-client` sends the
+//! highest position it has been given on every call.
+//!
+//! The position answered is the log's head, not the write's own position: a write is
+//! acknowledged only once stored, so its position lies below the head, and one number serves
+//! reads and writes alike. The head may include events the reader's node has still to apply;
+//! waiting for them costs milliseconds.
+
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use http::HeaderValue;
+use podium_eventlog::EventLog;
+use podium_proto::{LOG_POSITION_HEADER, MIN_POSITION_HEADER};
+use tokio::sync::watch;
+use tonic::{Status, body::Body};
+use tower::{Layer, Service};
+
+/// How long a request waits for this node to reach the position it asks for.
+pub const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
+
+/// Adds the log position to responses and holds requests until their position is applied.
+#[derive(Clone)]
+pub struct PositionLayer {
+    log: Arc<dyn EventLog>,
+    /// Each read model's applied position (exclusive).
+    applied: Arc<[watch::Receiver<u64>]>,
+}
+
+impl PositionLayer {
+    pub fn new(log: Arc<dyn EventLog>, applied: Vec<watch::Receiver<u64>>) -> Self {
+        Self {
+            log,
+            applied: applied.into(),
+        }
+    }
+
+    /// The position below which every read model has applied the log.
+    fn applied(&self) -> u64 {
+        self.applied.iter().map(|a| *a.borrow()).min().unwrap_or(0)
+    }
+
+    /// Waits until every read model has applied the log below `position`.
+    async fn reach(&self, position: u64) -> Result<(), Status> {
+        let all = futures::future::try_join_all(self.applied.iter().map(|applied| {
+            let mut applied = applied.clone();
+            async move { applied.wait_for(|&at| at >= position).await.map(|_| ()) }
+        }));
+        match tokio::time::timeout(CATCH_UP_WAIT, all).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(Status::unavailable("this node is shutting down")),
+            Err(_) => Err(Status::unavailable(format!(
+                "this node has applied the log up to position {}, not yet to {position} \
+                 ({MIN_POSITION_HEADER}); try again, or another node",
+                self.applied()
+            ))),
+        }
+    }
+}
+
+impl<S> Layer<S> for PositionLayer {
+    type Service = Positioned<S>;
+
+    fn layer(&self, inner: S) -> Positioned<S> {
+        Positioned {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Positioned<S> {
+    inner: S,
+    layer: PositionLayer,
+}
+
+/// The position a request asks for: None without one, an error for one that is not a number.
+fn asked(headers: &http::HeaderMap) -> Result<Option<u64>, Status> {
+    let Some(value) = headers.get(MIN_POSITION_HEADER) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "{MIN_POSITION_HEADER} must be a log position (a whole number), as returned in \
+                 {LOG_POSITION_HEADER}"
+            ))
+        })
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+impl<S> Service<http::Request<Body>> for Positioned<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let layer = self.layer.clone();
+        // The clone is ready only after poll_ready; the ready one handles this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let reached = match asked(request.headers()) {
+                Ok(Some(position)) if position > layer.applied() => layer.reach(position).await,
+                Ok(_) => Ok(()),
+                Err(status) => Err(status),
+            };
+            let mut response = match reached {
+                Ok(()) => inner.call(request).await?,
+                Err(status) => status.into_http(),
+            };
+            response
+                .headers_mut()
+                .insert(LOG_POSITION_HEADER, HeaderValue::from(layer.log.head()));
+            Ok(response)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_position_that_is_not_a_number_is_refused_naming_the_header() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(asked(&headers).unwrap(), None);
+        headers.insert(MIN_POSITION_HEADER, HeaderValue::from_static(" 42"));
+        assert_eq!(asked(&headers).unwrap(), Some(42));
+        headers.insert(MIN_POSITION_HEADER, HeaderValue::from_static("forty-two"));
+        let refused = asked(&headers).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert!(refused.message().contains(MIN_POSITION_HEADER));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_waits_for_its_position_and_gives_up_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let log: Arc<dyn EventLog> = Arc::new(
+            podium_eventlog::SledEventLog::open(dir.path().join("log"), Default::default())
+                .unwrap(),
+        );
+        let (tx, rx) = watch::channel(3);
+        let layer = PositionLayer::new(log, vec![rx]);
+        layer.reach(3).await.unwrap();
+        let waiting = tokio::spawn({
+            let layer = layer.clone();
+            async move { layer.reach(5).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tx.send(5).unwrap();
+        waiting.await.unwrap().unwrap();
+        let refused = layer.reach(9).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
+        assert!(refused.message().contains("up to position 5, not yet to 9"));
+    }
+}

@@ -1,0 +1,164 @@
+//! Two podiumd nodes on one NATS JetStream cluster, and a client given both addresses: a write
+//! through one node is read through the other (read-your-writes: the client sends the log
+//! position the first node answered with, and the second waits until it has applied it), and
+//! when the node in use is killed the client moves to the other and goes on.
+//!
+//! Both nodes are given one admin token (`--admin-token`): the other keys (attendees' token
+//! signing keys, personal data keys, anonymous polls' keys) and recordings are still each node's
+//! own, so this test stays with what an admin does.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use podium_client::{Client, LOG_POSITION_HEADER, MIN_POSITION_HEADER, pb};
+use podium_e2e::{PATIENCE, Podiumd, text};
+use podium_natscluster::NatsCluster;
+use tonic::{Code, Request};
+
+const ADMIN: &str = "an-admin-token-both-nodes-are-given-0123456789";
+
+fn node(cluster: &NatsCluster) -> Podiumd {
+    let (log, monitors) = (cluster.urls().join(","), cluster.monitor_urls().join(","));
+    Podiumd::start_with(&[
+        "--log",
+        &log,
+        "--nats-monitor",
+        &monitors,
+        "--admin-token",
+        ADMIN,
+    ])
+    .unwrap()
+}
+
+fn conference(id: &str, request_id: &str) -> pb::CreateConferenceRequest {
+    pb::CreateConferenceRequest {
+        request_id: request_id.into(),
+        conference_id: id.into(),
+        title: text(id),
+        default_language: "en".into(),
+        time_zone: "Asia/Phnom_Penh".into(),
+        join_code: String::new(),
+    }
+}
+
+fn get(id: &str) -> pb::GetConferenceRequest {
+    pb::GetConferenceRequest {
+        conference_id: id.into(),
+    }
+}
+
+/// Sends `request` until a node takes it: a call that fails because its node went away is sent
+/// again, as a user's tool would, with the same request id.
+async fn create_until_taken(client: &Client, request: pb::CreateConferenceRequest) {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match client.agenda().create_conference(request.clone()).await {
+                Ok(_) => return,
+                Err(status) if podium_client::retryable(&status) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(status) => panic!("create refused: {status}"),
+            }
+        }
+    })
+    .await
+    .expect("a node took the write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_given_two_nodes_reads_its_writes_on_either_and_moves_when_one_dies() {
+    let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("no JetStream cluster: {e}"));
+    let mut first = node(&cluster);
+    let mut second = node(&cluster);
+
+    // Every answer names its node's log position.
+    let only_second = Client::connect(&second.addr, Some(ADMIN.into()))
+        .await
+        .unwrap();
+    let answer = only_second
+        .agenda()
+        .list_conferences(pb::ListConferencesRequest::default())
+        .await
+        .unwrap();
+    assert!(answer.metadata().get(LOG_POSITION_HEADER).is_some());
+
+    let both = format!("{},{}", first.addr, second.addr);
+    let client = Client::connect(&both, Some(ADMIN.into())).await.unwrap();
+    assert_eq!(client.nodes().current(), first.addr);
+    create_until_taken(&client, conference("odc2024", &Client::request_id())).await;
+    let written = client.nodes().position();
+    assert!(written > 0, "the write's answer named a position");
+
+    // The second node answers a read that names the write's position only once it has the
+    // write; a position it has not reached is refused after a while, naming both.
+    let mut read = Request::new(get("odc2024"));
+    read.metadata_mut()
+        .insert(MIN_POSITION_HEADER, written.to_string().parse().unwrap());
+    let on_second = only_second.agenda().get_conference(read).await.unwrap();
+    assert_eq!(on_second.into_inner().conference.unwrap().id, "odc2024");
+    let mut ahead = Request::new(get("odc2024"));
+    ahead.metadata_mut().insert(
+        MIN_POSITION_HEADER,
+        (written + 1000).to_string().parse().unwrap(),
+    );
+    let refused = only_second
+        .agenda()
+        .get_conference(ahead)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains(&format!("not yet to {}", written + 1000)),
+        "{}",
+        refused.message()
+    );
+    let mut garbled = Request::new(get("odc2024"));
+    garbled
+        .metadata_mut()
+        .insert(MIN_POSITION_HEADER, "soon".parse().unwrap());
+    let refused = only_second
+        .agenda()
+        .get_conference(garbled)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains(MIN_POSITION_HEADER));
+
+    // The node in use dies: the next calls go to the other, which has every write.
+    first.stop(Signal::SIGKILL).await.unwrap();
+    create_until_taken(&client, conference("odc2025", &Client::request_id())).await;
+    assert_eq!(client.nodes().current(), second.addr);
+    for id in ["odc2024", "odc2025"] {
+        let got = client.agenda().get_conference(get(id)).await.unwrap();
+        assert_eq!(got.into_inner().conference.unwrap().id, id);
+    }
+
+    // The first comes back and the second dies: the client moves back, and the first node,
+    // which was down for the second write, answers only once it has followed the log to it.
+    first.start_again().unwrap();
+    second.stop(Signal::SIGKILL).await.unwrap();
+    let again = Client::request_id();
+    create_until_taken(&client, conference("odc2026", &again)).await;
+    assert_eq!(client.nodes().current(), first.addr);
+    let listed = client
+        .agenda()
+        .list_conferences(pb::ListConferencesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut ids: Vec<_> = listed.conferences.iter().map(|c| c.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["odc2024", "odc2025", "odc2026"]);
+    // A retry of the last write through this node gets its first answer, not a second
+    // conference or a conflict.
+    client
+        .agenda()
+        .create_conference(conference("odc2026", &again))
+        .await
+        .unwrap();
+}
