@@ -39,6 +39,17 @@ pub const LOG_POSITION_HEADER: &str = "podium-log-position";
 /// few seconds answers `UNAVAILABLE`, naming both positions.
 pub const MIN_POSITION_HEADER: &str = "podium-min-position";
 
+/// Response metadata on a request refused because this node did not reach its
+/// [`MIN_POSITION_HEADER`] in time, with the node's log position: a position its log itself
+/// has not reached is likely from another log (one restored from an older backup), and a
+/// client starts again from this one.
+pub const POSITION_UNREACHED_HEADER: &str = "podium-position-unreached";
+
+/// A log position as these headers carry it: a whole number.
+pub fn parse_position(value: &str) -> Option<u64> {
+    value.trim().parse().ok()
+}
+
 /// The fully qualified protobuf name of a podium message, used as the event type in the log
 /// (`podium.v1.ConferenceCreated`). Integrators decode an event's payload by this name.
 pub fn type_name<M: prost::Name>() -> String {

@@ -47,7 +47,7 @@ use tonic::{
 pub use json::{message_to_json, payload_to_json};
 pub use nodes::Nodes;
 pub use placeholder::{PLACEHOLDER_SIDE, placeholder_mp4};
-pub use podium_proto::{LOG_POSITION_HEADER, MIN_POSITION_HEADER};
+pub use podium_proto::{LOG_POSITION_HEADER, MIN_POSITION_HEADER, POSITION_UNREACHED_HEADER};
 pub use recordings::{Fetched, Progress, TransferError, UPLOAD_CHUNK_BYTES, hash_file, part_path};
 pub use status::StatusUpdate;
 

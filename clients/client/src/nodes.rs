@@ -4,20 +4,23 @@
 //! failed is answered with its error: a write sent again with its request id gets its first
 //! answer from whichever node it reaches.
 //!
-//! Every response names the log position its node had reached; every request carries the
-//! highest one seen, so a node answers only once it has applied everything this client wrote
-//! or read, whichever node that was through (read-your-writes across nodes).
+//! Every response names the log position its node had reached; a request to another node than
+//! the one that named the highest carries it, so that node answers only once it has applied
+//! everything this client wrote or read (read-your-writes across nodes). The node that named it
+//! has it already, so a client of one node never waits.
 
 use std::{
     pin::Pin,
     sync::{
-        Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
     },
     task::{Context, Poll},
 };
 
-use podium_proto::{LOG_POSITION_HEADER, MIN_POSITION_HEADER};
+use podium_proto::{
+    LOG_POSITION_HEADER, MIN_POSITION_HEADER, POSITION_UNREACHED_HEADER, parse_position,
+};
 use tonic::{
     Code,
     body::Body,
@@ -38,7 +41,45 @@ struct Shared {
     /// The node calls go to.
     current: AtomicUsize,
     /// The highest log position any node answered with.
-    position: AtomicU64,
+    seen: Mutex<Seen>,
+}
+
+/// The highest log position a node answered with, and the node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Seen {
+    position: u64,
+    node: usize,
+}
+
+impl Seen {
+    /// What a request to `node` should ask for, given what its caller asked for (`None`: nothing;
+    /// `Some(None)`: a value that is not a position, which the node will name): `Some` to set.
+    fn to_ask(self, node: usize, asked: Option<Option<u64>>) -> Option<u64> {
+        let needed = self.position > 0 && node != self.node;
+        match asked {
+            Some(Some(asked)) if asked >= self.position => None,
+            Some(None) => None,
+            _ if needed => Some(self.position),
+            Some(Some(_)) => Some(self.position),
+            None => None,
+        }
+    }
+
+    /// Takes in a node's answer: its position, and whether it refused the position asked for
+    /// as beyond its own log.
+    fn answered(&mut self, node: usize, position: Option<u64>, unreached: Option<u64>) {
+        if let Some(head) = unreached {
+            // Asked for a position of another log: start again from this one's.
+            *self = Seen {
+                position: head,
+                node,
+            };
+        } else if let Some(position) = position
+            && position >= self.position
+        {
+            *self = Seen { position, node };
+        }
+    }
 }
 
 impl std::fmt::Debug for Nodes {
@@ -57,7 +98,7 @@ impl Nodes {
             shared: Arc::new(Shared {
                 nodes,
                 current: AtomicUsize::new(first),
-                position: AtomicU64::new(0),
+                seen: Mutex::default(),
             }),
         }
     }
@@ -71,11 +112,15 @@ impl Nodes {
     /// The highest log position a node has answered with: the next call is answered only by a
     /// node that has applied the log below it.
     pub fn position(&self) -> u64 {
-        self.shared.position.load(Ordering::Relaxed)
+        self.shared.seen().position
     }
 }
 
 impl Shared {
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Calls go to the node after `failed`, unless another call has moved them already.
     fn move_on(&self, failed: usize) {
         let next = (failed + 1) % self.nodes.len();
@@ -95,6 +140,10 @@ impl Shared {
 }
 
 /// A gRPC answer with no message, only a status (a "trailers-only" response), of `UNAVAILABLE`.
+fn header(response: &http::Response<Body>, name: &str) -> Option<u64> {
+    parse_position(response.headers().get(name)?.to_str().ok()?)
+}
+
 fn unavailable_at_once(response: &http::Response<Body>) -> bool {
     response
         .headers()
@@ -119,19 +168,11 @@ impl Service<http::Request<Body>> for Nodes {
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let shared = self.shared.clone();
         let at = shared.current.load(Ordering::Acquire);
-        let position = shared.position.load(Ordering::Acquire);
-        // A position the caller set itself is kept when it is the higher, or not a number (the
-        // node then says what is wrong with it).
         let asked = request
             .headers()
             .get(MIN_POSITION_HEADER)
-            .map(|v| v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()));
-        let keep = match asked {
-            Some(Some(asked)) => asked >= position,
-            Some(None) => true,
-            None => position == 0,
-        };
-        if !keep {
+            .map(|v| v.to_str().ok().and_then(parse_position));
+        if let Some(position) = shared.seen().to_ask(at, asked) {
             request
                 .headers_mut()
                 .insert(MIN_POSITION_HEADER, http::HeaderValue::from(position));
@@ -144,14 +185,11 @@ impl Service<http::Request<Body>> for Nodes {
             };
             match answer.await {
                 Ok(response) => {
-                    let answered = response
-                        .headers()
-                        .get(LOG_POSITION_HEADER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<u64>().ok());
-                    if let Some(answered) = answered {
-                        shared.position.fetch_max(answered, Ordering::AcqRel);
-                    }
+                    shared.seen().answered(
+                        at,
+                        header(&response, LOG_POSITION_HEADER),
+                        header(&response, POSITION_UNREACHED_HEADER),
+                    );
                     if unavailable_at_once(&response) {
                         shared.move_on(at);
                     }
@@ -163,5 +201,65 @@ impl Service<http::Request<Body>> for Nodes {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_another_node_is_asked_for_the_position_and_a_callers_higher_one_is_kept() {
+        let seen = Seen {
+            position: 40,
+            node: 0,
+        };
+        assert_eq!(seen.to_ask(0, None), None, "the node that named it has it");
+        assert_eq!(seen.to_ask(1, None), Some(40));
+        assert_eq!(
+            seen.to_ask(1, Some(Some(50))),
+            None,
+            "the caller's higher one"
+        );
+        assert_eq!(seen.to_ask(0, Some(Some(30))), Some(40), "never lower");
+        assert_eq!(
+            seen.to_ask(1, Some(None)),
+            None,
+            "the node names a bad value"
+        );
+        assert_eq!(Seen::default().to_ask(1, None), None, "nothing seen yet");
+    }
+
+    #[test]
+    fn the_highest_answer_is_kept_unless_a_node_says_it_is_from_another_log() {
+        let mut seen = Seen::default();
+        seen.answered(0, Some(40), None);
+        seen.answered(1, Some(35), None);
+        assert_eq!(
+            seen,
+            Seen {
+                position: 40,
+                node: 0
+            }
+        );
+        seen.answered(1, Some(40), None);
+        assert_eq!(
+            seen,
+            Seen {
+                position: 40,
+                node: 1
+            },
+            "node 1 has it too now"
+        );
+        seen.answered(0, None, None);
+        assert_eq!(seen.position, 40);
+        seen.answered(0, Some(12), Some(12));
+        assert_eq!(
+            seen,
+            Seen {
+                position: 12,
+                node: 0
+            }
+        );
     }
 }

@@ -284,14 +284,16 @@ impl Podium {
         // Every read model this node keeps, for read-your-writes across nodes.
         let positions = positions::PositionLayer::new(
             log.clone(),
-            [Some(directory.applied())]
-                .into_iter()
-                .chain([keys.register().map(|register| register.applied())])
-                .chain([agenda.as_ref().map(|store| store.position())])
-                .chain([status.as_ref().map(|parts| parts.model.applied())])
-                .chain([feedback.as_ref().map(|parts| parts.model.applied())])
-                .flatten()
-                .collect(),
+            [
+                Some(directory.applied()),
+                keys.register().map(|register| register.applied()),
+                agenda.as_ref().map(|store| store.position()),
+                status.as_ref().map(|parts| parts.model.applied()),
+                feedback.as_ref().map(|parts| parts.model.applied()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
         );
         let agenda_service = agenda.map(|store| Arc::new(AgendaService::new(store)));
         let agenda = agenda_service
@@ -516,10 +518,10 @@ impl Podium {
         let server = builder
             .accept_http1(true)
             .layer(grpc_web::GrpcWebForBrowsers)
+            .layer(positions)
             .layer(rpc_metrics)
             .layer(guard)
             .layer(revocation)
-            .layer(positions)
             .add_routes(tonic::service::Routes::from(pages))
             .add_service(health_service)
             .add_service(reflection_v1)

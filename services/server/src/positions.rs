@@ -6,8 +6,14 @@
 //!
 //! The position answered is the log's head, not the write's own position: a write is
 //! acknowledged only once stored, so its position lies below the head, and one number serves
-//! reads and writes alike. The head may include events the reader's node has still to apply;
-//! waiting for them costs milliseconds.
+//! reads and writes alike. The head may include events the reader's node has still to apply,
+//! which it waits for too (milliseconds, unless the node is busy writing its snapshots).
+//!
+//! Only gRPC calls wait (pages, health and reflection never do), and the wait is outside the
+//! transport guard, so requests held here take none of its permits. A request refused because
+//! the node's log itself has not reached the position (one from another log, say, restored from
+//! an older backup) says so in [`POSITION_UNREACHED_HEADER`], and the client starts again from
+//! this node's position instead of asking for it for ever.
 
 use std::{
     pin::Pin,
@@ -18,7 +24,9 @@ use std::{
 
 use http::HeaderValue;
 use podium_eventlog::EventLog;
-use podium_proto::{LOG_POSITION_HEADER, MIN_POSITION_HEADER};
+use podium_proto::{
+    LOG_POSITION_HEADER, MIN_POSITION_HEADER, POSITION_UNREACHED_HEADER, parse_position,
+};
 use tokio::sync::watch;
 use tonic::{Status, body::Body};
 use tower::{Layer, Service};
@@ -90,7 +98,7 @@ fn asked(headers: &http::HeaderMap) -> Result<Option<u64>, Status> {
     value
         .to_str()
         .ok()
-        .and_then(|v| v.trim().parse().ok())
+        .and_then(parse_position)
         .map(Some)
         .ok_or_else(|| {
             Status::invalid_argument(format!(
@@ -98,6 +106,17 @@ fn asked(headers: &http::HeaderMap) -> Result<Option<u64>, Status> {
                  {LOG_POSITION_HEADER}"
             ))
         })
+}
+
+/// Whether `request` waits for its position: gRPC calls (gRPC-Web ones are gRPC by the time they
+/// get here) other than health and reflection.
+fn waits<B>(request: &http::Request<B>) -> bool {
+    let grpc = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    grpc && !request.uri().path().starts_with("/grpc.")
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -118,18 +137,36 @@ where
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let layer = self.layer.clone();
+        let waits = waits(&request);
         // The clone is ready only after poll_ready; the ready one handles this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let reached = match asked(request.headers()) {
-                Ok(Some(position)) if position > layer.applied() => layer.reach(position).await,
+            let asked = if waits {
+                asked(request.headers())
+            } else {
+                Ok(None)
+            };
+            let reached = match asked {
+                Ok(Some(position)) if position > layer.applied() => layer
+                    .reach(position)
+                    .await
+                    .map_err(|status| (status, position)),
                 Ok(_) => Ok(()),
-                Err(status) => Err(status),
+                Err(status) => Err((status, 0)),
             };
             let mut response = match reached {
                 Ok(()) => inner.call(request).await?,
-                Err(status) => status.into_http(),
+                Err((status, position)) => {
+                    let head = layer.log.head();
+                    let mut refused = status.into_http();
+                    if position > head {
+                        refused
+                            .headers_mut()
+                            .insert(POSITION_UNREACHED_HEADER, HeaderValue::from(head));
+                    }
+                    refused
+                }
             };
             response
                 .headers_mut()

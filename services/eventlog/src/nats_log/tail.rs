@@ -7,7 +7,8 @@
 //! The tail does not trust the consumer to notice its own death: when the server holding it dies,
 //! the client library's recreation of it can stall for minutes (seen under load, with no error).
 //! So a tail that has heard nothing for [`IDLE`] asks the stream's leader for its last sequence;
-//! if the stream has moved past the tail, the consumer is dropped and a new one made.
+//! if the stream has moved past the tail, and still had at the next look, the consumer is
+//! dropped and a new one made.
 
 use std::{
     sync::{Arc, atomic::Ordering},
@@ -26,7 +27,8 @@ const RUN: usize = 256;
 /// How long the tail waits before following again after its consumer failed.
 const RETRY: Duration = Duration::from_millis(200);
 /// How long a quiet tail waits before checking that the stream is quiet too. A live consumer
-/// delivers within milliseconds, so a stalled tail costs at most this plus one round trip.
+/// delivers within milliseconds; a tail found behind the stream twice in a row is stalled, so
+/// a stall costs about twice this.
 const IDLE: Duration = Duration::from_secs(2);
 
 /// Follows the stream from sequence `next` until the log closes (the task is aborted).
@@ -61,22 +63,36 @@ async fn follow_from(
         .await
         .map_err(nats)?;
     let mut messages = consumer.messages().await.map_err(nats)?;
+    // The stream's last sequence when a quiet tail last found itself behind it: behind twice in
+    // a row is a stall (once may be a message stored just as the timer fired).
+    let mut behind = None;
     loop {
         let message = match tokio::time::timeout(IDLE, messages.next()).await {
             Ok(Some(message)) => message,
             Ok(None) => break,
             Err(_) => {
-                let last = log.reader.stream.get_info().await.map_err(nats)?;
-                if last.state.last_sequence >= *next {
-                    return Err(crate::EventLogError::Storage(format!(
-                        "the live tail's consumer stalled: the stream is at {}, the tail at {}",
-                        last.state.last_sequence,
-                        *next - 1
-                    )));
+                let last = match log.reader.stream.get_info().await {
+                    Ok(info) => info.state.last_sequence,
+                    // An election, say: the consumer may be fine; look again later.
+                    Err(error) => {
+                        tracing::debug!(%error, "the live tail could not read the stream's end");
+                        continue;
+                    }
+                };
+                match behind {
+                    Some(seen) if *next <= seen => {
+                        return Err(crate::EventLogError::Storage(format!(
+                            "the live tail's consumer stalled: the stream is at {last}, the tail \
+                             at {}",
+                            *next - 1
+                        )));
+                    }
+                    _ => behind = (last >= *next).then_some(last),
                 }
                 continue;
             }
         };
+        behind = None;
         let mut run = Vec::new();
         // One past the last whole append of the run: the head never stops inside a batch.
         let mut whole = None;
