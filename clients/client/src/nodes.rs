@@ -22,7 +22,7 @@ use podium_proto::{
     LOG_POSITION_HEADER, MIN_POSITION_HEADER, POSITION_UNREACHED_HEADER, parse_position,
 };
 use tonic::{
-    Code,
+    Code, Status,
     body::Body,
     codegen::{Service, http},
     transport::Channel,
@@ -55,13 +55,10 @@ impl Seen {
     /// What a request to `node` should ask for, given what its caller asked for (`None`: nothing;
     /// `Some(None)`: a value that is not a position, which the node will name): `Some` to set.
     fn to_ask(self, node: usize, asked: Option<Option<u64>>) -> Option<u64> {
-        let needed = self.position > 0 && node != self.node;
         match asked {
-            Some(Some(asked)) if asked >= self.position => None,
             Some(None) => None,
-            _ if needed => Some(self.position),
-            Some(Some(_)) => Some(self.position),
-            None => None,
+            Some(Some(asked)) => (asked < self.position).then_some(self.position),
+            None => (self.position > 0 && node != self.node).then_some(self.position),
         }
     }
 
@@ -145,12 +142,7 @@ fn header(response: &http::Response<Body>, name: &str) -> Option<u64> {
 }
 
 fn unavailable_at_once(response: &http::Response<Body>) -> bool {
-    response
-        .headers()
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i32>().ok())
-        .is_some_and(|code| Code::from(code) == Code::Unavailable)
+    Status::from_header_map(response.headers()).is_some_and(|s| s.code() == Code::Unavailable)
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;

@@ -194,11 +194,6 @@ impl AgendaStore {
         Err(AgendaError::Contended(conference_id.to_owned()))
     }
 
-    /// The position below which the agenda's read model has applied the log, as it moves.
-    pub fn position(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.model.applied()
-    }
-
     /// Whether the write under `request_id` to `conference_id` is already in the agenda: a
     /// retry, to be answered as the first time rather than decided again.
     pub fn applied(&self, conference_id: &str, request_id: RequestId) -> bool {

@@ -51,9 +51,16 @@ struct Snapshots {
 pub struct FollowerHandle {
     requests: mpsc::Sender<oneshot::Sender<Result<(), SnapshotError>>>,
     started_from: Arc<[(&'static str, u64)]>,
+    applied: watch::Receiver<u64>,
 }
 
 impl FollowerHandle {
+    /// The position below which every model has applied the log, as it moves; closed once the
+    /// follower stops.
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.applied.clone()
+    }
+
     /// The position each model started from: its snapshot's, or 0 when it was rebuilt from the
     /// whole log.
     pub fn started_from(&self, model: &str) -> Option<u64> {
@@ -201,6 +208,7 @@ impl Follower {
         );
         let (requests, asks) = mpsc::channel(4);
         let started_from = self.members.iter().map(|m| (m.name(), m.from())).collect();
+        let (applied, applied_rx) = watch::channel(next);
         let live = Live {
             log: self.log,
             members: self.members,
@@ -208,11 +216,13 @@ impl Follower {
             personal: self.personal,
             next,
             last_id,
+            applied,
         };
         tokio::spawn(live.run(events, asks));
         Ok(FollowerHandle {
             requests,
             started_from,
+            applied: applied_rx,
         })
     }
 }
@@ -242,6 +252,8 @@ struct Live {
     next: u64,
     /// The id of the event at `next - 1`, recorded in snapshots to tell another log.
     last_id: Option<Uuid>,
+    /// `next`, for those who wait on every model at once.
+    applied: watch::Sender<u64>,
 }
 
 impl Live {
@@ -270,6 +282,7 @@ impl Live {
                         for member in &mut self.members {
                             member.advance(self.next);
                         }
+                        self.applied.send_replace(self.next);
                         metrics::gauge!(crate::metrics::READ_MODEL_LAG)
                             .set(self.log.head().saturating_sub(self.next) as f64);
                     }

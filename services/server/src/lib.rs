@@ -281,20 +281,8 @@ impl Podium {
         let privacy = config
             .runs(ServiceName::Access)
             .then(|| limited!(shared PrivacyServer, privacy_service.clone(), limits, auth));
-        // Every read model this node keeps, for read-your-writes across nodes.
-        let positions = positions::PositionLayer::new(
-            log.clone(),
-            [
-                Some(directory.applied()),
-                keys.register().map(|register| register.applied()),
-                agenda.as_ref().map(|store| store.position()),
-                status.as_ref().map(|parts| parts.model.applied()),
-                feedback.as_ref().map(|parts| parts.model.applied()),
-            ]
-            .into_iter()
-            .flatten()
-            .collect(),
-        );
+        // Read-your-writes across nodes: every read model of this node moves with its follower.
+        let positions = positions::PositionLayer::new(log.clone(), follower.applied());
         let agenda_service = agenda.map(|store| Arc::new(AgendaService::new(store)));
         let agenda = agenda_service
             .clone()

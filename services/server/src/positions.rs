@@ -2,7 +2,8 @@
 //! reached ([`LOG_POSITION_HEADER`]); a request that carries a position ([`MIN_POSITION_HEADER`])
 //! waits until every read model of this node has applied the log below it, so a client that
 //! wrote through one node and reads through another sees its write. `podium-client` sends the
-//! highest position it has been given on every call.
+//! highest position it has been given to any node other than the one that gave it. The read
+//! models all move with the node's one follower of the log, so its position is theirs.
 //!
 //! The position answered is the log's head, not the write's own position: a write is
 //! acknowledged only once stored, so its position lies below the head, and one number serves
@@ -38,30 +39,24 @@ pub const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct PositionLayer {
     log: Arc<dyn EventLog>,
-    /// Each read model's applied position (exclusive).
-    applied: Arc<[watch::Receiver<u64>]>,
+    /// The position below which every read model has applied the log (the follower's).
+    applied: watch::Receiver<u64>,
 }
 
 impl PositionLayer {
-    pub fn new(log: Arc<dyn EventLog>, applied: Vec<watch::Receiver<u64>>) -> Self {
-        Self {
-            log,
-            applied: applied.into(),
-        }
+    pub fn new(log: Arc<dyn EventLog>, applied: watch::Receiver<u64>) -> Self {
+        Self { log, applied }
     }
 
-    /// The position below which every read model has applied the log.
     fn applied(&self) -> u64 {
-        self.applied.iter().map(|a| *a.borrow()).min().unwrap_or(0)
+        *self.applied.borrow()
     }
 
     /// Waits until every read model has applied the log below `position`.
     async fn reach(&self, position: u64) -> Result<(), Status> {
-        let all = futures::future::try_join_all(self.applied.iter().map(|applied| {
-            let mut applied = applied.clone();
-            async move { applied.wait_for(|&at| at >= position).await.map(|_| ()) }
-        }));
-        match tokio::time::timeout(CATCH_UP_WAIT, all).await {
+        let mut applied = self.applied.clone();
+        let reached = applied.wait_for(|&at| at >= position);
+        match tokio::time::timeout(CATCH_UP_WAIT, reached).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(Status::unavailable("this node is shutting down")),
             Err(_) => Err(Status::unavailable(format!(
@@ -155,22 +150,20 @@ where
                 Ok(_) => Ok(()),
                 Err(status) => Err((status, 0)),
             };
-            let mut response = match reached {
-                Ok(()) => inner.call(request).await?,
-                Err((status, position)) => {
-                    let head = layer.log.head();
-                    let mut refused = status.into_http();
-                    if position > head {
-                        refused
-                            .headers_mut()
-                            .insert(POSITION_UNREACHED_HEADER, HeaderValue::from(head));
-                    }
-                    refused
-                }
+            let (mut response, refused_at) = match reached {
+                Ok(()) => (inner.call(request).await?, None),
+                Err((status, position)) => (status.into_http(), Some(position)),
             };
+            // One read of the head for both: a refusal beyond it says where this log ends.
+            let head = layer.log.head();
+            if refused_at.is_some_and(|position| position > head) {
+                response
+                    .headers_mut()
+                    .insert(POSITION_UNREACHED_HEADER, HeaderValue::from(head));
+            }
             response
                 .headers_mut()
-                .insert(LOG_POSITION_HEADER, HeaderValue::from(layer.log.head()));
+                .insert(LOG_POSITION_HEADER, HeaderValue::from(head));
             Ok(response)
         })
     }
@@ -200,7 +193,7 @@ mod tests {
                 .unwrap(),
         );
         let (tx, rx) = watch::channel(3);
-        let layer = PositionLayer::new(log, vec![rx]);
+        let layer = PositionLayer::new(log, rx);
         layer.reach(3).await.unwrap();
         let waiting = tokio::spawn({
             let layer = layer.clone();
