@@ -11,6 +11,7 @@
 pub mod durable;
 mod event;
 mod follower;
+pub mod lease;
 pub mod metrics;
 mod nats_log;
 pub mod personal;
@@ -28,7 +29,8 @@ use tokio::sync::broadcast;
 
 pub use event::{DecodeError, NewEvent, Page, RecordedEvent};
 pub use follower::{Follower, FollowerHandle};
-pub use nats_log::{NatsEventLog, NatsOptions};
+pub use lease::{Delivery, Lease, Term};
+pub use nats_log::{NatsEventLog, NatsLease, NatsOptions};
 pub use projection::{Projection, Projector};
 pub use request_id::{InvalidRequestId, RequestId};
 pub use sled_log::{SledEventLog, SledImport, SledOptions, decode_stored};

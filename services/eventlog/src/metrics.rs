@@ -19,6 +19,9 @@ pub const HEAD: &str = "podium_log_head_position";
 /// Durable events the read models have not applied yet.
 pub const READ_MODEL_LAG: &str = "podium_read_model_lag_events";
 
+/// 1 while this node holds the status engine's lease (several nodes on a NATS log), else 0.
+pub const ENGINE_LEASE_HELD: &str = "podium_status_engine_lease_held";
+
 /// Describes the log's metrics to the installed recorder.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
@@ -43,6 +46,10 @@ pub fn describe() {
         READ_MODEL_LAG,
         "Durable events the read models have not applied yet."
     );
+    describe_gauge!(
+        ENGINE_LEASE_HELD,
+        "1 while this node runs the status engine for the cluster (holds its lease)."
+    );
     // Rendered from the start, at 0, so alerts on them see a series.
     metrics::counter!(COMMIT_FAILURES).increment(0);
     metrics::gauge!(READ_MODEL_LAG).set(0.0);
@@ -55,4 +62,9 @@ pub(crate) fn group_committed(events: usize, flush: Duration, head: u64) {
     metrics::histogram!(GROUP_COMMIT_EVENTS).record(events as f64);
     metrics::histogram!(FLUSH_SECONDS).record(flush.as_secs_f64());
     metrics::gauge!(HEAD).set(head as f64);
+}
+
+/// Records whether this node holds the status engine's lease.
+pub(crate) fn lease_held(held: bool) {
+    metrics::gauge!(ENGINE_LEASE_HELD).set(if held { 1.0 } else { 0.0 });
 }

@@ -104,6 +104,8 @@ struct StatusParts {
     model: Projector<StatusModel>,
     engine: EngineHandle,
     recordings: Arc<RecordingStore>,
+    /// On several nodes: the lease of the engine, released at a clean stop.
+    lease: Option<Arc<podium_eventlog::NatsLease>>,
 }
 
 impl Podium {
@@ -159,7 +161,15 @@ impl Podium {
         let status = match status_model {
             Some(model) => {
                 let grace = config.reconnect_grace.as_millis() as u64;
-                let engine = Engine::spawn(log.clone(), model.clone(), Clock::new(), grace).await?;
+                let lease = store.engine_lease(&config).await?;
+                let engine = Engine::spawn(
+                    log.clone(),
+                    model.clone(),
+                    Clock::new(),
+                    grace,
+                    lease.clone().map(|l| l as Arc<dyn podium_eventlog::Lease>),
+                )
+                .await?;
                 let dir = config.data_dir.join(backup::RECORDINGS);
                 let recordings = RecordingStore::open(dir.clone(), config.max_recording_bytes)
                     .map_err(|source| ServerError::Recordings {
@@ -181,6 +191,7 @@ impl Podium {
                     model,
                     engine,
                     recordings: Arc::new(recordings),
+                    lease,
                 })
             }
             None => None,
@@ -578,6 +589,10 @@ impl Podium {
         // nothing but what comes after. Failing to write one costs the next start time, not data.
         if let Err(error) = follower.snapshot().await {
             tracing::warn!(%error, "read models not snapshotted at shutdown");
+        }
+        // Another node takes the status engine over at once, not after the lease runs out.
+        if let Some(lease) = status.as_ref().and_then(|parts| parts.lease.as_ref()) {
+            lease.release().await;
         }
         // Whatever happened above, every acknowledged append is already durable; closing flushes
         // and stops the writer cleanly.

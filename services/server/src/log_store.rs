@@ -2,9 +2,9 @@
 //! nothing else to run), or a NATS JetStream cluster (`--log nats://host:4222,...`), which
 //! keeps three copies on three machines so that losing one loses nothing.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use podium_eventlog::{EventLog, NatsEventLog, NatsOptions, SledEventLog, SledOptions};
+use podium_eventlog::{EventLog, NatsEventLog, NatsLease, NatsOptions, SledEventLog, SledOptions};
 use serde::Serialize;
 
 use crate::{Config, ServerError, backup};
@@ -50,6 +50,44 @@ pub struct LogFlags {
     /// read): an acknowledged event can then be lost if the cluster's machines lose power.
     #[arg(long, env = "PODIUM_UNSAFE_LAZY_SYNC")]
     pub unsafe_lazy_sync: bool,
+
+    /// This node's name among the podiumd nodes of one NATS log (logs, the status engine's
+    /// lease). Default: the host's name and the gRPC port.
+    #[arg(long, env = "PODIUM_NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// Several podiumd nodes on one NATS log run the status engine on one node at a time:
+    /// when that node stops renewing its lease for this long (seconds), another takes over.
+    /// Shorter moves the engine sooner; too short for the network moves it needlessly.
+    #[arg(long, env = "PODIUM_ENGINE_LEASE", default_value = "3",
+          value_parser = parse_lease)]
+    pub engine_lease: f64,
+}
+
+fn parse_lease(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && (0.5..=60.0).contains(s))
+        .ok_or_else(|| format!("{text:?} is not a number of seconds from 0.5 to 60"))
+}
+
+/// The host's name, or `podiumd` when it cannot be read.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty() && !name.contains(char::is_whitespace))
+        .unwrap_or_else(|| "podiumd".into())
+}
+
+impl LogFlags {
+    /// This node's name: as given, or the host's name and the gRPC port.
+    pub fn node(&self, listen: SocketAddr) -> String {
+        self.node_name
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", host_name(), listen.port()))
+    }
 }
 
 /// Which log.
@@ -126,6 +164,25 @@ impl LogStore {
                 Self::Nats(Arc::new(NatsEventLog::open(options).await?))
             }
         })
+    }
+
+    /// The status engine's lease, on a log several nodes share (NATS); `None` on sled, whose
+    /// one process runs the engine itself.
+    pub async fn engine_lease(
+        &self,
+        config: &Config,
+    ) -> Result<Option<Arc<NatsLease>>, ServerError> {
+        let Self::Nats(log) = self else {
+            return Ok(None);
+        };
+        let flags = &config.log;
+        let node = flags.node(config.listen);
+        let ttl = Duration::from_secs_f64(flags.engine_lease);
+        let lease = log
+            .lease(node.clone(), ttl, flags.nats_replicas as usize)
+            .await?;
+        tracing::info!(node = %node, lease_ms = ttl.as_millis() as u64, "status engine lease kept on the cluster");
+        Ok(Some(Arc::new(lease)))
     }
 
     /// The log, as services use it.

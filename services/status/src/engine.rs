@@ -14,6 +14,12 @@
 //! group commit. Inputs carry the time they were handed over, not the time the engine read
 //! them, so silence is timed from a heartbeat's arrival. A session's slot leaves once the
 //! session is over and nothing of it is pending.
+//!
+//! **Several nodes** ([`term`]): given a [`Lease`], the engine runs only while its node holds
+//! the lease. Taking it, it loads every live session, appends a `StatusEngineMoved` event to
+//! each (so an engine of an older term is refused by the log) and gives each speaker a whole
+//! `failover_after` to be heard from again; losing it, it drops every machine. Other nodes
+//! forward their inputs to it ([`relay`]).
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -22,9 +28,10 @@ use std::{
 
 use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use podium_eventlog::{
-    AppendOutcome, EventLog, EventLogError, ExpectedVersion, Projector, read_whole_stream,
+    AppendOutcome, EventLog, EventLogError, ExpectedVersion, Lease, Projector, Term,
+    read_whole_stream,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::{
@@ -35,6 +42,8 @@ use crate::{
 };
 
 mod handle;
+mod relay;
+mod term;
 
 pub use handle::{Clock, Command, EngineHandle};
 use handle::{Input, Key, Reply, key};
@@ -69,6 +78,8 @@ enum Step {
     Input(Option<Input>),
     Appended(Done),
     Tick,
+    /// The lease's term for this node changed (or the lease ended: `None`).
+    Term(Option<Option<Term>>),
 }
 
 /// The engine task's state.
@@ -83,15 +94,23 @@ pub struct Engine {
     deadlines: BTreeSet<(Millis, Key)>,
     appends: FuturesUnordered<BoxFuture<'static, Done>>,
     generations: u64,
+    /// Several nodes: the lease that says whether this node runs the engine.
+    lease: Option<Arc<dyn Lease>>,
+    held: Option<watch::Receiver<Option<Term>>>,
+    /// The term this node runs the engine for; always `None` without a lease.
+    term: Option<Term>,
 }
 
 impl Engine {
     /// Loads every live session's machine, gives each the reconnect grace, and starts the task.
+    /// With a `lease` (several nodes on one log), it does so only once its node holds the
+    /// lease, and the handle forwards inputs to the node that holds it.
     pub async fn spawn(
         log: Arc<dyn EventLog>,
         model: Projector<StatusModel>,
         clock: Clock,
         grace: Millis,
+        lease: Option<Arc<dyn Lease>>,
     ) -> Result<EngineHandle, StatusError> {
         let mut engine = Engine {
             log,
@@ -102,20 +121,28 @@ impl Engine {
             deadlines: BTreeSet::new(),
             appends: FuturesUnordered::new(),
             generations: 0,
+            held: lease.as_ref().map(|l| l.held()),
+            lease: lease.clone(),
+            term: None,
         };
-        let live: Vec<Key> = engine
-            .model
-            .read()
-            .conferences
-            .values()
-            .flat_map(|c| {
-                c.live
-                    .iter()
-                    .filter(|(_, l)| l.lifecycle == Lifecycle::Live)
-                    .map(|(s, _)| key(&c.id, s))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let (inputs, rx) = mpsc::channel(1024);
+        let handle = EngineHandle {
+            inputs,
+            clock,
+            lease,
+        };
+        if let Some(lease) = &engine.lease {
+            if let Some(deliveries) = lease.deliveries() {
+                tokio::spawn(relay::serve(deliveries, handle.clone()));
+            }
+            // The first term is taken in the task, like every later one.
+            if let Some(held) = &mut engine.held {
+                held.mark_changed();
+            }
+            tokio::spawn(engine.run(rx));
+            return Ok(handle);
+        }
+        let live = engine.live_sessions();
         let now = clock.now();
         for k in &live {
             engine.load(k).await?;
@@ -131,9 +158,24 @@ impl Engine {
                 "live sessions restored; reconnect grace before any failover"
             );
         }
-        let (inputs, rx) = mpsc::channel(1024);
         tokio::spawn(engine.run(rx));
-        Ok(EngineHandle { inputs, clock })
+        Ok(handle)
+    }
+
+    /// Every session that is live now.
+    fn live_sessions(&self) -> Vec<Key> {
+        self.model
+            .read()
+            .conferences
+            .values()
+            .flat_map(|c| {
+                c.live
+                    .iter()
+                    .filter(|(_, l)| l.lifecycle == Lifecycle::Live)
+                    .map(|(s, _)| key(&c.id, s))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// The session's machine as its stream holds it (an associated function: the engine is
@@ -142,9 +184,23 @@ impl Engine {
         log: Arc<dyn EventLog>,
         k: &Key,
     ) -> Result<(Machine, Option<u64>), StatusError> {
+        Self::read_stream(log, k).await.map(|read| (read.0, read.1))
+    }
+
+    /// The session's machine, its stream's version, and the last lease term that moved the
+    /// engine in it (0 for none).
+    async fn read_stream(
+        log: Arc<dyn EventLog>,
+        k: &Key,
+    ) -> Result<(Machine, Option<u64>, u64), StatusError> {
         let events = read_whole_stream(log.as_ref(), &status_stream(&k.0, &k.1)).await?;
         let mut machine = Machine::default();
+        let mut term = 0;
         for event in &events {
+            if let Some(moved) = term::moved_term(event) {
+                term = moved;
+                continue;
+            }
             match decode(event) {
                 Ok(Some((_, _, status))) => machine.live.apply(&status),
                 Ok(None) => {}
@@ -153,14 +209,24 @@ impl Engine {
                 }
             }
         }
-        Ok((machine, events.last().map(|e| e.stream_version)))
+        Ok((machine, events.last().map(|e| e.stream_version), term))
     }
 
     async fn load(&mut self, k: &Key) -> Result<(), StatusError> {
         if self.slots.contains_key(k) {
             return Ok(());
         }
-        let (machine, version) = Self::read_machine(self.log.clone(), k).await?;
+        let (machine, version) = match &self.term {
+            Some(term) => {
+                Self::read_fenced(self.log.clone(), k, term.clone(), self.clock.now()).await?
+            }
+            None => Self::read_machine(self.log.clone(), k).await?,
+        };
+        self.insert(k, machine, version);
+        Ok(())
+    }
+
+    fn insert(&mut self, k: &Key, machine: Machine, version: Option<u64>) {
         self.generations += 1;
         self.slots.insert(
             k.clone(),
@@ -173,15 +239,20 @@ impl Engine {
                 deadline: None,
             },
         );
-        Ok(())
     }
 
     /// After an append failed: the machine must not keep a decision that was not stored, so it
     /// is read again from its stream and, like after a restart, gets the reconnect grace. What
     /// it knew of live links (connections, heartbeat times) stays: the agents are still there.
     async fn reload(&mut self, k: &Key) {
-        let (mut machine, version) = match Self::read_machine(self.log.clone(), k).await {
-            Ok(read) => read,
+        let (mut machine, version) = match Self::read_stream(self.log.clone(), k).await {
+            Ok((_, _, moved)) if self.term.as_ref().is_some_and(|t| moved > t.number) => {
+                // Another node took the engine over while this one was not looking.
+                tracing::warn!(conference = %k.0, session = %k.1, term = moved, "a newer term runs this session; this node stops running the status engine");
+                self.step_down();
+                return;
+            }
+            Ok((machine, version, _)) => (machine, version),
             Err(error) => {
                 // Read it on its next input instead.
                 tracing::error!(conference = %k.0, session = %k.1, %error, "status stream could not be read again; slot dropped");
@@ -261,13 +332,25 @@ impl Engine {
                     None => std::future::pending().await,
                 }
             };
+            let held = &mut self.held;
+            let held = async move {
+                match held.as_mut() {
+                    Some(held) => match held.changed().await {
+                        Ok(()) => Some(held.borrow_and_update().clone()),
+                        Err(_) => None,
+                    },
+                    None => std::future::pending().await,
+                }
+            };
             let step = tokio::select! {
                 biased;
+                term = held => Step::Term(term),
                 Some(done) = self.appends.next(), if !self.appends.is_empty() => Step::Appended(done),
                 input = inputs.recv() => Step::Input(input),
                 () = sleep => Step::Tick,
             };
             match step {
+                Step::Term(term) => self.term_changed(term).await,
                 Step::Appended(done) => self.appended(done).await,
                 Step::Input(Some(input)) => self.handle(input).await,
                 Step::Input(None) => break,
@@ -286,6 +369,10 @@ impl Engine {
     /// The timer: every session whose deadline has come, all at once, so that their appends
     /// are in flight together.
     fn tick(&mut self) {
+        if !self.runs() {
+            self.step_down();
+            return;
+        }
         let now = self.clock.now();
         let mut due = Vec::new();
         while let Some((at, _)) = self.deadlines.first()
@@ -304,6 +391,10 @@ impl Engine {
     }
 
     async fn handle(&mut self, input: Input) {
+        if !self.runs() {
+            self.refuse(input);
+            return;
+        }
         let key = match &input {
             Input::Slots { .. } => None,
             Input::Connected { key, .. }
@@ -504,7 +595,13 @@ impl Engine {
                 self.refile(&k);
             }
             Err(error) => {
-                if current {
+                if current
+                    && matches!(error, EventLogError::Conflict { .. })
+                    && self.lease.is_some()
+                {
+                    crate::metrics::fenced();
+                    tracing::warn!(conference = %k.0, session = %k.1, %error, "status append refused: another node's engine wrote this session's status; decision dropped");
+                } else if current {
                     tracing::error!(conference = %k.0, session = %k.1, %error, "status append failed; decision dropped");
                 } else {
                     // Pipelined behind the append that failed: it could not succeed either.

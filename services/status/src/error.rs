@@ -31,6 +31,9 @@ pub enum StatusError {
     /// Lost a race or was replaced (a newer agent for the same speaker and session).
     #[error("{0}")]
     Aborted(String),
+    /// This node cannot do it now; another node, or a retry, can.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Access(#[from] AccessError),
     #[error(transparent)]
@@ -55,6 +58,7 @@ impl ServiceError for StatusError {
             Self::FailedPrecondition(_) => ServiceErrorCode::FailedPrecondition,
             Self::TooLarge(_) => ServiceErrorCode::ResourceExhausted,
             Self::Aborted(_) => ServiceErrorCode::Aborted,
+            Self::Unavailable(_) => ServiceErrorCode::Unavailable,
             Self::Access(e) => e.error_code(),
             Self::Log(e) => e.error_code(),
             // Recording files: logged with their cause by `into_status`.

@@ -17,6 +17,11 @@ pub const AGENTS: &str = "podium_agents_connected";
 pub const RECORDING_BYTES: &str = "podium_recordings_stored_bytes";
 /// Live sessions by the source on air, counted at each scrape.
 pub const ON_AIR: &str = "podium_sessions_on_air";
+/// Times this node took the status engine over (several nodes on one log).
+pub const ENGINE_MOVES: &str = "podium_status_engine_takeovers_total";
+/// Status appends the log refused because another node's engine had written the session's
+/// status since (this node's engine was deposed).
+pub const FENCED: &str = "podium_status_appends_fenced_total";
 
 /// Describes status's metrics to the installed recorder.
 pub fn describe() {
@@ -31,6 +36,14 @@ pub fn describe() {
     );
     describe_gauge!(AGENTS, "Speakers' agents connected now.");
     describe_gauge!(ON_AIR, "Live sessions by the source on air.");
+    describe_counter!(
+        ENGINE_MOVES,
+        "Times this node took the status engine over from another."
+    );
+    describe_counter!(
+        FENCED,
+        "Status appends refused because another node's engine had written the session since."
+    );
     // Rendered from the start, at 0, so dashboards and alerts see a series.
     for cause in [
         Cause::HeartbeatTimeout,
@@ -54,6 +67,16 @@ pub(crate) fn switched(to: SourceKind, cause: Cause) {
     if cause.automatic_failover() {
         metrics::counter!(FAILOVERS, "cause" => cause_label).increment(1);
     }
+}
+
+/// Counts a take-over of the status engine by this node.
+pub(crate) fn engine_moved() {
+    metrics::counter!(ENGINE_MOVES).increment(1);
+}
+
+/// Counts a status append refused by the log's fence.
+pub(crate) fn fenced() {
+    metrics::counter!(FENCED).increment(1);
 }
 
 /// Sets the on-air gauge from the read model: call it before rendering a scrape.

@@ -63,7 +63,9 @@ impl PresenceService {
             model,
             log,
             agents: Arc::default(),
-            next_connection: AtomicU64::new(1),
+            // Unique across nodes, whose engines may see each other's connections: each node
+            // counts from its own random start.
+            next_connection: AtomicU64::new(uuid::Uuid::new_v4().as_u64_pair().1 >> 16),
             shutdown,
         }
     }

@@ -13,6 +13,7 @@
 
 mod append;
 mod durability;
+mod lease;
 mod read;
 mod subjects;
 mod tail;
@@ -35,6 +36,7 @@ use crate::{
     AppendOutcome, CommittedBatch, EventLog, EventLogError, ExpectedVersion, NewEvent, Page,
     RecordedEvent, Result, sled_log::validate_append,
 };
+pub use lease::NatsLease;
 use read::{Reader, nats};
 
 /// How to reach the cluster and what to keep there.
@@ -210,6 +212,20 @@ impl NatsEventLog {
         let tail = tokio::spawn(tail::follow(inner.clone(), live, head + 1));
         tracing::info!(head, "event log opened on NATS JetStream");
         Ok(Self { inner, tail })
+    }
+
+    /// Starts keeping the status engine's lease for `node` (see [`crate::lease`]), in the
+    /// bucket `<prefix>-lease` with `replicas` copies: a node that holds it and stops renewing
+    /// it is replaced after `ttl`.
+    pub async fn lease(&self, node: String, ttl: Duration, replicas: usize) -> Result<NatsLease> {
+        NatsLease::start(
+            self.inner.client.clone(),
+            self.inner.prefix.clone(),
+            replicas,
+            node,
+            ttl,
+        )
+        .await
     }
 
     /// Stops following the cluster: live subscriptions end. Appends already acknowledged are

@@ -7,6 +7,7 @@ mod crash;
 mod helpers;
 mod idempotency;
 mod jetstream;
+mod lease;
 mod projection;
 mod properties;
 mod subscribe;

@@ -106,6 +106,11 @@ impl Machine {
             .tracks
             .entry(speaker_id.to_owned())
             .or_default();
+        if track.connection.is_none() && track.closed_at.is_none() {
+            // The engine moved to this node after the agent connected (to whichever node):
+            // its heartbeats tell of its connection.
+            track.connection = Some(connection);
+        }
         if track.connection != Some(connection) {
             // A replaced agent's last heartbeats count for nothing.
             return Vec::new();

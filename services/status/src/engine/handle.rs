@@ -1,9 +1,12 @@
 //! The engine's [`Clock`] and the [`EngineHandle`] services talk to it through: each input is
 //! stamped with the time it was handed over, then queued for the engine task.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
-use podium_eventlog::EventLogError;
+use podium_eventlog::{EventLogError, Lease};
 use tokio::{
     sync::{mpsc, oneshot},
     time::Instant,
@@ -98,11 +101,21 @@ pub(super) enum Input {
     Slots { reply: oneshot::Sender<usize> },
 }
 
-/// The handle services use to talk to the engine. Cheap to clone.
-#[derive(Clone, Debug)]
+/// The handle services use to talk to the engine: this node's, or, on several nodes, the one
+/// of the node that holds the lease. Cheap to clone.
+#[derive(Clone)]
 pub struct EngineHandle {
     pub(super) inputs: mpsc::Sender<Input>,
     pub(super) clock: Clock,
+    pub(super) lease: Option<Arc<dyn Lease>>,
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHandle")
+            .field("node", &self.lease.as_ref().map(|l| l.node().to_owned()))
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Input {
@@ -116,7 +129,18 @@ impl EngineHandle {
         self.clock
     }
 
+    /// The lease to forward through, when another node runs the engine.
+    fn elsewhere(&self) -> Option<&dyn Lease> {
+        self.lease
+            .as_deref()
+            .filter(|lease| lease.held().borrow().is_none())
+    }
+
     async fn send(&self, input: Input) -> Result<(), StatusError> {
+        if let Some(lease) = self.elsewhere() {
+            super::relay::tell(lease, input).await;
+            return Ok(());
+        }
         self.inputs
             .send(input)
             .await
@@ -187,6 +211,10 @@ impl EngineHandle {
         by: &str,
     ) -> Result<u64, StatusError> {
         let at = self.clock.now();
+        if let Some(lease) = self.elsewhere() {
+            let key = key(conference_id, session_id);
+            return super::relay::ask(lease, key, command, by.to_owned(), at).await;
+        }
         let (reply, answer) = oneshot::channel();
         self.send(Input::Command {
             key: key(conference_id, session_id),
@@ -201,10 +229,13 @@ impl EngineHandle {
             .map_err(|_| StatusError::Log(EventLogError::Closed))?
     }
 
-    /// How many sessions the engine holds a machine for.
+    /// How many sessions this node's engine holds a machine for.
     pub async fn slots(&self) -> Result<usize, StatusError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Input::Slots { reply }).await?;
+        self.inputs
+            .send(Input::Slots { reply })
+            .await
+            .map_err(|_| StatusError::Log(EventLogError::Closed))?;
         answer
             .await
             .map_err(|_| StatusError::Log(EventLogError::Closed))

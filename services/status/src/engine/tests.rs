@@ -214,6 +214,15 @@ struct Venue {
 
 impl Venue {
     async fn new(sessions: usize, flush: Duration) -> Self {
+        Self::with_lease(sessions, flush, None).await
+    }
+
+    /// The venue, with an engine that runs while `lease` says its node holds it.
+    async fn with_lease(
+        sessions: usize,
+        flush: Duration,
+        lease: Option<Arc<dyn podium_eventlog::Lease>>,
+    ) -> Self {
         let log = MemoryLog::new(flush);
         let agenda = format!("conference/{CONFERENCE}/agenda");
         let mut seed = vec![NewEvent::new(
@@ -260,7 +269,7 @@ impl Venue {
             .await
             .expect("model starts");
         let clock = Clock::new();
-        let engine = Engine::spawn(dyn_log, model.clone(), clock, GRACE)
+        let engine = Engine::spawn(dyn_log, model.clone(), clock, GRACE, lease)
             .await
             .expect("engine starts");
         Self {
@@ -582,3 +591,5 @@ async fn watchers_of_a_conference_share_one_publisher_that_leaves_with_the_last(
     assert_eq!(publishers.len(), 1);
     drop(again);
 }
+
+mod lease;

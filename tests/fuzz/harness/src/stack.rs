@@ -304,7 +304,7 @@ impl Parts {
             },
         )
         .await?;
-        let engine = Engine::spawn(log.clone(), status.clone(), Clock::new(), 0).await?;
+        let engine = Engine::spawn(log.clone(), status.clone(), Clock::new(), 0, None).await?;
         let store = Arc::new(RecordingStore::open(
             dir.join("recordings"),
             MAX_RECORDING_BYTES,

@@ -1,0 +1,131 @@
+//! The status engine's lease on a real JetStream cluster: one node holds it, the others reach
+//! it through it, and it moves when its holder stops renewing it or releases it.
+
+use std::time::Duration;
+
+use podium_eventlog::{Lease, NatsEventLog, NatsLease, NatsOptions, Term};
+use tokio::{sync::watch, time::Instant};
+use uuid::Uuid;
+
+use crate::helpers::{cluster, runtime};
+
+const TTL: Duration = Duration::from_secs(1);
+
+/// Waits until `rx` holds a value `done` accepts, and returns it.
+async fn until(
+    mut rx: watch::Receiver<Option<Term>>,
+    done: impl Fn(&Option<Term>) -> bool,
+) -> Option<Term> {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let value = rx.borrow_and_update().clone();
+            if done(&value) {
+                return value;
+            }
+            rx.changed().await.expect("the lease keeps running");
+        }
+    })
+    .await
+    .expect("the lease reached the state in time")
+}
+
+async fn node(log: &NatsEventLog, name: &str) -> NatsLease {
+    log.lease(name.into(), TTL, 3)
+        .await
+        .expect("the lease's bucket opens")
+}
+
+#[test]
+fn one_node_holds_the_lease_the_others_reach_it_and_it_moves_when_the_holder_stops() {
+    let cluster = cluster();
+    runtime().block_on(async {
+        let log = NatsEventLog::open(NatsOptions {
+            servers: cluster.urls(),
+            monitors: cluster.monitor_urls(),
+            prefix: format!("t{}", Uuid::new_v4().simple()),
+            ..NatsOptions::default()
+        })
+        .await
+        .expect("open the event log on JetStream");
+
+        let a = node(&log, "node-a").await;
+        let first = until(a.held(), Option::is_some).await.expect("a holds");
+        assert_eq!((first.node.as_str(), first.number), ("node-a", 1));
+        assert!(a.valid());
+        let (b, c) = (node(&log, "node-b").await, node(&log, "node-c").await);
+        for other in [&b, &c] {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while other.holder().as_ref() != Some(&first) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} never saw a hold",
+                    other.node()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            // Held by another for longer than a time-to-live: renewed, never taken.
+            assert_eq!(*other.held().borrow(), None);
+        }
+        tokio::time::sleep(TTL * 2).await;
+        assert_eq!(*a.held().borrow(), Some(first.clone()));
+        assert_eq!(*b.held().borrow(), None);
+
+        // What b tells and what c asks reach a, in order, and c gets a's answer.
+        let mut deliveries = a.deliveries().expect("the deliveries, once");
+        assert!(a.deliveries().is_none());
+        b.tell("heartbeat".into()).await.expect("told");
+        let asked = tokio::spawn(async move {
+            let answer = c.ask("switch".into()).await;
+            (c, answer)
+        });
+        let told = deliveries.recv().await.expect("delivered");
+        assert_eq!(
+            (&told.payload[..], told.reply.is_none()),
+            (&b"heartbeat"[..], true)
+        );
+        let question = deliveries.recv().await.expect("delivered");
+        assert_eq!(&question.payload[..], b"switch");
+        let reply = question.reply.expect("a question waits for its answer");
+        reply.send("switched".into()).expect("answered");
+        let (c, answer) = asked.await.expect("the asker ran");
+        assert_eq!(&answer.expect("answered")[..], b"switched");
+
+        // a stops, as a killed node does: nothing renews its term. One of b and c takes the
+        // next term; the other sees it.
+        drop(a);
+        let stopped = Instant::now();
+        let second = tokio::select! {
+            held = until(b.held(), Option::is_some) => held,
+            held = until(c.held(), Option::is_some) => held,
+        }
+        .expect("taken");
+        println!(
+            "lease taken over {} ms after its holder stopped (time-to-live {} ms)",
+            stopped.elapsed().as_millis(),
+            TTL.as_millis()
+        );
+        assert_eq!(second.number, 2);
+        tokio::time::sleep(TTL * 2).await;
+        let (holder, other) = if second.node == "node-b" {
+            (&b, &c)
+        } else {
+            (&c, &b)
+        };
+        assert_eq!(*holder.held().borrow(), Some(second.clone()));
+        assert_eq!(*other.held().borrow(), None, "two holders at once");
+        assert_eq!(other.holder(), Some(second.clone()));
+
+        // The holder releases it (a clean stop): the other takes the next term without waiting
+        // for it to run out, and the releaser no longer acts on it.
+        let released = Instant::now();
+        holder.release().await;
+        assert!(!holder.valid());
+        let third = until(other.held(), Option::is_some).await.expect("taken");
+        println!(
+            "released lease taken {} ms after the release",
+            released.elapsed().as_millis()
+        );
+        assert_eq!(third.number, 3);
+        assert_eq!(third.node, other.node());
+    });
+}

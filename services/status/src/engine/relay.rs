@@ -1,0 +1,251 @@
+//! Inputs forwarded between nodes: a node that does not run the engine sends what its agents
+//! and moderators tell it to the node that does, as `podium.v1.EngineInput` messages through
+//! the [`Lease`]; that node hands them to its engine and answers commands with an
+//! `EngineAnswer`.
+
+use podium_eventlog::{Delivery, Lease};
+use podium_proto::v1 as pb;
+use prost::Message;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Command, EngineHandle, Input, Key};
+use crate::{
+    codec::{figures_from_proto, figures_to_proto},
+    domain::{Millis, Target},
+    error::StatusError,
+};
+
+/// Sends an agent's input to the node that runs the engine. While none does, the input is
+/// lost, like a heartbeat on a dropped packet: the next holder times silence from when it took
+/// over.
+pub(super) async fn tell(lease: &dyn Lease, input: Input) {
+    let Some(message) = encode(input) else {
+        return;
+    };
+    if let Err(error) = lease.tell(message.encode_to_vec().into()).await {
+        tracing::debug!(%error, "input for the status engine not forwarded");
+    }
+}
+
+/// Sends a moderator's command to the node that runs the engine and waits for its answer.
+pub(super) async fn ask(
+    lease: &dyn Lease,
+    key: Key,
+    command: Command,
+    by: String,
+    at: Millis,
+) -> Result<u64, StatusError> {
+    let (reply, _) = oneshot::channel();
+    let input = Input::Command {
+        key,
+        command,
+        by,
+        at,
+        reply,
+    };
+    let Some(message) = encode(input) else {
+        return Err(StatusError::Unavailable("command not forwarded".into()));
+    };
+    let answer = lease
+        .ask(message.encode_to_vec().into())
+        .await
+        .map_err(|e| StatusError::Unavailable(e.to_string()))?;
+    let answer = pb::EngineAnswer::decode(answer)
+        .map_err(|e| StatusError::Unavailable(format!("the status engine's answer: {e}")))?;
+    match tonic::Code::from_i32(answer.code) {
+        tonic::Code::Ok => Ok(answer.position),
+        tonic::Code::NotFound => Err(StatusError::NotFound(answer.message)),
+        tonic::Code::FailedPrecondition => Err(StatusError::FailedPrecondition(answer.message)),
+        tonic::Code::Aborted => Err(StatusError::Aborted(answer.message)),
+        tonic::Code::InvalidArgument => Err(StatusError::invalid("command", answer.message)),
+        _ => Err(StatusError::Unavailable(answer.message)),
+    }
+}
+
+/// Hands what other nodes forward to this node's engine, for as long as the node runs. Inputs
+/// keep their order; commands are answered as the engine answers them.
+pub(super) async fn serve(mut deliveries: mpsc::Receiver<Delivery>, engine: EngineHandle) {
+    while let Some(Delivery { payload, reply }) = deliveries.recv().await {
+        let message = match pb::EngineInput::decode(payload) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(%error, "forwarded input for the status engine not understood");
+                continue;
+            }
+        };
+        let (tx, answer) = oneshot::channel();
+        let Some(input) = decode(message, tx) else {
+            tracing::warn!("forwarded input for the status engine is incomplete");
+            continue;
+        };
+        let is_command = matches!(input, Input::Command { .. });
+        if engine.inputs.send(input).await.is_err() {
+            break;
+        }
+        if let (true, Some(reply)) = (is_command, reply) {
+            tokio::spawn(async move {
+                let answered = answer
+                    .await
+                    .unwrap_or_else(|_| Err(StatusError::Unavailable("engine stopped".into())));
+                let _ = reply.send(answer_of(answered).encode_to_vec().into());
+            });
+        }
+    }
+}
+
+fn answer_of(answered: Result<u64, StatusError>) -> pb::EngineAnswer {
+    match answered {
+        Ok(position) => pb::EngineAnswer {
+            position,
+            ..Default::default()
+        },
+        Err(error) => {
+            let status = tonic::Status::from(error);
+            pb::EngineAnswer {
+                position: 0,
+                code: status.code() as i32,
+                message: status.message().to_owned(),
+            }
+        }
+    }
+}
+
+fn link(speaker_id: String, connection: u64) -> pb::AgentLink {
+    pb::AgentLink {
+        speaker_id,
+        connection,
+    }
+}
+
+/// The message of an input (its reply, if any, stays here).
+fn encode(input: Input) -> Option<pb::EngineInput> {
+    use pb::engine_input::Input as I;
+    let (key, at, input) = match input {
+        Input::Connected {
+            key,
+            speaker_id,
+            connection,
+            at,
+        } => (key, at, I::Connected(link(speaker_id, connection))),
+        Input::Heartbeat {
+            key,
+            speaker_id,
+            connection,
+            figures,
+            at,
+        } => (
+            key,
+            at,
+            I::Heartbeat(pb::AgentHeartbeat {
+                link: Some(link(speaker_id, connection)),
+                figures: Some(figures_to_proto(&figures)),
+            }),
+        ),
+        Input::Closed {
+            key,
+            speaker_id,
+            connection,
+            at,
+        } => (key, at, I::Closed(link(speaker_id, connection))),
+        Input::Command {
+            key,
+            command,
+            by,
+            at,
+            ..
+        } => {
+            use pb::engine_command::Kind;
+            let (kind, target, target_id) = match command {
+                Command::Start => (Kind::Start, pb::SourceKind::Unspecified, String::new()),
+                Command::End => (Kind::End, pb::SourceKind::Unspecified, String::new()),
+                Command::Pin(true) => (Kind::Pin, pb::SourceKind::Unspecified, String::new()),
+                Command::Pin(false) => (Kind::Unpin, pb::SourceKind::Unspecified, String::new()),
+                Command::Switch(Target::Speaker(id)) => (Kind::Switch, pb::SourceKind::Speaker, id),
+                Command::Switch(Target::BackupSpeaker(id)) => {
+                    (Kind::Switch, pb::SourceKind::BackupSpeaker, id)
+                }
+                Command::Switch(Target::Recording(id)) => {
+                    (Kind::Switch, pb::SourceKind::Recording, id)
+                }
+                Command::Switch(Target::Slate) => {
+                    (Kind::Switch, pb::SourceKind::Slate, String::new())
+                }
+            };
+            (
+                key,
+                at,
+                I::Command(pb::EngineCommand {
+                    kind: kind as i32,
+                    by,
+                    target: target as i32,
+                    target_id,
+                }),
+            )
+        }
+        Input::Slots { .. } => return None,
+    };
+    Some(pb::EngineInput {
+        conference_id: key.0,
+        session_id: key.1,
+        at_ms: at,
+        input: Some(input),
+    })
+}
+
+/// The input of a message; a command is answered through `reply`.
+fn decode(
+    message: pb::EngineInput,
+    reply: oneshot::Sender<Result<u64, StatusError>>,
+) -> Option<Input> {
+    use pb::engine_input::Input as I;
+    let key = (message.conference_id, message.session_id);
+    let at = message.at_ms;
+    Some(match message.input? {
+        I::Connected(l) => Input::Connected {
+            key,
+            speaker_id: l.speaker_id,
+            connection: l.connection,
+            at,
+        },
+        I::Heartbeat(h) => {
+            let l = h.link?;
+            Input::Heartbeat {
+                key,
+                speaker_id: l.speaker_id,
+                connection: l.connection,
+                figures: figures_from_proto(h.figures),
+                at,
+            }
+        }
+        I::Closed(l) => Input::Closed {
+            key,
+            speaker_id: l.speaker_id,
+            connection: l.connection,
+            at,
+        },
+        I::Command(c) => {
+            use pb::engine_command::Kind;
+            let command = match Kind::try_from(c.kind).ok()? {
+                Kind::Start => Command::Start,
+                Kind::End => Command::End,
+                Kind::Pin => Command::Pin(true),
+                Kind::Unpin => Command::Pin(false),
+                Kind::Switch => Command::Switch(match pb::SourceKind::try_from(c.target).ok()? {
+                    pb::SourceKind::Speaker => Target::Speaker(c.target_id),
+                    pb::SourceKind::BackupSpeaker => Target::BackupSpeaker(c.target_id),
+                    pb::SourceKind::Recording => Target::Recording(c.target_id),
+                    pb::SourceKind::Slate => Target::Slate,
+                    pb::SourceKind::Unspecified => return None,
+                }),
+                Kind::Unspecified => return None,
+            };
+            Input::Command {
+                key,
+                command,
+                by: c.by,
+                at,
+                reply,
+            }
+        }
+    })
+}

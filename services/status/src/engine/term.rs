@@ -1,0 +1,162 @@
+//! The engine on several nodes: it runs only while its node holds the lease, and it fences
+//! every session it takes over so that an engine of an older term cannot write to it.
+
+use std::sync::Arc;
+
+use podium_eventlog::{EventLog, EventLogError, ExpectedVersion, NewEvent, RecordedEvent, Term};
+use podium_proto::v1 as pb;
+use uuid::Uuid;
+
+use super::{Engine, Input, Key};
+use crate::{
+    codec::{status_stream, timestamp},
+    domain::{Machine, Millis},
+    error::StatusError,
+};
+
+/// The term of a `StatusEngineMoved` event; `None` for any other event.
+pub(super) fn moved_term(event: &RecordedEvent) -> Option<u64> {
+    event
+        .is::<pb::StatusEngineMoved>()
+        .then(|| event.decode::<pb::StatusEngineMoved>().ok())
+        .flatten()
+        .map(|moved| moved.term)
+}
+
+/// How many times a take-over tries to fence a session that keeps moving under it.
+const FENCE_TRIES: usize = 5;
+
+impl Engine {
+    /// Whether this engine may decide now: always on one node; on several, while its node
+    /// holds the lease and knows it does.
+    pub(super) fn runs(&self) -> bool {
+        match &self.lease {
+            None => true,
+            Some(lease) => self.term.is_some() && lease.valid(),
+        }
+    }
+
+    /// The lease's term for this node changed: `Some(None)` when it holds none, `None` when
+    /// the lease itself ended.
+    pub(super) async fn term_changed(&mut self, term: Option<Option<Term>>) {
+        let Some(term) = term else {
+            // The lease was dropped: this node holds nothing any more.
+            self.held = None;
+            self.step_down();
+            return;
+        };
+        match term {
+            Some(term) if self.term.as_ref() != Some(&term) => self.take_over(term).await,
+            Some(_) => {}
+            None => self.step_down(),
+        }
+    }
+
+    /// Takes every live session over for `term`: reads it, fences it, and gives each of its
+    /// speakers a whole `failover_after` from now to be heard of (heartbeats reach this node
+    /// from wherever the agents are connected).
+    async fn take_over(&mut self, term: Term) {
+        self.step_down();
+        self.term = Some(term.clone());
+        let live = self.live_sessions();
+        let now = self.clock.now();
+        let log = self.log.clone();
+        let read = futures::future::join_all(live.iter().map(|k| {
+            let (log, term) = (log.clone(), term.clone());
+            async move { (k, Self::read_fenced(log, k, term, now).await) }
+        }))
+        .await;
+        for (k, read) in read {
+            match read {
+                Ok((mut machine, version)) => {
+                    let failover_after = self
+                        .model
+                        .read()
+                        .context(&k.0, &k.1)
+                        .map_or(0, |ctx| Millis::from(ctx.policy.failover_after_ms));
+                    machine.restarted(now, failover_after);
+                    self.insert(k, machine, version);
+                    self.refile(k);
+                }
+                // Read again on its next input.
+                Err(error) => {
+                    tracing::error!(conference = %k.0, session = %k.1, %error, "live session not taken over")
+                }
+            }
+        }
+        crate::metrics::engine_moved();
+        tracing::info!(
+            term = term.number,
+            node = %term.node,
+            sessions = live.len(),
+            "status engine runs on this node; live sessions taken over"
+        );
+    }
+
+    /// Drops every machine: this node does not run the engine (any more).
+    pub(super) fn step_down(&mut self) {
+        if self.term.take().is_some() {
+            tracing::info!("status engine stopped on this node: another node runs it");
+        }
+        let keys: Vec<Key> = self.slots.keys().cloned().collect();
+        for k in &keys {
+            self.remove(k);
+        }
+    }
+
+    /// An input this node cannot act on, not running the engine: a command is refused (its
+    /// caller may retry on another node), the rest is dropped; the holder hears it from the
+    /// agents' next heartbeats.
+    pub(super) fn refuse(&self, input: Input) {
+        match input {
+            Input::Command { reply, .. } => {
+                let _ = reply.send(Err(StatusError::Unavailable(
+                    "this podiumd node does not run the status engine right now; retry".into(),
+                )));
+            }
+            Input::Slots { reply } => {
+                let _ = reply.send(0);
+            }
+            Input::Connected { .. } | Input::Heartbeat { .. } | Input::Closed { .. } => {}
+        }
+    }
+
+    /// Reads the session's machine and appends a `StatusEngineMoved` for `term` to its status
+    /// stream, with the version just read: from then on, an engine of an older term appends
+    /// with a version the stream has passed, and is refused. Read again if the stream moved
+    /// in between. Returns the machine and the stream's version after the fence.
+    pub(super) async fn read_fenced(
+        log: Arc<dyn EventLog>,
+        k: &Key,
+        term: Term,
+        now: Millis,
+    ) -> Result<(Machine, Option<u64>), StatusError> {
+        let stream = status_stream(&k.0, &k.1);
+        let mut tries = 0;
+        loop {
+            let (machine, version, moved) = Self::read_stream(log.clone(), k).await?;
+            if moved > term.number {
+                return Err(StatusError::Unavailable(format!(
+                    "term {moved} runs this session's engine, after this node's term {}",
+                    term.number
+                )));
+            }
+            let fence = NewEvent::new(
+                Uuid::new_v4(),
+                &pb::StatusEngineMoved {
+                    conference_id: k.0.clone(),
+                    session_id: k.1.clone(),
+                    node: term.node.clone(),
+                    term: term.number,
+                    at: Some(timestamp(now)),
+                },
+            );
+            let expected = version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+            match log.append(&stream, expected, vec![fence]).await {
+                Ok(outcome) => return Ok((machine, Some(outcome.last_version))),
+                Err(EventLogError::Conflict { .. }) if tries < FENCE_TRIES => tries += 1,
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+}
