@@ -211,6 +211,12 @@ impl Podiumd {
         self.spawn()
     }
 
+    /// Sends `signal` and returns at once: SIGSTOP freezes podiumd, SIGCONT wakes it.
+    pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+        let child = self.child.as_ref().context("podiumd is not running")?;
+        self::signal(child, signal)
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

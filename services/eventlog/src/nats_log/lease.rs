@@ -284,6 +284,15 @@ impl Keeper {
     /// Renews the lease this node holds; `None` once it is lost.
     async fn renew(&self, revision: u64, renewed: Instant) -> Option<(u64, Instant)> {
         let term = self.held.borrow().clone()?;
+        if renewed.elapsed() >= self.ttl {
+            // Frozen, or starved, for a whole time-to-live: another node may hold it now.
+            tracing::warn!(
+                term = term.number,
+                "status engine lease not renewed for a whole time-to-live; giving it up"
+            );
+            self.step_down();
+            return None;
+        }
         let value = format!("{} {}", term.number, term.node);
         let started = Instant::now();
         match self.store.update(KEY, value.into(), revision).await {

@@ -10,6 +10,7 @@ mod cli;
 mod cluster;
 mod deploy;
 mod drain;
+mod engine;
 mod faults;
 mod feed;
 mod house;

@@ -17,19 +17,25 @@ use podium_e2e::{PATIENCE, Podiumd, text};
 use podium_natscluster::NatsCluster;
 use tonic::{Code, Request};
 
-const ADMIN: &str = "an-admin-token-both-nodes-are-given-0123456789";
+pub(crate) const ADMIN: &str = "an-admin-token-both-nodes-are-given-0123456789";
 
-fn node(cluster: &NatsCluster) -> Podiumd {
+/// A podiumd node on `cluster`, with the admin token every node is given.
+pub(crate) fn node(cluster: &NatsCluster) -> Podiumd {
+    node_with(cluster, &[])
+}
+
+pub(crate) fn node_with(cluster: &NatsCluster, args: &[&str]) -> Podiumd {
     let (log, monitors) = (cluster.urls().join(","), cluster.monitor_urls().join(","));
-    Podiumd::start_with(&[
+    let mut all = vec![
         "--log",
         &log,
         "--nats-monitor",
         &monitors,
         "--admin-token",
         ADMIN,
-    ])
-    .unwrap()
+    ];
+    all.extend_from_slice(args);
+    Podiumd::start_with(&all).unwrap()
 }
 
 fn conference(id: &str, request_id: &str) -> pb::CreateConferenceRequest {

@@ -1,0 +1,261 @@
+//! The status engine on three podiumd nodes over one JetStream cluster: it runs on the node
+//! that holds its lease; the agent's heartbeats reach it from another node; when its node is
+//! frozen (SIGSTOP) another takes over and the frozen one, woken, writes nothing; when its node
+//! is killed (SIGKILL) mid-talk another takes over and a silent speaker still falls back.
+//!
+//! Set-up goes through node 1, the agent is connected to node 2 (with a token node 2 issued:
+//! attendees' and speakers' token keys are still each node's own), a board watches through
+//! node 3.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use nix::sys::signal::Signal;
+use podium_client::{Client, StatusUpdate, pb};
+use podium_e2e::{
+    CONFERENCE, Odc, PATIENCE, Podiumd,
+    board::{millis, watch_session},
+    cli_process, metrics, signal,
+};
+use podium_natscluster::NatsCluster;
+use tokio::sync::mpsc;
+
+use crate::nodes::{ADMIN, node_with};
+
+/// The lease's time-to-live the nodes are given, in seconds.
+const LEASE: &str = "2";
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+async fn holds_lease(node: &Podiumd) -> bool {
+    metrics::scrape(node)
+        .await
+        .is_ok_and(|text| metrics::sample(&text, "podium_status_engine_lease_held") == 1.0)
+}
+
+/// Waits until one of `nodes` holds the engine's lease; returns its index.
+async fn holder(nodes: &[&Podiumd]) -> usize {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            for (i, node) in nodes.iter().enumerate() {
+                if holds_lease(node).await {
+                    return i;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("a node took the status engine's lease")
+}
+
+fn on_air(s: &pb::SessionStatus) -> pb::SourceKind {
+    s.source
+        .as_ref()
+        .map_or(pb::SourceKind::Unspecified, |s| s.kind())
+}
+
+fn link(s: &pb::SessionStatus, speaker_id: &str) -> pb::LinkState {
+    s.links
+        .iter()
+        .find(|l| l.speaker_id == speaker_id)
+        .map_or(pb::LinkState::Unspecified, |l| l.state())
+}
+
+async fn until(
+    rx: &mut mpsc::UnboundedReceiver<pb::SessionStatus>,
+    what: impl Fn(&pb::SessionStatus) -> bool,
+) -> pb::SessionStatus {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let status = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("status in time")
+            .expect("watcher alive");
+        if what(&status) {
+            return status;
+        }
+    }
+}
+
+/// The session's status as `client`'s node reads it.
+async fn status_on(client: &Client, session_id: &str) -> pb::SessionStatus {
+    let updates = client.watch_status(CONFERENCE, "");
+    futures::pin_mut!(updates);
+    let first = tokio::time::timeout(PATIENCE, updates.next())
+        .await
+        .expect("a snapshot in time")
+        .expect("the stream opened")
+        .unwrap_or_else(|status| panic!("watch refused: {status}"));
+    let StatusUpdate::Snapshot { sessions, .. } = first else {
+        panic!("the first update is not a snapshot");
+    };
+    sessions
+        .into_iter()
+        .find(|s| s.session_id == session_id)
+        .expect("the session in the snapshot")
+}
+
+/// Waits until `node` holds the lease (or, with `false`, does not).
+async fn until_holds(node: &Podiumd, held: bool) {
+    tokio::time::timeout(PATIENCE, async {
+        while holds_lease(node).await != held {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} never came to hold = {held}", node.addr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_engine_runs_on_one_node_and_moves_when_that_node_is_frozen_or_killed() {
+    let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("no JetStream cluster: {e}"));
+    let lease = ["--engine-lease", LEASE];
+    // Node 1 starts alone, so it takes the lease; the others find it held.
+    let one = node_with(&cluster, &lease);
+    assert_eq!(holder(&[&one]).await, 0);
+    let two = node_with(&cluster, &lease);
+    let three = node_with(&cluster, &lease);
+
+    // Set-up through node 1.
+    let admin1 = Client::connect(&one.addr, Some(ADMIN.into()))
+        .await
+        .unwrap();
+    let odc = Odc::create(&admin1, CONFERENCE).await.unwrap();
+    let session = admin1
+        .agenda()
+        .add_session(odc.session(
+            "Open data in Cambodia",
+            "2030-11-14T02:00:00Z",
+            "2030-11-14T02:45:00Z",
+            vec![odc.sokha.id.clone()],
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    let sid = session.id.as_str();
+
+    // The agent on node 2, with a token node 2 issued; a board on node 3.
+    let admin2 = Client::connect(&two.addr, Some(ADMIN.into()))
+        .await
+        .unwrap();
+    let speaker_token = admin2
+        .access()
+        .issue_token(pb::IssueTokenRequest {
+            role: pb::Role::Speaker as i32,
+            conference_id: CONFERENCE.into(),
+            speaker_id: odc.sokha.id.clone(),
+            name: "Sokha's laptop".into(),
+            ttl_seconds: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let admin3 = Client::connect(&three.addr, Some(ADMIN.into()))
+        .await
+        .unwrap();
+    let mut board = watch_session(&admin3, sid);
+    let mut agent = cli_process(
+        &two,
+        &speaker_token,
+        &["speaker", "connect", "--session", sid],
+    )
+    .unwrap();
+    // Heartbeats reach node 1's engine from node 2, and its decisions reach node 3's board.
+    until(&mut board, |s| {
+        link(s, &odc.sokha.id) == pb::LinkState::Healthy
+    })
+    .await;
+    // Started through node 3: the command goes to node 1's engine and back.
+    let started = admin3
+        .stage()
+        .start_session(pb::StartSessionRequest {
+            conference_id: CONFERENCE.into(),
+            session_id: sid.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(on_air(&started), pb::SourceKind::Speaker);
+    until(&mut board, |s| s.state() == pb::SessionState::Live).await;
+
+    // Node 1 freezes. Node 2 or 3 takes the engine over; the speaker, still heard through node
+    // 2, stays on air.
+    one.signal(Signal::SIGSTOP).unwrap();
+    let new = holder(&[&two, &three]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Node 1 wakes, its engine still holding the speaker's last heartbeat from before the
+    // freeze, long past failover_after: it must not fall back, nor anything else.
+    one.signal(Signal::SIGCONT).unwrap();
+    until_holds(&one, false).await;
+    // Long enough for any decision of the woken engine to land, had it made one.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let text = metrics::scrape(&one).await.unwrap();
+    println!(
+        "woken node: {} appends fenced",
+        metrics::sample(&text, "podium_status_appends_fenced_total")
+    );
+    let status = status_on(&admin3, sid).await;
+    assert_eq!(on_air(&status), pb::SourceKind::Speaker, "{status:?}");
+    assert_eq!(link(&status, &odc.sokha.id), pb::LinkState::Healthy);
+    // A command given to the woken node reaches the engine where it runs now.
+    let pinned = admin1
+        .stage()
+        .pin(pb::PinRequest {
+            conference_id: CONFERENCE.into(),
+            session_id: sid.into(),
+            pinned: false,
+        })
+        .await;
+    assert!(pinned.is_ok(), "{pinned:?}");
+
+    // Mid-talk, the node running the engine is killed and the agent goes silent at the same
+    // instant (the venue's uplink and a server gone together). Another node takes over and
+    // falls back a whole failover_after after taking over.
+    signal(&agent, Signal::SIGSTOP).unwrap();
+    let killed_at = now_ms();
+    let (mut dead, survivors) = match new {
+        0 => (two, vec![one, three]),
+        _ => (three, vec![one, two]),
+    };
+    dead.stop(Signal::SIGKILL).await.unwrap();
+    let survivor = Client::connect(&survivors[0].addr, Some(ADMIN.into()))
+        .await
+        .unwrap();
+    let mut watch = watch_session(&survivor, sid);
+    let fell_back = until(&mut watch, |s| on_air(s) != pb::SourceKind::Speaker).await;
+    assert_eq!(
+        fell_back.cause(),
+        pb::Cause::HeartbeatTimeout,
+        "{fell_back:?}"
+    );
+    let since = millis(&fell_back.source.as_ref().unwrap().since);
+    println!(
+        "fallback {} ms after the engine's node was killed (failover_after 1000 ms + lease {LEASE} s)",
+        since.saturating_sub(killed_at)
+    );
+    let runs = holder(&[&survivors[0], &survivors[1]]).await;
+    println!("the engine runs on surviving node {runs}");
+    // Every surviving node tells the same.
+    for node in &survivors {
+        let client = Client::connect(&node.addr, Some(ADMIN.into()))
+            .await
+            .unwrap();
+        let status = status_on(&client, sid).await;
+        assert_eq!(on_air(&status), on_air(&fell_back), "on {}", node.addr);
+    }
+    signal(&agent, Signal::SIGKILL).unwrap();
+    agent.wait().unwrap();
+}
