@@ -31,6 +31,7 @@ use crate::{Podium, stats::Distribution};
 pub(crate) mod link;
 pub mod obs;
 pub(crate) mod setup;
+pub mod takeover;
 pub mod together;
 
 use link::{Agent, Watcher};

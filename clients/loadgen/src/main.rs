@@ -50,6 +50,23 @@ enum Scenario {
     Startup(StartupArgs),
     /// A backup of a podiumd on a log of many events while appends go on, and its restore.
     Backup(BackupArgs),
+    /// Three podiumd nodes on a NATS JetStream cluster (it needs `nats-server` 2.14 or later):
+    /// the node running the status engine killed as the speaker falls silent, and the time
+    /// until a watcher sees the recording on air.
+    Takeover(TakeoverArgs),
+}
+
+#[derive(Debug, Args)]
+struct TakeoverArgs {
+    /// How many times the engine's node is killed, each on a log and nodes of their own.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    drops: u32,
+    /// The session's failover_after in milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(100..))]
+    failover_after_ms: u32,
+    /// The engine's lease time-to-live in milliseconds (podiumd's `--engine-lease`).
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u32).range(500..=60_000))]
+    lease_ms: u32,
 }
 
 #[derive(Debug, Args)]
@@ -193,6 +210,34 @@ async fn main() -> anyhow::Result<()> {
         println!("{report}");
         return Ok(());
     }
+    if let Scenario::Takeover(args) = &cli.scenario {
+        if cli.addr.is_some() {
+            bail!("takeover measures podiumd nodes it starts itself; it takes no --addr");
+        }
+        let binary: PathBuf = podiumd::beside_current_exe()?;
+        let config = failover::takeover::Config {
+            drops: args.drops as usize,
+            failover_after: Duration::from_millis(u64::from(args.failover_after_ms)),
+            lease: Duration::from_millis(u64::from(args.lease_ms)),
+        };
+        let report = failover::takeover::run(&binary, &config, |drop, fell_back, took| {
+            eprintln!(
+                "  drop {drop}/{}: lease taken after {} ms, recording on air {} ms after the last heartbeat",
+                config.drops,
+                ms(took),
+                ms(fell_back)
+            );
+        })
+        .await?;
+        let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+        println!("podium-loadgen takeover");
+        println!("podiumd         {}, three nodes", binary.display());
+        println!(
+            "machine         {cpus} CPUs, three NATS servers, three podiumd and the load generator on the same machine"
+        );
+        println!("{report}");
+        return Ok(());
+    }
     if let Scenario::Backup(args) = &cli.scenario {
         if cli.addr.is_some() {
             bail!("backup measures a podiumd it starts itself; it takes no --addr");
@@ -247,7 +292,7 @@ async fn main() -> anyhow::Result<()> {
 
     match cli.scenario {
         // Measured above, before any podiumd was started.
-        Scenario::Startup(_) | Scenario::Backup(_) => {}
+        Scenario::Startup(_) | Scenario::Backup(_) | Scenario::Takeover(_) => {}
         Scenario::Failover(args) => {
             let rooms = args.rooms as usize;
             let config = failover::Config {

@@ -74,6 +74,19 @@ impl LocalPodiumd {
         log: &str,
         data: Option<tempfile::TempDir>,
     ) -> anyhow::Result<Self> {
+        Self::start_with(binary, dir, log, data, &[], None).await
+    }
+
+    /// As [`start_in`](Self::start_in), with more flags, and the admin token given to it
+    /// (`--admin-token`) instead of the one it makes.
+    pub async fn start_with(
+        binary: &Path,
+        dir: &Path,
+        log: &str,
+        data: Option<tempfile::TempDir>,
+        args: &[String],
+        admin_token: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let log_path = dir.join(log);
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
@@ -87,6 +100,13 @@ impl LocalPodiumd {
             .args(["--rate-ballots", "4000000000", "--rate-joins", "4000000000"])
             // The web fan-out's watchers are thousands of pages of one attendee's sign-in.
             .args(["--max-page-streams", "4000000000"])
+            .args(args)
+            .args(
+                admin_token
+                    .map(|token| ["--admin-token", token])
+                    .into_iter()
+                    .flatten(),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -113,12 +133,17 @@ impl LocalPodiumd {
                 log.trim_end()
             );
         };
-        let token_path = dir.join("data").join("admin.token");
-        let admin_token = tokio::fs::read_to_string(&token_path)
-            .await
-            .with_context(|| format!("cannot read {}", token_path.display()))?
-            .trim()
-            .to_owned();
+        let admin_token = match admin_token {
+            Some(token) => token.to_owned(),
+            None => {
+                let token_path = dir.join("data").join("admin.token");
+                tokio::fs::read_to_string(&token_path)
+                    .await
+                    .with_context(|| format!("cannot read {}", token_path.display()))?
+                    .trim()
+                    .to_owned()
+            }
+        };
         Ok(Self {
             _child: child,
             _stdout: stdout,
@@ -151,6 +176,11 @@ impl LocalPodiumd {
     /// What podiumd logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Kills podiumd with SIGKILL, as a machine that dies does, and waits until it is gone.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self._child.kill().await.context("cannot kill podiumd")
     }
 
     /// Stops podiumd as an operator would, with SIGTERM, and waits for it to exit: a clean

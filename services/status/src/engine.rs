@@ -31,7 +31,7 @@ use podium_eventlog::{
     AppendOutcome, EventLog, EventLogError, ExpectedVersion, Lease, Projector, Term,
     read_whole_stream,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::{
@@ -62,6 +62,9 @@ struct Slot {
     waiting: Vec<Reply>,
     /// The machine's next deadline, as filed in `Engine::deadlines`.
     deadline: Option<Millis>,
+    /// Several nodes: the outcome of this generation's last append started. The next one
+    /// waits for it and is not sent if it failed (see `decide`).
+    chain: Option<oneshot::Receiver<bool>>,
 }
 
 /// An append the log has answered.
@@ -99,6 +102,9 @@ pub struct Engine {
     held: Option<watch::Receiver<Option<Term>>>,
     /// The term this node runs the engine for; always `None` without a lease.
     term: Option<Term>,
+    /// While running for a term: when to look again for live sessions without a machine (one
+    /// that could not be read at the take-over, or went live just before it).
+    next_scan: Option<tokio::time::Instant>,
 }
 
 impl Engine {
@@ -124,6 +130,7 @@ impl Engine {
             held: lease.as_ref().map(|l| l.held()),
             lease: lease.clone(),
             term: None,
+            next_scan: None,
         };
         let (inputs, rx) = mpsc::channel(1024);
         let handle = EngineHandle {
@@ -237,6 +244,7 @@ impl Engine {
                 in_flight: 0,
                 waiting: Vec::new(),
                 deadline: None,
+                chain: None,
             },
         );
     }
@@ -247,9 +255,11 @@ impl Engine {
     async fn reload(&mut self, k: &Key) {
         let (mut machine, version) = match Self::read_stream(self.log.clone(), k).await {
             Ok((_, _, moved)) if self.term.as_ref().is_some_and(|t| moved > t.number) => {
-                // Another node took the engine over while this one was not looking.
-                tracing::warn!(conference = %k.0, session = %k.1, term = moved, "a newer term runs this session; this node stops running the status engine");
-                self.step_down();
+                // Another node took the engine over while this one was not looking: its
+                // lease's keeper learns so at its next renewal. Until then, this session is
+                // left to the other node.
+                tracing::warn!(conference = %k.0, session = %k.1, term = moved, "a newer term runs this session; dropped here");
+                self.remove(k);
                 return;
             }
             Ok((machine, version, _)) => (machine, version),
@@ -271,6 +281,7 @@ impl Engine {
         slot.version = version;
         slot.generation = generation;
         slot.in_flight = 0;
+        slot.chain = None;
         for reply in slot.waiting.drain(..) {
             let _ = reply.send(Ok(self.log.head().saturating_sub(1)));
         }
@@ -325,7 +336,11 @@ impl Engine {
             let wake = self
                 .deadlines
                 .first()
-                .map(|(at, _)| self.clock.instant(*at));
+                .map(|(at, _)| self.clock.instant(*at))
+                .filter(|_| self.runs())
+                .into_iter()
+                .chain(self.next_scan)
+                .min();
             let sleep = async {
                 match wake {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -354,7 +369,10 @@ impl Engine {
                 Step::Appended(done) => self.appended(done).await,
                 Step::Input(Some(input)) => self.handle(input).await,
                 Step::Input(None) => break,
-                Step::Tick => self.tick(),
+                Step::Tick => {
+                    self.tick();
+                    self.scan().await;
+                }
             }
         }
         // Answer whoever still waits for an append.
@@ -370,7 +388,7 @@ impl Engine {
     /// are in flight together.
     fn tick(&mut self) {
         if !self.runs() {
-            self.step_down();
+            // The hold lapsed: the lease's keeper says in a moment whether it is lost.
             return;
         }
         let now = self.clock.now();
@@ -535,8 +553,30 @@ impl Engine {
         let log = self.log.clone();
         let key = k.clone();
         let stream = status_stream(&k.0, &k.1);
+        // On several nodes an append waits for the one before it, and is not sent if that one
+        // failed: pipelined, it would expect the version the failed one was to make, which a
+        // new holder's fence makes too, and land after the fence.
+        let (after, chained) = match self.lease {
+            Some(_) => {
+                let (tx, rx) = oneshot::channel();
+                (slot.chain.replace(rx), Some(tx))
+            }
+            None => (None, None),
+        };
         self.appends.push(Box::pin(async move {
-            let result = log.append(&stream, expected, batch).await;
+            let before = match after {
+                Some(before) => before.await.unwrap_or(false),
+                None => true,
+            };
+            let result = match before {
+                true => log.append(&stream, expected, batch).await,
+                false => Err(EventLogError::Storage(
+                    "an earlier decision of this session was not stored".into(),
+                )),
+            };
+            if let Some(chained) = chained {
+                let _ = chained.send(result.is_ok());
+            }
             Done {
                 key,
                 generation,

@@ -295,7 +295,17 @@ impl Keeper {
         }
         let value = format!("{} {}", term.number, term.node);
         let started = Instant::now();
-        match self.store.update(KEY, value.into(), revision).await {
+        // An answer after the hold lapsed is no use: by then it is given up.
+        let renewal = self.store.update(KEY, value.into(), revision);
+        let Ok(renewed_now) = tokio::time::timeout_at(renewed + self.ttl, renewal).await else {
+            tracing::warn!(
+                term = term.number,
+                "status engine lease not renewed within its time-to-live; giving it up"
+            );
+            self.step_down();
+            return None;
+        };
+        match renewed_now {
             Ok(revision) => {
                 self.valid_for(Some(started));
                 Some((revision, started))
@@ -315,6 +325,7 @@ impl Keeper {
             }
             Err(error) => {
                 tracing::debug!(%error, "status engine lease renewal failed; trying again");
+                tokio::time::sleep(POLL).await;
                 Some((revision, renewed))
             }
         }

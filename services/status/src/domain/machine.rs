@@ -106,9 +106,11 @@ impl Machine {
             .tracks
             .entry(speaker_id.to_owned())
             .or_default();
-        if track.connection.is_none() && track.closed_at.is_none() {
-            // The engine moved to this node after the agent connected (to whichever node):
-            // its heartbeats tell of its connection.
+        if track.connection.is_none() {
+            // The engine moved to this node after the agent connected (to whichever node), or
+            // the connect was lost on its way: its heartbeats tell of its connection. (A
+            // connection's heartbeats and its close come from one node, in order: none comes
+            // after its close.)
             track.connection = Some(connection);
         }
         if track.connection != Some(connection) {

@@ -213,7 +213,7 @@ impl EngineHandle {
         let at = self.clock.now();
         if let Some(lease) = self.elsewhere() {
             let key = key(conference_id, session_id);
-            return super::relay::ask(lease, key, command, by.to_owned(), at).await;
+            return super::relay::ask(lease, key, command, by.to_owned()).await;
         }
         let (reply, answer) = oneshot::channel();
         self.send(Input::Command {

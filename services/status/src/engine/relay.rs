@@ -33,14 +33,13 @@ pub(super) async fn ask(
     key: Key,
     command: Command,
     by: String,
-    at: Millis,
 ) -> Result<u64, StatusError> {
     let (reply, _) = oneshot::channel();
     let input = Input::Command {
         key,
         command,
         by,
-        at,
+        at: 0,
         reply,
     };
     let Some(message) = encode(input) else {
@@ -63,7 +62,9 @@ pub(super) async fn ask(
 }
 
 /// Hands what other nodes forward to this node's engine, for as long as the node runs. Inputs
-/// keep their order; commands are answered as the engine answers them.
+/// keep their order; commands are answered as the engine answers them. Each is stamped with
+/// this node's clock as it arrives: the engine times silence on one clock, whatever another
+/// node's says (the hop costs a millisecond or two on a LAN).
 pub(super) async fn serve(mut deliveries: mpsc::Receiver<Delivery>, engine: EngineHandle) {
     while let Some(Delivery { payload, reply }) = deliveries.recv().await {
         let message = match pb::EngineInput::decode(payload) {
@@ -74,7 +75,7 @@ pub(super) async fn serve(mut deliveries: mpsc::Receiver<Delivery>, engine: Engi
             }
         };
         let (tx, answer) = oneshot::channel();
-        let Some(input) = decode(message, tx) else {
+        let Some(input) = decode(message, tx, engine.clock.now()) else {
             tracing::warn!("forwarded input for the status engine is incomplete");
             continue;
         };
@@ -117,25 +118,24 @@ fn link(speaker_id: String, connection: u64) -> pb::AgentLink {
     }
 }
 
-/// The message of an input (its reply, if any, stays here).
+/// The message of an input (its time and its reply, if any, stay here).
 fn encode(input: Input) -> Option<pb::EngineInput> {
     use pb::engine_input::Input as I;
-    let (key, at, input) = match input {
+    let (key, input) = match input {
         Input::Connected {
             key,
             speaker_id,
             connection,
-            at,
-        } => (key, at, I::Connected(link(speaker_id, connection))),
+            ..
+        } => (key, I::Connected(link(speaker_id, connection))),
         Input::Heartbeat {
             key,
             speaker_id,
             connection,
             figures,
-            at,
+            ..
         } => (
             key,
-            at,
             I::Heartbeat(pb::AgentHeartbeat {
                 link: Some(link(speaker_id, connection)),
                 figures: Some(figures_to_proto(&figures)),
@@ -145,14 +145,10 @@ fn encode(input: Input) -> Option<pb::EngineInput> {
             key,
             speaker_id,
             connection,
-            at,
-        } => (key, at, I::Closed(link(speaker_id, connection))),
-        Input::Command {
-            key,
-            command,
-            by,
-            at,
             ..
+        } => (key, I::Closed(link(speaker_id, connection))),
+        Input::Command {
+            key, command, by, ..
         } => {
             use pb::engine_command::Kind;
             let (kind, target, target_id) = match command {
@@ -173,7 +169,6 @@ fn encode(input: Input) -> Option<pb::EngineInput> {
             };
             (
                 key,
-                at,
                 I::Command(pb::EngineCommand {
                     kind: kind as i32,
                     by,
@@ -187,7 +182,6 @@ fn encode(input: Input) -> Option<pb::EngineInput> {
     Some(pb::EngineInput {
         conference_id: key.0,
         session_id: key.1,
-        at_ms: at,
         input: Some(input),
     })
 }
@@ -196,10 +190,10 @@ fn encode(input: Input) -> Option<pb::EngineInput> {
 fn decode(
     message: pb::EngineInput,
     reply: oneshot::Sender<Result<u64, StatusError>>,
+    at: Millis,
 ) -> Option<Input> {
     use pb::engine_input::Input as I;
     let key = (message.conference_id, message.session_id);
-    let at = message.at_ms;
     Some(match message.input? {
         I::Connected(l) => Input::Connected {
             key,

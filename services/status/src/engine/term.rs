@@ -26,6 +26,9 @@ pub(super) fn moved_term(event: &RecordedEvent) -> Option<u64> {
 /// How many times a take-over tries to fence a session that keeps moving under it.
 const FENCE_TRIES: usize = 5;
 
+/// How often a running engine looks for live sessions it holds no machine for.
+const SCAN: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Engine {
     /// Whether this engine may decide now: always on one node; on several, while its node
     /// holds the lease and knows it does.
@@ -59,6 +62,48 @@ impl Engine {
         self.step_down();
         self.term = Some(term.clone());
         let live = self.live_sessions();
+        self.adopt(&term, &live).await;
+        crate::metrics::engine_moved();
+        tracing::info!(
+            term = term.number,
+            node = %term.node,
+            sessions = live.len(),
+            "status engine runs on this node; live sessions taken over"
+        );
+    }
+
+    /// Live sessions this engine holds no machine for: one that could not be read or fenced at
+    /// the take-over, or went live on another node just before it and reached this node's read
+    /// model after. Each is taken over like at the take-over.
+    pub(super) async fn scan(&mut self) {
+        let now = tokio::time::Instant::now();
+        if self.next_scan.is_none_or(|at| at > now) {
+            return;
+        }
+        let Some(term) = self.term.clone().filter(|_| self.runs()) else {
+            self.next_scan = None;
+            return;
+        };
+        self.next_scan = Some(now + SCAN);
+        let missing: Vec<Key> = self
+            .live_sessions()
+            .into_iter()
+            .filter(|k| !self.slots.contains_key(k))
+            .collect();
+        if !missing.is_empty() {
+            tracing::info!(
+                sessions = missing.len(),
+                "live sessions without a machine taken over"
+            );
+            self.adopt(&term, &missing).await;
+        }
+    }
+
+    /// Reads and fences `keys` for `term`, and gives each of their speakers a whole
+    /// `failover_after` from now to be heard of.
+    async fn adopt(&mut self, term: &Term, keys: &[Key]) {
+        self.next_scan = Some(tokio::time::Instant::now() + SCAN);
+        let live = keys;
         let now = self.clock.now();
         let log = self.log.clone();
         let read = futures::future::join_all(live.iter().map(|k| {
@@ -78,23 +123,17 @@ impl Engine {
                     self.insert(k, machine, version);
                     self.refile(k);
                 }
-                // Read again on its next input.
+                // Looked at again at the next scan.
                 Err(error) => {
                     tracing::error!(conference = %k.0, session = %k.1, %error, "live session not taken over")
                 }
             }
         }
-        crate::metrics::engine_moved();
-        tracing::info!(
-            term = term.number,
-            node = %term.node,
-            sessions = live.len(),
-            "status engine runs on this node; live sessions taken over"
-        );
     }
 
     /// Drops every machine: this node does not run the engine (any more).
     pub(super) fn step_down(&mut self) {
+        self.next_scan = None;
         if self.term.take().is_some() {
             tracing::info!("status engine stopped on this node: another node runs it");
         }

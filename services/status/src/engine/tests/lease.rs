@@ -186,3 +186,52 @@ async fn an_engine_deposed_while_frozen_is_refused_by_the_log_when_it_wakes() {
         .await
         .expect("pinned by the holder");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_deposed_engine_s_pipelined_decision_does_not_land_after_the_fence() {
+    let a = Seat::holding("node-a", 1);
+    let venue = Venue::with_lease(1, Duration::from_millis(400), Some(a.clone())).await;
+    venue.start_all().await;
+    venue.heartbeats(2).await;
+    // The last heartbeat's link event is stored.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let pinned = |venue: &Venue| {
+        venue
+            .log
+            .stream(&status_stream(CONFERENCE, &session(0)))
+            .iter()
+            .filter(|e| matches!(decode(e), Ok(Some((_, _, StatusEvent::Pinned { .. })))))
+            .count()
+    };
+
+    // Node a decides a pin; its append fails (node a is cut off, say). While it is in flight,
+    // node b takes over and fences the session, and node a decides an unpin behind the pin.
+    venue.log.failures.store(1, Ordering::SeqCst);
+    let first = {
+        let engine = venue.engine.clone();
+        tokio::spawn(async move {
+            engine
+                .command(CONFERENCE, &session(0), Command::Pin(true), "moderator")
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let _b = engine_of(&venue, Seat::holding("node-b", 2)).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let second = {
+        let engine = venue.engine.clone();
+        tokio::spawn(async move {
+            engine
+                .command(CONFERENCE, &session(0), Command::Pin(false), "moderator")
+                .await
+        })
+    };
+    let (first, second) = (first.await.expect("ran"), second.await.expect("ran"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Pipelined, the unpin would have expected the version the pin was to make, which b's
+    // fence made: it would have landed after the fence. Chained, it was never sent.
+    assert!(first.is_err() && second.is_err(), "{first:?} {second:?}");
+    assert_eq!(pinned(&venue), 0);
+    assert_eq!(moves(&venue, 0), vec![1, 2]);
+}
