@@ -114,3 +114,29 @@ async fn three_drops_reach_a_real_obs_through_the_bridge() {
     }
     assert!(report.to_string().contains("OBS confirms it"), "{report}");
 }
+
+/// Needs `nats-server` 2.14 or later, as every cluster test does.
+#[tokio::test]
+async fn killing_the_engine_s_node_twice_gives_two_take_overs() {
+    let binary = tokio::task::spawn_blocking(crate::podiumd)
+        .await
+        .unwrap()
+        .unwrap();
+    let config = failover::takeover::Config {
+        drops: 2,
+        failover_after: Duration::from_millis(500),
+        lease: Duration::from_millis(1000),
+    };
+    let mut heard = Vec::new();
+    let report = failover::takeover::run(&binary, &config, |drop, _, _| heard.push(drop))
+        .await
+        .unwrap();
+
+    assert_eq!(heard, [1, 2]);
+    assert_eq!((report.fallback.len(), report.taken.len()), (2, 2));
+    // Only a sanity bound: a silent speaker never falls back before failover_after.
+    for sample in report.fallback.samples() {
+        assert!(*sample >= 400_000, "{sample} µs in {report}");
+    }
+    assert!(report.to_string().contains("bound 2000 ms"), "{report}");
+}
