@@ -13,7 +13,7 @@ mod show;
 
 pub use show::{
     Attendee, CONFERENCE, NewPoll, OTHER_CONFERENCE, Odc, Show, ShowBuilder, Speaker, Talk, ballot,
-    from_now, join, text, ts,
+    from_now, join, open_poll, text, ts,
 };
 
 use std::{

@@ -323,6 +323,45 @@ pub fn ballot(poll: &pb::Poll, options: Vec<String>) -> pb::CastBallotRequest {
     }
 }
 
+/// Creates `poll` in the fixture conference (for `session_id`, or for the whole conference when
+/// empty) through `admin`, and opens it.
+pub async fn open_poll(
+    admin: &Client,
+    poll: NewPoll,
+    session_id: &str,
+) -> anyhow::Result<pb::Poll> {
+    let created = admin
+        .polls()
+        .create_poll(pb::CreatePollRequest {
+            request_id: Client::request_id(),
+            conference_id: CONFERENCE.into(),
+            session_id: session_id.into(),
+            question: text(&poll.question),
+            kind: poll.kind as i32,
+            options: poll.options.iter().filter_map(|o| text(o)).collect(),
+            max_choices: 0,
+            scale_min: poll.scale.0,
+            scale_max: poll.scale.1,
+            visibility: pb::ResultVisibility::Live as i32,
+            lock_ballots: poll.locked,
+            anonymous: poll.anonymous,
+            publishable: false,
+            survey: false,
+        })
+        .await?
+        .into_inner()
+        .poll
+        .context("no poll in the answer")?;
+    admin
+        .polls()
+        .open_poll(pb::OpenPollRequest {
+            conference_id: CONFERENCE.into(),
+            poll_id: created.id.clone(),
+        })
+        .await?;
+    Ok(created)
+}
+
 /// A running podiumd with the fixture conference and what the test asked for, in the order
 /// the builder creates them: conference, sessions, polls, attendees.
 pub struct Show {
@@ -381,37 +420,7 @@ impl Show {
             true => self.session_id().to_owned(),
             false => String::new(),
         };
-        let created = self
-            .admin
-            .polls()
-            .create_poll(pb::CreatePollRequest {
-                request_id: Client::request_id(),
-                conference_id: CONFERENCE.into(),
-                session_id,
-                question: text(&poll.question),
-                kind: poll.kind as i32,
-                options: poll.options.iter().filter_map(|o| text(o)).collect(),
-                max_choices: 0,
-                scale_min: poll.scale.0,
-                scale_max: poll.scale.1,
-                visibility: pb::ResultVisibility::Live as i32,
-                lock_ballots: poll.locked,
-                anonymous: poll.anonymous,
-                publishable: false,
-                survey: false,
-            })
-            .await?
-            .into_inner()
-            .poll
-            .context("no poll in the answer")?;
-        self.admin
-            .polls()
-            .open_poll(pb::OpenPollRequest {
-                conference_id: CONFERENCE.into(),
-                poll_id: created.id.clone(),
-            })
-            .await?;
-        Ok(created)
+        open_poll(&self.admin, poll, &session_id).await
     }
 
     /// Creates [`OTHER_CONFERENCE`], set up like the fixture conference.

@@ -18,7 +18,7 @@ use podium_e2e::{CONFERENCE, NewPoll, PATIENCE, Show, ballot};
 use podium_natscluster::NatsCluster;
 
 /// The tally the attendees' last acknowledged ballots make.
-fn tally(last: &[Option<String>]) -> BTreeMap<String, u64> {
+pub(crate) fn tally(last: &[Option<String>]) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
     for option in last.iter().flatten() {
         *counts.entry(option.clone()).or_insert(0) += 1;
@@ -27,7 +27,11 @@ fn tally(last: &[Option<String>]) -> BTreeMap<String, u64> {
 }
 
 /// The poll's results as podiumd answers them, when they count `ballots` ballots.
-async fn results(client: &Client, poll: &pb::Poll, ballots: u64) -> BTreeMap<String, u64> {
+pub(crate) async fn results(
+    client: &Client,
+    poll: &pb::Poll,
+    ballots: u64,
+) -> BTreeMap<String, u64> {
     let mut stream = client
         .polls()
         .watch_results(pb::WatchResultsRequest {

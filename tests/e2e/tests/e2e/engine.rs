@@ -117,6 +117,8 @@ async fn the_status_engine_runs_on_one_node_and_moves_when_that_node_is_frozen_o
         .await
         .unwrap()
         .unwrap_or_else(|e| panic!("no JetStream cluster: {e}"));
+    let began = std::time::Instant::now();
+    let phase = |what: &str| println!("{:>6} ms  {what}", began.elapsed().as_millis());
     let lease = ["--engine-lease", LEASE];
     // Node 1 starts alone, so it takes the lease; the others find it held.
     let one = node_with(&cluster, &lease);
@@ -191,6 +193,7 @@ async fn the_status_engine_runs_on_one_node_and_moves_when_that_node_is_frozen_o
     assert_eq!(on_air(&started), pb::SourceKind::Speaker);
     until(&mut board, |s| s.state() == pb::SessionState::Live).await;
 
+    phase("live on the speaker, through three nodes");
     // Node 1 freezes. Node 2 or 3 takes the engine over; the speaker, still heard through node
     // 2, stays on air.
     one.signal(Signal::SIGSTOP).unwrap();
@@ -198,8 +201,10 @@ async fn the_status_engine_runs_on_one_node_and_moves_when_that_node_is_frozen_o
     tokio::time::sleep(Duration::from_secs(3)).await;
     // Node 1 wakes, its engine still holding the speaker's last heartbeat from before the
     // freeze, long past failover_after: it must not fall back, nor anything else.
+    phase("node 2 or 3 runs the engine");
     one.signal(Signal::SIGCONT).unwrap();
     until_holds(&one, false).await;
+    phase("woken node 1 gave the lease up");
     // Long enough for any decision of the woken engine to land, had it made one.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let text = metrics::scrape(&one).await.unwrap();
@@ -220,6 +225,7 @@ async fn the_status_engine_runs_on_one_node_and_moves_when_that_node_is_frozen_o
         })
         .await;
     assert!(pinned.is_ok(), "{pinned:?}");
+    phase("a command through node 1 reached the engine");
 
     // Mid-talk, the node running the engine is killed and the agent goes silent at the same
     // instant (the venue's uplink and a server gone together). Another node takes over and
@@ -246,6 +252,7 @@ async fn the_status_engine_runs_on_one_node_and_moves_when_that_node_is_frozen_o
         "fallback {} ms after the engine's node was killed (failover_after 1000 ms + lease {LEASE} s)",
         since.saturating_sub(killed_at)
     );
+    phase("the silent speaker fell back");
     let runs = holder(&[&survivors[0], &survivors[1]]).await;
     println!("the engine runs on surviving node {runs}");
     // Every surviving node tells the same.

@@ -13,7 +13,7 @@ use nix::sys::signal::Signal;
 use podium_client::{
     Client, LOG_POSITION_HEADER, MIN_POSITION_HEADER, POSITION_UNREACHED_HEADER, pb,
 };
-use podium_e2e::{PATIENCE, Podiumd, text};
+use podium_e2e::{CONFERENCE, NewPoll, Odc, PATIENCE, Podiumd, ballot, join, open_poll, text};
 use podium_natscluster::NatsCluster;
 use tonic::{Code, Request};
 
@@ -178,4 +178,91 @@ async fn a_client_given_two_nodes_reads_its_writes_on_either_and_moves_when_one_
         .create_conference(conference("odc2026", &again))
         .await
         .unwrap();
+}
+
+/// Three nodes, a poll created through the first, attendees joining each node and voting
+/// through it, again and again, all at once: every node's tally is the attendees' last
+/// ballots. (Each attendee stays on the node that issued its token: token keys are each node's
+/// own.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ballot_storm_spread_over_three_nodes_tallies_exactly_on_every_node() {
+    let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("no JetStream cluster: {e}"));
+    let storm = ["--rate-ballots", "1000000"];
+    let nodes = [
+        node_with(&cluster, &storm),
+        node_with(&cluster, &storm),
+        node_with(&cluster, &storm),
+    ];
+    let admins = [
+        Client::connect(&nodes[0].addr, Some(ADMIN.into()))
+            .await
+            .unwrap(),
+        Client::connect(&nodes[1].addr, Some(ADMIN.into()))
+            .await
+            .unwrap(),
+        Client::connect(&nodes[2].addr, Some(ADMIN.into()))
+            .await
+            .unwrap(),
+    ];
+    let odc = Odc::create(&admins[0], CONFERENCE).await.unwrap();
+    let poll = open_poll(
+        &admins[0],
+        NewPoll::single_choice(&["Budgets", "Health", "Schools"]),
+        "",
+    )
+    .await
+    .unwrap();
+
+    let mut voters = Vec::new();
+    for (k, node) in nodes.iter().enumerate() {
+        for i in 0..4 {
+            // The join code and the poll reach a node through the log: a node that has not
+            // applied them yet refuses, and the attendee tries again.
+            let attendee = tokio::time::timeout(PATIENCE, async {
+                loop {
+                    match join(node, odc.join_code(), &format!("Voter {k}.{i}")).await {
+                        Ok(attendee) => return attendee,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+            })
+            .await
+            .expect("joined");
+            voters.push(attendee);
+        }
+    }
+    let storm: Vec<_> = voters
+        .iter()
+        .enumerate()
+        .map(|(i, attendee)| {
+            let (client, poll) = (attendee.client.clone(), poll.clone());
+            tokio::spawn(async move {
+                let mut last = None;
+                for n in i..i + 15 {
+                    let option = poll.options[n % poll.options.len()].id.clone();
+                    let request = ballot(&poll, vec![option.clone()]);
+                    let mut tries = 0;
+                    while let Err(status) = client.polls().cast_ballot(request.clone()).await {
+                        tries += 1;
+                        assert!(tries < 100, "a ballot kept failing: {status}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    last = Some(option);
+                }
+                last
+            })
+        })
+        .collect();
+    let mut last = Vec::new();
+    for voter in storm {
+        last.push(voter.await.unwrap());
+    }
+    let expected = crate::cluster::tally(&last);
+    for (k, admin) in admins.iter().enumerate() {
+        let counted = crate::cluster::results(admin, &poll, voters.len() as u64).await;
+        assert_eq!(counted, expected, "node {}", k + 1);
+    }
 }
