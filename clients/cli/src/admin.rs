@@ -167,6 +167,17 @@ async fn status(ctx: &Ctx) -> anyhow::Result<()> {
     ] {
         t.add_row(vec![what.to_owned(), value]);
     }
+    if !node.node_name.is_empty() {
+        let engine = match node.status_engine_node.as_str() {
+            "" => "no node right now (its lease is changing hands)".to_owned(),
+            holder if holder == node.node_name => {
+                format!("this node (term {})", node.status_engine_term)
+            }
+            holder => format!("{holder} (term {})", node.status_engine_term),
+        };
+        t.add_row(vec!["node".to_owned(), node.node_name.clone()]);
+        t.add_row(vec!["status engine".to_owned(), engine]);
+    }
     println!("{t}");
     Ok(())
 }

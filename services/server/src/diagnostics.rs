@@ -41,6 +41,8 @@ pub struct NodeFacts {
     pub recordings: Option<Arc<podium_status::RecordingStore>>,
     /// Turns true when the server begins to shut down: a backup in progress ends.
     pub stop: watch::Receiver<bool>,
+    /// On several nodes: the status engine's lease, which names this node and the holder.
+    pub lease: Option<Arc<dyn podium_eventlog::Lease>>,
 }
 
 #[derive(Default)]
@@ -104,6 +106,7 @@ impl Diagnostics for DiagnosticsService {
             .node
             .as_ref()
             .ok_or_else(|| Status::unavailable("this server does not report its node"))?;
+        let holder = node.lease.as_ref().and_then(|l| l.holder());
         let head = node.log.head();
         let applied = node.applied.as_ref().map_or(head, |a| *a.borrow());
         let dir = node.data_dir.clone();
@@ -122,6 +125,13 @@ impl Diagnostics for DiagnosticsService {
             data_bytes,
             disk_available_bytes,
             disk_reserve_bytes: node.disk_reserve,
+            node_name: node
+                .lease
+                .as_ref()
+                .map(|l| l.node().to_owned())
+                .unwrap_or_default(),
+            status_engine_node: holder.as_ref().map(|t| t.node.clone()).unwrap_or_default(),
+            status_engine_term: holder.map_or(0, |t| t.number),
         }))
     }
 

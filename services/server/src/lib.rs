@@ -464,6 +464,10 @@ impl Podium {
                 personal: personal.clone(),
                 recordings: status.as_ref().map(|parts| parts.recordings.clone()),
                 stop: stop_rx.clone(),
+                lease: status
+                    .as_ref()
+                    .and_then(|parts| parts.lease.clone())
+                    .map(|l| l as Arc<dyn podium_eventlog::Lease>),
             }),
             limits,
             auth

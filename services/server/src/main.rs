@@ -56,6 +56,9 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    // The real address, where `--listen` asked for port 0: the node's default name holds it.
+    let mut config = config;
+    config.listen = listener.local_addr()?;
     let podium = Podium::open(config).await?;
     // One line on stdout once podiumd is ready, with the real address, for scripts and tests
     // that ask for port 0.

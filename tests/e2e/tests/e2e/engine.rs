@@ -15,7 +15,7 @@ use podium_client::{Client, StatusUpdate, pb};
 use podium_e2e::{
     CONFERENCE, Odc, PATIENCE, Podiumd,
     board::{millis, watch_session},
-    cli_process, metrics, signal,
+    cli, cli_process, metrics, signal,
 };
 use podium_natscluster::NatsCluster;
 use tokio::sync::mpsc;
@@ -201,7 +201,7 @@ async fn the_status_engine_runs_on_one_node_and_moves_when_that_node_is_frozen_o
     tokio::time::sleep(Duration::from_secs(3)).await;
     // Node 1 wakes, its engine still holding the speaker's last heartbeat from before the
     // freeze, long past failover_after: it must not fall back, nor anything else.
-    phase("node 2 or 3 runs the engine");
+    phase("node 2 or 3 runs the engine, node 1 frozen 3 s more");
     one.signal(Signal::SIGCONT).unwrap();
     until_holds(&one, false).await;
     phase("woken node 1 gave the lease up");
@@ -226,6 +226,39 @@ async fn the_status_engine_runs_on_one_node_and_moves_when_that_node_is_frozen_o
         .await;
     assert!(pinned.is_ok(), "{pinned:?}");
     phase("a command through node 1 reached the engine");
+    // Every node names the same node as running the engine; the operator sees it too.
+    let mut named = Vec::new();
+    for admin in [&admin1, &admin2, &admin3] {
+        let node = admin
+            .diagnostics()
+            .node(pb::NodeRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(node.log_backend, "nats");
+        named.push((
+            node.node_name,
+            node.status_engine_node,
+            node.status_engine_term,
+        ));
+    }
+    assert!(
+        named
+            .iter()
+            .all(|(_, holder, term)| *holder == named[0].1 && *term == named[0].2 && *term >= 2),
+        "{named:?}"
+    );
+    assert_eq!(
+        named
+            .iter()
+            .filter(|(name, holder, _)| name == holder)
+            .count(),
+        1,
+        "{named:?}"
+    );
+    let (ok, out, err) = cli(&three, ADMIN, &["admin", "status"]).unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("status engine"), "{out}");
 
     // Mid-talk, the node running the engine is killed and the agent goes silent at the same
     // instant (the venue's uplink and a server gone together). Another node takes over and
