@@ -15,11 +15,11 @@
 //! them, so silence is timed from a heartbeat's arrival. A session's slot leaves once the
 //! session is over and nothing of it is pending.
 //!
-//! **Several nodes** ([`term`]): given a [`Lease`], the engine runs only while its node holds
+//! **Several nodes** (`term.rs`): given a [`Lease`], the engine runs only while its node holds
 //! the lease. Taking it, it loads every live session, appends a `StatusEngineMoved` event to
 //! each (so an engine of an older term is refused by the log) and gives each speaker a whole
 //! `failover_after` to be heard from again; losing it, it drops every machine. Other nodes
-//! forward their inputs to it ([`relay`]).
+//! forward their inputs to it (`relay.rs`).
 
 use std::{
     collections::{BTreeSet, HashMap},
