@@ -229,12 +229,23 @@ async fn go_live(
     admin: &Client,
     show: &setup::Show,
 ) -> anyhow::Result<(Watcher, Agent, pb::SessionStatus)> {
+    go_live_on(podium, podium, admin, show).await
+}
+
+/// [`go_live`] with the watcher on one node and the agent on another (whose admin issued the
+/// agent's token).
+async fn go_live_on(
+    watching: &Podium,
+    speaking: &Podium,
+    admin: &Client,
+    show: &setup::Show,
+) -> anyhow::Result<(Watcher, Agent, pb::SessionStatus)> {
     let mut watcher = Watcher::start(
-        connect(podium, &podium.admin_token).await?,
+        connect(watching, &watching.admin_token).await?,
         &show.conference_id,
         &show.session_id,
     );
-    let agent = Agent::connect(podium, show).await?;
+    let agent = Agent::connect(speaking, show).await?;
     watcher
         .until("the speaker's link healthy", PATIENCE, |s| {
             healthy(s, &show.speaker_id)

@@ -19,8 +19,7 @@ use podium_natscluster::NatsCluster;
 use tokio::{io::AsyncReadExt as _, io::AsyncWriteExt as _, net::TcpStream, time::Instant};
 
 use super::{
-    PATIENCE, connect, keep_alive,
-    link::{Agent, Watcher},
+    PATIENCE, connect, go_live_on, keep_alive,
     setup::{healthy, on_air, set_up},
 };
 use crate::{Podium, podiumd::LocalPodiumd, stats::Distribution};
@@ -150,25 +149,8 @@ async fn once(
 
     let admin = connect(two.podium(), ADMIN).await?;
     let show = set_up(&admin, config.failover_after).await?;
-    let mut watcher = Watcher::start(
-        connect(three.podium(), ADMIN).await?,
-        &show.conference_id,
-        &show.session_id,
-    );
-    let mut agent = Agent::connect(two.podium(), &show).await?;
-    watcher
-        .until("the speaker's link healthy", PATIENCE, |s| {
-            healthy(s, &show.speaker_id)
-        })
-        .await?;
-    admin
-        .stage()
-        .start_session(pb::StartSessionRequest {
-            conference_id: show.conference_id.clone(),
-            session_id: show.session_id.clone(),
-        })
-        .await
-        .context("cannot start the session")?;
+    let (mut watcher, mut agent, _) =
+        go_live_on(three.podium(), two.podium(), &admin, &show).await?;
     watcher
         .until("the speaker on air", PATIENCE, |s| {
             on_air(s) == pb::SourceKind::Speaker && healthy(s, &show.speaker_id)

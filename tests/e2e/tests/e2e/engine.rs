@@ -18,9 +18,11 @@ use podium_e2e::{
     cli, cli_process, metrics, signal,
 };
 use podium_natscluster::NatsCluster;
-use tokio::sync::mpsc;
 
-use crate::nodes::{ADMIN, node_with};
+use crate::{
+    nodes::{ADMIN, node_with},
+    status::{on_air, speaker_link, until},
+};
 
 /// The lease's time-to-live the nodes are given, in seconds.
 const LEASE: &str = "2";
@@ -51,35 +53,6 @@ async fn holder(nodes: &[&Podiumd]) -> usize {
     })
     .await
     .expect("a node took the status engine's lease")
-}
-
-fn on_air(s: &pb::SessionStatus) -> pb::SourceKind {
-    s.source
-        .as_ref()
-        .map_or(pb::SourceKind::Unspecified, |s| s.kind())
-}
-
-fn link(s: &pb::SessionStatus, speaker_id: &str) -> pb::LinkState {
-    s.links
-        .iter()
-        .find(|l| l.speaker_id == speaker_id)
-        .map_or(pb::LinkState::Unspecified, |l| l.state())
-}
-
-async fn until(
-    rx: &mut mpsc::UnboundedReceiver<pb::SessionStatus>,
-    what: impl Fn(&pb::SessionStatus) -> bool,
-) -> pb::SessionStatus {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let status = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .expect("status in time")
-            .expect("watcher alive");
-        if what(&status) {
-            return status;
-        }
-    }
 }
 
 /// The session's status as `client`'s node reads it.
@@ -175,7 +148,7 @@ async fn the_status_engine_runs_on_one_node_and_moves_when_that_node_is_frozen_o
     .unwrap();
     // Heartbeats reach node 1's engine from node 2, and its decisions reach node 3's board.
     until(&mut board, |s| {
-        link(s, &odc.sokha.id) == pb::LinkState::Healthy
+        speaker_link(s, &odc.sokha.id) == pb::LinkState::Healthy
     })
     .await;
     // Started through node 3: the command goes to node 1's engine and back.
@@ -214,7 +187,7 @@ async fn the_status_engine_runs_on_one_node_and_moves_when_that_node_is_frozen_o
     );
     let status = status_on(&admin3, sid).await;
     assert_eq!(on_air(&status), pb::SourceKind::Speaker, "{status:?}");
-    assert_eq!(link(&status, &odc.sokha.id), pb::LinkState::Healthy);
+    assert_eq!(speaker_link(&status, &odc.sokha.id), pb::LinkState::Healthy);
     // A command given to the woken node reaches the engine where it runs now.
     let pinned = admin1
         .stage()

@@ -100,7 +100,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Waits until a status satisfies `what`; returns it.
-async fn until(
+pub(crate) async fn until(
     rx: &mut mpsc::UnboundedReceiver<pb::SessionStatus>,
     what: impl Fn(&pb::SessionStatus) -> bool,
 ) -> pb::SessionStatus {
@@ -116,13 +116,13 @@ async fn until(
     }
 }
 
-fn on_air(s: &pb::SessionStatus) -> pb::SourceKind {
+pub(crate) fn on_air(s: &pb::SessionStatus) -> pb::SourceKind {
     s.source
         .as_ref()
         .map_or(pb::SourceKind::Unspecified, |s| s.kind())
 }
 
-fn speaker_link(s: &pb::SessionStatus, speaker_id: &str) -> pb::LinkState {
+pub(crate) fn speaker_link(s: &pb::SessionStatus, speaker_id: &str) -> pb::LinkState {
     s.links
         .iter()
         .find(|l| l.speaker_id == speaker_id)
