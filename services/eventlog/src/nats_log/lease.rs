@@ -342,6 +342,14 @@ impl Keeper {
     fn step_down(&self) {
         stop(&self.listener);
         self.valid_for(None);
+        // Whoever holds it now, it is not this node: learnt at the next read of the key.
+        self.holder.send_if_modified(|holder| {
+            let mine = holder.as_ref().is_some_and(|t| t.node == self.node);
+            if mine {
+                *holder = None;
+            }
+            mine
+        });
         self.held.send_replace(None);
         crate::metrics::lease_held(false);
     }
@@ -385,6 +393,14 @@ impl Keeper {
             node: self.node.clone(),
             number: number + 1,
         };
+        // Listening before the take: a node that reads the new term at once is heard.
+        let listener = match self.listen(term.number).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for forwarded inputs; not taking the status engine");
+                return None;
+            }
+        };
         let value: Bytes = format!("{} {}", term.number, term.node).into();
         let started = Instant::now();
         let took = match last {
@@ -401,15 +417,6 @@ impl Keeper {
         };
         match took {
             Ok(revision) => {
-                let listener = match self.listen(term.number).await {
-                    Ok(listener) => listener,
-                    Err(error) => {
-                        // Holding a lease no one can reach is worse than not holding it: the
-                        // term runs out and another node takes it.
-                        tracing::error!(%error, "cannot listen for forwarded inputs; not taking the status engine");
-                        return None;
-                    }
-                };
                 tracing::info!(term = term.number, node = %term.node, "this node runs the status engine now");
                 if let Ok(mut slot) = self.listener.lock() {
                     *slot = Some(listener);
@@ -423,13 +430,15 @@ impl Keeper {
             }
             Err(error) => {
                 // Another node was quicker.
+                listener.abort();
                 tracing::debug!(%error, "status engine lease not taken");
                 None
             }
         }
     }
 
-    /// Hands what is sent to the term's subject to the deliveries, and sends answers back.
+    /// Hands what is sent to the term's subject to the deliveries while this node holds the
+    /// term, and sends answers back.
     async fn listen(&self, term: u64) -> Result<JoinHandle<()>> {
         let mut messages = self
             .client
@@ -441,8 +450,14 @@ impl Keeper {
         self.client.flush().await.map_err(nats)?;
         let deliver = self.deliver.clone();
         let client = self.client.clone();
+        let held = self.held.subscribe();
         Ok(tokio::spawn(async move {
             while let Some(message) = messages.next().await {
+                // Listening starts before the take, which another node may win: until this
+                // node holds the term, what arrives is the winner's to answer.
+                if held.borrow().as_ref().is_none_or(|t| t.number != term) {
+                    continue;
+                }
                 let reply = message.reply.map(|to| {
                     let (tx, rx) = oneshot::channel::<Bytes>();
                     let client = client.clone();
