@@ -32,6 +32,16 @@ pub(crate) async fn results(
     poll: &pb::Poll,
     ballots: u64,
 ) -> BTreeMap<String, u64> {
+    results_when(client, poll, |counted, _| counted == ballots).await
+}
+
+/// The poll's results as podiumd answers them, once `done` accepts their count of ballots and
+/// their tally.
+pub(crate) async fn results_when(
+    client: &Client,
+    poll: &pb::Poll,
+    done: impl Fn(u64, &BTreeMap<String, u64>) -> bool,
+) -> BTreeMap<String, u64> {
     let mut stream = client
         .polls()
         .watch_results(pb::WatchResultsRequest {
@@ -42,21 +52,23 @@ pub(crate) async fn results(
         .await
         .unwrap()
         .into_inner();
+    let mut last = BTreeMap::new();
     loop {
         let message = tokio::time::timeout(PATIENCE, stream.next())
             .await
-            .expect("results in time")
+            .unwrap_or_else(|_| panic!("results in time; the last: {last:?}"))
             .unwrap()
             .unwrap();
-        if let Some(results) = message.results
-            && results.ballots == ballots
-        {
-            return results
+        if let Some(results) = message.results {
+            last = results
                 .options
                 .iter()
                 .filter(|o| o.count > 0)
                 .map(|o| (o.option_id.clone(), o.count))
                 .collect();
+            if done(results.ballots, &last) {
+                return last;
+            }
         }
     }
 }
