@@ -22,10 +22,12 @@ mod positions;
 mod privacy;
 mod read_models;
 mod revocation;
+mod status_parts;
 pub mod synthetic;
 
 pub use log_store::{LogChoice, LogFlags, LogStore};
 pub use read_models::ReadModels;
+use status_parts::StatusParts;
 
 use std::{future::Future, sync::Arc, time::Instant};
 
@@ -47,10 +49,8 @@ use podium_proto::v1::{diagnostics_server::DiagnosticsServer, polls_server::Poll
 use podium_proto::v1::{
     playout_server::PlayoutServer, presence_server::PresenceServer, stage_server::StageServer,
 };
-use podium_status::{
-    Clock, Engine, EngineHandle, PlayoutService, PresenceService, StageService, StatusModel,
-};
-use podium_status::{RecordingStore, RecordingsService};
+use podium_status::RecordingsService;
+use podium_status::{PlayoutService, PresenceService, StageService};
 use tokio::{net::TcpListener, sync::watch};
 use tonic::{
     server::NamedService, service::interceptor::InterceptedService, transport::server::TcpIncoming,
@@ -97,15 +97,6 @@ pub struct Podium {
 struct FeedbackParts {
     model: Projector<FeedbackModel>,
     keys: Arc<VoterKeys>,
-}
-
-/// The status service's read model and engine, when this process runs it.
-struct StatusParts {
-    model: Projector<StatusModel>,
-    engine: EngineHandle,
-    recordings: Arc<RecordingStore>,
-    /// On several nodes: the lease of the engine, released at a clean stop.
-    lease: Option<Arc<podium_eventlog::NatsLease>>,
 }
 
 impl Podium {
@@ -159,41 +150,7 @@ impl Podium {
         keys.watch_revocations(tokens);
 
         let status = match status_model {
-            Some(model) => {
-                let grace = config.reconnect_grace.as_millis() as u64;
-                let lease = store.engine_lease(&config).await?;
-                let engine = Engine::spawn(
-                    log.clone(),
-                    model.clone(),
-                    Clock::new(),
-                    grace,
-                    lease.clone().map(|l| l as Arc<dyn podium_eventlog::Lease>),
-                )
-                .await?;
-                let dir = config.data_dir.join(backup::RECORDINGS);
-                let recordings = RecordingStore::open(dir.clone(), config.max_recording_bytes)
-                    .map_err(|source| ServerError::Recordings {
-                        path: dir.display().to_string(),
-                        source,
-                    })?;
-                // Files of recordings deleted while the last collection could not run (a
-                // crash, an I/O error) go now; the model has replayed the whole log.
-                if let Err(error) = recordings
-                    .collect(async {
-                        model.catch_up().await?;
-                        Ok(model.read().needed_content())
-                    })
-                    .await
-                {
-                    tracing::warn!(%error, "recordings' files no recording needs could not be removed");
-                }
-                Some(StatusParts {
-                    model,
-                    engine,
-                    recordings: Arc::new(recordings),
-                    lease,
-                })
-            }
+            Some(model) => Some(StatusParts::open(&config, &store, log.clone(), model).await?),
             None => None,
         };
         let feedback = match feedback_model {

@@ -1,0 +1,64 @@
+//! The status service's parts, when this process runs it: its read model, its engine (with the
+//! engine's lease on a log several nodes share) and the recordings' store.
+
+use std::sync::Arc;
+
+use podium_eventlog::{EventLog, Lease, NatsLease, Projector};
+use podium_status::{Clock, Engine, EngineHandle, RecordingStore, StatusModel};
+
+use crate::{Config, ServerError, backup, log_store::LogStore};
+
+pub(crate) struct StatusParts {
+    pub(crate) model: Projector<StatusModel>,
+    pub(crate) engine: EngineHandle,
+    pub(crate) recordings: Arc<RecordingStore>,
+    /// On several nodes: the lease of the engine, released at a clean stop.
+    pub(crate) lease: Option<Arc<NatsLease>>,
+}
+
+impl StatusParts {
+    /// Starts the engine (taking part in its lease on a shared log) and opens the recordings'
+    /// store, removing files no recording needs any more.
+    pub(crate) async fn open(
+        config: &Config,
+        store: &LogStore,
+        log: Arc<dyn EventLog>,
+        model: Projector<StatusModel>,
+    ) -> Result<Self, ServerError> {
+        let grace = config.reconnect_grace.as_millis() as u64;
+        let lease = store.engine_lease(config).await?;
+        let engine = Engine::spawn(
+            log,
+            model.clone(),
+            Clock::new(),
+            grace,
+            lease.clone().map(|l| l as Arc<dyn Lease>),
+        )
+        .await?;
+        let dir = config.data_dir.join(backup::RECORDINGS);
+        let recordings =
+            RecordingStore::open(dir.clone(), config.max_recording_bytes).map_err(|source| {
+                ServerError::Recordings {
+                    path: dir.display().to_string(),
+                    source,
+                }
+            })?;
+        // Files of recordings deleted while the last collection could not run (a crash, an I/O
+        // error) go now; the model has replayed the whole log.
+        if let Err(error) = recordings
+            .collect(async {
+                model.catch_up().await?;
+                Ok(model.read().needed_content())
+            })
+            .await
+        {
+            tracing::warn!(%error, "recordings' files no recording needs could not be removed");
+        }
+        Ok(Self {
+            model,
+            engine,
+            recordings: Arc::new(recordings),
+            lease,
+        })
+    }
+}

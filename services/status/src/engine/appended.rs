@@ -1,0 +1,77 @@
+//! What the engine does when the log answers an append: answer the command, count the switch,
+//! and on a failure read the session again from its stream.
+
+use podium_eventlog::EventLogError;
+
+use super::{Done, Engine};
+use crate::domain::StatusEvent;
+
+impl Engine {
+    /// The log answered an append.
+    pub(super) async fn appended(&mut self, done: Done) {
+        let Done {
+            key: k,
+            generation,
+            events,
+            reply,
+            result,
+        } = done;
+        let current = self
+            .slots
+            .get(&k)
+            .is_some_and(|slot| slot.generation == generation);
+        match result {
+            Ok(outcome) => {
+                for event in &events {
+                    if let StatusEvent::Switched { to, cause, .. } = event {
+                        crate::metrics::switched(to.kind, *cause);
+                        tracing::info!(conference = %k.0, session = %k.1, source = ?to.kind, offset_ms = to.offset_ms, cause = ?cause, "source switched");
+                    }
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(outcome.last_position));
+                }
+                if !current {
+                    // Stored although an earlier append of the stream failed: the machine that
+                    // is there now did not count on it.
+                    if self.slots.contains_key(&k) {
+                        self.reload(&k).await;
+                    }
+                    return;
+                }
+                if let Some(slot) = self.slots.get_mut(&k) {
+                    slot.in_flight = slot.in_flight.saturating_sub(1);
+                    if slot.in_flight == 0 {
+                        // The log answers appends in order, but they may be polled out of it:
+                        // the head covers every one of them.
+                        let head = self.log.head().saturating_sub(1);
+                        for reply in slot.waiting.drain(..) {
+                            let _ = reply.send(Ok(head));
+                        }
+                    }
+                }
+                self.refile(&k);
+            }
+            Err(error) => {
+                if current
+                    && matches!(error, EventLogError::Conflict { .. })
+                    && self.lease.is_some()
+                {
+                    crate::metrics::fenced();
+                    tracing::warn!(conference = %k.0, session = %k.1, %error, "status append refused: another node's engine wrote this session's status; decision dropped");
+                } else if current {
+                    tracing::error!(conference = %k.0, session = %k.1, %error, "status append failed; decision dropped");
+                } else {
+                    // Pipelined behind the append that failed: it could not succeed either.
+                    tracing::debug!(conference = %k.0, session = %k.1, %error, "pipelined status append failed");
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(error.into()));
+                }
+                if current {
+                    self.reload(&k).await;
+                }
+            }
+        }
+    }
+}
