@@ -120,6 +120,11 @@ impl NatsCluster {
             .collect()
     }
 
+    /// Server `i`'s JetStream storage directory.
+    pub fn store_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("n{i}"))
+    }
+
     /// How many servers the cluster has.
     pub fn len(&self) -> usize {
         self.nodes.len()
@@ -275,7 +280,7 @@ impl NatsCluster {
                 );
             }
         }
-        let store = self.dir.path().join(format!("n{i}"));
+        let store = self.store_dir(i);
         let sync = if sync_always {
             "\n  sync_interval: always"
         } else {

@@ -15,6 +15,7 @@ mod append;
 mod durability;
 mod lease;
 mod read;
+mod secrets;
 mod subjects;
 mod tail;
 
@@ -38,6 +39,7 @@ use crate::{
 };
 pub use lease::NatsLease;
 use read::{Reader, nats};
+pub use secrets::{CLUSTER_KEY_LEN, Secret, SharedSecrets};
 
 /// How to reach the cluster and what to keep there.
 #[derive(Debug, Clone)]
@@ -224,6 +226,22 @@ impl NatsEventLog {
             replicas,
             node,
             ttl,
+        )
+        .await
+    }
+
+    /// The secrets every node of the cluster shares, sealed with `cluster_key` (see
+    /// [`SharedSecrets`]); the bucket is made with `replicas` copies where it does not exist.
+    pub async fn secrets(
+        &self,
+        cluster_key: &[u8; CLUSTER_KEY_LEN],
+        replicas: usize,
+    ) -> Result<SharedSecrets> {
+        SharedSecrets::open(
+            self.inner.client.clone(),
+            &self.inner.prefix,
+            replicas,
+            cluster_key,
         )
         .await
     }

@@ -10,5 +10,6 @@ mod jetstream;
 mod lease;
 mod projection;
 mod properties;
+mod secrets;
 mod subscribe;
 mod torn;
