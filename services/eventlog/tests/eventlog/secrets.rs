@@ -122,7 +122,7 @@ fn nodes_share_secrets_sealed_and_an_erased_one_is_gone_for_good() {
         }
 
         // A node given another cluster key is refused, and says why.
-        let error = log_b.secrets(&[8; 32], 3).await.err().expect("refused");
+        let error = log_b.secrets(&[8; 32], 3).await.expect_err("refused");
         assert!(error.to_string().contains("--cluster-key-file"), "{error}");
     });
 }
