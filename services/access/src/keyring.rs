@@ -41,10 +41,7 @@ pub(crate) struct SigningKey {
 impl SigningKey {
     pub(crate) fn from_secret(secret: Vec<u8>) -> Self {
         let digest = Sha256::digest(&secret);
-        let id = digest[..8].iter().fold(String::new(), |mut id, b| {
-            let _ = write!(id, "{b:02x}");
-            id
-        });
+        let id = hex(&digest[..8]);
         Self {
             id,
             encoding: EncodingKey::from_secret(&secret),
@@ -191,6 +188,58 @@ impl Keyring {
     }
 }
 
+/// The shared secret that holds the ring on a cluster (`podium_eventlog::SharedSecrets`).
+pub const SHARED_NAME: &str = "token-keyring";
+
+impl Keyring {
+    /// A ring of one new key.
+    pub(crate) fn generated() -> Self {
+        Self::new(SigningKey::generate())
+    }
+
+    /// The ring as one shared secret: the current secret in hex on the first line, then the
+    /// retired keys as in [`RETIRED_FILE`].
+    pub(crate) fn to_shared(&self) -> Vec<u8> {
+        let mut text = hex(&self.current.secret);
+        text.push('\n');
+        text.push_str(&format_retired(&self.retired));
+        text.into_bytes()
+    }
+
+    /// The ring [`to_shared`](Self::to_shared) wrote. Keys past their grace are kept, so that a
+    /// token they signed is refused as rotated out on every node; the next rotation drops them.
+    pub(crate) fn from_shared(bytes: &[u8]) -> Result<Self, String> {
+        let text = std::str::from_utf8(bytes).map_err(|_| "the shared key ring is not text")?;
+        let (current, retired) = text.split_once('\n').unwrap_or((text, ""));
+        let current = unhex(current.trim())
+            .filter(|secret| secret.len() >= SECRET_LEN)
+            .ok_or("the shared key ring's current key is not a hex secret")?;
+        let retired = parse_retired(retired)
+            .map_err(|line| format!("line {} of the shared key ring does not parse", line + 1))?;
+        Ok(Self {
+            current: SigningKey::from_secret(current),
+            retired,
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut text, b| {
+        let _ = write!(text, "{b:02x}");
+        text
+    })
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// Checks a retired keys' file as podiumd reads it at start-up: for a restore, before podiumd
 /// would refuse to start on it.
 pub fn check_retired(bytes: &[u8]) -> Result<(), String> {
@@ -207,11 +256,7 @@ fn format_retired(retired: &[Retired]) -> String {
             .until
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let _ = write!(text, "{until} ");
-        for b in &r.key.secret {
-            let _ = write!(text, "{b:02x}");
-        }
-        text.push('\n');
+        let _ = writeln!(text, "{until} {}", hex(&r.key.secret));
     }
     text
 }
@@ -227,13 +272,7 @@ fn parse_retired(text: &str) -> Result<Vec<Retired>, usize> {
         let parse = || -> Option<Retired> {
             let (until, hex) = line.split_once(' ')?;
             let until = UNIX_EPOCH.checked_add(Duration::from_secs(until.parse().ok()?))?;
-            if hex.len() < 2 * SECRET_LEN || hex.len() % 2 != 0 {
-                return None;
-            }
-            let secret = (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-                .collect::<Option<Vec<u8>>>()?;
+            let secret = unhex(hex).filter(|secret| secret.len() >= SECRET_LEN)?;
             Some(Retired {
                 key: SigningKey::from_secret(secret),
                 until,
@@ -268,6 +307,30 @@ mod tests {
         let later = now + Duration::from_secs(3601);
         let (after, _) = Keyring::load(dir.path(), later).unwrap();
         assert!(after.retired.is_empty());
+    }
+
+    #[test]
+    fn a_ring_round_trips_through_its_shared_form() {
+        let now = SystemTime::now();
+        let ring = Keyring::generated().rotated(Duration::from_secs(60), now);
+        let back = Keyring::from_shared(&ring.to_shared()).unwrap();
+        assert_eq!(back.current.id, ring.current.id);
+        assert_eq!(back.retired.len(), 1);
+        assert_eq!(back.retired[0].key.id, ring.retired[0].key.id);
+        assert_eq!(
+            back.retired[0]
+                .until
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+            ring.retired[0]
+                .until
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+        );
+        assert!(Keyring::from_shared(b"abc").is_err());
+        assert!(Keyring::from_shared(b"").is_err());
     }
 
     #[test]

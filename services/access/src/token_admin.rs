@@ -248,14 +248,13 @@ pub(crate) async fn rotate(
         }
         .into());
     }
-    let keys = keys.clone();
-    let rotation = tokio::task::spawn_blocking(move || keys.rotate(grace))
-        .await
-        .map_err(|e| AccessError::Internal(format!("rotating the key: {e}")))?
-        .map_err(|e| {
-            tracing::error!(error = %e, "rotating the signing key failed");
-            Status::internal("could not write the new signing key")
-        })?;
+    let rotation = keys.rotate_everywhere(grace).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            return Status::aborted(e.to_string());
+        }
+        tracing::error!(error = %e, "rotating the signing key failed");
+        Status::internal("could not write the new signing key")
+    })?;
     tracing::info!(
         key = %rotation.key_id,
         retired = %rotation.retired_key_id,

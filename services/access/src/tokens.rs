@@ -14,13 +14,13 @@ use std::{
     collections::HashMap,
     fs,
     path::{Path, PathBuf},
-    sync::{Mutex, OnceLock, RwLock},
+    sync::{Arc, Mutex, OnceLock, RwLock},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use jsonwebtoken::{Algorithm, Header, Validation, errors::ErrorKind};
 use podium_eventlog::{
-    Projector,
+    Projector, SharedSecrets,
     durable::{self, write_private},
 };
 use serde::{Deserialize, Serialize};
@@ -75,6 +75,8 @@ pub struct TokenKeys {
     rotating: Mutex<()>,
     /// Counts rotations, so that open streams re-check their token's key.
     rotations: watch::Sender<u64>,
+    /// On a cluster: where the ring lives, shared by every node ([`shared`]).
+    shared: Option<Arc<SharedSecrets>>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -99,6 +101,18 @@ pub struct Rotation {
     pub retired_until: SystemTime,
 }
 
+impl Rotation {
+    /// The rotation that made `ring`.
+    fn of(ring: &Keyring) -> Self {
+        let retired = ring.retired.last().expect("a rotation retires a key");
+        Self {
+            key_id: ring.current.id.clone(),
+            retired_key_id: retired.key.id.clone(),
+            retired_until: retired.until,
+        }
+    }
+}
+
 impl TokenKeys {
     fn with_ring(ring: Keyring, dir: Option<PathBuf>, configured_admin: Option<String>) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
@@ -114,6 +128,7 @@ impl TokenKeys {
             seen: Mutex::new(HashMap::new()),
             rotating: Mutex::new(()),
             rotations: watch::Sender::new(0),
+            shared: None,
         }
     }
 
@@ -135,6 +150,13 @@ impl TokenKeys {
         durable::create_dir_all(data_dir)?;
         let (ring, new_key) = Keyring::load(data_dir, SystemTime::now())?;
         let keys = TokenKeys::with_ring(ring, Some(data_dir.to_owned()), configured_admin);
+        keys.with_admin_token(data_dir, new_key)
+    }
+
+    /// Writes the admin token file into `data_dir` unless an admin token is configured or a
+    /// valid one signed by the current key is already there (`new_key`: it cannot be).
+    fn with_admin_token(self, data_dir: &Path, new_key: bool) -> std::io::Result<Bootstrap> {
+        let keys = self;
         let token_path = data_dir.join(ADMIN_TOKEN_FILE);
         let mut admin_token_file = None;
         if keys.configured_admin.is_none() {
@@ -241,17 +263,20 @@ impl TokenKeys {
             .unwrap_or_else(|p| p.into_inner())
             .rotated(grace, SystemTime::now());
         // Written before it is used, and without holding the lock every request reads.
-        if let Some(dir) = &self.dir {
+        if let Some(dir) = &self.dir
+            && self.shared.is_none()
+        {
             next.save(dir)?;
         }
-        let retired = next.retired.last().expect("a rotation retires a key");
-        let rotation = Rotation {
-            key_id: next.current.id.clone(),
-            retired_key_id: retired.key.id.clone(),
-            retired_until: retired.until,
-        };
+        let rotation = Rotation::of(&next);
         *self.ring.write().unwrap_or_else(|p| p.into_inner()) = next;
         self.rotations.send_modify(|n| *n += 1);
+        self.sign_admin_token_again();
+        Ok(rotation)
+    }
+
+    /// After a rotation: the admin token file, signed by the new current key.
+    fn sign_admin_token_again(&self) {
         if let Some(dir) = &self.dir
             && self.configured_admin.is_none()
         {
@@ -262,7 +287,6 @@ impl TokenKeys {
                 tracing::error!(%error, path = %path.display(), "could not sign the admin token file again");
             }
         }
-        Ok(rotation)
     }
 
     /// Changes whenever the signing key is rotated.
@@ -450,3 +474,5 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+mod shared;

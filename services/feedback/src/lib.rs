@@ -16,6 +16,7 @@ pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod store;
+mod voter_keys;
 
 pub use grpc::{PollsService, qa::QuestionsService, ratings::RatingsService};
 pub use store::{FeedbackModel, VoterKeys, feedback_event_types};

@@ -6,21 +6,19 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    path::PathBuf,
     sync::{Arc, Mutex},
 };
 
-use hmac::{Hmac, Mac};
 use podium_eventlog::snapshot::{self, Snapshot, SnapshotError};
 use podium_eventlog::{Projection, RecordedEvent};
 use podium_proto::{Translations, time::timestamp_from_millis, v1 as pb};
 use prost::Name;
-use rand::RngCore;
-use sha2::Sha256;
 use tokio::sync::Notify;
 
 pub mod qa;
 pub mod ratings;
+
+pub use crate::voter_keys::{KeyFile, VoterKeys};
 
 use crate::domain::{
     poll::{Ballot, Choice, Kind, Poll, PollSpec, State, Visibility},
@@ -452,138 +450,4 @@ pub fn results(
             Vec::new()
         },
     })
-}
-
-// ---- Anonymous polls ----
-
-/// A poll's key file: its name in the keys' directory and its bytes.
-pub type KeyFile = (String, Vec<u8>);
-
-/// Per-poll keys that turn an attendee id into a voter id for anonymous polls. A key lives in
-/// `<dir>/<conference>--<poll>.key` until the poll closes, then it is deleted, and with it the
-/// last link from attendees to their choices.
-#[derive(Debug)]
-pub struct VoterKeys {
-    dir: PathBuf,
-    /// Keys in use, so that a ballot costs no file read; one lock also makes creation race-free.
-    /// `None` for a key this process destroyed: a ballot that raced the close must not create
-    /// it again.
-    cache: Mutex<HashMap<PathBuf, Option<Vec<u8>>>>,
-}
-
-impl VoterKeys {
-    pub fn open(dir: PathBuf) -> std::io::Result<Self> {
-        podium_eventlog::durable::create_dir_all(&dir)?;
-        Ok(Self {
-            dir,
-            cache: Mutex::default(),
-        })
-    }
-
-    /// The name of a poll's key file in the keys' directory.
-    pub fn file_name(conference_id: &str, poll_id: &str) -> String {
-        format!("{conference_id}--{poll_id}.key")
-    }
-
-    fn path(&self, conference_id: &str, poll_id: &str) -> PathBuf {
-        self.dir.join(Self::file_name(conference_id, poll_id))
-    }
-
-    /// The voter id of `attendee` in an anonymous poll; creates the key on first use. `None`
-    /// once the poll's key was destroyed: the poll is closed.
-    pub fn voter(
-        &self,
-        conference_id: &str,
-        poll_id: &str,
-        attendee: &str,
-    ) -> std::io::Result<Option<String>> {
-        let path = self.path(conference_id, poll_id);
-        let mut cache = self
-            .cache
-            .lock()
-            .map_err(|_| std::io::Error::other("voter keys poisoned"))?;
-        let key = match cache.get(&path) {
-            Some(Some(key)) => key.clone(),
-            Some(None) => return Ok(None),
-            None => {
-                let key = match std::fs::read(&path) {
-                    Ok(key) if key.len() == 32 => key,
-                    _ => {
-                        let mut key = vec![0u8; 32];
-                        rand::rng().fill_bytes(&mut key);
-                        // Durable before any ballot hashed with it is acknowledged.
-                        podium_eventlog::durable::write_private(&path, &key)?;
-                        key
-                    }
-                };
-                cache.insert(path.clone(), Some(key.clone()));
-                key
-            }
-        };
-        let mut mac = Hmac::<Sha256>::new_from_slice(&key).map_err(std::io::Error::other)?;
-        mac.update(attendee.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        Ok(Some(format!(
-            "anon-{}",
-            digest
-                .iter()
-                .take(16)
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        )))
-    }
-
-    /// Every key on disk, as its file name and bytes, together with what `at` returns, both
-    /// under the lock that creates and destroys keys. A backup reads the log's head in `at`: a
-    /// key created after it is used only by ballots that commit after that head.
-    pub fn export<T>(&self, at: impl FnOnce() -> T) -> std::io::Result<(T, Vec<KeyFile>)> {
-        let _held = self
-            .cache
-            .lock()
-            .map_err(|_| std::io::Error::other("voter keys poisoned"))?;
-        let keys = Self::read_dir(&self.dir)?;
-        Ok((at(), keys))
-    }
-
-    /// The keys in `dir` (of a data directory whose podiumd does not run the polls), as file
-    /// names and bytes, sorted by name.
-    pub fn read_dir(dir: &std::path::Path) -> std::io::Result<Vec<KeyFile>> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut keys = Vec::new();
-        for entry in entries {
-            let entry = entry?;
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                continue;
-            };
-            // Only finished keys: `durable::write_private` writes through a temporary name.
-            if !name.ends_with(".key") || !entry.file_type()?.is_file() {
-                continue;
-            }
-            match std::fs::read(entry.path()) {
-                Ok(key) if key.len() == 32 => keys.push((name, key)),
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-        keys.sort();
-        Ok(keys)
-    }
-
-    /// Destroys the key of a closed poll, durably: once this returns, a power cut cannot
-    /// bring it back.
-    pub fn destroy(&self, conference_id: &str, poll_id: &str) -> std::io::Result<()> {
-        let path = self.path(conference_id, poll_id);
-        // Held while the file goes, so that no ballot in flight creates the key again.
-        let mut cache = self
-            .cache
-            .lock()
-            .map_err(|_| std::io::Error::other("voter keys poisoned"))?;
-        cache.insert(path.clone(), None);
-        podium_eventlog::durable::remove_file(&path).map(|_| ())
-    }
 }

@@ -118,11 +118,18 @@ impl Podium {
         })?;
         let log: Arc<dyn EventLog> = Arc::new(SealingLog::new(raw, personal.clone()));
 
-        let bootstrap = TokenKeys::bootstrap(&config.data_dir, config.admin_token.clone())
-            .map_err(|source| ServerError::Keys {
-                path: config.data_dir.display().to_string(),
-                source,
-            })?;
+        let secrets = store.secrets(&config).await?;
+        let admin = config.admin_token.clone();
+        let bootstrap = match &secrets {
+            Some(shared) => {
+                TokenKeys::bootstrap_shared(&config.data_dir, admin, shared.clone()).await
+            }
+            None => TokenKeys::bootstrap(&config.data_dir, admin),
+        }
+        .map_err(|source| ServerError::Keys {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
         match &bootstrap.admin_token_file {
             Some(path) => {
                 tracing::info!(path = %path.display(), "admin token file (readable by its owner only)")
@@ -130,6 +137,7 @@ impl Podium {
             None => tracing::info!("admin token set by configuration"),
         }
         let keys = Arc::new(bootstrap.keys);
+        keys.follow_shared();
 
         let models = ReadModels::follow(
             log.clone(),
@@ -156,9 +164,12 @@ impl Podium {
         let feedback = match feedback_model {
             Some(model) => {
                 let dir = config.data_dir.join(backup::POLL_KEYS);
-                let keys = VoterKeys::open(dir.clone()).map_err(|e| {
-                    ServerError::Feedback(format!("cannot open {}: {e}", dir.display()))
-                })?;
+                let keys = match &secrets {
+                    Some(shared) => VoterKeys::shared(shared.clone()),
+                    None => VoterKeys::open(dir.clone()).map_err(|e| {
+                        ServerError::Feedback(format!("cannot open {}: {e}", dir.display()))
+                    })?,
+                };
                 Some(FeedbackParts {
                     model,
                     keys: Arc::new(keys),

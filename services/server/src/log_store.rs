@@ -4,7 +4,10 @@
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use podium_eventlog::{EventLog, NatsEventLog, NatsLease, NatsOptions, SledEventLog, SledOptions};
+use podium_eventlog::{
+    CLUSTER_KEY_LEN, EventLog, NatsEventLog, NatsLease, NatsOptions, SharedSecrets, SledEventLog,
+    SledOptions,
+};
 use serde::Serialize;
 
 use crate::{Config, ServerError, backup};
@@ -51,6 +54,13 @@ pub struct LogFlags {
     #[arg(long, env = "PODIUM_UNSAFE_LAZY_SYNC")]
     pub unsafe_lazy_sync: bool,
 
+    /// A file of 32 random bytes (or 64 hex digits) that every podiumd node of one NATS log is
+    /// given, and the cluster is not: it seals the secrets the nodes share there (token
+    /// signing keys, anonymous polls' voter keys). Make it once with
+    /// `head -c 32 /dev/urandom > cluster.key`. Required with `--log nats://...`.
+    #[arg(long, env = "PODIUM_CLUSTER_KEY_FILE")]
+    pub cluster_key_file: Option<PathBuf>,
+
     /// This node's name among the podiumd nodes of one NATS log (logs, the status engine's
     /// lease). Default: the host's name and the gRPC port.
     #[arg(long, env = "PODIUM_NODE_NAME")]
@@ -88,6 +98,33 @@ impl LogFlags {
             .clone()
             .unwrap_or_else(|| format!("{}:{}", host_name(), listen.port()))
     }
+}
+
+/// The cluster key in `path`: 32 bytes, raw or as 64 hex digits.
+fn read_cluster_key(path: &std::path::Path) -> Result<[u8; CLUSTER_KEY_LEN], ServerError> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        ServerError::Config(format!(
+            "cannot read the cluster key {}: {e}",
+            path.display()
+        ))
+    })?;
+    let text = std::str::from_utf8(&bytes)
+        .map(str::trim)
+        .unwrap_or_default();
+    let hex = (text.len() == 2 * CLUSTER_KEY_LEN)
+        .then(|| {
+            (0..text.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+                .collect::<Option<Vec<u8>>>()
+        })
+        .flatten();
+    hex.unwrap_or(bytes).try_into().map_err(|_| {
+        ServerError::Config(format!(
+            "the cluster key {} is neither 32 bytes nor 64 hex digits",
+            path.display()
+        ))
+    })
 }
 
 /// Which log.
@@ -183,6 +220,28 @@ impl LogStore {
             .await?;
         tracing::info!(node = %node, lease_ms = ttl.as_millis() as u64, "status engine lease kept on the cluster");
         Ok(Some(Arc::new(lease)))
+    }
+
+    /// The secrets the nodes of a NATS log share, sealed with the cluster key; `None` on sled,
+    /// whose one node keeps its keys in its data directory.
+    pub async fn secrets(
+        &self,
+        config: &Config,
+    ) -> Result<Option<Arc<SharedSecrets>>, ServerError> {
+        let Self::Nats(log) = self else {
+            return Ok(None);
+        };
+        let flags = &config.log;
+        let path = flags.cluster_key_file.as_ref().ok_or_else(|| {
+            ServerError::Config(
+                "--log nats://... needs --cluster-key-file: a file of 32 random bytes that every \
+                 podiumd node is given (head -c 32 /dev/urandom > cluster.key)"
+                    .into(),
+            )
+        })?;
+        let key = read_cluster_key(path)?;
+        let secrets = log.secrets(&key, flags.nats_replicas as usize).await?;
+        Ok(Some(Arc::new(secrets)))
     }
 
     /// The log, as services use it.

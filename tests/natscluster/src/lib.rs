@@ -125,6 +125,14 @@ impl NatsCluster {
         self.dir.path().join(format!("n{i}"))
     }
 
+    /// A cluster key file for the podiumd nodes that share this cluster
+    /// (`--cluster-key-file`), the same for every node: a fixed test key, as 64 hex digits.
+    pub fn cluster_key_file(&self) -> io::Result<PathBuf> {
+        let path = self.dir.path().join("cluster.key");
+        fs::write(&path, "5e".repeat(32))?;
+        Ok(path)
+    }
+
     /// How many servers the cluster has.
     pub fn len(&self) -> usize {
         self.nodes.len()

@@ -134,6 +134,12 @@ async fn once(
         prefix,
         "--engine-lease".into(),
         format!("{}", config.lease.as_secs_f64()),
+        "--cluster-key-file".into(),
+        cluster
+            .cluster_key_file()
+            .context("cannot write the cluster key")?
+            .display()
+            .to_string(),
     ];
     let start = |n: usize| {
         let dir = data.path().join(format!("node-{n}"));

@@ -240,6 +240,18 @@ impl SharedSecrets {
             .map(|(secret, _)| secret.clone())
     }
 
+    /// Every secret whose name starts with `prefix`, as this node last saw them, sorted by name.
+    pub fn cached_all(&self, prefix: &str) -> Vec<(String, Secret)> {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<(String, Secret)> = seen
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(name, (secret, _))| (name.clone(), secret.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     /// Counts the changes this node has seen, its own and other nodes'.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.clone()

@@ -133,14 +133,9 @@ impl PollCommands {
             // The poll is closed in the log: no ballot counts any more, so the link from
             // attendees to ballots of an anonymous poll can go, durably (an fsync, so on the
             // blocking pool) before the close is acknowledged.
-            let (keys, c, p) = (
-                self.keys.clone(),
-                conference_id.to_owned(),
-                poll_id.to_owned(),
-            );
-            tokio::task::spawn_blocking(move || keys.destroy(&c, &p))
+            self.keys
+                .close(conference_id, poll_id)
                 .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
                 .map_err(PollError::KeyNotDestroyed)?;
         }
         Ok(())
@@ -267,17 +262,9 @@ impl PollCommands {
         poll_id: &str,
         attendee: &str,
     ) -> Result<String, PollError> {
-        // The first ballot writes the poll's key file: file work goes to the blocking pool.
-        let (keys, c, p, a) = (
-            self.keys.clone(),
-            conference_id.to_owned(),
-            poll_id.to_owned(),
-            attendee.to_owned(),
-        );
-        tokio::task::spawn_blocking(move || keys.voter(&c, &p, &a))
+        self.keys
+            .voter_of(conference_id, poll_id, attendee)
             .await
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|r| r)
             .map_err(PollError::VoterKey)?
             // The poll closed since the check above, and its key is gone.
             .ok_or_else(|| PollError::NotOpen(format!("poll {poll_id} is closed")))

@@ -95,8 +95,10 @@ async fn a_ballot_storm_outlives_a_killed_and_a_frozen_nats_server() {
         .unwrap()
         .unwrap_or_else(|e| panic!("no JetStream cluster: {e}"));
     let (log, monitors) = (cluster.urls().join(","), cluster.monitor_urls().join(","));
+    let key = cluster.cluster_key_file().unwrap();
     let mut show = Show::start()
         .args(&["--log", &log, "--nats-monitor", &monitors])
+        .args(&["--cluster-key-file", key.to_str().unwrap()])
         // A storm, not an attack: no attendee is slowed down.
         .args(&["--rate-ballots", "1000000"])
         .poll(NewPoll::single_choice(&["Budgets", "Health", "Schools"]))

@@ -1,0 +1,131 @@
+//! The keys podiumd nodes share on a cluster: a token issued by one node works on another, a
+//! rotation on one node reaches the others, and an attendee is one voter in an anonymous poll
+//! whichever node takes their ballots.
+
+use std::time::Duration;
+
+use podium_client::{Client, pb};
+use podium_e2e::{CONFERENCE, NewPoll, Odc, PATIENCE, ballot, open_poll};
+use podium_natscluster::NatsCluster;
+use tonic::Code;
+
+use crate::nodes::{ADMIN, joined, node};
+
+/// Sends `request` through `client` until it is taken: the node may not have applied the poll
+/// yet.
+async fn vote(client: &Client, request: pb::CastBallotRequest) {
+    tokio::time::timeout(PATIENCE, async {
+        while let Err(status) = client.polls().cast_ballot(request.clone()).await {
+            assert_eq!(status.code(), Code::NotFound, "{status}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the ballot was taken");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_rotations_and_anonymous_voters_are_the_same_on_every_node() {
+    let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("no JetStream cluster: {e}"));
+    let nodes = [node(&cluster), node(&cluster)];
+    let admins = [
+        Client::connect(&nodes[0].addr, Some(ADMIN.into()))
+            .await
+            .unwrap(),
+        Client::connect(&nodes[1].addr, Some(ADMIN.into()))
+            .await
+            .unwrap(),
+    ];
+    let odc = Odc::create(&admins[0], CONFERENCE).await.unwrap();
+    let poll = open_poll(
+        &admins[0],
+        NewPoll::single_choice(&["Budgets", "Health", "Schools"]).anonymous(),
+        "",
+    )
+    .await
+    .unwrap();
+
+    // Sophea joins through the first node and votes there, then changes her mind through the
+    // second node with the same token: one voter, her last ballot counted, on both nodes.
+    let sophea = joined(&nodes[0], odc.join_code(), "Sophea").await;
+    let on_second = Client::connect(&nodes[1].addr, Some(sophea.token.clone()))
+        .await
+        .unwrap();
+    let [first, second] = [&poll.options[0].id, &poll.options[1].id];
+    vote(&sophea.client, ballot(&poll, vec![first.clone()])).await;
+    vote(&on_second, ballot(&poll, vec![second.clone()])).await;
+    let expected = crate::cluster::tally(&[Some(second.clone())]);
+    for admin in &admins {
+        let counted = crate::cluster::results_when(admin, &poll, |ballots, tally| {
+            ballots == 1 && *tally == expected
+        })
+        .await;
+        assert_eq!(counted, expected);
+    }
+
+    // The key is rotated through the second node with no grace: every node refuses tokens
+    // signed by the old key from then on, and a token the first node issues afterwards works
+    // on the second.
+    admins[1]
+        .access()
+        .rotate_signing_key(pb::RotateSigningKeyRequest { grace_seconds: 0 })
+        .await
+        .unwrap();
+    for (n, address) in [&nodes[0].addr, &nodes[1].addr].into_iter().enumerate() {
+        let old = Client::connect(address, Some(sophea.token.clone()))
+            .await
+            .unwrap();
+        let refused = tokio::time::timeout(PATIENCE, async {
+            loop {
+                match old
+                    .polls()
+                    .cast_ballot(ballot(&poll, vec![first.clone()]))
+                    .await
+                {
+                    Err(status) if status.code() == Code::Unauthenticated => return status,
+                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("node {n} never took up the rotation"));
+        assert!(refused.message().contains("rotated out"), "{refused}");
+    }
+    let dara = joined(&nodes[0], odc.join_code(), "Dara").await;
+    let dara_on_second = Client::connect(&nodes[1].addr, Some(dara.token.clone()))
+        .await
+        .unwrap();
+    vote(&dara_on_second, ballot(&poll, vec![first.clone()])).await;
+
+    // Closed through the first node: the poll's key is destroyed for every node, and the close
+    // says so by succeeding.
+    admins[0]
+        .polls()
+        .close_poll(pb::ClosePollRequest {
+            conference_id: CONFERENCE.into(),
+            poll_id: poll.id.clone(),
+        })
+        .await
+        .unwrap();
+    let refused = dara_on_second
+        .polls()
+        .cast_ballot(ballot(&poll, vec![second.clone()]))
+        .await;
+    let refused = tokio::time::timeout(PATIENCE, async {
+        let mut refused = refused;
+        while refused.is_ok() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            refused = dara_on_second
+                .polls()
+                .cast_ballot(ballot(&poll, vec![second.clone()]))
+                .await;
+        }
+        refused.unwrap_err()
+    })
+    .await
+    .expect("the closed poll refuses ballots on the second node");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused}");
+}
