@@ -182,6 +182,9 @@ impl Follower {
             match events.next().await {
                 Some(item) => match item? {
                     SubscriptionItem::Event(event) => {
+                        if let Some(keys) = &self.personal {
+                            keys.fetch_missing(&event).await;
+                        }
                         apply(&mut self.members, self.personal.as_deref(), &event);
                         last_id = Some(event.id);
                     }
@@ -276,6 +279,9 @@ impl Live {
             tokio::select! {
                 item = events.next() => match item {
                     Some(Ok(SubscriptionItem::Event(event))) => {
+                        if let Some(keys) = &self.personal {
+                            keys.fetch_missing(&event).await;
+                        }
                         apply(&mut self.members, self.personal.as_deref(), &event);
                         self.next = event.position + 1;
                         self.last_id = Some(event.id);

@@ -30,7 +30,9 @@ use tokio::sync::broadcast;
 pub use event::{DecodeError, NewEvent, Page, RecordedEvent};
 pub use follower::{Follower, FollowerHandle};
 pub use lease::{Delivery, Lease, Term};
-pub use nats_log::{CLUSTER_KEY_LEN, NatsEventLog, NatsLease, NatsOptions, Secret, SharedSecrets};
+pub use nats_log::{
+    CLUSTER_KEY_LEN, NatsEventLog, NatsLease, NatsOptions, Secret, SharedBlobs, SharedSecrets,
+};
 pub use projection::{Projection, Projector};
 pub use request_id::{InvalidRequestId, RequestId};
 pub use sled_log::{SledEventLog, SledImport, SledOptions, decode_stored};

@@ -120,6 +120,7 @@ impl EventFeed for FeedService {
                 yield pb::SubscribeResponse {
                     item: Some(match item {
                         SubscriptionItem::Event(event) => {
+                            personal.fetch_missing(&event).await;
                             let opened = personal.open_event(&event);
                             pb::subscribe_response::Item::Event(opened.as_ref().unwrap_or(&event).to_proto())
                         }

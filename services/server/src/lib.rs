@@ -108,17 +108,21 @@ impl Podium {
         metrics::install();
         let store = LogStore::open(&config).await?;
         let raw = store.log();
+        let secrets = store.secrets(&config).await?;
         let keys_path = config.data_dir.join(KEYS_FILE);
-        let personal = Arc::new(PersonalKeys::load(&keys_path).map_err(|e| {
+        let mut personal = PersonalKeys::load(&keys_path).map_err(|e| {
             ServerError::Personal(format!("cannot open {}: {e}", keys_path.display()))
-        })?);
+        })?;
+        if let Some(shared) = &secrets {
+            personal = personal.with_shared(shared.clone());
+        }
+        let personal = Arc::new(personal);
         // Every service writes through it: personal fields are sealed before they are stored.
         let sealed_from = personal::sealed_from(&config.data_dir, raw.head()).map_err(|e| {
             ServerError::Personal(format!("cannot record where sealing began: {e}"))
         })?;
         let log: Arc<dyn EventLog> = Arc::new(SealingLog::new(raw, personal.clone()));
 
-        let secrets = store.secrets(&config).await?;
         let admin = config.admin_token.clone();
         let bootstrap = match &secrets {
             Some(shared) => {

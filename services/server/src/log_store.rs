@@ -5,8 +5,8 @@
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use podium_eventlog::{
-    CLUSTER_KEY_LEN, EventLog, NatsEventLog, NatsLease, NatsOptions, SharedSecrets, SledEventLog,
-    SledOptions,
+    CLUSTER_KEY_LEN, EventLog, NatsEventLog, NatsLease, NatsOptions, SharedBlobs, SharedSecrets,
+    SledEventLog, SledOptions,
 };
 use serde::Serialize;
 
@@ -242,6 +242,15 @@ impl LogStore {
         let key = read_cluster_key(path)?;
         let secrets = log.secrets(&key, flags.nats_replicas as usize).await?;
         Ok(Some(Arc::new(secrets)))
+    }
+
+    /// The recordings every node of a NATS log can fetch; `None` on sled.
+    pub async fn blobs(&self, config: &Config) -> Result<Option<Arc<SharedBlobs>>, ServerError> {
+        let Self::Nats(log) = self else {
+            return Ok(None);
+        };
+        let blobs = log.blobs(config.log.nats_replicas as usize).await?;
+        Ok(Some(Arc::new(blobs)))
     }
 
     /// The log, as services use it.

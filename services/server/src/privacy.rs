@@ -206,9 +206,8 @@ impl PrivacyService {
             None => {
                 let keys = self.personal.clone();
                 let whom = subject(kind, &person.conference_id, &person.person_id);
-                tokio::task::spawn_blocking(move || keys.erase(&whom))
+                keys.erase_everywhere(&whom)
                     .await
-                    .map_err(|e| Status::internal(format!("erasing: {e}")))?
                     .map_err(|e| Status::unavailable(format!("{e}; nothing was erased, retry")))?;
                 let event = pb::PersonErased {
                     person: Some(person.clone()),

@@ -36,13 +36,14 @@ impl StatusParts {
         )
         .await?;
         let dir = config.data_dir.join(backup::RECORDINGS);
-        let recordings =
-            RecordingStore::open(dir.clone(), config.max_recording_bytes).map_err(|source| {
-                ServerError::Recordings {
-                    path: dir.display().to_string(),
-                    source,
-                }
+        let mut recordings = RecordingStore::open(dir.clone(), config.max_recording_bytes)
+            .map_err(|source| ServerError::Recordings {
+                path: dir.display().to_string(),
+                source,
             })?;
+        if let Some(blobs) = store.blobs(config).await? {
+            recordings = recordings.with_shared(blobs);
+        }
         // Files of recordings deleted while the last collection could not run (a crash, an I/O
         // error) go now; the model has replayed the whole log.
         if let Err(error) = recordings

@@ -12,6 +12,7 @@
 //! see `deploy/nats/`).
 
 mod append;
+mod blobs;
 mod durability;
 mod lease;
 mod read;
@@ -37,6 +38,7 @@ use crate::{
     AppendOutcome, CommittedBatch, EventLog, EventLogError, ExpectedVersion, NewEvent, Page,
     RecordedEvent, Result, sled_log::validate_append,
 };
+pub use blobs::SharedBlobs;
 pub use lease::NatsLease;
 use read::{Reader, nats};
 pub use secrets::{CLUSTER_KEY_LEN, Secret, SharedSecrets};
@@ -228,6 +230,12 @@ impl NatsEventLog {
             ttl,
         )
         .await
+    }
+
+    /// The recordings every node of the cluster can fetch (see [`SharedBlobs`]); the object
+    /// store is made with `replicas` copies where it does not exist.
+    pub async fn blobs(&self, replicas: usize) -> Result<SharedBlobs> {
+        SharedBlobs::open(self.inner.client.clone(), &self.inner.prefix, replicas).await
     }
 
     /// The secrets every node of the cluster shares, sealed with `cluster_key` (see

@@ -298,6 +298,15 @@ impl KeyStore {
         Ok(bytes)
     }
 
+    /// A key store's file holding `slots`, for a backup of keys kept elsewhere (a cluster's).
+    pub fn file_of(slots: impl IntoIterator<Item = (SubjectDigest, Slot)>) -> Vec<u8> {
+        let mut bytes = MAGIC.to_vec();
+        for (digest, slot) in slots {
+            bytes.extend_from_slice(&record(&digest, slot));
+        }
+        bytes
+    }
+
     /// Checks that `bytes` is a key store's file (for a restore): the number of records.
     pub fn check(bytes: &[u8]) -> Result<usize, String> {
         if !(bytes.len() - MAGIC.len().min(bytes.len())).is_multiple_of(RECORD) {

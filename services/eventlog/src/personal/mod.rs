@@ -274,6 +274,9 @@ pub enum Opened {
 #[derive(Debug)]
 pub struct PersonalKeys {
     store: KeyStore,
+    /// On a cluster: where the keys live, shared by every node ([`shared`]); the file then
+    /// holds nothing new.
+    shared: Option<Arc<crate::SharedSecrets>>,
 }
 
 fn associated(subject: &str, event_type: &str) -> Vec<u8> {
@@ -285,6 +288,7 @@ impl PersonalKeys {
     pub fn load(path: &std::path::Path) -> Result<Self, KeyStoreError> {
         Ok(Self {
             store: KeyStore::open(path)?,
+            shared: None,
         })
     }
 
@@ -294,7 +298,7 @@ impl PersonalKeys {
 
     /// True when `subject`'s key was erased.
     pub fn is_erased(&self, subject: &str) -> bool {
-        matches!(self.store.get(&digest(subject)), Some(Slot::Erased))
+        matches!(self.slot(subject), Some(Slot::Erased))
     }
 
     /// Destroys `subject`'s key, durably: true when there was one to destroy.
@@ -311,7 +315,7 @@ impl PersonalKeys {
         let Some(personal) = message.take_personal() else {
             return Ok(());
         };
-        let key = match self.store.get_or_create(&digest(&subject)) {
+        let key = match self.slot_to_seal(&subject) {
             Ok(Slot::Key(key)) => key,
             Ok(Slot::Erased) => {
                 return Err(EventLogError::Erased(format!(
@@ -361,7 +365,7 @@ impl PersonalKeys {
         let nonce = <[u8; 24]>::try_from(sealed.nonce.as_slice()).ok();
         // A seal names its person; one that names another than the event's is not opened.
         let slot = (message.subject().as_deref() == Some(sealed.subject.as_str()))
-            .then(|| self.store.get(&digest(&sealed.subject)))
+            .then(|| self.slot(&sealed.subject))
             .flatten();
         let opened = match (slot, nonce) {
             (Some(Slot::Key(key)), Some(nonce)) => {
@@ -478,7 +482,14 @@ impl EventLog for SealingLog {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome> {
-        let events = if events.iter().any(|e| is_personal(&e.event_type)) {
+        let events = if self.keys.is_shared() {
+            // The keys are made on the cluster first; sealing then reads them from memory.
+            self.keys.prepare(&events).await?;
+            events
+                .into_iter()
+                .map(|e| self.keys.seal_event(e))
+                .collect::<Result<Vec<_>>>()?
+        } else if events.iter().any(|e| is_personal(&e.event_type)) {
             let keys = self.keys.clone();
             // Creating a key fsyncs the key store: off the runtime's threads.
             tokio::task::spawn_blocking(move || {
@@ -523,3 +534,5 @@ impl EventLog for SealingLog {
 
 #[cfg(test)]
 mod tests;
+
+mod shared;

@@ -203,7 +203,7 @@ impl BackupSource {
                     .into_iter()
                     .map(|(name, key)| (format!("{POLL_KEYS}/{name}"), key)),
             );
-            let personal = source.personal.store().export().map_err(|e| {
+            let personal = source.personal.export().map_err(|e| {
                 BackupError::io(format!("reading {KEYS_FILE}"))(std::io::Error::other(e))
             })?;
             keys.push((KEYS_FILE.to_owned(), personal));

@@ -12,9 +12,10 @@ use std::{
     fs,
     io::{self, Read, Seek, SeekFrom, Write},
     path::PathBuf,
+    sync::Arc,
 };
 
-use podium_eventlog::durable;
+use podium_eventlog::{SharedBlobs, durable};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -35,6 +36,8 @@ pub struct RecordingStore {
     /// is in the read model, and (exclusively) by [`RecordingStore::collect`]: a file is never
     /// collected between being kept and being referred to.
     gate: tokio::sync::RwLock<()>,
+    /// On a cluster: where every node's recordings are, for a node that lacks one.
+    shared: Option<Arc<SharedBlobs>>,
 }
 
 /// What [`RecordingStore::collect`] removed.
@@ -73,6 +76,7 @@ impl RecordingStore {
             dir,
             max_bytes,
             gate: tokio::sync::RwLock::new(()),
+            shared: None,
         })
     }
 
@@ -91,6 +95,13 @@ impl RecordingStore {
     ) -> Result<Collected, StatusError> {
         let _alone = self.gate.write().await;
         let needed = needed.await?;
+        if let Some(shared) = &self.shared {
+            for name in shared.names().await? {
+                if !needed.contains(&name) {
+                    shared.delete(&name).await?;
+                }
+            }
+        }
         let dir = self.dir.join("sha256");
         let collected = blocking(move || {
             let mut collected = Collected::default();
@@ -151,6 +162,13 @@ impl RecordingStore {
         Ok(())
     }
 
+    /// Shares the recordings with the other nodes of a cluster through `blobs`: a kept upload
+    /// is stored there too, and a recording this node lacks is fetched from there.
+    pub fn with_shared(mut self, blobs: Arc<SharedBlobs>) -> Self {
+        self.shared = Some(blobs);
+        self
+    }
+
     /// Starts receiving `size_bytes` bytes that should hash to `sha256`.
     pub async fn begin(&self, size_bytes: u64, sha256: &str) -> Result<Upload, StatusError> {
         self.check_size(size_bytes)?;
@@ -173,6 +191,7 @@ impl RecordingStore {
             received: 0,
             checked: false,
             kept: false,
+            shared: self.shared.clone(),
         })
     }
 
@@ -184,13 +203,24 @@ impl RecordingStore {
         offset: u64,
     ) -> Result<ContentReader, StatusError> {
         let path = self.content_path(sha256);
-        let opened = blocking(move || {
-            let mut file = fs::File::open(&path)?;
-            let len = file.metadata()?.len();
-            file.seek(SeekFrom::Start(offset))?;
-            Ok((file, len))
-        })
-        .await;
+        let open = || {
+            let path = path.clone();
+            blocking(move || {
+                let mut file = fs::File::open(&path)?;
+                let len = file.metadata()?.len();
+                file.seek(SeekFrom::Start(offset))?;
+                Ok((file, len))
+            })
+        };
+        let mut opened = open().await;
+        if let (Err(e), Some(shared)) = (&opened, &self.shared)
+            && e.kind() == io::ErrorKind::NotFound
+            && shared.fetch(sha256, &path).await?
+        {
+            tracing::info!(sha256, "fetched a recording from the cluster");
+            metrics::gauge!(crate::metrics::RECORDING_BYTES).increment(size_bytes as f64);
+            opened = open().await;
+        }
         match opened {
             Ok((file, len)) if len == size_bytes => Ok(ContentReader { file: Some(file) }),
             Ok((_, len)) => {
@@ -206,7 +236,7 @@ impl RecordingStore {
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 Err(StatusError::FailedPrecondition(format!(
-                    "the file {sha256} is not in this server's recording store; upload it again"
+                    "the file {sha256} is not in this server's recording store (nor the cluster's); upload it again"
                 )))
             }
             Err(e) => Err(e.into()),
@@ -229,6 +259,7 @@ pub struct Upload {
     /// Size, SHA-256 and container checked; the file is closed.
     checked: bool,
     kept: bool,
+    shared: Option<Arc<SharedBlobs>>,
 }
 
 impl Upload {
@@ -348,6 +379,11 @@ impl Upload {
             metrics::gauge!(crate::metrics::RECORDING_BYTES).increment(self.size_bytes as f64);
         }
         self.kept = true;
+        if let Some(shared) = &self.shared {
+            // On the cluster before the registration is stored, so that every node that reads
+            // the registration can fetch the bytes.
+            shared.put_file(&self.sha256, &self.target).await?;
+        }
         Ok(())
     }
 }

@@ -21,7 +21,7 @@ mod privacy;
 mod qa;
 mod recordings;
 mod server;
-mod shared_keys;
+mod shared;
 mod slowloris;
 mod standby;
 mod status;

@@ -1,10 +1,11 @@
-//! The keys podiumd nodes share on a cluster: a token issued by one node works on another, a
-//! rotation on one node reaches the others, and an attendee is one voter in an anonymous poll
-//! whichever node takes their ballots.
+//! What podiumd nodes share on a cluster. The keys: a name sealed by one node opens on another,
+//! a token issued by one node works on another, a rotation on one node reaches the others, and
+//! an attendee is one voter in an anonymous poll whichever node takes their ballots. And the
+//! recordings: one uploaded through one node is served by another.
 
 use std::time::Duration;
 
-use podium_client::{Client, pb};
+use podium_client::{Client, TransferError, pb};
 use podium_e2e::{CONFERENCE, NewPoll, Odc, PATIENCE, ballot, open_poll};
 use podium_natscluster::NatsCluster;
 use tonic::Code;
@@ -40,6 +41,35 @@ async fn tokens_rotations_and_anonymous_voters_are_the_same_on_every_node() {
             .unwrap(),
     ];
     let odc = Odc::create(&admins[0], CONFERENCE).await.unwrap();
+
+    // The speakers were added through the first node, their names sealed with keys it made:
+    // the second node reads them.
+    let names = |speakers: Vec<pb::Speaker>| {
+        let mut names: Vec<String> = speakers.into_iter().map(|s| s.name).collect();
+        names.sort();
+        names
+    };
+    let expected_names = names(vec![odc.sokha.clone(), odc.sarah.clone()]);
+    assert!(!expected_names.iter().any(|n| n.contains("erased")));
+    let on_second = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let got = admins[1]
+                .agenda()
+                .get_conference(pb::GetConferenceRequest {
+                    conference_id: CONFERENCE.into(),
+                })
+                .await;
+            match got.ok().and_then(|g| g.into_inner().conference) {
+                Some(conference) if conference.speakers.len() == expected_names.len() => {
+                    return names(conference.speakers);
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await
+    .expect("the second node has the speakers");
+    assert_eq!(on_second, expected_names);
     let poll = open_poll(
         &admins[0],
         NewPoll::single_choice(&["Budgets", "Health", "Schools"]).anonymous(),
@@ -128,4 +158,69 @@ async fn tokens_rotations_and_anonymous_voters_are_the_same_on_every_node() {
     .await
     .expect("the closed poll refuses ballots on the second node");
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_uploaded_through_one_node_is_served_by_another() {
+    let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("no JetStream cluster: {e}"));
+    let nodes = [node(&cluster), node(&cluster)];
+    let first = Client::connect(&nodes[0].addr, Some(ADMIN.into()))
+        .await
+        .unwrap();
+    let second = Client::connect(&nodes[1].addr, Some(ADMIN.into()))
+        .await
+        .unwrap();
+    let odc = Odc::create(&first, CONFERENCE).await.unwrap();
+    let session = first
+        .agenda()
+        .add_session(odc.session(
+            "Open data in Cambodia",
+            "2030-11-14T02:00:00Z",
+            "2030-11-14T02:45:00Z",
+            vec![odc.sokha.id.clone()],
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let talk = dir.path().join("talk.mp4");
+    let bytes = podium_client::placeholder_mp4(20 * 60 * 1000);
+    std::fs::write(&talk, &bytes).unwrap();
+    let header = pb::RecordingHeader {
+        conference_id: CONFERENCE.into(),
+        session_id: session.id.clone(),
+        media_type: "video/mp4".into(),
+        file_name: "talk.mp4".into(),
+        ..Default::default()
+    };
+    let recording = first
+        .upload_recording_file(&talk, header, |_| {})
+        .await
+        .unwrap();
+
+    // The second node never received the bytes: it fetches them from the cluster.
+    let out = dir.path().join("fetched.mp4");
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match second
+                .fetch_recording_file(CONFERENCE, &recording.id, &out, false, |_| {})
+                .await
+            {
+                Ok(_) => return,
+                // The registration has not reached the second node's read model yet.
+                Err(TransferError::Rpc(status)) if status.code() == Code::NotFound => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => panic!("the second node did not serve the recording: {error}"),
+            }
+        }
+    })
+    .await
+    .expect("the second node serves the recording");
+    assert_eq!(std::fs::read(&out).unwrap(), bytes);
 }
