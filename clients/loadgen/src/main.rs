@@ -116,6 +116,11 @@ struct VotesArgs {
     /// Seconds each phase (Ping, then ballots) runs.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Spread the attendees over this many podiumd nodes that podium-loadgen starts on a
+    /// three-server NATS JetStream cluster (it needs `nats-server` 2.14 or later); 1 measures
+    /// one podiumd on sled (or the one --addr names).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    nodes: u32,
 }
 
 #[derive(Debug, Args)]
@@ -234,6 +239,35 @@ async fn main() -> anyhow::Result<()> {
         println!("podiumd         {}, three nodes", binary.display());
         println!(
             "machine         {cpus} CPUs, three NATS servers, three podiumd and the load generator on the same machine"
+        );
+        println!("{report}");
+        return Ok(());
+    }
+    if let Scenario::Votes(args) = &cli.scenario
+        && args.nodes > 1
+    {
+        if cli.addr.is_some() {
+            bail!("votes --nodes measures podiumd nodes it starts itself; it takes no --addr");
+        }
+        let binary: PathBuf = podiumd::beside_current_exe()?;
+        let config = votes::Config {
+            clients: args.clients.max(1),
+            duration: Duration::from_secs(args.seconds.max(1)),
+        };
+        let nodes = args.nodes as usize;
+        eprintln!(
+            "votes: {} attendees spread over {nodes} podiumd nodes on a NATS cluster, {} s of Ping then {} s of ballots",
+            config.clients, args.seconds, args.seconds
+        );
+        let report = votes::spread::run(&binary, nodes, &config).await?;
+        let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+        println!("podium-loadgen votes --nodes {nodes}");
+        println!(
+            "podiumd         {}, {nodes} nodes on one NATS log",
+            binary.display()
+        );
+        println!(
+            "machine         {cpus} CPUs, three NATS servers, {nodes} podiumd and the load generator on the same machine"
         );
         println!("{report}");
         return Ok(());

@@ -15,6 +15,8 @@ use podium_client::{Client, pb};
 
 use crate::{Podium, stats::Distribution};
 
+pub mod spread;
+
 /// Target (README, "Targets"): durable votes per second at least this share of the no-op rate.
 pub const TARGET_RATIO: f64 = 0.8;
 
@@ -207,6 +209,17 @@ pub async fn run(podium: &Podium, config: &Config) -> anyhow::Result<Report> {
     let (conference_id, poll, attendees) =
         poll_and_attendees(podium, config.clients, "votes").await?;
     let clients: Vec<Client> = attendees.into_iter().map(|(client, _)| client).collect();
+    measure(&clients, conference_id, poll, config).await
+}
+
+/// The Ping phase, then the ballots phase, on `clients`, voting in `poll`.
+async fn measure(
+    clients: &[Client],
+    conference_id: String,
+    poll: pb::Poll,
+    config: &Config,
+) -> anyhow::Result<Report> {
+    let clients = clients.to_vec();
     let ping = phase(&clients, config.duration, |client, i| async move {
         client
             .diagnostics()

@@ -8,8 +8,8 @@
 //!
 //! Each drop runs on a log of its own (a new `--nats-prefix`) with three fresh nodes: node 1
 //! starts alone and takes the lease; nodes 2 and 3 start after it. The set-up and the speaker's
-//! agent go through node 2 (which issues the agent's token: token keys are each node's own),
-//! the watcher through node 3; node 1, holding the engine, is the one killed.
+//! agent go through node 2, the watcher through node 3; node 1, holding the engine, is the one
+//! killed.
 
 use std::{fmt, path::Path, time::Duration};
 

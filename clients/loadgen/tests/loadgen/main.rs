@@ -5,6 +5,7 @@ mod backup;
 mod failover;
 mod fanout;
 mod soak;
+mod votes;
 
 use std::{
     path::{Path, PathBuf},
