@@ -79,6 +79,27 @@ impl VoterKeys {
         }
     }
 
+    /// The keys of a cluster, given first the poll keys of `dir`, this node's directory from
+    /// when it ran alone, so that its open anonymous polls keep their voters. A key the cluster
+    /// has already is left as it is.
+    pub async fn shared_with_files(
+        secrets: Arc<SharedSecrets>,
+        dir: &std::path::Path,
+    ) -> std::io::Result<Self> {
+        let dir = dir.to_owned();
+        let files = tokio::task::spawn_blocking(move || Self::read_dir(&dir))
+            .await
+            .map_err(std::io::Error::other)??;
+        for (file, key) in files {
+            let name = format!("{SHARED_PREFIX}{file}");
+            secrets
+                .get_or_create(&name, || key)
+                .await
+                .map_err(std::io::Error::other)?;
+        }
+        Ok(Self::shared(secrets))
+    }
+
     /// The voter id of `attendee` in an anonymous poll, wherever the keys live; creates the key
     /// on first use (durably, before any ballot uses it). `None` once the poll's key was
     /// destroyed: the poll is closed.

@@ -115,6 +115,14 @@ impl Podium {
         })?;
         if let Some(shared) = &secrets {
             personal = personal.with_shared(shared.clone());
+            // What this node sealed while it ran alone opens on every node.
+            let shared_now = personal.share_file_keys().await?;
+            if shared_now > 0 {
+                tracing::info!(
+                    keys = shared_now,
+                    "gave the cluster this node's personal keys"
+                );
+            }
         }
         let personal = Arc::new(personal);
         // Every service writes through it: personal fields are sealed before they are stored.
@@ -169,7 +177,14 @@ impl Podium {
             Some(model) => {
                 let dir = config.data_dir.join(backup::POLL_KEYS);
                 let keys = match &secrets {
-                    Some(shared) => VoterKeys::shared(shared.clone()),
+                    Some(shared) => VoterKeys::shared_with_files(shared.clone(), &dir)
+                        .await
+                        .map_err(|e| {
+                            ServerError::Feedback(format!(
+                                "cannot give the cluster the poll keys of {}: {e}",
+                                dir.display()
+                            ))
+                        })?,
                     None => VoterKeys::open(dir.clone()).map_err(|e| {
                         ServerError::Feedback(format!("cannot open {}: {e}", dir.display()))
                     })?,

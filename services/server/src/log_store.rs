@@ -115,7 +115,7 @@ fn read_cluster_key(path: &std::path::Path) -> Result<[u8; CLUSTER_KEY_LEN], Ser
         .then(|| {
             (0..text.len())
                 .step_by(2)
-                .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+                .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
                 .collect::<Option<Vec<u8>>>()
         })
         .flatten();

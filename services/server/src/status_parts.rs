@@ -43,6 +43,16 @@ impl StatusParts {
             })?;
         if let Some(blobs) = store.blobs(config).await? {
             recordings = recordings.with_shared(blobs);
+            // Recordings uploaded while this node ran alone, for every node.
+            match recordings.share_local().await {
+                Ok(0) => {}
+                Ok(put) => {
+                    tracing::info!(recordings = put, "gave the cluster this node's recordings")
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot give the cluster this node's recordings")
+                }
+            }
         }
         // Files of recordings deleted while the last collection could not run (a crash, an I/O
         // error) go now; the model has replayed the whole log.

@@ -12,7 +12,7 @@ use std::{
 use podium_eventlog::{Secret, SharedSecrets, durable};
 
 use super::{Bootstrap, Rotation, TokenKeys};
-use crate::keyring::{Keyring, SHARED_NAME};
+use crate::keyring::{KEY_FILE, Keyring, SHARED_NAME};
 
 fn invalid(reason: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, reason)
@@ -43,11 +43,20 @@ impl TokenKeys {
         shared: Arc<SharedSecrets>,
     ) -> std::io::Result<Bootstrap> {
         durable::create_dir_all(data_dir)?;
+        // A node that ran alone before brings its keys, so the tokens it issued keep working:
+        // the first such node to start gives the cluster its ring.
+        let own = match data_dir.join(KEY_FILE).exists() {
+            true => Some(Keyring::load(data_dir, SystemTime::now())?.0),
+            false => None,
+        };
+        let own_shared = own.as_ref().map(Keyring::to_shared);
         let mut new_key = false;
         let stored = shared
             .get_or_create(SHARED_NAME, || {
-                new_key = true;
-                Keyring::generated().to_shared()
+                own_shared.clone().unwrap_or_else(|| {
+                    new_key = true;
+                    Keyring::generated().to_shared()
+                })
             })
             .await
             .map_err(std::io::Error::other)?;
@@ -55,6 +64,15 @@ impl TokenKeys {
             return Err(invalid("the shared key ring was erased".into()));
         };
         let ring = Keyring::from_shared(&bytes).map_err(invalid)?;
+        if let Some(own) = &own
+            && own.current.id != ring.current.id
+        {
+            tracing::warn!(
+                own = %own.current.id,
+                cluster = %ring.current.id,
+                "this node's token keys in its data directory are not the cluster's: tokens it issued alone are refused"
+            );
+        }
         let mut keys = TokenKeys::with_ring(ring, Some(data_dir.to_owned()), configured_admin);
         keys.shared = Some(shared);
         // The admin token file of a node that joins is signed again if another node's key
@@ -78,23 +96,35 @@ impl TokenKeys {
                     continue;
                 };
                 match Keyring::from_shared(&bytes) {
-                    Ok(ring) => keys.take_up(ring),
+                    Ok(ring) => keys.take_up(ring).await,
                     Err(error) => tracing::error!(%error, "cannot read the cluster's key ring"),
                 }
             }
         });
     }
 
-    /// Uses `ring` from now on, if it is not the ring in use already.
-    fn take_up(&self, ring: Keyring) {
-        let mut current = self.ring.write().unwrap_or_else(|p| p.into_inner());
-        // Compared as stored: whole seconds.
-        if current.to_shared() != ring.to_shared() {
-            tracing::info!(key = %ring.current.id, "signing keys changed on another node");
-            *current = ring;
-            drop(current);
-            self.rotations.send_modify(|n| *n += 1);
-            self.sign_admin_token_again();
+    /// Uses `ring` from now on, if it is not the ring in use already, and signs the admin token
+    /// file again with its key.
+    async fn take_up(self: &Arc<Self>, ring: Keyring) {
+        // Compared as stored (whole seconds), under the lock every request reads only.
+        let stored = ring.to_shared();
+        if self
+            .ring
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .to_shared()
+            == stored
+        {
+            return;
+        }
+        tracing::info!(key = %ring.current.id, "signing keys changed");
+        *self.ring.write().unwrap_or_else(|p| p.into_inner()) = ring;
+        self.rotations.send_modify(|n| *n += 1);
+        // A file written and fsynced: on the blocking pool.
+        let keys = self.clone();
+        if let Err(error) = tokio::task::spawn_blocking(move || keys.sign_admin_token_again()).await
+        {
+            tracing::error!(%error, "could not sign the admin token file again");
         }
     }
 
@@ -127,7 +157,12 @@ impl TokenKeys {
             ));
         }
         let rotation = Rotation::of(&next);
-        self.take_up(next);
+        // The ring the cluster holds now: this one, or a later one another node wrote since.
+        let latest = match shared.cached(SHARED_NAME) {
+            Some(Secret::Value(bytes)) => Keyring::from_shared(&bytes).unwrap_or(next),
+            _ => next,
+        };
+        self.take_up(latest).await;
         Ok(rotation)
     }
 }

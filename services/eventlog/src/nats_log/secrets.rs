@@ -13,8 +13,13 @@
 //! **Erasure.** An erased secret is not deleted but overwritten by an "erased" value, so that no
 //! node can create it again. The bucket keeps two revisions of each key so that the secret is
 //! still there to be erased for good: JetStream's message delete, which overwrites the message
-//! on each server's disk. The bucket's stream allows deletes for that (the log's stream does
-//! not). A crash between the two steps leaves the old revision; erasing again finishes it.
+//! in each server's message store. The bucket's stream allows deletes for that (the log's
+//! stream does not). A crash between the two steps leaves the old revision; erasing again
+//! finishes it. JetStream's replication log may hold the old value, sealed, until JetStream
+//! compacts it.
+//!
+//! Reads go to the stream's leader (the stream allows no direct gets), so a compare-and-set
+//! never starts from a replica's stale value.
 //!
 //! Every node keeps the latest value of each entry in memory, fed by a watch of the bucket and
 //! by its own reads and writes, so that hot paths (verifying a token) read no network.
@@ -42,6 +47,8 @@ use tokio::{sync::watch, task::JoinHandle};
 use super::{read::nats, while_cluster_settles};
 use crate::{EventLogError, Result};
 
+/// How long opening waits for every secret to be in memory.
+const LOAD: Duration = Duration::from_secs(30);
 /// Length of the cluster key.
 pub const CLUSTER_KEY_LEN: usize = 32;
 /// The entry that proves, at start-up, that this node was given the same cluster key as the
@@ -68,7 +75,7 @@ pub struct SharedSecrets {
     stream: stream::Stream,
     cipher: Arc<XChaCha20Poly1305>,
     seen: Arc<Mutex<HashMap<String, Seen>>>,
-    changes: watch::Receiver<u64>,
+    changed: watch::Sender<u64>,
     watcher: JoinHandle<()>,
 }
 
@@ -162,7 +169,8 @@ fn remember(seen: &Mutex<HashMap<String, Seen>>, name: &str, entry: Option<Seen>
             seen.insert(name.to_owned(), entry);
             true
         }
-        (_, None) => seen.remove(name).is_some(),
+        // A delete is never written: a key that reads as absent was read from behind.
+        (_, None) => false,
     }
 }
 
@@ -194,7 +202,7 @@ impl SharedSecrets {
                         allow_rollup: true,
                         deny_delete: false,
                         deny_purge: false,
-                        allow_direct: true,
+                        allow_direct: false,
                         discard: DiscardPolicy::New,
                         ..Default::default()
                     })
@@ -202,25 +210,47 @@ impl SharedSecrets {
                 .await?
             }
         };
+        let config = &stream.cached_info().config;
+        if config.deny_delete || config.max_messages_per_subject < 2 || config.allow_direct {
+            return Err(EventLogError::Storage(format!(
+                "the stream {stream_name} must allow deletes, keep two revisions per key and \
+                 serve reads from its leader only: erasure and compare-and-set rely on it"
+            )));
+        }
         let store = while_cluster_settles(|| js.get_key_value(&bucket)).await?;
         let cipher = Arc::new(XChaCha20Poly1305::new(&(*cluster_key).into()));
         let seen = Arc::default();
-        let (changed, changes) = watch::channel(0);
+        let changed = watch::Sender::new(0);
+        let (loaded, mut ready) = watch::channel(false);
         let watcher = tokio::spawn(watch_bucket(
             store.clone(),
             cipher.clone(),
             Arc::clone(&seen),
-            changed,
+            changed.clone(),
+            loaded,
         ));
         let secrets = Self {
             store,
             stream,
             cipher,
             seen,
-            changes,
+            changed,
             watcher,
         };
-        match secrets.get_or_create(CHECK, || CHECK_VALUE.to_vec()).await {
+        let checked = secrets.get_or_create(CHECK, || CHECK_VALUE.to_vec()).await;
+        if matches!(&checked, Ok(Secret::Value(value)) if value == CHECK_VALUE) {
+            // Every secret in memory before anything reads them: the bucket holds one at least
+            // (the check), so the watch comes to its last one.
+            if tokio::time::timeout(LOAD, ready.wait_for(|loaded| *loaded))
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "the shared secrets are not all loaded yet; reading the rest as needed"
+                );
+            }
+        }
+        match checked {
             Ok(Secret::Value(value)) if value == CHECK_VALUE => Ok(secrets),
             Ok(_) | Err(EventLogError::Corrupt { .. }) => Err(EventLogError::Storage(format!(
                 "the cluster key does not open the secrets the other podiumd nodes keep in the \
@@ -254,7 +284,14 @@ impl SharedSecrets {
 
     /// Counts the changes this node has seen, its own and other nodes'.
     pub fn changes(&self) -> watch::Receiver<u64> {
-        self.changes.clone()
+        self.changed.subscribe()
+    }
+
+    /// Keeps what this node read or wrote, and tells [`changes`](Self::changes) when it is new.
+    fn learn(&self, name: &str, entry: Seen) {
+        if remember(&self.seen, name, Some(entry)) {
+            self.changed.send_modify(|n| *n += 1);
+        }
     }
 
     /// The secret `name` and its revision, as the cluster has it now.
@@ -275,7 +312,9 @@ impl SharedSecrets {
             }
             _ => None,
         };
-        remember(&self.seen, name, seen.clone());
+        if let Some(entry) = &seen {
+            self.learn(name, entry.clone());
+        }
         Ok(seen)
     }
 
@@ -299,7 +338,7 @@ impl SharedSecrets {
             None => match self.get(name).await? {
                 Some((secret, _)) => Ok(secret),
                 None => Err(EventLogError::Storage(format!(
-                    "the shared secret {name} was neither created nor found"
+                    "the shared secret {name} was neither created nor found; try again"
                 ))),
             },
         }
@@ -335,7 +374,7 @@ impl SharedSecrets {
         };
         match written {
             Ok(revision) => {
-                remember(&self.seen, name, Some((secret.clone(), revision)));
+                self.learn(name, (secret.clone(), revision));
                 Ok(Some(revision))
             }
             Err((true, _)) => Ok(None),
@@ -373,7 +412,12 @@ impl SharedSecrets {
             }
         }
         for revision in earlier {
-            self.stream.delete_message(revision).await.map_err(nats)?;
+            if let Err(error) = self.stream.delete_message(revision).await {
+                // Another node erasing at the same time may have deleted it first.
+                if self.stream.get_raw_message(revision).await.is_ok() {
+                    return Err(nats(error));
+                }
+            }
         }
         Ok(destroyed)
     }
@@ -405,12 +449,16 @@ async fn watch_bucket(
     cipher: Arc<XChaCha20Poly1305>,
     seen: Arc<Mutex<HashMap<String, Seen>>>,
     changed: watch::Sender<u64>,
+    loaded: watch::Sender<bool>,
 ) {
     loop {
         match store.watch_with_history(">").await {
             Ok(mut entries) => {
                 while let Some(entry) = entries.next().await {
                     let Ok(entry) = entry else { break };
+                    if entry.delta == 0 {
+                        loaded.send_replace(true);
+                    }
                     let Some(name) = name_of(&entry.key) else {
                         continue;
                     };
@@ -474,7 +522,10 @@ mod tests {
         assert!(!remember(&seen, "k", Some((value(b"0"), 4))));
         assert!(remember(&seen, "k", Some((Secret::Erased, 6))));
         assert_eq!(seen.lock().unwrap()["k"], (Secret::Erased, 6));
-        assert!(remember(&seen, "k", None));
-        assert!(!remember(&seen, "k", None));
+        assert!(
+            !remember(&seen, "k", None),
+            "an absent read removes nothing"
+        );
+        assert_eq!(seen.lock().unwrap()["k"], (Secret::Erased, 6));
     }
 }

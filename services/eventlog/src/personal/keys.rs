@@ -298,6 +298,15 @@ impl KeyStore {
         Ok(bytes)
     }
 
+    /// Every subject's key, or the mark that it was erased.
+    pub fn slots(&self) -> Vec<(SubjectDigest, Slot)> {
+        self.lock()
+            .slots
+            .iter()
+            .map(|(digest, (_, slot))| (*digest, *slot))
+            .collect()
+    }
+
     /// A key store's file holding `slots`, for a backup of keys kept elsewhere (a cluster's).
     pub fn file_of(slots: impl IntoIterator<Item = (SubjectDigest, Slot)>) -> Vec<u8> {
         let mut bytes = MAGIC.to_vec();

@@ -277,6 +277,8 @@ pub struct PersonalKeys {
     /// On a cluster: where the keys live, shared by every node ([`shared`]); the file then
     /// holds nothing new.
     shared: Option<Arc<crate::SharedSecrets>>,
+    /// On a cluster: keys asked of it and not found, not asked again.
+    missed: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 fn associated(subject: &str, event_type: &str) -> Vec<u8> {
@@ -289,6 +291,7 @@ impl PersonalKeys {
         Ok(Self {
             store: KeyStore::open(path)?,
             shared: None,
+            missed: Default::default(),
         })
     }
 

@@ -21,12 +21,14 @@ use podium_proto::v1 as pb;
 const PREFIX: &str = "person/";
 
 fn name_of(subject: &str) -> String {
-    digest(subject)
-        .iter()
-        .fold(String::from(PREFIX), |mut name, b| {
-            name.push_str(&format!("{b:02x}"));
-            name
-        })
+    name_of_digest(&digest(subject))
+}
+
+fn name_of_digest(digest: &SubjectDigest) -> String {
+    digest.iter().fold(String::from(PREFIX), |mut name, b| {
+        name.push_str(&format!("{b:02x}"));
+        name
+    })
 }
 
 /// The digest a shared name holds.
@@ -50,6 +52,14 @@ fn slot_of(secret: Secret) -> Option<Slot> {
 fn subject_of(event_type: &str, payload: &[u8]) -> Option<String> {
     for_personal_type!(event_type, T => {
         T::decode(payload).ok().and_then(|message| message.subject())
+    }, None)
+}
+
+/// The person whose key a sealed event needs, if it is sealed (and not erased).
+fn sealed_subject_of(event_type: &str, payload: &[u8]) -> Option<String> {
+    for_personal_type!(event_type, T => {
+        let mut message = T::decode(payload).ok()?;
+        message.sealed().take().filter(|sealed| !sealed.erased).map(|sealed| sealed.subject)
     }, None)
 }
 
@@ -105,19 +115,36 @@ impl PersonalKeys {
         Ok(())
     }
 
-    /// On a cluster: fetches the key of the person `event` is about when this node does not
-    /// hold it yet (another node made it a moment ago), so that it opens. A failure leaves the
-    /// event to open as it can (its fields read erased) and is logged.
+    /// On a cluster: fetches the key a sealed `event` needs when this node does not hold it
+    /// (another node made it a moment ago and the watch has not brought it yet), so that it
+    /// opens. A key the cluster does not have either is not asked for again. A failure leaves
+    /// the event to open as it can (its fields read erased) and is logged.
     pub async fn fetch_missing(&self, event: &RecordedEvent) {
         let Some(shared) = &self.shared else { return };
-        let Some(subject) = subject_of(&event.event_type, &event.payload) else {
+        let Some(subject) = sealed_subject_of(&event.event_type, &event.payload) else {
             return;
         };
         let name = name_of(&subject);
-        if shared.cached(&name).is_none()
-            && let Err(error) = shared.get(&name).await
-        {
-            tracing::error!(%error, position = event.position, "cannot fetch a personal key from the cluster");
+        let missed = |name: &str| {
+            self.missed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(name)
+        };
+        if shared.cached(&name).is_some() || missed(&name) {
+            return;
+        }
+        match shared.get(&name).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                self.missed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name);
+            }
+            Err(error) => {
+                tracing::error!(%error, position = event.position, "cannot fetch a personal key from the cluster")
+            }
         }
     }
 
@@ -135,6 +162,41 @@ impl PersonalKeys {
                     .map_err(|e| EventLogError::Storage(e.to_string()))
             }
         }
+    }
+
+    /// On a cluster: gives it the keys of this node's file, which hold what was sealed while
+    /// the node ran alone: a key the cluster lacks is added, and a person erased here is erased
+    /// there. The number of keys added or erased.
+    pub async fn share_file_keys(&self) -> Result<usize> {
+        let Some(shared) = &self.shared else {
+            return Ok(0);
+        };
+        let mut shared_now = 0;
+        for (digest, slot) in self.store.slots() {
+            let name = name_of_digest(&digest);
+            let held = match shared.cached(&name) {
+                Some(secret) => Some(secret),
+                None => shared.get(&name).await?.map(|(secret, _)| secret),
+            };
+            match (slot, held) {
+                (Slot::Erased, Some(Secret::Value(_))) => {
+                    shared.erase(&name).await?;
+                    shared_now += 1;
+                }
+                (Slot::Erased, None) => {
+                    shared.write(&name, &Secret::Erased, None).await?;
+                    shared_now += 1;
+                }
+                (Slot::Key(key), None) => {
+                    shared
+                        .write(&name, &Secret::Value(key.to_vec()), None)
+                        .await?;
+                    shared_now += 1;
+                }
+                _ => {}
+            }
+        }
+        Ok(shared_now)
     }
 
     /// The keys as a key store's file, for a backup: the file itself, or on a cluster the keys

@@ -101,6 +101,12 @@ fn nodes_share_secrets_sealed_and_an_erased_one_is_gone_for_good() {
         // value is overwritten on every server's disk.
         assert!(b.erase(name).await.unwrap());
         assert!(!b.erase(name).await.unwrap(), "erased once");
+        // a hears of it without asking.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while a.cached(name) != Some(Secret::Erased) {
+            assert!(Instant::now() < deadline, "a never saw the erasure");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert_eq!(
             a.get(name).await.unwrap().map(|(s, _)| s),
             Some(Secret::Erased)

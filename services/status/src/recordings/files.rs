@@ -169,6 +169,33 @@ impl RecordingStore {
         self
     }
 
+    /// On a cluster: puts every recording this node holds that the cluster lacks (uploaded
+    /// while the node ran alone) into the cluster's store. The number put.
+    pub async fn share_local(&self) -> Result<usize, StatusError> {
+        let Some(shared) = &self.shared else {
+            return Ok(0);
+        };
+        let dir = self.dir.join("sha256");
+        let names = blocking(move || {
+            let mut names = Vec::new();
+            for entry in fs::read_dir(&dir)? {
+                if let Some(name) = entry?.file_name().to_str().filter(|n| is_sha256(n)) {
+                    names.push(name.to_owned());
+                }
+            }
+            Ok(names)
+        })
+        .await?;
+        let mut put = 0;
+        for name in names {
+            if !shared.has(&name).await? {
+                shared.put_file(&name, &self.content_path(&name)).await?;
+                put += 1;
+            }
+        }
+        Ok(put)
+    }
+
     /// Starts receiving `size_bytes` bytes that should hash to `sha256`.
     pub async fn begin(&self, size_bytes: u64, sha256: &str) -> Result<Upload, StatusError> {
         self.check_size(size_bytes)?;

@@ -27,21 +27,27 @@ pub(crate) fn node(cluster: &NatsCluster) -> Podiumd {
 }
 
 pub(crate) fn node_with(cluster: &NatsCluster, args: &[&str]) -> Podiumd {
-    let (log, monitors) = (cluster.urls().join(","), cluster.monitor_urls().join(","));
-    let key = cluster.cluster_key_file().unwrap();
-    let key = key.to_str().unwrap();
-    let mut all = vec![
-        "--log",
-        &log,
-        "--nats-monitor",
-        &monitors,
-        "--cluster-key-file",
-        key,
-        "--admin-token",
-        ADMIN,
-    ];
-    all.extend_from_slice(args);
+    let all = cluster_args(cluster, args);
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
     Podiumd::start_with(&all).unwrap()
+}
+
+/// The arguments of a podiumd node on `cluster`, with the admin token every node is given, and
+/// `args`.
+pub(crate) fn cluster_args(cluster: &NatsCluster, args: &[&str]) -> Vec<String> {
+    let key = cluster.cluster_key_file().unwrap();
+    let mut all = vec![
+        "--log".to_owned(),
+        cluster.urls().join(","),
+        "--nats-monitor".into(),
+        cluster.monitor_urls().join(","),
+        "--cluster-key-file".into(),
+        key.display().to_string(),
+        "--admin-token".into(),
+        ADMIN.into(),
+    ];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    all
 }
 
 /// An attendee who joined through `node`. The join code reaches a node through the log: a node

@@ -5,12 +5,13 @@
 
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use podium_client::{Client, TransferError, pb};
-use podium_e2e::{CONFERENCE, NewPoll, Odc, PATIENCE, ballot, open_poll};
+use podium_e2e::{CONFERENCE, NewPoll, Odc, PATIENCE, Podiumd, ballot, open_poll};
 use podium_natscluster::NatsCluster;
 use tonic::Code;
 
-use crate::nodes::{ADMIN, joined, node};
+use crate::nodes::{ADMIN, cluster_args, joined, node};
 
 /// Sends `request` through `client` until it is taken: the node may not have applied the poll
 /// yet.
@@ -223,4 +224,45 @@ async fn a_recording_uploaded_through_one_node_is_served_by_another() {
     .await
     .expect("the second node serves the recording");
     assert_eq!(std::fs::read(&out).unwrap(), bytes);
+}
+
+/// A node that ran alone (here on sled) joins the cluster with its data directory: its token
+/// keys become the cluster's, so a token it issued alone works on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_ran_alone_gives_the_cluster_its_token_keys() {
+    let mut alone = Podiumd::start_with(&["--admin-token", ADMIN]).unwrap();
+    let admin = Client::connect(&alone.addr, Some(ADMIN.into()))
+        .await
+        .unwrap();
+    Odc::create(&admin, CONFERENCE).await.unwrap();
+    let organiser = admin
+        .access()
+        .issue_token(pb::IssueTokenRequest {
+            role: pb::Role::Organiser as i32,
+            conference_id: CONFERENCE.into(),
+            speaker_id: String::new(),
+            name: "Chenda".into(),
+            ttl_seconds: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    alone.stop(Signal::SIGTERM).await.unwrap();
+
+    let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("no JetStream cluster: {e}"));
+    let args = cluster_args(&cluster, &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _joined = Podiumd::start_in(&alone.data_dir, &args).unwrap();
+    // A node that never ran alone verifies the token the first one issued then.
+    let other = node(&cluster);
+    let client = Client::connect(&other.addr, Some(organiser)).await.unwrap();
+    client
+        .agenda()
+        .list_conferences(pb::ListConferencesRequest::default())
+        .await
+        .expect("the token of the node that ran alone works on another node");
 }
