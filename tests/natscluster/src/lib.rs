@@ -133,6 +133,19 @@ impl NatsCluster {
         Ok(path)
     }
 
+    /// The arguments that put a podiumd node on this cluster: its servers as the log, their
+    /// monitoring endpoints and the cluster key every node is given.
+    pub fn podiumd_args(&self) -> io::Result<Vec<String>> {
+        Ok(vec![
+            "--log".to_owned(),
+            self.urls().join(","),
+            "--nats-monitor".into(),
+            self.monitor_urls().join(","),
+            "--cluster-key-file".into(),
+            self.cluster_key_file()?.display().to_string(),
+        ])
+    }
+
     /// How many servers the cluster has.
     pub fn len(&self) -> usize {
         self.nodes.len()

@@ -125,22 +125,15 @@ async fn once(
         .tempdir()
         .context("cannot create a temporary directory")?;
     let prefix = format!("takeover-{}", &Client::request_id()[..8]);
-    let args = vec![
-        "--log".to_owned(),
-        cluster.urls().join(","),
-        "--nats-monitor".into(),
-        cluster.monitor_urls().join(","),
+    let mut args = cluster
+        .podiumd_args()
+        .context("cannot write the cluster key")?;
+    args.extend([
         "--nats-prefix".into(),
         prefix,
         "--engine-lease".into(),
         format!("{}", config.lease.as_secs_f64()),
-        "--cluster-key-file".into(),
-        cluster
-            .cluster_key_file()
-            .context("cannot write the cluster key")?
-            .display()
-            .to_string(),
-    ];
+    ]);
     let start = |n: usize| {
         let dir = data.path().join(format!("node-{n}"));
         let args = args.clone();

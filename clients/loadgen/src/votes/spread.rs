@@ -26,17 +26,9 @@ pub async fn run(binary: &Path, nodes: usize, config: &Config) -> anyhow::Result
         .prefix("podium-loadgen-votes-")
         .tempdir()
         .context("cannot create a temporary directory")?;
-    let key = cluster
-        .cluster_key_file()
+    let args = cluster
+        .podiumd_args()
         .context("cannot write the cluster key")?;
-    let args = vec![
-        "--log".to_owned(),
-        cluster.urls().join(","),
-        "--nats-monitor".into(),
-        cluster.monitor_urls().join(","),
-        "--cluster-key-file".into(),
-        key.display().to_string(),
-    ];
     let mut started = Vec::with_capacity(nodes);
     for n in 1..=nodes {
         let dir = data.path().join(format!("node-{n}"));

@@ -15,7 +15,6 @@ use std::{
 use futures::StreamExt;
 use podium_client::{Client, pb};
 use podium_e2e::{CONFERENCE, NewPoll, PATIENCE, Show, ballot};
-use podium_natscluster::NatsCluster;
 
 /// The tally the attendees' last acknowledged ballots make.
 pub(crate) fn tally(last: &[Option<String>]) -> BTreeMap<String, u64> {
@@ -90,15 +89,11 @@ async fn storm_until(cast: &AtomicU64, from: u64, n: u64, phase: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ballot_storm_outlives_a_killed_and_a_frozen_nats_server() {
-    let mut cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("no JetStream cluster: {e}"));
-    let (log, monitors) = (cluster.urls().join(","), cluster.monitor_urls().join(","));
-    let key = cluster.cluster_key_file().unwrap();
+    let mut cluster = crate::nodes::cluster().await;
+    let on_cluster = cluster.podiumd_args().unwrap();
+    let on_cluster: Vec<&str> = on_cluster.iter().map(String::as_str).collect();
     let mut show = Show::start()
-        .args(&["--log", &log, "--nats-monitor", &monitors])
-        .args(&["--cluster-key-file", key.to_str().unwrap()])
+        .args(&on_cluster)
         // A storm, not an attack: no attendee is slowed down.
         .args(&["--rate-ballots", "1000000"])
         .poll(NewPoll::single_choice(&["Budgets", "Health", "Schools"]))

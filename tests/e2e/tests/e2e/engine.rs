@@ -17,7 +17,6 @@ use podium_e2e::{
     board::{millis, watch_session},
     cli, cli_process, metrics, signal,
 };
-use podium_natscluster::NatsCluster;
 
 use crate::{
     nodes::{ADMIN, node_with},
@@ -86,10 +85,7 @@ async fn until_holds(node: &Podiumd, held: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_engine_runs_on_one_node_and_moves_when_that_node_is_frozen_or_killed() {
-    let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("no JetStream cluster: {e}"));
+    let cluster = crate::nodes::cluster().await;
     let began = std::time::Instant::now();
     let phase = |what: &str| println!("{:>6} ms  {what}", began.elapsed().as_millis());
     let lease = ["--engine-lease", LEASE];
@@ -104,19 +100,7 @@ async fn the_status_engine_runs_on_one_node_and_moves_when_that_node_is_frozen_o
         .await
         .unwrap();
     let odc = Odc::create(&admin1, CONFERENCE).await.unwrap();
-    let session = admin1
-        .agenda()
-        .add_session(odc.session(
-            "Open data in Cambodia",
-            "2030-11-14T02:00:00Z",
-            "2030-11-14T02:45:00Z",
-            vec![odc.sokha.id.clone()],
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let session = crate::nodes::talk(&admin1, &odc).await;
     let sid = session.id.as_str();
 
     // The agent on node 2, with a token node 2 issued; a board on node 3.

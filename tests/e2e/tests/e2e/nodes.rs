@@ -35,19 +35,35 @@ pub(crate) fn node_with(cluster: &NatsCluster, args: &[&str]) -> Podiumd {
 /// The arguments of a podiumd node on `cluster`, with the admin token every node is given, and
 /// `args`.
 pub(crate) fn cluster_args(cluster: &NatsCluster, args: &[&str]) -> Vec<String> {
-    let key = cluster.cluster_key_file().unwrap();
-    let mut all = vec![
-        "--log".to_owned(),
-        cluster.urls().join(","),
-        "--nats-monitor".into(),
-        cluster.monitor_urls().join(","),
-        "--cluster-key-file".into(),
-        key.display().to_string(),
-        "--admin-token".into(),
-        ADMIN.into(),
-    ];
+    let mut all = cluster.podiumd_args().unwrap();
+    all.extend(["--admin-token".to_owned(), ADMIN.into()]);
     all.extend(args.iter().map(|a| (*a).to_owned()));
     all
+}
+
+/// A three-server JetStream cluster on loopback.
+pub(crate) async fn cluster() -> NatsCluster {
+    tokio::task::spawn_blocking(|| NatsCluster::start(3))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("no JetStream cluster: {e}"))
+}
+
+/// A talk by Sokha added through `admin` to the conference `odc`.
+pub(crate) async fn talk(admin: &Client, odc: &Odc) -> pb::Session {
+    admin
+        .agenda()
+        .add_session(odc.session(
+            "Open data in Cambodia",
+            "2030-11-14T02:00:00Z",
+            "2030-11-14T02:45:00Z",
+            vec![odc.sokha.id.clone()],
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap()
 }
 
 /// An attendee who joined through `node`. The join code reaches a node through the log: a node
@@ -102,10 +118,7 @@ async fn create_until_taken(client: &Client, request: pb::CreateConferenceReques
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_given_two_nodes_reads_its_writes_on_either_and_moves_when_one_dies() {
-    let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("no JetStream cluster: {e}"));
+    let cluster = cluster().await;
     let mut first = node(&cluster);
     let mut second = node(&cluster);
 
@@ -212,10 +225,7 @@ async fn a_client_given_two_nodes_reads_its_writes_on_either_and_moves_when_one_
 /// ballots.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ballot_storm_spread_over_three_nodes_tallies_exactly_on_every_node() {
-    let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("no JetStream cluster: {e}"));
+    let cluster = cluster().await;
     let storm = ["--rate-ballots", "1000000"];
     let nodes = [
         node_with(&cluster, &storm),

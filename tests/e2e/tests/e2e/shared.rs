@@ -8,7 +8,6 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use podium_client::{Client, TransferError, pb};
 use podium_e2e::{CONFERENCE, NewPoll, Odc, PATIENCE, Podiumd, ballot, open_poll};
-use podium_natscluster::NatsCluster;
 use tonic::Code;
 
 use crate::nodes::{ADMIN, cluster_args, joined, node};
@@ -28,10 +27,7 @@ async fn vote(client: &Client, request: pb::CastBallotRequest) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_rotations_and_anonymous_voters_are_the_same_on_every_node() {
-    let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("no JetStream cluster: {e}"));
+    let cluster = crate::nodes::cluster().await;
     let nodes = [node(&cluster), node(&cluster)];
     let admins = [
         Client::connect(&nodes[0].addr, Some(ADMIN.into()))
@@ -163,10 +159,7 @@ async fn tokens_rotations_and_anonymous_voters_are_the_same_on_every_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recording_uploaded_through_one_node_is_served_by_another() {
-    let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("no JetStream cluster: {e}"));
+    let cluster = crate::nodes::cluster().await;
     let nodes = [node(&cluster), node(&cluster)];
     let first = Client::connect(&nodes[0].addr, Some(ADMIN.into()))
         .await
@@ -175,19 +168,7 @@ async fn a_recording_uploaded_through_one_node_is_served_by_another() {
         .await
         .unwrap();
     let odc = Odc::create(&first, CONFERENCE).await.unwrap();
-    let session = first
-        .agenda()
-        .add_session(odc.session(
-            "Open data in Cambodia",
-            "2030-11-14T02:00:00Z",
-            "2030-11-14T02:45:00Z",
-            vec![odc.sokha.id.clone()],
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let session = crate::nodes::talk(&first, &odc).await;
     let dir = tempfile::tempdir().unwrap();
     let talk = dir.path().join("talk.mp4");
     let bytes = podium_client::placeholder_mp4(20 * 60 * 1000);
@@ -250,10 +231,7 @@ async fn a_node_that_ran_alone_gives_the_cluster_its_token_keys() {
         .token;
     alone.stop(Signal::SIGTERM).await.unwrap();
 
-    let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("no JetStream cluster: {e}"));
+    let cluster = crate::nodes::cluster().await;
     let args = cluster_args(&cluster, &[]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let _joined = Podiumd::start_in(&alone.data_dir, &args).unwrap();
