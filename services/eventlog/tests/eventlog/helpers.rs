@@ -239,10 +239,14 @@ pub fn streams_of(events: &[RecordedEvent]) -> HashMap<String, Vec<RecordedEvent
 /// agree with the log.
 pub async fn checked_log(log: &dyn EventLog) -> Vec<RecordedEvent> {
     let all = read_everything(log).await;
+    let end = all.len() as u64;
     for (name, stream) in streams_of(&all) {
-        let read = podium_eventlog::read_whole_stream(log, &name)
+        let mut read = podium_eventlog::read_whole_stream(log, &name)
             .await
             .expect("read stream");
+        // Compared up to where the whole log was read: on JetStream, a publish a killed process
+        // sent just before it died can still be committed after that read (CI run 50).
+        read.retain(|event| event.position < end);
         assert_eq!(
             read, stream,
             "read_stream disagrees with read_all for {name}"
