@@ -1,25 +1,32 @@
 //! The status engine on three podiumd nodes over one JetStream cluster: it runs on the node
 //! that holds its lease; the agent's heartbeats reach it from another node; when its node is
 //! frozen (SIGSTOP) another takes over and the frozen one, woken, writes nothing; when its node
-//! is killed (SIGKILL) mid-talk another takes over and a silent speaker still falls back.
+//! is killed (SIGKILL) mid-talk, during a ballot storm through all three nodes, another takes
+//! over, a silent speaker still falls back, the attendees' clients move to live nodes and no
+//! acknowledged ballot is lost.
 //!
-//! Set-up goes through node 1, the agent is connected to node 2 (with a token node 2 issued:
-//! attendees' and speakers' token keys are still each node's own), a board watches through
-//! node 3.
+//! Set-up goes through node 1, the agent is connected to node 2 (with a token node 2 issued),
+//! a board watches through node 3.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use futures::StreamExt;
 use nix::sys::signal::Signal;
 use podium_client::{Client, StatusUpdate, pb};
 use podium_e2e::{
-    CONFERENCE, Odc, PATIENCE, Podiumd,
+    CONFERENCE, NewPoll, Odc, PATIENCE, Podiumd, ballot,
     board::{millis, watch_session},
-    cli, cli_process, metrics, signal,
+    cli, cli_process, metrics, open_poll, signal,
 };
 
 use crate::{
-    nodes::{ADMIN, node_with},
+    nodes::{ADMIN, joined, node_with},
     status::{on_air, speaker_link, until},
 };
 
@@ -217,6 +224,11 @@ async fn the_status_engine_runs_on_one_node_and_moves_when_that_node_is_frozen_o
     assert!(ok, "{err}");
     assert!(out.contains("status engine"), "{out}");
 
+    // A ballot storm through all three nodes, which goes on across the kill below.
+    let addresses = [one.addr.clone(), two.addr.clone(), three.addr.clone()];
+    let storm = Storm::start(&admin1, &one, &odc, &addresses).await;
+    phase("a ballot storm through the three nodes");
+
     // Mid-talk, the node running the engine is killed and the agent goes silent at the same
     // instant (the venue's uplink and a server gone together). Another node takes over and
     // falls back a whole failover_after after taking over.
@@ -255,4 +267,84 @@ async fn the_status_engine_runs_on_one_node_and_moves_when_that_node_is_frozen_o
     }
     signal(&agent, Signal::SIGKILL).unwrap();
     agent.wait().unwrap();
+
+    // The storm ends: every surviving node counts each attendee's last acknowledged ballot.
+    let (poll, last) = storm.finish().await;
+    let expected = crate::cluster::tally(&last);
+    for node in &survivors {
+        let client = Client::connect(&node.addr, Some(ADMIN.into()))
+            .await
+            .unwrap();
+        let counted = crate::cluster::results_when(&client, &poll, |ballots, tally| {
+            ballots == last.len() as u64 && *tally == expected
+        })
+        .await;
+        assert_eq!(counted, expected, "on {}", node.addr);
+    }
+    phase("no acknowledged ballot lost");
+}
+
+/// Attendees voting again and again, each through a client that knows every node (its own
+/// first) and moves on when its node dies; a ballot is sent again with its id until
+/// acknowledged.
+struct Storm {
+    poll: pb::Poll,
+    stop: Arc<AtomicBool>,
+    voters: Vec<tokio::task::JoinHandle<Option<String>>>,
+}
+
+impl Storm {
+    async fn start(admin: &Client, node: &Podiumd, odc: &Odc, addresses: &[String]) -> Self {
+        let poll = open_poll(
+            admin,
+            NewPoll::single_choice(&["Budgets", "Health", "Schools"]),
+            "",
+        )
+        .await
+        .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut voters = Vec::new();
+        for i in 0..6 {
+            let attendee = joined(node, odc.join_code(), &format!("Voter {i}")).await;
+            let order: Vec<&str> = (0..addresses.len())
+                .map(|k| addresses[(i + k) % addresses.len()].as_str())
+                .collect();
+            let client = Client::connect(&order.join(","), Some(attendee.token))
+                .await
+                .unwrap();
+            let (poll, stop) = (poll.clone(), stop.clone());
+            voters.push(tokio::spawn(async move {
+                let mut last = None;
+                let mut n = i;
+                while !stop.load(Ordering::Relaxed) {
+                    let option = poll.options[n % poll.options.len()].id.clone();
+                    let request = ballot(&poll, vec![option.clone()]);
+                    tokio::time::timeout(PATIENCE, async {
+                        while client.polls().cast_ballot(request.clone()).await.is_err() {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    })
+                    .await
+                    .expect("a ballot was acknowledged in time");
+                    last = Some(option);
+                    n += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                last
+            }));
+        }
+        // Under way before anything is killed.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Self { poll, stop, voters }
+    }
+
+    /// Stops the storm; the poll and each attendee's last acknowledged ballot.
+    async fn finish(self) -> (pb::Poll, Vec<Option<String>>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut last = Vec::new();
+        for voter in self.voters {
+            last.push(voter.await.unwrap());
+        }
+        (self.poll, last)
+    }
 }
