@@ -51,6 +51,8 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct Report {
     pub watchers: usize,
+    /// The podiumd nodes the watchers were spread over (the ballots go through the first).
+    pub nodes: usize,
     pub latency: Distribution,
     /// The encoded size of one results update, as a watcher receives it.
     pub message_bytes: usize,
@@ -77,7 +79,15 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "watchers        {} on one poll", self.watchers)?;
+        match self.nodes {
+            1 => writeln!(f, "watchers        {} on one poll", self.watchers)?,
+            n => writeln!(
+                f,
+                "watchers        {} on one poll, spread over {n} podiumd nodes on one NATS log \
+                 (ballots through the first)",
+                self.watchers
+            )?,
+        }
         writeln!(f, "ballots         {} at ten a second", self.latency.len())?;
         writeln!(
             f,
@@ -266,18 +276,40 @@ pub async fn run(
     podium: &Podium,
     config: &Config,
     pid: Option<u32>,
+    progress: impl FnMut(&str),
+) -> anyhow::Result<Report> {
+    let pids: Vec<u32> = pid.into_iter().collect();
+    run_on(std::slice::from_ref(podium), config, &pids, progress).await
+}
+
+/// The resident memory of every process in `pids`, summed; `None` unless every one is read.
+fn total_rss(pids: &[u32]) -> Option<u64> {
+    (!pids.is_empty())
+        .then(|| pids.iter().map(|pid| rss_bytes(*pid)).sum::<Option<u64>>())
+        .flatten()
+}
+
+/// The fan-out with the watchers' connections spread over `podiums` (nodes on one log) in
+/// turn, the ballots cast through the first; memory is the sum over `pids`.
+pub async fn run_on(
+    podiums: &[Podium],
+    config: &Config,
+    pids: &[u32],
     mut progress: impl FnMut(&str),
 ) -> anyhow::Result<Report> {
-    let (conference_id, poll, mut attendees) = poll_and_attendees(podium, 2, "fanout").await?;
+    let first = podiums.first().context("no podiumd")?;
+    let (conference_id, poll, mut attendees) = poll_and_attendees(first, 2, "fanout").await?;
     let (voter, _) = attendees.pop().context("no voter")?;
     let (_, watcher_token) = attendees.pop().context("no watcher")?;
-    let rss_before = pid.and_then(rss_bytes);
+    let rss_before = total_rss(pids);
+    crate::votes::spread::every_node_has(podiums, &watcher_token, &conference_id, &poll.id).await?;
 
     let connections = config.watchers.div_ceil(config.per_connection.max(1));
     let mut channels = Vec::with_capacity(connections);
-    for _ in 0..connections {
+    for c in 0..connections {
         // Same attendee token, separate connections: HTTP/2 caps streams per connection.
-        channels.push(Client::connect(&podium.addr, Some(watcher_token.clone())).await?);
+        let node = &podiums[c % podiums.len()];
+        channels.push(Client::connect(&node.addr, Some(watcher_token.clone())).await?);
     }
     let request = pb::WatchResultsRequest {
         conference_id: conference_id.clone(),
@@ -314,7 +346,7 @@ pub async fn run(
     watchers.ready().await?;
     progress("all watchers have their snapshot; measuring memory while idle");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_idle = pid.and_then(rss_bytes);
+    let rss_idle = total_rss(pids);
 
     let options: Vec<String> = poll.options.iter().map(|o| o.id.clone()).collect();
     let mut acks = Vec::with_capacity(config.votes);
@@ -361,6 +393,7 @@ pub async fn run(
     };
     Ok(Report {
         watchers: config.watchers,
+        nodes: podiums.len(),
         latency,
         message_bytes,
         baseline,

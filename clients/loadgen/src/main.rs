@@ -137,6 +137,11 @@ struct FanoutArgs {
     /// message to the same watchers, and print podium's p99 as a ratio to it.
     #[arg(long)]
     baseline: bool,
+    /// Spread the watchers over this many podiumd nodes that podium-loadgen starts on a
+    /// three-server NATS JetStream cluster (it needs `nats-server` 2.14 or later); the ballots
+    /// go through the first. 1 measures one podiumd on sled (or the one --addr names).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    nodes: u32,
     /// Then the same fan-out over the web transport: --web-watchers browsers' SSE streams
     /// (`GET /live/results`, HTTP/1.1, one TCP connection each), on a fresh podiumd when
     /// podium-loadgen starts its own, printed beside the gRPC figures.
@@ -239,6 +244,45 @@ async fn main() -> anyhow::Result<()> {
         println!("podiumd         {}, three nodes", binary.display());
         println!(
             "machine         {cpus} CPUs, three NATS servers, three podiumd and the load generator on the same machine"
+        );
+        println!("{report}");
+        return Ok(());
+    }
+    if let Scenario::Fanout(args) = &cli.scenario
+        && args.nodes > 1
+    {
+        if cli.addr.is_some() || args.web {
+            bail!(
+                "fanout --nodes measures gRPC watchers on podiumd nodes it starts itself; it takes no --addr or --web"
+            );
+        }
+        let binary: PathBuf = podiumd::beside_current_exe()?;
+        let config = fanout::Config {
+            watchers: args.watchers.max(1),
+            votes: args.votes.max(1),
+            per_connection: args.per_connection.max(1),
+            baseline: args.baseline,
+        };
+        let n = args.nodes as usize;
+        eprintln!(
+            "fanout: {} watchers spread over {n} podiumd nodes on a NATS cluster, {} ballots at ten a second",
+            config.watchers, config.votes
+        );
+        let nodes =
+            podiumd::LocalNodes::start(&binary, n, "podium-loadgen-fanout-admin-token-0123456789")
+                .await?;
+        let report = fanout::run_on(nodes.podiums(), &config, &nodes.pids(), |line| {
+            eprintln!("  {line}")
+        })
+        .await?;
+        let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+        println!("podium-loadgen fanout --nodes {n}");
+        println!(
+            "podiumd         {}, {n} nodes on one NATS log",
+            binary.display()
+        );
+        println!(
+            "machine         {cpus} CPUs, three NATS servers, {n} podiumd and the load generator on the same machine"
         );
         println!("{report}");
         return Ok(());

@@ -203,3 +203,56 @@ impl LocalPodiumd {
         Ok(())
     }
 }
+
+/// Several podiumd nodes this process started on a three-server NATS JetStream cluster on
+/// loopback (it needs `nats-server` 2.14 or later), each with a data directory of its own;
+/// everything stops when dropped.
+pub struct LocalNodes {
+    nodes: Vec<LocalPodiumd>,
+    podiums: Vec<Podium>,
+    _data: tempfile::TempDir,
+    _cluster: podium_natscluster::NatsCluster,
+}
+
+impl LocalNodes {
+    /// Starts the cluster and `n` nodes of `binary` on it, all given `admin` as admin token.
+    pub async fn start(binary: &Path, n: usize, admin: &str) -> anyhow::Result<Self> {
+        let cluster = tokio::task::spawn_blocking(|| podium_natscluster::NatsCluster::start(3))
+            .await
+            .context("the cluster's start panicked")?
+            .context("cannot start a three-server NATS JetStream cluster")?;
+        let data = tempfile::Builder::new()
+            .prefix("podium-loadgen-nodes-")
+            .tempdir()
+            .context("cannot create a temporary directory")?;
+        let args = cluster
+            .podiumd_args()
+            .context("cannot write the cluster key")?;
+        let mut nodes = Vec::with_capacity(n);
+        for i in 1..=n {
+            let dir = data.path().join(format!("node-{i}"));
+            std::fs::create_dir_all(&dir)?;
+            nodes.push(
+                LocalPodiumd::start_with(binary, &dir, "podiumd.log", None, &args, Some(admin))
+                    .await?,
+            );
+        }
+        let podiums = nodes.iter().map(|node| node.podium().clone()).collect();
+        Ok(Self {
+            nodes,
+            podiums,
+            _data: data,
+            _cluster: cluster,
+        })
+    }
+
+    /// The nodes, as scenarios reach them.
+    pub fn podiums(&self) -> &[Podium] {
+        &self.podiums
+    }
+
+    /// The nodes' process ids.
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().filter_map(LocalPodiumd::pid).collect()
+    }
+}

@@ -8,36 +8,17 @@ use std::{path::Path, time::Duration};
 
 use anyhow::Context;
 use podium_client::{Client, pb};
-use podium_natscluster::NatsCluster;
 
 use super::{Config, Report, measure, poll_and_attendees};
-use crate::{Podium, podiumd::LocalPodiumd};
+use crate::{Podium, podiumd::LocalNodes};
 
 /// The admin token every node is given.
 const ADMIN: &str = "podium-loadgen-votes-admin-token-0123456789";
 
 /// Starts a cluster and `nodes` podiumd from `binary` on it, and runs the storm over them.
 pub async fn run(binary: &Path, nodes: usize, config: &Config) -> anyhow::Result<Report> {
-    let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3))
-        .await
-        .context("the cluster's start panicked")?
-        .context("cannot start a three-server NATS JetStream cluster")?;
-    let data = tempfile::Builder::new()
-        .prefix("podium-loadgen-votes-")
-        .tempdir()
-        .context("cannot create a temporary directory")?;
-    let args = cluster
-        .podiumd_args()
-        .context("cannot write the cluster key")?;
-    let mut started = Vec::with_capacity(nodes);
-    for n in 1..=nodes {
-        let dir = data.path().join(format!("node-{n}"));
-        std::fs::create_dir_all(&dir)?;
-        started.push(
-            LocalPodiumd::start_with(binary, &dir, "podiumd.log", None, &args, Some(ADMIN)).await?,
-        );
-    }
-    let podiums: Vec<Podium> = started.iter().map(|node| node.podium().clone()).collect();
+    let started = LocalNodes::start(binary, nodes, ADMIN).await?;
+    let podiums = started.podiums();
     let (conference_id, poll, attendees) =
         poll_and_attendees(&podiums[0], config.clients, "votes").await?;
     let mut clients = Vec::with_capacity(attendees.len());
@@ -47,25 +28,7 @@ pub async fn run(binary: &Path, nodes: usize, config: &Config) -> anyhow::Result
     }
     // Every node must have the poll before the storm: a ballot through a node that has not
     // applied it yet would be refused.
-    for node in &podiums[1..] {
-        let admin = Client::connect(&node.addr, Some(ADMIN.into())).await?;
-        tokio::time::timeout(Duration::from_secs(30), async {
-            while admin
-                .polls()
-                .get_poll(pb::GetPollRequest {
-                    conference_id: conference_id.clone(),
-                    poll_id: poll.id.clone(),
-                    language: String::new(),
-                })
-                .await
-                .is_err()
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-        .await
-        .context("a node never applied the poll")?;
-    }
+    every_node_has(podiums, ADMIN, &conference_id, &poll.id).await?;
     let report = measure(&clients, conference_id.clone(), poll.clone(), config).await?;
     // Every node comes to one ballot per attendee: none lost, none counted twice.
     for (n, node) in podiums.iter().enumerate() {
@@ -118,4 +81,33 @@ async fn counted_when(
         outcome?;
     }
     Ok(last)
+}
+
+/// Waits until every node in `podiums` has applied the poll, as `token` reads it.
+pub(crate) async fn every_node_has(
+    podiums: &[Podium],
+    token: &str,
+    conference_id: &str,
+    poll_id: &str,
+) -> anyhow::Result<()> {
+    for node in podiums {
+        let client = Client::connect(&node.addr, Some(token.into())).await?;
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while client
+                .polls()
+                .get_poll(pb::GetPollRequest {
+                    conference_id: conference_id.into(),
+                    poll_id: poll_id.into(),
+                    language: String::new(),
+                })
+                .await
+                .is_err()
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .with_context(|| format!("{} never applied the poll", node.addr))?;
+    }
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! The fan-out scenario runs end to end against a podiumd it starts, with its bare tonic
-//! baseline in the same run; and its web transport (SSE watchers) against another.
+//! baseline in the same run; its web transport (SSE watchers) against another; and spread over
+//! three nodes on a NATS cluster.
 
 use podium_loadgen::{fanout, podiumd::LocalPodiumd};
 
@@ -52,4 +53,40 @@ async fn web_fanout_reads_every_ballot_count_from_the_sse_streams() {
     assert!(report.event_bytes > 100, "{report}");
     assert!(report.bytes_per_watcher().is_some(), "{report}");
     assert!(report.to_string().contains("web watchers"), "{report}");
+}
+
+/// Needs `nats-server` 2.14 or later, as every cluster test does.
+#[tokio::test]
+async fn fanout_spread_over_three_nodes_reaches_every_watcher_on_each() {
+    let binary = tokio::task::spawn_blocking(crate::podiumd)
+        .await
+        .unwrap()
+        .unwrap();
+    let nodes = podium_loadgen::podiumd::LocalNodes::start(
+        &binary,
+        3,
+        "fanout-test-admin-token-0123456789",
+    )
+    .await
+    .unwrap();
+    let config = fanout::Config {
+        watchers: 30,
+        votes: 4,
+        per_connection: 5,
+        baseline: false,
+    };
+    // Watchers on all three nodes: every ballot reaches every one of them, or the run fails.
+    let report = fanout::run_on(nodes.podiums(), &config, &nodes.pids(), |_| {})
+        .await
+        .unwrap();
+
+    assert_eq!((report.nodes, report.latency.len()), (3, 4), "{report}");
+    assert!(
+        report.rss.is_some(),
+        "the three nodes' memory was read: {report}"
+    );
+    assert!(
+        report.to_string().contains("spread over 3 podiumd nodes"),
+        "{report}"
+    );
 }
