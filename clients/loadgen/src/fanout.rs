@@ -304,7 +304,11 @@ pub async fn run_on(
     let rss_before = total_rss(pids);
     crate::votes::spread::every_node_has(podiums, &watcher_token, &conference_id, &poll.id).await?;
 
-    let connections = config.watchers.div_ceil(config.per_connection.max(1));
+    // At least one connection to every node, so that every node has watchers.
+    let connections = config
+        .watchers
+        .div_ceil(config.per_connection.max(1))
+        .max(podiums.len());
     let mut channels = Vec::with_capacity(connections);
     for c in 0..connections {
         // Same attendee token, separate connections: HTTP/2 caps streams per connection.
@@ -353,19 +357,27 @@ pub async fn run_on(
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     for i in 0..config.votes {
         tick.tick().await;
-        let cast = voter
-            .polls()
-            .cast_ballot(pb::CastBallotRequest {
-                conference_id: conference_id.clone(),
-                poll_id: poll.id.clone(),
-                ballot_id: Client::request_id(),
-                option_ids: vec![options[i % options.len()].clone()],
-                rating: 0,
-                text: String::new(),
-            })
-            .await
-            .context("ballot refused")?
-            .into_inner();
+        let request = pb::CastBallotRequest {
+            conference_id: conference_id.clone(),
+            poll_id: poll.id.clone(),
+            ballot_id: Client::request_id(),
+            option_ids: vec![options[i % options.len()].clone()],
+            rating: 0,
+            text: String::new(),
+        };
+        // A ballot the log could not take for a moment (a cluster electing a leader) is sent
+        // again with its id, as a phone does.
+        let mut attempt = 0;
+        let cast = loop {
+            match voter.polls().cast_ballot(request.clone()).await {
+                Ok(cast) => break cast.into_inner(),
+                Err(status) if podium_client::retryable(&status) && attempt < 20 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(status) => return Err(status).context("ballot refused"),
+            }
+        };
         acks.push((cast.position, Instant::now()));
     }
     progress("ballots cast; waiting for every watcher to see the last one");

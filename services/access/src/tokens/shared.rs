@@ -64,8 +64,9 @@ impl TokenKeys {
             return Err(invalid("the shared key ring was erased".into()));
         };
         let ring = Keyring::from_shared(&bytes).map_err(invalid)?;
+        let known = |id: &str| ring.current.id == id || ring.retired.iter().any(|r| r.key.id == id);
         if let Some(own) = &own
-            && own.current.id != ring.current.id
+            && !known(&own.current.id)
         {
             tracing::warn!(
                 own = %own.current.id,
@@ -92,33 +93,37 @@ impl TokenKeys {
         tokio::spawn(async move {
             while changes.changed().await.is_ok() {
                 let Some(keys) = keys.upgrade() else { return };
-                let Some(Secret::Value(bytes)) = shared.cached(SHARED_NAME) else {
-                    continue;
-                };
-                match Keyring::from_shared(&bytes) {
-                    Ok(ring) => keys.take_up(ring).await,
-                    Err(error) => tracing::error!(%error, "cannot read the cluster's key ring"),
-                }
+                keys.take_up_latest().await;
             }
         });
     }
 
-    /// Uses `ring` from now on, if it is not the ring in use already, and signs the admin token
-    /// file again with its key.
-    async fn take_up(self: &Arc<Self>, ring: Keyring) {
-        // Compared as stored (whole seconds), under the lock every request reads only.
-        let stored = ring.to_shared();
-        if self
-            .ring
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .to_shared()
-            == stored
+    /// Uses the cluster's ring, as this node last saw it, from now on if it is not the ring in
+    /// use already, and signs the admin token file again with its key.
+    async fn take_up_latest(self: &Arc<Self>) {
+        let Some(shared) = &self.shared else { return };
         {
-            return;
+            // Read and replaced under one lock: what the shared secrets hold only moves forward,
+            // so whichever caller comes last installs the newest ring.
+            let mut current = self.ring.write().unwrap_or_else(|p| p.into_inner());
+            let Some(Secret::Value(bytes)) = shared.cached(SHARED_NAME) else {
+                return;
+            };
+            // Compared as stored: whole seconds.
+            if current.to_shared() == bytes {
+                return;
+            }
+            match Keyring::from_shared(&bytes) {
+                Ok(ring) => {
+                    tracing::info!(key = %ring.current.id, "signing keys changed");
+                    *current = ring;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the cluster's key ring");
+                    return;
+                }
+            }
         }
-        tracing::info!(key = %ring.current.id, "signing keys changed");
-        *self.ring.write().unwrap_or_else(|p| p.into_inner()) = ring;
         self.rotations.send_modify(|n| *n += 1);
         // A file written and fsynced: on the blocking pool.
         let keys = self.clone();
@@ -158,11 +163,7 @@ impl TokenKeys {
         }
         let rotation = Rotation::of(&next);
         // The ring the cluster holds now: this one, or a later one another node wrote since.
-        let latest = match shared.cached(SHARED_NAME) {
-            Some(Secret::Value(bytes)) => Keyring::from_shared(&bytes).unwrap_or(next),
-            _ => next,
-        };
-        self.take_up(latest).await;
+        self.take_up_latest().await;
         Ok(rotation)
     }
 }

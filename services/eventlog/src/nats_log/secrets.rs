@@ -456,10 +456,11 @@ async fn watch_bucket(
             Ok(mut entries) => {
                 while let Some(entry) = entries.next().await {
                     let Ok(entry) = entry else { break };
-                    if entry.delta == 0 {
-                        loaded.send_replace(true);
-                    }
+                    let last = entry.delta == 0;
                     let Some(name) = name_of(&entry.key) else {
+                        if last {
+                            loaded.send_replace(true);
+                        }
                         continue;
                     };
                     let state = match entry.operation {
@@ -467,6 +468,9 @@ async fn watch_bucket(
                             Some(secret) => Some((secret, entry.revision)),
                             None => {
                                 tracing::error!(secret = %name, "a shared secret does not open with this node's cluster key");
+                                if last {
+                                    loaded.send_replace(true);
+                                }
                                 continue;
                             }
                         },
@@ -474,6 +478,10 @@ async fn watch_bucket(
                     };
                     if remember(&seen, &name, state) {
                         changed.send_modify(|n| *n += 1);
+                    }
+                    // In memory before opening goes on.
+                    if last {
+                        loaded.send_replace(true);
                     }
                 }
             }

@@ -24,6 +24,7 @@ use podium_e2e::{
     board::{millis, watch_session},
     cli, cli_process, metrics, open_poll, signal,
 };
+use tonic::Code;
 
 use crate::{
     nodes::{ADMIN, joined, node_with},
@@ -95,7 +96,8 @@ async fn the_status_engine_runs_on_one_node_and_moves_when_that_node_is_frozen_o
     let cluster = crate::nodes::cluster().await;
     let began = std::time::Instant::now();
     let phase = |what: &str| println!("{:>6} ms  {what}", began.elapsed().as_millis());
-    let lease = ["--engine-lease", LEASE];
+    // A storm, not an attack: no attendee is slowed down.
+    let lease = ["--engine-lease", LEASE, "--rate-ballots", "1000000"];
     // Node 1 starts alone, so it takes the lease; the others find it held.
     let one = node_with(&cluster, &lease);
     assert_eq!(holder(&[&one]).await, 0);
@@ -239,6 +241,10 @@ async fn the_status_engine_runs_on_one_node_and_moves_when_that_node_is_frozen_o
         _ => (three, vec![one, two]),
     };
     dead.stop(Signal::SIGKILL).await.unwrap();
+    // The storm stops at once: each attendee's last acknowledged ballot may be one the killed
+    // node acknowledged, and it must be counted. Then each votes in a second poll, which the
+    // attendees whose node died can only do through another node.
+    let storm = storm.finish().await;
     let survivor = Client::connect(&survivors[0].addr, Some(ADMIN.into()))
         .await
         .unwrap();
@@ -268,20 +274,64 @@ async fn the_status_engine_runs_on_one_node_and_moves_when_that_node_is_frozen_o
     signal(&agent, Signal::SIGKILL).unwrap();
     agent.wait().unwrap();
 
-    // The storm ends: every surviving node counts each attendee's last acknowledged ballot.
-    let (poll, last) = storm.finish().await;
-    let expected = crate::cluster::tally(&last);
-    for node in &survivors {
-        let client = Client::connect(&node.addr, Some(ADMIN.into()))
+    // Every surviving node counts each attendee's last acknowledged ballot, some of them
+    // acknowledged by the killed node.
+    let expected = crate::cluster::tally(&storm.last);
+    let admins = [
+        Client::connect(&survivors[0].addr, Some(ADMIN.into()))
             .await
-            .unwrap();
-        let counted = crate::cluster::results_when(&client, &poll, |ballots, tally| {
-            ballots == last.len() as u64 && *tally == expected
+            .unwrap(),
+        Client::connect(&survivors[1].addr, Some(ADMIN.into()))
+            .await
+            .unwrap(),
+    ];
+    for admin in &admins {
+        let counted = crate::cluster::results_when(admin, &storm.poll, |ballots, tally| {
+            ballots == storm.last.len() as u64 && *tally == expected
         })
         .await;
-        assert_eq!(counted, expected, "on {}", node.addr);
+        assert_eq!(counted, expected);
     }
     phase("no acknowledged ballot lost");
+    // Every attendee votes once more, in a second poll: those whose node died can only do so
+    // through another node, which their client finds by itself.
+    let second = open_poll(&admins[0], NewPoll::single_choice(&["Yes", "No"]), "")
+        .await
+        .unwrap();
+    let yes = second.options[0].id.clone();
+    for client in &storm.clients {
+        acknowledged(client, ballot(&second, vec![yes.clone()])).await;
+    }
+    let all_yes = crate::cluster::tally(&vec![Some(yes); storm.clients.len()]);
+    for admin in &admins {
+        let counted = crate::cluster::results_when(admin, &second, |ballots, tally| {
+            ballots == storm.clients.len() as u64 && *tally == all_yes
+        })
+        .await;
+        assert_eq!(counted, all_yes);
+    }
+    phase("every attendee voted again through a live node");
+}
+
+/// Sends `request` through `client` until it is acknowledged, as an attendee's phone does: a
+/// call that failed because its node went away (or has not applied the poll yet) is sent again
+/// with the same ballot id, and moves to another node by itself.
+async fn acknowledged(client: &Client, request: pb::CastBallotRequest) {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match client.polls().cast_ballot(request.clone()).await {
+                Ok(_) => return,
+                Err(status)
+                    if podium_client::retryable(&status) || status.code() == Code::NotFound =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(status) => panic!("a ballot was refused: {status}"),
+            }
+        }
+    })
+    .await
+    .expect("a ballot was acknowledged in time");
 }
 
 /// Attendees voting again and again, each through a client that knows every node (its own
@@ -290,7 +340,16 @@ async fn the_status_engine_runs_on_one_node_and_moves_when_that_node_is_frozen_o
 struct Storm {
     poll: pb::Poll,
     stop: Arc<AtomicBool>,
+    clients: Vec<Client>,
     voters: Vec<tokio::task::JoinHandle<Option<String>>>,
+}
+
+/// A storm that has stopped: its poll, each attendee's last acknowledged ballot, and their
+/// clients.
+struct Stormed {
+    poll: pb::Poll,
+    last: Vec<Option<String>>,
+    clients: Vec<Client>,
 }
 
 impl Storm {
@@ -303,7 +362,7 @@ impl Storm {
         .await
         .unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let mut voters = Vec::new();
+        let (mut clients, mut voters) = (Vec::new(), Vec::new());
         for i in 0..6 {
             let attendee = joined(node, odc.join_code(), &format!("Voter {i}")).await;
             let order: Vec<&str> = (0..addresses.len())
@@ -312,20 +371,14 @@ impl Storm {
             let client = Client::connect(&order.join(","), Some(attendee.token))
                 .await
                 .unwrap();
+            clients.push(client.clone());
             let (poll, stop) = (poll.clone(), stop.clone());
             voters.push(tokio::spawn(async move {
                 let mut last = None;
                 let mut n = i;
                 while !stop.load(Ordering::Relaxed) {
                     let option = poll.options[n % poll.options.len()].id.clone();
-                    let request = ballot(&poll, vec![option.clone()]);
-                    tokio::time::timeout(PATIENCE, async {
-                        while client.polls().cast_ballot(request.clone()).await.is_err() {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    })
-                    .await
-                    .expect("a ballot was acknowledged in time");
+                    acknowledged(&client, ballot(&poll, vec![option.clone()])).await;
                     last = Some(option);
                     n += 1;
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -335,16 +388,25 @@ impl Storm {
         }
         // Under way before anything is killed.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        Self { poll, stop, voters }
+        Self {
+            poll,
+            stop,
+            clients,
+            voters,
+        }
     }
 
-    /// Stops the storm; the poll and each attendee's last acknowledged ballot.
-    async fn finish(self) -> (pb::Poll, Vec<Option<String>>) {
+    /// Stops the storm once every attendee's ballot in flight is acknowledged.
+    async fn finish(self) -> Stormed {
         self.stop.store(true, Ordering::Relaxed);
         let mut last = Vec::new();
         for voter in self.voters {
             last.push(voter.await.unwrap());
         }
-        (self.poll, last)
+        Stormed {
+            poll: self.poll,
+            last,
+            clients: self.clients,
+        }
     }
 }

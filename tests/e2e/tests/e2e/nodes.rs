@@ -3,9 +3,8 @@
 //! position the first node answered with, and the second waits until it has applied it), and
 //! when the node in use is killed the client moves to the other and goes on.
 //!
-//! Both nodes are given one admin token (`--admin-token`): the other keys (attendees' token
-//! signing keys, personal data keys, anonymous polls' keys) and recordings are still each node's
-//! own, so this test stays with what an admin does.
+//! Both nodes are given one admin token (`--admin-token`) and one cluster key; what else the
+//! nodes share (token signing keys, personal and poll keys, recordings) is `shared.rs`'s.
 
 use std::time::Duration;
 
