@@ -277,14 +277,7 @@ async fn the_status_engine_runs_on_one_node_and_moves_when_that_node_is_frozen_o
     // Every surviving node counts each attendee's last acknowledged ballot, some of them
     // acknowledged by the killed node.
     let expected = crate::cluster::tally(&storm.last);
-    let admins = [
-        Client::connect(&survivors[0].addr, Some(ADMIN.into()))
-            .await
-            .unwrap(),
-        Client::connect(&survivors[1].addr, Some(ADMIN.into()))
-            .await
-            .unwrap(),
-    ];
+    let admins = crate::nodes::admins(&survivors).await;
     for admin in &admins {
         let counted = crate::cluster::results_when(admin, &storm.poll, |ballots, tally| {
             ballots == storm.last.len() as u64 && *tally == expected

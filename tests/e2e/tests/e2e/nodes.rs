@@ -40,6 +40,19 @@ pub(crate) fn cluster_args(cluster: &NatsCluster, args: &[&str]) -> Vec<String> 
     all
 }
 
+/// An admin client of each node, in order.
+pub(crate) async fn admins(nodes: &[Podiumd]) -> Vec<Client> {
+    let mut admins = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        admins.push(
+            Client::connect(&node.addr, Some(ADMIN.into()))
+                .await
+                .unwrap(),
+        );
+    }
+    admins
+}
+
 /// A three-server JetStream cluster on loopback.
 pub(crate) async fn cluster() -> NatsCluster {
     tokio::task::spawn_blocking(|| NatsCluster::start(3))
@@ -231,17 +244,7 @@ async fn a_ballot_storm_spread_over_three_nodes_tallies_exactly_on_every_node() 
         node_with(&cluster, &storm),
         node_with(&cluster, &storm),
     ];
-    let admins = [
-        Client::connect(&nodes[0].addr, Some(ADMIN.into()))
-            .await
-            .unwrap(),
-        Client::connect(&nodes[1].addr, Some(ADMIN.into()))
-            .await
-            .unwrap(),
-        Client::connect(&nodes[2].addr, Some(ADMIN.into()))
-            .await
-            .unwrap(),
-    ];
+    let admins = admins(&nodes).await;
     let odc = Odc::create(&admins[0], CONFERENCE).await.unwrap();
     let poll = open_poll(
         &admins[0],

@@ -29,14 +29,7 @@ async fn vote(client: &Client, request: pb::CastBallotRequest) {
 async fn tokens_rotations_and_anonymous_voters_are_the_same_on_every_node() {
     let cluster = crate::nodes::cluster().await;
     let nodes = [node(&cluster), node(&cluster)];
-    let admins = [
-        Client::connect(&nodes[0].addr, Some(ADMIN.into()))
-            .await
-            .unwrap(),
-        Client::connect(&nodes[1].addr, Some(ADMIN.into()))
-            .await
-            .unwrap(),
-    ];
+    let admins = crate::nodes::admins(&nodes).await;
     let odc = Odc::create(&admins[0], CONFERENCE).await.unwrap();
 
     // The speakers were added through the first node, their names sealed with keys it made:
