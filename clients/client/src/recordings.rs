@@ -62,7 +62,7 @@ pub async fn hash_file(
         let (hasher, done) = hash_from(&mut file, Sha256::new(), |done| {
             progress(Progress { done, total })
         })?;
-        Ok((hex(&hasher.finalize()), done))
+        Ok((hex::encode(hasher.finalize()), done))
     })
     .await
 }
@@ -250,7 +250,7 @@ impl Client {
         let (file, hasher) = state.ok_or_else(|| {
             TransferError::Corrupt("an earlier write of this download failed".into())
         })?;
-        let actual = hex(&hasher.finalize());
+        let actual = hex::encode(hasher.finalize());
         if actual != sha256 {
             let _ = fs::remove_file(&part);
             return Err(TransferError::Corrupt(format!(
@@ -295,14 +295,6 @@ async fn read_chunk(file: &mut tokio::fs::File) -> io::Result<Vec<u8>> {
     Ok(chunk)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 async fn blocking<T: Send + 'static>(
     path: PathBuf,
     f: impl FnOnce() -> io::Result<T> + Send + 'static,
@@ -331,7 +323,7 @@ mod tests {
         let (sha256, size) = hash_file(&path, move |p| log.lock().unwrap().push(p))
             .await
             .unwrap();
-        assert_eq!(sha256, hex(&Sha256::digest(&data)));
+        assert_eq!(sha256, hex::encode(Sha256::digest(&data)));
         assert_eq!(size, data.len() as u64);
         let seen = seen.lock().unwrap().clone();
         assert_eq!(seen.len(), 3);

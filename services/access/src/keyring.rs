@@ -41,7 +41,7 @@ pub(crate) struct SigningKey {
 impl SigningKey {
     pub(crate) fn from_secret(secret: Vec<u8>) -> Self {
         let digest = Sha256::digest(&secret);
-        let id = hex(&digest[..8]);
+        let id = hex::encode(&digest[..8]);
         Self {
             id,
             encoding: EncodingKey::from_secret(&secret),
@@ -200,7 +200,7 @@ impl Keyring {
     /// The ring as one shared secret: the current secret in hex on the first line, then the
     /// retired keys as in [`RETIRED_FILE`].
     pub(crate) fn to_shared(&self) -> Vec<u8> {
-        let mut text = hex(&self.current.secret);
+        let mut text = hex::encode(&self.current.secret);
         text.push('\n');
         text.push_str(&format_retired(&self.retired));
         text.into_bytes()
@@ -211,7 +211,8 @@ impl Keyring {
     pub(crate) fn from_shared(bytes: &[u8]) -> Result<Self, String> {
         let text = std::str::from_utf8(bytes).map_err(|_| "the shared key ring is not text")?;
         let (current, retired) = text.split_once('\n').unwrap_or((text, ""));
-        let current = unhex(current.trim())
+        let current = hex::decode(current.trim())
+            .ok()
             .filter(|secret| secret.len() >= SECRET_LEN)
             .ok_or("the shared key ring's current key is not a hex secret")?;
         let retired = parse_retired(retired)
@@ -221,23 +222,6 @@ impl Keyring {
             retired,
         })
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut text, b| {
-        let _ = write!(text, "{b:02x}");
-        text
-    })
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Checks a retired keys' file as podiumd reads it at start-up: for a restore, before podiumd
@@ -256,7 +240,7 @@ fn format_retired(retired: &[Retired]) -> String {
             .until
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let _ = writeln!(text, "{until} {}", hex(&r.key.secret));
+        let _ = writeln!(text, "{until} {}", hex::encode(&r.key.secret));
     }
     text
 }
@@ -272,7 +256,9 @@ fn parse_retired(text: &str) -> Result<Vec<Retired>, usize> {
         let parse = || -> Option<Retired> {
             let (until, hex) = line.split_once(' ')?;
             let until = UNIX_EPOCH.checked_add(Duration::from_secs(until.parse().ok()?))?;
-            let secret = unhex(hex).filter(|secret| secret.len() >= SECRET_LEN)?;
+            let secret = hex::decode(hex)
+                .ok()
+                .filter(|secret| secret.len() >= SECRET_LEN)?;
             Some(Retired {
                 key: SigningKey::from_secret(secret),
                 until,

@@ -58,8 +58,7 @@ impl RequestId {
     /// SHA-256 of the request id.
     pub fn derive_id(self, prefix: &str) -> String {
         let digest = Sha256::digest(self.0.as_bytes());
-        let hex: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
-        format!("{prefix}-{hex}")
+        format!("{prefix}-{}", hex::encode(&digest[..5]))
     }
 }
 

@@ -50,14 +50,7 @@ fn voter_id(key: &[u8], attendee: &str) -> std::io::Result<String> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).map_err(std::io::Error::other)?;
     mac.update(attendee.as_bytes());
     let digest = mac.finalize().into_bytes();
-    Ok(format!(
-        "anon-{}",
-        digest
-            .iter()
-            .take(16)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    ))
+    Ok(format!("anon-{}", hex::encode(&digest[..16])))
 }
 
 impl VoterKeys {

@@ -112,12 +112,7 @@ fn read_cluster_key(path: &std::path::Path) -> Result<[u8; CLUSTER_KEY_LEN], Ser
         .map(str::trim)
         .unwrap_or_default();
     let hex = (text.len() == 2 * CLUSTER_KEY_LEN)
-        .then(|| {
-            (0..text.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-                .collect::<Option<Vec<u8>>>()
-        })
+        .then(|| hex::decode(text).ok())
         .flatten();
     hex.unwrap_or(bytes).try_into().map_err(|_| {
         ServerError::Config(format!(

@@ -37,7 +37,7 @@ static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
     .into_iter()
     .map(|(name, content_type, bytes)| {
         let digest = Sha256::digest(bytes);
-        let hex: String = digest[..5].iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex::encode(&digest[..5]);
         let (stem, extension) = name.rsplit_once('.').unwrap_or((name, ""));
         Asset {
             name,
@@ -89,7 +89,7 @@ mod tests {
     fn names_carry_the_content_hash_and_the_script_stays_small() {
         for asset in all() {
             let digest = Sha256::digest(asset.bytes);
-            let hex: String = digest[..5].iter().map(|b| format!("{b:02x}")).collect();
+            let hex = hex::encode(&digest[..5]);
             assert!(asset.hashed.contains(&hex), "{}", asset.hashed);
         }
         let script: usize = all()

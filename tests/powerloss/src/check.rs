@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     ledger::{AckedAt, Ledger, tally_bounds},
-    storm::{CONFERENCE, Cast, MAIN_HALL, hex},
+    storm::{CONFERENCE, Cast, MAIN_HALL},
 };
 
 /// Longest a single check RPC may take.
@@ -404,5 +404,5 @@ async fn fetch(client: &Client, id: &str) -> Result<(u64, String), tonic::Status
         size += chunk.len() as u64;
         hasher.update(&chunk);
     }
-    Ok((size, hex(&hasher.finalize())))
+    Ok((size, hex::encode(hasher.finalize())))
 }

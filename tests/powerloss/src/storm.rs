@@ -496,7 +496,7 @@ async fn uploads(crew: Crew, organiser: Client, mut rng: StdRng) -> anyhow::Resu
         let start = bytes.len();
         bytes.resize(start + padding - 8, 0);
         rng.fill_bytes(&mut bytes[start..]);
-        let sha256 = hex(&Sha256::digest(&bytes));
+        let sha256 = hex::encode(Sha256::digest(&bytes));
         let size = bytes.len() as u64;
         let index = {
             let mut ledger = crew.ledger();
@@ -538,9 +538,4 @@ async fn uploads(crew: Crew, organiser: Client, mut rng: StdRng) -> anyhow::Resu
         }
     }
     Ok(())
-}
-
-/// Lowercase hex of a digest.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -207,10 +207,7 @@ pub(crate) async fn upload_recording(
     session_id: &str,
 ) -> anyhow::Result<()> {
     let bytes = podium_client::placeholder_mp4(45 * 60 * 1000);
-    let sha256: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha256 = hex::encode(Sha256::digest(&bytes));
     let header = pb::RecordingHeader {
         request_id: Client::request_id(),
         conference_id: conference_id.into(),

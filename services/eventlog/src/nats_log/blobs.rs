@@ -11,7 +11,7 @@ use async_nats::jetstream::{
 };
 use tokio::io::AsyncWriteExt as _;
 
-use super::{read::nats, while_cluster_settles};
+use super::{get_or_create, read::nats};
 use crate::{Result, durable};
 
 /// The shared blobs of a cluster (see the module's documentation).
@@ -34,21 +34,19 @@ impl SharedBlobs {
     ) -> Result<Self> {
         let js = jetstream::new(client);
         let bucket = format!("{prefix}-blobs");
-        let store = match while_cluster_settles(|| js.get_object_store(&bucket)).await {
-            Ok(store) => store,
-            Err(_) => {
-                while_cluster_settles(|| {
-                    js.create_object_store(object_store::Config {
-                        bucket: bucket.clone(),
-                        description: Some("podium's recordings, shared by every node".into()),
-                        storage: StorageType::File,
-                        num_replicas: replicas,
-                        ..Default::default()
-                    })
+        let store = get_or_create(
+            || js.get_object_store(&bucket),
+            || {
+                js.create_object_store(object_store::Config {
+                    bucket: bucket.clone(),
+                    description: Some("podium's recordings, shared by every node".into()),
+                    storage: StorageType::File,
+                    num_replicas: replicas,
+                    ..Default::default()
                 })
-                .await?
-            }
-        };
+            },
+        )
+        .await?;
         Ok(Self { store })
     }
 

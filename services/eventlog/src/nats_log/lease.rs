@@ -19,7 +19,7 @@ use std::{
     time::Duration,
 };
 
-use async_nats::jetstream::{self, kv, stream::StorageType};
+use async_nats::jetstream::{self, kv};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -29,7 +29,7 @@ use tokio::{
     time::Instant,
 };
 
-use super::{read::nats, while_cluster_settles};
+use super::{key_value_bucket, read::nats};
 use crate::{
     EventLogError, Result,
     lease::{Delivery, Lease, Term},
@@ -73,22 +73,8 @@ impl NatsLease {
         }
         let js = jetstream::new(client.clone());
         let bucket = format!("{prefix}-lease");
-        let store = match while_cluster_settles(|| js.get_key_value(&bucket)).await {
-            Ok(store) => store,
-            Err(_) => {
-                while_cluster_settles(|| {
-                    js.create_key_value(kv::Config {
-                        bucket: bucket.clone(),
-                        description: "which podiumd node runs the status engine".into(),
-                        history: 1,
-                        storage: StorageType::File,
-                        num_replicas: replicas,
-                        ..Default::default()
-                    })
-                })
-                .await?
-            }
-        };
+        let description = "which podiumd node runs the status engine";
+        let store = key_value_bucket(&js, &bucket, description, replicas).await?;
         let (held_tx, held) = watch::channel(None);
         let (holder_tx, holder) = watch::channel(None);
         let (deliver, deliveries) = mpsc::channel(4096);

@@ -156,22 +156,8 @@ impl NatsEventLog {
         let config = &info.config;
         check_stream(config, &subjects::all(&prefix), options.replicas)?;
         let bucket = format!("{prefix}-ids");
-        let ids = match while_cluster_settles(|| js.get_key_value(&bucket)).await {
-            Ok(ids) => ids,
-            Err(_) => {
-                while_cluster_settles(|| {
-                    js.create_key_value(kv::Config {
-                        bucket: bucket.clone(),
-                        description: "podium's event ids: where each was appended".into(),
-                        history: 1,
-                        storage: StorageType::File,
-                        num_replicas: options.replicas,
-                        ..Default::default()
-                    })
-                })
-                .await?
-            }
-        };
+        let description = "podium's event ids: where each was appended";
+        let ids = key_value_bucket(&js, &bucket, description, options.replicas).await?;
         let ids_stream = while_cluster_settles(|| js.get_stream(format!("KV_{bucket}"))).await?;
         let ids_info = while_cluster_settles(|| ids_stream.get_info()).await?;
         check_claims(&ids_info.config, options.replicas)?;
@@ -293,6 +279,48 @@ async fn while_cluster_settles<
             }
         }
     }
+}
+
+/// What `get` finds, or else what `create` makes: how every bucket podium keeps in JetStream is
+/// opened, by whichever node starts first. Both run again while the cluster settles.
+async fn get_or_create<T, E1, E2, F1, F2>(
+    get: impl FnMut() -> F1,
+    create: impl FnMut() -> F2,
+) -> Result<T>
+where
+    E1: std::fmt::Display,
+    E2: std::fmt::Display,
+    F1: Future<Output = std::result::Result<T, E1>>,
+    F2: Future<Output = std::result::Result<T, E2>>,
+{
+    match while_cluster_settles(get).await {
+        Ok(found) => Ok(found),
+        Err(_) => while_cluster_settles(create).await,
+    }
+}
+
+/// The key-value bucket `bucket`, on file storage with `replicas` copies and one revision per
+/// key, made where it does not exist yet.
+async fn key_value_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    description: &str,
+    replicas: usize,
+) -> Result<kv::Store> {
+    get_or_create(
+        || js.get_key_value(bucket),
+        || {
+            js.create_key_value(kv::Config {
+                bucket: bucket.into(),
+                description: description.into(),
+                history: 1,
+                storage: StorageType::File,
+                num_replicas: replicas,
+                ..Default::default()
+            })
+        },
+    )
+    .await
 }
 
 /// How long opening the log waits for a settling cluster.

@@ -44,7 +44,7 @@ use futures::StreamExt as _;
 use rand::RngCore as _;
 use tokio::{sync::watch, task::JoinHandle};
 
-use super::{read::nats, while_cluster_settles};
+use super::{get_or_create, read::nats, while_cluster_settles};
 use crate::{EventLogError, Result};
 
 /// How long opening waits for every secret to be in memory.
@@ -110,8 +110,9 @@ fn name_of(key: &str) -> Option<String> {
     let mut rest = key.as_bytes();
     while let Some((&byte, tail)) = rest.split_first() {
         if byte == b'=' {
-            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
-            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            let mut decoded = [0u8];
+            hex::decode_to_slice(tail.get(..2)?, &mut decoded).ok()?;
+            bytes.push(decoded[0]);
             rest = &tail[2..];
         } else {
             bytes.push(byte);
@@ -186,30 +187,28 @@ impl SharedSecrets {
         let js = jetstream::new(client);
         let bucket = format!("{prefix}-secrets");
         let stream_name = format!("KV_{bucket}");
-        let stream = match while_cluster_settles(|| js.get_stream(&stream_name)).await {
-            Ok(stream) => stream,
-            Err(_) => {
-                // A key-value bucket's stream, as async-nats would make it, but one that allows
-                // deletes: erasure overwrites the old revision.
-                while_cluster_settles(|| {
-                    js.get_or_create_stream(stream::Config {
-                        name: stream_name.clone(),
-                        description: Some("podium's shared secrets, sealed".into()),
-                        subjects: vec![format!("$KV.{bucket}.>")],
-                        max_messages_per_subject: 2,
-                        storage: StorageType::File,
-                        num_replicas: replicas,
-                        allow_rollup: true,
-                        deny_delete: false,
-                        deny_purge: false,
-                        allow_direct: false,
-                        discard: DiscardPolicy::New,
-                        ..Default::default()
-                    })
+        // A key-value bucket's stream, as async-nats would make it, but one that allows
+        // deletes: erasure overwrites the old revision.
+        let stream = get_or_create(
+            || js.get_stream(&stream_name),
+            || {
+                js.get_or_create_stream(stream::Config {
+                    name: stream_name.clone(),
+                    description: Some("podium's shared secrets, sealed".into()),
+                    subjects: vec![format!("$KV.{bucket}.>")],
+                    max_messages_per_subject: 2,
+                    storage: StorageType::File,
+                    num_replicas: replicas,
+                    allow_rollup: true,
+                    deny_delete: false,
+                    deny_purge: false,
+                    allow_direct: false,
+                    discard: DiscardPolicy::New,
+                    ..Default::default()
                 })
-                .await?
-            }
-        };
+            },
+        )
+        .await?;
         let config = &stream.cached_info().config;
         if config.deny_delete || config.max_messages_per_subject < 2 || config.allow_direct {
             return Err(EventLogError::Storage(format!(

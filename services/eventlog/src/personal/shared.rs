@@ -25,20 +25,15 @@ fn name_of(subject: &str) -> String {
 }
 
 fn name_of_digest(digest: &SubjectDigest) -> String {
-    digest.iter().fold(String::from(PREFIX), |mut name, b| {
-        name.push_str(&format!("{b:02x}"));
-        name
-    })
+    format!("{PREFIX}{}", hex::encode(digest))
 }
 
 /// The digest a shared name holds.
 fn digest_of(name: &str) -> Option<SubjectDigest> {
-    let hex = name.strip_prefix(PREFIX)?;
-    let bytes: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect::<Option<_>>()?;
-    bytes.try_into().ok()
+    hex::decode(name.strip_prefix(PREFIX)?)
+        .ok()?
+        .try_into()
+        .ok()
 }
 
 fn slot_of(secret: Secret) -> Option<Slot> {

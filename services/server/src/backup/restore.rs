@@ -17,7 +17,7 @@ use podium_eventlog::{
 };
 use podium_feedback::VoterKeys;
 use podium_proto::v1::{self as pb, backup_record::Record};
-use podium_status::recordings::{hex, is_sha256};
+use podium_status::recordings::is_sha256;
 use prost::Name;
 use sha2::{Digest, Sha256};
 
@@ -381,7 +381,7 @@ impl Staging {
         let Some(current) = self.current.take() else {
             return Ok(());
         };
-        let digest = hex(&current.hasher.finalize());
+        let digest = hex::encode(current.hasher.finalize());
         if current.written != current.size_bytes || digest != current.sha256 {
             return Err(BackupError::Corrupt(format!(
                 "recording {}: its {} bytes do not hash to its name",

@@ -14,7 +14,7 @@ use podium_eventlog::{
 };
 use podium_feedback::VoterKeys;
 use podium_proto::v1::{self as pb, backup_record::Record};
-use podium_status::{RecordingStore, recordings::hex};
+use podium_status::RecordingStore;
 use prost::Name;
 use sha2::{Digest, Sha256};
 use tokio::{io::AsyncReadExt, sync::watch};
@@ -167,7 +167,7 @@ impl BackupSource {
                             Err(BackupError::ShuttingDown)?;
                         }
                     }
-                    let digest = hex(&hasher.finalize());
+                    let digest = hex::encode(hasher.finalize());
                     if digest != *sha256 {
                         Err(BackupError::Recording(format!(
                             "the stored file of recording {sha256} has changed on disk (its SHA-256 is now {digest})"

@@ -352,7 +352,7 @@ impl Upload {
             ));
         }
         let (file, hasher) = self.open.take().ok_or_else(failed_before)?;
-        let actual = hex(&hasher.finalize());
+        let actual = hex::encode(hasher.finalize());
         if actual != self.sha256 {
             return Err(StatusError::invalid(
                 "sha256",
@@ -464,15 +464,6 @@ impl ContentReader {
 /// Whether `text` is a SHA-256 as podium names content: 64 lowercase hex digits.
 pub fn is_sha256(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// Lowercase hex of a digest.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 async fn blocking<T: Send + 'static>(

@@ -13,7 +13,7 @@ mod probe;
 #[cfg(test)]
 mod tests;
 
-pub use files::{Collected, RecordingStore, Upload, hex, is_sha256};
+pub use files::{Collected, RecordingStore, Upload, is_sha256};
 pub use grpc::RecordingsService;
 pub use probe::{ProbeError, playout_concerns, probe};
 

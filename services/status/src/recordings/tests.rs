@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::{
     FETCH_CHUNK_BYTES, MAX_CHUNK_BYTES, MAX_MESSAGE_BYTES, RecordingStore, RecordingsService,
-    files::hex, recordings_stream,
+    recordings_stream,
 };
 use crate::model::{StatusModel, status_model_event_types};
 
@@ -229,7 +229,7 @@ fn bytes(len: usize, seed: u64) -> Vec<u8> {
 use super::probe::tests::TALK_MS;
 
 fn sha256(data: &[u8]) -> String {
-    hex(&Sha256::digest(data))
+    hex::encode(Sha256::digest(data))
 }
 
 fn header(data: &[u8], session: &str) -> pb::RecordingHeader {

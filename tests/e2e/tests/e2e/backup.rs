@@ -35,16 +35,12 @@ async fn events(data_dir: &Path) -> Vec<RecordedEvent> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn recording_header(session_id: &str, bytes: &[u8], duration_ms: u64) -> pb::RecordingHeader {
     pb::RecordingHeader {
         request_id: Client::request_id(),
         conference_id: CONFERENCE.into(),
         session_id: session_id.into(),
-        sha256: hex(&Sha256::digest(bytes)),
+        sha256: hex::encode(Sha256::digest(bytes)),
         size_bytes: bytes.len() as u64,
         media_type: "video/mp4".into(),
         duration_ms,

@@ -54,7 +54,7 @@ async fn upload(
         request_id: Client::request_id(),
         conference_id: CONFERENCE.into(),
         session_id: session_id.into(),
-        sha256: hex(&Sha256::digest(&bytes)),
+        sha256: hex::encode(Sha256::digest(&bytes)),
         size_bytes: bytes.len() as u64,
         media_type: "video/mp4".into(),
         duration_ms,
@@ -93,10 +93,6 @@ async fn upload(
         .into_inner()
         .recording
         .unwrap()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Waits until a status satisfies `what`; returns it.

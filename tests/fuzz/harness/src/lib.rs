@@ -285,8 +285,5 @@ pub fn server(data: &[u8]) {
 /// Lower-case hex of the SHA-256 of `bytes`, as recordings declare it.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(sha2::Sha256::digest(bytes))
 }

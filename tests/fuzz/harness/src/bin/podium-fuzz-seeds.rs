@@ -15,11 +15,7 @@ fn main() -> anyhow::Result<()> {
     for (target, data) in &seeds {
         let target_dir = dir.join(target);
         std::fs::create_dir_all(&target_dir)?;
-        let name: String = Sha256::digest(data)
-            .iter()
-            .take(20)
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let name = hex::encode(&Sha256::digest(data)[..20]);
         std::fs::write(target_dir.join(name), data)?;
     }
     println!("{} seeds written to {}", seeds.len(), dir.display());
