@@ -268,8 +268,14 @@ impl Client {
     }
 
     /// A fresh request id for a write. Keep it to retry the same write safely.
+    ///
+    /// A time-ordered UUID (version 7: a millisecond timestamp, then 74 random bits), so that
+    /// the event log's index of event ids is appended to rather than written at random places:
+    /// on a log of 1,500,000 events that appends faster and holds less memory (`cargo bench -p
+    /// podium-eventlog --bench memory`). Its first digits change only every minute or so; take
+    /// the last ones where a short unique name is needed.
     pub fn request_id() -> String {
-        uuid::Uuid::new_v4().to_string()
+        uuid::Uuid::now_v7().to_string()
     }
 
     /// Follows the conference's event feed from `from_position`, reconnecting with backoff

@@ -141,7 +141,7 @@ async fn append_until(
     let mut samples = Vec::new();
     let mut agenda = admin.agenda();
     // Room names are unique in a conference: each appender has its own.
-    let prefix = Client::request_id()[..8].to_owned();
+    let prefix = crate::fresh_name("appender");
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
         agenda

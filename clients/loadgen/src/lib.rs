@@ -39,6 +39,13 @@ pub mod startup;
 pub mod stats;
 pub mod votes;
 
+/// `prefix`, a dash and eight random hex digits: a name no earlier run used (the tail of a
+/// request id, whose head is a timestamp).
+pub fn fresh_name(prefix: &str) -> String {
+    let id = podium_client::Client::request_id();
+    format!("{prefix}-{}", &id[id.len() - 8..])
+}
+
 /// The podiumd a scenario measures: its address and an admin token.
 #[derive(Debug, Clone)]
 pub struct Podium {

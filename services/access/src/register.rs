@@ -237,7 +237,7 @@ mod tests {
 
     fn recorded<M: prost::Message + prost::Name>(position: u64, message: &M) -> RecordedEvent {
         RecordedEvent {
-            id: uuid::Uuid::new_v4(),
+            id: uuid::Uuid::now_v7(),
             stream: "tokens/test".into(),
             stream_version: position,
             position,

@@ -47,7 +47,7 @@ pub(crate) async fn record_issued(
         .append(
             &token_stream(issued.conference_id.as_deref()),
             ExpectedVersion::Any,
-            vec![NewEvent::new(uuid::Uuid::new_v4(), &event)],
+            vec![NewEvent::new(uuid::Uuid::now_v7(), &event)],
         )
         .await
         .map_err(Status::from)?;

@@ -257,7 +257,7 @@ impl AgendaStore {
             // the request's own could be answered by the log as a duplicate of an earlier
             // claim that has since been superseded, writing nothing.
             let event = NewEvent::new(
-                Uuid::new_v4(),
+                Uuid::now_v7(),
                 &pb::JoinCodeClaimed {
                     join_code: code.to_owned(),
                     conference_id: conference_id.to_owned(),

@@ -2,16 +2,19 @@
 //! `cargo bench -p podium-eventlog --bench memory`.
 //!
 //! It appends ballot-shaped events (about 120 bytes, each to a stream of its own, as every
-//! attendee's ballot in a poll is, with a random id, as clients make them) from 64 appenders
-//! through [`SledEventLog`] with a 16 MiB page cache, the soak's setting, and prints the
-//! process's resident memory after each third of the run ("day"), then opens the log again in
-//! a fresh handle and prints what opening it costs. `PODIUM_BENCH_EVENTS` (default 1,500,000,
-//! the soak's ballots) sets the size. Under `cargo test --benches` it makes a quick smoke run.
+//! attendee's ballot in a poll is) from 64 appenders through [`SledEventLog`] with a 16 MiB
+//! page cache, the soak's setting, and prints the process's resident memory after each third of
+//! the run ("day"), then opens the log again in a fresh handle and prints what opening it costs.
+//! It does that twice, each in a process of its own: with random event ids (UUID v4), and with
+//! time-ordered ones (UUID v7, what podium's own clients make). `PODIUM_BENCH_EVENTS` (default
+//! 1,500,000, the soak's ballots) sets the size. Under `cargo test --benches` it makes a quick
+//! smoke run.
 //!
-//! What it shows: sled 0.34 keeps memory for every key it holds, whatever its cache size, and
-//! the log writes three keys per event (the event at its position, the stream's version, the
-//! event id). The growth per event is the slope between days; the first day also fills the
-//! cache.
+//! What it shows: sled 0.34 keeps memory for every leaf of its tree (a leaf holds at most 16
+//! keys), whatever its cache size, and more for a leaf that takes keys at random places (up to
+//! ten fragments each, until sled consolidates it) than for one only ever appended to. The log
+//! writes three keys per event (the event at its position, the stream's version, the event
+//! id). The growth per event is the slope between days; the first day also fills the cache.
 
 use std::{path::Path, sync::Arc, time::Instant};
 
@@ -40,8 +43,39 @@ fn open(dir: &Path) -> anyhow::Result<Arc<SledEventLog>> {
     Ok(Arc::new(SledEventLog::open(dir, options)?))
 }
 
+/// How the appenders make event ids.
+#[derive(Clone, Copy, PartialEq)]
+enum Ids {
+    /// UUID v4, as a client that draws them at random does.
+    Random,
+    /// UUID v7, as podium's client library and pages do: the event-id index is appended to.
+    TimeOrdered,
+}
+
+impl Ids {
+    const ALL: [Ids; 2] = [Ids::Random, Ids::TimeOrdered];
+
+    fn name(self) -> &'static str {
+        match self {
+            Ids::Random => "random",
+            Ids::TimeOrdered => "time-ordered",
+        }
+    }
+
+    fn of(name: &str) -> Option<Ids> {
+        Self::ALL.into_iter().find(|ids| ids.name() == name)
+    }
+
+    fn make(self) -> uuid::Uuid {
+        match self {
+            Ids::Random => uuid::Uuid::new_v4(),
+            Ids::TimeOrdered => uuid::Uuid::now_v7(),
+        }
+    }
+}
+
 /// Appends `count` ballots of `day` from [`APPENDERS`] concurrent appenders.
-async fn day(log: &Arc<SledEventLog>, day: u64, count: u64) -> anyhow::Result<()> {
+async fn day(log: &Arc<SledEventLog>, day: u64, count: u64, ids: Ids) -> anyhow::Result<()> {
     let mut appenders = tokio::task::JoinSet::new();
     for appender in 0..APPENDERS {
         let log = log.clone();
@@ -52,7 +86,7 @@ async fn day(log: &Arc<SledEventLog>, day: u64, count: u64) -> anyhow::Result<()
                     "conference/odc2024/poll/day{day}-poll{poll:03}/ballots/att-{appender:02}{ballot:07}"
                 );
                 let event = NewEvent {
-                    id: uuid::Uuid::new_v4(),
+                    id: ids.make(),
                     event_type: "podium.v1.BallotCast".into(),
                     payload: vec![7; 120],
                 };
@@ -70,14 +104,18 @@ async fn day(log: &Arc<SledEventLog>, day: u64, count: u64) -> anyhow::Result<()
 
 /// The argument that makes the benchmark's own binary reopen a log and report.
 const REOPEN: &str = "--reopen-and-report";
+/// The argument that makes the benchmark's own binary run the three days with the ids named
+/// next.
+const DAYS: &str = "--days-with-ids";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    if let Some(at) = args.iter().position(|a| a == REOPEN) {
-        let dir = args
-            .get(at + 1)
-            .context("--reopen-and-report needs a directory")?;
-        return reopen(Path::new(dir));
+    let after = |flag: &str| {
+        let at = args.iter().position(|a| a == flag)?;
+        args.get(at + 1).cloned()
+    };
+    if let Some(dir) = after(REOPEN) {
+        return reopen(Path::new(&dir));
     }
     let smoke = !args.iter().any(|arg| arg == "--bench");
     let events: u64 = if smoke {
@@ -90,17 +128,37 @@ fn main() -> anyhow::Result<()> {
             Err(_) => 1_500_000,
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let dir = tempfile::tempdir()?;
+    if let Some(name) = after(DAYS) {
+        let ids = Ids::of(&name).context("unknown ids")?;
+        return days(events, ids);
+    }
     println!(
         "podium-eventlog memory benchmark: {events} ballot-shaped events in 3 days, 64 appenders, \
          {} MiB page cache, debug assertions {}",
         CACHE_BYTES >> 20,
         if cfg!(debug_assertions) { "on" } else { "off" }
     );
+    // Each in a process of its own: an allocator keeps what an earlier run freed.
+    for ids in Ids::ALL {
+        let mut run = std::process::Command::new(std::env::current_exe()?);
+        run.arg(DAYS).arg(ids.name());
+        if !smoke {
+            run.arg("--bench");
+        }
+        let status = run.status()?;
+        anyhow::ensure!(status.success(), "the run with {} ids failed", ids.name());
+    }
+    Ok(())
+}
+
+/// Three days of `events` ballots with `ids`, in this process, then the reopening in another.
+fn days(events: u64, ids: Ids) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let dir = tempfile::tempdir()?;
+    println!("with {} event ids", ids.name());
     runtime.block_on(async {
         let log = open(dir.path())?;
         let start = resident_mib()?;
@@ -109,7 +167,7 @@ fn main() -> anyhow::Result<()> {
         let mut first_day = 0.0;
         for number in 1..=3 {
             let started = Instant::now();
-            day(&log, number, events / 3).await?;
+            day(&log, number, events / 3, ids).await?;
             let now = resident_mib()?;
             let per_event = (now - previous) * 1_048_576.0 / (events / 3) as f64;
             println!(

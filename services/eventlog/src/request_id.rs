@@ -37,7 +37,7 @@ impl RequestId {
     /// which case a retry is not recognised, so clients should always send one.
     pub fn parse_or_new(field: &'static str, text: &str) -> Result<Self, InvalidRequestId> {
         match text.trim() {
-            "" => Ok(Self(Uuid::new_v4())),
+            "" => Ok(Self(Uuid::now_v7())),
             text => Self::parse(field, text),
         }
     }

@@ -83,7 +83,7 @@ pub async fn write_conference(
 
 fn event<M: Message + Name>(message: &M) -> NewEvent {
     NewEvent {
-        id: Uuid::new_v4(),
+        id: Uuid::now_v7(),
         event_type: M::full_name(),
         payload: message.encode_to_vec(),
     }
@@ -333,7 +333,7 @@ fn conference(c: &str, shape: Shape, events: u64) -> Vec<Vec<Append>> {
                         conference_id: c.into(),
                         poll_id: poll.clone(),
                         voter: format!("att-{voter}"),
-                        ballot_id: Uuid::new_v4().to_string(),
+                        ballot_id: Uuid::now_v7().to_string(),
                         option_ids,
                         rating,
                         text: answer,

@@ -549,7 +549,7 @@ impl Engine {
         let generation = slot.generation;
         let batch = events
             .iter()
-            .map(|e| encode(Uuid::new_v4(), &k.0, &k.1, e))
+            .map(|e| encode(Uuid::now_v7(), &k.0, &k.1, e))
             .collect();
         let log = self.log.clone();
         let key = k.clone();

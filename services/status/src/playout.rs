@@ -269,7 +269,7 @@ impl Inner {
             .append(
                 &output_stream(conference_id, &output.room_id),
                 ExpectedVersion::Any,
-                vec![NewEvent::new(Uuid::new_v4(), &event)],
+                vec![NewEvent::new(Uuid::now_v7(), &event)],
             )
             .await?;
         tracing::info!(conference = %conference_id, room = %output.room_id, session = %output.session_id, scene = %output.scene, confirmed = output.confirmed, delay_ms = output.delay_ms, connected = output.bridge_connected, problems = output.problems.len(), "program output reported");

@@ -370,7 +370,7 @@ async fn record_test(
     log.append(
         &stream,
         ExpectedVersion::Any,
-        vec![NewEvent::new(Uuid::new_v4(), &event)],
+        vec![NewEvent::new(Uuid::now_v7(), &event)],
     )
     .await?;
     tracing::info!(conference = %conference_id, speaker = %speaker_id, "test connection recorded");

@@ -359,8 +359,8 @@ pub async fn session_page(
             .collect(),
         question_max: podium_feedback::domain::qa::MAX_QUESTION_CHARS,
         allow_anonymous: listed.settings.is_none_or(|s| s.allow_anonymous),
-        ask_id: uuid::Uuid::new_v4().to_string(),
-        rate_id: uuid::Uuid::new_v4().to_string(),
+        ask_id: uuid::Uuid::now_v7().to_string(),
+        rate_id: uuid::Uuid::now_v7().to_string(),
     };
     render(&visitor, StatusCode::OK, &page)
 }

@@ -186,7 +186,7 @@ pub async fn cast_ballot(
         conference_id,
         poll_id,
         ballot_id: match fields.get("ballot_id") {
-            "" => uuid::Uuid::new_v4().to_string(),
+            "" => uuid::Uuid::now_v7().to_string(),
             id => id.to_owned(),
         },
         option_ids: fields.all("option"),
@@ -225,7 +225,7 @@ pub async fn cast_ballot(
 /// (a double click, a retry over bad Wi-Fi) gets the first answer instead of a second question.
 pub fn request_id(fields: &Fields) -> String {
     match fields.get("request_id") {
-        "" => uuid::Uuid::new_v4().to_string(),
+        "" => uuid::Uuid::now_v7().to_string(),
         id => id.to_owned(),
     }
 }

@@ -197,7 +197,7 @@ impl PollView {
             open: poll.state == pb::PollState::Open as i32,
             locked: poll.lock_ballots,
             results: results.map(|r| ResultsView::new(r, poll)),
-            ballot_id: uuid::Uuid::new_v4().to_string(),
+            ballot_id: uuid::Uuid::now_v7().to_string(),
         }
     }
 }

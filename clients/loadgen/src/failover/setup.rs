@@ -52,7 +52,7 @@ pub(crate) async fn conference(admin: &Client, title: &str) -> anyhow::Result<pb
         .agenda()
         .create_conference(pb::CreateConferenceRequest {
             request_id: Client::request_id(),
-            conference_id: format!("loadgen-{}", &Client::request_id()[..8]),
+            conference_id: crate::fresh_name("loadgen"),
             title: text(title),
             default_language: "en".into(),
             time_zone: "UTC".into(),

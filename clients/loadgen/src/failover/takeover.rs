@@ -14,7 +14,7 @@
 use std::{fmt, path::Path, time::Duration};
 
 use anyhow::{Context, bail};
-use podium_client::{Client, pb};
+use podium_client::pb;
 use podium_natscluster::NatsCluster;
 use tokio::{io::AsyncReadExt as _, io::AsyncWriteExt as _, net::TcpStream, time::Instant};
 
@@ -124,7 +124,7 @@ async fn once(
         .prefix("podium-loadgen-takeover-")
         .tempdir()
         .context("cannot create a temporary directory")?;
-    let prefix = format!("takeover-{}", &Client::request_id()[..8]);
+    let prefix = crate::fresh_name("takeover");
     let mut args = cluster
         .podiumd_args()
         .context("cannot write the cluster key")?;

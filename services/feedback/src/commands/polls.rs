@@ -110,7 +110,7 @@ impl PollCommands {
         let (conference, poll, at) = (conference_id.to_owned(), poll_id.to_owned(), now());
         let event = match transition {
             Transition::Open => NewEvent::new(
-                Uuid::new_v4(),
+                Uuid::now_v7(),
                 &pb::PollOpened {
                     conference_id: conference,
                     poll_id: poll,
@@ -118,7 +118,7 @@ impl PollCommands {
                 },
             ),
             Transition::Close => NewEvent::new(
-                Uuid::new_v4(),
+                Uuid::now_v7(),
                 &pb::PollClosed {
                     conference_id: conference,
                     poll_id: poll,
@@ -294,7 +294,7 @@ impl PollCommands {
             }
         };
         let event = NewEvent::new(
-            Uuid::new_v4(),
+            Uuid::now_v7(),
             &pb::WordHidden {
                 conference_id: conference_id.to_owned(),
                 poll_id: poll_id.to_owned(),

@@ -181,7 +181,7 @@ impl Engine {
                 )));
             }
             let fence = NewEvent::new(
-                Uuid::new_v4(),
+                Uuid::now_v7(),
                 &pb::StatusEngineMoved {
                     conference_id: k.0.clone(),
                     session_id: k.1.clone(),

@@ -246,7 +246,7 @@ pub async fn page(
         queues,
         polls,
         sessions,
-        request_id: uuid::Uuid::new_v4().to_string(),
+        request_id: uuid::Uuid::now_v7().to_string(),
     };
     render(&visitor, StatusCode::OK, &page)
 }
