@@ -385,3 +385,22 @@ pub fn retryable(status: &Status) -> bool {
             | Code::Aborted
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Client;
+
+    /// The event log's id index is appended to only if request ids sort as they are made.
+    #[test]
+    fn request_ids_are_uuids_that_sort_in_the_order_they_were_made() {
+        let ids: Vec<String> = (0..1000).map(|_| Client::request_id()).collect();
+        for id in &ids {
+            let uuid = uuid::Uuid::parse_str(id).expect("a request id is a UUID");
+            assert_eq!(uuid.get_version_num(), 7, "{id} is not time-ordered");
+        }
+        assert!(
+            ids.windows(2).all(|pair| pair[0] < pair[1]),
+            "request ids made one after the other must sort in that order"
+        );
+    }
+}

@@ -52,3 +52,16 @@ pub struct Podium {
     pub addr: String,
     pub admin_token: String,
 }
+
+#[cfg(test)]
+mod tests {
+    /// Names made within the same millisecond, whose request ids share their timestamp, still
+    /// differ.
+    #[test]
+    fn fresh_names_differ_even_when_made_together() {
+        let names: std::collections::HashSet<String> =
+            (0..1000).map(|_| super::fresh_name("loadgen")).collect();
+        assert_eq!(names.len(), 1000);
+        assert!(names.iter().all(|name| name.len() == "loadgen-".len() + 8));
+    }
+}
