@@ -39,11 +39,12 @@ pub mod startup;
 pub mod stats;
 pub mod votes;
 
-/// `prefix`, a dash and eight random hex digits: a name no earlier run used (the tail of a
-/// request id, whose head is a timestamp).
+/// `prefix`, a dash and twelve hex digits: a name no earlier run used. They are the tail of a
+/// request id (a UUID v7, whose head is a timestamp): 32 random bits, after the low bits of a
+/// counter that differs between ids made in the same millisecond.
 pub fn fresh_name(prefix: &str) -> String {
     let id = podium_client::Client::request_id();
-    format!("{prefix}-{}", &id[id.len() - 8..])
+    format!("{prefix}-{}", &id[id.len() - 12..])
 }
 
 /// The podiumd a scenario measures: its address and an admin token.
@@ -62,6 +63,6 @@ mod tests {
         let names: std::collections::HashSet<String> =
             (0..1000).map(|_| super::fresh_name("loadgen")).collect();
         assert_eq!(names.len(), 1000);
-        assert!(names.iter().all(|name| name.len() == "loadgen-".len() + 8));
+        assert!(names.iter().all(|name| name.len() == "loadgen-".len() + 12));
     }
 }

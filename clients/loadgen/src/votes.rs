@@ -94,8 +94,7 @@ pub(crate) async fn poll_and_attendees(
     label: &str,
 ) -> anyhow::Result<(String, pb::Poll, Vec<(Client, String)>)> {
     let admin = Client::connect(&podium.addr, Some(podium.admin_token.clone())).await?;
-    let suffix = uuid_suffix();
-    let conference_id = format!("loadgen-{label}-{suffix}");
+    let conference_id = crate::fresh_name(&format!("loadgen-{label}"));
     let text = |t: &str| {
         Some(pb::LocalizedText {
             text: [("en".to_owned(), t.to_owned())].into(),
@@ -159,14 +158,6 @@ pub(crate) async fn poll_and_attendees(
         ));
     }
     Ok((conference_id, poll, clients))
-}
-
-fn uuid_suffix() -> String {
-    Client::request_id()
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(8)
-        .collect()
 }
 
 /// Runs `call` on every client in a loop for `duration`; counts the calls and their latency.

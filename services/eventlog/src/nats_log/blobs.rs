@@ -11,7 +11,7 @@ use async_nats::jetstream::{
 };
 use tokio::io::AsyncWriteExt as _;
 
-use super::{get_or_create, read::nats};
+use super::{open_or_create, read::nats};
 use crate::{Result, durable};
 
 /// The shared blobs of a cluster (see the module's documentation).
@@ -34,7 +34,7 @@ impl SharedBlobs {
     ) -> Result<Self> {
         let js = jetstream::new(client);
         let bucket = format!("{prefix}-blobs");
-        let store = get_or_create(
+        let store = open_or_create(
             || js.get_object_store(&bucket),
             || {
                 js.create_object_store(object_store::Config {

@@ -283,7 +283,7 @@ async fn while_cluster_settles<
 
 /// What `get` finds, or else what `create` makes: how every bucket podium keeps in JetStream is
 /// opened, by whichever node starts first. Both run again while the cluster settles.
-async fn get_or_create<T, E1, E2, F1, F2>(
+async fn open_or_create<T, E1, E2, F1, F2>(
     get: impl FnMut() -> F1,
     create: impl FnMut() -> F2,
 ) -> Result<T>
@@ -307,7 +307,7 @@ async fn key_value_bucket(
     description: &str,
     replicas: usize,
 ) -> Result<kv::Store> {
-    get_or_create(
+    open_or_create(
         || js.get_key_value(bucket),
         || {
             js.create_key_value(kv::Config {

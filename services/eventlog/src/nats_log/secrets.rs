@@ -44,7 +44,7 @@ use futures::StreamExt as _;
 use rand::RngCore as _;
 use tokio::{sync::watch, task::JoinHandle};
 
-use super::{get_or_create, read::nats, while_cluster_settles};
+use super::{open_or_create, read::nats, while_cluster_settles};
 use crate::{EventLogError, Result};
 
 /// How long opening waits for every secret to be in memory.
@@ -189,7 +189,7 @@ impl SharedSecrets {
         let stream_name = format!("KV_{bucket}");
         // A key-value bucket's stream, as async-nats would make it, but one that allows
         // deletes: erasure overwrites the old revision.
-        let stream = get_or_create(
+        let stream = open_or_create(
             || js.get_stream(&stream_name),
             || {
                 js.get_or_create_stream(stream::Config {
