@@ -44,7 +44,7 @@ use futures::StreamExt as _;
 use rand::RngCore as _;
 use tokio::{sync::watch, task::JoinHandle};
 
-use super::{open_or_create, read::nats, while_cluster_settles};
+use super::{open_or_create, read::nats, settling, while_cluster_settles};
 use crate::{EventLogError, Result};
 
 /// How long opening waits for every secret to be in memory.
@@ -236,7 +236,15 @@ impl SharedSecrets {
             changed,
             watcher,
         };
-        let checked = secrets.get_or_create(CHECK, || CHECK_VALUE.to_vec()).await;
+        // Again while the cluster settles (a node started just after a server came back): an
+        // answer, or an error that is not the cluster's moment, ends the wait.
+        let checked = while_cluster_settles(|| async {
+            match secrets.get_or_create(CHECK, || CHECK_VALUE.to_vec()).await {
+                Err(error) if settling(&error) => Err(error),
+                answer => Ok(answer),
+            }
+        })
+        .await?;
         if matches!(&checked, Ok(Secret::Value(value)) if value == CHECK_VALUE) {
             // Every secret in memory before anything reads them: the bucket holds one at least
             // (the check), so the watch comes to its last one.
@@ -293,10 +301,11 @@ impl SharedSecrets {
         }
     }
 
-    /// The secret `name` and its revision, as the cluster has it now.
+    /// The secret `name` and its revision, as the cluster has it now; asked again while the
+    /// cluster settles.
     pub async fn get(&self, name: &str) -> Result<Option<(Secret, u64)>> {
         let key = key_of(name);
-        let entry = self.store.entry(key.as_str()).await.map_err(nats)?;
+        let entry = while_cluster_settles(|| self.store.entry(key.as_str())).await?;
         let seen = match entry {
             Some(entry) if entry.operation == Operation::Put => {
                 let secret = open(&self.cipher, &key, &entry.value).ok_or_else(|| {
