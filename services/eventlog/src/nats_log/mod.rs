@@ -269,19 +269,16 @@ async fn while_cluster_settles<
         match request().await {
             Ok(value) => return Ok(value),
             Err(e) => {
-                if !settling(&e) || started.elapsed() > SETTLE {
+                let text = e.to_string();
+                let settling =
+                    text.contains("10005") || text.contains("10008") || text.contains("timed out");
+                if !settling || started.elapsed() > SETTLE {
                     return Err(nats(e));
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         }
     }
-}
-
-/// Whether `error` is one a settling cluster gives (see [`while_cluster_settles`]).
-fn settling(error: &impl std::fmt::Display) -> bool {
-    let text = error.to_string();
-    text.contains("10005") || text.contains("10008") || text.contains("timed out")
 }
 
 /// What `get` finds, or else what `create` makes: how every bucket podium keeps in JetStream is

@@ -44,7 +44,7 @@ use futures::StreamExt as _;
 use rand::RngCore as _;
 use tokio::{sync::watch, task::JoinHandle};
 
-use super::{open_or_create, read::nats, settling, while_cluster_settles};
+use super::{open_or_create, read::nats, while_cluster_settles};
 use crate::{EventLogError, Result};
 
 /// How long opening waits for every secret to be in memory.
@@ -236,15 +236,7 @@ impl SharedSecrets {
             changed,
             watcher,
         };
-        // Again while the cluster settles (a node started just after a server came back): an
-        // answer, or an error that is not the cluster's moment, ends the wait.
-        let checked = while_cluster_settles(|| async {
-            match secrets.get_or_create(CHECK, || CHECK_VALUE.to_vec()).await {
-                Err(error) if settling(&error) => Err(error),
-                answer => Ok(answer),
-            }
-        })
-        .await?;
+        let checked = secrets.get_or_create(CHECK, || CHECK_VALUE.to_vec()).await;
         if matches!(&checked, Ok(Secret::Value(value)) if value == CHECK_VALUE) {
             // Every secret in memory before anything reads them: the bucket holds one at least
             // (the check), so the watch comes to its last one.
