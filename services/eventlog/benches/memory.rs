@@ -6,7 +6,9 @@
 //! page cache, the soak's setting, and prints the process's resident memory after each third of
 //! the run ("day"), then opens the log again in a fresh handle and prints what opening it costs.
 //! It does that twice, each in a process of its own: with random event ids (UUID v4), and with
-//! time-ordered ones (UUID v7, what podium's own clients make). `PODIUM_BENCH_EVENTS` (default
+//! time-ordered ones (UUID v7, what podium's own clients make). Then, without podium, it
+//! writes as many keys into a bare sled tree, appended at the end and at random places, and
+//! prints sled's own growth per key: the floor any layout of the log pays per key it writes. `PODIUM_BENCH_EVENTS` (default
 //! 1,500,000, the soak's ballots) sets the size. Under `cargo test --benches` it makes a quick
 //! smoke run.
 //!
@@ -102,11 +104,78 @@ async fn day(log: &Arc<SledEventLog>, day: u64, count: u64, ids: Ids) -> anyhow:
     Ok(())
 }
 
+/// How a bare sled tree's memory grows per key, without podium: the same number of keys
+/// appended at the end (as the log's positions are), and written at random places (as a
+/// ballot's stream-index key is), each in a batch of 32 with a flush, as the log's groups are.
+#[derive(Clone, Copy)]
+enum Keys {
+    /// A big-endian counter, a 140-byte value: the log's own keys.
+    Appended,
+    /// 16 random bytes, a 16-byte value: an index written at random places.
+    AtRandom,
+}
+
+impl Keys {
+    const ALL: [Keys; 2] = [Keys::Appended, Keys::AtRandom];
+
+    fn name(self) -> &'static str {
+        match self {
+            Keys::Appended => "appended",
+            Keys::AtRandom => "at-random",
+        }
+    }
+
+    fn entry(self, n: u64) -> (Vec<u8>, Vec<u8>) {
+        match self {
+            Keys::Appended => (n.to_be_bytes().to_vec(), vec![7; 140]),
+            Keys::AtRandom => (rand::random::<[u8; 16]>().to_vec(), vec![1; 16]),
+        }
+    }
+}
+
+/// Writes `count` keys of `keys` into a bare sled tree with the soak's cache and prints the
+/// growth per key over the last two thirds (the first third also fills the cache).
+fn bare_sled(count: u64, keys: Keys) -> anyhow::Result<()> {
+    const GROUP: u64 = 32;
+    let dir = tempfile::tempdir()?;
+    let db = sled::Config::new()
+        .path(dir.path())
+        .cache_capacity(CACHE_BYTES)
+        .open()?;
+    let tree = db.open_tree("keys")?;
+    let mut after_first_third = 0.0;
+    let mut n = 0;
+    for third in 1..=3 {
+        while n < count * third / 3 {
+            let mut batch = sled::Batch::default();
+            for _ in 0..GROUP {
+                let (key, value) = keys.entry(n);
+                batch.insert(key, value);
+                n += 1;
+            }
+            tree.apply_batch(batch)?;
+            tree.flush()?;
+        }
+        if third == 1 {
+            after_first_third = resident_mib()?;
+        }
+    }
+    let per_key = (resident_mib()? - after_first_third) * 1_048_576.0 / (n - count / 3) as f64;
+    println!(
+        "bare sled, {:9} keys {per_key:5.0} bytes per key ({n} keys, one tree, 16 MiB cache)",
+        keys.name()
+    );
+    Ok(())
+}
+
 /// The argument that makes the benchmark's own binary reopen a log and report.
 const REOPEN: &str = "--reopen-and-report";
 /// The argument that makes the benchmark's own binary run the three days with the ids named
 /// next.
 const DAYS: &str = "--days-with-ids";
+/// The argument that makes the benchmark's own binary write a bare sled tree with the keys
+/// named next.
+const BARE: &str = "--bare-sled-keys";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -132,6 +201,13 @@ fn main() -> anyhow::Result<()> {
         let ids = Ids::of(&name).context("unknown ids")?;
         return days(events, ids);
     }
+    if let Some(name) = after(BARE) {
+        let keys = Keys::ALL
+            .into_iter()
+            .find(|keys| keys.name() == name)
+            .context("unknown keys")?;
+        return bare_sled(events, keys);
+    }
     println!(
         "podium-eventlog memory benchmark: {events} ballot-shaped events in 3 days, 64 appenders, \
          {} MiB page cache, debug assertions {}",
@@ -147,6 +223,20 @@ fn main() -> anyhow::Result<()> {
         }
         let status = run.status()?;
         anyhow::ensure!(status.success(), "the run with {} ids failed", ids.name());
+    }
+    // What sled itself keeps per key, as many keys as the runs above wrote events.
+    for keys in Keys::ALL {
+        let mut run = std::process::Command::new(std::env::current_exe()?);
+        run.arg(BARE).arg(keys.name());
+        if !smoke {
+            run.arg("--bench");
+        }
+        let status = run.status()?;
+        anyhow::ensure!(
+            status.success(),
+            "the bare sled run with {} keys failed",
+            keys.name()
+        );
     }
     Ok(())
 }

@@ -178,8 +178,10 @@ impl SledEventLog {
     pub fn open(path: impl AsRef<Path>, options: SledOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let (store, files) = Store::open(&path, options.cache_bytes)?;
-        ids::migrate(&store.tree)?;
-        let head = read::next_position(&store.tree)?;
+        // What opening reads and moves is named with the file, as sled's own refusals are.
+        let head = ids::migrate(&store.tree)
+            .and_then(|()| read::next_position(&store.tree))
+            .map_err(|e| naming_the_file(&path, e))?;
         let (live, _) = broadcast::channel(options.live_buffer.max(1));
         let shared = Arc::new(Shared {
             store: RwLock::new(Some(store.clone())),
@@ -407,6 +409,25 @@ fn unopenable(dir: &Path, error: sled::Error) -> EventLogError {
     }
 }
 
+/// An error met while opening the database in `dir` (a damaged page read by the id index's
+/// move or by the look for the log's head), saying which file it is about.
+fn naming_the_file(dir: &Path, error: EventLogError) -> EventLogError {
+    let file = dir.join("db");
+    match error {
+        EventLogError::Storage(message) => {
+            EventLogError::Storage(format!("cannot open {}: {message}", file.display()))
+        }
+        EventLogError::DiskFull(message) => {
+            EventLogError::DiskFull(format!("cannot open {}: {message}", file.display()))
+        }
+        EventLogError::Corrupt { position, reason } => EventLogError::Corrupt {
+            position,
+            reason: format!("{reason} (in {})", file.display()),
+        },
+        other => other,
+    }
+}
+
 /// Making sled's files durable failed.
 fn unsyncable(dir: &Path, error: std::io::Error) -> EventLogError {
     let message = format!("cannot make {} durable: {error}", dir.display());
@@ -427,6 +448,31 @@ mod tests {
             event_type: "podium.test.A".into(),
             payload: vec![0; payload],
         }
+    }
+
+    #[test]
+    fn an_error_met_while_opening_names_the_database_file() {
+        let dir = Path::new("/var/lib/podium");
+        let file = "/var/lib/podium/db";
+        let named = [
+            naming_the_file(dir, EventLogError::Storage("Read corrupted data".into())),
+            naming_the_file(dir, EventLogError::DiskFull("no space".into())),
+            naming_the_file(
+                dir,
+                EventLogError::Corrupt {
+                    position: 7,
+                    reason: "bad varint".into(),
+                },
+            ),
+        ];
+        for error in named {
+            let text = error.to_string();
+            assert!(text.contains(file), "{text}");
+        }
+        assert!(matches!(
+            naming_the_file(dir, EventLogError::Closed),
+            EventLogError::Closed
+        ));
     }
 
     fn rejected(stream: &str, events: &[NewEvent]) -> bool {
