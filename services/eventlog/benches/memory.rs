@@ -15,8 +15,9 @@
 //! What it shows: sled 0.34 keeps memory for every leaf of its tree (a leaf holds at most 16
 //! keys), whatever its cache size, and more for a leaf that takes keys at random places (up to
 //! ten fragments each, until sled consolidates it) than for one only ever appended to. The log
-//! writes three keys per event (the event at its position, the stream's version, the event
-//! id). The growth per event is the slope between days; the first day also fills the cache.
+//! writes three keys per event: its chunk (four or five ballots share one), the stream's
+//! version and the event id. The growth per event is the slope between days; the first day
+//! also fills the cache.
 
 use std::{path::Path, sync::Arc, time::Instant};
 

@@ -103,7 +103,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        RecordedEvent,
+        RecordedEvent, sled_log,
         sled_log::keys::{legacy_id_key, log_key},
     };
 
@@ -136,6 +136,8 @@ mod tests {
         store(&tree, 0, "c", twice)?;
         store(&tree, 1, "a", only)?;
         store(&tree, 2, "b", twice)?;
+        // Opening packs the events first (`SledEventLog::open`).
+        sled_log::chunks::migrate(&tree, || Ok(()))?;
         assert_eq!(stored(&tree, only)?, None);
         migrate(&tree)?;
         let at = |stream: &str, position| Stored {
@@ -162,6 +164,7 @@ mod tests {
             .map_err(storage)?;
         let tree = db.open_tree("events").map_err(storage)?;
         store(&tree, 0, "a", Uuid::new_v4())?;
+        sled_log::chunks::migrate(&tree, || Ok(()))?;
         let stray = Uuid::new_v4();
         tree.insert(id_key(stray), entry(0, 0)).map_err(storage)?;
         assert!(matches!(

@@ -13,9 +13,11 @@ use prost::Message;
 use uuid::Uuid;
 
 use super::{
-    Store, ids,
-    keys::{id_key, log_key, stream_key},
-    read, storage,
+    Store,
+    chunks::{self, Chunks},
+    ids,
+    keys::{id_key, stream_key},
+    storage,
     sync::SledFiles,
     unsyncable, validate_event, validate_stream,
 };
@@ -30,6 +32,8 @@ pub struct SledImport {
     files: SledFiles,
     path: PathBuf,
     batch: sled::Batch,
+    /// The events of `batch`, packed as the log stores them.
+    chunks: Chunks,
     batched: usize,
     /// The position the next event must have.
     next: u64,
@@ -53,7 +57,7 @@ impl SledImport {
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let (store, files) = Store::open(&path, 64 << 20)?;
-        if read::next_position(&store.tree)? != 0 {
+        if chunks::holds_events(&store.tree)? {
             return Err(EventLogError::InvalidAppend(format!(
                 "{} already holds a log; import only into an empty one",
                 path.display()
@@ -64,6 +68,7 @@ impl SledImport {
             files,
             path,
             batch: sled::Batch::default(),
+            chunks: Chunks::default(),
             batched: 0,
             next: 0,
             heads: HashMap::new(),
@@ -100,8 +105,8 @@ impl SledImport {
             ));
         }
         let position = event.position;
-        self.batch
-            .insert(log_key(position).to_vec(), event.to_proto().encode_to_vec());
+        self.chunks
+            .push(position, &event.to_proto().encode_to_vec());
         self.batch.insert(
             stream_key(&event.stream, version),
             position.to_be_bytes().to_vec(),
@@ -136,8 +141,10 @@ impl SledImport {
     }
 
     fn apply(&mut self) -> Result<()> {
-        let batch = std::mem::take(&mut self.batch);
+        let mut batch = std::mem::take(&mut self.batch);
+        std::mem::take(&mut self.chunks).write(&mut batch);
         self.store.tree.apply_batch(batch).map_err(storage)?;
+        self.chunks = Chunks::at(&self.store.tree, self.next)?;
         self.pending_ids.clear();
         self.batched = 0;
         Ok(())
@@ -262,6 +269,19 @@ mod tests {
         import.push(&event("s", 1, 1)).unwrap();
         assert_eq!(import.finish().unwrap(), 2);
         let error = SledImport::create(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("already holds a log"), "{error}");
+        // So does a log of the older layout, one event per `L` key, not yet opened.
+        let older = tempfile::tempdir().unwrap();
+        {
+            let (store, _) = Store::open(older.path(), 1 << 20).unwrap();
+            let key = super::super::keys::log_key(0);
+            store
+                .tree
+                .insert(key, first.to_proto().encode_to_vec())
+                .unwrap();
+            store.db.flush().unwrap();
+        }
+        let error = SledImport::create(older.path()).unwrap_err().to_string();
         assert!(error.contains("already holds a log"), "{error}");
     }
 }

@@ -3,24 +3,28 @@
 //!
 //! | key | value |
 //! | --- | --- |
-//! | `L` position (u64 BE) | the event, encoded as `podium.v1.Event` |
+//! | `C` position (u64 BE) | a chunk: the events from that position on, each encoded as `podium.v1.Event` (see [`super::chunks`]) |
 //! | `S` stream `0x00` version (u64 BE) | position |
 //! | `J` event id (16 bytes) | position, version (the stream is the stored event's) |
 //!
-//! Big-endian numbers make sled's byte order the numeric order, so a range of `L` keys is a
+//! Big-endian numbers make sled's byte order the numeric order, so a range of `C` keys is a
 //! range of positions and the last `S` key of a stream is its head. A stream name never holds
 //! `0x00` (see `validate_append`), so one stream's keys never fall inside another's range.
 //!
 //! An event id is stored once in the whole log, whatever its stream: a retry to the same
 //! stream is answered, and a request id reused for another stream is refused, never applied a
 //! second time. Databases written before that rule index ids by stream under `I` (stream
-//! `0x00` id); opening one moves them to `J` (see `ids::migrate`).
+//! `0x00` id); opening one moves them to `J` (see `ids::migrate`). Databases written before
+//! chunks hold one event per key under `L` (position); opening one packs them into chunks
+//! (see `chunks::migrate`).
 
 use uuid::Uuid;
 
 use crate::{EventLogError, Result};
 
-/// The log: position → event.
+/// The log: first position → a chunk of events.
+pub(super) const CHUNK: u8 = b'C';
+/// The log of databases from before chunks: position → event.
 pub(super) const LOG: u8 = b'L';
 /// The stream index: stream and version → position.
 pub(super) const STREAM: u8 = b'S';
@@ -30,10 +34,19 @@ pub(super) const ID: u8 = b'J';
 /// id → position and version.
 pub(super) const LEGACY_ID: u8 = b'I';
 
-/// `L` + position.
+/// `C` + the position of a chunk's first event.
+pub(super) fn chunk_key(first: u64) -> [u8; 9] {
+    position_key(CHUNK, first)
+}
+
+/// `L` + position: the layout of older databases.
 pub(super) fn log_key(position: u64) -> [u8; 9] {
+    position_key(LOG, position)
+}
+
+fn position_key(space: u8, position: u64) -> [u8; 9] {
     let mut key = [0u8; 9];
-    key[0] = LOG;
+    key[0] = space;
     key[1..].copy_from_slice(&position.to_be_bytes());
     key
 }
@@ -103,7 +116,7 @@ mod tests {
     }
 
     #[test]
-    fn log_keys_sort_by_position() {
+    fn chunk_keys_sort_by_position() {
         let pairs = [
             (0, 1),
             (255, 256),
@@ -112,8 +125,8 @@ mod tests {
             (1, u64::MAX),
         ];
         for (a, b) in pairs {
-            assert!(log_key(a) < log_key(b), "{a} < {b}");
-            assert_eq!(be_u64(&log_key(b)[1..]).unwrap(), b);
+            assert!(chunk_key(a) < chunk_key(b), "{a} < {b}");
+            assert_eq!(be_u64(&chunk_key(b)[1..]).unwrap(), b);
         }
     }
 
@@ -130,7 +143,8 @@ mod tests {
                 );
             }
         }
-        assert!(!log_key(7).starts_with(&[STREAM]) && !stream_key("a", 7).starts_with(&[ID]));
+        assert!(!chunk_key(7).starts_with(&[STREAM]) && !chunk_key(7).starts_with(&[LOG]));
+        assert!(!stream_key("a", 7).starts_with(&[ID]));
         assert!(!id_key(Uuid::nil()).starts_with(&[LEGACY_ID]));
     }
 

@@ -8,6 +8,7 @@
 //! after that fdatasync. This file holds the handle that ties them together: opening,
 //! closing, and the [`EventLog`] methods.
 
+mod chunks;
 mod ids;
 mod import;
 mod keys;
@@ -177,9 +178,14 @@ impl SledEventLog {
     /// Opens (or creates) the log in directory `path` and starts its writer thread.
     pub fn open(path: impl AsRef<Path>, options: SledOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let (store, files) = Store::open(&path, options.cache_bytes)?;
+        let (store, mut files) = Store::open(&path, options.cache_bytes)?;
+        let durable = || {
+            store.db.flush().map_err(storage)?;
+            files.sync().map_err(|e| unsyncable(&path, e))
+        };
         // What opening reads and moves is named with the file, as sled's own refusals are.
-        let head = ids::migrate(&store.tree)
+        let head = chunks::migrate(&store.tree, durable)
+            .and_then(|()| ids::migrate(&store.tree))
             .and_then(|()| read::next_position(&store.tree))
             .map_err(|e| naming_the_file(&path, e))?;
         let (live, _) = broadcast::channel(options.live_buffer.max(1));
@@ -409,8 +415,8 @@ fn unopenable(dir: &Path, error: sled::Error) -> EventLogError {
     }
 }
 
-/// An error met while opening the database in `dir` (a damaged page read by the id index's
-/// move or by the look for the log's head), saying which file it is about.
+/// An error met while opening the database in `dir` (a damaged page read by the moves of an
+/// older layout or by the look for the log's head), saying which file it is about.
 fn naming_the_file(dir: &Path, error: EventLogError) -> EventLogError {
     let file = dir.join("db");
     match error {

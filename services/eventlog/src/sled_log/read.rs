@@ -10,8 +10,8 @@ use podium_proto::v1 as pb;
 use prost::Message;
 
 use super::{
-    Shared, Store,
-    keys::{LOG, STREAM, be_u64, log_key, stream_key, stream_prefix},
+    Shared, Store, chunks,
+    keys::{STREAM, be_u64, stream_key, stream_prefix},
     storage,
     writer::REOPEN_PAUSE,
 };
@@ -117,16 +117,15 @@ pub(super) async fn page(
         Ok(runtime) => runtime
             .spawn_blocking(move || reader.read(|tree| read_range(tree, from, end)))
             .await
-            .map_err(blocking_failed)??,
+            .map_err(blocking_failed)?,
         // Outside a tokio runtime there is no blocking pool: read in place.
-        Err(_) => shared.read(|tree| read_range(tree, from, end))?,
-    };
-    let last = match entries.last() {
-        Some((key, _)) => Some(be_u64(&key[1..])?),
-        None => None,
-    };
-    let events = entries.into_iter().map(move |(key, value)| {
-        decode_stored(be_u64(&key[1..])?, &value).map_err(|e| shared.naming_the_file(e))
+        Err(_) => shared.read(|tree| read_range(tree, from, end)),
+    }
+    // A chunk that does not parse is named with its file, as an event that does not decode.
+    .map_err(|e| shared.naming_the_file(e))?;
+    let last = entries.last().map(|(position, _)| *position);
+    let events = entries.into_iter().map(move |(position, value)| {
+        decode_stored(position, &value).map_err(|e| shared.naming_the_file(e))
     });
     Ok(Page::new(last, events))
 }
@@ -143,13 +142,7 @@ pub(super) fn blocking_failed(error: tokio::task::JoinError) -> EventLogError {
 
 /// The position after the last stored event.
 pub(super) fn next_position(tree: &sled::Tree) -> Result<u64> {
-    match tree.scan_prefix([LOG]).next_back() {
-        Some(entry) => {
-            let (key, _) = entry.map_err(storage)?;
-            Ok(be_u64(&key[1..])? + 1)
-        }
-        None => Ok(0),
-    }
+    chunks::next_position(tree)
 }
 
 /// The version of the stream's last stored event, if the stream exists.
@@ -163,21 +156,13 @@ pub(super) fn stream_head(tree: &sled::Tree, stream: &str) -> Result<Option<u64>
     }
 }
 
-/// The stored entries for positions `from..end`, undecoded.
-pub(super) fn read_range(
-    tree: &sled::Tree,
-    from: u64,
-    end: u64,
-) -> Result<Vec<(sled::IVec, sled::IVec)>> {
-    let mut entries = Vec::with_capacity(usize::try_from(end - from).unwrap_or(0));
-    for entry in tree.range(log_key(from)..log_key(end)) {
-        entries.push(entry.map_err(storage)?);
-    }
-    Ok(entries)
+/// The stored events at positions `from..end`, undecoded.
+pub(super) fn read_range(tree: &sled::Tree, from: u64, end: u64) -> Result<Vec<chunks::Record>> {
+    chunks::range(tree, from, end)
 }
 
 pub(super) fn load(tree: &sled::Tree, position: u64) -> Result<RecordedEvent> {
-    match tree.get(log_key(position)).map_err(storage)? {
+    match chunks::find(tree, position)? {
         Some(value) => decode_stored(position, &value),
         None => Err(EventLogError::Corrupt {
             position,
@@ -186,7 +171,7 @@ pub(super) fn load(tree: &sled::Tree, position: u64) -> Result<RecordedEvent> {
     }
 }
 
-/// Decodes the value stored under `L`+`position` back into the event, refusing one that does
+/// Decodes the stored bytes of the event at `position` (one entry of a chunk) back into the event, refusing one that does
 /// not parse or claims another position. Public so that the fuzz targets and property tests
 /// (`tests/fuzz/harness`) drive the very function that replay uses.
 pub fn decode_stored(position: u64, bytes: &[u8]) -> Result<RecordedEvent> {
@@ -217,14 +202,18 @@ mod tests {
         assert_eq!(next_position(&tree)?, 0);
         assert_eq!(stream_head(&tree, "a")?, None);
         let mut position = 0u64;
+        let mut log = chunks::Chunks::at(&tree, 0)?;
         for (stream, versions) in [("a", 3u64), ("a-b", 300), ("b", 1)] {
             for version in 0..versions {
-                tree.insert(log_key(position), vec![]).map_err(storage)?;
+                log.push(position, &[]);
                 tree.insert(stream_key(stream, version), &position.to_be_bytes())
                     .map_err(storage)?;
                 position += 1;
             }
         }
+        let mut batch = sled::Batch::default();
+        log.write(&mut batch);
+        tree.apply_batch(batch).map_err(storage)?;
         assert_eq!(next_position(&tree)?, 304);
         assert_eq!(stream_head(&tree, "a")?, Some(2));
         assert_eq!(stream_head(&tree, "a-b")?, Some(299));

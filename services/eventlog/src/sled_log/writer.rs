@@ -22,8 +22,10 @@ use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 use super::{
-    AppendRequest, Shared, SledFiles, SledOptions, Store, ids,
-    keys::{id_key, log_key, stream_key},
+    AppendRequest, Shared, SledFiles, SledOptions, Store,
+    chunks::Chunks,
+    ids,
+    keys::{id_key, stream_key},
     read::{next_position, stream_head},
     storage, unsyncable,
 };
@@ -95,10 +97,21 @@ pub(super) const REOPEN_PAUSE: std::time::Duration = std::time::Duration::from_m
 const REOPEN_ROOM: u64 = 4 << 20;
 
 /// Effects of the group being built, not yet in sled.
-#[derive(Default)]
 struct Pending {
     heads: HashMap<String, u64>,
     ids: HashMap<Uuid, ids::Stored>,
+    /// The group's events, packed onto the end of the log.
+    chunks: Chunks,
+}
+
+impl Pending {
+    fn new(chunks: Chunks) -> Self {
+        Self {
+            heads: HashMap::new(),
+            ids: HashMap::new(),
+            chunks,
+        }
+    }
 }
 
 impl Writer {
@@ -176,7 +189,15 @@ impl Writer {
             return;
         };
         let mut batch = sled::Batch::default();
-        let mut pending = Pending::default();
+        let mut pending = match Chunks::at(&store.tree, self.next) {
+            Ok(chunks) => Pending::new(chunks),
+            Err(error) => {
+                for request in group {
+                    let _ = request.reply.send(Err(error_like(&error)));
+                }
+                return;
+            }
+        };
         let mut committed: Vec<RecordedEvent> = Vec::new();
         let mut answers = Vec::with_capacity(group.len());
         let start = self.next;
@@ -192,6 +213,7 @@ impl Writer {
             );
             answers.push((request.reply, decision));
         }
+        pending.chunks.write(&mut batch);
         if !committed.is_empty() || self.unflushed {
             let events = committed.len();
             let flush_started = std::time::Instant::now();
@@ -409,10 +431,9 @@ impl Writer {
                 payload: event.payload.clone(),
                 recorded_at: now,
             };
-            batch.insert(
-                log_key(position).to_vec(),
-                recorded.to_proto().encode_to_vec(),
-            );
+            pending
+                .chunks
+                .push(position, &recorded.to_proto().encode_to_vec());
             batch.insert(stream_key(stream, version), position.to_be_bytes().to_vec());
             batch.insert(id_key(event.id).to_vec(), ids::entry(position, version));
             pending.ids.insert(

@@ -215,16 +215,29 @@ fn an_event_that_does_not_decode_is_never_served_and_its_error_names_the_file() 
     let runtime = runtime();
     let dir = TempDir::new().expect("temporary directory");
     runtime.block_on(write_run(dir.path(), 2));
-    // Damage the value of the last event behind the log's back, as a bad sector would.
+    // Damage the last event behind the log's back, as a bad sector would: the last entry of
+    // the last chunk (`C` and its first position; each entry its length, then the event) keeps
+    // its length and loses its bytes.
     {
         let db = open_when_released(dir.path());
         let tree = db.open_tree("events").expect("tree");
-        let (key, _) = tree
-            .scan_prefix([b'L'])
+        let (key, value) = tree
+            .scan_prefix([b'C'])
             .next_back()
             .expect("an event")
             .expect("read");
-        tree.insert(key, &[0xff, 0xff, 0xff][..]).expect("insert");
+        let mut rest: &[u8] = &value;
+        let mut last_entry = 0..0;
+        while !rest.is_empty() {
+            let len =
+                prost::encoding::decode_varint(&mut rest).expect("an entry's length") as usize;
+            let start = value.len() - rest.len();
+            last_entry = start..start + len;
+            rest = &rest[len..];
+        }
+        let mut damaged = value.to_vec();
+        damaged[last_entry].fill(0xff);
+        tree.insert(key, damaged).expect("insert");
         db.flush().expect("flush");
     }
     let log = SledEventLog::open(dir.path(), SledOptions::default()).expect("open");
