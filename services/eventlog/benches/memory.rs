@@ -8,16 +8,16 @@
 //! It does that twice, each in a process of its own: with random event ids (UUID v4), and with
 //! time-ordered ones (UUID v7, what podium's own clients make). Then, without podium, it
 //! writes as many keys into a bare sled tree, appended at the end and at random places, and
-//! prints sled's own growth per key: the floor any layout of the log pays per key it writes. `PODIUM_BENCH_EVENTS` (default
-//! 1,500,000, the soak's ballots) sets the size. Under `cargo test --benches` it makes a quick
-//! smoke run.
+//! prints sled's own growth per key: the floor any layout of the log pays per key it writes.
+//! `PODIUM_BENCH_EVENTS` (default 1,500,000, the soak's ballots) sets the size. Under
+//! `cargo test --benches` it makes a quick smoke run.
 //!
 //! What it shows: sled 0.34 keeps memory for every leaf of its tree (a leaf holds at most 16
 //! keys), whatever its cache size, and more for a leaf that takes keys at random places (up to
 //! ten fragments each, until sled consolidates it) than for one only ever appended to. The log
-//! writes three keys per event: its chunk (four or five ballots share one), the stream's
-//! version and the event id. The growth per event is the slope between days; the first day
-//! also fills the cache.
+//! writes three keys per event: its chunk (four of this benchmark's ballots share one), the
+//! stream's version and the event id. The growth per event is the slope between days; the
+//! first day also fills the cache.
 
 use std::{path::Path, sync::Arc, time::Instant};
 

@@ -171,8 +171,8 @@ pub(super) fn load(tree: &sled::Tree, position: u64) -> Result<RecordedEvent> {
     }
 }
 
-/// Decodes the stored bytes of the event at `position` (one entry of a chunk) back into the event, refusing one that does
-/// not parse or claims another position. Public so that the fuzz targets and property tests
+/// Decodes the stored bytes of the event at `position` (one entry of a chunk) back into the
+/// event, refusing one that does not parse or claims another position. Public so that the fuzz targets and property tests
 /// (`tests/fuzz/harness`) drive the very function that replay uses.
 pub fn decode_stored(position: u64, bytes: &[u8]) -> Result<RecordedEvent> {
     let corrupt = |reason: String| EventLogError::Corrupt { position, reason };

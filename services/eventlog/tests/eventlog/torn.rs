@@ -134,7 +134,8 @@ fn a_log_torn_after_its_last_sync_opens_to_a_consistent_prefix_or_not_at_all() {
     let live = base.path().join("live");
     // The files are copied once sled has let go of them: its flusher thread can still write
     // for a moment after the log has closed, and a copy taken meanwhile mixes files from
-    // before and after that write, a state no disk ever held.
+    // before and after that write, a state no disk ever held. Taking the lock opens sled,
+    // which recovers and writes its snapshot: the copy is the state a restart leaves.
     let first = runtime.block_on(write_run(&live, 40));
     drop(open_when_released(&live));
     let synced = files(&live);

@@ -16,8 +16,11 @@
 //! it grew, and the torn-write test found both keys back). Unlike a key per event, an
 //! acknowledged event is written again while its chunk fills: that it survives is sled's
 //! promise for a key written in place, which the torn-write and power-loss suites check.
-//! Readers check that each chunk begins where the one before it ended. Databases written before
-//! chunks held one event per `L` key; opening one packs them ([`migrate`]).
+//! Readers check that each chunk begins where the one before it ended. A chunk whose framing is
+//! damaged costs every event in it, and the log does not open if it is the last (where the log
+//! ends is then not known). Databases written before chunks held one event per `L` key; opening
+//! one packs them ([`migrate`]); a podiumd from before chunks cannot read a log that has been
+//! packed.
 
 use prost::{
     bytes::Buf,
@@ -36,7 +39,7 @@ pub(super) const CHUNK_EVENTS: u64 = 16;
 /// it joins), so that a leaf of sled's tree (16 keys) stays small: with chunks of about 3 KiB,
 /// the torn-write test (`tests/eventlog/torn.rs`) opened torn logs from which sled then refused
 /// to read a leaf ("Read corrupted data") in 4 of 10 runs; with 1 KiB, in none of 70. A
-/// ballot-sized event is about 200 bytes, so a chunk holds four or five.
+/// ballot-sized event encodes to 200 to 400 bytes, so a chunk holds three to six.
 pub(super) const CHUNK_BYTES: usize = 1 << 10;
 
 /// One stored event of a chunk: its position and its encoded bytes.
@@ -106,35 +109,44 @@ pub(super) fn find(tree: &sled::Tree, position: u64) -> Result<Option<sled::IVec
         .find_map(|(at, bytes)| (at == position).then_some(bytes)))
 }
 
-/// The stored events at positions `from..end`, not decoded.
+/// The stored events at positions `from..end`, not decoded. Every position there must be
+/// stored (callers read below the durable head): chunks that leave a gap or overlap, or a
+/// position no chunk holds, are damage, refused with the first position in question, never a
+/// short page.
 pub(super) fn range(tree: &sled::Tree, from: u64, end: u64) -> Result<Vec<Record>> {
     let mut found = Vec::with_capacity(usize::try_from(end.saturating_sub(from)).unwrap_or(0));
     if from >= end {
         return Ok(found);
     }
-    let start = match holding(tree, from)? {
+    // The first chunk to read is the one holding `from`; each after it begins where the one
+    // before it ended.
+    let mut expected = match holding(tree, from)? {
         Some((key, _)) => be_u64(&key[1..])?,
         None => from,
     };
-    let mut expected = None;
-    for entry in tree.range(chunk_key(start)..chunk_key(end)) {
+    let missing = |position: u64, reason: String| EventLogError::Corrupt { position, reason };
+    for entry in tree.range(chunk_key(expected)..chunk_key(end)) {
         let (key, value) = entry.map_err(storage)?;
         let records = records(&key, &value)?;
         let first = records[0].0;
-        // Chunks follow one another without a gap or an overlap; anything else is damage,
-        // not a page to serve.
-        if let Some(expected) = expected.filter(|expected| *expected != first) {
-            return Err(EventLogError::Corrupt {
-                position: expected,
-                reason: format!("the chunk after this position begins at {first}"),
-            });
+        if first != expected {
+            return Err(missing(
+                expected.max(from),
+                format!("no chunk holds it; the next chunk begins at {first}"),
+            ));
         }
-        expected = Some(first + records.len() as u64);
+        expected = first + records.len() as u64;
         found.extend(
             records
                 .into_iter()
                 .filter(|(at, _)| (from..end).contains(at)),
         );
+    }
+    if expected < end {
+        return Err(missing(
+            expected.max(from),
+            "no chunk holds it, though the log goes on past it".into(),
+        ));
     }
     Ok(found)
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::*;
 use crate::{
     EventLog, ExpectedVersion, NewEvent, RecordedEvent,
-    sled_log::{SledEventLog, SledOptions, keys::log_key, read::decode_stored},
+    sled_log::{SledEventLog, SledImport, SledOptions, Store, keys::log_key, read::decode_stored},
 };
 
 fn temporary() -> Result<(sled::Db, sled::Tree)> {
@@ -103,7 +103,7 @@ fn every_event_is_read_back_from_its_chunk_whatever_the_groups() -> Result<()> {
         (37, 99),
         (99, 100),
         (50, 50),
-        (90, 500),
+        (90, 100),
     ] {
         let expected: Vec<_> = events
             .iter()
@@ -117,6 +117,11 @@ fn every_event_is_read_back_from_its_chunk_whatever_the_groups() -> Result<()> {
         assert_eq!(&decode_stored(event.position, &bytes)?, event);
     }
     assert_eq!(find(&tree, 100)?, None);
+    // A range is read below the head: a position past it is one no chunk holds.
+    assert!(matches!(
+        range(&tree, 90, 101),
+        Err(EventLogError::Corrupt { position: 100, .. })
+    ));
     assert_packed(&tree)?;
     assert!(
         chunk_count(&tree) <= 100 / 4,
@@ -233,11 +238,14 @@ fn an_older_databases_events_are_packed_once_and_a_crash_at_any_step_is_picked_u
     tree.insert(log_key(4_500), vec![0xff, 0xff])
         .map_err(storage)?;
     // The chunks are made durable while every `L` key is still there, and reach its end.
+    let mut made_durable = false;
     migrate(&tree, || {
         assert_eq!(tree.scan_prefix([LOG]).count(), 4_501);
         assert_eq!(next_position(&tree)?, 4_501);
+        made_durable = true;
         Ok(())
     })?;
+    assert!(made_durable);
     assert!(tree.scan_prefix([LOG]).next().is_none());
     assert_eq!(next_position(&tree)?, 4_501);
     assert_eq!(read_back(&tree, 0, 4_500)?, events[..4_500]);
@@ -358,4 +366,84 @@ async fn a_log_written_before_chunks_opens_with_its_events_and_takes_more() -> R
     let log = SledEventLog::open(dir.path(), SledOptions::default())?;
     assert_eq!(log.read_all(0, 100).await?.len(), 41);
     log.close()
+}
+
+#[test]
+fn a_chunk_of_small_events_ends_at_sixteen() -> Result<()> {
+    let (_db, tree) = temporary()?;
+    let mut chunks = Chunks::default();
+    for position in 0..40 {
+        chunks.push(position, &[]);
+    }
+    let mut batch = sled::Batch::default();
+    chunks.write(&mut batch);
+    tree.apply_batch(batch).map_err(storage)?;
+    assert_eq!(chunk_count(&tree), 3);
+    assert_packed(&tree)?;
+    assert_eq!(next_position(&tree)?, 40);
+    Ok(())
+}
+
+#[test]
+fn a_lost_first_or_last_chunk_is_damage_not_a_short_page() -> Result<()> {
+    let events: Vec<_> = (0..40).map(|p| event(p, 300)).collect();
+    for lost in ["first", "last"] {
+        let (_db, tree) = temporary()?;
+        append(&tree, &events)?;
+        let chunk = if lost == "first" {
+            tree.scan_prefix([CHUNK]).next()
+        } else {
+            tree.scan_prefix([CHUNK]).next_back()
+        };
+        let (key, _) = chunk.expect("a chunk").map_err(storage)?;
+        let at = be_u64(&key[1..])?;
+        tree.remove(&key).map_err(storage)?;
+        // Read as far as the head the writer knew.
+        assert!(
+            matches!(
+                range(&tree, at, 40),
+                Err(EventLogError::Corrupt { position, .. }) if position == at
+            ),
+            "the {lost} chunk lost"
+        );
+    }
+    Ok(())
+}
+
+/// The chunks of the database in `dir`, once whoever held it has let go.
+fn stored_chunks(dir: &std::path::Path) -> Result<(usize, u64)> {
+    let (store, _) = Store::open(dir, 1 << 20)?;
+    assert_packed(&store.tree)?;
+    Ok((chunk_count(&store.tree), next_position(&store.tree)?))
+}
+
+#[tokio::test]
+async fn the_writer_and_an_import_pack_events_into_chunks() -> Result<()> {
+    let written = tempfile::tempdir().map_err(|e| EventLogError::Storage(e.to_string()))?;
+    let log = SledEventLog::open(written.path(), SledOptions::default())?;
+    // One event a group, as a quiet conference writes them.
+    for n in 0..100u64 {
+        let new = NewEvent {
+            id: Uuid::now_v7(),
+            event_type: "podium.test.A".into(),
+            payload: vec![1; 20],
+        };
+        log.append(&format!("s-{}", n % 7), ExpectedVersion::Any, vec![new])
+            .await?;
+    }
+    let events = log.read_all(0, 100).await?;
+    log.close()?;
+    drop(log);
+    let (chunks, head) = stored_chunks(written.path())?;
+    assert_eq!(head, 100);
+    assert!(chunks * 4 <= 100, "{chunks} chunks for 100 events");
+
+    let imported = tempfile::tempdir().map_err(|e| EventLogError::Storage(e.to_string()))?;
+    let mut import = SledImport::create(imported.path())?;
+    for event in &events {
+        import.push(event)?;
+    }
+    assert_eq!(import.finish()?, 100);
+    assert_eq!(stored_chunks(imported.path())?, (chunks, 100));
+    Ok(())
 }
