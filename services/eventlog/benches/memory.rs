@@ -217,28 +217,24 @@ fn main() -> anyhow::Result<()> {
     );
     // Each in a process of its own: an allocator keeps what an earlier run freed.
     for ids in Ids::ALL {
-        let mut run = std::process::Command::new(std::env::current_exe()?);
-        run.arg(DAYS).arg(ids.name());
-        if !smoke {
-            run.arg("--bench");
-        }
-        let status = run.status()?;
-        anyhow::ensure!(status.success(), "the run with {} ids failed", ids.name());
+        in_child(DAYS, ids.name(), smoke)?;
     }
     // What sled itself keeps per key, as many keys as the runs above wrote events.
     for keys in Keys::ALL {
-        let mut run = std::process::Command::new(std::env::current_exe()?);
-        run.arg(BARE).arg(keys.name());
-        if !smoke {
-            run.arg("--bench");
-        }
-        let status = run.status()?;
-        anyhow::ensure!(
-            status.success(),
-            "the bare sled run with {} keys failed",
-            keys.name()
-        );
+        in_child(BARE, keys.name(), smoke)?;
     }
+    Ok(())
+}
+
+/// Runs this benchmark's own binary with `flag` and `name`, full size unless `smoke`.
+fn in_child(flag: &str, name: &str, smoke: bool) -> anyhow::Result<()> {
+    let mut run = std::process::Command::new(std::env::current_exe()?);
+    run.arg(flag).arg(name);
+    if !smoke {
+        run.arg("--bench");
+    }
+    let status = run.status()?;
+    anyhow::ensure!(status.success(), "the run {flag} {name} failed");
     Ok(())
 }
 

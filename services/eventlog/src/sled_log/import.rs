@@ -19,7 +19,7 @@ use super::{
     keys::{id_key, stream_key},
     storage,
     sync::SledFiles,
-    unsyncable, validate_event, validate_stream,
+    validate_event, validate_stream,
 };
 use crate::{EventLogError, RecordedEvent, Result};
 
@@ -57,7 +57,7 @@ impl SledImport {
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let (store, files) = Store::open(&path, 64 << 20)?;
-        if chunks::holds_events(&store.tree)? {
+        if chunks::holds_events(&store.tree) {
             return Err(EventLogError::InvalidAppend(format!(
                 "{} already holds a log; import only into an empty one",
                 path.display()
@@ -135,8 +135,7 @@ impl SledImport {
     /// Writes what is left and makes the whole log durable; returns its head.
     pub fn finish(mut self) -> Result<u64> {
         self.apply()?;
-        self.store.db.flush().map_err(storage)?;
-        self.files.sync().map_err(|e| unsyncable(&self.path, e))?;
+        self.store.make_durable(&mut self.files, &self.path)?;
         Ok(self.next)
     }
 

@@ -141,6 +141,13 @@ impl Store {
         let files = SledFiles::open(path).map_err(|e| unsyncable(path, e))?;
         Ok((Self { db, tree }, files))
     }
+
+    /// Makes everything written so far durable: sled's flush, then the fsyncs of its `files`
+    /// (see [`sync`]), for a step that must be on disk before the next begins.
+    fn make_durable(&self, files: &mut SledFiles, path: &Path) -> Result<()> {
+        self.db.flush().map_err(storage)?;
+        files.sync().map_err(|e| unsyncable(path, e))
+    }
 }
 
 struct Shared {
@@ -179,14 +186,10 @@ impl SledEventLog {
     pub fn open(path: impl AsRef<Path>, options: SledOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let (store, mut files) = Store::open(&path, options.cache_bytes)?;
-        let durable = || {
-            store.db.flush().map_err(storage)?;
-            files.sync().map_err(|e| unsyncable(&path, e))
-        };
         // What opening reads and moves is named with the file, as sled's own refusals are.
-        let head = chunks::migrate(&store.tree, durable)
+        let head = chunks::migrate(&store.tree, || store.make_durable(&mut files, &path))
             .and_then(|()| ids::migrate(&store.tree))
-            .and_then(|()| read::next_position(&store.tree))
+            .and_then(|()| chunks::next_position(&store.tree))
             .map_err(|e| naming_the_file(&path, e))?;
         let (live, _) = broadcast::channel(options.live_buffer.max(1));
         let shared = Arc::new(Shared {
@@ -426,11 +429,7 @@ fn naming_the_file(dir: &Path, error: EventLogError) -> EventLogError {
         EventLogError::DiskFull(message) => {
             EventLogError::DiskFull(format!("cannot open {}: {message}", file.display()))
         }
-        EventLogError::Corrupt { position, reason } => EventLogError::Corrupt {
-            position,
-            reason: format!("{reason} (in {})", file.display()),
-        },
-        other => other,
+        other => read::corrupt_in(&file, other),
     }
 }
 

@@ -58,13 +58,7 @@ impl Shared {
 
     /// An error about a stored event, saying which file holds it.
     pub(super) fn naming_the_file(&self, error: EventLogError) -> EventLogError {
-        match error {
-            EventLogError::Corrupt { position, reason } => EventLogError::Corrupt {
-                position,
-                reason: format!("{reason} (in {})", self.db_file.display()),
-            },
-            other => other,
-        }
+        corrupt_in(&self.db_file, error)
     }
 
     /// Up to `limit` events of `stream` from `from_version`, none at or past `durable`.
@@ -115,11 +109,11 @@ pub(super) async fn page(
     let reader = shared.clone();
     let entries = match tokio::runtime::Handle::try_current() {
         Ok(runtime) => runtime
-            .spawn_blocking(move || reader.read(|tree| read_range(tree, from, end)))
+            .spawn_blocking(move || reader.read(|tree| chunks::range(tree, from, end)))
             .await
             .map_err(blocking_failed)?,
         // Outside a tokio runtime there is no blocking pool: read in place.
-        Err(_) => shared.read(|tree| read_range(tree, from, end)),
+        Err(_) => shared.read(|tree| chunks::range(tree, from, end)),
     }
     // A chunk that does not parse is named with its file, as an event that does not decode.
     .map_err(|e| shared.naming_the_file(e))?;
@@ -130,6 +124,17 @@ pub(super) async fn page(
     Ok(Page::new(last, events))
 }
 
+/// A corrupt event's error, saying which file holds it; any other error as it is.
+pub(super) fn corrupt_in(file: &std::path::Path, error: EventLogError) -> EventLogError {
+    match error {
+        EventLogError::Corrupt { position, reason } => EventLogError::Corrupt {
+            position,
+            reason: format!("{reason} (in {})", file.display()),
+        },
+        other => other,
+    }
+}
+
 /// A read on the blocking pool that did not finish: cancelled as the runtime shut down, or
 /// panicked.
 pub(super) fn blocking_failed(error: tokio::task::JoinError) -> EventLogError {
@@ -138,11 +143,6 @@ pub(super) fn blocking_failed(error: tokio::task::JoinError) -> EventLogError {
     } else {
         EventLogError::Storage(format!("reading the log failed: {error}"))
     }
-}
-
-/// The position after the last stored event.
-pub(super) fn next_position(tree: &sled::Tree) -> Result<u64> {
-    chunks::next_position(tree)
 }
 
 /// The version of the stream's last stored event, if the stream exists.
@@ -156,11 +156,6 @@ pub(super) fn stream_head(tree: &sled::Tree, stream: &str) -> Result<Option<u64>
     }
 }
 
-/// The stored events at positions `from..end`, undecoded.
-pub(super) fn read_range(tree: &sled::Tree, from: u64, end: u64) -> Result<Vec<chunks::Record>> {
-    chunks::range(tree, from, end)
-}
-
 pub(super) fn load(tree: &sled::Tree, position: u64) -> Result<RecordedEvent> {
     match chunks::find(tree, position)? {
         Some(value) => decode_stored(position, &value),
@@ -172,8 +167,9 @@ pub(super) fn load(tree: &sled::Tree, position: u64) -> Result<RecordedEvent> {
 }
 
 /// Decodes the stored bytes of the event at `position` (one entry of a chunk) back into the
-/// event, refusing one that does not parse or claims another position. Public so that the fuzz targets and property tests
-/// (`tests/fuzz/harness`) drive the very function that replay uses.
+/// event, refusing one that does not parse or claims another position. Public so that the
+/// fuzz targets and property tests (`tests/fuzz/harness`) drive the very function that replay
+/// uses.
 pub fn decode_stored(position: u64, bytes: &[u8]) -> Result<RecordedEvent> {
     let corrupt = |reason: String| EventLogError::Corrupt { position, reason };
     let event = pb::Event::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
@@ -199,7 +195,7 @@ mod tests {
             .open()
             .map_err(storage)?;
         let tree = db.open_tree("events").map_err(storage)?;
-        assert_eq!(next_position(&tree)?, 0);
+        assert_eq!(chunks::next_position(&tree)?, 0);
         assert_eq!(stream_head(&tree, "a")?, None);
         let mut position = 0u64;
         let mut log = chunks::Chunks::at(&tree, 0)?;
@@ -214,7 +210,7 @@ mod tests {
         let mut batch = sled::Batch::default();
         log.write(&mut batch);
         tree.apply_batch(batch).map_err(storage)?;
-        assert_eq!(next_position(&tree)?, 304);
+        assert_eq!(chunks::next_position(&tree)?, 304);
         assert_eq!(stream_head(&tree, "a")?, Some(2));
         assert_eq!(stream_head(&tree, "a-b")?, Some(299));
         assert_eq!(stream_head(&tree, "b")?, Some(0));

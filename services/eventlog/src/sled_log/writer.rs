@@ -23,10 +23,10 @@ use uuid::Uuid;
 
 use super::{
     AppendRequest, Shared, SledFiles, SledOptions, Store,
-    chunks::Chunks,
+    chunks::{Chunks, next_position},
     ids,
     keys::{id_key, stream_key},
-    read::{next_position, stream_head},
+    read::stream_head,
     storage, unsyncable,
 };
 use crate::{AppendOutcome, CommittedBatch, EventLogError, ExpectedVersion, RecordedEvent, Result};

@@ -1,7 +1,8 @@
 //! The decoder of stored events: bytes as they would lie in the log as the entry of position 0
 //! in a chunk (`services/eventlog/src/sled_log/chunks/mod.rs`; the chunk's framing is not
-//! fuzzed), decoded by the function replay uses, then folded into every read model podiumd keeps (the access
-//! directory and token register, the agenda, the live status and the feedback model with its Q&A and ratings).
+//! fuzzed), decoded by the function replay uses, then folded into every read model podiumd
+//! keeps (the access directory and token register, the agenda, the live status and the
+//! feedback model with its Q&A and ratings).
 //! The models live for the whole process, so a run of inputs builds on what came before, as a
 //! replay does; they start afresh every [`MODEL_EVENTS`] events to keep memory bounded.
 

@@ -315,8 +315,10 @@ pub(super) fn migrate(tree: &sled::Tree, durable: impl FnOnce() -> Result<()>) -
 }
 
 /// Whether `tree` holds events, in chunks or under the older layout's `L` keys.
-pub(super) fn holds_events(tree: &sled::Tree) -> Result<bool> {
-    Ok(next_position(tree)? > 0 || tree.scan_prefix([LOG]).next().is_some())
+pub(super) fn holds_events(tree: &sled::Tree) -> bool {
+    [CHUNK, LOG]
+        .iter()
+        .any(|space| tree.scan_prefix([*space]).next().is_some())
 }
 
 #[cfg(test)]
