@@ -35,7 +35,11 @@ use async_nats::jetstream::{
 use futures::future::try_join_all;
 use uuid::Uuid;
 
-use super::{Inner, read::nats, subjects};
+use super::{
+    Inner,
+    read::{jetstream_code, lost_a_race, nats},
+    subjects,
+};
 use crate::{AppendOutcome, EventLogError, ExpectedVersion, NewEvent, Result};
 
 /// How long an append keeps trying after losing races (a claim, the fence, a batch in flight)
@@ -52,10 +56,6 @@ const MAX_PAUSE: Duration = Duration::from_millis(250);
 /// stale.
 pub const PUBLISH_GRACE: Duration = Duration::from_secs(10);
 
-/// JetStream's error codes podium tells apart.
-const WRONG_LAST_SEQUENCE: u64 = 10071;
-/// "expected last subject sequence mismatch" of an append that raced another in flight.
-const SUBJECT_SEQUENCE_IN_FLIGHT: u64 = 10164;
 /// Refusals that sending again does not change: a message over the stream's size limit, a
 /// batch over the server's limit, atomic batches turned off.
 const MESSAGE_TOO_LARGE: u64 = 10054;
@@ -384,16 +384,16 @@ async fn claim_id(
 ) -> Result<bool> {
     let value = claim_value(stream, version, first);
     let key = id.to_string();
-    let written = match claim {
+    let (raced, written) = match claim {
         Claim::Free => match log.ids.create(&key, value).await {
             Ok(_) => return Ok(true),
             Err(e) if e.kind() == CreateErrorKind::AlreadyExists => return Ok(false),
-            Err(e) => nats(e),
+            Err(e) => (lost_a_race(&e), nats(e)),
         },
         Claim::Stale(revision) => match log.ids.update(&key, value, *revision).await {
             Ok(_) => return Ok(true),
             Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => return Ok(false),
-            Err(e) => nats(e),
+            Err(e) => (lost_a_race(&e), nats(e)),
         },
         Claim::Pending { .. } | Claim::Stored { .. } => return Ok(false),
     };
@@ -404,7 +404,6 @@ async fn claim_id(
         Claim::Stale(revision) => Some(*revision),
         _ => None,
     };
-    let raced = written.to_string().contains("error code 10164");
     match read_claim(log, id).await? {
         Some((revision, _, _)) if Some(revision) != before => Ok(false),
         // The other write is still in flight: look again in a moment.
@@ -571,21 +570,15 @@ async fn publish(
             .publish_with_headers(subject, headers, body)
             .await
             .map_err(|e| again(&e))?;
-        return ack.await.map_err(|e| {
-            let code = std::error::Error::source(&e)
-                .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
-                .map(|j| j.error_code().0);
-            match (e.kind(), code) {
-                (PublishErrorKind::MaxPayloadExceeded, _)
-                | (_, Some(MESSAGE_TOO_LARGE | BATCH_TOO_LARGE | BATCH_DISABLED)) => {
-                    Published::Refused(EventLogError::InvalidAppend(format!(
-                        "an event of this append is larger than the NATS servers' max_payload: {e}"
-                    )))
-                }
-                (PublishErrorKind::WrongLastSequence, _)
-                | (_, Some(WRONG_LAST_SEQUENCE | SUBJECT_SEQUENCE_IN_FLIGHT)) => Published::Fenced,
-                _ => again(&e),
+        return ack.await.map_err(|e| match (e.kind(), jetstream_code(&e)) {
+            (PublishErrorKind::MaxPayloadExceeded, _)
+            | (_, Some(MESSAGE_TOO_LARGE | BATCH_TOO_LARGE | BATCH_DISABLED)) => {
+                Published::Refused(EventLogError::InvalidAppend(format!(
+                    "an event of this append is larger than the NATS servers' max_payload: {e}"
+                )))
             }
+            _ if lost_a_race(&e) => Published::Fenced,
+            _ => again(&e),
         });
     }
     unreachable!("a batch holds at least one event")

@@ -29,7 +29,10 @@ use tokio::{
     time::Instant,
 };
 
-use super::{key_value_bucket, read::nats};
+use super::{
+    key_value_bucket,
+    read::{lost_a_race, nats},
+};
 use crate::{
     EventLogError, Result,
     lease::{Delivery, Lease, Term},
@@ -296,7 +299,10 @@ impl Keeper {
                 self.valid_for(Some(started));
                 Some((revision, started))
             }
-            Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+            Err(error)
+                if error.kind() == kv::UpdateErrorKind::WrongLastRevision
+                    || lost_a_race(&error) =>
+            {
                 tracing::warn!(
                     term = term.number,
                     "status engine lease lost to another node"

@@ -253,10 +253,23 @@ impl Drop for NatsEventLog {
     }
 }
 
-/// Runs `request` again while the cluster is still settling (just started, or a server just
-/// came back): JetStream then answers "no suitable peers" (10005) or "temporarily unavailable"
-/// (10008), or not at all (the request times out), for a few seconds. Gives up after
-/// [`SETTLE`].
+/// True when `error` is what JetStream answers while the cluster is still settling (just
+/// started, a server just came back, a stream just made): "no suitable peers" (10005),
+/// "temporarily unavailable" (10008), no answer at all (the request times out), or no stream
+/// for a publish's subject yet (a new stream's interest has not reached this server).
+pub(super) fn settling(error: &str) -> bool {
+    [
+        "10005",
+        "10008",
+        "timed out",
+        "no stream found for given subject",
+    ]
+    .iter()
+    .any(|sign| error.contains(sign))
+}
+
+/// Runs `request` again while the cluster is still [settling], for a few seconds. Gives up
+/// after [`SETTLE`].
 async fn while_cluster_settles<
     T,
     E: std::fmt::Display,
@@ -269,10 +282,7 @@ async fn while_cluster_settles<
         match request().await {
             Ok(value) => return Ok(value),
             Err(e) => {
-                let text = e.to_string();
-                let settling =
-                    text.contains("10005") || text.contains("10008") || text.contains("timed out");
-                if !settling || started.elapsed() > SETTLE {
+                if !settling(&e.to_string()) || started.elapsed() > SETTLE {
                     return Err(nats(e));
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -324,7 +334,7 @@ async fn key_value_bucket(
 }
 
 /// How long opening the log waits for a settling cluster.
-const SETTLE: Duration = Duration::from_secs(30);
+pub(super) const SETTLE: Duration = Duration::from_secs(30);
 
 /// The most events in one append: JetStream's largest atomic batch by default (sled takes a few
 /// more).

@@ -245,3 +245,55 @@ impl Want<'_> {
 pub fn nats(error: impl std::fmt::Display) -> EventLogError {
     EventLogError::Storage(format!("NATS: {error}"))
 }
+
+/// JetStream's "wrong last sequence": a write that expected another last sequence.
+const WRONG_LAST_SEQUENCE: u64 = 10071;
+/// JetStream's other "wrong last sequence": a write that expected a subject's last sequence
+/// while another write of that subject was still in flight.
+const SUBJECT_SEQUENCE_IN_FLIGHT: u64 = 10164;
+
+/// The JetStream error code behind `error`, wherever it is among its sources.
+pub fn jetstream_code(error: &(dyn std::error::Error + 'static)) -> Option<u64> {
+    std::iter::successors(Some(error), |e| e.source())
+        .find_map(|e| e.downcast_ref::<async_nats::jetstream::Error>())
+        .map(|e| e.error_code().0)
+}
+
+/// True when `error` is a compare-and-set write that lost to another write, committed or still
+/// in flight. async-nats reports the second kind as "other", not as a wrong revision.
+pub fn lost_a_race(error: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        jetstream_code(error),
+        Some(WRONG_LAST_SEQUENCE | SUBJECT_SEQUENCE_IN_FLIGHT)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use async_nats::jetstream::{
+        context::{PublishError, PublishErrorKind},
+        kv::{CreateError, CreateErrorKind, UpdateError, UpdateErrorKind},
+    };
+
+    use super::*;
+
+    /// A create whose publish JetStream refused with `code`, wrapped as async-nats wraps it.
+    fn refused_create(code: u64) -> CreateError {
+        let refusal: async_nats::jetstream::Error = serde_json::from_str(&format!(
+            r#"{{"code": 400, "err_code": {code}, "description": "refused"}}"#
+        ))
+        .unwrap();
+        let publish = PublishError::with_source(PublishErrorKind::Other, refusal);
+        let update = UpdateError::with_source(UpdateErrorKind::Other, publish);
+        CreateError::with_source(CreateErrorKind::Other, update)
+    }
+
+    #[test]
+    fn a_write_that_lost_to_another_in_flight_is_told_apart_from_a_failure() {
+        assert_eq!(jetstream_code(&refused_create(10164)), Some(10164));
+        assert!(lost_a_race(&refused_create(SUBJECT_SEQUENCE_IN_FLIGHT)));
+        assert!(lost_a_race(&refused_create(WRONG_LAST_SEQUENCE)));
+        assert!(!lost_a_race(&refused_create(10054)), "a message too large");
+        assert!(!lost_a_race(&CreateError::new(CreateErrorKind::Other)));
+    }
+}

@@ -44,11 +44,17 @@ use futures::StreamExt as _;
 use rand::RngCore as _;
 use tokio::{sync::watch, task::JoinHandle};
 
-use super::{open_or_create, read::nats, while_cluster_settles};
+use super::{
+    SETTLE, open_or_create,
+    read::{lost_a_race, nats},
+    settling, while_cluster_settles,
+};
 use crate::{EventLogError, Result};
 
 /// How long opening waits for every secret to be in memory.
 const LOAD: Duration = Duration::from_secs(30);
+/// How long creating a secret goes on while another node's write of it is in flight.
+const RACE: Duration = Duration::from_secs(10);
 /// Length of the cluster key.
 pub const CLUSTER_KEY_LEN: usize = 32;
 /// The entry that proves, at start-up, that this node was given the same cluster key as the
@@ -328,19 +334,24 @@ impl SharedSecrets {
         if let Some(secret) = self.cached(name) {
             return Ok(secret);
         }
-        if let Some((secret, _)) = self.get(name).await? {
-            return Ok(secret);
-        }
         let created = Secret::Value(make());
-        match self.write(name, &created, None).await? {
-            Some(_) => Ok(created),
-            // Another node was first: its value stands.
-            None => match self.get(name).await? {
-                Some((secret, _)) => Ok(secret),
-                None => Err(EventLogError::Storage(format!(
-                    "the shared secret {name} was neither created nor found; try again"
-                ))),
-            },
+        let deadline = tokio::time::Instant::now() + RACE;
+        loop {
+            if let Some((secret, _)) = self.get(name).await? {
+                return Ok(secret);
+            }
+            if self.write(name, &created, None).await?.is_some() {
+                return Ok(created);
+            }
+            // Another node's write came first. The read above may not see it yet (it was
+            // still in flight), and it may yet fail: read, and create, again.
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EventLogError::Storage(format!(
+                    "the shared secret {name} was neither created nor found within {RACE:?}; \
+                     try again"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -354,23 +365,16 @@ impl SharedSecrets {
     ) -> Result<Option<u64>> {
         let key = key_of(name);
         let sealed = seal(&self.cipher, &key, secret)?;
-        let written = match revision {
-            None => self.store.create(key.as_str(), sealed).await.map_err(|e| {
-                (
-                    e.kind() == kv::CreateErrorKind::AlreadyExists,
-                    e.to_string(),
-                )
-            }),
-            Some(revision) => self
-                .store
-                .update(key.as_str(), sealed, revision)
-                .await
-                .map_err(|e| {
-                    (
-                        e.kind() == kv::UpdateErrorKind::WrongLastRevision,
-                        e.to_string(),
-                    )
-                }),
+        let started = tokio::time::Instant::now();
+        let written = loop {
+            let written = self.write_once(&key, sealed.clone(), revision).await;
+            match &written {
+                // Nothing was stored: send it again.
+                Err((false, error)) if settling(error) && started.elapsed() < SETTLE => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                _ => break written,
+            }
         };
         match written {
             Ok(revision) => {
@@ -378,10 +382,31 @@ impl SharedSecrets {
                 Ok(Some(revision))
             }
             Err((true, _)) => Ok(None),
-            // A create that loses a race is not always reported as one ("failed getting
-            // entry: ... wrong last sequence"): there is a value now, so it lost.
-            Err((false, _)) if revision.is_none() && self.get(name).await?.is_some() => Ok(None),
             Err((false, error)) => Err(nats(error)),
+        }
+    }
+
+    /// One compare-and-set of the sealed value of `key`: its new revision, or whether it lost
+    /// to another write and what went wrong.
+    async fn write_once(
+        &self,
+        key: &str,
+        sealed: Bytes,
+        revision: Option<u64>,
+    ) -> std::result::Result<u64, (bool, String)> {
+        match revision {
+            None => self.store.create(key, sealed).await.map_err(|e| {
+                (
+                    e.kind() == kv::CreateErrorKind::AlreadyExists || lost_a_race(&e),
+                    e.to_string(),
+                )
+            }),
+            Some(revision) => self.store.update(key, sealed, revision).await.map_err(|e| {
+                (
+                    e.kind() == kv::UpdateErrorKind::WrongLastRevision || lost_a_race(&e),
+                    e.to_string(),
+                )
+            }),
         }
     }
 
