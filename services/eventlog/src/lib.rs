@@ -35,7 +35,7 @@ pub use nats_log::{
 };
 pub use projection::{Projection, Projector};
 pub use request_id::{InvalidRequestId, RequestId};
-pub use sled_log::{SledEventLog, SledImport, SledOptions, decode_stored};
+pub use sled_log::{SledEventLog, SledImport, SledOptions, decode_chunk, decode_stored};
 pub use snapshot::{Snapshot, SnapshotError};
 pub use subscribe::{Filter, SubscriptionItem, subscribe};
 

@@ -29,6 +29,7 @@ use async_trait::async_trait;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
+pub use chunks::decode_chunk;
 pub use import::SledImport;
 pub use read::decode_stored;
 use sync::SledFiles;

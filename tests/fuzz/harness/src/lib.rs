@@ -1,4 +1,5 @@
-//! The fuzzing harness, one function per gRPC service and one for the decoder of stored events.
+//! The fuzzing harness, one function per gRPC service and two for the decoders of stored events
+//! (one event, and a chunk of them with its framing).
 //! The cargo-fuzz targets in `fuzz/` and the property tests in `tests/fuzzing/` call the same
 //! functions, so there is one harness: libFuzzer explores it on nightly flags, proptest runs it
 //! on stable in CI.
@@ -28,7 +29,7 @@ use tonic::{Code, Status};
 
 pub use seeds::seeds;
 pub use stack::{Ids, Stack, stack};
-pub use stored::stored_event;
+pub use stored::{stored_chunk, stored_event};
 
 /// The longest any RPC may take before the harness calls it a hang.
 pub const RPC_DEADLINE: Duration = Duration::from_secs(20);
@@ -37,8 +38,9 @@ pub const RPC_DEADLINE: Duration = Duration::from_secs(20);
 pub type Target = (&'static str, fn(&[u8]));
 
 /// The fuzz targets; `fuzz/fuzz_targets/<name>.rs` calls the function of `<name>`.
-pub const TARGETS: [Target; 9] = [
+pub const TARGETS: [Target; 10] = [
     ("stored_event", stored_event),
+    ("stored_chunk", stored_chunk),
     ("access", access),
     ("agenda", agenda),
     ("stage", stage),

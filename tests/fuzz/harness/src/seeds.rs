@@ -20,10 +20,23 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let events = s
         .run(s.log.read_all(0, 1024))
         .expect("the seeded log reads back");
-    for event in events {
+    for event in &events {
         let mut stored = event.to_proto();
         stored.position = 0;
         seeds.push(("stored_event", stored.encode_to_vec()));
+    }
+    // The same events packed into chunks as the log stores them (at most 16 to a chunk, fewer
+    // where they are large), each chunk as if it began at position 0.
+    for chunk in events.chunks(16).chain(events.chunks(3)) {
+        let mut data = 0u64.to_be_bytes().to_vec();
+        for (position, event) in (0..).zip(chunk) {
+            let mut stored = event.to_proto();
+            stored.position = position;
+            stored
+                .encode_length_delimited(&mut data)
+                .expect("a Vec grows");
+        }
+        seeds.push(("stored_chunk", data));
     }
     agenda::access_and_agenda(s, &mut seeds);
     status::stage_and_recordings(s, &mut seeds);

@@ -53,7 +53,12 @@ pub(super) fn records(key: &[u8], value: &sled::IVec) -> Result<Vec<Record>> {
     let mut records = Vec::with_capacity(CHUNK_EVENTS as usize);
     let mut rest: &[u8] = value;
     while rest.has_remaining() {
-        let position = first + records.len() as u64;
+        let Some(position) = first.checked_add(records.len() as u64) else {
+            return Err(EventLogError::Corrupt {
+                position: first,
+                reason: "the chunk of events from this position runs past the last position".into(),
+            });
+        };
         let corrupt = |reason: String| EventLogError::Corrupt {
             position,
             reason: format!("the chunk of events from position {first} does not parse: {reason}"),
@@ -78,6 +83,17 @@ pub(super) fn records(key: &[u8], value: &sled::IVec) -> Result<Vec<Record>> {
         });
     }
     Ok(records)
+}
+
+/// Decodes the stored bytes of a chunk (the value under the key of its first position,
+/// `first`) into its events, as a range read does: each entry's framing, then
+/// [`decode_stored`](super::decode_stored). Public so that the fuzz targets and property tests
+/// (`tests/fuzz/harness`) drive the chunk framing too.
+pub fn decode_chunk(first: u64, value: &[u8]) -> Result<Vec<crate::RecordedEvent>> {
+    records(&chunk_key(first), &sled::IVec::from(value))?
+        .into_iter()
+        .map(|(position, bytes)| super::decode_stored(position, &bytes))
+        .collect()
 }
 
 /// The chunk that holds `position`, if any: the last one beginning at or before it.

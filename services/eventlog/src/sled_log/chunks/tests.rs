@@ -193,6 +193,37 @@ fn a_chunk_that_does_not_parse_names_the_position_and_is_not_extended() -> Resul
 }
 
 #[test]
+fn a_chunk_decodes_to_its_events_and_one_past_the_last_position_is_refused() -> Result<()> {
+    let (_db, tree) = temporary()?;
+    let events = [event(7, 10), event(8, 20), event(9, 30)];
+    append(&tree, &[event(0, 1), event(1, 1), event(2, 1)])?;
+    let mut chunks = Chunks::at(&tree, 7)?;
+    for event in &events {
+        chunks.push(event.position, &event.to_proto().encode_to_vec());
+    }
+    let mut batch = sled::Batch::default();
+    chunks.write(&mut batch);
+    tree.apply_batch(batch).map_err(storage)?;
+    let value = tree.get(chunk_key(7)).map_err(storage)?.expect("the chunk");
+    assert_eq!(decode_chunk(7, &value)?, events);
+    // Stored under another first position, its events claim the wrong positions.
+    assert!(matches!(
+        decode_chunk(6, &value),
+        Err(EventLogError::Corrupt { position: 6, .. })
+    ));
+    // A damaged key whose chunk would run past the last position.
+    let one = event(0, 1).to_proto().encode_length_delimited_to_vec();
+    assert!(matches!(
+        decode_chunk(u64::MAX, &[one.clone(), one].concat()),
+        Err(EventLogError::Corrupt {
+            position: u64::MAX,
+            ..
+        })
+    ));
+    Ok(())
+}
+
+#[test]
 fn chunks_that_leave_a_gap_or_overlap_are_damage_not_a_page() -> Result<()> {
     let events: Vec<_> = (0..40).map(|p| event(p, 300)).collect();
     for step in [1i64, -1] {

@@ -87,6 +87,16 @@ fn stored_events() {
 }
 
 #[test]
+fn stored_chunks() {
+    // The seeds decode, so that mutations of them reach the events' decoder and the models.
+    for (_, data) in seeds().iter().filter(|(name, _)| *name == "stored_chunk") {
+        let events = podium_eventlog::decode_chunk(0, &data[8..]).expect("a seed chunk decodes");
+        assert!(!events.is_empty());
+    }
+    fuzz("stored_chunk", 512);
+}
+
+#[test]
 fn access_requests() {
     fuzz("access", 384);
 }
@@ -130,6 +140,7 @@ fn server_requests() {
 fn every_target_has_a_test() {
     let tested = [
         "stored_event",
+        "stored_chunk",
         "access",
         "agenda",
         "stage",
