@@ -160,37 +160,31 @@ impl Writer {
         tracing::debug!("event log writer stopped");
     }
 
-    fn commit(&mut self, group: Vec<AppendRequest>) {
+    /// The database, ready for the next group: room on the disk, and open again after a
+    /// failed write.
+    fn ready(&mut self) -> Result<Store> {
         if let Err(error) = self.has_room() {
             tracing::warn!(%error, "disk nearly full; appends are refused");
-            for request in group {
-                let _ = request
-                    .reply
-                    .send(Err(EventLogError::DiskFull(error.to_string())));
-            }
-            return;
+            return Err(EventLogError::DiskFull(error.to_string()));
         }
         if self.broken.is_some() {
             if let Err(error) = self.reopen() {
                 tracing::warn!(%error, "event log still cannot write; appends are refused");
-                for request in group {
-                    let _ = request.reply.send(Err(error_like(&error)));
-                }
-                return;
+                return Err(error);
             }
             self.broken = None;
         }
-        let Some(store) = self.store.clone() else {
-            for request in group {
-                let _ = request.reply.send(Err(EventLogError::Storage(
-                    "the database could not be reopened".into(),
-                )));
-            }
-            return;
-        };
-        let mut batch = sled::Batch::default();
-        let mut pending = match Chunks::at(&store.tree, self.next) {
-            Ok(chunks) => Pending::new(chunks),
+        self.store
+            .clone()
+            .ok_or_else(|| EventLogError::Storage("the database could not be reopened".into()))
+    }
+
+    fn commit(&mut self, group: Vec<AppendRequest>) {
+        let ready = self
+            .ready()
+            .and_then(|store| Ok((Chunks::at(&store.tree, self.next)?, store)));
+        let (chunks, store) = match ready {
+            Ok(ready) => ready,
             Err(error) => {
                 for request in group {
                     let _ = request.reply.send(Err(error_like(&error)));
@@ -198,6 +192,8 @@ impl Writer {
                 return;
             }
         };
+        let mut batch = sled::Batch::default();
+        let mut pending = Pending::new(chunks);
         let mut committed: Vec<RecordedEvent> = Vec::new();
         let mut answers = Vec::with_capacity(group.len());
         let start = self.next;
