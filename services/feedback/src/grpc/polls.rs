@@ -112,9 +112,14 @@ impl PollsService {
             let m = model.read();
             (m.dirty.clone(), m.changed.clone())
         };
-        spawn_publisher(model.clone(), dirty, changed, channels.clone(), |m, key| {
-            publish(m, &key.0, &key.1, m.position)
-        });
+        spawn_publisher(
+            model.clone(),
+            dirty,
+            changed,
+            channels.clone(),
+            shutdown.clone(),
+            |m, key| publish(m, &key.0, &key.1, m.position),
+        );
         Self {
             commands: PollCommands::new(Writer::new(log, model.clone()), keys),
             model,
@@ -314,14 +319,13 @@ impl Polls for PollsService {
         let poll_view = self.poll_view(&principal, &conference_id, &poll_id, &language)?;
         let moderator = MODERATORS.contains(&principal.role);
         let key = (conference_id.clone(), poll_id.clone());
-        let mut receiver = subscribe(&self.channels, key, || {
+        let mut receiver = subscribe(&self.channels, &self.shutdown, key, || {
             let model = self.model.read();
             publish(&model, &conference_id, &poll_id, model.position)
                 .ok_or_else(|| PollError::poll_not_found(&poll_id))
         })?;
         let model = self.model.clone();
         let default_language = self.default_language(&conference_id);
-        let mut shutdown = self.shutdown.clone();
         let stream = async_stream::try_stream! {
             let mut state = None;
             loop {
@@ -336,12 +340,9 @@ impl Polls for PollsService {
                 };
                 let shared = if moderator { &published.moderator } else { &published.public };
                 yield pb::WatchResultsResponse::from_shared(shared, poll);
-                let stopping = tokio::select! {
-                    _ = shutdown.wait_for(|stop| *stop) => true,
-                    changed = receiver.changed() => if changed { false } else { break },
-                };
-                if stopping {
-                    Err(Status::unavailable("podiumd is shutting down; reconnect"))?;
+                // Ends with UNAVAILABLE when podiumd shuts down (the channel closes).
+                if !receiver.changed().await? {
+                    break;
                 }
             }
         };

@@ -25,14 +25,17 @@ pub const COALESCE: Duration = Duration::from_millis(100);
 pub(crate) type Channels<T> = Arc<Mutex<HashMap<(String, String), watch::Sender<Arc<T>>>>>;
 
 /// Starts the task that, whenever keys are marked dirty, replaces the value of each watched one
-/// with `build`'s, at most every [`COALESCE`].
+/// with `build`'s, at most every [`COALESCE`]; and the one that closes every channel when
+/// `shutdown` turns true ([`close_at_shutdown`]).
 pub(crate) fn spawn_publisher<T: Send + Sync + 'static>(
     model: Projector<FeedbackModel>,
     dirty: Arc<Mutex<HashMap<(String, String), u64>>>,
     changed: Arc<tokio::sync::Notify>,
     channels: Channels<T>,
+    shutdown: watch::Receiver<bool>,
     build: impl Fn(&FeedbackModel, &(String, String)) -> Option<T> + Send + 'static,
 ) {
+    close_at_shutdown(channels.clone(), shutdown);
     tokio::spawn(async move {
         loop {
             changed.notified().await;
@@ -59,10 +62,30 @@ pub(crate) fn spawn_publisher<T: Send + Sync + 'static>(
     });
 }
 
+/// Closes every channel of `channels` once `shutdown` turns true, which ends each watcher's
+/// stream with UNAVAILABLE ([`Watch::changed`]); [`subscribe`] refuses from then on. Watchers
+/// wait on their key's channel alone: waiting on the shutdown signal too added a waiter on one
+/// channel every watcher shared, and took its lock, on every update of every watcher.
+fn close_at_shutdown<T: Send + Sync + 'static>(
+    channels: Channels<T>,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if shutdown.wait_for(|stop| *stop).await.is_ok() {
+            channels.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
+    })
+}
+
+fn shutting_down() -> Status {
+    Status::unavailable("podiumd is shutting down; reconnect")
+}
+
 /// A receiver of `key`'s latest value; the first watcher of a key opens its channel with
-/// `first`'s value, later ones share it.
+/// `first`'s value, later ones share it. Refused once `shutdown` is true.
 pub(crate) fn subscribe<T, E>(
     channels: &Channels<T>,
+    shutdown: &watch::Receiver<bool>,
     key: (String, String),
     first: impl FnOnce() -> Result<T, E>,
 ) -> Result<Watch<T>, Status>
@@ -73,6 +96,10 @@ where
     let mut map = channels
         .lock()
         .map_err(|_| Status::internal("internal error"))?;
+    // Under the lock that closing the channels takes: a channel opened before is closed.
+    if *shutdown.borrow() {
+        return Err(shutting_down());
+    }
     let receiver = match map.get(&key) {
         Some(sender) => sender.subscribe(),
         None => {
@@ -85,6 +112,7 @@ where
         receiver,
         channels: channels.clone(),
         key,
+        shutdown: shutdown.clone(),
     })
 }
 
@@ -95,6 +123,8 @@ pub(crate) struct Watch<T> {
     receiver: watch::Receiver<Arc<T>>,
     channels: Channels<T>,
     key: (String, String),
+    /// Read only once the channel has closed, to tell a shutdown from a plain end.
+    shutdown: watch::Receiver<bool>,
 }
 
 impl<T> Watch<T> {
@@ -103,9 +133,16 @@ impl<T> Watch<T> {
         self.receiver.borrow_and_update().clone()
     }
 
-    /// Waits for a value newer than the last one seen; `false` once the channel has closed.
-    pub(crate) async fn changed(&mut self) -> bool {
-        self.receiver.changed().await.is_ok()
+    /// Waits for a value newer than the last one seen: `Ok(false)` once the channel has
+    /// closed, UNAVAILABLE when it closed because podiumd is shutting down.
+    pub(crate) async fn changed(&mut self) -> Result<bool, Status> {
+        if self.receiver.changed().await.is_ok() {
+            Ok(true)
+        } else if *self.shutdown.borrow() {
+            Err(shutting_down())
+        } else {
+            Ok(false)
+        }
     }
 }
 
@@ -132,7 +169,8 @@ mod tests {
     }
 
     fn open(channels: &Channels<u32>, poll: &str, value: u32) -> Watch<u32> {
-        subscribe::<_, Status>(channels, key(poll), || Ok(value)).unwrap()
+        let (_, running) = watch::channel(false);
+        subscribe::<_, Status>(channels, &running, key(poll), || Ok(value)).unwrap()
     }
 
     fn watched(channels: &Channels<u32>) -> usize {
@@ -172,9 +210,34 @@ mod tests {
         watcher.latest();
         let sender = channels.lock().unwrap().get(&key("p1")).unwrap().clone();
         sender.send_replace(Arc::new(2));
-        assert!(watcher.changed().await);
+        assert!(watcher.changed().await.unwrap());
         assert_eq!(*watcher.latest(), 2);
         drop(watcher);
+        assert_eq!(watched(&channels), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutting_down_ends_every_watcher_unavailable_and_refuses_new_ones() {
+        let channels = Channels::<u32>::default();
+        let (stop, shutdown) = watch::channel(false);
+        let closing = close_at_shutdown(channels.clone(), shutdown.clone());
+        let watch = |poll: &str| subscribe::<_, Status>(&channels, &shutdown, key(poll), || Ok(1));
+        let (mut one, mut two) = (watch("p1").unwrap(), watch("p2").unwrap());
+        one.latest();
+        two.latest();
+
+        stop.send_replace(true);
+        closing.await.unwrap();
+        for watcher in [&mut one, &mut two] {
+            let ended = tokio::time::timeout(Duration::from_secs(10), watcher.changed())
+                .await
+                .expect("a watcher ends at shutdown");
+            assert_eq!(ended.unwrap_err().code(), tonic::Code::Unavailable);
+        }
+        assert_eq!(
+            watch("p3").err().map(|s| s.code()),
+            Some(tonic::Code::Unavailable)
+        );
         assert_eq!(watched(&channels), 0);
     }
 }

@@ -126,9 +126,14 @@ impl QuestionsService {
             let m = model.read();
             (m.qa.dirty.clone(), m.qa.changed.clone())
         };
-        spawn_publisher(model.clone(), dirty, changed, channels.clone(), |m, key| {
-            Some(Snapshot::of(m, &key.0, &key.1))
-        });
+        spawn_publisher(
+            model.clone(),
+            dirty,
+            changed,
+            channels.clone(),
+            shutdown.clone(),
+            |m, key| Some(Snapshot::of(m, &key.0, &key.1)),
+        );
         Self {
             commands: QaCommands::new(Writer::new(log.clone(), model.clone())),
             model,
@@ -353,7 +358,7 @@ impl Questions for QuestionsService {
         )?;
         let moderator = MODERATORS.contains(&principal.role);
         let key = (conference_id.clone(), session_id.clone());
-        let mut receiver = subscribe(&self.channels, key, || {
+        let mut receiver = subscribe(&self.channels, &self.shutdown, key, || {
             Ok::<_, QaError>(Snapshot::of(
                 &self.model.read(),
                 &conference_id,
@@ -361,17 +366,13 @@ impl Questions for QuestionsService {
             ))
         })?;
         let viewer = principal.id;
-        let mut shutdown = self.shutdown.clone();
         let stream = async_stream::try_stream! {
             loop {
                 let snapshot = receiver.latest();
                 yield snapshot.view(&viewer, moderator);
-                let stopping = tokio::select! {
-                    _ = shutdown.wait_for(|stop| *stop) => true,
-                    changed = receiver.changed() => if changed { false } else { break },
-                };
-                if stopping {
-                    Err(Status::unavailable("podiumd is shutting down; reconnect"))?;
+                // Ends with UNAVAILABLE when podiumd shuts down (the channel closes).
+                if !receiver.changed().await? {
+                    break;
                 }
             }
         };

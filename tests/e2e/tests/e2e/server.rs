@@ -4,7 +4,7 @@
 use futures::StreamExt;
 use nix::sys::signal::Signal;
 use podium_client::pb;
-use podium_e2e::{CONFERENCE, Podiumd, Show};
+use podium_e2e::{CONFERENCE, NewPoll, Podiumd, Show, Talk};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -211,7 +211,40 @@ async fn one_service_can_run_alone() {
 
 #[tokio::test]
 async fn sigterm_ends_open_streams_with_a_status_and_exits_cleanly() {
-    let mut show = Show::start().await.unwrap();
+    let mut show = Show::start()
+        .session(Talk::new(
+            "Open budgets",
+            "2024-11-14T02:00:00Z",
+            "2024-11-14T03:00:00Z",
+        ))
+        .poll(NewPoll::word_cloud())
+        .await
+        .unwrap();
+    // A poll's and a session's watchers, each past its first message: they end when the
+    // publisher closes its channels.
+    let mut results = show
+        .admin
+        .polls()
+        .watch_results(pb::WatchResultsRequest {
+            conference_id: CONFERENCE.into(),
+            poll_id: show.polls[0].id.clone(),
+            language: "en".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    results.next().await.unwrap().unwrap();
+    let mut questions = show
+        .admin
+        .questions()
+        .watch_questions(pb::WatchQuestionsRequest {
+            conference_id: CONFERENCE.into(),
+            session_id: show.session_id().to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    questions.next().await.unwrap().unwrap();
     let mut stream = show
         .admin
         .feed()
@@ -232,7 +265,13 @@ async fn sigterm_ends_open_streams_with_a_status_and_exits_cleanly() {
     }
     let status = show.server.stop(Signal::SIGTERM).await.unwrap();
     assert!(status.success(), "podiumd exited with {status}");
-    let end = stream.next().await;
+    shut_down(stream.next().await);
+    shut_down(results.next().await);
+    shut_down(questions.next().await);
+}
+
+/// Asserts that a stream's last item is UNAVAILABLE because podiumd is shutting down.
+fn shut_down<T: std::fmt::Debug>(end: Option<Result<T, tonic::Status>>) {
     match end {
         Some(Err(status)) => {
             assert_eq!(status.code(), tonic::Code::Unavailable);
