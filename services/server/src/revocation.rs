@@ -443,10 +443,14 @@ mod tests {
         assert_eq!(calls.open.lock().unwrap().len(), 2, "an ended call leaves");
 
         revoke.send_replace(1);
-        tokio::time::timeout(wait, raised(&a)).await.expect("a revocation wakes a");
+        tokio::time::timeout(wait, raised(&a))
+            .await
+            .expect("a revocation wakes a");
         tokio::time::timeout(wait, raised(&b)).await.expect("and b");
         rotate.send_replace(1);
-        tokio::time::timeout(wait, raised(&a)).await.expect("a rotation wakes a");
+        tokio::time::timeout(wait, raised(&a))
+            .await
+            .expect("a rotation wakes a");
 
         // Without the register and the keys, nothing more can change: the task ends.
         drop((revoke, rotate));
