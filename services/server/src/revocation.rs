@@ -55,6 +55,10 @@ impl RevocationLayer {
             m.server_streaming() || m.client_streaming()
         })?;
         let client_streaming = crate::limits::methods(descriptor_sets, |m| m.client_streaming())?;
+        // podiumd attaches the register first (`Podium::open`); without it no call is watched.
+        if keys.register().is_none() {
+            tracing::error!("the token register is not attached: open calls are not watched");
+        }
         let calls = Arc::new(Calls::default());
         tokio::spawn(wake_on_changes(
             Arc::downgrade(&calls),
@@ -100,10 +104,24 @@ impl Calls {
     }
 
     fn raise_all(&self) {
-        for flag in self.open.lock().unwrap_or_else(|p| p.into_inner()).values() {
-            flag.raised.store(true, Ordering::Release);
-            flag.waker.wake();
+        // Woken outside the lock, so that calls opening and closing meanwhile do not wait.
+        let flags: Vec<Arc<Flag>> = self
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for flag in flags {
+            flag.raise();
         }
+    }
+}
+
+impl Flag {
+    fn raise(&self) {
+        self.raised.store(true, Ordering::Release);
+        self.waker.wake();
     }
 }
 
@@ -124,8 +142,8 @@ impl Drop for Registration {
     }
 }
 
-/// Raises every open call's flag whenever a token is revoked or the keys rotate. Ends with the
-/// server (its calls, or the register and keys, gone).
+/// Raises every open call's flag whenever a token is revoked or the keys rotate. Ends once the
+/// register and the keys are gone, or at the first change after the server (its `Calls`) is.
 async fn wake_on_changes(
     calls: Weak<Calls>,
     mut revisions: Option<watch::Receiver<u64>>,
@@ -282,10 +300,13 @@ fn timer(until: Option<SystemTime>) -> Pin<Box<tokio::time::Sleep>> {
 
 impl Clone for Watch {
     fn clone(&self) -> Self {
+        let registration = self.registration.calls.register();
+        // Raised from the start: a revocation just before the clone registered is looked for.
+        registration.flag.raise();
         Self {
             keys: self.keys.clone(),
             token: self.token.clone(),
-            registration: self.registration.calls.register(),
+            registration,
             expiry: Box::pin(tokio::time::sleep_until(self.expiry.deadline())),
         }
     }

@@ -334,16 +334,17 @@ impl SharedSecrets {
         if let Some(secret) = self.cached(name) {
             return Ok(secret);
         }
+        if let Some((secret, _)) = self.get(name).await? {
+            return Ok(secret);
+        }
+        // Made only when the cluster has none.
         let created = Secret::Value(make());
         let deadline = tokio::time::Instant::now() + RACE;
         loop {
-            if let Some((secret, _)) = self.get(name).await? {
-                return Ok(secret);
-            }
             if self.write(name, &created, None).await?.is_some() {
                 return Ok(created);
             }
-            // Another node's write came first. The read above may not see it yet (it was
+            // Another node's write came first. The read below may not see it yet (it was
             // still in flight), and it may yet fail: read, and create, again.
             if tokio::time::Instant::now() >= deadline {
                 return Err(EventLogError::Storage(format!(
@@ -352,6 +353,9 @@ impl SharedSecrets {
                 )));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+            if let Some((secret, _)) = self.get(name).await? {
+                return Ok(secret);
+            }
         }
     }
 
@@ -369,8 +373,13 @@ impl SharedSecrets {
         let written = loop {
             let written = self.write_once(&key, sealed.clone(), revision).await;
             match &written {
-                // Nothing was stored: send it again.
-                Err((false, error)) if settling(error) && started.elapsed() < SETTLE => {
+                // Nothing was stored: send it again. (Not after a time-out, which may have
+                // stored it: sent again, it would lose to itself and report a race.)
+                Err((false, error))
+                    if settling(error)
+                        && !error.contains("timed out")
+                        && started.elapsed() < SETTLE =>
+                {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
                 _ => break written,

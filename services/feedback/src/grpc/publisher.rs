@@ -109,7 +109,7 @@ where
         }
     };
     Ok(Watch {
-        receiver,
+        receiver: Some(receiver),
         channels: channels.clone(),
         key,
         shutdown: shutdown.clone(),
@@ -120,7 +120,8 @@ where
 /// watched**: the last watcher to leave removes it, so a conference's closed polls and ended
 /// sessions leave nothing behind, and the publisher skips keys nobody watches.
 pub(crate) struct Watch<T> {
-    receiver: watch::Receiver<Arc<T>>,
+    /// Always there; taken only by `drop`, under the channels' lock.
+    receiver: Option<watch::Receiver<Arc<T>>>,
     channels: Channels<T>,
     key: (String, String),
     /// Read only once the channel has closed, to tell a shutdown from a plain end.
@@ -130,13 +131,19 @@ pub(crate) struct Watch<T> {
 impl<T> Watch<T> {
     /// The latest value, marked as seen.
     pub(crate) fn latest(&mut self) -> Arc<T> {
-        self.receiver.borrow_and_update().clone()
+        self.receiver().borrow_and_update().clone()
+    }
+
+    fn receiver(&mut self) -> &mut watch::Receiver<Arc<T>> {
+        self.receiver
+            .as_mut()
+            .expect("a watcher has its receiver until it is dropped")
     }
 
     /// Waits for a value newer than the last one seen: `Ok(false)` once the channel has
     /// closed, UNAVAILABLE when it closed because podiumd is shutting down.
     pub(crate) async fn changed(&mut self) -> Result<bool, Status> {
-        if self.receiver.changed().await.is_ok() {
+        if self.receiver().changed().await.is_ok() {
             Ok(true)
         } else if *self.shutdown.borrow() {
             Err(shutting_down())
@@ -148,12 +155,14 @@ impl<T> Watch<T> {
 
 impl<T> Drop for Watch<T> {
     fn drop(&mut self) {
-        // `subscribe` adds receivers under the same lock, so a count of one (this receiver,
-        // dropped right after) cannot race a new watcher of the key.
-        if let Ok(mut map) = self.channels.lock()
-            && map
-                .get(&self.key)
-                .is_some_and(|sender| sender.receiver_count() <= 1)
+        // The receiver goes under the lock `subscribe` adds receivers under, so a count of
+        // none cannot race a new watcher of the key, and the last two watchers leaving at once
+        // cannot each count the other and leave the channel behind.
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        drop(self.receiver.take());
+        if map
+            .get(&self.key)
+            .is_some_and(|sender| sender.receiver_count() == 0)
         {
             map.remove(&self.key);
         }

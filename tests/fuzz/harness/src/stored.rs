@@ -57,7 +57,7 @@ pub fn stored_chunk(data: &[u8]) {
     };
     let first = u64::from_be_bytes(*first);
     if let Ok(events) = decode_chunk(first, value) {
-        for (at, event) in (first..).zip(&events) {
+        for (event, at) in events.iter().zip(first..=u64::MAX) {
             assert_eq!(event.position, at, "a chunk's events are consecutive");
             apply(event);
         }

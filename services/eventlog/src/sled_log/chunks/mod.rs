@@ -53,12 +53,15 @@ pub(super) fn records(key: &[u8], value: &sled::IVec) -> Result<Vec<Record>> {
     let mut records = Vec::with_capacity(CHUNK_EVENTS as usize);
     let mut rest: &[u8] = value;
     while rest.has_remaining() {
-        let Some(position) = first.checked_add(records.len() as u64) else {
+        // The position after this entry must exist too: it is where the chunk, or the log,
+        // ends.
+        let position = first.wrapping_add(records.len() as u64);
+        if first.checked_add(records.len() as u64 + 1).is_none() {
             return Err(EventLogError::Corrupt {
                 position: first,
                 reason: "the chunk of events from this position runs past the last position".into(),
             });
-        };
+        }
         let corrupt = |reason: String| EventLogError::Corrupt {
             position,
             reason: format!("the chunk of events from position {first} does not parse: {reason}"),
