@@ -20,6 +20,9 @@ const BATCH: usize = 1024;
 /// answers a direct get, one that froze too (its peers notice only after their pings go
 /// unanswered), so this is short: the leader is always there to ask.
 const BATCH_WAIT: Duration = Duration::from_secs(1);
+/// How long a read of a position below the head waits for a stream leader that does not have
+/// it yet.
+const LEADER_CATCH_UP: Duration = Duration::from_secs(5);
 
 /// Reads through one JetStream stream.
 #[derive(Clone)]
@@ -121,20 +124,27 @@ impl Reader {
         Ok(messages)
     }
 
-    /// The message with sequence `seq`, from the leader.
+    /// The message with sequence `seq`, from the leader. Callers ask below the head, where it
+    /// is stored: a leader that does not have it yet (just elected, still applying what was
+    /// committed) will, so it is asked again for up to [`LEADER_CATCH_UP`], and then the answer
+    /// is a storage error, which passes, not corruption.
     pub async fn at_sequence(&self, seq: u64) -> Result<StreamMessage> {
-        self.stream
-            .get_raw_message(seq)
-            .await
-            .map_err(|e| match e.kind() {
-                // Below the head it is stored; a leader that does not have it yet (just
-                // elected) will: a storage error, which passes, not corruption.
-                LastRawMessageErrorKind::NoMessageFound => EventLogError::Storage(format!(
-                    "position {} is not on the stream's leader yet",
-                    seq.saturating_sub(1)
-                )),
-                _ => EventLogError::Storage(e.to_string()),
-            })
+        let deadline = tokio::time::Instant::now() + LEADER_CATCH_UP;
+        loop {
+            match self.stream.get_raw_message(seq).await {
+                Ok(message) => return Ok(message),
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(EventLogError::Storage(format!(
+                            "position {} is not on the stream's leader yet",
+                            seq.saturating_sub(1)
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(EventLogError::Storage(e.to_string())),
+            }
+        }
     }
 
     /// The last message on `subject` (which may end in a wildcard), from the leader.
