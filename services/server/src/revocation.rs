@@ -55,14 +55,15 @@ impl RevocationLayer {
             m.server_streaming() || m.client_streaming()
         })?;
         let client_streaming = crate::limits::methods(descriptor_sets, |m| m.client_streaming())?;
+        let revisions = keys.register().map(|register| register.read().revisions());
         // podiumd attaches the register first (`Podium::open`); without it no call is watched.
-        if keys.register().is_none() {
+        if revisions.is_none() {
             tracing::error!("the token register is not attached: open calls are not watched");
         }
         let calls = Arc::new(Calls::default());
         tokio::spawn(wake_on_changes(
             Arc::downgrade(&calls),
-            keys.register().map(|register| register.read().revisions()),
+            revisions,
             keys.rotations(),
         ));
         Ok(Self {
@@ -122,6 +123,14 @@ impl Flag {
     fn raise(&self) {
         self.raised.store(true, Ordering::Release);
         self.waker.wake();
+    }
+
+    /// Whether the flag was raised since the last look, lowering it; when not, a raise wakes
+    /// the task of `cx`. The waker is registered before the flag is read, so that a raise in
+    /// between is not missed.
+    fn poll_raised(&self, cx: &mut Context<'_>) -> bool {
+        self.waker.register(cx.waker());
+        self.raised.swap(false, Ordering::AcqRel)
     }
 }
 
@@ -330,10 +339,7 @@ impl Watch {
     /// Why the token no longer verifies, once a revocation, a rotation or the token's own end
     /// (its expiry, its key's end of grace) has made it so.
     fn poll_ended(&mut self, cx: &mut Context<'_>) -> Option<String> {
-        let flag = &self.registration.flag;
-        // Registered before the flag is read, so that a raise in between wakes the task.
-        flag.waker.register(cx.waker());
-        let mut woken = flag.raised.swap(false, Ordering::AcqRel);
+        let mut woken = self.registration.flag.poll_raised(cx);
         if self.expiry.as_mut().poll(cx).is_ready() {
             woken = true;
         }
@@ -437,8 +443,7 @@ mod tests {
     /// Resolves once `registration`'s flag is raised, as a call's poll sees it.
     async fn raised(registration: &Registration) {
         poll_fn(|cx| {
-            registration.flag.waker.register(cx.waker());
-            if registration.flag.raised.swap(false, Ordering::AcqRel) {
+            if registration.flag.poll_raised(cx) {
                 Poll::Ready(())
             } else {
                 Poll::Pending

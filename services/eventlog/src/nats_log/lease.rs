@@ -299,10 +299,8 @@ impl Keeper {
                 self.valid_for(Some(started));
                 Some((revision, started))
             }
-            Err(error)
-                if error.kind() == kv::UpdateErrorKind::WrongLastRevision
-                    || lost_a_race(&error) =>
-            {
+            // A wrong revision (10071), or another write in flight (10164).
+            Err(error) if lost_a_race(&error) => {
                 tracing::warn!(
                     term = term.number,
                     "status engine lease lost to another node"

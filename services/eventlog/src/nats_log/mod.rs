@@ -254,18 +254,20 @@ impl Drop for NatsEventLog {
 }
 
 /// True when `error` is what JetStream answers while the cluster is still settling (just
-/// started, a server just came back, a stream just made): "no suitable peers" (10005),
-/// "temporarily unavailable" (10008), no answer at all (the request times out), or no stream
-/// for a publish's subject yet (a new stream's interest has not reached this server).
+/// started, a server just came back, a stream just made): one of the refusals of
+/// [`refused_while_settling`], or no answer at all (the request times out).
 pub(super) fn settling(error: &str) -> bool {
-    [
-        "10005",
-        "10008",
-        "timed out",
-        "no stream found for given subject",
-    ]
-    .iter()
-    .any(|sign| error.contains(sign))
+    refused_while_settling(error) || error.contains("timed out")
+}
+
+/// True when `error` is a refusal of a settling cluster, which stored nothing: "no suitable
+/// peers" (10005), "temporarily unavailable" (10008), or no stream for a publish's subject
+/// yet (a new stream's interest has not reached this server). A write refused so can be sent
+/// again; one that timed out may have been stored.
+pub(super) fn refused_while_settling(error: &str) -> bool {
+    ["10005", "10008", "no stream found for given subject"]
+        .iter()
+        .any(|sign| error.contains(sign))
 }
 
 /// Runs `request` again while the cluster is still [settling], for a few seconds. Gives up

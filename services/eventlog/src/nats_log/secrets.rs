@@ -47,7 +47,7 @@ use tokio::{sync::watch, task::JoinHandle};
 use super::{
     SETTLE, open_or_create,
     read::{lost_a_race, nats},
-    settling, while_cluster_settles,
+    refused_while_settling, while_cluster_settles,
 };
 use crate::{EventLogError, Result};
 
@@ -376,9 +376,7 @@ impl SharedSecrets {
                 // Nothing was stored: send it again. (Not after a time-out, which may have
                 // stored it: sent again, it would lose to itself and report a race.)
                 Err((false, error))
-                    if settling(error)
-                        && !error.contains("timed out")
-                        && started.elapsed() < SETTLE =>
+                    if refused_while_settling(error) && started.elapsed() < SETTLE =>
                 {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
@@ -410,12 +408,12 @@ impl SharedSecrets {
                     e.to_string(),
                 )
             }),
-            Some(revision) => self.store.update(key, sealed, revision).await.map_err(|e| {
-                (
-                    e.kind() == kv::UpdateErrorKind::WrongLastRevision || lost_a_race(&e),
-                    e.to_string(),
-                )
-            }),
+            // A wrong revision is JetStream's 10071, which `lost_a_race` reads.
+            Some(revision) => self
+                .store
+                .update(key, sealed, revision)
+                .await
+                .map_err(|e| (lost_a_race(&e), e.to_string())),
         }
     }
 

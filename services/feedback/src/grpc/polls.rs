@@ -341,9 +341,7 @@ impl Polls for PollsService {
                 let shared = if moderator { &published.moderator } else { &published.public };
                 yield pb::WatchResultsResponse::from_shared(shared, poll);
                 // Ends with UNAVAILABLE when podiumd shuts down (the channel closes).
-                if !receiver.changed().await? {
-                    break;
-                }
+                receiver.changed().await?;
             }
         };
         Ok(Response::new(Box::pin(stream)))

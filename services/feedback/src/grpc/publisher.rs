@@ -112,7 +112,6 @@ where
         receiver: Some(receiver),
         channels: channels.clone(),
         key,
-        shutdown: shutdown.clone(),
     })
 }
 
@@ -124,8 +123,6 @@ pub(crate) struct Watch<T> {
     receiver: Option<watch::Receiver<Arc<T>>>,
     channels: Channels<T>,
     key: (String, String),
-    /// Read only once the channel has closed, to tell a shutdown from a plain end.
-    shutdown: watch::Receiver<bool>,
 }
 
 impl<T> Watch<T> {
@@ -140,16 +137,11 @@ impl<T> Watch<T> {
             .expect("a watcher has its receiver until it is dropped")
     }
 
-    /// Waits for a value newer than the last one seen: `Ok(false)` once the channel has
-    /// closed, UNAVAILABLE when it closed because podiumd is shutting down.
-    pub(crate) async fn changed(&mut self) -> Result<bool, Status> {
-        if self.receiver().changed().await.is_ok() {
-            Ok(true)
-        } else if *self.shutdown.borrow() {
-            Err(shutting_down())
-        } else {
-            Ok(false)
-        }
+    /// Waits for a value newer than the last one seen; UNAVAILABLE once the channel has
+    /// closed, which only [`close_at_shutdown`] does (while a channel has a receiver it stays
+    /// in the map).
+    pub(crate) async fn changed(&mut self) -> Result<(), Status> {
+        self.receiver().changed().await.map_err(|_| shutting_down())
     }
 }
 
@@ -219,7 +211,7 @@ mod tests {
         watcher.latest();
         let sender = channels.lock().unwrap().get(&key("p1")).unwrap().clone();
         sender.send_replace(Arc::new(2));
-        assert!(watcher.changed().await.unwrap());
+        watcher.changed().await.unwrap();
         assert_eq!(*watcher.latest(), 2);
         drop(watcher);
         assert_eq!(watched(&channels), 0);

@@ -371,9 +371,7 @@ impl Questions for QuestionsService {
                 let snapshot = receiver.latest();
                 yield snapshot.view(&viewer, moderator);
                 // Ends with UNAVAILABLE when podiumd shuts down (the channel closes).
-                if !receiver.changed().await? {
-                    break;
-                }
+                receiver.changed().await?;
             }
         };
         Ok(Response::new(Box::pin(stream)))

@@ -55,13 +55,13 @@ pub(super) fn records(key: &[u8], value: &sled::IVec) -> Result<Vec<Record>> {
     while rest.has_remaining() {
         // The position after this entry must exist too: it is where the chunk, or the log,
         // ends.
-        let position = first.wrapping_add(records.len() as u64);
-        if first.checked_add(records.len() as u64 + 1).is_none() {
+        let Some(end) = first.checked_add(records.len() as u64 + 1) else {
             return Err(EventLogError::Corrupt {
                 position: first,
                 reason: "the chunk of events from this position runs past the last position".into(),
             });
-        }
+        };
+        let position = end - 1;
         let corrupt = |reason: String| EventLogError::Corrupt {
             position,
             reason: format!("the chunk of events from position {first} does not parse: {reason}"),
