@@ -33,19 +33,23 @@ fn descriptors(server: &Podiumd) -> usize {
         .count()
 }
 
-/// Waits until podiumd holds at least (or, `fewer`, at most) `count` descriptors.
-async fn descriptors_reach(server: &Podiumd, count: usize, fewer: bool) {
+/// Waits until podiumd holds at most `count` descriptors.
+///
+/// There is no matching wait for the held connections to be open all at once: the first of
+/// them may be closed by its one-second timeout before a loaded machine has accepted the last
+/// (CI failed on exactly that). That each was accepted and then closed by the timeout is what
+/// `podium_connections_closed_total` counts, and the plaintext test checks it.
+async fn descriptors_come_back(server: &Podiumd, count: usize) {
     tokio::time::timeout(BOUND, async {
-        while (descriptors(server) < count) != fewer && descriptors(server) != count {
+        while descriptors(server) > count {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await
     .unwrap_or_else(|_| {
         panic!(
-            "podiumd holds {} descriptors, waiting for {}{count}",
-            descriptors(server),
-            if fewer { "at most " } else { "at least " }
+            "podiumd holds {} descriptors, waiting for at most {count}",
+            descriptors(server)
         )
     });
 }
@@ -87,14 +91,15 @@ async fn half_prefaces_and_silent_connections_are_closed_and_their_descriptors_c
         } else {
             b"GET /j/ODC24 HTTP/1.1\r\nHost: pod"
         };
-        stream.write_all(half).await.unwrap();
+        // On a loaded machine the server may already have closed this one (its timeout is a
+        // second): a refused write is then the close this test waits for below.
+        let _ = stream.write_all(half).await;
         held.push((Box::new(stream), format!("plaintext connection {i}")));
     }
-    descriptors_reach(&server, before + 200, false).await;
     for (stream, what) in held {
         closed_by_server(stream, &what).await;
     }
-    descriptors_reach(&server, before, true).await;
+    descriptors_come_back(&server, before).await;
 
     // The idle client was not taken for one of them: same connection, still served, and only
     // the 200 were closed.
@@ -124,8 +129,10 @@ async fn over_tls_a_silent_or_half_preface_connection_and_a_stalled_handshake_ar
         pki.server_key.to_str().unwrap(),
         "--first-request-timeout",
         "1",
+        // Longer than the first-request timeout: a loaded machine's 40 handshakes in a row must
+        // not meet it, while the 10 that never start one still wait for it.
         "--tls-handshake-timeout",
-        "1",
+        "5",
     ])
     .unwrap();
     let ca = std::fs::read(&pki.ca).unwrap();
@@ -149,8 +156,9 @@ async fn over_tls_a_silent_or_half_preface_connection_and_a_stalled_handshake_ar
         let name = "127.0.0.1".try_into().unwrap();
         let mut tls = connector.connect(name, tcp).await.unwrap();
         if i % 2 == 0 {
-            tls.write_all(&PREFACE[..12]).await.unwrap();
-            tls.flush().await.unwrap();
+            // As above: refused only if the server has closed it already.
+            let _ = tls.write_all(&PREFACE[..12]).await;
+            let _ = tls.flush().await;
         }
         held.push((Box::new(tls), format!("TLS connection {i}")));
     }
@@ -158,11 +166,10 @@ async fn over_tls_a_silent_or_half_preface_connection_and_a_stalled_handshake_ar
         let tcp = TcpStream::connect(&server.addr).await.unwrap();
         held.push((Box::new(tcp), format!("connection {i} without a handshake")));
     }
-    descriptors_reach(&server, before + 50, false).await;
     for (stream, what) in held {
         closed_by_server(stream, &what).await;
     }
-    descriptors_reach(&server, before, true).await;
+    descriptors_come_back(&server, before).await;
 
     // A client that trusts the CA is served as before.
     let trusting = Tls {
