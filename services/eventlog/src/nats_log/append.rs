@@ -95,6 +95,7 @@ pub async fn append(
     let mut pause = FIRST_PAUSE;
     let mut last_error = None;
     let started = Instant::now();
+    let mut looked_again = false;
     for attempt in 0.. {
         if attempt > 0 {
             if Instant::now() + pause > deadline {
@@ -123,6 +124,14 @@ pub async fn append(
         let pending = claims.iter().any(|c| matches!(c, Claim::Pending { .. }));
         if stored && pending {
             // Read while a batch was landing: some of it seen, some not yet. Look again.
+            continue;
+        }
+        if stored && !looked_again && !claims.iter().all(|c| matches!(c, Claim::Stored { .. })) {
+            // The ids are read side by side, not in one snapshot: one read as free before its
+            // claim was written, another as stored once the batch had landed, is a race, not a
+            // half-stored batch. A batch that landed whole before the first read reads stored
+            // throughout in the next one; still mixed then, it is a partial duplicate.
+            looked_again = true;
             continue;
         }
         if let Some(answer) = answered(stream, events, &claims) {
