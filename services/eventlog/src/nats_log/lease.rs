@@ -299,15 +299,29 @@ impl Keeper {
                 self.valid_for(Some(started));
                 Some((revision, started))
             }
-            // A wrong revision (10071), or another write in flight (10164).
-            Err(error) if lost_a_race(&error) => {
-                tracing::warn!(
-                    term = term.number,
-                    "status engine lease lost to another node"
-                );
-                self.step_down();
-                None
-            }
+            // A wrong revision (10071), or another write in flight (10164): another node's, or
+            // this node's own earlier renewal, which timed out here and landed (or is landing)
+            // after all. Every renewal writes the same value, so the key tells them apart.
+            Err(error) if lost_a_race(&error) => match self.still_mine(&term).await {
+                Some(current) => {
+                    tracing::debug!(
+                        term = term.number,
+                        "status engine lease: an earlier renewal of this node's landed late"
+                    );
+                    // Certain only from the last renewal known to have landed (`renewed`):
+                    // the late one was sent after it, so counting from it is on the safe side.
+                    tokio::time::sleep(POLL).await;
+                    Some((current, renewed))
+                }
+                None => {
+                    tracing::warn!(
+                        term = term.number,
+                        "status engine lease lost to another node"
+                    );
+                    self.step_down();
+                    None
+                }
+            },
             Err(error) if renewed.elapsed() >= self.ttl => {
                 tracing::warn!(term = term.number, %error, "status engine lease not renewed for a whole time-to-live; giving it up");
                 self.step_down();
@@ -319,6 +333,15 @@ impl Keeper {
                 Some((revision, renewed))
             }
         }
+    }
+
+    /// The key's revision when it still holds `term` (this node's own write), else `None`: taken
+    /// by another node, released, or not read.
+    async fn still_mine(&self, term: &Term) -> Option<u64> {
+        let entry = self.store.entry(KEY).await.ok()??;
+        let held =
+            entry.operation == kv::Operation::Put && parse(&entry.value).as_ref() == Some(term);
+        held.then_some(entry.revision)
     }
 
     /// The hold is certain for a time-to-live from `since`, when the write that renewed it

@@ -132,3 +132,60 @@ fn one_node_holds_the_lease_the_others_reach_it_and_it_moves_when_the_holder_sto
         assert_eq!(third.node, other.node());
     });
 }
+
+/// A renewal that timed out at the holder may still land: the holder's next renewal, sent with
+/// the revision before it, is then refused as a wrong revision. That is this node's own write,
+/// not another node's take, and the holder keeps its term.
+#[test]
+fn a_renewal_that_landed_after_it_timed_out_does_not_cost_the_holder_its_term() {
+    let cluster = cluster();
+    runtime().block_on(async {
+        let prefix = format!("t{}", Uuid::new_v4().simple());
+        let log = NatsEventLog::open(NatsOptions {
+            servers: cluster.urls(),
+            monitors: cluster.monitor_urls(),
+            prefix: prefix.clone(),
+            ..NatsOptions::default()
+        })
+        .await
+        .expect("open the event log on JetStream");
+        let a = node(&log, "node-a").await;
+        let first = until(a.held(), Option::is_some).await.expect("a holds");
+
+        // The late renewal: the holder's own value, written behind its back, so the revision
+        // its next renewal is sent with is one behind.
+        let client = async_nats::connect(cluster.url(0)).await.unwrap();
+        let bucket = async_nats::jetstream::new(client)
+            .get_key_value(format!("{prefix}-lease"))
+            .await
+            .expect("the lease's bucket");
+        let entry = bucket
+            .entry("status-engine")
+            .await
+            .unwrap()
+            .expect("the held key");
+        assert_eq!(&entry.value[..], b"1 node-a");
+        bucket
+            .update("status-engine", entry.value, entry.revision)
+            .await
+            .expect("the late renewal lands");
+
+        // Renewed every third of a time-to-live: six renewals later, still the same term.
+        let renewed = bucket
+            .entry("status-engine")
+            .await
+            .unwrap()
+            .unwrap()
+            .revision;
+        tokio::time::sleep(TTL * 2).await;
+        assert_eq!(
+            *a.held().borrow(),
+            Some(first.clone()),
+            "a gave its term up"
+        );
+        assert!(a.valid());
+        let now = bucket.entry("status-engine").await.unwrap().unwrap();
+        assert_eq!(&now.value[..], b"1 node-a");
+        assert!(now.revision > renewed, "a stopped renewing");
+    });
+}
