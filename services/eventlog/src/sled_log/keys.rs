@@ -6,6 +6,7 @@
 //! | `C` position (u64 BE) | a chunk: the events from that position on, each encoded as `podium.v1.Event` (see [`super::chunks`]) |
 //! | `S` stream `0x00` version (u64 BE) | position |
 //! | `J` event id (16 bytes) | position, version (the stream is the stored event's) |
+//! | `F` | the layout's format, one byte (see [`super::format`]) |
 //!
 //! Big-endian numbers make sled's byte order the numeric order, so a range of `C` keys is a
 //! range of positions and the last `S` key of a stream is its head. A stream name never holds

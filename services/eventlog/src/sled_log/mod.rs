@@ -9,6 +9,7 @@
 //! closing, and the [`EventLog`] methods.
 
 mod chunks;
+mod format;
 mod ids;
 mod import;
 mod keys;
@@ -188,8 +189,11 @@ impl SledEventLog {
         let path = path.as_ref().to_path_buf();
         let (store, mut files) = Store::open(&path, options.cache_bytes)?;
         // What opening reads and moves is named with the file, as sled's own refusals are.
-        let head = chunks::migrate(&store.tree, || store.make_durable(&mut files, &path))
+        let head = format::check(&store.tree)
+            .and_then(|()| chunks::migrate(&store.tree, || store.make_durable(&mut files, &path)))
             .and_then(|()| ids::migrate(&store.tree))
+            .and_then(|()| format::mark(&store.tree))
+            .and_then(|()| store.make_durable(&mut files, &path))
             .and_then(|()| chunks::next_position(&store.tree))
             .map_err(|e| naming_the_file(&path, e))?;
         let (live, _) = broadcast::channel(options.live_buffer.max(1));
