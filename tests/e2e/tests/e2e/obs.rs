@@ -327,8 +327,15 @@ async fn a_dropped_link_reaches_obs_and_the_moderators_switches_follow() {
     );
     assert_eq!(program(&obs).await, "Recording");
     let error = cursor_error(&obs, &source).await;
+    // The bridge's own bound for a confirmed recording: OBS decodes in software here, and on a
+    // loaded machine its playback falls behind the wall clock. The talk is further in than
+    // that, so a recording played from its start still fails.
     assert!(
-        error.abs() <= 500,
+        source.offset_ms > podium_bridge::CURSOR_TOLERANCE_MS,
+        "{source:?}"
+    );
+    assert!(
+        error.unsigned_abs() <= podium_bridge::CURSOR_TOLERANCE_MS,
         "OBS's cursor is {error} ms from the talk's position"
     );
     assert_eq!(output.media_state, "playing");

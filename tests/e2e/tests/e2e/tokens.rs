@@ -439,8 +439,10 @@ async fn an_open_stream_ends_when_its_token_expires() {
         &show.admin,
         pb::Role::Moderator,
         CONFERENCE,
-        "five seconds",
-        5,
+        // Long enough for a loaded machine to open the stream before it runs out (it is the
+        // open stream's end this checks), short of PATIENCE, the wait for that end.
+        "eight seconds",
+        8,
     )
     .await
     .token;
