@@ -103,7 +103,7 @@ async fn three_drops_reach_a_real_obs_through_the_bridge() {
     };
     let config = failover::Config {
         drops: 3,
-        failover_after: Duration::from_millis(500),
+        failover_after: Duration::from_millis(1_000),
         mode: DropMode::Freeze,
         rooms: 1,
         together: false,

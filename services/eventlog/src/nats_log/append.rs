@@ -95,6 +95,7 @@ pub async fn append(
     let mut pause = FIRST_PAUSE;
     let mut last_error = None;
     let started = Instant::now();
+    // Whether the last read found some ids stored and others not.
     let mut looked_again = false;
     for attempt in 0.. {
         if attempt > 0 {
@@ -126,14 +127,20 @@ pub async fn append(
             // Read while a batch was landing: some of it seen, some not yet. Look again.
             continue;
         }
-        if stored && !looked_again && !claims.iter().all(|c| matches!(c, Claim::Stored { .. })) {
+        let mixed = stored && !claims.iter().all(|c| matches!(c, Claim::Stored { .. }));
+        if mixed && !looked_again {
             // The ids are read side by side, not in one snapshot: one read as free before its
             // claim was written, another as stored once the batch had landed, is a race, not a
-            // half-stored batch. A batch that landed whole before the first read reads stored
-            // throughout in the next one; still mixed then, it is a partial duplicate.
+            // half-stored batch. A batch one of whose ids read stored has landed whole, so the
+            // next read finds every id of it stored; still mixed then, it is a partial
+            // duplicate (the answer too if the deadline comes first).
             looked_again = true;
+            last_error = Some(EventLogError::PartialDuplicate {
+                stream: stream.to_owned(),
+            });
             continue;
         }
+        looked_again = mixed;
         if let Some(answer) = answered(stream, events, &claims) {
             return answer;
         }

@@ -2,8 +2,10 @@
 //! holder's term as `<number> <node>`, and its revision is what every change is fenced on.
 //!
 //! - The holder renews the key every third of the time-to-live (a compare-and-set on the
-//!   revision it wrote last). Refused, it lost the lease; unable to renew for a whole
-//!   time-to-live, it gives it up (it may have lost it without hearing so).
+//!   revision it wrote last). Refused, it reads the key: still its own term there, an earlier
+//!   renewal of its own that it timed out on has landed, and it goes on from that revision;
+//!   anything else, it lost the lease. Unable to renew for a whole time-to-live, it gives it
+//!   up (it may have lost it without hearing so).
 //! - Every other node reads the key every [`POLL`] and times how long the same revision has
 //!   stood. Once it has stood for a whole time-to-live, the node takes the lease with a
 //!   compare-and-set on that revision, as term number + 1: of several nodes trying, one wins.
@@ -302,7 +304,7 @@ impl Keeper {
             // A wrong revision (10071), or another write in flight (10164): another node's, or
             // this node's own earlier renewal, which timed out here and landed (or is landing)
             // after all. Every renewal writes the same value, so the key tells them apart.
-            Err(error) if lost_a_race(&error) => match self.still_mine(&term).await {
+            Err(error) if lost_a_race(&error) => match self.still_mine(&term, renewed).await {
                 Some(current) => {
                     tracing::debug!(
                         term = term.number,
@@ -336,12 +338,18 @@ impl Keeper {
     }
 
     /// The key's revision when it still holds `term` (this node's own write), else `None`: taken
-    /// by another node, released, or not read.
-    async fn still_mine(&self, term: &Term) -> Option<u64> {
-        let entry = self.store.entry(KEY).await.ok()??;
-        let held =
-            entry.operation == kv::Operation::Put && parse(&entry.value).as_ref() == Some(term);
-        held.then_some(entry.revision)
+    /// by another node, released, deleted, or not read before the hold renewed at `renewed`
+    /// lapses. Read from the bucket's leader, not a replica, which may not have another node's
+    /// take yet.
+    async fn still_mine(&self, term: &Term, renewed: Instant) -> Option<u64> {
+        let subject = format!("{}{KEY}", self.store.prefix);
+        let read = self.store.stream.get_last_raw_message_by_subject(&subject);
+        let message = tokio::time::timeout_at(renewed + self.ttl, read)
+            .await
+            .ok()?
+            .ok()?;
+        // A delete or purge has no value, so it parses as no term.
+        (parse(&message.payload).as_ref() == Some(term)).then_some(message.sequence)
     }
 
     /// The hold is certain for a time-to-live from `since`, when the write that renewed it

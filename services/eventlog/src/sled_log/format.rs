@@ -3,18 +3,16 @@
 //!
 //! The layouts so far: one event per key with ids indexed per stream, then events packed into
 //! chunks with one id index for the whole log (format 2, [`CURRENT`]). Opening moves an older
-//! database forward (`chunks::migrate`, `ids::migrate`) and then marks it with the current
-//! format. A podiumd from before the mark cannot be stopped from misreading a moved database
-//! (it sees an empty log: the README says to take a backup before upgrading), but every podiumd
-//! from this one on refuses a database marked newer than it knows, naming both formats,
-//! instead of serving it as empty or appending beside what it cannot read.
+//! database forward (`chunks::migrate`, `ids::migrate`) and then marks it, as it marks a new
+//! one, with the current format; so does a restore. A podiumd from before the mark does not
+//! read it (one from before chunks sees a moved database as an empty log: the README says to
+//! take a backup before upgrading), but every podiumd from this one on refuses a database
+//! marked newer than it knows, naming both formats, instead of serving it as empty or
+//! appending beside what it cannot read.
 
 use crate::{EventLogError, Result};
 
-use super::storage;
-
-/// The key of the mark: a space of its own (see [`super::keys`]), one byte after it.
-const KEY: &[u8] = b"F";
+use super::{keys::FORMAT as KEY, storage};
 
 /// The layout this podiumd writes: events in chunks (`C`), the stream index (`S`), the id
 /// index of the whole log (`J`).

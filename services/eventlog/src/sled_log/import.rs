@@ -57,6 +57,9 @@ impl SledImport {
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let (store, files) = Store::open(&path, 64 << 20)?;
+        // A directory a newer podiumd made (marked, maybe still without events) is not filled
+        // with this layout.
+        super::format::check(&store.tree)?;
         if chunks::holds_events(&store.tree) {
             return Err(EventLogError::InvalidAppend(format!(
                 "{} already holds a log; import only into an empty one",
@@ -135,6 +138,7 @@ impl SledImport {
     /// Writes what is left and makes the whole log durable; returns its head.
     pub fn finish(mut self) -> Result<u64> {
         self.apply()?;
+        super::format::mark(&self.store.tree)?;
         self.store.make_durable(&mut self.files, &self.path)?;
         Ok(self.next)
     }
@@ -282,5 +286,35 @@ mod tests {
         }
         let error = SledImport::create(older.path()).unwrap_err().to_string();
         assert!(error.contains("already holds a log"), "{error}");
+    }
+
+    #[test]
+    fn an_import_is_marked_and_one_into_a_newer_format_is_refused() {
+        let format = |dir: &Path| {
+            let (store, _) = Store::open(dir, 1 << 20).unwrap();
+            store.tree.get(super::super::keys::FORMAT).unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut import = SledImport::create(dir.path()).unwrap();
+        import.push(&event("s", 0, 0)).unwrap();
+        import.finish().unwrap();
+        assert_eq!(
+            format(dir.path()).as_deref(),
+            Some(&[super::super::format::CURRENT][..])
+        );
+
+        // A directory a newer podiumd made, still without events.
+        let newer = tempfile::tempdir().unwrap();
+        {
+            let (store, _) = Store::open(newer.path(), 1 << 20).unwrap();
+            let next = super::super::format::CURRENT + 1;
+            store
+                .tree
+                .insert(super::super::keys::FORMAT, &[next])
+                .unwrap();
+            store.db.flush().unwrap();
+        }
+        let error = SledImport::create(newer.path()).unwrap_err().to_string();
+        assert!(error.contains("newer podiumd"), "{error}");
     }
 }

@@ -31,6 +31,8 @@ pub(super) const LOG: u8 = b'L';
 pub(super) const STREAM: u8 = b'S';
 /// The id index: event id → position and version.
 pub(super) const ID: u8 = b'J';
+/// The format mark: the key is this byte alone, its value one byte (see [`super::format`]).
+pub(super) const FORMAT: &[u8] = b"F";
 /// The id index of databases from before ids were unique in the whole log: stream and event
 /// id → position and version.
 pub(super) const LEGACY_ID: u8 = b'I';

@@ -54,6 +54,32 @@ async fn descriptors_come_back(server: &Podiumd, count: usize) {
     });
 }
 
+/// podiumd's metrics, asked for over TLS with HTTP/1.1 (`config` trusts the server's CA).
+async fn scrape_over_tls(server: &Podiumd, config: ClientConfig) -> String {
+    let tcp = TcpStream::connect(&server.addr).await.unwrap();
+    let connector = TlsConnector::from(std::sync::Arc::new(config));
+    let mut tls = connector
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // Read to the close (one without TLS's close_notify is an error here, and is the end too).
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    tokio::time::timeout(BOUND, async {
+        while let Ok(n @ 1..) = tls.read(&mut buf).await {
+            reply.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the metrics in time");
+    let reply = String::from_utf8(reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    reply
+}
+
 /// Reads until the server closes the connection (end of file, or a reset).
 async fn closed_by_server(mut held: Held, what: &str) {
     let mut buf = [0u8; 4096];
@@ -146,6 +172,8 @@ async fn over_tls_a_silent_or_half_preface_connection_and_a_stalled_handshake_ar
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    let mut http1 = config.clone();
+    http1.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.alpn_protocols = vec![b"h2".to_vec()];
     let connector = TlsConnector::from(std::sync::Arc::new(config));
     let before = descriptors(&server);
@@ -170,6 +198,12 @@ async fn over_tls_a_silent_or_half_preface_connection_and_a_stalled_handshake_ar
         closed_by_server(stream, &what).await;
     }
     descriptors_come_back(&server, before).await;
+    // Each was accepted and closed by its own timeout.
+    let scrape = scrape_over_tls(&server, http1).await;
+    for (stage, count) in [("first_request", 40.0), ("tls_handshake", 10.0)] {
+        let series = format!(r#"podium_connections_closed_total{{stage="{stage}"}}"#);
+        assert_eq!(metrics::sample(&scrape, &series), count, "{scrape}");
+    }
 
     // A client that trusts the CA is served as before.
     let trusting = Tls {
