@@ -19,6 +19,15 @@ use tonic::{Request, Status, metadata::MetadataValue};
 /// The conference with one session (Sokha speaking, Sarah as backup) and optionally a
 /// recording; returns it with a speaker token for Sokha.
 async fn stage(failback: pb::FailbackMode, with_recording: bool) -> (Show, String) {
+    stage_with(failback, with_recording, &[]).await
+}
+
+/// [`stage`] on a podiumd started with `args`.
+async fn stage_with(
+    failback: pb::FailbackMode,
+    with_recording: bool,
+    args: &[&str],
+) -> (Show, String) {
     let talk = Talk::new(
         "Open data in Cambodia",
         "2030-11-14T02:00:00Z",
@@ -30,7 +39,7 @@ async fn stage(failback: pb::FailbackMode, with_recording: bool) -> (Show, Strin
         clear_after_ms: 2_000,
         ..Default::default()
     });
-    let show = Show::start().session(talk).await.unwrap();
+    let show = Show::start().args(args).session(talk).await.unwrap();
     if with_recording {
         upload(&show.server, &show.admin, show.session_id(), 45 * 60 * 1000).await;
     }
@@ -401,7 +410,11 @@ async fn a_moderator_switch_and_a_missing_recording_reach_the_watcher() {
 
 #[tokio::test]
 async fn a_restart_mid_session_restores_the_source_and_fires_no_failover_inside_the_grace() {
-    let (mut show, speaker_token) = stage(pb::FailbackMode::Sticky, true).await;
+    // A grace well past the agent's back-off (its attempts come 0.1, 0.3, 0.7, 1.5, 3.1, 6.3 s
+    // after the drop): with the default 5 s, a slow stop and start on a loaded machine left the
+    // agent's reconnection, and this test's 2.5 s of quiet after it, at the grace's edge.
+    let (mut show, speaker_token) =
+        stage_with(pb::FailbackMode::Sticky, true, &["--reconnect-grace", "20"]).await;
     let mut agent = cli_process(
         &show.server,
         &speaker_token,
