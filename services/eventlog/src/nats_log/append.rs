@@ -24,19 +24,16 @@
 
 use std::{
     sync::atomic::Ordering,
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
-use async_nats::jetstream::{
-    context::PublishErrorKind,
-    kv::{CreateErrorKind, UpdateErrorKind},
-    stream::LastRawMessageErrorKind,
-};
+use async_nats::jetstream::context::PublishErrorKind;
 use futures::future::try_join_all;
 use uuid::Uuid;
 
 use super::{
     Inner,
+    claims::{Claim, claim_id, point_claim, resolve},
     read::{jetstream_code, lost_a_race, nats},
     subjects,
 };
@@ -51,39 +48,11 @@ const PENDING_WAIT: Duration = Duration::from_secs(2);
 /// The first pause between attempts; it doubles up to [`MAX_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(2);
 const MAX_PAUSE: Duration = Duration::from_millis(250);
-/// How long after its claim a publish can still land: the client's publish timeout and then
-/// some. A claim older than the duplicate window plus this, with nothing at its place, is
-/// stale.
-pub const PUBLISH_GRACE: Duration = Duration::from_secs(10);
-
 /// Refusals that sending again does not change: a message over the stream's size limit, a
 /// batch over the server's limit, atomic batches turned off.
 const MESSAGE_TOO_LARGE: u64 = 10054;
 const BATCH_TOO_LARGE: u64 = 10199;
 const BATCH_DISABLED: u64 = 10174;
-
-/// What the log knows of an event id.
-pub(super) enum Claim {
-    /// Never claimed.
-    Free,
-    /// Claimed, but the claimant's publish cannot land any more: free to take over, at this
-    /// revision of the claim.
-    Stale(u64),
-    /// Claimed for this place moments ago, and nothing is there yet: the claimant may still be
-    /// publishing. `in_place`: young enough (within the duplicate window) for a retry to
-    /// publish to the same place, where JetStream tells the two publishes apart.
-    Pending {
-        stream: String,
-        version: u64,
-        in_place: bool,
-    },
-    /// Stored: in this stream, at this position and version.
-    Stored {
-        stream: String,
-        position: u64,
-        version: u64,
-    },
-}
 
 pub async fn append(
     log: &Inner,
@@ -95,7 +64,7 @@ pub async fn append(
     let mut pause = FIRST_PAUSE;
     let mut last_error = None;
     let started = Instant::now();
-    // Whether the last read found some ids stored and others not.
+    // Whether the last read found some of the ids stored and others not.
     let mut looked_again = false;
     for attempt in 0.. {
         if attempt > 0 {
@@ -121,19 +90,20 @@ pub async fn append(
                 continue;
             }
         };
-        let stored = claims.iter().any(|c| matches!(c, Claim::Stored { .. }));
+        let stored = claims
+            .iter()
+            .filter(|c| matches!(c, Claim::Stored { .. }))
+            .count();
+        let mixed = (1..claims.len()).contains(&stored);
         let pending = claims.iter().any(|c| matches!(c, Claim::Pending { .. }));
-        if stored && pending {
+        if mixed && pending {
             // Read while a batch was landing: some of it seen, some not yet. Look again.
             continue;
         }
-        let mixed = stored && !claims.iter().all(|c| matches!(c, Claim::Stored { .. }));
         if mixed && !looked_again {
             // The ids are read side by side, not in one snapshot: one read as free before its
-            // claim was written, another as stored once the batch had landed, is a race, not a
-            // half-stored batch. A batch one of whose ids read stored has landed whole, so the
-            // next read finds every id of it stored; still mixed then, it is a partial
-            // duplicate (the answer too if the deadline comes first).
+            // claim was written, another as stored once the batch had landed whole. The next
+            // read sees all of it; still mixed then (or at the deadline), a partial duplicate.
             looked_again = true;
             last_error = Some(EventLogError::PartialDuplicate {
                 stream: stream.to_owned(),
@@ -299,139 +269,6 @@ fn pending_elsewhere(
         })
 }
 
-/// Where `id` is, by its claim and the log.
-pub(super) async fn resolve(log: &Inner, id: Uuid) -> Result<Claim> {
-    let Some((revision, claimed_at, claim)) = read_claim(log, id).await? else {
-        return Ok(Claim::Free);
-    };
-    let Some((version, first, stream)) = claim else {
-        return Ok(Claim::Stale(revision)); // a deleted key
-    };
-    let subject = subjects::at_version(&log.prefix, &stream, version);
-    match log.reader.last_on(&subject).await? {
-        Some(message) if subjects::message_id(&message) == Some(id) => Ok(Claim::Stored {
-            stream,
-            position: message.sequence - 1,
-            version,
-        }),
-        // Another event took the place: the claimant's fenced publish was refused.
-        Some(_) => Ok(Claim::Stale(revision)),
-        None if first < version
-            && log
-                .reader
-                .last_on(&subjects::at_version(&log.prefix, &stream, first))
-                .await?
-                .is_some() =>
-        {
-            // Its append's first place is taken. Read this place again: had that append been
-            // this claim's, it landed whole before the first place was read, and the id is here
-            // now; if it is not, that append did not land, and cannot now.
-            match log.reader.last_on(&subject).await? {
-                Some(message) if subjects::message_id(&message) == Some(id) => Ok(Claim::Stored {
-                    stream,
-                    position: message.sequence - 1,
-                    version,
-                }),
-                _ => Ok(Claim::Stale(revision)),
-            }
-        }
-        None => {
-            // The claim's time is the server's; this machine's clock against it. A clock that
-            // is far off shifts when claims count as stale (ARCHITECTURE.md says so).
-            let age = SystemTime::now()
-                .duration_since(claimed_at)
-                .unwrap_or_default();
-            if age > log.duplicate_window + PUBLISH_GRACE {
-                Ok(Claim::Stale(revision))
-            } else {
-                Ok(Claim::Pending {
-                    stream,
-                    version,
-                    in_place: age < log.duplicate_window,
-                })
-            }
-        }
-    }
-}
-
-/// The claim of `id`: its revision, when it was written, and what it says (version, its
-/// append's first version, stream; `None` for a deleted key). Read from the bucket's leader (`STREAM.MSG.GET`), not any replica: a replica
-/// may not have the claim another append wrote a moment ago, and one that froze answers
-/// nothing at all.
-async fn read_claim(log: &Inner, id: Uuid) -> Result<Option<(u64, SystemTime, Option<Place>)>> {
-    let subject = format!("$KV.{}.{id}", log.bucket);
-    let entry = match log
-        .ids_stream
-        .get_last_raw_message_by_subject(&subject)
-        .await
-    {
-        Ok(entry) => entry,
-        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
-        Err(e) => return Err(nats(e)),
-    };
-    if entry.payload.is_empty() {
-        return Ok(Some((entry.sequence, entry.time.into(), None)));
-    }
-    let claim = std::str::from_utf8(&entry.payload)
-        .ok()
-        .and_then(|v| {
-            let mut parts = v.splitn(3, ' ');
-            let version = parts.next()?.parse::<u64>().ok()?;
-            let first = parts.next()?.parse::<u64>().ok()?;
-            Some((version, first, parts.next()?.to_owned()))
-        })
-        .ok_or_else(|| {
-            EventLogError::Storage(format!("the claim of event id {id} is unreadable"))
-        })?;
-    Ok(Some((entry.sequence, entry.time.into(), Some(claim))))
-}
-
-/// What a claim says: the version, the first version of its append, the stream.
-type Place = (u64, u64, String);
-
-/// Claims `id` for `(version, first version of the append)` of `stream`; false if another
-/// append claimed it first.
-async fn claim_id(
-    log: &Inner,
-    id: Uuid,
-    claim: &Claim,
-    stream: &str,
-    (version, first): (u64, u64),
-) -> Result<bool> {
-    let value = claim_value(stream, version, first);
-    let key = id.to_string();
-    let (raced, written) = match claim {
-        Claim::Free => match log.ids.create(&key, value).await {
-            Ok(_) => return Ok(true),
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => return Ok(false),
-            Err(e) => (lost_a_race(&e), nats(e)),
-        },
-        Claim::Stale(revision) => match log.ids.update(&key, value, *revision).await {
-            Ok(_) => return Ok(true),
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => return Ok(false),
-            Err(e) => (lost_a_race(&e), nats(e)),
-        },
-        Claim::Pending { .. } | Claim::Stored { .. } => return Ok(false),
-    };
-    // A create or update that raced another one can come back as another error (JetStream's
-    // 10164, "wrong last sequence" of a write in flight): if the claim is no longer what this
-    // append read, it lost a race, which passes.
-    let before = match claim {
-        Claim::Stale(revision) => Some(*revision),
-        _ => None,
-    };
-    match read_claim(log, id).await? {
-        Some((revision, _, _)) if Some(revision) != before => Ok(false),
-        // The other write is still in flight: look again in a moment.
-        _ if raced => Ok(false),
-        _ => Err(written),
-    }
-}
-
-fn claim_value(stream: &str, version: u64, first: u64) -> bytes::Bytes {
-    format!("{version} {first} {stream}").into_bytes().into()
-}
-
 /// The answer to a publish JetStream dropped as a duplicate of one that ended at sequence
 /// `last_seq`: the first publish's place, or [`EventLogError::ReusedId`] if it went to another
 /// stream. The claims are pointed at where the events really are, so that the answer stays the
@@ -475,46 +312,6 @@ async fn first_publish(
         last_position: last.position,
         deduplicated: true,
     })
-}
-
-/// Makes the claim of `id` say where it is stored, whatever it says now.
-async fn point_claim(
-    log: &Inner,
-    id: Uuid,
-    stream: &str,
-    (version, first): (u64, u64),
-) -> Result<()> {
-    for _ in 0..8 {
-        let outcome = match read_claim(log, id).await? {
-            Some((_, _, Some((v, f, s)))) if v == version && f == first && s == stream => {
-                return Ok(());
-            }
-            Some((revision, _, _)) => log
-                .ids
-                .update(
-                    id.to_string(),
-                    claim_value(stream, version, first),
-                    revision,
-                )
-                .await
-                .map(|_| ())
-                .map_err(|e| e.kind() == UpdateErrorKind::WrongLastRevision),
-            None => log
-                .ids
-                .create(id.to_string(), claim_value(stream, version, first))
-                .await
-                .map(|_| ())
-                .map_err(|e| e.kind() == CreateErrorKind::AlreadyExists),
-        };
-        match outcome {
-            Ok(()) => return Ok(()),
-            Err(true) => continue, // it moved meanwhile: read it again
-            Err(false) => break,
-        }
-    }
-    Err(EventLogError::Storage(format!(
-        "could not point the claim of event id {id} at {stream} version {version}"
-    )))
 }
 
 /// Why a publish stored nothing.

@@ -13,6 +13,7 @@
 
 mod append;
 mod blobs;
+mod claims;
 mod durability;
 mod lease;
 mod read;
@@ -487,8 +488,8 @@ impl EventLog for NatsEventLog {
     }
 
     async fn find(&self, stream: &str, id: Uuid) -> Result<Option<(u64, u64)>> {
-        Ok(match append::resolve(&self.inner, id).await? {
-            append::Claim::Stored {
+        Ok(match claims::resolve(&self.inner, id).await? {
+            claims::Claim::Stored {
                 stream: owner,
                 position,
                 version,

@@ -290,28 +290,22 @@ mod tests {
 
     #[test]
     fn an_import_is_marked_and_one_into_a_newer_format_is_refused() {
+        use super::super::{format::CURRENT, keys::FORMAT};
         let format = |dir: &Path| {
             let (store, _) = Store::open(dir, 1 << 20).unwrap();
-            store.tree.get(super::super::keys::FORMAT).unwrap()
+            store.tree.get(FORMAT).unwrap()
         };
         let dir = tempfile::tempdir().unwrap();
         let mut import = SledImport::create(dir.path()).unwrap();
         import.push(&event("s", 0, 0)).unwrap();
         import.finish().unwrap();
-        assert_eq!(
-            format(dir.path()).as_deref(),
-            Some(&[super::super::format::CURRENT][..])
-        );
+        assert_eq!(format(dir.path()).as_deref(), Some(&[CURRENT][..]));
 
         // A directory a newer podiumd made, still without events.
         let newer = tempfile::tempdir().unwrap();
         {
             let (store, _) = Store::open(newer.path(), 1 << 20).unwrap();
-            let next = super::super::format::CURRENT + 1;
-            store
-                .tree
-                .insert(super::super::keys::FORMAT, &[next])
-                .unwrap();
+            store.tree.insert(FORMAT, &[CURRENT + 1]).unwrap();
             store.db.flush().unwrap();
         }
         let error = SledImport::create(newer.path()).unwrap_err().to_string();

@@ -65,33 +65,28 @@ async fn scrape_over_tls(server: &Podiumd, config: ClientConfig) -> String {
     tls.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
-    // Read to the close (one without TLS's close_notify is an error here, and is the end too).
-    let mut reply = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    tokio::time::timeout(BOUND, async {
-        while let Ok(n @ 1..) = tls.read(&mut buf).await {
-            reply.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await
-    .expect("the metrics in time");
+    let reply = tokio::time::timeout(BOUND, read_to_close(&mut tls))
+        .await
+        .expect("the metrics in time");
     let reply = String::from_utf8(reply).unwrap();
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     reply
 }
 
-/// Reads until the server closes the connection (end of file, or a reset).
+/// What `reader` gives until the server closes the connection: end of file, or an error (a
+/// reset, or a TLS close without close_notify).
+async fn read_to_close(reader: &mut (impl AsyncRead + Unpin + ?Sized)) -> Vec<u8> {
+    let mut read = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    while let Ok(n @ 1..) = reader.read(&mut buf).await {
+        read.extend_from_slice(&buf[..n]);
+    }
+    read
+}
+
+/// Waits for the server to close the connection.
 async fn closed_by_server(mut held: Held, what: &str) {
-    let mut buf = [0u8; 4096];
-    let ended = tokio::time::timeout(BOUND, async {
-        loop {
-            match held.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
+    let ended = tokio::time::timeout(BOUND, read_to_close(&mut held)).await;
     assert!(ended.is_ok(), "{what}: still open after {BOUND:?}");
 }
 
