@@ -216,8 +216,10 @@ async fn admit(stream: TcpStream, admission: &Admission) -> Option<Conn> {
     let io = match &admission.tls {
         None => Io::Plain(stream),
         Some(tls) => {
-            let handshake = TlsAcceptor::from(tls.clone()).accept(stream);
-            match tokio::time::timeout(admission.handshake_timeout, handshake).await {
+            // Borrowed by the timeout, so the connection is closed (the handshake dropped) only
+            // after it is counted: a client that sees the close finds it in /metrics.
+            let mut handshake = std::pin::pin!(TlsAcceptor::from(tls.clone()).accept(stream));
+            match tokio::time::timeout(admission.handshake_timeout, handshake.as_mut()).await {
                 Ok(Ok(tls)) => Io::Tls(Box::new(tls)),
                 Ok(Err(error)) => {
                     tracing::debug!(remote = ?info.remote_addr(), %error, "TLS handshake failed");

@@ -37,6 +37,9 @@ async fn stage_with(
     .failover(pb::FailoverPolicy {
         failback: failback as i32,
         clear_after_ms: 2_000,
+        // Three times podiumd's default: a real agent process on a loaded machine must not miss
+        // it before a test stops or kills it (it sends several heartbeats a second).
+        failover_after_ms: 3_000,
         ..Default::default()
     });
     let show = Show::start().args(args).session(talk).await.unwrap();
