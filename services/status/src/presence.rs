@@ -94,6 +94,9 @@ impl Drop for Departure {
                 agents.remove(&key);
             }
         }
+        // Before the engine hears of the close: whoever sees the failover it may cause finds
+        // the agent gone from /metrics.
+        metrics::gauge!(crate::metrics::AGENTS).decrement(1);
         if self.on_air {
             let (engine, c, s, sp, connection) = (
                 self.engine.clone(),
@@ -106,7 +109,6 @@ impl Drop for Departure {
                 let _ = engine.closed(&c, &s, &sp, connection).await;
             });
         }
-        metrics::gauge!(crate::metrics::AGENTS).decrement(1);
         tracing::info!(conference = %self.conference_id, speaker = %self.speaker_id, connection = self.connection, "agent disconnected");
     }
 }
@@ -195,6 +197,7 @@ impl Presence for PresenceService {
         };
         let engine = self.engine.clone();
         let log = self.log.clone();
+        let model = self.model.clone();
         let mut shutdown = self.shutdown.clone();
         let stream = async_stream::try_stream! {
             let _departure = departure;
@@ -222,6 +225,8 @@ impl Presence for PresenceService {
                         if tested.len() == TEST_HEARTBEATS as usize {
                             let average = average(&tested);
                             record_test(log.as_ref(), &conference_id, &session_id, &speaker_id, average, engine.clock().now()).await?;
+                            // As RecordTest: a pre-flight report read after this answer shows the test.
+                            model.catch_up().await?;
                             yield response(pb::link_response::Message::TestRecorded(pb::TestRecorded { figures: Some(figures_to_proto(&average)) }));
                         }
                     }

@@ -194,12 +194,18 @@ async fn a_killed_agent_falls_back_to_the_recording_from_where_the_talk_had_got_
     );
 
     // The operator's figures moved with it, and Prometheus' linter takes them. The engine
-    // counts a switch when the log acknowledges it, which may be just after the watcher saw it.
-    let failovers = r#"podium_failovers_total{cause="stream_closed"}"#;
+    // counts a switch when the log acknowledges it, which may be just after the watcher saw it;
+    // and a scrape reads one counter after another, so both are waited for.
+    let counted = [
+        r#"podium_failovers_total{cause="stream_closed"}"#,
+        r#"podium_source_switches_total{to="recording",cause="stream_closed"}"#,
+    ];
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let after = loop {
         let scraped = metrics::scrape(&show.server).await.unwrap();
-        if metrics::sample(&scraped, failovers) > metrics::sample(&before, failovers)
+        if counted
+            .iter()
+            .all(|series| metrics::sample(&scraped, series) > metrics::sample(&before, series))
             || tokio::time::Instant::now() > deadline
         {
             break scraped;
@@ -596,17 +602,21 @@ async fn preflight_reports_what_is_missing_until_the_session_is_ready() {
     .unwrap();
     assert!(ok, "{err}");
     assert!(out.contains("test connection recorded"), "{out}");
-    upload(&show.server, &show.admin, show.session_id(), 45 * 60 * 1000).await;
-    let better = report(show.admin.clone()).await;
-    assert_eq!(better.recordings, 1);
-    assert!(
-        better
+    // Read at once: the agent is told the test is recorded only once the report shows it.
+    let tested = report(show.admin.clone()).await;
+    let sokha = |report: &pb::SessionReadiness| {
+        report
             .speakers
             .iter()
             .find(|s| s.speaker_id == show.odc.sokha.id)
             .unwrap()
             .tested
-    );
+    };
+    assert!(sokha(&tested), "{tested:?}");
+    upload(&show.server, &show.admin, show.session_id(), 45 * 60 * 1000).await;
+    let better = report(show.admin.clone()).await;
+    assert_eq!(better.recordings, 1);
+    assert!(sokha(&better));
     assert_eq!(
         better.reasons.len(),
         1,
