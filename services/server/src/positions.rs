@@ -10,8 +10,15 @@
 //! reads and writes alike. The head may include events the reader's node has still to apply,
 //! which it waits for too (milliseconds, unless the node is busy writing its snapshots).
 //!
-//! Only gRPC calls wait (pages, health and reflection never do), and the wait is outside the
-//! transport guard, so requests held here take none of its permits. A request refused because
+//! Pages have no header to send, so a page's write carries its position in a cookie instead
+//! ([`PAGE_POSITION_COOKIE`]): a form's answer that redirects (the write was taken) sets it to
+//! the head, and the page the browser asks for next waits, on whichever node it reaches, until
+//! that node has applied the log below it, for at most [`CATCH_UP_WAIT`], then is shown
+//! anyway (a page is never refused for it), and the cookie is cleared. So an attendee who voted
+//! through one node and is sent to another sees their vote.
+//!
+//! Health and reflection never wait, and the wait is outside the transport guard, so requests
+//! held here take none of its permits. A request refused because
 //! the node's log itself has not reached the position (one from another log, say, restored from
 //! an older backup) says so in [`POSITION_UNREACHED_HEADER`], and the client starts again from
 //! this node's position instead of asking for it for ever.
@@ -34,6 +41,12 @@ use tower::{Layer, Service};
 
 /// How long a request waits for this node to reach the position it asks for.
 pub const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
+
+/// The cookie that carries the position of a page's write to the page shown after it.
+pub const PAGE_POSITION_COOKIE: &str = "podium_at";
+
+/// How long the position cookie lives if no page comes to clear it.
+const PAGE_POSITION_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// Adds the log position to responses and holds requests until their position is applied.
 #[derive(Clone)]
@@ -103,15 +116,59 @@ fn asked(headers: &http::HeaderMap) -> Result<Option<u64>, Status> {
         })
 }
 
-/// Whether `request` waits for its position: gRPC calls (gRPC-Web ones are gRPC by the time they
-/// get here) other than health and reflection.
-fn waits<B>(request: &http::Request<B>) -> bool {
-    let grpc = request
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
-    grpc && !request.uri().path().starts_with("/grpc.")
+/// What a request is to read-your-writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A gRPC call (gRPC-Web ones are gRPC by the time they get here) other than health and
+    /// reflection: waits for the position in its header.
+    Call,
+    /// Health or reflection: never waits.
+    Probe,
+    /// A page, an asset or a live stream asked for: waits a while for the position cookie.
+    PageRead,
+    /// A form sent: its redirect carries the head in the position cookie.
+    PageWrite,
+}
+
+impl Kind {
+    fn of<B>(request: &http::Request<B>) -> Self {
+        let grpc = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/grpc"));
+        match (grpc, request.method()) {
+            (true, _) if request.uri().path().starts_with("/grpc.") => Self::Probe,
+            (true, _) => Self::Call,
+            (false, &http::Method::GET | &http::Method::HEAD) => Self::PageRead,
+            (false, _) => Self::PageWrite,
+        }
+    }
+}
+
+/// The position in the request's [`PAGE_POSITION_COOKIE`], if it has one that is a number.
+fn page_position(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == PAGE_POSITION_COOKIE)
+        .and_then(|c| parse_position(c.value()))
+}
+
+/// The `Set-Cookie` value that sets the position cookie to `position`, or clears it.
+fn page_position_cookie(position: Option<u64>) -> HeaderValue {
+    let (value, max_age) = match position {
+        Some(position) => (position.to_string(), PAGE_POSITION_MAX_AGE.as_secs()),
+        None => (String::new(), 0),
+    };
+    // Not secret (a log position), so not marked Secure: it works behind a TLS proxy too.
+    HeaderValue::try_from(format!(
+        "{PAGE_POSITION_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax"
+    ))
+    .expect("a cookie of a name, a number and fixed attributes is a valid header")
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -132,15 +189,22 @@ where
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let layer = self.layer.clone();
-        let waits = waits(&request);
+        let kind = Kind::of(&request);
         // The clone is ready only after poll_ready; the ready one handles this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let asked = if waits {
-                asked(request.headers())
-            } else {
-                Ok(None)
+            let page_asked = match kind {
+                Kind::PageRead => page_position(request.headers()),
+                _ => None,
+            };
+            if let Some(position) = page_asked {
+                // Shown anyway if the wait runs out: a page is never refused for it.
+                let _ = layer.reach(position).await;
+            }
+            let asked = match kind {
+                Kind::Call => asked(request.headers()),
+                _ => Ok(None),
             };
             let reached = match asked {
                 Ok(Some(position)) if position > layer.applied() => layer
@@ -164,6 +228,18 @@ where
             response
                 .headers_mut()
                 .insert(LOG_POSITION_HEADER, HeaderValue::from(head));
+            let cookie = match kind {
+                Kind::PageRead if page_asked.is_some() => Some(page_position_cookie(None)),
+                Kind::PageWrite if response.status().is_redirection() => {
+                    Some(page_position_cookie(Some(head)))
+                }
+                _ => None,
+            };
+            if let Some(cookie) = cookie {
+                response
+                    .headers_mut()
+                    .append(http::header::SET_COOKIE, cookie);
+            }
             Ok(response)
         })
     }
@@ -183,6 +259,63 @@ mod tests {
         let refused = asked(&headers).unwrap_err();
         assert_eq!(refused.code(), tonic::Code::InvalidArgument);
         assert!(refused.message().contains(MIN_POSITION_HEADER));
+    }
+
+    #[test]
+    fn gets_of_pages_wait_for_the_cookie_forms_set_it_and_probes_never_wait() {
+        let request = |method: http::Method, path: &str, content_type: Option<&str>| {
+            let mut request = http::Request::builder().method(method).uri(path);
+            if let Some(content_type) = content_type {
+                request = request.header(http::header::CONTENT_TYPE, content_type);
+            }
+            Kind::of(&request.body(()).unwrap())
+        };
+        let grpc = Some("application/grpc+proto");
+        let post = http::Method::POST;
+        let get = http::Method::GET;
+        assert_eq!(
+            request(post.clone(), "/podium.v1.Polls/CastBallot", grpc),
+            Kind::Call
+        );
+        assert_eq!(
+            request(post.clone(), "/grpc.health.v1.Health/Check", grpc),
+            Kind::Probe
+        );
+        assert_eq!(request(get.clone(), "/session/s-1", None), Kind::PageRead);
+        assert_eq!(request(http::Method::HEAD, "/", None), Kind::PageRead);
+        let form = Some("application/x-www-form-urlencoded");
+        assert_eq!(request(post, "/poll/p-1/ballot", form), Kind::PageWrite);
+
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(page_position(&headers), None);
+        headers.append(
+            http::header::COOKIE,
+            HeaderValue::from_static("podium_csrf=x"),
+        );
+        headers.append(
+            http::header::COOKIE,
+            HeaderValue::from_static("podium_session=t; podium_at=42"),
+        );
+        assert_eq!(page_position(&headers), Some(42));
+        headers.insert(
+            http::header::COOKIE,
+            HeaderValue::from_static("podium_at=soon"),
+        );
+        assert_eq!(page_position(&headers), None);
+
+        let set = page_position_cookie(Some(42));
+        assert!(
+            set.to_str()
+                .unwrap()
+                .starts_with("podium_at=42; Path=/; Max-Age=60")
+        );
+        let cleared = page_position_cookie(None);
+        assert!(
+            cleared
+                .to_str()
+                .unwrap()
+                .starts_with("podium_at=; Path=/; Max-Age=0")
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -13,10 +13,15 @@ use podium_client::{
     Client, LOG_POSITION_HEADER, MIN_POSITION_HEADER, POSITION_UNREACHED_HEADER, pb,
 };
 use podium_e2e::{
-    Attendee, CONFERENCE, NewPoll, Odc, PATIENCE, Podiumd, ballot, join, open_poll, text,
+    Attendee, CONFERENCE, NewPoll, Odc, PATIENCE, Podiumd, ballot,
+    http::{self, form},
+    join, open_poll, text,
 };
 use podium_natscluster::NatsCluster;
 use tonic::{Code, Request};
+
+/// podiumd's cookie for a page write's position (services/server/src/positions.rs).
+const PAGE_POSITION_COOKIE: &str = "podium_at";
 
 pub(crate) const ADMIN: &str = "an-admin-token-both-nodes-are-given-0123456789";
 
@@ -297,4 +302,101 @@ async fn a_ballot_storm_spread_over_three_nodes_tallies_exactly_on_every_node() 
         .await;
         assert_eq!(counted, expected);
     }
+}
+
+/// Pages have no header to carry a position: a form's write through one node sets it in a
+/// cookie, and the page the browser is sent to next, asked of the other node (a load balancer's
+/// choice), waits until that node has the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_asked_on_a_page_through_one_node_is_on_the_next_page_through_the_other() {
+    let cluster = cluster().await;
+    let first = node(&cluster);
+    let second = node(&cluster);
+    let admin = Client::connect(&first.addr, Some(ADMIN.into()))
+        .await
+        .unwrap();
+    let odc = Odc::create(&admin, CONFERENCE).await.unwrap();
+    let session = talk(&admin, &odc).await;
+    let dara = joined(&first, odc.join_code(), "Dara").await;
+    let home = http::request(&first.addr, "GET", "/", &[], "")
+        .await
+        .unwrap();
+    let csrf = home.cookie("podium_csrf").unwrap();
+    let signed_in = format!("podium_csrf={csrf}; podium_session={}", dara.token);
+
+    // The second node is frozen while a busy hour of other writes and then the question go
+    // through the first, so when woken it has a backlog to apply before the question.
+    let question = "Which ministries publish their budgets as open data?";
+    second.signal(Signal::SIGSTOP).unwrap();
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let admin = admin.clone();
+            tokio::spawn(async move {
+                for i in 0..200 {
+                    let id = format!("busy-{writer}-{i}");
+                    admin
+                        .agenda()
+                        .create_conference(conference(&id, &Client::request_id()))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let asked = http::request(
+        &first.addr,
+        "POST",
+        &format!("/session/{}/questions", session.id),
+        &[("cookie", &signed_in)],
+        &form(&[("csrf", &csrf), ("text", question)]),
+    )
+    .await;
+    second.signal(Signal::SIGCONT).unwrap();
+    let asked = asked.unwrap();
+    assert_eq!(asked.status, 303, "{}", asked.body);
+    let at = asked
+        .cookie(PAGE_POSITION_COOKIE)
+        .expect("the write's position");
+    let at: u64 = at.parse().unwrap();
+    assert!(at > 0);
+
+    let page = http::request(
+        &second.addr,
+        "GET",
+        &format!("/session/{}?done=question", session.id),
+        &[(
+            "cookie",
+            &format!("{signed_in}; {PAGE_POSITION_COOKIE}={at}"),
+        )],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(question), "{}", page.body);
+    // Used once: the page clears it.
+    let cleared = page.set_cookie(PAGE_POSITION_COOKIE).unwrap();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+
+    // A position the node never reaches (a cookie from another podiumd on the same host) only
+    // delays the page: it is shown, and the cookie cleared.
+    let page = http::request(
+        &second.addr,
+        "GET",
+        "/",
+        &[(
+            "cookie",
+            &format!("{signed_in}; {PAGE_POSITION_COOKIE}={}", at + 1_000_000),
+        )],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.set_cookie(PAGE_POSITION_COOKIE).is_some());
+    // Pages that wrote nothing set no position.
+    assert_eq!(home.set_cookie(PAGE_POSITION_COOKIE), None);
 }
