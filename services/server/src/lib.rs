@@ -280,7 +280,13 @@ impl Podium {
             .runs(ServiceName::Access)
             .then(|| limited!(shared PrivacyServer, privacy_service.clone(), limits, auth));
         // Read-your-writes across nodes: every read model of this node moves with its follower.
-        let positions = positions::PositionLayer::new(log.clone(), follower.applied());
+        let pages_secure = config.tls.tls_cert.is_some()
+            || config
+                .public_url
+                .as_deref()
+                .is_some_and(podium_web::secure_origin);
+        let positions =
+            positions::PositionLayer::new(log.clone(), follower.applied(), pages_secure);
         let agenda_service = agenda.map(|store| Arc::new(AgendaService::new(store)));
         let agenda = agenda_service
             .clone()

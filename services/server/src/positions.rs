@@ -12,10 +12,11 @@
 //!
 //! Pages have no header to send, so a page's write carries its position in a cookie instead
 //! ([`PAGE_POSITION_COOKIE`]): a form's answer that redirects (the write was taken) sets it to
-//! the head, and the page the browser asks for next waits, on whichever node it reaches, until
-//! that node has applied the log below it, for at most [`CATCH_UP_WAIT`], then is shown
+//! the head, and the next page the browser navigates to waits, on whichever node it reaches,
+//! until that node has applied the log below it, for at most [`CATCH_UP_WAIT`], then is shown
 //! anyway (a page is never refused for it), and the cookie is cleared. So an attendee who voted
-//! through one node and is sent to another sees their vote.
+//! through one node and is sent to another sees their vote. Only navigations wait and clear
+//! it: not assets, live streams or `/metrics`, nor a browser's own fetches.
 //!
 //! Health and reflection never wait, and the wait is outside the transport guard, so requests
 //! held here take none of its permits. A request refused because
@@ -48,17 +49,33 @@ pub const PAGE_POSITION_COOKIE: &str = "podium_at";
 /// How long the position cookie lives if no page comes to clear it.
 const PAGE_POSITION_MAX_AGE: Duration = Duration::from_secs(60);
 
+/// How far past this node's head a page's position may lie and still be waited for: a node
+/// behind the cluster is behind by its unapplied backlog, never by this much, so a position
+/// further on is not this log's (a cookie forged, or of another podiumd on the same host).
+const PAGE_POSITION_MAX_AHEAD: u64 = 1_000_000;
+
+/// Paths under which no request is a page navigation.
+const NOT_PAGES: [&str; 3] = ["/assets/", "/live/", "/metrics"];
+
 /// Adds the log position to responses and holds requests until their position is applied.
 #[derive(Clone)]
 pub struct PositionLayer {
     log: Arc<dyn EventLog>,
     /// The position below which every read model has applied the log (the follower's).
     applied: watch::Receiver<u64>,
+    /// The position cookie is marked Secure (the pages are served over https).
+    secure: bool,
 }
 
 impl PositionLayer {
-    pub fn new(log: Arc<dyn EventLog>, applied: watch::Receiver<u64>) -> Self {
-        Self { log, applied }
+    /// `secure`: the pages are served over https (TLS, or an https `--public-url`), so the
+    /// position cookie is marked Secure like the pages' own.
+    pub fn new(log: Arc<dyn EventLog>, applied: watch::Receiver<u64>, secure: bool) -> Self {
+        Self {
+            log,
+            applied,
+            secure,
+        }
     }
 
     fn applied(&self) -> u64 {
@@ -124,10 +141,12 @@ enum Kind {
     Call,
     /// Health or reflection: never waits.
     Probe,
-    /// A page, an asset or a live stream asked for: waits a while for the position cookie.
+    /// A browser's navigation to a page: waits a while for the position cookie, and clears it.
     PageRead,
     /// A form sent: its redirect carries the head in the position cookie.
     PageWrite,
+    /// An asset, a live stream, `/metrics`, a browser's own fetch: nothing to do with positions.
+    Other,
 }
 
 impl Kind {
@@ -137,16 +156,29 @@ impl Kind {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/grpc"));
+        let path = request.uri().path();
+        // Browsers name a navigation; clients that do not (older ones, scripts) are taken at
+        // their word that they asked for a page.
+        let navigation = request
+            .headers()
+            .get("sec-fetch-mode")
+            .is_none_or(|mode| mode == "navigate");
         match (grpc, request.method()) {
-            (true, _) if request.uri().path().starts_with("/grpc.") => Self::Probe,
+            (true, _) if path.starts_with("/grpc.") => Self::Probe,
             (true, _) => Self::Call,
-            (false, &http::Method::GET | &http::Method::HEAD) => Self::PageRead,
+            (false, &http::Method::GET | &http::Method::HEAD)
+                if navigation && !NOT_PAGES.iter().any(|p| path.starts_with(p)) =>
+            {
+                Self::PageRead
+            }
+            (false, &http::Method::GET | &http::Method::HEAD) => Self::Other,
             (false, _) => Self::PageWrite,
         }
     }
 }
 
-/// The position in the request's [`PAGE_POSITION_COOKIE`], if it has one that is a number.
+/// The position in the request's [`PAGE_POSITION_COOKIE`], if it has one that is a number. Of
+/// several (one set for another domain of the site, say), the lowest: podiumd sets one only.
 fn page_position(headers: &http::HeaderMap) -> Option<u64> {
     headers
         .get_all(http::header::COOKIE)
@@ -154,19 +186,22 @@ fn page_position(headers: &http::HeaderMap) -> Option<u64> {
         .filter_map(|value| value.to_str().ok())
         .flat_map(cookie::Cookie::split_parse)
         .filter_map(Result::ok)
-        .find(|c| c.name() == PAGE_POSITION_COOKIE)
-        .and_then(|c| parse_position(c.value()))
+        .filter(|c| c.name() == PAGE_POSITION_COOKIE)
+        .filter_map(|c| parse_position(c.value()))
+        .min()
 }
 
-/// The `Set-Cookie` value that sets the position cookie to `position`, or clears it.
-fn page_position_cookie(position: Option<u64>) -> HeaderValue {
+/// The `Set-Cookie` value that sets the position cookie to `position`, or clears it; with the
+/// flags of the pages' own cookies.
+fn page_position_cookie(position: Option<u64>, secure: bool) -> HeaderValue {
     let (value, max_age) = match position {
         Some(position) => (position.to_string(), PAGE_POSITION_MAX_AGE.as_secs()),
         None => (String::new(), 0),
     };
-    // Not secret (a log position), so not marked Secure: it works behind a TLS proxy too.
+    let secure = if secure { "; Secure" } else { "" };
     HeaderValue::try_from(format!(
-        "{PAGE_POSITION_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax"
+        "{PAGE_POSITION_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; \
+         SameSite=Strict{secure}"
     ))
     .expect("a cookie of a name, a number and fixed attributes is a valid header")
 }
@@ -198,9 +233,17 @@ where
                 Kind::PageRead => page_position(request.headers()),
                 _ => None,
             };
-            if let Some(position) = page_asked {
-                // Shown anyway if the wait runs out: a page is never refused for it.
-                let _ = layer.reach(position).await;
+            if let Some(position) = page_asked
+                && position <= layer.log.head().saturating_add(PAGE_POSITION_MAX_AHEAD)
+                && let Err(status) = layer.reach(position).await
+            {
+                // Shown anyway: a page is never refused for it.
+                tracing::debug!(
+                    position,
+                    applied = layer.applied(),
+                    reason = status.message(),
+                    "a page shown before this node reached the position of the visitor's last write"
+                );
             }
             let asked = match kind {
                 Kind::Call => asked(request.headers()),
@@ -229,9 +272,11 @@ where
                 .headers_mut()
                 .insert(LOG_POSITION_HEADER, HeaderValue::from(head));
             let cookie = match kind {
-                Kind::PageRead if page_asked.is_some() => Some(page_position_cookie(None)),
+                Kind::PageRead if page_asked.is_some() => {
+                    Some(page_position_cookie(None, layer.secure))
+                }
                 Kind::PageWrite if response.status().is_redirection() => {
-                    Some(page_position_cookie(Some(head)))
+                    Some(page_position_cookie(Some(head), layer.secure))
                 }
                 _ => None,
             };
@@ -283,6 +328,19 @@ mod tests {
         );
         assert_eq!(request(get.clone(), "/session/s-1", None), Kind::PageRead);
         assert_eq!(request(http::Method::HEAD, "/", None), Kind::PageRead);
+        for path in ["/assets/app.js", "/live/results?poll=p-1", "/metrics"] {
+            assert_eq!(request(get.clone(), path, None), Kind::Other, "{path}");
+        }
+        let fetched = http::Request::get("/session/s-1")
+            .header("sec-fetch-mode", "cors")
+            .body(())
+            .unwrap();
+        assert_eq!(Kind::of(&fetched), Kind::Other);
+        let navigated = http::Request::get("/session/s-1")
+            .header("sec-fetch-mode", "navigate")
+            .body(())
+            .unwrap();
+        assert_eq!(Kind::of(&navigated), Kind::PageRead);
         let form = Some("application/x-www-form-urlencoded");
         assert_eq!(request(post, "/poll/p-1/ballot", form), Kind::PageWrite);
 
@@ -297,24 +355,27 @@ mod tests {
             HeaderValue::from_static("podium_session=t; podium_at=42"),
         );
         assert_eq!(page_position(&headers), Some(42));
+        // One set for the whole site by another host beside ours does not win.
+        headers.append(
+            http::header::COOKIE,
+            HeaderValue::from_static("podium_at=99999999999"),
+        );
+        assert_eq!(page_position(&headers), Some(42));
         headers.insert(
             http::header::COOKIE,
             HeaderValue::from_static("podium_at=soon"),
         );
         assert_eq!(page_position(&headers), None);
 
-        let set = page_position_cookie(Some(42));
-        assert!(
-            set.to_str()
-                .unwrap()
-                .starts_with("podium_at=42; Path=/; Max-Age=60")
+        let set = page_position_cookie(Some(42), false);
+        assert_eq!(
+            set.to_str().unwrap(),
+            "podium_at=42; Path=/; Max-Age=60; HttpOnly; SameSite=Strict"
         );
-        let cleared = page_position_cookie(None);
-        assert!(
-            cleared
-                .to_str()
-                .unwrap()
-                .starts_with("podium_at=; Path=/; Max-Age=0")
+        let cleared = page_position_cookie(None, true);
+        assert_eq!(
+            cleared.to_str().unwrap(),
+            "podium_at=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict; Secure"
         );
     }
 
@@ -326,7 +387,7 @@ mod tests {
                 .unwrap(),
         );
         let (tx, rx) = watch::channel(3);
-        let layer = PositionLayer::new(log, rx);
+        let layer = PositionLayer::new(log, rx, false);
         layer.reach(3).await.unwrap();
         let waiting = tokio::spawn({
             let layer = layer.clone();

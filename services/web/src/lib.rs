@@ -122,9 +122,7 @@ impl Web {
     /// Secure, as TLS served by podiumd itself does.
     pub fn with_public_url(mut self, url: Option<String>) -> Self {
         if let Some(url) = &url {
-            self.session.secure |= url
-                .get(..8)
-                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+            self.session.secure |= secure_origin(url);
         }
         self.public_url = url.map(Into::into);
         self
@@ -167,6 +165,12 @@ impl Web {
             .layer(CompressionLayer::new())
             .with_state(self)
     }
+}
+
+/// Whether `url` (a `--public-url`) is reached over https, so cookies are marked Secure.
+pub fn secure_origin(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
 }
 
 /// The Content-Security-Policy of every page: nothing inline, nothing from elsewhere.

@@ -7,6 +7,9 @@
 //!   whose field does not match the cookie is refused (double submit), as is a POST whose
 //!   `Origin` is another site.
 //! - `podium_lang`: the language chosen with the switcher.
+//!
+//! podiumd's position layer (services/server/src/positions.rs) keeps one more, `podium_at`: the
+//! log position of the visitor's last write, for the next page asked of another node.
 
 use std::sync::Arc;
 

@@ -16,6 +16,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tonic::{Request, Status, metadata::MetadataValue};
 
+/// The session's failover_after: three times podiumd's default, so a real agent process on a
+/// loaded machine does not miss it before a test stops or kills it (it sends several heartbeats
+/// a second). Tests that check nothing moved wait longer than this.
+const FAILOVER_AFTER_MS: u32 = 3_000;
+
 /// The conference with one session (Sokha speaking, Sarah as backup) and optionally a
 /// recording; returns it with a speaker token for Sokha.
 async fn stage(failback: pb::FailbackMode, with_recording: bool) -> (Show, String) {
@@ -37,9 +42,7 @@ async fn stage_with(
     .failover(pb::FailoverPolicy {
         failback: failback as i32,
         clear_after_ms: 2_000,
-        // Three times podiumd's default: a real agent process on a loaded machine must not miss
-        // it before a test stops or kills it (it sends several heartbeats a second).
-        failover_after_ms: 3_000,
+        failover_after_ms: FAILOVER_AFTER_MS,
         ..Default::default()
     });
     let show = Show::start().args(args).session(talk).await.unwrap();
@@ -390,8 +393,8 @@ async fn a_moderator_switch_and_a_missing_recording_reach_the_watcher() {
     );
     assert_eq!(backup.cause(), pb::Cause::Moderator);
     assert!(backup.pinned);
-    // Pinned: Sarah has no agent, yet no rule moves her off air.
-    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    // Pinned: Sarah has no agent, yet no rule moves her off air, past failover_after.
+    tokio::time::sleep(Duration::from_millis(u64::from(FAILOVER_AFTER_MS) + 1_000)).await;
     let still = moderator
         .clone()
         .pin(pb::PinRequest {
@@ -447,7 +450,7 @@ async fn a_restart_mid_session_restores_the_source_and_fires_no_failover_inside_
     })
     .await;
     assert_eq!(on_air(&restored), pb::SourceKind::Speaker);
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    tokio::time::sleep(Duration::from_millis(u64::from(FAILOVER_AFTER_MS) + 1_000)).await;
     let feed = admin.follow_feed(CONFERENCE, 0, vec!["podium.v1.SourceSwitched".into()]);
     futures::pin_mut!(feed);
     let first = feed.next().await.unwrap().unwrap();
