@@ -19,10 +19,10 @@
 //! it: not assets, live streams or `/metrics`, nor a browser's own fetches.
 //!
 //! Health and reflection never wait, and the wait is outside the transport guard, so requests
-//! held here take none of its permits. A request refused because
-//! the node's log itself has not reached the position (one from another log, say, restored from
-//! an older backup) says so in [`POSITION_UNREACHED_HEADER`], and the client starts again from
-//! this node's position instead of asking for it for ever.
+//! held here take none of its permits. A request refused because the node's log itself has not
+//! reached the position (one from another log, say, restored from an older backup) says so in
+//! [`POSITION_UNREACHED_HEADER`], and the client starts again from this node's position instead
+//! of asking for it for ever.
 
 use std::{
     pin::Pin,
