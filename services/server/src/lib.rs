@@ -280,6 +280,7 @@ impl Podium {
             .runs(ServiceName::Access)
             .then(|| limited!(shared PrivacyServer, privacy_service.clone(), limits, auth));
         // Read-your-writes across nodes: every read model of this node moves with its follower.
+        // The pages are reached over https (their cookies, and the position's, marked Secure).
         let pages_secure = config.tls.tls_cert.is_some()
             || config
                 .public_url
@@ -428,7 +429,7 @@ impl Podium {
                         presence: presence_service,
                         privacy: privacy_service.clone(),
                     },
-                    config.tls.tls_cert.is_some(),
+                    pages_secure,
                 )
                 .with_public_url(config.public_url.clone())
                 .with_live_stream_limit(config.transport.max_page_streams as usize);

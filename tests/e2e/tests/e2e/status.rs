@@ -21,6 +21,9 @@ use tonic::{Request, Status, metadata::MetadataValue};
 /// a second). Tests that check nothing moved wait longer than this.
 const FAILOVER_AFTER_MS: u32 = 3_000;
 
+/// Long enough past [`FAILOVER_AFTER_MS`] that a failover, had one been due, has happened.
+const PAST_FAILOVER_AFTER: Duration = Duration::from_millis(FAILOVER_AFTER_MS as u64 + 1_000);
+
 /// The conference with one session (Sokha speaking, Sarah as backup) and optionally a
 /// recording; returns it with a speaker token for Sokha.
 async fn stage(failback: pb::FailbackMode, with_recording: bool) -> (Show, String) {
@@ -394,7 +397,7 @@ async fn a_moderator_switch_and_a_missing_recording_reach_the_watcher() {
     assert_eq!(backup.cause(), pb::Cause::Moderator);
     assert!(backup.pinned);
     // Pinned: Sarah has no agent, yet no rule moves her off air, past failover_after.
-    tokio::time::sleep(Duration::from_millis(u64::from(FAILOVER_AFTER_MS) + 1_000)).await;
+    tokio::time::sleep(PAST_FAILOVER_AFTER).await;
     let still = moderator
         .clone()
         .pin(pb::PinRequest {
@@ -450,7 +453,7 @@ async fn a_restart_mid_session_restores_the_source_and_fires_no_failover_inside_
     })
     .await;
     assert_eq!(on_air(&restored), pb::SourceKind::Speaker);
-    tokio::time::sleep(Duration::from_millis(u64::from(FAILOVER_AFTER_MS) + 1_000)).await;
+    tokio::time::sleep(PAST_FAILOVER_AFTER).await;
     let feed = admin.follow_feed(CONFERENCE, 0, vec!["podium.v1.SourceSwitched".into()]);
     futures::pin_mut!(feed);
     let first = feed.next().await.unwrap().unwrap();
