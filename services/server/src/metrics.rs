@@ -45,13 +45,16 @@ const SECONDS_BUCKETS: &[f64] = &[
 /// Events per group commit.
 const EVENTS_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
 
-/// How often the recorder folds the samples its histograms took since into their buckets. It
-/// keeps every sample until then (or until a scrape, which folds them too): without this, a
-/// podiumd that nobody scrapes grew with every call it answered (16 MiB more by the soak's third
-/// day: README, "Soak").
+/// How often the recorder folds the samples its histograms took since the last upkeep into
+/// their buckets. It keeps every sample raw until then, or until a scrape (which folds them too),
+/// so without it a podiumd nobody scrapes grows with every call it answers. Five seconds is the
+/// crate's own default for the exporters it runs itself (`metrics-exporter-prometheus`,
+/// "Upkeep and maintenance").
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 /// The thread that does it, one per process.
 const UPKEEP_THREAD: &str = "metrics-upkeep";
+/// Upkeeps run, by every upkeep thread of the process.
+static UPKEEPS: AtomicU64 = AtomicU64::new(0);
 
 /// The process's recorder: installed by the first podiumd, shared by every later one in the
 /// same process (tests start several).
@@ -70,25 +73,31 @@ pub fn install() -> PrometheusHandle {
                 .expect("bucket lists are not empty")
                 .build_recorder();
             let handle = recorder.handle();
-            let upkeep = handle.clone();
-            let spawned = std::thread::Builder::new()
-                .name(UPKEEP_THREAD.into())
-                .spawn(move || {
-                    loop {
-                        std::thread::sleep(UPKEEP_EVERY);
-                        upkeep.run_upkeep();
-                    }
-                });
-            if let Err(e) = spawned {
-                tracing::warn!(error = %e, "cannot start the metrics upkeep; histograms grow until scraped");
-            }
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics stays empty");
+            } else if let Err(e) = spawn_upkeep(handle.clone(), UPKEEP_EVERY, UPKEEP_THREAD) {
+                tracing::warn!(error = %e, "cannot start the metrics upkeep; histograms grow until scraped");
             }
             describe();
             handle
         })
         .clone()
+}
+
+/// Runs `handle`'s upkeep every `every`, on a thread of its own named `name` for the life of the process (a
+/// std thread, not a task: tests start podiumds on runtimes that end before the process does).
+/// Nothing in it panics in practice; should it, histograms would grow until scraped again.
+fn spawn_upkeep(handle: PrometheusHandle, every: Duration, name: &str) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                handle.run_upkeep();
+                UPKEEPS.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .map(drop)
 }
 
 fn describe() {
@@ -344,19 +353,45 @@ fn code_label(code: Code) -> &'static str {
 mod tests {
     use super::*;
 
-    /// The recorder keeps every histogram sample until its upkeep runs: the thread that runs it
-    /// must be there, or podiumd's memory grows with every call (the soak found it).
+    /// Polls `done` every 10 ms for at most 30 s.
+    fn eventually(done: impl Fn() -> bool) -> bool {
+        (0..3_000).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            done()
+        })
+    }
+
+    /// The recorder keeps every histogram sample until its upkeep runs: installing it must start
+    /// the thread that runs it, or podiumd's memory grows with every call (the soak found it).
+    #[cfg(target_os = "linux")]
     #[test]
     fn installing_the_recorder_starts_its_upkeep() {
         install();
-        let names: Vec<String> = std::fs::read_dir("/proc/self/task")
-            .expect("a Linux /proc")
-            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-            .map(|name| name.trim().to_owned())
-            .collect();
+        let names = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .expect("a Linux /proc")
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                .map(|name| name.trim().to_owned())
+                .collect()
+        };
+        // A new thread names itself once it runs.
         assert!(
-            names.iter().any(|n| n == UPKEEP_THREAD),
-            "no {UPKEEP_THREAD} thread among {names:?}"
+            eventually(|| names().iter().any(|n| n == UPKEEP_THREAD)),
+            "no {UPKEEP_THREAD} thread among {:?}",
+            names()
+        );
+    }
+
+    #[test]
+    fn the_upkeep_runs_again_and_again() {
+        let handle = PrometheusBuilder::new().build_recorder().handle();
+        let before = UPKEEPS.load(Ordering::Relaxed);
+        // Not named as install's, which the test above looks for.
+        spawn_upkeep(handle, Duration::from_millis(10), "upkeep-test").expect("a thread");
+        assert!(
+            eventually(|| UPKEEPS.load(Ordering::Relaxed) >= before + 3),
+            "the upkeep ran {} times",
+            UPKEEPS.load(Ordering::Relaxed) - before
         );
     }
 }
