@@ -7,7 +7,8 @@ use std::io::IsTerminal;
 
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use podium_client::pb;
+use podium_client::{Client, Tls, pb};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
 use crate::{Ctx, output::table, recording::human_bytes};
 
@@ -183,23 +184,63 @@ async fn status(ctx: &Ctx) -> anyhow::Result<()> {
 }
 
 /// `podium health`: whether podiumd serves (gRPC health, no token needed). Prints the state and
-/// fails unless it is SERVING, for container health checks and scripts.
-pub async fn health(ctx: &Ctx, service: Option<String>) -> anyhow::Result<()> {
-    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
-    let answer = ctx
-        .client
-        .health()
-        .check(HealthCheckRequest {
-            service: service.clone().unwrap_or_default(),
-        })
-        .await?
-        .into_inner();
-    let state = answer.status();
-    println!("{}", state.as_str_name());
-    if state != ServingStatus::Serving {
-        anyhow::bail!("{} is not serving", service.as_deref().unwrap_or("podiumd"));
+/// fails unless it is SERVING, for container health checks and scripts. Given several nodes
+/// (`a:50051,b:50051`), it asks each on its own and prints one line per node, its address and
+/// its state (or why it could not be asked), and fails unless every one serves.
+pub async fn health(address: &str, tls: Option<&Tls>, service: Option<&str>) -> anyhow::Result<()> {
+    let nodes: Vec<&str> = address
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect();
+    let what = service.unwrap_or("podiumd");
+    if let [node] = nodes.as_slice() {
+        let state = serving(node, tls, service).await?;
+        println!("{}", state.as_str_name());
+        if state != ServingStatus::Serving {
+            anyhow::bail!("{what} is not serving");
+        }
+        return Ok(());
+    }
+    let mut down = 0;
+    for node in &nodes {
+        match serving(node, tls, service).await {
+            Ok(ServingStatus::Serving) => println!("{node} SERVING"),
+            Ok(state) => {
+                down += 1;
+                println!("{node} {}", state.as_str_name());
+            }
+            Err(e) => {
+                down += 1;
+                println!("{node} UNREACHABLE {e:#}");
+            }
+        }
+    }
+    if down > 0 {
+        anyhow::bail!("{what} is not serving on {down} of {} nodes", nodes.len());
     }
     Ok(())
+}
+
+/// One node's health, through a connection of its own.
+async fn serving(
+    node: &str,
+    tls: Option<&Tls>,
+    service: Option<&str>,
+) -> anyhow::Result<ServingStatus> {
+    let client = Client::connect_with(node, None, tls).await?;
+    let answer = client
+        .health()
+        .check(HealthCheckRequest {
+            service: service.unwrap_or_default().to_owned(),
+        })
+        .await;
+    match answer {
+        Ok(answer) => Ok(answer.into_inner().status()),
+        // gRPC health's answer for a service the node does not have.
+        Err(status) if status.code() == tonic::Code::NotFound => Ok(ServingStatus::ServiceUnknown),
+        Err(status) => Err(status.into()),
+    }
 }
 
 /// "3d 04:05:06", "04:05:06".

@@ -53,7 +53,8 @@ pub enum Command {
     #[command(subcommand)]
     Admin(crate::admin::AdminCmd),
     /// Whether podiumd serves: prints SERVING or NOT_SERVING and fails unless SERVING (no
-    /// token needed; for health checks).
+    /// token needed; for health checks). Given several nodes, asks each and prints one line per
+    /// node, failing unless every node serves.
     Health {
         /// One service's health, e.g. podium.v1.Polls; podiumd as a whole if omitted.
         #[arg(long)]

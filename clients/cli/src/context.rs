@@ -22,11 +22,7 @@ pub struct Ctx {
 impl Ctx {
     /// Connects to podiumd as the flags, then the config file, say.
     pub async fn connect(cli: &Cli, file: FileSettings) -> anyhow::Result<Ctx> {
-        let addr = cli
-            .addr
-            .clone()
-            .or(file.addr)
-            .unwrap_or_else(|| DEFAULT_ADDR.to_owned());
+        let addr = address(cli, &file);
         let token = cli.token.clone().or(file.token);
         let conference = cli.conference.clone().or(file.conference);
         let out = Out::new(cli.json, cli.lang.clone());
@@ -78,7 +74,17 @@ impl Ctx {
 }
 
 /// The TLS settings the flags ask for, if any.
-fn tls(cli: &Cli) -> anyhow::Result<Option<Tls>> {
+/// The address to reach podiumd at: the flag (or `PODIUM_ADDR`), the config file's, or the
+/// default; several nodes separated by commas.
+pub fn address(cli: &Cli, file: &FileSettings) -> String {
+    cli.addr
+        .clone()
+        .or_else(|| file.addr.clone())
+        .unwrap_or_else(|| DEFAULT_ADDR.to_owned())
+}
+
+/// The TLS settings the flags give, if any.
+pub fn tls(cli: &Cli) -> anyhow::Result<Option<Tls>> {
     if cli.tls_ca.is_none() && cli.tls_cert.is_none() && cli.tls_domain.is_none() {
         return Ok(None);
     }

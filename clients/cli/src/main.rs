@@ -65,6 +65,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         };
         return settings::run(cmd, given);
     }
+    if let Command::Health { service } = &cli.command {
+        // Needs no token, and asks every node named, not only the first that answers.
+        let tls = context::tls(&cli)?;
+        return admin::health(
+            &context::address(&cli, &file),
+            tls.as_ref(),
+            service.as_deref(),
+        )
+        .await;
+    }
     let ctx = Ctx::connect(&cli, file).await?;
     match cli.command {
         Command::Conference(cmd) => agenda::conference(&ctx, cmd).await,
@@ -91,8 +101,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Recording(cmd) => recording::run(&ctx, cmd).await,
         Command::Bridge(cmd) => bridge::run(&ctx, cmd).await,
         Command::Admin(cmd) => admin::run(&ctx, cmd).await,
-        Command::Health { service } => admin::health(&ctx, service).await,
-        // Answered above, before connecting: it needs no server.
-        Command::Config(_) => Ok(()),
+        // Answered above, before connecting: config needs no server, health connects itself.
+        Command::Config(_) | Command::Health { .. } => Ok(()),
     }
 }

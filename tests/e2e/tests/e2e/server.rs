@@ -21,6 +21,57 @@ async fn channel(server: &Podiumd) -> tonic::transport::Channel {
         .unwrap()
 }
 
+/// `podium health` given several nodes asks each on its own and names each: a node that is
+/// down, or that lacks the service asked about, fails the check without hiding the others.
+#[tokio::test]
+async fn health_of_several_nodes_names_each_node() {
+    let (a, b) = (Podiumd::start().unwrap(), Podiumd::start().unwrap());
+    // A loopback port nothing listens on any more.
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .to_string();
+    let health = |nodes: &[&str], service: Option<&str>| {
+        let addr = nodes.join(",");
+        let mut args = vec!["--addr", &addr, "health"];
+        args.extend(service.map(|s| ["--service", s]).into_iter().flatten());
+        let (ok, out, err) = podium_e2e::cli(&a, "", &args).unwrap();
+        (ok, out.lines().map(str::to_owned).collect::<Vec<_>>(), err)
+    };
+
+    let (ok, lines, err) = health(&[&a.addr, &b.addr], None);
+    assert!(ok, "{err}");
+    assert_eq!(
+        lines,
+        [format!("{} SERVING", a.addr), format!("{} SERVING", b.addr)]
+    );
+
+    let (ok, lines, err) = health(&[&a.addr, &down, &b.addr], None);
+    assert!(!ok);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0], format!("{} SERVING", a.addr));
+    assert!(
+        lines[1].starts_with(&format!("{down} UNREACHABLE ")),
+        "{lines:?}"
+    );
+    assert_eq!(lines[2], format!("{} SERVING", b.addr));
+    assert!(err.contains("not serving on 1 of 3 nodes"), "{err}");
+
+    let (ok, lines, err) = health(&[&a.addr, &b.addr], Some("podium.v1.NoSuchService"));
+    assert!(!ok);
+    assert_eq!(
+        lines,
+        [
+            format!("{} SERVICE_UNKNOWN", a.addr),
+            format!("{} SERVICE_UNKNOWN", b.addr)
+        ]
+    );
+    assert!(
+        err.contains("podium.v1.NoSuchService is not serving on 2 of 2 nodes"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn health_answers_serving_and_reflection_lists_the_services() {
     let server = Podiumd::start().unwrap();
