@@ -3,7 +3,7 @@
 //! data on disk and the room left against `--disk-reserve`; `podium admin backup`, a backup of
 //! the running node into a file that `podiumd restore` reads; and `podium admin rotate-key`.
 
-use std::io::IsTerminal;
+use std::{io::IsTerminal, time::Duration};
 
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -183,10 +183,13 @@ async fn status(ctx: &Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long `podium health` waits for one node: to connect (TLS included) and to answer.
+const HEALTH_WAIT: Duration = Duration::from_secs(10);
+
 /// `podium health`: whether podiumd serves (gRPC health, no token needed). Prints the state and
 /// fails unless it is SERVING, for container health checks and scripts. Given several nodes
-/// (`a:50051,b:50051`), it asks each on its own and prints one line per node, its address and
-/// its state (or why it could not be asked), and fails unless every one serves.
+/// (`a:50051,b:50051`), it asks each on its own connection, all at once, and prints one line
+/// per node, its address and its state (or why it has none), and fails unless every one serves.
 pub async fn health(address: &str, tls: Option<&Tls>, service: Option<&str>) -> anyhow::Result<()> {
     let nodes: Vec<&str> = address
         .split(',')
@@ -194,27 +197,42 @@ pub async fn health(address: &str, tls: Option<&Tls>, service: Option<&str>) -> 
         .filter(|a| !a.is_empty())
         .collect();
     let what = service.unwrap_or("podiumd");
-    if let [node] = nodes.as_slice() {
-        let state = serving(node, tls, service).await?;
-        println!("{}", state.as_str_name());
-        if state != ServingStatus::Serving {
-            anyhow::bail!("{what} is not serving");
+    match nodes.as_slice() {
+        [] => anyhow::bail!("no podiumd address in {address:?}"),
+        [node] => {
+            let state = match serving(node, tls, service).await {
+                Health::State(state) => state,
+                Health::Unreachable(e) | Health::Error(e) => return Err(e),
+            };
+            println!("{}", state.as_str_name());
+            if state != ServingStatus::Serving {
+                anyhow::bail!("{what} is not serving");
+            }
+            return Ok(());
         }
-        return Ok(());
+        _ => {}
     }
+    let answers =
+        futures::future::join_all(nodes.iter().map(|node| serving(node, tls, service))).await;
     let mut down = 0;
-    for node in &nodes {
-        match serving(node, tls, service).await {
-            Ok(ServingStatus::Serving) => println!("{node} SERVING"),
-            Ok(state) => {
-                down += 1;
-                println!("{node} {}", state.as_str_name());
+    for (node, answer) in nodes.iter().zip(answers) {
+        let line = match answer {
+            Health::State(state) => {
+                if state != ServingStatus::Serving {
+                    down += 1;
+                }
+                state.as_str_name().to_owned()
             }
-            Err(e) => {
+            Health::Unreachable(e) => {
                 down += 1;
-                println!("{node} UNREACHABLE {e:#}");
+                format!("UNREACHABLE {e:#}")
             }
-        }
+            Health::Error(e) => {
+                down += 1;
+                format!("ERROR {e:#}")
+            }
+        };
+        println!("{node} {line}");
     }
     if down > 0 {
         anyhow::bail!("{what} is not serving on {down} of {} nodes", nodes.len());
@@ -222,25 +240,45 @@ pub async fn health(address: &str, tls: Option<&Tls>, service: Option<&str>) -> 
     Ok(())
 }
 
+/// What one node said of its health.
+enum Health {
+    State(ServingStatus),
+    /// No connection, or no answer within [`HEALTH_WAIT`].
+    Unreachable(anyhow::Error),
+    /// It answered with an error.
+    Error(anyhow::Error),
+}
+
 /// One node's health, through a connection of its own.
-async fn serving(
-    node: &str,
-    tls: Option<&Tls>,
-    service: Option<&str>,
-) -> anyhow::Result<ServingStatus> {
-    let client = Client::connect_with(node, None, tls).await?;
-    let answer = client
-        .health()
-        .check(HealthCheckRequest {
-            service: service.unwrap_or_default().to_owned(),
+async fn serving(node: &str, tls: Option<&Tls>, service: Option<&str>) -> Health {
+    let ask = async {
+        let client = match Client::connect_with(node, None, tls).await {
+            Ok(client) => client,
+            Err(e) => return Health::Unreachable(e.into()),
+        };
+        let answer = client
+            .health()
+            .check(HealthCheckRequest {
+                service: service.unwrap_or_default().to_owned(),
+            })
+            .await;
+        match answer {
+            Ok(answer) => Health::State(answer.into_inner().status()),
+            // gRPC health's answer for a service the node does not have.
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                Health::State(ServingStatus::ServiceUnknown)
+            }
+            Err(status) => Health::Error(status.into()),
+        }
+    };
+    tokio::time::timeout(HEALTH_WAIT, ask)
+        .await
+        .unwrap_or_else(|_| {
+            Health::Unreachable(anyhow::anyhow!(
+                "no answer from {node} within {} s",
+                HEALTH_WAIT.as_secs()
+            ))
         })
-        .await;
-    match answer {
-        Ok(answer) => Ok(answer.into_inner().status()),
-        // gRPC health's answer for a service the node does not have.
-        Err(status) if status.code() == tonic::Code::NotFound => Ok(ServingStatus::ServiceUnknown),
-        Err(status) => Err(status.into()),
-    }
 }
 
 /// "3d 04:05:06", "04:05:06".

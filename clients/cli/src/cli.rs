@@ -16,7 +16,7 @@ use crate::{access, agenda, events, export, poll, qa, rating, recording, setting
 )]
 pub struct Cli {
     /// podiumd's address, host:port; several nodes of one conference separated by commas (the
-    /// next is used when one cannot be reached).
+    /// next is used when one cannot be reached; `health` asks every one).
     #[arg(long, global = true, env = "PODIUM_ADDR")]
     pub addr: Option<String>,
     /// Bearer token.
@@ -52,9 +52,9 @@ pub enum Command {
     /// The node at a glance for its operator (admin token).
     #[command(subcommand)]
     Admin(crate::admin::AdminCmd),
-    /// Whether podiumd serves: prints SERVING or NOT_SERVING and fails unless SERVING (no
-    /// token needed; for health checks). Given several nodes, asks each and prints one line per
-    /// node, failing unless every node serves.
+    /// Whether podiumd serves: prints SERVING, NOT_SERVING or SERVICE_UNKNOWN and fails unless
+    /// SERVING (no token needed; for health checks). Given several nodes, asks each at once and
+    /// prints one line per node, failing unless every node serves.
     Health {
         /// One service's health, e.g. podium.v1.Polls; podiumd as a whole if omitted.
         #[arg(long)]

@@ -73,7 +73,6 @@ impl Ctx {
     }
 }
 
-/// The TLS settings the flags ask for, if any.
 /// The address to reach podiumd at: the flag (or `PODIUM_ADDR`), the config file's, or the
 /// default; several nodes separated by commas.
 pub fn address(cli: &Cli, file: &FileSettings) -> String {

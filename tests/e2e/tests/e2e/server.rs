@@ -26,11 +26,11 @@ async fn channel(server: &Podiumd) -> tonic::transport::Channel {
 #[tokio::test]
 async fn health_of_several_nodes_names_each_node() {
     let (a, b) = (Podiumd::start().unwrap(), Podiumd::start().unwrap());
-    // A loopback port nothing listens on any more.
-    let down = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .to_string();
+    // A loopback port held but not listened on: connections to it are refused, and no other
+    // test's server can take it while this one runs.
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let down = held.local_addr().unwrap().to_string();
     let health = |nodes: &[&str], service: Option<&str>| {
         let addr = nodes.join(",");
         let mut args = vec!["--addr", &addr, "health"];
@@ -70,6 +70,11 @@ async fn health_of_several_nodes_names_each_node() {
         err.contains("podium.v1.NoSuchService is not serving on 2 of 2 nodes"),
         "{err}"
     );
+
+    // An address list with no address in it is an error, not a pass.
+    let (ok, lines, err) = health(&[" ", ""], None);
+    assert!(!ok && lines.is_empty(), "{lines:?}");
+    assert!(err.contains("no podiumd address"), "{err}");
 }
 
 #[tokio::test]
