@@ -128,9 +128,18 @@ impl Web {
         self
     }
 
-    /// Every page, asset and live stream, with the security headers and compression. Requests
-    /// no route matches get a page that says so, or UNIMPLEMENTED when they are gRPC calls.
+    /// Every page, asset and live stream, with the security headers, and compression for all
+    /// but the live streams. Requests no route matches get a page that says so, or
+    /// UNIMPLEMENTED when they are gRPC calls.
+    ///
+    /// The live streams (Server-Sent Events) are never compressed (`tower-http` passes
+    /// `text/event-stream` through), and they stay outside the compression layer: its body
+    /// wrapper holds room for every encoder's state, about 5 KiB that each open stream, one per
+    /// attendee's phone, would carry for nothing (`podium-loadgen fanout --web`).
     pub fn router(self) -> Router {
+        let live = Router::new()
+            .route("/live/results", get(live::results))
+            .route("/live/board", get(board::live));
         Router::new()
             .route("/", get(attendee::home))
             .route("/j/{code}", get(attendee::join_form_with_code))
@@ -145,7 +154,6 @@ impl Web {
             .route("/question/{id}/upvote", post(forms::upvote))
             .route("/session/{id}/rating", post(forms::rate))
             .route("/p/{conference}/{room}", get(projector::page))
-            .route("/live/results", get(live::results))
             .route("/m/", get(console::page))
             .route("/m/confirm/{action}/{session}", get(console::confirm))
             .route("/m/stage/{action}/{session}", post(console::stage))
@@ -154,15 +162,15 @@ impl Web {
             .route("/m/report", get(console::report))
             .route("/m/{file}", get(console::export))
             .route("/m/polls/{id}/{action}", post(console::poll_action))
-            .route("/live/board", get(board::live))
             .route("/s/", get(speaker::page))
             .route("/s/session/{file}", get(speaker::calendar))
             .route("/s/test/{session}", post(green_room::test))
             .route("/assets/{name}", get(assets::serve))
             .fallback(reply::not_found)
+            .layer(CompressionLayer::new())
+            .merge(live)
             .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
             .layer(middleware::from_fn(security_headers))
-            .layer(CompressionLayer::new())
             .with_state(self)
     }
 }
