@@ -69,4 +69,12 @@ pub trait Lease: Send + Sync + 'static {
     /// What other nodes send to this one while it holds the lease. There is one receiver; the
     /// first call takes it.
     fn deliveries(&self) -> Option<mpsc::Receiver<Delivery>>;
+
+    /// The log holds term `term` of this lease, later than the one this node holds. Either
+    /// this node was deposed and has not heard yet, or the lease's own record of its terms was
+    /// lost (its key deleted, or the cluster restored without its bucket) and numbering began
+    /// again at 1. A holder gives the lease up, recorded as released at `term`, so that
+    /// whichever node takes it next holds a term later than any in the log; a node that does
+    /// not hold the lease, or holds `term` or a later one, ignores it.
+    fn outranked(&self, term: u64);
 }

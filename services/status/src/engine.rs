@@ -226,7 +226,9 @@ impl Engine {
         }
         let (machine, version) = match &self.term {
             Some(term) => {
-                Self::read_fenced(self.log.clone(), k, term.clone(), self.clock.now()).await?
+                let lease = self.lease.clone();
+                Self::read_fenced(self.log.clone(), lease, k, term.clone(), self.clock.now())
+                    .await?
             }
             None => Self::read_machine(self.log.clone(), k).await?,
         };
@@ -256,10 +258,13 @@ impl Engine {
     async fn reload(&mut self, k: &Key) {
         let (mut machine, version) = match Self::read_stream(self.log.clone(), k).await {
             Ok((_, _, moved)) if self.term.as_ref().is_some_and(|t| moved > t.number) => {
-                // Another node took the engine over while this one was not looking: its
-                // lease's keeper learns so at its next renewal. Until then, this session is
-                // left to the other node.
+                // Another node took the engine over while this one was not looking (or the
+                // lease lost its record of terms): the lease is told, and gives itself up.
+                // Until then, this session is left to the other node.
                 tracing::warn!(conference = %k.0, session = %k.1, term = moved, "a newer term runs this session; dropped here");
+                if let Some(lease) = &self.lease {
+                    lease.outranked(moved);
+                }
                 self.remove(k);
                 return;
             }

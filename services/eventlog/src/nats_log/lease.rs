@@ -10,6 +10,9 @@
 //!   stood. Once it has stood for a whole time-to-live, the node takes the lease with a
 //!   compare-and-set on that revision, as term number + 1: of several nodes trying, one wins.
 //!   A released lease (`<number> ` with no node) is taken at once.
+//! - A holder told that the log holds a later term than its own ([`Lease::outranked`]: the
+//!   key was deleted, or the cluster restored without this bucket, and numbering began again)
+//!   gives the lease up, written as released at that term, so the next term passes the log's.
 //! - Messages for the holder go to the core NATS subject `<prefix>.engine.<term>`, which only
 //!   the holder of that term listens to: a holder frozen and deposed hears nothing meant for
 //!   its successor.
@@ -58,6 +61,8 @@ pub struct NatsLease {
     valid_until: Arc<Mutex<Option<Instant>>>,
     listener: Arc<Mutex<Option<JoinHandle<()>>>>,
     deliveries: Mutex<Option<mpsc::Receiver<Delivery>>>,
+    /// The latest term the log showed to be later than this node's (see [`Lease::outranked`]).
+    outranked: watch::Sender<u64>,
     keeper: JoinHandle<()>,
 }
 
@@ -85,6 +90,7 @@ impl NatsLease {
         let (deliver, deliveries) = mpsc::channel(4096);
         let valid_until = Arc::new(Mutex::new(None));
         let listener = Arc::new(Mutex::new(None));
+        let (outranked, outranked_rx) = watch::channel(0);
         let keeper = Keeper {
             valid_until: valid_until.clone(),
             listener: listener.clone(),
@@ -98,7 +104,7 @@ impl NatsLease {
             deliver,
         };
         crate::metrics::lease_held(false);
-        let keeper = tokio::spawn(keeper.run());
+        let keeper = tokio::spawn(keeper.run(outranked_rx));
         Ok(Self {
             node,
             ttl,
@@ -109,6 +115,7 @@ impl NatsLease {
             valid_until,
             listener,
             deliveries: Mutex::new(Some(deliveries)),
+            outranked,
             keeper,
         })
     }
@@ -228,6 +235,16 @@ impl Lease for NatsLease {
     fn deliveries(&self) -> Option<mpsc::Receiver<Delivery>> {
         self.deliveries.lock().ok()?.take()
     }
+
+    fn outranked(&self, term: u64) {
+        self.outranked.send_if_modified(|latest| {
+            let later = term > *latest;
+            if later {
+                *latest = term;
+            }
+            later
+        });
+    }
 }
 
 /// The task that keeps the lease.
@@ -254,15 +271,22 @@ struct Seen {
 }
 
 impl Keeper {
-    async fn run(self) {
+    async fn run(self, mut outranked: watch::Receiver<u64>) {
         let mut seen: Option<Seen> = None;
         // While held: the revision this node wrote last, and when.
         let mut mine: Option<(u64, Instant)> = None;
         loop {
             match mine.take() {
                 Some((revision, renewed)) => {
-                    tokio::time::sleep_until(renewed + self.ttl / 3).await;
-                    mine = self.renew(revision, renewed).await;
+                    tokio::select! {
+                        () = tokio::time::sleep_until(renewed + self.ttl / 3) => {
+                            mine = self.renew(revision, renewed).await;
+                        }
+                        Ok(()) = outranked.changed() => {
+                            let later = *outranked.borrow_and_update();
+                            mine = self.give_up_to(later, revision, renewed).await;
+                        }
+                    }
                 }
                 None => {
                     tokio::time::sleep(POLL).await;
@@ -335,6 +359,44 @@ impl Keeper {
                 Some((revision, renewed))
             }
         }
+    }
+
+    /// Gives the lease up when `later` passes the term held: written as released at `later`
+    /// (a compare-and-set on this node's last revision), so that the next holder's term passes
+    /// every term in the log. Refused, the key has moved on (another node's take, a deletion):
+    /// this node steps down all the same, and an engine that meets a later term again says so.
+    /// `None` once given up.
+    async fn give_up_to(
+        &self,
+        later: u64,
+        revision: u64,
+        renewed: Instant,
+    ) -> Option<(u64, Instant)> {
+        let term = self.held.borrow().clone()?;
+        if later <= term.number {
+            return Some((revision, renewed));
+        }
+        let released = self.store.update(KEY, format!("{later} ").into(), revision);
+        match tokio::time::timeout_at(renewed + self.ttl, released).await {
+            Ok(Ok(_)) => tracing::warn!(
+                term = term.number,
+                later,
+                "the log holds a later term of the status engine than this node's (the lease's record was lost, or this node was deposed); released at the later term"
+            ),
+            Ok(Err(error)) => tracing::warn!(
+                term = term.number,
+                later,
+                %error,
+                "the log holds a later term of the status engine than this node's; giving the lease up"
+            ),
+            Err(_) => tracing::warn!(
+                term = term.number,
+                later,
+                "the log holds a later term of the status engine than this node's; giving the lease up (its release timed out)"
+            ),
+        }
+        self.step_down();
+        None
     }
 
     /// The key's revision when it still holds `term` (this node's own write), else `None`: taken

@@ -133,6 +133,46 @@ fn one_node_holds_the_lease_the_others_reach_it_and_it_moves_when_the_holder_sto
     });
 }
 
+/// The log can hold a later term than the lease's key: the key was deleted, or the cluster
+/// restored without the lease's bucket, and the terms began again at 1. Told so, the holder
+/// gives the lease up, recorded as released at the log's term, and the next holder passes it.
+#[test]
+fn a_holder_outranked_by_the_log_gives_the_lease_up_and_the_next_term_passes_the_log() {
+    let cluster = cluster();
+    runtime().block_on(async {
+        let log = NatsEventLog::open(NatsOptions {
+            servers: cluster.urls(),
+            monitors: cluster.monitor_urls(),
+            prefix: format!("t{}", Uuid::new_v4().simple()),
+            ..NatsOptions::default()
+        })
+        .await
+        .expect("open the event log on JetStream");
+        let a = node(&log, "node-a").await;
+        let first = until(a.held(), Option::is_some).await.expect("a holds");
+        assert_eq!(first.number, 1);
+
+        // A term no later than the one held changes nothing.
+        a.outranked(1);
+        tokio::time::sleep(TTL).await;
+        assert_eq!(*a.held().borrow(), Some(first.clone()));
+        assert!(a.valid());
+
+        // The log shows term 7: a gives the lease up, and takes it again, at once, as term 8.
+        a.outranked(7);
+        let next = until(a.held(), |t| t.as_ref().is_some_and(|t| t.number != 1))
+            .await
+            .expect("held again");
+        assert_eq!((next.node.as_str(), next.number), ("node-a", 8));
+        let b = node(&log, "node-b").await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while b.holder().as_ref() != Some(&next) {
+            assert!(Instant::now() < deadline, "b never saw term 8");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+}
+
 /// A renewal that timed out at the holder may still land: the holder's next renewal, sent with
 /// the revision before it, is then refused as a wrong revision. That is this node's own write,
 /// not another node's take, and the holder keeps its term.

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use podium_eventlog::{EventLog, EventLogError, ExpectedVersion, NewEvent, RecordedEvent, Term};
+use podium_eventlog::{
+    EventLog, EventLogError, ExpectedVersion, Lease, NewEvent, RecordedEvent, Term,
+};
 use podium_proto::v1 as pb;
 use uuid::Uuid;
 
@@ -107,8 +109,8 @@ impl Engine {
         let now = self.clock.now();
         let log = self.log.clone();
         let read = futures::future::join_all(live.iter().map(|k| {
-            let (log, term) = (log.clone(), term.clone());
-            async move { (k, Self::read_fenced(log, k, term, now).await) }
+            let (log, term, lease) = (log.clone(), term.clone(), self.lease.clone());
+            async move { (k, Self::read_fenced(log, lease, k, term, now).await) }
         }))
         .await;
         for (k, read) in read {
@@ -164,8 +166,12 @@ impl Engine {
     /// stream, with the version just read: from then on, an engine of an older term appends
     /// with a version the stream has passed, and is refused. Read again if the stream moved
     /// in between. Returns the machine and the stream's version after the fence.
+    ///
+    /// A later term than `term` in the stream is refused, and told to the `lease`: this node
+    /// was deposed, or the lease lost its record of terms and must pass the log's.
     pub(super) async fn read_fenced(
         log: Arc<dyn EventLog>,
+        lease: Option<Arc<dyn Lease>>,
         k: &Key,
         term: Term,
         now: Millis,
@@ -175,6 +181,9 @@ impl Engine {
         loop {
             let (machine, version, moved) = Self::read_stream(log.clone(), k).await?;
             if moved > term.number {
+                if let Some(lease) = &lease {
+                    lease.outranked(moved);
+                }
                 return Err(StatusError::Unavailable(format!(
                     "term {moved} runs this session's engine, after this node's term {}",
                     term.number

@@ -15,6 +15,8 @@ use super::*;
 struct Seat {
     node: String,
     held: watch::Sender<Option<Term>>,
+    /// The later terms the engine told it of, in order.
+    outranked: std::sync::Mutex<Vec<u64>>,
 }
 
 impl Seat {
@@ -26,6 +28,7 @@ impl Seat {
         Arc::new(Self {
             node: node.into(),
             held: watch::channel(Some(term)).0,
+            outranked: std::sync::Mutex::default(),
         })
     }
 
@@ -63,6 +66,10 @@ impl Lease for Seat {
 
     fn deliveries(&self) -> Option<tokio::sync::mpsc::Receiver<podium_eventlog::Delivery>> {
         None
+    }
+
+    fn outranked(&self, term: u64) {
+        self.outranked.lock().expect("not poisoned").push(term);
     }
 }
 
@@ -185,6 +192,51 @@ async fn an_engine_deposed_while_frozen_is_refused_by_the_log_when_it_wakes() {
     b.command(CONFERENCE, &session(0), Command::Pin(true), "moderator")
         .await
         .expect("pinned by the holder");
+    // a's lease was told of the later term (once for each time a met it), to give itself up.
+    let told = a.outranked.lock().expect("not poisoned").clone();
+    assert!(
+        !told.is_empty() && told.iter().all(|t| *t == 2),
+        "a's lease told {told:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_holder_whose_lease_numbered_its_terms_again_decides_nothing_and_tells_its_lease() {
+    // Node a ran the engine as term 5. Then the lease's key was deleted (or the cluster was
+    // restored without the lease's bucket), and node b took the lease as term 1.
+    let a = Seat::holding("node-a", 5);
+    let venue = Venue::with_lease(1, Duration::from_millis(5), Some(a.clone())).await;
+    venue.start_all().await;
+    venue.heartbeats(4).await;
+    assert_eq!(moves(&venue, 0), vec![5]);
+    a.lose();
+    let b_seat = Seat::holding("node-b", 1);
+    let b = engine_of(&venue, b_seat.clone()).await;
+
+    let refused = b
+        .command(CONFERENCE, &session(0), Command::Pin(true), "moderator")
+        .await;
+    match refused {
+        Err(StatusError::Unavailable(message)) => assert!(
+            message.contains("term 5") && message.contains("term 1"),
+            "{message}"
+        ),
+        other => panic!("not refused as unavailable: {other:?}"),
+    }
+    assert_eq!(moves(&venue, 0), vec![5], "term 1 fenced nothing");
+    let told = b_seat.outranked.lock().expect("not poisoned").clone();
+    assert!(
+        !told.is_empty() && told.iter().all(|t| *t == 5),
+        "b's lease told {told:?}"
+    );
+
+    // The real lease gives itself up at term 5, and the next holder takes term 6.
+    b_seat.lose();
+    let c = engine_of(&venue, Seat::holding("node-c", 6)).await;
+    c.command(CONFERENCE, &session(0), Command::Pin(true), "moderator")
+        .await
+        .expect("pinned by term 6");
+    assert_eq!(moves(&venue, 0), vec![5, 6]);
 }
 
 #[tokio::test(start_paused = true)]
