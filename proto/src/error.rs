@@ -30,6 +30,9 @@ pub enum ServiceErrorCode {
     ResourceExhausted,
     /// The server cannot do it now (storage unavailable, disk full); nothing was written.
     Unavailable,
+    /// No answer came in time from the node that does it: what was asked may still take
+    /// effect, so look before asking again.
+    DeadlineExceeded,
     /// A bug or corrupt state on the server; the client cannot fix it.
     Internal,
 }
@@ -47,6 +50,7 @@ impl ServiceErrorCode {
             Self::Unauthenticated => Code::Unauthenticated,
             Self::ResourceExhausted => Code::ResourceExhausted,
             Self::Unavailable => Code::Unavailable,
+            Self::DeadlineExceeded => Code::DeadlineExceeded,
             Self::Internal => Code::Internal,
         }
     }

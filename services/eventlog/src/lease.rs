@@ -22,6 +22,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::Result;
 
+/// How long [`Lease::ask`] waits for the holder's answer: as long as the holder may take over
+/// a command of its own (an append that retries), and less than a request's 10 s, so that the
+/// caller hears why rather than a bare deadline.
+pub const ASK_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// One node's hold of a lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Term {
@@ -63,7 +68,11 @@ pub trait Lease: Send + Sync + 'static {
 
     /// Sends `payload` to the holder and waits for its answer. While no node holds the lease
     /// (the holder died and its lease has not run out yet), waits for the next holder, up to
-    /// one time-to-live and a second.
+    /// one time-to-live and a second. A holder that does not answer within
+    /// [`ASK_WAIT`](crate::lease::ASK_WAIT) gives [`EventLogError::Unanswered`]: it may
+    /// still act on the message.
+    ///
+    /// [`EventLogError::Unanswered`]: crate::EventLogError::Unanswered
     async fn ask(&self, payload: Bytes) -> Result<Bytes>;
 
     /// What other nodes send to this one while it holds the lease. There is one receiver; the

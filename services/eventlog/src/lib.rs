@@ -106,6 +106,10 @@ pub enum EventLogError {
     Corrupt { position: u64, reason: String },
     #[error("event log is closed")]
     Closed,
+    /// A message reached the node that runs a task (the status engine's lease holder), and
+    /// no answer came in time: what it asked may still be done.
+    #[error("{0}")]
+    Unanswered(String),
     /// The event carries personal data of a person who was erased.
     #[error("{0}")]
     Erased(String),

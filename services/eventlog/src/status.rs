@@ -15,6 +15,7 @@ impl ServiceError for EventLogError {
             EventLogError::DiskFull(_) | EventLogError::Storage(_) | EventLogError::Closed => {
                 ServiceErrorCode::Unavailable
             }
+            EventLogError::Unanswered(_) => ServiceErrorCode::DeadlineExceeded,
             EventLogError::InvalidAppend(_) | EventLogError::Corrupt { .. } => {
                 ServiceErrorCode::Internal
             }

@@ -176,6 +176,7 @@ catalogue! {
     error_invalid: "What you sent was not accepted:", "អ្វីដែលអ្នកបានផ្ញើមិនត្រូវបានទទួលយកទេ៖";
     error_busy: "Too many requests right now. Wait a moment and try again.", "មានសំណើច្រើនពេកនៅពេលនេះ។ សូមរង់ចាំបន្តិច ហើយព្យាយាមម្តងទៀត។";
     error_unavailable: "This part of podium is not served by this server.", "ផ្នែកនេះរបស់ podium មិនត្រូវបានផ្តល់ដោយម៉ាស៊ីនមេនេះទេ។";
+    error_unanswered: "No answer came in time. What you asked may still happen: look before you try again.", "មិនមានចម្លើយទាន់ពេលទេ។ អ្វីដែលអ្នកបានស្នើ អាចនឹងកើតឡើងនៅឡើយ៖ សូមពិនិត្យមើលសិន មុននឹងព្យាយាមម្តងទៀត។";
     error_internal: "podium could not do this. Try again; if it keeps failing, tell the organisers.", "podium មិនអាចធ្វើការនេះបានទេ។ សូមព្យាយាមម្តងទៀត ប្រសិនបើនៅតែបរាជ័យ សូមប្រាប់អ្នករៀបចំ។";
     go_home: "Go to the start page", "ទៅទំព័រដើម";
     console_title: "Moderator console", "ផ្ទាំងគ្រប់គ្រងរបស់អ្នកសម្របសម្រួល";

@@ -53,6 +53,8 @@ pub fn refused(visitor: &Visitor, status: &tonic::Status) -> Response {
         Code::FailedPrecondition | Code::Aborted => (StatusCode::CONFLICT, t.error_invalid, detail),
         Code::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, t.error_busy, None),
         Code::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, t.error_busy, None),
+        // Its outcome is unknown (a command forwarded to the node that runs the status engine).
+        Code::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, t.error_unanswered, detail),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, t.error_internal, None),
     };
     error(visitor, code, message, detail)

@@ -40,7 +40,7 @@ use super::{
 };
 use crate::{
     EventLogError, Result,
-    lease::{Delivery, Lease, Term},
+    lease::{ASK_WAIT, Delivery, Lease, Term},
 };
 
 /// How often a node that does not hold the lease reads it.
@@ -212,15 +212,31 @@ impl Lease for NatsLease {
         loop {
             let term = holder.borrow_and_update().clone();
             if let Some(term) = term {
+                let request = async_nats::Request::new()
+                    .payload(payload.clone())
+                    .timeout(Some(ASK_WAIT));
                 let asked = self
                     .client
-                    .request(subject(&self.prefix, term.number), payload.clone())
+                    .send_request(subject(&self.prefix, term.number), request)
                     .await;
                 match asked {
                     Ok(answer) => return Ok(answer.payload),
                     // The holder died or was deposed: wait for the next.
                     Err(error)
                         if matches!(error.kind(), async_nats::RequestErrorKind::NoResponders) => {}
+                    // It heard, and may act yet: not to be sent again blindly.
+                    Err(error)
+                        if matches!(error.kind(), async_nats::RequestErrorKind::TimedOut) =>
+                    {
+                        return Err(EventLogError::Unanswered(format!(
+                            "the status engine (node {}, term {}) did not answer within {} s; \
+                             the command may still take effect: look at the session before \
+                             sending it again",
+                            term.node,
+                            term.number,
+                            ASK_WAIT.as_secs()
+                        )));
+                    }
                     Err(error) => return Err(nats(error)),
                 }
             }

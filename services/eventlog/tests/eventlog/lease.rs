@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use podium_eventlog::{Lease, NatsEventLog, NatsLease, NatsOptions, Term};
+use podium_eventlog::{EventLogError, Lease, NatsEventLog, NatsLease, NatsOptions, Term};
 use tokio::{sync::watch, time::Instant};
 use uuid::Uuid;
 
@@ -130,6 +130,60 @@ fn one_node_holds_the_lease_the_others_reach_it_and_it_moves_when_the_holder_sto
         );
         assert_eq!(third.number, 3);
         assert_eq!(third.node, other.node());
+    });
+}
+
+/// A command forwarded to the holder waits for the holder's answer as long as the holder may
+/// take over it (an append that retries), not the NATS client's 3 s; an answer that never
+/// comes says the command may still take effect, rather than that nothing was done.
+#[test]
+fn an_asker_waits_for_a_slow_holder_and_is_told_when_no_answer_comes() {
+    let cluster = cluster();
+    runtime().block_on(async {
+        let log = NatsEventLog::open(NatsOptions {
+            servers: cluster.urls(),
+            monitors: cluster.monitor_urls(),
+            prefix: format!("t{}", Uuid::new_v4().simple()),
+            ..NatsOptions::default()
+        })
+        .await
+        .expect("open the event log on JetStream");
+        let a = node(&log, "node-a").await;
+        let held = until(a.held(), Option::is_some).await.expect("a holds");
+        let b = node(&log, "node-b").await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while b.holder().as_ref() != Some(&held) {
+            assert!(Instant::now() < deadline, "b never saw a's hold");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut deliveries = a.deliveries().expect("the deliveries");
+        let b = std::sync::Arc::new(b);
+
+        // a answers after 5 s.
+        let asker = b.clone();
+        let asked = tokio::spawn(async move { asker.ask("switch".into()).await });
+        let question = deliveries.recv().await.expect("delivered");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        question
+            .reply
+            .expect("waits for its answer")
+            .send("switched".into())
+            .expect("answered");
+        let answer = asked.await.expect("the asker ran");
+        assert_eq!(&answer.expect("answered")[..], b"switched");
+
+        // a hears the next one and never answers.
+        let asker = b.clone();
+        let asked = tokio::spawn(async move { asker.ask("end".into()).await });
+        let unanswered = deliveries.recv().await.expect("delivered");
+        match asked.await.expect("the asker ran") {
+            Err(EventLogError::Unanswered(message)) => assert!(
+                message.contains("node-a") && message.contains("may still take effect"),
+                "{message}"
+            ),
+            other => panic!("not unanswered: {other:?}"),
+        }
+        drop(unanswered);
     });
 }
 

@@ -3,7 +3,7 @@
 //! the [`Lease`]; that node hands them to its engine and answers commands with an
 //! `EngineAnswer`.
 
-use podium_eventlog::{Delivery, Lease};
+use podium_eventlog::{Delivery, EventLogError, Lease};
 use podium_proto::v1 as pb;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
@@ -48,7 +48,11 @@ pub(super) async fn ask(
     let answer = lease
         .ask(message.encode_to_vec().into())
         .await
-        .map_err(|e| StatusError::Unavailable(e.to_string()))?;
+        .map_err(|e| match e {
+            // Outcome unknown: DEADLINE_EXCEEDED, never retried as if nothing happened.
+            EventLogError::Unanswered(_) => StatusError::Log(e),
+            e => StatusError::Unavailable(e.to_string()),
+        })?;
     let answer = pb::EngineAnswer::decode(answer)
         .map_err(|e| StatusError::Unavailable(format!("the status engine's answer: {e}")))?;
     match tonic::Code::from_i32(answer.code) {
