@@ -68,9 +68,8 @@ pub trait Lease: Send + Sync + 'static {
 
     /// Sends `payload` to the holder and waits for its answer. While no node holds the lease
     /// (the holder died and its lease has not run out yet), waits for the next holder, up to
-    /// one time-to-live and a second. A holder that does not answer within
-    /// [`ASK_WAIT`](crate::lease::ASK_WAIT) gives [`EventLogError::Unanswered`]: it may
-    /// still act on the message.
+    /// one time-to-live and a second. A holder that does not answer within [`ASK_WAIT`]
+    /// gives [`EventLogError::Unanswered`]: it may still act on the message.
     ///
     /// [`EventLogError::Unanswered`]: crate::EventLogError::Unanswered
     async fn ask(&self, payload: Bytes) -> Result<Bytes>;
@@ -78,6 +77,14 @@ pub trait Lease: Send + Sync + 'static {
     /// What other nodes send to this one while it holds the lease. There is one receiver; the
     /// first call takes it.
     fn deliveries(&self) -> Option<mpsc::Receiver<Delivery>>;
+
+    /// Sends `payload` to every node's [`announcements`](Self::announcements), this one's
+    /// too, without waiting: what the holder's task tells the whole cluster. Lost on a node
+    /// that is not listening.
+    async fn announce(&self, payload: Bytes) -> Result<()>;
+
+    /// What was announced to every node. There is one receiver; the first call takes it.
+    fn announcements(&self) -> Option<mpsc::Receiver<Bytes>>;
 
     /// The log holds term `term` of this lease, later than the one this node holds. Either
     /// this node was deposed and has not heard yet, or the lease's own record of its terms was

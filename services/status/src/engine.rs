@@ -48,6 +48,7 @@ mod term;
 
 pub use handle::{Clock, Command, EngineHandle};
 use handle::{Input, Key, Reply, key};
+pub use relay::Replaced;
 
 struct Slot {
     machine: Machine,
@@ -138,10 +139,15 @@ impl Engine {
             inputs,
             clock,
             lease,
+            replaced: tokio::sync::broadcast::channel(64).0,
         };
         if let Some(lease) = &engine.lease {
             if let Some(deliveries) = lease.deliveries() {
                 tokio::spawn(relay::serve(deliveries, handle.clone()));
+            }
+            if let Some(announcements) = lease.announcements() {
+                let replaced = handle.replaced.clone();
+                tokio::spawn(relay::hear_replaced(announcements, replaced));
             }
             // The first term is taken in the task, like every later one.
             if let Some(held) = &mut engine.held {
@@ -250,49 +256,6 @@ impl Engine {
                 chain: None,
             },
         );
-    }
-
-    /// After an append failed: the machine must not keep a decision that was not stored, so it
-    /// is read again from its stream and, like after a restart, gets the reconnect grace. What
-    /// it knew of live links (connections, heartbeat times) stays: the agents are still there.
-    async fn reload(&mut self, k: &Key) {
-        let (mut machine, version) = match Self::read_stream(self.log.clone(), k).await {
-            Ok((_, _, moved)) if self.term.as_ref().is_some_and(|t| moved > t.number) => {
-                // Another node took the engine over while this one was not looking (or the
-                // lease lost its record of terms): the lease is told, and gives itself up.
-                // Until then, this session is left to the other node.
-                tracing::warn!(conference = %k.0, session = %k.1, term = moved, "a newer term runs this session; dropped here");
-                if let Some(lease) = &self.lease {
-                    lease.outranked(moved);
-                }
-                self.remove(k);
-                return;
-            }
-            Ok((machine, version, _)) => (machine, version),
-            Err(error) => {
-                // Read it on its next input instead.
-                tracing::error!(conference = %k.0, session = %k.1, %error, "status stream could not be read again; slot dropped");
-                self.remove(k);
-                return;
-            }
-        };
-        self.generations += 1;
-        let generation = self.generations;
-        let Some(slot) = self.slots.get_mut(k) else {
-            return;
-        };
-        machine.monitor = std::mem::take(&mut slot.machine.monitor);
-        machine.restarted(self.clock.now(), self.grace);
-        slot.machine = machine;
-        slot.version = version;
-        slot.generation = generation;
-        slot.in_flight = 0;
-        slot.chain = None;
-        for reply in slot.waiting.drain(..) {
-            let _ = reply.send(Ok(self.log.head().saturating_sub(1)));
-        }
-        tracing::warn!(conference = %k.0, session = %k.1, grace_ms = self.grace, "status reloaded from the log after a failed append; reconnect grace given");
-        self.refile(k);
     }
 
     fn remove(&mut self, k: &Key) {
@@ -452,10 +415,15 @@ impl Engine {
                 connection,
                 at,
             } => {
+                let mut older = None;
                 let _ = self.decide(&key, None, |m, _| {
-                    m.connected(&speaker_id, connection, at);
+                    older = m.connected(&speaker_id, connection, at);
                     Ok(Vec::new())
                 });
+                // The older agent may be on another node, which did not see this one connect.
+                if let (Some(older), Some(lease)) = (older, &self.lease) {
+                    relay::replaced(lease.clone(), &key, &speaker_id, older);
+                }
             }
             Input::Heartbeat {
                 key,

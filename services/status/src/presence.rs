@@ -19,14 +19,14 @@ use futures::Stream;
 use podium_access::{Role, caller};
 use podium_eventlog::{EventLog, ExpectedVersion, NewEvent, Projector};
 use podium_proto::v1::{self as pb, presence_server::Presence};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{broadcast, oneshot, watch};
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use crate::{
     codec::{figures_from_proto, figures_to_proto, presence_stream, timestamp},
     domain::Figures,
-    engine::EngineHandle,
+    engine::{EngineHandle, Replaced},
     model::StatusModel,
 };
 
@@ -58,15 +58,50 @@ impl PresenceService {
         log: Arc<dyn EventLog>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
+        let agents = Agents::default();
+        if let Some(replacements) = engine.replacements() {
+            tokio::spawn(end_replaced(replacements, agents.clone()));
+        }
         Self {
             engine,
             model,
             log,
-            agents: Arc::default(),
+            agents,
             // Unique across nodes, whose engines may see each other's connections: each node
             // counts from its own random start.
             next_connection: AtomicU64::new(uuid::Uuid::new_v4().as_u64_pair().1 >> 16),
             shutdown,
+        }
+    }
+}
+
+/// Several nodes: ends this node's agents whose connections newer ones replaced through
+/// other nodes, as the engine announces them (it kicks, like a newer agent on this node).
+async fn end_replaced(mut replacements: broadcast::Receiver<Replaced>, agents: Agents) {
+    loop {
+        let replaced = match replacements.recv().await {
+            Ok(replaced) => replaced,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "announcements of replaced agents missed");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let key = (
+            replaced.conference_id,
+            replaced.session_id,
+            replaced.speaker_id,
+        );
+        let Ok(mut agents) = agents.lock() else {
+            return;
+        };
+        if agents
+            .get(&key)
+            .is_some_and(|(connection, _)| *connection == replaced.connection)
+            && let Some((connection, kick)) = agents.remove(&key)
+        {
+            tracing::info!(conference = %key.0, session = %key.1, speaker = %key.2, connection, "agent replaced by a newer one on another node");
+            let _ = kick.send(());
         }
     }
 }

@@ -63,6 +63,9 @@ pub struct NatsLease {
     deliveries: Mutex<Option<mpsc::Receiver<Delivery>>>,
     /// The latest term the log showed to be later than this node's (see [`Lease::outranked`]).
     outranked: watch::Sender<u64>,
+    announcements: Mutex<Option<mpsc::Receiver<Bytes>>>,
+    /// The task handing what is announced to `announcements`.
+    hearing: JoinHandle<()>,
     keeper: JoinHandle<()>,
 }
 
@@ -91,6 +94,7 @@ impl NatsLease {
         let valid_until = Arc::new(Mutex::new(None));
         let listener = Arc::new(Mutex::new(None));
         let (outranked, outranked_rx) = watch::channel(0);
+        let (hearing, announcements) = hear(&client, &prefix).await?;
         let keeper = Keeper {
             valid_until: valid_until.clone(),
             listener: listener.clone(),
@@ -116,6 +120,8 @@ impl NatsLease {
             listener,
             deliveries: Mutex::new(Some(deliveries)),
             outranked,
+            announcements: Mutex::new(Some(announcements)),
+            hearing,
             keeper,
         })
     }
@@ -150,6 +156,7 @@ impl NatsLease {
 impl Drop for NatsLease {
     fn drop(&mut self) {
         self.keeper.abort();
+        self.hearing.abort();
         stop(&self.listener);
     }
 }
@@ -162,6 +169,29 @@ fn stop(listener: &Mutex<Option<JoinHandle<()>>>) {
 
 fn subject(prefix: &str, term: u64) -> String {
     format!("{prefix}.engine.{term}")
+}
+
+/// The subject of [`Lease::announce`]; a term is a number, so never this.
+fn announced(prefix: &str) -> String {
+    format!("{prefix}.engine.agents")
+}
+
+/// Listens on the announcements' subject, and hands what comes to the receiver returned. Full
+/// (no one reading), an announcement is dropped.
+async fn hear(
+    client: &async_nats::Client,
+    prefix: &str,
+) -> Result<(JoinHandle<()>, mpsc::Receiver<Bytes>)> {
+    let mut messages = client.subscribe(announced(prefix)).await.map_err(nats)?;
+    let (tx, rx) = mpsc::channel(1024);
+    let task = tokio::spawn(async move {
+        while let Some(message) = messages.next().await {
+            if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(message.payload) {
+                break;
+            }
+        }
+    });
+    Ok((task, rx))
 }
 
 /// A term as the key holds it; a released lease has no node.
@@ -250,6 +280,17 @@ impl Lease for NatsLease {
 
     fn deliveries(&self) -> Option<mpsc::Receiver<Delivery>> {
         self.deliveries.lock().ok()?.take()
+    }
+
+    async fn announce(&self, payload: Bytes) -> Result<()> {
+        self.client
+            .publish(announced(&self.prefix), payload)
+            .await
+            .map_err(nats)
+    }
+
+    fn announcements(&self) -> Option<mpsc::Receiver<Bytes>> {
+        self.announcements.lock().ok()?.take()
     }
 
     fn outranked(&self, term: u64) {

@@ -7,6 +7,8 @@ use podium_eventlog::{EventLogError, Lease, NatsEventLog, NatsLease, NatsOptions
 use tokio::{sync::watch, time::Instant};
 use uuid::Uuid;
 
+use podium_natscluster::NatsCluster;
+
 use crate::helpers::{cluster, runtime};
 
 /// podiumd's default. A shorter one fails on a loaded 2-core machine for the wrong reason: a
@@ -32,6 +34,32 @@ async fn until(
     .expect("the lease reached the state in time")
 }
 
+/// The event log on `cluster`, under a prefix of its own.
+async fn open(cluster: &NatsCluster) -> NatsEventLog {
+    NatsEventLog::open(NatsOptions {
+        servers: cluster.urls(),
+        monitors: cluster.monitor_urls(),
+        prefix: format!("t{}", Uuid::new_v4().simple()),
+        ..NatsOptions::default()
+    })
+    .await
+    .expect("open the event log on JetStream")
+}
+
+/// Waits until `node` sees `term` held (it reads the lease every 200 ms).
+async fn sees(node: &NatsLease, term: &Term) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node.holder().as_ref() != Some(term) {
+        assert!(
+            Instant::now() < deadline,
+            "{} never saw term {} held",
+            node.node(),
+            term.number
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn node(log: &NatsEventLog, name: &str) -> NatsLease {
     log.lease(name.into(), TTL, 3)
         .await
@@ -42,14 +70,7 @@ async fn node(log: &NatsEventLog, name: &str) -> NatsLease {
 fn one_node_holds_the_lease_the_others_reach_it_and_it_moves_when_the_holder_stops() {
     let cluster = cluster();
     runtime().block_on(async {
-        let log = NatsEventLog::open(NatsOptions {
-            servers: cluster.urls(),
-            monitors: cluster.monitor_urls(),
-            prefix: format!("t{}", Uuid::new_v4().simple()),
-            ..NatsOptions::default()
-        })
-        .await
-        .expect("open the event log on JetStream");
+        let log = open(&cluster).await;
 
         let a = node(&log, "node-a").await;
         let first = until(a.held(), Option::is_some).await.expect("a holds");
@@ -57,15 +78,7 @@ fn one_node_holds_the_lease_the_others_reach_it_and_it_moves_when_the_holder_sto
         assert!(a.valid());
         let (b, c) = (node(&log, "node-b").await, node(&log, "node-c").await);
         for other in [&b, &c] {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while other.holder().as_ref() != Some(&first) {
-                assert!(
-                    Instant::now() < deadline,
-                    "{} never saw a hold",
-                    other.node()
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            sees(other, &first).await;
             // Held by another for longer than a time-to-live: renewed, never taken.
             assert_eq!(*other.held().borrow(), None);
         }
@@ -140,22 +153,11 @@ fn one_node_holds_the_lease_the_others_reach_it_and_it_moves_when_the_holder_sto
 fn an_asker_waits_for_a_slow_holder_and_is_told_when_no_answer_comes() {
     let cluster = cluster();
     runtime().block_on(async {
-        let log = NatsEventLog::open(NatsOptions {
-            servers: cluster.urls(),
-            monitors: cluster.monitor_urls(),
-            prefix: format!("t{}", Uuid::new_v4().simple()),
-            ..NatsOptions::default()
-        })
-        .await
-        .expect("open the event log on JetStream");
+        let log = open(&cluster).await;
         let a = node(&log, "node-a").await;
         let held = until(a.held(), Option::is_some).await.expect("a holds");
         let b = node(&log, "node-b").await;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while b.holder().as_ref() != Some(&held) {
-            assert!(Instant::now() < deadline, "b never saw a's hold");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        sees(&b, &held).await;
         let mut deliveries = a.deliveries().expect("the deliveries");
         let b = std::sync::Arc::new(b);
 
@@ -194,14 +196,7 @@ fn an_asker_waits_for_a_slow_holder_and_is_told_when_no_answer_comes() {
 fn a_holder_outranked_by_the_log_gives_the_lease_up_and_the_next_term_passes_the_log() {
     let cluster = cluster();
     runtime().block_on(async {
-        let log = NatsEventLog::open(NatsOptions {
-            servers: cluster.urls(),
-            monitors: cluster.monitor_urls(),
-            prefix: format!("t{}", Uuid::new_v4().simple()),
-            ..NatsOptions::default()
-        })
-        .await
-        .expect("open the event log on JetStream");
+        let log = open(&cluster).await;
         let a = node(&log, "node-a").await;
         let first = until(a.held(), Option::is_some).await.expect("a holds");
         assert_eq!(first.number, 1);
@@ -219,11 +214,7 @@ fn a_holder_outranked_by_the_log_gives_the_lease_up_and_the_next_term_passes_the
             .expect("held again");
         assert_eq!((next.node.as_str(), next.number), ("node-a", 8));
         let b = node(&log, "node-b").await;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while b.holder().as_ref() != Some(&next) {
-            assert!(Instant::now() < deadline, "b never saw term 8");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        sees(&b, &next).await;
     });
 }
 

@@ -80,16 +80,18 @@ impl Machine {
         }
     }
 
-    /// An agent connected for `speaker_id`; a newer connection replaces an older one.
-    pub fn connected(&mut self, speaker_id: &str, connection: u64, now: Millis) {
+    /// An agent connected for `speaker_id`; a newer connection replaces an older one, which
+    /// is returned.
+    pub fn connected(&mut self, speaker_id: &str, connection: u64, now: Millis) -> Option<u64> {
         let track = self
             .monitor
             .tracks
             .entry(speaker_id.to_owned())
             .or_default();
-        track.connection = Some(connection);
+        let older = track.connection.replace(connection);
         track.closed_at = None;
         tracing::debug!(speaker_id, connection, now, "agent connected");
+        older.filter(|older| *older != connection)
     }
 
     /// A heartbeat from the current connection of `speaker_id`.

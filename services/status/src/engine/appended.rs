@@ -3,7 +3,7 @@
 
 use podium_eventlog::EventLogError;
 
-use super::{Done, Engine};
+use super::{Done, Engine, Key};
 use crate::domain::StatusEvent;
 
 impl Engine {
@@ -73,5 +73,48 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// After an append failed: the machine must not keep a decision that was not stored, so it
+    /// is read again from its stream and, like after a restart, gets the reconnect grace. What
+    /// it knew of live links (connections, heartbeat times) stays: the agents are still there.
+    pub(super) async fn reload(&mut self, k: &Key) {
+        let (mut machine, version) = match Self::read_stream(self.log.clone(), k).await {
+            Ok((_, _, moved)) if self.term.as_ref().is_some_and(|t| moved > t.number) => {
+                // Another node took the engine over while this one was not looking (or the
+                // lease lost its record of terms): the lease is told, and gives itself up.
+                // Until then, this session is left to the other node.
+                tracing::warn!(conference = %k.0, session = %k.1, term = moved, "a newer term runs this session; dropped here");
+                if let Some(lease) = &self.lease {
+                    lease.outranked(moved);
+                }
+                self.remove(k);
+                return;
+            }
+            Ok((machine, version, _)) => (machine, version),
+            Err(error) => {
+                // Read it on its next input instead.
+                tracing::error!(conference = %k.0, session = %k.1, %error, "status stream could not be read again; slot dropped");
+                self.remove(k);
+                return;
+            }
+        };
+        self.generations += 1;
+        let generation = self.generations;
+        let Some(slot) = self.slots.get_mut(k) else {
+            return;
+        };
+        machine.monitor = std::mem::take(&mut slot.machine.monitor);
+        machine.restarted(self.clock.now(), self.grace);
+        slot.machine = machine;
+        slot.version = version;
+        slot.generation = generation;
+        slot.in_flight = 0;
+        slot.chain = None;
+        for reply in slot.waiting.drain(..) {
+            let _ = reply.send(Ok(self.log.head().saturating_sub(1)));
+        }
+        tracing::warn!(conference = %k.0, session = %k.1, grace_ms = self.grace, "status reloaded from the log after a failed append; reconnect grace given");
+        self.refile(k);
     }
 }

@@ -8,10 +8,11 @@ use std::{
 
 use podium_eventlog::{EventLogError, Lease};
 use tokio::{
-    sync::{mpsc, oneshot},
+    sync::{broadcast, mpsc, oneshot},
     time::Instant,
 };
 
+use super::relay::Replaced;
 use crate::{
     domain::{Figures, Millis, Target},
     error::StatusError,
@@ -108,6 +109,8 @@ pub struct EngineHandle {
     pub(super) inputs: mpsc::Sender<Input>,
     pub(super) clock: Clock,
     pub(super) lease: Option<Arc<dyn Lease>>,
+    /// Agents' connections replaced by newer ones, as the engine announced them to every node.
+    pub(super) replaced: broadcast::Sender<Replaced>,
 }
 
 impl std::fmt::Debug for EngineHandle {
@@ -127,6 +130,13 @@ impl std::fmt::Debug for Input {
 impl EngineHandle {
     pub fn clock(&self) -> Clock {
         self.clock
+    }
+
+    /// With several nodes: the agents' connections that newer ones replaced, wherever the
+    /// newer one connected, for the presence service to end those it holds. `None` on one
+    /// node, whose presence service ends an older agent itself.
+    pub fn replacements(&self) -> Option<broadcast::Receiver<Replaced>> {
+        self.lease.as_ref().map(|_| self.replaced.subscribe())
     }
 
     /// The lease to forward through, when another node runs the engine.

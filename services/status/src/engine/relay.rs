@@ -6,7 +6,10 @@
 use podium_eventlog::{Delivery, EventLogError, Lease};
 use podium_proto::v1 as pb;
 use prost::Message;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use prost::bytes::Bytes;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{Command, EngineHandle, Input, Key};
 use crate::{
@@ -24,6 +27,58 @@ pub(super) async fn tell(lease: &dyn Lease, input: Input) {
     };
     if let Err(error) = lease.tell(message.encode_to_vec().into()).await {
         tracing::debug!(%error, "input for the status engine not forwarded");
+    }
+}
+
+/// An agent's connection that a newer one replaced (see [`EngineHandle::replacements`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replaced {
+    pub conference_id: String,
+    pub session_id: String,
+    pub speaker_id: String,
+    /// The older connection, whose stream ends.
+    pub connection: u64,
+}
+
+/// Tells every node that `older` was replaced, so that the node holding it ends its stream:
+/// a node kicks an older agent of its own at once, but not one connected through another node.
+pub(super) fn replaced(lease: Arc<dyn Lease>, key: &Key, speaker_id: &str, older: u64) {
+    let message = pb::AgentReplaced {
+        conference_id: key.0.clone(),
+        session_id: key.1.clone(),
+        older: Some(link(speaker_id.to_owned(), older)),
+    };
+    tokio::spawn(async move {
+        if let Err(error) = lease.announce(message.encode_to_vec().into()).await {
+            tracing::warn!(%error, "a replaced agent's node not told");
+        }
+    });
+}
+
+/// Hands what the engine announced to every node to this node's presence service.
+pub(super) async fn hear_replaced(
+    mut announcements: mpsc::Receiver<Bytes>,
+    replaced: broadcast::Sender<Replaced>,
+) {
+    while let Some(payload) = announcements.recv().await {
+        let message = match pb::AgentReplaced::decode(payload) {
+            Ok(pb::AgentReplaced {
+                conference_id,
+                session_id,
+                older: Some(older),
+            }) => Replaced {
+                conference_id,
+                session_id,
+                speaker_id: older.speaker_id,
+                connection: older.connection,
+            },
+            Ok(_) | Err(_) => {
+                tracing::warn!("an announcement of the status engine not understood");
+                continue;
+            }
+        };
+        // No presence service listening (a node serving no agents): nothing to end.
+        let _ = replaced.send(message);
     }
 }
 

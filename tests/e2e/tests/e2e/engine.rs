@@ -405,3 +405,125 @@ impl Storm {
         }
     }
 }
+
+/// A speaker token issued by `node`, retried until `node` knows the speaker (it reads the log
+/// another node wrote).
+async fn speaker_token(node: &Podiumd, speaker_id: &str) -> String {
+    let admin = Client::connect(&node.addr, Some(ADMIN.into()))
+        .await
+        .unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let issued = admin
+                .access()
+                .issue_token(pb::IssueTokenRequest {
+                    role: pb::Role::Speaker as i32,
+                    conference_id: CONFERENCE.into(),
+                    speaker_id: speaker_id.into(),
+                    name: format!("agent through {}", node.addr),
+                    ttl_seconds: 0,
+                })
+                .await;
+            match issued {
+                Ok(issued) => return issued.into_inner().token,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await
+    .expect("a speaker token in time")
+}
+
+/// A speaker's newer agent connected through one node ends the older one connected through
+/// another, as it does on one node: the engine, which hears of both, tells every node which
+/// connection the newer one replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_agent_through_another_node_ends_the_older_one() {
+    use podium_client::agent::{AgentConfig, AgentEvent, run_agent};
+
+    let cluster = crate::nodes::cluster().await;
+    let lease = ["--engine-lease", LEASE];
+    let one = node_with(&cluster, &lease);
+    assert_eq!(holder(&[&one]).await, 0);
+    let two = node_with(&cluster, &lease);
+    let admin1 = Client::connect(&one.addr, Some(ADMIN.into()))
+        .await
+        .unwrap();
+    let odc = Odc::create(&admin1, CONFERENCE).await.unwrap();
+    let session = crate::nodes::talk(&admin1, &odc).await;
+
+    let on_one = Client::connect(&one.addr, Some(speaker_token(&one, &odc.sokha.id).await))
+        .await
+        .unwrap();
+    let on_two = Client::connect(&two.addr, Some(speaker_token(&two, &odc.sokha.id).await))
+        .await
+        .unwrap();
+
+    let older = run_agent(on_one, AgentConfig::new(&session.id));
+    futures::pin_mut!(older);
+    assert!(matches!(
+        older.next().await,
+        Some(Ok(AgentEvent::Connected(_)))
+    ));
+    // Node two reads the session written through node one before its agent asks for it.
+    let admin2 = Client::connect(&two.addr, Some(ADMIN.into()))
+        .await
+        .unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        while admin2
+            .agenda()
+            .get_session(pb::GetSessionRequest {
+                conference_id: CONFERENCE.into(),
+                session_id: session.id.clone(),
+            })
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("node two reads the session");
+    // Node two forwards its agent's connect to node one once it has read who runs the engine
+    // (it reads the lease every 200 ms); a connect forwarded before that is lost, and a lost
+    // connect leaves the newer agent unheard while the older one lives.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let newer = run_agent(on_two, AgentConfig::new(&session.id));
+    futures::pin_mut!(newer);
+    assert!(matches!(
+        newer.next().await,
+        Some(Ok(AgentEvent::Connected(_)))
+    ));
+
+    // The older agent, on node one, is told why it stops.
+    let told = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match older.next().await {
+                Some(Ok(AgentEvent::Acked { .. })) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the older agent, still acknowledged, was never told to stop");
+    let Some(Err(status)) = told else {
+        panic!("expected the older agent to be replaced, got {told:?}")
+    };
+    assert_eq!(status.code(), Code::Aborted);
+    assert!(
+        status.message().contains("replaced by a newer agent"),
+        "{}",
+        status.message()
+    );
+    assert!(older.next().await.is_none(), "a replaced agent stops");
+    // The newer one goes on being heard.
+    let acked = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Some(Ok(AgentEvent::Acked { .. })) = newer.next().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(acked.is_ok(), "the newer agent is no longer heard");
+}

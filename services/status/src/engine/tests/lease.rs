@@ -17,6 +17,8 @@ struct Seat {
     held: watch::Sender<Option<Term>>,
     /// The later terms the engine told it of, in order.
     outranked: std::sync::Mutex<Vec<u64>>,
+    /// What the engine announced to every node, in order.
+    announced: std::sync::Mutex<Vec<Bytes>>,
 }
 
 impl Seat {
@@ -29,6 +31,7 @@ impl Seat {
             node: node.into(),
             held: watch::channel(Some(term)).0,
             outranked: std::sync::Mutex::default(),
+            announced: std::sync::Mutex::default(),
         })
     }
 
@@ -65,6 +68,15 @@ impl Lease for Seat {
     }
 
     fn deliveries(&self) -> Option<tokio::sync::mpsc::Receiver<podium_eventlog::Delivery>> {
+        None
+    }
+
+    async fn announce(&self, payload: Bytes) -> LogResult<()> {
+        self.announced.lock().expect("not poisoned").push(payload);
+        Ok(())
+    }
+
+    fn announcements(&self) -> Option<tokio::sync::mpsc::Receiver<Bytes>> {
         None
     }
 
@@ -286,4 +298,47 @@ async fn a_deposed_engine_s_pipelined_decision_does_not_land_after_the_fence() {
     assert!(first.is_err() && second.is_err(), "{first:?} {second:?}");
     assert_eq!(pinned(&venue), 0);
     assert_eq!(moves(&venue, 0), vec![1, 2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_newer_agent_s_connection_is_announced_to_every_node_so_the_older_one_s_node_ends_it() {
+    let a = Seat::holding("node-a", 1);
+    let venue = Venue::with_lease(1, Duration::from_millis(5), Some(a.clone())).await;
+    venue.start_all().await;
+    let announced = |seat: &Seat| -> Vec<pb::AgentReplaced> {
+        seat.announced
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|payload| prost::Message::decode(payload.clone()).expect("an AgentReplaced"))
+            .collect()
+    };
+    // The speaker's agent connected as 1 when the session started (which replaced none); the
+    // same connection again replaces none either.
+    venue
+        .engine
+        .connected(CONFERENCE, &session(0), &speaker(0), 1)
+        .await
+        .expect("engine runs");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(announced(&a), Vec::new());
+
+    // A newer one (connected through another node, say) replaces it: every node hears which.
+    venue
+        .engine
+        .connected(CONFERENCE, &session(0), &speaker(0), 2)
+        .await
+        .expect("engine runs");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(
+        announced(&a),
+        vec![pb::AgentReplaced {
+            conference_id: CONFERENCE.into(),
+            session_id: session(0),
+            older: Some(pb::AgentLink {
+                speaker_id: speaker(0),
+                connection: 1,
+            }),
+        }]
+    );
 }
