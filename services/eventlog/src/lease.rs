@@ -22,9 +22,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::Result;
 
-/// How long [`Lease::ask`] waits for the holder's answer: as long as the holder may take over
-/// a command of its own (an append that retries), and less than a request's 10 s, so that the
-/// caller hears why rather than a bare deadline.
+/// How long [`Lease::ask`] waits, for a holder and then its answer: as long as a holder may
+/// take over a command of its own (an append that retries), and less than a request's 10 s,
+/// so that the caller hears why rather than a bare deadline.
 pub const ASK_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
 
 /// One node's hold of a lease.

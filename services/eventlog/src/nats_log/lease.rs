@@ -237,14 +237,18 @@ impl Lease for NatsLease {
     }
 
     async fn ask(&self, payload: Bytes) -> Result<Bytes> {
-        let deadline = Instant::now() + self.ttl + Duration::from_secs(1);
+        let asked_at = Instant::now();
+        // The whole ask, holder found or not, ends within ASK_WAIT: inside a request's time.
+        let answered_by = asked_at + ASK_WAIT;
+        let deadline = (asked_at + self.ttl + Duration::from_secs(1)).min(answered_by);
         let mut holder = self.holder.clone();
         loop {
             let term = holder.borrow_and_update().clone();
             if let Some(term) = term {
+                let left = answered_by.saturating_duration_since(Instant::now());
                 let request = async_nats::Request::new()
                     .payload(payload.clone())
-                    .timeout(Some(ASK_WAIT));
+                    .timeout(Some(left.max(Duration::from_millis(1))));
                 let asked = self
                     .client
                     .send_request(subject(&self.prefix, term.number), request)
@@ -259,8 +263,8 @@ impl Lease for NatsLease {
                         if matches!(error.kind(), async_nats::RequestErrorKind::TimedOut) =>
                     {
                         return Err(EventLogError::Unanswered(format!(
-                            "the status engine (node {}, term {}) did not answer within {} s; \
-                             the command may still take effect: look at the session before \
+                            "the status engine (node {}, term {}) did not answer within {} s of \
+                             the command; it may still take effect: look at the session before \
                              sending it again",
                             term.node,
                             term.number,
@@ -294,13 +298,11 @@ impl Lease for NatsLease {
     }
 
     fn outranked(&self, term: u64) {
-        self.outranked.send_if_modified(|latest| {
-            let later = term > *latest;
-            if later {
-                *latest = term;
-            }
-            later
-        });
+        // Always a wake-up, even for a term told before: a node may hold again, under a term
+        // numbered again, after it gave the lease up at this one. The keeper compares with the
+        // term it holds.
+        self.outranked
+            .send_modify(|latest| *latest = (*latest).max(term));
     }
 }
 
