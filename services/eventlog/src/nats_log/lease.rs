@@ -43,6 +43,10 @@ use crate::{
     lease::{ASK_WAIT, Delivery, Lease, Term},
 };
 
+mod announce;
+
+use announce::{announced, hear};
+
 /// How often a node that does not hold the lease reads it.
 pub const POLL: Duration = Duration::from_millis(200);
 
@@ -169,29 +173,6 @@ fn stop(listener: &Mutex<Option<JoinHandle<()>>>) {
 
 fn subject(prefix: &str, term: u64) -> String {
     format!("{prefix}.engine.{term}")
-}
-
-/// The subject of [`Lease::announce`]; a term is a number, so never this.
-fn announced(prefix: &str) -> String {
-    format!("{prefix}.engine.agents")
-}
-
-/// Listens on the announcements' subject, and hands what comes to the receiver returned. Full
-/// (no one reading), an announcement is dropped.
-async fn hear(
-    client: &async_nats::Client,
-    prefix: &str,
-) -> Result<(JoinHandle<()>, mpsc::Receiver<Bytes>)> {
-    let mut messages = client.subscribe(announced(prefix)).await.map_err(nats)?;
-    let (tx, rx) = mpsc::channel(1024);
-    let task = tokio::spawn(async move {
-        while let Some(message) = messages.next().await {
-            if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(message.payload) {
-                break;
-            }
-        }
-    });
-    Ok((task, rx))
 }
 
 /// A term as the key holds it; a released lease has no node.
@@ -436,24 +417,17 @@ impl Keeper {
             return Some((revision, renewed));
         }
         let released = self.store.update(KEY, format!("{later} ").into(), revision);
-        match tokio::time::timeout_at(renewed + self.ttl, released).await {
-            Ok(Ok(_)) => tracing::warn!(
-                term = term.number,
-                later,
-                "the log holds a later term of the status engine than this node's (the lease's record was lost, or this node was deposed); released at the later term"
-            ),
-            Ok(Err(error)) => tracing::warn!(
-                term = term.number,
-                later,
-                %error,
-                "the log holds a later term of the status engine than this node's; giving the lease up"
-            ),
-            Err(_) => tracing::warn!(
-                term = term.number,
-                later,
-                "the log holds a later term of the status engine than this node's; giving the lease up (its release timed out)"
-            ),
-        }
+        let release = match tokio::time::timeout_at(renewed + self.ttl, released).await {
+            Ok(Ok(_)) => "written at the later term".to_owned(),
+            Ok(Err(error)) => format!("not written: {error}"),
+            Err(_) => "not written in time".to_owned(),
+        };
+        tracing::warn!(
+            term = term.number,
+            later,
+            release,
+            "the log holds a later term of the status engine than this node's (the lease's record was lost, or this node was deposed); lease given up"
+        );
         self.step_down();
         None
     }

@@ -116,19 +116,7 @@ async fn the_status_engine_runs_on_one_node_and_moves_when_that_node_is_frozen_o
     let admin2 = Client::connect(&two.addr, Some(ADMIN.into()))
         .await
         .unwrap();
-    let speaker_token = admin2
-        .access()
-        .issue_token(pb::IssueTokenRequest {
-            role: pb::Role::Speaker as i32,
-            conference_id: CONFERENCE.into(),
-            speaker_id: odc.sokha.id.clone(),
-            name: "Sokha's laptop".into(),
-            ttl_seconds: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
+    let speaker_token = speaker_token(&two, &odc.sokha.id).await;
     let admin3 = Client::connect(&three.addr, Some(ADMIN.into()))
         .await
         .unwrap();
