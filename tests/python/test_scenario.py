@@ -395,13 +395,28 @@ def test_a_conference_from_setup_to_failover_through_python_grpc(pb, podiumd):
             )
 
         with step("the organiser takes the session live"):
-            live = stage.StartSession(
-                pb.StartSessionRequest(conference_id=CONFERENCE, session_id=session.id),
-                metadata=organiser,
-            ).status
+            start = pb.StartSessionRequest(
+                request_id=request_id(), conference_id=CONFERENCE, session_id=session.id
+            )
+            live = stage.StartSession(start, metadata=organiser).status
             assert live.state == pb.SESSION_STATE_LIVE, live
             assert live.source.kind == pb.SOURCE_KIND_SPEAKER, live
             assert live.source.speaker_id == speaker.id, live
+
+        with step("the start, sent again with its request id, is answered, not refused"):
+            again = stage.StartSession(start, metadata=organiser).status
+            assert again.state == pb.SESSION_STATE_LIVE, again
+            assert again.source.since == live.source.since, (again, live)
+            try:
+                stage.StartSession(
+                    pb.StartSessionRequest(
+                        request_id=request_id(), conference_id=CONFERENCE, session_id=session.id
+                    ),
+                    metadata=organiser,
+                )
+                raise AssertionError("a new start of a live session was carried out")
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error
             statuses.until(
                 status_where(
                     session.id,

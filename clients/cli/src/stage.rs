@@ -12,7 +12,7 @@ use anyhow::{Context as _, anyhow};
 use clap::{Args, Subcommand, ValueEnum};
 use futures::StreamExt;
 use podium_client::{
-    StatusUpdate,
+    Client, StatusUpdate,
     agent::{AgentConfig, AgentEvent, run_agent},
     pb,
 };
@@ -233,29 +233,37 @@ fn link_text(link: &pb::SpeakerLink, names: &Names) -> String {
     format!("{}: {state}{figures}", names.speaker(&link.speaker_id))
 }
 
+/// How many times a stage command is sent, with the same request id, before the CLI gives up
+/// on an answer (the server carries it out once however many times it is sent).
+const COMMAND_ATTEMPTS: u32 = 4;
+
 pub async fn session_lifecycle(ctx: &Ctx, session: String, start: bool) -> anyhow::Result<()> {
     let conference_id = ctx.conference().await?;
-    let status = if start {
-        ctx.client
-            .stage()
-            .start_session(pb::StartSessionRequest {
-                conference_id: conference_id.clone(),
-                session_id: session,
+    let status = Client::send_once(COMMAND_ATTEMPTS, |request_id| {
+        let (mut stage, conference_id, session_id) =
+            (ctx.client.stage(), conference_id.clone(), session.clone());
+        async move {
+            Ok(match start {
+                true => {
+                    let request = pb::StartSessionRequest {
+                        conference_id,
+                        session_id,
+                        request_id,
+                    };
+                    stage.start_session(request).await?.into_inner().status
+                }
+                false => {
+                    let request = pb::EndSessionRequest {
+                        conference_id,
+                        session_id,
+                        request_id,
+                    };
+                    stage.end_session(request).await?.into_inner().status
+                }
             })
-            .await?
-            .into_inner()
-            .status
-    } else {
-        ctx.client
-            .stage()
-            .end_session(pb::EndSessionRequest {
-                conference_id: conference_id.clone(),
-                session_id: session,
-            })
-            .await?
-            .into_inner()
-            .status
-    };
+        }
+    })
+    .await?;
     show(ctx, &conference_id, status).await
 }
 
@@ -285,25 +293,35 @@ pub async fn switch(ctx: &Ctx, args: SwitchArgs) -> anyhow::Result<()> {
         kind: kind as i32,
         speaker_id: args.speaker.unwrap_or_default(),
         recording_id: args.recording.unwrap_or_default(),
+        request_id: String::new(),
     };
-    let status = ctx
-        .client
-        .stage()
-        .switch_source(request)
-        .await?
-        .into_inner()
-        .status;
+    let status = Client::send_once(COMMAND_ATTEMPTS, |request_id| {
+        let (mut stage, request) = (ctx.client.stage(), request.clone());
+        async move {
+            let request = pb::SwitchSourceRequest {
+                request_id,
+                ..request
+            };
+            Ok(stage.switch_source(request).await?.into_inner().status)
+        }
+    })
+    .await?;
     show(ctx, &conference_id, status).await
 }
 
 pub async fn pin(ctx: &Ctx, session: String, pinned: bool) -> anyhow::Result<()> {
     let conference_id = ctx.conference().await?;
-    let request = pb::PinRequest {
-        conference_id: conference_id.clone(),
-        session_id: session,
-        pinned,
-    };
-    let status = ctx.client.stage().pin(request).await?.into_inner().status;
+    let status = Client::send_once(COMMAND_ATTEMPTS, |request_id| {
+        let request = pb::PinRequest {
+            conference_id: conference_id.clone(),
+            session_id: session.clone(),
+            pinned,
+            request_id,
+        };
+        let mut stage = ctx.client.stage();
+        async move { Ok(stage.pin(request).await?.into_inner().status) }
+    })
+    .await?;
     show(ctx, &conference_id, status).await
 }
 

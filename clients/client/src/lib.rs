@@ -280,6 +280,33 @@ impl Client {
         uuid::Uuid::now_v7().to_string()
     }
 
+    /// Sends a write with a fresh request id, and sends it again with the same id while the
+    /// answer is one a retry may cure ([`retryable`]: the server unreachable, a node that
+    /// does not run the status engine right now, an answer that did not come in time), up to
+    /// `attempts` times in all with a growing pause. The server carries the write out once and
+    /// answers each retry with the first outcome. `send` builds and sends the request for the
+    /// id it is given.
+    pub async fn send_once<T, F, Fut>(attempts: u32, mut send: F) -> Result<T, Status>
+    where
+        F: FnMut(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let request_id = Self::request_id();
+        let mut pause = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            match send(request_id.clone()).await {
+                Err(status) if retryable(&status) && attempt < attempts => {
+                    tracing::debug!(%request_id, attempt, code = ?status.code(), "write not answered; sending it again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                    attempt += 1;
+                }
+                answer => return answer,
+            }
+        }
+    }
+
     /// Follows the conference's event feed from `from_position`, reconnecting with backoff
     /// when the connection or the server goes away and resuming after the last event it
     /// delivered. Ends with an error only for problems a retry cannot fix (a bad token, an

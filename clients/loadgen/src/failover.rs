@@ -254,6 +254,7 @@ async fn go_live_on(
     admin
         .stage()
         .start_session(pb::StartSessionRequest {
+            request_id: podium_client::Client::request_id(),
             conference_id: show.conference_id.clone(),
             session_id: show.session_id.clone(),
         })

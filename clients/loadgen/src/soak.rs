@@ -170,6 +170,7 @@ async fn play_session(
     admin
         .stage()
         .start_session(pb::StartSessionRequest {
+            request_id: podium_client::Client::request_id(),
             conference_id: conference_id.clone(),
             session_id: session_id.clone(),
         })
@@ -334,6 +335,7 @@ async fn play_session(
                 admin
                     .stage()
                     .switch_source(pb::SwitchSourceRequest {
+                        request_id: podium_client::Client::request_id(),
                         conference_id: conference_id.clone(),
                         session_id: session_id.clone(),
                         kind: kind as i32,
@@ -374,6 +376,7 @@ async fn play_session(
     admin
         .stage()
         .end_session(pb::EndSessionRequest {
+            request_id: podium_client::Client::request_id(),
             conference_id: conference_id.clone(),
             session_id: session_id.clone(),
         })

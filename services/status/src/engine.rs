@@ -29,25 +29,28 @@ use std::{
 use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use podium_eventlog::{
     AppendOutcome, EventLog, EventLogError, ExpectedVersion, Lease, Projector, Term,
-    read_whole_stream,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::{
-    codec::{decode, encode, status_stream},
+    codec::{encode, status_stream},
     domain::{Context, Lifecycle, Machine, Millis, Refusal, StatusEvent},
     error::StatusError,
     model::StatusModel,
 };
 
 mod appended;
+mod commands;
 mod handle;
+mod read;
 mod relay;
 mod term;
 
+use commands::Commands;
 pub use handle::{Clock, Command, EngineHandle};
 use handle::{Input, Key, Reply, key};
+use read::Read;
 pub use relay::Replaced;
 
 struct Slot {
@@ -67,6 +70,8 @@ struct Slot {
     /// Several nodes: the outcome of this generation's last append started. The next one
     /// waits for it and is not sent if it failed (see `decide`).
     chain: Option<oneshot::Receiver<bool>>,
+    /// The session's recent commands, so that a retry is answered, not carried out again.
+    commands: Commands,
 }
 
 /// An append the log has answered.
@@ -75,6 +80,8 @@ struct Done {
     generation: u64,
     events: Vec<StatusEvent>,
     reply: Option<Reply>,
+    /// The request id of the command that decided these events.
+    request: Option<Uuid>,
     result: Result<AppendOutcome, EventLogError>,
 }
 
@@ -192,74 +199,9 @@ impl Engine {
             .collect()
     }
 
-    /// The session's machine as its stream holds it (an associated function: the engine is
-    /// not `Sync`, so a borrow of it may not live across the read).
-    async fn read_machine(
-        log: Arc<dyn EventLog>,
-        k: &Key,
-    ) -> Result<(Machine, Option<u64>), StatusError> {
-        Self::read_stream(log, k).await.map(|read| (read.0, read.1))
-    }
-
-    /// The session's machine, its stream's version, and the last lease term that moved the
-    /// engine in it (0 for none).
-    async fn read_stream(
-        log: Arc<dyn EventLog>,
-        k: &Key,
-    ) -> Result<(Machine, Option<u64>, u64), StatusError> {
-        let events = read_whole_stream(log.as_ref(), &status_stream(&k.0, &k.1)).await?;
-        let mut machine = Machine::default();
-        let mut term = 0;
-        for event in &events {
-            if let Some(moved) = term::moved_term(event) {
-                term = moved;
-                continue;
-            }
-            match decode(event) {
-                Ok(Some((_, _, status))) => machine.live.apply(&status),
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::error!(position = event.position, %error, "skipping status event")
-                }
-            }
-        }
-        Ok((machine, events.last().map(|e| e.stream_version), term))
-    }
-
-    async fn load(&mut self, k: &Key) -> Result<(), StatusError> {
-        if self.slots.contains_key(k) {
-            return Ok(());
-        }
-        let (machine, version) = match &self.term {
-            Some(term) => {
-                let lease = self.lease.clone();
-                Self::read_fenced(self.log.clone(), lease, k, term.clone(), self.clock.now())
-                    .await?
-            }
-            None => Self::read_machine(self.log.clone(), k).await?,
-        };
-        self.insert(k, machine, version);
-        Ok(())
-    }
-
-    fn insert(&mut self, k: &Key, machine: Machine, version: Option<u64>) {
-        self.generations += 1;
-        self.slots.insert(
-            k.clone(),
-            Slot {
-                machine,
-                version,
-                generation: self.generations,
-                in_flight: 0,
-                waiting: Vec::new(),
-                deadline: None,
-                chain: None,
-            },
-        );
-    }
-
     fn remove(&mut self, k: &Key) {
-        if let Some(slot) = self.slots.remove(k) {
+        if let Some(mut slot) = self.slots.remove(k) {
+            slot.commands.abandon();
             if let Some(at) = slot.deadline {
                 self.deadlines.remove(&(at, k.clone()));
             }
@@ -373,7 +315,7 @@ impl Engine {
             }
         }
         for k in due {
-            let _ = self.decide(&k, None, |machine, ctx| Ok(machine.tick(ctx, now)));
+            let _ = self.decide(&k, None, None, |machine, ctx| Ok(machine.tick(ctx, now)));
         }
     }
 
@@ -416,7 +358,7 @@ impl Engine {
                 at,
             } => {
                 let mut older = None;
-                let _ = self.decide(&key, None, |m, _| {
+                let _ = self.decide(&key, None, None, |m, _| {
                     older = m.connected(&speaker_id, connection, at);
                     Ok(Vec::new())
                 });
@@ -432,7 +374,7 @@ impl Engine {
                 figures,
                 at,
             } => {
-                let _ = self.decide(&key, None, |m, ctx| {
+                let _ = self.decide(&key, None, None, |m, ctx| {
                     Ok(m.heartbeat(ctx, &speaker_id, connection, figures, at))
                 });
             }
@@ -442,23 +384,33 @@ impl Engine {
                 connection,
                 at,
             } => {
-                let _ = self.decide(&key, None, |m, ctx| {
+                let _ = self.decide(&key, None, None, |m, ctx| {
                     Ok(m.closed(ctx, &speaker_id, connection, at))
                 });
             }
             Input::Command {
                 key,
                 command,
+                request,
                 by,
                 at,
                 reply,
             } => {
-                let refused = self.decide(&key, Some(reply), |m, ctx| match &command {
-                    Command::Start => m.start(ctx, at, &by),
-                    Command::End => m.end(ctx, at, &by),
-                    Command::Switch(target) => m.switch(ctx, target, at, &by),
-                    Command::Pin(pinned) => Ok(m.pin(ctx, *pinned, at, &by)),
-                });
+                // A retry of a command already carried out is answered, not carried out again.
+                let reply = match self.slots.get_mut(&key) {
+                    Some(slot) => match slot.commands.retry(request, reply) {
+                        Some(reply) => reply,
+                        None => return,
+                    },
+                    None => reply,
+                };
+                let refused =
+                    self.decide(&key, Some(reply), Some(request), |m, ctx| match &command {
+                        Command::Start => m.start(ctx, at, &by),
+                        Command::End => m.end(ctx, at, &by),
+                        Command::Switch(target) => m.switch(ctx, target, at, &by),
+                        Command::Pin(pinned) => Ok(m.pin(ctx, *pinned, at, &by)),
+                    });
                 if let Err((reply, error)) = refused {
                     let _ = reply.send(Err(error));
                 }
@@ -469,11 +421,13 @@ impl Engine {
     /// Runs `f` on the session's (loaded) machine and starts the append of what it decided;
     /// `reply` is answered with the position of the last event once it is stored (or with the
     /// log head when nothing was decided, after the appends already in flight). A refusal is
-    /// handed back with the reply.
+    /// handed back with the reply. What a command (`request`) decides is stored under its
+    /// request id.
     fn decide(
         &mut self,
         k: &Key,
         reply: Option<Reply>,
+        request: Option<Uuid>,
         f: impl FnOnce(&mut Machine, &Context) -> Result<Vec<StatusEvent>, Refusal>,
     ) -> Result<(), (Reply, StatusError)> {
         let ctx = self.model.read().context(&k.0, &k.1);
@@ -520,10 +474,20 @@ impl Engine {
         slot.version = Some(slot.version.map_or(0, |v| v + 1) + events.len() as u64 - 1);
         slot.in_flight += 1;
         let generation = slot.generation;
-        let batch = events
-            .iter()
-            .map(|e| encode(Uuid::now_v7(), &k.0, &k.1, e))
-            .collect();
+        let batch = match request {
+            Some(request) => {
+                slot.commands.sent(request);
+                events
+                    .iter()
+                    .zip(commands::event_ids(request))
+                    .map(|(e, id)| encode(id, &k.0, &k.1, e))
+                    .collect()
+            }
+            None => events
+                .iter()
+                .map(|e| encode(Uuid::now_v7(), &k.0, &k.1, e))
+                .collect(),
+        };
         let log = self.log.clone();
         let key = k.clone();
         let stream = status_stream(&k.0, &k.1);
@@ -556,6 +520,7 @@ impl Engine {
                 generation,
                 events,
                 reply,
+                request,
                 result,
             }
         }));

@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use futures::Stream;
 use podium_access::{MODERATORS, Principal, Role, STAFF, caller};
 use podium_core::{Hours, zoned};
-use podium_eventlog::{EventLog, Projector};
+use podium_eventlog::{EventLog, Projector, RequestId};
 use podium_proto::{
     time,
     v1::{self as pb, stage_server::Stage},
@@ -52,20 +52,21 @@ impl StageService {
     }
 
     /// Runs a moderator command and answers with the session's status once the read model
-    /// shows it.
+    /// shows it. A retry (the same `request_id`) of a command carried out is answered with
+    /// the session's status, not carried out again.
     async fn command(
         &self,
         principal: &Principal,
-        conference_id: &str,
-        session_id: &str,
+        (conference_id, session_id, request_id): (&str, &str, &str),
         command: Command,
         action: &str,
     ) -> Result<pb::SessionStatus, Status> {
         principal.require(conference_id, MODERATORS, action)?;
+        let request = RequestId::parse_or_new("request_id", request_id)?;
         self.session_exists(conference_id, session_id).await?;
         let position = self
             .engine
-            .command(conference_id, session_id, command, &principal.id)
+            .command(conference_id, session_id, command, request, &principal.id)
             .await?;
         self.model.wait_for(position).await?;
         let model = self.model.read();
@@ -168,8 +169,7 @@ impl Stage for StageService {
         let status = self
             .command(
                 &principal,
-                r.conference_id.trim(),
-                r.session_id.trim(),
+                (r.conference_id.trim(), r.session_id.trim(), &r.request_id),
                 Command::Start,
                 "start sessions",
             )
@@ -188,8 +188,7 @@ impl Stage for StageService {
         let status = self
             .command(
                 &principal,
-                r.conference_id.trim(),
-                r.session_id.trim(),
+                (r.conference_id.trim(), r.session_id.trim(), &r.request_id),
                 Command::End,
                 "end sessions",
             )
@@ -216,8 +215,7 @@ impl Stage for StageService {
         let status = self
             .command(
                 &principal,
-                r.conference_id.trim(),
-                r.session_id.trim(),
+                (r.conference_id.trim(), r.session_id.trim(), &r.request_id),
                 Command::Switch(target),
                 "switch sources",
             )
@@ -238,8 +236,7 @@ impl Stage for StageService {
         let status = self
             .command(
                 &principal,
-                r.conference_id.trim(),
-                r.session_id.trim(),
+                (r.conference_id.trim(), r.session_id.trim(), &r.request_id),
                 Command::Pin(r.pinned),
                 "pin sources",
             )

@@ -238,6 +238,7 @@ pub(super) async fn switch_to_speaker(admin: &Client, show: &Show) -> anyhow::Re
     admin
         .stage()
         .switch_source(pb::SwitchSourceRequest {
+            request_id: podium_client::Client::request_id(),
             conference_id: show.conference_id.clone(),
             session_id: show.session_id.clone(),
             kind: pb::SourceKind::Speaker as i32,
@@ -266,6 +267,7 @@ pub(super) async fn end_show(admin: &Client, show: &Show) {
     let _ = admin
         .stage()
         .end_session(pb::EndSessionRequest {
+            request_id: podium_client::Client::request_id(),
             conference_id: show.conference_id.clone(),
             session_id: show.session_id.clone(),
         })

@@ -144,6 +144,7 @@ pub async fn run(
         admin
             .stage()
             .start_session(pb::StartSessionRequest {
+                request_id: podium_client::Client::request_id(),
                 conference_id: show.conference_id.clone(),
                 session_id: show.session_id.clone(),
             })

@@ -245,8 +245,8 @@ impl Lease for NatsLease {
                     {
                         return Err(EventLogError::Unanswered(format!(
                             "the status engine (node {}, term {}) did not answer within {} s of \
-                             the command; it may still take effect: look at the session before \
-                             sending it again",
+                             the command; it may still take effect: send it again with the same \
+                             request id, or look at the session first",
                             term.node,
                             term.number,
                             ASK_WAIT.as_secs()

@@ -1,5 +1,5 @@
-//! What the engine does when the log answers an append: answer the command, count the switch,
-//! and on a failure read the session again from its stream.
+//! What the engine does when the log answers an append: answer the command (and its retries),
+//! count the switch, and on a failure read the session again from its stream.
 
 use podium_eventlog::EventLogError;
 
@@ -14,6 +14,7 @@ impl Engine {
             generation,
             events,
             reply,
+            request,
             result,
         } = done;
         let current = self
@@ -31,9 +32,15 @@ impl Engine {
                 if let Some(reply) = reply {
                     let _ = reply.send(Ok(outcome.last_position));
                 }
-                if !current {
-                    // Stored although an earlier append of the stream failed: the machine that
-                    // is there now did not count on it.
+                if let (Some(request), Some(slot)) = (request, self.slots.get_mut(&k))
+                    && current
+                {
+                    slot.commands.stored(request, outcome.last_position);
+                }
+                // Stored although an earlier append of the stream failed, or a retry of a
+                // command the engine no longer remembered, which the log found stored: either
+                // way the machine that is there now is not what the stream says.
+                if !current || outcome.deduplicated {
                     if self.slots.contains_key(&k) {
                         self.reload(&k).await;
                     }
@@ -68,6 +75,11 @@ impl Engine {
                 if let Some(reply) = reply {
                     let _ = reply.send(Err(error.into()));
                 }
+                if let (Some(request), Some(slot)) = (request, self.slots.get_mut(&k))
+                    && current
+                {
+                    slot.commands.failed(request);
+                }
                 if current {
                     self.reload(&k).await;
                 }
@@ -79,8 +91,9 @@ impl Engine {
     /// is read again from its stream and, like after a restart, gets the reconnect grace. What
     /// it knew of live links (connections, heartbeat times) stays: the agents are still there.
     pub(super) async fn reload(&mut self, k: &Key) {
-        let (mut machine, version) = match Self::read_stream(self.log.clone(), k).await {
-            Ok((_, _, moved)) if self.term.as_ref().is_some_and(|t| moved > t.number) => {
+        let read = match Self::read_stream(self.log.clone(), k).await {
+            Ok(read) if self.term.as_ref().is_some_and(|t| read.moved > t.number) => {
+                let moved = read.moved;
                 // Another node took the engine over while this one was not looking (or the
                 // lease lost its record of terms): the lease is told, and gives itself up.
                 // Until then, this session is left to the other node.
@@ -91,7 +104,7 @@ impl Engine {
                 self.remove(k);
                 return;
             }
-            Ok((machine, version, _)) => (machine, version),
+            Ok(read) => read,
             Err(error) => {
                 // Read it on its next input instead.
                 tracing::error!(conference = %k.0, session = %k.1, %error, "status stream could not be read again; slot dropped");
@@ -104,10 +117,13 @@ impl Engine {
         let Some(slot) = self.slots.get_mut(k) else {
             return;
         };
+        let mut machine = read.machine;
         machine.monitor = std::mem::take(&mut slot.machine.monitor);
         machine.restarted(self.clock.now(), self.grace);
         slot.machine = machine;
-        slot.version = version;
+        slot.version = read.version;
+        slot.commands.abandon();
+        slot.commands = read.commands;
         slot.generation = generation;
         slot.in_flight = 0;
         slot.chain = None;

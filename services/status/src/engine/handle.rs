@@ -6,11 +6,12 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use podium_eventlog::{EventLogError, Lease};
+use podium_eventlog::{EventLogError, Lease, RequestId};
 use tokio::{
     sync::{broadcast, mpsc, oneshot},
     time::Instant,
 };
+use uuid::Uuid;
 
 use super::relay::Replaced;
 use crate::{
@@ -94,6 +95,8 @@ pub(super) enum Input {
     Command {
         key: Key,
         command: Command,
+        /// The client's request id: a retry of a command carried out is only answered.
+        request: Uuid,
         by: String,
         at: Millis,
         reply: Reply,
@@ -212,23 +215,27 @@ impl EngineHandle {
     }
 
     /// Runs a moderator command; returns the log position of its last event (or the current
-    /// head when nothing changed), once it is stored.
+    /// head when nothing changed), once it is stored. A command sent again with the same
+    /// `request` id is answered with the first one's position, not carried out again.
     pub async fn command(
         &self,
         conference_id: &str,
         session_id: &str,
         command: Command,
+        request: RequestId,
         by: &str,
     ) -> Result<u64, StatusError> {
         let at = self.clock.now();
+        let request = request.uuid();
         if let Some(lease) = self.elsewhere() {
             let key = key(conference_id, session_id);
-            return super::relay::ask(lease, key, command, by.to_owned()).await;
+            return super::relay::ask(lease, key, command, request, by.to_owned()).await;
         }
         let (reply, answer) = oneshot::channel();
         self.send(Input::Command {
             key: key(conference_id, session_id),
             command,
+            request,
             by: by.to_owned(),
             at,
             reply,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use prost::bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, oneshot};
+use uuid::Uuid;
 
 use super::{Command, EngineHandle, Input, Key};
 use crate::{
@@ -87,12 +88,14 @@ pub(super) async fn ask(
     lease: &dyn Lease,
     key: Key,
     command: Command,
+    request: Uuid,
     by: String,
 ) -> Result<u64, StatusError> {
     let (reply, _) = oneshot::channel();
     let input = Input::Command {
         key,
         command,
+        request,
         by,
         at: 0,
         reply,
@@ -207,7 +210,11 @@ fn encode(input: Input) -> Option<pb::EngineInput> {
             ..
         } => (key, I::Closed(link(speaker_id, connection))),
         Input::Command {
-            key, command, by, ..
+            key,
+            command,
+            request,
+            by,
+            ..
         } => {
             use pb::engine_command::Kind;
             let (kind, target, target_id) = match command {
@@ -233,6 +240,7 @@ fn encode(input: Input) -> Option<pb::EngineInput> {
                     by,
                     target: target as i32,
                     target_id,
+                    request_id: request.to_string(),
                 }),
             )
         }
@@ -295,6 +303,8 @@ fn decode(
             Input::Command {
                 key,
                 command,
+                // A forwarded command always has one; an unreadable one cannot be a retry.
+                request: Uuid::parse_str(&c.request_id).unwrap_or_else(|_| Uuid::now_v7()),
                 by: c.by,
                 at,
                 reply,

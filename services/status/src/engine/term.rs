@@ -9,10 +9,10 @@ use podium_eventlog::{
 use podium_proto::v1 as pb;
 use uuid::Uuid;
 
-use super::{Engine, Input, Key};
+use super::{Engine, Input, Key, Read};
 use crate::{
     codec::{status_stream, timestamp},
-    domain::{Machine, Millis},
+    domain::Millis,
     error::StatusError,
 };
 
@@ -115,14 +115,14 @@ impl Engine {
         .await;
         for (k, read) in read {
             match read {
-                Ok((mut machine, version)) => {
+                Ok(mut read) => {
                     let failover_after = self
                         .model
                         .read()
                         .context(&k.0, &k.1)
                         .map_or(0, |ctx| Millis::from(ctx.policy.failover_after_ms));
-                    machine.restarted(now, failover_after);
-                    self.insert(k, machine, version);
+                    read.machine.restarted(now, failover_after);
+                    self.insert(k, read);
                     self.refile(k);
                 }
                 // Looked at again at the next scan.
@@ -175,11 +175,12 @@ impl Engine {
         k: &Key,
         term: Term,
         now: Millis,
-    ) -> Result<(Machine, Option<u64>), StatusError> {
+    ) -> Result<Read, StatusError> {
         let stream = status_stream(&k.0, &k.1);
         let mut tries = 0;
         loop {
-            let (machine, version, moved) = Self::read_stream(log.clone(), k).await?;
+            let read = Self::read_stream(log.clone(), k).await?;
+            let moved = read.moved;
             if moved > term.number {
                 if let Some(lease) = &lease {
                     lease.outranked(moved);
@@ -199,9 +200,16 @@ impl Engine {
                     at: Some(timestamp(now)),
                 },
             );
-            let expected = version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+            let expected = read
+                .version
+                .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
             match log.append(&stream, expected, vec![fence]).await {
-                Ok(outcome) => return Ok((machine, Some(outcome.last_version))),
+                Ok(outcome) => {
+                    return Ok(Read {
+                        version: Some(outcome.last_version),
+                        ..read
+                    });
+                }
                 Err(EventLogError::Conflict { .. }) if tries < FENCE_TRIES => tries += 1,
                 Err(error) => return Err(error.into()),
             }

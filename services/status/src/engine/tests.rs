@@ -2,190 +2,20 @@
 //! sessions failing over together, heartbeats queued behind a flush, a failed append, and slots
 //! leaving when their session ends.
 
-use std::{
-    sync::{
-        Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::SystemTime,
-};
+use std::{sync::atomic::Ordering, time::Duration};
 
-use async_trait::async_trait;
 use podium_core::FailoverPolicy;
-use podium_eventlog::{CommittedBatch, Filter, NewEvent, Page, RecordedEvent, Result as LogResult};
+use podium_eventlog::{Filter, NewEvent, RequestId};
 use podium_proto::v1 as pb;
 use prost::Name;
-use tokio::{sync::broadcast, time::Instant};
 
 use super::*;
 use crate::{
+    codec::decode,
     domain::{Figures, SourceKind},
     model::status_model_event_types,
 };
-use std::time::Duration;
-
-/// An append as it reached the log.
-#[derive(Debug, Clone)]
-struct Arrival {
-    at: Instant,
-    event_types: Vec<String>,
-}
-
-/// A log in memory whose every append takes `flush` (on tokio's clock) before it is stored, as
-/// a group commit's flush does; appends in flight together are stored together.
-struct MemoryLog {
-    flush: Duration,
-    events: Mutex<Vec<RecordedEvent>>,
-    arrivals: Mutex<Vec<Arrival>>,
-    /// Appends still to fail.
-    failures: AtomicUsize,
-    live: broadcast::Sender<CommittedBatch>,
-}
-
-impl MemoryLog {
-    fn new(flush: Duration) -> Arc<Self> {
-        Arc::new(Self {
-            flush,
-            events: Mutex::new(Vec::new()),
-            arrivals: Mutex::new(Vec::new()),
-            failures: AtomicUsize::new(0),
-            live: broadcast::channel(4096).0,
-        })
-    }
-
-    fn arrivals(&self) -> Vec<Arrival> {
-        self.arrivals.lock().map(|a| a.clone()).unwrap_or_default()
-    }
-
-    fn stream(&self, stream: &str) -> Vec<RecordedEvent> {
-        self.events
-            .lock()
-            .map(|events| {
-                events
-                    .iter()
-                    .filter(|e| e.stream == stream)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn store(
-        &self,
-        stream: &str,
-        expected: ExpectedVersion,
-        batch: Vec<NewEvent>,
-    ) -> LogResult<AppendOutcome> {
-        let mut events = self
-            .events
-            .lock()
-            .map_err(|_| EventLogError::Storage("poisoned".into()))?;
-        let actual = events
-            .iter()
-            .filter(|e| e.stream == stream)
-            .map(|e| e.stream_version)
-            .max();
-        let fits = match expected {
-            ExpectedVersion::Any => true,
-            ExpectedVersion::NoStream => actual.is_none(),
-            ExpectedVersion::Exact(v) => actual == Some(v),
-        };
-        if !fits {
-            return Err(EventLogError::Conflict {
-                stream: stream.to_owned(),
-                expected,
-                actual,
-            });
-        }
-        let first_version = actual.map_or(0, |v| v + 1);
-        let first_position = events.len() as u64;
-        let recorded: Vec<RecordedEvent> = batch
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| RecordedEvent {
-                id: e.id,
-                stream: stream.to_owned(),
-                stream_version: first_version + i as u64,
-                position: first_position + i as u64,
-                event_type: e.event_type,
-                payload: e.payload,
-                recorded_at: SystemTime::now(),
-            })
-            .collect();
-        let n = recorded.len() as u64;
-        events.extend(recorded.iter().cloned());
-        let _ = self.live.send(recorded.into());
-        Ok(AppendOutcome {
-            first_version,
-            last_version: first_version + n - 1,
-            first_position,
-            last_position: first_position + n - 1,
-            deduplicated: false,
-        })
-    }
-}
-
-#[async_trait]
-impl EventLog for MemoryLog {
-    async fn append(
-        &self,
-        stream: &str,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> LogResult<AppendOutcome> {
-        if let Ok(mut arrivals) = self.arrivals.lock() {
-            arrivals.push(Arrival {
-                at: Instant::now(),
-                event_types: events.iter().map(|e| e.event_type.clone()).collect(),
-            });
-        }
-        tokio::time::sleep(self.flush).await;
-        if self
-            .failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
-            return Err(EventLogError::Storage("injected".into()));
-        }
-        self.store(stream, expected, events)
-    }
-
-    async fn read_stream(
-        &self,
-        stream: &str,
-        from_version: u64,
-        limit: usize,
-    ) -> LogResult<Vec<RecordedEvent>> {
-        Ok(self
-            .stream(stream)
-            .into_iter()
-            .filter(|e| e.stream_version >= from_version)
-            .take(limit)
-            .collect())
-    }
-
-    async fn read_page(&self, from: u64, limit: usize) -> LogResult<Page> {
-        let events = self
-            .events
-            .lock()
-            .map_err(|_| EventLogError::Storage("poisoned".into()))?;
-        let page: Vec<RecordedEvent> = events
-            .iter()
-            .skip(from as usize)
-            .take(limit)
-            .cloned()
-            .collect();
-        Ok(page.into())
-    }
-
-    fn head(&self) -> u64 {
-        self.events.lock().map_or(0, |e| e.len() as u64)
-    }
-
-    fn listen(&self) -> broadcast::Receiver<CommittedBatch> {
-        self.live.subscribe()
-    }
-}
+use memory::{Arrival, MemoryLog};
 
 const CONFERENCE: &str = "conf-uplink";
 const GRACE: Millis = 10_000;
@@ -196,6 +26,11 @@ fn session(i: usize) -> String {
 
 fn speaker(i: usize) -> String {
     format!("spk-{i}")
+}
+
+/// A new command's request id.
+fn fresh() -> RequestId {
+    Uuid::now_v7().into()
 }
 
 fn failover_after() -> Millis {
@@ -281,6 +116,17 @@ impl Venue {
         }
     }
 
+    async fn send(
+        &self,
+        i: usize,
+        command: Command,
+        request: RequestId,
+    ) -> Result<u64, StatusError> {
+        self.engine
+            .command(CONFERENCE, &session(i), command, request, "moderator")
+            .await
+    }
+
     /// Connects every speaker and starts every session, all at once, so that no speaker is
     /// silent for long before the heartbeats begin.
     async fn start_all(&self) {
@@ -292,7 +138,13 @@ impl Venue {
         }
         let started = futures::future::join_all((0..self.sessions).map(|i| async move {
             self.engine
-                .command(CONFERENCE, &session(i), Command::Start, "moderator")
+                .command(
+                    CONFERENCE,
+                    &session(i),
+                    Command::Start,
+                    fresh(),
+                    "moderator",
+                )
                 .await
         }))
         .await;
@@ -389,7 +241,13 @@ async fn a_heartbeat_queued_while_an_append_is_in_flight_is_timed_from_its_arriv
     let engine = venue.engine.clone();
     let pin = tokio::spawn(async move {
         engine
-            .command(CONFERENCE, &session(0), Command::Pin(true), "moderator")
+            .command(
+                CONFERENCE,
+                &session(0),
+                Command::Pin(true),
+                fresh(),
+                "moderator",
+            )
             .await
     });
     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -420,14 +278,14 @@ async fn decisions_of_one_session_are_pipelined_and_each_command_answered_once_s
     let (pin, unpin, again) = tokio::join!(
         venue
             .engine
-            .command(CONFERENCE, &s0, Command::Pin(true), "moderator"),
+            .command(CONFERENCE, &s0, Command::Pin(true), fresh(), "moderator"),
         venue
             .engine
-            .command(CONFERENCE, &s0, Command::Pin(false), "moderator"),
+            .command(CONFERENCE, &s0, Command::Pin(false), fresh(), "moderator"),
         // Decides nothing, so it is answered after the appends ahead of it.
         venue
             .engine
-            .command(CONFERENCE, &s0, Command::Pin(false), "moderator"),
+            .command(CONFERENCE, &s0, Command::Pin(false), fresh(), "moderator"),
     );
     let (pin, unpin, again) = (
         pin.expect("pinned"),
@@ -455,10 +313,7 @@ async fn a_failed_append_leaves_no_decision_behind_and_gives_the_reconnect_grace
     venue.start_all().await;
     venue.heartbeats(4).await;
     venue.log.failures.store(1, Ordering::SeqCst);
-    let refused = venue
-        .engine
-        .command(CONFERENCE, &session(0), Command::Pin(true), "moderator")
-        .await;
+    let refused = venue.send(0, Command::Pin(true), fresh()).await;
     assert!(matches!(refused, Err(StatusError::Log(_))), "{refused:?}");
     let reloaded = venue.clock.now();
     // The speaker goes silent. The machine was read again from the log (not pinned), and
@@ -474,8 +329,7 @@ async fn a_failed_append_leaves_no_decision_behind_and_gives_the_reconnect_grace
     );
     // The pin that was not stored can be made again.
     venue
-        .engine
-        .command(CONFERENCE, &session(0), Command::Pin(true), "moderator")
+        .send(0, Command::Pin(true), fresh())
         .await
         .expect("pinned");
     let pinned = venue
@@ -494,11 +348,7 @@ async fn a_session_s_slot_leaves_once_it_has_ended_and_its_agent_has_gone() {
     venue.heartbeats(2).await;
     assert_eq!(venue.engine.slots().await.ok(), Some(3));
 
-    venue
-        .engine
-        .command(CONFERENCE, &session(0), Command::End, "moderator")
-        .await
-        .expect("ended");
+    venue.send(0, Command::End, fresh()).await.expect("ended");
     // Its agent is still connected: the link's fate is still followed.
     assert_eq!(venue.engine.slots().await.ok(), Some(3));
     venue
@@ -518,10 +368,7 @@ async fn a_session_s_slot_leaves_once_it_has_ended_and_its_agent_has_gone() {
         .expect("engine runs");
     assert_eq!(venue.engine.slots().await.ok(), Some(2));
     // The ended session still refuses commands, from its stream.
-    let again = venue
-        .engine
-        .command(CONFERENCE, &session(0), Command::Start, "moderator")
-        .await;
+    let again = venue.send(0, Command::Start, fresh()).await;
     assert!(
         matches!(again, Err(StatusError::FailedPrecondition(_))),
         "{again:?}"
@@ -593,3 +440,5 @@ async fn watchers_of_a_conference_share_one_publisher_that_leaves_with_the_last(
 }
 
 mod lease;
+mod memory;
+mod retries;

@@ -344,6 +344,7 @@ pub async fn confirm(
         fields: vec![
             ("kind".to_owned(), query.kind),
             ("speaker".to_owned(), query.speaker),
+            ("request_id".to_owned(), uuid::Uuid::now_v7().to_string()),
         ],
     };
     render(&visitor, StatusCode::OK, &page)
@@ -370,6 +371,9 @@ pub async fn stage(
         );
     };
     let (conference, session) = (conference_id.clone(), session_id.clone());
+    // The confirmation page's request id: the same form sent twice (a double tap, a resend
+    // after a timeout) is carried out once.
+    let request_id = crate::forms::request_id(&fields);
     let done = match action.as_str() {
         "start" => stage
             .start_session(on_behalf(
@@ -377,6 +381,7 @@ pub async fn stage(
                 pb::StartSessionRequest {
                     conference_id,
                     session_id,
+                    request_id,
                 },
             ))
             .await
@@ -387,6 +392,7 @@ pub async fn stage(
                 pb::EndSessionRequest {
                     conference_id,
                     session_id,
+                    request_id,
                 },
             ))
             .await
@@ -398,6 +404,7 @@ pub async fn stage(
                     conference_id,
                     session_id,
                     pinned: action == "pin",
+                    request_id,
                 },
             ))
             .await
@@ -415,6 +422,7 @@ pub async fn stage(
                 kind: kind as i32,
                 speaker_id: fields.get("speaker").to_owned(),
                 recording_id: String::new(),
+                request_id,
             };
             stage
                 .switch_source(on_behalf(&visitor, request))

@@ -413,6 +413,7 @@ async fn tokens_for_a_conference_made_a_moment_ago_work_at_once_on_every_service
     let started = moderator
         .stage()
         .start_session(pb::StartSessionRequest {
+            request_id: Client::request_id(),
             conference_id: conference.clone(),
             session_id: session.clone(),
         })

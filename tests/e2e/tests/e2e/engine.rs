@@ -31,6 +31,8 @@ use crate::{
     status::{on_air, speaker_link, until},
 };
 
+mod retries;
+
 /// The lease's time-to-live the nodes are given, in seconds.
 const LEASE: &str = "2";
 
@@ -136,6 +138,7 @@ async fn the_status_engine_runs_on_one_node_and_moves_when_that_node_is_frozen_o
     let started = admin3
         .stage()
         .start_session(pb::StartSessionRequest {
+            request_id: Client::request_id(),
             conference_id: CONFERENCE.into(),
             session_id: sid.into(),
         })
@@ -173,6 +176,7 @@ async fn the_status_engine_runs_on_one_node_and_moves_when_that_node_is_frozen_o
     let pinned = admin1
         .stage()
         .pin(pb::PinRequest {
+            request_id: Client::request_id(),
             conference_id: CONFERENCE.into(),
             session_id: sid.into(),
             pinned: false,

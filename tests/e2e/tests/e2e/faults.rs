@@ -142,6 +142,7 @@ impl Load<'_> {
                     .admin
                     .stage()
                     .pin(pb::PinRequest {
+                        request_id: Client::request_id(),
                         conference_id: CONFERENCE.into(),
                         session_id: self.live.clone(),
                         pinned: i % 2 == 0,
@@ -301,6 +302,7 @@ async fn watchers_that_stop_reading_cost_bounded_memory_and_hold_back_no_one() {
     admin
         .stage()
         .start_session(pb::StartSessionRequest {
+            request_id: Client::request_id(),
             conference_id: CONFERENCE.into(),
             session_id: live.clone(),
         })
@@ -599,6 +601,7 @@ async fn a_full_disk_refuses_appends_keeps_reads_and_recovers_without_losing_any
     let started = admin
         .stage()
         .start_session(pb::StartSessionRequest {
+            request_id: Client::request_id(),
             conference_id: CONFERENCE.into(),
             session_id: ses.clone(),
         })

@@ -199,6 +199,7 @@ async fn start_session(show: &Show) {
     show.admin
         .stage()
         .start_session(pb::StartSessionRequest {
+            request_id: podium_client::Client::request_id(),
             conference_id: CONFERENCE.into(),
             session_id: show.session_id().into(),
         })
@@ -392,6 +393,7 @@ async fn a_dropped_link_reaches_obs_and_the_moderators_switches_follow() {
     show.admin
         .stage()
         .pin(pb::PinRequest {
+            request_id: podium_client::Client::request_id(),
             conference_id: CONFERENCE.into(),
             session_id: show.session_id().into(),
             pinned: true,

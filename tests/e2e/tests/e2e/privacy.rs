@@ -154,6 +154,7 @@ async fn an_erased_attendee_is_found_nowhere_while_every_count_stays() {
     admin
         .stage()
         .start_session(pb::StartSessionRequest {
+            request_id: Client::request_id(),
             conference_id: CONFERENCE.into(),
             session_id: session.clone(),
         })

@@ -376,6 +376,7 @@ async fn a_session_is_rated_once_it_is_live_and_moderators_see_the_aggregates() 
     admin
         .stage()
         .start_session(pb::StartSessionRequest {
+            request_id: Client::request_id(),
             conference_id: CONFERENCE.into(),
             session_id: ses.into(),
         })

@@ -147,6 +147,7 @@ async fn start(show: &Show) -> pb::SessionStatus {
     show.admin
         .stage()
         .start_session(pb::StartSessionRequest {
+            request_id: Client::request_id(),
             conference_id: CONFERENCE.into(),
             session_id: show.session_id().into(),
         })
@@ -291,6 +292,7 @@ async fn a_stopped_agent_falls_back_by_heartbeat_timeout_and_sticky_stays_on_the
         .admin
         .stage()
         .pin(pb::PinRequest {
+            request_id: Client::request_id(),
             conference_id: CONFERENCE.into(),
             session_id: show.session_id().into(),
             pinned: false,
@@ -360,6 +362,7 @@ async fn a_moderator_switch_and_a_missing_recording_reach_the_watcher() {
 
     let moderator = show.admin.stage();
     let switch = |kind: pb::SourceKind, recording: &str| pb::SwitchSourceRequest {
+        request_id: Client::request_id(),
         conference_id: CONFERENCE.into(),
         session_id: show.session_id().into(),
         kind: kind as i32,
@@ -375,6 +378,7 @@ async fn a_moderator_switch_and_a_missing_recording_reach_the_watcher() {
     moderator
         .clone()
         .pin(pb::PinRequest {
+            request_id: Client::request_id(),
             conference_id: CONFERENCE.into(),
             session_id: show.session_id().into(),
             pinned: true,
@@ -401,6 +405,7 @@ async fn a_moderator_switch_and_a_missing_recording_reach_the_watcher() {
     let still = moderator
         .clone()
         .pin(pb::PinRequest {
+            request_id: Client::request_id(),
             conference_id: CONFERENCE.into(),
             session_id: show.session_id().into(),
             pinned: true,
@@ -689,6 +694,7 @@ async fn a_green_room_test_while_live_leaves_the_live_agent_on_air() {
         .admin
         .stage()
         .pin(pb::PinRequest {
+            request_id: Client::request_id(),
             conference_id: CONFERENCE.into(),
             session_id: show.session_id().into(),
             pinned: false,

@@ -5,8 +5,9 @@
 //! The lease here is a [`Seat`] the test hands out and takes back by hand; the real one, on a
 //! JetStream cluster, has its own tests in podium-eventlog, and the e2e tests run both together.
 
+use async_trait::async_trait;
 use bytes::Bytes;
-use podium_eventlog::{Lease, Term};
+use podium_eventlog::{Lease, Result as LogResult, Term};
 use tokio::sync::watch;
 
 use super::*;
@@ -194,16 +195,28 @@ async fn an_engine_deposed_while_frozen_is_refused_by_the_log_when_it_wakes() {
     assert_eq!(venue.engine.slots().await.expect("engine runs"), 0);
     let refused = venue
         .engine
-        .command(CONFERENCE, &session(0), Command::Pin(true), "moderator")
+        .command(
+            CONFERENCE,
+            &session(0),
+            Command::Pin(true),
+            fresh(),
+            "moderator",
+        )
         .await;
     assert!(
         matches!(refused, Err(StatusError::Unavailable(_))),
         "{refused:?}"
     );
     // The holder decides.
-    b.command(CONFERENCE, &session(0), Command::Pin(true), "moderator")
-        .await
-        .expect("pinned by the holder");
+    b.command(
+        CONFERENCE,
+        &session(0),
+        Command::Pin(true),
+        fresh(),
+        "moderator",
+    )
+    .await
+    .expect("pinned by the holder");
     // a's lease was told of the later term (once for each time a met it), to give itself up.
     let told = a.outranked.lock().expect("not poisoned").clone();
     assert!(
@@ -226,7 +239,13 @@ async fn a_holder_whose_lease_numbered_its_terms_again_decides_nothing_and_tells
     let b = engine_of(&venue, b_seat.clone()).await;
 
     let refused = b
-        .command(CONFERENCE, &session(0), Command::Pin(true), "moderator")
+        .command(
+            CONFERENCE,
+            &session(0),
+            Command::Pin(true),
+            fresh(),
+            "moderator",
+        )
         .await;
     match refused {
         Err(StatusError::Unavailable(message)) => assert!(
@@ -245,9 +264,15 @@ async fn a_holder_whose_lease_numbered_its_terms_again_decides_nothing_and_tells
     // The real lease gives itself up at term 5, and the next holder takes term 6.
     b_seat.lose();
     let c = engine_of(&venue, Seat::holding("node-c", 6)).await;
-    c.command(CONFERENCE, &session(0), Command::Pin(true), "moderator")
-        .await
-        .expect("pinned by term 6");
+    c.command(
+        CONFERENCE,
+        &session(0),
+        Command::Pin(true),
+        fresh(),
+        "moderator",
+    )
+    .await
+    .expect("pinned by term 6");
     assert_eq!(moves(&venue, 0), vec![5, 6]);
 }
 
@@ -275,7 +300,13 @@ async fn a_deposed_engine_s_pipelined_decision_does_not_land_after_the_fence() {
         let engine = venue.engine.clone();
         tokio::spawn(async move {
             engine
-                .command(CONFERENCE, &session(0), Command::Pin(true), "moderator")
+                .command(
+                    CONFERENCE,
+                    &session(0),
+                    Command::Pin(true),
+                    fresh(),
+                    "moderator",
+                )
                 .await
         })
     };
@@ -286,7 +317,13 @@ async fn a_deposed_engine_s_pipelined_decision_does_not_land_after_the_fence() {
         let engine = venue.engine.clone();
         tokio::spawn(async move {
             engine
-                .command(CONFERENCE, &session(0), Command::Pin(false), "moderator")
+                .command(
+                    CONFERENCE,
+                    &session(0),
+                    Command::Pin(false),
+                    fresh(),
+                    "moderator",
+                )
                 .await
         })
     };

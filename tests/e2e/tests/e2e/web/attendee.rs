@@ -418,6 +418,7 @@ async fn a_question_published_from_the_console_and_a_pin_reach_open_pages_withou
     show.admin
         .stage()
         .start_session(pb::StartSessionRequest {
+            request_id: Client::request_id(),
             conference_id: podium_e2e::CONFERENCE.into(),
             session_id: session.clone(),
         })

@@ -353,6 +353,48 @@ async fn links_sign_in_only_the_role_their_page_needs_and_confirmations_name_rea
     .await
     .unwrap();
     assert_eq!(real.status, 200, "{}", real.body);
+
+    // Its button, pressed twice (a double tap, or sent again after the venue's Wi-Fi lost the
+    // answer), starts the session once and says "done" both times, not "already live".
+    let hidden = |name: &str| {
+        let marker = format!("name=\"{name}\" value=\"");
+        let at = real.body.find(&marker).map(|at| at + marker.len())?;
+        real.body[at..].split('"').next().map(str::to_owned)
+    };
+    let (csrf, request_id) = (hidden("csrf").unwrap(), hidden("request_id").unwrap());
+    assert!(uuid::Uuid::parse_str(&request_id).is_ok(), "{request_id}");
+    let cookies = format!("{signed_in}; podium_csrf={csrf}");
+    let press = || {
+        let body = form(&[("csrf", &csrf), ("request_id", &request_id)]);
+        let (addr, cookies, path) = (
+            addr.clone(),
+            cookies.clone(),
+            format!("/m/stage/start/{}", show.session_id()),
+        );
+        async move {
+            http::request(&addr, "POST", &path, &[("cookie", &cookies)], &body)
+                .await
+                .unwrap()
+        }
+    };
+    for press in [press().await, press().await] {
+        assert_eq!(press.status, 303, "{}", press.body);
+        assert_eq!(press.header("location"), Some("/m/?done=ok"));
+    }
+    // A new confirmation is a new command: the session is live already.
+    let other = http::request(
+        &addr,
+        "POST",
+        &format!("/m/stage/start/{}", show.session_id()),
+        &[("cookie", &cookies)],
+        &form(&[
+            ("csrf", &csrf),
+            ("request_id", &uuid::Uuid::now_v7().to_string()),
+        ]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(other.status, 409, "{}", other.body);
 }
 
 #[tokio::test]

@@ -88,6 +88,7 @@ pub async fn lived_in(show: &Show) {
     show.admin
         .stage()
         .start_session(pb::StartSessionRequest {
+            request_id: Client::request_id(),
             conference_id: podium_e2e::CONFERENCE.into(),
             session_id: session.clone(),
         })

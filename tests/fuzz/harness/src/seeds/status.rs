@@ -11,6 +11,7 @@ pub(super) fn stage_and_recordings(s: &Stack, seeds: &mut Vec<(&'static str, Vec
     use Caller::*;
 
     let session = || pb::StartSessionRequest {
+        request_id: String::new(),
         conference_id: c(),
         session_id: ids.session.clone(),
     };
@@ -21,6 +22,7 @@ pub(super) fn stage_and_recordings(s: &Stack, seeds: &mut Vec<(&'static str, Vec
             2,
             Moderator,
             &pb::SwitchSourceRequest {
+                request_id: String::new(),
                 conference_id: c(),
                 session_id: ids.session.clone(),
                 kind: pb::SourceKind::Recording as i32,
@@ -35,6 +37,7 @@ pub(super) fn stage_and_recordings(s: &Stack, seeds: &mut Vec<(&'static str, Vec
             2,
             Moderator,
             &pb::SwitchSourceRequest {
+                request_id: String::new(),
                 conference_id: c(),
                 session_id: ids.session.clone(),
                 kind: pb::SourceKind::Speaker as i32,
@@ -49,6 +52,7 @@ pub(super) fn stage_and_recordings(s: &Stack, seeds: &mut Vec<(&'static str, Vec
             3,
             Moderator,
             &pb::PinRequest {
+                request_id: String::new(),
                 conference_id: c(),
                 session_id: ids.session.clone(),
                 pinned: true,
@@ -110,6 +114,7 @@ pub(super) fn stage_and_recordings(s: &Stack, seeds: &mut Vec<(&'static str, Vec
             1,
             Moderator,
             &pb::EndSessionRequest {
+                request_id: String::new(),
                 conference_id: c(),
                 session_id: ids.session.clone(),
             },

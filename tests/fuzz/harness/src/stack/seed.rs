@@ -135,6 +135,7 @@ pub(super) async fn seed(s: &Services) -> anyhow::Result<Ids> {
         .unwrap_or_default();
     s.stage
         .start_session(admin(pb::StartSessionRequest {
+            request_id: String::new(),
             conference_id: conference.clone(),
             session_id: session.clone(),
         }))

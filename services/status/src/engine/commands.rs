@@ -1,0 +1,144 @@
+//! Moderators' commands sent again: each carries a request id, and the engine answers a retry of
+//! a command it already carried out instead of carrying it out a second time.
+//!
+//! A command's first event is stored under its request id (the others under ids derived from
+//! it), so the session's status stream itself says which commands were carried out: after a
+//! restart or a change of node, the engine that reads the stream knows them again. In memory,
+//! each session keeps its last [`REMEMBERED`] commands, and retries of a command whose append is
+//! still in flight wait for it.
+
+use std::collections::VecDeque;
+
+use podium_eventlog::RecordedEvent;
+use uuid::Uuid;
+
+use super::handle::Reply;
+use crate::{codec::decode, domain::StatusEvent, error::StatusError};
+
+/// How many commands of each session are remembered: far more than a moderator sends again.
+pub(super) const REMEMBERED: usize = 32;
+
+/// The ids of a command's events: the request id, then ids derived from it.
+pub(super) fn event_ids(request: Uuid) -> impl Iterator<Item = Uuid> {
+    (0u32..).map(move |i| match i {
+        0 => request,
+        i => Uuid::new_v5(&request, &i.to_be_bytes()),
+    })
+}
+
+/// One session's recent commands.
+#[derive(Default)]
+pub(super) struct Commands {
+    /// By request id: the log position that answered each, `None` while its append is in
+    /// flight. Oldest first.
+    recent: VecDeque<(Uuid, Option<u64>)>,
+    /// Retries of a command whose append is in flight, answered with it.
+    retries: Vec<(Uuid, Reply)>,
+}
+
+impl Commands {
+    /// The commands a session's status stream holds: each event a person caused (a moderator's
+    /// start, end, switch or pin) begins one, under its request id, and the events after it
+    /// under ids derived from that are its too; a command is answered with its last event's
+    /// position.
+    pub(super) fn read(events: &[RecordedEvent]) -> Self {
+        let mut commands = Self::default();
+        // The command being read, and the index of its next event.
+        let mut current: Option<(Uuid, u32)> = None;
+        for event in events {
+            if let Some((request, next)) = current.as_mut()
+                && event.id == Uuid::new_v5(request, &next.to_be_bytes())
+            {
+                *next += 1;
+                commands.stored(*request, event.position);
+                continue;
+            }
+            current = None;
+            if let Ok(Some((_, _, status))) = decode(event)
+                && caused_by_person(&status)
+            {
+                commands.remember(event.id, Some(event.position));
+                current = Some((event.id, 1));
+            }
+        }
+        commands
+    }
+
+    /// A retry of a command carried out (or being carried out) is answered here: now, with the
+    /// position of the first answer, or with the first's own answer once it comes. `reply`
+    /// comes back if `request` is a new command.
+    pub(super) fn retry(&mut self, request: Uuid, reply: Reply) -> Option<Reply> {
+        match self.recent.iter().find(|(id, _)| *id == request) {
+            None => Some(reply),
+            Some((_, Some(position))) => {
+                let _ = reply.send(Ok(*position));
+                None
+            }
+            Some((_, None)) => {
+                self.retries.push((request, reply));
+                None
+            }
+        }
+    }
+
+    /// The command's events are on their way to the log.
+    pub(super) fn sent(&mut self, request: Uuid) {
+        self.remember(request, None);
+    }
+
+    /// The command's events are stored, the last at `position`: its retries are answered.
+    pub(super) fn stored(&mut self, request: Uuid, position: u64) {
+        if let Some(entry) = self.recent.iter_mut().find(|(id, _)| *id == request) {
+            entry.1 = Some(position);
+        }
+        self.answer(request, || Ok(position));
+    }
+
+    /// The command's events were not stored: it is forgotten (a retry carries it out), and the
+    /// retries waiting for it hear so.
+    pub(super) fn failed(&mut self, request: Uuid) {
+        self.recent.retain(|(id, _)| *id != request);
+        self.answer(request, || {
+            Err(StatusError::Unavailable(
+                "the command was not stored; send it again".into(),
+            ))
+        });
+    }
+
+    /// Every retry still waiting, when the session's machine is read again: none of their
+    /// commands' appends will be heard of.
+    pub(super) fn abandon(&mut self) {
+        let waiting: Vec<Uuid> = self.retries.iter().map(|(id, _)| *id).collect();
+        for request in waiting {
+            self.failed(request);
+        }
+    }
+
+    fn answer(&mut self, request: Uuid, answer: impl Fn() -> Result<u64, StatusError>) {
+        let (answered, waiting) = std::mem::take(&mut self.retries)
+            .into_iter()
+            .partition(|(id, _)| *id == request);
+        self.retries = waiting;
+        for (_, reply) in answered {
+            let _ = reply.send(answer());
+        }
+    }
+
+    fn remember(&mut self, request: Uuid, position: Option<u64>) {
+        if self.recent.len() == REMEMBERED {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((request, position));
+    }
+}
+
+/// Whether a moderator (not a rule of the machine) caused the event.
+fn caused_by_person(event: &StatusEvent) -> bool {
+    match event {
+        StatusEvent::WentLive { by, .. }
+        | StatusEvent::Ended { by, .. }
+        | StatusEvent::Switched { by, .. }
+        | StatusEvent::Pinned { by, .. } => !by.is_empty(),
+        StatusEvent::Link { .. } | StatusEvent::Alert(_) => false,
+    }
+}

@@ -1,0 +1,180 @@
+//! A log in memory for the engine's tests under paused time: every append takes a set flush
+//! time on tokio's clock, and appends can be made to fail.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, SystemTime},
+};
+
+use async_trait::async_trait;
+use podium_eventlog::{
+    AppendOutcome, CommittedBatch, EventLog, EventLogError, ExpectedVersion, NewEvent, Page,
+    RecordedEvent, Result as LogResult,
+};
+use tokio::{sync::broadcast, time::Instant};
+
+/// An append as it reached the log.
+#[derive(Debug, Clone)]
+pub(super) struct Arrival {
+    pub(super) at: Instant,
+    pub(super) event_types: Vec<String>,
+}
+
+/// A log in memory whose every append takes `flush` (on tokio's clock) before it is stored, as
+/// a group commit's flush does; appends in flight together are stored together.
+pub(super) struct MemoryLog {
+    flush: Duration,
+    events: Mutex<Vec<RecordedEvent>>,
+    arrivals: Mutex<Vec<Arrival>>,
+    /// Appends still to fail.
+    pub(super) failures: AtomicUsize,
+    live: broadcast::Sender<CommittedBatch>,
+}
+
+impl MemoryLog {
+    pub(super) fn new(flush: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            flush,
+            events: Mutex::new(Vec::new()),
+            arrivals: Mutex::new(Vec::new()),
+            failures: AtomicUsize::new(0),
+            live: broadcast::channel(4096).0,
+        })
+    }
+
+    pub(super) fn arrivals(&self) -> Vec<Arrival> {
+        self.arrivals.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    pub(super) fn stream(&self, stream: &str) -> Vec<RecordedEvent> {
+        self.events
+            .lock()
+            .map(|events| {
+                events
+                    .iter()
+                    .filter(|e| e.stream == stream)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub(super) fn store(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        batch: Vec<NewEvent>,
+    ) -> LogResult<AppendOutcome> {
+        let mut events = self
+            .events
+            .lock()
+            .map_err(|_| EventLogError::Storage("poisoned".into()))?;
+        let actual = events
+            .iter()
+            .filter(|e| e.stream == stream)
+            .map(|e| e.stream_version)
+            .max();
+        let fits = match expected {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual.is_none(),
+            ExpectedVersion::Exact(v) => actual == Some(v),
+        };
+        if !fits {
+            return Err(EventLogError::Conflict {
+                stream: stream.to_owned(),
+                expected,
+                actual,
+            });
+        }
+        let first_version = actual.map_or(0, |v| v + 1);
+        let first_position = events.len() as u64;
+        let recorded: Vec<RecordedEvent> = batch
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| RecordedEvent {
+                id: e.id,
+                stream: stream.to_owned(),
+                stream_version: first_version + i as u64,
+                position: first_position + i as u64,
+                event_type: e.event_type,
+                payload: e.payload,
+                recorded_at: SystemTime::now(),
+            })
+            .collect();
+        let n = recorded.len() as u64;
+        events.extend(recorded.iter().cloned());
+        let _ = self.live.send(recorded.into());
+        Ok(AppendOutcome {
+            first_version,
+            last_version: first_version + n - 1,
+            first_position,
+            last_position: first_position + n - 1,
+            deduplicated: false,
+        })
+    }
+}
+
+#[async_trait]
+impl EventLog for MemoryLog {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> LogResult<AppendOutcome> {
+        if let Ok(mut arrivals) = self.arrivals.lock() {
+            arrivals.push(Arrival {
+                at: Instant::now(),
+                event_types: events.iter().map(|e| e.event_type.clone()).collect(),
+            });
+        }
+        tokio::time::sleep(self.flush).await;
+        if self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(EventLogError::Storage("injected".into()));
+        }
+        self.store(stream, expected, events)
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> LogResult<Vec<RecordedEvent>> {
+        Ok(self
+            .stream(stream)
+            .into_iter()
+            .filter(|e| e.stream_version >= from_version)
+            .take(limit)
+            .collect())
+    }
+
+    async fn read_page(&self, from: u64, limit: usize) -> LogResult<Page> {
+        let events = self
+            .events
+            .lock()
+            .map_err(|_| EventLogError::Storage("poisoned".into()))?;
+        let page: Vec<RecordedEvent> = events
+            .iter()
+            .skip(from as usize)
+            .take(limit)
+            .cloned()
+            .collect();
+        Ok(page.into())
+    }
+
+    fn head(&self) -> u64 {
+        self.events.lock().map_or(0, |e| e.len() as u64)
+    }
+
+    fn listen(&self) -> broadcast::Receiver<CommittedBatch> {
+        self.live.subscribe()
+    }
+}
