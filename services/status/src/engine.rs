@@ -82,6 +82,8 @@ struct Done {
     reply: Option<Reply>,
     /// The request id of the command that decided these events.
     request: Option<Uuid>,
+    /// The stream version the engine expected the first event to take.
+    first_version: u64,
     result: Result<AppendOutcome, EventLogError>,
 }
 
@@ -457,9 +459,13 @@ impl Engine {
             }
         };
         if events.is_empty() {
+            let head = self.log.head().saturating_sub(1);
+            if let Some(request) = request {
+                slot.commands.unchanged(request, head);
+            }
             if let Some(reply) = reply {
                 if slot.in_flight == 0 {
-                    let _ = reply.send(Ok(self.log.head().saturating_sub(1)));
+                    let _ = reply.send(Ok(head));
                 } else {
                     slot.waiting.push(reply);
                 }
@@ -471,7 +477,8 @@ impl Engine {
             .version
             .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
         // Optimistic: the next decision of this session is pipelined behind this one.
-        slot.version = Some(slot.version.map_or(0, |v| v + 1) + events.len() as u64 - 1);
+        let first_version = slot.version.map_or(0, |v| v + 1);
+        slot.version = Some(first_version + events.len() as u64 - 1);
         slot.in_flight += 1;
         let generation = slot.generation;
         let batch = match request {
@@ -521,6 +528,7 @@ impl Engine {
                 events,
                 reply,
                 request,
+                first_version,
                 result,
             }
         }));

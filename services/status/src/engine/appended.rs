@@ -15,6 +15,7 @@ impl Engine {
             events,
             reply,
             request,
+            first_version,
             result,
         } = done;
         let current = self
@@ -23,7 +24,12 @@ impl Engine {
             .is_some_and(|slot| slot.generation == generation);
         match result {
             Ok(outcome) => {
-                for event in &events {
+                // The log found these events' ids stored elsewhere in the stream: a command
+                // sent again that the engine no longer remembered, decided again, which the
+                // stream does not hold. (Found where they were to go, they are this append's
+                // own, stored by an earlier try of it inside the log.)
+                let stale = outcome.deduplicated && outcome.first_version != first_version;
+                for event in events.iter().filter(|_| !stale) {
                     if let StatusEvent::Switched { to, cause, .. } = event {
                         crate::metrics::switched(to.kind, *cause);
                         tracing::info!(conference = %k.0, session = %k.1, source = ?to.kind, offset_ms = to.offset_ms, cause = ?cause, "source switched");
@@ -37,12 +43,11 @@ impl Engine {
                 {
                     slot.commands.stored(request, outcome.last_position);
                 }
-                // Stored although an earlier append of the stream failed, or a retry of a
-                // command the engine no longer remembered, which the log found stored: either
-                // way the machine that is there now is not what the stream says.
-                if !current || outcome.deduplicated {
+                // Stored although an earlier append of the stream failed (the machine there now
+                // did not count on it), or stale: either way the machine is read again.
+                if !current || stale {
                     if self.slots.contains_key(&k) {
-                        self.reload(&k).await;
+                        self.reload(&k, !stale).await;
                     }
                     return;
                 }
@@ -60,6 +65,12 @@ impl Engine {
                 self.refile(&k);
             }
             Err(error) => {
+                // A command refused for its request id (used for something else) says nothing
+                // of the agents: its session is read again without the reconnect grace.
+                let refused_id = matches!(
+                    error,
+                    EventLogError::ReusedId { .. } | EventLogError::PartialDuplicate { .. }
+                );
                 if current
                     && matches!(error, EventLogError::Conflict { .. })
                     && self.lease.is_some()
@@ -81,16 +92,17 @@ impl Engine {
                     slot.commands.failed(request);
                 }
                 if current {
-                    self.reload(&k).await;
+                    self.reload(&k, !refused_id).await;
                 }
             }
         }
     }
 
     /// After an append failed: the machine must not keep a decision that was not stored, so it
-    /// is read again from its stream and, like after a restart, gets the reconnect grace. What
-    /// it knew of live links (connections, heartbeat times) stays: the agents are still there.
-    pub(super) async fn reload(&mut self, k: &Key) {
+    /// is read again from its stream and, like after a restart, gets the reconnect grace (when
+    /// `grace`: not after a command refused for its request id). What it knew of live links
+    /// (connections, heartbeat times) stays: the agents are still there.
+    pub(super) async fn reload(&mut self, k: &Key, grace: bool) {
         let read = match Self::read_stream(self.log.clone(), k).await {
             Ok(read) if self.term.as_ref().is_some_and(|t| read.moved > t.number) => {
                 let moved = read.moved;
@@ -119,7 +131,9 @@ impl Engine {
         };
         let mut machine = read.machine;
         machine.monitor = std::mem::take(&mut slot.machine.monitor);
-        machine.restarted(self.clock.now(), self.grace);
+        if grace {
+            machine.restarted(self.clock.now(), self.grace);
+        }
         slot.machine = machine;
         slot.version = read.version;
         slot.commands.abandon();
@@ -130,7 +144,8 @@ impl Engine {
         for reply in slot.waiting.drain(..) {
             let _ = reply.send(Ok(self.log.head().saturating_sub(1)));
         }
-        tracing::warn!(conference = %k.0, session = %k.1, grace_ms = self.grace, "status reloaded from the log after a failed append; reconnect grace given");
+        let grace_ms = if grace { self.grace } else { 0 };
+        tracing::warn!(conference = %k.0, session = %k.1, grace_ms, "status read again from the log after an append that did not store what the engine decided");
         self.refile(k);
     }
 }

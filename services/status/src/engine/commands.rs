@@ -4,19 +4,21 @@
 //! A command's first event is stored under its request id (the others under ids derived from
 //! it), so the session's status stream itself says which commands were carried out: after a
 //! restart or a change of node, the engine that reads the stream knows them again. In memory,
-//! each session keeps its last [`REMEMBERED`] commands, and retries of a command whose append is
-//! still in flight wait for it.
+//! each session keeps its last [`REMEMBERED`] commands (those that changed nothing too), and
+//! retries of a command whose append is still in flight wait for it. A refused command is not
+//! remembered: sent again, it is decided again.
 
 use std::collections::VecDeque;
 
-use podium_eventlog::RecordedEvent;
+use podium_eventlog::{EventLogError, RecordedEvent};
 use uuid::Uuid;
 
 use super::handle::Reply;
 use crate::{codec::decode, domain::StatusEvent, error::StatusError};
 
-/// How many commands of each session are remembered: far more than a moderator sends again.
-pub(super) const REMEMBERED: usize = 32;
+/// How many commands of each session are remembered: more than a session's moderators send in
+/// a day, and at most about 100 KiB a session. (A few in tests, to reach the end of it.)
+pub(super) const REMEMBERED: usize = if cfg!(test) { 4 } else { 4096 };
 
 /// The ids of a command's events: the request id, then ids derived from it.
 pub(super) fn event_ids(request: Uuid) -> impl Iterator<Item = Uuid> {
@@ -86,6 +88,11 @@ impl Commands {
         self.remember(request, None);
     }
 
+    /// The command changed nothing, and was answered with `position`.
+    pub(super) fn unchanged(&mut self, request: Uuid, position: u64) {
+        self.remember(request, Some(position));
+    }
+
     /// The command's events are stored, the last at `position`: its retries are answered.
     pub(super) fn stored(&mut self, request: Uuid, position: u64) {
         if let Some(entry) = self.recent.iter_mut().find(|(id, _)| *id == request) {
@@ -94,19 +101,19 @@ impl Commands {
         self.answer(request, || Ok(position));
     }
 
-    /// The command's events were not stored: it is forgotten (a retry carries it out), and the
-    /// retries waiting for it hear so.
+    /// The command's append failed: it is forgotten (a retry decides it again), and the
+    /// retries waiting for it hear that its outcome is not known.
     pub(super) fn failed(&mut self, request: Uuid) {
         self.recent.retain(|(id, _)| *id != request);
         self.answer(request, || {
-            Err(StatusError::Unavailable(
-                "the command was not stored; send it again".into(),
-            ))
+            Err(StatusError::Log(EventLogError::Unanswered(
+                "the command's outcome is not known: send it again with the same request_id".into(),
+            )))
         });
     }
 
-    /// Every retry still waiting, when the session's machine is read again: none of their
-    /// commands' appends will be heard of.
+    /// Every retry still waiting, when the session's machine is read again or leaves: the
+    /// engine will not hear how their commands' appends went.
     pub(super) fn abandon(&mut self) {
         let waiting: Vec<Uuid> = self.retries.iter().map(|(id, _)| *id).collect();
         for request in waiting {

@@ -1,5 +1,6 @@
 //! A log in memory for the engine's tests under paused time: every append takes a set flush
-//! time on tokio's clock, and appends can be made to fail.
+//! time on tokio's clock, and appends can be made to fail. Event ids are written once, as in
+//! the real logs: a retry is answered with the first outcome, an id of another stream refused.
 
 use std::{
     sync::{
@@ -31,6 +32,11 @@ pub(super) struct MemoryLog {
     arrivals: Mutex<Vec<Arrival>>,
     /// Appends still to fail.
     pub(super) failures: AtomicUsize,
+    /// Appends still to be stored and reported as duplicates, as the NATS log reports an
+    /// append whose first try landed although its acknowledgement was lost.
+    pub(super) echoes: AtomicUsize,
+    /// How many times a stream was read.
+    pub(super) reads: AtomicUsize,
     live: broadcast::Sender<CommittedBatch>,
 }
 
@@ -41,6 +47,8 @@ impl MemoryLog {
             events: Mutex::new(Vec::new()),
             arrivals: Mutex::new(Vec::new()),
             failures: AtomicUsize::new(0),
+            echoes: AtomicUsize::new(0),
+            reads: AtomicUsize::new(0),
             live: broadcast::channel(4096).0,
         })
     }
@@ -72,6 +80,34 @@ impl MemoryLog {
             .events
             .lock()
             .map_err(|_| EventLogError::Storage("poisoned".into()))?;
+        let stored: Vec<Option<&RecordedEvent>> = batch
+            .iter()
+            .map(|new| events.iter().find(|e| e.id == new.id))
+            .collect();
+        if let Some(owner) = stored.iter().flatten().find(|e| e.stream != stream) {
+            return Err(EventLogError::ReusedId {
+                id: owner.id,
+                stream: stream.to_owned(),
+                owner: owner.stream.clone(),
+            });
+        }
+        match (stored.first(), stored.last()) {
+            (Some(Some(first)), Some(Some(last))) if stored.iter().all(Option::is_some) => {
+                return Ok(AppendOutcome {
+                    first_version: first.stream_version,
+                    last_version: last.stream_version,
+                    first_position: first.position,
+                    last_position: last.position,
+                    deduplicated: true,
+                });
+            }
+            _ if stored.iter().any(Option::is_some) => {
+                return Err(EventLogError::PartialDuplicate {
+                    stream: stream.to_owned(),
+                });
+            }
+            _ => {}
+        }
         let actual = events
             .iter()
             .filter(|e| e.stream == stream)
@@ -107,12 +143,16 @@ impl MemoryLog {
         let n = recorded.len() as u64;
         events.extend(recorded.iter().cloned());
         let _ = self.live.send(recorded.into());
+        let echo = self
+            .echoes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
         Ok(AppendOutcome {
             first_version,
             last_version: first_version + n - 1,
             first_position,
             last_position: first_position + n - 1,
-            deduplicated: false,
+            deduplicated: echo,
         })
     }
 }
@@ -148,6 +188,7 @@ impl EventLog for MemoryLog {
         from_version: u64,
         limit: usize,
     ) -> LogResult<Vec<RecordedEvent>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         Ok(self
             .stream(stream)
             .into_iter()
