@@ -206,9 +206,13 @@ impl PrivacyService {
             None => {
                 let keys = self.personal.clone();
                 let whom = subject(kind, &person.conference_id, &person.person_id);
-                keys.erase_everywhere(&whom)
-                    .await
-                    .map_err(|e| Status::unavailable(format!("{e}; nothing was erased, retry")))?;
+                // The key may be gone although the answer was lost: the erasure is not
+                // finished either way, and sending it again finishes it.
+                keys.erase_everywhere(&whom).await.map_err(|e| {
+                    Status::unavailable(format!(
+                        "{e}; the erasure is not finished: send it again to finish it"
+                    ))
+                })?;
                 let event = pb::PersonErased {
                     person: Some(person.clone()),
                     by: caller.id.clone(),
