@@ -57,10 +57,13 @@ impl StatusParts {
         // Files of recordings deleted while the last collection could not run (a crash, an I/O
         // error) go now; the model has replayed the whole log.
         if let Err(error) = recordings
-            .collect(async {
-                model.catch_up().await?;
-                Ok(model.read().needed_content())
-            })
+            .collect(
+                async {
+                    model.catch_up().await?;
+                    Ok(model.read().needed_content())
+                },
+                None,
+            )
             .await
         {
             tracing::warn!(%error, "recordings' files no recording needs could not be removed");

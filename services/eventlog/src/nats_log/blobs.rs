@@ -2,7 +2,10 @@
 //! JetStream object store `<prefix>-blobs`, replicated like the log. Each node keeps its own
 //! copy on disk for serving; this store is where a node that lacks one fetches it.
 
-use std::path::Path;
+use std::{
+    path::Path,
+    time::{Duration, SystemTime},
+};
 
 use async_nats::jetstream::{
     self,
@@ -109,14 +112,20 @@ impl SharedBlobs {
         }
     }
 
-    /// The names the cluster holds.
-    pub async fn names(&self) -> Result<Vec<String>> {
+    /// The names the cluster holds that were put at least `settled_for` ago, by the server's
+    /// time on each against this machine's clock (an object with no time counts as settled).
+    /// A collection spares younger ones: an upload put by another node whose registration has
+    /// not reached this node's log yet.
+    pub async fn names(&self, settled_for: Duration) -> Result<Vec<String>> {
         use futures::StreamExt as _;
         let mut list = self.store.list().await.map_err(nats)?;
         let mut names = Vec::new();
+        let now = SystemTime::now();
         while let Some(info) = list.next().await {
             let info = info.map_err(nats)?;
-            if !info.deleted {
+            let put_at = info.modified.map(SystemTime::from);
+            let age = put_at.map(|at| now.duration_since(at).unwrap_or_default());
+            if !info.deleted && age.is_none_or(|age| age >= settled_for) {
                 names.push(info.name);
             }
         }

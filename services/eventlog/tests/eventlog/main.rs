@@ -3,6 +3,7 @@
 //! crash test that kills a writing child process with SIGKILL, and torn writes.
 
 mod append;
+mod blobs;
 mod crash;
 mod helpers;
 mod idempotency;

@@ -13,6 +13,7 @@ use std::{
     io::{self, Read, Seek, SeekFrom, Write},
     path::PathBuf,
     sync::Arc,
+    time::Duration,
 };
 
 use podium_eventlog::{SharedBlobs, durable};
@@ -26,6 +27,11 @@ use super::{
     probe::{self, ProbeError},
 };
 use crate::error::StatusError;
+
+/// How long an object of the cluster's store is spared by a collection after it was put: an
+/// upload another node kept and put a moment ago has its registration on the way to this node's
+/// log. A later collection (after a deletion, at a start) takes it if nothing registered it.
+const SETTLE: Duration = Duration::from_secs(600);
 
 /// The content-addressed file store of recordings.
 #[derive(Debug)]
@@ -92,11 +98,16 @@ impl RecordingStore {
     pub async fn collect(
         &self,
         needed: impl Future<Output = Result<std::collections::HashSet<String>, StatusError>>,
+        deleted: Option<&str>,
     ) -> Result<Collected, StatusError> {
         let _alone = self.gate.write().await;
         let needed = needed.await?;
         if let Some(shared) = &self.shared {
-            for name in shared.names().await? {
+            // Settled objects nothing needs, and the content of a recording just deleted at
+            // once (its registration is in the log: it is no upload on its way).
+            let mut names = shared.names(SETTLE).await?;
+            names.extend(deleted.map(str::to_owned));
+            for name in names {
                 if !needed.contains(&name) {
                     shared.delete(&name).await?;
                 }
