@@ -169,17 +169,13 @@ impl EngineHandle {
     ) -> Result<(), StatusError> {
         // Stamped before the send: time spent in the queue is not silence.
         let at = self.clock.now();
-        let input = Input::Connected {
+        self.send(Input::Connected {
             key: key(conference_id, session_id),
             speaker_id: speaker_id.to_owned(),
             connection,
             at,
-        };
-        if let (Some(lease), Some(_)) = (&self.lease, self.elsewhere()) {
-            super::relay::hand_over(lease.clone(), input);
-            return Ok(());
-        }
-        self.send(input).await
+        })
+        .await
     }
 
     pub async fn heartbeat(

@@ -31,24 +31,6 @@ pub(super) async fn tell(lease: &dyn Lease, input: Input) {
     }
 }
 
-/// Hands an agent's connect to the node that runs the engine, and makes sure it got there: it
-/// is sent as a request, which waits for a holder while no node is known to hold the lease (a
-/// node's first moments, a take-over) and for the next one when the holder's subject has no
-/// listener (it died), as a command does. Unlike a heartbeat, a lost connect is not made good
-/// by the next one: while an older agent of the speaker beats, a newer one is heard only once
-/// its connect arrives. In the background: the agent's heartbeats go on meanwhile (a heartbeat
-/// of a connection the engine has not seen connect is adopted when no other is current).
-pub(super) fn hand_over(lease: Arc<dyn Lease>, input: Input) {
-    let Some(message) = encode(input) else {
-        return;
-    };
-    tokio::spawn(async move {
-        if let Err(error) = lease.ask(message.encode_to_vec().into()).await {
-            tracing::warn!(%error, "an agent's connect did not reach the status engine");
-        }
-    });
-}
-
 /// An agent's connection that a newer one replaced (see [`EngineHandle::replacements`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replaced {
@@ -163,20 +145,13 @@ pub(super) async fn serve(mut deliveries: mpsc::Receiver<Delivery>, engine: Engi
         if engine.inputs.send(input).await.is_err() {
             break;
         }
-        match (is_command, reply) {
-            (true, Some(reply)) => {
-                tokio::spawn(async move {
-                    let answered = answer
-                        .await
-                        .unwrap_or_else(|_| Err(StatusError::Unavailable("engine stopped".into())));
-                    let _ = reply.send(answer_of(answered).encode_to_vec().into());
-                });
-            }
-            // A connect handed over: it is in the engine's queue, in order.
-            (false, Some(reply)) => {
-                let _ = reply.send(pb::EngineAnswer::default().encode_to_vec().into());
-            }
-            (_, None) => {}
+        if let (true, Some(reply)) = (is_command, reply) {
+            tokio::spawn(async move {
+                let answered = answer
+                    .await
+                    .unwrap_or_else(|_| Err(StatusError::Unavailable("engine stopped".into())));
+                let _ = reply.send(answer_of(answered).encode_to_vec().into());
+            });
         }
     }
 }

@@ -476,8 +476,10 @@ async fn a_newer_agent_through_another_node_ends_the_older_one() {
     })
     .await
     .expect("node two reads the session");
-    // Node two hands its agent's connect to node one (waiting, if it has not read the lease yet,
-    // until it knows who runs the engine).
+    // Node two forwards its agent's connect to node one once it has read who runs the engine
+    // (it reads the lease every 200 ms); a connect forwarded before that is lost, and a lost
+    // connect leaves the newer agent unheard while the older one lives.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let newer = run_agent(on_two, AgentConfig::new(&session.id));
     futures::pin_mut!(newer);
     assert!(matches!(

@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use podium_eventlog::{Delivery, Lease, Result as LogResult, Term};
+use podium_eventlog::{Lease, Result as LogResult, Term};
 use tokio::sync::watch;
 
 use super::*;
@@ -20,11 +20,6 @@ struct Seat {
     outranked: std::sync::Mutex<Vec<u64>>,
     /// What the engine announced to every node, in order.
     announced: std::sync::Mutex<Vec<Bytes>>,
-    /// What this node asked of the holder, in order.
-    asked: std::sync::Mutex<Vec<Bytes>>,
-    /// What other nodes forward to this one: the test's end, and the engine's.
-    inbox: tokio::sync::mpsc::Sender<Delivery>,
-    deliveries: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Delivery>>>,
 }
 
 impl Seat {
@@ -33,15 +28,11 @@ impl Seat {
             node: node.into(),
             number,
         };
-        let (inbox, deliveries) = tokio::sync::mpsc::channel(16);
         Arc::new(Self {
             node: node.into(),
             held: watch::channel(Some(term)).0,
             outranked: std::sync::Mutex::default(),
             announced: std::sync::Mutex::default(),
-            asked: std::sync::Mutex::default(),
-            inbox,
-            deliveries: std::sync::Mutex::new(Some(deliveries)),
         })
     }
 
@@ -73,13 +64,12 @@ impl Lease for Seat {
         Err(EventLogError::Storage("no other node in this test".into()))
     }
 
-    async fn ask(&self, payload: Bytes) -> LogResult<Bytes> {
-        self.asked.lock().expect("not poisoned").push(payload);
+    async fn ask(&self, _payload: Bytes) -> LogResult<Bytes> {
         Err(EventLogError::Storage("no other node in this test".into()))
     }
 
-    fn deliveries(&self) -> Option<tokio::sync::mpsc::Receiver<Delivery>> {
-        self.deliveries.lock().expect("not poisoned").take()
+    fn deliveries(&self) -> Option<tokio::sync::mpsc::Receiver<podium_eventlog::Delivery>> {
+        None
     }
 
     async fn announce(&self, payload: Bytes) -> LogResult<()> {
@@ -388,40 +378,4 @@ async fn a_newer_agent_s_connection_is_announced_to_every_node_so_the_older_one_
             }),
         }]
     );
-}
-
-/// An agent's connect through a node that does not run the engine is asked of the holder, not
-/// told, and the holder answers once it is in its engine's queue: a connect is not lost while
-/// no node is known to hold the lease, as a told one would be.
-#[tokio::test(start_paused = true)]
-async fn an_agent_s_connect_is_handed_to_the_holder_and_acknowledged_once_queued() {
-    let a = Seat::holding("node-a", 1);
-    let venue = Venue::with_lease(1, Duration::from_millis(5), Some(a.clone())).await;
-    let b_seat = Seat::holding("node-b", 1);
-    b_seat.lose();
-    let b = engine_of(&venue, b_seat.clone()).await;
-    b.connected(CONFERENCE, &session(0), &speaker(0), 7)
-        .await
-        .expect("handed over");
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    let asked: Vec<Bytes> = b_seat.asked.lock().expect("not poisoned").clone();
-    assert_eq!(asked.len(), 1, "the connect is asked of the holder");
-
-    // Node A hears it as another node's request, and answers once its engine has it.
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    a.inbox
-        .send(Delivery {
-            payload: asked[0].clone(),
-            reply: Some(reply),
-        })
-        .await
-        .expect("node A listens");
-    let answer: pb::EngineAnswer = tokio::time::timeout(Duration::from_secs(1), answer)
-        .await
-        .expect("answered in time")
-        .map(|bytes| prost::Message::decode(bytes).expect("an EngineAnswer"))
-        .expect("answered, not dropped");
-    assert_eq!(answer.code, 0);
-    // The engine has the session's machine, with the connection.
-    assert_eq!(venue.engine.slots().await.ok(), Some(1));
 }
