@@ -57,21 +57,27 @@ impl StatusParts {
         // Files of recordings deleted while the last collection could not run (a crash, an I/O
         // error) go now; the model has replayed the whole log.
         if let Err(error) = recordings
-            .collect(
-                async {
-                    model.catch_up().await?;
-                    Ok(model.read().needed_content())
-                },
-                None,
-            )
+            .collect(async {
+                model.catch_up().await?;
+                Ok(model.read().needed_content())
+            })
             .await
         {
             tracing::warn!(%error, "recordings' files no recording needs could not be removed");
         }
+        let recordings = Arc::new(recordings);
+        let needed = model.clone();
+        recordings.collect_every(move || {
+            let model = needed.clone();
+            async move {
+                model.catch_up().await?;
+                Ok(model.read().needed_content())
+            }
+        });
         Ok(Self {
             model,
             engine,
-            recordings: Arc::new(recordings),
+            recordings,
             lease,
         })
     }

@@ -112,10 +112,11 @@ impl SharedBlobs {
         }
     }
 
-    /// The names the cluster holds that were put at least `settled_for` ago, by the server's
-    /// time on each against this machine's clock (an object with no time counts as settled).
-    /// A collection spares younger ones: an upload put by another node whose registration has
-    /// not reached this node's log yet.
+    /// The names the cluster holds that were put at least `settled_for` ago, by the time the
+    /// putting node's clock gave each against this machine's clock (an object with no time
+    /// counts as settled). A collection spares younger ones: an upload put by another node
+    /// whose registration has not reached this node's log yet. Putting content the store holds
+    /// already does not make it younger.
     pub async fn names(&self, settled_for: Duration) -> Result<Vec<String>> {
         use futures::StreamExt as _;
         let mut list = self.store.list().await.map_err(nats)?;

@@ -94,7 +94,7 @@ impl RecordingsService {
         tracing::info!(recording = %recording.id, session = %recording.session_id, principal = %principal.id, "recording deleted");
         // The deletion stands whatever happens to the file: a file left behind is collected
         // at the next deletion or start.
-        if let Err(error) = self.collect(Some(&recording.sha256)).await {
+        if let Err(error) = self.collect().await {
             tracing::warn!(%error, "recordings' files could not be collected; they will be at the next start");
         }
         Ok(pb::DeleteRecordingResponse {
@@ -139,19 +139,15 @@ impl RecordingsService {
     }
 
     /// Removes the files that no registered recording and no live session needs (on a cluster,
-    /// the shared copies put long enough ago, and that of the content of a recording just
-    /// `deleted`).
-    pub async fn collect(&self, deleted: Option<&str>) -> Result<Collected, StatusError> {
+    /// the shared copies put long enough ago: `files::SETTLE`).
+    pub async fn collect(&self) -> Result<Collected, StatusError> {
         // Caught up inside the store's gate: a registration the log has but the model not yet
         // (its upload cancelled after the append) is seen before its file could be taken.
         self.store
-            .collect(
-                async {
-                    self.caught_up().await?;
-                    Ok(self.model.read().needed_content())
-                },
-                deleted,
-            )
+            .collect(async {
+                self.caught_up().await?;
+                Ok(self.model.read().needed_content())
+            })
             .await
     }
 }

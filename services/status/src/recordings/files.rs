@@ -30,8 +30,9 @@ use crate::error::StatusError;
 
 /// How long an object of the cluster's store is spared by a collection after it was put: an
 /// upload another node kept and put a moment ago has its registration on the way to this node's
-/// log. A later collection (after a deletion, at a start) takes it if nothing registered it.
-const SETTLE: Duration = Duration::from_secs(600);
+/// log. A later collection takes it if nothing registered it (on a cluster, one runs every
+/// `SETTLE`: [`RecordingStore::collect_every`]).
+pub const SETTLE: Duration = Duration::from_secs(600);
 
 /// The content-addressed file store of recordings.
 #[derive(Debug)]
@@ -98,16 +99,11 @@ impl RecordingStore {
     pub async fn collect(
         &self,
         needed: impl Future<Output = Result<std::collections::HashSet<String>, StatusError>>,
-        deleted: Option<&str>,
     ) -> Result<Collected, StatusError> {
         let _alone = self.gate.write().await;
         let needed = needed.await?;
         if let Some(shared) = &self.shared {
-            // Settled objects nothing needs, and the content of a recording just deleted at
-            // once (its registration is in the log: it is no upload on its way).
-            let mut names = shared.names(SETTLE).await?;
-            names.extend(deleted.map(str::to_owned));
-            for name in names {
+            for name in shared.names(SETTLE).await? {
                 if !needed.contains(&name) {
                     shared.delete(&name).await?;
                 }
@@ -140,6 +136,32 @@ impl RecordingStore {
             );
         }
         Ok(collected)
+    }
+
+    /// On a cluster, collects every [`SETTLE`] for as long as the process runs: the shared
+    /// copies a collection spared as too young, and those of recordings deleted on other nodes,
+    /// go within about twice that. Nothing to do on one node, whose deletions remove their
+    /// files at once.
+    pub fn collect_every<F, Fut>(self: &Arc<Self>, needed: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<std::collections::HashSet<String>, StatusError>> + Send,
+    {
+        if self.shared.is_none() {
+            return;
+        }
+        let store = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SETTLE).await;
+                let Some(store) = store.upgrade() else {
+                    return;
+                };
+                if let Err(error) = store.collect(needed()).await {
+                    tracing::warn!(%error, "recordings' files no recording needs could not be removed; trying again later");
+                }
+            }
+        });
     }
 
     pub fn max_bytes(&self) -> u64 {

@@ -174,10 +174,10 @@ async fn files_no_recording_needs_are_collected_and_the_others_kept() {
     )
     .unwrap();
     assert_eq!(f.stored_files(), 2);
-    let collected = f.service.collect(None).await.unwrap();
+    let collected = f.service.collect().await.unwrap();
     assert_eq!((collected.files, collected.bytes), (1, 10_000));
     assert_eq!((f.stored_files(), f.stored_bytes()), (1, 40_000));
-    assert_eq!(f.service.collect(None).await.unwrap().files, 0);
+    assert_eq!(f.service.collect().await.unwrap().files, 0);
 }
 
 #[tokio::test]
