@@ -4,9 +4,11 @@
 //! to create (every kind, English and Khmer text), open, close and clean of unwanted words.
 //! Moderators, organisers and admins of the conference; the services check every action again.
 
+mod actions;
 mod polls;
 mod report;
 
+pub use actions::{confirm, stage};
 pub use polls::{create_poll, poll_action};
 pub use report::{export, page as report};
 
@@ -18,10 +20,7 @@ use axum::{
     response::Response,
 };
 use podium_access::{MODERATORS, Role};
-use podium_proto::v1::{
-    self as pb, polls_server::Polls as _, questions_server::Questions as _,
-    stage_server::Stage as _,
-};
+use podium_proto::v1::{self as pb, polls_server::Polls as _, questions_server::Questions as _};
 use serde::Deserialize;
 
 use crate::{
@@ -249,200 +248,6 @@ pub async fn page(
         request_id: uuid::Uuid::now_v7().to_string(),
     };
     render(&visitor, StatusCode::OK, &page)
-}
-
-#[derive(Template)]
-#[template(path = "confirm.html")]
-struct ConfirmPage {
-    frame: Frame,
-    question: &'static str,
-    subject: String,
-    action: String,
-    fields: Vec<(String, String)>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-pub struct SwitchQuery {
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    speaker: String,
-}
-
-/// `GET /m/confirm/{action}/{session}`: what will happen, and the one button that does it.
-pub async fn confirm(
-    State(web): State<Web>,
-    visitor: Visitor,
-    Path((action, session_id)): Path<(String, String)>,
-    Query(query): Query<SwitchQuery>,
-) -> Response {
-    let Some(conference_id) = staff_conference(&visitor) else {
-        return reply::error(
-            &visitor,
-            StatusCode::FORBIDDEN,
-            visitor.text().error_forbidden,
-            None,
-        );
-    };
-    let t = visitor.text();
-    let question = match action.as_str() {
-        "start" => t.confirm_start,
-        "end" => t.confirm_end,
-        "switch" => t.confirm_switch,
-        "pin" => t.confirm_pin,
-        "unpin" => t.confirm_unpin,
-        _ => return reply::error(&visitor, StatusCode::NOT_FOUND, t.error_not_found, None),
-    };
-    let names = names(&web, &visitor, &conference_id)
-        .await
-        .unwrap_or_default();
-    let statuses = board::snapshot(&web, &visitor, &conference_id)
-        .await
-        .unwrap_or_default();
-    // The form's action is built from the path: only a session the board knows, and a source
-    // kind and speaker from the lists, may go into it.
-    let Some(title) = statuses.get(&session_id).map(|s| s.title.clone()) else {
-        return reply::error(&visitor, StatusCode::NOT_FOUND, t.error_not_found, None);
-    };
-    let known_kind = ["", "speaker", "backup", "recording", "slate"].contains(&query.kind.as_str());
-    if !known_kind || !(query.speaker.is_empty() || names.speakers.contains_key(&query.speaker)) {
-        return reply::error(&visitor, StatusCode::NOT_FOUND, t.error_not_found, None);
-    }
-    let subject = match action.as_str() {
-        "switch" => {
-            let choice = match query.kind.as_str() {
-                "recording" => t.source_recording.to_owned(),
-                "slate" => t.source_slate.to_owned(),
-                "backup" => format!(
-                    "{}: {}",
-                    t.source_backup,
-                    names
-                        .speakers
-                        .get(&query.speaker)
-                        .cloned()
-                        .unwrap_or_default()
-                ),
-                _ => format!(
-                    "{}: {}",
-                    t.source_speaker,
-                    names
-                        .speakers
-                        .get(&query.speaker)
-                        .cloned()
-                        .unwrap_or_default()
-                ),
-            };
-            format!("{choice} ({title})")
-        }
-        _ => title,
-    };
-    let page = ConfirmPage {
-        frame: Frame::new(&visitor, "/m/"),
-        question,
-        subject,
-        action: format!("/m/stage/{action}/{session_id}"),
-        fields: vec![
-            ("kind".to_owned(), query.kind),
-            ("speaker".to_owned(), query.speaker),
-            ("request_id".to_owned(), uuid::Uuid::now_v7().to_string()),
-        ],
-    };
-    render(&visitor, StatusCode::OK, &page)
-}
-
-/// `POST /m/stage/{action}/{session}`: start, end, switch, pin or unpin.
-pub async fn stage(
-    State(web): State<Web>,
-    visitor: Visitor,
-    Path((action, session_id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let (fields, conference_id) = match staff_post(&visitor, &headers, body) {
-        Ok(posted) => posted,
-        Err(refused) => return *refused,
-    };
-    let Some(stage) = &web.services.stage else {
-        return reply::error(
-            &visitor,
-            StatusCode::SERVICE_UNAVAILABLE,
-            visitor.text().error_unavailable,
-            None,
-        );
-    };
-    let (conference, session) = (conference_id.clone(), session_id.clone());
-    // The confirmation page's request id: the same form sent twice (a double tap, a resend
-    // after a timeout) is carried out once.
-    let request_id = crate::forms::request_id(&fields);
-    let done = match action.as_str() {
-        "start" => stage
-            .start_session(on_behalf(
-                &visitor,
-                pb::StartSessionRequest {
-                    conference_id,
-                    session_id,
-                    request_id,
-                },
-            ))
-            .await
-            .map(drop),
-        "end" => stage
-            .end_session(on_behalf(
-                &visitor,
-                pb::EndSessionRequest {
-                    conference_id,
-                    session_id,
-                    request_id,
-                },
-            ))
-            .await
-            .map(drop),
-        "pin" | "unpin" => stage
-            .pin(on_behalf(
-                &visitor,
-                pb::PinRequest {
-                    conference_id,
-                    session_id,
-                    pinned: action == "pin",
-                    request_id,
-                },
-            ))
-            .await
-            .map(drop),
-        "switch" => {
-            let kind = match fields.get("kind") {
-                "recording" => pb::SourceKind::Recording,
-                "slate" => pb::SourceKind::Slate,
-                "backup" => pb::SourceKind::BackupSpeaker,
-                _ => pb::SourceKind::Speaker,
-            };
-            let request = pb::SwitchSourceRequest {
-                conference_id,
-                session_id,
-                kind: kind as i32,
-                speaker_id: fields.get("speaker").to_owned(),
-                recording_id: String::new(),
-                request_id,
-            };
-            stage
-                .switch_source(on_behalf(&visitor, request))
-                .await
-                .map(drop)
-        }
-        _ => {
-            return reply::error(
-                &visitor,
-                StatusCode::NOT_FOUND,
-                visitor.text().error_not_found,
-                None,
-            );
-        }
-    };
-    tracing::info!(%conference, %session, %action, ok = done.is_ok(), "stage action from the console");
-    match done {
-        Ok(()) => reply::see_other(&visitor, "/m/?done=ok"),
-        Err(status) => reply::refused(&visitor, &status),
-    }
 }
 
 /// `POST /m/questions/{id}/{action}`: publish, answer, dismiss, pin or unpin a question.

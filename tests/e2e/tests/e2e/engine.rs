@@ -404,15 +404,22 @@ async fn speaker_token(node: &Podiumd, speaker_id: &str) -> String {
     let admin = Client::connect(&node.addr, Some(ADMIN.into()))
         .await
         .unwrap();
+    let name = format!("agent through {}", node.addr);
+    issued_token(&admin, pb::Role::Speaker, speaker_id, &name).await
+}
+
+/// A token of `role` issued through `admin`'s node, once that node has read the conference
+/// (and the speaker).
+async fn issued_token(admin: &Client, role: pb::Role, speaker_id: &str, name: &str) -> String {
     tokio::time::timeout(PATIENCE, async {
         loop {
             let issued = admin
                 .access()
                 .issue_token(pb::IssueTokenRequest {
-                    role: pb::Role::Speaker as i32,
+                    role: role as i32,
                     conference_id: CONFERENCE.into(),
                     speaker_id: speaker_id.into(),
-                    name: format!("agent through {}", node.addr),
+                    name: name.into(),
                     ttl_seconds: 0,
                 })
                 .await;
@@ -423,7 +430,7 @@ async fn speaker_token(node: &Podiumd, speaker_id: &str) -> String {
         }
     })
     .await
-    .expect("a speaker token in time")
+    .expect("a token in time")
 }
 
 /// A speaker's newer agent connected through one node ends the older one connected through
