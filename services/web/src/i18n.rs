@@ -232,7 +232,7 @@ catalogue! {
     confirm_unpin: "Unpin, so that the failover rules apply again?", "ឈប់ខ្ទាស់ ដើម្បីឱ្យច្បាប់ប្តូរជំនួសអនុវត្តម្តងទៀត?";
     send_again: "Send again", "ផ្ញើម្តងទៀត";
     send_again_unanswered: "No answer came in time: it may still happen. Sending it again is safe: it is carried out only once.", "មិនមានចម្លើយទាន់ពេលទេ៖ វាអាចនឹងកើតឡើងនៅឡើយ។ ការផ្ញើម្តងទៀតមានសុវត្ថិភាព៖ វានឹងត្រូវបានធ្វើតែម្តងប៉ុណ្ណោះ។";
-    send_again_unavailable: "podium could not do it just now, and nothing was done. Send it again in a moment.", "podium មិនអាចធ្វើវាបានឥឡូវនេះទេ ហើយគ្មានអ្វីត្រូវបានធ្វើទេ។ សូមផ្ញើម្តងទៀតបន្តិចទៀត។";
+    send_again_unavailable: "podium could not confirm that it was done. Sending it again in a moment is safe: it is carried out only once.", "podium មិនអាចបញ្ជាក់ថាវាត្រូវបានធ្វើរួចទេ។ ការផ្ញើម្តងទៀតបន្តិចទៀតមានសុវត្ថិភាព៖ វានឹងត្រូវបានធ្វើតែម្តងប៉ុណ្ណោះ។";
     done: "Done.", "រួចរាល់។";
     moderation_queue: "Questions", "សំណួរ";
     publish: "Publish", "ផ្សាយ";

@@ -119,6 +119,10 @@ pub(super) async fn ask(
         tonic::Code::FailedPrecondition => Err(StatusError::FailedPrecondition(answer.message)),
         tonic::Code::Aborted => Err(StatusError::Aborted(answer.message)),
         tonic::Code::InvalidArgument => Err(StatusError::invalid("command", answer.message)),
+        // The engine's own "outcome unknown" (a retry waiting on an append that failed).
+        tonic::Code::DeadlineExceeded => {
+            Err(StatusError::Log(EventLogError::Unanswered(answer.message)))
+        }
         _ => Err(StatusError::Unavailable(answer.message)),
     }
 }

@@ -95,7 +95,7 @@ impl RecordingsService {
         // The deletion stands whatever happens to the file: a file left behind is collected
         // at the next deletion or start.
         if let Err(error) = self.collect().await {
-            tracing::warn!(%error, "recordings' files could not be collected; they will be at the next start");
+            tracing::warn!(%error, "recordings' files could not be collected; they will be at the next collection");
         }
         Ok(pb::DeleteRecordingResponse {
             recording: Some(recording),

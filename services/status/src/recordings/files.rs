@@ -34,6 +34,9 @@ use crate::error::StatusError;
 /// `SETTLE`: [`RecordingStore::collect_every`]).
 pub const SETTLE: Duration = Duration::from_secs(600);
 
+/// How long a periodic collection waits for the read model to catch up with the log.
+const CATCH_UP: Duration = Duration::from_secs(30);
+
 /// The content-addressed file store of recordings.
 #[derive(Debug)]
 pub struct RecordingStore {
@@ -101,6 +104,14 @@ impl RecordingStore {
         needed: impl Future<Output = Result<std::collections::HashSet<String>, StatusError>>,
     ) -> Result<Collected, StatusError> {
         let _alone = self.gate.write().await;
+        self.collect_alone(needed).await
+    }
+
+    /// [`RecordingStore::collect`], holding the gate.
+    async fn collect_alone(
+        &self,
+        needed: impl Future<Output = Result<std::collections::HashSet<String>, StatusError>>,
+    ) -> Result<Collected, StatusError> {
         let needed = needed.await?;
         if let Some(shared) = &self.shared {
             for name in shared.names(SETTLE).await? {
@@ -115,13 +126,34 @@ impl RecordingStore {
             for entry in fs::read_dir(&dir)? {
                 let entry = entry?;
                 let name = entry.file_name();
-                if name.to_str().is_some_and(|n| needed.contains(n)) {
+                let name = name.to_str().unwrap_or_default();
+                if needed.contains(name) {
                     continue;
                 }
-                let len = entry.metadata()?.len();
-                if durable::remove_file(&entry.path())? {
-                    collected.files += 1;
-                    collected.bytes += len;
+                // Gone since the listing (a fetch's temporary file renamed): nothing to do.
+                let Ok(metadata) = entry.metadata() else {
+                    continue;
+                };
+                // A fetch from the cluster writes a temporary file here before its rename:
+                // one in progress is spared, one a crash left behind goes once it is old.
+                let young = metadata
+                    .modified()
+                    .ok()
+                    .and_then(|at| at.elapsed().ok())
+                    .is_none_or(|age| age < SETTLE);
+                if !is_sha256(name) && young {
+                    continue;
+                }
+                match durable::remove_file(&entry.path()) {
+                    Ok(true) => {
+                        collected.files += 1;
+                        if is_sha256(name) {
+                            collected.bytes += metadata.len();
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
                 }
             }
             Ok(collected)
@@ -157,7 +189,19 @@ impl RecordingStore {
                 let Some(store) = store.upgrade() else {
                     return;
                 };
-                if let Err(error) = store.collect(needed()).await {
+                // Never queued ahead of uploads (the gate is fair): skipped while one is
+                // registering, and the read model given a bounded time.
+                let Ok(_alone) = store.gate.try_write() else {
+                    tracing::debug!("an upload is registering; recordings collected next time");
+                    continue;
+                };
+                let pending = needed();
+                let needed = async {
+                    tokio::time::timeout(CATCH_UP, pending).await.map_err(|_| {
+                        StatusError::Unavailable("the read model did not catch up".into())
+                    })?
+                };
+                if let Err(error) = store.collect_alone(needed).await {
                     tracing::warn!(%error, "recordings' files no recording needs could not be removed; trying again later");
                 }
             }

@@ -66,75 +66,94 @@ pub async fn confirm(
     Path((action, session_id)): Path<(String, String)>,
     Query(query): Query<SwitchQuery>,
 ) -> Response {
-    let Some(conference_id) = staff_conference(&visitor) else {
-        return reply::error(
-            &visitor,
-            StatusCode::FORBIDDEN,
-            visitor.text().error_forbidden,
-            None,
-        );
+    let form = Form {
+        action,
+        session_id,
+        kind: query.kind,
+        speaker: query.speaker,
+        request_id: uuid::Uuid::now_v7().to_string(),
     };
-    let t = visitor.text();
-    let Some(question) = question(t, &action) else {
-        return reply::error(&visitor, StatusCode::NOT_FOUND, t.error_not_found, None);
-    };
-    let names = names(&web, &visitor, &conference_id)
-        .await
-        .unwrap_or_default();
-    let statuses = board::snapshot(&web, &visitor, &conference_id)
-        .await
-        .unwrap_or_default();
-    // The form's action is built from the path: only a session the board knows, and a source
-    // kind and speaker from the lists, may go into it.
-    let Some(title) = statuses.get(&session_id).map(|s| s.title.clone()) else {
-        return reply::error(&visitor, StatusCode::NOT_FOUND, t.error_not_found, None);
-    };
-    let known_kind = ["", "speaker", "backup", "recording", "slate"].contains(&query.kind.as_str());
-    if !known_kind || !(query.speaker.is_empty() || names.speakers.contains_key(&query.speaker)) {
-        return reply::error(&visitor, StatusCode::NOT_FOUND, t.error_not_found, None);
+    match form.page(&web, &visitor, None).await {
+        Ok(page) => render(&visitor, StatusCode::OK, &page),
+        Err(refused) => *refused,
     }
-    let subject = match action.as_str() {
-        "switch" => {
-            let choice = match query.kind.as_str() {
-                "recording" => t.source_recording.to_owned(),
-                "slate" => t.source_slate.to_owned(),
-                "backup" => format!(
-                    "{}: {}",
-                    t.source_backup,
-                    names
-                        .speakers
-                        .get(&query.speaker)
-                        .cloned()
-                        .unwrap_or_default()
-                ),
-                _ => format!(
-                    "{}: {}",
-                    t.source_speaker,
-                    names
-                        .speakers
-                        .get(&query.speaker)
-                        .cloned()
-                        .unwrap_or_default()
-                ),
-            };
-            format!("{choice} ({title})")
+}
+
+/// What a confirmation page's form sends.
+struct Form {
+    action: String,
+    session_id: String,
+    kind: String,
+    speaker: String,
+    request_id: String,
+}
+
+impl Form {
+    /// The confirmation page of this form, with `notice` when it is shown again after no
+    /// answer came. The form's action is built from the path: only a session the board knows,
+    /// and a source kind and speaker from the lists, may go into it.
+    async fn page(
+        self,
+        web: &Web,
+        visitor: &Visitor,
+        notice: Option<&'static str>,
+    ) -> Result<ConfirmPage, Box<Response>> {
+        let t = visitor.text();
+        let refuse = |status, message| Box::new(reply::error(visitor, status, message, None));
+        let Some(conference_id) = staff_conference(visitor) else {
+            return Err(refuse(StatusCode::FORBIDDEN, t.error_forbidden));
+        };
+        let Some(question) = question(t, &self.action) else {
+            return Err(refuse(StatusCode::NOT_FOUND, t.error_not_found));
+        };
+        let names = names(web, visitor, &conference_id)
+            .await
+            .unwrap_or_default();
+        let statuses = board::snapshot(web, visitor, &conference_id)
+            .await
+            .unwrap_or_default();
+        let Some(title) = statuses.get(&self.session_id).map(|s| s.title.clone()) else {
+            return Err(refuse(StatusCode::NOT_FOUND, t.error_not_found));
+        };
+        let known_kind =
+            ["", "speaker", "backup", "recording", "slate"].contains(&self.kind.as_str());
+        let known_speaker = self.speaker.is_empty() || names.speakers.contains_key(&self.speaker);
+        if !known_kind || !known_speaker {
+            return Err(refuse(StatusCode::NOT_FOUND, t.error_not_found));
         }
-        _ => title,
-    };
-    let page = ConfirmPage {
-        frame: Frame::new(&visitor, "/m/"),
-        question,
-        subject,
-        action: format!("/m/stage/{action}/{session_id}"),
-        fields: vec![
-            ("kind".to_owned(), query.kind),
-            ("speaker".to_owned(), query.speaker),
-            ("request_id".to_owned(), uuid::Uuid::now_v7().to_string()),
-        ],
-        notice: None,
-        button: t.confirm,
-    };
-    render(&visitor, StatusCode::OK, &page)
+        let speaker = || {
+            names
+                .speakers
+                .get(&self.speaker)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let subject = match self.action.as_str() {
+            "switch" => {
+                let choice = match self.kind.as_str() {
+                    "recording" => t.source_recording.to_owned(),
+                    "slate" => t.source_slate.to_owned(),
+                    "backup" => format!("{}: {}", t.source_backup, speaker()),
+                    _ => format!("{}: {}", t.source_speaker, speaker()),
+                };
+                format!("{choice} ({title})")
+            }
+            _ => title,
+        };
+        Ok(ConfirmPage {
+            frame: Frame::new(visitor, "/m/"),
+            question,
+            subject,
+            action: format!("/m/stage/{}/{}", self.action, self.session_id),
+            fields: vec![
+                ("kind".to_owned(), self.kind),
+                ("speaker".to_owned(), self.speaker),
+                ("request_id".to_owned(), self.request_id),
+            ],
+            button: notice.map_or(t.confirm, |_| t.send_again),
+            notice,
+        })
+    }
 }
 
 /// `POST /m/stage/{action}/{session}`: start, end, switch, pin or unpin.
@@ -161,11 +180,13 @@ pub async fn stage(
     // The confirmation page's request id: the same form sent twice (a double tap, a resend
     // after a timeout) is carried out once.
     let request_id = crate::forms::request_id(&fields);
-    let again = vec![
-        ("kind".to_owned(), fields.get("kind").to_owned()),
-        ("speaker".to_owned(), fields.get("speaker").to_owned()),
-        ("request_id".to_owned(), request_id.clone()),
-    ];
+    let again = Form {
+        action: action.clone(),
+        session_id: session_id.clone(),
+        kind: fields.get("kind").to_owned(),
+        speaker: fields.get("speaker").to_owned(),
+        request_id: request_id.clone(),
+    };
     let done = match action.as_str() {
         "start" => stage
             .start_session(on_behalf(
@@ -234,13 +255,7 @@ pub async fn stage(
     match done {
         Ok(()) => reply::see_other(&visitor, "/m/?done=ok"),
         Err(status) if matches!(status.code(), Code::DeadlineExceeded | Code::Unavailable) => {
-            let page = SendAgain {
-                action,
-                session_id: session,
-                fields: again,
-                status,
-            };
-            page.render(&web, &visitor).await
+            send_again(&web, &visitor, again, &status).await
         }
         Err(status) => reply::refused(&visitor, &status),
     }
@@ -248,41 +263,17 @@ pub async fn stage(
 
 /// A stage action that got no answer: its confirmation page again, saying what happened, with
 /// the same form (the same request id), so that one tap sends it again and it is carried out
-/// once however many times it arrives.
-struct SendAgain {
-    action: String,
-    session_id: String,
-    fields: Vec<(String, String)>,
-    status: tonic::Status,
-}
-
-impl SendAgain {
-    async fn render(self, web: &Web, visitor: &Visitor) -> Response {
-        let t = visitor.text();
-        let Some(question) = question(t, &self.action) else {
-            return reply::refused(visitor, &self.status);
-        };
-        let (code, notice) = match self.status.code() {
-            // The node that runs the status engine heard it and did not answer in time.
-            Code::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, t.send_again_unanswered),
-            _ => (StatusCode::SERVICE_UNAVAILABLE, t.send_again_unavailable),
-        };
-        // The session's title when the board can be read now; its id when not.
-        let conference_id = staff_conference(visitor).unwrap_or_default();
-        let subject = board::snapshot(web, visitor, &conference_id)
-            .await
-            .ok()
-            .and_then(|statuses| statuses.get(&self.session_id).map(|s| s.title.clone()))
-            .unwrap_or_else(|| self.session_id.clone());
-        let page = ConfirmPage {
-            frame: Frame::new(visitor, "/m/"),
-            question,
-            subject,
-            action: format!("/m/stage/{}/{}", self.action, self.session_id),
-            fields: self.fields,
-            notice: Some(notice),
-            button: t.send_again,
-        };
-        render(visitor, code, &page)
+/// once however many times it arrives. The refusal's own page when the board cannot say what
+/// the form was for.
+async fn send_again(web: &Web, visitor: &Visitor, form: Form, status: &tonic::Status) -> Response {
+    let t = visitor.text();
+    let (code, notice) = match status.code() {
+        // The node that runs the status engine heard it and did not answer in time.
+        Code::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, t.send_again_unanswered),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, t.send_again_unavailable),
+    };
+    match form.page(web, visitor, Some(notice)).await {
+        Ok(page) => render(visitor, code, &page),
+        Err(_) => reply::refused(visitor, status),
     }
 }

@@ -178,6 +178,28 @@ async fn files_no_recording_needs_are_collected_and_the_others_kept() {
     assert_eq!((collected.files, collected.bytes), (1, 10_000));
     assert_eq!((f.stored_files(), f.stored_bytes()), (1, 40_000));
     assert_eq!(f.service.collect().await.unwrap().files, 0);
+
+    // A fetch from the cluster in progress writes beside the content, under a temporary name:
+    // spared while young, removed once old (a crash left it), never counted as content.
+    let fetching = f
+        .dir
+        .path()
+        .join("recordings/sha256")
+        .join(format!("{}.fetch-0c0ffee", sha256(&orphan)));
+    std::fs::write(&fetching, &orphan).unwrap();
+    assert_eq!(f.service.collect().await.unwrap().files, 0);
+    assert!(fetching.exists());
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&fetching)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+    let collected = f.service.collect().await.unwrap();
+    assert_eq!((collected.files, collected.bytes), (1, 0));
+    assert!(!fetching.exists());
+    assert_eq!((f.stored_files(), f.stored_bytes()), (1, 40_000));
 }
 
 #[tokio::test]
