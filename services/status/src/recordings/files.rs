@@ -170,10 +170,10 @@ impl RecordingStore {
         Ok(collected)
     }
 
-    /// On a cluster, collects every [`SETTLE`] for as long as the process runs: the shared
-    /// copies a collection spared as too young, and those of recordings deleted on other nodes,
-    /// go within about twice that. Nothing to do on one node, whose deletions remove their
-    /// files at once.
+    /// On a cluster, collects every 10 minutes (`SETTLE`) for as long as the process runs: the
+    /// shared copies a collection spared as too young, and those of recordings deleted on other
+    /// nodes, go within about twice that. Nothing to do on one node, whose deletions remove
+    /// their files at once.
     pub fn collect_every<F, Fut>(self: &Arc<Self>, needed: F)
     where
         F: Fn() -> Fut + Send + 'static,
