@@ -77,9 +77,13 @@ impl RecordingStore {
         if removed > 0 {
             tracing::info!(removed, dir = %tmp.display(), "removed unfinished uploads");
         }
+        // Content only: a fetch's temporary file a crash left is not a recording's.
         let mut stored = 0u64;
         for entry in fs::read_dir(dir.join("sha256"))? {
-            stored += entry?.metadata()?.len();
+            let entry = entry?;
+            if entry.file_name().to_str().is_some_and(is_sha256) {
+                stored += entry.metadata()?.len();
+            }
         }
         metrics::gauge!(crate::metrics::RECORDING_BYTES).set(stored as f64);
         Ok(Self {
@@ -130,9 +134,11 @@ impl RecordingStore {
                 if needed.contains(name) {
                     continue;
                 }
-                // Gone since the listing (a fetch's temporary file renamed): nothing to do.
-                let Ok(metadata) = entry.metadata() else {
-                    continue;
+                let metadata = match entry.metadata() {
+                    Ok(metadata) => metadata,
+                    // Gone since the listing (a fetch's temporary file renamed): nothing to do.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
                 };
                 // A fetch from the cluster writes a temporary file here before its rename:
                 // one in progress is spared, one a crash left behind goes once it is old.
