@@ -45,7 +45,7 @@ pub struct RecordingStore {
     /// Held (shared) by an upload from the moment its file is in place until its registration
     /// is in the read model, and (exclusively) by [`RecordingStore::collect`]: a file is never
     /// collected between being kept and being referred to.
-    gate: tokio::sync::RwLock<()>,
+    gate: Arc<tokio::sync::RwLock<()>>,
     /// On a cluster: where every node's recordings are, for a node that lacks one.
     shared: Option<Arc<SharedBlobs>>,
 }
@@ -89,7 +89,7 @@ impl RecordingStore {
         Ok(Self {
             dir,
             max_bytes,
-            gate: tokio::sync::RwLock::new(()),
+            gate: Arc::new(tokio::sync::RwLock::new(())),
             shared: None,
         })
     }
@@ -107,14 +107,18 @@ impl RecordingStore {
         &self,
         needed: impl Future<Output = Result<std::collections::HashSet<String>, StatusError>>,
     ) -> Result<Collected, StatusError> {
-        let _alone = self.gate.write().await;
-        self.collect_alone(needed).await
+        let alone = self.gate.clone().write_owned().await;
+        self.collect_alone(needed, alone).await
     }
 
-    /// [`RecordingStore::collect`], holding the gate.
+    /// [`RecordingStore::collect`], holding the gate (`alone`). The sweep of the directory
+    /// takes the guard with it to the blocking pool: should the caller stop waiting (a request
+    /// timed out, a client went away), no upload moves a file in while the sweep, which goes
+    /// on, could still remove it.
     async fn collect_alone(
         &self,
         needed: impl Future<Output = Result<std::collections::HashSet<String>, StatusError>>,
+        alone: tokio::sync::OwnedRwLockWriteGuard<()>,
     ) -> Result<Collected, StatusError> {
         let needed = needed.await?;
         if let Some(shared) = &self.shared {
@@ -126,6 +130,7 @@ impl RecordingStore {
         }
         let dir = self.dir.join("sha256");
         let collected = blocking(move || {
+            let _alone = alone;
             let mut collected = Collected::default();
             for entry in fs::read_dir(&dir)? {
                 let entry = entry?;
@@ -197,7 +202,7 @@ impl RecordingStore {
                 };
                 // Never queued ahead of uploads (the gate is fair): skipped while one is
                 // registering, and the read model given a bounded time.
-                let Ok(_alone) = store.gate.try_write() else {
+                let Ok(alone) = store.gate.clone().try_write_owned() else {
                     tracing::debug!("an upload is registering; recordings collected next time");
                     continue;
                 };
@@ -207,7 +212,7 @@ impl RecordingStore {
                         StatusError::Unavailable("the read model did not catch up".into())
                     })?
                 };
-                if let Err(error) = store.collect_alone(needed).await {
+                if let Err(error) = store.collect_alone(needed, alone).await {
                     tracing::warn!(%error, "recordings' files no recording needs could not be removed; trying again later");
                 }
             }
