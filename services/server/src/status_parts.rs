@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use podium_eventlog::{EventLog, Lease, NatsLease, Projector};
-use podium_status::{Clock, Engine, EngineHandle, RecordingStore, StatusModel};
+use podium_status::{
+    Clock, Engine, EngineHandle, RecordingStore, StatusModel, recordings::needed_content,
+};
 
 use crate::{Config, ServerError, backup, log_store::LogStore};
 
@@ -56,24 +58,12 @@ impl StatusParts {
         }
         // Files of recordings deleted while the last collection could not run (a crash, an I/O
         // error) go now; the model has replayed the whole log.
-        if let Err(error) = recordings
-            .collect(async {
-                model.catch_up().await?;
-                Ok(model.read().needed_content())
-            })
-            .await
-        {
+        if let Err(error) = recordings.collect(needed_content(model.clone())).await {
             tracing::warn!(%error, "recordings' files no recording needs could not be removed");
         }
         let recordings = Arc::new(recordings);
         let needed = model.clone();
-        recordings.collect_every(move || {
-            let model = needed.clone();
-            async move {
-                model.catch_up().await?;
-                Ok(model.read().needed_content())
-            }
-        });
+        recordings.collect_every(move || needed_content(needed.clone()));
         Ok(Self {
             model,
             engine,

@@ -481,20 +481,14 @@ impl Engine {
         slot.version = Some(first_version + events.len() as u64 - 1);
         slot.in_flight += 1;
         let generation = slot.generation;
-        let batch = match request {
-            Some(request) => {
-                slot.commands.sent(request);
-                events
-                    .iter()
-                    .zip(commands::event_ids(request))
-                    .map(|(e, id)| encode(id, &k.0, &k.1, e))
-                    .collect()
-            }
-            None => events
-                .iter()
-                .map(|e| encode(Uuid::now_v7(), &k.0, &k.1, e))
-                .collect(),
-        };
+        if let Some(request) = request {
+            slot.commands.sent(request);
+        }
+        let batch = events
+            .iter()
+            .zip(commands::event_ids(request))
+            .map(|(e, id)| encode(id, &k.0, &k.1, e))
+            .collect();
         let log = self.log.clone();
         let key = k.clone();
         let stream = status_stream(&k.0, &k.1);

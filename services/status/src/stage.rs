@@ -57,7 +57,9 @@ impl StageService {
     async fn command(
         &self,
         principal: &Principal,
-        (conference_id, session_id, request_id): (&str, &str, &str),
+        conference_id: &str,
+        session_id: &str,
+        request_id: &str,
         command: Command,
         action: &str,
     ) -> Result<pb::SessionStatus, Status> {
@@ -169,7 +171,9 @@ impl Stage for StageService {
         let status = self
             .command(
                 &principal,
-                (r.conference_id.trim(), r.session_id.trim(), &r.request_id),
+                r.conference_id.trim(),
+                r.session_id.trim(),
+                &r.request_id,
                 Command::Start,
                 "start sessions",
             )
@@ -188,7 +192,9 @@ impl Stage for StageService {
         let status = self
             .command(
                 &principal,
-                (r.conference_id.trim(), r.session_id.trim(), &r.request_id),
+                r.conference_id.trim(),
+                r.session_id.trim(),
+                &r.request_id,
                 Command::End,
                 "end sessions",
             )
@@ -215,7 +221,9 @@ impl Stage for StageService {
         let status = self
             .command(
                 &principal,
-                (r.conference_id.trim(), r.session_id.trim(), &r.request_id),
+                r.conference_id.trim(),
+                r.session_id.trim(),
+                &r.request_id,
                 Command::Switch(target),
                 "switch sources",
             )
@@ -236,7 +244,9 @@ impl Stage for StageService {
         let status = self
             .command(
                 &principal,
-                (r.conference_id.trim(), r.session_id.trim(), &r.request_id),
+                r.conference_id.trim(),
+                r.session_id.trim(),
+                &r.request_id,
                 Command::Pin(r.pinned),
                 "pin sources",
             )

@@ -163,6 +163,13 @@ pub async fn stream_ends(stream: &mut tokio::net::TcpStream) -> anyhow::Result<(
     }
 }
 
+/// The value of the field `name` of a page's form, as the page wrote it (`name="…" value="…"`).
+pub fn field(page: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let at = page.find(&marker)? + marker.len();
+    page[at..].split('"').next().map(str::to_owned)
+}
+
 /// Form-encodes `fields`.
 pub fn form(fields: &[(&str, &str)]) -> String {
     fields

@@ -14,18 +14,25 @@ use podium_eventlog::{EventLogError, RecordedEvent};
 use uuid::Uuid;
 
 use super::handle::Reply;
-use crate::{codec::decode, domain::StatusEvent, error::StatusError};
+use crate::{domain::StatusEvent, error::StatusError};
 
 /// How many commands of each session are remembered: more than a session's moderators send in
 /// a day, and at most about 100 KiB a session. (A few in tests, to reach the end of it.)
 pub(super) const REMEMBERED: usize = if cfg!(test) { 4 } else { 4096 };
 
-/// The ids of a command's events: the request id, then ids derived from it.
-pub(super) fn event_ids(request: Uuid) -> impl Iterator<Item = Uuid> {
-    (0u32..).map(move |i| match i {
-        0 => request,
-        i => Uuid::new_v5(&request, &i.to_be_bytes()),
+/// The ids of a decision's events: a command's (`request`) are its request id, then ids
+/// derived from it; a rule's are fresh.
+pub(super) fn event_ids(request: Option<Uuid>) -> impl Iterator<Item = Uuid> {
+    (0u32..).map(move |i| match (request, i) {
+        (Some(request), 0) => request,
+        (Some(request), i) => derived(request, i),
+        (None, _) => Uuid::now_v7(),
     })
+}
+
+/// The id of a command's event after its first.
+fn derived(request: Uuid, index: u32) -> Uuid {
+    Uuid::new_v5(&request, &index.to_be_bytes())
 }
 
 /// One session's recent commands.
@@ -39,33 +46,6 @@ pub(super) struct Commands {
 }
 
 impl Commands {
-    /// The commands a session's status stream holds: each event a person caused (a moderator's
-    /// start, end, switch or pin) begins one, under its request id, and the events after it
-    /// under ids derived from that are its too; a command is answered with its last event's
-    /// position.
-    pub(super) fn read(events: &[RecordedEvent]) -> Self {
-        let mut commands = Self::default();
-        // The command being read, and the index of its next event.
-        let mut current: Option<(Uuid, u32)> = None;
-        for event in events {
-            if let Some((request, next)) = current.as_mut()
-                && event.id == Uuid::new_v5(request, &next.to_be_bytes())
-            {
-                *next += 1;
-                commands.stored(*request, event.position);
-                continue;
-            }
-            current = None;
-            if let Ok(Some((_, _, status))) = decode(event)
-                && caused_by_person(&status)
-            {
-                commands.remember(event.id, Some(event.position));
-                current = Some((event.id, 1));
-            }
-        }
-        commands
-    }
-
     /// A retry of a command carried out (or being carried out) is answered here: now, with the
     /// position of the first answer, or with the first's own answer once it comes. `reply`
     /// comes back if `request` is a new command.
@@ -105,19 +85,15 @@ impl Commands {
     /// retries waiting for it hear that its outcome is not known.
     pub(super) fn failed(&mut self, request: Uuid) {
         self.recent.retain(|(id, _)| *id != request);
-        self.answer(request, || {
-            Err(StatusError::Log(EventLogError::Unanswered(
-                "the command's outcome is not known: send it again with the same request_id".into(),
-            )))
-        });
+        self.answer(request, || Err(unknown()));
     }
 
     /// Every retry still waiting, when the session's machine is read again or leaves: the
     /// engine will not hear how their commands' appends went.
     pub(super) fn abandon(&mut self) {
-        let waiting: Vec<Uuid> = self.retries.iter().map(|(id, _)| *id).collect();
-        for request in waiting {
-            self.failed(request);
+        for (request, reply) in std::mem::take(&mut self.retries) {
+            self.recent.retain(|(id, _)| *id != request);
+            let _ = reply.send(Err(unknown()));
         }
     }
 
@@ -137,6 +113,46 @@ impl Commands {
         }
         self.recent.push_back((request, position));
     }
+}
+
+/// The commands of a session's status stream, read event by event beside its machine: each
+/// event a person caused (a moderator's start, end, switch or pin) begins one, under its request
+/// id, and the events after it under ids derived from that are its too; a command is answered
+/// with its last event's position.
+#[derive(Default)]
+pub(super) struct Reading {
+    commands: Commands,
+    /// The command being read, and the index of its next event.
+    current: Option<(Uuid, u32)>,
+}
+
+impl Reading {
+    /// The next event of the stream, and what it says when it is a status event.
+    pub(super) fn event(&mut self, event: &RecordedEvent, status: Option<&StatusEvent>) {
+        if let Some((request, next)) = self.current.as_mut()
+            && event.id == derived(*request, *next)
+        {
+            *next += 1;
+            self.commands.stored(*request, event.position);
+            return;
+        }
+        self.current = None;
+        if status.is_some_and(caused_by_person) {
+            self.commands.remember(event.id, Some(event.position));
+            self.current = Some((event.id, 1));
+        }
+    }
+
+    pub(super) fn done(self) -> Commands {
+        self.commands
+    }
+}
+
+/// A waiting retry's answer when its command's outcome will not be heard of.
+fn unknown() -> StatusError {
+    StatusError::Log(EventLogError::Unanswered(
+        "the command's outcome is not known: send it again with the same request_id".into(),
+    ))
 }
 
 /// Whether a moderator (not a rule of the machine) caused the event.

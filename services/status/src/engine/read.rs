@@ -5,7 +5,11 @@ use std::sync::Arc;
 
 use podium_eventlog::{EventLog, read_whole_stream};
 
-use super::{Engine, Key, Slot, commands::Commands, term};
+use super::{
+    Engine, Key, Slot,
+    commands::{self, Commands},
+    term,
+};
 use crate::{
     codec::{decode, status_stream},
     domain::Machine,
@@ -30,24 +34,31 @@ impl Engine {
         let events = read_whole_stream(log.as_ref(), &status_stream(&k.0, &k.1)).await?;
         let mut machine = Machine::default();
         let mut moved = 0;
+        let mut commands = commands::Reading::default();
         for event in &events {
             if let Some(term) = term::moved_term(event) {
                 moved = term;
+                commands.event(event, None);
                 continue;
             }
-            match decode(event) {
-                Ok(Some((_, _, status))) => machine.live.apply(&status),
-                Ok(None) => {}
+            let status = match decode(event) {
+                Ok(Some((_, _, status))) => Some(status),
+                Ok(None) => None,
                 Err(error) => {
-                    tracing::error!(position = event.position, %error, "skipping status event")
+                    tracing::error!(position = event.position, %error, "skipping status event");
+                    None
                 }
+            };
+            if let Some(status) = &status {
+                machine.live.apply(status);
             }
+            commands.event(event, status.as_ref());
         }
         Ok(Read {
             machine,
             version: events.last().map(|e| e.stream_version),
             moved,
-            commands: Commands::read(&events),
+            commands: commands.done(),
         })
     }
 

@@ -33,6 +33,13 @@ fn fresh() -> RequestId {
     Uuid::now_v7().into()
 }
 
+/// A moderator's new command to session `i` through `engine` (one node's).
+async fn moderate(engine: &EngineHandle, i: usize, command: Command) -> Result<u64, StatusError> {
+    engine
+        .command(CONFERENCE, &session(i), command, fresh(), "moderator")
+        .await
+}
+
 fn failover_after() -> Millis {
     Millis::from(FailoverPolicy::default().failover_after_ms)
 }
@@ -136,17 +143,10 @@ impl Venue {
                 .await
                 .expect("engine runs");
         }
-        let started = futures::future::join_all((0..self.sessions).map(|i| async move {
-            self.engine
-                .command(
-                    CONFERENCE,
-                    &session(i),
-                    Command::Start,
-                    fresh(),
-                    "moderator",
-                )
-                .await
-        }))
+        let started = futures::future::join_all(
+            (0..self.sessions)
+                .map(|i| async move { moderate(&self.engine, i, Command::Start).await }),
+        )
         .await;
         assert!(started.iter().all(Result::is_ok), "{started:?}");
     }
@@ -239,17 +239,7 @@ async fn a_heartbeat_queued_while_an_append_is_in_flight_is_timed_from_its_arriv
     venue.heartbeats(4).await;
     // Session 0's moderator pins: its append takes 400 ms to flush.
     let engine = venue.engine.clone();
-    let pin = tokio::spawn(async move {
-        engine
-            .command(
-                CONFERENCE,
-                &session(0),
-                Command::Pin(true),
-                fresh(),
-                "moderator",
-            )
-            .await
-    });
+    let pin = tokio::spawn(async move { moderate(&engine, 0, Command::Pin(true)).await });
     tokio::time::sleep(Duration::from_millis(10)).await;
     // Session 1's speaker sends one last heartbeat while the flush goes on.
     let arrived = venue.clock.now();
@@ -274,18 +264,11 @@ async fn decisions_of_one_session_are_pipelined_and_each_command_answered_once_s
     let venue = Venue::new(1, Duration::from_millis(200)).await;
     venue.start_all().await;
     let sent = venue.clock.now();
-    let s0 = session(0);
     let (pin, unpin, again) = tokio::join!(
-        venue
-            .engine
-            .command(CONFERENCE, &s0, Command::Pin(true), fresh(), "moderator"),
-        venue
-            .engine
-            .command(CONFERENCE, &s0, Command::Pin(false), fresh(), "moderator"),
+        venue.send(0, Command::Pin(true), fresh()),
+        venue.send(0, Command::Pin(false), fresh()),
         // Decides nothing, so it is answered after the appends ahead of it.
-        venue
-            .engine
-            .command(CONFERENCE, &s0, Command::Pin(false), fresh(), "moderator"),
+        venue.send(0, Command::Pin(false), fresh()),
     );
     let (pin, unpin, again) = (
         pin.expect("pinned"),

@@ -144,10 +144,7 @@ impl RecordingsService {
         // Caught up inside the store's gate: a registration the log has but the model not yet
         // (its upload cancelled after the append) is seen before its file could be taken.
         self.store
-            .collect(async {
-                self.caught_up().await?;
-                Ok(self.model.read().needed_content())
-            })
+            .collect(super::needed_content(self.model.clone()))
             .await
     }
 }

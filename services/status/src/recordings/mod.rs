@@ -17,6 +17,15 @@ pub use files::{Collected, RecordingStore, Upload, is_sha256};
 pub use grpc::RecordingsService;
 pub use probe::{ProbeError, playout_concerns, probe};
 
+/// The content the store must keep, from `model` once it has caught up with the log (so a
+/// registration the log has and the model not yet is counted): what a collection is given.
+pub async fn needed_content(
+    model: podium_eventlog::Projector<crate::StatusModel>,
+) -> Result<std::collections::HashSet<String>, crate::StatusError> {
+    model.catch_up().await?;
+    Ok(model.read().needed_content())
+}
+
 /// Largest chunk of an upload, as the proto promises.
 pub const MAX_CHUNK_BYTES: usize = 4 << 20;
 /// Size of the chunks a fetch streams.

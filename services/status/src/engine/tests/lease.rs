@@ -193,30 +193,15 @@ async fn an_engine_deposed_while_frozen_is_refused_by_the_log_when_it_wakes() {
     // Refused, a read its stream again, saw the newer term, and dropped the session; a
     // command it is given is refused rather than decided.
     assert_eq!(venue.engine.slots().await.expect("engine runs"), 0);
-    let refused = venue
-        .engine
-        .command(
-            CONFERENCE,
-            &session(0),
-            Command::Pin(true),
-            fresh(),
-            "moderator",
-        )
-        .await;
+    let refused = moderate(&venue.engine, 0, Command::Pin(true)).await;
     assert!(
         matches!(refused, Err(StatusError::Unavailable(_))),
         "{refused:?}"
     );
     // The holder decides.
-    b.command(
-        CONFERENCE,
-        &session(0),
-        Command::Pin(true),
-        fresh(),
-        "moderator",
-    )
-    .await
-    .expect("pinned by the holder");
+    moderate(&b, 0, Command::Pin(true))
+        .await
+        .expect("pinned by the holder");
     // a's lease was told of the later term (once for each time a met it), to give itself up.
     let told = a.outranked.lock().expect("not poisoned").clone();
     assert!(
@@ -238,15 +223,7 @@ async fn a_holder_whose_lease_numbered_its_terms_again_decides_nothing_and_tells
     let b_seat = Seat::holding("node-b", 1);
     let b = engine_of(&venue, b_seat.clone()).await;
 
-    let refused = b
-        .command(
-            CONFERENCE,
-            &session(0),
-            Command::Pin(true),
-            fresh(),
-            "moderator",
-        )
-        .await;
+    let refused = moderate(&b, 0, Command::Pin(true)).await;
     match refused {
         Err(StatusError::Unavailable(message)) => assert!(
             message.contains("term 5") && message.contains("term 1"),
@@ -264,15 +241,9 @@ async fn a_holder_whose_lease_numbered_its_terms_again_decides_nothing_and_tells
     // The real lease gives itself up at term 5, and the next holder takes term 6.
     b_seat.lose();
     let c = engine_of(&venue, Seat::holding("node-c", 6)).await;
-    c.command(
-        CONFERENCE,
-        &session(0),
-        Command::Pin(true),
-        fresh(),
-        "moderator",
-    )
-    .await
-    .expect("pinned by term 6");
+    moderate(&c, 0, Command::Pin(true))
+        .await
+        .expect("pinned by term 6");
     assert_eq!(moves(&venue, 0), vec![5, 6]);
 }
 
@@ -298,34 +269,14 @@ async fn a_deposed_engine_s_pipelined_decision_does_not_land_after_the_fence() {
     venue.log.failures.store(1, Ordering::SeqCst);
     let first = {
         let engine = venue.engine.clone();
-        tokio::spawn(async move {
-            engine
-                .command(
-                    CONFERENCE,
-                    &session(0),
-                    Command::Pin(true),
-                    fresh(),
-                    "moderator",
-                )
-                .await
-        })
+        tokio::spawn(async move { moderate(&engine, 0, Command::Pin(true)).await })
     };
     tokio::time::sleep(Duration::from_millis(10)).await;
     let _b = engine_of(&venue, Seat::holding("node-b", 2)).await;
     tokio::time::sleep(Duration::from_millis(10)).await;
     let second = {
         let engine = venue.engine.clone();
-        tokio::spawn(async move {
-            engine
-                .command(
-                    CONFERENCE,
-                    &session(0),
-                    Command::Pin(false),
-                    fresh(),
-                    "moderator",
-                )
-                .await
-        })
+        tokio::spawn(async move { moderate(&engine, 0, Command::Pin(false)).await })
     };
     let (first, second) = (first.await.expect("ran"), second.await.expect("ran"));
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -104,9 +104,7 @@ async fn a_start_sent_again_after_the_engine_s_node_died_is_answered_not_refused
 
 /// The value of the hidden field `name` of a page's form.
 fn hidden(page: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let at = page.find(&marker).expect("the field") + marker.len();
-    page[at..].split('"').next().unwrap_or_default().to_owned()
+    http::field(page, name).expect("the field")
 }
 
 /// The console on a node that does not run the status engine, whose node froze: the start

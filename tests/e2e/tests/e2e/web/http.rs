@@ -356,12 +356,8 @@ async fn links_sign_in_only_the_role_their_page_needs_and_confirmations_name_rea
 
     // Its button, pressed twice (a double tap, or sent again after the venue's Wi-Fi lost the
     // answer), starts the session once and says "done" both times, not "already live".
-    let hidden = |name: &str| {
-        let marker = format!("name=\"{name}\" value=\"");
-        let at = real.body.find(&marker).map(|at| at + marker.len())?;
-        real.body[at..].split('"').next().map(str::to_owned)
-    };
-    let (csrf, request_id) = (hidden("csrf").unwrap(), hidden("request_id").unwrap());
+    let hidden = |name: &str| http::field(&real.body, name).unwrap();
+    let (csrf, request_id) = (hidden("csrf"), hidden("request_id"));
     assert!(uuid::Uuid::parse_str(&request_id).is_ok(), "{request_id}");
     let cookies = format!("{signed_in}; podium_csrf={csrf}");
     let press = || {
