@@ -22,6 +22,16 @@ fn an_object_put_a_moment_ago_is_not_yet_listed_as_settled() {
         .await
         .expect("open the event log on JetStream");
         let blobs = log.blobs(3).await.expect("the object store opens");
+        // A store just created answers once its replicated stream has a leader (a moment on
+        // a loaded machine: "no responders" until then).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while let Err(error) = blobs.has("talk-sha").await {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the store never answered: {error}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let dir = tempfile::tempdir().expect("a temporary directory");
         let file = dir.path().join("talk.mp4");
         std::fs::write(&file, b"not really a talk").expect("written");
