@@ -182,6 +182,14 @@ pub trait EventLog: Send + Sync + 'static {
     /// The position the next event will get: every event below it is durable.
     fn head(&self) -> u64;
 
+    /// The head as the storage has it now. On a log several processes share, this counts what
+    /// the others have appended and this process has not read yet, which [`head`](Self::head)
+    /// does not: it is what a lookup waits for that must not miss a write acknowledged through
+    /// another process. Where this process is the only writer, it is `head`.
+    async fn head_now(&self) -> Result<u64> {
+        Ok(self.head())
+    }
+
     /// Live batches committed from now on. A receiver that falls behind gets
     /// `RecvError::Lagged`; [`subscribe`] then goes back to reading storage.
     fn listen(&self) -> broadcast::Receiver<CommittedBatch>;

@@ -87,9 +87,14 @@ impl<P: Projection> Projector<P> {
         Ok(())
     }
 
-    /// Waits until the model has applied every event that was durable when it was called.
+    /// Waits until the model has applied every event that was durable when it was called,
+    /// including those appended through another node of a cluster that this node's tail has not
+    /// delivered yet ([`EventLog::head_now`]).
     pub async fn catch_up(&self) -> Result<()> {
-        let head = self.log.upgrade().ok_or(EventLogError::Closed)?.head();
+        let log = self.log.upgrade().ok_or(EventLogError::Closed)?;
+        let head = log.head_now().await?;
+        // Not held while waiting: a log that closes meanwhile ends the wait.
+        drop(log);
         if head > 0 {
             self.wait_for(head - 1).await?;
         }

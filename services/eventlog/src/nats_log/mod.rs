@@ -502,6 +502,13 @@ impl EventLog for NatsEventLog {
         self.inner.head.load(Ordering::Acquire)
     }
 
+    /// Asks the stream for its last sequence: the tail may be behind it (it delivers within
+    /// milliseconds, but a stalled consumer is noticed only after a few seconds).
+    async fn head_now(&self) -> Result<u64> {
+        let info = self.inner.reader.stream.get_info().await.map_err(nats)?;
+        Ok(info.state.last_sequence.max(self.head()))
+    }
+
     fn listen(&self) -> broadcast::Receiver<CommittedBatch> {
         crate::listen_to(&self.inner.live)
     }

@@ -530,6 +530,10 @@ impl EventLog for SealingLog {
         self.inner.head()
     }
 
+    async fn head_now(&self) -> Result<u64> {
+        self.inner.head_now().await
+    }
+
     fn listen(&self) -> broadcast::Receiver<CommittedBatch> {
         self.inner.listen()
     }

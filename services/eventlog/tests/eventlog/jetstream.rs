@@ -373,3 +373,39 @@ fn processes_sharing_the_log_are_fenced_and_see_each_others_events() {
         assert_eq!(checked_log(two.log.as_ref()).await, seen);
     });
 }
+
+#[test]
+fn a_process_whose_tail_is_behind_still_finds_the_others_appends_in_the_head_now() {
+    let cluster = cluster();
+    runtime().block_on(async {
+        let place = Place::on(&cluster);
+        let writer = place.open(64).await;
+        let Place::Nats {
+            urls,
+            monitors,
+            prefix,
+        } = &place
+        else {
+            unreachable!("a place on a cluster")
+        };
+        let reader = NatsEventLog::open(NatsOptions {
+            servers: urls.clone(),
+            monitors: monitors.clone(),
+            prefix: prefix.clone(),
+            ..NatsOptions::default()
+        })
+        .await
+        .unwrap();
+        // The reader stops following, as a stalled tail does: what the writer appends now
+        // reaches it only by asking the stream.
+        reader.close();
+        let appended = writer
+            .log
+            .append("poll/a", ExpectedVersion::NoStream, events(3))
+            .await
+            .unwrap();
+        assert_eq!(reader.head(), 0, "the reader's tail delivered nothing");
+        assert_eq!(reader.head_now().await.unwrap(), appended.last_position + 1);
+        assert_eq!(writer.log.head_now().await.unwrap(), writer.log.head());
+    });
+}
