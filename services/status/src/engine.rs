@@ -90,6 +90,8 @@ struct Done {
 /// What woke the engine's loop.
 enum Step {
     Input(Option<Input>),
+    /// A command back from waiting for the read model (see [`Engine::unknown`]).
+    CaughtUp((Input, Result<(), EventLogError>)),
     Appended(Done),
     Tick,
     /// The lease's term for this node changed (or the lease ended: `None`).
@@ -107,6 +109,10 @@ pub struct Engine {
     /// Every slot's next deadline, earliest first.
     deadlines: BTreeSet<(Millis, Key)>,
     appends: FuturesUnordered<BoxFuture<'static, Done>>,
+    /// Commands for a session the read model did not know when they came, each waiting for the
+    /// model to catch up with the log: on a cluster, a session made through another node a
+    /// moment before may not have reached this node yet. Then each is handled again, once.
+    unknown: FuturesUnordered<BoxFuture<'static, (Input, Result<(), EventLogError>)>>,
     generations: u64,
     /// Several nodes: the lease that says whether this node runs the engine.
     lease: Option<Arc<dyn Lease>>,
@@ -137,6 +143,7 @@ impl Engine {
             slots: HashMap::new(),
             deadlines: BTreeSet::new(),
             appends: FuturesUnordered::new(),
+            unknown: FuturesUnordered::new(),
             generations: 0,
             held: lease.as_ref().map(|l| l.held()),
             lease: lease.clone(),
@@ -274,13 +281,20 @@ impl Engine {
                 biased;
                 term = held => Step::Term(term),
                 Some(done) = self.appends.next(), if !self.appends.is_empty() => Step::Appended(done),
+                Some(caught) = self.unknown.next(), if !self.unknown.is_empty() => Step::CaughtUp(caught),
                 input = inputs.recv() => Step::Input(input),
                 () = sleep => Step::Tick,
             };
             match step {
                 Step::Term(term) => self.term_changed(term).await,
                 Step::Appended(done) => self.appended(done).await,
-                Step::Input(Some(input)) => self.handle(input).await,
+                Step::Input(Some(input)) => self.handle(input, true).await,
+                Step::CaughtUp((input, Ok(()))) => self.handle(input, false).await,
+                Step::CaughtUp((input, Err(error))) => {
+                    if let Input::Command { reply, .. } = input {
+                        let _ = reply.send(Err(StatusError::Log(error)));
+                    }
+                }
                 Step::Input(None) => break,
                 Step::Tick => {
                     self.tick();
@@ -321,7 +335,9 @@ impl Engine {
         }
     }
 
-    async fn handle(&mut self, input: Input) {
+    /// Handles one input; `may_wait`: a command for a session the read model does not know
+    /// waits for it to catch up first (once), instead of being answered NOT_FOUND.
+    async fn handle(&mut self, input: Input, may_wait: bool) {
         if !self.runs() {
             self.refuse(input);
             return;
@@ -334,7 +350,16 @@ impl Engine {
             | Input::Command { key, .. } => Some(key.clone()),
         };
         if let Some(key) = key {
-            let loaded = if self.model.read().context(&key.0, &key.1).is_some() {
+            let known = self.model.read().context(&key.0, &key.1).is_some();
+            if !known && may_wait && matches!(input, Input::Command { .. }) {
+                let model = self.model.clone();
+                self.unknown.push(Box::pin(async move {
+                    let caught_up = model.catch_up().await;
+                    (input, caught_up)
+                }));
+                return;
+            }
+            let loaded = if known {
                 self.load(&key).await
             } else {
                 Err(StatusError::NotFound(format!(

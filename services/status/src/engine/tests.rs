@@ -358,6 +358,63 @@ async fn a_session_s_slot_leaves_once_it_has_ended_and_its_agent_has_gone() {
     );
 }
 
+/// On a cluster, a session made through another node a moment before may not have reached this
+/// node's read model when a start for it does: the start waits for the model to read the log
+/// as far as it is stored, instead of being answered NOT_FOUND.
+#[tokio::test(start_paused = true)]
+async fn a_start_for_a_session_this_node_has_not_read_yet_waits_for_it() {
+    let venue = Venue::new(1, Duration::from_millis(20)).await;
+    venue.log.hold();
+    let scheduled = venue.log.store(
+        &format!("conference/{CONFERENCE}/agenda"),
+        ExpectedVersion::Any,
+        vec![NewEvent::new(
+            Uuid::new_v4(),
+            &pb::SessionScheduled {
+                conference_id: CONFERENCE.into(),
+                session_id: session(1),
+                room_id: "room-1".into(),
+                speaker_ids: vec![speaker(1)],
+                ..Default::default()
+            },
+        )],
+    );
+    assert!(scheduled.is_ok(), "{scheduled:?}");
+    let engine = venue.engine.clone();
+    let start = tokio::spawn(async move { moderate(&engine, 1, Command::Start).await });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        !start.is_finished(),
+        "answered before the model read the session"
+    );
+
+    venue.log.release();
+    let started = start.await.expect("the start's task");
+    assert!(started.is_ok(), "{started:?}");
+    let stream = venue.log.stream(&status_stream(CONFERENCE, &session(1)));
+    assert!(
+        stream
+            .iter()
+            .any(|e| matches!(decode(e), Ok(Some((_, _, StatusEvent::WentLive { .. }))))),
+        "{stream:?}"
+    );
+    // A session the log does not hold is still not found, once the model has read it all.
+    let nowhere = venue
+        .engine
+        .command(
+            CONFERENCE,
+            "ses-nowhere",
+            Command::Start,
+            fresh(),
+            "moderator",
+        )
+        .await;
+    assert!(
+        matches!(nowhere, Err(StatusError::NotFound(_))),
+        "{nowhere:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn watchers_of_a_conference_share_one_publisher_that_leaves_with_the_last() {
     use crate::publisher::StatusPublishers;

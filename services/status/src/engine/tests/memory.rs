@@ -38,6 +38,9 @@ pub(super) struct MemoryLog {
     /// How many times a stream was read.
     pub(super) reads: AtomicUsize,
     live: broadcast::Sender<CommittedBatch>,
+    /// While held: batches stored but not yet announced, as another node's appends are before
+    /// this node's tail delivers them.
+    held: Mutex<Option<Vec<CommittedBatch>>>,
 }
 
 impl MemoryLog {
@@ -50,6 +53,29 @@ impl MemoryLog {
             echoes: AtomicUsize::new(0),
             reads: AtomicUsize::new(0),
             live: broadcast::channel(4096).0,
+            held: Mutex::new(None),
+        })
+    }
+
+    /// From now on, appends are stored but neither announced nor counted in `head` (they are
+    /// in `head_now`), until [`release`](Self::release).
+    pub(super) fn hold(&self) {
+        if let Ok(mut held) = self.held.lock() {
+            held.get_or_insert_with(Vec::new);
+        }
+    }
+
+    /// Announces what was held, in order, and stops holding.
+    pub(super) fn release(&self) {
+        let held = self.held.lock().ok().and_then(|mut h| h.take());
+        for batch in held.into_iter().flatten() {
+            let _ = self.live.send(batch);
+        }
+    }
+
+    fn unannounced(&self) -> u64 {
+        self.held.lock().map_or(0, |held| {
+            held.iter().flatten().map(|batch| batch.len() as u64).sum()
         })
     }
 
@@ -142,7 +168,12 @@ impl MemoryLog {
             .collect();
         let n = recorded.len() as u64;
         events.extend(recorded.iter().cloned());
-        let _ = self.live.send(recorded.into());
+        match self.held.lock().as_deref_mut() {
+            Ok(Some(held)) => held.push(recorded.into()),
+            _ => {
+                let _ = self.live.send(recorded.into());
+            }
+        }
         let echo = self
             .echoes
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -212,7 +243,11 @@ impl EventLog for MemoryLog {
     }
 
     fn head(&self) -> u64 {
-        self.events.lock().map_or(0, |e| e.len() as u64)
+        self.events.lock().map_or(0, |e| e.len() as u64) - self.unannounced()
+    }
+
+    async fn head_now(&self) -> LogResult<u64> {
+        Ok(self.events.lock().map_or(0, |e| e.len() as u64))
     }
 
     fn listen(&self) -> broadcast::Receiver<CommittedBatch> {
