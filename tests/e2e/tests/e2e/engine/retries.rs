@@ -170,10 +170,18 @@ async fn the_console_offers_to_send_again_a_start_that_got_no_answer() {
         }
     };
 
-    // The node that runs the engine freezes: it hears the start and does not answer.
+    // The node that runs the engine freezes: it hears the start and does not answer (504).
+    // Should NATS have dropped the silent node before the start left (it does after a few
+    // seconds; a loaded machine can delay the press that long), no one hears it (503): the
+    // same page, saying podium could not confirm.
     one.signal(Signal::SIGSTOP).unwrap();
     let unanswered = press(&confirm.body).await;
-    assert_eq!(unanswered.status, 504, "{}", unanswered.body);
+    assert!(
+        matches!(unanswered.status, 503 | 504),
+        "{} {}",
+        unanswered.status,
+        unanswered.body
+    );
     assert!(
         unanswered.body.contains("Send again"),
         "{}",
