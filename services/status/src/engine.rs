@@ -46,12 +46,14 @@ mod handle;
 mod read;
 mod relay;
 mod term;
+mod unknown;
 
 use commands::Commands;
 pub use handle::{Clock, Command, EngineHandle};
 use handle::{Input, Key, Reply, key};
 use read::Read;
 pub use relay::Replaced;
+use unknown::Unknown;
 
 struct Slot {
     machine: Machine,
@@ -90,8 +92,8 @@ struct Done {
 /// What woke the engine's loop.
 enum Step {
     Input(Option<Input>),
-    /// A command back from waiting for the read model (see [`Engine::unknown`]).
-    CaughtUp((Input, Result<(), EventLogError>)),
+    /// Commands of one session back from waiting for the read model (see [`Unknown`]).
+    CaughtUp((Vec<Input>, Result<(), String>)),
     Appended(Done),
     Tick,
     /// The lease's term for this node changed (or the lease ended: `None`).
@@ -109,10 +111,8 @@ pub struct Engine {
     /// Every slot's next deadline, earliest first.
     deadlines: BTreeSet<(Millis, Key)>,
     appends: FuturesUnordered<BoxFuture<'static, Done>>,
-    /// Commands for a session the read model did not know when they came, each waiting for the
-    /// model to catch up with the log: on a cluster, a session made through another node a
-    /// moment before may not have reached this node yet. Then each is handled again, once.
-    unknown: FuturesUnordered<BoxFuture<'static, (Input, Result<(), EventLogError>)>>,
+    /// Commands for sessions the read model did not know when they came, waiting for it.
+    unknown: Unknown,
     generations: u64,
     /// Several nodes: the lease that says whether this node runs the engine.
     lease: Option<Arc<dyn Lease>>,
@@ -143,7 +143,7 @@ impl Engine {
             slots: HashMap::new(),
             deadlines: BTreeSet::new(),
             appends: FuturesUnordered::new(),
-            unknown: FuturesUnordered::new(),
+            unknown: Unknown::default(),
             generations: 0,
             held: lease.as_ref().map(|l| l.held()),
             lease: lease.clone(),
@@ -289,10 +289,17 @@ impl Engine {
                 Step::Term(term) => self.term_changed(term).await,
                 Step::Appended(done) => self.appended(done).await,
                 Step::Input(Some(input)) => self.handle(input, true).await,
-                Step::CaughtUp((input, Ok(()))) => self.handle(input, false).await,
-                Step::CaughtUp((input, Err(error))) => {
-                    if let Input::Command { reply, .. } = input {
-                        let _ = reply.send(Err(StatusError::Log(error)));
+                Step::CaughtUp((commands, caught_up)) => {
+                    for command in commands {
+                        match &caught_up {
+                            Ok(()) => self.handle(command, false).await,
+                            Err(error) => {
+                                if let Input::Command { reply, .. } = command {
+                                    let _ =
+                                        reply.send(Err(StatusError::Unavailable(error.clone())));
+                                }
+                            }
+                        }
                     }
                 }
                 Step::Input(None) => break,
@@ -336,7 +343,8 @@ impl Engine {
     }
 
     /// Handles one input; `may_wait`: a command for a session the read model does not know
-    /// waits for it to catch up first (once), instead of being answered NOT_FOUND.
+    /// waits for it to catch up first (once), instead of being answered NOT_FOUND, and a later
+    /// command of that session waits behind it.
     async fn handle(&mut self, input: Input, may_wait: bool) {
         if !self.runs() {
             self.refuse(input);
@@ -351,12 +359,11 @@ impl Engine {
         };
         if let Some(key) = key {
             let known = self.model.read().context(&key.0, &key.1).is_some();
-            if !known && may_wait && matches!(input, Input::Command { .. }) {
-                let model = self.model.clone();
-                self.unknown.push(Box::pin(async move {
-                    let caught_up = model.catch_up().await;
-                    (input, caught_up)
-                }));
+            if may_wait
+                && matches!(input, Input::Command { .. })
+                && (!known || self.unknown.holds(&key))
+            {
+                self.unknown.wait(key, input, &self.model);
                 return;
             }
             let loaded = if known {

@@ -358,46 +358,76 @@ async fn a_session_s_slot_leaves_once_it_has_ended_and_its_agent_has_gone() {
     );
 }
 
+/// Sessions 1 and 2 added to the agenda, one append each, while the log holds back its
+/// announcements: stored, but not yet read by the engine's model, as another node's writes are
+/// before this node's tail delivers them.
+fn schedule_unannounced(venue: &Venue) {
+    venue.log.hold();
+    for i in 1..=2 {
+        let scheduled = venue.log.store(
+            &format!("conference/{CONFERENCE}/agenda"),
+            ExpectedVersion::Any,
+            vec![NewEvent::new(
+                Uuid::new_v4(),
+                &pb::SessionScheduled {
+                    conference_id: CONFERENCE.into(),
+                    session_id: session(i),
+                    room_id: format!("room-{i}"),
+                    speaker_ids: vec![speaker(i)],
+                    ..Default::default()
+                },
+            )],
+        );
+        assert!(scheduled.is_ok(), "{scheduled:?}");
+    }
+}
+
 /// On a cluster, a session made through another node a moment before may not have reached this
 /// node's read model when a start for it does: the start waits for the model to read the log
-/// as far as it is stored, instead of being answered NOT_FOUND.
+/// as far as it is stored, instead of being answered NOT_FOUND, and a pin sent while it waits
+/// is decided after it, even once the model knows the session.
 #[tokio::test(start_paused = true)]
 async fn a_start_for_a_session_this_node_has_not_read_yet_waits_for_it() {
     let venue = Venue::new(1, Duration::from_millis(20)).await;
-    venue.log.hold();
-    let scheduled = venue.log.store(
-        &format!("conference/{CONFERENCE}/agenda"),
-        ExpectedVersion::Any,
-        vec![NewEvent::new(
-            Uuid::new_v4(),
-            &pb::SessionScheduled {
-                conference_id: CONFERENCE.into(),
-                session_id: session(1),
-                room_id: "room-1".into(),
-                speaker_ids: vec![speaker(1)],
-                ..Default::default()
-            },
-        )],
-    );
-    assert!(scheduled.is_ok(), "{scheduled:?}");
+    schedule_unannounced(&venue);
     let engine = venue.engine.clone();
     let start = tokio::spawn(async move { moderate(&engine, 1, Command::Start).await });
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         !start.is_finished(),
         "answered before the model read the session"
     );
 
+    // The model reads session 1, not yet all the start waits for (session 2).
+    venue.log.release_one();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        venue
+            .model
+            .read()
+            .context(CONFERENCE, &session(1))
+            .is_some()
+    );
+    let engine = venue.engine.clone();
+    let pin = tokio::spawn(async move { moderate(&engine, 1, Command::Pin(true)).await });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!start.is_finished(), "answered before the model read all");
+
     venue.log.release();
     let started = start.await.expect("the start's task");
     assert!(started.is_ok(), "{started:?}");
+    let pinned = pin.await.expect("the pin's task");
+    assert!(pinned.is_ok(), "{pinned:?}");
     let stream = venue.log.stream(&status_stream(CONFERENCE, &session(1)));
-    assert!(
-        stream
-            .iter()
-            .any(|e| matches!(decode(e), Ok(Some((_, _, StatusEvent::WentLive { .. }))))),
-        "{stream:?}"
-    );
+    let decided: Vec<&str> = stream
+        .iter()
+        .filter_map(|e| match decode(e) {
+            Ok(Some((_, _, StatusEvent::WentLive { .. }))) => Some("went live"),
+            Ok(Some((_, _, StatusEvent::Pinned { .. }))) => Some("pinned"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(decided, ["went live", "pinned"]);
     // A session the log does not hold is still not found, once the model has read it all.
     let nowhere = venue
         .engine
@@ -413,6 +443,29 @@ async fn a_start_for_a_session_this_node_has_not_read_yet_waits_for_it() {
         matches!(nowhere, Err(StatusError::NotFound(_))),
         "{nowhere:?}"
     );
+}
+
+/// A command whose session this node's model does not read in time is answered UNAVAILABLE
+/// (nothing was done) before a forwarding node stops waiting; sent again once the model has
+/// it, it is carried out.
+#[tokio::test(start_paused = true)]
+async fn a_command_whose_session_is_not_read_in_time_is_not_done_and_can_be_sent_again() {
+    let venue = Venue::new(1, Duration::from_millis(20)).await;
+    schedule_unannounced(&venue);
+    let request = fresh();
+    let asked = tokio::time::Instant::now();
+    let refused = venue.send(1, Command::Start, request).await;
+    assert!(
+        matches!(&refused, Err(StatusError::Unavailable(m)) if m.contains("nothing was done")),
+        "{refused:?}"
+    );
+    assert!(asked.elapsed() < podium_eventlog::lease::ASK_WAIT);
+    let stream = venue.log.stream(&status_stream(CONFERENCE, &session(1)));
+    assert!(stream.is_empty(), "{stream:?}");
+
+    venue.log.release();
+    let started = venue.send(1, Command::Start, request).await;
+    assert!(started.is_ok(), "{started:?}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -65,6 +65,17 @@ impl MemoryLog {
         }
     }
 
+    /// Announces the first append held, and goes on holding the others.
+    pub(super) fn release_one(&self) {
+        let first = self.held.lock().ok().and_then(|mut held| {
+            let held = held.as_mut()?;
+            (!held.is_empty()).then(|| held.remove(0))
+        });
+        if let Some(batch) = first {
+            let _ = self.live.send(batch);
+        }
+    }
+
     /// Announces what was held, in order, and stops holding.
     pub(super) fn release(&self) {
         let held = self.held.lock().ok().and_then(|mut h| h.take());
@@ -243,7 +254,8 @@ impl EventLog for MemoryLog {
     }
 
     fn head(&self) -> u64 {
-        self.events.lock().map_or(0, |e| e.len() as u64) - self.unannounced()
+        let stored = self.events.lock().map_or(0, |e| e.len() as u64);
+        stored.saturating_sub(self.unannounced())
     }
 
     async fn head_now(&self) -> LogResult<u64> {
