@@ -259,9 +259,9 @@ impl Presence for PresenceService {
                         tested.push(figures);
                         if tested.len() == TEST_HEARTBEATS as usize {
                             let average = average(&tested);
-                            record_test(log.as_ref(), &conference_id, &session_id, &speaker_id, average, engine.clock().now()).await?;
+                            let recorded = record_test(log.as_ref(), &conference_id, &session_id, &speaker_id, average, engine.clock().now()).await?;
                             // As RecordTest: a pre-flight report read after this answer shows the test.
-                            model.catch_up().await?;
+                            model.wait_for(recorded).await?;
                             yield response(pb::link_response::Message::TestRecorded(pb::TestRecorded { figures: Some(figures_to_proto(&average)) }));
                         }
                     }
@@ -291,7 +291,7 @@ impl Presence for PresenceService {
             .await?;
         let figures = figures_from_proto(r.figures);
         tracing::info!(conference = %speaker.conference_id, session = %session_id, speaker = %speaker.speaker_id, agent = %agent, samples = r.samples, "test measured by the client");
-        record_test(
+        let recorded = record_test(
             self.log.as_ref(),
             &speaker.conference_id,
             &session_id,
@@ -301,7 +301,7 @@ impl Presence for PresenceService {
         )
         .await?;
         // So that a pre-flight report read after this answer shows the test.
-        self.model.catch_up().await?;
+        self.model.wait_for(recorded).await?;
         Ok(Response::new(pb::RecordTestResponse {
             figures: Some(figures_to_proto(&figures)),
         }))
@@ -398,7 +398,7 @@ async fn record_test(
     speaker_id: &str,
     figures: Figures,
     at: u64,
-) -> Result<(), Status> {
+) -> Result<u64, Status> {
     let event = pb::TestConnectionRecorded {
         conference_id: conference_id.to_owned(),
         speaker_id: speaker_id.to_owned(),
@@ -407,12 +407,13 @@ async fn record_test(
         at: Some(timestamp(at)),
     };
     let stream = presence_stream(conference_id, speaker_id);
-    log.append(
-        &stream,
-        ExpectedVersion::Any,
-        vec![NewEvent::new(Uuid::now_v7(), &event)],
-    )
-    .await?;
+    let appended = log
+        .append(
+            &stream,
+            ExpectedVersion::Any,
+            vec![NewEvent::new(Uuid::now_v7(), &event)],
+        )
+        .await?;
     tracing::info!(conference = %conference_id, speaker = %speaker_id, "test connection recorded");
-    Ok(())
+    Ok(appended.last_position)
 }
