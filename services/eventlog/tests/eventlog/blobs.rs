@@ -22,34 +22,55 @@ fn an_object_put_a_moment_ago_is_not_yet_listed_as_settled() {
         .await
         .expect("open the event log on JetStream");
         let blobs = log.blobs(3).await.expect("the object store opens");
-        // A store just created answers once its replicated stream has a leader (a moment on
-        // a loaded machine: "no responders" until then).
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while let Err(error) = blobs.has("talk-sha").await {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the store never answered: {error}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
         let dir = tempfile::tempdir().expect("a temporary directory");
         let file = dir.path().join("talk.mp4");
         std::fs::write(&file, b"not really a talk").expect("written");
-        blobs.put_file("talk-sha", &file).await.expect("put");
+        // A store just created takes puts once its replicated stream has a leader (a moment
+        // on a loaded machine: "no responders" until then; a read can be answered sooner, by
+        // a replica).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while let Err(error) = blobs.put_file("talk-sha", &file).await {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the store never took the put: {error}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
 
+        // Listed once the listing has heard of the put (its consumer may be on a replica a
+        // moment behind the stream's leader), but not as settled.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let all = blobs.names(Duration::ZERO).await.expect("listed");
+            if all == ["talk-sha"] {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not listed after its put: {all:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let settled = blobs.names(Duration::from_secs(600)).await.expect("listed");
         assert_eq!(settled, Vec::<String>::new(), "put a moment ago");
-        let all = blobs.names(Duration::ZERO).await.expect("listed");
-        assert_eq!(all, vec!["talk-sha".to_owned()]);
         // Once it has stood for the settling time, it is listed.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let settled = blobs.names(Duration::from_secs(1)).await.expect("listed");
         assert_eq!(settled, vec!["talk-sha".to_owned()]);
-        // A deleted object is not listed at all.
+        // A deleted object is not listed at all, once the listing has heard of the deletion:
+        // the listing's consumer may be on a replica a moment behind the stream's leader.
         blobs.delete("talk-sha").await.expect("deleted");
-        assert_eq!(
-            blobs.names(Duration::ZERO).await.expect("listed"),
-            Vec::<String>::new()
-        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let listed = blobs.names(Duration::ZERO).await.expect("listed");
+            if listed.is_empty() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still listed after its deletion: {listed:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     });
 }
