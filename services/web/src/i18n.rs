@@ -136,7 +136,9 @@ catalogue! {
     characters_left: "characters left", "តួអក្សរនៅសល់";
     results: "Results", "លទ្ធផល";
     results_after_close: "Results are shown when the poll closes.", "លទ្ធផលនឹងបង្ហាញនៅពេលការស្ទង់មតិបិទ។";
+    one_ballot: "ballot", "សន្លឹកឆ្នោត";
     ballots: "ballots", "សន្លឹកឆ្នោត";
+    one_vote: "vote", "សំឡេង";
     votes: "votes", "សំឡេង";
     average: "Average", "មធ្យម";
     words_as_list: "Words, most frequent first", "ពាក្យ ដែលញឹកញាប់បំផុតមុនគេ";

@@ -430,7 +430,7 @@ async fn one_sign_in_holds_at_most_its_share_of_live_pages_and_a_new_one_ends_th
     let ballot = podium_e2e::ballot(poll, vec![poll.options[0].id.clone()]);
     sokha.polls().cast_ballot(ballot).await.unwrap();
     for stream in [&mut third, &mut fourth, &mut others] {
-        http::read_until(stream, "1 ballots").await.unwrap();
+        http::read_until(stream, "1 ballot").await.unwrap();
     }
 }
 
