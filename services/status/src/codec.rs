@@ -141,6 +141,7 @@ pub fn alert_to_proto(a: &Alert) -> pb::Alert {
         } as i32,
         message: a.message.clone(),
         at: Some(timestamp(a.at)),
+        speaker_id: a.speaker_id.clone(),
     }
 }
 
@@ -154,6 +155,7 @@ fn alert_from_proto(a: Option<pb::Alert>) -> Result<Alert, String> {
         kind,
         message: a.message,
         at: millis(&a.at),
+        speaker_id: a.speaker_id,
     })
 }
 

@@ -155,6 +155,19 @@ fn cause(t: &Text, cause: i32) -> &'static str {
     }
 }
 
+/// An alert in the reader's words, naming the speaker; one stored before alerts named their
+/// speaker reads as it was written (English, with ids).
+fn alert(t: &Text, names: &Names, alert: &pb::Alert) -> String {
+    if alert.speaker_id.is_empty() {
+        return alert.message.clone();
+    }
+    let what = match pb::AlertKind::try_from(alert.kind).unwrap_or_default() {
+        pb::AlertKind::NoRecording => t.alert_no_recording,
+        pb::AlertKind::Failover | pb::AlertKind::Unspecified => t.alert_failover,
+    };
+    format!("{}: {what}", names.speaker(&alert.speaker_id))
+}
+
 impl Row {
     pub fn new(t: &Text, names: &Names, status: &pb::SessionStatus) -> Self {
         let state = pb::SessionState::try_from(status.state).unwrap_or_default();
@@ -247,7 +260,7 @@ impl Row {
                 .iter()
                 .rev()
                 .take(3)
-                .map(|a| a.message.clone())
+                .map(|a| alert(t, names, a))
                 .collect(),
             choices,
             program,
@@ -373,4 +386,53 @@ pub async fn live(State(web): State<Web>, visitor: Visitor) -> Response {
             .keep_alive(KeepAlive::default())
             .into_response(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::i18n::Lang;
+
+    #[test]
+    fn an_alert_names_the_speaker_in_the_reader_s_language() {
+        let names = Names {
+            speakers: [("spk-1".to_owned(), "Sokha Chan".to_owned())].into(),
+            ..Names::default()
+        };
+        let lost = |kind: pb::AlertKind, speaker_id: &str| pb::Alert {
+            kind: kind as i32,
+            message: "ses-1 lost spk-1 (heartbeats stopped) and has no recording: slate on air"
+                .into(),
+            at: None,
+            speaker_id: speaker_id.into(),
+        };
+        let no_recording = lost(pb::AlertKind::NoRecording, "spk-1");
+        assert_eq!(
+            alert(Lang::En.text(), &names, &no_recording),
+            "Sokha Chan: link lost, and this session has no recording: the slate is on air"
+        );
+        let khmer = alert(Lang::Km.text(), &names, &no_recording);
+        assert!(khmer.starts_with("Sokha Chan: "), "{khmer}");
+        assert!(
+            !khmer.contains("spk-1") && !khmer.contains("slate"),
+            "{khmer}"
+        );
+        assert_eq!(
+            alert(
+                Lang::En.text(),
+                &names,
+                &lost(pb::AlertKind::Failover, "spk-1")
+            ),
+            "Sokha Chan: link lost: the recording is on air"
+        );
+        // Stored before alerts named their speaker: as it was written.
+        assert_eq!(
+            alert(
+                Lang::En.text(),
+                &names,
+                &lost(pb::AlertKind::NoRecording, "")
+            ),
+            no_recording.message
+        );
+    }
 }

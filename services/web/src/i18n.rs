@@ -218,6 +218,8 @@ catalogue! {
     link_healthy: "healthy", "ល្អ";
     link_poor: "poor", "ខ្សោយ";
     link_lost: "lost", "បាត់ការតភ្ជាប់";
+    alert_failover: "link lost: the recording is on air", "បាត់ការតភ្ជាប់៖ ការថតទុកកំពុងផ្សាយ";
+    alert_no_recording: "link lost, and this session has no recording: the slate is on air", "បាត់ការតភ្ជាប់ ហើយវគ្គនេះគ្មានការថតទុកទេ៖ ផ្ទាំងរង់ចាំកំពុងផ្សាយ";
     pinned: "pinned", "បានខ្ទាស់";
     start_session: "Start", "ចាប់ផ្តើម";
     end_session: "End", "បញ្ចប់";

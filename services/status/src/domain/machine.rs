@@ -295,6 +295,7 @@ impl Machine {
                         kind: AlertKind::Failover,
                         message,
                         at: now,
+                        speaker_id: from.speaker_id.clone(),
                     },
                 )
             }
@@ -311,6 +312,7 @@ impl Machine {
                         kind: AlertKind::NoRecording,
                         message,
                         at: now,
+                        speaker_id: from.speaker_id.clone(),
                     },
                 )
             }

@@ -415,7 +415,9 @@ async fn without_a_recording_the_slate_goes_on_air_and_moderators_are_alerted() 
             .live
             .alerts
             .iter()
-            .any(|a| a.kind == AlertKind::NoRecording && a.message.contains("slate"))
+            .any(|a| a.kind == AlertKind::NoRecording
+                && a.message.contains("slate")
+                && a.speaker_id == SPEAKER)
     );
 }
 

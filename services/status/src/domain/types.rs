@@ -114,6 +114,8 @@ pub struct Alert {
     pub kind: AlertKind,
     pub message: String,
     pub at: Millis,
+    /// The speaker whose link failed.
+    pub speaker_id: String,
 }
 
 /// What happened to a session's status. One-to-one with the `podium.v1` status events.
