@@ -393,9 +393,10 @@ impl StatusModel {
 }
 
 impl Snapshot for StatusModel {
-    // 2: rooms' program outputs. 3: deleted recordings, links' figures_at (snapshots are
-    // postcard: a field added shifts every later one, so each addition is a new version).
-    const VERSION: u32 = 3;
+    // 2: rooms' program outputs. 3: deleted recordings, links' figures_at. 4: alerts' speaker
+    // (snapshots are postcard: a field added shifts every later one, so each addition is a
+    // new version).
+    const VERSION: u32 = 4;
 
     fn save(&self) -> Result<Vec<u8>, SnapshotError> {
         snapshot::encode(self)
