@@ -286,12 +286,39 @@ pub struct QuestionView {
     pub upvoted: bool,
     pub state: &'static str,
     pub reason: Option<String>,
+    /// What a moderator may do with it now (the feedback service's rules): the console offers
+    /// only these.
+    pub moves: QuestionMoves,
+}
+
+/// The moderations a question's state allows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QuestionMoves {
+    pub publish: bool,
+    pub answer: bool,
+    pub pin: bool,
+    pub unpin: bool,
+    pub dismiss: bool,
+}
+
+impl QuestionMoves {
+    fn of(state: pb::QuestionState, pinned: bool) -> Self {
+        use pb::QuestionState as S;
+        Self {
+            publish: matches!(state, S::Pending | S::Dismissed | S::Unspecified),
+            answer: matches!(state, S::Pending | S::Published | S::Unspecified),
+            pin: matches!(state, S::Published | S::Answered) && !pinned,
+            unpin: pinned,
+            dismiss: state != S::Dismissed,
+        }
+    }
 }
 
 impl QuestionView {
     pub fn new(question: &pb::Question, lang: Lang) -> Self {
         let t = lang.text();
-        let state = match pb::QuestionState::try_from(question.state).unwrap_or_default() {
+        let kind = pb::QuestionState::try_from(question.state).unwrap_or_default();
+        let state = match kind {
             pb::QuestionState::Published => t.state_published,
             pb::QuestionState::Answered => t.state_answered,
             pb::QuestionState::Dismissed => t.state_dismissed,
@@ -307,6 +334,7 @@ impl QuestionView {
             upvoted: question.upvoted,
             state,
             reason: Some(question.reason.clone()).filter(|r| !r.is_empty()),
+            moves: QuestionMoves::of(kind, question.pinned),
         }
     }
 }
@@ -375,6 +403,23 @@ mod tests {
         assert_eq!(
             wall_span(None, None, Lang::En),
             (String::new(), String::new())
+        );
+    }
+
+    #[test]
+    fn a_question_offers_the_moderations_its_state_allows() {
+        use pb::QuestionState as S;
+        let moves = |state, pinned| {
+            let m = QuestionMoves::of(state, pinned);
+            (m.publish, m.answer, m.pin, m.unpin, m.dismiss)
+        };
+        assert_eq!(moves(S::Pending, false), (true, true, false, false, true));
+        assert_eq!(moves(S::Published, false), (false, true, true, false, true));
+        assert_eq!(moves(S::Published, true), (false, true, false, true, true));
+        assert_eq!(moves(S::Answered, false), (false, false, true, false, true));
+        assert_eq!(
+            moves(S::Dismissed, false),
+            (true, false, false, false, false)
         );
     }
 }

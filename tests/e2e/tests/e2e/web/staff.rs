@@ -106,6 +106,13 @@ async fn a_moderator_starts_switches_and_moderates_from_the_console_and_the_boar
         .into_inner()
         .questions;
     assert_eq!(listed[0].state, pb::QuestionState::Published as i32);
+    // Published: the console offers what may follow (answer, pin, dismiss), not publishing it
+    // again.
+    let card = acting.text("section.card").await.unwrap();
+    assert!(
+        card.contains("Mark answered") && card.contains("Pin") && !card.contains("Publish"),
+        "{card}"
+    );
 
     // An attendee's cookie does not open the console.
     let phone = Browser::open(&base, Screen::Phone, true, "en")
