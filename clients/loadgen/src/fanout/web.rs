@@ -502,14 +502,14 @@ impl SseReader {
 }
 
 /// The ballot count in an update's data: the poll id on the first line, then the results
-/// fragment with `<p class="meta">N ballots</p>`.
+/// fragment with `<p class="meta">N ballots</p>` (`1 ballot` for one).
 fn update_count(data: &str, poll_id: &str) -> anyhow::Result<u64> {
     let (first, html) = data.split_once('\n').unwrap_or((data, ""));
     if first != poll_id {
         bail!("an update for poll {first:?}, not {poll_id:?}");
     }
     let at = html
-        .find(" ballots")
+        .find(" ballot")
         .with_context(|| format!("an update without a ballot count: {html:.200}"))?;
     let digits = html[..at]
         .bytes()
@@ -534,6 +534,8 @@ mod tests {
         let data =
             "p1\n<h4 class=\"sr-only\">Results</h4>\n<p class=\"meta\">12 ballots</p>\n<div>";
         assert_eq!(update_count(data, "p1").unwrap(), 12);
+        let one = "p1\n<p class=\"meta\">1 ballot</p>\n<div>";
+        assert_eq!(update_count(one, "p1").unwrap(), 1);
         assert!(update_count(data, "p2").is_err());
         assert!(update_count("p1\n<p class=\"hint\">after close</p>", "p1").is_err());
     }
