@@ -279,43 +279,32 @@ impl Machine {
         figures: Figures,
         now: Millis,
     ) -> Vec<StatusEvent> {
-        let (to, alert) = match self.recording_source(ctx, "", now) {
+        let lost = format!(
+            "{} lost {} ({})",
+            ctx.session_id,
+            from.speaker_id,
+            cause_words(cause)
+        );
+        let (to, kind, message) = match self.recording_source(ctx, "", now) {
             Some(to) => {
                 let message = format!(
-                    "{} lost {} ({}): recording {} on air from {}",
-                    ctx.session_id,
-                    from.speaker_id,
-                    cause_words(cause),
+                    "{lost}: recording {} on air from {}",
                     to.recording_id,
                     clock(to.offset_ms)
                 );
-                (
-                    to,
-                    Alert {
-                        kind: AlertKind::Failover,
-                        message,
-                        at: now,
-                        speaker_id: from.speaker_id.clone(),
-                    },
-                )
+                (to, AlertKind::Failover, message)
             }
-            None => {
-                let message = format!(
-                    "{} lost {} ({}) and has no recording: slate on air",
-                    ctx.session_id,
-                    from.speaker_id,
-                    cause_words(cause)
-                );
-                (
-                    Source::slate(now),
-                    Alert {
-                        kind: AlertKind::NoRecording,
-                        message,
-                        at: now,
-                        speaker_id: from.speaker_id.clone(),
-                    },
-                )
-            }
+            None => (
+                Source::slate(now),
+                AlertKind::NoRecording,
+                format!("{lost} and has no recording: slate on air"),
+            ),
+        };
+        let alert = Alert {
+            kind,
+            message,
+            at: now,
+            speaker_id: from.speaker_id.clone(),
         };
         vec![
             StatusEvent::Switched {

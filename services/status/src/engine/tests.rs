@@ -40,6 +40,20 @@ async fn moderate(engine: &EngineHandle, i: usize, command: Command) -> Result<u
         .await
 }
 
+/// Session `i` on the agenda, in a room of its own with one speaker.
+fn scheduled(i: usize) -> NewEvent {
+    NewEvent::new(
+        Uuid::new_v4(),
+        &pb::SessionScheduled {
+            conference_id: CONFERENCE.into(),
+            session_id: session(i),
+            room_id: format!("room-{i}"),
+            speaker_ids: vec![speaker(i)],
+            ..Default::default()
+        },
+    )
+}
+
 fn failover_after() -> Millis {
     Millis::from(FailoverPolicy::default().failover_after_ms)
 }
@@ -77,16 +91,7 @@ impl Venue {
             },
         )];
         for i in 0..sessions {
-            seed.push(NewEvent::new(
-                Uuid::new_v4(),
-                &pb::SessionScheduled {
-                    conference_id: CONFERENCE.into(),
-                    session_id: session(i),
-                    room_id: format!("room-{i}"),
-                    speaker_ids: vec![speaker(i)],
-                    ..Default::default()
-                },
-            ));
+            seed.push(scheduled(i));
             seed.push(NewEvent::new(
                 Uuid::new_v4(),
                 &pb::RecordingRegistered {
@@ -364,21 +369,12 @@ async fn a_session_s_slot_leaves_once_it_has_ended_and_its_agent_has_gone() {
 fn schedule_unannounced(venue: &Venue) {
     venue.log.hold();
     for i in 1..=2 {
-        let scheduled = venue.log.store(
+        let stored = venue.log.store(
             &format!("conference/{CONFERENCE}/agenda"),
             ExpectedVersion::Any,
-            vec![NewEvent::new(
-                Uuid::new_v4(),
-                &pb::SessionScheduled {
-                    conference_id: CONFERENCE.into(),
-                    session_id: session(i),
-                    room_id: format!("room-{i}"),
-                    speaker_ids: vec![speaker(i)],
-                    ..Default::default()
-                },
-            )],
+            vec![scheduled(i)],
         );
-        assert!(scheduled.is_ok(), "{scheduled:?}");
+        assert!(stored.is_ok(), "{stored:?}");
     }
 }
 
