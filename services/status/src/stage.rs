@@ -392,7 +392,8 @@ fn readiness(
     conference: &ConferenceFacts,
     session: &crate::model::SessionFacts,
 ) -> pb::SessionReadiness {
-    let mut reasons = Vec::new();
+    // Each concern with its English reason, in the order they are found.
+    let mut reasons: Vec<(pb::ReadinessConcern, String)> = Vec::new();
     let mut speakers = Vec::new();
     for (speaker_id, backup) in session
         .speaker_ids
@@ -411,17 +412,31 @@ fn readiness(
             // the session is not called within them.
             Err(_) => Some(format!("{} has no valid hours", speaker.name)),
         };
+        let about = |kind: pb::ReadinessConcernKind| pb::ReadinessConcern {
+            kind: kind as i32,
+            speaker_id: speaker_id.clone(),
+            ..Default::default()
+        };
         if !tested && !backup {
-            reasons.push(format!("{} has not done a test connection", speaker.name));
+            reasons.push((
+                about(pb::ReadinessConcernKind::NotTested),
+                format!("{} has not done a test connection", speaker.name),
+            ));
         }
         match (&conflict, &hours) {
-            (Some(conflict), Ok(hours)) => reasons.push(format!(
-                "{conflict} for {} in {}, outside their hours {}",
-                speaker.name,
-                speaker.zone.name(),
-                hours.describe()
+            (Some(conflict), Ok(hours)) => reasons.push((
+                about(pb::ReadinessConcernKind::OutsideHours),
+                format!(
+                    "{conflict} for {} in {}, outside their hours {}",
+                    speaker.name,
+                    speaker.zone.name(),
+                    hours.describe()
+                ),
             )),
-            (Some(conflict), Err(_)) => reasons.push(conflict.clone()),
+            (Some(conflict), Err(_)) => reasons.push((
+                about(pb::ReadinessConcernKind::NoValidHours),
+                conflict.clone(),
+            )),
             (None, _) => {}
         }
         speakers.push(pb::SpeakerReadiness {
@@ -434,11 +449,21 @@ fn readiness(
         });
     }
     let recordings = conference.recordings.get(&session.id).map_or(0, Vec::len) as u32;
+    let plain = |kind: pb::ReadinessConcernKind| pb::ReadinessConcern {
+        kind: kind as i32,
+        ..Default::default()
+    };
     if recordings == 0 {
-        reasons.push("no verified recording".to_owned());
+        reasons.push((
+            plain(pb::ReadinessConcernKind::NoRecording),
+            "no verified recording".to_owned(),
+        ));
     }
     if session.backup_speaker_ids.is_empty() {
-        reasons.push("no backup speaker named".to_owned());
+        reasons.push((
+            plain(pb::ReadinessConcernKind::NoBackup),
+            "no backup speaker named".to_owned(),
+        ));
     }
     // Once a bridge reports for the room, the primary recording must be on its machine.
     let bridge = conference.outputs.get(&session.room_id);
@@ -451,7 +476,10 @@ fn readiness(
         _ => false,
     };
     if bridge.is_some() && primary.is_some() && !recording_on_playout {
-        reasons.push("recording not on the playout machine".to_owned());
+        reasons.push((
+            plain(pb::ReadinessConcernKind::NotOnPlayout),
+            "recording not on the playout machine".to_owned(),
+        ));
     }
     // The primary's length against the slot, and what its file is (probed on upload; earlier
     // uploads were not).
@@ -463,6 +491,7 @@ fn readiness(
             slot_ms,
         ));
     }
+    let (concerns, reasons): (Vec<_>, Vec<_>) = reasons.into_iter().unzip();
     pb::SessionReadiness {
         session_id: session.id.clone(),
         title: session.title.clone(),
@@ -477,6 +506,7 @@ fn readiness(
         speakers,
         playout_bridge: bridge.is_some(),
         recording_on_playout,
+        concerns,
     }
 }
 

@@ -104,6 +104,8 @@ catalogue! {
     attendee_id: "Your attendee id (give it to the organisers with any request about your data)", "លេខសម្គាល់អ្នកចូលរួមរបស់អ្នក (ផ្តល់វាឱ្យអ្នករៀបចំ ជាមួយសំណើណាមួយអំពីទិន្នន័យរបស់អ្នក)";
     my_data_held: "What podium holds", "អ្វីដែល podium រក្សាទុក";
     name_on_questions: "Name on your questions", "ឈ្មោះនៅលើសំណួររបស់អ្នក";
+    name_joined_with: "Name you joined with", "ឈ្មោះដែលអ្នកបានប្រើពេលចូលរួម";
+    name_in_sign_in: "kept in your sign-in on this device, not stored by podium", "រក្សាទុកក្នុងការចូលរបស់អ្នកនៅលើឧបករណ៍នេះ podium មិនរក្សាទុកវាទេ";
     none_given: "None", "គ្មាន";
     asked_anonymously: "asked anonymously", "សួរដោយអនាមិក";
     my_ratings: "Your ratings", "ការវាយតម្លៃរបស់អ្នក";
@@ -294,6 +296,17 @@ catalogue! {
     tested: "tested", "បានសាកល្បង";
     not_tested: "not tested", "មិនទាន់សាកល្បង";
     outside_hours: "outside their hours", "នៅក្រៅម៉ោងរបស់ពួកគេ";
+    concern_not_tested: "has not done a test connection", "មិនទាន់បានសាកល្បងការតភ្ជាប់";
+    concern_outside_hours: "the session is outside their hours; it starts for them", "វគ្គនេះនៅក្រៅម៉ោងរបស់ពួកគេ។ វាចាប់ផ្តើមសម្រាប់ពួកគេនៅ";
+    concern_no_valid_hours: "their available hours are not valid", "ម៉ោងទំនេររបស់ពួកគេមិនត្រឹមត្រូវ";
+    concern_no_recording: "No verified recording to fall back to", "គ្មានការថតទុកដែលបានផ្ទៀងផ្ទាត់សម្រាប់ប្តូរជំនួសទេ";
+    concern_no_backup: "No backup speaker named", "មិនទាន់បានកំណត់វាគ្មិនបម្រុង";
+    concern_not_on_playout: "The recording is not on the playout machine", "ការថតទុកមិនមាននៅលើម៉ាស៊ីនចាក់ផ្សាយទេ";
+    concern_short_recording: "The recording is shorter than its slot", "ការថតទុកខ្លីជាងពេលវេលាដែលបានកំណត់";
+    concern_video_codec: "OBS may not play the recording's video: export it as H.264", "OBS ប្រហែលជាមិនអាចចាក់វីដេអូនៃការថតទុកបានទេ៖ សូមនាំចេញជា H.264";
+    concern_no_sound: "The recording has no sound", "ការថតទុកគ្មានសំឡេងទេ";
+    concern_audio_codec: "OBS may not play the recording's sound: export it as AAC", "OBS ប្រហែលជាមិនអាចចាក់សំឡេងនៃការថតទុកបានទេ៖ សូមនាំចេញជា AAC";
+    minutes_short: "min", "នាទី";
     no_preflight: "The status service does not run on this server: no pre-flight report.", "សេវាស្ថានភាពមិនដំណើរការលើម៉ាស៊ីនមេនេះទេ៖ គ្មានរបាយការណ៍ត្រៀមមុនផ្សាយ។";
     ratings: "Ratings", "ការវាយតម្លៃ";
     no_ratings: "No session has been rated yet.", "មិនទាន់មានវគ្គណាមួយត្រូវបានវាយតម្លៃនៅឡើយទេ។";

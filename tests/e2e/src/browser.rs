@@ -303,7 +303,33 @@ impl Browser {
         Ok(())
     }
 
-    /// axe-core's violations of WCAG 2.0 and 2.1, levels A and AA, on the page shown now, as
+    /// The controls a thumb would tap on the page shown now (buttons, selects, and the label of
+    /// each radio and checkbox, which is what takes the tap beside a small box) that are less
+    /// than 44 CSS pixels high or wide, as "text: width x height" lines. Hidden ones are skipped.
+    pub async fn small_tap_targets(&self) -> anyhow::Result<Vec<String>> {
+        let found = self
+            .client
+            .execute(
+                "const small = [];
+                 for (const el of document.querySelectorAll(
+                     'button, .button, select, input[type=radio], input[type=checkbox]')) {
+                   const target = (el.type === 'radio' || el.type === 'checkbox')
+                     ? (el.labels && el.labels[0]) || el : el;
+                   const r = target.getBoundingClientRect();
+                   if (r.width === 0 || r.height === 0) continue;
+                   if (r.width < 43.5 || r.height < 43.5) {
+                     small.push((target.textContent || el.id).trim().slice(0, 40) + ': '
+                       + r.width.toFixed(0) + ' x ' + r.height.toFixed(0));
+                   }
+                 }
+                 return small;",
+                vec![],
+            )
+            .await?;
+        Ok(serde_json::from_value(found)?)
+    }
+
+    /// axe-core's violations of WCAG 2.0, 2.1 and 2.2, levels A and AA, on the page shown now, as
     /// "rule: elements" lines. axe-core comes from npm, pinned in `tests/e2e/web/`.
     pub async fn accessibility_violations(&self) -> anyhow::Result<Vec<String>> {
         let path =
@@ -320,7 +346,7 @@ impl Browser {
             .execute_async(
                 "const done = arguments[arguments.length - 1];
                  axe.run(document, { runOnly: { type: 'tag',
-                     values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
+                     values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] } })
                    .then(r => done(r.violations.map(v => v.id + ': ' + v.help + ' at '
                        + v.nodes.map(n => n.target.join(' ')).join(', '))))
                    .catch(e => done(['axe failed: ' + e]));",

@@ -374,30 +374,52 @@ pub fn playout_concerns(
     duration_ms: u64,
     media: Option<&pb::MediaFacts>,
     slot_ms: u64,
-) -> Vec<String> {
+) -> Vec<(pb::ReadinessConcern, String)> {
+    use pb::ReadinessConcernKind as Kind;
+    let concern = |kind: Kind, codec: &str| pb::ReadinessConcern {
+        kind: kind as i32,
+        codec: codec.to_owned(),
+        ..Default::default()
+    };
     let mut concerns = Vec::new();
     if duration_ms + 60_000 <= slot_ms {
-        concerns.push(format!(
-            "recording plays {} of a {} slot",
-            minutes(duration_ms),
-            minutes(slot_ms)
+        concerns.push((
+            pb::ReadinessConcern {
+                recording_ms: duration_ms,
+                slot_ms,
+                ..concern(Kind::ShortRecording, "")
+            },
+            format!(
+                "recording plays {} of a {} slot",
+                minutes(duration_ms),
+                minutes(slot_ms)
+            ),
         ));
     }
     let Some(media) = media else {
         return concerns;
     };
     if !OBS_VIDEO.contains(&media.video_codec.as_str()) {
-        concerns.push(format!(
-            "recording's video is {}, which OBS may not play; export it as H.264",
-            media.video_codec
+        concerns.push((
+            concern(Kind::VideoCodec, &media.video_codec),
+            format!(
+                "recording's video is {}, which OBS may not play; export it as H.264",
+                media.video_codec
+            ),
         ));
     }
     if media.audio_codec.is_empty() {
-        concerns.push("recording has no sound".to_owned());
+        concerns.push((
+            concern(Kind::NoSound, ""),
+            "recording has no sound".to_owned(),
+        ));
     } else if !OBS_AUDIO.contains(&media.audio_codec.as_str()) {
-        concerns.push(format!(
-            "recording's sound is {}, which OBS may not play; export it as AAC",
-            media.audio_codec
+        concerns.push((
+            concern(Kind::AudioCodec, &media.audio_codec),
+            format!(
+                "recording's sound is {}, which OBS may not play; export it as AAC",
+                media.audio_codec
+            ),
         ));
     }
     concerns
@@ -543,8 +565,25 @@ pub(super) mod tests {
             height: 720,
             audio_codec: String::new(),
         };
+        let found = playout_concerns(facts.duration_ms, Some(&facts), 45 * 60 * 1000);
+        let kinds: Vec<_> = found
+            .iter()
+            .map(|(c, _)| (c.kind(), c.codec.as_str()))
+            .collect();
         assert_eq!(
-            playout_concerns(facts.duration_ms, Some(&facts), 45 * 60 * 1000),
+            kinds,
+            [
+                (pb::ReadinessConcernKind::ShortRecording, ""),
+                (pb::ReadinessConcernKind::VideoCodec, "V_THEORA"),
+                (pb::ReadinessConcernKind::NoSound, ""),
+            ]
+        );
+        assert_eq!(
+            (found[0].0.recording_ms, found[0].0.slot_ms),
+            (30 * 60_000, 45 * 60_000)
+        );
+        assert_eq!(
+            found.into_iter().map(|(_, r)| r).collect::<Vec<_>>(),
             [
                 "recording plays 30 min of a 45 min slot",
                 "recording's video is V_THEORA, which OBS may not play; export it as H.264",
@@ -560,9 +599,8 @@ pub(super) mod tests {
         };
         assert!(playout_concerns(full.duration_ms, Some(&full), 45 * 60 * 1000).is_empty());
         // A recording older than probing is still checked for its length.
-        assert_eq!(
-            playout_concerns(20 * 60 * 1000, None, 45 * 60 * 1000),
-            ["recording plays 20 min of a 45 min slot"]
-        );
+        let found = playout_concerns(20 * 60 * 1000, None, 45 * 60 * 1000);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].1, "recording plays 20 min of a 45 min slot");
     }
 }

@@ -22,9 +22,10 @@ use crate::{
     Web,
     attendee::{conference_and_sessions, first_results, on_behalf},
     frame::{Frame, render},
+    i18n::Lang,
     reply,
     session::Visitor,
-    views::SessionView,
+    views::{SessionView, wall_span},
 };
 
 /// One session of the pre-flight report.
@@ -36,8 +37,73 @@ pub struct ReadinessView {
     pub ready: bool,
     pub recordings: u32,
     pub speakers: Vec<pb::SpeakerReadiness>,
-    /// The service's reasons, in English.
-    pub reasons: Vec<String>,
+    /// Why the session is at risk, in the reader's language.
+    pub concerns: Vec<ConcernView>,
+}
+
+/// One reason a session is at risk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConcernView {
+    pub text: String,
+    /// "en" when the page fell back to the service's English: a concern it does not know, from
+    /// a newer server.
+    pub lang: Option<&'static str>,
+}
+
+impl ConcernView {
+    /// The session's concerns in the reader's language, from the service's data; its English
+    /// reason for a concern this page cannot say.
+    fn all(readiness: &pb::SessionReadiness, lang: Lang) -> Vec<Self> {
+        use pb::ReadinessConcernKind as Kind;
+        let t = lang.text();
+        let minutes = |ms: u64| format!("{} {}", ms / 60_000, t.minutes_short);
+        let say = |concern: &pb::ReadinessConcern| -> Option<String> {
+            let speaker = readiness
+                .speakers
+                .iter()
+                .find(|s| !concern.speaker_id.is_empty() && s.speaker_id == concern.speaker_id);
+            let about = |what: &str| speaker.map(|s| format!("{}: {what}", s.name));
+            Some(match concern.kind() {
+                Kind::NotTested => about(t.concern_not_tested)?,
+                Kind::NoValidHours => about(t.concern_no_valid_hours)?,
+                Kind::OutsideHours => {
+                    let start = speaker?.start.as_ref()?;
+                    let (local, _) = wall_span(Some(start), None, lang);
+                    about(&format!(
+                        "{} {local} ({})",
+                        t.concern_outside_hours, start.time_zone
+                    ))?
+                }
+                Kind::NoRecording => t.concern_no_recording.to_owned(),
+                Kind::NoBackup => t.concern_no_backup.to_owned(),
+                Kind::NotOnPlayout => t.concern_not_on_playout.to_owned(),
+                Kind::ShortRecording => format!(
+                    "{}: {} / {}",
+                    t.concern_short_recording,
+                    minutes(concern.recording_ms),
+                    minutes(concern.slot_ms)
+                ),
+                Kind::VideoCodec => format!("{} ({})", t.concern_video_codec, concern.codec),
+                Kind::NoSound => t.concern_no_sound.to_owned(),
+                Kind::AudioCodec => format!("{} ({})", t.concern_audio_codec, concern.codec),
+                Kind::Unspecified => return None,
+            })
+        };
+        readiness
+            .reasons
+            .iter()
+            .enumerate()
+            .map(
+                |(i, english)| match readiness.concerns.get(i).and_then(say) {
+                    Some(text) => ConcernView { text, lang: None },
+                    None => ConcernView {
+                        text: english.clone(),
+                        lang: (lang != Lang::En).then_some("en"),
+                    },
+                },
+            )
+            .collect()
+    }
 }
 
 /// One rated session.
@@ -94,8 +160,8 @@ pub async fn page(State(web): State<Web>, visitor: Visitor) -> Response {
                                 .unwrap_or_default(),
                             ready: r.readiness == pb::Readiness::Ready as i32,
                             recordings: r.recordings,
+                            concerns: ConcernView::all(&r, visitor.lang),
                             speakers: r.speakers,
-                            reasons: r.reasons,
                         }
                     })
                     .collect()
@@ -253,4 +319,89 @@ pub async fn export(
         )
             .into_response(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn concern(kind: pb::ReadinessConcernKind) -> pb::ReadinessConcern {
+        pb::ReadinessConcern {
+            kind: kind as i32,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn concerns_are_said_in_the_reader_s_language_and_unknown_ones_in_the_service_s_english() {
+        use pb::ReadinessConcernKind as Kind;
+        let readiness = pb::SessionReadiness {
+            speakers: vec![pb::SpeakerReadiness {
+                speaker_id: "spk-1".into(),
+                name: "Sokha Chan".into(),
+                start: Some(pb::ZonedTime {
+                    local: "2030-11-13T21:00:00-05:00".into(),
+                    time_zone: "America/New_York".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            reasons: vec![
+                "Sokha Chan has not done a test connection".into(),
+                "ends Wed 21:00 for Sokha Chan in America/New_York, outside ...".into(),
+                "recording plays 30 min of a 45 min slot".into(),
+                "recording's sound is opus, which OBS may not play; export it as AAC".into(),
+                "something a newer server knows".into(),
+            ],
+            concerns: vec![
+                pb::ReadinessConcern {
+                    speaker_id: "spk-1".into(),
+                    ..concern(Kind::NotTested)
+                },
+                pb::ReadinessConcern {
+                    speaker_id: "spk-1".into(),
+                    ..concern(Kind::OutsideHours)
+                },
+                pb::ReadinessConcern {
+                    recording_ms: 30 * 60_000 + 59_000,
+                    slot_ms: 45 * 60_000,
+                    ..concern(Kind::ShortRecording)
+                },
+                pb::ReadinessConcern {
+                    codec: "opus".into(),
+                    ..concern(Kind::AudioCodec)
+                },
+                concern(Kind::Unspecified),
+            ],
+            ..Default::default()
+        };
+        let km = Lang::Km.text();
+        let said = ConcernView::all(&readiness, Lang::Km);
+        let texts: Vec<_> = said.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(
+            texts[..4],
+            [
+                format!("Sokha Chan: {}", km.concern_not_tested).as_str(),
+                format!(
+                    "Sokha Chan: {} ថ្ងៃ\u{200b}ពុធ 13 វិច្ឆិកា 21:00 (America/New_York)",
+                    km.concern_outside_hours
+                )
+                .as_str(),
+                format!("{}: 30 នាទី / 45 នាទី", km.concern_short_recording).as_str(),
+                format!("{} (opus)", km.concern_audio_codec).as_str(),
+            ]
+        );
+        assert!(said[..4].iter().all(|c| c.lang.is_none()));
+        assert_eq!(
+            said[4],
+            ConcernView {
+                text: "something a newer server knows".into(),
+                lang: Some("en"),
+            }
+        );
+        // In English the page's own words, not the service's sentence.
+        let en = ConcernView::all(&readiness, Lang::En);
+        assert_eq!(en[0].text, "Sokha Chan: has not done a test connection");
+        assert_eq!(en[4].lang, None);
+    }
 }

@@ -587,6 +587,35 @@ async fn preflight_reports_what_is_missing_until_the_session_is_ready() {
         "{:?}",
         at_risk.reasons
     );
+    // The same reasons as data, one for each and in the same order, for pages to say in their
+    // reader's language.
+    assert_eq!(at_risk.concerns.len(), at_risk.reasons.len());
+    let concerns: Vec<_> = at_risk
+        .concerns
+        .iter()
+        .map(|c| (c.kind(), c.speaker_id.as_str()))
+        .collect();
+    for (concern, reason) in concerns.iter().zip(&at_risk.reasons) {
+        let kind = match concern.0 {
+            pb::ReadinessConcernKind::NotTested => "test connection",
+            pb::ReadinessConcernKind::NoRecording => "no verified recording",
+            pb::ReadinessConcernKind::OutsideHours => "outside their hours",
+            pb::ReadinessConcernKind::NoBackup => "no backup",
+            other => panic!("unexpected concern {other:?} ({reason})"),
+        };
+        assert!(reason.contains(kind), "{concern:?} beside {reason:?}");
+    }
+    assert!(
+        concerns.contains(&(
+            pb::ReadinessConcernKind::OutsideHours,
+            show.odc.sarah.id.as_str()
+        )),
+        "{concerns:?}"
+    );
+    assert!(
+        concerns.contains(&(pb::ReadinessConcernKind::NoRecording, "")),
+        "{concerns:?}"
+    );
     let sarah = at_risk
         .speakers
         .iter()

@@ -319,7 +319,11 @@ async fn a_moderator_reads_the_preflight_report_and_ratings_and_downloads_the_ex
     // The live session's speaker has not tested and there is no recording: at risk, and why.
     assert!(shown.contains("At risk"), "{shown}");
     assert!(
-        shown.contains("Sokha Chan has not done a test connection"),
+        shown.contains("Sokha Chan: has not done a test connection"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("No verified recording to fall back to"),
         "{shown}"
     );
     assert!(shown.contains("Sokha Chan: not tested"), "{shown}");
@@ -329,6 +333,22 @@ async fn a_moderator_reads_the_preflight_report_and_ratings_and_downloads_the_ex
     assert!(shown.contains("Clear slides, thank you"), "{shown}");
     assert!(!shown.contains("Dara"), "no rater's name: {shown}");
     accessible(&laptop, "report").await;
+    laptop.close().await.unwrap();
+    // A Khmer reader reads why in Khmer, not the service's English.
+    let laptop = Browser::open(&base, Screen::Projector, true, "km")
+        .await
+        .unwrap();
+    laptop.goto(&format!("/m/?token={token}")).await.unwrap();
+    laptop.goto("/m/report").await.unwrap();
+    laptop.wait_for("#preflight-heading").await.unwrap();
+    let shown = laptop.text("main").await.unwrap();
+    assert!(
+        shown.contains("Sokha Chan: មិនទាន់បានសាកល្បងការតភ្ជាប់"),
+        "{shown}"
+    );
+    assert!(!shown.contains("test connection"), "{shown}");
+    assert!(!shown.contains("no verified recording"), "{shown}");
+    accessible(&laptop, "report in Khmer").await;
     laptop.close().await.unwrap();
 
     // The export, as the CLI gives it: tallies, ratings, published questions; no names.

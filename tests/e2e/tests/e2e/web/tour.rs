@@ -1,6 +1,6 @@
 //! Every page, at phone and projector sizes, in English and in Khmer: a screenshot of each
-//! under `target/screenshots`, and axe-core's WCAG 2.1 A and AA rules on each in both
-//! languages, in a state with open polls, a ballot, a published question and a rating.
+//! under `target/screenshots`, and axe-core's WCAG 2.2 A and AA rules on each in both
+//! languages (with 44 px tap targets on phones), in a state with open polls, a ballot, a published question and a rating.
 
 use podium_client::pb;
 use podium_e2e::{
@@ -20,6 +20,14 @@ struct Tokens {
 async fn look(browser: &Browser, page: &str, size: &str, lang: &str, check: bool) {
     if check {
         accessible(browser, &format!("{page} ({lang})")).await;
+        // A phone's controls take a thumb: 44 px each way (WCAG 2.5.5).
+        if size == "phone" {
+            let small = browser.small_tap_targets().await.unwrap();
+            assert!(
+                small.is_empty(),
+                "{page} ({lang}): small to tap: {small:#?}"
+            );
+        }
     }
     browser
         .screenshot(&format!("{page}-{size}-{lang}"))
