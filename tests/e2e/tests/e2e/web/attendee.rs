@@ -523,6 +523,15 @@ async fn an_attendee_reads_their_data_and_erases_it_from_their_phone() {
         .wait_for_text("main dl", "Chanthou Forgetme")
         .await
         .unwrap();
+    // The name in the header is said to be where it is kept: in the sign-in, on this phone.
+    phone
+        .wait_for_text("main dl", "Name you joined with")
+        .await
+        .unwrap();
+    phone
+        .wait_for_text("main dl", "kept in your sign-in on this device")
+        .await
+        .unwrap();
     let id = phone.text("main code").await.unwrap();
     assert!(id.starts_with("att-"), "{id}");
     accessible(&phone, "my data").await;
