@@ -139,6 +139,7 @@ pub fn session_status(conference: &ConferenceFacts, session_id: &str) -> Option<
         cause: live.cause.map_or(pb::Cause::Unspecified, cause_to_proto) as i32,
         title: facts.title.clone(),
         output: conference.output_of(session_id).cloned(),
+        recordings: conference.recordings.get(session_id).map_or(0, Vec::len) as u32,
     })
 }
 

@@ -217,11 +217,14 @@ impl Row {
                 label,
             });
         }
-        choices.push(Choice {
-            kind: "recording",
-            speaker_id: String::new(),
-            label: t.source_recording.to_owned(),
-        });
+        // A session with no recording has none to put on air (the engine would refuse).
+        if status.recordings > 0 {
+            choices.push(Choice {
+                kind: "recording",
+                speaker_id: String::new(),
+                label: t.source_recording.to_owned(),
+            });
+        }
         let (program, program_alert, program_notes) = program(t, status);
         choices.push(Choice {
             kind: "slate",
@@ -434,5 +437,27 @@ mod tests {
             ),
             no_recording.message
         );
+    }
+
+    #[test]
+    fn a_session_is_offered_its_recording_only_when_it_has_one() {
+        let names = Names {
+            session_speakers: [("ses-1".to_owned(), vec![("spk-1".to_owned(), false)])].into(),
+            ..Names::default()
+        };
+        let kinds = |recordings: u32| {
+            let status = pb::SessionStatus {
+                session_id: "ses-1".into(),
+                recordings,
+                ..Default::default()
+            };
+            Row::new(Lang::En.text(), &names, &status)
+                .choices
+                .iter()
+                .map(|c| c.kind)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kinds(0), ["speaker", "slate"]);
+        assert_eq!(kinds(2), ["speaker", "recording", "slate"]);
     }
 }

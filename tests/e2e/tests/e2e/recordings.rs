@@ -495,4 +495,28 @@ async fn real_media_is_probed_and_preflight_warns_of_a_short_talk() {
             .contains(&"recording plays 1 min of a 45 min slot".to_owned()),
         "{report:#?}"
     );
+    // The same concern as data, with both lengths, for a page to say in its reader's language.
+    let short = report.sessions[0]
+        .concerns
+        .iter()
+        .find(|c| c.kind() == pb::ReadinessConcernKind::ShortRecording)
+        .unwrap_or_else(|| panic!("{report:#?}"));
+    assert_eq!(
+        (short.recording_ms / 1000, short.slot_ms),
+        (60, 45 * 60 * 1000)
+    );
+    // Boards see how many recordings the session has to put on air.
+    let status = admin
+        .stage()
+        .start_session(pb::StartSessionRequest {
+            request_id: Client::request_id(),
+            conference_id: CONFERENCE.into(),
+            session_id: talk.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(status.recordings, 3);
 }
