@@ -280,6 +280,7 @@ catalogue! {
     tested_no: "No test connection yet", "មិនទាន់បានសាកល្បងការតភ្ជាប់នៅឡើយ";
     recording_yes: "Recording uploaded and verified", "ការថតទុកត្រូវបានផ្ទុកឡើង និងផ្ទៀងផ្ទាត់";
     recording_no: "No recording uploaded yet", "មិនទាន់បានផ្ទុកការថតទុកឡើងនៅឡើយ";
+    recording_how: "Send your recorded talk to the organisers: they upload it, and it goes on air if your connection drops.", "សូមផ្ញើការថតទុកបទបង្ហាញរបស់អ្នកទៅអ្នករៀបចំ៖ ពួកគេនឹងផ្ទុកវាឡើង ហើយវានឹងចេញផ្សាយ ប្រសិនបើការតភ្ជាប់របស់អ្នកដាច់។";
     hours_yes: "Within your available hours", "ស្ថិតក្នុងម៉ោងទំនេររបស់អ្នក";
     hours_no: "Outside your available hours", "នៅក្រៅម៉ោងទំនេររបស់អ្នក";
     test_connection: "Test my connection", "សាកល្បងការតភ្ជាប់របស់ខ្ញុំ";

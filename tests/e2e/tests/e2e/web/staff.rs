@@ -192,6 +192,10 @@ async fn a_speaker_in_new_york_sees_their_session_in_both_zones_and_gets_a_calen
         .await
         .unwrap();
     phone
+        .wait_for_text(&card, "Send your recorded talk to the organisers")
+        .await
+        .unwrap();
+    phone
         .submit(&format!("form[action='/s/test/{}'] button", talk.id))
         .await
         .unwrap();
