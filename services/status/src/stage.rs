@@ -265,7 +265,13 @@ impl Stage for StageService {
         let principal = caller(&request)?;
         let r = request.into_inner();
         let conference_id = r.conference_id.trim().to_owned();
-        principal.require(&conference_id, STAFF, "watch the status")?;
+        let speaker = staff_or_speaker(&principal, &conference_id, "watch the status")?;
+        // A speaker watches the sessions they speak in or back up (each is among its links).
+        let mine = move |status: &pb::SessionStatus| {
+            speaker
+                .as_ref()
+                .is_none_or(|id| status.links.iter().any(|l| &l.speaker_id == id))
+        };
         let room = r.room_id.trim().to_owned();
         // The first watcher of a conference starts its publisher; NOT_FOUND if there is none.
         let mut published = self.publishers.subscribe(&conference_id)?;
@@ -281,6 +287,7 @@ impl Stage for StageService {
                 .iter()
                 .filter(|(_, e)| room.is_empty() || e.room_id == room)
                 .filter(|(_, e)| r.from_position == 0 || e.changed >= r.from_position)
+                .filter(|(_, e)| mine(&e.status))
                 .collect();
             sessions.sort_by_key(|(id, e)| (e.start, *id));
             let snapshot: Vec<_> = sessions
@@ -310,7 +317,7 @@ impl Stage for StageService {
                     since = p.position;
                     changes
                 };
-                for (position, status) in changes {
+                for (position, status) in changes.into_iter().filter(|(_, s)| mine(s)) {
                     yield pb::WatchStatusResponse { position, update: Some(pb::watch_status_response::Update::Changed((*status).clone())) };
                 }
             }
@@ -325,21 +332,7 @@ impl Stage for StageService {
         let principal = caller(&request)?;
         let r = request.into_inner();
         let conference_id = r.conference_id.trim().to_owned();
-        // Staff see every session; a speaker sees the report of their own sessions.
-        let speaker = match (principal.role, &principal.speaker_id) {
-            (Role::Speaker, Some(speaker_id)) => {
-                principal.require(
-                    &conference_id,
-                    &[Role::Speaker],
-                    "run the pre-flight report",
-                )?;
-                Some(speaker_id.clone())
-            }
-            _ => {
-                principal.require(&conference_id, STAFF, "run the pre-flight report")?;
-                None
-            }
-        };
+        let speaker = staff_or_speaker(&principal, &conference_id, "run the pre-flight report")?;
         let hours = match r.within_hours {
             0 => 24,
             h if h <= 744 => h,
@@ -385,6 +378,24 @@ fn zoned_proto(at: DateTime<Utc>, zone: chrono_tz::Tz) -> pb::ZonedTime {
         time_zone: view.zone.name().to_owned(),
         local: view.local,
         label: view.label,
+    }
+}
+
+/// Staff see every session of a conference (`None`); a speaker sees their own (their id).
+fn staff_or_speaker(
+    principal: &Principal,
+    conference_id: &str,
+    action: &str,
+) -> Result<Option<String>, Status> {
+    match (principal.role, &principal.speaker_id) {
+        (Role::Speaker, Some(speaker_id)) => {
+            principal.require(conference_id, &[Role::Speaker], action)?;
+            Ok(Some(speaker_id.clone()))
+        }
+        _ => {
+            principal.require(conference_id, STAFF, action)?;
+            Ok(None)
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use crate::{Web, attendee::on_behalf, frame::Frame, i18n::Text, reply, session::
 
 /// The shortest time between two renders of one moderator's board: ten a second. `WatchStatus`
 /// sends every change; changes that arrive meanwhile are folded into the next render.
-const MIN_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// One speaker's link, written out.
 #[derive(Debug, Clone)]
@@ -114,6 +114,41 @@ pub struct Names {
 }
 
 impl Names {
+    /// The names a conference and its sessions give.
+    pub fn of(conference: &pb::Conference, sessions: &[pb::Session]) -> Self {
+        Names {
+            rooms: conference
+                .rooms
+                .iter()
+                .map(|r| (r.id.clone(), r.name.clone()))
+                .collect(),
+            speakers: conference
+                .speakers
+                .iter()
+                .map(|s| (s.id.clone(), s.name.clone()))
+                .collect(),
+            session_speakers: sessions
+                .iter()
+                .map(|s| {
+                    (
+                        s.id.clone(),
+                        s.speakers
+                            .iter()
+                            .map(|sp| (sp.speaker_id.clone(), sp.backup))
+                            .collect(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether `speaker_id` is a backup speaker of `session_id`.
+    pub fn is_backup(&self, session_id: &str, speaker_id: &str) -> bool {
+        self.session_speakers
+            .get(session_id)
+            .is_some_and(|s| s.iter().any(|(id, backup)| id == speaker_id && *backup))
+    }
+
     fn speaker(&self, id: &str) -> String {
         self.speakers
             .get(id)

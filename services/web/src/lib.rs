@@ -22,6 +22,7 @@ mod projector;
 mod reply;
 pub mod session;
 mod speaker;
+mod speaker_live;
 mod streams;
 mod views;
 
@@ -139,7 +140,8 @@ impl Web {
     pub fn router(self) -> Router {
         let live = Router::new()
             .route("/live/results", get(live::results))
-            .route("/live/board", get(board::live));
+            .route("/live/board", get(board::live))
+            .route("/live/speaker", get(speaker_live::live));
         Router::new()
             .route("/", get(attendee::home))
             .route("/j/{code}", get(attendee::join_form_with_code))

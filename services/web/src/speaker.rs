@@ -18,9 +18,11 @@ use serde::Deserialize;
 use crate::{
     Web,
     attendee::{conference_and_sessions, on_behalf},
+    board::Names,
     frame::{Frame, render},
     reply,
     session::Visitor,
+    speaker_live::{self, LiveView},
     views::{SessionView, wall_span},
 };
 
@@ -43,6 +45,8 @@ pub struct SpeakerSession {
     pub end: Option<DateTime<Utc>>,
     /// The pre-flight report's view of this session, where the status service runs.
     pub preflight: Option<Preflight>,
+    /// Whether it is live, what is on air and the speaker's link, where the status service runs.
+    pub live: Option<LiveView>,
 }
 
 /// What the pre-flight report says of one of the speaker's sessions.
@@ -59,6 +63,8 @@ pub struct Preflight {
 struct SpeakerPage {
     frame: Frame,
     sessions: Vec<SpeakerSession>,
+    /// The live stream to follow (`/live/speaker`), when any session has a live part.
+    following: bool,
     /// The session just tested and its round trip, after a green-room test.
     tested: Option<(String, u32)>,
 }
@@ -74,7 +80,7 @@ pub struct SpeakerQuery {
 }
 
 /// The visitor's conference and speaker id, if they are a speaker.
-fn speaker_of(visitor: &Visitor) -> Option<(String, String)> {
+pub(crate) fn speaker_of(visitor: &Visitor) -> Option<(String, String)> {
     let principal = visitor.principal.as_ref()?;
     if principal.role != Role::Speaker {
         return None;
@@ -99,6 +105,8 @@ async fn sessions(
         .inspect_err(|status| tracing::warn!(%status, "speaker page without pre-flight"))
         .ok()
         .flatten();
+    let names = Names::of(&conference, &listed);
+    let mut live = speaker_live::now(web, visitor, conference_id, speaker_id, &names).await;
     Ok(listed
         .iter()
         .map(|session| {
@@ -131,6 +139,7 @@ async fn sessions(
                         .find(|r| r.session_id == session.id)
                         .map(|r| Preflight::of(r, speaker_id))
                 }),
+                live: live.remove(&session.id),
             }
         })
         .collect())
@@ -193,6 +202,7 @@ pub async fn page(
                 .map(|s| (s.id.clone(), query.ms));
             let page = SpeakerPage {
                 frame: Frame::new(&visitor, "/s/"),
+                following: sessions.iter().any(|s| s.live.is_some()),
                 sessions,
                 tested,
             };
@@ -329,6 +339,7 @@ mod tests {
             start: Some(at("2024-11-14T09:00:00+07:00")),
             end: Some(at("2024-11-14T09:45:00+07:00")),
             preflight: None,
+            live: None,
         };
         let ics = ics(&session, "odc2024", at("2024-11-01T00:00:00Z"));
         assert!(ics.contains("DTSTART:20241114T020000Z\r\n"), "{ics}");

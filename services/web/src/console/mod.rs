@@ -74,30 +74,7 @@ pub async fn names(
     conference_id: &str,
 ) -> Result<Names, tonic::Status> {
     let (conference, sessions) = conference_and_sessions(web, visitor, conference_id, "").await?;
-    Ok(Names {
-        rooms: conference
-            .rooms
-            .iter()
-            .map(|r| (r.id.clone(), r.name.clone()))
-            .collect(),
-        speakers: conference
-            .speakers
-            .iter()
-            .map(|s| (s.id.clone(), s.name.clone()))
-            .collect(),
-        session_speakers: sessions
-            .iter()
-            .map(|s| {
-                (
-                    s.id.clone(),
-                    s.speakers
-                        .iter()
-                        .map(|sp| (sp.speaker_id.clone(), sp.backup))
-                        .collect(),
-                )
-            })
-            .collect(),
-    })
+    Ok(Names::of(&conference, &sessions))
 }
 
 /// One poll as the console lists it.

@@ -165,7 +165,7 @@ const TABLE: &[(&str, Allowed, &str)] = &[
     ("podium.v1.Stage/EndSession", Roles(RUN), ""),
     ("podium.v1.Stage/SwitchSource", Roles(RUN), ""),
     ("podium.v1.Stage/Pin", Roles(RUN), ""),
-    ("podium.v1.Stage/WatchStatus", Roles(STAFF), ""),
+    ("podium.v1.Stage/WatchStatus", Roles(STAFF_AND_SPEAKERS), ""),
     // A speaker gets the report of their own sessions only.
     ("podium.v1.Stage/Preflight", Roles(STAFF_AND_SPEAKERS), ""),
     // A playout bridge's one report for the session's room.

@@ -236,11 +236,67 @@ async fn a_speaker_in_new_york_sees_their_session_in_both_zones_and_gets_a_calen
         .wait_for_text(&card, "Recording uploaded and verified")
         .await
         .unwrap();
+
+    // Now: the session is scheduled, Sarah's agent is not connected and the page says how to
+    // connect it; a moderator starts the session and the page follows without a reload.
+    let live = format!("[data-poll='live-{}']", talk.id);
+    phone
+        .wait_for_text(&live, "State: scheduled")
+        .await
+        .unwrap();
+    phone
+        .wait_for_text(&live, "Your link, as podium sees it: offline")
+        .await
+        .unwrap();
+    phone
+        .wait_for_text(
+            &live,
+            &format!("podium speaker connect --session {}", talk.id),
+        )
+        .await
+        .unwrap();
+    accessible(&phone, "speaker, live part").await;
+    show.admin
+        .stage()
+        .start_session(pb::StartSessionRequest {
+            request_id: podium_client::Client::request_id(),
+            conference_id: podium_e2e::CONFERENCE.into(),
+            session_id: talk.id.clone(),
+        })
+        .await
+        .unwrap();
+    phone.wait_for_text(&live, "State: live").await.unwrap();
+    phone.wait_for_text(&live, "On air:").await.unwrap();
     phone.close().await.unwrap();
 
     // The service checks what the page cannot: enough round trips, and only a speaker of the
     // session.
     let speaker = show.admin.with_token(Some(token.clone())).unwrap();
+    // A speaker watches the status of their own sessions only.
+    let watched = |client: podium_client::Client| async move {
+        let request = pb::WatchStatusRequest {
+            conference_id: podium_e2e::CONFERENCE.into(),
+            ..Default::default()
+        };
+        let mut stream = client
+            .stage()
+            .watch_status(request)
+            .await
+            .unwrap()
+            .into_inner();
+        match stream.message().await.unwrap().unwrap().update {
+            Some(pb::watch_status_response::Update::Snapshot(s)) => s.sessions,
+            other => panic!("a snapshot first, not {other:?}"),
+        }
+    };
+    let hers = watched(speaker.clone()).await;
+    assert_eq!(
+        hers.iter()
+            .map(|s| s.session_id.as_str())
+            .collect::<Vec<_>>(),
+        [talk.id.as_str()]
+    );
+    assert!(watched(show.admin.clone()).await.len() > 1);
     let test = |samples: u32, session: &str| pb::RecordTestRequest {
         session_id: session.to_owned(),
         figures: Some(pb::LinkFigures {

@@ -1,0 +1,243 @@
+//! The live part of the speaker's page: for each of their sessions, whether it is live, what is
+//! on air, and their own link as podium sees it. It comes from `Stage/WatchStatus`, which gives
+//! a speaker the sessions they speak in or back up (the same publisher as the console's board),
+//! is rendered on the server with the page, and is sent again over Server-Sent Events
+//! (`GET /live/speaker`) whenever a session of theirs changes.
+
+use std::{collections::BTreeMap, convert::Infallible, sync::Arc};
+
+use askama::Template;
+use axum::{
+    extract::State,
+    http::StatusCode,
+    response::{
+        IntoResponse, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
+};
+use futures::{FutureExt, StreamExt};
+use podium_proto::v1::{self as pb, stage_server::Stage as _};
+
+use crate::{
+    Web,
+    attendee::on_behalf,
+    board::{LinkView, MIN_INTERVAL, Names, Row, fold},
+    frame::Frame,
+    i18n::Text,
+    reply,
+    session::Visitor,
+};
+
+/// One session's live state, for the speaker it belongs to.
+#[derive(Debug, Clone)]
+pub struct LiveView {
+    pub session_id: String,
+    pub state: &'static str,
+    /// What is on air, while the session is live.
+    pub on_air: String,
+    /// The speaker's own link.
+    pub link: Option<LinkView>,
+    /// The speaker's agent is not connected to a session that has not ended, and they are not
+    /// its backup: the page says how to connect.
+    pub connect: bool,
+}
+
+impl LiveView {
+    pub fn of(t: &Text, names: &Names, status: &pb::SessionStatus, speaker_id: &str) -> Self {
+        let row = Row::new(t, names, status);
+        // The board's links are the status's, in order.
+        let mine = status.links.iter().position(|l| l.speaker_id == speaker_id);
+        let offline = mine.is_none_or(|i| {
+            matches!(
+                status.links[i].state(),
+                pb::LinkState::Offline | pb::LinkState::Unspecified
+            )
+        });
+        let ended = status.state() == pb::SessionState::Ended;
+        Self {
+            session_id: status.session_id.clone(),
+            state: row.state,
+            on_air: row.on_air,
+            link: mine.and_then(|i| row.links.get(i).cloned()),
+            connect: offline && !ended && !names.is_backup(&status.session_id, speaker_id),
+        }
+    }
+}
+
+/// One session's live part, as the page holds it and as the stream sends it again.
+#[derive(Template)]
+#[template(path = "speaker_live.html")]
+pub struct LiveFragment<'a> {
+    pub frame: &'a Frame,
+    pub view: &'a LiveView,
+}
+
+/// The live state of every session of the speaker's, by session id; empty where this node
+/// does not run the status service or it cannot answer (the page shows the rest).
+pub async fn now(
+    web: &Web,
+    visitor: &Visitor,
+    conference_id: &str,
+    speaker_id: &str,
+    names: &Names,
+) -> BTreeMap<String, LiveView> {
+    if web.services.stage.is_none() {
+        return BTreeMap::new();
+    }
+    let statuses = crate::board::snapshot(web, visitor, conference_id)
+        .await
+        .inspect_err(|status| tracing::warn!(%status, "speaker page without live state"))
+        .unwrap_or_default();
+    statuses
+        .values()
+        .map(|s| {
+            let view = LiveView::of(visitor.text(), names, s, speaker_id);
+            (s.session_id.clone(), view)
+        })
+        .collect()
+}
+
+/// `GET /live/speaker`: each of the speaker's sessions' live part, again whenever it changes.
+pub async fn live(State(web): State<Web>, visitor: Visitor) -> Response {
+    let Some((conference_id, speaker_id)) = crate::speaker::speaker_of(&visitor) else {
+        return reply::not_for(&visitor);
+    };
+    let Some(stage) = web.services.stage.clone() else {
+        return reply::error(
+            &visitor,
+            StatusCode::SERVICE_UNAVAILABLE,
+            visitor.text().error_unavailable,
+            None,
+        );
+    };
+    let names = match crate::console::names(&web, &visitor, &conference_id).await {
+        Ok(names) => names,
+        Err(status) => return reply::refused(&visitor, &status),
+    };
+    let permit = crate::streams::admit(&web, &visitor);
+    let request = on_behalf(
+        &visitor,
+        pb::WatchStatusRequest {
+            conference_id,
+            ..Default::default()
+        },
+    );
+    let mut updates = match stage.watch_status(request).await {
+        Ok(stream) => stream.into_inner(),
+        Err(status) => return reply::refused(&visitor, &status),
+    };
+    let frame = Arc::new(Frame::new(&visitor, "/s/"));
+    let t = visitor.text();
+    let events = async_stream::stream! {
+        let mut statuses = BTreeMap::new();
+        while let Some(Ok(update)) = updates.next().await {
+            let mut position = update.position;
+            let mut changed = changed_by(&update);
+            fold(&mut statuses, update);
+            while let Some(Some(Ok(more))) = updates.next().now_or_never() {
+                position = more.position;
+                changed.extend(changed_by(&more));
+                fold(&mut statuses, more);
+            }
+            changed.sort();
+            changed.dedup();
+            for session_id in changed {
+                let Some(status) = statuses.get(&session_id) else { continue };
+                let view = LiveView::of(t, &names, status, &speaker_id);
+                let Ok(html) = (LiveFragment { frame: &frame, view: &view }).render() else { continue };
+                yield Ok::<_, Infallible>(
+                    Event::default()
+                        .event("update")
+                        .id(position.to_string())
+                        .data(format!("live-{session_id}\n{html}")),
+                );
+            }
+            tokio::time::sleep(MIN_INTERVAL).await;
+        }
+    };
+    visitor.finish(
+        Sse::new(crate::streams::holding(events, permit))
+            .keep_alive(KeepAlive::default())
+            .into_response(),
+    )
+}
+
+/// The sessions an update changes: every one for a snapshot.
+fn changed_by(update: &pb::WatchStatusResponse) -> Vec<String> {
+    match &update.update {
+        Some(pb::watch_status_response::Update::Snapshot(s)) => {
+            s.sessions.iter().map(|s| s.session_id.clone()).collect()
+        }
+        Some(pb::watch_status_response::Update::Changed(s)) => vec![s.session_id.clone()],
+        None => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::i18n::Lang;
+
+    #[test]
+    fn a_speaker_sees_their_own_link_and_is_told_to_connect_only_when_they_should() {
+        let names = Names {
+            speakers: [
+                ("spk-1".to_owned(), "Sokha Chan".to_owned()),
+                ("spk-2".to_owned(), "Dara Sok".to_owned()),
+            ]
+            .into(),
+            session_speakers: [(
+                "ses-1".to_owned(),
+                vec![("spk-1".to_owned(), false), ("spk-2".to_owned(), true)],
+            )]
+            .into(),
+            ..Names::default()
+        };
+        let link = |id: &str, state: pb::LinkState| pb::SpeakerLink {
+            speaker_id: id.into(),
+            state: state as i32,
+            ..Default::default()
+        };
+        let status = |state: pb::SessionState, mine: pb::LinkState| pb::SessionStatus {
+            session_id: "ses-1".into(),
+            state: state as i32,
+            links: vec![link("spk-1", mine), link("spk-2", pb::LinkState::Healthy)],
+            ..Default::default()
+        };
+        let t = Lang::En.text();
+        let waiting = LiveView::of(
+            t,
+            &names,
+            &status(pb::SessionState::Scheduled, pb::LinkState::Offline),
+            "spk-1",
+        );
+        assert_eq!(waiting.state, t.session_scheduled);
+        assert_eq!(waiting.link.as_ref().map(|l| l.state), Some(t.link_offline));
+        assert!(waiting.connect);
+        // The backup, whose own link is the second, is not told to connect.
+        let backup = LiveView::of(
+            t,
+            &names,
+            &status(pb::SessionState::Scheduled, pb::LinkState::Offline),
+            "spk-2",
+        );
+        assert_eq!(backup.link.as_ref().map(|l| l.state), Some(t.link_healthy));
+        assert!(!backup.connect);
+        let live = LiveView::of(
+            t,
+            &names,
+            &status(pb::SessionState::Live, pb::LinkState::Healthy),
+            "spk-1",
+        );
+        assert_eq!(live.state, t.session_live);
+        assert!(!live.connect);
+        let ended = LiveView::of(
+            t,
+            &names,
+            &status(pb::SessionState::Ended, pb::LinkState::Offline),
+            "spk-1",
+        );
+        assert_eq!(ended.state, t.session_ended);
+        assert!(!ended.connect);
+    }
+}
