@@ -437,7 +437,17 @@ fn readiness(
         }
         match (&conflict, &hours) {
             (Some(conflict), Ok(hours)) => reasons.push((
-                about(pb::ReadinessConcernKind::OutsideHours),
+                {
+                    // `Hours::conflict` names the end of the session that is outside the hours.
+                    let ends = conflict.starts_with("ends");
+                    let at = if ends { session.end } else { session.start };
+                    pb::ReadinessConcern {
+                        at: Some(zoned_proto(at, speaker.zone)),
+                        ends,
+                        hours: hours.describe(),
+                        ..about(pb::ReadinessConcernKind::OutsideHours)
+                    }
+                },
                 format!(
                     "{conflict} for {} in {}, outside their hours {}",
                     speaker.name,

@@ -105,7 +105,7 @@ catalogue! {
     my_data_held: "What podium holds", "អ្វីដែល podium រក្សាទុក";
     name_on_questions: "Name on your questions", "ឈ្មោះនៅលើសំណួររបស់អ្នក";
     name_joined_with: "Name you joined with", "ឈ្មោះដែលអ្នកបានប្រើពេលចូលរួម";
-    name_in_sign_in: "kept in your sign-in on this device, not stored by podium", "រក្សាទុកក្នុងការចូលរបស់អ្នកនៅលើឧបករណ៍នេះ podium មិនរក្សាទុកវាទេ";
+    name_in_sign_in: "kept in your sign-in on this device; podium stores it only on the questions you ask under your name", "រក្សាទុកក្នុងការចូលរបស់អ្នកនៅលើឧបករណ៍នេះ។ podium រក្សាទុកវាតែនៅលើសំណួរដែលអ្នកសួរក្រោមឈ្មោះរបស់អ្នកប៉ុណ្ណោះ";
     none_given: "None", "គ្មាន";
     asked_anonymously: "asked anonymously", "សួរដោយអនាមិក";
     my_ratings: "Your ratings", "ការវាយតម្លៃរបស់អ្នក";
@@ -301,7 +301,8 @@ catalogue! {
     not_tested: "not tested", "មិនទាន់សាកល្បង";
     outside_hours: "outside their hours", "នៅក្រៅម៉ោងរបស់ពួកគេ";
     concern_not_tested: "has not done a test connection", "មិនទាន់បានសាកល្បងការតភ្ជាប់";
-    concern_outside_hours: "the session is outside their hours; it starts for them", "វគ្គនេះនៅក្រៅម៉ោងរបស់ពួកគេ។ វាចាប់ផ្តើមសម្រាប់ពួកគេនៅ";
+    concern_starts: "starts", "ចាប់ផ្តើម";
+    concern_ends: "ends", "បញ្ចប់";
     concern_no_valid_hours: "their available hours are not valid", "ម៉ោងទំនេររបស់ពួកគេមិនត្រឹមត្រូវ";
     concern_no_recording: "No verified recording to fall back to", "គ្មានការថតទុកដែលបានផ្ទៀងផ្ទាត់សម្រាប់ប្តូរជំនួសទេ";
     concern_no_backup: "No backup speaker named", "មិនទាន់បានកំណត់វាគ្មិនបម្រុង";

@@ -67,11 +67,16 @@ impl ConcernView {
                 Kind::NotTested => about(t.concern_not_tested)?,
                 Kind::NoValidHours => about(t.concern_no_valid_hours)?,
                 Kind::OutsideHours => {
-                    let start = speaker?.start.as_ref()?;
-                    let (local, _) = wall_span(Some(start), None, lang);
+                    let at = concern.at.as_ref()?;
+                    let (local, _) = wall_span(Some(at), None, lang);
+                    let end = if concern.ends {
+                        t.concern_ends
+                    } else {
+                        t.concern_starts
+                    };
                     about(&format!(
-                        "{} {local} ({})",
-                        t.concern_outside_hours, start.time_zone
+                        "{end} {local} ({}), {} {}",
+                        at.time_zone, t.outside_hours, concern.hours
                     ))?
                 }
                 Kind::NoRecording => t.concern_no_recording.to_owned(),
@@ -339,11 +344,6 @@ mod tests {
             speakers: vec![pb::SpeakerReadiness {
                 speaker_id: "spk-1".into(),
                 name: "Sokha Chan".into(),
-                start: Some(pb::ZonedTime {
-                    local: "2030-11-13T21:00:00-05:00".into(),
-                    time_zone: "America/New_York".into(),
-                    ..Default::default()
-                }),
                 ..Default::default()
             }],
             reasons: vec![
@@ -360,6 +360,13 @@ mod tests {
                 },
                 pb::ReadinessConcern {
                     speaker_id: "spk-1".into(),
+                    at: Some(pb::ZonedTime {
+                        local: "2030-11-13T21:45:00-05:00".into(),
+                        time_zone: "America/New_York".into(),
+                        ..Default::default()
+                    }),
+                    ends: true,
+                    hours: "08:00-21:00".into(),
                     ..concern(Kind::OutsideHours)
                 },
                 pb::ReadinessConcern {
@@ -383,8 +390,8 @@ mod tests {
             [
                 format!("Sokha Chan: {}", km.concern_not_tested).as_str(),
                 format!(
-                    "Sokha Chan: {} ថ្ងៃ\u{200b}ពុធ 13 វិច្ឆិកា 21:00 (America/New_York)",
-                    km.concern_outside_hours
+                    "Sokha Chan: {} ថ្ងៃ\u{200b}ពុធ 13 វិច្ឆិកា 21:45 (America/New_York), {} 08:00-21:00",
+                    km.concern_ends, km.outside_hours
                 )
                 .as_str(),
                 format!("{}: 30 នាទី / 45 នាទី", km.concern_short_recording).as_str(),
@@ -402,6 +409,10 @@ mod tests {
         // In English the page's own words, not the service's sentence.
         let en = ConcernView::all(&readiness, Lang::En);
         assert_eq!(en[0].text, "Sokha Chan: has not done a test connection");
+        assert_eq!(
+            en[1].text,
+            "Sokha Chan: ends Wed 13 Nov 21:45 (America/New_York), outside their hours 08:00-21:00"
+        );
         assert_eq!(en[4].lang, None);
     }
 }

@@ -616,6 +616,20 @@ async fn preflight_reports_what_is_missing_until_the_session_is_ready() {
         concerns.contains(&(pb::ReadinessConcernKind::NoRecording, "")),
         "{concerns:?}"
     );
+    // Sarah's: her start, in her zone, against her hours.
+    let hours = at_risk
+        .concerns
+        .iter()
+        .find(|c| c.kind() == pb::ReadinessConcernKind::OutsideHours)
+        .unwrap();
+    assert_eq!(
+        (
+            hours.ends,
+            hours.hours.as_str(),
+            hours.at.as_ref().map(|a| a.time_zone.as_str())
+        ),
+        (false, "08:00-21:00", Some("America/New_York"))
+    );
     let sarah = at_risk
         .speakers
         .iter()

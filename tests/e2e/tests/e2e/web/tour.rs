@@ -171,6 +171,7 @@ async fn every_page_at_both_sizes_in_both_languages_is_photographed_and_accessib
         "confirm",
         "report",
         "speaker",
+        "mydata",
     ] {
         for size in ["phone", "projector"] {
             for lang in ["en", "km"] {
