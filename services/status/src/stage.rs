@@ -266,11 +266,19 @@ impl Stage for StageService {
         let r = request.into_inner();
         let conference_id = r.conference_id.trim().to_owned();
         let speaker = staff_or_speaker(&principal, &conference_id, "watch the status")?;
-        // A speaker watches the sessions they speak in or back up (each is among its links).
-        let mine = move |status: &pb::SessionStatus| {
-            speaker
-                .as_ref()
-                .is_none_or(|id| status.links.iter().any(|l| &l.speaker_id == id))
+        // A speaker watches the sessions they speak in or back up (each is among its links),
+        // without the room's program output: until the bridge carries out the session's first
+        // decision it describes the room's session before, and it lists every recording the
+        // playout machine holds.
+        let shown = move |status: &pb::SessionStatus| match &speaker {
+            None => Some(status.clone()),
+            Some(id) if status.links.iter().any(|l| &l.speaker_id == id) => {
+                Some(pb::SessionStatus {
+                    output: None,
+                    ..status.clone()
+                })
+            }
+            Some(_) => None,
         };
         let room = r.room_id.trim().to_owned();
         // The first watcher of a conference starts its publisher; NOT_FOUND if there is none.
@@ -287,18 +295,17 @@ impl Stage for StageService {
                 .iter()
                 .filter(|(_, e)| room.is_empty() || e.room_id == room)
                 .filter(|(_, e)| r.from_position == 0 || e.changed >= r.from_position)
-                .filter(|(_, e)| mine(&e.status))
                 .collect();
             sessions.sort_by_key(|(id, e)| (e.start, *id));
             let snapshot: Vec<_> = sessions
                 .into_iter()
-                .map(|(_, e)| e.status.clone())
+                .filter_map(|(_, e)| shown(&e.status))
                 .collect();
             (p.position, snapshot)
         };
         let mut shutdown = self.shutdown.clone();
         let stream = async_stream::try_stream! {
-            yield pb::WatchStatusResponse { position, update: Some(pb::watch_status_response::Update::Snapshot(pb::StatusSnapshot { sessions: snapshot.iter().map(|s| (**s).clone()).collect() })) };
+            yield pb::WatchStatusResponse { position, update: Some(pb::watch_status_response::Update::Snapshot(pb::StatusSnapshot { sessions: snapshot })) };
             // Every session changed at or after this has still to be sent.
             let mut since = position;
             loop {
@@ -317,8 +324,8 @@ impl Stage for StageService {
                     since = p.position;
                     changes
                 };
-                for (position, status) in changes.into_iter().filter(|(_, s)| mine(s)) {
-                    yield pb::WatchStatusResponse { position, update: Some(pb::watch_status_response::Update::Changed((*status).clone())) };
+                for (position, status) in changes.into_iter().filter_map(|(p, s)| Some((p, shown(&s)?))) {
+                    yield pb::WatchStatusResponse { position, update: Some(pb::watch_status_response::Update::Changed(status)) };
                 }
             }
         };

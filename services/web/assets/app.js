@@ -32,7 +32,10 @@ const ANNOUNCE_EVERY_MS = 5000;
 const announced = new Map();
 const announce = (page, key, region) => {
   const line = page.querySelector(`[data-announce="${CSS.escape(key)}"]`);
-  const count = () => region.querySelector(".meta")?.textContent ?? "";
+  // What to say: the region's [data-say] summary where it has one (the speaker page's state
+  // and link, not their changing figures), else its count of ballots.
+  const count = () =>
+    (region.querySelector("[data-say]") ?? region.querySelector(".meta"))?.textContent ?? "";
   if (!line) return;
   // The stream's first event is what the page already shows: nothing to say.
   if (!announced.has(key)) {

@@ -221,8 +221,12 @@ impl Row {
                     },
                     figures: link.figures.as_ref().map_or_else(String::new, |f| {
                         format!(
-                            "{} ms, {:.1} % loss, {} kbit/s",
-                            f.round_trip_ms, f.packet_loss_percent, f.upstream_kbps
+                            "{} {}, {:.1} % {}, {} kbit/s",
+                            f.round_trip_ms,
+                            t.milliseconds,
+                            f.packet_loss_percent,
+                            t.packet_loss,
+                            f.upstream_kbps
                         )
                     }),
                 }

@@ -281,8 +281,9 @@ catalogue! {
     recording_yes: "Recording uploaded and verified", "ការថតទុកត្រូវបានផ្ទុកឡើង និងផ្ទៀងផ្ទាត់";
     recording_no: "No recording uploaded yet", "មិនទាន់បានផ្ទុកការថតទុកឡើងនៅឡើយ";
     live_now: "Now", "ឥឡូវនេះ";
-    your_link: "Your link, as podium sees it", "ការតភ្ជាប់របស់អ្នក ដូចដែល podium ឃើញ";
-    connect_hint: "To speak live, start the speaker agent on the computer you speak from, with your speaker token:", "ដើម្បីនិយាយផ្ទាល់ សូមចាប់ផ្តើមកម្មវិធីវាគ្មិននៅលើកុំព្យូទ័រដែលអ្នកនិយាយ ជាមួយថូខឹនវាគ្មិនរបស់អ្នក៖";
+    your_link: "Your link, as podium sees it", "ការតភ្ជាប់របស់អ្នក តាមដែល podium ឃើញ";
+    connect_hint: "To speak live, start the speaker agent on the computer you speak from, with your speaker token:", "ដើម្បីធ្វើបទបង្ហាញផ្ទាល់ សូមចាប់ផ្តើមកម្មវិធីវាគ្មិននៅលើកុំព្យូទ័រដែលអ្នកប្រើដើម្បីនិយាយ ជាមួយថូខឹនវាគ្មិនរបស់អ្នក៖";
+    packet_loss: "loss", "បាត់បង់";
     recording_how: "Send your recorded talk to the organisers: they upload it, and it goes on air if your connection drops.", "សូមផ្ញើការថតទុកបទបង្ហាញរបស់អ្នកទៅអ្នករៀបចំ៖ ពួកគេនឹងផ្ទុកវាឡើង ហើយវានឹងចេញផ្សាយ ប្រសិនបើការតភ្ជាប់របស់អ្នកដាច់។";
     hours_yes: "Within your available hours", "ស្ថិតក្នុងម៉ោងទំនេររបស់អ្នក";
     hours_no: "Outside your available hours", "នៅក្រៅម៉ោងទំនេររបស់អ្នក";
@@ -299,10 +300,10 @@ catalogue! {
     backup: "backup", "បម្រុង";
     tested: "tested", "បានសាកល្បង";
     not_tested: "not tested", "មិនទាន់សាកល្បង";
-    outside_hours: "outside their hours", "នៅក្រៅម៉ោងរបស់ពួកគេ";
+    outside_hours: "outside their hours", "នៅក្រៅម៉ោងទំនេររបស់គាត់";
     concern_not_tested: "has not done a test connection", "មិនទាន់បានសាកល្បងការតភ្ជាប់";
-    concern_starts: "starts", "ចាប់ផ្តើម";
-    concern_ends: "ends", "បញ្ចប់";
+    concern_starts: "starts", "ចាប់ផ្តើមនៅ";
+    concern_ends: "ends", "បញ្ចប់នៅ";
     concern_no_valid_hours: "their available hours are not valid", "ម៉ោងទំនេររបស់ពួកគេមិនត្រឹមត្រូវ";
     concern_no_recording: "No verified recording to fall back to", "គ្មានការថតទុកដែលបានផ្ទៀងផ្ទាត់សម្រាប់ប្តូរជំនួសទេ";
     concern_no_backup: "No backup speaker named", "មិនទាន់បានកំណត់វាគ្មិនបម្រុង";

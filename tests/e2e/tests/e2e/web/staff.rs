@@ -267,6 +267,14 @@ async fn a_speaker_in_new_york_sees_their_session_in_both_zones_and_gets_a_calen
         .unwrap();
     phone.wait_for_text(&live, "State: live").await.unwrap();
     phone.wait_for_text(&live, "On air:").await.unwrap();
+    // A screen reader hears it: the session's title, its state and her link, not the figures.
+    phone
+        .wait_for_text_content(
+            &format!("[data-announce='live-{}']", talk.id),
+            "Open data in New York: live; Your link, as podium sees it: offline",
+        )
+        .await
+        .unwrap();
     phone.close().await.unwrap();
 
     // The service checks what the page cannot: enough round trips, and only a speaker of the
@@ -297,6 +305,41 @@ async fn a_speaker_in_new_york_sees_their_session_in_both_zones_and_gets_a_calen
         [talk.id.as_str()]
     );
     assert!(watched(show.admin.clone()).await.len() > 1);
+    // And of the changes that follow, only hers: another session starts, then hers ends.
+    let mut changes = speaker
+        .stage()
+        .watch_status(pb::WatchStatusRequest {
+            conference_id: podium_e2e::CONFERENCE.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    changes.message().await.unwrap().unwrap();
+    let (conference_id, mut stage) = (podium_e2e::CONFERENCE.to_owned(), show.admin.stage());
+    stage
+        .start_session(pb::StartSessionRequest {
+            conference_id: conference_id.clone(),
+            session_id: show.session_id().to_owned(),
+            request_id: Client::request_id(),
+        })
+        .await
+        .unwrap();
+    stage
+        .end_session(pb::EndSessionRequest {
+            conference_id,
+            session_id: talk.id.clone(),
+            request_id: Client::request_id(),
+        })
+        .await
+        .unwrap();
+    match changes.message().await.unwrap().unwrap().update {
+        Some(pb::watch_status_response::Update::Changed(s)) => {
+            assert_eq!(s.session_id, talk.id);
+            assert_eq!(s.state(), pb::SessionState::Ended);
+        }
+        other => panic!("her session's change, not {other:?}"),
+    }
     let test = |samples: u32, session: &str| pb::RecordTestRequest {
         session_id: session.to_owned(),
         figures: Some(pb::LinkFigures {
