@@ -368,6 +368,40 @@ pub async fn snapshot(
     Ok(statuses)
 }
 
+/// A `WatchStatus` stream, as the status service gives it.
+pub type Updates = <podium_status::StageService as Stage>::WatchStatusStream;
+
+/// What a live status page needs before its first event: the conference's names, the visitor's
+/// stream permit and their `WatchStatus` stream; or the page that says why not.
+pub async fn watch(
+    web: &Web,
+    visitor: &Visitor,
+    conference_id: String,
+) -> Result<(Names, Option<crate::streams::Permit>, Updates), Box<Response>> {
+    let Some(stage) = web.services.stage.clone() else {
+        return Err(Box::new(reply::error(
+            visitor,
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            visitor.text().error_unavailable,
+            None,
+        )));
+    };
+    let refused = |status: tonic::Status| Box::new(reply::refused(visitor, &status));
+    let names = crate::console::names(web, visitor, &conference_id)
+        .await
+        .map_err(refused)?;
+    let permit = crate::streams::admit(web, visitor);
+    let request = on_behalf(
+        visitor,
+        pb::WatchStatusRequest {
+            conference_id,
+            ..Default::default()
+        },
+    );
+    let updates = stage.watch_status(request).await.map_err(refused)?;
+    Ok((names, permit, updates.into_inner()))
+}
+
 /// `GET /live/board`: the board, again whenever a session's status changes.
 pub async fn live(State(web): State<Web>, visitor: Visitor) -> Response {
     let Some(conference_id) = crate::console::staff_conference(&visitor) else {
@@ -378,29 +412,9 @@ pub async fn live(State(web): State<Web>, visitor: Visitor) -> Response {
             None,
         );
     };
-    let Some(stage) = web.services.stage.clone() else {
-        return reply::error(
-            &visitor,
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            visitor.text().error_unavailable,
-            None,
-        );
-    };
-    let names = match crate::console::names(&web, &visitor, &conference_id).await {
-        Ok(names) => names,
-        Err(status) => return reply::refused(&visitor, &status),
-    };
-    let permit = crate::streams::admit(&web, &visitor);
-    let request = on_behalf(
-        &visitor,
-        pb::WatchStatusRequest {
-            conference_id,
-            ..Default::default()
-        },
-    );
-    let mut updates = match stage.watch_status(request).await {
-        Ok(stream) => stream.into_inner(),
-        Err(status) => return reply::refused(&visitor, &status),
+    let (names, permit, mut updates) = match watch(&web, &visitor, conference_id).await {
+        Ok(watching) => watching,
+        Err(refused) => return *refused,
     };
     let frame = Arc::new(Frame::new(&visitor, "/m/"));
     let t = visitor.text();

@@ -9,18 +9,16 @@ use std::{collections::BTreeMap, convert::Infallible, sync::Arc};
 use askama::Template;
 use axum::{
     extract::State,
-    http::StatusCode,
     response::{
         IntoResponse, Response,
         sse::{Event, KeepAlive, Sse},
     },
 };
 use futures::{FutureExt, StreamExt};
-use podium_proto::v1::{self as pb, stage_server::Stage as _};
+use podium_proto::v1 as pb;
 
 use crate::{
     Web,
-    attendee::on_behalf,
     board::{LinkView, MIN_INTERVAL, Names, Row, fold},
     frame::Frame,
     i18n::Text,
@@ -102,30 +100,11 @@ pub async fn live(State(web): State<Web>, visitor: Visitor) -> Response {
     let Some((conference_id, speaker_id)) = crate::speaker::speaker_of(&visitor) else {
         return reply::not_for(&visitor);
     };
-    let Some(stage) = web.services.stage.clone() else {
-        return reply::error(
-            &visitor,
-            StatusCode::SERVICE_UNAVAILABLE,
-            visitor.text().error_unavailable,
-            None,
-        );
-    };
-    let names = match crate::console::names(&web, &visitor, &conference_id).await {
-        Ok(names) => names,
-        Err(status) => return reply::refused(&visitor, &status),
-    };
-    let permit = crate::streams::admit(&web, &visitor);
-    let request = on_behalf(
-        &visitor,
-        pb::WatchStatusRequest {
-            conference_id,
-            ..Default::default()
-        },
-    );
-    let mut updates = match stage.watch_status(request).await {
-        Ok(stream) => stream.into_inner(),
-        Err(status) => return reply::refused(&visitor, &status),
-    };
+    let (names, permit, mut updates) =
+        match crate::board::watch(&web, &visitor, conference_id).await {
+            Ok(watching) => watching,
+            Err(refused) => return *refused,
+        };
     let frame = Arc::new(Frame::new(&visitor, "/s/"));
     let t = visitor.text();
     let events = async_stream::stream! {
