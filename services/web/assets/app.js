@@ -2,15 +2,18 @@
 // own zone, text inputs count characters, and live parts follow the server's events.
 "use strict";
 
-// <time data-local> also shows the instant in the browser's own time zone.
+// <time data-local> also shows the instant in the browser's own time zone, written as the
+// server writes the conference's times: the day by its name in the page's language (from
+// data-days, Sunday first; a browser may have no Khmer locale) and a 24-hour time.
+const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
 for (const time of document.querySelectorAll("time[data-local]")) {
   const at = new Date(time.getAttribute("datetime"));
   if (Number.isNaN(at.getTime())) continue;
+  const day = (time.dataset.days ?? "").split(",")[at.getDay()] ?? "";
+  const hhmm = [at.getHours(), at.getMinutes()].map((n) => String(n).padStart(2, "0")).join(":");
   const local = document.createElement("span");
   local.className = "local";
-  local.textContent = at.toLocaleString(document.documentElement.lang, {
-    weekday: "short", hour: "2-digit", minute: "2-digit", timeZoneName: "short",
-  }) + " (" + time.dataset.local + ")";
+  local.textContent = `${day} ${hhmm} (${time.dataset.local}${zone ? ", " + zone : ""})`;
   time.append(local);
 }
 

@@ -65,6 +65,13 @@ impl Frame {
     }
 }
 
+impl Frame {
+    /// The days of the week in the page's language, for times in the reader's own zone.
+    pub fn days(&self) -> String {
+        crate::views::day_names(Lang::from_tag(self.lang).unwrap_or(Lang::En))
+    }
+}
+
 /// `path` if it is a path on this site, else `/`: forms carry where to return to, and a
 /// crafted value must not send the reader elsewhere.
 pub fn local_path(path: &str) -> String {

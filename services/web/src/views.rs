@@ -33,15 +33,41 @@ fn attribute(tag: Option<String>, page: Lang) -> Option<String> {
     tag.filter(|t| t != page.tag())
 }
 
-/// A wall time in the reader's language: the day and month by their names in it.
-fn wall_time(time: &DateTime<FixedOffset>, lang: Lang) -> String {
+/// How a wall time names its day and month in the reader's language: the `chrono` day and
+/// month fields, and the locale.
+fn names(lang: Lang) -> (&'static str, &'static str, Locale) {
     match lang {
-        Lang::En => time.format_localized("%a %d %b %H:%M", Locale::en_GB),
+        Lang::En => ("%a", "%b", Locale::en_GB),
         // Khmer's abbreviated names are a letter or a numeral (ស is both Saturday and
         // Sunday, ១១ is November): the full names read better.
-        Lang::Km => time.format_localized("%A %d %B %H:%M", Locale::km_KH),
+        Lang::Km => ("%A", "%B", Locale::km_KH),
     }
-    .to_string()
+}
+
+/// A wall time in the reader's language: the day and month by their names in it.
+fn wall_time(time: &DateTime<FixedOffset>, lang: Lang) -> String {
+    let (day, month, locale) = names(lang);
+    time.format_localized(&format!("{day} %d {month} %H:%M"), locale)
+        .to_string()
+}
+
+/// The days of the week from Sunday, as [`wall_time`] names them, comma-separated: the page's
+/// script writes a time in the reader's own zone with them, whatever locales the browser has.
+pub fn day_names(lang: Lang) -> String {
+    let (day, _, locale) = names(lang);
+    // 7 January 2024 was a Sunday.
+    let sunday = chrono::NaiveDate::from_ymd_opt(2024, 1, 7).expect("a date");
+    (0..7)
+        .map(|i| {
+            (sunday + chrono::Days::new(i))
+                .and_hms_opt(0, 0, 0)
+                .expect("midnight")
+                .and_utc()
+                .format_localized(day, locale)
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A start and an end as wall times of the zone they are given in, in the reader's language.
@@ -421,5 +447,17 @@ mod tests {
             moves(S::Dismissed, false),
             (true, false, false, false, false)
         );
+    }
+
+    #[test]
+    fn the_days_for_the_reader_s_own_zone_start_on_sunday_named_as_wall_times_name_them() {
+        let en = day_names(Lang::En);
+        assert_eq!(en, "Sun,Mon,Tue,Wed,Thu,Fri,Sat");
+        let km: Vec<String> = day_names(Lang::Km).split(',').map(str::to_owned).collect();
+        assert_eq!(km.len(), 7);
+        // Thursday, as the span above names it in Khmer.
+        let (start, _) = wall_span(Some(&at("2024-11-14T09:00:00+07:00")), None, Lang::Km);
+        assert!(start.starts_with(&format!("{} ", km[4])), "{start} {km:?}");
+        assert!(km.iter().all(|d| !d.is_empty() && !d.contains(',')));
     }
 }

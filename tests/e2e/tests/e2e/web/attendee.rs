@@ -193,6 +193,12 @@ async fn an_attendee_on_a_phone_votes_in_every_poll_asks_and_the_projector_follo
     // In Khmer, chosen with the switcher and remembered.
     phone.submit("button[value='km']").await.unwrap();
     phone.wait_for_text("h2", "ការស្ទង់មតិ").await.unwrap();
+    // The reader's own time in Khmer too, though this Chromium has no Khmer locale of its own.
+    let local = phone.text("main time .local").await.unwrap();
+    assert!(
+        local.starts_with("ថ្ងៃ") && local.contains("(ម៉ោងរបស់អ្នក, ") && !local.contains('M'),
+        "{local}"
+    );
     accessible(&phone, "session in Khmer").await;
     phone.screenshot("session-phone-km").await.unwrap();
     phone.goto("/").await.unwrap();
