@@ -15,4 +15,4 @@ pub mod time;
 
 pub use failover::{Failback, FailoverPolicy};
 pub use invalid::InvalidField;
-pub use time::{Hours, ZonedView, hhmm, parse_hhmm, zoned};
+pub use time::{Conflict, Hours, ZonedView, hhmm, parse_hhmm, zoned};

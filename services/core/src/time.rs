@@ -89,22 +89,28 @@ impl Hours {
         format!("{}-{}", hhmm(self.from), hhmm(self.until))
     }
 
-    /// Why a session from `start` to `end` does not fit these hours in `zone`, naming the end
-    /// that is outside them as the person would read it ("starts Wed 06:30", "ends Wed 22:01",
+    /// Why a session from `start` to `end` does not fit these hours in `zone`: which end is
+    /// outside them, said as the person would read it ("starts Wed 06:30", "ends Wed 22:01",
     /// "ends Thu 00:30, the next day"); `None` when it fits. The agenda's warnings and the
     /// pre-flight report both say it this way.
-    pub fn conflict(&self, zone: Tz, start: DateTime<Utc>, end: DateTime<Utc>) -> Option<String> {
+    pub fn conflict(&self, zone: Tz, start: DateTime<Utc>, end: DateTime<Utc>) -> Option<Conflict> {
         if self.contains(zone, start, end) {
             return None;
         }
         let (local_start, local_end) = (start.with_timezone(&zone), end.with_timezone(&zone));
         let start_minute = local_start.num_seconds_from_midnight() / 60;
+        let starts = |text: String| {
+            Some(Conflict {
+                ends: false,
+                text: format!("starts {text}"),
+            })
+        };
         if start_minute < self.from || start_minute >= self.until {
-            return Some(format!("starts {}", local_start.format("%a %H:%M")));
+            return starts(local_start.format("%a %H:%M").to_string());
         }
         if local_start.second() != 0 {
-            return Some(format!(
-                "starts {}, not on a whole minute",
+            return starts(format!(
+                "{}, not on a whole minute",
                 local_start.format("%a %H:%M:%S")
             ));
         }
@@ -112,11 +118,27 @@ impl Hours {
         let next_day = local_end.date_naive() != local_start.date_naive()
             && !(local_end.num_seconds_from_midnight() == 0
                 && local_end.date_naive().pred_opt() == Some(local_start.date_naive()));
-        Some(if next_day {
+        let text = if next_day {
             format!("ends {}, the next day", local_end.format("%a %H:%M"))
         } else {
             format!("ends {}", local_end.format("%a %H:%M"))
-        })
+        };
+        Some(Conflict { ends: true, text })
+    }
+}
+
+/// Which end of a session lies outside a person's hours ([`Hours::conflict`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The end is outside (the start is within).
+    pub ends: bool,
+    /// What the person reads: "starts Wed 06:30", "ends Thu 00:30, the next day".
+    pub text: String,
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
     }
 }
 
@@ -177,7 +199,10 @@ mod tests {
                 at("2024-11-13T13:30:00Z"),
                 at("2024-11-13T14:01:00Z")
             ),
-            Some("ends Wed 22:01".to_owned())
+            Some(Conflict {
+                ends: true,
+                text: "ends Wed 22:01".to_owned()
+            })
         );
         assert_eq!(
             hours.conflict(
@@ -185,7 +210,10 @@ mod tests {
                 at("2024-11-12T22:30:00Z"),
                 at("2024-11-12T23:30:00Z")
             ),
-            Some("starts Wed 06:30".to_owned())
+            Some(Conflict {
+                ends: false,
+                text: "starts Wed 06:30".to_owned()
+            })
         );
         assert_eq!(
             hours.conflict(
@@ -193,7 +221,10 @@ mod tests {
                 at("2024-11-13T13:30:00Z"),
                 at("2024-11-13T16:30:00Z")
             ),
-            Some("ends Thu 00:30, the next day".to_owned())
+            Some(Conflict {
+                ends: true,
+                text: "ends Thu 00:30, the next day".to_owned()
+            })
         );
         assert_eq!(
             hours.conflict(

@@ -429,7 +429,10 @@ fn readiness(
             Ok(h) => h.conflict(speaker.zone, session.start, session.end),
             // Hours are checked when a speaker is added; should a stored pair not make hours,
             // the session is not called within them.
-            Err(_) => Some(format!("{} has no valid hours", speaker.name)),
+            Err(_) => Some(podium_core::Conflict {
+                ends: false,
+                text: format!("{} has no valid hours", speaker.name),
+            }),
         };
         let about = |kind: pb::ReadinessConcernKind| pb::ReadinessConcern {
             kind: kind as i32,
@@ -445,8 +448,7 @@ fn readiness(
         match (&conflict, &hours) {
             (Some(conflict), Ok(hours)) => reasons.push((
                 {
-                    // `Hours::conflict` names the end of the session that is outside the hours.
-                    let ends = conflict.starts_with("ends");
+                    let ends = conflict.ends;
                     let at = if ends { session.end } else { session.start };
                     pb::ReadinessConcern {
                         at: Some(zoned_proto(at, speaker.zone)),
@@ -464,7 +466,7 @@ fn readiness(
             )),
             (Some(conflict), Err(_)) => reasons.push((
                 about(pb::ReadinessConcernKind::NoValidHours),
-                conflict.clone(),
+                conflict.to_string(),
             )),
             (None, _) => {}
         }
