@@ -299,10 +299,12 @@ impl Stage for StageService {
             sessions.sort_by_key(|(id, e)| (e.start, *id));
             let snapshot: Vec<_> = sessions
                 .into_iter()
-                .filter_map(|(_, e)| shown(&e.status))
+                .map(|(_, e)| e.status.clone())
                 .collect();
             (p.position, snapshot)
         };
+        // Copied out of the shared statuses once the publisher's channel is no longer held.
+        let snapshot: Vec<_> = snapshot.iter().filter_map(|s| shown(s)).collect();
         let mut shutdown = self.shutdown.clone();
         let stream = async_stream::try_stream! {
             yield pb::WatchStatusResponse { position, update: Some(pb::watch_status_response::Update::Snapshot(pb::StatusSnapshot { sessions: snapshot })) };
@@ -424,16 +426,6 @@ fn readiness(
             continue;
         };
         let tested = conference.tested.contains(speaker_id);
-        let hours = Hours::new(speaker.available_from, speaker.available_until);
-        let conflict = match &hours {
-            Ok(h) => h.conflict(speaker.zone, session.start, session.end),
-            // Hours are checked when a speaker is added; should a stored pair not make hours,
-            // the session is not called within them.
-            Err(_) => Some(podium_core::Conflict {
-                ends: false,
-                text: format!("{} has no valid hours", speaker.name),
-            }),
-        };
         let about = |kind: pb::ReadinessConcernKind| pb::ReadinessConcern {
             kind: kind as i32,
             speaker_id: speaker_id.clone(),
@@ -445,37 +437,48 @@ fn readiness(
                 format!("{} has not done a test connection", speaker.name),
             ));
         }
-        match (&conflict, &hours) {
-            (Some(conflict), Ok(hours)) => reasons.push((
-                {
-                    let ends = conflict.ends;
-                    let at = if ends { session.end } else { session.start };
-                    pb::ReadinessConcern {
-                        at: Some(zoned_proto(at, speaker.zone)),
-                        ends,
-                        hours: hours.describe(),
-                        ..about(pb::ReadinessConcernKind::OutsideHours)
-                    }
-                },
-                format!(
-                    "{conflict} for {} in {}, outside their hours {}",
-                    speaker.name,
-                    speaker.zone.name(),
-                    hours.describe()
-                ),
-            )),
-            (Some(conflict), Err(_)) => reasons.push((
-                about(pb::ReadinessConcernKind::NoValidHours),
-                conflict.to_string(),
-            )),
-            (None, _) => {}
-        }
+        // Hours are checked when a speaker is added; should a stored pair not make hours, the
+        // session is not called within them.
+        let within_hours = match Hours::new(speaker.available_from, speaker.available_until) {
+            Err(_) => {
+                reasons.push((
+                    about(pb::ReadinessConcernKind::NoValidHours),
+                    format!("{} has no valid hours", speaker.name),
+                ));
+                false
+            }
+            Ok(hours) => match hours.conflict(speaker.zone, session.start, session.end) {
+                None => true,
+                Some(conflict) => {
+                    let described = hours.describe();
+                    let at = if conflict.ends {
+                        session.end
+                    } else {
+                        session.start
+                    };
+                    reasons.push((
+                        pb::ReadinessConcern {
+                            at: Some(zoned_proto(at, speaker.zone)),
+                            ends: conflict.ends,
+                            hours: described.clone(),
+                            ..about(pb::ReadinessConcernKind::OutsideHours)
+                        },
+                        format!(
+                            "{conflict} for {} in {}, outside their hours {described}",
+                            speaker.name,
+                            speaker.zone.name(),
+                        ),
+                    ));
+                    false
+                }
+            },
+        };
         speakers.push(pb::SpeakerReadiness {
             speaker_id: speaker_id.clone(),
             name: speaker.name.clone(),
             backup,
             tested,
-            within_hours: conflict.is_none(),
+            within_hours,
             start: Some(zoned_proto(session.start, speaker.zone)),
         });
     }

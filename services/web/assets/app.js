@@ -4,12 +4,13 @@
 
 // <time data-local> also shows the instant in the browser's own time zone, written as the
 // server writes the conference's times: the day by its name in the page's language (from
-// data-days, Sunday first; a browser may have no Khmer locale) and a 24-hour time.
+// the root's data-days, Sunday first; a browser may have no Khmer locale) and a 24-hour time.
 const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+const days = (document.documentElement.dataset.days ?? "").split(",");
 for (const time of document.querySelectorAll("time[data-local]")) {
   const at = new Date(time.getAttribute("datetime"));
   if (Number.isNaN(at.getTime())) continue;
-  const day = (time.dataset.days ?? "").split(",")[at.getDay()] ?? "";
+  const day = days[at.getDay()] ?? "";
   const hhmm = [at.getHours(), at.getMinutes()].map((n) => String(n).padStart(2, "0")).join(":");
   const local = document.createElement("span");
   local.className = "local";

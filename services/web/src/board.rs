@@ -203,34 +203,55 @@ fn alert(t: &Text, names: &Names, alert: &pb::Alert) -> String {
     format!("{}: {what}", names.speaker(&alert.speaker_id))
 }
 
+impl LinkView {
+    pub fn new(t: &Text, names: &Names, link: &pb::SpeakerLink) -> Self {
+        LinkView {
+            name: names.speaker(&link.speaker_id),
+            state: match link.state() {
+                pb::LinkState::Healthy => t.link_healthy,
+                pb::LinkState::Poor => t.link_poor,
+                pb::LinkState::Lost => t.link_lost,
+                pb::LinkState::Offline | pb::LinkState::Unspecified => t.link_offline,
+            },
+            figures: link.figures.as_ref().map_or_else(String::new, |f| {
+                format!(
+                    "{} {}, {:.1} % {}, {} kbit/s",
+                    f.round_trip_ms,
+                    t.milliseconds,
+                    f.packet_loss_percent,
+                    t.packet_loss,
+                    f.upstream_kbps
+                )
+            }),
+        }
+    }
+}
+
+/// A session's state in words.
+pub fn state_text(t: &Text, state: pb::SessionState) -> &'static str {
+    match state {
+        pb::SessionState::Live => t.session_live,
+        pb::SessionState::Ended => t.session_ended,
+        pb::SessionState::Scheduled | pb::SessionState::Unspecified => t.session_scheduled,
+    }
+}
+
+/// What a session has on air, while it is live; empty otherwise.
+pub fn on_air(t: &Text, names: &Names, status: &pb::SessionStatus) -> String {
+    if status.state() == pb::SessionState::Live {
+        source_label(t, names, status.source.as_ref())
+    } else {
+        String::new()
+    }
+}
+
 impl Row {
     pub fn new(t: &Text, names: &Names, status: &pb::SessionStatus) -> Self {
         let state = pb::SessionState::try_from(status.state).unwrap_or_default();
         let links = status
             .links
             .iter()
-            .map(|link| {
-                let state = pb::LinkState::try_from(link.state).unwrap_or_default();
-                LinkView {
-                    name: names.speaker(&link.speaker_id),
-                    state: match state {
-                        pb::LinkState::Healthy => t.link_healthy,
-                        pb::LinkState::Poor => t.link_poor,
-                        pb::LinkState::Lost => t.link_lost,
-                        pb::LinkState::Offline | pb::LinkState::Unspecified => t.link_offline,
-                    },
-                    figures: link.figures.as_ref().map_or_else(String::new, |f| {
-                        format!(
-                            "{} {}, {:.1} % {}, {} kbit/s",
-                            f.round_trip_ms,
-                            t.milliseconds,
-                            f.packet_loss_percent,
-                            t.packet_loss,
-                            f.upstream_kbps
-                        )
-                    }),
-                }
-            })
+            .map(|link| LinkView::new(t, names, link))
             .collect();
         let mut choices = Vec::new();
         for (speaker_id, backup) in names
@@ -278,18 +299,10 @@ impl Row {
                 .get(&status.room_id)
                 .cloned()
                 .unwrap_or_else(|| status.room_id.clone()),
-            state: match state {
-                pb::SessionState::Live => t.session_live,
-                pb::SessionState::Ended => t.session_ended,
-                pb::SessionState::Scheduled | pb::SessionState::Unspecified => t.session_scheduled,
-            },
+            state: state_text(t, state),
             scheduled: state == pb::SessionState::Scheduled,
             live: state == pb::SessionState::Live,
-            on_air: if state == pb::SessionState::Live {
-                source_label(t, names, status.source.as_ref())
-            } else {
-                String::new()
-            },
+            on_air: on_air(t, names, status),
             cause: if state == pb::SessionState::Live {
                 cause(t, status.cause)
             } else {

@@ -67,7 +67,7 @@ impl Frame {
 
 impl Frame {
     /// The days of the week in the page's language, for times in the reader's own zone.
-    pub fn days(&self) -> String {
+    pub fn days(&self) -> &'static str {
         crate::views::day_names(Lang::from_tag(self.lang).unwrap_or(Lang::En))
     }
 }

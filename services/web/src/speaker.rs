@@ -91,22 +91,30 @@ pub(crate) fn speaker_of(visitor: &Visitor) -> Option<(String, String)> {
     ))
 }
 
+/// The speaker's sessions; `with_state` (the page, not a calendar file) adds each one's
+/// pre-flight report and live state.
 async fn sessions(
     web: &Web,
     visitor: &Visitor,
     conference_id: &str,
     speaker_id: &str,
+    with_state: bool,
 ) -> Result<Vec<SpeakerSession>, tonic::Status> {
     let (conference, listed) =
         conference_and_sessions(web, visitor, conference_id, speaker_id).await?;
-    // The sessions and calendar files do not need the report: without it, no pre-flight shows.
-    let report = preflight(web, visitor, conference_id)
-        .await
-        .inspect_err(|status| tracing::warn!(%status, "speaker page without pre-flight"))
-        .ok()
-        .flatten();
-    let names = Names::of(&conference, &listed);
-    let mut live = speaker_live::now(web, visitor, conference_id, speaker_id, &names).await;
+    let (report, mut live) = if with_state {
+        // The sessions do not need the report: without it, no pre-flight shows.
+        let report = preflight(web, visitor, conference_id)
+            .await
+            .inspect_err(|status| tracing::warn!(%status, "speaker page without pre-flight"))
+            .ok()
+            .flatten();
+        let names = Names::of(&conference, &listed);
+        let live = speaker_live::now(web, visitor, conference_id, speaker_id, &names).await;
+        (report, live)
+    } else {
+        (None, Default::default())
+    };
     Ok(listed
         .iter()
         .map(|session| {
@@ -194,7 +202,7 @@ pub async fn page(
     let Some((conference_id, speaker_id)) = speaker_of(&visitor) else {
         return reply::not_for(&visitor);
     };
-    match sessions(&web, &visitor, &conference_id, &speaker_id).await {
+    match sessions(&web, &visitor, &conference_id, &speaker_id, true).await {
         Ok(sessions) => {
             let tested = sessions
                 .iter()
@@ -231,7 +239,7 @@ pub async fn calendar(
             None,
         );
     };
-    let sessions = match sessions(&web, &visitor, &conference_id, &speaker_id).await {
+    let sessions = match sessions(&web, &visitor, &conference_id, &speaker_id, false).await {
         Ok(sessions) => sessions,
         Err(status) => return reply::refused(&visitor, &status),
     };

@@ -19,7 +19,7 @@ use podium_proto::v1 as pb;
 
 use crate::{
     Web,
-    board::{LinkView, MIN_INTERVAL, Names, Row, fold},
+    board::{self, LinkView, MIN_INTERVAL, Names, fold},
     frame::Frame,
     i18n::Text,
     reply,
@@ -42,21 +42,19 @@ pub struct LiveView {
 
 impl LiveView {
     pub fn of(t: &Text, names: &Names, status: &pb::SessionStatus, speaker_id: &str) -> Self {
-        let row = Row::new(t, names, status);
-        // The board's links are the status's, in order.
-        let mine = status.links.iter().position(|l| l.speaker_id == speaker_id);
-        let offline = mine.is_none_or(|i| {
+        let mine = status.links.iter().find(|l| l.speaker_id == speaker_id);
+        let offline = mine.is_none_or(|l| {
             matches!(
-                status.links[i].state(),
+                l.state(),
                 pb::LinkState::Offline | pb::LinkState::Unspecified
             )
         });
         let ended = status.state() == pb::SessionState::Ended;
         Self {
             session_id: status.session_id.clone(),
-            state: row.state,
-            on_air: row.on_air,
-            link: mine.and_then(|i| row.links.get(i).cloned()),
+            state: board::state_text(t, status.state()),
+            on_air: board::on_air(t, names, status),
+            link: mine.map(|l| LinkView::new(t, names, l)),
             connect: offline && !ended && !names.is_backup(&status.session_id, speaker_id),
         }
     }

@@ -2,6 +2,8 @@
 //! language, times in the conference's zone, polls with their controls and results with the
 //! numbers written out.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, FixedOffset, Locale, Utc};
 use podium_proto::v1 as pb;
 
@@ -53,7 +55,13 @@ fn wall_time(time: &DateTime<FixedOffset>, lang: Lang) -> String {
 
 /// The days of the week from Sunday, as [`wall_time`] names them, comma-separated: the page's
 /// script writes a time in the reader's own zone with them, whatever locales the browser has.
-pub fn day_names(lang: Lang) -> String {
+/// Written once per language.
+pub fn day_names(lang: Lang) -> &'static str {
+    static DAYS: LazyLock<[String; 2]> = LazyLock::new(|| Lang::ALL.map(write_day_names));
+    &DAYS[Lang::ALL.iter().position(|&l| l == lang).unwrap_or(0)]
+}
+
+fn write_day_names(lang: Lang) -> String {
     let (day, _, locale) = names(lang);
     // 7 January 2024 was a Sunday.
     let sunday = chrono::NaiveDate::from_ymd_opt(2024, 1, 7).expect("a date");
