@@ -19,6 +19,15 @@ pub const HEAD: &str = "podium_log_head_position";
 /// Durable events the read models have not applied yet.
 pub const READ_MODEL_LAG: &str = "podium_read_model_lag_events";
 
+/// Times the NATS log's live tail followed again on a new consumer, by `cause`.
+pub const TAIL_RESTARTS: &str = "podium_log_tail_restarts_total";
+/// `cause` of a restart: the client connected to a NATS server anew.
+pub const TAIL_RECONNECTED: &str = "reconnected";
+/// `cause` of a restart: the consumer delivered nothing while the stream moved on.
+pub const TAIL_STALLED: &str = "stalled";
+/// `cause` of a restart: the consumer failed or ended.
+pub const TAIL_FAILED: &str = "failed";
+
 /// 1 while this node holds the status engine's lease (several nodes on a NATS log), else 0.
 pub const ENGINE_LEASE_HELD: &str = "podium_status_engine_lease_held";
 
@@ -49,6 +58,10 @@ pub fn describe() {
     describe_gauge!(
         ENGINE_LEASE_HELD,
         "1 while this node runs the status engine for the cluster (holds its lease)."
+    );
+    describe_counter!(
+        TAIL_RESTARTS,
+        "Times the NATS log's live tail followed again on a new consumer, by cause."
     );
     // Rendered from the start, at 0, so alerts on them see a series.
     metrics::counter!(COMMIT_FAILURES).increment(0);

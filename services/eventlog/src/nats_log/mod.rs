@@ -43,6 +43,7 @@ pub use blobs::SharedBlobs;
 pub use lease::NatsLease;
 use read::{Reader, nats};
 pub use secrets::{CLUSTER_KEY_LEN, Secret, SharedSecrets};
+pub use tail::TailRestarts;
 
 /// How to reach the cluster and what to keep there.
 #[derive(Debug, Clone)]
@@ -110,6 +111,10 @@ struct Inner {
     live: broadcast::WeakSender<CommittedBatch>,
     /// How long JetStream remembers a message id on this stream.
     duplicate_window: Duration,
+    /// How many times the client has (re)connected to a server: the tail follows again on a
+    /// new consumer after each.
+    connections: tokio::sync::watch::Receiver<u64>,
+    restarts: tail::Restarts,
 }
 
 /// The event log on a NATS JetStream cluster.
@@ -133,7 +138,8 @@ impl NatsEventLog {
                 "the NATS prefix {prefix:?} must be ASCII letters, digits, - and _"
             )));
         }
-        let client = connect(&options).await?;
+        let (connected, connections) = tokio::sync::watch::channel(0);
+        let client = connect(&options, connected).await?;
         let js = jetstream::new(client.clone());
         let stream = while_cluster_settles(|| {
             js.get_or_create_stream(jetstream::stream::Config {
@@ -199,6 +205,8 @@ impl NatsEventLog {
             head: head_cell,
             duplicate_window: config.duplicate_window,
             live: live.downgrade(),
+            connections,
+            restarts: tail::Restarts::default(),
         });
         let tail = tokio::spawn(tail::follow(inner.clone(), live, head + 1));
         tracing::info!(head, "event log opened on NATS JetStream");
@@ -239,6 +247,18 @@ impl NatsEventLog {
             cluster_key,
         )
         .await
+    }
+
+    /// How many times the live tail followed again on a new consumer, by cause, since the log
+    /// opened.
+    pub fn tail_restarts(&self) -> TailRestarts {
+        self.inner.restarts.read()
+    }
+
+    /// The address of the NATS server this process is connected to now, as it announces it.
+    pub fn server(&self) -> String {
+        let info = self.inner.client.server_info();
+        format!("{}:{}", info.host, info.port)
     }
 
     /// Stops following the cluster: live subscriptions end. Appends already acknowledged are
@@ -412,7 +432,12 @@ fn check_version(version: &str) -> Result<()> {
     }
 }
 
-async fn connect(options: &NatsOptions) -> Result<async_nats::Client> {
+/// Connects to the cluster; each connection (the first, and each after the client lost its
+/// server and moved to another) counts one on `connected`.
+async fn connect(
+    options: &NatsOptions,
+    connected: tokio::sync::watch::Sender<u64>,
+) -> Result<async_nats::Client> {
     let mut connect = async_nats::ConnectOptions::new()
         .name("podiumd")
         .connection_timeout(Duration::from_secs(5))
@@ -422,6 +447,25 @@ async fn connect(options: &NatsOptions) -> Result<async_nats::Client> {
         // A healthy cluster answers in milliseconds; a request to a leader that just died is
         // better sent again (every caller retries) than waited on for the default 10 s.
         .request_timeout(Some(Duration::from_secs(3)))
+        .event_callback(move |event| {
+            match &event {
+                async_nats::Event::Connected => {
+                    connected.send_modify(|n| *n += 1);
+                    tracing::info!("connected to a NATS server");
+                }
+                async_nats::Event::Disconnected => {
+                    tracing::warn!("lost the NATS server; connecting to another")
+                }
+                async_nats::Event::LameDuckMode => {
+                    tracing::info!("the NATS server is shutting down (lame duck mode)")
+                }
+                async_nats::Event::Draining | async_nats::Event::Closed => {
+                    tracing::debug!(%event, "NATS client")
+                }
+                _ => tracing::warn!(%event, "NATS client"),
+            }
+            std::future::ready(())
+        })
         .retry_on_initial_connect();
     if let Some(credentials) = &options.credentials {
         connect = connect

@@ -4,14 +4,21 @@
 //! sequence order and with no gap (an ordered consumer that misses a message starts again after
 //! the last one it delivered).
 //!
-//! The tail does not trust the consumer to notice its own death: when the server holding it dies,
-//! the client library's recreation of it can stall for minutes (seen under load, with no error).
-//! So a tail that has heard nothing for [`IDLE`] asks the stream's leader for its last sequence;
-//! if the stream has moved past the tail, and still had at the next look, the consumer is
-//! dropped and a new one made.
+//! The tail does not trust the consumer to survive a move between servers: after the client lost
+//! its server and connected to another, the server holding the consumer could stop delivering
+//! to it (JetStream then showed it with no subscriber and messages pending, for as long as the
+//! tail waited), and the client library's recreation of it can stall for minutes (seen under
+//! load, with no error). So the tail follows again on a new consumer, from the event after the
+//! last it delivered, each time the client connects to a server anew; and a tail that has heard
+//! nothing for [`IDLE`] asks the stream's leader for its last sequence: if the stream has moved
+//! past the tail, and still had at the next look, the consumer is dropped and a new one made.
+//! [`TailRestarts`] counts each.
 
 use std::{
-    sync::{Arc, atomic::Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -20,7 +27,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::broadcast;
 
 use super::{Inner, read::nats, subjects};
-use crate::{CommittedBatch, RecordedEvent, Result};
+use crate::{CommittedBatch, EventLogError, RecordedEvent, Result};
 
 /// Most events handed to subscribers as one batch.
 const RUN: usize = 256;
@@ -31,16 +38,80 @@ const RETRY: Duration = Duration::from_millis(200);
 /// a stall costs about twice this.
 const IDLE: Duration = Duration::from_secs(2);
 
+/// How many times the live tail followed again on a new consumer, by cause
+/// ([`NatsEventLog::tail_restarts`](super::NatsEventLog::tail_restarts)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TailRestarts {
+    /// The client connected to a server anew (its server died, froze or shut down).
+    pub reconnected: u64,
+    /// The consumer delivered nothing while the stream moved past the tail.
+    pub stalled: u64,
+    /// The consumer could not be made, or ended, or delivered a message it could not read.
+    pub failed: u64,
+}
+
+/// The counts behind [`TailRestarts`].
+#[derive(Default)]
+pub(super) struct Restarts {
+    reconnected: AtomicU64,
+    stalled: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Restarts {
+    pub(super) fn read(&self) -> TailRestarts {
+        TailRestarts {
+            reconnected: self.reconnected.load(Ordering::Relaxed),
+            stalled: self.stalled.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Why one consumer stopped being followed.
+enum Restart {
+    Reconnected,
+    Stalled { last: u64 },
+    Failed(EventLogError),
+}
+
+impl From<EventLogError> for Restart {
+    fn from(error: EventLogError) -> Self {
+        Self::Failed(error)
+    }
+}
+
 /// Follows the stream from sequence `next` until the log closes (the task is aborted).
 pub async fn follow(log: Arc<Inner>, live: broadcast::Sender<CommittedBatch>, mut next: u64) {
+    let mut connections = log.connections.clone();
     loop {
-        match follow_from(&log, &live, &mut next).await {
-            Ok(()) => return,
-            Err(error) => {
+        // Connections before this consumer is made are not a reason to make another.
+        connections.mark_unchanged();
+        let restart = follow_from(&log, &live, &mut next, &mut connections).await;
+        let (cause, counter) = match restart {
+            Restart::Reconnected => {
+                tracing::info!(
+                    next,
+                    "the NATS client connected anew; the event log's live tail follows again"
+                );
+                (crate::metrics::TAIL_RECONNECTED, &log.restarts.reconnected)
+            }
+            Restart::Stalled { last } => {
+                tracing::warn!(
+                    stream_at = last,
+                    tail_at = next - 1,
+                    "the event log's live tail stalled; following again"
+                );
+                (crate::metrics::TAIL_STALLED, &log.restarts.stalled)
+            }
+            Restart::Failed(error) => {
                 tracing::warn!(%error, next, "the event log's live tail failed; following again");
                 tokio::time::sleep(RETRY).await;
+                (crate::metrics::TAIL_FAILED, &log.restarts.failed)
             }
-        }
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(crate::metrics::TAIL_RESTARTS, "cause" => cause).increment(1);
     }
 }
 
@@ -48,7 +119,19 @@ async fn follow_from(
     log: &Inner,
     live: &broadcast::Sender<CommittedBatch>,
     next: &mut u64,
-) -> Result<()> {
+    connections: &mut tokio::sync::watch::Receiver<u64>,
+) -> Restart {
+    match follow_consumer(log, live, next, connections).await {
+        Ok(restart) | Err(restart) => restart,
+    }
+}
+
+async fn follow_consumer(
+    log: &Inner,
+    live: &broadcast::Sender<CommittedBatch>,
+    next: &mut u64,
+    connections: &mut tokio::sync::watch::Receiver<u64>,
+) -> std::result::Result<Restart, Restart> {
     let consumer = log
         .reader
         .stream
@@ -67,7 +150,13 @@ async fn follow_from(
     // a row is a stall (once may be a message stored just as the timer fired).
     let mut behind = None;
     loop {
-        let message = match tokio::time::timeout(IDLE, messages.next()).await {
+        let heard = tokio::select! {
+            biased;
+            // The log's client lives as long as the tail, so the sender does too.
+            Ok(()) = connections.changed() => return Ok(Restart::Reconnected),
+            heard = tokio::time::timeout(IDLE, messages.next()) => heard,
+        };
+        let message = match heard {
             Ok(Some(message)) => message,
             Ok(None) => break,
             Err(_) => {
@@ -80,13 +169,7 @@ async fn follow_from(
                     }
                 };
                 match behind {
-                    Some(seen) if *next <= seen => {
-                        return Err(crate::EventLogError::Storage(format!(
-                            "the live tail's consumer stalled: the stream is at {last}, the tail \
-                             at {}",
-                            *next - 1
-                        )));
-                    }
+                    Some(seen) if *next <= seen => return Ok(Restart::Stalled { last }),
                     _ => behind = (last >= *next).then_some(last),
                 }
                 continue;
@@ -115,9 +198,9 @@ async fn follow_from(
         // No subscriber is not an error: the tail keeps the head moving all the same.
         let _ = live.send(run.into());
     }
-    Err(crate::EventLogError::Storage(
+    Ok(Restart::Failed(EventLogError::Storage(
         "the live tail's consumer ended".into(),
-    ))
+    )))
 }
 
 /// The event a delivered message holds, and whether it ends its append.

@@ -409,3 +409,61 @@ fn a_process_whose_tail_is_behind_still_finds_the_others_appends_in_the_head_now
         assert_eq!(writer.log.head_now().await.unwrap(), writer.log.head());
     });
 }
+
+#[test]
+fn the_tail_follows_again_on_a_new_consumer_when_its_client_moves_to_another_server() {
+    let mut cluster = cluster();
+    runtime().block_on(async {
+        let options = |servers: Vec<String>, prefix: &str| NatsOptions {
+            servers,
+            monitors: cluster.monitor_urls(),
+            prefix: prefix.to_owned(),
+            ..NatsOptions::default()
+        };
+        let prefix = format!("t{}", Uuid::new_v4().simple());
+        let reader = std::sync::Arc::new(
+            NatsEventLog::open(options(cluster.urls(), &prefix))
+                .await
+                .unwrap(),
+        );
+        // The writer is a client of the other two servers, so that its appends go on while
+        // the reader's server is down.
+        let port = reader.server().rsplit(':').next().unwrap().to_owned();
+        let lost = (0..cluster.len())
+            .find(|&i| cluster.url(i).ends_with(&format!(":{port}")))
+            .expect("the reader's server is one of the cluster's");
+        let others = (0..cluster.len())
+            .filter(|&i| i != lost)
+            .map(|i| cluster.url(i))
+            .collect();
+        let writer = NatsEventLog::open(options(others, &prefix)).await.unwrap();
+        let watcher = tokio::spawn(collect_until(
+            subscribe(reader.clone(), 0, Filter::default()),
+            |items| events_of(items).len() == 20,
+        ));
+        let mut version = None;
+        for round in 0..20 {
+            if round == 10 {
+                cluster.kill(lost).unwrap();
+            }
+            let expected = version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+            let outcome = writer.append("poll/a", expected, events(1)).await.unwrap();
+            version = Some(outcome.last_version);
+        }
+        let versions: Vec<u64> = events_of(&watcher.await.unwrap())
+            .iter()
+            .map(|e| e.stream_version)
+            .collect();
+        assert_eq!(versions, (0..20).collect::<Vec<_>>());
+        let restarts = reader.tail_restarts();
+        assert!(
+            restarts.reconnected >= 1,
+            "the tail did not follow again after the move: {restarts:?}"
+        );
+        assert_ne!(
+            reader.server().rsplit(':').next(),
+            Some(port.as_str()),
+            "the reader's client is still on the killed server"
+        );
+    });
+}
