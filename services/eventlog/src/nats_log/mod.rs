@@ -208,6 +208,14 @@ impl NatsEventLog {
             connections,
             restarts: tail::Restarts::default(),
         });
+        // Rendered from the start, at 0, so that a rate over them sees the first restart.
+        for cause in [
+            crate::metrics::TAIL_RECONNECTED,
+            crate::metrics::TAIL_STALLED,
+            crate::metrics::TAIL_FAILED,
+        ] {
+            metrics::counter!(crate::metrics::TAIL_RESTARTS, "cause" => cause).increment(0);
+        }
         let tail = tokio::spawn(tail::follow(inner.clone(), live, head + 1));
         tracing::info!(head, "event log opened on NATS JetStream");
         Ok(Self { inner, tail })
@@ -255,7 +263,8 @@ impl NatsEventLog {
         self.inner.restarts.read()
     }
 
-    /// The address of the NATS server this process is connected to now, as it announces it.
+    /// The address of the NATS server this process last connected to, as that server announces
+    /// it (while the client is disconnected, the one it lost).
     pub fn server(&self) -> String {
         let info = self.inner.client.server_info();
         format!("{}:{}", info.host, info.port)
@@ -454,7 +463,7 @@ async fn connect(
                     tracing::info!("connected to a NATS server");
                 }
                 async_nats::Event::Disconnected => {
-                    tracing::warn!("lost the NATS server; connecting to another")
+                    tracing::warn!("lost the connection to the NATS server; connecting again")
                 }
                 async_nats::Event::LameDuckMode => {
                     tracing::info!("the NATS server is shutting down (lame duck mode)")
@@ -462,6 +471,8 @@ async fn connect(
                 async_nats::Event::Draining | async_nats::Event::Closed => {
                     tracing::debug!(%event, "NATS client")
                 }
+                // One per message a slow subscription dropped: the subscriber says what it lost.
+                async_nats::Event::SlowConsumer(_) => tracing::debug!(%event, "NATS client"),
                 _ => tracing::warn!(%event, "NATS client"),
             }
             std::future::ready(())

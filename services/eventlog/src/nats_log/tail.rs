@@ -146,13 +146,17 @@ async fn follow_consumer(
         .await
         .map_err(nats)?;
     let mut messages = consumer.messages().await.map_err(nats)?;
+    // A connection the callback's event did not report (the client drops events when their
+    // queue is full) is found at the next quiet look.
+    let statistics = log.client.statistics();
+    let connects = statistics.connects.load(Ordering::Relaxed);
     // The stream's last sequence when a quiet tail last found itself behind it: behind twice in
     // a row is a stall (once may be a message stored just as the timer fired).
     let mut behind = None;
     loop {
         let heard = tokio::select! {
             biased;
-            // The log's client lives as long as the tail, so the sender does too.
+            // Disabled for this pass once the client's connection task has ended.
             Ok(()) = connections.changed() => return Ok(Restart::Reconnected),
             heard = tokio::time::timeout(IDLE, messages.next()) => heard,
         };
@@ -160,6 +164,9 @@ async fn follow_consumer(
             Ok(Some(message)) => message,
             Ok(None) => break,
             Err(_) => {
+                if statistics.connects.load(Ordering::Relaxed) != connects {
+                    return Ok(Restart::Reconnected);
+                }
                 let last = match log.reader.stream.get_info().await {
                     Ok(info) => info.state.last_sequence,
                     // An election, say: the consumer may be fine; look again later.
@@ -180,18 +187,35 @@ async fn follow_consumer(
         // One past the last whole append of the run: the head never stops inside a batch.
         let mut whole = None;
         let mut message = Some(message);
+        // The stream sequence each message must have (a position is its sequence - 1).
+        let mut wanted = *next;
         while let Some(received) = message {
             let (event, last_of_append) = event_of(received.map_err(nats)?)?;
-            if last_of_append {
-                whole = Some(event.position + 1);
+            let sequence = event.position + 1;
+            // The client library's own recovery of a consumer that has delivered nothing yet
+            // starts again from the stream's first message: what the tail has delivered is
+            // skipped, and a gap (never expected) follows again from the last delivered.
+            if sequence > wanted {
+                return Err(Restart::Failed(EventLogError::Storage(format!(
+                    "the live tail's consumer skipped from sequence {wanted} to {sequence}"
+                ))));
             }
-            run.push(event);
-            if run.len() == RUN {
-                break;
+            if sequence == wanted {
+                wanted += 1;
+                if last_of_append {
+                    whole = Some(event.position + 1);
+                }
+                run.push(event);
+                if run.len() == RUN {
+                    break;
+                }
             }
             message = messages.next().now_or_never().flatten();
         }
-        *next = run[run.len() - 1].position + 2;
+        if run.is_empty() {
+            continue;
+        }
+        *next = wanted;
         if let Some(whole) = whole {
             log.head.fetch_max(whole, Ordering::AcqRel);
         }
