@@ -18,7 +18,8 @@ use tonic::Status;
 
 use crate::store::FeedbackModel;
 
-/// Shortest time between two updates of one watched key.
+/// The time between two updates of one watched key, on average: at most ten a second (see
+/// [`Pace`]).
 pub const COALESCE: Duration = Duration::from_millis(100);
 
 /// One latest-value channel per watched key (a poll; a session's questions).
@@ -37,8 +38,10 @@ pub(crate) fn spawn_publisher<T: Send + Sync + 'static>(
 ) {
     close_at_shutdown(channels.clone(), shutdown);
     tokio::spawn(async move {
+        let mut pace = Pace::default();
         loop {
             changed.notified().await;
+            pace.ready().await;
             let batch: Vec<(String, String)> = match dirty.lock() {
                 Ok(mut d) => d.drain().map(|(key, _)| key).collect(),
                 Err(_) => return,
@@ -57,9 +60,54 @@ pub(crate) fn spawn_publisher<T: Send + Sync + 'static>(
                     }
                 }
             }
-            tokio::time::sleep(COALESCE).await;
         }
     });
+}
+
+/// When the publisher may publish again: a poll is published at most [`PER_WINDOW`] times in
+/// any [`WINDOW`], and never twice within [`MIN_GAP`]; a change that finds both limits met is
+/// published at once. A turn is counted from when it was due, not from when the publisher woke
+/// for it or finished it.
+///
+/// A publish used to be followed by a sleep of [`COALESCE`]: every publish's own duration, and
+/// the timer's lateness, pushed the next turn later, so a poll whose ballots came ten a second
+/// (its cap) had each wait a little longer than the one before, anything from nothing to a
+/// whole [`COALESCE`] (`podium-loadgen fanout --watchers 2000`: p50 58 ms, p99 105 ms, where the
+/// fan-out itself takes about 15). A fixed turn every [`COALESCE`] still ratchets: a ballot
+/// that comes late (a stall of the machine) moves every later turn, and nothing moves it back.
+/// Counting turns over a whole second lets a late one be made up at the next.
+#[derive(Default)]
+struct Pace {
+    /// The last [`PER_WINDOW`] turns, oldest first.
+    turns: std::collections::VecDeque<tokio::time::Instant>,
+}
+
+/// At most this many publishes in any [`WINDOW`]: ten a second, on average one per
+/// [`COALESCE`].
+const PER_WINDOW: usize = 10;
+const WINDOW: Duration = Duration::from_secs(1);
+/// The shortest time between two publishes: after a quiet spell, the first ballots of a storm
+/// are published at most twenty a second, not ten at once.
+const MIN_GAP: Duration = Duration::from_millis(50);
+
+impl Pace {
+    async fn ready(&mut self) {
+        tokio::time::sleep_until(self.turn(tokio::time::Instant::now())).await;
+    }
+
+    /// The turn of a change that came at `now`, taken.
+    fn turn(&mut self, now: tokio::time::Instant) -> tokio::time::Instant {
+        let mut turn = now;
+        if let Some(last) = self.turns.back() {
+            turn = turn.max(*last + MIN_GAP);
+        }
+        if self.turns.len() == PER_WINDOW {
+            turn = turn.max(self.turns[0] + WINDOW);
+            self.turns.pop_front();
+        }
+        self.turns.push_back(turn);
+        turn
+    }
 }
 
 /// Closes every channel of `channels` once `shutdown` turns true, which ends each watcher's
@@ -240,5 +288,86 @@ mod tests {
             Some(tonic::Code::Unavailable)
         );
         assert_eq!(watched(&channels), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_at_the_cap_are_published_as_they_come() {
+        use tokio::time::{Instant, advance, sleep_until};
+        let mut pace = Pace::default();
+        // A poll at its cap: a change every COALESCE, each publish taking 7 ms. Every change
+        // is published the moment it comes (with a sleep of COALESCE after each publish, the
+        // waits grew by 7 ms a change: 0, 7, 14, ... up to a whole COALESCE).
+        let start = Instant::now();
+        for k in 0..50u32 {
+            let comes = start + COALESCE * k;
+            sleep_until(comes).await;
+            pace.ready().await;
+            assert_eq!(Instant::now() - comes, Duration::ZERO, "change {k} waited");
+            advance(Duration::from_millis(7)).await;
+        }
+        // A change long after the last is published at once.
+        advance(COALESCE * 5).await;
+        let late = Instant::now();
+        pace.ready().await;
+        assert_eq!(Instant::now(), late);
+    }
+
+    #[test]
+    fn a_storm_is_published_at_most_ten_times_a_second_and_never_twice_in_50_ms() {
+        let mut pace = Pace::default();
+        let start = tokio::time::Instant::now();
+        // A change every millisecond for three seconds, each turn taken as the publisher
+        // would: the next change it sees is the first one at or after its turn.
+        let mut turns = Vec::new();
+        let mut at = start;
+        while at < start + Duration::from_secs(3) {
+            let turn = pace.turn(at);
+            turns.push(turn);
+            at = turn + Duration::from_millis(1);
+        }
+        for pair in turns.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= MIN_GAP,
+                "{:?} apart",
+                pair[1] - pair[0]
+            );
+        }
+        for (k, turn) in turns.iter().enumerate() {
+            let in_second = turns[k..]
+                .iter()
+                .take_while(|t| **t - *turn < WINDOW)
+                .count();
+            assert!(
+                in_second <= PER_WINDOW,
+                "{in_second} turns in the second from turn {k}"
+            );
+        }
+        // The first second's two-a-COALESCE start, then ten a second: about 31 in three.
+        assert!((28..=32).contains(&turns.len()), "{} turns", turns.len());
+    }
+
+    #[test]
+    fn a_late_change_does_not_make_the_later_ones_wait() {
+        let mut pace = Pace::default();
+        let start = tokio::time::Instant::now();
+        // Changes ten a second; one in twenty comes 40 ms late (a stall of the machine).
+        // With a turn every COALESCE after the last, each late one moved every later turn by
+        // 40 ms for good; counted over a second, the turn after it is on time again.
+        let mut waited = Vec::new();
+        for k in 0..200u32 {
+            let late = if k % 20 == 5 { 40 } else { 0 };
+            let comes = start + COALESCE * k + Duration::from_millis(late);
+            waited.push(pace.turn(comes) - comes);
+        }
+        let worst = waited.iter().max().unwrap();
+        assert!(
+            *worst <= Duration::from_millis(40),
+            "a change waited {worst:?}"
+        );
+        let on_time = waited.iter().filter(|w| w.is_zero()).count();
+        assert!(
+            on_time >= 180,
+            "only {on_time} of 200 changes were published at once"
+        );
     }
 }

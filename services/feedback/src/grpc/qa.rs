@@ -2,7 +2,8 @@
 //! follows a session's questions live.
 //!
 //! Streams work like the poll results streams: one `watch` channel per session holds the
-//! session's latest questions, replaced by the publisher at most every [`COALESCE`](super::COALESCE); each watcher
+//! session's latest questions, replaced by the publisher at most ten times a second (every [`COALESCE`](super::COALESCE) on
+//! average); each watcher
 //! filters what it may see when it is ready to send, so a slow watcher skips to the newest list.
 
 use std::{pin::Pin, sync::Arc};
