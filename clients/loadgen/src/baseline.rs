@@ -9,8 +9,11 @@ use std::{net::SocketAddr, pin::Pin, sync::Arc};
 
 use futures::{Stream, StreamExt};
 use tokio::{net::TcpListener, sync::watch};
-use tokio_stream::wrappers::{TcpListenerStream, WatchStream};
-use tonic::{Request, Response, Status, transport::Server};
+use tokio_stream::wrappers::WatchStream;
+use tonic::{
+    Request, Response, Status,
+    transport::{Server, server::TcpIncoming},
+};
 
 /// The generated messages and stubs of `proto/baseline.proto`.
 pub mod pb {
@@ -65,10 +68,14 @@ impl LocalBaseline {
                 let Ok(listener) = TcpListener::from_std(listener) else {
                     return;
                 };
+                // As podiumd's: without it, Nagle's algorithm held each small update until the
+                // watcher acknowledged the one before (up to its delayed ACK's 40 ms), and
+                // the floor read slower than the stack is.
+                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
                 let service = BaselineServer::new(Service { updates: receiver });
                 let _ = Server::builder()
                     .add_service(service)
-                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                    .serve_with_incoming_shutdown(incoming, async {
                         let _ = stopped.await;
                     })
                     .await;

@@ -18,8 +18,8 @@ use tonic::Status;
 
 use crate::store::FeedbackModel;
 
-/// The time between two updates of one watched key, on average: at most ten a second (see
-/// [`Pace`]).
+/// The time between two updates of one watched key, on average: at most ten a second, and
+/// never two within 50 ms.
 pub const COALESCE: Duration = Duration::from_millis(100);
 
 /// One latest-value channel per watched key (a poll; a session's questions).
