@@ -18,5 +18,5 @@ pub mod grpc;
 pub mod store;
 mod voter_keys;
 
-pub use grpc::{PollsService, qa::QuestionsService, ratings::RatingsService};
+pub use grpc::{Pace, PollsService, qa::QuestionsService, ratings::RatingsService};
 pub use store::{FeedbackModel, VoterKeys, feedback_event_types};

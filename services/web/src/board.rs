@@ -3,7 +3,7 @@
 //! server and sent again over Server-Sent Events whenever it changes, at most ten times a
 //! second.
 
-use std::{collections::BTreeMap, convert::Infallible, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, convert::Infallible, sync::Arc};
 
 use askama::Template;
 use axum::{
@@ -17,10 +17,6 @@ use futures::{FutureExt, StreamExt};
 use podium_proto::v1::{self as pb, stage_server::Stage};
 
 use crate::{Web, attendee::on_behalf, frame::Frame, i18n::Text, reply, session::Visitor};
-
-/// The shortest time between two renders of one moderator's board: ten a second. `WatchStatus`
-/// sends every change; changes that arrive meanwhile are folded into the next render.
-pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// One speaker's link, written out.
 #[derive(Debug, Clone)]
@@ -433,7 +429,10 @@ pub async fn live(State(web): State<Web>, visitor: Visitor) -> Response {
     let t = visitor.text();
     let events = async_stream::stream! {
         let mut statuses = BTreeMap::new();
+        // About ten renders a second at most, a change the pace allows rendered at once.
+        let mut pace = podium_feedback::Pace::default();
         while let Some(Ok(update)) = updates.next().await {
+            pace.ready().await;
             let mut position = update.position;
             fold(&mut statuses, update);
             // Every change that came in meanwhile, folded into one render: the board never
@@ -447,7 +446,6 @@ pub async fn live(State(web): State<Web>, visitor: Visitor) -> Response {
             yield Ok::<_, Infallible>(
                 Event::default().event("update").id(position.to_string()).data(format!("board\n{html}")),
             );
-            tokio::time::sleep(MIN_INTERVAL).await;
         }
     };
     visitor.finish(

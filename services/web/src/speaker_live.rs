@@ -19,7 +19,7 @@ use podium_proto::v1 as pb;
 
 use crate::{
     Web,
-    board::{self, LinkView, MIN_INTERVAL, Names, fold},
+    board::{self, LinkView, Names, fold},
     frame::Frame,
     i18n::Text,
     reply,
@@ -107,7 +107,10 @@ pub async fn live(State(web): State<Web>, visitor: Visitor) -> Response {
     let t = visitor.text();
     let events = async_stream::stream! {
         let mut statuses = BTreeMap::new();
+        // The board's pace: about ten renders a second at most.
+        let mut pace = podium_feedback::Pace::default();
         while let Some(Ok(update)) = updates.next().await {
+            pace.ready().await;
             let mut position = update.position;
             let mut changed = changed_by(&update);
             fold(&mut statuses, update);
@@ -129,7 +132,6 @@ pub async fn live(State(web): State<Web>, visitor: Visitor) -> Response {
                         .data(format!("live-{session_id}\n{html}")),
                 );
             }
-            tokio::time::sleep(MIN_INTERVAL).await;
         }
     };
     visitor.finish(

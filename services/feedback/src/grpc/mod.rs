@@ -12,4 +12,4 @@ pub mod ratings;
 
 pub(crate) use podium_access::MODERATORS;
 pub use polls::{PollsService, Published};
-pub use publisher::COALESCE;
+pub use publisher::{COALESCE, Pace};

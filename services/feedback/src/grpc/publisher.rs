@@ -83,8 +83,10 @@ pub(crate) fn spawn_publisher<T: Send + Sync + 'static>(
 /// wait a little longer than the one before, anything from nothing to a whole [`COALESCE`]
 /// (`podium-loadgen fanout --watchers 2000`: p50 58 ms, p99 105 ms, where reaching every
 /// watcher takes about 15).
-#[derive(Clone, Copy, Default)]
-struct Pace {
+///
+/// The console's live board and the speaker page's live part render at this pace too.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pace {
     /// When the next publish would be due at exactly one every [`COALESCE`].
     due: Option<tokio::time::Instant>,
     /// The last publish's turn.
@@ -95,7 +97,8 @@ struct Pace {
 const MIN_GAP: Duration = Duration::from_millis(50);
 
 impl Pace {
-    async fn ready(&mut self) {
+    /// Waits for the next turn of a change that has just come.
+    pub async fn ready(&mut self) {
         tokio::time::sleep_until(self.turn(tokio::time::Instant::now())).await;
     }
 
