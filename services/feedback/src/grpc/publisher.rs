@@ -72,7 +72,7 @@ pub(crate) fn spawn_publisher<T: Send + Sync + 'static>(
 
 /// When the publisher may publish again (one pace for all the keys of a publisher): one
 /// publish every [`COALESCE`] on average, with [`COALESCE`] of tolerance (a generic cell rate
-/// algorithm, as a token bucket holding two), and never two within [`MIN_GAP`] as scheduled; a
+/// algorithm, as a token bucket holding two), and never two within 50 ms as scheduled; a
 /// change that finds the pace allows it is published at once. So a steady stream of changes is
 /// published ten times a second, and at most eleven times in any second; changes that come ten a
 /// second (the cap) are published as they come, and one that comes late, followed by one on
