@@ -77,6 +77,18 @@ pub(crate) fn group_committed(events: usize, flush: Duration, head: u64) {
     metrics::gauge!(HEAD).set(head as f64);
 }
 
+/// Renders the tail's restarts at 0 for every cause, so that a rate over them sees the first.
+pub(crate) fn tail_restarts_from_zero() {
+    for cause in [TAIL_RECONNECTED, TAIL_STALLED, TAIL_FAILED] {
+        metrics::counter!(TAIL_RESTARTS, "cause" => cause).increment(0);
+    }
+}
+
+/// Records one restart of the tail, for `cause`.
+pub(crate) fn tail_restarted(cause: &'static str) {
+    metrics::counter!(TAIL_RESTARTS, "cause" => cause).increment(1);
+}
+
 /// Records whether this node holds the status engine's lease.
 pub(crate) fn lease_held(held: bool) {
     metrics::gauge!(ENGINE_LEASE_HELD).set(if held { 1.0 } else { 0.0 });

@@ -111,9 +111,9 @@ struct Inner {
     live: broadcast::WeakSender<CommittedBatch>,
     /// How long JetStream remembers a message id on this stream.
     duplicate_window: Duration,
-    /// How many times the client has (re)connected to a server: the tail follows again on a
-    /// new consumer after each.
-    connections: tokio::sync::watch::Receiver<u64>,
+    /// Changes each time the client connects to a server: the tail follows again on a new
+    /// consumer after each.
+    connections: tokio::sync::watch::Receiver<()>,
     restarts: tail::Restarts,
 }
 
@@ -138,7 +138,7 @@ impl NatsEventLog {
                 "the NATS prefix {prefix:?} must be ASCII letters, digits, - and _"
             )));
         }
-        let (connected, connections) = tokio::sync::watch::channel(0);
+        let (connected, connections) = tokio::sync::watch::channel(());
         let client = connect(&options, connected).await?;
         let js = jetstream::new(client.clone());
         let stream = while_cluster_settles(|| {
@@ -208,14 +208,7 @@ impl NatsEventLog {
             connections,
             restarts: tail::Restarts::default(),
         });
-        // Rendered from the start, at 0, so that a rate over them sees the first restart.
-        for cause in [
-            crate::metrics::TAIL_RECONNECTED,
-            crate::metrics::TAIL_STALLED,
-            crate::metrics::TAIL_FAILED,
-        ] {
-            metrics::counter!(crate::metrics::TAIL_RESTARTS, "cause" => cause).increment(0);
-        }
+        crate::metrics::tail_restarts_from_zero();
         let tail = tokio::spawn(tail::follow(inner.clone(), live, head + 1));
         tracing::info!(head, "event log opened on NATS JetStream");
         Ok(Self { inner, tail })
@@ -442,10 +435,10 @@ fn check_version(version: &str) -> Result<()> {
 }
 
 /// Connects to the cluster; each connection (the first, and each after the client lost its
-/// server and moved to another) counts one on `connected`.
+/// server) changes `connected`.
 async fn connect(
     options: &NatsOptions,
-    connected: tokio::sync::watch::Sender<u64>,
+    connected: tokio::sync::watch::Sender<()>,
 ) -> Result<async_nats::Client> {
     let mut connect = async_nats::ConnectOptions::new()
         .name("podiumd")
@@ -459,7 +452,7 @@ async fn connect(
         .event_callback(move |event| {
             match &event {
                 async_nats::Event::Connected => {
-                    connected.send_modify(|n| *n += 1);
+                    connected.send_replace(());
                     tracing::info!("connected to a NATS server");
                 }
                 async_nats::Event::Disconnected => {

@@ -68,17 +68,10 @@ impl Restarts {
     }
 }
 
-/// Why one consumer stopped being followed.
+/// Why one consumer stopped being followed, short of failing.
 enum Restart {
     Reconnected,
     Stalled { last: u64 },
-    Failed(EventLogError),
-}
-
-impl From<EventLogError> for Restart {
-    fn from(error: EventLogError) -> Self {
-        Self::Failed(error)
-    }
 }
 
 /// Follows the stream from sequence `next` until the log closes (the task is aborted).
@@ -89,14 +82,14 @@ pub async fn follow(log: Arc<Inner>, live: broadcast::Sender<CommittedBatch>, mu
         connections.mark_unchanged();
         let restart = follow_from(&log, &live, &mut next, &mut connections).await;
         let (cause, counter) = match restart {
-            Restart::Reconnected => {
+            Ok(Restart::Reconnected) => {
                 tracing::info!(
                     next,
                     "the NATS client connected anew; the event log's live tail follows again"
                 );
                 (crate::metrics::TAIL_RECONNECTED, &log.restarts.reconnected)
             }
-            Restart::Stalled { last } => {
+            Ok(Restart::Stalled { last }) => {
                 tracing::warn!(
                     stream_at = last,
                     tail_at = next - 1,
@@ -104,34 +97,24 @@ pub async fn follow(log: Arc<Inner>, live: broadcast::Sender<CommittedBatch>, mu
                 );
                 (crate::metrics::TAIL_STALLED, &log.restarts.stalled)
             }
-            Restart::Failed(error) => {
+            Err(error) => {
                 tracing::warn!(%error, next, "the event log's live tail failed; following again");
                 tokio::time::sleep(RETRY).await;
                 (crate::metrics::TAIL_FAILED, &log.restarts.failed)
             }
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(crate::metrics::TAIL_RESTARTS, "cause" => cause).increment(1);
+        crate::metrics::tail_restarted(cause);
     }
 }
 
+/// Follows one new consumer from `next` until it must be replaced; an error when it failed.
 async fn follow_from(
     log: &Inner,
     live: &broadcast::Sender<CommittedBatch>,
     next: &mut u64,
-    connections: &mut tokio::sync::watch::Receiver<u64>,
-) -> Restart {
-    match follow_consumer(log, live, next, connections).await {
-        Ok(restart) | Err(restart) => restart,
-    }
-}
-
-async fn follow_consumer(
-    log: &Inner,
-    live: &broadcast::Sender<CommittedBatch>,
-    next: &mut u64,
-    connections: &mut tokio::sync::watch::Receiver<u64>,
-) -> std::result::Result<Restart, Restart> {
+    connections: &mut tokio::sync::watch::Receiver<()>,
+) -> Result<Restart> {
     let consumer = log
         .reader
         .stream
@@ -196,9 +179,9 @@ async fn follow_consumer(
             // starts again from the stream's first message: what the tail has delivered is
             // skipped, and a gap (never expected) follows again from the last delivered.
             if sequence > wanted {
-                return Err(Restart::Failed(EventLogError::Storage(format!(
+                return Err(EventLogError::Storage(format!(
                     "the live tail's consumer skipped from sequence {wanted} to {sequence}"
-                ))));
+                )));
             }
             if sequence == wanted {
                 wanted += 1;
@@ -222,9 +205,9 @@ async fn follow_consumer(
         // No subscriber is not an error: the tail keeps the head moving all the same.
         let _ = live.send(run.into());
     }
-    Ok(Restart::Failed(EventLogError::Storage(
+    Err(EventLogError::Storage(
         "the live tail's consumer ended".into(),
-    )))
+    ))
 }
 
 /// The event a delivered message holds, and whether it ends its append.

@@ -172,21 +172,24 @@ fn run_child(place: &Place, appenders: u32, when: Kill, rng: &mut TestRng, acks:
     match when {
         Kill::Starting => thread::sleep(Duration::from_millis(rng.random_range(0..30))),
         Kill::Appending => {
-            for awaited in ["ready", "its first acknowledgement"] {
-                match received.recv_timeout(Duration::from_secs(60)) {
-                    Ok(line) if awaited == "ready" && !line.starts_with("ready ") => {
-                        panic!("the child said {line:?} before ready")
-                    }
-                    Ok(line) if line.starts_with("ack ") => acks.push(Ack::parse(&line)),
-                    Ok(_) => {}
-                    Err(error) => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        panic!(
-                            "the child never sent {awaited} ({error}): {}",
-                            errors.join().unwrap_or_default()
-                        );
-                    }
+            let line = |awaited: &str| {
+                received
+                    .recv_timeout(Duration::from_secs(60))
+                    .map_err(|error| format!("the child never sent {awaited} ({error})"))
+            };
+            let first_ack = line("ready").and_then(|ready| {
+                assert!(
+                    ready.starts_with("ready "),
+                    "the child said {ready:?} before ready"
+                );
+                line("its first acknowledgement")
+            });
+            match first_ack {
+                Ok(ack) => acks.push(Ack::parse(&ack)),
+                Err(why) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("{why}: {}", errors.join().unwrap_or_default());
                 }
             }
             thread::sleep(Duration::from_millis(rng.random_range(1..150)));
