@@ -20,6 +20,7 @@ pub mod log_store;
 pub mod metrics;
 mod positions;
 mod privacy;
+mod publishing;
 mod read_models;
 mod revocation;
 mod status_parts;
@@ -374,11 +375,20 @@ impl Podium {
             served.push(<PlayoutServer<PlayoutService> as NamedService>::NAME);
             served.push(<RecordingsServer<RecordingsService> as NamedService>::NAME);
         }
+        // Lives until `serve` returns; the publishers end with it.
+        let publishing = publishing::PublishingThread::start().map_err(|error| {
+            ServerError::Feedback(format!("cannot start the publishing thread: {error}"))
+        })?;
         let questions_service = feedback.as_ref().map(|parts| {
             Arc::new(
-                QuestionsService::new(log.clone(), parts.model.clone(), stop_rx.clone())
-                    .with_rate_limits(rates.clone())
-                    .with_token_keys(keys.clone()),
+                QuestionsService::new(
+                    log.clone(),
+                    parts.model.clone(),
+                    stop_rx.clone(),
+                    publishing.handle(),
+                )
+                .with_rate_limits(rates.clone())
+                .with_token_keys(keys.clone()),
             )
         });
         let questions = questions_service
@@ -399,8 +409,14 @@ impl Podium {
         let voter_keys = feedback.as_ref().map(|parts| parts.keys.clone());
         let polls_service = feedback.map(|parts| {
             Arc::new(
-                PollsService::new(log.clone(), parts.model, parts.keys, stop_rx.clone())
-                    .with_rate_limits(rates.clone()),
+                PollsService::new(
+                    log.clone(),
+                    parts.model,
+                    parts.keys,
+                    stop_rx.clone(),
+                    publishing.handle(),
+                )
+                .with_rate_limits(rates.clone()),
             )
         });
         let polls = polls_service

@@ -101,11 +101,14 @@ pub struct PollsService {
 }
 
 impl PollsService {
+    /// The results publisher runs on `publishing`: in podiumd a thread of its own (see
+    /// `spawn_publisher`), in a test its own runtime (`Handle::current()`) will do.
     pub fn new(
         log: Arc<dyn EventLog>,
         model: Projector<FeedbackModel>,
         keys: Arc<VoterKeys>,
         shutdown: watch::Receiver<bool>,
+        publishing: &tokio::runtime::Handle,
     ) -> Self {
         let channels = Channels::default();
         let (dirty, changed) = {
@@ -113,6 +116,7 @@ impl PollsService {
             (m.dirty.clone(), m.changed.clone())
         };
         spawn_publisher(
+            publishing,
             model.clone(),
             dirty,
             changed,

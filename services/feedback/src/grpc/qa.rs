@@ -117,10 +117,13 @@ pub struct QuestionsService {
 }
 
 impl QuestionsService {
+    /// The questions publisher runs on `publishing`: in podiumd a thread of its own (see
+    /// `spawn_publisher`), in a test its own runtime (`Handle::current()`) will do.
     pub fn new(
         log: Arc<dyn EventLog>,
         model: Projector<FeedbackModel>,
         shutdown: watch::Receiver<bool>,
+        publishing: &tokio::runtime::Handle,
     ) -> Self {
         let channels = Channels::default();
         let (dirty, changed) = {
@@ -128,6 +131,7 @@ impl QuestionsService {
             (m.qa.dirty.clone(), m.qa.changed.clone())
         };
         spawn_publisher(
+            publishing,
             model.clone(),
             dirty,
             changed,

@@ -3,8 +3,10 @@
 //! replayed from the log, every tally equals the count of each voter's latest ballot, and no
 //! ballot is counted after the close.
 //!
-//! `qa` holds the Q&A tests, `ratings` the session ratings and surveys.
+//! `qa` holds the Q&A tests, `ratings` the session ratings and surveys, `retries` resent
+//! writes, `publishing` the runtime the results publisher runs on.
 
+mod publishing;
 mod qa;
 mod ratings;
 mod retries;

@@ -133,7 +133,12 @@ struct Server {
 async fn serve(log: Arc<SledEventLog>) -> Server {
     let model = start(log.clone()).await;
     let (stop, stop_rx) = watch::channel(false);
-    let service = QuestionsService::new(log.clone(), model.clone(), stop_rx);
+    let service = QuestionsService::new(
+        log.clone(),
+        model.clone(),
+        stop_rx,
+        &tokio::runtime::Handle::current(),
+    );
     Server {
         log,
         model,
@@ -307,7 +312,7 @@ proptest! {
             // A fresh read model over the same log gives the same lists.
             let replayed = start(server.log.clone()).await;
             let (_stop, stop_rx) = watch::channel(false);
-            let again = QuestionsService::new(server.log.clone(), replayed, stop_rx);
+            let again = QuestionsService::new(server.log.clone(), replayed, stop_rx, &tokio::runtime::Handle::current());
             prop_assert_eq!(list(&server.service, &moderator).await, list(&again, &moderator).await);
             drop(server.model);
             Ok(())

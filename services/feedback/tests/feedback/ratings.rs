@@ -184,7 +184,13 @@ async fn survey_results_reach_moderators_only() {
     let model = start(log.clone()).await;
     let keys = Arc::new(VoterKeys::open(dir.path().join("keys")).unwrap());
     let (_stop, stop_rx) = watch::channel(false);
-    let polls = PollsService::new(log.clone(), model.clone(), keys, stop_rx);
+    let polls = PollsService::new(
+        log.clone(),
+        model.clone(),
+        keys,
+        stop_rx,
+        &tokio::runtime::Handle::current(),
+    );
     let (moderator, dara): (Principal, Principal) = (
         principal("mod-1", Role::Moderator),
         principal("att-dara", Role::Attendee),

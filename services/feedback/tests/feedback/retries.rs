@@ -13,8 +13,12 @@ use uuid::Uuid;
 
 use crate::qa::{principal, request, seed, start};
 
-/// A choice poll, open, in a fresh log; `anonymous` as asked.
-async fn open_poll(anonymous: bool) -> (tempfile::TempDir, PollsService, pb::Poll) {
+/// A choice poll, open, in a fresh log; `anonymous` as asked; its results published on
+/// `publishing`.
+pub async fn open_poll(
+    anonymous: bool,
+    publishing: &tokio::runtime::Handle,
+) -> (tempfile::TempDir, PollsService, pb::Poll) {
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(SledEventLog::open(dir.path().join("log"), SledOptions::default()).unwrap());
     seed(log.as_ref()).await;
@@ -22,7 +26,7 @@ async fn open_poll(anonymous: bool) -> (tempfile::TempDir, PollsService, pb::Pol
     let keys = Arc::new(VoterKeys::open(dir.path().join("keys")).unwrap());
     let (stop, stop_rx) = watch::channel(false);
     std::mem::forget(stop);
-    let polls = PollsService::new(log, model, keys, stop_rx);
+    let polls = PollsService::new(log, model, keys, stop_rx, publishing);
     let poll = create_open(
         &polls,
         pb::CreatePollRequest {
@@ -75,7 +79,7 @@ pub async fn create_open(polls: &PollsService, create: pb::CreatePollRequest) ->
     poll
 }
 
-fn ballot(poll: &pb::Poll, option: usize) -> pb::CastBallotRequest {
+pub fn ballot(poll: &pb::Poll, option: usize) -> pb::CastBallotRequest {
     pb::CastBallotRequest {
         conference_id: "odc2024".into(),
         poll_id: poll.id.clone(),
@@ -85,7 +89,7 @@ fn ballot(poll: &pb::Poll, option: usize) -> pb::CastBallotRequest {
     }
 }
 
-async fn cast(
+pub async fn cast(
     polls: &PollsService,
     who: &Principal,
     ballot: &pb::CastBallotRequest,
@@ -99,7 +103,7 @@ async fn cast(
 #[tokio::test]
 async fn a_resent_ballot_gets_its_first_answer() {
     for anonymous in [false, true] {
-        let (_dir, polls, poll) = open_poll(anonymous).await;
+        let (_dir, polls, poll) = open_poll(anonymous, &tokio::runtime::Handle::current()).await;
         let dara = principal("att-dara", Role::Attendee);
         let (first, second) = (ballot(&poll, 0), ballot(&poll, 1));
         let a = cast(&polls, &dara, &first).await.unwrap();
@@ -139,7 +143,7 @@ async fn a_resent_ballot_gets_its_first_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ballots_sent_at_the_same_moment_are_all_answered() {
-    let (_dir, polls, poll) = open_poll(false).await;
+    let (_dir, polls, poll) = open_poll(false, &tokio::runtime::Handle::current()).await;
     let polls = Arc::new(polls);
     let dara = principal("att-dara", Role::Attendee);
     for round in 0..20 {
@@ -203,7 +207,7 @@ async fn a_resent_rating_gets_its_first_answer() {
 
 #[tokio::test]
 async fn a_ballot_id_sent_again_for_another_poll_is_refused_not_counted_twice() {
-    let (_dir, polls, budgets) = open_poll(false).await;
+    let (_dir, polls, budgets) = open_poll(false, &tokio::runtime::Handle::current()).await;
     let schools = create_open(
         &polls,
         pb::CreatePollRequest {

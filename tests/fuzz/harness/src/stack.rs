@@ -327,9 +327,20 @@ impl Parts {
             presence: PresenceService::new(engine, status.clone(), log.clone(), stop_rx.clone()),
             recordings: RecordingsService::new(log.clone(), status, store)
                 .with_shutdown(stop_rx.clone()),
-            polls: PollsService::new(log.clone(), feedback.clone(), voter_keys, stop_rx.clone()),
-            questions: QuestionsService::new(log.clone(), feedback.clone(), stop_rx.clone())
-                .with_token_keys(keys.clone()),
+            polls: PollsService::new(
+                log.clone(),
+                feedback.clone(),
+                voter_keys,
+                stop_rx.clone(),
+                &tokio::runtime::Handle::current(),
+            ),
+            questions: QuestionsService::new(
+                log.clone(),
+                feedback.clone(),
+                stop_rx.clone(),
+                &tokio::runtime::Handle::current(),
+            )
+            .with_token_keys(keys.clone()),
             ratings: RatingsService::new(log.clone(), feedback.clone()),
             feed: FeedService::new(log.clone(), directory.clone(), personal.clone(), stop_rx),
             privacy: PrivacyService {
