@@ -15,8 +15,10 @@ pub mod commands;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+mod publishing;
 pub mod store;
 mod voter_keys;
 
 pub use grpc::{Pace, PollsService, qa::QuestionsService, ratings::RatingsService};
+pub use publishing::PublishingThread;
 pub use store::{FeedbackModel, VoterKeys, feedback_event_types};

@@ -20,7 +20,6 @@ pub mod log_store;
 pub mod metrics;
 mod positions;
 mod privacy;
-mod publishing;
 mod read_models;
 mod revocation;
 mod status_parts;
@@ -376,7 +375,7 @@ impl Podium {
             served.push(<RecordingsServer<RecordingsService> as NamedService>::NAME);
         }
         // Lives until `serve` returns; the publishers end with it.
-        let publishing = publishing::PublishingThread::start().map_err(|error| {
+        let publishing = podium_feedback::PublishingThread::start().map_err(|error| {
             ServerError::Feedback(format!("cannot start the publishing thread: {error}"))
         })?;
         let questions_service = feedback.as_ref().map(|parts| {

@@ -101,8 +101,8 @@ pub struct PollsService {
 }
 
 impl PollsService {
-    /// The results publisher runs on `publishing`: in podiumd a thread of its own (see
-    /// `spawn_publisher`), in a test its own runtime (`Handle::current()`) will do.
+    /// The results publisher runs on `publishing`: podiumd's [`crate::PublishingThread`]; a
+    /// test's own runtime (`Handle::current()`) will do.
     pub fn new(
         log: Arc<dyn EventLog>,
         model: Projector<FeedbackModel>,

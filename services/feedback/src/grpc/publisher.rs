@@ -30,12 +30,8 @@ pub(crate) type Channels<T> = Arc<Mutex<HashMap<(String, String), watch::Sender<
 /// with `build`'s, at the pace of [`Pace`], on `runtime`; and the one that closes every channel
 /// when `shutdown` turns true ([`close_at_shutdown`]), on the caller's.
 ///
-/// podiumd gives the publishers a runtime on a thread of their own (`PublishingThread` in
-/// podium-server). On the runtime the watchers' tasks run on, a publisher woken by a ballot
-/// queued behind the tasks of every watcher still sending the update before (20,000 of them
-/// at the fan-out target, which take about 200 ms on two cores), so at ten updates a second a
-/// publish often began only once the last fan-out had drained; on its own thread it publishes
-/// when it is woken, and the watchers' tasks are woken from there.
+/// podiumd gives the publishers a runtime on a thread of their own ([`crate::PublishingThread`],
+/// which says why).
 pub(crate) fn spawn_publisher<T: Send + Sync + 'static>(
     runtime: &tokio::runtime::Handle,
     model: Projector<FeedbackModel>,
@@ -60,18 +56,22 @@ pub(crate) fn spawn_publisher<T: Send + Sync + 'static>(
                 Ok(mut d) => d.drain().map(|(key, _)| key).collect(),
                 Err(_) => return,
             };
-            {
-                let senders = match channels.lock() {
-                    Ok(c) => c,
-                    Err(_) => return,
-                };
+            let Ok(senders) = channels.lock() else {
+                return;
+            };
+            // Built under the model's read lock and sent after it: waking every watcher takes
+            // a while, and the follower must not wait for that to fold the next ballot.
+            let values: Vec<_> = {
                 let m = model.read();
-                for key in batch {
-                    if let Some(sender) = senders.get(&key)
-                        && let Some(value) = build(&m, &key)
-                    {
-                        sender.send_replace(Arc::new(value));
-                    }
+                batch
+                    .into_iter()
+                    .filter(|key| senders.contains_key(key))
+                    .filter_map(|key| build(&m, &key).map(|value| (key, value)))
+                    .collect()
+            };
+            for (key, value) in values {
+                if let Some(sender) = senders.get(&key) {
+                    sender.send_replace(Arc::new(value));
                 }
             }
         }

@@ -117,8 +117,8 @@ pub struct QuestionsService {
 }
 
 impl QuestionsService {
-    /// The questions publisher runs on `publishing`: in podiumd a thread of its own (see
-    /// `spawn_publisher`), in a test its own runtime (`Handle::current()`) will do.
+    /// The questions publisher runs on `publishing`: podiumd's [`crate::PublishingThread`]; a
+    /// test's own runtime (`Handle::current()`) will do.
     pub fn new(
         log: Arc<dyn EventLog>,
         model: Projector<FeedbackModel>,

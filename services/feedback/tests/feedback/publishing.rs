@@ -1,11 +1,12 @@
-//! The results publisher runs on the runtime it is given. podiumd gives it a thread of its own,
-//! so that a publish never waits behind the tasks of the watchers still sending the update
-//! before; here the runtime the service answers on is made to run nothing at all.
+//! The results publisher runs on the runtime it is given, podiumd's publishing thread
+//! ([`PublishingThread`]), and not on the one the service answers on: here that one is made to
+//! run nothing at all.
 
 use std::time::Duration;
 
 use futures::StreamExt;
 use podium_access::Role;
+use podium_feedback::PublishingThread;
 use podium_proto::v1::{self as pb, polls_server::Polls};
 use prost::Message;
 
@@ -14,27 +15,12 @@ use crate::{
     retries::{ballot, cast, open_poll},
 };
 
-/// A single-threaded runtime on a thread of its own, as podiumd's publishing thread is; it
-/// runs until the returned sender is dropped.
-fn publishing_thread() -> (tokio::runtime::Handle, tokio::sync::oneshot::Sender<()>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    let handle = runtime.handle().clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        runtime.block_on(async {
-            let _ = stopped.await;
-        })
-    });
-    (handle, stop)
-}
-
+// On tokio's one-thread test runtime: with worker threads, blocking one of them below would
+// leave another to run a publisher spawned there, and the test would prove nothing.
 #[tokio::test]
-async fn results_are_published_while_the_runtime_the_service_answers_on_is_busy() {
-    let (publishing, _stop) = publishing_thread();
-    let (_dir, polls, poll) = open_poll(false, &publishing).await;
+async fn results_are_published_while_the_runtime_the_service_answers_on_is_blocked() {
+    let publishing = PublishingThread::start().unwrap();
+    let (_dir, polls, poll) = open_poll(false, publishing.handle()).await;
     let moderator = principal("mod-1", Role::Moderator);
     let mut updates = polls
         .watch_results(request(
@@ -80,6 +66,6 @@ async fn results_are_published_while_the_runtime_the_service_answers_on_is_busy(
     });
     let ballots = received
         .recv_timeout(Duration::from_secs(60))
-        .expect("the ballot's results are published while the service's runtime is busy");
+        .expect("the ballot's results are published while the service's runtime is blocked");
     assert_eq!(ballots, 1);
 }
