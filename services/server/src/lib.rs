@@ -11,6 +11,7 @@ pub mod config;
 mod diagnostics;
 mod error;
 mod feed;
+mod feedback_parts;
 mod grpc_web;
 mod health;
 #[macro_use]
@@ -25,6 +26,7 @@ mod revocation;
 mod status_parts;
 pub mod synthetic;
 
+use feedback_parts::FeedbackParts;
 pub use log_store::{LogChoice, LogFlags, LogStore};
 pub use read_models::ReadModels;
 use status_parts::StatusParts;
@@ -37,7 +39,7 @@ use podium_eventlog::{
     EventLog, FollowerHandle, Projector,
     personal::{self, KEYS_FILE, PersonalKeys, SealingLog},
 };
-use podium_feedback::{FeedbackModel, PollsService, QuestionsService, RatingsService, VoterKeys};
+use podium_feedback::{PollsService, QuestionsService, RatingsService};
 use podium_proto::v1::privacy_server::PrivacyServer;
 use podium_proto::v1::questions_server::QuestionsServer;
 use podium_proto::v1::ratings_server::RatingsServer;
@@ -91,12 +93,6 @@ pub struct Podium {
     feedback: Option<FeedbackParts>,
     /// When `open` began, for the node's uptime.
     started: Instant,
-}
-
-/// The feedback service's read model and anonymity keys, when this process runs it.
-struct FeedbackParts {
-    model: Projector<FeedbackModel>,
-    keys: Arc<VoterKeys>,
 }
 
 impl Podium {
@@ -174,26 +170,7 @@ impl Podium {
             None => None,
         };
         let feedback = match feedback_model {
-            Some(model) => {
-                let dir = config.data_dir.join(backup::POLL_KEYS);
-                let keys = match &secrets {
-                    Some(shared) => VoterKeys::shared_with_files(shared.clone(), &dir)
-                        .await
-                        .map_err(|e| {
-                            ServerError::Feedback(format!(
-                                "cannot give the cluster the poll keys of {}: {e}",
-                                dir.display()
-                            ))
-                        })?,
-                    None => VoterKeys::open(dir.clone()).map_err(|e| {
-                        ServerError::Feedback(format!("cannot open {}: {e}", dir.display()))
-                    })?,
-                };
-                Some(FeedbackParts {
-                    model,
-                    keys: Arc::new(keys),
-                })
-            }
+            Some(model) => Some(FeedbackParts::open(&config, secrets.as_ref(), model).await?),
             None => None,
         };
         tracing::info!(
@@ -374,31 +351,19 @@ impl Podium {
             served.push(<PlayoutServer<PlayoutService> as NamedService>::NAME);
             served.push(<RecordingsServer<RecordingsService> as NamedService>::NAME);
         }
-        // Lives until `serve` returns; the publishers end with it.
-        let publishing = podium_feedback::PublishingThread::start().map_err(|error| {
-            ServerError::Feedback(format!("cannot start the publishing thread: {error}"))
-        })?;
-        let questions_service = feedback.as_ref().map(|parts| {
-            Arc::new(
-                QuestionsService::new(
-                    log.clone(),
-                    parts.model.clone(),
-                    stop_rx.clone(),
-                    publishing.handle(),
-                )
-                .with_rate_limits(rates.clone())
-                .with_token_keys(keys.clone()),
-            )
-        });
+        // Lives until `serve` returns: the publishers end with it.
+        let feedback_services = feedback
+            .as_ref()
+            .map(|parts| parts.services(&log, &stop_rx, &rates, &keys))
+            .transpose()?;
+        let questions_service = feedback_services.as_ref().map(|s| s.questions.clone());
         let questions = questions_service
             .clone()
             .map(|service| limited!(shared QuestionsServer, service, limits, auth));
         if questions.is_some() {
             served.push(<QuestionsServer<QuestionsService> as NamedService>::NAME);
         }
-        let ratings_service = feedback
-            .as_ref()
-            .map(|parts| Arc::new(RatingsService::new(log.clone(), parts.model.clone())));
+        let ratings_service = feedback_services.as_ref().map(|s| s.ratings.clone());
         let ratings = ratings_service
             .clone()
             .map(|service| limited!(shared RatingsServer, service, limits, auth));
@@ -406,18 +371,7 @@ impl Podium {
             served.push(<RatingsServer<RatingsService> as NamedService>::NAME);
         }
         let voter_keys = feedback.as_ref().map(|parts| parts.keys.clone());
-        let polls_service = feedback.map(|parts| {
-            Arc::new(
-                PollsService::new(
-                    log.clone(),
-                    parts.model,
-                    parts.keys,
-                    stop_rx.clone(),
-                    publishing.handle(),
-                )
-                .with_rate_limits(rates.clone()),
-            )
-        });
+        let polls_service = feedback_services.as_ref().map(|s| s.polls.clone());
         let polls = polls_service
             .clone()
             .map(|service| limited!(shared PollsServer, service, limits, auth));

@@ -64,15 +64,12 @@ pub(crate) fn spawn_publisher<T: Send + Sync + 'static>(
             let values: Vec<_> = {
                 let m = model.read();
                 batch
-                    .into_iter()
-                    .filter(|key| senders.contains_key(key))
-                    .filter_map(|key| build(&m, &key).map(|value| (key, value)))
+                    .iter()
+                    .filter_map(|key| Some((senders.get(key)?, build(&m, key)?)))
                     .collect()
             };
-            for (key, value) in values {
-                if let Some(sender) = senders.get(&key) {
-                    sender.send_replace(Arc::new(value));
-                }
+            for (sender, value) in values {
+                sender.send_replace(Arc::new(value));
             }
         }
     });
