@@ -28,6 +28,7 @@ use podium_client::{Client, pb};
 
 use crate::{Podium, stats::Distribution};
 
+pub mod audience;
 pub(crate) mod link;
 pub mod obs;
 pub(crate) mod setup;

@@ -326,22 +326,7 @@ pub async fn run_on(
             let client = channels[w % connections].clone();
             let request = request.clone();
             async move {
-                // A real client retries a shed request (RESOURCE_EXHAUSTED) after a pause;
-                // 10,000 watchers starting at once can exceed --max-concurrent-requests.
-                let mut attempt = 0u32;
-                let stream = loop {
-                    match client.polls().watch_results(request.clone()).await {
-                        Ok(response) => break response.into_inner(),
-                        Err(status)
-                            if status.code() == tonic::Code::ResourceExhausted && attempt < 50 =>
-                        {
-                            attempt += 1;
-                            tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt)))
-                                .await;
-                        }
-                        Err(status) => return Err(status.into()),
-                    }
-                };
+                let stream = crate::votes::watch_results(&client, request).await?;
                 anyhow::Ok(stream.map(|m| m.map(|m| m.position)))
             }
         },

@@ -9,7 +9,10 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use podium_loadgen::{
     Podium, backup,
-    failover::{self, DropMode},
+    failover::{
+        self, DropMode,
+        audience::{Audience, AudienceReport},
+    },
     fanout,
     podiumd::{self, LocalPodiumd},
     soak, startup,
@@ -174,6 +177,10 @@ struct FailoverArgs {
     /// freeze: the heartbeats stop and the stream stays open; close: the connection closes too.
     #[arg(long, value_enum, default_value_t = DropMode::Freeze)]
     mode: DropMode,
+    /// While the links drop, this many attendees watch a poll's results (in a conference of
+    /// their own) and ballots arrive ten a second: failover with a hall's audience on podiumd.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=20_000))]
+    audience: u32,
     /// Carry each drop to this OBS Studio (obs-websocket's host:port) through a playout bridge,
     /// and measure until OBS confirms the recording on its program output.
     #[arg(long, requires = "obs_media")]
@@ -338,7 +345,7 @@ async fn main() -> anyhow::Result<()> {
                 .token
                 .clone()
                 .context("--addr needs the admin token: --token or PODIUM_TOKEN")?;
-            require_loopback(addr).await?;
+            podiumd::require_loopback(addr).await?;
             let podium = Podium {
                 addr: addr.clone(),
                 admin_token: token,
@@ -382,6 +389,7 @@ async fn main() -> anyhow::Result<()> {
                 rooms,
                 together: args.together,
             };
+            let audience = Audience::start_if(&podium, args.audience as usize).await?;
             if rooms > 1 {
                 eprintln!(
                     "failover: {} drops of {rooms} rooms' links{} against {}",
@@ -401,15 +409,18 @@ async fn main() -> anyhow::Result<()> {
                     );
                 })
                 .await?;
+                let audience = Audience::stop_if(audience).await?;
                 println!(
-                    "podium-loadgen failover --rooms {rooms}{}",
-                    if config.together { " --together" } else { "" }
+                    "podium-loadgen failover --rooms {rooms}{}{}",
+                    if config.together { " --together" } else { "" },
+                    AudienceReport::flag(&audience)
                 );
                 println!("podiumd         {about}");
                 println!(
                     "machine         {cpus} CPUs{load}, load generator and podiumd on the same machine"
                 );
                 println!("failover_after  {} ms", config.failover_after.as_millis());
+                AudienceReport::print(&audience);
                 println!("{report}");
                 drop(local);
                 return Ok(());
@@ -436,11 +447,16 @@ async fn main() -> anyhow::Result<()> {
                     );
                 })
                 .await?;
-                println!("podium-loadgen failover --obs");
+                let audience = Audience::stop_if(audience).await?;
+                println!(
+                    "podium-loadgen failover --obs{}",
+                    AudienceReport::flag(&audience)
+                );
                 println!("podiumd         {about}");
                 println!(
                     "machine         {cpus} CPUs{load}; load generator, bridge, OBS and podiumd on the same machine"
                 );
+                AudienceReport::print(&audience);
                 println!("{report}");
                 drop(local);
                 return Ok(());
@@ -458,11 +474,13 @@ async fn main() -> anyhow::Result<()> {
                 }
             })
             .await?;
-            println!("podium-loadgen failover");
+            let audience = Audience::stop_if(audience).await?;
+            println!("podium-loadgen failover{}", AudienceReport::flag(&audience));
             println!("podiumd         {about}");
             println!(
                 "machine         {cpus} CPUs{load}, load generator and podiumd on the same machine"
             );
+            AudienceReport::print(&audience);
             println!("{report}");
         }
         Scenario::Votes(args) => {
@@ -572,19 +590,5 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     drop(local);
-    Ok(())
-}
-
-/// The scenarios time podiumd from one process's clock over loopback; another network would be
-/// measured along with it.
-async fn require_loopback(addr: &str) -> anyhow::Result<()> {
-    let host_port = addr.strip_prefix("http://").unwrap_or(addr);
-    let resolved: Vec<_> = tokio::net::lookup_host(host_port)
-        .await
-        .with_context(|| format!("cannot resolve --addr {addr}; use host:port"))?
-        .collect();
-    if resolved.is_empty() || resolved.iter().any(|a| !a.ip().is_loopback()) {
-        bail!("--addr {addr} is not a loopback address; podium-loadgen measures on loopback only");
-    }
     Ok(())
 }

@@ -256,3 +256,17 @@ impl LocalNodes {
         self.nodes.iter().filter_map(LocalPodiumd::pid).collect()
     }
 }
+
+/// The scenarios time podiumd from one process's clock over loopback; another network would be
+/// measured along with it.
+pub async fn require_loopback(addr: &str) -> anyhow::Result<()> {
+    let host_port = addr.strip_prefix("http://").unwrap_or(addr);
+    let resolved: Vec<_> = tokio::net::lookup_host(host_port)
+        .await
+        .with_context(|| format!("cannot resolve --addr {addr}; use host:port"))?
+        .collect();
+    if resolved.is_empty() || resolved.iter().any(|a| !a.ip().is_loopback()) {
+        bail!("--addr {addr} is not a loopback address; podium-loadgen measures on loopback only");
+    }
+    Ok(())
+}

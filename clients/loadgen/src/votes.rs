@@ -86,6 +86,25 @@ impl fmt::Display for Report {
     }
 }
 
+/// A results stream. A real client retries a shed request (RESOURCE_EXHAUSTED) after a pause:
+/// thousands of watchers opening at once can exceed podiumd's `--max-concurrent-requests`.
+pub(crate) async fn watch_results(
+    client: &Client,
+    request: pb::WatchResultsRequest,
+) -> anyhow::Result<tonic::Streaming<pb::WatchResultsResponse>> {
+    let mut attempt = 0u32;
+    loop {
+        match client.polls().watch_results(request.clone()).await {
+            Ok(response) => return Ok(response.into_inner()),
+            Err(status) if status.code() == tonic::Code::ResourceExhausted && attempt < 50 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+            }
+            Err(status) => return Err(status.into()),
+        }
+    }
+}
+
 /// A conference with an open single-choice poll, and `n` attendees who joined it (their
 /// clients, each on its own connection, and their tokens).
 pub(crate) async fn poll_and_attendees(

@@ -55,6 +55,38 @@ async fn three_closed_links_give_three_samples() {
     three_drops(DropMode::Close, 1_000).await;
 }
 
+/// `--audience`: attendees watch another poll while ballots arrive, through the drops.
+#[tokio::test]
+async fn drops_beside_an_audience_report_what_the_audience_received() {
+    let binary = tokio::task::spawn_blocking(crate::podiumd)
+        .await
+        .unwrap()
+        .unwrap();
+    let podiumd = LocalPodiumd::start(&binary).await.unwrap();
+    let audience = failover::audience::Audience::start(podiumd.podium(), 150, |_| {})
+        .await
+        .unwrap();
+    let config = failover::Config {
+        drops: 2,
+        failover_after: Duration::from_millis(1_000),
+        mode: DropMode::Freeze,
+        rooms: 1,
+        together: false,
+    };
+    let report = failover::run(podiumd.podium(), &config, |_, _| {})
+        .await
+        .unwrap();
+    let audience = audience.stop().await.unwrap();
+
+    assert_eq!(report.latency.len(), 2, "{report}");
+    assert_eq!(audience.watchers, 150);
+    // Two drops take over two seconds: ballots came ten a second, and each watcher had its
+    // first results and at least one update after a ballot.
+    assert!(audience.ballots >= 10, "{audience}");
+    assert!(audience.updates >= 2 * 150, "{audience}");
+    assert!(audience.to_string().contains("150 watchers"), "{audience}");
+}
+
 #[tokio::test]
 async fn a_venue_whose_links_drop_together_gives_a_sample_per_room_and_drop() {
     let binary = tokio::task::spawn_blocking(crate::podiumd)

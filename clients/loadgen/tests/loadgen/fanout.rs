@@ -32,6 +32,30 @@ async fn fanout_measures_podium_and_the_bare_baseline_with_the_same_watchers() {
     assert!(printed.contains("ratio"), "{printed}");
 }
 
+/// More watchers of one poll than one wave of the publisher holds (1,024): each ballot reaches
+/// every watcher of every wave.
+#[tokio::test]
+async fn every_wave_of_watchers_sees_every_ballot() {
+    let binary = tokio::task::spawn_blocking(crate::podiumd)
+        .await
+        .unwrap()
+        .unwrap();
+    let podiumd = LocalPodiumd::start(&binary).await.unwrap();
+    let config = fanout::Config {
+        watchers: 2_100,
+        votes: 3,
+        per_connection: 100,
+        baseline: false,
+    };
+    let report = fanout::run(podiumd.podium(), &config, podiumd.pid(), |_| {})
+        .await
+        .unwrap();
+    // `run` waits until every watcher has seen the last ballot, and each sample is the latest
+    // watcher's first sight of a ballot: three, all seen.
+    assert_eq!(report.latency.len(), 3, "{report}");
+    assert!(report.latency.samples().iter().all(|s| *s > 0), "{report}");
+}
+
 #[tokio::test]
 async fn web_fanout_reads_every_ballot_count_from_the_sse_streams() {
     let binary = tokio::task::spawn_blocking(crate::podiumd)

@@ -2,10 +2,16 @@
 //! watchers read.
 //!
 //! **Fan-out costs per watcher, not per change**: every watched key (a poll; a session's
-//! questions) has one `watch` channel holding its latest value; the publisher replaces the
-//! values about ten times a second at most (one publish every [`COALESCE`] on average, see
+//! questions) has its latest value in `watch` channels; the publisher replaces the values
+//! about ten times a second at most (one publish every [`COALESCE`] on average, see
 //! [`Pace`]), and each watcher sends whatever is latest when it is ready. A slow watcher skips
 //! to the newest value instead of queueing.
+//!
+//! **A publish wakes its watchers a wave at a time.** A key's watchers are split over channels
+//! of about [`WAVE`] receivers ([`Fanout`]), and the publisher sends to the next wave only once
+//! podiumd's runtime has reached the one before last ([`publish_in_waves`]). Waking 20,000
+//! watchers at once put 20,000 tasks in the runtime's queue, and everything woken after them
+//! (a failover's status on its way to the video switcher) waited for all of them.
 
 use std::{
     collections::HashMap,
@@ -23,8 +29,45 @@ use crate::store::FeedbackModel;
 /// changes: ten a second.
 pub const COALESCE: Duration = Duration::from_millis(100);
 
-/// One latest-value channel per watched key (a poll; a session's questions).
-pub(crate) type Channels<T> = Arc<Mutex<HashMap<(String, String), watch::Sender<Arc<T>>>>>;
+/// How many watchers of a key one channel wakes at once.
+pub(crate) const WAVE: usize = 1024;
+
+/// How many waves a publish lets wait in the watchers' runtime's queue.
+const AHEAD: usize = 2;
+
+/// A key's latest value: the same value in every channel.
+type Sender<T> = Arc<watch::Sender<Arc<T>>>;
+
+/// One watched key's channels, each holding at most [`WAVE`] watchers' receivers.
+pub(crate) struct Fanout<T> {
+    waves: Vec<Sender<T>>,
+}
+
+impl<T> Fanout<T> {
+    fn new(value: Arc<T>) -> Self {
+        Self {
+            waves: vec![Arc::new(watch::channel(value).0)],
+        }
+    }
+
+    /// A receiver in the first wave with room, or in a new wave holding the latest value.
+    fn subscribe(&mut self) -> watch::Receiver<Arc<T>> {
+        if let Some(wave) = self.waves.iter().find(|w| w.receiver_count() < WAVE) {
+            return wave.subscribe();
+        }
+        let latest = self.waves[0].borrow().clone();
+        let (sender, receiver) = watch::channel(latest);
+        self.waves.push(Arc::new(sender));
+        receiver
+    }
+
+    fn watchers(&self) -> usize {
+        self.waves.iter().map(|w| w.receiver_count()).sum()
+    }
+}
+
+/// One [`Fanout`] per watched key (a poll; a session's questions).
+pub(crate) type Channels<T> = Arc<Mutex<HashMap<(String, String), Fanout<T>>>>;
 
 /// Starts the task that, whenever keys are marked dirty, replaces the value of each watched one
 /// with `build`'s, at the pace of [`Pace`], on `runtime`; and the one that closes every channel
@@ -42,6 +85,8 @@ pub(crate) fn spawn_publisher<T: Send + Sync + 'static>(
     build: impl Fn(&FeedbackModel, &(String, String)) -> Option<T> + Send + 'static,
 ) {
     close_at_shutdown(channels.clone(), shutdown);
+    // The runtime the watchers run on: the caller's, podiumd's.
+    let watchers = tokio::runtime::Handle::current();
     runtime.spawn(async move {
         let mut pace = Pace::default();
         loop {
@@ -56,23 +101,48 @@ pub(crate) fn spawn_publisher<T: Send + Sync + 'static>(
                 Ok(mut d) => d.drain().map(|(key, _)| key).collect(),
                 Err(_) => return,
             };
-            let Ok(senders) = channels.lock() else {
-                return;
-            };
-            // Built under the model's read lock and sent after it: waking every watcher takes
-            // a while, and the follower must not wait for that to fold the next ballot.
+            // Built under the model's read lock and sent after it and after the channels'
+            // lock: waking every watcher takes a while, and neither the follower folding the
+            // next ballot nor a watcher arriving or leaving must wait for that.
             let values: Vec<_> = {
+                let Ok(fanouts) = channels.lock() else {
+                    return;
+                };
                 let m = model.read();
                 batch
                     .iter()
-                    .filter_map(|key| Some((senders.get(key)?, build(&m, key)?)))
+                    .filter_map(|key| Some((fanouts.get(key)?.waves.clone(), build(&m, key)?)))
                     .collect()
             };
-            for (sender, value) in values {
-                sender.send_replace(Arc::new(value));
+            for (waves, value) in values {
+                publish_in_waves(&waves, Arc::new(value), &watchers).await;
             }
         }
     });
+}
+
+/// Sends `value` to each wave in turn, and before sending a wave waits until `watchers` (the
+/// runtime their tasks run on) has run a task queued behind the wave [`AHEAD`] waves before it:
+/// at most that many waves' tasks wait in its queue at any time, so whatever is woken
+/// meanwhile waits behind a few thousand tasks, not every watcher of the poll.
+async fn publish_in_waves<T>(
+    waves: &[Sender<T>],
+    value: Arc<T>,
+    watchers: &tokio::runtime::Handle,
+) {
+    let mut behind = std::collections::VecDeque::with_capacity(AHEAD);
+    for (k, wave) in waves.iter().enumerate() {
+        if behind.len() == AHEAD
+            && let Some(probe) = behind.pop_front()
+        {
+            // An error only if the runtime is shutting down: the rest are sent at once.
+            let _ = probe.await;
+        }
+        wave.send_replace(value.clone());
+        if k + 1 < waves.len() {
+            behind.push_back(watchers.spawn(async {}));
+        }
+    }
 }
 
 /// When the publisher may publish again (one pace for all the keys of a publisher): one
@@ -141,8 +211,8 @@ fn shutting_down() -> Status {
     Status::unavailable("podiumd is shutting down; reconnect")
 }
 
-/// A receiver of `key`'s latest value; the first watcher of a key opens its channel with
-/// `first`'s value, later ones share it. Refused once `shutdown` is true.
+/// A receiver of `key`'s latest value; the first watcher of a key opens its channels with
+/// `first`'s value, later ones share them. Refused once `shutdown` is true.
 pub(crate) fn subscribe<T, E>(
     channels: &Channels<T>,
     shutdown: &watch::Receiver<bool>,
@@ -160,11 +230,12 @@ where
     if *shutdown.borrow() {
         return Err(shutting_down());
     }
-    let receiver = match map.get(&key) {
-        Some(sender) => sender.subscribe(),
+    let receiver = match map.get_mut(&key) {
+        Some(fanout) => fanout.subscribe(),
         None => {
-            let (sender, receiver) = watch::channel(Arc::new(first()?));
-            map.insert(key.clone(), sender);
+            let mut fanout = Fanout::new(Arc::new(first()?));
+            let receiver = fanout.subscribe();
+            map.insert(key.clone(), fanout);
             receiver
         }
     };
@@ -214,7 +285,7 @@ impl<T> Drop for Watch<T> {
         drop(self.receiver.take());
         if map
             .get(&self.key)
-            .is_some_and(|sender| sender.receiver_count() == 0)
+            .is_some_and(|fanout| fanout.watchers() == 0)
         {
             map.remove(&self.key);
         }
@@ -269,12 +340,90 @@ mod tests {
         let channels = Channels::<u32>::default();
         let mut watcher = open(&channels, "p1", 1);
         watcher.latest();
-        let sender = channels.lock().unwrap().get(&key("p1")).unwrap().clone();
+        let sender = channels.lock().unwrap().get(&key("p1")).unwrap().waves[0].clone();
         sender.send_replace(Arc::new(2));
         watcher.changed().await.unwrap();
         assert_eq!(*watcher.latest(), 2);
         drop(watcher);
         assert_eq!(watched(&channels), 0);
+    }
+
+    #[test]
+    fn watchers_fill_waves_of_at_most_wave_and_a_new_wave_starts_at_the_latest_value() {
+        let channels = Channels::<u32>::default();
+        let mut watchers: Vec<_> = (0..2 * WAVE + 10)
+            .map(|_| open(&channels, "p1", 1))
+            .collect();
+        let waves = |channels: &Channels<u32>| -> Vec<usize> {
+            channels.lock().unwrap()[&key("p1")]
+                .waves
+                .iter()
+                .map(|w| w.receiver_count())
+                .collect()
+        };
+        assert_eq!(waves(&channels), [WAVE, WAVE, 10]);
+
+        // One leaves the first wave: the next watcher takes its place.
+        watchers.swap_remove(0);
+        watchers.push(open(&channels, "p1", 99));
+        assert_eq!(waves(&channels), [WAVE, WAVE, 10]);
+
+        // A wave opened after a publish starts at the published value.
+        for wave in &channels.lock().unwrap()[&key("p1")].waves {
+            wave.send_replace(Arc::new(2));
+        }
+        watchers.extend((0..WAVE - 10).map(|_| open(&channels, "p1", 99)));
+        let mut last = open(&channels, "p1", 99);
+        assert_eq!(waves(&channels), [WAVE, WAVE, WAVE, 1]);
+        assert_eq!(*last.latest(), 2);
+
+        drop(watchers);
+        assert_eq!(watched(&channels), 1, "the key stays while one watches");
+        drop(last);
+        assert_eq!(watched(&channels), 0);
+    }
+
+    #[test]
+    fn a_publish_sends_a_wave_only_once_the_watchers_runtime_has_reached_the_ones_before() {
+        // The watchers' runtime, not running: nothing queued on it runs until `block_on`.
+        let watchers = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let waves: Vec<Sender<u32>> = (0..AHEAD + 2)
+            .map(|_| Arc::new(watch::channel(Arc::new(0)).0))
+            .collect();
+        let receivers: Vec<_> = waves.iter().map(|w| w.subscribe()).collect();
+        let seen = || -> Vec<u32> { receivers.iter().map(|r| **r.borrow()).collect() };
+
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let handle = watchers.handle().clone();
+        let sending = waves.clone();
+        let publisher = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            runtime.block_on(publish_in_waves(&sending, Arc::new(1), &handle));
+            let _ = done.send(());
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while seen()[AHEAD - 1] != 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the first waves never sent"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Sending the next wave at once would take microseconds; the publisher waits for the
+        // runtime to reach the first wave's tasks.
+        std::thread::sleep(Duration::from_millis(200));
+        let mut expected = vec![1; AHEAD];
+        expected.extend([0, 0]);
+        assert_eq!(seen(), expected);
+
+        // Running, the watchers' runtime lets the publish reach every wave.
+        watchers.block_on(finished).unwrap();
+        publisher.join().unwrap();
+        assert_eq!(seen(), vec![1; AHEAD + 2]);
     }
 
     #[tokio::test(start_paused = true)]
