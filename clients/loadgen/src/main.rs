@@ -177,7 +177,7 @@ struct FailoverArgs {
     /// freeze: the heartbeats stop and the stream stays open; close: the connection closes too.
     #[arg(long, value_enum, default_value_t = DropMode::Freeze)]
     mode: DropMode,
-    /// While the links drop, this many attendees watch a poll's results (in a conference of
+    /// While the links drop, this many streams watch a poll's results (in a conference of
     /// their own) and ballots arrive ten a second: failover with a hall's audience on podiumd.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=20_000))]
     audience: u32,

@@ -9,6 +9,10 @@
 //! before (which takes about 200 ms at that size, with ballots every 100 ms), it waited for
 //! them in the runtime's queues. The bare fan-out it is measured against is handed its updates
 //! from outside its runtime, as the publishers now are.
+//!
+//! The publishers still wait for podiumd's runtime between the waves of a crowded key's
+//! watchers (`grpc/publisher.rs`), so a runtime that is blocked holds up the publish of a key
+//! with more than two waves of watchers, and the keys after it.
 
 use tokio::{runtime::Handle, sync::oneshot};
 

@@ -1,6 +1,6 @@
-//! An audience beside the failover scenario (`--audience N`): N attendees watching a poll's
-//! results in a conference of their own while ballots arrive ten a second, for as long as the
-//! drops go on. podiumd then serves the failovers on the same runtime and cores as a venue's
+//! An audience beside the failover scenario (`--audience N`): N streams of a poll's results
+//! (one attendee's token, 100 streams per connection, in a conference of their own) while
+//! another attendee votes ten times a second, for as long as the drops go on. podiumd then serves the failovers on the same runtime and cores as a venue's
 //! worth of results streams, which is how a hall at a conference finds it: the speaker's link
 //! drops while the room votes.
 
@@ -15,7 +15,7 @@ use std::{
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use podium_client::{Client, pb};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinSet};
 
 use crate::{
     Podium,
@@ -26,15 +26,15 @@ use crate::{
 /// lets a connection carry 200 streams at once).
 const PER_CONNECTION: usize = 100;
 
-/// The watchers and the ballots; dropping it ends both.
+/// The watchers and the ballots; dropping it ends both (a `JoinSet` aborts its tasks).
 pub struct Audience {
     watchers: usize,
     /// Updates received, summed over every watcher.
     received: Arc<AtomicU64>,
     /// Ballots acknowledged.
     cast: Arc<AtomicU64>,
-    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
-    ballots: JoinHandle<anyhow::Result<()>>,
+    tasks: JoinSet<anyhow::Result<()>>,
+    ballots: JoinSet<anyhow::Result<()>>,
 }
 
 impl Audience {
@@ -62,11 +62,11 @@ impl Audience {
         };
         let received = Arc::new(AtomicU64::new(0));
         let ready = Arc::new(AtomicUsize::new(0));
-        let mut tasks = Vec::with_capacity(watchers);
+        let mut tasks = JoinSet::new();
         for w in 0..watchers {
             let client = channels[w % connections].clone();
             let (request, received, ready) = (request.clone(), received.clone(), ready.clone());
-            tasks.push(tokio::spawn(async move {
+            tasks.spawn(async move {
                 let mut stream = watch_results(&client, request).await?;
                 let mut first = true;
                 while let Some(update) = stream.next().await {
@@ -78,15 +78,18 @@ impl Audience {
                     }
                 }
                 anyhow::Ok(())
-            }));
+            });
             if w % 5000 == 4999 {
                 progress(&format!("audience: {} watchers connecting", w + 1));
             }
         }
         let deadline = Instant::now() + Duration::from_secs(120);
         while ready.load(Ordering::Relaxed) < watchers {
-            if let Some(ended) = tasks.iter().find(|t| t.is_finished()) {
-                bail!("an audience watcher ended before its first update: {ended:?}");
+            if let Some(ended) = tasks.try_join_next() {
+                bail!(
+                    "an audience watcher ended before its first update: {}",
+                    why(ended)
+                );
             }
             if Instant::now() > deadline {
                 bail!(
@@ -100,7 +103,8 @@ impl Audience {
             "audience: {watchers} watchers have their results; ballots at ten a second"
         ));
         let cast = Arc::new(AtomicU64::new(0));
-        let ballots = tokio::spawn(vote(voter, conference_id, poll, cast.clone()));
+        let mut ballots = JoinSet::new();
+        ballots.spawn(vote(voter, conference_id, poll, cast.clone()));
         Ok(Self {
             watchers,
             received,
@@ -129,17 +133,17 @@ impl Audience {
 
     /// Stops the ballots and the watchers; what they did, for the report. An error if the
     /// ballots stopped early (a ballot refused) or a watcher's stream failed.
-    pub async fn stop(self) -> anyhow::Result<AudienceReport> {
-        self.ballots.abort();
+    pub async fn stop(mut self) -> anyhow::Result<AudienceReport> {
+        self.ballots.abort_all();
         // Aborted, it ends cancelled; it ends with an error only if a ballot was refused.
-        if let Ok(Err(e)) = self.ballots.await {
+        if let Some(Ok(Err(e))) = self.ballots.join_next().await {
             return Err(e.context("the audience's ballots stopped"));
         }
-        if let Some(ended) = self.tasks.iter().find(|t| t.is_finished()) {
-            bail!("an audience watcher's stream ended during the drops: {ended:?}");
-        }
-        for task in &self.tasks {
-            task.abort();
+        if let Some(ended) = self.tasks.try_join_next() {
+            bail!(
+                "an audience watcher's stream ended during the drops: {}",
+                why(ended)
+            );
         }
         Ok(AudienceReport {
             watchers: self.watchers,
@@ -186,6 +190,15 @@ impl std::fmt::Display for AudienceReport {
             self.ballots,
             self.updates as f64 / self.watchers.max(1) as f64
         )
+    }
+}
+
+/// Why a watcher's task ended.
+fn why(ended: Result<anyhow::Result<()>, JoinError>) -> String {
+    match ended {
+        Ok(Ok(())) => "podiumd ended the stream".to_owned(),
+        Ok(Err(e)) => format!("{e:#}"),
+        Err(e) => e.to_string(),
     }
 }
 

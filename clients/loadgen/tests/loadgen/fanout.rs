@@ -50,10 +50,8 @@ async fn every_wave_of_watchers_sees_every_ballot() {
     let report = fanout::run(podiumd.podium(), &config, podiumd.pid(), |_| {})
         .await
         .unwrap();
-    // `run` waits until every watcher has seen the last ballot, and each sample is the latest
-    // watcher's first sight of a ballot: three, all seen.
+    // `run` fails unless every watcher sees the last ballot; a sample per ballot.
     assert_eq!(report.latency.len(), 3, "{report}");
-    assert!(report.latency.samples().iter().all(|s| *s > 0), "{report}");
 }
 
 #[tokio::test]

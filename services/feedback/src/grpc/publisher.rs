@@ -8,7 +8,7 @@
 //! to the newest value instead of queueing.
 //!
 //! **A publish wakes its watchers a wave at a time.** A key's watchers are split over channels
-//! of about [`WAVE`] receivers ([`Fanout`]), and the publisher sends to the next wave only once
+//! of at most [`WAVE`] receivers ([`Fanout`]), and the publisher sends to the next wave only once
 //! podiumd's runtime has reached the one before last ([`publish_in_waves`]). Waking 20,000
 //! watchers at once put 20,000 tasks in the runtime's queue, and everything woken after them
 //! (a failover's status on its way to the video switcher) waited for all of them.
@@ -30,23 +30,27 @@ use crate::store::FeedbackModel;
 pub const COALESCE: Duration = Duration::from_millis(100);
 
 /// How many watchers of a key one channel wakes at once.
-pub(crate) const WAVE: usize = 1024;
+const WAVE: usize = 1024;
 
 /// How many waves a publish lets wait in the watchers' runtime's queue.
 const AHEAD: usize = 2;
 
-/// A key's latest value: the same value in every channel.
-type Sender<T> = Arc<watch::Sender<Arc<T>>>;
+/// One wave of a key's watchers: a channel of at most [`WAVE`] receivers.
+type Wave<T> = watch::Sender<Arc<T>>;
 
-/// One watched key's channels, each holding at most [`WAVE`] watchers' receivers.
+/// One watched key's waves, each holding the key's latest value once the publish reaches it.
 pub(crate) struct Fanout<T> {
-    waves: Vec<Sender<T>>,
+    waves: Vec<Wave<T>>,
+    /// The value being published: a wave opened while a publish goes on starts from it, not
+    /// from a wave the publish has not reached yet.
+    latest: Arc<T>,
 }
 
 impl<T> Fanout<T> {
     fn new(value: Arc<T>) -> Self {
         Self {
-            waves: vec![Arc::new(watch::channel(value).0)],
+            waves: vec![watch::channel(value.clone()).0],
+            latest: value,
         }
     }
 
@@ -55,10 +59,23 @@ impl<T> Fanout<T> {
         if let Some(wave) = self.waves.iter().find(|w| w.receiver_count() < WAVE) {
             return wave.subscribe();
         }
-        let latest = self.waves[0].borrow().clone();
-        let (sender, receiver) = watch::channel(latest);
-        self.waves.push(Arc::new(sender));
+        let (wave, receiver) = watch::channel(self.latest.clone());
+        self.waves.push(wave);
         receiver
+    }
+
+    /// Takes `value` as the latest; the waves to send it to.
+    fn publishing(&mut self, value: Arc<T>) -> Vec<Wave<T>> {
+        self.latest = value;
+        self.waves.clone()
+    }
+
+    /// Drops the empty waves at the end (never the first), so that a key which had thousands
+    /// of watchers and has a few left is published in as few waves.
+    fn trim(&mut self) {
+        while self.waves.len() > 1 && self.waves.last().is_some_and(|w| w.receiver_count() == 0) {
+            self.waves.pop();
+        }
     }
 
     fn watchers(&self) -> usize {
@@ -74,7 +91,10 @@ pub(crate) type Channels<T> = Arc<Mutex<HashMap<(String, String), Fanout<T>>>>;
 /// when `shutdown` turns true ([`close_at_shutdown`]), on the caller's.
 ///
 /// podiumd gives the publishers a runtime on a thread of their own ([`crate::PublishingThread`],
-/// which says why).
+/// which says why). The caller's runtime must be the one the watchers run on: a publish to a
+/// key with more than [`AHEAD`] waves waits for it between waves ([`publish_in_waves`]), so
+/// the publisher goes on while that runtime is blocked only for keys of up to
+/// [`AHEAD`] x [`WAVE`] watchers.
 pub(crate) fn spawn_publisher<T: Send + Sync + 'static>(
     runtime: &tokio::runtime::Handle,
     model: Projector<FeedbackModel>,
@@ -86,7 +106,7 @@ pub(crate) fn spawn_publisher<T: Send + Sync + 'static>(
 ) {
     close_at_shutdown(channels.clone(), shutdown);
     // The runtime the watchers run on: the caller's, podiumd's.
-    let watchers = tokio::runtime::Handle::current();
+    let watchers_runtime = tokio::runtime::Handle::current();
     runtime.spawn(async move {
         let mut pace = Pace::default();
         loop {
@@ -104,43 +124,57 @@ pub(crate) fn spawn_publisher<T: Send + Sync + 'static>(
             // Built under the model's read lock and sent after it and after the channels'
             // lock: waking every watcher takes a while, and neither the follower folding the
             // next ballot nor a watcher arriving or leaving must wait for that.
-            let values: Vec<_> = {
-                let Ok(fanouts) = channels.lock() else {
+            let mut sends = Vec::new();
+            {
+                let Ok(mut fanouts) = channels.lock() else {
                     return;
                 };
                 let m = model.read();
-                batch
-                    .iter()
-                    .filter_map(|key| Some((fanouts.get(key)?.waves.clone(), build(&m, key)?)))
-                    .collect()
-            };
-            for (waves, value) in values {
-                publish_in_waves(&waves, Arc::new(value), &watchers).await;
+                for key in &batch {
+                    let Some(fanout) = fanouts.get_mut(key) else {
+                        continue;
+                    };
+                    let Some(value) = build(&m, key).map(Arc::new) else {
+                        continue;
+                    };
+                    let waves = fanout.publishing(value.clone()).into_iter().enumerate();
+                    sends.extend(waves.map(|(k, wave)| (k, wave, value.clone())));
+                }
             }
+            // Every key's first wave before any key's second: a poll with a few watchers does
+            // not wait for all of a crowded one's.
+            sends.sort_by_key(|(k, _, _)| *k);
+            let sends = sends.into_iter().map(|(_, wave, value)| (wave, value));
+            publish_in_waves(sends.collect(), &watchers_runtime).await;
         }
     });
 }
 
-/// Sends `value` to each wave in turn, and before sending a wave waits until `watchers` (the
-/// runtime their tasks run on) has run a task queued behind the wave [`AHEAD`] waves before it:
-/// at most that many waves' tasks wait in its queue at any time, so whatever is woken
-/// meanwhile waits behind a few thousand tasks, not every watcher of the poll.
+/// Sends each value to its wave in turn, and before sending one waits until `watchers_runtime`
+/// (the runtime the watchers' tasks run on) has run a task queued behind the wave [`AHEAD`]
+/// before it: at most that many waves' tasks wait in its queue at any time, so whatever is
+/// woken meanwhile waits behind a few thousand tasks, not every watcher of the poll.
 async fn publish_in_waves<T>(
-    waves: &[Sender<T>],
-    value: Arc<T>,
-    watchers: &tokio::runtime::Handle,
+    sends: Vec<(Wave<T>, Arc<T>)>,
+    watchers_runtime: &tokio::runtime::Handle,
 ) {
-    let mut behind = std::collections::VecDeque::with_capacity(AHEAD);
-    for (k, wave) in waves.iter().enumerate() {
-        if behind.len() == AHEAD
-            && let Some(probe) = behind.pop_front()
+    let mut probes = std::collections::VecDeque::with_capacity(AHEAD);
+    let last = sends.len().saturating_sub(1);
+    for (k, (wave, value)) in sends.into_iter().enumerate() {
+        // A wave nobody is in wakes no one: given the value (a watcher may join it), not paced.
+        if wave.receiver_count() == 0 {
+            wave.send_replace(value);
+            continue;
+        }
+        if probes.len() == AHEAD
+            && let Some(probe) = probes.pop_front()
         {
             // An error only if the runtime is shutting down: the rest are sent at once.
             let _ = probe.await;
         }
-        wave.send_replace(value.clone());
-        if k + 1 < waves.len() {
-            behind.push_back(watchers.spawn(async {}));
+        wave.send_replace(value);
+        if k < last {
+            probes.push_back(watchers_runtime.spawn(async {}));
         }
     }
 }
@@ -283,11 +317,11 @@ impl<T> Drop for Watch<T> {
         // cannot each count the other and leave the channel behind.
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         drop(self.receiver.take());
-        if map
-            .get(&self.key)
-            .is_some_and(|fanout| fanout.watchers() == 0)
-        {
-            map.remove(&self.key);
+        if let Some(fanout) = map.get_mut(&self.key) {
+            fanout.trim();
+            if fanout.watchers() == 0 {
+                map.remove(&self.key);
+            }
         }
     }
 }
@@ -340,7 +374,7 @@ mod tests {
         let channels = Channels::<u32>::default();
         let mut watcher = open(&channels, "p1", 1);
         watcher.latest();
-        let sender = channels.lock().unwrap().get(&key("p1")).unwrap().waves[0].clone();
+        let sender = channels.lock().unwrap()[&key("p1")].waves[0].clone();
         sender.send_replace(Arc::new(2));
         watcher.changed().await.unwrap();
         assert_eq!(*watcher.latest(), 2);
@@ -369,7 +403,13 @@ mod tests {
         assert_eq!(waves(&channels), [WAVE, WAVE, 10]);
 
         // A wave opened after a publish starts at the published value.
-        for wave in &channels.lock().unwrap()[&key("p1")].waves {
+        let taken = channels
+            .lock()
+            .unwrap()
+            .get_mut(&key("p1"))
+            .unwrap()
+            .publishing(Arc::new(2));
+        for wave in taken {
             wave.send_replace(Arc::new(2));
         }
         watchers.extend((0..WAVE - 10).map(|_| open(&channels, "p1", 99)));
@@ -377,10 +417,34 @@ mod tests {
         assert_eq!(waves(&channels), [WAVE, WAVE, WAVE, 1]);
         assert_eq!(*last.latest(), 2);
 
-        drop(watchers);
-        assert_eq!(watched(&channels), 1, "the key stays while one watches");
+        // The last wave's only watcher leaves: the empty wave at the end goes.
         drop(last);
+        assert_eq!(waves(&channels), [WAVE, WAVE, WAVE]);
+        drop(watchers);
         assert_eq!(watched(&channels), 0);
+    }
+
+    #[test]
+    fn a_wave_opened_while_a_publish_goes_on_starts_from_the_published_value() {
+        let channels = Channels::<u32>::default();
+        let mut full: Vec<_> = (0..WAVE).map(|_| open(&channels, "p1", 1)).collect();
+        // The publisher has taken the waves to send 2 to, and reached none of them yet.
+        let taken = channels
+            .lock()
+            .unwrap()
+            .get_mut(&key("p1"))
+            .unwrap()
+            .publishing(Arc::new(2));
+        assert_eq!(taken.len(), 1);
+        // A watcher arrives meanwhile; the first wave is full, so it opens a wave the publish
+        // will not reach.
+        let mut late = open(&channels, "p1", 99);
+        assert_eq!(*late.latest(), 2);
+        assert_eq!(
+            *full[0].latest(),
+            1,
+            "the publish has not reached the first wave"
+        );
     }
 
     #[test]
@@ -389,20 +453,20 @@ mod tests {
         let watchers = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let waves: Vec<Sender<u32>> = (0..AHEAD + 2)
-            .map(|_| Arc::new(watch::channel(Arc::new(0)).0))
+        let waves: Vec<Wave<u32>> = (0..AHEAD + 2)
+            .map(|_| watch::channel(Arc::new(0)).0)
             .collect();
         let receivers: Vec<_> = waves.iter().map(|w| w.subscribe()).collect();
         let seen = || -> Vec<u32> { receivers.iter().map(|r| **r.borrow()).collect() };
 
         let (done, finished) = tokio::sync::oneshot::channel();
         let handle = watchers.handle().clone();
-        let sending = waves.clone();
+        let sending = waves.iter().map(|w| (w.clone(), Arc::new(1))).collect();
         let publisher = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .build()
                 .unwrap();
-            runtime.block_on(publish_in_waves(&sending, Arc::new(1), &handle));
+            runtime.block_on(publish_in_waves(sending, &handle));
             let _ = done.send(());
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(30);

@@ -1,8 +1,8 @@
 //! The `podium.v1.Questions` service: attendees ask and upvote, moderators decide, everyone
 //! follows a session's questions live.
 //!
-//! Streams work like the poll results streams: one `watch` channel per session holds the
-//! session's latest questions, replaced by the publisher at most ten times a second (every [`COALESCE`](super::COALESCE) on
+//! Streams work like the poll results streams: a session's `watch` channels (a wave of
+//! watchers each) hold the session's latest questions, replaced by the publisher at most ten times a second (every [`COALESCE`](super::COALESCE) on
 //! average); each watcher
 //! filters what it may see when it is ready to send, so a slow watcher skips to the newest list.
 
