@@ -10,9 +10,9 @@
 //! them in the runtime's queues. The bare fan-out it is measured against is handed its updates
 //! from outside its runtime, as the publishers now are.
 //!
-//! The publishers still wait for podiumd's runtime between the waves of a crowded key's
-//! watchers (`grpc/publisher.rs`), so a runtime that is blocked holds up the publish of a key
-//! with more than two waves of watchers, and the keys after it.
+//! The publishers still wait for podiumd's runtime once a publish has woken more than two
+//! waves' worth of watchers (`grpc/publisher.rs`, 2,048), so a runtime that is blocked holds up
+//! such a publish, and the ones after it.
 
 use tokio::{runtime::Handle, sync::oneshot};
 

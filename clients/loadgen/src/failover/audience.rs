@@ -135,9 +135,11 @@ impl Audience {
     /// ballots stopped early (a ballot refused) or a watcher's stream failed.
     pub async fn stop(mut self) -> anyhow::Result<AudienceReport> {
         self.ballots.abort_all();
-        // Aborted, it ends cancelled; it ends with an error only if a ballot was refused.
-        if let Some(Ok(Err(e))) = self.ballots.join_next().await {
-            return Err(e.context("the audience's ballots stopped"));
+        // Aborted, it ends cancelled; otherwise a ballot was refused, or the task panicked.
+        match self.ballots.join_next().await {
+            Some(Ok(Err(e))) => return Err(e.context("the audience's ballots stopped")),
+            Some(Err(e)) if e.is_panic() => bail!("the audience's ballots panicked: {e}"),
+            _ => {}
         }
         if let Some(ended) = self.tasks.try_join_next() {
             bail!(
