@@ -224,6 +224,67 @@ async fn shutting_down_ends_every_watcher_unavailable_and_refuses_new_ones() {
     assert_eq!(watched(&channels), 0);
 }
 
+#[test]
+fn at_shutdown_a_publish_between_waves_still_lets_every_watcher_end() {
+    // The watchers' runtime, idle: the publish stops before its third wave.
+    let watchers_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let channels = Channels::<u32>::default();
+    let mut watchers: Vec<_> = (0..(AHEAD + 1) * WAVE)
+        .map(|_| open(&channels, "p1", 1))
+        .collect();
+    let taken = channels
+        .lock()
+        .unwrap()
+        .get_mut(&key("p1"))
+        .unwrap()
+        .publishing(Arc::new(2));
+    let sends = taken.into_iter().map(|w| (w, Arc::new(2))).collect();
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let handle = watchers_runtime.handle().clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(publish_in_waves(sends, &handle));
+        let _ = done.send(());
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while *watchers[AHEAD * WAVE - 1].latest() != 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first waves never sent"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    // Shutdown closes the channels (as `close_at_shutdown` does) while the publish waits.
+    channels.lock().unwrap().clear();
+    // Once podiumd's runtime runs, the publish ends, and with it every watcher's stream.
+    watchers_runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(30), finished)
+            .await
+            .expect("the publish ends once the runtime runs")
+            .unwrap();
+        for watcher in &mut watchers {
+            loop {
+                let ended = tokio::time::timeout(Duration::from_secs(10), watcher.changed())
+                    .await
+                    .expect("a watcher ends at shutdown");
+                match ended {
+                    Ok(()) => assert_eq!(*watcher.latest(), 2),
+                    Err(status) => {
+                        assert_eq!(status.code(), tonic::Code::Unavailable);
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
 #[tokio::test(start_paused = true)]
 async fn changes_at_the_cap_are_published_as_they_come() {
     use tokio::time::{Instant, advance, sleep_until};
