@@ -1,8 +1,8 @@
 //! An audience beside the failover scenario (`--audience N`): N streams of a poll's results
 //! (one attendee's token, 100 streams per connection, in a conference of their own) while
-//! another attendee votes ten times a second, for as long as the drops go on. podiumd then serves the failovers on the same runtime and cores as a venue's
-//! worth of results streams, which is how a hall at a conference finds it: the speaker's link
-//! drops while the room votes.
+//! another attendee votes ten times a second, for as long as the drops go on. podiumd then
+//! serves the failovers on the same runtime and cores as a venue's worth of results streams,
+//! which is how a hall at a conference finds it: the speaker's link drops while the room votes.
 
 use std::{
     sync::{

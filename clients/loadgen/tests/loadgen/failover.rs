@@ -3,17 +3,10 @@
 
 use std::time::Duration;
 
-use podium_loadgen::{
-    failover::{self, DropMode},
-    podiumd::LocalPodiumd,
-};
+use podium_loadgen::failover::{self, DropMode};
 
 async fn three_drops(mode: DropMode, failover_after_ms: u64) {
-    let binary = tokio::task::spawn_blocking(crate::podiumd)
-        .await
-        .unwrap()
-        .unwrap();
-    let podiumd = LocalPodiumd::start(&binary).await.unwrap();
+    let podiumd = crate::local_podiumd().await;
     let config = failover::Config {
         drops: 3,
         failover_after: Duration::from_millis(failover_after_ms),
@@ -58,11 +51,7 @@ async fn three_closed_links_give_three_samples() {
 /// `--audience`: attendees watch another poll while ballots arrive, through the drops.
 #[tokio::test]
 async fn drops_beside_an_audience_report_what_the_audience_received() {
-    let binary = tokio::task::spawn_blocking(crate::podiumd)
-        .await
-        .unwrap()
-        .unwrap();
-    let podiumd = LocalPodiumd::start(&binary).await.unwrap();
+    let podiumd = crate::local_podiumd().await;
     let audience = failover::audience::Audience::start(podiumd.podium(), 150, |_| {})
         .await
         .unwrap();
@@ -89,11 +78,7 @@ async fn drops_beside_an_audience_report_what_the_audience_received() {
 
 #[tokio::test]
 async fn a_venue_whose_links_drop_together_gives_a_sample_per_room_and_drop() {
-    let binary = tokio::task::spawn_blocking(crate::podiumd)
-        .await
-        .unwrap()
-        .unwrap();
-    let podiumd = LocalPodiumd::start(&binary).await.unwrap();
+    let podiumd = crate::local_podiumd().await;
     let config = failover::Config {
         drops: 2,
         // As above: five agents' heartbeats in this process must not stall past it.
@@ -118,11 +103,7 @@ async fn a_venue_whose_links_drop_together_gives_a_sample_per_room_and_drop() {
 
 #[tokio::test]
 async fn three_drops_reach_a_real_obs_through_the_bridge() {
-    let binary = tokio::task::spawn_blocking(crate::podiumd)
-        .await
-        .unwrap()
-        .unwrap();
-    let podiumd = LocalPodiumd::start(&binary).await.unwrap();
+    let podiumd = crate::local_podiumd().await;
     let obs = podium_e2e::obs::ObsStudio::start().await.unwrap();
     let target = failover::obs::ObsTarget {
         address: obs.address(),

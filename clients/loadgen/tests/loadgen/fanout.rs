@@ -2,15 +2,11 @@
 //! baseline in the same run; its web transport (SSE watchers) against another; and spread over
 //! three nodes on a NATS cluster.
 
-use podium_loadgen::{fanout, podiumd::LocalPodiumd};
+use podium_loadgen::fanout;
 
 #[tokio::test]
 async fn fanout_measures_podium_and_the_bare_baseline_with_the_same_watchers() {
-    let binary = tokio::task::spawn_blocking(crate::podiumd)
-        .await
-        .unwrap()
-        .unwrap();
-    let podiumd = LocalPodiumd::start(&binary).await.unwrap();
+    let podiumd = crate::local_podiumd().await;
     let config = fanout::Config {
         watchers: 30,
         votes: 4,
@@ -36,11 +32,7 @@ async fn fanout_measures_podium_and_the_bare_baseline_with_the_same_watchers() {
 /// every watcher of every wave.
 #[tokio::test]
 async fn every_wave_of_watchers_sees_every_ballot() {
-    let binary = tokio::task::spawn_blocking(crate::podiumd)
-        .await
-        .unwrap()
-        .unwrap();
-    let podiumd = LocalPodiumd::start(&binary).await.unwrap();
+    let podiumd = crate::local_podiumd().await;
     let config = fanout::Config {
         watchers: 2_100,
         votes: 3,
@@ -56,11 +48,7 @@ async fn every_wave_of_watchers_sees_every_ballot() {
 
 #[tokio::test]
 async fn web_fanout_reads_every_ballot_count_from_the_sse_streams() {
-    let binary = tokio::task::spawn_blocking(crate::podiumd)
-        .await
-        .unwrap()
-        .unwrap();
-    let podiumd = LocalPodiumd::start(&binary).await.unwrap();
+    let podiumd = crate::local_podiumd().await;
     let config = fanout::web::Config {
         watchers: 12,
         votes: 3,

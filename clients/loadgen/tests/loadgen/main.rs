@@ -23,6 +23,14 @@ pub fn podiumd() -> anyhow::Result<PathBuf> {
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// A podiumd of this build on loopback, with a data directory of its own.
+pub async fn local_podiumd() -> podium_loadgen::podiumd::LocalPodiumd {
+    let binary = tokio::task::spawn_blocking(podiumd).await.unwrap().unwrap();
+    podium_loadgen::podiumd::LocalPodiumd::start(&binary)
+        .await
+        .unwrap()
+}
+
 fn build() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     // target/<profile>/deps/loadgen-<hash>

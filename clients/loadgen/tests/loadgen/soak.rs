@@ -3,15 +3,11 @@
 
 use std::time::Duration;
 
-use podium_loadgen::{podiumd::LocalPodiumd, soak};
+use podium_loadgen::soak;
 
 #[tokio::test]
 async fn a_small_conference_plays_through_with_every_tally_equal_to_the_ballots() {
-    let binary = tokio::task::spawn_blocking(crate::podiumd)
-        .await
-        .unwrap()
-        .unwrap();
-    let podiumd = LocalPodiumd::start(&binary).await.unwrap();
+    let podiumd = crate::local_podiumd().await;
     let config = soak::Config {
         days: 2,
         rooms: 2,

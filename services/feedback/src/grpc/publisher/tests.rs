@@ -15,6 +15,48 @@ fn watched(channels: &Channels<u32>) -> usize {
     channels.lock().unwrap().len()
 }
 
+/// The waves of p1 that a publish of `value` takes, as the publisher takes them.
+fn take(channels: &Channels<u32>, value: u32) -> Vec<Wave<u32>> {
+    channels
+        .lock()
+        .unwrap()
+        .get_mut(&key("p1"))
+        .unwrap()
+        .publishing(Arc::new(value))
+}
+
+/// A current-thread runtime: what is spawned on it waits until someone calls `block_on`.
+fn idle_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+/// Runs the publish on a thread and runtime of its own, as podiumd's publishing thread does,
+/// with `watchers` as the watchers' runtime; the receiver hears when the publish has ended.
+fn publish_on_a_thread(
+    sends: Vec<(Wave<u32>, Arc<u32>)>,
+    watchers: &tokio::runtime::Runtime,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let handle = watchers.handle().clone();
+    std::thread::spawn(move || {
+        idle_runtime().block_on(publish_in_waves(sends, &handle));
+        let _ = done.send(());
+    });
+    finished
+}
+
+/// Polls `reached` until it holds; panics after 30 s, saying `what` never happened.
+fn wait_until(what: &str, mut reached: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !reached() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn a_channel_lives_while_watched_and_leaves_with_its_last_watcher() {
     let channels = Channels::<u32>::default();
@@ -75,13 +117,7 @@ fn watchers_fill_waves_of_at_most_wave_and_a_new_wave_starts_at_the_latest_value
     assert_eq!(waves(&channels), [WAVE, WAVE, 10]);
 
     // A wave opened after a publish starts at the published value.
-    let taken = channels
-        .lock()
-        .unwrap()
-        .get_mut(&key("p1"))
-        .unwrap()
-        .publishing(Arc::new(2));
-    for wave in taken {
+    for wave in take(&channels, 2) {
         wave.send_replace(Arc::new(2));
     }
     watchers.extend((0..WAVE - 10).map(|_| open(&channels, "p1", 99)));
@@ -101,12 +137,7 @@ fn a_wave_opened_while_a_publish_goes_on_starts_from_the_published_value() {
     let channels = Channels::<u32>::default();
     let mut full: Vec<_> = (0..WAVE).map(|_| open(&channels, "p1", 1)).collect();
     // The publisher has taken the waves to send 2 to, and reached none of them yet.
-    let taken = channels
-        .lock()
-        .unwrap()
-        .get_mut(&key("p1"))
-        .unwrap()
-        .publishing(Arc::new(2));
+    let taken = take(&channels, 2);
     assert_eq!(taken.len(), 1);
     // A watcher arrives meanwhile; the first wave is full, so it opens a wave the publish
     // will not reach.
@@ -122,9 +153,7 @@ fn a_wave_opened_while_a_publish_goes_on_starts_from_the_published_value() {
 #[test]
 fn a_publish_sends_a_wave_only_once_the_watchers_runtime_has_reached_the_ones_before() {
     // The watchers' runtime, not running: nothing queued on it runs until `block_on`.
-    let watchers = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let watchers = idle_runtime();
     // Full waves: a probe follows each.
     let waves: Vec<Wave<u32>> = (0..AHEAD + 2)
         .map(|_| watch::channel(Arc::new(0)).0)
@@ -135,24 +164,9 @@ fn a_publish_sends_a_wave_only_once_the_watchers_runtime_has_reached_the_ones_be
         .collect();
     let seen = || -> Vec<u32> { receivers.iter().map(|r| **r[0].borrow()).collect() };
 
-    let (done, finished) = tokio::sync::oneshot::channel();
-    let handle = watchers.handle().clone();
     let sending = waves.iter().map(|w| (w.clone(), Arc::new(1))).collect();
-    let publisher = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(publish_in_waves(sending, &handle));
-        let _ = done.send(());
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while seen()[AHEAD - 1] != 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first waves never sent"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let finished = publish_on_a_thread(sending, &watchers);
+    wait_until("the first waves never sent", || seen()[AHEAD - 1] == 1);
     // Sending the next wave at once would take microseconds; the publisher waits for the
     // runtime to reach the first wave's tasks.
     std::thread::sleep(Duration::from_millis(200));
@@ -162,31 +176,22 @@ fn a_publish_sends_a_wave_only_once_the_watchers_runtime_has_reached_the_ones_be
 
     // Running, the watchers' runtime lets the publish reach every wave.
     watchers.block_on(finished).unwrap();
-    publisher.join().unwrap();
     assert_eq!(seen(), vec![1; AHEAD + 2]);
 }
 
 #[test]
 fn a_publish_to_many_keys_of_a_few_watchers_each_does_not_wait() {
     // The watchers' runtime never runs: a probe on it would never be reached.
-    let watchers = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let watchers = idle_runtime();
     let waves: Vec<Wave<u32>> = (0..50).map(|_| watch::channel(Arc::new(0)).0).collect();
     let receivers: Vec<_> = waves.iter().map(|w| w.subscribe()).collect();
-    let (done, finished) = std::sync::mpsc::channel();
-    let handle = watchers.handle().clone();
     let sending = waves.iter().map(|w| (w.clone(), Arc::new(1))).collect();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(publish_in_waves(sending, &handle));
-        let _ = done.send(());
-    });
-    finished
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the publish waited for the watchers' runtime");
+    let finished = publish_on_a_thread(sending, &watchers);
+    // Waited for on another runtime, so the watchers' one still never runs.
+    idle_runtime()
+        .block_on(async { tokio::time::timeout(Duration::from_secs(30), finished).await })
+        .expect("the publish waited for the watchers' runtime")
+        .unwrap();
     assert!(receivers.iter().all(|r| **r.borrow() == 1));
 }
 
@@ -227,38 +232,19 @@ async fn shutting_down_ends_every_watcher_unavailable_and_refuses_new_ones() {
 #[test]
 fn at_shutdown_a_publish_between_waves_still_lets_every_watcher_end() {
     // The watchers' runtime, idle: the publish stops before its third wave.
-    let watchers_runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let watchers_runtime = idle_runtime();
     let channels = Channels::<u32>::default();
     let mut watchers: Vec<_> = (0..(AHEAD + 1) * WAVE)
         .map(|_| open(&channels, "p1", 1))
         .collect();
-    let taken = channels
-        .lock()
-        .unwrap()
-        .get_mut(&key("p1"))
-        .unwrap()
-        .publishing(Arc::new(2));
-    let sends = taken.into_iter().map(|w| (w, Arc::new(2))).collect();
-    let (done, finished) = tokio::sync::oneshot::channel();
-    let handle = watchers_runtime.handle().clone();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(publish_in_waves(sends, &handle));
-        let _ = done.send(());
+    let sends = take(&channels, 2)
+        .into_iter()
+        .map(|w| (w, Arc::new(2)))
+        .collect();
+    let finished = publish_on_a_thread(sends, &watchers_runtime);
+    wait_until("the first waves never sent", || {
+        *watchers[AHEAD * WAVE - 1].latest() == 2
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while *watchers[AHEAD * WAVE - 1].latest() != 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first waves never sent"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
 
     // Shutdown closes the channels (as `close_at_shutdown` does) while the publish waits.
     channels.lock().unwrap().clear();
