@@ -13,6 +13,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+use std::os::unix::fs::OpenOptionsExt as _;
 
 /// How long LazyFS gets to mount, and to answer a clear-cache.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -150,18 +151,24 @@ impl LazyFs {
         Ok(self.backing.join(in_mount.strip_prefix(&self.mount)?))
     }
 
-    /// Sends one command line (under 100 bytes: LazyFS reads the FIFO 100 bytes at a time).
-    fn command(&self, command: &str) -> anyhow::Result<()> {
-        if command.len() >= 100 {
-            bail!("LazyFS command {command:?} is not under 100 bytes");
-        }
-        let mut fifo = std::fs::OpenOptions::new().write(true).open(&self.faults)?;
-        fifo.write_all(format!("{command}\n").as_bytes())?;
-        Ok(())
+    /// Sends one command line to LazyFS's fault FIFO (see [`send`]).
+    fn command(&mut self, command: &str) -> anyhow::Result<()> {
+        let faults = self.faults.clone();
+        send(&faults, command, || {
+            self.exited()
+                .map(|status| format!("{status}; its log: {}", self.log_tail()))
+        })
+    }
+
+    /// How LazyFS exited, if it has: after a torn write (which ends with LazyFS killing
+    /// itself), or on its own, which leaves the mount answering "Transport endpoint is not
+    /// connected".
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
     }
 
     /// Drops every write that was never fsynced, as a power cut would, and waits until done.
-    pub fn clear_cache(&self) -> anyhow::Result<()> {
+    pub fn clear_cache(&mut self) -> anyhow::Result<()> {
         while self.done.try_recv().is_ok() {}
         self.command("lazyfs::clear-cache")?;
         let deadline = Instant::now() + PATIENCE;
@@ -177,7 +184,7 @@ impl LazyFs {
 
     /// Arms a torn write: the next write to `file` (a path in the mount) is split in `parts`,
     /// only the parts in `persist` (1-based) reach the backing file, and LazyFS crashes.
-    pub fn torn_op(&self, file: &Path, parts: u32, persist: &str) -> anyhow::Result<()> {
+    pub fn torn_op(&mut self, file: &Path, parts: u32, persist: &str) -> anyhow::Result<()> {
         let file = self.fault_path(file)?;
         self.command(&format!(
             "lazyfs::torn-op::file={}::persist={persist}::parts={parts}",
@@ -187,19 +194,12 @@ impl LazyFs {
 
     /// Arms a torn sequence: of the next writes to `file` with no fsync between them, only
     /// those numbered in `persist` (1-based) reach the backing file, and LazyFS crashes.
-    pub fn torn_seq(&self, file: &Path, persist: &str) -> anyhow::Result<()> {
+    pub fn torn_seq(&mut self, file: &Path, persist: &str) -> anyhow::Result<()> {
         let file = self.fault_path(file)?;
         self.command(&format!(
             "lazyfs::torn-seq::op=write::file={}::persist={persist}",
             file.display()
         ))
-    }
-
-    /// Whether LazyFS has crashed (a torn-write fault ends with LazyFS killing itself).
-    pub fn crashed(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().ok().flatten().is_some())
     }
 
     /// A power cut at the file system's level: LazyFS is killed with whatever it has not
@@ -254,10 +254,97 @@ impl LazyFs {
     }
 }
 
+/// Writes one command line (under 100 bytes: LazyFS reads the FIFO 100 bytes at a time) to
+/// the FIFO `fifo`. The FIFO is opened without blocking, as a plain open for writing waits for
+/// a reader for ever, and a LazyFS that died leaves none (a run once hung there for good);
+/// while nothing reads it, it is tried again until `exited` names how LazyFS ended, or for
+/// [`PATIENCE`].
+fn send(
+    fifo: &Path,
+    command: &str,
+    mut exited: impl FnMut() -> Option<String>,
+) -> anyhow::Result<()> {
+    if command.len() >= 100 {
+        bail!("LazyFS command {command:?} is not under 100 bytes");
+    }
+    let deadline = Instant::now() + PATIENCE;
+    let mut file = loop {
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(fifo);
+        match opened {
+            Ok(file) => break file,
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENXIO) => {
+                if let Some(how) = exited() {
+                    bail!("LazyFS is gone ({how}), so nothing took the command {command:?}");
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "nothing read LazyFS's fault FIFO {} within {PATIENCE:?}",
+                        fifo.display()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot open {}", fifo.display()));
+            }
+        }
+    };
+    file.write_all(format!("{command}\n").as_bytes())
+        .with_context(|| format!("cannot write to {}", fifo.display()))
+}
+
 impl Drop for LazyFs {
     fn drop(&mut self) {
         if let Err(error) = self.stop() {
             eprintln!("podium-powerloss: {error:#}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fifo(dir: &Path) -> PathBuf {
+        let path = dir.join("faults.fifo");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_command_reaches_whoever_reads_the_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = fifo(dir.path());
+        let reader_path = path.clone();
+        let reader = std::thread::spawn(move || {
+            let mut line = String::new();
+            BufReader::new(std::fs::File::open(reader_path).unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            line
+        });
+        send(&path, "lazyfs::clear-cache", || None).unwrap();
+        assert_eq!(reader.join().unwrap(), "lazyfs::clear-cache\n");
+    }
+
+    #[test]
+    fn a_command_to_a_lazyfs_that_is_gone_is_an_error_naming_how_it_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = fifo(dir.path());
+        let error = send(&path, "lazyfs::clear-cache", || {
+            Some("signal: 11 (SIGSEGV)".into())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("LazyFS is gone (signal: 11 (SIGSEGV))"),
+            "{error}"
+        );
+        assert!(error.contains("lazyfs::clear-cache"), "{error}");
+        let long = "x".repeat(100);
+        assert!(send(&path, &long, || None).is_err());
     }
 }
