@@ -46,15 +46,22 @@ pub async fn run(ctx: &Ctx, cmd: AdminCmd) -> anyhow::Result<()> {
     }
 }
 
+/// How many times a key rotation is sent, with the same request id, before the CLI gives up.
+const ROTATE_ATTEMPTS: u32 = 4;
+
 async fn rotate_key(ctx: &Ctx, grace_hours: u64) -> anyhow::Result<()> {
-    let rotated = ctx
-        .client
-        .access()
-        .rotate_signing_key(pb::RotateSigningKeyRequest {
-            grace_seconds: grace_hours.saturating_mul(3600),
-        })
-        .await?
-        .into_inner();
+    // Sent again with the same request id while unanswered: the server rotates once.
+    let rotated = Client::send_once(ROTATE_ATTEMPTS, |request_id| {
+        let mut access = ctx.client.access();
+        async move {
+            let request = pb::RotateSigningKeyRequest {
+                grace_seconds: grace_hours.saturating_mul(3600),
+                request_id,
+            };
+            Ok(access.rotate_signing_key(request).await?.into_inner())
+        }
+    })
+    .await?;
     if !ctx.out.json(&rotated) {
         let until = podium_proto::time::instant(&rotated.retired_until)
             .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M UTC").to_string());

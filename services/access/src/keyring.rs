@@ -2,8 +2,10 @@
 //! verify until their grace period ends.
 //!
 //! On disk, in the data directory: [`KEY_FILE`] holds the current key's secret (raw bytes, as
-//! it always has), and [`RETIRED_FILE`] one line per retired key, `<until, unix seconds>
-//! <secret, hex>`. Both are written with `podium_eventlog::durable::write_private` (mode 0600,
+//! it always has), and [`RETIRED_FILE`] one line per retired key, oldest first, `<until, unix
+//! seconds> <secret, hex>`, followed, for a key retired by a rotation that carried a request id,
+//! by ` <request id> <until as that rotation gave it>`, so that a retry of the rotation is
+//! answered as the first time (a later rotation may shorten `until`). Both are written with `podium_eventlog::durable::write_private` (mode 0600,
 //! atomic, fsynced), the retired file first, so that a crash between the two writes leaves the
 //! old key current and also retired, which verifies the same tokens.
 //!
@@ -62,6 +64,23 @@ impl SigningKey {
 pub(crate) struct Retired {
     pub(crate) key: SigningKey,
     pub(crate) until: SystemTime,
+    /// The rotation that retired it, if it carried a request id.
+    pub(crate) by: Option<RotatedBy>,
+}
+
+/// A rotation's request id, and the end of the retired key's grace as that rotation set it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RotatedBy {
+    pub(crate) request: uuid::Uuid,
+    pub(crate) until: SystemTime,
+}
+
+/// What a rotation answered: the new key, the key it retired, and that key's end of grace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    pub key_id: String,
+    pub retired_key_id: String,
+    pub retired_until: SystemTime,
 }
 
 /// Which key a token's `kid` names.
@@ -112,7 +131,7 @@ impl Keyring {
         let retired = match fs::read_to_string(&retired_path) {
             Ok(text) => parse_retired(&text).map_err(|line| {
                 io::Error::other(format!(
-                    "{} line {line} is not \"<unix seconds> <hex secret>\"",
+                    "{} line {line} is not {LINE}",
                     retired_path.display()
                 ))
             })?,
@@ -149,8 +168,15 @@ impl Keyring {
     /// keys retired before keep their grace up to that time at most, and keys past their grace
     /// are dropped. `self` is unchanged, so that nothing changes unless [`Keyring::save`]
     /// succeeds.
-    pub(crate) fn rotated(&self, grace: Duration, now: SystemTime) -> Keyring {
-        let until = now + grace;
+    pub(crate) fn rotated(
+        &self,
+        grace: Duration,
+        now: SystemTime,
+        request: Option<uuid::Uuid>,
+    ) -> Keyring {
+        // In whole seconds, as the retired keys' file keeps it: a retry after a restart is
+        // answered with the same time as the first rotation.
+        let until = whole_seconds(now + grace);
         // A rotation with no grace ends every old key's tokens.
         let mut retired: Vec<Retired> = self
             .retired
@@ -159,16 +185,44 @@ impl Keyring {
             .map(|r| Retired {
                 until: r.until.min(until),
                 key: r.key.clone(),
+                by: r.by,
             })
             .collect();
         retired.push(Retired {
             key: self.current.clone(),
             until,
+            by: request.map(|request| RotatedBy { request, until }),
         });
         Keyring {
             current: SigningKey::generate(),
             retired,
         }
+    }
+
+    /// What the rotation with request id `request` answered, if this ring still holds the key
+    /// it retired: the key after it is the one that rotation made current.
+    pub(crate) fn answer_to(&self, request: uuid::Uuid) -> Option<Rotation> {
+        let at = self
+            .retired
+            .iter()
+            .position(|r| r.by.is_some_and(|by| by.request == request))?;
+        let (retired, by) = (&self.retired[at], self.retired[at].by?);
+        let next = self.retired.get(at + 1).map_or(&self.current, |r| &r.key);
+        Some(Rotation {
+            key_id: next.id.clone(),
+            retired_key_id: retired.key.id.clone(),
+            retired_until: by.until,
+        })
+    }
+
+    /// The rotation that made this ring: its current key and the last key it retired.
+    pub(crate) fn last_rotation(&self) -> Option<Rotation> {
+        let retired = self.retired.last()?;
+        Some(Rotation {
+            key_id: self.current.id.clone(),
+            retired_key_id: retired.key.id.clone(),
+            retired_until: retired.until,
+        })
     }
 
     /// Writes the ring to `dir`: the retired keys first, then the current one, so that a
@@ -230,17 +284,39 @@ pub fn check_retired(bytes: &[u8]) -> Result<(), String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_owned())?;
     parse_retired(text)
         .map(drop)
-        .map_err(|line| format!("line {line} is not \"<unix seconds> <hex secret>\""))
+        .map_err(|line| format!("line {line} is not {LINE}"))
+}
+
+/// What a line of the retired keys' file holds, for errors.
+const LINE: &str =
+    "\"<unix seconds> <hex secret>\", optionally followed by \" <request id> <unix seconds>\"";
+
+fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `time` without its fraction of a second (before 1970: 1970).
+fn whole_seconds(time: SystemTime) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(unix_seconds(time))
+}
+
+fn from_unix_seconds(text: &str) -> Option<SystemTime> {
+    UNIX_EPOCH.checked_add(Duration::from_secs(text.parse().ok()?))
 }
 
 fn format_retired(retired: &[Retired]) -> String {
     let mut text = String::new();
     for r in retired {
-        let until = r
-            .until
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let _ = writeln!(text, "{until} {}", hex::encode(&r.key.secret));
+        let _ = write!(
+            text,
+            "{} {}",
+            unix_seconds(r.until),
+            hex::encode(&r.key.secret)
+        );
+        if let Some(by) = r.by {
+            let _ = write!(text, " {} {}", by.request, unix_seconds(by.until));
+        }
+        text.push('\n');
     }
     text
 }
@@ -254,14 +330,26 @@ fn parse_retired(text: &str) -> Result<Vec<Retired>, usize> {
             continue;
         }
         let parse = || -> Option<Retired> {
-            let (until, hex) = line.split_once(' ')?;
-            let until = UNIX_EPOCH.checked_add(Duration::from_secs(until.parse().ok()?))?;
+            let fields: Vec<&str> = line.split(' ').collect();
+            let (until, hex, by) = match fields[..] {
+                [until, hex] => (until, hex, None),
+                [until, hex, request, first] => (until, hex, Some((request, first))),
+                _ => return None,
+            };
             let secret = hex::decode(hex)
                 .ok()
                 .filter(|secret| secret.len() >= SECRET_LEN)?;
+            let by = match by {
+                None => None,
+                Some((request, first)) => Some(RotatedBy {
+                    request: uuid::Uuid::parse_str(request).ok()?,
+                    until: from_unix_seconds(first)?,
+                }),
+            };
             Some(Retired {
                 key: SigningKey::from_secret(secret),
-                until,
+                until: from_unix_seconds(until)?,
+                by,
             })
         };
         retired.push(parse().ok_or(index + 1)?);
@@ -280,7 +368,7 @@ mod tests {
         let (mut ring, created) = Keyring::load(dir.path(), now).unwrap();
         assert!(created);
         let first = ring.current.id.clone();
-        ring = ring.rotated(Duration::from_secs(3600), now);
+        ring = ring.rotated(Duration::from_secs(3600), now, None);
         ring.save(dir.path()).unwrap();
         let (again, created) = Keyring::load(dir.path(), now).unwrap();
         assert!(!created);
@@ -298,7 +386,7 @@ mod tests {
     #[test]
     fn a_ring_round_trips_through_its_shared_form() {
         let now = SystemTime::now();
-        let ring = Keyring::generated().rotated(Duration::from_secs(60), now);
+        let ring = Keyring::generated().rotated(Duration::from_secs(60), now, None);
         let back = Keyring::from_shared(&ring.to_shared()).unwrap();
         assert_eq!(back.current.id, ring.current.id);
         assert_eq!(back.retired.len(), 1);
@@ -317,6 +405,41 @@ mod tests {
         );
         assert!(Keyring::from_shared(b"abc").is_err());
         assert!(Keyring::from_shared(b"").is_err());
+    }
+
+    #[test]
+    fn a_rotation_is_answered_again_by_its_request_id_through_file_and_shared_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let (first, second) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        let (ring, _) = Keyring::load(dir.path(), now).unwrap();
+        let once = ring.rotated(Duration::from_secs(3600), now, Some(first));
+        let answer = once.last_rotation().unwrap();
+        assert_eq!(once.answer_to(first), Some(answer.clone()));
+        assert_eq!(once.answer_to(second), None);
+        // A later rotation with less grace cuts the first key's, but the first rotation's
+        // answer is what it said then; a rotation without an id is never anyone's retry.
+        let twice = once
+            .rotated(Duration::from_secs(60), now, Some(second))
+            .rotated(Duration::from_secs(60), now, None);
+        twice.save(dir.path()).unwrap();
+        let text = fs::read_to_string(dir.path().join(RETIRED_FILE)).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        let (loaded, _) = Keyring::load(dir.path(), now).unwrap();
+        let shared = Keyring::from_shared(&twice.to_shared()).unwrap();
+        for ring in [&twice, &loaded, &shared] {
+            assert_eq!(ring.retired[0].until, now + Duration::from_secs(60));
+            assert_eq!(ring.answer_to(first), Some(answer.clone()));
+            let later = ring.answer_to(second).unwrap();
+            assert_eq!(later.retired_key_id, answer.key_id);
+            assert_eq!(later.key_id, ring.retired[2].key.id);
+            assert_eq!(ring.retired[2].by, None);
+        }
+        // Files written before request ids were kept still load.
+        let old = format!("1900000000 {}\n", "ab".repeat(SECRET_LEN));
+        check_retired(old.as_bytes()).unwrap();
+        assert!(check_retired(format!("{} x 5\n", old.trim()).as_bytes()).is_err());
+        assert!(check_retired(format!("{} {first}\n", old.trim()).as_bytes()).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use podium_eventlog::{EventLog, ExpectedVersion, NewEvent, Projector};
+use podium_eventlog::{EventLog, ExpectedVersion, NewEvent, Projector, RequestId};
 use podium_proto::v1 as pb;
 use tonic::Status;
 
@@ -248,7 +248,12 @@ pub(crate) async fn rotate(
         }
         .into());
     }
-    let rotation = keys.rotate_everywhere(grace).await.map_err(|e| {
+    // No id, no retry to recognise: such a rotation is never taken for another's retry.
+    let request = match request.request_id.trim() {
+        "" => None,
+        _ => Some(RequestId::parse("request_id", &request.request_id)?.uuid()),
+    };
+    let rotation = keys.rotate_everywhere(grace, request).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::WouldBlock {
             return Status::aborted(e.to_string());
         }

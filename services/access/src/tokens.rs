@@ -25,6 +25,7 @@ use podium_eventlog::{
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::{
     domain::{AccessError, Principal, Role},
@@ -94,24 +95,7 @@ pub struct Bootstrap {
 }
 
 /// What [`TokenKeys::rotate`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rotation {
-    pub key_id: String,
-    pub retired_key_id: String,
-    pub retired_until: SystemTime,
-}
-
-impl Rotation {
-    /// The rotation that made `ring`.
-    fn of(ring: &Keyring) -> Self {
-        let retired = ring.retired.last().expect("a rotation retires a key");
-        Self {
-            key_id: ring.current.id.clone(),
-            retired_key_id: retired.key.id.clone(),
-            retired_until: retired.until,
-        }
-    }
-}
+pub use crate::keyring::Rotation;
 
 impl TokenKeys {
     fn with_ring(ring: Keyring, dir: Option<PathBuf>, configured_admin: Option<String>) -> Self {
@@ -255,20 +239,25 @@ impl TokenKeys {
     /// Replaces the signing key: tokens signed by the current one verify for `grace` more,
     /// then are refused. The generated admin token file, if podium keeps one, is signed again.
     /// Nothing changes unless the new keys are on disk.
-    pub fn rotate(&self, grace: Duration) -> std::io::Result<Rotation> {
+    ///
+    /// `request` is the rotation's request id: a rotation whose id this ring still remembers
+    /// (the key it retired is still held) is not made again, its first answer is returned.
+    pub fn rotate(&self, grace: Duration, request: Option<Uuid>) -> std::io::Result<Rotation> {
         let _one_at_a_time = self.rotating.lock().unwrap_or_else(|p| p.into_inner());
-        let next = self
-            .ring
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .rotated(grace, SystemTime::now());
+        let next = {
+            let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(first) = request.and_then(|request| ring.answer_to(request)) {
+                return Ok(first);
+            }
+            ring.rotated(grace, SystemTime::now(), request)
+        };
         // Written before it is used, and without holding the lock every request reads.
         if let Some(dir) = &self.dir
             && self.shared.is_none()
         {
             next.save(dir)?;
         }
-        let rotation = Rotation::of(&next);
+        let rotation = next.last_rotation().expect("a rotation retires a key");
         *self.ring.write().unwrap_or_else(|p| p.into_inner()) = next;
         self.rotations.send_modify(|n| *n += 1);
         self.sign_admin_token_again();

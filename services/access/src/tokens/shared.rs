@@ -10,6 +10,7 @@ use std::{
 };
 
 use podium_eventlog::{Secret, SharedSecrets, durable};
+use uuid::Uuid;
 
 use super::{Bootstrap, Rotation, TokenKeys};
 use crate::keyring::{KEY_FILE, Keyring, SHARED_NAME};
@@ -135,17 +136,25 @@ impl TokenKeys {
 
     /// Rotates the key: on a cluster, for every node (refused when another node rotated at
     /// the same moment); otherwise in this node's data directory.
-    pub async fn rotate_everywhere(self: &Arc<Self>, grace: Duration) -> std::io::Result<Rotation> {
+    pub async fn rotate_everywhere(
+        self: &Arc<Self>,
+        grace: Duration,
+        request: Option<Uuid>,
+    ) -> std::io::Result<Rotation> {
         let Some(shared) = self.shared.clone() else {
             let keys = self.clone();
-            return tokio::task::spawn_blocking(move || keys.rotate(grace))
+            return tokio::task::spawn_blocking(move || keys.rotate(grace, request))
                 .await
                 .map_err(std::io::Error::other)?;
         };
         let (ring, revision) = read(&shared)
             .await?
             .ok_or_else(|| invalid("the cluster has no key ring".into()))?;
-        let next = ring.rotated(grace, SystemTime::now());
+        // A retry, to this node or another: the cluster's ring remembers the first answer.
+        if let Some(first) = request.and_then(|request| ring.answer_to(request)) {
+            return Ok(first);
+        }
+        let next = ring.rotated(grace, SystemTime::now(), request);
         let written = shared
             .write(
                 SHARED_NAME,
@@ -161,7 +170,7 @@ impl TokenKeys {
                  try again",
             ));
         }
-        let rotation = Rotation::of(&next);
+        let rotation = next.last_rotation().expect("a rotation retires a key");
         // The ring the cluster holds now: this one, or a later one another node wrote since.
         self.take_up_latest().await;
         Ok(rotation)

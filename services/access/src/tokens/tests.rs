@@ -90,7 +90,7 @@ fn the_key_files_a_backup_takes_are_the_ones_in_use_and_start_a_restored_node() 
     let old = keys.issue(&organiser(), DEFAULT_TTL).unwrap();
     for rotated in [false, true] {
         if rotated {
-            keys.rotate(Duration::from_secs(3600)).unwrap();
+            keys.rotate(Duration::from_secs(3600), None).unwrap();
         }
         let files = keys.key_files();
         let names: Vec<&str> = files.iter().map(|(name, _)| *name).collect();
@@ -126,7 +126,7 @@ fn a_rotated_key_verifies_through_its_grace_and_not_after() {
     let old_admin = fs::read_to_string(&admin_file).unwrap();
     let old = keys.issue(&organiser(), DEFAULT_TTL).unwrap();
 
-    let rotation = keys.rotate(Duration::from_secs(3600)).unwrap();
+    let rotation = keys.rotate(Duration::from_secs(3600), None).unwrap();
     assert_ne!(rotation.key_id, rotation.retired_key_id);
     let new = keys.issue(&organiser(), DEFAULT_TTL).unwrap();
     let now = SystemTime::now();
@@ -155,7 +155,7 @@ fn a_rotated_key_verifies_through_its_grace_and_not_after() {
     assert!(restarted.keys.verify(new_admin.trim()).is_ok());
 
     // No grace: the old key's tokens end at once.
-    keys.rotate(Duration::ZERO).unwrap();
+    keys.rotate(Duration::ZERO, None).unwrap();
     assert!(keys.verify(&new).is_err());
 }
 
@@ -196,7 +196,7 @@ fn a_rotation_that_cannot_write_its_keys_changes_nothing() {
     let keys = TokenKeys::bootstrap(&data, None).unwrap().keys;
     let token = keys.issue(&organiser(), DEFAULT_TTL).unwrap();
     fs::remove_dir_all(&data).unwrap();
-    assert!(keys.rotate(Duration::ZERO).is_err());
+    assert!(keys.rotate(Duration::ZERO, None).is_err());
     assert!(
         keys.verify(&token).is_ok(),
         "the old key is still the current one"
@@ -242,7 +242,7 @@ fn a_token_is_valid_until_its_expiry_or_its_keys_grace_whichever_is_first() {
         keys.valid_until(&token),
         Some(expiry + Duration::from_secs(1))
     );
-    let rotation = keys.rotate(Duration::from_secs(60)).unwrap();
+    let rotation = keys.rotate(Duration::from_secs(60), None).unwrap();
     assert_eq!(keys.valid_until(&token), Some(rotation.retired_until));
     assert_eq!(keys.valid_until("not a token"), None);
 }

@@ -89,11 +89,16 @@ async fn tokens_rotations_and_anonymous_voters_are_the_same_on_every_node() {
     // The key is rotated through the second node with no grace: every node refuses tokens
     // signed by the old key from then on, and a token the first node issues afterwards works
     // on the second.
-    admins[1]
+    let rotation = pb::RotateSigningKeyRequest {
+        grace_seconds: 0,
+        request_id: Client::request_id(),
+    };
+    let rotated = admins[1]
         .access()
-        .rotate_signing_key(pb::RotateSigningKeyRequest { grace_seconds: 0 })
+        .rotate_signing_key(rotation.clone())
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner();
     for (n, address) in [&nodes[0].addr, &nodes[1].addr].into_iter().enumerate() {
         let old = Client::connect(address, Some(sophea.token.clone()))
             .await
@@ -118,6 +123,16 @@ async fn tokens_rotations_and_anonymous_voters_are_the_same_on_every_node() {
     let dara_on_second = Client::connect(&nodes[1].addr, Some(dara.token.clone()))
         .await
         .unwrap();
+    vote(&dara_on_second, ballot(&poll, vec![first.clone()])).await;
+    // The rotation retried through the other node is answered as the first time, and rotates
+    // nothing: Dara's token, signed by the new key, still works.
+    let retried = admins[0]
+        .access()
+        .rotate_signing_key(rotation)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried, rotated);
     vote(&dara_on_second, ballot(&poll, vec![first.clone()])).await;
 
     // Closed through the first node: the poll's key is destroyed for every node, and the close

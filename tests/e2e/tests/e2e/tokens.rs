@@ -9,6 +9,8 @@ use podium_e2e::{CONFERENCE, NewPoll, OTHER_CONFERENCE, Show, Talk, from_now};
 use tokio_stream::StreamExt;
 use tonic::{Code, Status};
 
+mod rotation;
+
 /// How long a test waits for a stream to end before it fails; the promise is one second.
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -257,72 +259,6 @@ async fn a_revoked_token_is_refused_at_once_its_streams_end_and_a_restart_keeps_
     }
     let organiser = server.client(Some(organiser_token)).await.unwrap();
     assert!(!token_id(&organiser).await.is_empty());
-}
-
-#[tokio::test]
-async fn a_rotated_key_keeps_its_tokens_through_the_grace_period_and_then_ends_them() {
-    let show = Show::start().await.unwrap();
-    let server = &show.server;
-    let before = show
-        .token(pb::Role::Organiser, None, "before the rotation")
-        .await
-        .unwrap();
-    let old_admin = server.admin_token().unwrap();
-
-    // Only an admin rotates the key.
-    let organiser = server.client(Some(before.clone())).await.unwrap();
-    let error = organiser
-        .access()
-        .rotate_signing_key(pb::RotateSigningKeyRequest { grace_seconds: 0 })
-        .await
-        .unwrap_err();
-    assert_eq!(error.code(), Code::PermissionDenied);
-
-    // With a grace period, tokens signed by the old key go on working.
-    let rotated = show
-        .admin
-        .access()
-        .rotate_signing_key(pb::RotateSigningKeyRequest {
-            grace_seconds: 3600,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_ne!(rotated.key_id, rotated.retired_key_id);
-    assert!(!token_id(&organiser).await.is_empty());
-    // The generated admin token file was signed again, with the new key.
-    let new_admin = server.admin_token().unwrap();
-    assert_ne!(new_admin, old_admin);
-    let admin = server.client(Some(new_admin)).await.unwrap();
-    let after = issue(
-        &admin,
-        pb::Role::Organiser,
-        CONFERENCE,
-        "after the rotation",
-        0,
-    )
-    .await
-    .token;
-
-    // Without one, they end at once, open streams too: a rotation with no grace also cuts
-    // the grace of the keys rotated out before it, so `before` ends with `after`.
-    let mut status = watch_status(&organiser).await;
-    admin
-        .access()
-        .rotate_signing_key(pb::RotateSigningKeyRequest { grace_seconds: 0 })
-        .await
-        .unwrap();
-    let ended = end_of(&mut status).await;
-    assert_eq!(ended.code(), Code::Unauthenticated);
-    assert!(ended.message().contains("rotated out"), "{ended:?}");
-    for token in [before, after] {
-        let client = server.client(Some(token)).await.unwrap();
-        let error = refused(&client).await;
-        assert_eq!(error.code(), Code::Unauthenticated);
-        assert!(error.message().contains("rotated out"), "{error:?}");
-    }
-    let admin = server.admin().await.unwrap();
-    assert!(!token_id(&admin).await.is_empty());
 }
 
 #[tokio::test]
@@ -577,28 +513,4 @@ async fn a_moderator_revokes_an_abusive_question_author_without_learning_who_the
     // An unknown question is NOT_FOUND.
     let missing = revoke_author("q-nobody".into()).await.unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
-}
-
-#[tokio::test]
-async fn an_open_stream_ends_when_its_keys_grace_runs_out() {
-    let show = Show::start().await.unwrap();
-    let moderator = show
-        .server
-        .client(Some(
-            issue(&show.admin, pb::Role::Moderator, CONFERENCE, "old key", 0)
-                .await
-                .token,
-        ))
-        .await
-        .unwrap();
-    let mut status = watch_status(&moderator).await;
-    show.admin
-        .access()
-        .rotate_signing_key(pb::RotateSigningKeyRequest { grace_seconds: 3 })
-        .await
-        .unwrap();
-    // Nothing else happens: the stream's own timer ends it when the grace runs out.
-    let ended = end_of(&mut status).await;
-    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
-    assert!(ended.message().contains("rotated out"), "{ended:?}");
 }
