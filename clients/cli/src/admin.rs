@@ -51,7 +51,9 @@ const ROTATE_ATTEMPTS: u32 = 4;
 
 async fn rotate_key(ctx: &Ctx, grace_hours: u64) -> anyhow::Result<()> {
     // Sent again with the same request id while unanswered: the server rotates once.
+    let sent = std::cell::Cell::new(0u32);
     let rotated = Client::send_once(ROTATE_ATTEMPTS, |request_id| {
+        sent.set(sent.get() + 1);
         let mut access = ctx.client.access();
         async move {
             let request = pb::RotateSigningKeyRequest {
@@ -61,7 +63,8 @@ async fn rotate_key(ctx: &Ctx, grace_hours: u64) -> anyhow::Result<()> {
             Ok(access.rotate_signing_key(request).await?.into_inner())
         }
     })
-    .await?;
+    .await
+    .map_err(|status| retried_with_a_retired_token(status, sent.get()))?;
     if !ctx.out.json(&rotated) {
         let until = podium_proto::time::instant(&rotated.retired_until)
             .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M UTC").to_string());
@@ -72,6 +75,23 @@ async fn rotate_key(ctx: &Ctx, grace_hours: u64) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A retry refused because the first attempt's rotation ended the token it was sent with (the
+/// generated admin token, with no grace): the rotation went through.
+fn retried_with_a_retired_token(status: tonic::Status, sent: u32) -> anyhow::Error {
+    if sent > 1
+        && status.code() == tonic::Code::Unauthenticated
+        && status.message().contains("rotated out")
+    {
+        return anyhow::anyhow!(
+            "the signing key was rotated: the first attempt went through but its answer was \
+             lost, and the token this command used was signed by the key it retired. Read the \
+             new admin token (admin.token in podiumd's data directory) and run `podium admin \
+             status` with it"
+        );
+    }
+    status.into()
 }
 
 async fn backup(ctx: &Ctx, out: &std::path::Path, recordings: bool) -> anyhow::Result<()> {
@@ -313,5 +333,19 @@ mod tests {
             super::uptime(3 * 86_400 + 4 * 3600 + 5 * 60 + 6),
             "3d 04:05:06"
         );
+    }
+
+    #[test]
+    fn a_retry_refused_with_the_retired_token_says_the_rotation_went_through() {
+        let refused = || tonic::Status::unauthenticated("signed by a key that was rotated out");
+        let said = super::retried_with_a_retired_token(refused(), 2).to_string();
+        assert!(said.contains("the first attempt went through"), "{said}");
+        assert!(said.contains("admin.token"), "{said}");
+        // On the first attempt the token was refused before anything rotated.
+        let said = super::retried_with_a_retired_token(refused(), 1).to_string();
+        assert!(!said.contains("went through"), "{said}");
+        let other = tonic::Status::unauthenticated("token expired");
+        let said = super::retried_with_a_retired_token(other, 3).to_string();
+        assert!(!said.contains("went through"), "{said}");
     }
 }

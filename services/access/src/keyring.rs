@@ -5,9 +5,11 @@
 //! it always has), and [`RETIRED_FILE`] one line per retired key, oldest first, `<until, unix
 //! seconds> <secret, hex>`, followed, for a key retired by a rotation that carried a request id,
 //! by ` <request id> <until as that rotation gave it>`, so that a retry of the rotation is
-//! answered as the first time (a later rotation may shorten `until`). Both are written with `podium_eventlog::durable::write_private` (mode 0600,
-//! atomic, fsynced), the retired file first, so that a crash between the two writes leaves the
-//! old key current and also retired, which verifies the same tokens.
+//! answered as the first time (a later rotation may shorten `until`). Both are written with
+//! `podium_eventlog::durable::write_private` (mode 0600, atomic, fsynced), the retired file
+//! first, so that a crash between the two writes leaves the old key current and also retired,
+//! which verifies the same tokens; loading drops that retired copy, so that the rotation, which
+//! never finished, is not taken for done when its request is retried.
 //!
 //! A key's id is the first 16 hex digits of its secret's SHA-256: a token names the key that
 //! signed it in its header's `kid`, and the id reveals nothing of the secret.
@@ -140,6 +142,15 @@ impl Keyring {
         };
         let mut ring = Self { current, retired };
         ring.retired.retain(|r| r.until > now);
+        if ring
+            .retired
+            .last()
+            .is_some_and(|r| r.key.id == ring.current.id)
+        {
+            // A rotation cut short between the two files: the current key verifies the same
+            // tokens, for good, and a retry of that rotation rotates.
+            ring.retired.pop();
+        }
         Ok((ring, created))
     }
 
@@ -208,6 +219,10 @@ impl Keyring {
             .position(|r| r.by.is_some_and(|by| by.request == request))?;
         let (retired, by) = (&self.retired[at], self.retired[at].by?);
         let next = self.retired.get(at + 1).map_or(&self.current, |r| &r.key);
+        if next.id == retired.key.id {
+            // Not a rotation that happened (see `load`).
+            return None;
+        }
         Some(Rotation {
             key_id: next.id.clone(),
             retired_key_id: retired.key.id.clone(),
@@ -330,7 +345,7 @@ fn parse_retired(text: &str) -> Result<Vec<Retired>, usize> {
             continue;
         }
         let parse = || -> Option<Retired> {
-            let fields: Vec<&str> = line.split(' ').collect();
+            let fields: Vec<&str> = line.split_whitespace().collect();
             let (until, hex, by) = match fields[..] {
                 [until, hex] => (until, hex, None),
                 [until, hex, request, first] => (until, hex, Some((request, first))),
@@ -440,6 +455,26 @@ mod tests {
         check_retired(old.as_bytes()).unwrap();
         assert!(check_retired(format!("{} x 5\n", old.trim()).as_bytes()).is_err());
         assert!(check_retired(format!("{} {first}\n", old.trim()).as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_rotation_cut_short_between_its_two_files_is_not_answered_as_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let request = uuid::Uuid::now_v7();
+        let (ring, _) = Keyring::load(dir.path(), now).unwrap();
+        let next = ring.rotated(Duration::from_secs(3600), now, Some(request));
+        // Only the retired keys' file reached the disk.
+        let [_, (retired_file, retired)] = next.files();
+        write_private(&dir.path().join(retired_file), &retired).unwrap();
+        let (loaded, _) = Keyring::load(dir.path(), now).unwrap();
+        assert_eq!(loaded.current.id, ring.current.id);
+        assert!(loaded.retired.is_empty());
+        assert_eq!(loaded.answer_to(request), None);
+        // The retry rotates, and is then answered as itself.
+        let retried = loaded.rotated(Duration::from_secs(3600), now, Some(request));
+        assert_ne!(retried.current.id, ring.current.id);
+        assert_eq!(retried.answer_to(request), retried.last_rotation());
     }
 
     #[test]

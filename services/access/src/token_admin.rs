@@ -253,20 +253,28 @@ pub(crate) async fn rotate(
         "" => None,
         _ => Some(RequestId::parse("request_id", &request.request_id)?.uuid()),
     };
-    let rotation = keys.rotate_everywhere(grace, request).await.map_err(|e| {
+    let (rotation, rotated) = keys.rotate_everywhere(grace, request).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::WouldBlock {
             return Status::aborted(e.to_string());
         }
         tracing::error!(error = %e, "rotating the signing key failed");
         Status::internal("could not write the new signing key")
     })?;
-    tracing::info!(
-        key = %rotation.key_id,
-        retired = %rotation.retired_key_id,
-        grace_seconds = grace.as_secs(),
-        by = %caller.id,
-        "signing key rotated"
-    );
+    if rotated {
+        tracing::info!(
+            key = %rotation.key_id,
+            retired = %rotation.retired_key_id,
+            grace_seconds = grace.as_secs(),
+            by = %caller.id,
+            "signing key rotated"
+        );
+    } else {
+        tracing::info!(
+            key = %rotation.key_id,
+            by = %caller.id,
+            "signing key rotation retried: answered as the first time, nothing rotated"
+        );
+    }
     Ok(pb::RotateSigningKeyResponse {
         key_id: rotation.key_id,
         retired_key_id: rotation.retired_key_id,

@@ -242,12 +242,17 @@ impl TokenKeys {
     ///
     /// `request` is the rotation's request id: a rotation whose id this ring still remembers
     /// (the key it retired is still held) is not made again, its first answer is returned.
-    pub fn rotate(&self, grace: Duration, request: Option<Uuid>) -> std::io::Result<Rotation> {
+    /// With the answer comes whether this call rotated (`false`: it answered a retry).
+    pub fn rotate(
+        &self,
+        grace: Duration,
+        request: Option<Uuid>,
+    ) -> std::io::Result<(Rotation, bool)> {
         let _one_at_a_time = self.rotating.lock().unwrap_or_else(|p| p.into_inner());
         let next = {
             let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
             if let Some(first) = request.and_then(|request| ring.answer_to(request)) {
-                return Ok(first);
+                return Ok((first, false));
             }
             ring.rotated(grace, SystemTime::now(), request)
         };
@@ -261,7 +266,7 @@ impl TokenKeys {
         *self.ring.write().unwrap_or_else(|p| p.into_inner()) = next;
         self.rotations.send_modify(|n| *n += 1);
         self.sign_admin_token_again();
-        Ok(rotation)
+        Ok((rotation, true))
     }
 
     /// After a rotation: the admin token file, signed by the new current key.

@@ -15,6 +15,9 @@ use std::{
 use anyhow::{Context, bail};
 use std::os::unix::fs::OpenOptionsExt as _;
 
+/// What [`LazyFs::torn_report`] says when LazyFS's log holds no torn write.
+pub const NOTHING_TORN: &str = "nothing reported";
+
 /// How long LazyFS gets to mount, and to answer a clear-cache.
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -240,7 +243,7 @@ impl LazyFs {
             })
             .collect();
         if kept.is_empty() {
-            "nothing reported".to_owned()
+            NOTHING_TORN.to_owned()
         } else {
             kept.join("; ")
         }
@@ -292,8 +295,17 @@ fn send(
             }
         }
     };
+    // Blocking again for the write: a full pipe waits for LazyFS to read it.
+    nix::fcntl::fcntl(
+        &file,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+    )
+    .with_context(|| format!("cannot make {} blocking", fifo.display()))?;
     file.write_all(format!("{command}\n").as_bytes())
-        .with_context(|| format!("cannot write to {}", fifo.display()))
+        .with_context(|| match exited() {
+            Some(how) => format!("LazyFS is gone ({how}), so nothing took the command {command:?}"),
+            None => format!("cannot write to {}", fifo.display()),
+        })
 }
 
 impl Drop for LazyFs {

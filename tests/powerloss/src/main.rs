@@ -33,7 +33,7 @@ use clap::Parser;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::{
-    lazyfs::LazyFs,
+    lazyfs::{LazyFs, NOTHING_TORN},
     ledger::Ledger,
     podiumd::{Podiumd, Started},
     storm::{Cast, Storm},
@@ -249,6 +249,23 @@ async fn run(args: &Args) -> anyhow::Result<u32> {
                 violations.push(format!("checking podiumd failed: {error:#}"));
             }
         }
+        if !violations.is_empty()
+            && let Some(death) = revive(&mut lazyfs)?
+        {
+            // The mount went away under podiumd while it was checked: what it answered says
+            // nothing about the log. The data directory starts over, and the round is not
+            // counted either way (the log itself was checked before, from the backing files).
+            deaths += 1;
+            server.kill()?;
+            println!(
+                "round {round}: {death}, during the check ({} findings not counted: {})",
+                violations.len(),
+                violations[0]
+            );
+            episodes += 1;
+            episode = Episode::new(&lazyfs, episodes);
+            continue;
+        }
         if !violations.is_empty() {
             report(round, &violations);
             checked += 1;
@@ -296,6 +313,10 @@ async fn run(args: &Args) -> anyhow::Result<u32> {
         }
         server.kill()?;
         storm.end().await?;
+        if tear.is_some() && fired == Some(false) && lazyfs.exited().is_some() {
+            // The tear fired after arm_and_wait stopped waiting for it: LazyFS's log says so.
+            fired = Some(lazyfs.torn_report() != NOTHING_TORN);
+        }
         let died = match fired {
             Some(true) => None,
             _ => revive(&mut lazyfs)?,

@@ -140,7 +140,7 @@ impl TokenKeys {
         self: &Arc<Self>,
         grace: Duration,
         request: Option<Uuid>,
-    ) -> std::io::Result<Rotation> {
+    ) -> std::io::Result<(Rotation, bool)> {
         let Some(shared) = self.shared.clone() else {
             let keys = self.clone();
             return tokio::task::spawn_blocking(move || keys.rotate(grace, request))
@@ -152,7 +152,7 @@ impl TokenKeys {
             .ok_or_else(|| invalid("the cluster has no key ring".into()))?;
         // A retry, to this node or another: the cluster's ring remembers the first answer.
         if let Some(first) = request.and_then(|request| ring.answer_to(request)) {
-            return Ok(first);
+            return Ok((first, false));
         }
         let next = ring.rotated(grace, SystemTime::now(), request);
         let written = shared
@@ -173,6 +173,6 @@ impl TokenKeys {
         let rotation = next.last_rotation().expect("a rotation retires a key");
         // The ring the cluster holds now: this one, or a later one another node wrote since.
         self.take_up_latest().await;
-        Ok(rotation)
+        Ok((rotation, true))
     }
 }

@@ -126,7 +126,7 @@ fn a_rotated_key_verifies_through_its_grace_and_not_after() {
     let old_admin = fs::read_to_string(&admin_file).unwrap();
     let old = keys.issue(&organiser(), DEFAULT_TTL).unwrap();
 
-    let rotation = keys.rotate(Duration::from_secs(3600), None).unwrap();
+    let (rotation, _) = keys.rotate(Duration::from_secs(3600), None).unwrap();
     assert_ne!(rotation.key_id, rotation.retired_key_id);
     let new = keys.issue(&organiser(), DEFAULT_TTL).unwrap();
     let now = SystemTime::now();
@@ -242,7 +242,7 @@ fn a_token_is_valid_until_its_expiry_or_its_keys_grace_whichever_is_first() {
         keys.valid_until(&token),
         Some(expiry + Duration::from_secs(1))
     );
-    let rotation = keys.rotate(Duration::from_secs(60), None).unwrap();
+    let (rotation, _) = keys.rotate(Duration::from_secs(60), None).unwrap();
     assert_eq!(keys.valid_until(&token), Some(rotation.retired_until));
     assert_eq!(keys.valid_until("not a token"), None);
 }
