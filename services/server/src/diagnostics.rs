@@ -48,11 +48,23 @@ pub struct NodeFacts {
 #[derive(Default)]
 pub struct DiagnosticsService {
     node: Option<NodeFacts>,
+    /// podiumd's runtimes besides the one serving gRPC (the poll and Q&A publishers'), whose
+    /// tasks `Process` counts with the serving runtime's.
+    runtimes: Vec<tokio::runtime::Handle>,
 }
 
 impl DiagnosticsService {
     pub fn new(node: NodeFacts) -> Self {
-        Self { node: Some(node) }
+        Self {
+            node: Some(node),
+            runtimes: Vec::new(),
+        }
+    }
+
+    /// Counts the tasks of `runtimes` too.
+    pub fn with_runtimes(mut self, runtimes: Vec<tokio::runtime::Handle>) -> Self {
+        self.runtimes = runtimes;
+        self
     }
 }
 
@@ -86,9 +98,10 @@ impl Diagnostics for DiagnosticsService {
                 .unwrap_or(0)
         };
         let open_files = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
-        let tasks = tokio::runtime::Handle::current()
-            .metrics()
-            .num_alive_tasks() as u64;
+        let tasks = std::iter::once(&tokio::runtime::Handle::current())
+            .chain(&self.runtimes)
+            .map(|runtime| runtime.metrics().num_alive_tasks() as u64)
+            .sum();
         Ok(Response::new(pb::ProcessResponse {
             resident_bytes: field("VmRSS:") * 1024,
             open_files,
@@ -189,4 +202,41 @@ fn size_under(dir: &std::path::Path) -> u64 {
             _ => 0,
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn as_admin<T>(message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request
+            .extensions_mut()
+            .insert(podium_access::Principal::admin());
+        request
+    }
+
+    #[tokio::test]
+    async fn the_process_tasks_count_the_publishers_runtime_too() {
+        let (publishers, stop) = (
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap(),
+            tokio::sync::watch::channel(false),
+        );
+        for _ in 0..7 {
+            let mut stopped = stop.1.clone();
+            publishers.spawn(async move { stopped.changed().await.ok() });
+        }
+        let alone = DiagnosticsService::default();
+        let both = DiagnosticsService::default().with_runtimes(vec![publishers.handle().clone()]);
+        let tasks = |service: DiagnosticsService| async move {
+            let figures = service.process(as_admin(pb::ProcessRequest {})).await;
+            figures.unwrap().into_inner().tasks
+        };
+        let (without, with) = (tasks(alone).await, tasks(both).await);
+        assert_eq!(with, without + 7, "{without} then {with}");
+        stop.0.send_replace(true);
+        publishers.shutdown_background();
+    }
 }

@@ -23,7 +23,14 @@ pub(crate) struct FeedbackServices {
     pub(crate) ratings: Arc<RatingsService>,
     pub(crate) polls: Arc<PollsService>,
     /// The poll and Q&A publishers run on it, and end with it.
-    _publishing: PublishingThread,
+    publishing: PublishingThread,
+}
+
+impl FeedbackServices {
+    /// The publishers' runtime, whose tasks `Diagnostics/Process` counts too.
+    pub(crate) fn publishing_runtime(&self) -> tokio::runtime::Handle {
+        self.publishing.handle().clone()
+    }
 }
 
 impl FeedbackParts {
@@ -85,7 +92,7 @@ impl FeedbackParts {
             questions: Arc::new(questions),
             ratings: Arc::new(RatingsService::new(log.clone(), self.model.clone())),
             polls: Arc::new(polls),
-            _publishing: publishing,
+            publishing,
         })
     }
 }

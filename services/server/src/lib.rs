@@ -431,7 +431,13 @@ impl Podium {
                     .as_ref()
                     .and_then(|parts| parts.lease.clone())
                     .map(|l| l as Arc<dyn podium_eventlog::Lease>),
-            }),
+            })
+            .with_runtimes(
+                feedback_services
+                    .iter()
+                    .map(|s| s.publishing_runtime())
+                    .collect()
+            ),
             limits,
             auth
         );
