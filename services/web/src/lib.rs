@@ -173,6 +173,7 @@ impl Web {
             .merge(live)
             .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
             .layer(middleware::from_fn(security_headers))
+            .layer(middleware::map_request(host_from_authority))
             .with_state(self)
     }
 }
@@ -192,6 +193,23 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 const CSP_PROJECTOR: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
                              img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
                              form-action 'self'; frame-ancestors *";
+
+/// Gives a request without a `Host` header the host of its URI. A browser speaking HTTP/2 (what
+/// it chooses when podiumd serves TLS itself) names the host in the `:authority` pseudo-header,
+/// which hyper puts in the URI, and sends no `Host`; the pages read `Host` for the origin check
+/// of every form (without it every POST was refused as from another site) and for the
+/// projector's join link (which said `localhost`).
+async fn host_from_authority<B>(mut request: Request<B>) -> Request<B> {
+    if !request.headers().contains_key(header::HOST)
+        && let Some(host) = request
+            .uri()
+            .authority()
+            .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+    {
+        request.headers_mut().insert(header::HOST, host);
+    }
+    request
+}
 
 async fn security_headers(request: Request<axum::body::Body>, next: Next) -> Response {
     let projector = request.uri().path().starts_with("/p/");
@@ -220,4 +238,35 @@ async fn security_headers(request: Request<axum::body::Body>, next: Next) -> Res
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_http2_request_gets_the_host_of_its_authority() {
+        // As hyper hands over an HTTP/2 request: the authority in the URI, no Host header.
+        let http2 = Request::builder()
+            .uri("https://podium.example.org:8443/lang")
+            .body(())
+            .unwrap();
+        let seen = host_from_authority(http2).await;
+        assert_eq!(seen.headers()[header::HOST], "podium.example.org:8443");
+        // An HTTP/1.1 request's own Host header is kept.
+        let http1 = Request::builder()
+            .uri("/lang")
+            .header(header::HOST, "127.0.0.1:7700")
+            .body(())
+            .unwrap();
+        let seen = host_from_authority(http1).await;
+        assert_eq!(seen.headers()[header::HOST], "127.0.0.1:7700");
+        let bare = Request::builder().uri("/").body(()).unwrap();
+        assert!(
+            !host_from_authority(bare)
+                .await
+                .headers()
+                .contains_key(header::HOST)
+        );
+    }
 }

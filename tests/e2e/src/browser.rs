@@ -91,6 +91,8 @@ impl Browser {
         let mut capabilities = serde_json::Map::new();
         // axe-core on a long page takes a while on a busy two-core machine.
         capabilities.insert("timeouts".to_owned(), json!({ "script": 120_000 }));
+        // podiumd under TLS in a test shows a certificate of a CA made for that test.
+        capabilities.insert("acceptInsecureCerts".to_owned(), json!(true));
         capabilities.insert("goog:chromeOptions".to_owned(), options);
         let url = format!("http://127.0.0.1:{port}");
         let deadline = tokio::time::Instant::now() + PATIENCE;

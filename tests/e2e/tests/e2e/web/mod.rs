@@ -12,6 +12,7 @@ use podium_e2e::{NewPoll, Show, Talk, browser::Browser};
 
 mod attendee;
 mod http;
+mod https;
 mod staff;
 mod tour;
 
