@@ -235,8 +235,8 @@ mod tests {
             figures.unwrap().into_inner().tasks
         };
         let (without, with) = (tasks(alone).await, tasks(both).await);
-        assert_eq!(with, without + 7, "{without} then {with}");
         stop.0.send_replace(true);
         publishers.shutdown_background();
+        assert_eq!(with, without + 7, "{without} then {with}");
     }
 }

@@ -194,18 +194,21 @@ const CSP_PROJECTOR: &str = "default-src 'none'; script-src 'self'; style-src 's
                              img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
                              form-action 'self'; frame-ancestors *";
 
-/// Gives a request without a `Host` header the host of its URI. A browser speaking HTTP/2 (what
-/// it chooses when podiumd serves TLS itself) names the host in the `:authority` pseudo-header,
-/// which hyper puts in the URI, and sends no `Host`; the pages read `Host` for the origin check
-/// of every form (without it every POST was refused as from another site) and for the
-/// projector's join link (which said `localhost`).
+/// Gives a request whose URI names a host that host as its `Host` header. A browser speaking
+/// HTTP/2 (what it chooses when podiumd serves TLS itself) names the host in the `:authority`
+/// pseudo-header, which hyper puts in the URI, and sends no `Host`; the pages read `Host` for
+/// the origin check of every form (without it every POST was refused as from another site) and
+/// for the projector's join link (which said `localhost`). Where both are sent the URI's wins,
+/// as HTTP/1.1 says for an absolute-form target; user information in it is left out.
 async fn host_from_authority<B>(mut request: Request<B>) -> Request<B> {
-    if !request.headers().contains_key(header::HOST)
-        && let Some(host) = request
-            .uri()
-            .authority()
-            .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
-    {
+    let host = request.uri().authority().and_then(|authority| {
+        let host = match authority.port() {
+            Some(port) => format!("{}:{port}", authority.host()),
+            None => authority.host().to_owned(),
+        };
+        HeaderValue::from_str(&host).ok()
+    });
+    if let Some(host) = host {
         request.headers_mut().insert(header::HOST, host);
     }
     request
@@ -261,6 +264,14 @@ mod tests {
             .unwrap();
         let seen = host_from_authority(http1).await;
         assert_eq!(seen.headers()[header::HOST], "127.0.0.1:7700");
+        // The URI's authority wins over a Host sent beside it, without user information.
+        let both = Request::builder()
+            .uri("https://someone@podium.example.org/lang")
+            .header(header::HOST, "elsewhere.example")
+            .body(())
+            .unwrap();
+        let seen = host_from_authority(both).await;
+        assert_eq!(seen.headers()[header::HOST], "podium.example.org");
         let bare = Request::builder().uri("/").body(()).unwrap();
         assert!(
             !host_from_authority(bare)

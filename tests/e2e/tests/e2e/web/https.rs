@@ -36,19 +36,22 @@ async fn over_https_an_attendee_joins_and_the_projector_links_to_this_host() {
     // desktop-sized screen: under chromedriver's phone emulation, a form's answer over https
     // with this test's certificate never finished loading (nor under --ignore-certificate-errors,
     // with HTTP/1.1 too), while the same POST from curl or a desktop Chromium is answered at once.
-    let phone = Browser::open(&base, Screen::Projector, false, "en")
+    let attendee = Browser::open(&base, Screen::Projector, false, "en")
         .await
         .unwrap();
-    phone
+    attendee
         .goto(&format!("/j/{}", odc.conference.join_code))
         .await
         .unwrap();
-    phone.submit("main form button[type=submit]").await.unwrap();
-    phone
+    attendee
+        .submit("main form button[type=submit]")
+        .await
+        .unwrap();
+    attendee
         .wait_for_text("h1", "Open Data Conference 2024")
         .await
         .unwrap();
-    phone.close().await.unwrap();
+    attendee.close().await.unwrap();
 
     // The projector's QR code and words send attendees to this host, over https.
     let moderator = admin
@@ -63,7 +66,7 @@ async fn over_https_an_attendee_joins_and_the_projector_links_to_this_host() {
         .unwrap()
         .into_inner()
         .token;
-    let projector = Browser::open(&base, Screen::Projector, false, "en")
+    let projector = Browser::open(&base, Screen::Projector, true, "en")
         .await
         .unwrap();
     projector
@@ -82,5 +85,15 @@ async fn over_https_an_attendee_joins_and_the_projector_links_to_this_host() {
     let wanted = format!("{base}/j/{}", odc.conference.join_code);
     assert_eq!(label, format!("QR code: {wanted}"));
     assert_eq!(projector.text(".join strong").await.unwrap(), base);
+    // And the browser did speak HTTP/2, the case this test is for.
+    let protocol = projector
+        .client
+        .execute(
+            "return performance.getEntriesByType('navigation')[0].nextHopProtocol",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(protocol, "h2");
     projector.close().await.unwrap();
 }
