@@ -85,6 +85,14 @@ pub struct Rotation {
     pub retired_until: SystemTime,
 }
 
+/// What a rotation for a request comes to ([`Keyring::rotation_for`]).
+pub(crate) enum Rotating {
+    /// The ring holds the request's rotation already: its first answer, nothing to write.
+    Answered(Rotation),
+    /// The ring to write, and what to answer once it is written.
+    Next(Keyring, Rotation),
+}
+
 /// Which key a token's `kid` names.
 pub(crate) enum Lookup<'a> {
     /// A key that verifies tokens now, and the end of its grace (`None`: the current key).
@@ -208,6 +216,22 @@ impl Keyring {
             current: SigningKey::generate(),
             retired,
         }
+    }
+
+    /// What a rotation for `request` comes to: its first answer, if this ring holds that
+    /// rotation already (a retry), else the ring after it ([`Keyring::rotated`]) and its answer.
+    pub(crate) fn rotation_for(
+        &self,
+        grace: Duration,
+        now: SystemTime,
+        request: Option<uuid::Uuid>,
+    ) -> Rotating {
+        if let Some(first) = request.and_then(|request| self.answer_to(request)) {
+            return Rotating::Answered(first);
+        }
+        let next = self.rotated(grace, now, request);
+        let answer = next.last_rotation().expect("a rotation retires a key");
+        Rotating::Next(next, answer)
     }
 
     /// What the rotation with request id `request` answered, if this ring still holds the key

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::{AccessError, Principal, Role},
-    keyring::{Keyring, Lookup, SigningKey},
+    keyring::{Keyring, Lookup, Rotating, SigningKey},
     register::TokenRegister,
 };
 
@@ -249,12 +249,14 @@ impl TokenKeys {
         request: Option<Uuid>,
     ) -> std::io::Result<(Rotation, bool)> {
         let _one_at_a_time = self.rotating.lock().unwrap_or_else(|p| p.into_inner());
-        let next = {
-            let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(first) = request.and_then(|request| ring.answer_to(request)) {
-                return Ok((first, false));
-            }
-            ring.rotated(grace, SystemTime::now(), request)
+        let rotating = self
+            .ring
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .rotation_for(grace, SystemTime::now(), request);
+        let (next, rotation) = match rotating {
+            Rotating::Answered(first) => return Ok((first, false)),
+            Rotating::Next(next, rotation) => (next, rotation),
         };
         // Written before it is used, and without holding the lock every request reads.
         if let Some(dir) = &self.dir
@@ -262,7 +264,6 @@ impl TokenKeys {
         {
             next.save(dir)?;
         }
-        let rotation = next.last_rotation().expect("a rotation retires a key");
         *self.ring.write().unwrap_or_else(|p| p.into_inner()) = next;
         self.rotations.send_modify(|n| *n += 1);
         self.sign_admin_token_again();

@@ -218,15 +218,12 @@ mod tests {
 
     #[tokio::test]
     async fn the_process_tasks_count_the_publishers_runtime_too() {
-        let (publishers, stop) = (
-            tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap(),
-            tokio::sync::watch::channel(false),
-        );
+        // Never driven, so its tasks stay alive until it is shut down.
+        let publishers = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         for _ in 0..7 {
-            let mut stopped = stop.1.clone();
-            publishers.spawn(async move { stopped.changed().await.ok() });
+            publishers.spawn(std::future::pending::<()>());
         }
         let alone = DiagnosticsService::default();
         let both = DiagnosticsService::default().with_runtimes(vec![publishers.handle().clone()]);
@@ -235,7 +232,6 @@ mod tests {
             figures.unwrap().into_inner().tasks
         };
         let (without, with) = (tasks(alone).await, tasks(both).await);
-        stop.0.send_replace(true);
         publishers.shutdown_background();
         assert_eq!(with, without + 7, "{without} then {with}");
     }

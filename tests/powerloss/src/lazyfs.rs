@@ -15,9 +15,6 @@ use std::{
 use anyhow::{Context, bail};
 use std::os::unix::fs::OpenOptionsExt as _;
 
-/// What [`LazyFs::torn_report`] says when LazyFS's log holds no torn write.
-pub const NOTHING_TORN: &str = "nothing reported";
-
 /// How long LazyFS gets to mount, and to answer a clear-cache.
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -231,8 +228,9 @@ impl LazyFs {
         Ok(())
     }
 
-    /// What LazyFS says it let through of a torn write, from its log.
-    pub fn torn_report(&self) -> String {
+    /// What LazyFS says it let through of a torn write, from its log; `None` when its log
+    /// holds no torn write.
+    pub fn torn_report(&self) -> Option<String> {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         let kept: Vec<&str> = log
             .lines()
@@ -242,11 +240,7 @@ impl LazyFs {
                 said.contains("persist").then_some(said)
             })
             .collect();
-        if kept.is_empty() {
-            NOTHING_TORN.to_owned()
-        } else {
-            kept.join("; ")
-        }
+        (!kept.is_empty()).then(|| kept.join("; "))
     }
 
     /// The end of LazyFS's own log, for error messages.
@@ -270,6 +264,8 @@ fn send(
     if command.len() >= 100 {
         bail!("LazyFS command {command:?} is not under 100 bytes");
     }
+    let gone =
+        |how: &str| format!("LazyFS is gone ({how}), so nothing took the command {command:?}");
     let deadline = Instant::now() + PATIENCE;
     let mut file = loop {
         let opened = std::fs::OpenOptions::new()
@@ -280,7 +276,7 @@ fn send(
             Ok(file) => break file,
             Err(e) if e.raw_os_error() == Some(nix::libc::ENXIO) => {
                 if let Some(how) = exited() {
-                    bail!("LazyFS is gone ({how}), so nothing took the command {command:?}");
+                    bail!(gone(&how));
                 }
                 if Instant::now() > deadline {
                     bail!(
@@ -303,7 +299,7 @@ fn send(
     .with_context(|| format!("cannot make {} blocking", fifo.display()))?;
     file.write_all(format!("{command}\n").as_bytes())
         .with_context(|| match exited() {
-            Some(how) => format!("LazyFS is gone ({how}), so nothing took the command {command:?}"),
+            Some(how) => gone(&how),
             None => format!("cannot write to {}", fifo.display()),
         })
 }

@@ -33,7 +33,7 @@ use clap::Parser;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::{
-    lazyfs::{LazyFs, NOTHING_TORN},
+    lazyfs::LazyFs,
     ledger::Ledger,
     podiumd::{Podiumd, Started},
     storm::{Cast, Storm},
@@ -171,9 +171,9 @@ async fn run(args: &Args) -> anyhow::Result<u32> {
     // Cuts after which a check ran.
     let mut checked = 0u32;
     let total = args.cycles + args.torn;
-    // Round `total` only checks what the last cut left.
     // Times LazyFS died on its own (not at a torn write), each taken as a power cut.
     let mut deaths = 0u32;
+    // Round `total` only checks what the last cut left.
     for round in 0..=total {
         let began = Instant::now();
         if let Some(death) = revive(&mut lazyfs)? {
@@ -315,24 +315,29 @@ async fn run(args: &Args) -> anyhow::Result<u32> {
         storm.end().await?;
         if tear.is_some() && fired == Some(false) && lazyfs.exited().is_some() {
             // The tear fired after arm_and_wait stopped waiting for it: LazyFS's log says so.
-            fired = Some(lazyfs.torn_report() != NOTHING_TORN);
+            fired = Some(lazyfs.torn_report().is_some());
         }
         let died = match fired {
             Some(true) => None,
             _ => revive(&mut lazyfs)?,
         };
-        let cut = match (tear, fired) {
-            _ if died.is_some() => {
+        let cut = match (died, tear) {
+            (Some(death), _) => {
                 deaths += 1;
-                died.unwrap_or_default()
+                death
             }
-            (None, _) => {
+            (None, None) => {
                 lazyfs.clear_cache()?;
                 "kill -9, clear-cache".to_owned()
             }
-            (Some(tear), fired) => {
+            (None, Some(tear)) => {
                 let what = match fired {
-                    Some(true) => format!("kill -9, {tear:?}: {}", lazyfs.torn_report()),
+                    Some(true) => format!(
+                        "kill -9, {tear:?}: {}",
+                        lazyfs
+                            .torn_report()
+                            .unwrap_or_else(|| "nothing reported".to_owned())
+                    ),
                     _ => format!("kill -9, {tear:?} armed but did not fire (a plain cut)"),
                 };
                 lazyfs.cut_and_remount()?;

@@ -13,7 +13,7 @@ use podium_eventlog::{Secret, SharedSecrets, durable};
 use uuid::Uuid;
 
 use super::{Bootstrap, Rotation, TokenKeys};
-use crate::keyring::{KEY_FILE, Keyring, SHARED_NAME};
+use crate::keyring::{KEY_FILE, Keyring, Rotating, SHARED_NAME};
 
 fn invalid(reason: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, reason)
@@ -151,10 +151,10 @@ impl TokenKeys {
             .await?
             .ok_or_else(|| invalid("the cluster has no key ring".into()))?;
         // A retry, to this node or another: the cluster's ring remembers the first answer.
-        if let Some(first) = request.and_then(|request| ring.answer_to(request)) {
-            return Ok((first, false));
-        }
-        let next = ring.rotated(grace, SystemTime::now(), request);
+        let (next, rotation) = match ring.rotation_for(grace, SystemTime::now(), request) {
+            Rotating::Answered(first) => return Ok((first, false)),
+            Rotating::Next(next, rotation) => (next, rotation),
+        };
         let written = shared
             .write(
                 SHARED_NAME,
@@ -170,7 +170,6 @@ impl TokenKeys {
                  try again",
             ));
         }
-        let rotation = next.last_rotation().expect("a rotation retires a key");
         // The ring the cluster holds now: this one, or a later one another node wrote since.
         self.take_up_latest().await;
         Ok((rotation, true))

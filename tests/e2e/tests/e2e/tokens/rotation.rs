@@ -15,6 +15,26 @@ fn rotate(grace_seconds: u64) -> pb::RotateSigningKeyRequest {
     }
 }
 
+/// A rotation that `request_id` names: its retries are answered as the first time.
+fn rotate_as(request_id: &str, grace_seconds: u64) -> pb::RotateSigningKeyRequest {
+    pb::RotateSigningKeyRequest {
+        request_id: request_id.to_owned(),
+        ..rotate(grace_seconds)
+    }
+}
+
+/// `by`'s rotation, answered.
+async fn rotated(
+    by: &Client,
+    request: pb::RotateSigningKeyRequest,
+) -> pb::RotateSigningKeyResponse {
+    by.access()
+        .rotate_signing_key(request)
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 #[tokio::test]
 async fn a_rotated_key_keeps_its_tokens_through_the_grace_period_and_then_ends_them() {
     let show = Show::start().await.unwrap();
@@ -35,14 +55,8 @@ async fn a_rotated_key_keeps_its_tokens_through_the_grace_period_and_then_ends_t
     assert_eq!(error.code(), Code::PermissionDenied);
 
     // With a grace period, tokens signed by the old key go on working.
-    let rotated = show
-        .admin
-        .access()
-        .rotate_signing_key(rotate(3600))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_ne!(rotated.key_id, rotated.retired_key_id);
+    let first = rotated(&show.admin, rotate(3600)).await;
+    assert_ne!(first.key_id, first.retired_key_id);
     assert!(!token_id(&organiser).await.is_empty());
     // The generated admin token file was signed again, with the new key.
     let new_admin = server.admin_token().unwrap();
@@ -61,7 +75,7 @@ async fn a_rotated_key_keeps_its_tokens_through_the_grace_period_and_then_ends_t
     // Without one, they end at once, open streams too: a rotation with no grace also cuts
     // the grace of the keys rotated out before it, so `before` ends with `after`.
     let mut status = watch_status(&organiser).await;
-    admin.access().rotate_signing_key(rotate(0)).await.unwrap();
+    rotated(&admin, rotate(0)).await;
     let ended = end_of(&mut status).await;
     assert_eq!(ended.code(), Code::Unauthenticated);
     assert!(ended.message().contains("rotated out"), "{ended:?}");
@@ -88,11 +102,7 @@ async fn an_open_stream_ends_when_its_keys_grace_runs_out() {
         .await
         .unwrap();
     let mut status = watch_status(&moderator).await;
-    show.admin
-        .access()
-        .rotate_signing_key(rotate(3))
-        .await
-        .unwrap();
+    rotated(&show.admin, rotate(3)).await;
     // Nothing else happens: the stream's own timer ends it when the grace runs out.
     let ended = end_of(&mut status).await;
     assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
@@ -103,17 +113,7 @@ async fn an_open_stream_ends_when_its_keys_grace_runs_out() {
 async fn a_retried_rotation_gets_its_first_answer_and_rotates_nothing_again() {
     let mut show = Show::start().await.unwrap();
     let request_id = Client::request_id();
-    let rotation = |request_id: &str, grace_seconds| pb::RotateSigningKeyRequest {
-        grace_seconds,
-        request_id: request_id.to_owned(),
-    };
-    let first = show
-        .admin
-        .access()
-        .rotate_signing_key(rotation(&request_id, 3600))
-        .await
-        .unwrap()
-        .into_inner();
+    let first = rotated(&show.admin, rotate_as(&request_id, 3600)).await;
     let admin = show.server.admin().await.unwrap();
     let after = issue(&admin, pb::Role::Organiser, CONFERENCE, "after", 0)
         .await
@@ -121,13 +121,7 @@ async fn a_retried_rotation_gets_its_first_answer_and_rotates_nothing_again() {
 
     // The retry is answered as the first time, even with another grace, and nothing rotated:
     // a token signed by the new key still works, and so does the admin token file's.
-    let again = show
-        .admin
-        .access()
-        .rotate_signing_key(rotation(&request_id, 0))
-        .await
-        .unwrap()
-        .into_inner();
+    let again = rotated(&show.admin, rotate_as(&request_id, 0)).await;
     assert_eq!(again, first);
     let organiser = show.server.client(Some(after.clone())).await.unwrap();
     assert!(!token_id(&organiser).await.is_empty());
@@ -141,21 +135,11 @@ async fn a_retried_rotation_gets_its_first_answer_and_rotates_nothing_again() {
     // rotation since.
     show.server.restart().await.unwrap();
     let admin = show.server.admin().await.unwrap();
-    let second = admin
-        .access()
-        .rotate_signing_key(rotation(&Client::request_id(), 600))
-        .await
-        .unwrap()
-        .into_inner();
+    let second = rotated(&admin, rotate_as(&Client::request_id(), 600)).await;
     assert_ne!(second.key_id, first.key_id);
     assert_eq!(second.retired_key_id, first.key_id);
     let admin = show.server.admin().await.unwrap();
-    let late = admin
-        .access()
-        .rotate_signing_key(rotation(&request_id, 0))
-        .await
-        .unwrap()
-        .into_inner();
+    let late = rotated(&admin, rotate_as(&request_id, 0)).await;
     assert_eq!(late, first);
     let organiser = show.server.client(Some(after)).await.unwrap();
     assert!(!token_id(&organiser).await.is_empty(), "nothing ended");
@@ -163,7 +147,7 @@ async fn a_retried_rotation_gets_its_first_answer_and_rotates_nothing_again() {
     // A request id that is not a UUID is refused, naming the field.
     let error = admin
         .access()
-        .rotate_signing_key(rotation("not-a-uuid", 0))
+        .rotate_signing_key(rotate_as("not-a-uuid", 0))
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument);
