@@ -264,7 +264,8 @@ impl Podium {
                 .as_deref()
                 .is_some_and(podium_web::secure_origin);
         let positions =
-            positions::PositionLayer::new(log.clone(), follower.applied(), pages_secure);
+            positions::PositionLayer::new(log.clone(), follower.applied(), pages_secure)
+                .with_public_url(config.public_url.as_deref());
         let agenda_service = agenda.map(|store| Arc::new(AgendaService::new(store)));
         let agenda = agenda_service
             .clone()
@@ -463,7 +464,8 @@ impl Podium {
         .map_err(limits::descriptor_error)?
         .with_calls(calls.clone());
         let revocation = revocation::RevocationLayer::new(keys.clone(), &limits::DESCRIPTORS)
-            .map_err(limits::descriptor_error)?;
+            .map_err(limits::descriptor_error)?
+            .with_public_url(config.public_url.as_deref());
         // TLS and the first-request watch, below hyper; a bad certificate stops podiumd here.
         let admission = listener::Admission {
             tls: listener::server_tls(&config)?,

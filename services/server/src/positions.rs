@@ -36,6 +36,7 @@ use podium_eventlog::EventLog;
 use podium_proto::{
     LOG_POSITION_HEADER, MIN_POSITION_HEADER, POSITION_UNREACHED_HEADER, parse_position,
 };
+use podium_web::session::CookieScope;
 use tokio::sync::watch;
 use tonic::{Status, body::Body};
 use tower::{Layer, Service};
@@ -65,6 +66,8 @@ pub struct PositionLayer {
     applied: watch::Receiver<u64>,
     /// The position cookie is marked Secure (the pages are served over https).
     secure: bool,
+    /// The scope of the position cookie's name a `--public-url` fixes.
+    scope: Option<CookieScope>,
 }
 
 impl PositionLayer {
@@ -75,7 +78,15 @@ impl PositionLayer {
             log,
             applied,
             secure,
+            scope: None,
         }
+    }
+
+    /// The position cookie is named in the scope of this `--public-url`, as the pages' session
+    /// cookie is (see [`CookieScope`]).
+    pub fn with_public_url(mut self, url: Option<&str>) -> Self {
+        self.scope = url.map(CookieScope::of_public_url);
+        self
     }
 
     fn applied(&self) -> u64 {
@@ -177,30 +188,33 @@ impl Kind {
     }
 }
 
-/// The position in the request's [`PAGE_POSITION_COOKIE`], if it has one that is a number. Of
-/// several (one set for another domain of the site, say), the lowest: podiumd sets one only.
-fn page_position(headers: &http::HeaderMap) -> Option<u64> {
+/// The position in the request's [`PAGE_POSITION_COOKIE`] (by its name in `scope`), if it has
+/// one that is a number. Of several (one set for another domain of the site, say), the lowest:
+/// podiumd sets one only.
+fn page_position(headers: &http::HeaderMap, scope: CookieScope) -> Option<u64> {
+    let name = scope.name(PAGE_POSITION_COOKIE);
     headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(cookie::Cookie::split_parse)
         .filter_map(Result::ok)
-        .filter(|c| c.name() == PAGE_POSITION_COOKIE)
+        .filter(|c| c.name() == name)
         .filter_map(|c| parse_position(c.value()))
         .min()
 }
 
-/// The `Set-Cookie` value that sets the position cookie to `position`, or clears it; with the
-/// flags of the pages' own cookies.
-fn page_position_cookie(position: Option<u64>, secure: bool) -> HeaderValue {
+/// The `Set-Cookie` value that sets the position cookie (by its name in `scope`) to `position`,
+/// or clears it; with the flags of the pages' own cookies.
+fn page_position_cookie(position: Option<u64>, secure: bool, scope: CookieScope) -> HeaderValue {
+    let name = scope.name(PAGE_POSITION_COOKIE);
     let (value, max_age) = match position {
         Some(position) => (position.to_string(), PAGE_POSITION_MAX_AGE.as_secs()),
         None => (String::new(), 0),
     };
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::try_from(format!(
-        "{PAGE_POSITION_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; \
+        "{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; \
          SameSite=Strict{secure}"
     ))
     .expect("a cookie of a name, a number and fixed attributes is a valid header")
@@ -225,12 +239,13 @@ where
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let layer = self.layer.clone();
         let kind = Kind::of(&request);
+        let scope = CookieScope::of(self.layer.scope, request.uri(), request.headers());
         // The clone is ready only after poll_ready; the ready one handles this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let page_asked = match kind {
-                Kind::PageRead => page_position(request.headers()),
+                Kind::PageRead => page_position(request.headers(), scope),
                 _ => None,
             };
             if let Some(position) = page_asked
@@ -273,10 +288,10 @@ where
                 .insert(LOG_POSITION_HEADER, HeaderValue::from(head));
             let cookie = match kind {
                 Kind::PageRead if page_asked.is_some() => {
-                    Some(page_position_cookie(None, layer.secure))
+                    Some(page_position_cookie(None, layer.secure, scope))
                 }
                 Kind::PageWrite if response.status().is_redirection() => {
-                    Some(page_position_cookie(Some(head), layer.secure))
+                    Some(page_position_cookie(Some(head), layer.secure, scope))
                 }
                 _ => None,
             };
@@ -344,8 +359,9 @@ mod tests {
         let form = Some("application/x-www-form-urlencoded");
         assert_eq!(request(post, "/poll/p-1/ballot", form), Kind::PageWrite);
 
+        let plain = CookieScope::default();
         let mut headers = http::HeaderMap::new();
-        assert_eq!(page_position(&headers), None);
+        assert_eq!(page_position(&headers, plain), None);
         headers.append(
             http::header::COOKIE,
             HeaderValue::from_static("podium_csrf=x"),
@@ -354,28 +370,47 @@ mod tests {
             http::header::COOKIE,
             HeaderValue::from_static("podium_session=t; podium_at=42"),
         );
-        assert_eq!(page_position(&headers), Some(42));
+        assert_eq!(page_position(&headers, plain), Some(42));
         // One set for the whole site by another host beside ours does not win.
         headers.append(
             http::header::COOKIE,
             HeaderValue::from_static("podium_at=99999999999"),
         );
-        assert_eq!(page_position(&headers), Some(42));
+        assert_eq!(page_position(&headers, plain), Some(42));
         headers.insert(
             http::header::COOKIE,
             HeaderValue::from_static("podium_at=soon"),
         );
-        assert_eq!(page_position(&headers), None);
+        assert_eq!(page_position(&headers, plain), None);
 
-        let set = page_position_cookie(Some(42), false);
+        let set = page_position_cookie(Some(42), false, plain);
         assert_eq!(
             set.to_str().unwrap(),
             "podium_at=42; Path=/; Max-Age=60; HttpOnly; SameSite=Strict"
         );
-        let cleared = page_position_cookie(None, true);
+        let cleared = page_position_cookie(None, true, plain);
         assert_eq!(
             cleared.to_str().unwrap(),
             "podium_at=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict; Secure"
+        );
+
+        // A podiumd reached on port 7701 reads and sets its own, not the one of the podiumd on
+        // another port of the same host.
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::HOST,
+            HeaderValue::from_static("127.0.0.1:7701"),
+        );
+        headers.insert(
+            http::header::COOKIE,
+            HeaderValue::from_static("podium_at=42; podium_at_7700=9; podium_at_7701=7"),
+        );
+        let rehearsal = CookieScope::of(None, &http::Uri::from_static("/"), &headers);
+        assert_eq!(page_position(&headers, rehearsal), Some(7));
+        let set = page_position_cookie(Some(8), false, rehearsal);
+        assert!(
+            set.to_str().unwrap().starts_with("podium_at_7701=8;"),
+            "{set:?}"
         );
     }
 

@@ -31,6 +31,7 @@ use futures::task::AtomicWaker;
 use http::{HeaderMap, header};
 use http_body::Frame;
 use podium_access::TokenKeys;
+use podium_web::session::{CookieScope, session_token};
 use tokio::sync::watch;
 use tonic::{Status, body::Body};
 use tower::{Layer, Service};
@@ -44,6 +45,8 @@ pub struct RevocationLayer {
     /// Paths of the gRPC methods whose requests stream.
     client_streaming: Arc<HashSet<String>>,
     calls: Arc<Calls>,
+    /// The scope of the pages' session cookie a `--public-url` fixes.
+    cookie_scope: Option<CookieScope>,
 }
 
 impl RevocationLayer {
@@ -71,7 +74,15 @@ impl RevocationLayer {
             streaming: Arc::new(streaming),
             client_streaming: Arc::new(client_streaming),
             calls,
+            cookie_scope: None,
         })
+    }
+
+    /// A page's session cookie is read by its name in the scope of this `--public-url`, as the
+    /// pages read it.
+    pub fn with_public_url(mut self, url: Option<&str>) -> Self {
+        self.cookie_scope = url.map(CookieScope::of_public_url);
+        self
     }
 }
 
@@ -243,7 +254,8 @@ where
                 None,
             )
         } else {
-            (None, podium_web::session::session_token(request.headers()))
+            let scope = self.layer.cookie_scope;
+            (None, session_token(scope, request.uri(), request.headers()))
         };
         let request = match (&watch, client_streaming) {
             (Some(watch), true) => request.map(|body| {

@@ -100,6 +100,7 @@ impl Web {
         let session = SessionKeys {
             keys: services.keys.clone(),
             secure,
+            scope: None,
         };
         Self {
             services,
@@ -124,6 +125,7 @@ impl Web {
     pub fn with_public_url(mut self, url: Option<String>) -> Self {
         if let Some(url) = &url {
             self.session.secure |= secure_origin(url);
+            self.session.scope = Some(session::CookieScope::of_public_url(url));
         }
         self.public_url = url.map(Into::into);
         self

@@ -2,20 +2,25 @@
 //! POST, and the exchange of a token arriving in a link for a cookie.
 //!
 //! - `podium_session`: the bearer token, HttpOnly, SameSite=Strict, Secure under TLS. It is
-//!   verified on every request exactly as the gRPC interceptor verifies a bearer token.
+//!   verified on every request exactly as the gRPC interceptor verifies a bearer token. Its
+//!   name carries the port the browser reached podiumd on, when the address names one
+//!   (`podium_session_7700`): see [`CookieScope`].
 //! - `podium_csrf`: a random value, HttpOnly; every form carries it in a hidden field and a POST
 //!   whose field does not match the cookie is refused (double submit), as is a POST whose
 //!   `Origin` is another site.
 //! - `podium_lang`: the language chosen with the switcher.
 //!
 //! podiumd's position layer (services/server/src/positions.rs) keeps one more, `podium_at`: the
-//! log position of the visitor's last write, for the next page asked of another node.
+//! log position of the visitor's last write, for the next page asked of another node. It is
+//! scoped by port like the session.
 
 use std::sync::Arc;
 
+use std::borrow::Cow;
+
 use axum::{
     extract::{FromRef, FromRequestParts},
-    http::{HeaderMap, HeaderValue, header, request::Parts},
+    http::{HeaderMap, HeaderValue, Uri, header, request::Parts, uri::Authority},
     response::{IntoResponse, Response},
 };
 use base64::Engine as _;
@@ -27,6 +32,57 @@ use crate::i18n::{Lang, Text};
 pub const SESSION: &str = "podium_session";
 pub const CSRF: &str = "podium_csrf";
 pub const LANG: &str = "podium_lang";
+
+/// Which podiumd of a host a cookie belongs to. Browsers keep cookies per host, not per port
+/// (RFC 6265, section 8.5), so without it two podiumd on one machine (the live one on `:7700`,
+/// a rehearsal on `:7701`) share one session cookie: the rehearsal's pages find a token signed
+/// by another key and clear it, signing the moderator out of the live console, and signing in to
+/// one replaces the other's token. The cookies that hold one podiumd's own state (the session
+/// and the position of the last write) therefore carry the port of the address the browser
+/// reached it by, when that address names one: `podium_session_7701`. Behind a proxy on the
+/// scheme's own port the names are the plain ones, and every node of a cluster behind one
+/// address shares them. A `--public-url` fixes the scope to its own port, whatever `Host` a proxy
+/// passes on. The language and the CSRF value are the browser's, not a podiumd's, and are shared
+/// by every podiumd of a host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CookieScope {
+    port: Option<u16>,
+}
+
+impl CookieScope {
+    /// The scope a `--public-url` (an origin, `https://podium.example.org:8443`) fixes.
+    pub fn of_public_url(url: &str) -> Self {
+        let port = Uri::try_from(url)
+            .ok()
+            .and_then(|uri| uri.authority().and_then(Authority::port_u16));
+        Self { port }
+    }
+
+    /// The scope of a request: `public`'s (see [`CookieScope::of_public_url`]) if podiumd has
+    /// one, else the port of the request's URI authority (HTTP/2 names the host there), else
+    /// of its `Host` header.
+    pub fn of(public: Option<Self>, uri: &Uri, headers: &HeaderMap) -> Self {
+        if let Some(public) = public {
+            return public;
+        }
+        let port = match uri.authority() {
+            Some(authority) => authority.port_u16(),
+            None => headers
+                .get(header::HOST)
+                .and_then(|host| Authority::try_from(host.as_bytes()).ok())
+                .and_then(|authority| authority.port_u16()),
+        };
+        Self { port }
+    }
+
+    /// The name of cookie `base` in this scope.
+    pub fn name(self, base: &str) -> Cow<'_, str> {
+        match self.port {
+            Some(port) => Cow::Owned(format!("{base}_{port}")),
+            None => Cow::Borrowed(base),
+        }
+    }
+}
 
 /// What every handler knows about the request: its language, its CSRF value, and the signed-in
 /// principal if the session cookie holds a valid token.
@@ -41,6 +97,8 @@ pub struct Visitor {
     /// Cookies this response must set (a new CSRF value, a cleared bad session).
     pub set_cookies: Vec<String>,
     pub secure: bool,
+    /// The podiumd of this host the session cookie is for.
+    pub scope: CookieScope,
 }
 
 /// What [`Visitor`] needs from the router's state.
@@ -49,12 +107,15 @@ pub struct SessionKeys {
     pub keys: Arc<TokenKeys>,
     /// Cookies get `Secure` when podiumd serves TLS.
     pub secure: bool,
+    /// The cookie scope a `--public-url` fixes, if podiumd has one.
+    pub scope: Option<CookieScope>,
 }
 
 impl std::fmt::Debug for SessionKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionKeys")
             .field("secure", &self.secure)
+            .field("scope", &self.scope)
             .finish_non_exhaustive()
     }
 }
@@ -65,7 +126,7 @@ impl Visitor {
     }
 
     /// A cookie with podium's flags: HttpOnly, SameSite=Strict, path `/`, Secure under TLS.
-    pub fn cookie(&self, name: &'static str, value: String, max_age: CookieDuration) -> String {
+    pub fn cookie(&self, name: &str, value: String, max_age: CookieDuration) -> String {
         let mut cookie = Cookie::new(name, value);
         cookie.set_http_only(true);
         cookie.set_same_site(SameSite::Strict);
@@ -86,13 +147,17 @@ impl Visitor {
             .and_then(|at| at.duration_since(std::time::SystemTime::now()).ok())
             .map_or(365 * 24 * 3600, |left| left.as_secs());
         let max_age = CookieDuration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX));
-        let cookie = self.cookie(SESSION, token, max_age);
+        let cookie = self.cookie(&self.scope.name(SESSION), token, max_age);
         self.set_cookies.push(cookie);
     }
 
     /// Signs out: the session cookie is cleared.
     pub fn sign_out(&mut self) {
-        let cookie = self.cookie(SESSION, String::new(), CookieDuration::ZERO);
+        let cookie = self.cookie(
+            &self.scope.name(SESSION),
+            String::new(),
+            CookieDuration::ZERO,
+        );
         self.set_cookies.push(cookie);
         self.principal = None;
     }
@@ -124,7 +189,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let keys = SessionKeys::from_ref(state);
-        Ok(visitor(&parts.headers, &keys))
+        Ok(visitor(&parts.uri, &parts.headers, &keys))
     }
 }
 
@@ -139,14 +204,21 @@ fn cookies(headers: &HeaderMap) -> impl Iterator<Item = Cookie<'_>> {
 
 /// The token in a request's session cookie, if it has one: the last one sent, as the pages
 /// read it.
-pub fn session_token(headers: &HeaderMap) -> Option<String> {
+pub fn session_token(
+    public: Option<CookieScope>,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Option<String> {
+    let session = CookieScope::of(public, uri, headers).name(SESSION);
     cookies(headers)
-        .filter(|cookie| cookie.name() == SESSION && !cookie.value().is_empty())
+        .filter(|cookie| cookie.name() == session && !cookie.value().is_empty())
         .last()
         .map(|cookie| cookie.value().to_owned())
 }
 
-fn visitor(headers: &HeaderMap, keys: &SessionKeys) -> Visitor {
+fn visitor(uri: &Uri, headers: &HeaderMap, keys: &SessionKeys) -> Visitor {
+    let scope = CookieScope::of(keys.scope, uri, headers);
+    let session_name = scope.name(SESSION);
     let mut remembered = None;
     let mut csrf = None;
     let mut session = None;
@@ -154,7 +226,9 @@ fn visitor(headers: &HeaderMap, keys: &SessionKeys) -> Visitor {
         match cookie.name() {
             LANG => remembered = Some(cookie.value().to_owned()),
             CSRF if !cookie.value().is_empty() => csrf = Some(cookie.value().to_owned()),
-            SESSION if !cookie.value().is_empty() => session = Some(cookie.value().to_owned()),
+            name if name == session_name && !cookie.value().is_empty() => {
+                session = Some(cookie.value().to_owned());
+            }
             _ => {}
         }
     }
@@ -169,6 +243,7 @@ fn visitor(headers: &HeaderMap, keys: &SessionKeys) -> Visitor {
         principal: principal.and_then(Result::ok),
         set_cookies: Vec::new(),
         secure: keys.secure,
+        scope,
     };
     visitor.csrf = match csrf {
         Some(value) => value,
@@ -235,6 +310,7 @@ mod tests {
             bad_session: false,
             set_cookies: Vec::new(),
             secure: false,
+            scope: CookieScope::default(),
         }
     }
 
@@ -270,5 +346,112 @@ mod tests {
         assert!(cookie.contains("HttpOnly"), "{cookie}");
         assert!(cookie.contains("SameSite=Strict"), "{cookie}");
         assert!(cookie.contains("Secure"), "{cookie}");
+    }
+
+    fn request_to(host: &'static str, cookie: &str) -> (Uri, HeaderMap) {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static(host));
+        headers.insert(header::COOKIE, HeaderValue::from_str(cookie).unwrap());
+        (Uri::from_static("/m/"), headers)
+    }
+
+    #[test]
+    fn a_podiumd_reached_by_a_port_keeps_its_own_session_cookie() {
+        let (_, headers) = request_to("127.0.0.1:7701", "");
+        let origin_form = Uri::from_static("/");
+        assert_eq!(
+            CookieScope::of(None, &origin_form, &headers).name(SESSION),
+            "podium_session_7701"
+        );
+        let (_, headers) = request_to("[::1]:7700", "");
+        assert_eq!(
+            CookieScope::of(None, &origin_form, &headers).name(SESSION),
+            "podium_session_7700"
+        );
+        // Behind a proxy on the scheme's port: the plain name.
+        let (_, headers) = request_to("podium.example", "");
+        assert_eq!(
+            CookieScope::of(None, &origin_form, &headers).name(SESSION),
+            SESSION
+        );
+        // A public URL fixes it, whatever Host a proxy passes on.
+        for (url, name) in [
+            ("https://podium.example.org", SESSION),
+            ("https://podium.example.org:8443", "podium_session_8443"),
+        ] {
+            let public = Some(CookieScope::of_public_url(url));
+            assert_eq!(
+                CookieScope::of(public, &origin_form, &headers).name(SESSION),
+                name
+            );
+        }
+        // HTTP/2 names the host in the URI, not in a Host header.
+        let h2 = Uri::from_static("https://127.0.0.1:7443/m/");
+        assert_eq!(
+            CookieScope::of(None, &h2, &HeaderMap::new()).name(SESSION),
+            "podium_session_7443"
+        );
+
+        // The live podiumd on 7700 and a rehearsal on 7701 of the same host, each with a key of
+        // its own; the browser sends both their cookies to each.
+        let keys = |secret: &[u8]| SessionKeys {
+            keys: Arc::new(TokenKeys::from_secret(secret, None)),
+            secure: false,
+            scope: None,
+        };
+        let (live, rehearsal) = (keys(b"live"), keys(b"rehearsal"));
+        let moderator = Principal {
+            id: "mod-1".into(),
+            name: "Sophea".into(),
+            role: podium_access::Role::Moderator,
+            conference_id: Some("odc-2024".into()),
+            speaker_id: None,
+            expires_at: None,
+            token_id: None,
+        };
+        let day = std::time::Duration::from_secs(86_400);
+        let live_token = live.keys.issue(&moderator, day).unwrap();
+        let rehearsal_token = rehearsal.keys.issue(&moderator, day).unwrap();
+        let both =
+            format!("podium_session_7700={live_token}; podium_session_7701={rehearsal_token}");
+        let (uri, headers) = request_to("127.0.0.1:7700", &both);
+        assert_eq!(
+            session_token(None, &uri, &headers),
+            Some(live_token.clone())
+        );
+        let at_live = visitor(&uri, &headers, &live);
+        assert_eq!(at_live.principal.map(|p| p.id), Some("mod-1".to_owned()));
+        let (uri, headers) = request_to("127.0.0.1:7701", &both);
+        let at_rehearsal = visitor(&uri, &headers, &rehearsal);
+        assert!(at_rehearsal.principal.is_some());
+
+        // A rehearsal that has not signed this browser in neither reads nor clears the live
+        // one's cookie.
+        let (uri, headers) = request_to(
+            "127.0.0.1:7701",
+            &format!("podium_session_7700={live_token}"),
+        );
+        let stranger = visitor(&uri, &headers, &rehearsal);
+        assert!(stranger.principal.is_none() && !stranger.bad_session);
+        assert!(
+            !stranger
+                .set_cookies
+                .iter()
+                .any(|c| c.starts_with("podium_session")),
+            "{:?}",
+            stranger.set_cookies
+        );
+        // Signing in there sets its own.
+        let mut stranger = stranger;
+        stranger.sign_in(rehearsal_token);
+        assert!(
+            stranger
+                .set_cookies
+                .last()
+                .unwrap()
+                .starts_with("podium_session_7701="),
+            "{:?}",
+            stranger.set_cookies
+        );
     }
 }

@@ -117,14 +117,18 @@ impl Browser {
     }
 
     pub async fn goto(&self, path: &str) -> anyhow::Result<()> {
-        let url = format!("{}{path}", self.base);
+        self.goto_url(&format!("{}{path}", self.base)).await
+    }
+
+    /// Navigates to `url` whole, on another server than the one the browser was opened on.
+    pub async fn goto_url(&self, url: &str) -> anyhow::Result<()> {
         // On a loaded machine chromedriver has once reported a navigation as failed ("no such
         // element: html") while the page was still loading (CI run 18): it is asked once more,
         // and a second failure is the test's.
-        if let Err(first) = self.client.goto(&url).await {
-            eprintln!("navigation to {path} failed ({first}); trying once more");
+        if let Err(first) = self.client.goto(url).await {
+            eprintln!("navigation to {url} failed ({first}); trying once more");
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            self.client.goto(&url).await?;
+            self.client.goto(url).await?;
         }
         Ok(())
     }

@@ -46,6 +46,16 @@ impl Reply {
     }
 }
 
+/// The name podiumd at `addr` (`127.0.0.1:port`) gives its cookie `base` (`podium_session`,
+/// `podium_at`): browsers keep cookies per host, not per port, so podiumd's own carry the port
+/// of the address they were reached by (`CookieScope` in services/web/src/session.rs).
+pub fn cookie_name(addr: &str, base: &str) -> String {
+    match addr.rsplit_once(':') {
+        Some((_, port)) => format!("{base}_{port}"),
+        None => base.to_owned(),
+    }
+}
+
 /// Sends one request on a fresh connection to `addr` (`127.0.0.1:port`) and reads the whole
 /// response. `headers` are added as given; a POST's body is a form.
 pub async fn request(

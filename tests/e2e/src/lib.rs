@@ -154,6 +154,11 @@ impl Podiumd {
         Ok(())
     }
 
+    /// The name this podiumd gives its pages' session cookie (`podium_session_<port>`).
+    pub fn session_cookie(&self) -> String {
+        http::cookie_name(&self.addr, "podium_session")
+    }
+
     /// The admin token podiumd generated on first start.
     pub fn admin_token(&self) -> anyhow::Result<String> {
         let token = std::fs::read_to_string(self.data_dir.join("admin.token"))?;

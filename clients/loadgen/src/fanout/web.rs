@@ -1,6 +1,6 @@
 //! The fan-out over the web transport: the same poll, ballots and figures as [`super`], but each
 //! watcher is a browser's view of the results, `GET /live/results?poll=ID` over HTTP/1.1 with
-//! the attendee's token in the `podium_session` cookie, read as Server-Sent Events on a TCP
+//! the attendee's token in the `podium_session_<port>` cookie, read as Server-Sent Events on a TCP
 //! connection of its own (HTTP/1.1 has one stream per connection). Figures: for each ballot, the
 //! time from its acknowledgement to the moment the last watcher received an event whose
 //! server-rendered results count it (`<N> ballots`), and podiumd's resident memory per idle
@@ -186,9 +186,15 @@ pub async fn run(
     let voters: Vec<Client> = attendees.into_iter().map(|(client, _)| client).collect();
     let rss_before = pid.and_then(rss_bytes);
 
+    // podiumd names its session cookie with the port it was reached by (README, "Pages in a
+    // browser").
+    let session = match host.rsplit_once(':') {
+        Some((_, port)) => format!("podium_session_{port}"),
+        None => "podium_session".to_owned(),
+    };
     let request: Arc<str> = format!(
         "GET /live/results?poll={} HTTP/1.1\r\nHost: {host}\r\n\
-         Cookie: podium_session={watcher_token}; podium_lang=en\r\n\
+         Cookie: {session}={watcher_token}; podium_lang=en\r\n\
          Accept: text/event-stream\r\nAccept-Language: en\r\nCache-Control: no-cache\r\n\r\n",
         poll.id
     )

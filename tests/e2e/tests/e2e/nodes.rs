@@ -310,8 +310,11 @@ async fn a_ballot_storm_spread_over_three_nodes_tallies_exactly_on_every_node() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_question_asked_on_a_page_through_one_node_is_on_the_next_page_through_the_other() {
     let cluster = cluster().await;
-    let first = node(&cluster);
-    let second = node(&cluster);
+    // Behind one address, as a load balancer gives them: the cookies' names are those of the
+    // public URL (no port), the same on both nodes, though the test reaches each by its own.
+    let behind_one_address = ["--public-url", "http://podium.example"];
+    let first = node_with(&cluster, &behind_one_address);
+    let second = node_with(&cluster, &behind_one_address);
     let admin = Client::connect(&first.addr, Some(ADMIN.into()))
         .await
         .unwrap();

@@ -249,9 +249,10 @@ async fn web_board(show: &Show) -> String {
     let signed_in = http::request(addr, "GET", &format!("/m/?token={moderator}"), &[], "")
         .await
         .unwrap();
+    let session_name = show.server.session_cookie();
     let cookie = format!(
-        "podium_session={}",
-        signed_in.cookie("podium_session").unwrap()
+        "{session_name}={}",
+        signed_in.cookie(&session_name).unwrap()
     );
     http::request(addr, "GET", "/m/", &[("cookie", &cookie)], "")
         .await

@@ -330,7 +330,8 @@ async fn a_revocation_ends_request_streams_and_the_pages_live_updates_too() {
     // The console's live board, a Server-Sent Events stream on the session cookie: the
     // request completes only when podiumd closes the stream.
     let addr = server.addr.clone();
-    let cookie = format!("podium_session={moderator}");
+    let session_name = server.session_cookie();
+    let cookie = format!("{session_name}={moderator}");
     let board = tokio::spawn(async move {
         podium_e2e::http::request(&addr, "GET", "/live/board", &[("cookie", &cookie)], "").await
     });

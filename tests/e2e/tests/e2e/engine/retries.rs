@@ -121,7 +121,8 @@ async fn the_console_offers_to_send_again_a_start_that_got_no_answer() {
         ..
     } = Pair::start(&cluster).await;
     let moderator = issued_token(&admin2, pb::Role::Moderator, "", "Sokha, moderator").await;
-    let signed_in = format!("podium_session={moderator}");
+    let session_name = two.session_cookie();
+    let signed_in = format!("{session_name}={moderator}");
     let confirm_path = format!("/m/confirm/start/{}", session.id);
     let confirm = tokio::time::timeout(PATIENCE, async {
         loop {

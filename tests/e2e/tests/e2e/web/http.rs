@@ -11,6 +11,7 @@ use super::{ballots, show};
 async fn pages_send_security_headers_and_refuse_forged_and_broken_requests() {
     let show = show().await;
     let addr = show.server.addr.clone();
+    let session_name = show.server.session_cookie();
 
     // Every page: a strict policy, no sniffing, no referrer, no framing, no caching.
     let home = http::request(&addr, "GET", "/", &[], "").await.unwrap();
@@ -53,7 +54,7 @@ async fn pages_send_security_headers_and_refuse_forged_and_broken_requests() {
         "{}",
         no_token.body
     );
-    assert_eq!(no_token.cookie("podium_session"), None);
+    assert_eq!(no_token.cookie(&session_name), None);
     let cross_site = http::request(
         &addr,
         "POST",
@@ -64,7 +65,7 @@ async fn pages_send_security_headers_and_refuse_forged_and_broken_requests() {
     .await
     .unwrap();
     assert_eq!(cross_site.status, 403);
-    assert_eq!(cross_site.cookie("podium_session"), None);
+    assert_eq!(cross_site.cookie(&session_name), None);
 
     // A wrong code: a page in the reader's language, nothing stored.
     let wrong = http::request(
@@ -114,15 +115,15 @@ async fn pages_send_security_headers_and_refuse_forged_and_broken_requests() {
     .unwrap();
     assert_eq!(joined.status, 303, "{}", joined.body);
     assert_eq!(joined.header("location"), Some("/"));
-    let session = joined.set_cookie("podium_session").unwrap();
+    let session = joined.set_cookie(&session_name).unwrap();
     assert!(
         session.contains("HttpOnly") && session.contains("SameSite=Strict"),
         "{session}"
     );
-    let token = joined.cookie("podium_session").unwrap();
+    let token = joined.cookie(&session_name).unwrap();
 
     // A ballot with the cookie but without the CSRF value is not counted.
-    let signed_in = format!("{cookie}; podium_session={token}");
+    let signed_in = format!("{cookie}; {session_name}={token}");
     let poll = &show.polls[0];
     let forged = http::request(
         &addr,
@@ -159,7 +160,7 @@ async fn pages_send_security_headers_and_refuse_forged_and_broken_requests() {
         &addr,
         "GET",
         "/",
-        &[("cookie", &format!("{cookie}; podium_session={token}x"))],
+        &[("cookie", &format!("{cookie}; {session_name}={token}x"))],
         "",
     )
     .await
@@ -174,7 +175,7 @@ async fn pages_send_security_headers_and_refuse_forged_and_broken_requests() {
         tampered
             .cookies()
             .iter()
-            .any(|c| c.starts_with("podium_session=;")),
+            .any(|c| c.starts_with(&format!("{session_name}=;"))),
         "{:?}",
         tampered.cookies()
     );
@@ -202,6 +203,7 @@ async fn pages_send_security_headers_and_refuse_forged_and_broken_requests() {
 async fn the_attendee_page_first_load_is_under_60_kb_over_the_wire() {
     let show = show().await;
     let addr = show.server.addr.clone();
+    let session_name = show.server.session_cookie();
     let start = http::request(&addr, "GET", "/", &[], "").await.unwrap();
     let csrf = start.cookie("podium_csrf").unwrap();
     let code = show.odc.join_code().to_owned();
@@ -214,8 +216,8 @@ async fn the_attendee_page_first_load_is_under_60_kb_over_the_wire() {
     )
     .await
     .unwrap();
-    let token = joined.cookie("podium_session").unwrap();
-    let cookie = format!("podium_csrf={csrf}; podium_session={token}");
+    let token = joined.cookie(&session_name).unwrap();
+    let cookie = format!("podium_csrf={csrf}; {session_name}={token}");
     // The page with five open polls, then what it links: stylesheet, script and icon.
     let compressed = [("cookie", cookie.as_str()), ("accept-encoding", "br, gzip")];
     let page = http::request(&addr, "GET", "/", &compressed, "")
@@ -293,6 +295,7 @@ async fn a_browser_calls_the_api_with_grpc_web_over_http_1_1_on_the_same_port() 
 async fn links_sign_in_only_the_role_their_page_needs_and_confirmations_name_real_sessions() {
     let show = show().await;
     let addr = show.server.addr.clone();
+    let session_name = show.server.session_cookie();
     let attendee = show.join("Dara").await.unwrap();
     let admin = show.server.admin_token().unwrap();
     let moderator = show
@@ -312,14 +315,14 @@ async fn links_sign_in_only_the_role_their_page_needs_and_confirmations_name_rea
     ] {
         let reply = http::request(&addr, "GET", &path, &[], "").await.unwrap();
         assert_eq!(reply.status, 403, "{path}");
-        assert_eq!(reply.cookie("podium_session"), None, "{path}");
+        assert_eq!(reply.cookie(&session_name), None, "{path}");
     }
     // The right role: a cookie that ends with the token, not later.
     let console = http::request(&addr, "GET", &format!("/m/?token={moderator}"), &[], "")
         .await
         .unwrap();
     assert_eq!(console.status, 200);
-    let cookie = console.set_cookie("podium_session").unwrap().to_owned();
+    let cookie = console.set_cookie(&session_name).unwrap().to_owned();
     let max_age: u64 = cookie
         .split("Max-Age=")
         .nth(1)
@@ -329,7 +332,7 @@ async fn links_sign_in_only_the_role_their_page_needs_and_confirmations_name_rea
     assert!(max_age <= 30 * 24 * 3600, "{cookie}");
     // A confirmation page for a path that is not a session of the board is refused, so its
     // button can never be aimed at another action.
-    let signed_in = format!("podium_session={moderator}");
+    let signed_in = format!("{session_name}={moderator}");
     let crafted = http::request(
         &addr,
         "GET",
@@ -401,6 +404,7 @@ async fn one_sign_in_holds_at_most_its_share_of_live_pages_and_a_new_one_ends_th
         .await
         .unwrap();
     let addr = show.server.addr.clone();
+    let session_name = show.server.session_cookie();
     let poll = &show.polls[0];
     let path = format!("/live/results?poll={}", poll.id);
     let open = |cookie: String| {
@@ -414,12 +418,12 @@ async fn one_sign_in_holds_at_most_its_share_of_live_pages_and_a_new_one_ends_th
         }
     };
     let dara = show.join("Dara").await.unwrap();
-    let dara_pages = format!("podium_session={}; podium_lang=en", dara.token);
+    let dara_pages = format!("{session_name}={}; podium_lang=en", dara.token);
     let sokha = show.join("Sokha").await.unwrap();
     let mut first = open(dara_pages.clone()).await;
     let mut second = open(dara_pages.clone()).await;
     // Another sign-in's page is not counted with Dara's.
-    let mut others = open(format!("podium_session={}", sokha.token)).await;
+    let mut others = open(format!("{session_name}={}", sokha.token)).await;
     // A third page of the same sign-in is served, and ends its oldest (a phone gone from the
     // Wi-Fi holds its stream until TCP gives up; a page still open reconnects by itself).
     let mut third = open(dara_pages.clone()).await;
@@ -456,9 +460,11 @@ async fn behind_a_proxy_the_projector_links_to_the_public_url() {
     let signed_in = http::request(&show.server.addr, "GET", &link, &[], "")
         .await
         .unwrap();
-    let session = signed_in.set_cookie("podium_session").unwrap().to_owned();
+    // The public URL names no port: the plain cookie names, whatever the Host.
+    let session_name = "podium_session";
+    let session = signed_in.set_cookie(session_name).unwrap().to_owned();
     assert!(session.contains("Secure"), "{session}");
-    let cookie = format!("podium_session={moderator}");
+    let cookie = format!("{session_name}={moderator}");
     let page = http::request(&show.server.addr, "GET", &path, &[("cookie", &cookie)], "")
         .await
         .unwrap();

@@ -4,8 +4,9 @@
 //! without JavaScript votes too; every page passes axe-core's WCAG 2.1 A and AA rules in
 //! English and Khmer; forged or broken requests are refused with a page that says why; a
 //! moderator runs the show from the console and reads the pre-flight report, the ratings and
-//! the export; a speaker sees their sessions in their own zone and tests their connection; and
-//! every page is photographed at both sizes in both languages.
+//! the export; a speaker sees their sessions in their own zone and tests their connection; a
+//! rehearsal podiumd on another port leaves the live console's sign-in alone; and every page is
+//! photographed at both sizes in both languages.
 
 use podium_client::{Client, pb};
 use podium_e2e::{NewPoll, Show, Talk, browser::Browser};
@@ -13,6 +14,7 @@ use podium_e2e::{NewPoll, Show, Talk, browser::Browser};
 mod attendee;
 mod http;
 mod https;
+mod rehearsal;
 mod staff;
 mod tour;
 

@@ -137,6 +137,7 @@ async fn a_moderator_starts_switches_and_moderates_from_the_console_and_the_boar
 #[tokio::test]
 async fn a_speaker_in_new_york_sees_their_session_in_both_zones_and_gets_a_calendar_file() {
     let show = show().await;
+    let session_name = show.server.session_cookie();
     let base = format!("http://{}", show.server.addr);
     let talk = show
         .add_session(
@@ -378,7 +379,7 @@ async fn a_speaker_in_new_york_sees_their_session_in_both_zones_and_gets_a_calen
         &show.server.addr,
         "GET",
         &format!("/s/session/{}.ics", talk.id),
-        &[("cookie", &format!("podium_session={token}"))],
+        &[("cookie", &format!("{session_name}={token}"))],
         "",
     )
     .await
@@ -403,6 +404,7 @@ async fn a_speaker_in_new_york_sees_their_session_in_both_zones_and_gets_a_calen
 #[tokio::test]
 async fn a_moderator_reads_the_preflight_report_and_ratings_and_downloads_the_export() {
     let show = show().await;
+    let session_name = show.server.session_cookie();
     lived_in(&show).await;
     let base = format!("http://{}", show.server.addr);
     let token = show
@@ -455,7 +457,7 @@ async fn a_moderator_reads_the_preflight_report_and_ratings_and_downloads_the_ex
     laptop.close().await.unwrap();
 
     // The export, as the CLI gives it: tallies, ratings, published questions; no names.
-    let cookie = format!("podium_session={token}");
+    let cookie = format!("{session_name}={token}");
     let csv = podium_e2e::http::request(
         &show.server.addr,
         "GET",
@@ -525,7 +527,7 @@ async fn a_moderator_reads_the_preflight_report_and_ratings_and_downloads_the_ex
         &show.server.addr,
         "GET",
         "/m/export.json",
-        &[("cookie", &format!("podium_session={}", attendee.token))],
+        &[("cookie", &format!("{session_name}={}", attendee.token))],
         "",
     )
     .await
