@@ -176,6 +176,7 @@ catalogue! {
     error_sign_in: "Your sign-in has expired or is not valid. Join again with the code.", "ការចូលរបស់អ្នកបានផុតកំណត់ ឬមិនត្រឹមត្រូវ។ សូមចូលរួមម្តងទៀតដោយប្រើលេខកូដ។";
     error_forbidden: "Your role may not do this.", "តួនាទីរបស់អ្នកមិនអាចធ្វើការនេះបានទេ។";
     error_csrf: "This form has expired. Go back, reload the page and send it again.", "ទម្រង់នេះបានផុតកំណត់។ សូមត្រឡប់ក្រោយ ផ្ទុកទំព័រឡើងវិញ ហើយផ្ញើម្តងទៀត។";
+    error_other_site: "This form was sent from another website, so nothing was done. Open the page at this address and send the form from there.", "ទម្រង់នេះត្រូវបានផ្ញើពីគេហទំព័រផ្សេង ដូច្នេះគ្មានអ្វីត្រូវបានធ្វើទេ។ សូមបើកទំព័រនៅអាសយដ្ឋាននេះ ហើយផ្ញើទម្រង់ពីទីនោះ។";
     error_too_large: "What you sent is too long.", "អ្វីដែលអ្នកបានផ្ញើវែងពេក។";
     error_invalid: "What you sent was not accepted:", "អ្វីដែលអ្នកបានផ្ញើមិនត្រូវបានទទួលយកទេ៖";
     error_busy: "Too many requests right now. Wait a moment and try again.", "មានសំណើច្រើនពេកនៅពេលនេះ។ សូមរង់ចាំបន្តិច ហើយព្យាយាមម្តងទៀត។";

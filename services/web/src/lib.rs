@@ -101,6 +101,7 @@ impl Web {
             keys: services.keys.clone(),
             secure,
             scope: None,
+            public_origin: None,
         };
         Self {
             services,
@@ -126,6 +127,7 @@ impl Web {
         if let Some(url) = &url {
             self.session.secure |= secure_origin(url);
             self.session.scope = Some(session::CookieScope::of_public_url(url));
+            self.session.public_origin = Some(url.as_str().into());
         }
         self.public_url = url.map(Into::into);
         self

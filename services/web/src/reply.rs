@@ -63,12 +63,11 @@ pub fn refused(visitor: &Visitor, status: &tonic::Status) -> Response {
 /// A POST that failed the CSRF or origin check: nothing was done.
 pub fn forgery(visitor: &Visitor, why: Forgery) -> Response {
     tracing::info!(?why, "form refused: cross-site request forgery check");
-    error(
-        visitor,
-        StatusCode::FORBIDDEN,
-        visitor.text().error_csrf,
-        None,
-    )
+    let message = match why {
+        Forgery::Token => visitor.text().error_csrf,
+        Forgery::Origin => visitor.text().error_other_site,
+    };
+    error(visitor, StatusCode::FORBIDDEN, message, None)
 }
 
 /// A page that needs a signed-in visitor, reached without one.

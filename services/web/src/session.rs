@@ -99,6 +99,8 @@ pub struct Visitor {
     pub secure: bool,
     /// The podiumd of this host the session cookie is for.
     pub scope: CookieScope,
+    /// The `--public-url`, whose pages' forms are this podiumd's.
+    pub public_origin: Option<Arc<str>>,
 }
 
 /// What [`Visitor`] needs from the router's state.
@@ -109,6 +111,9 @@ pub struct SessionKeys {
     pub secure: bool,
     /// The cookie scope a `--public-url` fixes, if podiumd has one.
     pub scope: Option<CookieScope>,
+    /// The `--public-url`, an origin: forms sent from its pages are this podiumd's, whatever
+    /// `Host` a proxy passes on.
+    pub public_origin: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for SessionKeys {
@@ -116,6 +121,7 @@ impl std::fmt::Debug for SessionKeys {
         f.debug_struct("SessionKeys")
             .field("secure", &self.secure)
             .field("scope", &self.scope)
+            .field("public_origin", &self.public_origin)
             .finish_non_exhaustive()
     }
 }
@@ -210,10 +216,14 @@ pub fn session_token(
     headers: &HeaderMap,
 ) -> Option<String> {
     let session = CookieScope::of(public, uri, headers).name(SESSION);
-    cookies(headers)
-        .filter(|cookie| cookie.name() == session && !cookie.value().is_empty())
-        .last()
-        .map(|cookie| cookie.value().to_owned())
+    let named = |name: &str| {
+        cookies(headers)
+            .filter(|cookie| cookie.name() == name && !cookie.value().is_empty())
+            .last()
+            .map(|cookie| cookie.value().to_owned())
+    };
+    // Or one of the plain name, as a page takes it (see `visitor`).
+    named(&session).or_else(|| named(SESSION))
 }
 
 fn visitor(uri: &Uri, headers: &HeaderMap, keys: &SessionKeys) -> Visitor {
@@ -222,6 +232,7 @@ fn visitor(uri: &Uri, headers: &HeaderMap, keys: &SessionKeys) -> Visitor {
     let mut remembered = None;
     let mut csrf = None;
     let mut session = None;
+    let mut unscoped = None;
     for cookie in cookies(headers) {
         match cookie.name() {
             LANG => remembered = Some(cookie.value().to_owned()),
@@ -229,13 +240,24 @@ fn visitor(uri: &Uri, headers: &HeaderMap, keys: &SessionKeys) -> Visitor {
             name if name == session_name && !cookie.value().is_empty() => {
                 session = Some(cookie.value().to_owned());
             }
+            SESSION if !cookie.value().is_empty() => unscoped = Some(cookie.value().to_owned()),
             _ => {}
         }
     }
     let accept = headers
         .get(header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok());
-    let principal = session.as_deref().map(|token| keys.keys.verify(token));
+    let mut principal = session.as_deref().map(|token| keys.keys.verify(token));
+    // A session cookie of the plain name, set before the names carried the port: an upgrade
+    // must not sign every visitor out. One that verifies here is this podiumd's, and moves to
+    // its name (below); one that does not is another podiumd's, and is left alone.
+    let moved = match (&principal, unscoped) {
+        (None, Some(token)) => keys.keys.verify(&token).ok().map(|p| (token, p)),
+        _ => None,
+    };
+    if let Some((_, moved)) = &moved {
+        principal = Some(Ok(moved.clone()));
+    }
     let mut visitor = Visitor {
         lang: Lang::negotiate(remembered.as_deref(), accept),
         csrf: String::new(),
@@ -244,6 +266,7 @@ fn visitor(uri: &Uri, headers: &HeaderMap, keys: &SessionKeys) -> Visitor {
         set_cookies: Vec::new(),
         secure: keys.secure,
         scope,
+        public_origin: keys.public_origin.clone(),
     };
     visitor.csrf = match csrf {
         Some(value) => value,
@@ -258,6 +281,11 @@ fn visitor(uri: &Uri, headers: &HeaderMap, keys: &SessionKeys) -> Visitor {
     if visitor.bad_session {
         visitor.sign_out();
     }
+    if let Some((token, principal)) = moved {
+        visitor.sign_in_until(token, principal.expires_at);
+        let cleared = visitor.cookie(SESSION, String::new(), CookieDuration::ZERO);
+        visitor.set_cookies.push(cleared);
+    }
     visitor
 }
 
@@ -270,9 +298,10 @@ pub enum Forgery {
     Origin,
 }
 
-/// Checks a POST: its `Origin` (when the browser sends one) is this host, and its form's CSRF
-/// field equals the cookie's value. A visitor without a CSRF cookie never passes, because the
-/// value [`Visitor`] made up for it is not in any form yet.
+/// Checks a POST: its `Origin` (when the browser sends one) is this host or the
+/// `--public-url`, and its form's CSRF field equals the cookie's value. A visitor without a
+/// CSRF cookie never passes, because the value [`Visitor`] made up for it is not in any form
+/// yet.
 pub fn check_post(headers: &HeaderMap, visitor: &Visitor, field: &str) -> Result<(), Forgery> {
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         let host = headers
@@ -280,7 +309,19 @@ pub fn check_post(headers: &HeaderMap, visitor: &Visitor, field: &str) -> Result
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-        if origin == "null" || origin_host != host {
+        let public = visitor
+            .public_origin
+            .as_deref()
+            .is_some_and(|public| public.eq_ignore_ascii_case(origin));
+        if origin == "null" || !(origin_host == host || public) {
+            // For the operator: a proxy that passes on a Host of its own (nginx's default)
+            // makes every form look foreign until podiumd is given its --public-url.
+            tracing::info!(
+                origin,
+                host,
+                public_url = visitor.public_origin.as_deref(),
+                "a form from another site: its Origin is neither this Host nor --public-url"
+            );
             return Err(Forgery::Origin);
         }
     }
@@ -311,6 +352,7 @@ mod tests {
             set_cookies: Vec::new(),
             secure: false,
             scope: CookieScope::default(),
+            public_origin: None,
         }
     }
 
@@ -335,6 +377,24 @@ mod tests {
             HeaderValue::from_static("http://podium.example:8080"),
         );
         assert_eq!(check_post(&headers, &visitor, "abc"), Ok(()));
+        // Behind a proxy that passes on a Host of its own: the public URL's pages are ours.
+        headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:7700"));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://podium.example.org"),
+        );
+        assert_eq!(check_post(&headers, &visitor, "abc"), Err(Forgery::Origin));
+        let mut behind_proxy = visitor_with("abc");
+        behind_proxy.public_origin = Some("https://podium.example.org".into());
+        assert_eq!(check_post(&headers, &behind_proxy, "abc"), Ok(()));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert_eq!(
+            check_post(&headers, &behind_proxy, "abc"),
+            Err(Forgery::Origin)
+        );
     }
 
     #[test]
@@ -398,6 +458,7 @@ mod tests {
             keys: Arc::new(TokenKeys::from_secret(secret, None)),
             secure: false,
             scope: None,
+            public_origin: None,
         };
         let (live, rehearsal) = (keys(b"live"), keys(b"rehearsal"));
         let moderator = Principal {
@@ -441,6 +502,36 @@ mod tests {
             "{:?}",
             stranger.set_cookies
         );
+        // A cookie of the plain name, from before the names carried the port, still signs its
+        // own podiumd's visitor in, and moves to the scoped name; another podiumd leaves it.
+        let (uri, headers) = request_to("127.0.0.1:7700", &format!("{SESSION}={live_token}"));
+        let upgraded = visitor(&uri, &headers, &live);
+        assert!(upgraded.principal.is_some() && !upgraded.bad_session);
+        assert_eq!(
+            session_token(None, &uri, &headers),
+            Some(live_token.clone())
+        );
+        let (moved, cleared) = (&upgraded.set_cookies[1], &upgraded.set_cookies[2]);
+        assert!(
+            moved.starts_with(&format!("podium_session_7700={live_token};")),
+            "{moved}"
+        );
+        assert!(
+            cleared.starts_with("podium_session=;") && cleared.contains("Max-Age=0"),
+            "{cleared}"
+        );
+        let (uri, headers) = request_to("127.0.0.1:7701", &format!("{SESSION}={live_token}"));
+        let left = visitor(&uri, &headers, &rehearsal);
+        assert!(left.principal.is_none() && !left.bad_session);
+        assert!(
+            !left
+                .set_cookies
+                .iter()
+                .any(|c| c.starts_with("podium_session")),
+            "{:?}",
+            left.set_cookies
+        );
+
         // Signing in there sets its own.
         let mut stranger = stranger;
         stranger.sign_in(rehearsal_token);

@@ -65,6 +65,13 @@ async fn pages_send_security_headers_and_refuse_forged_and_broken_requests() {
     .await
     .unwrap();
     assert_eq!(cross_site.status, 403);
+    assert!(
+        cross_site
+            .body
+            .contains("This form was sent from another website"),
+        "{}",
+        cross_site.body
+    );
     assert_eq!(cross_site.cookie(&session_name), None);
 
     // A wrong code: a page in the reader's language, nothing stored.
@@ -472,4 +479,29 @@ async fn behind_a_proxy_the_projector_links_to_the_public_url() {
     let link = format!("https://podium.example.org/j/{}", show.odc.join_code());
     assert!(page.body.contains(&link), "{link} not in {}", page.body);
     assert!(!page.body.contains("http://127.0.0.1"), "{}", page.body);
+
+    // A proxy that passes on a Host of its own (here podiumd's address, as nginx does by
+    // default): a form from the public URL's pages is still this podiumd's.
+    let start = http::request(&show.server.addr, "GET", "/", &[], "")
+        .await
+        .unwrap();
+    let csrf = start.cookie("podium_csrf").unwrap();
+    let joined = http::request(
+        &show.server.addr,
+        "POST",
+        "/join",
+        &[
+            ("cookie", &format!("podium_csrf={csrf}")),
+            ("origin", "https://podium.example.org"),
+        ],
+        &form(&[
+            ("csrf", &csrf),
+            ("code", show.odc.join_code()),
+            ("name", "Dara"),
+        ]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(joined.status, 303, "{}", joined.body);
+    assert!(joined.cookie(session_name).is_some());
 }
