@@ -96,7 +96,9 @@ pub struct Config {
     /// The address attendees reach podiumd by, when it is not the one they type into the
     /// browser's address bar as podiumd sees it: behind a proxy that terminates TLS, for
     /// example `https://podium.example.org`. The projector's join link and QR code use it;
-    /// without it they use the scheme podiumd serves and the request's Host.
+    /// without it they use the scheme podiumd serves and the request's Host. Forms from its
+    /// pages are taken whatever Host a proxy passes on, and its port (if any) names the pages'
+    /// cookies, the same on every node behind it.
     #[arg(long, env = "PODIUM_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<String>,
 
@@ -317,10 +319,20 @@ fn parse_public_url(text: &str) -> Result<String, String> {
             && (a.port_u16().is_some() || !after_host.contains(':'))
     });
     match (scheme_ok, authority, bare) {
-        (true, Some(authority), true) => Ok(format!(
-            "{}://{authority}",
-            uri.scheme_str().unwrap_or("https")
-        )),
+        (true, Some(authority), true) => {
+            let scheme = uri.scheme_str().unwrap_or("https");
+            // As browsers write an origin: without the scheme's own port, so that the forms'
+            // Origin equals it and the cookies' names are the plain ones.
+            let default_port = if scheme == "https" { 443 } else { 80 };
+            let origin = match authority.port_u16() {
+                Some(port) if port == default_port => {
+                    let (host, _) = authority.as_str().rsplit_once(':').unwrap_or_default();
+                    host.to_owned()
+                }
+                _ => authority.as_str().to_owned(),
+            };
+            Ok(format!("{scheme}://{}", origin.to_ascii_lowercase()))
+        }
         _ => Err(format!(
             "{text:?} must be http:// or https:// and a host, with no path: for example \
              https://podium.example.org"
@@ -438,6 +450,19 @@ mod tests {
         assert_eq!(
             parse_public_url("https://[2001:db8::1]:8443"),
             Ok("https://[2001:db8::1]:8443".to_owned())
+        );
+        // As a browser's Origin names it: no default port, a lower-case host.
+        assert_eq!(
+            parse_public_url("https://Podium.Example.org:443/"),
+            Ok("https://podium.example.org".to_owned())
+        );
+        assert_eq!(
+            parse_public_url("http://[2001:db8::1]:80"),
+            Ok("http://[2001:db8::1]".to_owned())
+        );
+        assert_eq!(
+            parse_public_url("http://podium.example.org:443"),
+            Ok("http://podium.example.org:443".to_owned())
         );
         for wrong in [
             "podium.example.org",

@@ -14,9 +14,7 @@
 //! log position of the visitor's last write, for the next page asked of another node. It is
 //! scoped by port like the session.
 
-use std::sync::Arc;
-
-use std::borrow::Cow;
+use std::{borrow::Cow, sync::Arc};
 
 use axum::{
     extract::{FromRef, FromRequestParts},
@@ -247,17 +245,19 @@ fn visitor(uri: &Uri, headers: &HeaderMap, keys: &SessionKeys) -> Visitor {
     let accept = headers
         .get(header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok());
-    let mut principal = session.as_deref().map(|token| keys.keys.verify(token));
+    let scoped = session.as_deref().map(|token| keys.keys.verify(token));
     // A session cookie of the plain name, set before the names carried the port: an upgrade
-    // must not sign every visitor out. One that verifies here is this podiumd's, and moves to
-    // its name (below); one that does not is another podiumd's, and is left alone.
-    let moved = match (&principal, unscoped) {
-        (None, Some(token)) => keys.keys.verify(&token).ok().map(|p| (token, p)),
-        _ => None,
+    // must not sign every visitor out. One that verifies here is this podiumd's: it is cleared,
+    // and moves to this podiumd's name unless that holds a valid token already (below). One
+    // that does not verify is another podiumd's, and is left alone. (With no port in the scope
+    // the plain name is the scoped one, read above, and `unscoped` stays empty.)
+    let unscoped = unscoped.and_then(|token| keys.keys.verify(&token).ok().map(|p| (token, p)));
+    let clear_unscoped = unscoped.is_some();
+    let (principal, moved) = match (scoped, unscoped) {
+        (Some(Ok(principal)), _) => (Some(Ok(principal)), None),
+        (_, Some((token, principal))) => (Some(Ok(principal.clone())), Some((token, principal))),
+        (scoped, None) => (scoped, None),
     };
-    if let Some((_, moved)) = &moved {
-        principal = Some(Ok(moved.clone()));
-    }
     let mut visitor = Visitor {
         lang: Lang::negotiate(remembered.as_deref(), accept),
         csrf: String::new(),
@@ -283,6 +283,8 @@ fn visitor(uri: &Uri, headers: &HeaderMap, keys: &SessionKeys) -> Visitor {
     }
     if let Some((token, principal)) = moved {
         visitor.sign_in_until(token, principal.expires_at);
+    }
+    if clear_unscoped {
         let cleared = visitor.cookie(SESSION, String::new(), CookieDuration::ZERO);
         visitor.set_cookies.push(cleared);
     }
@@ -530,6 +532,36 @@ mod tests {
                 .any(|c| c.starts_with("podium_session")),
             "{:?}",
             left.set_cookies
+        );
+
+        // Beside a valid scoped cookie, a plain one of this podiumd is cleared too, so that
+        // signing out is not undone by it on the next request.
+        let both = format!("podium_session_7700={live_token}; {SESSION}={live_token}");
+        let (uri, headers) = request_to("127.0.0.1:7700", &both);
+        let mut signing_out = visitor(&uri, &headers, &live);
+        assert!(signing_out.principal.is_some());
+        signing_out.sign_out();
+        let cleared: Vec<_> = signing_out
+            .set_cookies
+            .iter()
+            .filter(|c| c.starts_with("podium_session") && c.contains("Max-Age=0"))
+            .collect();
+        assert_eq!(cleared.len(), 2, "{:?}", signing_out.set_cookies);
+        // A scoped cookie that does not verify beside a plain one that does: the plain one
+        // moves at once.
+        let (uri, headers) = request_to(
+            "127.0.0.1:7700",
+            &format!("podium_session_7700={live_token}x; {SESSION}={live_token}"),
+        );
+        let mended = visitor(&uri, &headers, &live);
+        assert!(mended.principal.is_some() && !mended.bad_session);
+        assert!(
+            mended
+                .set_cookies
+                .iter()
+                .any(|c| c.starts_with(&format!("podium_session_7700={live_token};"))),
+            "{:?}",
+            mended.set_cookies
         );
 
         // Signing in there sets its own.

@@ -187,14 +187,14 @@ pub async fn run(
     let rss_before = pid.and_then(rss_bytes);
 
     // podiumd names its session cookie with the port it was reached by (README, "Pages in a
-    // browser").
+    // browser"), or plainly when its --public-url names none; it takes the plain name too.
     let session = match host.rsplit_once(':') {
-        Some((_, port)) => format!("podium_session_{port}"),
-        None => "podium_session".to_owned(),
+        Some((_, port)) => format!("podium_session_{port}={watcher_token}; "),
+        None => String::new(),
     };
     let request: Arc<str> = format!(
         "GET /live/results?poll={} HTTP/1.1\r\nHost: {host}\r\n\
-         Cookie: {session}={watcher_token}; podium_lang=en\r\n\
+         Cookie: {session}podium_session={watcher_token}; podium_lang=en\r\n\
          Accept: text/event-stream\r\nAccept-Language: en\r\nCache-Control: no-cache\r\n\r\n",
         poll.id
     )

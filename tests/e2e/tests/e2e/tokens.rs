@@ -369,6 +369,36 @@ async fn a_revocation_ends_request_streams_and_the_pages_live_updates_too() {
     assert_eq!(page.header("content-type"), Some("text/event-stream"));
 }
 
+/// Behind a `--public-url` with a port, the pages' cookie is named by that port, not by the one
+/// podiumd is reached on, and the revocation watch reads the same name as the pages.
+#[tokio::test]
+async fn behind_a_public_url_a_revocation_ends_the_pages_live_updates() {
+    let show = Show::start()
+        .args(&["--public-url", "http://podium.example:8443"])
+        .await
+        .unwrap();
+    let moderator = show
+        .token(pb::Role::Moderator, None, "console behind a proxy")
+        .await
+        .unwrap();
+    let id = token_id(&show.server.client(Some(moderator.clone())).await.unwrap()).await;
+    let addr = show.server.addr.clone();
+    let cookie = format!("podium_session_8443={moderator}");
+    let board = tokio::spawn(async move {
+        podium_e2e::http::request(&addr, "GET", "/live/board", &[("cookie", &cookie)], "").await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!board.is_finished(), "the board was not served: {board:?}");
+    revoke(&show.admin, &id).await.unwrap();
+    let page = tokio::time::timeout(PATIENCE, board)
+        .await
+        .expect("the board's event stream did not close after its token was revoked")
+        .unwrap()
+        .unwrap();
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.header("content-type"), Some("text/event-stream"));
+}
+
 #[tokio::test]
 async fn an_open_stream_ends_when_its_token_expires() {
     let show = Show::start().await.unwrap();
