@@ -320,6 +320,28 @@ def test_a_conference_from_setup_to_failover_through_python_grpc(pb, podiumd):
             assert session.speakers[0].start.time_zone == "Asia/Seoul", session
             assert session.failover.failover_after_ms == FAILOVER_AFTER_MS, session
 
+        with step("the organiser gives the session ten more minutes"):
+            # UpdateSession replaces every fact: the session's own, with a later end.
+            session = agenda.UpdateSession(
+                pb.UpdateSessionRequest(
+                    request_id=request_id(),
+                    conference_id=CONFERENCE,
+                    session_id=session.id,
+                    title=session.title,
+                    kind=session.kind,
+                    start=session.start.utc,
+                    end=Timestamp(seconds=session.end.utc.seconds + 10 * 60),
+                    room_id=session.room_id,
+                    speaker_ids=[s.speaker_id for s in session.speakers if not s.backup],
+                    backup_speaker_ids=[s.speaker_id for s in session.speakers if s.backup],
+                    failover=session.failover,
+                ),
+                metadata=organiser,
+            ).session
+            assert session.end.utc.seconds == now + 50 * 60, session
+            assert [s.speaker_id for s in session.speakers] == [speaker.id], session
+            assert session.failover.failover_after_ms == FAILOVER_AFTER_MS, session
+
         with step("the organiser uploads the speaker's pre-recorded talk"):
             video = forty_minute_talk()
             header = pb.RecordingHeader(

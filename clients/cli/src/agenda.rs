@@ -83,10 +83,33 @@ pub enum Kind {
     Pitch,
 }
 
+impl Kind {
+    pub fn proto(self) -> i32 {
+        let kind = match self {
+            Kind::Talk => pb::SessionKind::Talk,
+            Kind::Panel => pb::SessionKind::Panel,
+            Kind::Breakout => pb::SessionKind::Breakout,
+            Kind::Pitch => pb::SessionKind::Pitch,
+        };
+        kind as i32
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum FailbackArg {
     Sticky,
     ReturnWhenStable,
+}
+
+impl FailbackArg {
+    pub fn proto(failback: Option<Self>) -> i32 {
+        let mode = match failback {
+            None => pb::FailbackMode::Unspecified,
+            Some(FailbackArg::Sticky) => pb::FailbackMode::Sticky,
+            Some(FailbackArg::ReturnWhenStable) => pb::FailbackMode::ReturnWhenStable,
+        };
+        mode as i32
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +152,9 @@ pub enum SessionCmd {
         #[arg(long)]
         speaker: Option<String>,
     },
+    /// Change a scheduled session: move it to another time or room, replace its speakers,
+    /// retitle it. What is not given stays as it is; a new --start alone keeps the length.
+    Change(crate::session_change::Change),
     /// Show one session, with its times in each speaker's zone.
     Show { id: String },
     /// Take a session live, on its speaker.
@@ -367,11 +393,7 @@ pub async fn session(ctx: &Ctx, cmd: SessionCmd) -> anyhow::Result<()> {
             };
             let failover = pb::FailoverPolicy {
                 failover_after_ms: failover_after_ms.unwrap_or(0),
-                failback: match failback {
-                    None => pb::FailbackMode::Unspecified,
-                    Some(FailbackArg::Sticky) => pb::FailbackMode::Sticky,
-                    Some(FailbackArg::ReturnWhenStable) => pb::FailbackMode::ReturnWhenStable,
-                } as i32,
+                failback: FailbackArg::proto(failback),
                 ..Default::default()
             };
             let session = ctx
@@ -381,12 +403,7 @@ pub async fn session(ctx: &Ctx, cmd: SessionCmd) -> anyhow::Result<()> {
                     request_id: Client::request_id(),
                     conference_id: conference.id.clone(),
                     title: Some(parse::localized(&title, &conference.default_language)?),
-                    kind: match kind {
-                        Kind::Talk => pb::SessionKind::Talk,
-                        Kind::Panel => pb::SessionKind::Panel,
-                        Kind::Breakout => pb::SessionKind::Breakout,
-                        Kind::Pitch => pb::SessionKind::Pitch,
-                    } as i32,
+                    kind: kind.proto(),
                     start: Some(timestamp(start)),
                     end: Some(timestamp(end)),
                     room_id: room,
@@ -460,6 +477,9 @@ pub async fn session(ctx: &Ctx, cmd: SessionCmd) -> anyhow::Result<()> {
             if warnings > 0 {
                 println!("{warnings} warning(s): see `podium session show <id>`");
             }
+        }
+        SessionCmd::Change(change) => {
+            crate::session_change::change(ctx, &conference, zone, change).await?;
         }
         SessionCmd::Start { id } => stage::session_lifecycle(ctx, id, true).await?,
         SessionCmd::End { id } => stage::session_lifecycle(ctx, id, false).await?,

@@ -21,6 +21,7 @@ mod privacy;
 mod qa;
 mod rating;
 mod recording;
+mod session_change;
 mod settings;
 mod stage;
 

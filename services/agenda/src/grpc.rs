@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use podium_access::{EVERYONE, ORGANISERS, Principal, caller};
-use podium_core::{Hours, ZonedView, hhmm, zoned};
+use podium_core::{Hours, zoned};
 use podium_eventlog::RequestId;
 use podium_proto::{
-    time::{instant, timestamp},
+    time::instant,
     v1::{self as pb, agenda_server::Agenda as AgendaRpc},
 };
 use rand::Rng;
@@ -18,14 +18,15 @@ use tonic::{Request, Response, Status};
 use crate::{
     domain::{
         Command, Conference, LocalizedText, MAX_NAME_CHARS, NewConference, NewSession,
-        ORGANISATION, Room, Session, Speaker, is_language_tag,
+        ORGANISATION, Room, Speaker, is_language_tag,
         time::{SlotQuery, parse_date, parse_zone, suggest_slots},
         validated_name,
     },
     error::AgendaError,
-    store::{
-        AgendaStore, failover_from_proto, failover_to_proto, kind_from_proto, kind_to_proto,
-        text_to_proto,
+    store::{AgendaStore, failover_from_proto, kind_from_proto},
+    views::{
+        conference_to_proto, room_to_proto, session_to_proto, speaker_times, speaker_to_proto,
+        zoned_to_proto,
     },
 };
 
@@ -38,6 +39,37 @@ pub struct AgendaService {
 impl AgendaService {
     pub fn new(store: AgendaStore) -> Self {
         Self { store }
+    }
+
+    /// Schedules `session` (or, `changed`, replaces the scheduled session of its id) and
+    /// answers it as it now stands.
+    async fn place(
+        &self,
+        principal: &Principal,
+        rid: RequestId,
+        conference_id: String,
+        session: NewSession,
+        changed: bool,
+    ) -> Result<pb::Session, Status> {
+        let session_id = session.id.clone();
+        let command = if changed {
+            Command::RescheduleSession {
+                conference_id: conference_id.clone(),
+                session,
+            }
+        } else {
+            Command::ScheduleSession {
+                conference_id: conference_id.clone(),
+                session,
+            }
+        };
+        self.store.run(rid, &command).await?;
+        let session = self.with_conference(principal, &conference_id, |c| {
+            Ok(session_to_proto(c, c.session(&session_id)?))
+        })?;
+        let warnings = session.warnings.len();
+        tracing::info!(conference = %conference_id, session = %session.id, warnings, changed, "session scheduled");
+        Ok(session)
     }
 
     /// Reads conference `id` for `principal`, who must be allowed to see it.
@@ -204,102 +236,6 @@ fn new_session(r: pb::AddSessionRequest) -> Result<(RequestId, NewSession), Agen
     Ok((rid, session))
 }
 
-// ---- Views ----
-
-fn zoned_to_proto(view: ZonedView) -> pb::ZonedTime {
-    pb::ZonedTime {
-        utc: Some(timestamp(view.utc)),
-        time_zone: view.zone.name().to_owned(),
-        local: view.local,
-        label: view.label,
-    }
-}
-
-fn room_to_proto(room: &Room) -> pb::Room {
-    pb::Room {
-        id: room.id.clone(),
-        name: room.name.clone(),
-        capacity: room.capacity,
-    }
-}
-
-fn speaker_to_proto(s: &Speaker) -> pb::Speaker {
-    pb::Speaker {
-        id: s.id.clone(),
-        name: s.name.clone(),
-        organisation: s.organisation.clone(),
-        time_zone: s.zone.name().to_owned(),
-        available_from: hhmm(s.hours.from),
-        available_until: hhmm(s.hours.until),
-    }
-}
-
-fn conference_to_proto(c: &Conference, viewer: &Principal) -> pb::Conference {
-    pb::Conference {
-        id: c.info.id.clone(),
-        title: Some(text_to_proto(&c.info.title)),
-        default_language: c.info.default_language.clone(),
-        time_zone: c.info.zone.name().to_owned(),
-        join_code: if viewer.sees_join_code() {
-            c.info.join_code.clone()
-        } else {
-            String::new()
-        },
-        rooms: c.rooms.values().map(room_to_proto).collect(),
-        speakers: c.speakers.values().map(speaker_to_proto).collect(),
-        created_at: Some(timestamp(c.created_at)),
-    }
-}
-
-/// A slot as each speaker sees it.
-fn speaker_times(
-    c: &Conference,
-    speakers: impl Iterator<Item = (String, bool)>,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> Vec<pb::SessionSpeaker> {
-    speakers
-        .filter_map(|(id, backup)| c.speakers.get(&id).map(|s| (s, backup)))
-        .map(|(s, backup)| pb::SessionSpeaker {
-            speaker_id: s.id.clone(),
-            name: s.name.clone(),
-            time_zone: s.zone.name().to_owned(),
-            backup,
-            start: Some(zoned_to_proto(zoned(start, s.zone))),
-            end: Some(zoned_to_proto(zoned(end, s.zone))),
-            within_hours: s.hours.contains(s.zone, start, end),
-        })
-        .collect()
-}
-
-fn session_to_proto(c: &Conference, s: &Session) -> pb::Session {
-    let speakers = s.all_speakers().map(|(id, backup)| (id.to_owned(), backup));
-    pb::Session {
-        id: s.id.clone(),
-        conference_id: c.info.id.clone(),
-        title: Some(text_to_proto(&s.title)),
-        kind: kind_to_proto(s.kind) as i32,
-        start: Some(zoned_to_proto(zoned(s.start, c.info.zone))),
-        end: Some(zoned_to_proto(zoned(s.end, c.info.zone))),
-        room_id: s.room_id.clone(),
-        room_name: c
-            .rooms
-            .get(&s.room_id)
-            .map(|r| r.name.clone())
-            .unwrap_or_default(),
-        speakers: speaker_times(c, speakers, s.start, s.end),
-        failover: Some(failover_to_proto(&s.failover)),
-        warnings: c
-            .warnings(s)
-            .into_iter()
-            .map(|(speaker_id, message)| pb::ScheduleWarning {
-                speaker_id,
-                message,
-            })
-            .collect(),
-    }
-}
-
 #[tonic::async_trait]
 impl AgendaRpc for AgendaService {
     async fn create_conference(
@@ -416,21 +352,43 @@ impl AgendaRpc for AgendaService {
         let conference_id = r.conference_id.trim().to_owned();
         principal.require(&conference_id, ORGANISERS, "add sessions")?;
         let (rid, session) = new_session(r)?;
-        let session_id = session.id.clone();
-        self.store
-            .run(
-                rid,
-                &Command::ScheduleSession {
-                    conference_id: conference_id.clone(),
-                    session,
-                },
-            )
+        let session = self
+            .place(&principal, rid, conference_id, session, false)
             .await?;
-        let session = self.with_conference(&principal, &conference_id, |c| {
-            Ok(session_to_proto(c, c.session(&session_id)?))
-        })?;
-        tracing::info!(conference = %conference_id, session = %session.id, warnings = session.warnings.len(), "session scheduled");
         Ok(Response::new(pb::AddSessionResponse {
+            session: Some(session),
+        }))
+    }
+
+    async fn update_session(
+        &self,
+        request: Request<pb::UpdateSessionRequest>,
+    ) -> Result<Response<pb::UpdateSessionResponse>, Status> {
+        let principal = caller(&request)?;
+        let r = request.into_inner();
+        let conference_id = r.conference_id.trim().to_owned();
+        principal.require(&conference_id, ORGANISERS, "change sessions")?;
+        let session_id = r.session_id.trim().to_owned();
+        if session_id.is_empty() {
+            return Err(AgendaError::invalid("session_id", "is required").into());
+        }
+        let (rid, mut session) = new_session(pb::AddSessionRequest {
+            request_id: r.request_id,
+            conference_id: r.conference_id,
+            title: r.title,
+            kind: r.kind,
+            start: r.start,
+            end: r.end,
+            room_id: r.room_id,
+            speaker_ids: r.speaker_ids,
+            backup_speaker_ids: r.backup_speaker_ids,
+            failover: r.failover,
+        })?;
+        session.id = session_id;
+        let session = self
+            .place(&principal, rid, conference_id, session, true)
+            .await?;
+        Ok(Response::new(pb::UpdateSessionResponse {
             session: Some(session),
         }))
     }

@@ -3,7 +3,7 @@
 //! finder.
 //!
 //! Layers: [`domain`] (state and rules, pure), [`store`] (events in and out of the log, the
-//! read model), [`grpc`] (the `podium.v1.Agenda` service).
+//! read model), [`grpc`] (the `podium.v1.Agenda` service, its answers in `views`).
 
 #![forbid(unsafe_code)]
 
@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod store;
+mod views;
 
 pub use error::AgendaError;
 pub use grpc::AgendaService;

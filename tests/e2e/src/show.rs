@@ -66,6 +66,7 @@ pub enum Speaker {
 
 /// A conference as the seed report describes ODC 2024: Phnom Penh, a main hall, a speaker in
 /// Phnom Penh and one in New York.
+#[derive(Debug, Clone)]
 pub struct Odc {
     pub conference: pb::Conference,
     pub hall: pb::Room,

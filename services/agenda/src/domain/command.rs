@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use podium_core::FailoverPolicy;
 
 use super::{
-    Agenda, AgendaEvent, LocalizedText, NewConference, Room, Session, SessionKind, Speaker,
-    add_room, add_speaker, create_conference, schedule_session,
+    Agenda, AgendaEvent, Conference, LocalizedText, NewConference, Room, Session, SessionKind,
+    Speaker, add_room, add_speaker, create_conference, reschedule_session, schedule_session,
 };
 use crate::error::AgendaError;
 
@@ -44,6 +44,11 @@ pub enum Command {
         conference_id: String,
         session: NewSession,
     },
+    /// A scheduled session's facts replaced; `session.id` names it.
+    RescheduleSession {
+        conference_id: String,
+        session: NewSession,
+    },
 }
 
 impl Command {
@@ -53,7 +58,8 @@ impl Command {
             Command::CreateConference(new) => &new.id,
             Command::AddRoom { conference_id, .. }
             | Command::AddSpeaker { conference_id, .. }
-            | Command::ScheduleSession { conference_id, .. } => conference_id,
+            | Command::ScheduleSession { conference_id, .. }
+            | Command::RescheduleSession { conference_id, .. } => conference_id,
         }
     }
 
@@ -74,26 +80,37 @@ impl Command {
                 session,
             } => {
                 let conference = agenda.conference(conference_id)?;
-                let title = LocalizedText::validated(
-                    "title",
-                    session.titles.clone(),
-                    &conference.info.default_language,
-                )?;
-                schedule_session(
-                    conference,
-                    Session {
-                        id: session.id.clone(),
-                        title,
-                        kind: session.kind,
-                        start: session.start,
-                        end: session.end,
-                        room_id: session.room_id.clone(),
-                        speaker_ids: session.speaker_ids.clone(),
-                        backup_speaker_ids: session.backup_speaker_ids.clone(),
-                        failover: session.failover,
-                    },
-                )
+                schedule_session(conference, session.validated(conference)?)
+            }
+            Command::RescheduleSession {
+                conference_id,
+                session,
+            } => {
+                let conference = agenda.conference(conference_id)?;
+                reschedule_session(conference, session.validated(conference)?)
             }
         }
+    }
+}
+
+impl NewSession {
+    /// The session, its title checked against `conference`'s default language.
+    fn validated(&self, conference: &Conference) -> Result<Session, AgendaError> {
+        let title = LocalizedText::validated(
+            "title",
+            self.titles.clone(),
+            &conference.info.default_language,
+        )?;
+        Ok(Session {
+            id: self.id.clone(),
+            title,
+            kind: self.kind,
+            start: self.start,
+            end: self.end,
+            room_id: self.room_id.clone(),
+            speaker_ids: self.speaker_ids.clone(),
+            backup_speaker_ids: self.backup_speaker_ids.clone(),
+            failover: self.failover,
+        })
     }
 }

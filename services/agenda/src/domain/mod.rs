@@ -375,6 +375,22 @@ pub fn schedule_session(
             session.id
         )));
     }
+    place_session(conference, session)
+}
+
+/// Changes a scheduled session to `session` (same id): checked as a new one is, except that it
+/// does not clash with the slot it leaves.
+pub fn reschedule_session(
+    conference: &Conference,
+    session: Session,
+) -> Result<AgendaEvent, AgendaError> {
+    conference.session(&session.id)?;
+    place_session(conference, session)
+}
+
+/// Checks `session` against the rest of `conference` (its times, room, speakers, and every
+/// other session's room and speakers), and schedules it.
+fn place_session(conference: &Conference, session: Session) -> Result<AgendaEvent, AgendaError> {
     if session.end <= session.start {
         return Err(AgendaError::invalid("end", "must be after start"));
     }
@@ -407,7 +423,7 @@ pub fn schedule_session(
             ));
         }
     }
-    for other in conference.sessions.values() {
+    for other in conference.sessions.values().filter(|o| o.id != session.id) {
         if !time::overlaps(session.start, session.end, other.start, other.end) {
             continue;
         }

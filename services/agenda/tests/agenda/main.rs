@@ -38,6 +38,14 @@ enum Command {
         start_slot: i64,
         slots: i64,
     },
+    /// Moves the `session`-th session of the conference to another room and slot.
+    MoveSession {
+        conference: usize,
+        session: usize,
+        room: usize,
+        start_slot: i64,
+        slots: i64,
+    },
     /// Sends an earlier command again with the same request id.
     Retry {
         index: usize,
@@ -59,6 +67,8 @@ fn command() -> impl Strategy<Value = Command> {
         2 => (0..2usize, 0..4usize, 6..12u32).prop_map(|(conference, zone, from_hour)| Command::AddSpeaker { conference, zone, from_hour }),
         5 => (0..2usize, 0..4usize, proptest::collection::vec(0..6usize, 0..3), proptest::collection::vec(0..6usize, 0..2), 0..16i64, 1..4i64)
             .prop_map(|(conference, room, speakers, backups, start_slot, slots)| Command::AddSession { conference, room, speakers, backups, start_slot, slots }),
+        3 => (0..2usize, 0..6usize, 0..4usize, 0..16i64, 1..4i64)
+            .prop_map(|(conference, session, room, start_slot, slots)| Command::MoveSession { conference, session, room, start_slot, slots }),
         2 => (0..64usize).prop_map(|index| Command::Retry { index }),
     ]
 }
@@ -164,6 +174,33 @@ async fn run(store: &AgendaStore, command: &Command, request_id: Uuid) -> Option
                         failover: FailoverPolicy::default(),
                     };
                     domain::schedule_session(c, session)
+                })
+                .await
+        }
+        Command::MoveSession {
+            conference,
+            session,
+            room,
+            start_slot,
+            slots,
+        } => {
+            let cid = CONFERENCES[conference];
+            store
+                .execute(cid, request_id, |a| {
+                    let c = a.conference(cid)?;
+                    let mut moved =
+                        c.sessions.values().nth(session).cloned().ok_or_else(|| {
+                            podium_agenda::AgendaError::NotFound("no session".into())
+                        })?;
+                    moved.room_id = c
+                        .rooms
+                        .keys()
+                        .nth(room)
+                        .cloned()
+                        .unwrap_or_else(|| "room-missing".into());
+                    moved.start = base() + Duration::minutes(30 * start_slot);
+                    moved.end = moved.start + Duration::minutes(30 * slots);
+                    domain::reschedule_session(c, moved)
                 })
                 .await
         }

@@ -20,6 +20,7 @@ mod polls;
 mod privacy;
 mod qa;
 mod recordings;
+mod reschedule;
 mod server;
 mod shared;
 mod slowloris;

@@ -152,7 +152,7 @@ pub fn agenda(data: &[u8]) {
     s.run(async {
         use podium_proto::v1::agenda_server::Agenda;
         let svc = &s.agenda;
-        match input.rpc % 9 {
+        match input.rpc % 10 {
             0 => s.unary(input, |r| svc.create_conference(r)).await,
             1 => s.unary(input, |r| svc.get_conference(r)).await,
             2 => s.unary(input, |r| svc.list_conferences(r)).await,
@@ -161,7 +161,8 @@ pub fn agenda(data: &[u8]) {
             5 => s.unary(input, |r| svc.add_session(r)).await,
             6 => s.unary(input, |r| svc.list_sessions(r)).await,
             7 => s.unary(input, |r| svc.get_session(r)).await,
-            _ => s.unary(input, |r| svc.suggest_slots(r)).await,
+            8 => s.unary(input, |r| svc.suggest_slots(r)).await,
+            _ => s.unary(input, |r| svc.update_session(r)).await,
         }
     });
 }

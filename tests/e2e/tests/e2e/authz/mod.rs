@@ -106,6 +106,7 @@ const TABLE: &[(&str, Allowed, &str)] = &[
     ("podium.v1.Agenda/AddRoom", Roles(SETUP), ""),
     ("podium.v1.Agenda/AddSpeaker", Roles(SETUP), ""),
     ("podium.v1.Agenda/AddSession", Roles(SETUP), ""),
+    ("podium.v1.Agenda/UpdateSession", Roles(SETUP), ""),
     ("podium.v1.Agenda/ListSessions", Roles(ANY_TOKEN), ""),
     ("podium.v1.Agenda/GetSession", Roles(ANY_TOKEN), ""),
     ("podium.v1.Agenda/SuggestSlots", Roles(SETUP), ""),

@@ -161,6 +161,26 @@ pub(super) fn access_and_agenda(s: &Stack, seeds: &mut Vec<(&'static str, Vec<u8
     add(
         "agenda",
         encode_input(
+            9,
+            Organiser,
+            &pb::UpdateSessionRequest {
+                request_id: "0b8e2f6a-3c1d-4e5f-9a7b-1c2d3e4f5a6b".into(),
+                conference_id: c(),
+                session_id: ids.session.clone(),
+                title: text("Budgets in the open, moved"),
+                kind: pb::SessionKind::Talk as i32,
+                start: start(7),
+                end: start(8),
+                room_id: ids.room.clone(),
+                speaker_ids: vec![ids.speaker.clone()],
+                backup_speaker_ids: vec![],
+                failover: None,
+            },
+        ),
+    );
+    add(
+        "agenda",
+        encode_input(
             6,
             Attendee,
             &pb::ListSessionsRequest {

@@ -1,0 +1,234 @@
+//! A session changed after it was scheduled (`Agenda/UpdateSession`): moved to another hour or
+//! room, a withdrawn speaker replaced, retitled; through the client library and the CLI. A move
+//! is checked as a new session is, except against the slot it leaves; the change survives a
+//! restart, reaches the live status, and is a second `SessionScheduled` on the feed.
+
+use futures::StreamExt;
+use podium_client::{Client, pb};
+use podium_e2e::{CONFERENCE, PATIENCE, Show, cli, text, ts};
+use tonic::Code;
+
+use crate::agenda::stored_events;
+
+/// The request that leaves `session` as it is: what a change starts from.
+fn unchanged(session: &pb::Session) -> pb::UpdateSessionRequest {
+    let utc = |t: &Option<pb::ZonedTime>| t.as_ref().and_then(|t| t.utc);
+    let speakers = |backup: bool| {
+        session
+            .speakers
+            .iter()
+            .filter(|s| s.backup == backup)
+            .map(|s| s.speaker_id.clone())
+            .collect()
+    };
+    pb::UpdateSessionRequest {
+        request_id: Client::request_id(),
+        conference_id: session.conference_id.clone(),
+        session_id: session.id.clone(),
+        title: session.title.clone(),
+        kind: session.kind,
+        start: utc(&session.start),
+        end: utc(&session.end),
+        room_id: session.room_id.clone(),
+        speaker_ids: speakers(false),
+        backup_speaker_ids: speakers(true),
+        failover: session.failover,
+    }
+}
+
+#[tokio::test]
+async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_everywhere() {
+    let mut show = Show::start().await.unwrap();
+    let (admin, odc) = (&show.admin.clone(), &show.odc.clone());
+    let agenda = admin.agenda();
+    let add = |title: &str, start: &str, end: &str, speaker: &pb::Speaker| {
+        let mut agenda = admin.agenda();
+        let request = odc.session(title, start, end, vec![speaker.id.clone()]);
+        async move {
+            agenda
+                .add_session(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .session
+                .unwrap()
+        }
+    };
+    let keynote = add(
+        "Opening keynote",
+        "2024-11-14T02:00:00Z",
+        "2024-11-14T02:45:00Z",
+        &odc.sokha,
+    )
+    .await;
+    let panel = add(
+        "Open budgets panel",
+        "2024-11-14T03:00:00Z",
+        "2024-11-14T03:45:00Z",
+        &odc.sarah,
+    )
+    .await;
+    let update = |request: pb::UpdateSessionRequest| {
+        let mut agenda = agenda.clone();
+        async move { agenda.update_session(request).await }
+    };
+
+    // Half an hour later: it overlaps the slot it leaves, which is no clash.
+    let mut later = unchanged(&keynote);
+    later.start = Some(ts("2024-11-14T02:30:00Z"));
+    later.end = Some(ts("2024-11-14T03:00:00Z"));
+    let moved = update(later.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    assert_eq!(moved.id, keynote.id);
+    assert_eq!(
+        moved.start.as_ref().unwrap().label,
+        "Thu 14 Nov 2024 09:30 +07 (Asia/Phnom_Penh)"
+    );
+    // Sent again, it is answered and changes nothing.
+    let events = stored_events(admin, CONFERENCE, 0).await.len();
+    update(later).await.unwrap();
+    assert_eq!(stored_events(admin, CONFERENCE, 0).await.len(), events);
+
+    // Into the panel's slot in the same room: refused, naming the panel.
+    let mut onto_panel = unchanged(&keynote);
+    onto_panel.start = Some(ts("2024-11-14T03:15:00Z"));
+    onto_panel.end = Some(ts("2024-11-14T04:00:00Z"));
+    let clash = update(onto_panel).await.unwrap_err();
+    assert_eq!(clash.code(), Code::FailedPrecondition, "{clash:?}");
+    assert!(clash.message().contains(&panel.id), "{}", clash.message());
+    let mut unknown = unchanged(&keynote);
+    unknown.session_id = "ses-nowhere".into();
+    let missing = update(unknown).await.unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    assert_eq!(
+        stored_events(admin, CONFERENCE, 0).await.len(),
+        events,
+        "refusals store nothing"
+    );
+
+    // Sokha withdrew: Sarah takes the keynote in the breakout room, retitled.
+    let breakout = agenda
+        .clone()
+        .add_room(pb::AddRoomRequest {
+            request_id: Client::request_id(),
+            conference_id: CONFERENCE.into(),
+            name: "Breakout room".into(),
+            capacity: 40,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .room
+        .unwrap();
+    let mut handed_over = unchanged(&moved);
+    handed_over.speaker_ids = vec![odc.sarah.id.clone()];
+    handed_over.room_id = breakout.id.clone();
+    handed_over.title = text("Opening keynote, by Sarah Miller");
+    update(handed_over).await.unwrap();
+
+    // The live status follows: the keynote's status names its new room and title.
+    let mut status = admin
+        .stage()
+        .watch_status(pb::WatchStatusRequest {
+            conference_id: CONFERENCE.into(),
+            room_id: String::new(),
+            from_position: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let seen = tokio::time::timeout(PATIENCE, async {
+        while let Some(message) = status.next().await {
+            let sessions = match message.unwrap().update {
+                Some(pb::watch_status_response::Update::Snapshot(all)) => all.sessions,
+                Some(pb::watch_status_response::Update::Changed(one)) => vec![one],
+                None => Vec::new(),
+            };
+            if let Some(s) = sessions
+                .into_iter()
+                .find(|s| s.session_id == keynote.id && s.room_id == breakout.id)
+            {
+                return s;
+            }
+        }
+        panic!("the status stream ended");
+    })
+    .await
+    .expect("the keynote's status in its new room");
+    assert_eq!(seen.title, "Opening keynote, by Sarah Miller");
+
+    // The feed has the change as a second SessionScheduled of the same session, and a restart
+    // keeps it.
+    let scheduled: Vec<pb::SessionScheduled> = stored_events(admin, CONFERENCE, 0)
+        .await
+        .iter()
+        .filter(|e| e.r#type == "podium.v1.SessionScheduled")
+        .map(|e| prost::Message::decode(e.payload.as_slice()).unwrap())
+        .filter(|s: &pb::SessionScheduled| s.session_id == keynote.id)
+        .collect();
+    assert_eq!(scheduled.len(), 3, "added, moved, handed over");
+    show.restart().await.unwrap();
+    let after = show
+        .admin
+        .agenda()
+        .get_session(pb::GetSessionRequest {
+            conference_id: CONFERENCE.into(),
+            session_id: keynote.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    assert_eq!(after.room_id, breakout.id);
+    let names: Vec<&str> = after.speakers.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["Sarah Miller"]);
+
+    // From the command line: a new start alone keeps the length (30 minutes).
+    let token = show.server.admin_token().unwrap();
+    let (ok, out, err) = cli(
+        &show.server,
+        &token,
+        &[
+            "session",
+            "change",
+            &keynote.id,
+            "-c",
+            CONFERENCE,
+            "--start",
+            "2024-11-14 11:00",
+        ],
+    )
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Thu 14 Nov 2024 11:00 +07 (Asia/Phnom_Penh)"),
+        "{out}"
+    );
+    assert!(out.contains("11:30"), "{out}");
+    // A clash is the server's message, and a failure.
+    let (ok, _, err) = cli(
+        &show.server,
+        &token,
+        &[
+            "session",
+            "change",
+            &panel.id,
+            "-c",
+            CONFERENCE,
+            "--speaker",
+            &odc.sarah.id,
+            "--room",
+            &breakout.id,
+            "--start",
+            "2024-11-14 11:15",
+        ],
+    )
+    .unwrap();
+    assert!(!ok);
+    assert!(err.contains(&keynote.id), "{err}");
+}
