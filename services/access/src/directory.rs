@@ -3,7 +3,7 @@
 //! service's state.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -23,10 +23,11 @@ pub struct Directory {
     conferences: HashSet<String>,
     #[serde(serialize_with = "podium_eventlog::snapshot::sorted_set")]
     speakers: HashSet<(String, String)>,
-    /// Conference id -> when its last session ends, in seconds since the epoch: attendee
-    /// tokens end a margin after it.
+    /// Conference id -> session id -> when the session ends, in seconds since the epoch (the
+    /// latest facts: a session moved earlier ends earlier): attendee tokens end a margin after
+    /// the conference's last.
     #[serde(serialize_with = "podium_eventlog::snapshot::sorted_map")]
-    ends: HashMap<String, u64>,
+    ends: HashMap<String, BTreeMap<String, u64>>,
 }
 
 /// The event types this read model folds.
@@ -61,9 +62,8 @@ impl Directory {
 
     /// When the conference's last scheduled session ends; None before any is scheduled.
     pub fn conference_end(&self, conference_id: &str) -> Option<SystemTime> {
-        self.ends
-            .get(conference_id)
-            .and_then(|&end| UNIX_EPOCH.checked_add(Duration::from_secs(end)))
+        let end = self.ends.get(conference_id)?.values().max()?;
+        UNIX_EPOCH.checked_add(Duration::from_secs(*end))
     }
 
     pub fn has_speaker(&self, conference_id: &str, speaker_id: &str) -> bool {
@@ -73,8 +73,8 @@ impl Directory {
 }
 
 impl Snapshot for Directory {
-    /// 2: conferences' ends.
-    const VERSION: u32 = 2;
+    /// 2: conferences' ends; 3: each session's end, so a session moved earlier counts as such.
+    const VERSION: u32 = 3;
 
     fn save(&self) -> Result<Vec<u8>, SnapshotError> {
         snapshot::encode(self)
@@ -101,8 +101,10 @@ impl Projection for Directory {
             match event.decode::<pb::SessionScheduled>() {
                 Ok(s) => {
                     let end = crate::register::seconds(s.end.as_ref());
-                    let known = self.ends.entry(s.conference_id).or_default();
-                    *known = (*known).max(end);
+                    self.ends
+                        .entry(s.conference_id)
+                        .or_default()
+                        .insert(s.session_id, end);
                 }
                 Err(error) => tracing::error!(%error, "skipping undecodable event"),
             }
@@ -114,5 +116,51 @@ impl Projection for Directory {
                 Err(error) => tracing::error!(%error, "skipping undecodable event"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    use super::*;
+
+    fn scheduled(position: u64, session: &str, end_seconds: i64) -> RecordedEvent {
+        let message = pb::SessionScheduled {
+            conference_id: "odc2024".into(),
+            session_id: session.into(),
+            end: Some(prost_types::Timestamp {
+                seconds: end_seconds,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        RecordedEvent {
+            id: uuid::Uuid::now_v7(),
+            stream: "conference/odc2024/agenda".into(),
+            stream_version: position,
+            position,
+            event_type: <pb::SessionScheduled as prost::Name>::full_name(),
+            payload: message.encode_to_vec(),
+            recorded_at: SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn the_conference_ends_with_its_last_session_as_it_now_stands() {
+        let mut directory = Directory::default();
+        let end = |d: &Directory| d.conference_end("odc2024").unwrap();
+        directory.apply(&scheduled(1, "ses-keynote", 1_800_000_000));
+        directory.apply(&scheduled(2, "ses-closing", 1_800_090_000));
+        assert_eq!(
+            end(&directory),
+            UNIX_EPOCH + Duration::from_secs(1_800_090_000)
+        );
+        // The closing session moved to the first day: the conference now ends with it.
+        directory.apply(&scheduled(3, "ses-closing", 1_800_003_600));
+        assert_eq!(
+            end(&directory),
+            UNIX_EPOCH + Duration::from_secs(1_800_003_600)
+        );
     }
 }

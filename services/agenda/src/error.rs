@@ -26,6 +26,9 @@ pub enum AgendaError {
     /// The command clashes with the agenda as it is (a double booking).
     #[error("{0}")]
     Clash(String),
+    /// The session has gone live or ended, and is no longer the agenda's to change.
+    #[error("{0}")]
+    UnderWay(String),
     /// Too many concurrent writers to one conference; the client may retry.
     #[error("the agenda of conference {0} changed too often while this request ran; retry it")]
     Contended(String),
@@ -48,7 +51,7 @@ impl ServiceError for AgendaError {
             Self::RequestId(e) => e.error_code(),
             Self::NotFound(_) => ServiceErrorCode::NotFound,
             Self::AlreadyExists(_) => ServiceErrorCode::AlreadyExists,
-            Self::Clash(_) => ServiceErrorCode::FailedPrecondition,
+            Self::Clash(_) | Self::UnderWay(_) => ServiceErrorCode::FailedPrecondition,
             Self::Contended(_) => ServiceErrorCode::Aborted,
             Self::Access(e) => e.error_code(),
             Self::Log(e) => e.error_code(),

@@ -63,9 +63,22 @@ impl AgendaService {
                 session,
             }
         };
-        self.store.run(rid, &command).await?;
+        let position = self.store.run(rid, &command).await?;
+        // The session as this request left it (a retry's first answer, not a later change's),
+        // or a refusal if the request id was used for another write.
+        let written = self
+            .store
+            .scheduled_at(position)
+            .await?
+            .filter(|written| written.id == session_id)
+            .ok_or_else(|| {
+                AgendaError::invalid(
+                    "request_id",
+                    "was already used for a different request; send a new one",
+                )
+            })?;
         let session = self.with_conference(principal, &conference_id, |c| {
-            Ok(session_to_proto(c, c.session(&session_id)?))
+            Ok(session_to_proto(c, &written))
         })?;
         let warnings = session.warnings.len();
         tracing::info!(conference = %conference_id, session = %session.id, warnings, changed, "session scheduled");

@@ -58,6 +58,9 @@ pub fn agenda_event_types() -> Vec<String> {
         pb::SpeakerAdded::full_name(),
         pb::SessionScheduled::full_name(),
         pb::PersonErased::full_name(),
+        // The status service's, so that a session under way is not changed.
+        pb::SessionWentLive::full_name(),
+        pb::SessionEnded::full_name(),
     ]
 }
 
@@ -66,7 +69,8 @@ pub fn agenda_event_types() -> Vec<String> {
 pub struct AgendaModel(pub Agenda);
 
 impl Snapshot for AgendaModel {
-    const VERSION: u32 = 1;
+    // 2: each conference's sessions under way.
+    const VERSION: u32 = 2;
 
     fn save(&self) -> Result<Vec<u8>, SnapshotError> {
         snapshot::encode(self)
@@ -91,6 +95,25 @@ impl Projection for AgendaModel {
             {
                 speaker.name = personal::ERASED.to_owned();
                 speaker.organisation = String::new();
+            }
+            return;
+        }
+        if event.is::<pb::SessionWentLive>() || event.is::<pb::SessionEnded>() {
+            let ended = event.is::<pb::SessionEnded>();
+            let ids = if ended {
+                event
+                    .decode::<pb::SessionEnded>()
+                    .map(|e| (e.conference_id, e.session_id))
+            } else {
+                event
+                    .decode::<pb::SessionWentLive>()
+                    .map(|e| (e.conference_id, e.session_id))
+            };
+            match ids {
+                Ok((conference, session)) => self.0.session_under_way(&conference, &session, ended),
+                Err(error) => {
+                    tracing::error!(position = event.position, %error, "skipping a status event")
+                }
             }
             return;
         }
@@ -275,6 +298,17 @@ impl AgendaStore {
 
     /// Runs a write RPC's command under its request id: the one path from a parsed request
     /// to the log. Returns the event's log position, as [`AgendaStore::execute`].
+    /// The session the event at `position` scheduled, if it is a `SessionScheduled`: a
+    /// session write's own answer, whatever was written after it.
+    pub async fn scheduled_at(&self, position: u64) -> Result<Option<Session>, AgendaError> {
+        let events = self.log.read_all(position, 1).await?;
+        let event = events.into_iter().find(|e| e.position == position);
+        Ok(match event.as_ref().map(decode) {
+            Some(Ok(Some(AgendaEvent::SessionScheduled { session, .. }))) => Some(session),
+            _ => None,
+        })
+    }
+
     pub async fn run(&self, request_id: RequestId, command: &Command) -> Result<u64, AgendaError> {
         self.execute(command.conference_id(), request_id.uuid(), |agenda| {
             command.decide(agenda)

@@ -160,6 +160,9 @@ pub struct Conference {
     /// request is answered instead of decided again.
     #[serde(serialize_with = "podium_eventlog::snapshot::sorted_map")]
     pub requests: std::collections::HashMap<uuid::Uuid, u64>,
+    /// Sessions a moderator took live (false) or ended (true), from the status service's
+    /// events: a session under way is no longer changed on the agenda.
+    pub under_way: BTreeMap<String, bool>,
 }
 
 /// Where and when an event was recorded.
@@ -192,6 +195,7 @@ impl Agenda {
                     sessions: BTreeMap::new(),
                     version: meta.version,
                     requests: [(meta.id, meta.position)].into(),
+                    under_way: BTreeMap::new(),
                 },
             );
             return;
@@ -216,6 +220,17 @@ impl Agenda {
             AgendaEvent::SessionScheduled { session, .. } => {
                 conference.sessions.insert(session.id.clone(), session);
             }
+        }
+    }
+
+    /// Notes that a session went live (`ended` false) or ended: the status service's news.
+    pub fn session_under_way(&mut self, conference_id: &str, session_id: &str, ended: bool) {
+        if let Some(conference) = self.conferences.get_mut(conference_id) {
+            let known = conference
+                .under_way
+                .entry(session_id.to_owned())
+                .or_default();
+            *known |= ended;
         }
     }
 
@@ -385,6 +400,15 @@ pub fn reschedule_session(
     session: Session,
 ) -> Result<AgendaEvent, AgendaError> {
     conference.session(&session.id)?;
+    // Its room, speakers and times are the live status's now (its on-air speaker, its
+    // recording's offset, the room's playout), and an ended session is history.
+    if let Some(&ended) = conference.under_way.get(&session.id) {
+        let now = if ended { "has ended" } else { "is live" };
+        return Err(AgendaError::UnderWay(format!(
+            "session {} {now}: a session can be changed only before a moderator takes it live",
+            session.id
+        )));
+    }
     place_session(conference, session)
 }
 

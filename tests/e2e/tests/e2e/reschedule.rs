@@ -90,8 +90,20 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
     );
     // Sent again, it is answered and changes nothing.
     let events = stored_events(admin, CONFERENCE, 0).await.len();
-    update(later).await.unwrap();
+    update(later.clone()).await.unwrap();
     assert_eq!(stored_events(admin, CONFERENCE, 0).await.len(), events);
+    // Its request id, sent for another session, is refused.
+    let reused = pb::UpdateSessionRequest {
+        session_id: panel.id.clone(),
+        ..unchanged(&panel)
+    };
+    let reused = pb::UpdateSessionRequest {
+        request_id: later.request_id.clone(),
+        ..reused
+    };
+    let refused = update(reused).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("request_id"), "{refused:?}");
 
     // Into the panel's slot in the same room: refused, naming the panel.
     let mut onto_panel = unchanged(&keynote);
@@ -129,6 +141,16 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
     handed_over.room_id = breakout.id.clone();
     handed_over.title = text("Opening keynote, by Sarah Miller");
     update(handed_over).await.unwrap();
+    // A late retry of the first move gets the first move's answer, not the session as the
+    // handover left it.
+    let first_answer = update(later).await.unwrap().into_inner().session.unwrap();
+    assert_eq!(first_answer.room_id, odc.hall.id);
+    let speaker_ids: Vec<&str> = first_answer
+        .speakers
+        .iter()
+        .map(|s| s.speaker_id.as_str())
+        .collect();
+    assert_eq!(speaker_ids, [odc.sokha.id.as_str()]);
 
     // The live status follows: the keynote's status names its new room and title.
     let mut status = admin
@@ -231,4 +253,34 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
     .unwrap();
     assert!(!ok);
     assert!(err.contains(&keynote.id), "{err}");
+
+    // Once a moderator has taken a session live, its room, speakers and times are the live
+    // status's: the agenda refuses to change it.
+    show.admin
+        .stage()
+        .start_session(pb::StartSessionRequest {
+            conference_id: CONFERENCE.into(),
+            session_id: panel.id.clone(),
+            request_id: Client::request_id(),
+        })
+        .await
+        .unwrap();
+    let mut live = unchanged(&panel);
+    live.end = Some(ts("2024-11-14T04:00:00Z"));
+    let refused = tokio::time::timeout(PATIENCE, async {
+        loop {
+            // The agenda learns from the log that the session went live.
+            let attempt = pb::UpdateSessionRequest {
+                request_id: Client::request_id(),
+                ..live.clone()
+            };
+            match show.admin.agenda().update_session(attempt).await {
+                Err(status) if status.code() == Code::FailedPrecondition => return status,
+                _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await
+    .expect("a change to a live session refused");
+    assert!(refused.message().contains("is live"), "{refused:?}");
 }
