@@ -42,7 +42,7 @@ impl AgendaService {
     }
 
     /// Schedules `session` (or, `changed`, replaces the scheduled session of its id) and
-    /// answers it as it now stands.
+    /// answers it as this request left it.
     async fn place(
         &self,
         principal: &Principal,

@@ -63,6 +63,16 @@ impl<P: Projection> Projector<P> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The current state if no fold holds the model right now: for a path that must never
+    /// wait on the follower (a speaker's heartbeat, timed as it arrives).
+    pub fn try_read(&self) -> Option<RwLockReadGuard<'_, P>> {
+        match self.state.try_read() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// The position the model has read up to (exclusive), to follow it as it moves.
     pub fn applied(&self) -> watch::Receiver<u64> {
         self.applied.clone()

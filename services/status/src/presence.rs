@@ -253,6 +253,19 @@ impl Presence for PresenceService {
                     // The agent closed its side, or the connection died.
                     Ok(None) | Err(_) => break,
                 };
+                // A speaker the organiser has since taken off the session (UpdateSession, before
+                // it went live) stops here rather than be its link. Never waiting for the model:
+                // while a fold holds it, the next heartbeat looks.
+                let taken_off = model.try_read().is_some_and(|model| {
+                    !model
+                        .session(&conference_id, &session_id)
+                        .is_some_and(|session| session.has_speaker(&speaker_id))
+                });
+                if taken_off {
+                    Err(Status::permission_denied(format!(
+                        "speaker {speaker_id} is no longer a speaker of session {session_id}; this agent stops"
+                    )))?;
+                }
                 let figures = figures_from_proto(heartbeat.figures);
                 if test {
                     if tested.len() < TEST_HEARTBEATS as usize {

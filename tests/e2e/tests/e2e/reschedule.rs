@@ -1,11 +1,16 @@
 //! A session changed after it was scheduled (`Agenda/UpdateSession`): moved to another hour or
 //! room, a withdrawn speaker replaced, retitled; through the client library and the CLI. A move
-//! is checked as a new session is, except against the slot it leaves; the change survives a
-//! restart, reaches the live status, and is a second `SessionScheduled` on the feed.
+//! is checked as a new session is, except against the slot it leaves, and refused once the
+//! session is live; the change survives a restart, reaches the live status, stops a removed
+//! speaker's connected agent, and is a second `SessionScheduled` on the feed.
 
 use futures::StreamExt;
-use podium_client::{Client, pb};
-use podium_e2e::{CONFERENCE, PATIENCE, Show, cli, text, ts};
+use podium_client::{
+    Client,
+    agent::{AgentConfig, AgentEvent, run_agent},
+    pb,
+};
+use podium_e2e::{CONFERENCE, PATIENCE, Show, Speaker, cli, text, ts};
 use tonic::Code;
 
 use crate::agenda::stored_events;
@@ -136,11 +141,44 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
         .into_inner()
         .room
         .unwrap();
+    // Sokha's agent was already connected, in the green room, when she withdrew.
+    let sokha_token = show
+        .token(pb::Role::Speaker, Some(Speaker::Sokha), "Sokha's laptop")
+        .await
+        .unwrap();
+    let sokha = Client::connect(&show.server.addr, Some(sokha_token))
+        .await
+        .unwrap();
+    let agent = run_agent(sokha, AgentConfig::new(&keynote.id));
+    futures::pin_mut!(agent);
+    assert!(matches!(
+        agent.next().await,
+        Some(Ok(AgentEvent::Connected(_)))
+    ));
     let mut handed_over = unchanged(&moved);
     handed_over.speaker_ids = vec![odc.sarah.id.clone()];
     handed_over.room_id = breakout.id.clone();
     handed_over.title = text("Opening keynote, by Sarah Miller");
     update(handed_over).await.unwrap();
+    // Her agent is told at its next heartbeat that she no longer speaks there, and stops.
+    let told = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match agent.next().await {
+                Some(Ok(AgentEvent::Acked { .. })) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the withdrawn speaker's agent told in time");
+    let Some(Err(stopped)) = told else {
+        panic!("expected the agent to be refused, got {told:?}")
+    };
+    assert_eq!(stopped.code(), Code::PermissionDenied, "{stopped:?}");
+    assert!(
+        stopped.message().contains("no longer a speaker"),
+        "{stopped:?}"
+    );
     // A late retry of the first move gets the first move's answer, not the session as the
     // handover left it.
     let first_answer = update(later).await.unwrap().into_inner().session.unwrap();
