@@ -263,9 +263,14 @@ impl Podium {
                 .public_url
                 .as_deref()
                 .is_some_and(podium_web::secure_origin);
+        // The pages' cookies are named in the scope a --public-url fixes (its port).
+        let cookie_scope = config
+            .public_url
+            .as_deref()
+            .map(podium_web::session::CookieScope::of_public_url);
         let positions =
             positions::PositionLayer::new(log.clone(), follower.applied(), pages_secure)
-                .with_public_url(config.public_url.as_deref());
+                .with_cookie_scope(cookie_scope);
         let agenda_service = agenda.map(|store| Arc::new(AgendaService::new(store)));
         let agenda = agenda_service
             .clone()
@@ -465,7 +470,7 @@ impl Podium {
         .with_calls(calls.clone());
         let revocation = revocation::RevocationLayer::new(keys.clone(), &limits::DESCRIPTORS)
             .map_err(limits::descriptor_error)?
-            .with_public_url(config.public_url.as_deref());
+            .with_cookie_scope(cookie_scope);
         // TLS and the first-request watch, below hyper; a bad certificate stops podiumd here.
         let admission = listener::Admission {
             tls: listener::server_tls(&config)?,

@@ -82,10 +82,10 @@ impl PositionLayer {
         }
     }
 
-    /// The position cookie is named in the scope of this `--public-url`, as the pages' session
+    /// The position cookie is named in the scope a `--public-url` fixes, as the pages' session
     /// cookie is (see [`CookieScope`]).
-    pub fn with_public_url(mut self, url: Option<&str>) -> Self {
-        self.scope = url.map(CookieScope::of_public_url);
+    pub fn with_cookie_scope(mut self, scope: Option<CookieScope>) -> Self {
+        self.scope = scope;
         self
     }
 

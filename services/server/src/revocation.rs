@@ -78,10 +78,10 @@ impl RevocationLayer {
         })
     }
 
-    /// A page's session cookie is read by its name in the scope of this `--public-url`, as the
+    /// A page's session cookie is read by its name in the scope a `--public-url` fixes, as the
     /// pages read it.
-    pub fn with_public_url(mut self, url: Option<&str>) -> Self {
-        self.cookie_scope = url.map(CookieScope::of_public_url);
+    pub fn with_cookie_scope(mut self, scope: Option<CookieScope>) -> Self {
+        self.cookie_scope = scope;
         self
     }
 }

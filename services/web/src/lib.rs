@@ -82,8 +82,6 @@ pub struct Web {
     session: SessionKeys,
     /// Results fragments rendered once per poll, update and language.
     fragments: Arc<live::Fragments>,
-    /// The origin attendees reach podiumd by (`--public-url`), for the projector's join link.
-    public_url: Option<Arc<str>>,
     /// The live streams each sign-in holds open.
     live_streams: Arc<streams::LiveStreams>,
 }
@@ -100,14 +98,12 @@ impl Web {
         let session = SessionKeys {
             keys: services.keys.clone(),
             secure,
-            scope: None,
-            public_origin: None,
+            public: None,
         };
         Self {
             services,
             session,
             fragments: Arc::default(),
-            public_url: None,
             live_streams: streams::LiveStreams::new(DEFAULT_LIVE_STREAMS as usize),
         }
     }
@@ -126,10 +122,8 @@ impl Web {
     pub fn with_public_url(mut self, url: Option<String>) -> Self {
         if let Some(url) = &url {
             self.session.secure |= secure_origin(url);
-            self.session.scope = Some(session::CookieScope::of_public_url(url));
-            self.session.public_origin = Some(url.as_str().into());
+            self.session.public = Some(session::PublicUrl::new(url));
         }
-        self.public_url = url.map(Into::into);
         self
     }
 

@@ -196,8 +196,8 @@ pub async fn page(
         Ok(parts) => parts,
         Err(status) => return reply::refused(&visitor, &status),
     };
-    let join_base = match &web.public_url {
-        Some(url) => url.to_string(),
+    let join_base = match &web.session.public {
+        Some(public) => public.origin.to_string(),
         None => {
             let scheme = if visitor.secure { "https" } else { "http" };
             let host = headers

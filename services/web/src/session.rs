@@ -82,6 +82,24 @@ impl CookieScope {
     }
 }
 
+/// What a `--public-url` fixes for the pages: the origin their forms come from (whatever `Host`
+/// a proxy passes on), the projector's join link, and the scope of the cookies' names.
+#[derive(Debug, Clone)]
+pub struct PublicUrl {
+    pub origin: Arc<str>,
+    pub scope: CookieScope,
+}
+
+impl PublicUrl {
+    /// `url`: an origin, as podiumd's configuration checked it (`https://podium.example.org`).
+    pub fn new(url: &str) -> Self {
+        Self {
+            origin: url.into(),
+            scope: CookieScope::of_public_url(url),
+        }
+    }
+}
+
 /// What every handler knows about the request: its language, its CSRF value, and the signed-in
 /// principal if the session cookie holds a valid token.
 #[derive(Debug, Clone)]
@@ -107,19 +125,15 @@ pub struct SessionKeys {
     pub keys: Arc<TokenKeys>,
     /// Cookies get `Secure` when podiumd serves TLS.
     pub secure: bool,
-    /// The cookie scope a `--public-url` fixes, if podiumd has one.
-    pub scope: Option<CookieScope>,
-    /// The `--public-url`, an origin: forms sent from its pages are this podiumd's, whatever
-    /// `Host` a proxy passes on.
-    pub public_origin: Option<Arc<str>>,
+    /// The `--public-url`, if podiumd has one.
+    pub public: Option<PublicUrl>,
 }
 
 impl std::fmt::Debug for SessionKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionKeys")
             .field("secure", &self.secure)
-            .field("scope", &self.scope)
-            .field("public_origin", &self.public_origin)
+            .field("public", &self.public)
             .finish_non_exhaustive()
     }
 }
@@ -225,7 +239,8 @@ pub fn session_token(
 }
 
 fn visitor(uri: &Uri, headers: &HeaderMap, keys: &SessionKeys) -> Visitor {
-    let scope = CookieScope::of(keys.scope, uri, headers);
+    let public = keys.public.as_ref();
+    let scope = CookieScope::of(public.map(|p| p.scope), uri, headers);
     let session_name = scope.name(SESSION);
     let mut remembered = None;
     let mut csrf = None;
@@ -255,7 +270,10 @@ fn visitor(uri: &Uri, headers: &HeaderMap, keys: &SessionKeys) -> Visitor {
     let clear_unscoped = unscoped.is_some();
     let (principal, moved) = match (scoped, unscoped) {
         (Some(Ok(principal)), _) => (Some(Ok(principal)), None),
-        (_, Some((token, principal))) => (Some(Ok(principal.clone())), Some((token, principal))),
+        (_, Some((token, principal))) => {
+            let until = principal.expires_at;
+            (Some(Ok(principal)), Some((token, until)))
+        }
         (scoped, None) => (scoped, None),
     };
     let mut visitor = Visitor {
@@ -266,7 +284,7 @@ fn visitor(uri: &Uri, headers: &HeaderMap, keys: &SessionKeys) -> Visitor {
         set_cookies: Vec::new(),
         secure: keys.secure,
         scope,
-        public_origin: keys.public_origin.clone(),
+        public_origin: public.map(|p| p.origin.clone()),
     };
     visitor.csrf = match csrf {
         Some(value) => value,
@@ -281,8 +299,8 @@ fn visitor(uri: &Uri, headers: &HeaderMap, keys: &SessionKeys) -> Visitor {
     if visitor.bad_session {
         visitor.sign_out();
     }
-    if let Some((token, principal)) = moved {
-        visitor.sign_in_until(token, principal.expires_at);
+    if let Some((token, until)) = moved {
+        visitor.sign_in_until(token, until);
     }
     if clear_unscoped {
         let cleared = visitor.cookie(SESSION, String::new(), CookieDuration::ZERO);
@@ -459,8 +477,7 @@ mod tests {
         let keys = |secret: &[u8]| SessionKeys {
             keys: Arc::new(TokenKeys::from_secret(secret, None)),
             secure: false,
-            scope: None,
-            public_origin: None,
+            public: None,
         };
         let (live, rehearsal) = (keys(b"live"), keys(b"rehearsal"));
         let moderator = Principal {

@@ -12,8 +12,8 @@ pub mod obs;
 mod show;
 
 pub use show::{
-    Attendee, CONFERENCE, NewPoll, OTHER_CONFERENCE, Odc, Show, ShowBuilder, Speaker, Talk, ballot,
-    from_now, join, open_poll, text, ts,
+    Attendee, CONFERENCE, NewPoll, OTHER_CONFERENCE, Odc, Show, ShowBuilder, Speaker, Talk,
+    add_room, ballot, from_now, join, open_poll, text, ts,
 };
 
 use std::{

@@ -64,6 +64,27 @@ pub enum Speaker {
     Sarah,
 }
 
+/// Adds a room of `capacity` to conference `id`, as the admin `admin`.
+pub async fn add_room(
+    admin: &Client,
+    id: &str,
+    name: &str,
+    capacity: u32,
+) -> anyhow::Result<pb::Room> {
+    admin
+        .agenda()
+        .add_room(pb::AddRoomRequest {
+            request_id: Client::request_id(),
+            conference_id: id.into(),
+            name: name.into(),
+            capacity,
+        })
+        .await?
+        .into_inner()
+        .room
+        .context("no room in the answer")
+}
+
 /// A conference as the seed report describes ODC 2024: Phnom Penh, a main hall, a speaker in
 /// Phnom Penh and one in New York.
 #[derive(Debug, Clone)]
@@ -97,18 +118,7 @@ impl Odc {
             .into_inner()
             .conference
             .context("no conference in the answer")?;
-        let hall = admin
-            .agenda()
-            .add_room(pb::AddRoomRequest {
-                request_id: Client::request_id(),
-                conference_id: id.into(),
-                name: "Main hall".into(),
-                capacity: 300,
-            })
-            .await?
-            .into_inner()
-            .room
-            .context("no room in the answer")?;
+        let hall = add_room(admin, id, "Main hall", 300).await?;
         let speaker = async |name: &str, org: &str, zone: &str| {
             admin
                 .agenda()

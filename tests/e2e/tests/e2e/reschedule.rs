@@ -10,7 +10,7 @@ use podium_client::{
     agent::{AgentConfig, AgentEvent, run_agent},
     pb,
 };
-use podium_e2e::{CONFERENCE, PATIENCE, Show, Speaker, cli, text, ts};
+use podium_e2e::{CONFERENCE, PATIENCE, Show, Speaker, add_room, cli, text, ts};
 use tonic::Code;
 
 use crate::agenda::stored_events;
@@ -128,18 +128,8 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
     );
 
     // Sokha withdrew: Sarah takes the keynote in the breakout room, retitled.
-    let breakout = agenda
-        .clone()
-        .add_room(pb::AddRoomRequest {
-            request_id: Client::request_id(),
-            conference_id: CONFERENCE.into(),
-            name: "Breakout room".into(),
-            capacity: 40,
-        })
+    let breakout = add_room(admin, CONFERENCE, "Breakout room", 40)
         .await
-        .unwrap()
-        .into_inner()
-        .room
         .unwrap();
     // Sokha's agent was already connected, in the green room, when she withdrew.
     let sokha_token = show

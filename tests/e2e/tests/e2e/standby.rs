@@ -8,7 +8,7 @@ use podium_client::{
     agent::{AgentConfig, AgentEvent, run_agent},
     pb,
 };
-use podium_e2e::{CONFERENCE, PATIENCE, Show, Speaker};
+use podium_e2e::{CONFERENCE, PATIENCE, Show, Speaker, add_room};
 use tonic::Code;
 
 /// Backing up a talk is not being booked: one speaker may back up two talks at once in two
@@ -17,19 +17,7 @@ use tonic::Code;
 async fn a_backup_speaker_may_back_up_talks_that_overlap() {
     let show = Show::start().await.unwrap();
     let (admin, odc) = (&show.admin, &show.odc);
-    let studio = admin
-        .agenda()
-        .add_room(pb::AddRoomRequest {
-            request_id: Client::request_id(),
-            conference_id: CONFERENCE.into(),
-            name: "Studio B".into(),
-            capacity: 40,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .room
-        .unwrap();
+    let studio = add_room(admin, CONFERENCE, "Studio B", 40).await.unwrap();
     let backed_up_by_sarah = |title: &str, room: &pb::Room| {
         let mut s = odc.session(
             title,
@@ -95,19 +83,7 @@ async fn a_backup_speaker_may_back_up_talks_that_overlap() {
         "2024-11-14T04:30:00Z",
         vec![odc.sarah.id.clone()],
     );
-    let third_room = admin
-        .agenda()
-        .add_room(pb::AddRoomRequest {
-            request_id: Client::request_id(),
-            conference_id: CONFERENCE.into(),
-            name: "Terrace".into(),
-            capacity: 20,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .room
-        .unwrap();
+    let third_room = add_room(admin, CONFERENCE, "Terrace", 20).await.unwrap();
     speaking.room_id = third_room.id;
     let refused = admin.agenda().add_session(speaking).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
