@@ -13,6 +13,7 @@ mod format;
 mod ids;
 mod import;
 mod keys;
+mod packed;
 mod read;
 mod sync;
 mod writer;
@@ -192,6 +193,7 @@ impl SledEventLog {
         let head = format::check(&store.tree)
             .and_then(|()| chunks::migrate(&store.tree, || store.make_durable(&mut files, &path)))
             .and_then(|()| ids::migrate(&store.tree))
+            .and_then(|()| packed::migrate(&store.tree).map(drop))
             .and_then(|()| format::mark(&store.tree))
             .and_then(|()| store.make_durable(&mut files, &path))
             .and_then(|()| chunks::next_position(&store.tree))

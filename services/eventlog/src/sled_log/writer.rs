@@ -25,7 +25,7 @@ use super::{
     AppendRequest, Shared, SledFiles, SledOptions, Store,
     chunks::{Chunks, next_position},
     ids,
-    keys::{id_key, stream_key},
+    packed::Additions,
     read::stream_head,
     storage, unsyncable,
 };
@@ -102,6 +102,8 @@ struct Pending {
     ids: HashMap<Uuid, ids::Stored>,
     /// The group's events, packed onto the end of the log.
     chunks: Chunks,
+    /// The group's entries of the stream and id indexes.
+    index: Additions,
 }
 
 impl Pending {
@@ -110,6 +112,7 @@ impl Pending {
             heads: HashMap::new(),
             ids: HashMap::new(),
             chunks,
+            index: Additions::default(),
         }
     }
 }
@@ -199,17 +202,19 @@ impl Writer {
         let start = self.next;
         let now = SystemTime::now();
         for request in group {
-            let decision = self.decide(
-                &store.tree,
-                &request,
-                &mut pending,
-                &mut batch,
-                &mut committed,
-                now,
-            );
+            let decision = self.decide(&store.tree, &request, &mut pending, &mut committed, now);
             answers.push((request.reply, decision));
         }
         pending.chunks.write(&mut batch);
+        if let Err(error) = pending.index.write(&store.tree, &mut batch) {
+            // Nothing of the group was applied: the next one takes its positions.
+            tracing::error!(%error, "event log commit failed, appends of this group are not acknowledged");
+            self.next = start;
+            for (reply, _) in answers {
+                let _ = reply.send(Err(error_like(&error)));
+            }
+            return;
+        }
         if !committed.is_empty() || self.unflushed {
             let events = committed.len();
             let flush_started = std::time::Instant::now();
@@ -351,7 +356,6 @@ impl Writer {
         tree: &sled::Tree,
         request: &AppendRequest,
         pending: &mut Pending,
-        batch: &mut sled::Batch,
         committed: &mut Vec<RecordedEvent>,
         now: SystemTime,
     ) -> Result<AppendOutcome> {
@@ -430,8 +434,8 @@ impl Writer {
             pending
                 .chunks
                 .push(position, &recorded.to_proto().encode_to_vec());
-            batch.insert(stream_key(stream, version), position.to_be_bytes().to_vec());
-            batch.insert(id_key(event.id).to_vec(), ids::entry(position, version));
+            pending.index.stream(stream, version, position);
+            pending.index.id(event.id, position, version);
             pending.ids.insert(
                 event.id,
                 ids::Stored {
