@@ -10,7 +10,7 @@
 //!
 //! Big-endian numbers make sled's byte order the numeric order, so a range of `C` keys is a
 //! range of positions, and a stream's entries in the stream index run from its version 0 to
-//! its head. A stream name never holds `0x00` (see `validate_append`), so one stream's entries
+//! its head. A stream name never holds `0x00` (see `validate_stream`), so one stream's entries
 //! never fall among another's.
 //!
 //! An event id is stored once in the whole log, whatever its stream: a retry to the same

@@ -7,7 +7,8 @@
 //! about 57 bytes per event for as long as it ran (docs/performance.md, "The event log's
 //! memory"). A run holds tens of entries, so a leaf of runs covers hundreds of events.
 //!
-//! A run's sled key is its index's byte ([`keys::STREAM_RUN`], [`keys::ID_RUN`]) and then its
+//! A run's sled key is its index's byte ([`keys::STREAM_RUN`], [`keys::ID_RUN`]) and then the
+//! key where it starts: the index's first run starts at the empty key, every other run at its
 //! first entry's key. The runs of an index never overlap, so the run that holds a key, if any
 //! does, is the last one starting at or before it. A run's value is its entries in order, each
 //! written as the length of the prefix its key shares with the previous entry's, the rest of
@@ -16,6 +17,11 @@
 //! that outgrows [`RUN_BYTES`], all in the group's one sled batch, so a crash leaves the runs
 //! as the last durable group left them. The bound is the chunks' (see [`super::chunks`]): a
 //! sled leaf holds 16 values, and the torn-write test found leaves of larger values unreadable.
+//!
+//! A run's key is never removed: a split keeps the first part under the run's key and puts the
+//! rest under keys after it. A reader that reads several runs while the writer splits one
+//! (sled makes each read atomic, not a sequence of them) may therefore meet entries again in a
+//! new run, which it skips, but never misses one that was there when it began.
 
 use std::{
     cmp::Ordering,
@@ -69,6 +75,7 @@ impl Index {
         }
     }
 
+    /// The sled key of a run starting at `entry` (the first run: at the empty key).
     fn run_key(self, entry: &[u8]) -> Vec<u8> {
         let mut key = Vec::with_capacity(entry.len() + 1);
         key.push(self.space());
@@ -142,13 +149,16 @@ pub(super) fn scan(
         Some((key, _)) => key.to_vec(),
         None => index.run_key(lo),
     };
+    // The last key handed on: a run split while this reads is met again in part.
+    let mut seen: Option<Vec<u8>> = None;
     for run in tree.range(start..=index.run_key(hi)) {
         let (_, run) = run.map_err(storage)?;
         let mut outcome = Ok(ControlFlow::Continue(()));
         walk(index, &run, |k, v| {
-            if k < lo {
+            if k < lo || seen.as_deref().is_some_and(|seen| k <= seen) {
                 return ControlFlow::Continue(());
             }
+            seen = Some(k.to_vec());
             outcome = match k > hi {
                 true => Ok(ControlFlow::Break(())),
                 false => visit(k, v),
@@ -174,21 +184,14 @@ fn run_at(tree: &sled::Tree, index: Index, key: &[u8]) -> Result<Option<(sled::I
         .map_err(storage)
 }
 
-/// The first run after the one whose key is `after` (or the index's first run).
-fn run_after(
-    tree: &sled::Tree,
-    index: Index,
-    after: Option<&[u8]>,
-) -> Result<Option<(sled::IVec, sled::IVec)>> {
-    let (lo, hi) = index.bounds();
-    let from = match after {
-        Some(key) => Bound::Excluded(key.to_vec()),
-        None => Bound::Included(lo),
-    };
-    tree.range((from, Bound::Excluded(hi)))
-        .next()
-        .transpose()
-        .map_err(storage)
+/// The key of the first run after the one whose key is `after`.
+fn run_after(tree: &sled::Tree, index: Index, after: &[u8]) -> Result<Option<sled::IVec>> {
+    let (_, hi) = index.bounds();
+    let from = Bound::Excluded(after.to_vec());
+    match tree.range((from, Bound::Excluded(hi))).keys().next() {
+        Some(key) => Ok(Some(key.map_err(storage)?)),
+        None => Ok(None),
+    }
 }
 
 /// New entries of the indexes, from a writer's group (or an import's batch), to be merged into
@@ -231,37 +234,31 @@ fn merge(
 ) -> Result<()> {
     let mut new = new.into_iter().peekable();
     while let Some((next_key, _)) = new.peek() {
-        // The run the next entry falls in: the last one starting at or before it, else the
-        // index's first run, which then starts with it instead.
-        let target = match run_at(tree, index, next_key)? {
-            Some(run) => Some(run),
-            None => run_after(tree, index, None)?,
-        };
-        let (old_key, stored) = match &target {
-            Some((key, run)) => (Some(key.to_vec()), decode(index, run)?),
-            None => (None, Vec::new()),
+        // The run the next entry falls in: the last one starting at or before it. There is
+        // none only while the index is empty; its first run then starts at the empty key.
+        let (key, stored) = match run_at(tree, index, next_key)? {
+            Some((key, run)) => (key.to_vec(), decode(index, &run)?),
+            None => (index.run_key(&[]), Vec::new()),
         };
         // Every new entry before the following run's start goes into this one.
-        let following = match &old_key {
-            Some(key) => run_after(tree, index, Some(key))?.map(|(key, _)| key),
-            None => None,
-        };
+        let following = run_after(tree, index, &key)?;
         let mut added = Vec::new();
-        while let Some((key, _)) = new.peek() {
-            if following.as_ref().is_some_and(|f| key[..] >= f[1..]) {
+        while let Some((entry, _)) = new.peek() {
+            if following.as_ref().is_some_and(|f| entry[..] >= f[1..]) {
                 break;
             }
             added.extend(new.next());
         }
-        let appending = match (stored.last(), added.first()) {
-            (Some((last, _)), Some((first, _))) => first > last,
-            _ => true,
-        };
-        let runs = split(merge_sorted(stored, added), appending);
-        if let (Some(old), Some(first)) = (old_key, runs.first())
-            && old[1..] != first[0].0[..]
-        {
-            batch.remove(old);
+        // The index's last run, or entries after a run's last, only ever grow at the end.
+        let appending = following.is_none()
+            || match (stored.last(), added.first()) {
+                (Some((last, _)), Some((first, _))) => first > last,
+                _ => true,
+            };
+        let mut runs = split(merge_sorted(stored, added), appending).into_iter();
+        // The first part keeps the run's key, so that no key a reader may be at goes away.
+        if let Some(run) = runs.next() {
+            batch.insert(key, encode(&run));
         }
         for run in runs {
             batch.insert(index.run_key(&run[0].0), encode(&run));
@@ -285,12 +282,13 @@ fn merge_sorted(stored: Vec<Entry>, added: Vec<Entry>) -> Vec<Entry> {
     merged
 }
 
-/// `entries` as runs of at most [`RUN_BYTES`] each. Entries appended after a run's last fill
-/// it before a new run starts, as the end of an index is only ever appended to; a run that
-/// took entries among its own is split into runs of even size, so that the next entries
+/// `entries` as runs of at most [`RUN_BYTES`] each, counting the run's key (which repeats its
+/// first entry's), as a sled leaf holds both. Entries appended after a run's last fill it
+/// before a new run starts, as the end of an index, or of a stream, is only appended to; a run
+/// that took entries among its own is split into runs of even size, so that the next entries
 /// there find room.
 fn split(entries: Vec<Entry>, appending: bool) -> Vec<Vec<Entry>> {
-    let total = encoded_len(&entries);
+    let total = encoded_len(&entries) + entries.first().map_or(0, |(key, _)| run_key_len(key));
     let target = match appending {
         true => RUN_BYTES,
         false => total.div_ceil(total.div_ceil(RUN_BYTES).max(1)),
@@ -303,7 +301,9 @@ fn split(entries: Vec<Entry>, appending: bool) -> Vec<Vec<Entry>> {
         let len = entry_len(previous, &key, &value);
         if !run.is_empty() && size + len > target {
             runs.push(std::mem::take(&mut run));
-            size = entry_len(&[], &key, &value);
+            size = run_key_len(&key) + entry_len(&[], &key, &value);
+        } else if run.is_empty() {
+            size = run_key_len(&key) + len;
         } else {
             size += len;
         }
@@ -313,6 +313,11 @@ fn split(entries: Vec<Entry>, appending: bool) -> Vec<Vec<Entry>> {
         runs.push(run);
     }
     runs
+}
+
+/// The length of the sled key of a run starting at `key`.
+fn run_key_len(key: &[u8]) -> usize {
+    1 + key.len()
 }
 
 fn encode(entries: &[Entry]) -> Vec<u8> {
@@ -418,7 +423,12 @@ fn varint(bytes: &[u8], at: &mut usize) -> Option<usize> {
     for shift in (0..usize::BITS).step_by(7) {
         let byte = *bytes.get(*at)?;
         *at += 1;
-        n |= usize::from(byte & 0x7f).checked_shl(shift)?;
+        let bits = usize::from(byte & 0x7f);
+        // The last byte holds what is left of the number's bits, no more.
+        if bits.leading_zeros() < shift {
+            return None;
+        }
+        n |= bits << shift;
         if byte & 0x80 == 0 {
             return Some(n);
         }
@@ -427,28 +437,35 @@ fn varint(bytes: &[u8], at: &mut usize) -> Option<usize> {
 }
 
 /// Moves an older database's index entries (one sled key each, under `S` and `J`) into runs,
-/// [`MIGRATE_STEP`] at a time, each step one atomic batch: a crash midway leaves the entries
-/// not yet moved where they were, and the next opening moves them. Returns how many it moved.
-pub(super) fn migrate(tree: &sled::Tree) -> Result<u64> {
+/// [`MIGRATE_STEP`] at a time: each step writes the runs, makes them durable with `durable`,
+/// and only then removes the old keys, so a crash at any point leaves every entry in a run or
+/// still where it was, and the next opening goes on (merging an entry a run already holds
+/// changes nothing). The caller marks the database with the new format first, so that an
+/// older podiumd never opens one half moved. Returns how many entries it moved.
+pub(super) fn migrate(tree: &sled::Tree, mut durable: impl FnMut() -> Result<()>) -> Result<u64> {
     let mut moved = 0u64;
     for index in [Index::Streams, Index::Ids] {
         loop {
             let mut entries = BTreeMap::new();
-            let mut batch = sled::Batch::default();
+            let mut removals = sled::Batch::default();
             for single in tree.scan_prefix([index.singles()]).take(MIGRATE_STEP) {
                 let (key, value) = single.map_err(storage)?;
                 entries.insert(key[1..].to_vec(), value.to_vec());
-                batch.remove(key);
+                removals.remove(key);
             }
             if entries.is_empty() {
                 break;
             }
             moved += entries.len() as u64;
-            merge(tree, index, entries, &mut batch)?;
-            tree.apply_batch(batch).map_err(storage)?;
+            let mut runs = sled::Batch::default();
+            merge(tree, index, entries, &mut runs)?;
+            tree.apply_batch(runs).map_err(storage)?;
+            durable()?;
+            tree.apply_batch(removals).map_err(storage)?;
         }
     }
     if moved > 0 {
+        durable()?;
         tracing::info!(entries = moved, "event log: indexes packed into runs");
     }
     Ok(moved)

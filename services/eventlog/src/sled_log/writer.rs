@@ -206,25 +206,23 @@ impl Writer {
             answers.push((request.reply, decision));
         }
         pending.chunks.write(&mut batch);
-        if let Err(error) = pending.index.write(&store.tree, &mut batch) {
-            // Nothing of the group was applied: the next one takes its positions.
-            tracing::error!(%error, "event log commit failed, appends of this group are not acknowledged");
-            self.next = start;
-            for (reply, _) in answers {
-                let _ = reply.send(Err(error_like(&error)));
-            }
-            return;
-        }
         if !committed.is_empty() || self.unflushed {
             let events = committed.len();
             let flush_started = std::time::Instant::now();
             // Durable means on stable storage: sled's flush ends in `sync_file_range`, which
             // a power cut can undo, so the files it wrote are fdatasynced too (see `sync`).
-            let result = store
-                .tree
-                .apply_batch(batch)
-                .and_then(|()| store.db.flush().map(|_| ()))
-                .map_err(storage)
+            // The index entries are merged into the runs the tree holds now (reading them may
+            // fail as a write does).
+            let result = pending
+                .index
+                .write(&store.tree, &mut batch)
+                .and_then(|()| {
+                    store
+                        .tree
+                        .apply_batch(batch)
+                        .and_then(|()| store.db.flush().map(|_| ()))
+                        .map_err(storage)
+                })
                 .and_then(|()| self.sync_files());
             if let Err(error) = result {
                 metrics::counter!(crate::metrics::COMMIT_FAILURES).increment(1);

@@ -1,6 +1,6 @@
 use proptest::prelude::*;
 
-use super::*;
+use super::{super::keys::be_u64, *};
 
 fn tree() -> sled::Tree {
     let db = sled::Config::new().temporary(true).open().unwrap();
@@ -13,22 +13,23 @@ fn add(tree: &sled::Tree, index: Index, entries: &BTreeMap<Vec<u8>, Vec<u8>>) {
     tree.apply_batch(batch).unwrap();
 }
 
-/// Every run of `index`: keyed by its first entry, within its size, after the one before.
+/// Every run of `index`: the first keyed by the empty key, every other by its first entry,
+/// within its size, after the one before.
 fn runs(tree: &sled::Tree, index: Index) -> Vec<Vec<Entry>> {
     let (lo, hi) = index.bounds();
     let mut runs: Vec<Vec<Entry>> = Vec::new();
     for run in tree.range(lo..hi) {
         let (key, value) = run.unwrap();
         let entries = decode(index, &value).unwrap();
-        assert_eq!(
-            key[1..],
-            entries[0].0[..],
-            "a run is keyed by its first entry"
-        );
+        let start = match runs.is_empty() {
+            true => &[][..],
+            false => &entries[0].0[..],
+        };
+        assert_eq!(key[1..], *start, "a run is keyed where it starts");
         assert!(
-            value.len() <= RUN_BYTES || entries.len() == 1,
+            key.len() + value.len() <= RUN_BYTES || entries.len() == 1,
             "a run of {} bytes",
-            value.len()
+            key.len() + value.len()
         );
         if let Some(before) = runs.last() {
             assert!(before[before.len() - 1].0 < entries[0].0, "runs overlap");
@@ -86,6 +87,43 @@ proptest! {
 }
 
 #[test]
+fn a_reader_meeting_a_run_split_under_it_skips_what_it_has_seen() {
+    // What a reader of stream `s` meets when a group splits the run it has just read: the run
+    // as it was, then the run split off it, under a key after it.
+    let tree = tree();
+    let entry = |stream: &str, version: u64| {
+        (
+            keys::stream_entry(stream, version),
+            version.to_be_bytes().to_vec(),
+        )
+    };
+    let read: Vec<Entry> = [entry("r", 8), entry("r", 9)]
+        .into_iter()
+        .chain((0..10).map(|v| entry("s", v)))
+        .collect();
+    let split_off: Vec<Entry> = (4..10).map(|v| entry("s", v)).collect();
+    let rest: Vec<Entry> = (10..12).map(|v| entry("s", v)).collect();
+    for run in [&read, &split_off, &rest] {
+        let key = match run == &read {
+            true => Index::Streams.run_key(&[]),
+            false => Index::Streams.run_key(&run[0].0),
+        };
+        tree.insert(key, encode(run)).unwrap();
+    }
+    let (lo, hi) = (
+        keys::stream_entry("s", 0),
+        keys::stream_entry("s", u64::MAX),
+    );
+    let mut seen = Vec::new();
+    scan(&tree, Index::Streams, &lo, &hi, |key, _| {
+        seen.push(be_u64(&key[key.len() - 8..]).unwrap());
+        Ok(ControlFlow::Continue(()))
+    })
+    .unwrap();
+    assert_eq!(seen, (0..12).collect::<Vec<_>>());
+}
+
+#[test]
 fn an_index_appended_to_fills_its_runs() {
     let tree = tree();
     let mut additions = Additions::default();
@@ -102,13 +140,10 @@ fn an_index_appended_to_fills_its_runs() {
     let runs = runs(&tree, Index::Ids);
     assert_eq!(runs.iter().map(Vec::len).sum::<usize>(), 1_984);
     // Every run but the last is full: an entry is 16 bytes of id at most, 16 of value, 3 of
-    // lengths.
+    // lengths, and the run's key repeats its first id.
     for run in &runs[..runs.len() - 1] {
-        assert!(
-            encoded_len(run) > RUN_BYTES - 35,
-            "{} bytes",
-            encoded_len(run)
-        );
+        let size = 16 + encoded_len(run);
+        assert!(size > RUN_BYTES - 35, "{size} bytes");
     }
     assert_eq!(
         get(&tree, Index::Ids, Uuid::from_u64_pair(1, 700).as_bytes()).unwrap(),
@@ -140,12 +175,19 @@ fn an_older_layout_moves_into_runs_even_if_a_move_was_cut_short() {
     }
     let id = Uuid::now_v7();
     single(Index::Ids, id.as_bytes(), &ids::entry(3, 1));
-    assert_eq!(migrate(&tree).unwrap(), 5);
+    let mut synced = 0;
+    let moved = migrate(&tree, || {
+        synced += 1;
+        Ok(())
+    });
+    assert_eq!(moved.unwrap(), 5);
+    // Once a step's runs are written (before its old keys go), once at the end.
+    assert_eq!(synced, 3);
     // As if an earlier opening had been cut short: entries left behind among the runs.
     let late = keys::stream_entry("t", 9);
     single(Index::Streams, &late, &9u64.to_be_bytes());
     model.insert(late, 9u64.to_be_bytes().to_vec());
-    assert_eq!(migrate(&tree).unwrap(), 1);
+    assert_eq!(migrate(&tree, || Ok(())).unwrap(), 1);
     let stored: Vec<Entry> = runs(&tree, Index::Streams).into_iter().flatten().collect();
     assert_eq!(stored, model.into_iter().collect::<Vec<_>>());
     assert_eq!(
@@ -156,7 +198,7 @@ fn an_older_layout_moves_into_runs_even_if_a_move_was_cut_short() {
     assert!(tree.scan_prefix([keys::ID]).next().is_none());
     // Nothing is left to move: another opening writes nothing.
     let checksum = tree.checksum().unwrap();
-    assert_eq!(migrate(&tree).unwrap(), 0);
+    assert_eq!(migrate(&tree, || Ok(())).unwrap(), 0);
     assert_eq!(tree.checksum().unwrap(), checksum);
 }
 
@@ -189,5 +231,9 @@ fn varints_round_trip_and_refuse_overlong_input() {
         assert_eq!(at, out.len());
     }
     assert_eq!(varint(&[0x80; 11], &mut 0), None);
+    // A tenth byte with more than the one bit a 64-bit number has left.
+    let mut overlong = vec![0xff; 9];
+    overlong.push(0x02);
+    assert_eq!(varint(&overlong, &mut 0), None);
     assert_eq!(varint(&[0x80], &mut 0), None);
 }
