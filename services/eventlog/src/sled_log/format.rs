@@ -2,9 +2,8 @@
 //! than it knows.
 //!
 //! The layouts so far: one event per key with ids indexed per stream, then events packed into
-//! chunks with one id index for the whole log (format 2), then the stream and id indexes packed
-//! into runs (format 3, [`CURRENT`]). Opening moves an older database forward
-//! (`chunks::migrate`, `ids::migrate`, `packed::migrate`) and then marks it, as it marks a new
+//! chunks with one id index for the whole log (format 2, [`CURRENT`]). Opening moves an older
+//! database forward (`chunks::migrate`, `ids::migrate`) and then marks it, as it marks a new
 //! one, with the current format; so does a restore. A podiumd from before the mark does not
 //! read it (one from before chunks sees a moved database as an empty log: the README says to
 //! take a backup before upgrading), but every podiumd from this one on refuses a database
@@ -15,9 +14,9 @@ use crate::{EventLogError, Result};
 
 use super::{keys::FORMAT as KEY, storage};
 
-/// The layout this podiumd writes: events in chunks (`C`), the runs of the stream index (`T`)
-/// and of the id index of the whole log (`K`).
-pub(super) const CURRENT: u8 = 3;
+/// The layout this podiumd writes: events in chunks (`C`), the stream index (`S`), the id
+/// index of the whole log (`J`).
+pub(super) const CURRENT: u8 = 2;
 
 /// Refuses a database marked with a format newer than [`CURRENT`]. An unmarked one is from
 /// before the mark: opening moves it, as it always did.

@@ -10,8 +10,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::{
-    keys::{LEGACY_ID, be_u64, legacy_id},
-    packed::{self, Additions, Index},
+    keys::{LEGACY_ID, be_u64, id_key, legacy_id},
     read, storage,
 };
 use crate::{EventLogError, Result};
@@ -39,7 +38,7 @@ fn parse(value: &[u8]) -> Result<(u64, u64)> {
 /// Where `id` is stored, if anywhere. The common case, a new id, costs one lookup; the stream
 /// of a stored one is read from its event.
 pub(super) fn stored(tree: &sled::Tree, id: Uuid) -> Result<Option<Stored>> {
-    let Some(value) = packed::get(tree, Index::Ids, id.as_bytes())? else {
+    let Some(value) = tree.get(id_key(id)).map_err(storage)? else {
         return Ok(None);
     };
     let (position, version) = parse(&value)?;
@@ -84,11 +83,9 @@ pub(super) fn migrate(tree: &sled::Tree) -> Result<()> {
     if moved == 0 {
         return Ok(());
     }
-    let mut index = Additions::default();
     for (id, (position, version)) in &first {
-        index.id(*id, *position, *version);
+        batch.insert(id_key(*id).to_vec(), entry(*position, *version));
     }
-    index.write(tree, &mut batch)?;
     tree.apply_batch(batch).map_err(storage)?;
     tracing::info!(
         entries = moved,
@@ -169,11 +166,7 @@ mod tests {
         store(&tree, 0, "a", Uuid::new_v4())?;
         sled_log::chunks::migrate(&tree, || Ok(()))?;
         let stray = Uuid::new_v4();
-        let mut index = Additions::default();
-        index.id(stray, 0, 0);
-        let mut batch = sled::Batch::default();
-        index.write(&tree, &mut batch)?;
-        tree.apply_batch(batch).map_err(storage)?;
+        tree.insert(id_key(stray), entry(0, 0)).map_err(storage)?;
         assert!(matches!(
             stored(&tree, stray),
             Err(EventLogError::Corrupt { position: 0, .. })

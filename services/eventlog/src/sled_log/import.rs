@@ -16,7 +16,7 @@ use super::{
     Store,
     chunks::{self, Chunks},
     ids,
-    packed::Additions,
+    keys::{id_key, stream_key},
     storage,
     sync::SledFiles,
     validate_event, validate_stream,
@@ -34,8 +34,6 @@ pub struct SledImport {
     batch: sled::Batch,
     /// The events of `batch`, packed as the log stores them.
     chunks: Chunks,
-    /// The index entries of `batch`'s events.
-    index: Additions,
     batched: usize,
     /// The position the next event must have.
     next: u64,
@@ -74,7 +72,6 @@ impl SledImport {
             path,
             batch: sled::Batch::default(),
             chunks: Chunks::default(),
-            index: Additions::default(),
             batched: 0,
             next: 0,
             heads: HashMap::new(),
@@ -113,11 +110,15 @@ impl SledImport {
         let position = event.position;
         self.chunks
             .push(position, &event.to_proto().encode_to_vec());
-        self.index.stream(&event.stream, version, position);
+        self.batch.insert(
+            stream_key(&event.stream, version),
+            position.to_be_bytes().to_vec(),
+        );
         // A log written before ids were unique in the whole log may hold an id in two streams:
         // the first keeps it, as when such a database is opened (`ids::migrate`).
         if earlier.is_none() {
-            self.index.id(event.id, position, version);
+            self.batch
+                .insert(id_key(event.id).to_vec(), ids::entry(position, version));
             self.pending_ids.insert(event.id, event.stream.clone());
         }
         self.heads.insert(event.stream.clone(), version);
@@ -145,7 +146,6 @@ impl SledImport {
     fn apply(&mut self) -> Result<()> {
         let mut batch = std::mem::take(&mut self.batch);
         std::mem::take(&mut self.chunks).write(&mut batch);
-        std::mem::take(&mut self.index).write(&self.store.tree, &mut batch)?;
         self.store.tree.apply_batch(batch).map_err(storage)?;
         self.chunks = Chunks::at(&self.store.tree, self.next)?;
         self.pending_ids.clear();

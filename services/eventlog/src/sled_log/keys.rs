@@ -4,22 +4,20 @@
 //! | key | value |
 //! | --- | --- |
 //! | `C` position (u64 BE) | a chunk: the events from that position on, each encoded as `podium.v1.Event` (see [`super::chunks`]) |
-//! | `T` stream `0x00` version (u64 BE) | a run of the stream index: entries stream `0x00` version → position (u64 BE), from this key's on (see [`super::packed`]) |
-//! | `K` event id (16 bytes) | a run of the id index: entries event id → position, version (u64 BE each; the stream is the stored event's), from this key's on |
+//! | `S` stream `0x00` version (u64 BE) | position |
+//! | `J` event id (16 bytes) | position, version (the stream is the stored event's) |
 //! | `F` | the layout's format, one byte (see [`super::format`]) |
 //!
 //! Big-endian numbers make sled's byte order the numeric order, so a range of `C` keys is a
-//! range of positions, and a stream's entries in the stream index run from its version 0 to
-//! its head. A stream name never holds `0x00` (see `validate_stream`), so one stream's entries
-//! never fall among another's.
+//! range of positions and the last `S` key of a stream is its head. A stream name never holds
+//! `0x00` (see `validate_append`), so one stream's keys never fall inside another's range.
 //!
 //! An event id is stored once in the whole log, whatever its stream: a retry to the same
 //! stream is answered, and a request id reused for another stream is refused, never applied a
-//! second time. Older databases are moved forward when opened: those written before ids were
-//! unique in the whole log index ids by stream under `I` (stream `0x00` id; see
-//! `ids::migrate`); those written before chunks hold one event per key under `L` (position;
-//! see `chunks::migrate`); those written before runs hold one key per index entry, under `S`
-//! (stream `0x00` version) and `J` (event id) (see `packed::migrate`).
+//! second time. Databases written before that rule index ids by stream under `I` (stream
+//! `0x00` id); opening one moves them to `J` (see `ids::migrate`). Databases written before
+//! chunks hold one event per key under `L` (position); opening one packs them into chunks
+//! (see `chunks::migrate`).
 
 use uuid::Uuid;
 
@@ -29,14 +27,10 @@ use crate::{EventLogError, Result};
 pub(super) const CHUNK: u8 = b'C';
 /// The log of databases from before chunks: position → event.
 pub(super) const LOG: u8 = b'L';
-/// The stream index of databases from before runs: stream and version → position.
+/// The stream index: stream and version → position.
 pub(super) const STREAM: u8 = b'S';
-/// The id index of databases from before runs: event id → position and version.
+/// The id index: event id → position and version.
 pub(super) const ID: u8 = b'J';
-/// The runs of the stream index.
-pub(super) const STREAM_RUN: u8 = b'T';
-/// The runs of the id index.
-pub(super) const ID_RUN: u8 = b'K';
 /// The format mark: the key is this byte alone, its value one byte (see [`super::format`]).
 pub(super) const FORMAT: &[u8] = b"F";
 /// The id index of databases from before ids were unique in the whole log: stream and event
@@ -61,7 +55,6 @@ fn position_key(space: u8, position: u64) -> [u8; 9] {
 }
 
 /// A key space's prefix for one stream: the space, the name, `0x00`.
-#[cfg(test)]
 pub(super) fn stream_prefix(space: u8, stream: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(stream.len() + 18);
     key.push(space);
@@ -70,25 +63,14 @@ pub(super) fn stream_prefix(space: u8, stream: &str) -> Vec<u8> {
     key
 }
 
-/// A stream index entry's key: stream, `0x00`, version.
-pub(super) fn stream_entry(stream: &str, version: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(stream.len() + 9);
-    key.extend_from_slice(stream.as_bytes());
-    key.push(0);
+/// `S` + stream + version.
+pub(super) fn stream_key(stream: &str, version: u64) -> Vec<u8> {
+    let mut key = stream_prefix(STREAM, stream);
     key.extend_from_slice(&version.to_be_bytes());
     key
 }
 
-/// `S` + stream + version: the layout of databases from before runs.
-#[cfg(test)]
-pub(super) fn stream_key(stream: &str, version: u64) -> Vec<u8> {
-    let mut key = vec![STREAM];
-    key.extend_from_slice(&stream_entry(stream, version));
-    key
-}
-
-/// `J` + event id: the layout of databases from before runs.
-#[cfg(test)]
+/// `J` + event id.
 pub(super) fn id_key(id: Uuid) -> [u8; 17] {
     let mut key = [0u8; 17];
     key[0] = ID;
@@ -167,13 +149,6 @@ mod tests {
         assert!(!chunk_key(7).starts_with(&[STREAM]) && !chunk_key(7).starts_with(&[LOG]));
         assert!(!stream_key("a", 7).starts_with(&[ID]));
         assert!(!id_key(Uuid::nil()).starts_with(&[LEGACY_ID]));
-        let spaces = [
-            CHUNK, LOG, STREAM, ID, STREAM_RUN, ID_RUN, LEGACY_ID, FORMAT[0],
-        ];
-        for (i, space) in spaces.iter().enumerate() {
-            assert!(!spaces[i + 1..].contains(space), "{} twice", *space as char);
-        }
-        assert_eq!(stream_key("a", 7)[1..], stream_entry("a", 7)[..]);
     }
 
     #[test]

@@ -13,7 +13,6 @@ mod format;
 mod ids;
 mod import;
 mod keys;
-mod packed;
 mod read;
 mod sync;
 mod writer;
@@ -192,13 +191,8 @@ impl SledEventLog {
         // What opening reads and moves is named with the file, as sled's own refusals are.
         let head = format::check(&store.tree)
             .and_then(|()| chunks::migrate(&store.tree, || store.make_durable(&mut files, &path)))
-            // Marked before the indexes move, so that no older podiumd opens a log half moved.
-            .and_then(|()| format::mark(&store.tree))
-            .and_then(|()| store.make_durable(&mut files, &path))
             .and_then(|()| ids::migrate(&store.tree))
-            .and_then(|()| {
-                packed::migrate(&store.tree, || store.make_durable(&mut files, &path)).map(drop)
-            })
+            .and_then(|()| format::mark(&store.tree))
             .and_then(|()| store.make_durable(&mut files, &path))
             .and_then(|()| chunks::next_position(&store.tree))
             .map_err(|e| naming_the_file(&path, e))?;

@@ -4,18 +4,15 @@
 //! failed write sled refuses reads too). Callers pass the durable head; nothing at or past it
 //! is returned, so nothing unacknowledged is ever delivered.
 
-use std::{
-    ops::ControlFlow,
-    sync::{Arc, atomic::Ordering},
-};
+use std::sync::{Arc, atomic::Ordering};
 
 use podium_proto::v1 as pb;
 use prost::Message;
 
 use super::{
     Shared, Store, chunks,
-    keys::{be_u64, stream_entry},
-    packed::{self, Index},
+    keys::{STREAM, be_u64, stream_key, stream_prefix},
+    storage,
     writer::REOPEN_PAUSE,
 };
 use crate::{EventLogError, Page, RecordedEvent, Result};
@@ -73,19 +70,20 @@ impl Shared {
         durable: u64,
     ) -> Result<Vec<RecordedEvent>> {
         self.read(|tree| {
-            let (lo, hi) = (
-                stream_entry(stream, from_version),
-                stream_entry(stream, u64::MAX),
-            );
+            let start = stream_key(stream, from_version);
+            let end = stream_key(stream, u64::MAX);
             let mut events = Vec::new();
-            packed::scan(tree, Index::Streams, &lo, &hi, |_, value| {
-                let position = be_u64(value)?;
-                if events.len() >= limit || position >= durable {
-                    return Ok(ControlFlow::Break(()));
+            for entry in tree.range(start..=end) {
+                if events.len() >= limit {
+                    break;
+                }
+                let (_, value) = entry.map_err(storage)?;
+                let position = be_u64(&value)?;
+                if position >= durable {
+                    break;
                 }
                 events.push(load(tree, position).map_err(|e| self.naming_the_file(e))?);
-                Ok(ControlFlow::Continue(()))
-            })?;
+            }
             Ok(events)
         })
     }
@@ -149,9 +147,11 @@ pub(super) fn blocking_failed(error: tokio::task::JoinError) -> EventLogError {
 
 /// The version of the stream's last stored event, if the stream exists.
 pub(super) fn stream_head(tree: &sled::Tree, stream: &str) -> Result<Option<u64>> {
-    let (lo, hi) = (stream_entry(stream, 0), stream_entry(stream, u64::MAX));
-    match packed::last_in(tree, Index::Streams, &lo, &hi)? {
-        Some((key, _)) => Ok(Some(be_u64(&key[key.len() - 8..])?)),
+    match tree.scan_prefix(stream_prefix(STREAM, stream)).next_back() {
+        Some(entry) => {
+            let (key, _) = entry.map_err(storage)?;
+            Ok(Some(be_u64(&key[key.len() - 8..])?))
+        }
         None => Ok(None),
     }
 }
@@ -186,7 +186,7 @@ mod tests {
 
     use uuid::Uuid;
 
-    use super::{super::storage, *};
+    use super::*;
 
     #[test]
     fn heads_are_read_from_the_indexes() -> Result<()> {
@@ -199,17 +199,16 @@ mod tests {
         assert_eq!(stream_head(&tree, "a")?, None);
         let mut position = 0u64;
         let mut log = chunks::Chunks::at(&tree, 0)?;
-        let mut index = packed::Additions::default();
         for (stream, versions) in [("a", 3u64), ("a-b", 300), ("b", 1)] {
             for version in 0..versions {
                 log.push(position, &[]);
-                index.stream(stream, version, position);
+                tree.insert(stream_key(stream, version), &position.to_be_bytes())
+                    .map_err(storage)?;
                 position += 1;
             }
         }
         let mut batch = sled::Batch::default();
         log.write(&mut batch);
-        index.write(&tree, &mut batch)?;
         tree.apply_batch(batch).map_err(storage)?;
         assert_eq!(chunks::next_position(&tree)?, 304);
         assert_eq!(stream_head(&tree, "a")?, Some(2));

@@ -25,7 +25,7 @@ use super::{
     AppendRequest, Shared, SledFiles, SledOptions, Store,
     chunks::{Chunks, next_position},
     ids,
-    packed::Additions,
+    keys::{id_key, stream_key},
     read::stream_head,
     storage, unsyncable,
 };
@@ -102,8 +102,6 @@ struct Pending {
     ids: HashMap<Uuid, ids::Stored>,
     /// The group's events, packed onto the end of the log.
     chunks: Chunks,
-    /// The group's entries of the stream and id indexes.
-    index: Additions,
 }
 
 impl Pending {
@@ -112,7 +110,6 @@ impl Pending {
             heads: HashMap::new(),
             ids: HashMap::new(),
             chunks,
-            index: Additions::default(),
         }
     }
 }
@@ -202,7 +199,14 @@ impl Writer {
         let start = self.next;
         let now = SystemTime::now();
         for request in group {
-            let decision = self.decide(&store.tree, &request, &mut pending, &mut committed, now);
+            let decision = self.decide(
+                &store.tree,
+                &request,
+                &mut pending,
+                &mut batch,
+                &mut committed,
+                now,
+            );
             answers.push((request.reply, decision));
         }
         pending.chunks.write(&mut batch);
@@ -211,18 +215,11 @@ impl Writer {
             let flush_started = std::time::Instant::now();
             // Durable means on stable storage: sled's flush ends in `sync_file_range`, which
             // a power cut can undo, so the files it wrote are fdatasynced too (see `sync`).
-            // The index entries are merged into the runs the tree holds now (reading them may
-            // fail as a write does).
-            let result = pending
-                .index
-                .write(&store.tree, &mut batch)
-                .and_then(|()| {
-                    store
-                        .tree
-                        .apply_batch(batch)
-                        .and_then(|()| store.db.flush().map(|_| ()))
-                        .map_err(storage)
-                })
+            let result = store
+                .tree
+                .apply_batch(batch)
+                .and_then(|()| store.db.flush().map(|_| ()))
+                .map_err(storage)
                 .and_then(|()| self.sync_files());
             if let Err(error) = result {
                 metrics::counter!(crate::metrics::COMMIT_FAILURES).increment(1);
@@ -354,6 +351,7 @@ impl Writer {
         tree: &sled::Tree,
         request: &AppendRequest,
         pending: &mut Pending,
+        batch: &mut sled::Batch,
         committed: &mut Vec<RecordedEvent>,
         now: SystemTime,
     ) -> Result<AppendOutcome> {
@@ -432,8 +430,8 @@ impl Writer {
             pending
                 .chunks
                 .push(position, &recorded.to_proto().encode_to_vec());
-            pending.index.stream(stream, version, position);
-            pending.index.id(event.id, position, version);
+            batch.insert(stream_key(stream, version), position.to_be_bytes().to_vec());
+            batch.insert(id_key(event.id).to_vec(), ids::entry(position, version));
             pending.ids.insert(
                 event.id,
                 ids::Stored {
