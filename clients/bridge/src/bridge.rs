@@ -260,16 +260,11 @@ impl State {
     }
 
     async fn on_status(&mut self, update: StatusUpdate) {
-        match update {
-            StatusUpdate::Snapshot { sessions, .. } => {
-                for s in sessions {
-                    self.sessions.insert(s.session_id.clone(), s);
-                }
-            }
-            StatusUpdate::Changed { session, .. } => {
-                self.sessions.insert(session.session_id.clone(), *session);
-            }
-        }
+        let sessions = match update {
+            StatusUpdate::Snapshot { sessions, .. } => sessions,
+            StatusUpdate::Changed { session, .. } => vec![*session],
+        };
+        fold(&mut self.sessions, &self.config.room, sessions);
         // The room's live session; the latest to go live if two overlap.
         let decision = self
             .sessions
@@ -485,4 +480,43 @@ fn host_name() -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "playout bridge".to_owned())
+}
+
+/// Folds statuses podium sent into the room's sessions. A session an organiser moved to
+/// another room is sent once more, with its new room: it is no longer this room's.
+fn fold(
+    sessions: &mut BTreeMap<String, pb::SessionStatus>,
+    room: &str,
+    statuses: Vec<pb::SessionStatus>,
+) {
+    for status in statuses {
+        if status.room_id == room {
+            sessions.insert(status.session_id.clone(), status);
+        } else {
+            sessions.remove(&status.session_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_moved_to_another_room_leaves_the_bridges_sessions() {
+        let status = |id: &str, room: &str| pb::SessionStatus {
+            session_id: id.into(),
+            room_id: room.into(),
+            ..Default::default()
+        };
+        let mut sessions = BTreeMap::new();
+        fold(
+            &mut sessions,
+            "hall",
+            vec![status("keynote", "hall"), status("panel", "hall")],
+        );
+        assert_eq!(sessions.len(), 2);
+        fold(&mut sessions, "hall", vec![status("keynote", "breakout")]);
+        assert_eq!(sessions.keys().collect::<Vec<_>>(), ["panel"]);
+    }
 }

@@ -344,8 +344,16 @@ pub async fn watch(ctx: &Ctx, cmd: StatusCmd) -> anyhow::Result<()> {
             } => (position, list),
             StatusUpdate::Changed { position, session } => (position, vec![*session]),
         };
+        // A session moved to another room is sent once more to its old room's watchers.
+        let left = |s: &pb::SessionStatus| {
+            room.as_deref()
+                .is_some_and(|r| !r.is_empty() && s.room_id != r)
+        };
         for session in &changed {
-            sessions.insert(session.session_id.clone(), session.clone());
+            match left(session) {
+                true => sessions.remove(&session.session_id),
+                false => sessions.insert(session.session_id.clone(), session.clone()),
+            };
         }
         let written = if ctx.out.json {
             changed.iter().try_for_each(|s| {
@@ -364,6 +372,14 @@ pub async fn watch(ctx: &Ctx, cmd: StatusCmd) -> anyhow::Result<()> {
             )
         } else {
             changed.iter().try_for_each(|s| {
+                if left(s) {
+                    let now_in = names.rooms.get(&s.room_id).unwrap_or(&s.room_id);
+                    return writeln!(
+                        stdout,
+                        "#{position} {} left this room: now in {now_in}",
+                        s.session_id
+                    );
+                }
                 let links: Vec<String> = s.links.iter().map(|l| link_text(l, &names)).collect();
                 writeln!(
                     stdout,

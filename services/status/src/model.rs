@@ -37,6 +37,10 @@ pub struct SessionFacts {
     pub speaker_ids: Vec<String>,
     pub backup_speaker_ids: Vec<String>,
     pub policy: FailoverPolicy,
+    /// The rooms an organiser moved the session out of (`Agenda/UpdateSession`), each with the
+    /// log position of the move, oldest first: a watcher of such a room is told the session
+    /// left it.
+    pub left_rooms: Vec<(String, u64)>,
 }
 
 impl SessionFacts {
@@ -257,6 +261,13 @@ impl StatusModel {
             // The shown title: the conference's default language, else the smallest tag.
             let title = s.title.pick(None, &c.default_language).to_owned();
             c.changed.insert(s.session_id.clone(), event.position);
+            let mut left_rooms = Vec::new();
+            if let Some(before) = c.sessions.get(&s.session_id) {
+                left_rooms.clone_from(&before.left_rooms);
+                if before.room_id != s.room_id {
+                    left_rooms.push((before.room_id.clone(), event.position));
+                }
+            }
             c.sessions.insert(
                 s.session_id.clone(),
                 SessionFacts {
@@ -269,6 +280,7 @@ impl StatusModel {
                     speaker_ids: s.speaker_ids,
                     backup_speaker_ids: s.backup_speaker_ids,
                     policy: policy_from_proto(s.failover),
+                    left_rooms,
                 },
             );
             return Ok(());
@@ -393,10 +405,10 @@ impl StatusModel {
 }
 
 impl Snapshot for StatusModel {
-    // 2: rooms' program outputs. 3: deleted recordings, links' figures_at. 4: alerts' speaker
-    // (snapshots are postcard: a field added shifts every later one, so each addition is a
-    // new version).
-    const VERSION: u32 = 4;
+    // 2: rooms' program outputs. 3: deleted recordings, links' figures_at. 4: alerts' speaker.
+    // 5: the rooms a session left (snapshots are postcard: a field added shifts every later
+    // one, so each addition is a new version).
+    const VERSION: u32 = 5;
 
     fn save(&self) -> Result<Vec<u8>, SnapshotError> {
         snapshot::encode(self)

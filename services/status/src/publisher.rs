@@ -31,9 +31,27 @@ pub struct Entry {
     /// [`ConferenceFacts::changed`]); the update carries the position after it.
     pub changed: u64,
     pub room_id: String,
+    /// The rooms the session was moved out of, each with the position of the move.
+    pub left_rooms: Vec<(String, u64)>,
     /// When the session is scheduled to start, for the snapshot's order.
     pub start: DateTime<Utc>,
     pub status: Arc<pb::SessionStatus>,
+}
+
+impl Entry {
+    /// Whether a watcher of `room` (every room if empty) that has what happened before `since`
+    /// is to be sent this session: it is in the room, or it left the room at or after `since`
+    /// (its status, with its new room, tells the watcher to drop it). A watcher starting afresh
+    /// (`since` 0) has nothing to drop.
+    pub fn concerns(&self, room: &str, since: u64) -> bool {
+        room.is_empty()
+            || self.room_id == room
+            || (since > 0
+                && self
+                    .left_rooms
+                    .iter()
+                    .any(|(left, at)| left == room && *at >= since))
+    }
 }
 
 /// One conference's sessions as published, and the model position they reflect.
@@ -72,6 +90,7 @@ impl Published {
                 Entry {
                     changed,
                     room_id: facts.room_id.clone(),
+                    left_rooms: facts.left_rooms.clone(),
                     start: facts.start,
                     status: Arc::new(status),
                 },
@@ -81,13 +100,13 @@ impl Published {
         any
     }
 
-    /// The sessions in `room` (all if empty) changed at or after `since`, in log order, each
-    /// with the position after its change.
+    /// The sessions in `room` (all if empty), or that left it, changed at or after `since`, in
+    /// log order, each with the position after its change.
     pub fn since(&self, room: &str, since: u64) -> Vec<(u64, Arc<pb::SessionStatus>)> {
         let mut changes: Vec<_> = self
             .sessions
             .values()
-            .filter(|e| e.changed >= since && (room.is_empty() || e.room_id == room))
+            .filter(|e| e.changed >= since && e.concerns(room, since))
             .map(|e| (e.changed + 1, e.status.clone()))
             .collect();
         changes.sort_by_key(|(position, _)| *position);
@@ -193,5 +212,28 @@ async fn publish(
                 any
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_that_left_a_room_concerns_its_watchers_since_before_the_move() {
+        let entry = Entry {
+            changed: 40,
+            room_id: "breakout".into(),
+            left_rooms: vec![("hall".into(), 30)],
+            start: DateTime::<Utc>::default(),
+            status: Arc::default(),
+        };
+        assert!(entry.concerns("", 0) && entry.concerns("breakout", 0));
+        assert!(entry.concerns("breakout", 41));
+        // The hall's watchers that had not yet heard of the move are sent it once more.
+        assert!(entry.concerns("hall", 30) && entry.concerns("hall", 1));
+        // One that has heard of it, or starts afresh, has nothing to drop.
+        assert!(!entry.concerns("hall", 31) && !entry.concerns("hall", 0));
+        assert!(!entry.concerns("foyer", 1));
     }
 }

@@ -285,7 +285,7 @@ impl Stage for StageService {
         let mut published = self.publishers.subscribe(&conference_id)?;
         let (position, snapshot) = {
             let p = published.borrow_and_update();
-            if !room.is_empty() && !p.sessions.values().any(|e| e.room_id == room) {
+            if !room.is_empty() && !p.sessions.values().any(|e| e.concerns(&room, 1)) {
                 return Err(Status::not_found(format!(
                     "room {room} has no sessions in conference {conference_id}"
                 )));
@@ -293,7 +293,7 @@ impl Stage for StageService {
             let mut sessions: Vec<_> = p
                 .sessions
                 .iter()
-                .filter(|(_, e)| room.is_empty() || e.room_id == room)
+                .filter(|(_, e)| e.concerns(&room, r.from_position))
                 .filter(|(_, e)| r.from_position == 0 || e.changed >= r.from_position)
                 .collect();
             sessions.sort_by_key(|(id, e)| (e.start, *id));

@@ -145,11 +145,72 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
         agent.next().await,
         Some(Ok(AgentEvent::Connected(_)))
     ));
+    // A watcher of the hall (a playout bridge, a board) has the keynote in its snapshot.
+    let watch_hall = |from_position| {
+        let mut stage = admin.stage();
+        let hall = odc.hall.id.clone();
+        async move {
+            stage
+                .watch_status(pb::WatchStatusRequest {
+                    conference_id: CONFERENCE.into(),
+                    room_id: hall,
+                    from_position,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let mut hall = watch_hall(0).await;
+    let first = hall.next().await.unwrap().unwrap();
+    let Some(pb::watch_status_response::Update::Snapshot(before)) = first.update else {
+        panic!("a snapshot first, got {first:?}")
+    };
+    assert!(before.sessions.iter().any(|s| s.session_id == keynote.id));
     let mut handed_over = unchanged(&moved);
     handed_over.speaker_ids = vec![odc.sarah.id.clone()];
     handed_over.room_id = breakout.id.clone();
     handed_over.title = text("Opening keynote, by Sarah Miller");
     update(handed_over).await.unwrap();
+    // The hall's watcher is sent the keynote once more, with its new room, to drop it.
+    let left = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let message = hall.next().await.unwrap().unwrap();
+            if let Some(pb::watch_status_response::Update::Changed(s)) = message.update
+                && s.session_id == keynote.id
+            {
+                return s;
+            }
+        }
+    })
+    .await
+    .expect("the hall's watcher told the keynote left");
+    assert_eq!(left.room_id, breakout.id);
+    drop(hall);
+    // So is one resuming from before the move; a fresh one does not see the keynote at all.
+    let snapshot = |message: pb::WatchStatusResponse| match message.update {
+        Some(pb::watch_status_response::Update::Snapshot(all)) => all.sessions,
+        other => panic!("a snapshot first, got {other:?}"),
+    };
+    let resumed = snapshot(
+        watch_hall(first.position)
+            .await
+            .next()
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    assert!(
+        resumed
+            .iter()
+            .any(|s| s.session_id == keynote.id && s.room_id == breakout.id),
+        "{resumed:?}"
+    );
+    let fresh = snapshot(watch_hall(0).await.next().await.unwrap().unwrap());
+    assert!(
+        !fresh.iter().any(|s| s.session_id == keynote.id),
+        "{fresh:?}"
+    );
     // Her agent is told at its next heartbeat that she no longer speaks there, and stops.
     let told = tokio::time::timeout(PATIENCE, async {
         loop {
