@@ -264,7 +264,7 @@ impl State {
             StatusUpdate::Snapshot { sessions, .. } => sessions,
             StatusUpdate::Changed { session, .. } => vec![*session],
         };
-        fold(&mut self.sessions, &self.config.room, sessions);
+        fold(&mut self.sessions, self.config.room.trim(), sessions);
         // The room's live session; the latest to go live if two overlap.
         let decision = self
             .sessions

@@ -347,6 +347,7 @@ pub async fn watch(ctx: &Ctx, cmd: StatusCmd) -> anyhow::Result<()> {
         // A session moved to another room is sent once more to its old room's watchers.
         let left = |s: &pb::SessionStatus| {
             room.as_deref()
+                .map(str::trim)
                 .is_some_and(|r| !r.is_empty() && s.room_id != r)
         };
         for session in &changed {
@@ -360,6 +361,9 @@ pub async fn watch(ctx: &Ctx, cmd: StatusCmd) -> anyhow::Result<()> {
                 let mut json = podium_client::message_to_json(s);
                 if let Some(o) = json.as_object_mut() {
                     o.insert("position".into(), position.into());
+                    if left(s) {
+                        o.insert("left_room".into(), true.into());
+                    }
                 }
                 writeln!(stdout, "{json}")
             })

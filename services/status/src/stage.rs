@@ -285,6 +285,8 @@ impl Stage for StageService {
         let mut published = self.publishers.subscribe(&conference_id)?;
         let (position, snapshot) = {
             let p = published.borrow_and_update();
+            // A room that only lost sessions is still a room: a bridge resuming there after its
+            // last session moved away is told so, not refused.
             if !room.is_empty() && !p.sessions.values().any(|e| e.concerns(&room, 1)) {
                 return Err(Status::not_found(format!(
                     "room {room} has no sessions in conference {conference_id}"
