@@ -145,15 +145,15 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
         agent.next().await,
         Some(Ok(AgentEvent::Connected(_)))
     ));
-    // A watcher of the hall (a playout bridge, a board) has the keynote in its snapshot.
-    let watch_hall = |from_position| {
+    // The status stream of one room (all if empty), from a position.
+    let watch = |room_id: &str, from_position| {
         let mut stage = admin.stage();
-        let hall = odc.hall.id.clone();
+        let room_id = room_id.to_owned();
         async move {
             stage
                 .watch_status(pb::WatchStatusRequest {
                     conference_id: CONFERENCE.into(),
-                    room_id: hall,
+                    room_id,
                     from_position,
                 })
                 .await
@@ -161,6 +161,8 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
                 .into_inner()
         }
     };
+    // A watcher of the hall (a playout bridge, a board) has the keynote in its snapshot.
+    let watch_hall = |from_position| watch(&odc.hall.id, from_position);
     let mut hall = watch_hall(0).await;
     let first = hall.next().await.unwrap().unwrap();
     let Some(pb::watch_status_response::Update::Snapshot(before)) = first.update else {
@@ -244,16 +246,7 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
     assert_eq!(speaker_ids, [odc.sokha.id.as_str()]);
 
     // The live status follows: the keynote's status names its new room and title.
-    let mut status = admin
-        .stage()
-        .watch_status(pb::WatchStatusRequest {
-            conference_id: CONFERENCE.into(),
-            room_id: String::new(),
-            from_position: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut status = watch("", 0).await;
     let seen = tokio::time::timeout(PATIENCE, async {
         while let Some(message) = status.next().await {
             let sessions = match message.unwrap().update {
