@@ -490,10 +490,10 @@ fn fold(
     statuses: Vec<pb::SessionStatus>,
 ) {
     for status in statuses {
-        if status.room_id == room {
-            sessions.insert(status.session_id.clone(), status);
-        } else {
+        if podium_client::left_room(room, &status) {
             sessions.remove(&status.session_id);
+        } else {
+            sessions.insert(status.session_id.clone(), status);
         }
     }
 }

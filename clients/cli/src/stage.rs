@@ -14,7 +14,7 @@ use futures::StreamExt;
 use podium_client::{
     Client, StatusUpdate,
     agent::{AgentConfig, AgentEvent, run_agent},
-    pb,
+    left_room, pb,
 };
 
 use crate::{
@@ -345,11 +345,7 @@ pub async fn watch(ctx: &Ctx, cmd: StatusCmd) -> anyhow::Result<()> {
             StatusUpdate::Changed { position, session } => (position, vec![*session]),
         };
         // A session moved to another room is sent once more to its old room's watchers.
-        let left = |s: &pb::SessionStatus| {
-            room.as_deref()
-                .map(str::trim)
-                .is_some_and(|r| !r.is_empty() && s.room_id != r)
-        };
+        let left = |s: &pb::SessionStatus| left_room(room.as_deref().unwrap_or_default(), s);
         for session in &changed {
             match left(session) {
                 true => sessions.remove(&session.session_id),
@@ -362,7 +358,7 @@ pub async fn watch(ctx: &Ctx, cmd: StatusCmd) -> anyhow::Result<()> {
                 if let Some(o) = json.as_object_mut() {
                     o.insert("position".into(), position.into());
                     if left(s) {
-                        o.insert("left_room".into(), true.into());
+                        o.insert("leftRoom".into(), true.into());
                     }
                 }
                 writeln!(stdout, "{json}")

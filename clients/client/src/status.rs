@@ -23,8 +23,19 @@ pub enum StatusUpdate {
     },
 }
 
+/// Whether `status`, received by a watcher of `room_id` (every room if empty), says that its
+/// session left the room. The server sends a session an organiser moved to another room once
+/// more, with its new room, to the old room's watchers, live and in the snapshot of one that
+/// resumes from before the move: the watcher drops it. Room ids are compared trimmed, as the
+/// server compares them.
+pub fn left_room(room_id: &str, status: &pb::SessionStatus) -> bool {
+    let room = room_id.trim();
+    !room.is_empty() && status.room_id != room
+}
+
 impl Client {
-    /// Follows the status of a conference (or one room), reconnecting with backoff.
+    /// Follows the status of a conference (or one room), reconnecting with backoff. A watcher
+    /// of one room checks each status with [`left_room`].
     pub fn watch_status(
         &self,
         conference_id: &str,
@@ -70,5 +81,28 @@ impl Client {
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_naming_another_room_left_the_watched_room() {
+        let in_room = |room: &str| pb::SessionStatus {
+            session_id: "keynote".into(),
+            room_id: room.into(),
+            ..Default::default()
+        };
+        assert!(!left_room("hall", &in_room("hall")));
+        assert!(
+            !left_room(" hall ", &in_room("hall")),
+            "trimmed, as the server does"
+        );
+        assert!(left_room("hall", &in_room("breakout")));
+        // A watcher of every room has every session.
+        assert!(!left_room("", &in_room("breakout")));
+        assert!(!left_room("  ", &in_room("breakout")));
     }
 }

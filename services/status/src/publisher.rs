@@ -6,8 +6,9 @@
 //! `pb::SessionStatus` once, with the position after the change, into one `watch` channel per
 //! conference. Each watcher reads whatever is latest when it is ready, filters by room (a
 //! session moved out of the room is sent once more, with its new room; see
-//! [`Entry::concerns`]) and sends the sessions that changed since it last sent; a slow watcher skips a session's
-//! intermediate states but never its latest. The publisher ends when its last watcher leaves.
+//! [`Entry::concerns`]) and sends the sessions that changed since it last sent; a slow watcher
+//! skips a session's intermediate states but never its latest. The publisher ends when its last
+//! watcher leaves.
 
 use std::{
     collections::{BTreeMap, HashMap},

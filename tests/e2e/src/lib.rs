@@ -276,16 +276,23 @@ pub struct Memory {
     pub peak: u64,
 }
 
-/// Runs the `podium` CLI against `server` with `token`; returns (success, stdout, stderr).
-pub fn cli(server: &Podiumd, token: &str, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
-    let output = Command::new(binary("podium")?)
+/// The `podium` CLI with `args`, against `server` with `token`, with no standard input and no
+/// conference but what `args` name.
+fn cli_command(server: &Podiumd, token: &str, args: &[&str]) -> anyhow::Result<Command> {
+    let mut command = Command::new(binary("podium")?);
+    command
         .args(args)
         .env("PODIUM_ADDR", &server.addr)
         .env("PODIUM_TOKEN", token)
         .env("PODIUM_CONFIG", server.data_dir.join("cli-config.toml"))
         .env_remove("PODIUM_CONFERENCE")
-        .stdin(Stdio::null())
-        .output()?;
+        .stdin(Stdio::null());
+    Ok(command)
+}
+
+/// Runs the `podium` CLI against `server` with `token`; returns (success, stdout, stderr).
+pub fn cli(server: &Podiumd, token: &str, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+    let output = cli_command(server, token, args)?.output()?;
     Ok((
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -296,16 +303,61 @@ pub fn cli(server: &Podiumd, token: &str, args: &[&str]) -> anyhow::Result<(bool
 /// Starts the `podium` CLI against `server` as a separate process (a speaker agent, a
 /// watcher), so that a test can kill or stop it with real signals.
 pub fn cli_process(server: &Podiumd, token: &str, args: &[&str]) -> anyhow::Result<Child> {
-    Ok(Command::new(binary("podium")?)
-        .args(args)
-        .env("PODIUM_ADDR", &server.addr)
-        .env("PODIUM_TOKEN", token)
-        .env("PODIUM_CONFIG", server.data_dir.join("cli-config.toml"))
-        .env_remove("PODIUM_CONFERENCE")
-        .stdin(Stdio::null())
+    Ok(cli_command(server, token, args)?
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?)
+}
+
+/// The `podium` CLI running against `server` (a watcher), its standard output read line by
+/// line as it prints; killed when dropped.
+pub struct CliLines {
+    child: Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+/// Starts the `podium` CLI against `server` with `token`, reading what it prints.
+pub fn cli_lines(server: &Podiumd, token: &str, args: &[&str]) -> anyhow::Result<CliLines> {
+    let mut child = cli_command(server, token, args)?
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().context("the CLI's standard output")?;
+    let (send, lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(CliLines { child, lines })
+}
+
+impl CliLines {
+    /// The next line that contains `wanted`, waiting up to [`PATIENCE`]; the lines before it
+    /// are skipped.
+    pub async fn find(&mut self, wanted: &str) -> anyhow::Result<String> {
+        let found = tokio::time::timeout(PATIENCE, async {
+            while let Some(line) = self.lines.recv().await {
+                if line.contains(wanted) {
+                    return Some(line);
+                }
+            }
+            None
+        });
+        found
+            .await
+            .with_context(|| format!("no line with {wanted:?} in time"))?
+            .with_context(|| format!("the CLI ended without a line with {wanted:?}"))
+    }
+}
+
+impl Drop for CliLines {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Sends `signal` to a child process.

@@ -14,7 +14,7 @@ use podium_client::pb;
 use podium_e2e::{
     CONFERENCE, PATIENCE, Show, Speaker, Talk, binary,
     board::{millis, watch_session},
-    cli, cli_process, http,
+    cli, cli_lines, cli_process, http,
     obs::{MEDIA_INPUT, ObsStudio, PASSWORD, talk_mp4},
     signal,
 };
@@ -211,32 +211,13 @@ async fn start_session(show: &Show) {
 /// contains `wanted`.
 async fn cli_board_line(show: &Show, wanted: &str) -> String {
     let token = show.server.admin_token().unwrap();
-    let mut watch = Command::new(binary("podium").unwrap())
-        .args(["--conference", CONFERENCE, "status", "watch"])
-        .env("PODIUM_ADDR", &show.server.addr)
-        .env("PODIUM_TOKEN", token)
-        .env(
-            "PODIUM_CONFIG",
-            show.server.data_dir.join("cli-config.toml"),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = watch.stdout.take().unwrap();
-    let wanted = wanted.to_owned();
-    let found = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find(|line| line.contains(&wanted))
-    });
-    let line = tokio::time::timeout(PATIENCE, found).await;
-    watch.kill().unwrap();
-    watch.wait().unwrap();
-    line.expect("the line in time").unwrap().expect("the line")
+    let mut watch = cli_lines(
+        &show.server,
+        &token,
+        &["--conference", CONFERENCE, "status", "watch"],
+    )
+    .unwrap();
+    watch.find(wanted).await.unwrap()
 }
 
 /// The moderator console's page, signed in with a moderator's link.

@@ -10,7 +10,7 @@ use podium_client::{
     agent::{AgentConfig, AgentEvent, run_agent},
     pb,
 };
-use podium_e2e::{CONFERENCE, PATIENCE, Show, Speaker, add_room, cli, text, ts};
+use podium_e2e::{CONFERENCE, PATIENCE, Show, Speaker, add_room, cli, cli_lines, text, ts};
 use tonic::Code;
 
 use crate::agenda::stored_events;
@@ -169,6 +169,16 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
         panic!("a snapshot first, got {first:?}")
     };
     assert!(before.sessions.iter().any(|s| s.session_id == keynote.id));
+    // So do `podium status watch --room`'s lines, and its JSON.
+    let token = show.server.admin_token().unwrap();
+    let cli_watch = |json: bool| {
+        let mut args = vec!["-c", CONFERENCE, "status", "watch", "--room", &odc.hall.id];
+        args.extend(json.then_some("--json"));
+        cli_lines(&show.server, &token, &args).unwrap()
+    };
+    let (mut lines, mut json) = (cli_watch(false), cli_watch(true));
+    lines.find(&keynote.id).await.unwrap();
+    json.find(&keynote.id).await.unwrap();
     let mut handed_over = unchanged(&moved);
     handed_over.speaker_ids = vec![odc.sarah.id.clone()];
     handed_over.room_id = breakout.id.clone();
@@ -191,6 +201,15 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
     .expect("the hall's watcher told the keynote left");
     assert_eq!(left.room_id, breakout.id);
     drop(hall);
+    let line = lines.find("left this room").await.unwrap();
+    assert!(line.contains(&keynote.id), "{line}");
+    assert!(line.ends_with("now in Breakout room"), "{line}");
+    let left: serde_json::Value =
+        serde_json::from_str(&json.find("leftRoom").await.unwrap()).unwrap();
+    assert_eq!(left["sessionId"], keynote.id.as_str(), "{left}");
+    assert_eq!(left["roomId"], breakout.id.as_str(), "{left}");
+    assert_eq!(left["leftRoom"], true, "{left}");
+    drop((lines, json));
     // So is one resuming from before the move; a fresh one does not see the keynote at all.
     let snapshot = |message: pb::WatchStatusResponse| match message.update {
         Some(pb::watch_status_response::Update::Snapshot(all)) => all.sessions,
@@ -295,7 +314,6 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
     assert_eq!(names, ["Sarah Miller"]);
 
     // From the command line: a new start alone keeps the length (30 minutes).
-    let token = show.server.admin_token().unwrap();
     let (ok, out, err) = cli(
         &show.server,
         &token,
