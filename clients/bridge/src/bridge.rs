@@ -38,6 +38,10 @@ const PREPARE_EVERY: Duration = Duration::from_secs(60);
 pub enum BridgeError {
     #[error("podium refused: {}", .0.message())]
     Podium(#[from] tonic::Status),
+    /// The configuration names no room (a bridge serves one; [`Config::from_toml`] refuses
+    /// such a file, a `Config` built in code is checked here).
+    #[error("the bridge's room must not be empty")]
+    NoRoom,
 }
 
 /// Runs the bridge for `config.room` until `shutdown` completes or podium refuses for good (a
@@ -49,6 +53,9 @@ pub async fn run(
     obs_password: Option<String>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), BridgeError> {
+    if config.room.trim().is_empty() {
+        return Err(BridgeError::NoRoom);
+    }
     let name = config.name.clone().unwrap_or_else(host_name);
     let initial = pb::ProgramOutput {
         room_id: config.room.clone(),

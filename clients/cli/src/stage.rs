@@ -230,7 +230,11 @@ fn link_text(link: &pb::SpeakerLink, names: &Names) -> String {
             )
         })
         .unwrap_or_default();
-    format!("{}: {state}{figures}", names.speaker(&link.speaker_id))
+    let backup = if link.backup { " (backup)" } else { "" };
+    format!(
+        "{}{backup}: {state}{figures}",
+        names.speaker(&link.speaker_id)
+    )
 }
 
 /// How many times a stage command is sent, with the same request id, before the CLI gives up

@@ -26,8 +26,8 @@ pub enum StatusUpdate {
 /// Whether `status`, received by a watcher of `room_id` (every room if empty), says that its
 /// session left the room. The server sends a session an organiser moved to another room once
 /// more, with its new room, to the old room's watchers, live and in the snapshot of one that
-/// resumes from before the move: the watcher drops it. Room ids are compared trimmed, as the
-/// server compares them.
+/// resumes from before the move: the watcher drops it. The watched room is trimmed, as the
+/// server trims it.
 pub fn left_room(room_id: &str, status: &pb::SessionStatus) -> bool {
     let room = room_id.trim();
     !room.is_empty() && status.room_id != room

@@ -108,11 +108,11 @@ pub fn session_status(conference: &ConferenceFacts, session_id: &str) -> Option<
     let facts = conference.sessions.get(session_id)?;
     let scheduled = SessionLive::default();
     let live = conference.live.get(session_id).unwrap_or(&scheduled);
-    let links = facts
-        .speaker_ids
-        .iter()
-        .chain(&facts.backup_speaker_ids)
-        .map(|speaker_id| {
+    let speakers = facts.speaker_ids.iter().map(|id| (id, false));
+    let backups = facts.backup_speaker_ids.iter().map(|id| (id, true));
+    let links = speakers
+        .chain(backups)
+        .map(|(speaker_id, backup)| {
             let link = live.links.get(speaker_id);
             pb::SpeakerLink {
                 speaker_id: speaker_id.clone(),
@@ -120,6 +120,7 @@ pub fn session_status(conference: &ConferenceFacts, session_id: &str) -> Option<
                 figures: link.map(|l| figures_to_proto(&l.figures)),
                 changed_at: link.map(|l| timestamp(l.changed_at)),
                 figures_at: link.map(|l| timestamp(l.figures_at)),
+                backup,
             }
         })
         .collect();

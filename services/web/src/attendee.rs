@@ -103,19 +103,10 @@ pub async fn conference_and_sessions(
     conference_id: &str,
     speaker_id: &str,
 ) -> Result<(pb::Conference, Vec<pb::Session>), tonic::Status> {
-    let agenda = &web.services.agenda;
-    let conference = agenda
-        .get_conference(on_behalf(
-            visitor,
-            pb::GetConferenceRequest {
-                conference_id: conference_id.to_owned(),
-            },
-        ))
-        .await?
-        .into_inner()
-        .conference
-        .ok_or_else(|| tonic::Status::not_found("conference"))?;
-    let sessions = agenda
+    let conference = conference(web, visitor, conference_id).await?;
+    let sessions = web
+        .services
+        .agenda
         .list_sessions(on_behalf(
             visitor,
             pb::ListSessionsRequest {
@@ -128,6 +119,26 @@ pub async fn conference_and_sessions(
         .into_inner()
         .sessions;
     Ok((conference, sessions))
+}
+
+/// The conference, as `visitor` may see it.
+pub async fn conference(
+    web: &Web,
+    visitor: &Visitor,
+    conference_id: &str,
+) -> Result<pb::Conference, tonic::Status> {
+    web.services
+        .agenda
+        .get_conference(on_behalf(
+            visitor,
+            pb::GetConferenceRequest {
+                conference_id: conference_id.to_owned(),
+            },
+        ))
+        .await?
+        .into_inner()
+        .conference
+        .ok_or_else(|| tonic::Status::not_found("conference"))
 }
 
 async fn agenda(

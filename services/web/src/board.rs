@@ -3,7 +3,11 @@
 //! server and sent again over Server-Sent Events whenever it changes, at most ten times a
 //! second.
 
-use std::{collections::BTreeMap, convert::Infallible, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    convert::Infallible,
+    sync::Arc,
+};
 
 use askama::Template;
 use axum::{
@@ -100,18 +104,16 @@ fn program(t: &Text, status: &pb::SessionStatus) -> (String, bool, Vec<String>) 
     (headline, !ok, notes)
 }
 
-/// Names the board needs that status does not carry: rooms, speakers, backups.
+/// Names the board needs that status does not carry: rooms and speakers, by id.
 #[derive(Debug, Clone, Default)]
 pub struct Names {
     pub rooms: BTreeMap<String, String>,
     pub speakers: BTreeMap<String, String>,
-    /// Per session: its speakers, backups marked.
-    pub session_speakers: BTreeMap<String, Vec<(String, bool)>>,
 }
 
 impl Names {
-    /// The names a conference and its sessions give.
-    pub fn of(conference: &pb::Conference, sessions: &[pb::Session]) -> Self {
+    /// The names a conference gives.
+    pub fn of(conference: &pb::Conference) -> Self {
         Names {
             rooms: conference
                 .rooms
@@ -123,26 +125,19 @@ impl Names {
                 .iter()
                 .map(|s| (s.id.clone(), s.name.clone()))
                 .collect(),
-            session_speakers: sessions
-                .iter()
-                .map(|s| {
-                    (
-                        s.id.clone(),
-                        s.speakers
-                            .iter()
-                            .map(|sp| (sp.speaker_id.clone(), sp.backup))
-                            .collect(),
-                    )
-                })
-                .collect(),
         }
     }
 
-    /// Whether `speaker_id` is a backup speaker of `session_id`.
-    pub fn is_backup(&self, session_id: &str, speaker_id: &str) -> bool {
-        self.session_speakers
-            .get(session_id)
-            .is_some_and(|s| s.iter().any(|(id, backup)| id == speaker_id && *backup))
+    /// The ids of rooms and speakers `status` names that these names lack: a session changed
+    /// after they were read may be in a room, or have a speaker, added since.
+    pub fn unknown<'a>(&self, status: &'a pb::SessionStatus) -> Vec<&'a str> {
+        let room = Some(status.room_id.as_str()).filter(|id| !self.rooms.contains_key(*id));
+        let speakers = status
+            .links
+            .iter()
+            .map(|l| l.speaker_id.as_str())
+            .filter(|id| !self.speakers.contains_key(*id));
+        room.into_iter().chain(speakers).collect()
     }
 
     fn speaker(&self, id: &str) -> String {
@@ -249,27 +244,18 @@ impl Row {
             .iter()
             .map(|link| LinkView::new(t, names, link))
             .collect();
+        // A switch to each speaker and backup the session has now: the links follow every
+        // change an organiser makes to its speakers.
         let mut choices = Vec::new();
-        for (speaker_id, backup) in names
-            .session_speakers
-            .get(&status.session_id)
-            .into_iter()
-            .flatten()
-        {
-            let (kind, label) = if *backup {
-                (
-                    "backup",
-                    format!("{}: {}", t.source_backup, names.speaker(speaker_id)),
-                )
-            } else {
-                (
-                    "speaker",
-                    format!("{}: {}", t.source_speaker, names.speaker(speaker_id)),
-                )
+        for link in &status.links {
+            let speaker = names.speaker(&link.speaker_id);
+            let (kind, label) = match link.backup {
+                true => ("backup", format!("{}: {speaker}", t.source_backup)),
+                false => ("speaker", format!("{}: {speaker}", t.source_speaker)),
             };
             choices.push(Choice {
                 kind,
-                speaker_id: speaker_id.clone(),
+                speaker_id: link.speaker_id.clone(),
                 label,
             });
         }
@@ -421,14 +407,17 @@ pub async fn live(State(web): State<Web>, visitor: Visitor) -> Response {
             None,
         );
     };
-    let (names, permit, mut updates) = match watch(&web, &visitor, conference_id).await {
+    let (names, permit, mut updates) = match watch(&web, &visitor, conference_id.clone()).await {
         Ok(watching) => watching,
         Err(refused) => return *refused,
     };
     let frame = Arc::new(Frame::new(&visitor, "/m/"));
     let t = visitor.text();
+    let reader = visitor.clone();
+    let mut names = names;
     let events = async_stream::stream! {
         let mut statuses = BTreeMap::new();
+        let mut asked = BTreeSet::new();
         // About ten renders a second at most, a change the pace allows rendered at once.
         let mut pace = podium_feedback::Pace::default();
         while let Some(Ok(update)) = updates.next().await {
@@ -440,6 +429,18 @@ pub async fn live(State(web): State<Web>, visitor: Visitor) -> Response {
             while let Some(Some(Ok(more))) = updates.next().now_or_never() {
                 position = more.position;
                 fold(&mut statuses, more);
+            }
+            // A room or speaker added since the names were read: read them again, so that
+            // the board names them (and offers a switch to a new speaker by name); once for
+            // each id, should one stay unknown.
+            let unknown: BTreeSet<String> =
+                statuses.values().flat_map(|s| names.unknown(s)).map(str::to_owned).collect();
+            if !unknown.is_subset(&asked) {
+                match crate::console::names(&web, &reader, &conference_id).await {
+                    Ok(read) => names = read,
+                    Err(status) => tracing::debug!(%status, "board names not read again"),
+                }
+                asked.extend(unknown);
             }
             let fragment = BoardFragment { frame: &frame, rows: rows(t, &names, &statuses) };
             let Ok(html) = fragment.render() else { break };
@@ -503,15 +504,21 @@ mod tests {
         );
     }
 
+    fn link(speaker_id: &str, backup: bool) -> pb::SpeakerLink {
+        pb::SpeakerLink {
+            speaker_id: speaker_id.into(),
+            backup,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn a_session_is_offered_its_recording_only_when_it_has_one() {
-        let names = Names {
-            session_speakers: [("ses-1".to_owned(), vec![("spk-1".to_owned(), false)])].into(),
-            ..Names::default()
-        };
+        let names = Names::default();
         let kinds = |recordings: u32| {
             let status = pb::SessionStatus {
                 session_id: "ses-1".into(),
+                links: vec![link("spk-1", false)],
                 recordings,
                 ..Default::default()
             };
@@ -523,5 +530,49 @@ mod tests {
         };
         assert_eq!(kinds(0), ["speaker", "slate"]);
         assert_eq!(kinds(2), ["speaker", "recording", "slate"]);
+    }
+
+    #[test]
+    fn a_session_offers_a_switch_to_each_speaker_it_has_now_and_names_the_unknown() {
+        let names = Names {
+            rooms: [("hall".to_owned(), "Main hall".to_owned())].into(),
+            speakers: [
+                ("spk-1".to_owned(), "Sokha Chan".to_owned()),
+                ("spk-2".to_owned(), "Dara Sok".to_owned()),
+            ]
+            .into(),
+        };
+        let status = |room: &str, links: Vec<pb::SpeakerLink>| pb::SessionStatus {
+            session_id: "ses-1".into(),
+            room_id: room.into(),
+            links,
+            ..Default::default()
+        };
+        let choices = |status: &pb::SessionStatus| {
+            Row::new(Lang::En.text(), &names, status)
+                .choices
+                .into_iter()
+                .map(|c| (c.kind, c.speaker_id, c.label))
+                .collect::<Vec<_>>()
+        };
+        let booked = status("hall", vec![link("spk-1", false), link("spk-2", true)]);
+        assert_eq!(
+            choices(&booked)[..2],
+            [
+                ("speaker", "spk-1".into(), "speaker: Sokha Chan".into()),
+                ("backup", "spk-2".into(), "backup speaker: Dara Sok".into()),
+            ]
+        );
+        assert!(names.unknown(&booked).is_empty());
+        // Sokha withdrew: Sarah, added to the conference after the names were read, speaks.
+        let handed_over = status("breakout", vec![link("spk-3", false), link("spk-2", true)]);
+        assert_eq!(
+            choices(&handed_over)[..2],
+            [
+                ("speaker", "spk-3".into(), "speaker: spk-3".into()),
+                ("backup", "spk-2".into(), "backup speaker: Dara Sok".into()),
+            ]
+        );
+        assert_eq!(names.unknown(&handed_over), ["breakout", "spk-3"]);
     }
 }

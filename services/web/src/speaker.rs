@@ -109,7 +109,7 @@ async fn sessions(
             .inspect_err(|status| tracing::warn!(%status, "speaker page without pre-flight"))
             .ok()
             .flatten();
-        let names = Names::of(&conference, &listed);
+        let names = Names::of(&conference);
         let live = speaker_live::now(web, visitor, conference_id, speaker_id, &names).await;
         (report, live)
     } else {

@@ -55,7 +55,7 @@ impl LiveView {
             state: board::state_text(t, status.state()),
             on_air: board::on_air(t, names, status),
             link: mine.map(|l| LinkView::new(t, names, l)),
-            connect: offline && !ended && !names.is_backup(&status.session_id, speaker_id),
+            connect: offline && !ended && !mine.is_some_and(|l| l.backup),
         }
     }
 }
@@ -165,22 +165,19 @@ mod tests {
                 ("spk-2".to_owned(), "Dara Sok".to_owned()),
             ]
             .into(),
-            session_speakers: [(
-                "ses-1".to_owned(),
-                vec![("spk-1".to_owned(), false), ("spk-2".to_owned(), true)],
-            )]
-            .into(),
             ..Names::default()
         };
-        let link = |id: &str, state: pb::LinkState| pb::SpeakerLink {
+        let link = |id: &str, state: pb::LinkState, backup: bool| pb::SpeakerLink {
             speaker_id: id.into(),
             state: state as i32,
+            backup,
             ..Default::default()
         };
-        let status = |state: pb::SessionState, mine: pb::LinkState| pb::SessionStatus {
+        // Sokha speaks; Dara backs her up, with the same link state.
+        let status = |state: pb::SessionState, both: pb::LinkState| pb::SessionStatus {
             session_id: "ses-1".into(),
             state: state as i32,
-            links: vec![link("spk-1", mine), link("spk-2", pb::LinkState::Healthy)],
+            links: vec![link("spk-1", both, false), link("spk-2", both, true)],
             ..Default::default()
         };
         let t = Lang::En.text();
@@ -200,7 +197,7 @@ mod tests {
             &status(pb::SessionState::Scheduled, pb::LinkState::Offline),
             "spk-2",
         );
-        assert_eq!(backup.link.as_ref().map(|l| l.state), Some(t.link_healthy));
+        assert_eq!(backup.link.as_ref().map(|l| l.state), Some(t.link_offline));
         assert!(!backup.connect);
         let live = LiveView::of(
             t,

@@ -145,9 +145,12 @@ pub async fn open_stream(
     Ok((status, stream))
 }
 
-/// Reads a stream [`open_stream`] opened until it has sent `wanted`; fails if it ends first or
-/// [`PATIENCE`](crate::PATIENCE) passes.
-pub async fn read_until(stream: &mut tokio::net::TcpStream, wanted: &str) -> anyhow::Result<()> {
+/// Reads a stream [`open_stream`] opened until it has sent `wanted`, and returns what it read
+/// (from this call on); fails if it ends first or [`PATIENCE`](crate::PATIENCE) passes.
+pub async fn read_until(
+    stream: &mut tokio::net::TcpStream,
+    wanted: &str,
+) -> anyhow::Result<String> {
     let read = async {
         let mut seen = Vec::new();
         let mut buffer = [0u8; 4096];
@@ -155,8 +158,9 @@ pub async fn read_until(stream: &mut tokio::net::TcpStream, wanted: &str) -> any
             let n = stream.read(&mut buffer).await?;
             anyhow::ensure!(n > 0, "the stream ended before {wanted:?}");
             seen.extend_from_slice(&buffer[..n]);
-            if String::from_utf8_lossy(&seen).contains(wanted) {
-                return Ok(());
+            let text = String::from_utf8_lossy(&seen);
+            if text.contains(wanted) {
+                return Ok(text.into_owned());
             }
         }
     };
@@ -169,7 +173,7 @@ pub async fn read_until(stream: &mut tokio::net::TcpStream, wanted: &str) -> any
 pub async fn stream_ends(stream: &mut tokio::net::TcpStream) -> anyhow::Result<()> {
     match read_until(stream, "\r\n0\r\n\r\n").await {
         Err(e) if e.to_string().contains("the stream ended") => Ok(()),
-        other => other,
+        other => other.map(drop),
     }
 }
 

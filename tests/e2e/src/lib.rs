@@ -13,7 +13,7 @@ mod show;
 
 pub use show::{
     Attendee, CONFERENCE, NewPoll, OTHER_CONFERENCE, Odc, Show, ShowBuilder, Speaker, Talk,
-    add_room, ballot, from_now, join, open_poll, text, ts,
+    add_room, add_speaker, ballot, from_now, join, open_poll, text, ts, unchanged,
 };
 
 use std::{
@@ -314,15 +314,18 @@ pub fn cli_process(server: &Podiumd, token: &str, args: &[&str]) -> anyhow::Resu
 pub struct CliLines {
     child: Child,
     lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// What it wrote to its standard error, for the message of a failed [`CliLines::find`].
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 /// Starts the `podium` CLI against `server` with `token`, reading what it prints.
 pub fn cli_lines(server: &Podiumd, token: &str, args: &[&str]) -> anyhow::Result<CliLines> {
     let mut child = cli_command(server, token, args)?
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()?;
     let stdout = child.stdout.take().context("the CLI's standard output")?;
+    let errors = child.stderr.take().context("the CLI's standard error")?;
     let (send, lines) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -331,25 +334,47 @@ pub fn cli_lines(server: &Podiumd, token: &str, args: &[&str]) -> anyhow::Result
             }
         }
     });
-    Ok(CliLines { child, lines })
+    let stderr = std::sync::Arc::<std::sync::Mutex<String>>::default();
+    let written = stderr.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(errors).lines().map_while(Result::ok) {
+            let mut written = written.lock().unwrap_or_else(|e| e.into_inner());
+            written.push_str(&line);
+            written.push('\n');
+        }
+    });
+    Ok(CliLines {
+        child,
+        lines,
+        stderr,
+    })
 }
 
 impl CliLines {
     /// The next line that contains `wanted`, waiting up to [`PATIENCE`]; the lines before it
-    /// are skipped.
+    /// are skipped (the last few are in the error, with the CLI's standard error).
     pub async fn find(&mut self, wanted: &str) -> anyhow::Result<String> {
+        let mut skipped = std::collections::VecDeque::new();
         let found = tokio::time::timeout(PATIENCE, async {
             while let Some(line) = self.lines.recv().await {
                 if line.contains(wanted) {
                     return Some(line);
                 }
+                if skipped.len() == 5 {
+                    skipped.pop_front();
+                }
+                skipped.push_back(line);
             }
             None
-        });
-        found
-            .await
-            .with_context(|| format!("no line with {wanted:?} in time"))?
-            .with_context(|| format!("the CLI ended without a line with {wanted:?}"))
+        })
+        .await;
+        let stderr = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = || format!("last lines {skipped:?}, standard error {stderr:?}");
+        match found {
+            Ok(Some(line)) => Ok(line),
+            Ok(None) => bail!("the CLI ended without a line with {wanted:?}; {}", seen()),
+            Err(_) => bail!("no line with {wanted:?} in time; {}", seen()),
+        }
     }
 }
 

@@ -85,6 +85,31 @@ pub async fn add_room(
         .context("no room in the answer")
 }
 
+/// Adds a speaker, available at any hour, to conference `id`, as the admin `admin`.
+pub async fn add_speaker(
+    admin: &Client,
+    id: &str,
+    name: &str,
+    organisation: &str,
+    time_zone: &str,
+) -> anyhow::Result<pb::Speaker> {
+    admin
+        .agenda()
+        .add_speaker(pb::AddSpeakerRequest {
+            request_id: Client::request_id(),
+            conference_id: id.into(),
+            name: name.into(),
+            organisation: organisation.into(),
+            time_zone: time_zone.into(),
+            available_from: String::new(),
+            available_until: String::new(),
+        })
+        .await?
+        .into_inner()
+        .speaker
+        .context("no speaker in the answer")
+}
+
 /// A conference as the seed report describes ODC 2024: Phnom Penh, a main hall, a speaker in
 /// Phnom Penh and one in New York.
 #[derive(Debug, Clone)]
@@ -119,23 +144,7 @@ impl Odc {
             .conference
             .context("no conference in the answer")?;
         let hall = add_room(admin, id, "Main hall", 300).await?;
-        let speaker = async |name: &str, org: &str, zone: &str| {
-            admin
-                .agenda()
-                .add_speaker(pb::AddSpeakerRequest {
-                    request_id: Client::request_id(),
-                    conference_id: id.into(),
-                    name: name.into(),
-                    organisation: org.into(),
-                    time_zone: zone.into(),
-                    available_from: String::new(),
-                    available_until: String::new(),
-                })
-                .await?
-                .into_inner()
-                .speaker
-                .context("no speaker in the answer")
-        };
+        let speaker = |name, org, zone| add_speaker(admin, id, name, org, zone);
         let sokha = speaker("Sokha Chan", "Open Development Cambodia", "Asia/Phnom_Penh").await?;
         let sarah = speaker(
             "Sarah Miller",
@@ -574,5 +583,31 @@ impl IntoFuture for ShowBuilder {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.set_up())
+    }
+}
+
+/// The request that leaves `session` as it is: what a change starts from.
+pub fn unchanged(session: &pb::Session) -> pb::UpdateSessionRequest {
+    let utc = |t: &Option<pb::ZonedTime>| t.as_ref().and_then(|t| t.utc);
+    let speakers = |backup: bool| {
+        session
+            .speakers
+            .iter()
+            .filter(|s| s.backup == backup)
+            .map(|s| s.speaker_id.clone())
+            .collect()
+    };
+    pb::UpdateSessionRequest {
+        request_id: Client::request_id(),
+        conference_id: session.conference_id.clone(),
+        session_id: session.id.clone(),
+        title: session.title.clone(),
+        kind: session.kind,
+        start: utc(&session.start),
+        end: utc(&session.end),
+        room_id: session.room_id.clone(),
+        speaker_ids: speakers(false),
+        backup_speaker_ids: speakers(true),
+        failover: session.failover,
     }
 }

@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use crate::{
     Web,
-    attendee::{conference_and_sessions, first_results, on_behalf},
+    attendee::{conference, first_results, on_behalf},
     board::{self, Names, Row},
     forms::{Fields, accept},
     frame::{Frame, render},
@@ -67,14 +67,13 @@ pub(crate) fn staff_post(
     Ok((fields, conference_id))
 }
 
-/// Names of rooms and speakers, and which speakers each session has.
+/// Names of the conference's rooms and speakers.
 pub async fn names(
     web: &Web,
     visitor: &Visitor,
     conference_id: &str,
 ) -> Result<Names, tonic::Status> {
-    let (conference, sessions) = conference_and_sessions(web, visitor, conference_id, "").await?;
-    Ok(Names::of(&conference, &sessions))
+    Ok(Names::of(&conference(web, visitor, conference_id).await?))
 }
 
 /// One poll as the console lists it.

@@ -10,36 +10,12 @@ use podium_client::{
     agent::{AgentConfig, AgentEvent, run_agent},
     pb,
 };
-use podium_e2e::{CONFERENCE, PATIENCE, Show, Speaker, add_room, cli, cli_lines, text, ts};
+use podium_e2e::{
+    CONFERENCE, PATIENCE, Show, Speaker, add_room, cli, cli_lines, text, ts, unchanged,
+};
 use tonic::Code;
 
 use crate::agenda::stored_events;
-
-/// The request that leaves `session` as it is: what a change starts from.
-fn unchanged(session: &pb::Session) -> pb::UpdateSessionRequest {
-    let utc = |t: &Option<pb::ZonedTime>| t.as_ref().and_then(|t| t.utc);
-    let speakers = |backup: bool| {
-        session
-            .speakers
-            .iter()
-            .filter(|s| s.backup == backup)
-            .map(|s| s.speaker_id.clone())
-            .collect()
-    };
-    pb::UpdateSessionRequest {
-        request_id: Client::request_id(),
-        conference_id: session.conference_id.clone(),
-        session_id: session.id.clone(),
-        title: session.title.clone(),
-        kind: session.kind,
-        start: utc(&session.start),
-        end: utc(&session.end),
-        room_id: session.room_id.clone(),
-        speaker_ids: speakers(false),
-        backup_speaker_ids: speakers(true),
-        failover: session.failover,
-    }
-}
 
 #[tokio::test]
 async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_everywhere() {

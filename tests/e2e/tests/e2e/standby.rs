@@ -8,7 +8,7 @@ use podium_client::{
     agent::{AgentConfig, AgentEvent, run_agent},
     pb,
 };
-use podium_e2e::{CONFERENCE, PATIENCE, Show, Speaker, add_room};
+use podium_e2e::{CONFERENCE, PATIENCE, Show, Speaker, add_room, add_speaker};
 use tonic::Code;
 
 /// Backing up a talk is not being booked: one speaker may back up two talks at once in two
@@ -50,22 +50,15 @@ async fn a_backup_speaker_may_back_up_talks_that_overlap() {
         "{}",
         refused.message()
     );
-    let extra = admin
-        .agenda()
-        .add_speaker(pb::AddSpeakerRequest {
-            request_id: Client::request_id(),
-            conference_id: CONFERENCE.into(),
-            name: "Vanna Chea".into(),
-            organisation: "Open Development Cambodia".into(),
-            time_zone: "Asia/Phnom_Penh".into(),
-            available_from: String::new(),
-            available_until: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .speaker
-        .unwrap();
+    let extra = add_speaker(
+        admin,
+        CONFERENCE,
+        "Vanna Chea",
+        "Open Development Cambodia",
+        "Asia/Phnom_Penh",
+    )
+    .await
+    .unwrap();
     second.request_id = Client::request_id();
     second.speaker_ids = vec![extra.id.clone()];
     let land = admin

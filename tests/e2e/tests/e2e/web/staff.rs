@@ -31,6 +31,33 @@ async fn a_moderator_starts_switches_and_moderates_from_the_console_and_the_boar
     acting.wait_for_text(&row, "scheduled").await.unwrap();
     accessible(&acting, "console").await;
 
+    // With both consoles open, an organiser gives the session a backup speaker, new to the
+    // conference: the board the second moderator keeps open will offer a switch to her.
+    let organiser = &show.admin;
+    let chenda = podium_e2e::add_speaker(
+        organiser,
+        podium_e2e::CONFERENCE,
+        "Chenda Lim",
+        "Open Development Cambodia",
+        "Asia/Phnom_Penh",
+    )
+    .await
+    .unwrap();
+    let scheduled = organiser
+        .agenda()
+        .get_session(pb::GetSessionRequest {
+            conference_id: podium_e2e::CONFERENCE.into(),
+            session_id: session.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    let mut backed_up = podium_e2e::unchanged(&scheduled);
+    backed_up.backup_speaker_ids.push(chenda.id.clone());
+    organiser.agenda().update_session(backed_up).await.unwrap();
+
     // Start, after a confirmation.
     acting
         .submit(&format!("{row} a[href^='/m/confirm/start/']"))
@@ -48,6 +75,15 @@ async fn a_moderator_starts_switches_and_moderates_from_the_console_and_the_boar
         .await
         .unwrap();
     watching.wait_for_text(&row, "កំពុងផ្សាយផ្ទាល់").await.unwrap();
+    // The board open since before the change offers the new backup, by name.
+    watching
+        .wait_for_text(&row, "វាគ្មិនបម្រុង: Chenda Lim")
+        .await
+        .unwrap();
+    acting
+        .wait_for_text(&row, "backup speaker: Chenda Lim")
+        .await
+        .unwrap();
 
     // Switch to the slate: the other moderator's board shows it without a reload.
     acting
