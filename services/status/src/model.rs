@@ -41,6 +41,9 @@ pub struct SessionFacts {
     /// log position of the move, oldest first: a watcher of such a room is told the session
     /// left it.
     pub left_rooms: Vec<(String, u64)>,
+    /// The speakers and backups an organiser took off the session, each with the log position
+    /// of the change, oldest first: a watcher of such a speaker's is told they left it.
+    pub left_speakers: Vec<(String, u64)>,
 }
 
 impl SessionFacts {
@@ -261,11 +264,19 @@ impl StatusModel {
             // The shown title: the conference's default language, else the smallest tag.
             let title = s.title.pick(None, &c.default_language).to_owned();
             c.changed.insert(s.session_id.clone(), event.position);
-            let mut left_rooms = Vec::new();
+            let (mut left_rooms, mut left_speakers) = (Vec::new(), Vec::new());
             if let Some(before) = c.sessions.get(&s.session_id) {
                 left_rooms.clone_from(&before.left_rooms);
                 if before.room_id != s.room_id {
                     left_rooms.push((before.room_id.clone(), event.position));
+                }
+                left_speakers.clone_from(&before.left_speakers);
+                let stays =
+                    |id: &String| s.speaker_ids.contains(id) || s.backup_speaker_ids.contains(id);
+                for id in before.speaker_ids.iter().chain(&before.backup_speaker_ids) {
+                    if !stays(id) {
+                        left_speakers.push((id.clone(), event.position));
+                    }
                 }
             }
             c.sessions.insert(
@@ -281,6 +292,7 @@ impl StatusModel {
                     backup_speaker_ids: s.backup_speaker_ids,
                     policy: policy_from_proto(s.failover),
                     left_rooms,
+                    left_speakers,
                 },
             );
             return Ok(());
@@ -407,8 +419,8 @@ impl StatusModel {
 impl Snapshot for StatusModel {
     // 2: rooms' program outputs. 3: deleted recordings, links' figures_at. 4: alerts' speaker.
     // 5: the rooms a session left (snapshots are postcard: a field added shifts every later
-    // one, so each addition is a new version).
-    const VERSION: u32 = 5;
+    // one, so each addition is a new version). 6: the speakers taken off a session.
+    const VERSION: u32 = 6;
 
     fn save(&self) -> Result<Vec<u8>, SnapshotError> {
         snapshot::encode(self)

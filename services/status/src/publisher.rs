@@ -35,24 +35,30 @@ pub struct Entry {
     pub room_id: String,
     /// The rooms the session was moved out of, each with the position of the move.
     pub left_rooms: Vec<(String, u64)>,
+    /// The speakers taken off the session, each with the position of the change.
+    pub left_speakers: Vec<(String, u64)>,
     /// When the session is scheduled to start, for the snapshot's order.
     pub start: DateTime<Utc>,
     pub status: Arc<pb::SessionStatus>,
 }
 
 impl Entry {
-    /// Whether a watcher of `room` (every room if empty) that has what happened before `since`
-    /// is to be sent this session: it is in the room, or it left the room at or after `since`
-    /// (its status, with its new room, tells the watcher to drop it). A watcher starting afresh
-    /// (`since` 0) has nothing to drop.
-    pub fn concerns(&self, room: &str, since: u64) -> bool {
-        room.is_empty()
-            || self.room_id == room
-            || (since > 0
-                && self
-                    .left_rooms
-                    .iter()
-                    .any(|(left, at)| left == room && *at >= since))
+    /// Whether a watcher of `room` (every room if empty) and of `speaker`'s sessions (every
+    /// session if `None`) that has what happened before `since` is to be sent this session:
+    /// it is in the room and `speaker` speaks in it or backs it up, or it left the room, or
+    /// `speaker` was taken off it, at or after `since` (its status tells the watcher to drop
+    /// it: another room, no link of the speaker's). A watcher starting afresh (`since` 0) has
+    /// nothing to drop.
+    pub fn concerns(&self, room: &str, speaker: Option<&str>, since: u64) -> bool {
+        let left = |list: &[(String, u64)], what: &str| {
+            since > 0 && list.iter().any(|(left, at)| left == what && *at >= since)
+        };
+        let in_room = room.is_empty() || self.room_id == room || left(&self.left_rooms, room);
+        let theirs = speaker.is_none_or(|speaker| {
+            self.status.links.iter().any(|l| l.speaker_id == speaker)
+                || left(&self.left_speakers, speaker)
+        });
+        in_room && theirs
     }
 }
 
@@ -93,6 +99,7 @@ impl Published {
                     changed,
                     room_id: facts.room_id.clone(),
                     left_rooms: facts.left_rooms.clone(),
+                    left_speakers: facts.left_speakers.clone(),
                     start: facts.start,
                     status: Arc::new(status),
                 },
@@ -102,13 +109,18 @@ impl Published {
         any
     }
 
-    /// The sessions in `room` (all if empty), or that left it, changed at or after `since`, in
-    /// log order, each with the position after its change.
-    pub fn since(&self, room: &str, since: u64) -> Vec<(u64, Arc<pb::SessionStatus>)> {
+    /// The sessions that concern a watcher of `room` and `speaker` (see [`Entry::concerns`])
+    /// changed at or after `since`, in log order, each with the position after its change.
+    pub fn since(
+        &self,
+        room: &str,
+        speaker: Option<&str>,
+        since: u64,
+    ) -> Vec<(u64, Arc<pb::SessionStatus>)> {
         let mut changes: Vec<_> = self
             .sessions
             .values()
-            .filter(|e| e.changed >= since && e.concerns(room, since))
+            .filter(|e| e.changed >= since && e.concerns(room, speaker, since))
             .map(|e| (e.changed + 1, e.status.clone()))
             .collect();
         changes.sort_by_key(|(position, _)| *position);
@@ -221,21 +233,52 @@ async fn publish(
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_session_that_left_a_room_concerns_its_watchers_since_before_the_move() {
-        let entry = Entry {
+    /// The keynote, moved from the hall to the breakout room at 30 and handed from Sokha to
+    /// Sarah at 35.
+    fn keynote() -> Entry {
+        let link = |id: &str| pb::SpeakerLink {
+            speaker_id: id.into(),
+            ..Default::default()
+        };
+        Entry {
             changed: 40,
             room_id: "breakout".into(),
             left_rooms: vec![("hall".into(), 30)],
+            left_speakers: vec![("sokha".into(), 35)],
             start: DateTime::<Utc>::default(),
-            status: Arc::default(),
-        };
-        assert!(entry.concerns("", 0) && entry.concerns("breakout", 0));
-        assert!(entry.concerns("breakout", 41));
+            status: Arc::new(pb::SessionStatus {
+                links: vec![link("sarah")],
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn a_session_that_left_a_room_concerns_its_watchers_since_before_the_move() {
+        let entry = keynote();
+        let concerns = |room, since| entry.concerns(room, None, since);
+        assert!(concerns("", 0) && concerns("breakout", 0));
+        assert!(concerns("breakout", 41));
         // The hall's watchers that had not yet heard of the move are sent it once more.
-        assert!(entry.concerns("hall", 30) && entry.concerns("hall", 1));
+        assert!(concerns("hall", 30) && concerns("hall", 1));
         // One that has heard of it, or starts afresh, has nothing to drop.
-        assert!(!entry.concerns("hall", 31) && !entry.concerns("hall", 0));
-        assert!(!entry.concerns("foyer", 1));
+        assert!(!concerns("hall", 31) && !concerns("hall", 0));
+        assert!(!concerns("foyer", 1));
+    }
+
+    #[test]
+    fn a_session_a_speaker_was_taken_off_concerns_their_watchers_since_before_the_change() {
+        let entry = keynote();
+        let concerns = |speaker, since| entry.concerns("", Some(speaker), since);
+        assert!(concerns("sarah", 0) && concerns("sarah", 41));
+        // Sokha's watchers that had not yet heard of the handover are sent it once more.
+        assert!(concerns("sokha", 35) && concerns("sokha", 1));
+        // One that has heard of it, or starts afresh, has nothing to drop.
+        assert!(!concerns("sokha", 36) && !concerns("sokha", 0));
+        assert!(!concerns("dara", 1));
+        // Both filters hold together.
+        assert!(entry.concerns("breakout", Some("sarah"), 0));
+        assert!(!entry.concerns("hall", Some("sarah"), 31));
+        assert!(entry.concerns("hall", Some("sokha"), 30));
     }
 }

@@ -267,20 +267,6 @@ impl Stage for StageService {
         let r = request.into_inner();
         let conference_id = r.conference_id.trim().to_owned();
         let speaker = staff_or_speaker(&principal, &conference_id, "watch the status")?;
-        // A speaker watches the sessions they speak in or back up (each is among its links),
-        // without the room's program output: until the bridge carries out the session's first
-        // decision it describes the room's session before, and it lists every recording the
-        // playout machine holds.
-        let shown = move |status: &pb::SessionStatus| match &speaker {
-            None => Some(status.clone()),
-            Some(id) if status.links.iter().any(|l| &l.speaker_id == id) => {
-                Some(pb::SessionStatus {
-                    output: None,
-                    ..status.clone()
-                })
-            }
-            Some(_) => None,
-        };
         let room = r.room_id.trim().to_owned();
         // The first watcher of a conference starts its publisher; NOT_FOUND if there is none.
         let mut published = self.publishers.subscribe(&conference_id)?;
@@ -288,7 +274,7 @@ impl Stage for StageService {
             let p = published.borrow_and_update();
             // A room that only lost sessions is still a room: a bridge resuming there after its
             // last session moved away is told so, not refused.
-            if !room.is_empty() && !p.sessions.values().any(|e| e.concerns(&room, 1)) {
+            if !room.is_empty() && !p.sessions.values().any(|e| e.concerns(&room, None, 1)) {
                 return Err(Status::not_found(format!(
                     "room {room} has no sessions in conference {conference_id}"
                 )));
@@ -296,7 +282,7 @@ impl Stage for StageService {
             let mut sessions: Vec<_> = p
                 .sessions
                 .iter()
-                .filter(|(_, e)| e.concerns(&room, r.from_position))
+                .filter(|(_, e)| e.concerns(&room, speaker.as_deref(), r.from_position))
                 .filter(|(_, e)| r.from_position == 0 || e.changed >= r.from_position)
                 .collect();
             sessions.sort_by_key(|(id, e)| (e.start, *id));
@@ -307,7 +293,10 @@ impl Stage for StageService {
             (p.position, snapshot)
         };
         // Copied out of the shared statuses once the publisher's channel is no longer held.
-        let snapshot: Vec<_> = snapshot.iter().filter_map(|s| shown(s)).collect();
+        let snapshot: Vec<_> = snapshot
+            .iter()
+            .map(|s| shown(speaker.as_deref(), s))
+            .collect();
         let mut shutdown = self.shutdown.clone();
         let stream = async_stream::try_stream! {
             yield pb::WatchStatusResponse { position, update: Some(pb::watch_status_response::Update::Snapshot(pb::StatusSnapshot { sessions: snapshot })) };
@@ -325,12 +314,12 @@ impl Stage for StageService {
                 }
                 let changes = {
                     let p = published.borrow_and_update();
-                    let changes = p.since(&room, since);
+                    let changes = p.since(&room, speaker.as_deref(), since);
                     since = p.position;
                     changes
                 };
-                for (position, status) in changes.into_iter().filter_map(|(p, s)| Some((p, shown(&s)?))) {
-                    yield pb::WatchStatusResponse { position, update: Some(pb::watch_status_response::Update::Changed(status)) };
+                for (position, status) in changes {
+                    yield pb::WatchStatusResponse { position, update: Some(pb::watch_status_response::Update::Changed(shown(speaker.as_deref(), &status))) };
                 }
             }
         };
@@ -390,6 +379,28 @@ fn zoned_proto(at: DateTime<Utc>, zone: chrono_tz::Tz) -> pb::ZonedTime {
         time_zone: view.zone.name().to_owned(),
         local: view.local,
         label: view.label,
+    }
+}
+
+/// A session's status as a watcher sees it: staff (`None`) all of it. A speaker watches the
+/// sessions they speak in or back up (each is among its links), without the room's program
+/// output: until the bridge carries out the session's first decision it describes the room's
+/// session before, and it lists every recording the playout machine holds. A session they were
+/// taken off is sent once more without links or alerts (its other speakers' are no longer
+/// theirs to see): no link names them.
+fn shown(speaker: Option<&str>, status: &pb::SessionStatus) -> pb::SessionStatus {
+    match speaker {
+        None => status.clone(),
+        Some(id) if status.links.iter().any(|l| l.speaker_id == id) => pb::SessionStatus {
+            output: None,
+            ..status.clone()
+        },
+        Some(_) => pb::SessionStatus {
+            output: None,
+            links: Vec::new(),
+            alerts: Vec::new(),
+            ..status.clone()
+        },
     }
 }
 

@@ -368,10 +368,13 @@ pub type Updates = <podium_status::StageService as Stage>::WatchStatusStream;
 
 /// What a live status page needs before its first event: the conference's names, the visitor's
 /// stream permit and their `WatchStatus` stream; or the page that says why not.
+/// `WatchStatus` for `visitor`, from `from_position` (0: a whole snapshot first), with the
+/// conference's names.
 pub async fn watch(
     web: &Web,
     visitor: &Visitor,
     conference_id: String,
+    from_position: u64,
 ) -> Result<(Names, Option<crate::streams::Permit>, Updates), Box<Response>> {
     let Some(stage) = web.services.stage.clone() else {
         return Err(Box::new(reply::error(
@@ -390,6 +393,7 @@ pub async fn watch(
         visitor,
         pb::WatchStatusRequest {
             conference_id,
+            from_position,
             ..Default::default()
         },
     );
@@ -407,7 +411,7 @@ pub async fn live(State(web): State<Web>, visitor: Visitor) -> Response {
             None,
         );
     };
-    let (names, permit, mut updates) = match watch(&web, &visitor, conference_id.clone()).await {
+    let (names, permit, mut updates) = match watch(&web, &visitor, conference_id.clone(), 0).await {
         Ok(watching) => watching,
         Err(refused) => return *refused,
     };

@@ -124,7 +124,7 @@ impl Fragments {
 }
 
 /// The position a reconnecting browser last saw.
-fn last_event_id(headers: &HeaderMap) -> Option<u64> {
+pub(crate) fn last_event_id(headers: &HeaderMap) -> Option<u64> {
     headers
         .get("last-event-id")?
         .to_str()

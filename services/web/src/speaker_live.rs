@@ -9,6 +9,7 @@ use std::{collections::BTreeMap, convert::Infallible, sync::Arc};
 use askama::Template;
 use axum::{
     extract::State,
+    http::HeaderMap,
     response::{
         IntoResponse, Response,
         sse::{Event, KeepAlive, Sse},
@@ -38,6 +39,9 @@ pub struct LiveView {
     /// The speaker's agent is not connected to a session that has not ended, and they are not
     /// its backup: the page says how to connect.
     pub connect: bool,
+    /// An organiser took the speaker off the session since the page was loaded (the status no
+    /// longer names them): the page says so instead.
+    pub removed: bool,
 }
 
 impl LiveView {
@@ -55,7 +59,8 @@ impl LiveView {
             state: board::state_text(t, status.state()),
             on_air: board::on_air(t, names, status),
             link: mine.map(|l| LinkView::new(t, names, l)),
-            connect: offline && !ended && !mine.is_some_and(|l| l.backup),
+            connect: offline && !ended && mine.is_some_and(|l| !l.backup),
+            removed: mine.is_none(),
         }
     }
 }
@@ -94,12 +99,15 @@ pub async fn now(
 }
 
 /// `GET /live/speaker`: each of the speaker's sessions' live part, again whenever it changes.
-pub async fn live(State(web): State<Web>, visitor: Visitor) -> Response {
+/// A browser reconnecting (with the position it last saw) is sent the sessions changed since,
+/// one the speaker was taken off meanwhile among them.
+pub async fn live(State(web): State<Web>, visitor: Visitor, headers: HeaderMap) -> Response {
     let Some((conference_id, speaker_id)) = crate::speaker::speaker_of(&visitor) else {
         return reply::not_for(&visitor);
     };
+    let from = crate::live::last_event_id(&headers).unwrap_or_default();
     let (names, permit, mut updates) =
-        match crate::board::watch(&web, &visitor, conference_id).await {
+        match crate::board::watch(&web, &visitor, conference_id, from).await {
             Ok(watching) => watching,
             Err(refused) => return *refused,
         };
@@ -215,5 +223,13 @@ mod tests {
         );
         assert_eq!(ended.state, t.session_ended);
         assert!(!ended.connect);
+        assert!(!live.removed && !backup.removed);
+        // Taken off the session: the status names her no more, and she is not told to connect.
+        let without = pb::SessionStatus {
+            links: vec![link("spk-2", pb::LinkState::Offline, true)],
+            ..status(pb::SessionState::Scheduled, pb::LinkState::Offline)
+        };
+        let removed = LiveView::of(t, &names, &without, "spk-1");
+        assert!(removed.removed && !removed.connect && removed.link.is_none());
     }
 }

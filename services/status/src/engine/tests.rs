@@ -494,7 +494,7 @@ async fn watchers_of_a_conference_share_one_publisher_that_leaves_with_the_last(
             })
             .await
             .expect("publisher runs");
-        let changes = published.since("", before);
+        let changes = published.since("", None, before);
         assert_eq!(changes.len(), 3, "{changes:?}");
         assert!(changes.windows(2).all(|w| w[0].0 < w[1].0));
         assert!(
@@ -502,7 +502,7 @@ async fn watchers_of_a_conference_share_one_publisher_that_leaves_with_the_last(
                 .iter()
                 .all(|(p, _)| *p > before && *p <= published.position)
         );
-        let room: Vec<_> = published.since("room-1", before);
+        let room: Vec<_> = published.since("room-1", None, before);
         assert_eq!(room.len(), 1);
         assert_eq!(room[0].1.session_id, session(1));
     }

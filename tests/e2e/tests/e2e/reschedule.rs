@@ -1,8 +1,10 @@
 //! A session changed after it was scheduled (`Agenda/UpdateSession`): moved to another hour or
 //! room, a withdrawn speaker replaced, retitled; through the client library and the CLI. A move
 //! is checked as a new session is, except against the slot it leaves, and refused once the
-//! session is live; the change survives a restart, reaches the live status, stops a removed
-//! speaker's connected agent, and is a second `SessionScheduled` on the feed.
+//! session is live; the change survives a restart, reaches the live status (a room's watchers
+//! told a session left the room, a removed speaker's own watchers and speaker page told she no
+//! longer speaks there), stops a removed speaker's connected agent, and is a second
+//! `SessionScheduled` on the feed.
 
 use futures::StreamExt;
 use podium_client::{
@@ -11,7 +13,7 @@ use podium_client::{
     pb,
 };
 use podium_e2e::{
-    CONFERENCE, PATIENCE, Show, Speaker, add_room, cli, cli_lines, text, ts, unchanged,
+    CONFERENCE, PATIENCE, Show, Speaker, add_room, cli, cli_lines, http, text, ts, unchanged,
 };
 use tonic::Code;
 
@@ -112,7 +114,7 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
         .token(pb::Role::Speaker, Some(Speaker::Sokha), "Sokha's laptop")
         .await
         .unwrap();
-    let sokha = Client::connect(&show.server.addr, Some(sokha_token))
+    let sokha = Client::connect(&show.server.addr, Some(sokha_token.clone()))
         .await
         .unwrap();
     let agent = run_agent(sokha, AgentConfig::new(&keynote.id));
@@ -121,9 +123,9 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
         agent.next().await,
         Some(Ok(AgentEvent::Connected(_)))
     ));
-    // The status stream of one room (all if empty), from a position.
-    let watch = |room_id: &str, from_position| {
-        let mut stage = admin.stage();
+    // The status stream of one room (all if empty), from a position, as `client` may see it.
+    let watch = |client: &Client, room_id: &str, from_position| {
+        let mut stage = client.stage();
         let room_id = room_id.to_owned();
         async move {
             stage
@@ -138,7 +140,7 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
         }
     };
     // A watcher of the hall (a playout bridge, a board) has the keynote in its snapshot.
-    let watch_hall = |from_position| watch(&odc.hall.id, from_position);
+    let watch_hall = |from_position| watch(admin, &odc.hall.id, from_position);
     let mut hall = watch_hall(0).await;
     let first = hall.next().await.unwrap().unwrap();
     let Some(pb::watch_status_response::Update::Snapshot(before)) = first.update else {
@@ -155,6 +157,41 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
     let (mut lines, mut json) = (cli_watch(false), cli_watch(true));
     lines.find(&keynote.id).await.unwrap();
     json.find(&keynote.id).await.unwrap();
+    let snapshot = |message: pb::WatchStatusResponse| match message.update {
+        Some(pb::watch_status_response::Update::Snapshot(all)) => all.sessions,
+        other => panic!("a snapshot first, got {other:?}"),
+    };
+    // The sessions a status stream opens with.
+    let opening = async |mut stream: tonic::Streaming<pb::WatchStatusResponse>| {
+        snapshot(stream.next().await.unwrap().unwrap())
+    };
+    // Sokha's own status stream, and her speaker page's live part, are open too.
+    let hers = Client::connect(&show.server.addr, Some(sokha_token.clone()))
+        .await
+        .unwrap();
+    let watch_hers = |from_position| watch(&hers, "", from_position);
+    let mut her_status = watch_hers(0).await;
+    let her_first = her_status.next().await.unwrap().unwrap();
+    let her_sessions = snapshot(her_first.clone());
+    assert!(her_sessions.iter().any(|s| s.session_id == keynote.id));
+    let cookie = format!("{}={sokha_token}", show.server.session_cookie());
+    let her_page = |last_seen: String| {
+        let (addr, cookie) = (show.server.addr.clone(), cookie.clone());
+        async move {
+            let mut headers = vec![("cookie", cookie.as_str())];
+            headers
+                .extend((!last_seen.is_empty()).then_some(("last-event-id", last_seen.as_str())));
+            let (status, page) = http::open_stream(&addr, "/live/speaker", &headers)
+                .await
+                .unwrap();
+            assert_eq!(status, 200);
+            page
+        }
+    };
+    let mut page = her_page(String::new()).await;
+    http::read_until(&mut page, &format!("live-{}", keynote.id))
+        .await
+        .unwrap();
     let mut handed_over = unchanged(&moved);
     handed_over.speaker_ids = vec![odc.sarah.id.clone()];
     handed_over.room_id = breakout.id.clone();
@@ -186,26 +223,52 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
     assert_eq!(left["roomId"], breakout.id.as_str(), "{left}");
     assert_eq!(left["leftRoom"], true, "{left}");
     drop((lines, json));
-    // So is one resuming from before the move; a fresh one does not see the keynote at all.
-    let snapshot = |message: pb::WatchStatusResponse| match message.update {
-        Some(pb::watch_status_response::Update::Snapshot(all)) => all.sessions,
-        other => panic!("a snapshot first, got {other:?}"),
-    };
-    let resumed = snapshot(
-        watch_hall(first.position)
-            .await
-            .next()
-            .await
-            .unwrap()
-            .unwrap(),
+    // Sokha's stream is sent the keynote once more, without links: none names her, she drops
+    // it. Her page says so in place, and so does one reconnecting from before the change.
+    let taken_off = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let message = her_status.next().await.unwrap().unwrap();
+            if let Some(pb::watch_status_response::Update::Changed(s)) = message.update
+                && s.session_id == keynote.id
+                && !s.links.iter().any(|l| l.speaker_id == odc.sokha.id)
+            {
+                return s;
+            }
+        }
+    })
+    .await
+    .expect("Sokha's watcher told she no longer speaks in the keynote");
+    assert!(
+        taken_off.links.is_empty() && taken_off.alerts.is_empty(),
+        "{taken_off:?}"
     );
+    let taken_off = "You no longer speak in this session";
+    http::read_until(&mut page, taken_off).await.unwrap();
+    let mut reconnected = her_page(her_first.position.to_string()).await;
+    http::read_until(&mut reconnected, taken_off).await.unwrap();
+    drop((her_status, page, reconnected));
+    let her_resumed = opening(watch_hers(her_first.position).await).await;
+    assert!(
+        her_resumed
+            .iter()
+            .any(|s| s.session_id == keynote.id && s.links.is_empty()),
+        "{her_resumed:?}"
+    );
+    let her_fresh = opening(watch_hers(0).await).await;
+    assert!(
+        !her_fresh.iter().any(|s| s.session_id == keynote.id),
+        "{her_fresh:?}"
+    );
+    // So is the hall's watcher resuming from before the move; a fresh one does not see the
+    // keynote at all.
+    let resumed = opening(watch_hall(first.position).await).await;
     assert!(
         resumed
             .iter()
             .any(|s| s.session_id == keynote.id && s.room_id == breakout.id),
         "{resumed:?}"
     );
-    let fresh = snapshot(watch_hall(0).await.next().await.unwrap().unwrap());
+    let fresh = opening(watch_hall(0).await).await;
     assert!(
         !fresh.iter().any(|s| s.session_id == keynote.id),
         "{fresh:?}"
@@ -241,7 +304,7 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
     assert_eq!(speaker_ids, [odc.sokha.id.as_str()]);
 
     // The live status follows: the keynote's status names its new room and title.
-    let mut status = watch("", 0).await;
+    let mut status = watch(admin, "", 0).await;
     let seen = tokio::time::timeout(PATIENCE, async {
         while let Some(message) = status.next().await {
             let sessions = match message.unwrap().update {
