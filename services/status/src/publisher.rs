@@ -4,11 +4,11 @@
 //! **Fan-out costs per watcher, not per fold**: the publisher follows the shared read model
 //! (woken as it applies), and for each session whose status changed builds its
 //! `pb::SessionStatus` once, with the position after the change, into one `watch` channel per
-//! conference. Each watcher reads whatever is latest when it is ready, filters by room (a
-//! session moved out of the room is sent once more, with its new room; see
-//! [`Entry::concerns`]) and sends the sessions that changed since it last sent; a slow watcher
-//! skips a session's intermediate states but never its latest. The publisher ends when its last
-//! watcher leaves.
+//! conference. Each watcher reads whatever is latest when it is ready, filters by room and, for
+//! a speaker, by their sessions (a session moved out of the room, or that the speaker was taken
+//! off, is sent once more; see [`Entry::concerns`]) and sends the sessions that changed since it
+//! last sent; a slow watcher skips a session's intermediate states but never its latest. The
+//! publisher ends when its last watcher leaves.
 
 use std::{
     collections::{BTreeMap, HashMap},

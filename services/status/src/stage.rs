@@ -386,8 +386,8 @@ fn zoned_proto(at: DateTime<Utc>, zone: chrono_tz::Tz) -> pb::ZonedTime {
 /// sessions they speak in or back up (each is among its links), without the room's program
 /// output: until the bridge carries out the session's first decision it describes the room's
 /// session before, and it lists every recording the playout machine holds. A session they were
-/// taken off is sent once more without links or alerts (its other speakers' are no longer
-/// theirs to see): no link names them.
+/// taken off is sent once more with its id, room, title and state only (what is on air, its
+/// recordings and its other speakers are no longer theirs to see): no link names them.
 fn shown(speaker: Option<&str>, status: &pb::SessionStatus) -> pb::SessionStatus {
     match speaker {
         None => status.clone(),
@@ -396,10 +396,11 @@ fn shown(speaker: Option<&str>, status: &pb::SessionStatus) -> pb::SessionStatus
             ..status.clone()
         },
         Some(_) => pb::SessionStatus {
-            output: None,
-            links: Vec::new(),
-            alerts: Vec::new(),
-            ..status.clone()
+            session_id: status.session_id.clone(),
+            room_id: status.room_id.clone(),
+            title: status.title.clone(),
+            state: status.state,
+            ..Default::default()
         },
     }
 }

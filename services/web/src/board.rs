@@ -441,10 +441,13 @@ pub async fn live(State(web): State<Web>, visitor: Visitor) -> Response {
                 statuses.values().flat_map(|s| names.unknown(s)).map(str::to_owned).collect();
             if !unknown.is_subset(&asked) {
                 match crate::console::names(&web, &reader, &conference_id).await {
-                    Ok(read) => names = read,
-                    Err(status) => tracing::debug!(%status, "board names not read again"),
+                    Ok(read) => {
+                        names = read;
+                        asked.extend(unknown);
+                    }
+                    // Tried again at the next change.
+                    Err(status) => tracing::warn!(%status, "board names not read again"),
                 }
-                asked.extend(unknown);
             }
             let fragment = BoardFragment { frame: &frame, rows: rows(t, &names, &statuses) };
             let Ok(html) = fragment.render() else { break };

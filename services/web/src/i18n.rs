@@ -283,7 +283,7 @@ catalogue! {
     recording_no: "No recording uploaded yet", "មិនទាន់បានផ្ទុកការថតទុកឡើងនៅឡើយ";
     live_now: "Now", "ឥឡូវនេះ";
     your_link: "Your link, as podium sees it", "ការតភ្ជាប់របស់អ្នក តាមដែល podium ឃើញ";
-    taken_off: "You no longer speak in this session: the organisers changed the programme.", "អ្នកលែងនិយាយក្នុងវគ្គនេះទៀតហើយ៖ អ្នករៀបចំបានផ្លាស់ប្ដូរកម្មវិធី។";
+    taken_off: "You no longer speak in this session: the organisers changed the programme.", "អ្នកលែងនិយាយក្នុងវគ្គនេះទៀតហើយ៖ អ្នករៀបចំបានផ្លាស់ប្តូរកាលវិភាគ។";
     connect_hint: "To speak live, start the speaker agent on the computer you speak from, with your speaker token:", "ដើម្បីធ្វើបទបង្ហាញផ្ទាល់ សូមចាប់ផ្តើមកម្មវិធីវាគ្មិននៅលើកុំព្យូទ័រដែលអ្នកប្រើដើម្បីនិយាយ ជាមួយថូខឹនវាគ្មិនរបស់អ្នក៖";
     packet_loss: "loss", "បាត់បង់";
     recording_how: "Send your recorded talk to the organisers: they upload it, and it goes on air if your connection drops.", "សូមផ្ញើការថតទុកបទបង្ហាញរបស់អ្នកទៅអ្នករៀបចំ៖ ពួកគេនឹងផ្ទុកវាឡើង ហើយវានឹងចេញផ្សាយ ប្រសិនបើការតភ្ជាប់របស់អ្នកដាច់។";

@@ -36,8 +36,8 @@ pub struct LiveView {
     pub on_air: String,
     /// The speaker's own link.
     pub link: Option<LinkView>,
-    /// The speaker's agent is not connected to a session that has not ended, and they are not
-    /// its backup: the page says how to connect.
+    /// The speaker's agent is not connected to a session that has not ended, they still speak
+    /// in it, and they are not its backup: the page says how to connect.
     pub connect: bool,
     /// An organiser took the speaker off the session since the page was loaded (the status no
     /// longer names them): the page says so instead.
@@ -129,16 +129,23 @@ pub async fn live(State(web): State<Web>, visitor: Visitor, headers: HeaderMap) 
             }
             changed.sort();
             changed.dedup();
-            for session_id in changed {
-                let Some(status) = statuses.get(&session_id) else { continue };
-                let view = LiveView::of(t, &names, status, &speaker_id);
-                let Ok(html) = (LiveFragment { frame: &frame, view: &view }).render() else { continue };
-                yield Ok::<_, Infallible>(
-                    Event::default()
-                        .event("update")
-                        .id(position.to_string())
-                        .data(format!("live-{session_id}\n{html}")),
-                );
+            let rendered: Vec<_> = changed
+                .into_iter()
+                .filter_map(|session_id| {
+                    let view = LiveView::of(t, &names, statuses.get(&session_id)?, &speaker_id);
+                    let html = (LiveFragment { frame: &frame, view: &view }).render().ok()?;
+                    Some(format!("live-{session_id}\n{html}"))
+                })
+                .collect();
+            // Only the batch's last event carries its position: a browser cut off in the middle
+            // resumes from the batch before, and is sent the whole batch again.
+            let last = rendered.len().saturating_sub(1);
+            for (i, data) in rendered.into_iter().enumerate() {
+                let event = Event::default().event("update").data(data);
+                yield Ok::<_, Infallible>(match i == last {
+                    true => event.id(position.to_string()),
+                    false => event,
+                });
             }
         }
     };
