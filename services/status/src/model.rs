@@ -42,7 +42,7 @@ pub struct SessionFacts {
     /// left it.
     pub left_rooms: Vec<(String, u64)>,
     /// The speakers and backups an organiser took off the session, each with the log position
-    /// of the change, oldest first: a watcher of such a speaker's is told they left it.
+    /// of the change, oldest first: that speaker's watchers are told they left it.
     pub left_speakers: Vec<(String, u64)>,
 }
 

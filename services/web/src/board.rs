@@ -367,9 +367,8 @@ pub async fn snapshot(
 pub type Updates = <podium_status::StageService as Stage>::WatchStatusStream;
 
 /// What a live status page needs before its first event: the conference's names, the visitor's
-/// stream permit and their `WatchStatus` stream; or the page that says why not.
-/// `WatchStatus` for `visitor`, from `from_position` (0: a whole snapshot first), with the
-/// conference's names.
+/// stream permit and their `WatchStatus` stream from `from_position` (0: a whole snapshot
+/// first); or the page that says why not.
 pub async fn watch(
     web: &Web,
     visitor: &Visitor,
