@@ -264,37 +264,35 @@ impl StatusModel {
             // The shown title: the conference's default language, else the smallest tag.
             let title = s.title.pick(None, &c.default_language).to_owned();
             c.changed.insert(s.session_id.clone(), event.position);
-            let (mut left_rooms, mut left_speakers) = (Vec::new(), Vec::new());
-            if let Some(before) = c.sessions.get(&s.session_id) {
-                left_rooms.clone_from(&before.left_rooms);
-                if before.room_id != s.room_id {
-                    left_rooms.push((before.room_id.clone(), event.position));
+            let mut facts = SessionFacts {
+                start: time(&s.start),
+                end: time(&s.end),
+                id: s.session_id,
+                conference_id: s.conference_id,
+                room_id: s.room_id,
+                title,
+                speaker_ids: s.speaker_ids,
+                backup_speaker_ids: s.backup_speaker_ids,
+                policy: policy_from_proto(s.failover),
+                left_rooms: Vec::new(),
+                left_speakers: Vec::new(),
+            };
+            // What the change took away: the session's room, and speakers it no longer has.
+            if let Some(before) = c.sessions.get(&facts.id) {
+                facts.left_rooms.clone_from(&before.left_rooms);
+                if before.room_id != facts.room_id {
+                    facts
+                        .left_rooms
+                        .push((before.room_id.clone(), event.position));
                 }
-                left_speakers.clone_from(&before.left_speakers);
-                let stays =
-                    |id: &String| s.speaker_ids.contains(id) || s.backup_speaker_ids.contains(id);
+                facts.left_speakers.clone_from(&before.left_speakers);
                 for id in before.speaker_ids.iter().chain(&before.backup_speaker_ids) {
-                    if !stays(id) {
-                        left_speakers.push((id.clone(), event.position));
+                    if !facts.has_speaker(id) {
+                        facts.left_speakers.push((id.clone(), event.position));
                     }
                 }
             }
-            c.sessions.insert(
-                s.session_id.clone(),
-                SessionFacts {
-                    start: time(&s.start),
-                    end: time(&s.end),
-                    id: s.session_id,
-                    conference_id: s.conference_id,
-                    room_id: s.room_id,
-                    title,
-                    speaker_ids: s.speaker_ids,
-                    backup_speaker_ids: s.backup_speaker_ids,
-                    policy: policy_from_proto(s.failover),
-                    left_rooms,
-                    left_speakers,
-                },
-            );
+            c.sessions.insert(facts.id.clone(), facts);
             return Ok(());
         }
         if event.is::<pb::RecordingRegistered>() {

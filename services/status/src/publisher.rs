@@ -23,7 +23,7 @@ use tonic::Status;
 
 use crate::{
     model::{ConferenceFacts, StatusModel},
-    stage::session_status,
+    stage::{names_speaker, session_status},
 };
 
 /// A session's latest status, as every watcher of its conference shares it.
@@ -55,8 +55,7 @@ impl Entry {
         };
         let in_room = room.is_empty() || self.room_id == room || left(&self.left_rooms, room);
         let theirs = speaker.is_none_or(|speaker| {
-            self.status.links.iter().any(|l| l.speaker_id == speaker)
-                || left(&self.left_speakers, speaker)
+            names_speaker(&self.status, speaker) || left(&self.left_speakers, speaker)
         });
         in_room && theirs
     }

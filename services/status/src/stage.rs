@@ -391,7 +391,7 @@ fn zoned_proto(at: DateTime<Utc>, zone: chrono_tz::Tz) -> pb::ZonedTime {
 fn shown(speaker: Option<&str>, status: &pb::SessionStatus) -> pb::SessionStatus {
     match speaker {
         None => status.clone(),
-        Some(id) if status.links.iter().any(|l| l.speaker_id == id) => pb::SessionStatus {
+        Some(id) if names_speaker(status, id) => pb::SessionStatus {
             output: None,
             ..status.clone()
         },
@@ -403,6 +403,11 @@ fn shown(speaker: Option<&str>, status: &pb::SessionStatus) -> pb::SessionStatus
             ..Default::default()
         },
     }
+}
+
+/// Whether `speaker_id` speaks in or backs up the session of `status` (each is among its links).
+pub(crate) fn names_speaker(status: &pb::SessionStatus, speaker_id: &str) -> bool {
+    status.links.iter().any(|l| l.speaker_id == speaker_id)
 }
 
 /// Staff see every session of a conference (`None`); a speaker sees their own (their id).

@@ -410,14 +410,14 @@ pub async fn live(State(web): State<Web>, visitor: Visitor) -> Response {
             None,
         );
     };
-    let (names, permit, mut updates) = match watch(&web, &visitor, conference_id.clone(), 0).await {
-        Ok(watching) => watching,
-        Err(refused) => return *refused,
-    };
+    let (mut names, permit, mut updates) =
+        match watch(&web, &visitor, conference_id.clone(), 0).await {
+            Ok(watching) => watching,
+            Err(refused) => return *refused,
+        };
     let frame = Arc::new(Frame::new(&visitor, "/m/"));
     let t = visitor.text();
     let reader = visitor.clone();
-    let mut names = names;
     let events = async_stream::stream! {
         let mut statuses = BTreeMap::new();
         let mut asked = BTreeSet::new();

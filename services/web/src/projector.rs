@@ -129,19 +129,7 @@ pub async fn page(
         return reply::sign_in_first(&visitor);
     }
     let result = async {
-        let conference = web
-            .services
-            .agenda
-            .get_conference(on_behalf(
-                &visitor,
-                pb::GetConferenceRequest {
-                    conference_id: conference_id.clone(),
-                },
-            ))
-            .await?
-            .into_inner()
-            .conference
-            .ok_or_else(|| tonic::Status::not_found("conference"))?;
+        let conference = crate::attendee::conference(&web, &visitor, &conference_id).await?;
         let room = conference
             .rooms
             .iter()

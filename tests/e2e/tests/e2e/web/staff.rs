@@ -43,18 +43,7 @@ async fn a_moderator_starts_switches_and_moderates_from_the_console_and_the_boar
     )
     .await
     .unwrap();
-    let scheduled = organiser
-        .agenda()
-        .get_session(pb::GetSessionRequest {
-            conference_id: podium_e2e::CONFERENCE.into(),
-            session_id: session.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
-    let mut backed_up = podium_e2e::unchanged(&scheduled);
+    let mut backed_up = podium_e2e::unchanged(&show.sessions[0]);
     backed_up.backup_speaker_ids.push(chenda.id.clone());
     organiser.agenda().update_session(backed_up).await.unwrap();
 
