@@ -34,18 +34,22 @@ for (const input of document.querySelectorAll("[data-counter]")) {
 // update: results can change ten times a second, and the whole region stays there to read.
 const ANNOUNCE_EVERY_MS = 5000;
 const announced = new Map();
-const announce = (page, key, region) => {
+// What a region says: its [data-say] summary where it has one (the speaker page's state and
+// link, not their changing figures), else its count of ballots.
+const saying = (region) =>
+  (region.querySelector("[data-say]") ?? region.querySelector(".meta"))?.textContent ?? "";
+// `shown`: what the region said before this event replaced it.
+const announce = (page, key, region, shown) => {
   const line = page.querySelector(`[data-announce="${CSS.escape(key)}"]`);
-  // What to say: the region's [data-say] summary where it has one (the speaker page's state
-  // and link, not their changing figures), else its count of ballots.
-  const count = () =>
-    (region.querySelector("[data-say]") ?? region.querySelector(".meta"))?.textContent ?? "";
+  const count = () => saying(region);
   if (!line) return;
-  // The stream's first event is what the page already shows: nothing to say.
+  // Before the stream's first event the page said what it was rendered with: only a change
+  // from that is said (a stream that opens with a snapshot of what the page shows says
+  // nothing; one that follows on from the page's position says its first change).
   if (!announced.has(key)) {
-    announced.set(key, { at: 0, timer: 0, said: count() });
+    announced.set(key, { at: 0, timer: 0, said: shown });
     line.dataset.following = "";
-    return;
+    if (count() === shown) return;
   }
   const state = announced.get(key);
   const say = () => {
@@ -77,10 +81,11 @@ const follow = () => {
       const region = page.querySelector(`[data-poll="${CSS.escape(event.data.slice(0, cut))}"]`);
       // Never pull a control from under the reader: while the focus is inside, wait.
       if (!region || region.contains(document.activeElement)) return;
+      const shown = saying(region);
       const template = document.createElement("template");
       template.innerHTML = event.data.slice(cut + 1);
       region.replaceChildren(template.content);
-      announce(page, event.data.slice(0, cut), region);
+      announce(page, event.data.slice(0, cut), region, shown);
     });
     sources.push(source);
   }

@@ -337,12 +337,14 @@ pub fn fold(statuses: &mut BTreeMap<String, pb::SessionStatus>, update: pb::Watc
     }
 }
 
-/// The statuses now: the snapshot that opens a `WatchStatus` stream.
+/// The statuses now, by session id: the snapshot that opens a `WatchStatus` stream, with the
+/// position it reflects (a live stream that follows the page resumes from it, so a change made
+/// while the page loaded is not missed).
 pub async fn snapshot(
     web: &Web,
     visitor: &Visitor,
     conference_id: &str,
-) -> Result<BTreeMap<String, pb::SessionStatus>, tonic::Status> {
+) -> Result<(u64, BTreeMap<String, pb::SessionStatus>), tonic::Status> {
     let Some(stage) = &web.services.stage else {
         return Err(tonic::Status::unavailable(
             "the status service does not run here",
@@ -357,10 +359,13 @@ pub async fn snapshot(
     );
     let mut stream = stage.watch_status(request).await?.into_inner();
     let mut statuses = BTreeMap::new();
+    let mut position = 0;
     if let Some(first) = stream.next().await {
-        fold(&mut statuses, first?);
+        let first = first?;
+        position = first.position;
+        fold(&mut statuses, first);
     }
-    Ok(statuses)
+    Ok((position, statuses))
 }
 
 /// A `WatchStatus` stream, as the status service gives it.

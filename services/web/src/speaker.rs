@@ -63,8 +63,9 @@ pub struct Preflight {
 struct SpeakerPage {
     frame: Frame,
     sessions: Vec<SpeakerSession>,
-    /// The live stream to follow (`/live/speaker`), when any session has a live part.
-    following: bool,
+    /// The position to follow the live stream (`/live/speaker`) from, when any session has a
+    /// live part: the one its live parts were read at.
+    live_from: Option<u64>,
     /// The session just tested and its round trip, after a green-room test.
     tested: Option<(String, u32)>,
 }
@@ -92,17 +93,17 @@ pub(crate) fn speaker_of(visitor: &Visitor) -> Option<(String, String)> {
 }
 
 /// The speaker's sessions; `with_state` (the page, not a calendar file) adds each one's
-/// pre-flight report and live state.
+/// pre-flight report and live state, and the position that live state reflects.
 async fn sessions(
     web: &Web,
     visitor: &Visitor,
     conference_id: &str,
     speaker_id: &str,
     with_state: bool,
-) -> Result<Vec<SpeakerSession>, tonic::Status> {
+) -> Result<(Vec<SpeakerSession>, u64), tonic::Status> {
     let (conference, listed) =
         conference_and_sessions(web, visitor, conference_id, speaker_id).await?;
-    let (report, mut live) = if with_state {
+    let (report, (position, mut live)) = if with_state {
         // The sessions do not need the report: without it, no pre-flight shows.
         let report = preflight(web, visitor, conference_id)
             .await
@@ -115,7 +116,7 @@ async fn sessions(
     } else {
         (None, Default::default())
     };
-    Ok(listed
+    let sessions = listed
         .iter()
         .map(|session| {
             let view = SessionView::new(session, visitor.lang, &conference.default_language);
@@ -150,7 +151,8 @@ async fn sessions(
                 live: live.remove(&session.id),
             }
         })
-        .collect())
+        .collect();
+    Ok((sessions, position))
 }
 
 impl Preflight {
@@ -203,14 +205,17 @@ pub async fn page(
         return reply::not_for(&visitor);
     };
     match sessions(&web, &visitor, &conference_id, &speaker_id, true).await {
-        Ok(sessions) => {
+        Ok((sessions, position)) => {
             let tested = sessions
                 .iter()
                 .find(|s| s.id == query.tested)
                 .map(|s| (s.id.clone(), query.ms));
             let page = SpeakerPage {
                 frame: Frame::new(&visitor, "/s/"),
-                following: sessions.iter().any(|s| s.live.is_some()),
+                live_from: sessions
+                    .iter()
+                    .any(|s| s.live.is_some())
+                    .then_some(position),
                 sessions,
                 tested,
             };
@@ -240,7 +245,7 @@ pub async fn calendar(
         );
     };
     let sessions = match sessions(&web, &visitor, &conference_id, &speaker_id, false).await {
-        Ok(sessions) => sessions,
+        Ok((sessions, _)) => sessions,
         Err(status) => return reply::refused(&visitor, &status),
     };
     let Some(session) = sessions.iter().find(|s| s.id == session_id) else {

@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, convert::Infallible, sync::Arc};
 
 use askama::Template;
 use axum::{
-    extract::State,
+    extract::{Query, State},
     http::HeaderMap,
     response::{
         IntoResponse, Response,
@@ -17,6 +17,7 @@ use axum::{
 };
 use futures::{FutureExt, StreamExt};
 use podium_proto::v1 as pb;
+use serde::Deserialize;
 
 use crate::{
     Web,
@@ -73,39 +74,56 @@ pub struct LiveFragment<'a> {
     pub view: &'a LiveView,
 }
 
-/// The live state of every session of the speaker's, by session id; empty where this node
-/// does not run the status service or it cannot answer (the page shows the rest).
+/// The live state of every session of the speaker's, by session id, and the position it
+/// reflects (the page's stream follows on from it); empty where this node does not run the
+/// status service or it cannot answer (the page shows the rest).
 pub async fn now(
     web: &Web,
     visitor: &Visitor,
     conference_id: &str,
     speaker_id: &str,
     names: &Names,
-) -> BTreeMap<String, LiveView> {
+) -> (u64, BTreeMap<String, LiveView>) {
     if web.services.stage.is_none() {
-        return BTreeMap::new();
+        return Default::default();
     }
-    let statuses = crate::board::snapshot(web, visitor, conference_id)
+    let (position, statuses) = crate::board::snapshot(web, visitor, conference_id)
         .await
         .inspect_err(|status| tracing::warn!(%status, "speaker page without live state"))
         .unwrap_or_default();
-    statuses
+    let views = statuses
         .values()
         .map(|s| {
             let view = LiveView::of(visitor.text(), names, s, speaker_id);
             (s.session_id.clone(), view)
         })
-        .collect()
+        .collect();
+    (position, views)
+}
+
+/// The query of `GET /live/speaker`.
+#[derive(Debug, Default, Deserialize)]
+pub struct LiveQuery {
+    /// The position the page's live parts reflect (the page writes it into its stream's
+    /// address); 0, or none: the sessions as they are now.
+    #[serde(default)]
+    from: u64,
 }
 
 /// `GET /live/speaker`: each of the speaker's sessions' live part, again whenever it changes.
-/// A browser reconnecting (with the position it last saw) is sent the sessions changed since,
-/// one the speaker was taken off meanwhile among them.
-pub async fn live(State(web): State<Web>, visitor: Visitor, headers: HeaderMap) -> Response {
+/// It starts from the position the page was rendered at (`?from=`), or, for a browser
+/// reconnecting, from the last one it saw (`Last-Event-ID`), and sends the sessions changed
+/// since: one the speaker was taken off meanwhile among them.
+pub async fn live(
+    State(web): State<Web>,
+    visitor: Visitor,
+    headers: HeaderMap,
+    Query(query): Query<LiveQuery>,
+) -> Response {
     let Some((conference_id, speaker_id)) = crate::speaker::speaker_of(&visitor) else {
         return reply::not_for(&visitor);
     };
-    let from = crate::live::last_event_id(&headers).unwrap_or_default();
+    let from = crate::live::last_event_id(&headers).unwrap_or(query.from);
     let (names, permit, mut updates) =
         match crate::board::watch(&web, &visitor, conference_id, from).await {
             Ok(watching) => watching,

@@ -109,7 +109,7 @@ impl Form {
         let names = names(web, visitor, &conference_id)
             .await
             .unwrap_or_default();
-        let statuses = board::snapshot(web, visitor, &conference_id)
+        let (_, statuses) = board::snapshot(web, visitor, &conference_id)
             .await
             .unwrap_or_default();
         let Some(title) = statuses.get(&self.session_id).map(|s| s.title.clone()) else {

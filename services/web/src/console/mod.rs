@@ -138,7 +138,7 @@ pub async fn page(
     let t = visitor.text();
     let result = async {
         let names = names(&web, &visitor, &conference_id).await?;
-        let statuses = board::snapshot(&web, &visitor, &conference_id)
+        let (_, statuses) = board::snapshot(&web, &visitor, &conference_id)
             .await
             .unwrap_or_default();
         let mut queues = Vec::new();

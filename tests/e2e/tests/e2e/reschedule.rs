@@ -175,20 +175,36 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
     let her_sessions = snapshot(her_first.clone());
     assert!(her_sessions.iter().any(|s| s.session_id == keynote.id));
     let cookie = format!("{}={sokha_token}", show.server.session_cookie());
-    let her_page = |last_seen: String| {
+    let her_page = |path: String, last_seen: String| {
         let (addr, cookie) = (show.server.addr.clone(), cookie.clone());
         async move {
             let mut headers = vec![("cookie", cookie.as_str())];
             headers
                 .extend((!last_seen.is_empty()).then_some(("last-event-id", last_seen.as_str())));
-            let (status, page) = http::open_stream(&addr, "/live/speaker", &headers)
-                .await
-                .unwrap();
+            let (status, page) = http::open_stream(&addr, &path, &headers).await.unwrap();
             assert_eq!(status, 200);
             page
         }
     };
-    let mut page = her_page(String::new()).await;
+    let live = || "/live/speaker".to_owned();
+    let mut page = her_page(live(), String::new()).await;
+    // Her page as rendered now: its stream, opened only after the change below, must follow on
+    // from what the page shows.
+    let rendered = http::request(&show.server.addr, "GET", "/s/", &[("cookie", &cookie)], "")
+        .await
+        .unwrap();
+    assert_eq!(rendered.status, 200, "{}", rendered.body);
+    let rendered_live = rendered
+        .body
+        .split("data-live=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("her page follows a live stream")
+        .to_owned();
+    assert!(
+        rendered_live.starts_with("/live/speaker?from="),
+        "{rendered_live}"
+    );
     http::read_until(&mut page, &format!("live-{}", keynote.id))
         .await
         .unwrap();
@@ -251,9 +267,12 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
     );
     let taken_off = "You no longer speak in this session";
     http::read_until(&mut page, taken_off).await.unwrap();
-    let mut reconnected = her_page(her_first.position.to_string()).await;
+    let mut reconnected = her_page(live(), her_first.position.to_string()).await;
     http::read_until(&mut reconnected, taken_off).await.unwrap();
-    drop((her_status, page, reconnected));
+    // The page rendered before the change opens its stream only now, and is told too.
+    let mut late = her_page(rendered_live, String::new()).await;
+    http::read_until(&mut late, taken_off).await.unwrap();
+    drop((her_status, page, reconnected, late));
     let her_resumed = opening(watch_hers(her_first.position).await).await;
     assert!(
         her_resumed
