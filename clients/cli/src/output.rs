@@ -140,6 +140,7 @@ pub fn print_session(s: &pb::Session, default_language: &str, out: &Out) {
     println!("Room        {} ({})", s.room_name, s.room_id);
     println!("Starts      {}", label(&s.start));
     println!("Ends        {}", label(&s.end));
+    println!("Revision    {} (changes since it was added)", s.revision);
     if !s.speakers.is_empty() {
         let mut speakers = table(&["Speaker", "Role", "Their time", "Within their hours"]);
         for sp in &s.speakers {

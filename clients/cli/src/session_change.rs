@@ -133,6 +133,8 @@ pub async fn change(
             speaker_ids,
             backup_speaker_ids,
             failover: Some(failover),
+            // Another organiser's change since the read is refused, not overwritten.
+            expected_revision: Some(current.revision),
         })
         .await?
         .into_inner();

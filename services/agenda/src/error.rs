@@ -29,6 +29,9 @@ pub enum AgendaError {
     /// The session has gone live or ended, and is no longer the agenda's to change.
     #[error("{0}")]
     UnderWay(String),
+    /// The session was changed since the revision the change was made against.
+    #[error("{0}")]
+    Changed(String),
     /// Too many concurrent writers to one conference; the client may retry.
     #[error("the agenda of conference {0} changed too often while this request ran; retry it")]
     Contended(String),
@@ -52,7 +55,7 @@ impl ServiceError for AgendaError {
             Self::NotFound(_) => ServiceErrorCode::NotFound,
             Self::AlreadyExists(_) => ServiceErrorCode::AlreadyExists,
             Self::Clash(_) | Self::UnderWay(_) => ServiceErrorCode::FailedPrecondition,
-            Self::Contended(_) => ServiceErrorCode::Aborted,
+            Self::Contended(_) | Self::Changed(_) => ServiceErrorCode::Aborted,
             Self::Access(e) => e.error_code(),
             Self::Log(e) => e.error_code(),
         }

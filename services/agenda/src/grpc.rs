@@ -41,28 +41,18 @@ impl AgendaService {
         Self { store }
     }
 
-    /// Schedules `session` (or, `changed`, replaces the scheduled session of its id) and
-    /// answers it as this request left it.
+    /// Runs `command`, which schedules session `session_id` (`Command::ScheduleSession`) or
+    /// replaces it (`Command::RescheduleSession`), and answers the session as this request
+    /// left it.
     async fn place(
         &self,
         principal: &Principal,
         rid: RequestId,
-        conference_id: String,
-        session: NewSession,
-        changed: bool,
+        command: Command,
+        session_id: String,
     ) -> Result<pb::Session, Status> {
-        let session_id = session.id.clone();
-        let command = if changed {
-            Command::RescheduleSession {
-                conference_id: conference_id.clone(),
-                session,
-            }
-        } else {
-            Command::ScheduleSession {
-                conference_id: conference_id.clone(),
-                session,
-            }
-        };
+        let conference_id = command.conference_id().to_owned();
+        let changed = matches!(command, Command::RescheduleSession { .. });
         let position = self.store.run(rid, &command).await?;
         // The session as this request left it (a retry's first answer, not a later change's),
         // or a refusal if the request id was used for another write.
@@ -365,9 +355,12 @@ impl AgendaRpc for AgendaService {
         let conference_id = r.conference_id.trim().to_owned();
         principal.require(&conference_id, ORGANISERS, "add sessions")?;
         let (rid, session) = new_session(r)?;
-        let session = self
-            .place(&principal, rid, conference_id, session, false)
-            .await?;
+        let session_id = session.id.clone();
+        let command = Command::ScheduleSession {
+            conference_id,
+            session,
+        };
+        let session = self.place(&principal, rid, command, session_id).await?;
         Ok(Response::new(pb::AddSessionResponse {
             session: Some(session),
         }))
@@ -397,10 +390,13 @@ impl AgendaRpc for AgendaService {
             backup_speaker_ids: r.backup_speaker_ids,
             failover: r.failover,
         })?;
-        session.id = session_id;
-        let session = self
-            .place(&principal, rid, conference_id, session, true)
-            .await?;
+        session.id = session_id.clone();
+        let command = Command::RescheduleSession {
+            conference_id,
+            session,
+            expected_revision: r.expected_revision,
+        };
+        let session = self.place(&principal, rid, command, session_id).await?;
         Ok(Response::new(pb::UpdateSessionResponse {
             session: Some(session),
         }))

@@ -69,8 +69,8 @@ pub fn agenda_event_types() -> Vec<String> {
 pub struct AgendaModel(pub Agenda);
 
 impl Snapshot for AgendaModel {
-    // 2: each conference's sessions under way.
-    const VERSION: u32 = 2;
+    // 2: each conference's sessions under way. 3: each session's revision.
+    const VERSION: u32 = 3;
 
     fn save(&self) -> Result<Vec<u8>, SnapshotError> {
         snapshot::encode(self)
@@ -434,6 +434,7 @@ fn encode(request_id: Uuid, event: &AgendaEvent) -> NewEvent {
                 speaker_ids: session.speaker_ids.clone(),
                 backup_speaker_ids: session.backup_speaker_ids.clone(),
                 failover: Some(failover_to_proto(&session.failover)),
+                revision: session.revision,
             },
         ),
     }
@@ -509,6 +510,7 @@ pub fn decode(event: &RecordedEvent) -> Result<Option<AgendaEvent>, String> {
                 backup_speaker_ids: s.backup_speaker_ids,
                 failover: failover_from_proto(&s.failover.unwrap_or_default())
                     .ok_or("unknown failback mode")?,
+                revision: s.revision,
             },
             conference_id: s.conference_id,
         }

@@ -94,6 +94,7 @@ pub(crate) fn session_to_proto(c: &Conference, s: &Session) -> pb::Session {
             .unwrap_or_default(),
         speakers: speaker_times(c, speakers, s.start, s.end),
         failover: Some(failover_to_proto(&s.failover)),
+        revision: s.revision,
         warnings: c
             .warnings(s)
             .into_iter()

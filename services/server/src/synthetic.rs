@@ -154,6 +154,7 @@ fn conference(c: &str, shape: Shape, events: u64) -> Vec<Vec<Append>> {
             speaker_ids: vec![format!("spk-{}", i % SPEAKERS)],
             backup_speaker_ids: vec![format!("spk-{}", (i + 1) % SPEAKERS)],
             failover: None,
+            revision: 0,
         }));
     }
     let mut steps: Vec<Vec<Append>> = agenda

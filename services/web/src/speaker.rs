@@ -30,6 +30,8 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct SpeakerSession {
     pub id: String,
+    /// How many times an organiser has changed it: its calendar file's SEQUENCE.
+    pub revision: u32,
     pub title: String,
     pub lang: Option<String>,
     pub room: String,
@@ -127,6 +129,7 @@ async fn sessions(
                 visitor.lang,
             );
             SpeakerSession {
+                revision: session.revision,
                 id: view.id,
                 title: view.title,
                 lang: view.lang,
@@ -307,6 +310,9 @@ fn ics(session: &SpeakerSession, conference_id: &str, now: DateTime<Utc>) -> Str
         "BEGIN:VEVENT".to_owned(),
         format!("UID:{}.{conference_id}@podium", session.id),
         format!("DTSTAMP:{}", stamp(now)),
+        // A calendar that has the event replaces it only with a higher SEQUENCE (RFC 5545,
+        // 3.8.7.4): a session moved since the speaker first added it is moved there too.
+        format!("SEQUENCE:{}", session.revision),
         format!("DTSTART:{}", session.start.map(stamp).unwrap_or_default()),
         format!("DTEND:{}", session.end.map(stamp).unwrap_or_default()),
         format!("SUMMARY:{}", escape(&session.title)),
@@ -338,6 +344,7 @@ mod tests {
         let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
         let session = SpeakerSession {
             id: "ses-1".into(),
+            revision: 2,
             title: "Open data, for whom; and why".into(),
             lang: None,
             room: "Main hall".into(),
@@ -357,6 +364,7 @@ mod tests {
         let ics = ics(&session, "odc2024", at("2024-11-01T00:00:00Z"));
         assert!(ics.contains("DTSTART:20241114T020000Z\r\n"), "{ics}");
         assert!(ics.contains("DTEND:20241114T024500Z\r\n"), "{ics}");
+        assert!(ics.contains("SEQUENCE:2\r\n"), "{ics}");
         assert!(
             ics.contains("SUMMARY:Open data\\, for whom\\; and why\r\n"),
             "{ics}"

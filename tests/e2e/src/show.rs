@@ -609,5 +609,6 @@ pub fn unchanged(session: &pb::Session) -> pb::UpdateSessionRequest {
         speaker_ids: speakers(false),
         backup_speaker_ids: speakers(true),
         failover: session.failover,
+        expected_revision: Some(session.revision),
     }
 }

@@ -44,10 +44,12 @@ pub enum Command {
         conference_id: String,
         session: NewSession,
     },
-    /// A scheduled session's facts replaced; `session.id` names it.
+    /// A scheduled session's facts replaced; `session.id` names it. Refused if the session has
+    /// been changed since revision `expected_revision`, where given.
     RescheduleSession {
         conference_id: String,
         session: NewSession,
+        expected_revision: Option<u32>,
     },
 }
 
@@ -85,9 +87,11 @@ impl Command {
             Command::RescheduleSession {
                 conference_id,
                 session,
+                expected_revision,
             } => {
                 let conference = agenda.conference(conference_id)?;
-                reschedule_session(conference, session.validated(conference)?)
+                let session = session.validated(conference)?;
+                reschedule_session(conference, session, *expected_revision)
             }
         }
     }
@@ -111,6 +115,7 @@ impl NewSession {
             speaker_ids: self.speaker_ids.clone(),
             backup_speaker_ids: self.backup_speaker_ids.clone(),
             failover: self.failover,
+            revision: 0,
         })
     }
 }

@@ -94,6 +94,8 @@ pub struct Session {
     pub speaker_ids: Vec<String>,
     pub backup_speaker_ids: Vec<String>,
     pub failover: FailoverPolicy,
+    /// How many times an organiser has changed the session since it was added (0: never).
+    pub revision: u32,
 }
 
 impl Session {
@@ -217,7 +219,13 @@ impl Agenda {
             AgendaEvent::SpeakerAdded { speaker, .. } => {
                 conference.speakers.insert(speaker.id.clone(), speaker);
             }
-            AgendaEvent::SessionScheduled { session, .. } => {
+            AgendaEvent::SessionScheduled { mut session, .. } => {
+                // Counted here rather than taken from the event, which holds 0 in logs written
+                // before revisions.
+                session.revision = conference
+                    .sessions
+                    .get(&session.id)
+                    .map_or(0, |before| before.revision + 1);
                 conference.sessions.insert(session.id.clone(), session);
             }
         }
@@ -394,12 +402,22 @@ pub fn schedule_session(
 }
 
 /// Changes a scheduled session to `session` (same id): checked as a new one is, except that it
-/// does not clash with the slot it leaves.
+/// does not clash with the slot it leaves; refused if it has been changed since revision
+/// `expected`, where given.
 pub fn reschedule_session(
     conference: &Conference,
-    session: Session,
+    mut session: Session,
+    expected: Option<u32>,
 ) -> Result<AgendaEvent, AgendaError> {
-    conference.session(&session.id)?;
+    let revision = conference.session(&session.id)?.revision;
+    if let Some(expected) = expected.filter(|&e| e != revision) {
+        return Err(AgendaError::Changed(format!(
+            "session {} was changed since revision {expected} (it is at revision {revision}): \
+             read it again and make your change to it as it is now",
+            session.id
+        )));
+    }
+    session.revision = revision + 1;
     // Its room, speakers and times are the live status's now (its on-air speaker, its
     // recording's offset, the room's playout), and an ended session is history.
     if let Some(&ended) = conference.under_way.get(&session.id) {

@@ -172,6 +172,7 @@ async fn run(store: &AgendaStore, command: &Command, request_id: Uuid) -> Option
                         speaker_ids,
                         backup_speaker_ids,
                         failover: FailoverPolicy::default(),
+                        revision: 0,
                     };
                     domain::schedule_session(c, session)
                 })
@@ -200,7 +201,8 @@ async fn run(store: &AgendaStore, command: &Command, request_id: Uuid) -> Option
                         .unwrap_or_else(|| "room-missing".into());
                     moved.start = base() + Duration::minutes(30 * start_slot);
                     moved.end = moved.start + Duration::minutes(30 * slots);
-                    domain::reschedule_session(c, moved)
+                    let read = moved.revision;
+                    domain::reschedule_session(c, moved, Some(read))
                 })
                 .await
         }
@@ -282,4 +284,67 @@ proptest! {
             assert_eq!(from_disk, live);
         });
     }
+}
+
+/// A session's revision counts its changes; a change made against an older revision is refused
+/// and stores nothing; a replay of the log counts the same.
+#[tokio::test]
+async fn a_change_made_to_an_older_revision_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(SledEventLog::open(dir.path(), SledOptions::default()).unwrap());
+    let store = AgendaStore::open(log.clone()).await.unwrap();
+    let setup = [
+        Command::Create { conference: 0 },
+        Command::AddRoom {
+            conference: 0,
+            name: 1,
+        },
+        Command::AddSession {
+            conference: 0,
+            room: 0,
+            speakers: vec![],
+            backups: vec![],
+            start_slot: 2,
+            slots: 1,
+        },
+    ];
+    for command in &setup {
+        run(&store, command, Uuid::new_v4()).await.unwrap();
+    }
+    let cid = CONFERENCES[0];
+    let session = || {
+        store.read(|a| {
+            a.conferences[cid]
+                .sessions
+                .values()
+                .next()
+                .cloned()
+                .unwrap()
+        })
+    };
+    let read = session();
+    assert_eq!(read.revision, 0);
+    let change = |expected: Option<u32>, minutes: i64| {
+        let mut moved = read.clone();
+        moved.end = moved.start + Duration::minutes(minutes);
+        store.execute(cid, Uuid::new_v4(), move |a| {
+            domain::reschedule_session(a.conference(cid)?, moved.clone(), expected)
+        })
+    };
+    change(Some(0), 45).await.unwrap();
+    assert_eq!(session().revision, 1);
+    let head = log.head();
+    let refused = change(Some(0), 50).await.unwrap_err();
+    assert!(
+        matches!(&refused, podium_agenda::AgendaError::Changed(m) if m.contains("changed since revision 0 (it is at revision 1)")),
+        "{refused:?}"
+    );
+    assert_eq!(log.head(), head, "a refused change stores nothing");
+    assert_eq!(session().end - session().start, Duration::minutes(45));
+    // Without an expected revision, a change replaces whatever is there.
+    change(None, 50).await.unwrap();
+    assert_eq!(session().revision, 2);
+    let replayed = AgendaStore::open(log.clone()).await.unwrap();
+    let replayed = replayed.read(|a| a.conferences[cid].sessions.values().next().cloned());
+    assert_eq!(replayed.unwrap().revision, 2);
 }

@@ -75,6 +75,17 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
     let events = stored_events(admin, CONFERENCE, 0).await.len();
     update(later.clone()).await.unwrap();
     assert_eq!(stored_events(admin, CONFERENCE, 0).await.len(), events);
+    // The move is the keynote's first change: a change made to it as first read (revision 0)
+    // is refused now, not written over the move.
+    assert_eq!((keynote.revision, moved.revision), (0, 1));
+    let stale = update(unchanged(&keynote)).await.unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted, "{stale:?}");
+    assert!(
+        stale
+            .message()
+            .contains("changed since revision 0 (it is at revision 1)"),
+        "{stale:?}"
+    );
     // Its request id, sent for another session, is refused.
     let reused = pb::UpdateSessionRequest {
         session_id: panel.id.clone(),
@@ -89,13 +100,13 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
     assert!(refused.message().contains("request_id"), "{refused:?}");
 
     // Into the panel's slot in the same room: refused, naming the panel.
-    let mut onto_panel = unchanged(&keynote);
+    let mut onto_panel = unchanged(&moved);
     onto_panel.start = Some(ts("2024-11-14T03:15:00Z"));
     onto_panel.end = Some(ts("2024-11-14T04:00:00Z"));
     let clash = update(onto_panel).await.unwrap_err();
     assert_eq!(clash.code(), Code::FailedPrecondition, "{clash:?}");
     assert!(clash.message().contains(&panel.id), "{}", clash.message());
-    let mut unknown = unchanged(&keynote);
+    let mut unknown = unchanged(&moved);
     unknown.session_id = "ses-nowhere".into();
     let missing = update(unknown).await.unwrap_err();
     assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
@@ -205,6 +216,24 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
         rendered_live.starts_with("/live/speaker?from="),
         "{rendered_live}"
     );
+    // Her calendar file has the keynote at its new time, as its first change (SEQUENCE 1), so a
+    // calendar that has the first one replaces it.
+    let ics = http::request(
+        &show.server.addr,
+        "GET",
+        &format!("/s/session/{}.ics", keynote.id),
+        &[("cookie", &cookie)],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(ics.status, 200, "{}", ics.body);
+    assert!(
+        ics.body.contains("DTSTART:20241114T023000Z\r\n"),
+        "{}",
+        ics.body
+    );
+    assert!(ics.body.contains("SEQUENCE:1\r\n"), "{}", ics.body);
     http::read_until(&mut page, &format!("live-{}", keynote.id))
         .await
         .unwrap();
@@ -322,6 +351,7 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
     // handover left it.
     let first_answer = update(later).await.unwrap().into_inner().session.unwrap();
     assert_eq!(first_answer.room_id, odc.hall.id);
+    assert_eq!(first_answer.revision, 1);
     let speaker_ids: Vec<&str> = first_answer
         .speakers
         .iter()
@@ -399,6 +429,8 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
         "{out}"
     );
     assert!(out.contains("11:30"), "{out}");
+    // The move, the handover and this: the keynote's third change.
+    assert!(out.contains("Revision    3 "), "{out}");
     // A clash is the server's message, and a failure.
     let (ok, _, err) = cli(
         &show.server,

@@ -419,6 +419,8 @@ async fn a_speaker_in_new_york_sees_their_session_in_both_zones_and_gets_a_calen
         "{}",
         ics.body
     );
+    // Never changed since it was added.
+    assert!(ics.body.contains("SEQUENCE:0\r\n"), "{}", ics.body);
     assert!(
         ics.body.contains("SUMMARY:Open data in New York\r\n"),
         "{}",

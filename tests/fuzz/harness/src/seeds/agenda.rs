@@ -175,6 +175,7 @@ pub(super) fn access_and_agenda(s: &Stack, seeds: &mut Vec<(&'static str, Vec<u8
                 speaker_ids: vec![ids.speaker.clone()],
                 backup_speaker_ids: vec![],
                 failover: None,
+                expected_revision: Some(0),
             },
         ),
     );
