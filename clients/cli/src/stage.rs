@@ -14,7 +14,7 @@ use futures::StreamExt;
 use podium_client::{
     Client, StatusUpdate,
     agent::{AgentConfig, AgentEvent, run_agent},
-    left_room, pb,
+    left_room, pb, taken_off,
 };
 
 use crate::{
@@ -333,6 +333,16 @@ pub async fn watch(ctx: &Ctx, cmd: StatusCmd) -> anyhow::Result<()> {
     let StatusCmd::Watch { room } = cmd;
     let conference_id = ctx.conference().await?;
     let names = Names::load(ctx, &conference_id).await;
+    // A speaker's token watches their own sessions only, and is told when taken off one.
+    let speaker_id = ctx
+        .client
+        .access()
+        .who_am_i(pb::WhoAmIRequest {})
+        .await?
+        .into_inner()
+        .principal
+        .map(|p| p.speaker_id)
+        .unwrap_or_default();
     let board = std::io::stdout().is_terminal() && !ctx.out.json;
     let updates = ctx
         .client
@@ -348,10 +358,12 @@ pub async fn watch(ctx: &Ctx, cmd: StatusCmd) -> anyhow::Result<()> {
             } => (position, list),
             StatusUpdate::Changed { position, session } => (position, vec![*session]),
         };
-        // A session moved to another room is sent once more to its old room's watchers.
+        // A session moved to another room is sent once more to its old room's watchers, and
+        // one a speaker was taken off to that speaker's.
         let left = |s: &pb::SessionStatus| left_room(room.as_deref().unwrap_or_default(), s);
+        let off = |s: &pb::SessionStatus| taken_off(&speaker_id, s);
         for session in &changed {
-            match left(session) {
+            match left(session) || off(session) {
                 true => sessions.remove(&session.session_id),
                 false => sessions.insert(session.session_id.clone(), session.clone()),
             };
@@ -363,6 +375,9 @@ pub async fn watch(ctx: &Ctx, cmd: StatusCmd) -> anyhow::Result<()> {
                     o.insert("position".into(), position.into());
                     if left(s) {
                         o.insert("leftRoom".into(), true.into());
+                    }
+                    if off(s) {
+                        o.insert("takenOff".into(), true.into());
                     }
                 }
                 writeln!(stdout, "{json}")
@@ -382,6 +397,13 @@ pub async fn watch(ctx: &Ctx, cmd: StatusCmd) -> anyhow::Result<()> {
                         stdout,
                         "#{position} {} left this room: now in {now_in}",
                         s.session_id
+                    );
+                }
+                if off(s) {
+                    return writeln!(
+                        stdout,
+                        "#{position} {} ({}): you no longer speak in this session",
+                        s.session_id, s.title
                     );
                 }
                 let links: Vec<String> = s.links.iter().map(|l| link_text(l, &names)).collect();

@@ -49,7 +49,7 @@ pub use nodes::Nodes;
 pub use placeholder::{PLACEHOLDER_SIDE, placeholder_mp4};
 pub use podium_proto::{LOG_POSITION_HEADER, MIN_POSITION_HEADER, POSITION_UNREACHED_HEADER};
 pub use recordings::{Fetched, Progress, TransferError, UPLOAD_CHUNK_BYTES, hash_file, part_path};
-pub use status::{StatusUpdate, left_room};
+pub use status::{StatusUpdate, left_room, taken_off};
 
 /// Why the client could not do what was asked.
 #[derive(Debug, thiserror::Error)]

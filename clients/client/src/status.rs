@@ -33,9 +33,17 @@ pub fn left_room(room_id: &str, status: &pb::SessionStatus) -> bool {
     !room.is_empty() && status.room_id != room
 }
 
+/// Whether `status`, received by speaker `speaker_id`'s own watcher (empty: a staff watcher,
+/// never), says that an organiser took them off its session. The server sends such a session
+/// once more to that speaker, with only its id, room, title and state: no link names them, and
+/// the watcher drops it. A session they speak in or back up always has their link.
+pub fn taken_off(speaker_id: &str, status: &pb::SessionStatus) -> bool {
+    !speaker_id.is_empty() && !status.links.iter().any(|l| l.speaker_id == speaker_id)
+}
+
 impl Client {
     /// Follows the status of a conference (or one room), reconnecting with backoff. A watcher
-    /// of one room checks each status with [`left_room`].
+    /// of one room checks each status with [`left_room`]; a speaker's, with [`taken_off`].
     pub fn watch_status(
         &self,
         conference_id: &str,
@@ -104,5 +112,25 @@ mod tests {
         // A watcher of every room has every session.
         assert!(!left_room("", &in_room("breakout")));
         assert!(!left_room("  ", &in_room("breakout")));
+    }
+
+    #[test]
+    fn a_status_without_the_speakers_link_took_them_off() {
+        let with = |speakers: &[&str]| pb::SessionStatus {
+            session_id: "keynote".into(),
+            links: speakers
+                .iter()
+                .map(|s| pb::SpeakerLink {
+                    speaker_id: (*s).into(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        assert!(!taken_off("sokha", &with(&["sokha", "sarah"])));
+        assert!(taken_off("sokha", &with(&["sarah"])));
+        assert!(taken_off("sokha", &with(&[])));
+        // Staff watchers are never taken off.
+        assert!(!taken_off("", &with(&[])));
     }
 }

@@ -182,6 +182,15 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
         .unwrap();
     let watch_hers = |from_position| watch(&hers, "", from_position);
     let mut her_status = watch_hers(0).await;
+    // So is her `podium status watch`, in lines and in JSON.
+    let her_cli = |json: bool| {
+        let mut args = vec!["-c", CONFERENCE, "status", "watch"];
+        args.extend(json.then_some("--json"));
+        cli_lines(&show.server, &sokha_token, &args).unwrap()
+    };
+    let (mut her_lines, mut her_json) = (her_cli(false), her_cli(true));
+    her_lines.find(&keynote.id).await.unwrap();
+    her_json.find(&keynote.id).await.unwrap();
     let her_first = her_status.next().await.unwrap().unwrap();
     let her_sessions = snapshot(her_first.clone());
     assert!(her_sessions.iter().any(|s| s.session_id == keynote.id));
@@ -294,6 +303,17 @@ async fn an_organiser_moves_a_session_replaces_its_speaker_and_the_change_holds_
             ..Default::default()
         }
     );
+    let line = her_lines.find("no longer speak").await.unwrap();
+    assert!(line.contains(&keynote.id), "{line}");
+    assert!(
+        line.ends_with("you no longer speak in this session"),
+        "{line}"
+    );
+    let off: serde_json::Value =
+        serde_json::from_str(&her_json.find("takenOff").await.unwrap()).unwrap();
+    assert_eq!(off["sessionId"], keynote.id.as_str(), "{off}");
+    assert_eq!(off["takenOff"], true, "{off}");
+    drop((her_lines, her_json));
     let taken_off = "You no longer speak in this session";
     http::read_until(&mut page, taken_off).await.unwrap();
     let mut reconnected = her_page(live(), her_first.position.to_string()).await;
