@@ -180,8 +180,9 @@ impl AgendaStore {
         decide: impl Fn(&Agenda) -> Result<AgendaEvent, AgendaError>,
     ) -> Result<u64, AgendaError> {
         let stream = agenda_stream(conference_id);
+        let mut caught_up = false;
         for _ in 0..MAX_ATTEMPTS {
-            let (event, expected) = {
+            let (decided, expected) = {
                 let model = self.model.read();
                 if let Some(position) = model.0.applied_request(conference_id, &request_id) {
                     return Ok(position);
@@ -193,7 +194,17 @@ impl AgendaStore {
                     .map_or(ExpectedVersion::NoStream, |c| {
                         ExpectedVersion::Exact(c.version)
                     });
-                (decide(&model.0)?, expected)
+                (decide(&model.0), expected)
+            };
+            let event = match decided {
+                // A revision this model has not seen yet, or this very request written and
+                // its answer lost, on a node behind the log: decide again once caught up.
+                Err(AgendaError::Changed(_)) if !caught_up => {
+                    caught_up = true;
+                    self.catch_up().await?;
+                    continue;
+                }
+                decided => decided?,
             };
             match self
                 .log
@@ -204,17 +215,21 @@ impl AgendaStore {
                     self.model.wait_for(outcome.last_position).await?;
                     return Ok(outcome.last_position);
                 }
-                Err(EventLogError::Conflict { .. }) => {
-                    // Someone else wrote first: catch up with the log and decide again.
-                    let head = self.log.head();
-                    if head > 0 {
-                        self.model.wait_for(head - 1).await?;
-                    }
-                }
+                // Someone else wrote first: catch up with the log and decide again.
+                Err(EventLogError::Conflict { .. }) => self.catch_up().await?,
                 Err(error) => return Err(error.into()),
             }
         }
         Err(AgendaError::Contended(conference_id.to_owned()))
+    }
+
+    /// Waits until the read model has applied every event in the log now.
+    async fn catch_up(&self) -> Result<(), AgendaError> {
+        let head = self.log.head();
+        if head > 0 {
+            self.model.wait_for(head - 1).await?;
+        }
+        Ok(())
     }
 
     /// Whether the write under `request_id` to `conference_id` is already in the agenda: a

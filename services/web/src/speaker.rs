@@ -103,20 +103,28 @@ async fn sessions(
     speaker_id: &str,
     with_state: bool,
 ) -> Result<(Vec<SpeakerSession>, u64), tonic::Status> {
+    // The live state is read before the sessions: a session the speaker is taken off after
+    // it is read is either not listed or told so by the page's stream, which follows on from
+    // this position.
+    let statuses = match with_state {
+        true => Some(speaker_live::now(web, visitor, conference_id).await),
+        false => None,
+    };
     let (conference, listed) =
         conference_and_sessions(web, visitor, conference_id, speaker_id).await?;
-    let (report, (position, mut live)) = if with_state {
-        // The sessions do not need the report: without it, no pre-flight shows.
-        let report = preflight(web, visitor, conference_id)
-            .await
-            .inspect_err(|status| tracing::warn!(%status, "speaker page without pre-flight"))
-            .ok()
-            .flatten();
-        let names = Names::of(&conference);
-        let live = speaker_live::now(web, visitor, conference_id, speaker_id, &names).await;
-        (report, live)
-    } else {
-        (None, Default::default())
+    let (report, position, mut live) = match statuses {
+        Some((position, statuses)) => {
+            // The sessions do not need the report: without it, no pre-flight shows.
+            let report = preflight(web, visitor, conference_id)
+                .await
+                .inspect_err(|status| tracing::warn!(%status, "speaker page without pre-flight"))
+                .ok()
+                .flatten();
+            let names = Names::of(&conference);
+            let live = speaker_live::views(visitor.text(), &names, &statuses, speaker_id);
+            (report, position, live)
+        }
+        None => (None, 0, Default::default()),
     };
     let sessions = listed
         .iter()
@@ -310,8 +318,9 @@ fn ics(session: &SpeakerSession, conference_id: &str, now: DateTime<Utc>) -> Str
         "BEGIN:VEVENT".to_owned(),
         format!("UID:{}.{conference_id}@podium", session.id),
         format!("DTSTAMP:{}", stamp(now)),
-        // A calendar that has the event replaces it only with a higher SEQUENCE (RFC 5545,
-        // 3.8.7.4): a session moved since the speaker first added it is moved there too.
+        // The session's revision, which every change raises: a calendar that has the event
+        // takes a copy with a higher SEQUENCE as the newer one (RFC 5546, 2.1.5), so a session
+        // moved since the speaker first added it is moved there too.
         format!("SEQUENCE:{}", session.revision),
         format!("DTSTART:{}", session.start.map(stamp).unwrap_or_default()),
         format!("DTEND:{}", session.end.map(stamp).unwrap_or_default()),

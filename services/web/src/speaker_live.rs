@@ -74,31 +74,34 @@ pub struct LiveFragment<'a> {
     pub view: &'a LiveView,
 }
 
-/// The live state of every session of the speaker's, by session id, and the position it
-/// reflects (the page's stream follows on from it); empty where this node does not run the
-/// status service or it cannot answer (the page shows the rest).
+/// The status of every session of the speaker's, by session id, and the position it reflects
+/// (the page's stream follows on from it); empty where this node does not run the status
+/// service or it cannot answer (the page shows the rest).
 pub async fn now(
     web: &Web,
     visitor: &Visitor,
     conference_id: &str,
-    speaker_id: &str,
-    names: &Names,
-) -> (u64, BTreeMap<String, LiveView>) {
+) -> (u64, BTreeMap<String, pb::SessionStatus>) {
     if web.services.stage.is_none() {
         return Default::default();
     }
-    let (position, statuses) = crate::board::snapshot(web, visitor, conference_id)
+    crate::board::snapshot(web, visitor, conference_id)
         .await
         .inspect_err(|status| tracing::warn!(%status, "speaker page without live state"))
-        .unwrap_or_default();
-    let views = statuses
-        .values()
-        .map(|s| {
-            let view = LiveView::of(visitor.text(), names, s, speaker_id);
-            (s.session_id.clone(), view)
-        })
-        .collect();
-    (position, views)
+        .unwrap_or_default()
+}
+
+/// Each status's live part, for speaker `speaker_id`, by session id.
+pub fn views(
+    t: &Text,
+    names: &Names,
+    statuses: &BTreeMap<String, pb::SessionStatus>,
+    speaker_id: &str,
+) -> BTreeMap<String, LiveView> {
+    statuses
+        .iter()
+        .map(|(id, s)| (id.clone(), LiveView::of(t, names, s, speaker_id)))
+        .collect()
 }
 
 /// The query of `GET /live/speaker`.

@@ -410,6 +410,16 @@ pub fn reschedule_session(
     expected: Option<u32>,
 ) -> Result<AgendaEvent, AgendaError> {
     let revision = conference.session(&session.id)?.revision;
+    // Its room, speakers and times are the live status's now (its on-air speaker, its
+    // recording's offset, the room's playout), and an ended session is history: no re-read
+    // would help.
+    if let Some(&ended) = conference.under_way.get(&session.id) {
+        let now = if ended { "has ended" } else { "is live" };
+        return Err(AgendaError::UnderWay(format!(
+            "session {} {now}: a session can be changed only before a moderator takes it live",
+            session.id
+        )));
+    }
     if let Some(expected) = expected.filter(|&e| e != revision) {
         return Err(AgendaError::Changed(format!(
             "session {} was changed since revision {expected} (it is at revision {revision}): \
@@ -418,15 +428,6 @@ pub fn reschedule_session(
         )));
     }
     session.revision = revision + 1;
-    // Its room, speakers and times are the live status's now (its on-air speaker, its
-    // recording's offset, the room's playout), and an ended session is history.
-    if let Some(&ended) = conference.under_way.get(&session.id) {
-        let now = if ended { "has ended" } else { "is live" };
-        return Err(AgendaError::UnderWay(format!(
-            "session {} {now}: a session can be changed only before a moderator takes it live",
-            session.id
-        )));
-    }
     place_session(conference, session)
 }
 
