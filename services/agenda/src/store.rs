@@ -223,13 +223,10 @@ impl AgendaStore {
         Err(AgendaError::Contended(conference_id.to_owned()))
     }
 
-    /// Waits until the read model has applied every event in the log now.
+    /// Waits until the read model has applied every event in the log now (on a cluster,
+    /// those other nodes appended too).
     async fn catch_up(&self) -> Result<(), AgendaError> {
-        let head = self.log.head();
-        if head > 0 {
-            self.model.wait_for(head - 1).await?;
-        }
-        Ok(())
+        Ok(self.model.catch_up().await?)
     }
 
     /// Whether the write under `request_id` to `conference_id` is already in the agenda: a

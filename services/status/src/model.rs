@@ -6,7 +6,7 @@
 //! It decodes through [`crate::codec`] and is read by [`crate::engine`] and the services; it
 //! imports neither of the latter.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -89,9 +89,17 @@ pub struct ConferenceFacts {
     /// Per room, the program output its playout bridge last reported.
     #[serde(with = "protobuf_values")]
     pub outputs: BTreeMap<String, pb::ProgramOutput>,
+    /// The conference's rooms, with sessions or not: a bridge or watcher of a room whose
+    /// sessions are yet to be scheduled, or have all moved away, is not refused.
+    pub rooms: BTreeSet<String>,
 }
 
 impl ConferenceFacts {
+    /// Whether `room_id` is one of the conference's rooms.
+    pub fn has_room(&self, room_id: &str) -> bool {
+        self.rooms.contains(room_id)
+    }
+
     /// The room's program output, as the status of `session_id` shows it: on the session whose
     /// decision the bridge carried out, and on the room's live session.
     pub fn output_of(&self, session_id: &str) -> Option<&pb::ProgramOutput> {
@@ -165,6 +173,7 @@ pub struct StatusModel {
 pub fn status_model_event_types() -> Vec<String> {
     vec![
         pb::ConferenceCreated::full_name(),
+        pb::RoomAdded::full_name(),
         pb::SpeakerAdded::full_name(),
         pb::SessionScheduled::full_name(),
         pb::RecordingRegistered::full_name(),
@@ -215,8 +224,16 @@ impl StatusModel {
                     live: BTreeMap::new(),
                     changed: BTreeMap::new(),
                     outputs: BTreeMap::new(),
+                    rooms: BTreeSet::new(),
                 },
             );
+            return Ok(());
+        }
+        if event.is::<pb::RoomAdded>() {
+            let r = event.decode::<pb::RoomAdded>().map_err(e)?;
+            if let Some(c) = self.conferences.get_mut(&r.conference_id) {
+                c.rooms.insert(r.room_id);
+            }
             return Ok(());
         }
         if event.is::<pb::PersonErased>() {
@@ -417,8 +434,9 @@ impl StatusModel {
 impl Snapshot for StatusModel {
     // 2: rooms' program outputs. 3: deleted recordings, links' figures_at. 4: alerts' speaker.
     // 5: the rooms a session left (snapshots are postcard: a field added shifts every later
-    // one, so each addition is a new version). 6: the speakers taken off a session.
-    const VERSION: u32 = 6;
+    // one, so each addition is a new version). 6: the speakers taken off a session. 7: the
+    // conference's rooms.
+    const VERSION: u32 = 7;
 
     fn save(&self) -> Result<Vec<u8>, SnapshotError> {
         snapshot::encode(self)

@@ -181,16 +181,17 @@ impl Inner {
         self.model
             .catch_up_unless(|m| {
                 m.conference(&conference_id)
-                    .is_some_and(|c| c.sessions.values().any(|s| s.room_id == room_id))
+                    .is_some_and(|c| c.has_room(&room_id))
             })
             .await?;
         let model = self.model.read();
         let conference = model
             .conference(&conference_id)
             .ok_or_else(|| Status::not_found(format!("conference {conference_id} not found")))?;
-        if !conference.sessions.values().any(|s| s.room_id == room_id) {
+        // A room with no sessions yet, or none left, still has its bridge.
+        if !conference.has_room(&room_id) {
             return Err(Status::not_found(format!(
-                "room {room_id} has no session in conference {conference_id}"
+                "room {room_id} not found in conference {conference_id}"
             )));
         }
         Ok((conference_id, room_id))

@@ -270,15 +270,21 @@ impl Stage for StageService {
         let room = r.room_id.trim().to_owned();
         // The first watcher of a conference starts its publisher; NOT_FOUND if there is none.
         let mut published = self.publishers.subscribe(&conference_id)?;
+        // A room with no sessions yet, or none left, is still a room: its bridge watches it.
+        let known = |m: &StatusModel| {
+            m.conference(&conference_id)
+                .is_some_and(|c| c.has_room(&room))
+        };
+        if !room.is_empty() {
+            self.model.catch_up_unless(known).await?;
+        }
+        if !room.is_empty() && !known(&self.model.read()) {
+            return Err(Status::not_found(format!(
+                "room {room} not found in conference {conference_id}"
+            )));
+        }
         let (position, snapshot) = {
             let p = published.borrow_and_update();
-            // A room that only lost sessions is still a room: a bridge resuming there after its
-            // last session moved away is told so, not refused.
-            if !room.is_empty() && !p.sessions.values().any(|e| e.concerns(&room, None, 1)) {
-                return Err(Status::not_found(format!(
-                    "room {room} has no sessions in conference {conference_id}"
-                )));
-            }
             let mut sessions: Vec<_> = p
                 .sessions
                 .iter()
