@@ -24,6 +24,7 @@ mod recording;
 mod session_change;
 mod settings;
 mod stage;
+mod status_watch;
 
 use clap::Parser;
 
@@ -88,7 +89,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Join(args) => access::join(&ctx, args).await,
         Command::Whoami => access::whoami(&ctx).await,
         Command::Events(cmd) => events::run(&ctx, cmd).await,
-        Command::Status(cmd) => stage::watch(&ctx, cmd).await,
+        Command::Status(cmd) => status_watch::watch(&ctx, cmd).await,
         Command::Switch(args) => stage::switch(&ctx, args).await,
         Command::Pin { session } => stage::pin(&ctx, session, true).await,
         Command::Unpin { session } => stage::pin(&ctx, session, false).await,

@@ -1,20 +1,16 @@
-//! The show on the day: starting and ending sessions, switching and pinning the source, the live
-//! status board, the pre-flight report, and the speaker agent (`podium speaker connect`).
+//! The show on the day: starting and ending sessions, switching and pinning the source, the
+//! pre-flight report, and the speaker agent (`podium speaker connect`); the live status board is
+//! `status_watch.rs`, with the names and texts it shares from here.
 
-use std::{
-    collections::BTreeMap,
-    io::{IsTerminal, Write},
-    path::PathBuf,
-    sync::Arc,
-};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 
 use anyhow::{Context as _, anyhow};
 use clap::{Args, Subcommand, ValueEnum};
 use futures::StreamExt;
 use podium_client::{
-    Client, StatusUpdate,
+    Client,
     agent::{AgentConfig, AgentEvent, run_agent},
-    left_room, pb, taken_off,
+    pb,
 };
 
 use crate::{
@@ -104,13 +100,13 @@ fn print_status(s: &pb::SessionStatus, names: &Names) {
 
 /// Speaker and room names for people.
 #[derive(Default)]
-struct Names {
+pub(crate) struct Names {
     speakers: BTreeMap<String, String>,
-    rooms: BTreeMap<String, String>,
+    pub(crate) rooms: BTreeMap<String, String>,
 }
 
 impl Names {
-    async fn load(ctx: &Ctx, conference_id: &str) -> Names {
+    pub(crate) async fn load(ctx: &Ctx, conference_id: &str) -> Names {
         let Ok(conference) = ctx.fetch_conference(conference_id).await else {
             return Names::default();
         };
@@ -136,7 +132,7 @@ impl Names {
     }
 }
 
-fn state(state: i32) -> &'static str {
+pub(crate) fn state(state: i32) -> &'static str {
     match pb::SessionState::try_from(state) {
         Ok(pb::SessionState::Live) => "LIVE",
         Ok(pb::SessionState::Ended) => "ended",
@@ -144,7 +140,7 @@ fn state(state: i32) -> &'static str {
     }
 }
 
-fn on_air(source: Option<&pb::Source>, names: &Names) -> String {
+pub(crate) fn on_air(source: Option<&pb::Source>, names: &Names) -> String {
     let Some(source) = source else {
         return "-".into();
     };
@@ -168,7 +164,7 @@ fn on_air(source: Option<&pb::Source>, names: &Names) -> String {
 }
 
 /// What the room's program output really shows, beside what podium decided ("On air").
-fn program_text(status: &pb::SessionStatus) -> String {
+pub(crate) fn program_text(status: &pb::SessionStatus) -> String {
     let Some(o) = &status.output else {
         return "-".into();
     };
@@ -213,7 +209,7 @@ fn program_text(status: &pb::SessionStatus) -> String {
     lines.join("\n")
 }
 
-fn link_text(link: &pb::SpeakerLink, names: &Names) -> String {
+pub(crate) fn link_text(link: &pb::SpeakerLink, names: &Names) -> String {
     let state = match pb::LinkState::try_from(link.state) {
         Ok(pb::LinkState::Healthy) => "healthy",
         Ok(pb::LinkState::Poor) => "POOR",
@@ -327,155 +323,6 @@ pub async fn pin(ctx: &Ctx, session: String, pinned: bool) -> anyhow::Result<()>
     })
     .await?;
     show(ctx, &conference_id, status).await
-}
-
-pub async fn watch(ctx: &Ctx, cmd: StatusCmd) -> anyhow::Result<()> {
-    let StatusCmd::Watch { room } = cmd;
-    let conference_id = ctx.conference().await?;
-    let names = Names::load(ctx, &conference_id).await;
-    // A speaker's token watches their own sessions only, and is told when taken off one.
-    let speaker_id = ctx
-        .client
-        .access()
-        .who_am_i(pb::WhoAmIRequest {})
-        .await?
-        .into_inner()
-        .principal
-        .map(|p| p.speaker_id)
-        .unwrap_or_default();
-    let board = std::io::stdout().is_terminal() && !ctx.out.json;
-    let updates = ctx
-        .client
-        .watch_status(&conference_id, room.as_deref().unwrap_or_default());
-    futures::pin_mut!(updates);
-    let mut sessions: BTreeMap<String, pb::SessionStatus> = BTreeMap::new();
-    let mut stdout = std::io::stdout().lock();
-    while let Some(update) = updates.next().await {
-        let (position, changed) = match update? {
-            StatusUpdate::Snapshot {
-                position,
-                sessions: list,
-            } => (position, list),
-            StatusUpdate::Changed { position, session } => (position, vec![*session]),
-        };
-        // A session moved to another room is sent once more to its old room's watchers, and
-        // one a speaker was taken off to that speaker's.
-        let left = |s: &pb::SessionStatus| left_room(room.as_deref().unwrap_or_default(), s);
-        let off = |s: &pb::SessionStatus| taken_off(&speaker_id, s);
-        for session in &changed {
-            match left(session) || off(session) {
-                true => sessions.remove(&session.session_id),
-                false => sessions.insert(session.session_id.clone(), session.clone()),
-            };
-        }
-        let written = if ctx.out.json {
-            changed.iter().try_for_each(|s| {
-                let mut json = podium_client::message_to_json(s);
-                if let Some(o) = json.as_object_mut() {
-                    o.insert("position".into(), position.into());
-                    if left(s) {
-                        o.insert("leftRoom".into(), true.into());
-                    }
-                    if off(s) {
-                        o.insert("takenOff".into(), true.into());
-                    }
-                }
-                writeln!(stdout, "{json}")
-            })
-        } else if board {
-            // Redraw in place: clear the screen, then the whole board.
-            write!(
-                stdout,
-                "\x1b[2J\x1b[H{}\n(position {position}; Ctrl-C stops)\n",
-                board_table(&sessions, &names)
-            )
-        } else {
-            changed.iter().try_for_each(|s| {
-                if left(s) {
-                    let now_in = names.rooms.get(&s.room_id).unwrap_or(&s.room_id);
-                    return writeln!(
-                        stdout,
-                        "#{position} {} left this room: now in {now_in}",
-                        s.session_id
-                    );
-                }
-                if off(s) {
-                    return writeln!(
-                        stdout,
-                        "#{position} {} ({}): you no longer speak in this session",
-                        s.session_id, s.title
-                    );
-                }
-                let links: Vec<String> = s.links.iter().map(|l| link_text(l, &names)).collect();
-                writeln!(
-                    stdout,
-                    "#{position} {} [{}] {}: {} | program: {} | {}",
-                    s.session_id,
-                    state(s.state),
-                    s.title,
-                    on_air(s.source.as_ref(), &names),
-                    program_text(s).replace('\n', "; "),
-                    links.join("; ")
-                )
-            })
-        };
-        match written.and_then(|()| stdout.flush()) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
-fn board_table(
-    sessions: &BTreeMap<String, pb::SessionStatus>,
-    names: &Names,
-) -> comfy_table::Table {
-    let mut t = table(&[
-        "Room",
-        "Session",
-        "State",
-        "On air (decided)",
-        "Program (OBS)",
-        "Links",
-        "Alert",
-    ]);
-    let mut rows: Vec<&pb::SessionStatus> = sessions.values().collect();
-    rows.sort_by_key(|s| {
-        (
-            s.room_id.clone(),
-            s.state != pb::SessionState::Live as i32,
-            s.session_id.clone(),
-        )
-    });
-    for s in rows {
-        t.add_row(vec![
-            names
-                .rooms
-                .get(&s.room_id)
-                .cloned()
-                .unwrap_or_else(|| s.room_id.clone()),
-            format!("{}\n{}", s.title, s.session_id),
-            format!(
-                "{}{}",
-                state(s.state),
-                if s.pinned { " (pinned)" } else { "" }
-            ),
-            on_air(s.source.as_ref(), names),
-            program_text(s),
-            s.links
-                .iter()
-                .map(|l| link_text(l, names))
-                .collect::<Vec<_>>()
-                .join("\n"),
-            s.alerts
-                .last()
-                .map(|a| a.message.clone())
-                .unwrap_or_default(),
-        ]);
-    }
-    t
 }
 
 pub async fn preflight(ctx: &Ctx, args: PreflightArgs) -> anyhow::Result<()> {

@@ -171,8 +171,10 @@ impl AgendaStore {
 
     /// Decides `decide` against the current agenda of `conference_id` and appends its event
     /// under `request_id`. A request already applied is answered with its original position;
-    /// a lost race is decided again on the newer state. Returns the event's log position, once
-    /// the read model has applied it.
+    /// a lost race is decided again on the newer state, and so, once, is a refusal for a
+    /// session's revision (this node's model may be behind the revision the client read, or
+    /// behind this very request's first attempt). Returns the event's log position, once the
+    /// read model has applied it.
     pub async fn execute(
         &self,
         conference_id: &str,

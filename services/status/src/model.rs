@@ -516,3 +516,51 @@ impl Projection for StatusModel {
         self.position = event.position + 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    fn event<M: Message + Name>(position: u64, message: &M) -> RecordedEvent {
+        RecordedEvent {
+            id: uuid::Uuid::now_v7(),
+            stream: "conference/odc2024/agenda".into(),
+            stream_version: position,
+            position,
+            event_type: M::full_name(),
+            payload: message.encode_to_vec(),
+            recorded_at: std::time::SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn a_room_is_known_without_sessions_and_after_a_snapshot() {
+        let mut model = StatusModel::default();
+        model.apply(&event(
+            0,
+            &pb::ConferenceCreated {
+                conference_id: "odc2024".into(),
+                time_zone: "Asia/Phnom_Penh".into(),
+                ..Default::default()
+            },
+        ));
+        model.apply(&event(
+            1,
+            &pb::RoomAdded {
+                conference_id: "odc2024".into(),
+                room_id: "room-hall".into(),
+                name: "Main hall".into(),
+                capacity: 300,
+            },
+        ));
+        let known = |m: &StatusModel, room: &str| m.conference("odc2024").unwrap().has_room(room);
+        assert!(known(&model, "room-hall"));
+        assert!(!known(&model, "room-nowhere"));
+        let mut restored = StatusModel::default();
+        restored.restore(&model.save().unwrap()).unwrap();
+        assert!(known(&restored, "room-hall"));
+        assert!(status_model_event_types().contains(&pb::RoomAdded::full_name()));
+    }
+}

@@ -158,8 +158,8 @@ impl Inner {
         }
     }
 
-    /// The conference and room of a report, once the caller may report for it and the room
-    /// has sessions.
+    /// The conference and room of a report, once the caller may report for it and the room is
+    /// one of the conference's (with sessions or not).
     async fn check(
         &self,
         principal: &podium_access::Principal,

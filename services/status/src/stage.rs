@@ -268,16 +268,15 @@ impl Stage for StageService {
         let conference_id = r.conference_id.trim().to_owned();
         let speaker = staff_or_speaker(&principal, &conference_id, "watch the status")?;
         let room = r.room_id.trim().to_owned();
-        // The first watcher of a conference starts its publisher; NOT_FOUND if there is none.
-        let mut published = self.publishers.subscribe(&conference_id)?;
-        // A room with no sessions yet, or none left, is still a room: its bridge watches it.
+        // A conference or room created through another node a moment ago is waited for. A room
+        // with no sessions yet, or none left, is still a room: its bridge watches it.
         let known = |m: &StatusModel| {
             m.conference(&conference_id)
-                .is_some_and(|c| c.has_room(&room))
+                .is_some_and(|c| room.is_empty() || c.has_room(&room))
         };
-        if !room.is_empty() {
-            self.model.catch_up_unless(known).await?;
-        }
+        self.model.catch_up_unless(known).await?;
+        // The first watcher of a conference starts its publisher; NOT_FOUND if there is none.
+        let mut published = self.publishers.subscribe(&conference_id)?;
         if !room.is_empty() && !known(&self.model.read()) {
             return Err(Status::not_found(format!(
                 "room {room} not found in conference {conference_id}"
