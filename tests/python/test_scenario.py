@@ -321,26 +321,43 @@ def test_a_conference_from_setup_to_failover_through_python_grpc(pb, podiumd):
             assert session.failover.failover_after_ms == FAILOVER_AFTER_MS, session
 
         with step("the organiser gives the session ten more minutes"):
-            # UpdateSession replaces every fact: the session's own, with a later end.
-            session = agenda.UpdateSession(
-                pb.UpdateSessionRequest(
+            # UpdateSession replaces every fact: the session's own, with a later end, made to
+            # the revision read, so that another organiser's change meanwhile is not overwritten.
+            def longer(read, minutes):
+                return pb.UpdateSessionRequest(
                     request_id=request_id(),
                     conference_id=CONFERENCE,
-                    session_id=session.id,
-                    title=session.title,
-                    kind=session.kind,
-                    start=session.start.utc,
-                    end=Timestamp(seconds=session.end.utc.seconds + 10 * 60),
-                    room_id=session.room_id,
-                    speaker_ids=[s.speaker_id for s in session.speakers if not s.backup],
-                    backup_speaker_ids=[s.speaker_id for s in session.speakers if s.backup],
-                    failover=session.failover,
-                ),
-                metadata=organiser,
-            ).session
+                    session_id=read.id,
+                    title=read.title,
+                    kind=read.kind,
+                    start=read.start.utc,
+                    end=Timestamp(seconds=read.end.utc.seconds + minutes * 60),
+                    room_id=read.room_id,
+                    speaker_ids=[s.speaker_id for s in read.speakers if not s.backup],
+                    backup_speaker_ids=[s.speaker_id for s in read.speakers if s.backup],
+                    failover=read.failover,
+                    expected_revision=read.revision,
+                )
+
+            read = session
+            assert read.revision == 0, read
+            session = agenda.UpdateSession(longer(read, 10), metadata=organiser).session
+            assert session.revision == 1, session
             assert session.end.utc.seconds == now + 50 * 60, session
             assert [s.speaker_id for s in session.speakers] == [speaker.id], session
             assert session.failover.failover_after_ms == FAILOVER_AFTER_MS, session
+            # A second change made to the session as first read is refused, and changes nothing.
+            try:
+                agenda.UpdateSession(longer(read, 20), metadata=organiser)
+                raise AssertionError("a change to an old revision overwrote the newer one")
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.ABORTED, error
+                assert "changed since revision 0" in error.details(), error
+            again = agenda.GetSession(
+                pb.GetSessionRequest(conference_id=CONFERENCE, session_id=session.id),
+                metadata=organiser,
+            ).session
+            assert (again.revision, again.end.utc.seconds) == (1, now + 50 * 60), again
 
         with step("the organiser uploads the speaker's pre-recorded talk"):
             video = forty_minute_talk()
