@@ -18,6 +18,7 @@ mod health;
 mod limits;
 mod listener;
 pub mod log_store;
+pub mod malloc;
 pub mod metrics;
 mod positions;
 mod privacy;

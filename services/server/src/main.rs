@@ -9,8 +9,16 @@ use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
 use podium_server::{Command, Config, LogFormat, Podium, backup};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Before the runtime's threads: podiumd may start itself again here.
+    podium_server::malloc::settle();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let matches = Config::command().get_matches();
     let config = Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if config.print_config {
